@@ -11,6 +11,7 @@
 //! - the video path: the latest-frame [`Mailbox`];
 //! - fan-out to several consumers sharing one buffer: [`FanOut`], with bounded drop-oldest
 //!   [`FrameQueue`]s;
+//! - [`analysis`]: RMS, peak, dBFS, envelopes, waveform history, spectrum, speaking indicator;
 //! - metrics: counters on every component and an [`AgeHistogram`] of frame age at consumption,
 //!   summarised into serde structs for overlays and JSON.
 //!
@@ -56,6 +57,7 @@
 //! read.
 #![deny(missing_docs)]
 
+pub mod analysis;
 mod audio;
 mod error;
 mod metrics;
