@@ -328,12 +328,12 @@ where
             return;
         }
         let frame_no = self.report.frames_rendered;
+        let mut suboptimal = false;
         let texture = match r.surface.get_current_texture() {
             wgpu::CurrentSurfaceTexture::Success(t) => t,
             wgpu::CurrentSurfaceTexture::Suboptimal(t) => {
-                // Draw this one, reconfigure for the next.
-                r.surface.configure(&r.gpu.device, &r.config);
-                self.report.reconfigures += 1;
+                // Draw and present this one, reconfigure for the next.
+                suboptimal = true;
                 t
             }
             wgpu::CurrentSurfaceTexture::Timeout | wgpu::CurrentSurfaceTexture::Occluded => {
@@ -374,6 +374,10 @@ where
         r.window.pre_present_notify();
         r.gpu.queue.present(texture);
         self.report.frames_rendered += 1;
+        if suboptimal {
+            r.surface.configure(&r.gpu.device, &r.config);
+            self.report.reconfigures += 1;
+        }
         match shot {
             Ok(Some(path)) => self.report.screenshot = Some(path),
             Ok(None) => {}
