@@ -195,6 +195,24 @@ pub struct NewRoom {
     pub metadata: String,
 }
 
+/// An HTTP client on rustls with the ring provider (the one livekit-api's own client uses, so
+/// the process never holds two providers without a default).
+fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = reqwest::Client::builder().timeout(timeout);
+    let builder = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => {
+            builder.tls_backend_preconfigured(b.with_root_certificates(roots).with_no_client_auth())
+        }
+        Err(_) => builder,
+    };
+    builder.build()
+}
+
 /// Reliability of a data packet sent with [`RoomAdmin::send_data`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DataKind {
@@ -209,6 +227,8 @@ pub enum DataKind {
 pub struct RoomAdmin {
     client: RoomClient,
     url: String,
+    keys: Keys,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for RoomAdmin {
@@ -229,6 +249,69 @@ impl RoomAdmin {
         Self {
             client,
             url: url.to_owned(),
+            keys: keys.clone(),
+            timeout,
+        }
+    }
+
+    /// `livekit-api` drops the HTTP status of a non-twirp answer (the server's 401 for a bad key
+    /// or secret is plain text). Ask once more, directly, to report the server's own words.
+    async fn explain_rejection(&self, operation: String, detail: String) -> AdminError {
+        let http = self
+            .url
+            .replacen("wss://", "https://", 1)
+            .replacen("ws://", "http://", 1);
+        let endpoint = format!(
+            "{}/twirp/livekit.RoomService/ListRooms",
+            http.trim_end_matches('/')
+        );
+        let token = wavecast_token::TokenBuilder::new("")
+            .preset(wavecast_token::Preset::Admin)
+            .ttl(Duration::from_secs(60))
+            .mint(&self.keys);
+        let (Ok(token), Ok(client)) = (token, http_client(self.timeout)) else {
+            return AdminError::Protocol { operation, detail };
+        };
+        let answer = client
+            .post(&endpoint)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await;
+        match answer {
+            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
+                let code = r.status().to_string();
+                let body = r.text().await.unwrap_or_default();
+                // The server echoes the token; keep only its reason.
+                let message = body
+                    .rsplit("error: ")
+                    .next()
+                    .unwrap_or(&body)
+                    .trim()
+                    .to_owned();
+                AdminError::PermissionDenied {
+                    operation,
+                    code,
+                    message,
+                }
+            }
+            _ => AdminError::Protocol { operation, detail },
+        }
+    }
+
+    /// Map a client result to ours, naming the operation.
+    async fn checked<T>(
+        &self,
+        operation: impl FnOnce() -> String,
+        result: Result<T, ServiceError>,
+    ) -> Result<T, AdminError> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(ServiceError::Twirp(ServerError::Request(e))) if e.is_decode() => {
+                Err(self.explain_rejection(operation(), e.to_string()).await)
+            }
+            Err(e) => Err(self.map_err(operation(), e)),
         }
     }
 
@@ -279,28 +362,31 @@ impl RoomAdmin {
             metadata: opts.metadata,
             ..Default::default()
         };
-        self.client
-            .create_room(name, options)
-            .await
-            .map(Room::from)
-            .map_err(|e| self.map_err(format!("create room {name:?}"), e))
+        self.checked(
+            || format!("create room {name:?}"),
+            self.client.create_room(name, options).await,
+        )
+        .await
+        .map(Room::from)
     }
 
     /// List rooms (all when `names` is empty).
     pub async fn list_rooms(&self, names: &[String]) -> Result<Vec<Room>, AdminError> {
-        self.client
-            .list_rooms(names.to_vec())
-            .await
-            .map(|rooms| rooms.into_iter().map(Room::from).collect())
-            .map_err(|e| self.map_err("list rooms".into(), e))
+        self.checked(
+            || "list rooms".into(),
+            self.client.list_rooms(names.to_vec()).await,
+        )
+        .await
+        .map(|rooms| rooms.into_iter().map(Room::from).collect())
     }
 
     /// Delete a room, disconnecting everyone in it.
     pub async fn delete_room(&self, name: &str) -> Result<(), AdminError> {
-        self.client
-            .delete_room(name)
-            .await
-            .map_err(|e| self.map_err(format!("delete room {name:?}"), e))
+        self.checked(
+            || format!("delete room {name:?}"),
+            self.client.delete_room(name).await,
+        )
+        .await
     }
 
     /// Replace a room's metadata.
@@ -309,20 +395,22 @@ impl RoomAdmin {
         room: &str,
         metadata: &str,
     ) -> Result<Room, AdminError> {
-        self.client
-            .update_room_metadata(room, metadata)
-            .await
-            .map(Room::from)
-            .map_err(|e| self.map_err(format!("update metadata of room {room:?}"), e))
+        self.checked(
+            || format!("update metadata of room {room:?}"),
+            self.client.update_room_metadata(room, metadata).await,
+        )
+        .await
+        .map(Room::from)
     }
 
     /// Participants in a room.
     pub async fn list_participants(&self, room: &str) -> Result<Vec<Participant>, AdminError> {
-        self.client
-            .list_participants(room)
-            .await
-            .map(|ps| ps.into_iter().map(Participant::from).collect())
-            .map_err(|e| self.map_err(format!("list participants of room {room:?}"), e))
+        self.checked(
+            || format!("list participants of room {room:?}"),
+            self.client.list_participants(room).await,
+        )
+        .await
+        .map(|ps| ps.into_iter().map(Participant::from).collect())
     }
 
     /// One participant.
@@ -331,24 +419,19 @@ impl RoomAdmin {
         room: &str,
         identity: &str,
     ) -> Result<Participant, AdminError> {
-        self.client
-            .get_participant(room, identity)
-            .await
-            .map(Participant::from)
-            .map_err(|e| self.map_err(format!("get participant {identity:?} in room {room:?}"), e))
+        self.checked(
+            || format!("get participant {identity:?} in room {room:?}"),
+            self.client.get_participant(room, identity).await,
+        )
+        .await
+        .map(Participant::from)
     }
 
     /// Disconnect a participant.
     pub async fn remove_participant(&self, room: &str, identity: &str) -> Result<(), AdminError> {
-        self.client
-            .remove_participant(room, identity)
+        let op = || format!("remove participant {identity:?} from room {room:?}");
+        self.checked(op, self.client.remove_participant(room, identity).await)
             .await
-            .map_err(|e| {
-                self.map_err(
-                    format!("remove participant {identity:?} from room {room:?}"),
-                    e,
-                )
-            })
     }
 
     /// Mute or unmute a published track.
@@ -359,16 +442,12 @@ impl RoomAdmin {
         track_sid: &str,
         muted: bool,
     ) -> Result<Track, AdminError> {
-        self.client
+        let op = || format!("mute track {track_sid:?} of {identity:?} in room {room:?}");
+        let result = self
+            .client
             .mute_published_track(room, identity, track_sid, muted)
-            .await
-            .map(Track::from)
-            .map_err(|e| {
-                self.map_err(
-                    format!("mute track {track_sid:?} of {identity:?} in room {room:?}"),
-                    e,
-                )
-            })
+            .await;
+        self.checked(op, result).await.map(Track::from)
     }
 
     /// Update a participant's metadata, attributes and/or name (empty name: unchanged).
@@ -386,16 +465,12 @@ impl RoomAdmin {
             name: name.to_owned(),
             permission: None,
         };
-        self.client
+        let op = || format!("update participant {identity:?} in room {room:?}");
+        let result = self
+            .client
             .update_participant(room, identity, options)
-            .await
-            .map(Participant::from)
-            .map_err(|e| {
-                self.map_err(
-                    format!("update participant {identity:?} in room {room:?}"),
-                    e,
-                )
-            })
+            .await;
+        self.checked(op, result).await.map(Participant::from)
     }
 
     /// Send a data packet to everyone in a room (or to `identities` only).
@@ -416,9 +491,10 @@ impl RoomAdmin {
             topic,
             ..Default::default()
         };
-        self.client
-            .send_data(room, data, options)
-            .await
-            .map_err(|e| self.map_err(format!("send data to room {room:?}"), e))
+        self.checked(
+            || format!("send data to room {room:?}"),
+            self.client.send_data(room, data, options).await,
+        )
+        .await
     }
 }

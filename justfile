@@ -1,0 +1,123 @@
+# wavecast — task runner. `just --list` shows every recipe.
+#
+# The two commands that matter: `just demo` (the main job) and `just test` (everything CI checks).
+# Both run `just setup` first, which installs what is missing and is quiet when all is there.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+# The one place the pinned versions live.
+livekit_server_version := "v1.13.5"
+python_sdk := "livekit==1.2.1 livekit-api==1.2.2"
+apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev"
+
+root := justfile_directory()
+tools := root / ".tools/bin"
+venv := root / ".venv"
+export PATH := tools + ":" + env_var('HOME') + "/.cargo/bin:/usr/local/go/bin:" + env_var('PATH')
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what the build and the tests need (idempotent; quiet when everything is there).
+setup: setup-apt setup-server setup-python
+
+# System packages (apt when root; otherwise print the apt line and stop).
+setup-apt:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    for p in {{apt_packages}}; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && exit 0
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "wavecast needs these system packages: ${missing[*]}" >&2
+      echo "install them with:  sudo apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
+    echo "setup: apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# The real LiveKit server, pinned: from PATH if it is that version, else `go install` into .tools/bin.
+setup-server:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    want="{{livekit_server_version}}"; want="${want#v}"
+    local_bin="{{tools}}/livekit-server"
+    version_of() { "$1" --version 2>/dev/null | awk '{print $NF}'; }
+    [ -x "$local_bin" ] && [ "$(version_of "$local_bin")" = "$want" ] && exit 0
+    mkdir -p "{{tools}}"
+    if found=$(command -v livekit-server 2>/dev/null) && [ "$found" != "$local_bin" ] && [ "$(version_of "$found")" = "$want" ]; then
+      ln -sf "$found" "$local_bin"; exit 0
+    fi
+    command -v go >/dev/null || { echo "setup: Go is needed to build livekit-server (https://go.dev/doc/install)" >&2; exit 1; }
+    echo "setup: go install github.com/livekit/livekit-server/cmd/server@v$want (a few minutes, once)"
+    GOBIN="{{tools}}" GOFLAGS=-mod=mod go install "github.com/livekit/livekit-server/cmd/server@v$want"
+    mv -f "{{tools}}/server" "$local_bin"
+    [ "$(version_of "$local_bin")" = "$want" ] || { echo "setup: built livekit-server is not $want" >&2; exit 1; }
+
+# The official LiveKit Python SDK (interop peer) in a project-local venv, pinned.
+setup-python:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp="{{venv}}/.wavecast-sdk"
+    [ -x "{{venv}}/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "{{python_sdk}}" ] && exit 0
+    echo "setup: python venv with {{python_sdk}}"
+    [ -x "{{venv}}/bin/python" ] || python3 -m venv "{{venv}}"
+    "{{venv}}/bin/pip" install -q --disable-pip-version-check {{python_sdk}}
+    echo "{{python_sdk}}" > "$stamp"
+
+# Run livekit-server in dev mode on 127.0.0.1 with config/livekit-server.yaml (Ctrl-C stops it).
+dev-server: setup-server
+    #!/usr/bin/env bash
+    set -euo pipefail
+    livekit-server --dev --config "{{root}}/config/livekit-server.yaml" --bind 127.0.0.1 &
+    pid=$!
+    trap 'kill $pid 2>/dev/null' EXIT INT TERM
+    for _ in $(seq 100); do
+      curl -fs http://127.0.0.1:7880/ >/dev/null 2>&1 && break
+      kill -0 $pid 2>/dev/null || { echo "livekit-server exited" >&2; exit 1; }
+      sleep 0.1
+    done
+    echo "LiveKit dev server ready"
+    echo "  URL:    ws://127.0.0.1:7880"
+    echo "  key:    devkey"
+    echo "  secret: secret"
+    wait $pid
+
+# The main job: mint a token, create a room on a local server, list it (grows into broadcaster + viewer).
+demo: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -q -p wavecast
+    bin="${CARGO_TARGET_DIR:-{{root}}/target}/debug/wavecast"
+    log=$(mktemp)
+    livekit-server --dev --config "{{root}}/config/livekit-server.yaml" --bind 127.0.0.1 >"$log" 2>&1 &
+    pid=$!
+    trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT INT TERM
+    for _ in $(seq 100); do curl -fs http://127.0.0.1:7880/ >/dev/null 2>&1 && break; sleep 0.1; done
+    echo "== a viewer token for alice in room 'demo' (decoded)"
+    "$bin" token --room demo --identity alice --preset viewer --ttl 1h --json
+    echo "== create room 'demo'"
+    "$bin" room create demo --metadata '{"topic":"wavecast demo"}' --max-participants 10
+    echo "== list rooms"
+    "$bin" room list
+
+# Everything CI checks: formatting, lints, unit and integration tests against a real server.
+test: setup
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo test --workspace --no-fail-fast
+
+# Criterion benchmarks plus the Python SDK side-by-side script (see docs/PERFORMANCE.md).
+bench: setup
+    cargo bench -p wavecast-token --bench tokens
+    "{{venv}}/bin/python" tests/python/bench_tokens.py
+
+# The admin CLI, e.g. `just wavecast room list`.
+wavecast *args:
+    cargo run -q -p wavecast -- "$@"
