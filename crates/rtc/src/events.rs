@@ -1,0 +1,183 @@
+//! The engine's typed event stream.
+
+use crate::error::PeerRole;
+use crate::track::{RemoteTrack, TrackKind, TrackSource};
+
+/// A participant as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    /// Server-assigned sid (`PA_…`).
+    pub sid: String,
+    /// The identity from the token.
+    pub identity: String,
+    /// Display name.
+    pub name: String,
+    /// Application metadata.
+    pub metadata: String,
+}
+
+impl Participant {
+    pub(crate) fn from_proto(p: &livekit_protocol::ParticipantInfo) -> Self {
+        Self {
+            sid: p.sid.clone(),
+            identity: p.identity.clone(),
+            name: p.name.clone(),
+            metadata: p.metadata.clone(),
+        }
+    }
+}
+
+/// A published track as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    /// Track sid (`TR_…`).
+    pub sid: String,
+    /// Track name.
+    pub name: String,
+    /// Audio or video (`None` for data tracks and unknown kinds).
+    pub kind: Option<TrackKind>,
+    /// Source label.
+    pub source: TrackSource,
+    /// Whether the publisher muted it.
+    pub muted: bool,
+    /// Video width.
+    pub width: u32,
+    /// Video height.
+    pub height: u32,
+}
+
+impl TrackInfo {
+    pub(crate) fn from_proto(t: &livekit_protocol::TrackInfo) -> Self {
+        let kind = match livekit_protocol::TrackType::try_from(t.r#type) {
+            Ok(livekit_protocol::TrackType::Audio) => Some(TrackKind::Audio),
+            Ok(livekit_protocol::TrackType::Video) => Some(TrackKind::Video),
+            _ => None,
+        };
+        Self {
+            sid: t.sid.clone(),
+            name: t.name.clone(),
+            kind,
+            source: TrackSource::from_proto(t.source),
+            muted: t.muted,
+            width: t.width,
+            height: t.height,
+        }
+    }
+}
+
+/// Connection quality the server reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quality {
+    /// Excellent.
+    Excellent,
+    /// Good.
+    Good,
+    /// Poor.
+    Poor,
+    /// Lost.
+    Lost,
+}
+
+/// State of one peer connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportState {
+    /// ICE and DTLS are up: media and data can flow.
+    Connected,
+    /// ICE lost the path (may come back).
+    Disconnected,
+}
+
+/// Why the engine stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// We called `close`.
+    ClientInitiated,
+    /// The server sent a leave request; `resume` says whether it asks us to resume/reconnect.
+    ServerLeave {
+        /// The server's reason (protobuf `DisconnectReason` name).
+        reason: String,
+        /// True when the server's action is RESUME or RECONNECT (retry makes sense).
+        reconnect: bool,
+    },
+    /// The signal connection closed (ping timeout, socket error).
+    SignalClosed(String),
+    /// A peer connection failed for good.
+    TransportFailed(PeerRole),
+}
+
+/// Everything the engine reports, in one bounded stream.
+///
+/// Policy when the reader falls behind: the event queue is bounded; an event that does not fit
+/// is dropped and counted (`Engine::dropped_events`), except that `TrackSubscribed` waits for
+/// room (it carries the track handle and must not be lost).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// A participant joined (or was already there when we joined).
+    ParticipantJoined(Participant),
+    /// A participant left.
+    ParticipantLeft(Participant),
+    /// A participant's name or metadata changed.
+    ParticipantUpdated(Participant),
+    /// A remote participant published a track.
+    TrackPublished {
+        /// The publisher.
+        participant: Participant,
+        /// The track.
+        track: TrackInfo,
+    },
+    /// A remote participant unpublished a track.
+    TrackUnpublished {
+        /// The publisher's sid.
+        participant_sid: String,
+        /// The track's sid.
+        track_sid: String,
+    },
+    /// We are receiving a track: read its frames from the handle.
+    TrackSubscribed(RemoteTrack),
+    /// A subscribed track ended.
+    TrackUnsubscribed {
+        /// The track's sid.
+        track_sid: String,
+    },
+    /// A track's mute state changed (remote, or ours as confirmed by the server).
+    TrackMuted {
+        /// The publisher's sid.
+        participant_sid: String,
+        /// The track's sid.
+        track_sid: String,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// The current active speakers, loudest first: (participant sid, level 0..1).
+    ActiveSpeakers(Vec<(String, f32)>),
+    /// Connection quality updates: (participant sid, quality).
+    ConnectionQuality(Vec<(String, Quality)>),
+    /// A peer connection changed state.
+    Transport {
+        /// Which connection.
+        role: PeerRole,
+        /// Its new state.
+        state: TransportState,
+    },
+    /// A data channel opened.
+    DataChannelOpen {
+        /// Which connection.
+        role: PeerRole,
+        /// `_reliable` or `_lossy`.
+        label: String,
+    },
+    /// A user data packet arrived.
+    DataReceived {
+        /// The sender's identity.
+        participant_identity: String,
+        /// The topic, if any.
+        topic: Option<String>,
+        /// The payload.
+        payload: Vec<u8>,
+        /// Whether it came on the reliable channel.
+        reliable: bool,
+    },
+    /// The engine stopped; no more events follow.
+    Disconnected(DisconnectReason),
+}

@@ -1,0 +1,45 @@
+//! wavecast's media engine: joins LiveKit rooms without libwebrtc.
+//!
+//! Signaling uses the official `livekit-signaling` client; WebRTC is [str0m] (sans-IO), driven by
+//! one tokio task per engine that owns the two peer connections (publisher and subscriber), their
+//! UDP sockets and the signal client. Media crosses the engine as *encoded* frames; the
+//! codec crate provides Opus/VP8 encoders and decoders that run on the caller's threads (in `wavecast-codec`).
+//!
+//! ```no_run
+//! # async fn demo(url: &str, token: &str) -> Result<(), wavecast_rtc::EngineError> {
+//! use wavecast_rtc::{Engine, EngineEvent, EngineOptions};
+//! let (mut engine, mut events) = Engine::connect(url, token, EngineOptions::default()).await?;
+//! while let Some(ev) = events.recv().await {
+//!     if let EngineEvent::TrackSubscribed(mut track) = ev {
+//!         while let Some(frame) = track.recv().await {
+//!             println!("{} bytes", frame.data.len());
+//!         }
+//!     }
+//! }
+//! engine.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//! The engine task wakes on a datagram, a signal message, a command, an encoded frame to send or
+//! a str0m deadline; it performs that one mutation and drains str0m's output before waiting
+//! again. The runtime belongs to the caller: `Engine::connect` spawns onto the current tokio
+//! runtime, dropping the `Engine` aborts the task, `close` leaves cleanly. The event stream and
+//! each track's frame queue are bounded (see [`EngineEvent`] for the drop policy).
+#![deny(missing_docs)]
+
+mod engine;
+mod error;
+mod events;
+mod peer;
+mod sdp;
+mod track;
+
+pub use engine::{
+    DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PAYLOAD, PROTOCOL_VERSION,
+};
+pub use error::{EngineError, PeerRole};
+pub use events::{DisconnectReason, EngineEvent, Participant, Quality, TrackInfo, TransportState};
+pub use track::{
+    EncodedFrame, LocalTrack, RemoteTrack, TrackKind, TrackOptions, TrackSource, WriteError,
+};

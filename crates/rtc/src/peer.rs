@@ -1,0 +1,225 @@
+//! One peer connection: a str0m `Rtc` (sans-IO) plus the UDP socket that feeds it.
+//!
+//! The `Rtc` keeps the protocol state; this wrapper owns the socket and upholds str0m's contract:
+//! every mutation is followed by a full drain of `poll_output` to `Output::Timeout`. Events found
+//! while draining are queued for the engine to handle.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+
+use crate::error::{EngineError, PeerRole};
+
+/// Largest UDP datagram we read.
+pub(crate) const RECV_BUF: usize = 2048;
+
+/// A str0m connection bound to one UDP socket.
+pub(crate) struct Peer {
+    pub role: PeerRole,
+    pub rtc: Rtc,
+    pub socket: Arc<UdpSocket>,
+    pub local_addr: SocketAddr,
+    pub next_timeout: Instant,
+    /// Events drained from `rtc`, waiting for the engine.
+    pub events: VecDeque<Event>,
+    /// Remote candidates that arrived before the remote description.
+    pub queued_candidates: Vec<Candidate>,
+    /// Whether a remote description has been applied (candidates can be added directly).
+    pub has_remote_description: bool,
+    pub connected: bool,
+    /// Datagrams the socket refused (full send buffer), counted not retried.
+    pub send_drops: u64,
+}
+
+impl Peer {
+    /// Bind a socket on `ip` (port chosen by the OS) and create the `Rtc`.
+    pub async fn new(role: PeerRole, ip: IpAddr, now: Instant) -> Result<Self, EngineError> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
+            .await
+            .map_err(|source| EngineError::Socket { role, source })?;
+        let local_addr = socket
+            .local_addr()
+            .map_err(|source| EngineError::Socket { role, source })?;
+        let mut rtc = rtc_config().build(now);
+        let candidate = Candidate::host(local_addr, "udp").map_err(|e| EngineError::Rtc {
+            role,
+            what: "adding the host candidate",
+            source: str0m::RtcError::Ice(e),
+        })?;
+        rtc.add_local_candidate(candidate);
+        let mut peer = Self {
+            role,
+            rtc,
+            socket: Arc::new(socket),
+            local_addr,
+            next_timeout: now,
+            events: VecDeque::new(),
+            queued_candidates: Vec::new(),
+            has_remote_description: false,
+            connected: false,
+            send_drops: 0,
+        };
+        peer.drain()?;
+        Ok(peer)
+    }
+
+    /// Our host candidate, as sent in trickle messages.
+    pub fn local_candidate(&self) -> Result<Candidate, EngineError> {
+        Candidate::host(self.local_addr, "udp").map_err(|e| EngineError::Rtc {
+            role: self.role,
+            what: "building the host candidate",
+            source: str0m::RtcError::Ice(e),
+        })
+    }
+
+    /// Drain `poll_output` until it yields a timeout: send transmits, queue events.
+    pub fn drain(&mut self) -> Result<(), EngineError> {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.next_timeout = t;
+                    return Ok(());
+                }
+                Ok(Output::Transmit(t)) => {
+                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
+                        // UDP is lossy anyway; a full socket buffer drops this datagram.
+                        self.send_drops += 1;
+                    }
+                }
+                Ok(Output::Event(e)) => self.events.push_back(e),
+                Err(source) => {
+                    return Err(EngineError::Rtc {
+                        role: self.role,
+                        what: "polling output",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Feed one received datagram (ignored when it is not for this connection).
+    pub fn receive(&mut self, source: SocketAddr, data: &[u8]) -> Result<(), EngineError> {
+        let Ok(contents) = data.try_into() else {
+            return Ok(()); // not STUN/DTLS/RTP: ignore
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local_addr,
+                contents,
+            },
+        );
+        if !self.rtc.accepts(&input) {
+            return Ok(());
+        }
+        self.rtc
+            .handle_input(input)
+            .map_err(|source| EngineError::Rtc {
+                role: self.role,
+                what: "handling a received packet",
+                source,
+            })?;
+        self.drain()
+    }
+
+    /// Advance time to `now` when the deadline has passed.
+    pub fn tick(&mut self, now: Instant) -> Result<(), EngineError> {
+        if now < self.next_timeout {
+            return Ok(());
+        }
+        self.rtc
+            .handle_input(Input::Timeout(now))
+            .map_err(|source| EngineError::Rtc {
+                role: self.role,
+                what: "handling a timeout",
+                source,
+            })?;
+        self.drain()
+    }
+
+    /// Add a remote candidate, or queue it until a remote description exists.
+    pub fn add_remote_candidate(&mut self, c: Candidate) -> Result<(), EngineError> {
+        if self.has_remote_description {
+            self.rtc.add_remote_candidate(c);
+            self.drain()
+        } else {
+            self.queued_candidates.push(c);
+            Ok(())
+        }
+    }
+
+    /// Mark the remote description applied and flush queued candidates.
+    pub fn remote_description_applied(&mut self) -> Result<(), EngineError> {
+        self.has_remote_description = true;
+        for c in std::mem::take(&mut self.queued_candidates) {
+            self.rtc.add_remote_candidate(c);
+            self.drain()?;
+        }
+        self.drain()
+    }
+}
+
+/// The str0m configuration both connections use: Opus (no RED) and VP8 only.
+fn rtc_config() -> RtcConfig {
+    RtcConfig::new()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+}
+
+/// Parse a trickle `candidateInit` JSON from the server into a str0m candidate.
+/// Returns `Ok(None)` for an end-of-candidates marker (empty candidate).
+pub(crate) fn parse_candidate_init(json: &str) -> Result<Option<Candidate>, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let cand = v
+        .get("candidate")
+        .and_then(|c| c.as_str())
+        .ok_or_else(|| format!("no candidate field in {json}"))?;
+    if cand.trim().is_empty() {
+        return Ok(None);
+    }
+    let cand = cand.strip_prefix("a=").unwrap_or(cand);
+    Candidate::from_sdp_string(cand)
+        .map(Some)
+        .map_err(|e| format!("{e} in {cand:?}"))
+}
+
+/// The `candidateInit` JSON for one of our candidates.
+pub(crate) fn candidate_init(c: &Candidate) -> String {
+    serde_json::json!({
+        "candidate": c.to_sdp_string(),
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pion_candidate_init() {
+        let json = r#"{"candidate":"candidate:1234 1 udp 2130706431 127.0.0.1 7882 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":null}"#;
+        let c = parse_candidate_init(json).unwrap().unwrap();
+        assert_eq!(c.addr(), "127.0.0.1:7882".parse().unwrap());
+    }
+
+    #[test]
+    fn empty_candidate_is_end_of_candidates() {
+        assert!(
+            parse_candidate_init(r#"{"candidate":""}"#)
+                .unwrap()
+                .is_none()
+        );
+        assert!(parse_candidate_init("not json").is_err());
+    }
+}

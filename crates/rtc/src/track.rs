@@ -1,0 +1,304 @@
+//! Handles to published (local) and subscribed (remote) tracks.
+//!
+//! Both sides carry *encoded* frames: encoding and decoding happen on the caller's threads (see
+//! [`crate::media`]), never on the engine task that drives the network.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::engine::Command;
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    /// Opus audio, 48 kHz RTP clock.
+    Audio,
+    /// VP8 video, 90 kHz RTP clock.
+    Video,
+}
+
+impl TrackKind {
+    /// The RTP clock rate of the codec this engine uses for the kind.
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            TrackKind::Audio => 48_000,
+            TrackKind::Video => 90_000,
+        }
+    }
+}
+
+/// Where a track comes from, as LiveKit labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TrackSource {
+    /// Not stated.
+    #[default]
+    Unknown,
+    /// A camera.
+    Camera,
+    /// A microphone.
+    Microphone,
+    /// A screen share.
+    ScreenShare,
+}
+
+impl TrackSource {
+    pub(crate) fn to_proto(self) -> livekit_protocol::TrackSource {
+        match self {
+            TrackSource::Unknown => livekit_protocol::TrackSource::Unknown,
+            TrackSource::Camera => livekit_protocol::TrackSource::Camera,
+            TrackSource::Microphone => livekit_protocol::TrackSource::Microphone,
+            TrackSource::ScreenShare => livekit_protocol::TrackSource::ScreenShare,
+        }
+    }
+
+    pub(crate) fn from_proto(v: i32) -> Self {
+        match livekit_protocol::TrackSource::try_from(v) {
+            Ok(livekit_protocol::TrackSource::Camera) => TrackSource::Camera,
+            Ok(livekit_protocol::TrackSource::Microphone) => TrackSource::Microphone,
+            Ok(livekit_protocol::TrackSource::ScreenShare) => TrackSource::ScreenShare,
+            _ => TrackSource::Unknown,
+        }
+    }
+}
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct TrackOptions {
+    /// Track name other participants see.
+    pub name: String,
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// Source label.
+    pub source: TrackSource,
+    /// Video width in pixels (0 for audio).
+    pub width: u32,
+    /// Video height in pixels (0 for audio).
+    pub height: u32,
+    /// Start muted.
+    pub muted: bool,
+}
+
+impl TrackOptions {
+    /// An Opus microphone track.
+    pub fn audio(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: TrackKind::Audio,
+            source: TrackSource::Microphone,
+            width: 0,
+            height: 0,
+            muted: false,
+        }
+    }
+
+    /// A VP8 camera track of the given size.
+    pub fn video(name: impl Into<String>, width: u32, height: u32) -> Self {
+        Self {
+            name: name.into(),
+            kind: TrackKind::Video,
+            source: TrackSource::Camera,
+            width,
+            height,
+            muted: false,
+        }
+    }
+}
+
+/// State shared between a local track handle and the engine task.
+#[derive(Debug, Default)]
+pub(crate) struct LocalShared {
+    /// Set by the engine on PLI/FIR; taken by the encoder.
+    pub keyframe_requested: AtomicBool,
+    /// Frames dropped because the engine's media queue was full.
+    pub dropped: AtomicU64,
+    /// Frames accepted into the queue.
+    pub written: AtomicU64,
+    /// Target bitrate from the engine's estimate (0 = none yet), bits per second.
+    pub target_bitrate: AtomicU64,
+}
+
+/// One encoded frame on its way to the engine.
+#[derive(Debug)]
+pub(crate) struct MediaWrite {
+    pub cid: Arc<str>,
+    pub rtp_time: u64,
+    pub capture: Instant,
+    pub data: Vec<u8>,
+}
+
+/// A published track: write encoded frames into it.
+///
+/// Cloneable; the track stays published until [`crate::Engine::unpublish_track`].
+#[derive(Debug, Clone)]
+pub struct LocalTrack {
+    pub(crate) sid: String,
+    pub(crate) cid: Arc<str>,
+    pub(crate) kind: TrackKind,
+    pub(crate) name: String,
+    pub(crate) media: mpsc::Sender<MediaWrite>,
+    pub(crate) shared: Arc<LocalShared>,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The media queue is full: the frame was dropped (counted in [`LocalTrack::dropped`]).
+    #[error("media queue full, frame dropped")]
+    Full,
+    /// The engine has ended.
+    #[error("the engine is closed")]
+    Closed,
+}
+
+impl LocalTrack {
+    /// The server's track sid (`TR_…`).
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// Our client track id (also the msid track id in the publisher offer).
+    pub fn cid(&self) -> &str {
+        &self.cid
+    }
+
+    /// Audio or video.
+    pub fn kind(&self) -> TrackKind {
+        self.kind
+    }
+
+    /// The track name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queue one encoded frame (an Opus packet, or a whole VP8 frame) with its RTP timestamp in
+    /// the codec clock ([`TrackKind::clock_rate`]) and its capture instant.
+    ///
+    /// Never blocks: when the engine's bounded queue is full the frame is dropped and counted
+    /// (newest dropped; a dropped video frame also asks the encoder for a keyframe).
+    pub fn write(&self, data: Vec<u8>, rtp_time: u64, capture: Instant) -> Result<(), WriteError> {
+        let w = MediaWrite {
+            cid: self.cid.clone(),
+            rtp_time,
+            capture,
+            data,
+        };
+        match self.media.try_send(w) {
+            Ok(()) => {
+                self.shared.written.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                if self.kind == TrackKind::Video {
+                    self.shared
+                        .keyframe_requested
+                        .store(true, Ordering::Relaxed);
+                }
+                Err(WriteError::Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Closed),
+        }
+    }
+
+    /// Whether the remote side asked for a keyframe (PLI/FIR) since the last call; clears it.
+    pub fn take_keyframe_request(&self) -> bool {
+        self.shared.keyframe_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// Frames dropped because the engine queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Frames queued to the engine.
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+}
+
+/// One encoded frame received on a subscribed track, depacketised and in order.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    /// The codec payload (an Opus packet or a whole VP8 frame).
+    pub data: Arc<[u8]>,
+    /// RTP timestamp, extended to 64 bits, in the codec clock.
+    pub rtp_time: u64,
+    /// When the first packet of the frame arrived.
+    pub received_at: Instant,
+    /// For video: whether this is a keyframe.
+    pub keyframe: bool,
+    /// False when packets were lost since the previous frame (the decoder may need a keyframe).
+    pub contiguous: bool,
+}
+
+/// A subscribed track: receive its encoded frames.
+#[derive(Debug)]
+pub struct RemoteTrack {
+    pub(crate) sid: String,
+    pub(crate) participant_sid: String,
+    pub(crate) participant_identity: String,
+    pub(crate) name: String,
+    pub(crate) kind: TrackKind,
+    pub(crate) frames: mpsc::Receiver<EncodedFrame>,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+impl RemoteTrack {
+    /// The track sid.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The publishing participant's sid.
+    pub fn participant_sid(&self) -> &str {
+        &self.participant_sid
+    }
+
+    /// The publishing participant's identity (empty when the server has not named it yet).
+    pub fn participant_identity(&self) -> &str {
+        &self.participant_identity
+    }
+
+    /// The track name (empty when the server has not named it yet).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Audio or video.
+    pub fn kind(&self) -> TrackKind {
+        self.kind
+    }
+
+    /// The next frame; `None` once the track is unsubscribed or the engine ends.
+    pub async fn recv(&mut self) -> Option<EncodedFrame> {
+        self.frames.recv().await
+    }
+
+    /// The next frame, blocking the thread (for decoder threads outside any runtime).
+    pub fn blocking_recv(&mut self) -> Option<EncodedFrame> {
+        self.frames.blocking_recv()
+    }
+
+    /// A frame if one is waiting.
+    pub fn try_recv(&mut self) -> Result<EncodedFrame, mpsc::error::TryRecvError> {
+        self.frames.try_recv()
+    }
+
+    /// Ask the sender for a keyframe (PLI), e.g. after a decode error.
+    pub fn request_keyframe(&self) {
+        let _ = self.commands.try_send(Command::RequestKeyframe {
+            track_sid: self.sid.clone(),
+        });
+    }
+
+    /// Frames dropped because this handle's queue was full (the reader was too slow).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}

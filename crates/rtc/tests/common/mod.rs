@@ -1,0 +1,65 @@
+//! Shared helpers of the engine's integration tests (real livekit-server, official Python SDK).
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use wavecast_rtc::{Engine, EngineEvent, EngineEvents, EngineOptions, PeerRole, TransportState};
+use wavecast_testbed::LiveKitServer;
+use wavecast_token::Preset;
+
+/// Log to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Join `room` as `identity` with broadcaster grants.
+pub async fn join(server: &LiveKitServer, room: &str, identity: &str) -> (Engine, EngineEvents) {
+    let token = server.token(identity, room, Preset::Broadcaster);
+    Engine::connect(&server.ws_url(), &token, EngineOptions::default())
+        .await
+        .expect("engine joins")
+}
+
+/// Wait for an event matching `pred`, returning it; other events are handed to `other`.
+pub async fn wait_for<F>(events: &mut EngineEvents, timeout: Duration, mut pred: F) -> EngineEvent
+where
+    F: FnMut(&EngineEvent) -> bool,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(ev)) if pred(&ev) => return ev,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("event stream ended"),
+            Err(_) => panic!("no matching event within {timeout:?}"),
+        }
+    }
+}
+
+/// Wait until both connections report Connected.
+pub async fn wait_connected(events: &mut EngineEvents, timeout: Duration) {
+    let mut publisher = false;
+    let mut subscriber = false;
+    while !(publisher && subscriber) {
+        let ev = wait_for(events, timeout, |e| {
+            matches!(
+                e,
+                EngineEvent::Transport {
+                    state: TransportState::Connected,
+                    ..
+                }
+            )
+        })
+        .await;
+        if let EngineEvent::Transport { role, .. } = ev {
+            match role {
+                PeerRole::Publisher => publisher = true,
+                PeerRole::Subscriber => subscriber = true,
+            }
+        }
+    }
+}
