@@ -1,5 +1,40 @@
 //! Opus and VP8 encoders and decoders over the system libopus and libvpx.
+//!
+//! The codecs work on plain slices (interleaved `i16` PCM, borrowed I420 planes) so they slot
+//! under any frame type; [`pipeline`] adapts them to `wavecast-pipeline`'s `AudioFrame` and
+//! `VideoFrame`. Both libraries come from the distro (`libopus-dev`, `libvpx-dev`) and are found
+//! with pkg-config; nothing is downloaded or built from bundled sources.
+//!
+//! ```
+//! use wavecast_codec::{OpusDecoder, OpusEncoder, OPUS_FRAME_SAMPLES, MAX_OPUS_DECODED, MAX_OPUS_PACKET};
+//! let mut enc = OpusEncoder::new(1, 32_000)?;
+//! let mut dec = OpusDecoder::new(1)?;
+//! let pcm = [0i16; OPUS_FRAME_SAMPLES];
+//! let mut packet = [0u8; MAX_OPUS_PACKET];
+//! let len = enc.encode(&pcm, &mut packet)?;
+//! let mut out = vec![0i16; MAX_OPUS_DECODED];
+//! assert_eq!(dec.decode(&packet[..len], &mut out)?, OPUS_FRAME_SAMPLES);
+//! # Ok::<(), wavecast_codec::CodecError>(())
+//! ```
+//!
+//! # Design
+//! Thin safe wrappers: the encoders own their output buffer (allocated once) and hand out
+//! borrows, so steady-state encoding allocates nothing. Target bitrate can change at any time and
+//! `force_keyframe` answers PLI/FIR. Bad input (wrong sizes, corrupt packets) is an error, never a
+//! panic. No threads: callers run codecs off the network path.
 #![deny(missing_docs)]
+
+mod opus;
+pub mod pipeline;
+mod vp8;
+
+pub use crate::opus::{
+    MAX_OPUS_DECODED, MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusDecoder,
+    OpusEncoder,
+};
+pub use crate::vp8::{
+    DecodedImage, I420, VIDEO_CLOCK, Vp8Config, Vp8Decoder, Vp8Encoder, Vp8Frame,
+};
 
 /// Errors of the codecs.
 #[derive(Debug, thiserror::Error)]
@@ -15,4 +50,19 @@ pub enum CodecError {
         /// The library's message.
         message: String,
     },
+    /// A setting the codec does not support.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What was asked.
+        what: String,
+    },
+    /// A frame or buffer of the wrong shape.
+    #[error("bad frame: {what}")]
+    BadFrame {
+        /// What is wrong.
+        what: String,
+    },
+    /// A pipeline frame could not be had (pool empty, bad layout).
+    #[error("frame pipeline: {0}")]
+    Pipeline(#[from] wavecast_pipeline::PipelineError),
 }

@@ -431,10 +431,7 @@ async fn local_ip_towards(url: &str) -> IpAddr {
 
 enum PubChange {
     Channels,
-    Media {
-        kind: TrackKind,
-        cid: Arc<str>,
-    },
+    Media { kind: TrackKind, cid: Arc<str> },
     Stop(Mid),
 }
 

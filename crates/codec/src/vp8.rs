@@ -1,0 +1,563 @@
+//! VP8 over the system libvpx (`env-libvpx-sys`, linked via pkg-config with pre-generated
+//! bindings — no bindgen, no download).
+
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
+use std::ptr;
+
+use vpx_sys as sys;
+
+use crate::CodecError;
+
+/// RTP clock of video: encoder timestamps are in 1/90 000 s.
+pub const VIDEO_CLOCK: i32 = 90_000;
+
+/// Borrowed I420 planes (Y full size, U and V at half width and height, rounded up).
+#[derive(Debug, Clone, Copy)]
+pub struct I420<'a> {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Y, U, V planes.
+    pub planes: [&'a [u8]; 3],
+    /// Bytes per row of each plane.
+    pub strides: [usize; 3],
+}
+
+impl I420<'_> {
+    fn check(&self) -> Result<(), CodecError> {
+        let cw = self.width.div_ceil(2) as usize;
+        let ch = self.height.div_ceil(2) as usize;
+        let dims = [
+            (self.width as usize, self.height as usize),
+            (cw, ch),
+            (cw, ch),
+        ];
+        for (i, (w, h)) in dims.into_iter().enumerate() {
+            let need = self.strides[i] * (h.saturating_sub(1)) + w;
+            if self.strides[i] < w || self.planes[i].len() < need {
+                return Err(CodecError::BadFrame {
+                    what: format!(
+                        "I420 plane {i} of a {}x{} frame: stride {} and {} bytes, need stride ≥ {w} and ≥ {need} bytes",
+                        self.width,
+                        self.height,
+                        self.strides[i],
+                        self.planes[i].len()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// VP8 encoder settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp8Config {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Nominal frame rate (frames per second).
+    pub fps: u32,
+    /// Target bitrate, bits per second.
+    pub bitrate: u32,
+    /// Force a keyframe at least every this many frames.
+    pub keyframe_interval: u32,
+    /// libvpx speed (`VP8E_SET_CPUUSED`, -16..=16; larger magnitude = faster, lower quality).
+    pub cpu_used: i32,
+    /// Encoder threads.
+    pub threads: u32,
+}
+
+impl Vp8Config {
+    /// Real-time defaults for a `width`×`height` stream at `fps`: bitrate by pixel rate,
+    /// keyframe every 3 s, speed -6 (what WebRTC uses on desktop).
+    pub fn new(width: u32, height: u32, fps: u32) -> Self {
+        let pixels = u64::from(width) * u64::from(height) * u64::from(fps.max(1));
+        // About 0.07 bits per pixel, clamped: ~1.9 Mbit/s at 720p30, ~160 kbit/s at 320x240x30.
+        let bitrate = (pixels * 7 / 100).clamp(100_000, 4_000_000) as u32;
+        Self {
+            width,
+            height,
+            fps: fps.max(1),
+            bitrate,
+            keyframe_interval: fps.max(1) * 3,
+            cpu_used: -6,
+            threads: 1,
+        }
+    }
+}
+
+fn err_string(ctx: &mut sys::vpx_codec_ctx_t, code: sys::vpx_codec_err_t) -> String {
+    // SAFETY: both return pointers to static or context-owned NUL-terminated strings.
+    unsafe {
+        let base = CStr::from_ptr(sys::vpx_codec_err_to_string(code))
+            .to_string_lossy()
+            .into_owned();
+        let detail = sys::vpx_codec_error_detail(ctx);
+        if detail.is_null() {
+            base
+        } else {
+            format!("{base}: {}", CStr::from_ptr(detail).to_string_lossy())
+        }
+    }
+}
+
+fn check(
+    ctx: &mut sys::vpx_codec_ctx_t,
+    code: sys::vpx_codec_err_t,
+    op: &'static str,
+) -> Result<(), CodecError> {
+    if code == sys::vpx_codec_err_t::VPX_CODEC_OK {
+        Ok(())
+    } else {
+        Err(CodecError::Library {
+            codec: "vp8",
+            op,
+            message: err_string(ctx, code),
+        })
+    }
+}
+
+/// One encoded VP8 frame, borrowed from the encoder's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Vp8Frame<'a> {
+    /// The frame, ready for RTP packetisation.
+    pub data: &'a [u8],
+    /// Whether it is a keyframe.
+    pub keyframe: bool,
+    /// Its timestamp, 90 kHz.
+    pub pts: i64,
+}
+
+/// A real-time VP8 encoder (one-pass CBR, no lag, error resilient).
+pub struct Vp8Encoder {
+    ctx: Box<sys::vpx_codec_ctx_t>,
+    cfg: Box<sys::vpx_codec_enc_cfg_t>,
+    config: Vp8Config,
+    out: Vec<u8>,
+    force_keyframe: bool,
+    frames: u64,
+}
+
+// SAFETY: a libvpx context has no thread affinity; `&mut self` on every call keeps use exclusive.
+unsafe impl Send for Vp8Encoder {}
+
+impl std::fmt::Debug for Vp8Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vp8Encoder")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Vp8Encoder {
+    /// Create an encoder.
+    pub fn new(config: Vp8Config) -> Result<Self, CodecError> {
+        if config.width == 0
+            || config.height == 0
+            || config.width > 16_384
+            || config.height > 16_384
+        {
+            return Err(CodecError::Unsupported {
+                what: format!("VP8 frame size {}x{}", config.width, config.height),
+            });
+        }
+        // SAFETY: zeroed POD structs are valid inputs to the libvpx init functions, which fill
+        // them; pointers passed live for the calls.
+        unsafe {
+            let mut cfg: Box<sys::vpx_codec_enc_cfg_t> =
+                Box::new(MaybeUninit::zeroed().assume_init());
+            let mut ctx: Box<sys::vpx_codec_ctx_t> = Box::new(MaybeUninit::zeroed().assume_init());
+            let iface = sys::vpx_codec_vp8_cx();
+            let code = sys::vpx_codec_enc_config_default(iface, &mut *cfg, 0);
+            check(&mut ctx, code, "default config")?;
+            cfg.g_w = config.width;
+            cfg.g_h = config.height;
+            cfg.g_timebase.num = 1;
+            cfg.g_timebase.den = VIDEO_CLOCK;
+            cfg.g_threads = config.threads.max(1);
+            cfg.g_error_resilient = sys::VPX_ERROR_RESILIENT_DEFAULT;
+            cfg.g_lag_in_frames = 0;
+            cfg.g_pass = sys::vpx_enc_pass::VPX_RC_ONE_PASS;
+            cfg.rc_end_usage = sys::vpx_rc_mode::VPX_CBR;
+            cfg.rc_target_bitrate = (config.bitrate / 1000).max(1);
+            cfg.rc_min_quantizer = 2;
+            cfg.rc_max_quantizer = 56;
+            cfg.rc_undershoot_pct = 100;
+            cfg.rc_overshoot_pct = 15;
+            cfg.rc_buf_sz = 1000;
+            cfg.rc_buf_initial_sz = 500;
+            cfg.rc_buf_optimal_sz = 600;
+            // Never drop frames: the receiver counts them.
+            cfg.rc_dropframe_thresh = 0;
+            cfg.rc_resize_allowed = 0;
+            cfg.kf_mode = sys::vpx_kf_mode::VPX_KF_AUTO;
+            cfg.kf_min_dist = 0;
+            cfg.kf_max_dist = config.keyframe_interval.max(1);
+            let code = sys::vpx_codec_enc_init_ver(
+                &mut *ctx,
+                iface,
+                &*cfg,
+                0,
+                sys::VPX_ENCODER_ABI_VERSION as i32,
+            );
+            check(&mut ctx, code, "init encoder")?;
+            let code = sys::vpx_codec_control_(
+                &mut *ctx,
+                sys::vp8e_enc_control_id::VP8E_SET_CPUUSED as i32,
+                config.cpu_used.clamp(-16, 16),
+            );
+            if let Err(e) = check(&mut ctx, code, "set cpu_used") {
+                sys::vpx_codec_destroy(&mut *ctx);
+                return Err(e);
+            }
+            Ok(Self {
+                ctx,
+                cfg,
+                config,
+                out: Vec::with_capacity(256 * 1024),
+                force_keyframe: true,
+                frames: 0,
+            })
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> Vp8Config {
+        self.config
+    }
+
+    /// Change the target bitrate (bits per second) without restarting.
+    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), CodecError> {
+        self.cfg.rc_target_bitrate = (bitrate / 1000).max(1);
+        // SAFETY: ctx was initialised in `new`; cfg is a valid config.
+        let code = unsafe { sys::vpx_codec_enc_config_set(&mut *self.ctx, &*self.cfg) };
+        check(&mut self.ctx, code, "set bitrate")?;
+        self.config.bitrate = bitrate;
+        Ok(())
+    }
+
+    /// Make the next encoded frame a keyframe (answer to PLI/FIR).
+    pub fn force_keyframe(&mut self) {
+        self.force_keyframe = true;
+    }
+
+    /// Frames encoded so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Encode one picture taken at `pts` (90 kHz). Returns the encoded frame (borrowed until the
+    /// next call), or `None` when the encoder produced nothing for this picture.
+    pub fn encode(
+        &mut self,
+        image: &I420<'_>,
+        pts: i64,
+    ) -> Result<Option<Vp8Frame<'_>>, CodecError> {
+        if image.width != self.config.width || image.height != self.config.height {
+            return Err(CodecError::BadFrame {
+                what: format!(
+                    "{}x{} picture for a {}x{} encoder",
+                    image.width, image.height, self.config.width, self.config.height
+                ),
+            });
+        }
+        image.check()?;
+        let flags = if std::mem::take(&mut self.force_keyframe) {
+            sys::VPX_EFLAG_FORCE_KF as sys::vpx_enc_frame_flags_t
+        } else {
+            0
+        };
+        let duration = (VIDEO_CLOCK as u32 / self.config.fps) as std::os::raw::c_ulong;
+        self.out.clear();
+        let mut keyframe = false;
+        let mut out_pts = pts;
+        // SAFETY: the image struct points into `image`'s planes, which outlive the encode call
+        // (libvpx copies the picture into its own buffers with lag_in_frames = 0); sizes were
+        // checked above. Packets returned by get_cx_data stay valid until the next encode call,
+        // and are copied out before it.
+        unsafe {
+            let mut img: sys::vpx_image_t = MaybeUninit::zeroed().assume_init();
+            let wrapped = sys::vpx_img_wrap(
+                &mut img,
+                sys::vpx_img_fmt::VPX_IMG_FMT_I420,
+                image.width,
+                image.height,
+                1,
+                image.planes[0].as_ptr() as *mut u8,
+            );
+            if wrapped.is_null() {
+                return Err(CodecError::Library {
+                    codec: "vp8",
+                    op: "wrap image",
+                    message: "vpx_img_wrap returned null".into(),
+                });
+            }
+            for i in 0..3 {
+                img.planes[i] = image.planes[i].as_ptr() as *mut u8;
+                img.stride[i] = image.strides[i] as i32;
+            }
+            let code = sys::vpx_codec_encode(
+                &mut *self.ctx,
+                &img,
+                pts,
+                duration,
+                flags,
+                sys::VPX_DL_REALTIME as std::os::raw::c_ulong,
+            );
+            check(&mut self.ctx, code, "encode")?;
+            let mut iter: sys::vpx_codec_iter_t = ptr::null();
+            loop {
+                let pkt = sys::vpx_codec_get_cx_data(&mut *self.ctx, &mut iter);
+                if pkt.is_null() {
+                    break;
+                }
+                if (*pkt).kind == sys::vpx_codec_cx_pkt_kind::VPX_CODEC_CX_FRAME_PKT {
+                    let f = (*pkt).data.frame;
+                    let data = std::slice::from_raw_parts(f.buf as *const u8, f.sz as usize);
+                    self.out.extend_from_slice(data);
+                    keyframe |= f.flags & sys::VPX_FRAME_IS_KEY != 0;
+                    out_pts = f.pts;
+                }
+            }
+        }
+        if self.out.is_empty() {
+            return Ok(None);
+        }
+        self.frames += 1;
+        Ok(Some(Vp8Frame {
+            data: &self.out,
+            keyframe,
+            pts: out_pts,
+        }))
+    }
+}
+
+impl Drop for Vp8Encoder {
+    fn drop(&mut self) {
+        // SAFETY: ctx was initialised in `new` and is destroyed once.
+        unsafe {
+            sys::vpx_codec_destroy(&mut *self.ctx);
+        }
+    }
+}
+
+/// A decoded picture, borrowed from the decoder until the next call.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodedImage<'a> {
+    /// The planes.
+    pub image: I420<'a>,
+}
+
+impl DecodedImage<'_> {
+    /// Copy the picture into tightly or otherwise strided destination planes.
+    pub fn copy_to(&self, dst: [&mut [u8]; 3], dst_strides: [usize; 3]) -> Result<(), CodecError> {
+        let cw = self.image.width.div_ceil(2) as usize;
+        let ch = self.image.height.div_ceil(2) as usize;
+        let dims = [
+            (self.image.width as usize, self.image.height as usize),
+            (cw, ch),
+            (cw, ch),
+        ];
+        for (i, plane) in dst.into_iter().enumerate() {
+            let (w, h) = dims[i];
+            let need = dst_strides[i] * h.saturating_sub(1) + w;
+            if dst_strides[i] < w || plane.len() < need {
+                return Err(CodecError::BadFrame {
+                    what: format!("destination plane {i} too small for {w}x{h}"),
+                });
+            }
+            for y in 0..h {
+                let src = &self.image.planes[i][y * self.image.strides[i]..][..w];
+                plane[y * dst_strides[i]..][..w].copy_from_slice(src);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A VP8 decoder.
+pub struct Vp8Decoder {
+    ctx: Box<sys::vpx_codec_ctx_t>,
+    frames: u64,
+}
+
+// SAFETY: as for the encoder.
+unsafe impl Send for Vp8Decoder {}
+
+impl std::fmt::Debug for Vp8Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vp8Decoder")
+            .field("frames", &self.frames)
+            .finish()
+    }
+}
+
+impl Vp8Decoder {
+    /// Create a decoder.
+    pub fn new() -> Result<Self, CodecError> {
+        // SAFETY: zeroed ctx is filled by init; a null config means defaults.
+        unsafe {
+            let mut ctx: Box<sys::vpx_codec_ctx_t> = Box::new(MaybeUninit::zeroed().assume_init());
+            let code = sys::vpx_codec_dec_init_ver(
+                &mut *ctx,
+                sys::vpx_codec_vp8_dx(),
+                ptr::null(),
+                0,
+                sys::VPX_DECODER_ABI_VERSION as i32,
+            );
+            check(&mut ctx, code, "init decoder")?;
+            Ok(Self { ctx, frames: 0 })
+        }
+    }
+
+    /// Frames decoded so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Decode one whole VP8 frame. Returns the picture (borrowed until the next call), or `None`
+    /// when the frame produced no picture. Corrupt input is an error (ask for a keyframe).
+    pub fn decode(&mut self, data: &[u8]) -> Result<Option<DecodedImage<'_>>, CodecError> {
+        if data.is_empty() {
+            return Err(CodecError::BadFrame {
+                what: "empty VP8 frame".into(),
+            });
+        }
+        // SAFETY: data lives for the call; the returned image belongs to the decoder and stays
+        // valid until the next decode call, which the borrow on `self` enforces.
+        unsafe {
+            let code = sys::vpx_codec_decode(
+                &mut *self.ctx,
+                data.as_ptr(),
+                data.len() as u32,
+                ptr::null_mut(),
+                0,
+            );
+            check(&mut self.ctx, code, "decode")?;
+            let mut iter: sys::vpx_codec_iter_t = ptr::null();
+            let img = sys::vpx_codec_get_frame(&mut *self.ctx, &mut iter);
+            if img.is_null() {
+                return Ok(None);
+            }
+            let img = &*img;
+            if img.fmt != sys::vpx_img_fmt::VPX_IMG_FMT_I420 {
+                return Err(CodecError::Unsupported {
+                    what: format!("decoded image format {:?}", img.fmt),
+                });
+            }
+            let (w, h) = (img.d_w, img.d_h);
+            let ch = h.div_ceil(2) as usize;
+            let strides = [
+                img.stride[0] as usize,
+                img.stride[1] as usize,
+                img.stride[2] as usize,
+            ];
+            let cw = w.div_ceil(2) as usize;
+            let y = std::slice::from_raw_parts(
+                img.planes[0],
+                strides[0] * (h as usize - 1) + w as usize,
+            );
+            let u = std::slice::from_raw_parts(img.planes[1], strides[1] * (ch - 1) + cw);
+            let v = std::slice::from_raw_parts(img.planes[2], strides[2] * (ch - 1) + cw);
+            self.frames += 1;
+            Ok(Some(DecodedImage {
+                image: I420 {
+                    width: w,
+                    height: h,
+                    planes: [y, u, v],
+                    strides,
+                },
+            }))
+        }
+    }
+}
+
+impl Drop for Vp8Decoder {
+    fn drop(&mut self) {
+        // SAFETY: ctx was initialised in `new` and is destroyed once.
+        unsafe {
+            sys::vpx_codec_destroy(&mut *self.ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picture(w: u32, h: u32, n: u32) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let y = (0..w * h).map(|i| ((i % w + n * 4) % 256) as u8).collect();
+        let c = (w.div_ceil(2) * h.div_ceil(2)) as usize;
+        (y, vec![100; c], vec![150; c])
+    }
+
+    #[test]
+    fn encode_decode_round_trip_keeps_size_and_content() {
+        let (w, h) = (320, 240);
+        let mut enc = Vp8Encoder::new(Vp8Config::new(w, h, 30)).unwrap();
+        let mut dec = Vp8Decoder::new().unwrap();
+        let mut decoded = 0;
+        for n in 0..30u32 {
+            let (y, u, v) = picture(w, h, n);
+            let img = I420 {
+                width: w,
+                height: h,
+                planes: [&y, &u, &v],
+                strides: [w as usize, (w / 2) as usize, (w / 2) as usize],
+            };
+            let frame = enc.encode(&img, i64::from(n) * 3000).unwrap().unwrap();
+            assert_eq!(frame.keyframe, n == 0, "frame {n}");
+            let data = frame.data.to_vec();
+            let pic = dec.decode(&data).unwrap().unwrap();
+            assert_eq!((pic.image.width, pic.image.height), (w, h));
+            // Chroma is flat: decoded U should be close to 100.
+            let u_mid = pic.image.planes[1][pic.image.strides[1] * 60 + 80];
+            assert!((i32::from(u_mid) - 100).abs() < 8, "u = {u_mid}");
+            decoded += 1;
+        }
+        assert_eq!(decoded, 30);
+    }
+
+    #[test]
+    fn forced_keyframe_and_bitrate_change() {
+        let (w, h) = (160, 120);
+        let mut enc = Vp8Encoder::new(Vp8Config::new(w, h, 30)).unwrap();
+        let (y, u, v) = picture(w, h, 0);
+        let img = I420 {
+            width: w,
+            height: h,
+            planes: [&y, &u, &v],
+            strides: [w as usize, (w / 2) as usize, (w / 2) as usize],
+        };
+        assert!(enc.encode(&img, 0).unwrap().unwrap().keyframe);
+        assert!(!enc.encode(&img, 3000).unwrap().unwrap().keyframe);
+        enc.set_bitrate(300_000).unwrap();
+        enc.force_keyframe();
+        assert!(enc.encode(&img, 6000).unwrap().unwrap().keyframe);
+        assert_eq!(enc.config().bitrate, 300_000);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let mut enc = Vp8Encoder::new(Vp8Config::new(64, 64, 30)).unwrap();
+        let y = vec![0u8; 10];
+        let img = I420 {
+            width: 64,
+            height: 64,
+            planes: [&y, &y, &y],
+            strides: [64, 32, 32],
+        };
+        assert!(matches!(
+            enc.encode(&img, 0),
+            Err(CodecError::BadFrame { .. })
+        ));
+        assert!(Vp8Encoder::new(Vp8Config::new(0, 64, 30)).is_err());
+        let mut dec = Vp8Decoder::new().unwrap();
+        assert!(dec.decode(&[]).is_err());
+        assert!(dec.decode(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).is_err());
+    }
+}
