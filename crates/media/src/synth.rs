@@ -63,6 +63,8 @@ impl TestPattern {
             (box_y..box_y + box_size).contains(&y) && x + box_size >= box_x && x < box_x
         };
         let bar = |x: usize| BARS_RGB[x * BARS_RGB.len() / w];
+        let bars_yuv = BARS_RGB.map(yuv);
+        let bar_yuv = |x: usize| bars_yuv[x * BARS_RGB.len() / w];
         match layout.format() {
             PixelFormat::Rgba => {
                 let mut p = frame.plane_mut(0);
@@ -84,7 +86,7 @@ impl TestPattern {
                     for y in 0..h {
                         let row = luma.row_mut(y);
                         for (x, px) in row.iter_mut().enumerate() {
-                            *px = if in_box(x, y) { 235 } else { yuv(bar(x))[0] };
+                            *px = if in_box(x, y) { 235 } else { bar_yuv(x)[0] };
                         }
                     }
                 }
