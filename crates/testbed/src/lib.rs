@@ -360,6 +360,7 @@ pub fn python_command(server: &LiveKitServer, script: &str) -> Result<Command, T
         .env("LIVEKIT_API_KEY", API_KEY)
         .env("LIVEKIT_API_SECRET", API_SECRET)
         .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONWARNINGS", "ignore")
         .stdin(Stdio::null());
     Ok(cmd)
 }
