@@ -383,6 +383,8 @@ impl DecodedImage<'_> {
 pub struct Vp8Decoder {
     ctx: Box<sys::vpx_codec_ctx_t>,
     frames: u64,
+    /// The picture of the last successful decode (owned by libvpx until the next decode).
+    last: *const sys::vpx_image_t,
 }
 
 // SAFETY: as for the encoder.
@@ -410,7 +412,11 @@ impl Vp8Decoder {
                 sys::VPX_DECODER_ABI_VERSION as i32,
             );
             check(&mut ctx, code, "init decoder")?;
-            Ok(Self { ctx, frames: 0 })
+            Ok(Self {
+                ctx,
+                frames: 0,
+                last: ptr::null(),
+            })
         }
     }
 
@@ -422,13 +428,21 @@ impl Vp8Decoder {
     /// Decode one whole VP8 frame. Returns the picture (borrowed until the next call), or `None`
     /// when the frame produced no picture. Corrupt input is an error (ask for a keyframe).
     pub fn decode(&mut self, data: &[u8]) -> Result<Option<DecodedImage<'_>>, CodecError> {
+        self.decode_frame(data)?;
+        Ok(self.image())
+    }
+
+    /// Decode one whole VP8 frame; true when it produced a picture, then available from
+    /// [`Vp8Decoder::image`] until the next call.
+    pub fn decode_frame(&mut self, data: &[u8]) -> Result<bool, CodecError> {
+        self.last = ptr::null();
         if data.is_empty() {
             return Err(CodecError::BadFrame {
                 what: "empty VP8 frame".into(),
             });
         }
         // SAFETY: data lives for the call; the returned image belongs to the decoder and stays
-        // valid until the next decode call, which the borrow on `self` enforces.
+        // valid until the next decode call (`last` is cleared at the start of every call).
         unsafe {
             let code = sys::vpx_codec_decode(
                 &mut *self.ctx,
@@ -441,37 +455,53 @@ impl Vp8Decoder {
             let mut iter: sys::vpx_codec_iter_t = ptr::null();
             let img = sys::vpx_codec_get_frame(&mut *self.ctx, &mut iter);
             if img.is_null() {
-                return Ok(None);
+                return Ok(false);
             }
-            let img = &*img;
-            if img.fmt != sys::vpx_img_fmt::VPX_IMG_FMT_I420 {
+            if (*img).fmt != sys::vpx_img_fmt::VPX_IMG_FMT_I420 {
                 return Err(CodecError::Unsupported {
-                    what: format!("decoded image format {:?}", img.fmt),
+                    what: format!("decoded image format {:?}", (*img).fmt),
                 });
             }
+            self.last = img;
+        }
+        self.frames += 1;
+        Ok(true)
+    }
+
+    /// The picture of the last successful decode.
+    pub fn image(&self) -> Option<DecodedImage<'_>> {
+        if self.last.is_null() {
+            return None;
+        }
+        // SAFETY: `last` points at libvpx's image for the last decode, valid until the next
+        // decode call, which needs `&mut self` and so cannot overlap this borrow.
+        unsafe {
+            let img = &*self.last;
             let (w, h) = (img.d_w, img.d_h);
+            if w == 0 || h == 0 {
+                return None;
+            }
             let ch = h.div_ceil(2) as usize;
+            let cw = w.div_ceil(2) as usize;
             let strides = [
                 img.stride[0] as usize,
                 img.stride[1] as usize,
                 img.stride[2] as usize,
             ];
-            let cw = w.div_ceil(2) as usize;
             let y = std::slice::from_raw_parts(
                 img.planes[0],
                 strides[0] * (h as usize - 1) + w as usize,
             );
             let u = std::slice::from_raw_parts(img.planes[1], strides[1] * (ch - 1) + cw);
             let v = std::slice::from_raw_parts(img.planes[2], strides[2] * (ch - 1) + cw);
-            self.frames += 1;
-            Ok(Some(DecodedImage {
+            Some(DecodedImage {
                 image: I420 {
                     width: w,
                     height: h,
                     planes: [y, u, v],
                     strides,
                 },
-            }))
+            })
         }
     }
 }

@@ -3,7 +3,8 @@
 //! Signaling uses the official `livekit-signaling` client; WebRTC is [str0m] (sans-IO), driven by
 //! one tokio task per engine that owns the two peer connections (publisher and subscriber), their
 //! UDP sockets and the signal client. Media crosses the engine as *encoded* frames; the
-//! codec crate provides Opus/VP8 encoders and decoders that run on the caller's threads (in `wavecast-codec`).
+//! [`media`] helpers wrap the track handles with the `wavecast-codec` Opus/VP8 encoders and
+//! decoders, which run on the caller's threads.
 //!
 //! ```no_run
 //! # async fn demo(url: &str, token: &str) -> Result<(), wavecast_rtc::EngineError> {
@@ -31,6 +32,7 @@
 mod engine;
 mod error;
 mod events;
+pub mod media;
 mod peer;
 mod sdp;
 mod track;
@@ -40,6 +42,9 @@ pub use engine::{
 };
 pub use error::{EngineError, PeerRole};
 pub use events::{DisconnectReason, EngineEvent, Participant, Quality, TrackInfo, TransportState};
+pub use media::{
+    AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoPublisher, VideoSubscriber,
+};
 pub use track::{
     EncodedFrame, LocalTrack, RemoteTrack, TrackKind, TrackOptions, TrackSource, WriteError,
 };

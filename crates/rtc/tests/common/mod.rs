@@ -63,3 +63,42 @@ pub async fn wait_connected(events: &mut EngineEvents, timeout: Duration) {
         }
     }
 }
+
+/// Dominant frequency of 48 kHz mono samples (the last 16 384 of them).
+pub fn dominant_frequency(samples: &[i16]) -> f32 {
+    let n = 16_384;
+    assert!(samples.len() >= n, "only {} samples", samples.len());
+    let mut spectrum =
+        wavecast_pipeline::analysis::SpectrumAnalyzer::new(n, 48_000).expect("valid analyser");
+    spectrum.push(&samples[samples.len() - n..], 1);
+    spectrum.compute();
+    spectrum.dominant_frequency().map(|(f, _)| f).unwrap_or(0.0)
+}
+
+/// Wait for a `RESULT {json}` line of a Python peer, off the async threads.
+pub async fn python_result(
+    mut py: wavecast_testbed::PythonPeer,
+    timeout: Duration,
+) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || {
+        let line = py
+            .wait_line("RESULT", timeout)
+            .expect("python prints RESULT");
+        serde_json::from_str(&line).expect("RESULT is JSON")
+    })
+    .await
+    .expect("join")
+}
+
+/// Wait for a `READY` line of a Python peer, off the async threads.
+pub async fn python_ready(
+    mut py: wavecast_testbed::PythonPeer,
+    timeout: Duration,
+) -> wavecast_testbed::PythonPeer {
+    tokio::task::spawn_blocking(move || {
+        py.wait_line("READY", timeout).expect("python prints READY");
+        py
+    })
+    .await
+    .expect("join")
+}
