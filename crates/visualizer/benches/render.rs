@@ -10,8 +10,7 @@ use std::hint::black_box;
 use wavecast_visualizer::demo::DemoScene;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
 use wavecast_visualizer::{
-    Color, ColorSpace, Gpu, HeadlessTarget, I420Buffer, I420Frame, Scene, VideoRenderer,
-    draw_scene,
+    Color, ColorSpace, Gpu, HeadlessTarget, I420Buffer, I420Frame, Scene, VideoRenderer, draw_scene,
 };
 use yuvutils_rs::{YuvPlanarImage, YuvRange, YuvStandardMatrix};
 
@@ -22,7 +21,10 @@ fn gpu() -> Option<Gpu> {
     match Gpu::headless() {
         Ok(g) => {
             let i = g.info();
-            eprintln!("adapter: {} ({:?}, {})", i.name, i.device_type, i.driver_info);
+            eprintln!(
+                "adapter: {} ({:?}, {})",
+                i.name, i.device_type, i.driver_info
+            );
             Some(g)
         }
         Err(e) => {
@@ -134,7 +136,9 @@ fn i420_to_rgba(c: &mut Criterion) {
                         depth_slice: None,
                         resolve_target: None,
                         ops: wgpu::Operations {
-                            load: wgpu::LoadOp::Clear(Color::rgb8(0, 0, 0).to_wgpu(HEADLESS_FORMAT)),
+                            load: wgpu::LoadOp::Clear(
+                                Color::rgb8(0, 0, 0).to_wgpu(HEADLESS_FORMAT),
+                            ),
                             store: wgpu::StoreOp::Store,
                         },
                     })],
@@ -146,14 +150,18 @@ fn i420_to_rgba(c: &mut Criterion) {
         };
         g.bench_function("gpu_upload_convert", |b| {
             b.iter(|| {
-                video.update(&gpu.device, &gpu.queue, &frame, cs).expect("upload");
+                video
+                    .update(&gpu.device, &gpu.queue, &frame, cs)
+                    .expect("upload");
                 draw(&video, &target);
                 gpu.wait_idle("bench convert").expect("wait");
             })
         });
         g.bench_function("gpu_upload_convert_readback", |b| {
             b.iter(|| {
-                video.update(&gpu.device, &gpu.queue, &frame, cs).expect("upload");
+                video
+                    .update(&gpu.device, &gpu.queue, &frame, cs)
+                    .expect("upload");
                 draw(&video, &target);
                 black_box(target.read_rgba(&gpu.device, &gpu.queue).expect("readback"));
             })

@@ -37,14 +37,18 @@ fn parse() -> Result<(WindowOptions, usize), String> {
             }
             "--participants" => {
                 let v = value("--participants")?;
-                participants = v.parse().map_err(|e| format!("--participants {v:?}: {e}"))?;
+                participants = v
+                    .parse()
+                    .map_err(|e| format!("--participants {v:?}: {e}"))?;
             }
             "--no-vsync" => opts.vsync = false,
             "--resize-script" => opts.resize_script = true,
             "-h" | "--help" => {
-                return Err("usage: window [--frames N] [--screenshot PATH] [--size WxH] \
+                return Err(
+                    "usage: window [--frames N] [--screenshot PATH] [--size WxH] \
                             [--participants N] [--no-vsync] [--resize-script]"
-                    .into());
+                        .into(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }

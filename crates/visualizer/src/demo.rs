@@ -74,7 +74,8 @@ impl DemoSource {
     }
 
     fn with_participants(mut self, n: usize) -> Self {
-        self.participants.extend((0..n).map(|i| demo_participant(i, 0)));
+        self.participants
+            .extend((0..n).map(|i| demo_participant(i, 0)));
         self
     }
 
@@ -142,7 +143,12 @@ pub struct DemoScene {
 
 impl DemoScene {
     /// A demo with `video` size video and `participants` tiles, for targets of `format`.
-    pub fn new(gpu: &Gpu, format: wgpu::TextureFormat, video: (u32, u32), participants: usize) -> Self {
+    pub fn new(
+        gpu: &Gpu,
+        format: wgpu::TextureFormat,
+        video: (u32, u32),
+        participants: usize,
+    ) -> Self {
         Self {
             dashboard: Dashboard::new(&gpu.device, &gpu.queue, format),
             source: DemoSource::new(video.0, video.1, participants),

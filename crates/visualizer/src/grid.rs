@@ -80,7 +80,11 @@ pub fn grid_tiles(count: usize, area: Rect, gap: f32, out: &mut Vec<Rect>) {
     for i in 0..count {
         let row = i / cols;
         let col = i % cols;
-        let in_row = if row + 1 == rows { count - row * cols } else { cols };
+        let in_row = if row + 1 == rows {
+            count - row * cols
+        } else {
+            cols
+        };
         let row_w = in_row as f32 * tw + (in_row as f32 - 1.0) * gap;
         let x0 = area.x + (area.w - row_w) * 0.5;
         out.push(Rect::new(
@@ -128,7 +132,12 @@ impl TileLayout {
         let mic_w = if p.muted { mic_d + inner } else { 0.0 };
         let max_w = (tile.w - 2.0 * pad).max(0.0);
         let label_w = (inner + mic_w + name_width + inner).min(max_w);
-        let label = Rect::new(tile.x + pad, tile.bottom() - pad - label_h, label_w, label_h);
+        let label = Rect::new(
+            tile.x + pad,
+            tile.bottom() - pad - label_h,
+            label_w,
+            label_h,
+        );
         let mic = p
             .muted
             .then(|| Rect::new(label.x + inner, label.y + 3.0 * s, mic_d, mic_d));
@@ -245,9 +254,9 @@ impl GridRenderer {
         for (i, (p, tile)) in participants.iter().zip(&self.tiles).enumerate() {
             let font = TileLayout::font_size_for(*tile);
             // Shape the name first (its width sizes the label); it is moved into place below.
-            let name_w = self
-                .text
-                .label(p.name, 0.0, 0.0, font, Align::Left, palette::WHITE, *tile);
+            let name_w =
+                self.text
+                    .label(p.name, 0.0, 0.0, font, Align::Left, palette::WHITE, *tile);
             let l = TileLayout::new(*tile, p, name_w);
             let s = TileLayout::scale(*tile);
             let radius = 8.0 * s;
@@ -300,7 +309,14 @@ impl GridRenderer {
                 sh.ring(screen, palette::WHITE, 1.5 * s, (1.5 * s).max(1.0));
                 let (cx, _) = sb.center();
                 let base = screen.bottom() + sb.h * 0.12;
-                sh.line(cx, screen.bottom(), cx, base, (1.5 * s).max(1.0), palette::WHITE);
+                sh.line(
+                    cx,
+                    screen.bottom(),
+                    cx,
+                    base,
+                    (1.5 * s).max(1.0),
+                    palette::WHITE,
+                );
                 sh.line(
                     cx - sb.w * 0.14,
                     base,
@@ -312,8 +328,7 @@ impl GridRenderer {
             }
             // Now place the name text, vertically centred in the label and clipped to it.
             let text_top = l.label.y + (l.label.h - l.font_size * 1.2) * 0.5;
-            self.text
-                .move_last(l.name.x, text_top, Align::Left, l.name);
+            self.text.move_last(l.name.x, text_top, Align::Left, l.name);
             self.layouts.push(l);
         }
         self.shapes.upload(device, queue);
@@ -370,10 +385,17 @@ mod tests {
             assert_eq!(out.len(), n);
             for (i, a) in out.iter().enumerate() {
                 assert!((a.w / a.h - TILE_ASPECT).abs() < 1e-3);
-                assert!(a.x >= area.x - 1e-3 && a.right() <= area.right() + 1e-3, "{n}: {a:?}");
-                assert!(a.y >= area.y - 1e-3 && a.bottom() <= area.bottom() + 1e-3, "{n}: {a:?}");
+                assert!(
+                    a.x >= area.x - 1e-3 && a.right() <= area.right() + 1e-3,
+                    "{n}: {a:?}"
+                );
+                assert!(
+                    a.y >= area.y - 1e-3 && a.bottom() <= area.bottom() + 1e-3,
+                    "{n}: {a:?}"
+                );
                 for b in &out[i + 1..] {
-                    let overlap = a.x < b.right() && b.x < a.right() && a.y < b.bottom() && b.y < a.bottom();
+                    let overlap =
+                        a.x < b.right() && b.x < a.right() && a.y < b.bottom() && b.y < a.bottom();
                     assert!(!overlap, "{n}: {a:?} overlaps {b:?}");
                 }
             }
@@ -404,7 +426,12 @@ mod tests {
         let mic = l.mic.unwrap();
         assert!(mic.x >= l.label.x && mic.right() <= l.name.x);
         assert_eq!(l.ring, Some(tile));
-        let quiet = ParticipantTile { muted: false, speaking: false, screen_share: false, ..p };
+        let quiet = ParticipantTile {
+            muted: false,
+            speaking: false,
+            screen_share: false,
+            ..p
+        };
         let l = TileLayout::new(tile, &quiet, 40.0);
         assert!(l.mic.is_none() && l.ring.is_none() && l.share.is_none());
         // A very long name is clipped to the tile.

@@ -143,7 +143,12 @@ impl RgbaImage {
             .zip(expected.data.chunks_exact(4))
             .zip(image.data.chunks_exact_mut(4))
         {
-            let delta = a.iter().zip(e).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0);
+            let delta = a
+                .iter()
+                .zip(e)
+                .map(|(x, y)| x.abs_diff(*y))
+                .max()
+                .unwrap_or(0);
             max_delta = max_delta.max(delta);
             if delta > tolerance {
                 differing += 1;

@@ -45,6 +45,7 @@
 
 pub mod demo;
 mod error;
+mod from_pipeline;
 pub mod geom;
 pub mod gpu;
 pub mod grid;
@@ -70,6 +71,7 @@ pub use meter::{MeterLevels, MeterRenderer};
 pub use scene::{Dashboard, DashboardData, Scene, draw_scene};
 pub use spectrum::SpectrumRenderer;
 pub use video::{ColorSpace, I420Buffer, I420Frame, Matrix, Range, VideoRenderer};
+pub use wavecast_pipeline;
 pub use waveform::WaveformRenderer;
 pub use wgpu;
 

@@ -67,7 +67,12 @@ impl MeterGeometry {
         let h = (inner.h - 12.0).max(0.0);
         Self {
             scale: Rect::new(inner.x, top, label_w, h),
-            bars: Rect::new(inner.x + label_w + 4.0, top, (inner.w - label_w - 4.0).max(0.0), h),
+            bars: Rect::new(
+                inner.x + label_w + 4.0,
+                top,
+                (inner.w - label_w - 4.0).max(0.0),
+                h,
+            ),
         }
     }
 
@@ -83,7 +88,12 @@ impl MeterGeometry {
         let count = count.max(1) as f32;
         let gap = 3.0;
         let w = ((self.bars.w - gap * (count - 1.0)) / count).max(1.0);
-        Rect::new(self.bars.x + ch as f32 * (w + gap), self.bars.y, w, self.bars.h)
+        Rect::new(
+            self.bars.x + ch as f32 * (w + gap),
+            self.bars.y,
+            w,
+            self.bars.h,
+        )
     }
 }
 
@@ -139,7 +149,14 @@ impl MeterRenderer {
         let font = (g.bars.h / 14.0).clamp(8.0, 12.0);
         for tick in METER_TICKS {
             let y = g.db_to_y(tick);
-            s.line(g.bars.x - 3.0, y, g.bars.right(), y, 1.0, palette::GRID_LINE);
+            s.line(
+                g.bars.x - 3.0,
+                y,
+                g.bars.right(),
+                y,
+                1.0,
+                palette::GRID_LINE,
+            );
             let label = tick_label(tick);
             self.text.label(
                 label,

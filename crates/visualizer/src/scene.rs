@@ -42,7 +42,9 @@ pub fn draw_scene(
 ) -> Result<wgpu::SubmissionIndex> {
     let mut encoder = gpu
         .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("scene") });
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("scene"),
+        });
     {
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
             label: Some("scene"),

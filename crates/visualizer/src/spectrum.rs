@@ -13,9 +13,17 @@ pub const SPECTRUM_FLOOR_DB: f32 = -90.0;
 /// The FFT bins each of `bars` log-spaced bands covers, for `n_bins` bins spanning 0..=Nyquist
 /// (a real FFT's `N/2 + 1` outputs). Every band gets at least one bin and the bands run in order;
 /// they only share bins when there are fewer bins than bands.
-pub fn band_bins(n_bins: usize, bars: usize, sample_rate: u32) -> impl Iterator<Item = Range<usize>> {
+pub fn band_bins(
+    n_bins: usize,
+    bars: usize,
+    sample_rate: u32,
+) -> impl Iterator<Item = Range<usize>> {
     let nyquist = sample_rate as f32 / 2.0;
-    let hz_per_bin = if n_bins > 1 { nyquist / (n_bins - 1) as f32 } else { nyquist.max(1.0) };
+    let hz_per_bin = if n_bins > 1 {
+        nyquist / (n_bins - 1) as f32
+    } else {
+        nyquist.max(1.0)
+    };
     let lo_hz = SPECTRUM_MIN_HZ.max(hz_per_bin).min(nyquist);
     let ratio = (nyquist / lo_hz).max(1.0);
     let last = n_bins.saturating_sub(1);
@@ -133,7 +141,12 @@ fn bar_slot(region: Rect, bars: usize, i: usize) -> Rect {
     let area = region.inset(4.0);
     let slot = area.w / bars.max(1) as f32;
     let gap = (slot * 0.2).min(3.0);
-    Rect::new(area.x + i as f32 * slot + gap * 0.5, area.y, (slot - gap).max(1.0), area.h)
+    Rect::new(
+        area.x + i as f32 * slot + gap * 0.5,
+        area.y,
+        (slot - gap).max(1.0),
+        area.h,
+    )
 }
 
 #[cfg(test)]

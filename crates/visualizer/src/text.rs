@@ -77,7 +77,8 @@ impl TextLayer {
     ) -> Self {
         let cache = Cache::new(device);
         let mut atlas = TextAtlas::new(device, queue, &cache, format);
-        let renderer = TextRenderer::new(&mut atlas, device, wgpu::MultisampleState::default(), None);
+        let renderer =
+            TextRenderer::new(&mut atlas, device, wgpu::MultisampleState::default(), None);
         let viewport = Viewport::new(device, &cache);
         Self {
             font_system: bundled_font_system(),

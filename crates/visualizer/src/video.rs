@@ -91,7 +91,11 @@ impl ColorSpace {
         let cr = (r - y) / (2.0 * (1.0 - kr));
         let q = |v: f32| v.round().clamp(0.0, 255.0) as u8;
         match self.range {
-            Range::Limited => [q(16.0 + 219.0 * y), q(128.0 + 224.0 * cb), q(128.0 + 224.0 * cr)],
+            Range::Limited => [
+                q(16.0 + 219.0 * y),
+                q(128.0 + 224.0 * cb),
+                q(128.0 + 224.0 * cr),
+            ],
             Range::Full => [q(255.0 * y), q(128.0 + 255.0 * cb), q(128.0 + 255.0 * cr)],
         }
     }
@@ -157,13 +161,19 @@ impl I420Frame<'_> {
             ("V", self.v, self.v_stride, cw, ch),
         ] {
             if stride < w {
-                return Err(bad(plane, format!("stride {stride} is less than the width {w}")));
+                return Err(bad(
+                    plane,
+                    format!("stride {stride} is less than the width {w}"),
+                ));
             }
             let need = u64::from(stride) * u64::from(h - 1) + u64::from(w);
             if (data.len() as u64) < need {
                 return Err(bad(
                     plane,
-                    format!("{} bytes, need at least {need} ({h} rows of stride {stride})", data.len()),
+                    format!(
+                        "{} bytes, need at least {need} ({h} rows of stride {stride})",
+                        data.len()
+                    ),
                 ));
             }
         }
@@ -455,12 +465,25 @@ impl VideoRenderer {
         if !reuse {
             self.planes = Some(self.create_planes(device, frame.width, frame.height));
             self.texture_allocations += 1;
-            tracing::debug!(width = frame.width, height = frame.height, "video textures (re)created");
+            tracing::debug!(
+                width = frame.width,
+                height = frame.height,
+                "video textures (re)created"
+            );
         }
-        let planes = self.planes.as_ref().expect("planes were created just above");
+        let planes = self
+            .planes
+            .as_ref()
+            .expect("planes were created just above");
         let (cw, ch) = frame.chroma_size();
         for (tex, data, stride, w, h) in [
-            (&planes.y, frame.y, frame.y_stride, frame.width, frame.height),
+            (
+                &planes.y,
+                frame.y,
+                frame.y_stride,
+                frame.width,
+                frame.height,
+            ),
             (&planes.u, frame.u, frame.u_stride, cw, ch),
             (&planes.v, frame.v, frame.v_stride, cw, ch),
         ] {
@@ -614,7 +637,10 @@ mod tests {
         assert_eq!(cs.rgb_to_yuv([255, 255, 255]), [235, 128, 128]);
         assert_eq!(cs.rgb_to_yuv([0, 0, 0]), [16, 128, 128]);
         // BT.709 100 % red: Y=63, Cb=102, Cr=240.
-        assert_eq!(ColorSpace::BT709_LIMITED.rgb_to_yuv([255, 0, 0]), [63, 102, 240]);
+        assert_eq!(
+            ColorSpace::BT709_LIMITED.rgb_to_yuv([255, 0, 0]),
+            [63, 102, 240]
+        );
     }
 
     #[test]
@@ -625,7 +651,10 @@ mod tests {
             ColorSpace::BT709_LIMITED,
             ColorSpace::BT709_FULL,
         ] {
-            for rgb in COLOR_BARS.iter().chain(&[[255, 255, 255], [255, 0, 0], [12, 200, 99]]) {
+            for rgb in COLOR_BARS
+                .iter()
+                .chain(&[[255, 255, 255], [255, 0, 0], [12, 200, 99]])
+            {
                 let back = cs.yuv_to_rgb(cs.rgb_to_yuv(*rgb));
                 for c in 0..3 {
                     assert!(back[c].abs_diff(rgb[c]) <= 3, "{cs:?} {rgb:?} -> {back:?}");
@@ -638,7 +667,13 @@ mod tests {
     fn wrong_matrix_gives_visibly_wrong_colours() {
         let yuv = ColorSpace::BT709_LIMITED.rgb_to_yuv([0, 191, 191]);
         let wrong = ColorSpace::BT601_LIMITED.yuv_to_rgb(yuv);
-        assert!(wrong.iter().zip([0, 191, 191]).any(|(a, b)| a.abs_diff(b) > 10), "{wrong:?}");
+        assert!(
+            wrong
+                .iter()
+                .zip([0, 191, 191])
+                .any(|(a, b)| a.abs_diff(b) > 10),
+            "{wrong:?}"
+        );
     }
 
     #[test]

@@ -10,7 +10,11 @@ use crate::shapes::ShapeRenderer;
 pub fn trace_point(area: Rect, i: usize, n: usize, s: f32) -> (f32, f32) {
     let n = n.max(1) as f32;
     let x = area.x + (i as f32 + 0.5) * area.w / n;
-    let s = if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 };
+    let s = if s.is_finite() {
+        s.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
     let y = area.y + area.h * 0.5 * (1.0 - s);
     (x, y)
 }
@@ -77,7 +81,14 @@ impl WaveformRenderer {
         s.line(area.x, mid, area.right(), mid, 1.0, palette::GRID_LINE);
         for q in [0.25, 0.75] {
             let y = area.y + area.h * q;
-            s.line(area.x, y, area.right(), y, 1.0, palette::GRID_LINE.with_alpha(0.4));
+            s.line(
+                area.x,
+                y,
+                area.right(),
+                y,
+                1.0,
+                palette::GRID_LINE.with_alpha(0.4),
+            );
         }
         let n = samples.len();
         let columns = area.w.floor().max(1.0) as usize;
@@ -107,6 +118,66 @@ impl WaveformRenderer {
                 let (_, bottom) = trace_point(area, c, columns, min);
                 s.line(x, top, x, bottom, self.thickness, self.trace);
             }
+        }
+        s.upload(device, queue);
+    }
+
+    /// Rebuilds the trace from an amplitude envelope: `count` `(min, max)` pairs, oldest first
+    /// (the pipeline's waveform history). Each pair spans `area.w / count` pixels; when there are
+    /// more pairs than pixel columns, neighbouring pairs merge.
+    pub fn update_envelope(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        pairs: impl Iterator<Item = (f32, f32)>,
+        count: usize,
+    ) {
+        let region = self.region();
+        let area = self.trace_area();
+        let s = &mut self.shapes;
+        s.clear();
+        s.rect(region, palette::PANEL, 4.0);
+        let mid = area.y + area.h * 0.5;
+        s.line(area.x, mid, area.right(), mid, 1.0, palette::GRID_LINE);
+        if count == 0 {
+            s.upload(device, queue);
+            return;
+        }
+        let columns = (area.w.floor().max(1.0) as usize).min(count);
+        let col_w = area.w / columns as f32;
+        let clean = |v: f32| {
+            if v.is_finite() {
+                v.clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        let mut current: Option<(usize, f32, f32)> = None;
+        let flush = |s: &mut ShapeRenderer, c: usize, lo: f32, hi: f32| {
+            let (_, top) = trace_point(area, 0, 1, hi);
+            let (_, bottom) = trace_point(area, 0, 1, lo);
+            let h = (bottom - top).max(self.thickness);
+            let y = ((top + bottom) * 0.5 - h * 0.5).max(area.y);
+            s.rect(
+                Rect::new(area.x + c as f32 * col_w, y, col_w.max(1.0), h),
+                self.trace,
+                0.0,
+            );
+        };
+        for (i, (lo, hi)) in pairs.take(count).enumerate() {
+            let c = i * columns / count;
+            let (lo, hi) = (clean(lo.min(hi)), clean(hi.max(lo)));
+            current = match current {
+                Some((cc, l, h)) if cc == c => Some((c, l.min(lo), h.max(hi))),
+                Some((cc, l, h)) => {
+                    flush(s, cc, l, h);
+                    Some((c, lo, hi))
+                }
+                None => Some((c, lo, hi)),
+            };
+        }
+        if let Some((c, l, h)) = current {
+            flush(s, c, l, h);
         }
         s.upload(device, queue);
     }

@@ -164,10 +164,13 @@ where
         let attrs = Window::default_attributes()
             .with_title(self.options.title.clone())
             .with_inner_size(PhysicalSize::new(w.max(1), h.max(1)));
-        let window = Arc::new(el.create_window(attrs).map_err(|e| VisualizerError::Window {
-            context: "creating the window",
-            source: Box::new(e),
-        })?);
+        let window = Arc::new(
+            el.create_window(attrs)
+                .map_err(|e| VisualizerError::Window {
+                    context: "creating the window",
+                    source: Box::new(e),
+                })?,
+        );
         let instance = new_instance();
         let surface = instance
             .create_surface(window.clone())
@@ -214,7 +217,10 @@ where
             color_space: wgpu::SurfaceColorSpace::Auto,
         };
         surface.configure(&gpu.device, &config);
-        let make = self.make.take().expect("init runs once: make is only taken here");
+        let make = self
+            .make
+            .take()
+            .expect("init runs once: make is only taken here");
         let mut scene = make(&gpu, format)?;
         scene.resize(&gpu, config.width, config.height);
         tracing::info!(

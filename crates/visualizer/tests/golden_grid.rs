@@ -11,7 +11,15 @@ use wavecast_visualizer::{
 const W: u32 = 960;
 const H: u32 = 540;
 const NAMES: [&str; 9] = [
-    "Ada", "Grace Hopper", "Alan", "Katherine J.", "Edsger", "Barbara", "Donald", "Frances", "Ken",
+    "Ada",
+    "Grace Hopper",
+    "Alan",
+    "Katherine J.",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
 ];
 
 fn participant(i: usize) -> ParticipantTile<'static> {
@@ -53,7 +61,9 @@ fn bright_pixels(img: &RgbaImage, r: wavecast_visualizer::Rect) -> usize {
 
 fn check_grid(count: usize) {
     let name = format!("grid_{count}");
-    let Some(gpu) = gpu_or_skip(&name) else { return };
+    let Some(gpu) = gpu_or_skip(&name) else {
+        return;
+    };
     let mut target = HeadlessTarget::new(&gpu.device, W, H).unwrap();
     let mut grid = GridRenderer::new(&gpu.device, &gpu.queue, target.format());
     grid.resize(&gpu.queue, W, H);
@@ -85,7 +95,13 @@ fn check_grid(count: usize) {
         let t = l.tile;
         let bg = rgb(palette::TILES[i % palette::TILES.len()]);
         // Tile body (left of centre, clear of badges, label and avatar).
-        c.color(&format!("tile {i} body"), t.x + t.w * 0.12, t.y + t.h * 0.5, bg, 3);
+        c.color(
+            &format!("tile {i} body"),
+            t.x + t.w * 0.12,
+            t.y + t.h * 0.5,
+            bg,
+            3,
+        );
         // Outside the tile: window background.
         c.color(
             &format!("tile {i} gap"),
@@ -97,7 +113,13 @@ fn check_grid(count: usize) {
         // Speaking ring on the left edge, or plain tile there.
         let edge = (t.x + l.stroke * 0.5, t.y + t.h * 0.5);
         if p.speaking {
-            c.color(&format!("tile {i} ring"), edge.0, edge.1, rgb(palette::SPEAKING), 6);
+            c.color(
+                &format!("tile {i} ring"),
+                edge.0,
+                edge.1,
+                rgb(palette::SPEAKING),
+                6,
+            );
         } else {
             c.color(&format!("tile {i} no ring"), edge.0, edge.1, bg, 6);
         }
@@ -109,8 +131,18 @@ fn check_grid(count: usize) {
         let bar_y = qi.bottom() - 1.5;
         let (lit, lit_color) = p.quality.bars();
         for b in 0..4 {
-            let expect = if b < lit { lit_color } else { palette::INACTIVE };
-            c.color(&format!("tile {i} quality bar {b}"), bar_x(b), bar_y, rgb(expect), 12);
+            let expect = if b < lit {
+                lit_color
+            } else {
+                palette::INACTIVE
+            };
+            c.color(
+                &format!("tile {i} quality bar {b}"),
+                bar_x(b),
+                bar_y,
+                rgb(expect),
+                12,
+            );
         }
         // Screen-share badge: blue plate at its left edge.
         match l.share {
@@ -121,7 +153,11 @@ fn check_grid(count: usize) {
                 rgb(palette::SHARE),
                 6,
             ),
-            None => c.that(&format!("tile {i} has no share badge"), !p.screen_share, None),
+            None => c.that(
+                &format!("tile {i} has no share badge"),
+                !p.screen_share,
+                None,
+            ),
         }
         // Muted microphone: red disc.
         match l.mic {
@@ -137,7 +173,10 @@ fn check_grid(count: usize) {
         // Label: dark pill containing white text.
         let text_px = bright_pixels(&img, l.name);
         c.that(
-            &format!("tile {i} name {:?}: only {text_px} bright pixels in {:?}", p.name, l.name),
+            &format!(
+                "tile {i} name {:?}: only {text_px} bright pixels in {:?}",
+                p.name, l.name
+            ),
             text_px >= 3 * p.name.len(),
             Some((l.name.x as u32, l.name.y as u32)),
         );
@@ -148,12 +187,18 @@ fn check_grid(count: usize) {
         );
         // The label is darker than the tile body (the pill is drawn).
         let lp = img
-            .pixel((l.label.x + 2.0) as u32, (l.label.y + l.label.h * 0.5) as u32)
+            .pixel(
+                (l.label.x + 2.0) as u32,
+                (l.label.y + l.label.h * 0.5) as u32,
+            )
             .unwrap();
         c.that(
             &format!("tile {i} label background {lp:?} is dark"),
             lp[0] < bg[0] && lp[1] < bg[1] && lp[2] < bg[2],
-            Some(((l.label.x + 2.0) as u32, (l.label.y + l.label.h * 0.5) as u32)),
+            Some((
+                (l.label.x + 2.0) as u32,
+                (l.label.y + l.label.h * 0.5) as u32,
+            )),
         );
     }
     c.finish();

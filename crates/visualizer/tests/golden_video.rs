@@ -11,7 +11,11 @@ use wavecast_visualizer::{
 const W: u32 = 640;
 const H: u32 = 360;
 
-fn render_bars(name: &str, encoded: ColorSpace, decoded: ColorSpace) -> Option<wavecast_visualizer::RgbaImage> {
+fn render_bars(
+    name: &str,
+    encoded: ColorSpace,
+    decoded: ColorSpace,
+) -> Option<wavecast_visualizer::RgbaImage> {
     let gpu = gpu_or_skip(name)?;
     let mut target = HeadlessTarget::new(&gpu.device, W, H).unwrap();
     let mut video = VideoRenderer::new(&gpu.device, target.format());
@@ -20,13 +24,18 @@ fn render_bars(name: &str, encoded: ColorSpace, decoded: ColorSpace) -> Option<w
     video
         .update(&gpu.device, &gpu.queue, &bars.as_frame(), decoded)
         .unwrap();
-    Some(render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| {
-        video.render(pass)
-    }))
+    Some(render(
+        &gpu,
+        &mut target,
+        Color::rgb8(255, 0, 255),
+        |pass| video.render(pass),
+    ))
 }
 
 fn check_bars(name: &str, cs: ColorSpace) {
-    let Some(img) = render_bars(name, cs, cs) else { return };
+    let Some(img) = render_bars(name, cs, cs) else {
+        return;
+    };
     let mut c = Checks::new(name, &img);
     for (i, rgb) in COLOR_BARS.iter().enumerate() {
         let x = (i as f32 + 0.5) * W as f32 / 8.0;
@@ -62,8 +71,11 @@ fn color_bars_bt709_full() {
 fn decoding_with_the_wrong_matrix_shows_wrong_colours() {
     // BT.709 bars decoded as BT.601: cyan, green, magenta and red move visibly, so the
     // bar tests above really distinguish the matrices.
-    let Some(img) = render_bars("wrong_matrix", ColorSpace::BT709_LIMITED, ColorSpace::BT601_LIMITED)
-    else {
+    let Some(img) = render_bars(
+        "wrong_matrix",
+        ColorSpace::BT709_LIMITED,
+        ColorSpace::BT601_LIMITED,
+    ) else {
         return;
     };
     let mut c = Checks::new("wrong_matrix", &img);
@@ -75,7 +87,11 @@ fn decoding_with_the_wrong_matrix_shows_wrong_colours() {
             off += 1;
         }
     }
-    c.that(&format!("only {off} bars differ with the wrong matrix"), off >= 4, None);
+    c.that(
+        &format!("only {off} bars differ with the wrong matrix"),
+        off >= 4,
+        None,
+    );
     c.finish();
 }
 
@@ -89,10 +105,17 @@ fn letterbox_bars_are_black_and_picture_is_centred() {
     video.resize(&gpu.queue, tw, th);
     let cs = ColorSpace::BT601_LIMITED;
     let bars = I420Buffer::color_bars(640, 480, cs);
-    video.update(&gpu.device, &gpu.queue, &bars.as_frame(), cs).unwrap();
+    video
+        .update(&gpu.device, &gpu.queue, &bars.as_frame(), cs)
+        .unwrap();
     // 4:3 in 800x300: pillarboxed to 400x300 at x = 200.
-    assert_eq!(video.picture_rect(), Some(Rect::new(200.0, 0.0, 400.0, 300.0)));
-    let img = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| video.render(pass));
+    assert_eq!(
+        video.picture_rect(),
+        Some(Rect::new(200.0, 0.0, 400.0, 300.0))
+    );
+    let img = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| {
+        video.render(pass)
+    });
     let mut c = Checks::new(name, &img);
     c.color("left bar", 100.0, 150.0, [0, 0, 0], 0);
     c.color("right bar", 700.0, 150.0, [0, 0, 0], 0);
@@ -102,10 +125,17 @@ fn letterbox_bars_are_black_and_picture_is_centred() {
     // Into a sub-region, letterboxed (wide region): 16:9 frame in a tall region.
     let wide = I420Buffer::color_bars(320, 180, cs);
     video.set_region(&gpu.queue, Some(Rect::new(0.0, 0.0, 200.0, 300.0)));
-    video.update(&gpu.device, &gpu.queue, &wide.as_frame(), cs).unwrap();
+    video
+        .update(&gpu.device, &gpu.queue, &wide.as_frame(), cs)
+        .unwrap();
     let r = video.picture_rect().unwrap();
-    assert!((r.w - 200.0).abs() < 1e-3 && (r.h - 112.5).abs() < 1e-3, "{r:?}");
-    let img2 = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| video.render(pass));
+    assert!(
+        (r.w - 200.0).abs() < 1e-3 && (r.h - 112.5).abs() < 1e-3,
+        "{r:?}"
+    );
+    let img2 = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| {
+        video.render(pass)
+    });
     let mut c2 = Checks::new("letterbox_region", &img2);
     c2.color("top bar", 100.0, 20.0, [0, 0, 0], 0);
     c2.color("bottom bar", 100.0, 280.0, [0, 0, 0], 0);
@@ -117,17 +147,25 @@ fn letterbox_bars_are_black_and_picture_is_centred() {
 
 #[test]
 fn textures_are_reused_while_the_size_is_unchanged() {
-    let Some(gpu) = gpu_or_skip("texture_reuse") else { return };
+    let Some(gpu) = gpu_or_skip("texture_reuse") else {
+        return;
+    };
     let mut video = VideoRenderer::new(&gpu.device, wgpu::TextureFormat::Rgba8Unorm);
     let cs = ColorSpace::BT709_LIMITED;
     let a = I420Buffer::color_bars(64, 48, cs);
     for _ in 0..5 {
-        video.update(&gpu.device, &gpu.queue, &a.as_frame(), cs).unwrap();
+        video
+            .update(&gpu.device, &gpu.queue, &a.as_frame(), cs)
+            .unwrap();
     }
     assert_eq!(video.texture_allocations(), 1);
     let b = I420Buffer::color_bars(66, 48, cs);
-    video.update(&gpu.device, &gpu.queue, &b.as_frame(), cs).unwrap();
-    video.update(&gpu.device, &gpu.queue, &b.as_frame(), cs).unwrap();
+    video
+        .update(&gpu.device, &gpu.queue, &b.as_frame(), cs)
+        .unwrap();
+    video
+        .update(&gpu.device, &gpu.queue, &b.as_frame(), cs)
+        .unwrap();
     assert_eq!(video.texture_allocations(), 2);
 }
 
@@ -141,8 +179,12 @@ fn odd_sizes_and_padded_strides_render() {
     let cs = ColorSpace::BT601_FULL;
     let mut frame = I420Buffer::new(33, 17, 13, cs);
     frame.fill_rect(0, 0, 33, 17, [0, 191, 0], cs);
-    video.update(&gpu.device, &gpu.queue, &frame.as_frame(), cs).unwrap();
-    let img = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| video.render(pass));
+    video
+        .update(&gpu.device, &gpu.queue, &frame.as_frame(), cs)
+        .unwrap();
+    let img = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| {
+        video.render(pass)
+    });
     let mut c = Checks::new(name, &img);
     c.color("green centre", 49.0, 25.0, [0, 191, 0], 4);
     c.finish();
@@ -150,7 +192,9 @@ fn odd_sizes_and_padded_strides_render() {
 
 #[test]
 fn invalid_frames_are_errors_not_panics() {
-    let Some(gpu) = gpu_or_skip("invalid_frame") else { return };
+    let Some(gpu) = gpu_or_skip("invalid_frame") else {
+        return;
+    };
     let mut video = VideoRenderer::new(&gpu.device, wgpu::TextureFormat::Rgba8Unorm);
     let buf = I420Buffer::new(64, 64, 0, ColorSpace::default());
     let mut f = buf.as_frame();
@@ -158,11 +202,18 @@ fn invalid_frames_are_errors_not_panics() {
     let err = video
         .update(&gpu.device, &gpu.queue, &f, ColorSpace::default())
         .unwrap_err();
-    assert!(matches!(err, VisualizerError::InvalidFrame { plane: "V", .. }), "{err}");
+    assert!(
+        matches!(err, VisualizerError::InvalidFrame { plane: "V", .. }),
+        "{err}"
+    );
     let mut huge = buf.as_frame();
     huge.width = 100_000;
     huge.y_stride = 100_000;
     huge.y = &[];
-    assert!(video.update(&gpu.device, &gpu.queue, &huge, ColorSpace::default()).is_err());
+    assert!(
+        video
+            .update(&gpu.device, &gpu.queue, &huge, ColorSpace::default())
+            .is_err()
+    );
     assert!(HeadlessTarget::new(&gpu.device, 0, 10).is_err());
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Checks, compare_golden, gpu_or_skip, render};
 use wavecast_visualizer::geom::palette;
-use wavecast_visualizer::meter::{MeterGeometry, METER_FLOOR_DB};
+use wavecast_visualizer::meter::{METER_FLOOR_DB, MeterGeometry};
 use wavecast_visualizer::waveform::trace_point;
 use wavecast_visualizer::{
     Color, HeadlessTarget, MeterLevels, MeterRenderer, RgbaImage, SpectrumRenderer,
@@ -42,7 +42,9 @@ fn sine_crosses_expected_pixels() {
         .map(|i| 0.8 * (std::f32::consts::TAU * 2.0 * i as f32 / n as f32).sin())
         .collect();
     wave.update(&gpu.device, &gpu.queue, &samples);
-    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| wave.render(pass));
+    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| {
+        wave.render(pass)
+    });
     let mut c = Checks::new(name, &img);
     let mut checked = 0;
     for i in (0..n).step_by(7) {
@@ -99,14 +101,20 @@ fn dense_history_draws_the_envelope() {
         })
         .collect();
     wave.update(&gpu.device, &gpu.queue, &samples);
-    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| wave.render(pass));
+    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| {
+        wave.render(pass)
+    });
     let mut c = Checks::new(name, &img);
     let cols = area.w as usize;
     for (col, amp) in [(cols / 4, 0.5f32), (3 * cols / 4, 0.25)] {
         let (x, top) = trace_point(area, col, cols, amp);
         let (_, bottom) = trace_point(area, col, cols, -amp);
         let (_, mid) = trace_point(area, col, cols, 0.0);
-        for (what, y) in [("top", top + 1.5), ("middle", mid), ("bottom", bottom - 1.5)] {
+        for (what, y) in [
+            ("top", top + 1.5),
+            ("middle", mid),
+            ("bottom", bottom - 1.5),
+        ] {
             c.that(
                 &format!("column {col} {what} at y={y} is not trace-coloured"),
                 is_trace(img.pixel(x as u32, y as u32).unwrap()),
@@ -132,12 +140,20 @@ fn meter_bars_reach_their_levels() {
     let mut meter = MeterRenderer::new(&gpu.device, &gpu.queue, target.format());
     meter.resize(&gpu.queue, w, h);
     let levels = [
-        MeterLevels { rms_dbfs: -30.0, peak_dbfs: -20.0 },
-        MeterLevels { rms_dbfs: -3.0, peak_dbfs: 0.0 },
+        MeterLevels {
+            rms_dbfs: -30.0,
+            peak_dbfs: -20.0,
+        },
+        MeterLevels {
+            rms_dbfs: -3.0,
+            peak_dbfs: 0.0,
+        },
     ];
     meter.update(&gpu.device, &gpu.queue, &levels).unwrap();
     let g: MeterGeometry = meter.geometry();
-    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| meter.render(pass).unwrap());
+    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| {
+        meter.render(pass).unwrap()
+    });
     let mut c = Checks::new(name, &img);
     let ch0 = g.channel_rect(0, 2);
     let ch1 = g.channel_rect(1, 2);
@@ -145,16 +161,34 @@ fn meter_bars_reach_their_levels() {
     let cx1 = ch1.center().0;
     // Channel 0 at -30 dBFS: green below, empty above.
     c.color("ch0 green", cx0, g.db_to_y(-45.0), rgb(palette::GREEN), 4);
-    c.color("ch0 empty above level", cx0, g.db_to_y(-26.0), [0x0c, 0x0d, 0x10], 4);
+    c.color(
+        "ch0 empty above level",
+        cx0,
+        g.db_to_y(-26.0),
+        [0x0c, 0x0d, 0x10],
+        4,
+    );
     // Peak marker at -20 dBFS (white).
     c.color("ch0 peak", cx0, g.db_to_y(-20.0), [255, 255, 255], 40);
     // Channel 1 at -3 dBFS: green, yellow and red zones.
     c.color("ch1 green", cx1, g.db_to_y(-40.0), rgb(palette::GREEN), 4);
     c.color("ch1 yellow", cx1, g.db_to_y(-12.0), rgb(palette::YELLOW), 4);
     c.color("ch1 red", cx1, g.db_to_y(-4.5), rgb(palette::RED), 4);
-    c.color("ch1 empty above level", cx1, g.db_to_y(-1.5), [0x0c, 0x0d, 0x10], 4);
+    c.color(
+        "ch1 empty above level",
+        cx1,
+        g.db_to_y(-1.5),
+        [0x0c, 0x0d, 0x10],
+        4,
+    );
     // Peak at full scale is red.
-    c.color("ch1 clip peak", cx1, g.db_to_y(0.0) + 0.5, rgb(palette::RED), 40);
+    c.color(
+        "ch1 clip peak",
+        cx1,
+        g.db_to_y(0.0) + 0.5,
+        rgb(palette::RED),
+        40,
+    );
     // Scale labels exist left of the bars (light pixels).
     let mut label_px = 0;
     for y in g.bars.y as u32..g.bars.bottom() as u32 {
@@ -164,7 +198,11 @@ fn meter_bars_reach_their_levels() {
             }
         }
     }
-    c.that(&format!("scale labels: {label_px} light pixels"), label_px > 80, None);
+    c.that(
+        &format!("scale labels: {label_px} light pixels"),
+        label_px > 80,
+        None,
+    );
     assert!(g.db_to_y(METER_FLOOR_DB) > g.db_to_y(0.0));
     c.finish();
     compare_golden(name, &img);
@@ -191,12 +229,20 @@ fn spectrum_bar_heights_follow_band_levels() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(loud.len(), 1, "{:?}", spec.levels());
-    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| spec.render(pass));
+    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| {
+        spec.render(pass)
+    });
     let mut c = Checks::new(name, &img);
     let b = loud[0];
     let slot = spec.bar_slot(b);
     // -6 dBFS on a -90..0 scale: the bar fills 93 % of the slot (red above -12 dBFS).
-    c.color("loud bar near top", slot.center().0, slot.y + slot.h * 0.1, rgb(palette::RED), 4);
+    c.color(
+        "loud bar near top",
+        slot.center().0,
+        slot.y + slot.h * 0.1,
+        rgb(palette::RED),
+        4,
+    );
     let quiet = spec.bar_slot(if b > 2 { 0 } else { 15 });
     c.color(
         "quiet bar empty",
@@ -205,5 +251,56 @@ fn spectrum_bar_heights_follow_band_levels() {
         rgb(palette::PANEL),
         4,
     );
+    c.finish();
+}
+
+#[test]
+fn pipeline_waveform_history_draws_its_envelope() {
+    use wavecast_visualizer::wavecast_pipeline::analysis::WaveformHistory;
+    let name = "waveform_history";
+    let Some(gpu) = gpu_or_skip(name) else { return };
+    let (w, h) = (256, 120);
+    let mut target = HeadlessTarget::new(&gpu.device, w, h).unwrap();
+    let mut wave = WaveformRenderer::new(&gpu.device, target.format());
+    wave.resize(&gpu.queue, w, h);
+    let area = wave.trace_area();
+    // 200 columns of 10 ms at 48 kHz: a 1 kHz tone at half scale, then at quarter scale.
+    let mut history = WaveformHistory::new(200);
+    for k in 0..200 {
+        let amp = if k < 100 { 16_384.0 } else { 8_192.0 };
+        let block: Vec<i16> = (0..480)
+            .map(|i| (amp * (std::f32::consts::TAU * 1000.0 * i as f32 / 48_000.0).sin()) as i16)
+            .collect();
+        history.push_samples(&block);
+    }
+    wave.update_history(&gpu.device, &gpu.queue, &history);
+    let img = render(&gpu, &mut target, palette::BACKGROUND, |pass| {
+        wave.render(pass)
+    });
+    let mut c = Checks::new(name, &img);
+    let col_w = area.w / 200.0;
+    for (col, amp) in [(50usize, 0.5f32), (150, 0.25)] {
+        let x = area.x + (col as f32 + 0.5) * col_w;
+        let (_, top) = trace_point(area, 0, 1, amp);
+        let (_, bottom) = trace_point(area, 0, 1, -amp);
+        let (_, mid) = trace_point(area, 0, 1, 0.0);
+        for (what, y) in [
+            ("top", top + 1.5),
+            ("middle", mid),
+            ("bottom", bottom - 1.5),
+        ] {
+            c.that(
+                &format!("column {col} {what} at ({x},{y}) is not trace-coloured"),
+                is_trace(img.pixel(x as u32, y as u32).unwrap()),
+                Some((x as u32, y as u32)),
+            );
+        }
+        let (_, beyond) = trace_point(area, 0, 1, amp + 0.15);
+        c.that(
+            &format!("column {col}: trace beyond the envelope at y={beyond}"),
+            !is_trace(img.pixel(x as u32, beyond as u32).unwrap()),
+            Some((x as u32, beyond as u32)),
+        );
+    }
     c.finish();
 }

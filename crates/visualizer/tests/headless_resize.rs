@@ -6,8 +6,8 @@ mod common;
 use common::{Checks, gpu_or_skip};
 use wavecast_visualizer::demo::DemoScene;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
-use wavecast_visualizer::video::COLOR_BARS;
 use wavecast_visualizer::render_headless;
+use wavecast_visualizer::video::COLOR_BARS;
 
 #[test]
 fn dashboard_survives_resize_to_1x1_and_back() {
@@ -29,7 +29,13 @@ fn dashboard_survives_resize_to_1x1_and_back() {
     assert!(layout.video.contains(pic.x + 1.0, pic.y + 1.0));
     let mut c = Checks::new("dashboard_after_resize", &img);
     // Second colour bar (yellow) is untouched by the moving box in the top third.
-    c.color("video bar 1", pic.x + pic.w * 1.5 / 8.0, pic.y + pic.h * 0.1, COLOR_BARS[1], 6);
+    c.color(
+        "video bar 1",
+        pic.x + pic.w * 1.5 / 8.0,
+        pic.y + pic.h * 0.1,
+        COLOR_BARS[1],
+        6,
+    );
     c.that(
         "grid has 9 tiles",
         scene.dashboard.grid.layouts().len() == 9,

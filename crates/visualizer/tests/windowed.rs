@@ -53,7 +53,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
             Err(e) if !required() => {
-                eprintln!("SKIPPED windowed_run_with_resizes: no DISPLAY and xvfb-run unavailable ({e})");
+                eprintln!(
+                    "SKIPPED windowed_run_with_resizes: no DISPLAY and xvfb-run unavailable ({e})"
+                );
                 println!("0 passed, 0 failed, 1 skipped");
                 ExitCode::SUCCESS
             }
@@ -93,10 +95,17 @@ fn windowed_run_with_resizes() -> Result<(), Skip> {
         resize_script: true,
         timeout: Duration::from_secs(240),
     };
-    let report = match run(opts, |gpu, format| Ok(DemoScene::new(gpu, format, (640, 360), 9))) {
+    let report = match run(opts, |gpu, format| {
+        Ok(DemoScene::new(gpu, format, (640, 360), 9))
+    }) {
         Ok(r) => r,
-        Err(e @ VisualizerError::NoAdapter { .. }) if !required() => return Err(Skip(e.to_string())),
-        Err(e) => panic!("windowed run failed: {e} ({:?})", std::error::Error::source(&e)),
+        Err(e @ VisualizerError::NoAdapter { .. }) if !required() => {
+            return Err(Skip(e.to_string()));
+        }
+        Err(e) => panic!(
+            "windowed run failed: {e} ({:?})",
+            std::error::Error::source(&e)
+        ),
     };
     println!(
         "windowed: {} frames rendered, {} skipped, {} reconfigures, sizes {:?}, {:.2} s, adapter {}",
@@ -113,20 +122,39 @@ fn windowed_run_with_resizes() -> Result<(), Skip> {
         "the window never became 1x1: {:?}",
         report.sizes
     );
-    assert!(report.frames_skipped >= 1, "the zero-size state skipped no frame: {report:?}");
-    assert_eq!(report.sizes.last(), Some(&(w, h)), "not restored: {:?}", report.sizes);
+    assert!(
+        report.frames_skipped >= 1,
+        "the zero-size state skipped no frame: {report:?}"
+    );
+    assert_eq!(
+        report.sizes.last(),
+        Some(&(w, h)),
+        "not restored: {:?}",
+        report.sizes
+    );
     let img = RgbaImage::load_png(&shot).expect("screenshot written");
     assert_eq!((img.width, img.height), (w, h));
     // The screenshot shows the dashboard: not a single flat colour, and the video's first colour
     // bar (75 % white) appears in the video panel.
-    let distinct: std::collections::HashSet<[u8; 4]> =
-        img.data.chunks_exact(4).map(|p| [p[0], p[1], p[2], p[3]]).take(200_000).collect();
-    assert!(distinct.len() > 50, "screenshot looks blank ({} colours)", distinct.len());
+    let distinct: std::collections::HashSet<[u8; 4]> = img
+        .data
+        .chunks_exact(4)
+        .map(|p| [p[0], p[1], p[2], p[3]])
+        .take(200_000)
+        .collect();
+    assert!(
+        distinct.len() > 50,
+        "screenshot looks blank ({} colours)",
+        distinct.len()
+    );
     let layout = wavecast_visualizer::scene::DashboardLayout::new(w, h);
     let pic = layout.video.fit_aspect(16.0 / 9.0);
     let p = img
         .pixel((pic.x + pic.w / 16.0) as u32, (pic.y + pic.h * 0.1) as u32)
         .unwrap();
-    assert!(p[..3].iter().all(|c| c.abs_diff(191) <= 6), "first bar pixel {p:?}");
+    assert!(
+        p[..3].iter().all(|c| c.abs_diff(191) <= 6),
+        "first bar pixel {p:?}"
+    );
     Ok(())
 }

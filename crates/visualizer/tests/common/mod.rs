@@ -41,7 +41,9 @@ pub fn render(
 ) -> RgbaImage {
     let mut encoder = gpu
         .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("test") });
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("test"),
+        });
     {
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
             label: Some("test"),
@@ -87,8 +89,9 @@ impl<'a> Checks<'a> {
         match self.image.pixel(xi, yi) {
             Some(p) if p[..3].iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= tol) => {}
             got => {
-                self.failures
-                    .push(format!("{what}: at ({xi},{yi}) expected {rgb:?} ±{tol}, got {got:?}"));
+                self.failures.push(format!(
+                    "{what}: at ({xi},{yi}) expected {rgb:?} ±{tol}, got {got:?}"
+                ));
                 self.marks.push((xi, yi));
             }
         }
@@ -100,8 +103,9 @@ impl<'a> Checks<'a> {
         if let Some(p) = self.image.pixel(xi, yi)
             && p[..3].iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= tol)
         {
-            self.failures
-                .push(format!("{what}: at ({xi},{yi}) expected anything but {rgb:?}, got {p:?}"));
+            self.failures.push(format!(
+                "{what}: at ({xi},{yi}) expected anything but {rgb:?}, got {p:?}"
+            ));
             self.marks.push((xi, yi));
         }
     }
@@ -134,7 +138,11 @@ impl<'a> Checks<'a> {
             for dy in -3i32..=3 {
                 for dx in -3i32..=3 {
                     let (px, py) = (*x as i32 + dx, *y as i32 + dy);
-                    if px >= 0 && py >= 0 && (px as u32) < marked.width && (py as u32) < marked.height {
+                    if px >= 0
+                        && py >= 0
+                        && (px as u32) < marked.width
+                        && (py as u32) < marked.height
+                    {
                         let i = (py as usize * marked.width as usize + px as usize) * 4;
                         marked.data[i..i + 4].copy_from_slice(&[255, 0, 255, 255]);
                     }
@@ -160,7 +168,10 @@ pub fn compare_golden(name: &str, image: &RgbaImage) {
     let reference = golden_dir().join(format!("{name}.png"));
     if !reference.exists() {
         image.save_png(&reference).expect("write reference");
-        eprintln!("NOTE {name}: wrote missing reference {}", reference.display());
+        eprintln!(
+            "NOTE {name}: wrote missing reference {}",
+            reference.display()
+        );
         return;
     }
     let expected = RgbaImage::load_png(&reference).expect("load reference");
@@ -170,7 +181,8 @@ pub fn compare_golden(name: &str, image: &RgbaImage) {
             .save_png(dir.join(format!("{name}-actual.png")))
             .expect("write actual");
         if let Some(d) = d {
-            d.save_png(dir.join(format!("{name}-diff.png"))).expect("write diff");
+            d.save_png(dir.join(format!("{name}-diff.png")))
+                .expect("write diff");
         }
     };
     let Some(diff) = image.diff(&expected, 24) else {
