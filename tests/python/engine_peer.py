@@ -40,7 +40,7 @@ def token(room: str, identity: str) -> str:
 def dominant_frequency(samples: np.ndarray, rate: int) -> float:
     if len(samples) < rate // 2:
         return 0.0
-    x = samples[-rate * 2:].astype(np.float64)
+    x = samples.astype(np.float64)
     x = x * np.hanning(len(x))
     spec = np.abs(np.fft.rfft(x))
     spec[:5] = 0
@@ -98,17 +98,14 @@ async def publish(room: rtc.Room, seconds: float) -> dict:
 async def subscribe(room: rtc.Room, seconds: float) -> dict:
     tracks: dict = {}
     tasks = []
+    audio_chunks: dict = {}
 
     async def read_audio(track: rtc.Track, key: str):
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
-        chunks = []
+        chunks = audio_chunks.setdefault(key, [])
         async for ev in stream:
             chunks.append(np.frombuffer(ev.frame.data, dtype=np.int16).copy())
             tracks[key]["frames"] += 1
-            if len(chunks) % 50 == 0:
-                allx = np.concatenate(chunks)
-                tracks[key]["freq"] = dominant_frequency(allx, SAMPLE_RATE)
-                tracks[key]["rms"] = float(np.sqrt(np.mean(allx[-SAMPLE_RATE:].astype(np.float64) ** 2)))
 
     async def read_video(track: rtc.Track, key: str):
         stream = rtc.VideoStream(track)
@@ -136,6 +133,21 @@ async def subscribe(room: rtc.Room, seconds: float) -> dict:
     await asyncio.sleep(seconds)
     for t in tasks:
         t.cancel()
+    for key, chunks in audio_chunks.items():
+        if not chunks:
+            continue
+        allx = np.concatenate(chunks).astype(np.float64)
+        # Analyse the loudest second: the publisher may start late or stop early.
+        best, best_rms = 0, -1.0
+        for start in range(0, max(1, len(allx) - SAMPLE_RATE), SAMPLE_RATE // 4):
+            r = float(np.sqrt(np.mean(allx[start:start + SAMPLE_RATE] ** 2)))
+            if r > best_rms:
+                best, best_rms = start, r
+        window = allx[best:best + SAMPLE_RATE]
+        tracks[key]["rms"] = best_rms
+        tracks[key]["freq"] = dominant_frequency(window, SAMPLE_RATE) if best_rms > 0 else 0.0
+        tracks[key]["voiced_seconds"] = float(sum(
+            1 for c in chunks if np.sqrt(np.mean(c.astype(np.float64) ** 2)) > 300) * 0.01)
     return {"tracks": tracks}
 
 

@@ -102,3 +102,63 @@ pub async fn python_ready(
     .await
     .expect("join")
 }
+
+/// Publish a 440 Hz tone and a moving-bar 320x240 I420 video at 30 fps for `seconds`, from a
+/// plain thread (as a capture thread would). Returns (audio packets, video frames, keyframes).
+pub async fn publish_test_media(
+    engine: &Engine,
+    seconds: f64,
+) -> std::thread::JoinHandle<(u64, u64, u64)> {
+    use wavecast_codec::{I420, Vp8Config};
+    use wavecast_rtc::{AudioPublisher, TrackOptions, VideoPublisher};
+
+    let audio = engine
+        .publish_track(TrackOptions::audio("tone"))
+        .await
+        .expect("audio published");
+    let video = engine
+        .publish_track(TrackOptions::video("pattern", 320, 240))
+        .await
+        .expect("video published");
+    let mut ap = AudioPublisher::new(audio, 1, 48_000).expect("opus");
+    let mut vp = VideoPublisher::new(video, Vp8Config::new(320, 240, 30)).expect("vp8");
+    std::thread::spawn(move || {
+        let (w, h) = (320usize, 240usize);
+        let mut y = vec![0u8; w * h];
+        let u = vec![90u8; w * h / 4];
+        let v = vec![160u8; w * h / 4];
+        let mut pcm = [0i16; 480];
+        let start = Instant::now();
+        let mut n_audio = 0u64;
+        let mut n_video = 0u64;
+        while start.elapsed().as_secs_f64() < seconds {
+            // Audio every 10 ms, video every third tick (30 fps).
+            let now = Instant::now();
+            for (i, s) in pcm.iter_mut().enumerate() {
+                let t = (n_audio * 480 + i as u64) as f64 / 48_000.0;
+                *s = ((t * 440.0 * std::f64::consts::TAU).sin() * 12_000.0) as i16;
+            }
+            ap.push(&pcm, now).expect("audio push");
+            n_audio += 1;
+            if n_audio % 10 == 0 || n_audio * 10 >= (n_video + 1) * 1000 / 30 {
+                let bar = (n_video as usize * 4) % w;
+                for (i, px) in y.iter_mut().enumerate() {
+                    let x = i % w;
+                    *px = if x >= bar && x < bar + 16 { 235 } else { 60 };
+                }
+                let img = I420 {
+                    width: w as u32,
+                    height: h as u32,
+                    planes: [&y, &u, &v],
+                    strides: [w, w / 2, w / 2],
+                };
+                vp.push(&img, now).expect("video push");
+                n_video += 1;
+            }
+            let next = start + Duration::from_millis(n_audio * 10);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        let (frames, keyframes) = vp.frames_sent();
+        (ap.packets_sent(), frames, keyframes)
+    })
+}
