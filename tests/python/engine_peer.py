@@ -153,9 +153,13 @@ async def subscribe(room: rtc.Room, seconds: float) -> dict:
 
 async def data_echo(room: rtc.Room, seconds: float, count: int) -> dict:
     got = []
+    lossy = []
     done = asyncio.Event()
 
     def on_data(pkt: rtc.DataPacket):
+        if pkt.topic == "lossy":
+            lossy.append(int(pkt.data.decode()))
+            return
         if pkt.topic != "seq":
             return
         got.append(int(pkt.data.decode()))
@@ -168,11 +172,15 @@ async def data_echo(room: rtc.Room, seconds: float, count: int) -> dict:
         await asyncio.wait_for(done.wait(), seconds)
     except asyncio.TimeoutError:
         pass
+    # Lossy packets were sent before the reliable ones finished: give stragglers a moment.
+    await asyncio.sleep(0.5)
     in_order = got == list(range(len(got)))
     for i in range(count):
         await room.local_participant.publish_data(str(i).encode(), reliable=True, topic="seq")
-    await asyncio.sleep(1.0)
-    return {"received": len(got), "in_order": in_order, "sent": count}
+    for i in range(200):
+        await room.local_participant.publish_data(str(i).encode(), reliable=False, topic="lossy")
+    await asyncio.sleep(2.0)
+    return {"received": len(got), "in_order": in_order, "sent": count, "lossy_received": len(lossy)}
 
 
 async def main() -> None:

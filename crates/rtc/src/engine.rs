@@ -38,6 +38,9 @@ pub const PROTOCOL_VERSION: u32 = 17;
 /// Largest data packet payload we send (LiveKit's SDKs cap at 15 KiB for reliable data).
 pub const MAX_DATA_PAYLOAD: usize = 15 * 1024;
 
+/// Reliable data packets the engine queues while the SCTP send buffer is full.
+const RELIABLE_BACKLOG: usize = 4096;
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -262,6 +265,8 @@ impl Engine {
             lossy: None,
             sub_channels: HashMap::new(),
             reliable_seq: 0,
+            reliable_backlog: std::collections::VecDeque::new(),
+            lossy_drops: 0,
             pending_publish: HashMap::new(),
             local_tracks: HashMap::new(),
             remote: HashMap::new(),
@@ -486,6 +491,9 @@ struct Core {
     /// Channels the server opened on the subscriber connection: id → reliable?
     sub_channels: HashMap<ChannelId, bool>,
     reliable_seq: u32,
+    /// Reliable packets SCTP has not accepted yet (bounded by `RELIABLE_BACKLOG`).
+    reliable_backlog: std::collections::VecDeque<Vec<u8>>,
+    lossy_drops: u64,
     pending_publish: HashMap<Arc<str>, PendingPublish>,
     /// Keyed by cid.
     local_tracks: HashMap<Arc<str>, LocalTrackState>,
@@ -579,6 +587,11 @@ impl Core {
                 warn!("engine: {e}");
             }
             self.expire_pending_publish(now);
+            if !self.reliable_backlog.is_empty()
+                && let Err(e) = self.flush_reliable()
+            {
+                warn!("engine: {e}");
+            }
             if !self.publisher.rtc.is_alive() && self.publisher.connected {
                 break DisconnectReason::TransportFailed(PeerRole::Publisher);
             }
@@ -1212,15 +1225,53 @@ impl Core {
             })),
         };
         let bytes = packet.encode_to_vec();
+        if options.reliable {
+            if self.reliable_backlog.len() >= RELIABLE_BACKLOG {
+                return Err(EngineError::DataBufferFull {
+                    label,
+                    queued: self.reliable_backlog.len(),
+                });
+            }
+            // Keep order: everything goes through the backlog, which flushes what SCTP accepts.
+            self.reliable_backlog.push_back(bytes);
+            return self.flush_reliable();
+        }
         let Some(mut ch) = self.publisher.rtc.channel(id) else {
             return Err(EngineError::ChannelNotOpen { label });
         };
-        ch.write(true, &bytes).map_err(|source| EngineError::Rtc {
+        let accepted = ch.write(true, &bytes).map_err(|source| EngineError::Rtc {
             role: PeerRole::Publisher,
             what: "writing to a data channel",
             source,
         })?;
+        if !accepted {
+            // Lossy data: a full send buffer drops the packet.
+            self.lossy_drops += 1;
+        }
         self.publisher.drain()
+    }
+
+    /// Write queued reliable packets while SCTP accepts them.
+    fn flush_reliable(&mut self) -> Result<(), EngineError> {
+        let Some(id) = self.reliable else {
+            return Ok(());
+        };
+        while let Some(bytes) = self.reliable_backlog.front() {
+            let Some(mut ch) = self.publisher.rtc.channel(id) else {
+                return Ok(()); // not open yet: keep them queued
+            };
+            let accepted = ch.write(true, bytes).map_err(|source| EngineError::Rtc {
+                role: PeerRole::Publisher,
+                what: "writing to the reliable data channel",
+                source,
+            })?;
+            self.publisher.drain()?;
+            if !accepted {
+                break;
+            }
+            self.reliable_backlog.pop_front();
+        }
+        Ok(())
     }
 
     fn request_keyframe(&mut self, mid: Mid) -> Result<(), EngineError> {

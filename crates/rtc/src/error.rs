@@ -93,6 +93,14 @@ pub enum EngineError {
         /// `_reliable` or `_lossy`.
         label: &'static str,
     },
+    /// Too many reliable packets are waiting for the SCTP send buffer: the packet was not queued.
+    #[error("the {label} data channel has {queued} packets queued; packet refused")]
+    DataBufferFull {
+        /// `_reliable`.
+        label: &'static str,
+        /// Packets waiting.
+        queued: usize,
+    },
     /// A data payload is larger than the channel accepts.
     #[error("data payload of {len} bytes exceeds the {max} byte limit")]
     DataTooLarge {
