@@ -14,7 +14,8 @@ use crate::waveform::WaveformRenderer;
 impl<'a> I420Frame<'a> {
     /// Borrows the planes of a pipeline [`VideoFrame`] (which must be I420).
     ///
-    /// The frame's rotation is not applied by the renderer.
+    /// The view carries no rotation: use [`crate::VideoRenderer::update_video_frame`] (or
+    /// [`crate::VideoRenderer::set_rotation`]) to apply the frame's.
     ///
     /// # Errors
     /// [`VisualizerError::InvalidFrame`] for other pixel formats or inconsistent planes.

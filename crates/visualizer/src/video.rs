@@ -1,6 +1,7 @@
 //! Video: I420 planes as three `R8Unorm` textures, YUV→RGB in WGSL, aspect-fit letterboxing.
 
 use bytemuck::{Pod, Zeroable};
+pub use wavecast_pipeline::Rotation;
 
 use crate::error::{Result, VisualizerError};
 use crate::geom::{Color, Rect};
@@ -288,6 +289,18 @@ struct Params {
     m1: [f32; 4],
     m2: [f32; 4],
     border: [f32; 4],
+    rot: [f32; 4],
+}
+
+/// Rows of the matrix taking display coordinates (about the centre) to texture coordinates for a
+/// frame shown rotated clockwise by `rotation`.
+fn rotation_rows(rotation: Rotation) -> [f32; 4] {
+    match rotation {
+        Rotation::R0 => [1.0, 0.0, 0.0, 1.0],
+        Rotation::R90 => [0.0, 1.0, -1.0, 0.0],
+        Rotation::R180 => [-1.0, 0.0, 0.0, -1.0],
+        Rotation::R270 => [0.0, -1.0, 1.0, 0.0],
+    }
 }
 
 #[derive(Debug)]
@@ -314,6 +327,7 @@ pub struct VideoRenderer {
     region: Option<Rect>,
     color_space: ColorSpace,
     border: Color,
+    rotation: Rotation,
     texture_allocations: u64,
 }
 
@@ -414,6 +428,7 @@ impl VideoRenderer {
             region: None,
             color_space: ColorSpace::default(),
             border: Color::rgb8(0, 0, 0),
+            rotation: Rotation::R0,
             texture_allocations: 0,
         }
     }
@@ -434,6 +449,30 @@ impl VideoRenderer {
     pub fn set_border(&mut self, queue: &wgpu::Queue, color: Color) {
         self.border = color;
         self.write_params(queue);
+    }
+
+    /// Shows frames rotated clockwise by `rotation` (the aspect fit follows the rotated shape).
+    pub fn set_rotation(&mut self, queue: &wgpu::Queue, rotation: Rotation) {
+        if self.rotation != rotation {
+            self.rotation = rotation;
+            self.write_params(queue);
+        }
+    }
+
+    /// Uploads a pipeline [`wavecast_pipeline::VideoFrame`] (I420) and applies its rotation.
+    ///
+    /// # Errors
+    /// As [`VideoRenderer::update`], plus [`VisualizerError::InvalidFrame`] for other formats.
+    pub fn update_video_frame(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        frame: &wavecast_pipeline::VideoFrame,
+        color_space: ColorSpace,
+    ) -> Result<()> {
+        let view = I420Frame::from_video_frame(frame)?;
+        self.set_rotation(queue, frame.rotation());
+        self.update(device, queue, &view, color_space)
     }
 
     /// Uploads a new frame, decoded as `color_space`.
@@ -518,7 +557,14 @@ impl VideoRenderer {
     /// Where the picture lands in the target, in pixels (`None` before the first frame).
     pub fn picture_rect(&self) -> Option<Rect> {
         let p = self.planes.as_ref()?;
-        Some(self.region().fit_aspect(p.width as f32 / p.height as f32))
+        Some(self.region().fit_aspect(self.display_aspect(p)))
+    }
+
+    fn display_aspect(&self, p: &Planes) -> f32 {
+        match self.rotation {
+            Rotation::R0 | Rotation::R180 => p.width as f32 / p.height as f32,
+            Rotation::R90 | Rotation::R270 => p.height as f32 / p.width as f32,
+        }
     }
 
     fn region(&self) -> Rect {
@@ -589,7 +635,7 @@ impl VideoRenderer {
         let Some(p) = &self.planes else { return };
         let (tw, th) = (self.target.0 as f32, self.target.1 as f32);
         let r = self.region();
-        let fit = r.fit_aspect(p.width as f32 / p.height as f32);
+        let fit = r.fit_aspect(self.display_aspect(p));
         let rows = self.color_space.yuv_to_rgb_rows();
         let params = Params {
             region: [
@@ -608,6 +654,7 @@ impl VideoRenderer {
             m1: rows[1],
             m2: rows[2],
             border: self.border.to_array(),
+            rot: rotation_rows(self.rotation),
         };
         queue.write_buffer(&self.params, 0, bytemuck::bytes_of(&params));
     }

@@ -13,6 +13,8 @@ struct Params {
     m2: vec4<f32>,
     // Colour of the letterbox bars.
     border: vec4<f32>,
+    // Display-to-texture rotation about the centre, rows of a 2x2 matrix: (xy), (zw).
+    rot: vec4<f32>,
 };
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -47,7 +49,9 @@ fn to_linear(c: vec3<f32>) -> vec3<f32> {
 
 @fragment
 fn fs_main(in: VsOut) -> @location(0) vec4<f32> {
-    let uv = (in.t - params.picture.xy) / params.picture.zw;
+    let t = (in.t - params.picture.xy) / params.picture.zw;
+    let d = t - vec2<f32>(0.5);
+    let uv = vec2<f32>(dot(params.rot.xy, d), dot(params.rot.zw, d)) + vec2<f32>(0.5);
     // Sample in uniform control flow, then choose picture or border.
     let suv = clamp(uv, vec2<f32>(0.0), vec2<f32>(1.0));
     let yuv = vec4<f32>(
@@ -61,7 +65,7 @@ fn fs_main(in: VsOut) -> @location(0) vec4<f32> {
         vec3<f32>(0.0),
         vec3<f32>(1.0),
     );
-    let outside = any(uv < vec2<f32>(0.0)) || any(uv > vec2<f32>(1.0));
+    let outside = any(t < vec2<f32>(0.0)) || any(t > vec2<f32>(1.0));
     var rgb = select(picture, params.border.rgb, outside);
     if SRGB_TARGET {
         rgb = to_linear(rgb);
