@@ -1284,10 +1284,10 @@ impl Core {
             }
             r.last_pli = Some(now);
         }
-        if let Some(mut w) = self.subscriber.rtc.writer(mid) {
-            if let Err(e) = w.request_keyframe(None, KeyframeRequestKind::Pli) {
-                debug!("keyframe request on mid {mid}: {e}");
-            }
+        if let Some(mut w) = self.subscriber.rtc.writer(mid)
+            && let Err(e) = w.request_keyframe(None, KeyframeRequestKind::Pli)
+        {
+            debug!("keyframe request on mid {mid}: {e}");
         }
         self.subscriber.drain()
     }

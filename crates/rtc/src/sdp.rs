@@ -89,12 +89,11 @@ pub(crate) fn sections(sdp: &str) -> Vec<Section> {
                     cur.ssrcs.push(num);
                 }
                 // `a=ssrc:N msid:<stream> <track>` is the older form of msid.
-                if cur.msid.is_none() {
-                    if let Some(rest) = p.next().and_then(|a| a.strip_prefix("msid:")) {
-                        if let Some(t) = p.next() {
-                            cur.msid = Some((rest.to_owned(), t.to_owned()));
-                        }
-                    }
+                if cur.msid.is_none()
+                    && let Some(rest) = p.next().and_then(|a| a.strip_prefix("msid:"))
+                    && let Some(t) = p.next()
+                {
+                    cur.msid = Some((rest.to_owned(), t.to_owned()));
                 }
             }
         } else if matches!(

@@ -140,7 +140,7 @@ pub async fn publish_test_media(
             }
             ap.push(&pcm, now).expect("audio push");
             n_audio += 1;
-            if n_audio % 10 == 0 || n_audio * 10 >= (n_video + 1) * 1000 / 30 {
+            if n_video * 1000 <= (n_audio - 1) * 10 * 30 {
                 let bar = (n_video as usize * 4) % w;
                 for (i, px) in y.iter_mut().enumerate() {
                     let x = i % w;
