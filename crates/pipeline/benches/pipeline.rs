@@ -205,6 +205,90 @@ fn audio_throughput(c: &mut Criterion) {
     g.finish();
 }
 
+/// Worst-case producer stalls: the live property of a never-blocking producer is its tail, which
+/// criterion's means hide. Times every push of 200 000 frames while a consumer drains, and
+/// prints percentiles per structure (same run, same load).
+fn push_tail_latency(_: &mut Criterion) {
+    use hdrhistogram::Histogram;
+    const PUSHES: u64 = 200_000;
+    let mut rows = Vec::new();
+    let mut run =
+        |name: &str, push: &mut dyn FnMut(AudioFrame), drain: Box<dyn FnMut() -> bool + Send>| {
+            let frame = AudioFrameMut::from_samples(FORMAT, &[3; SAMPLES]).freeze();
+            let stop = Arc::new(AtomicBool::new(false));
+            let stop2 = Arc::clone(&stop);
+            let mut drain = drain;
+            let consumer = thread::spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    if !drain() {
+                        relax();
+                    }
+                }
+            });
+            let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
+            for _ in 0..PUSHES {
+                let f = frame.clone();
+                let t = Instant::now();
+                push(f);
+                h.saturating_record(t.elapsed().as_nanos() as u64);
+            }
+            stop.store(true, Ordering::Relaxed);
+            consumer.join().unwrap();
+            rows.push(format!(
+                "{name:<24} p50 {:>7} ns  p99 {:>7} ns  p99.9 {:>9} ns  max {:>10} ns",
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max()
+            ));
+        };
+    {
+        let (mut tx, mut rx) = audio_ring(AudioRingConfig::new(FORMAT)).unwrap();
+        let mut out = [0i16; SAMPLES];
+        run(
+            "ring_spsc",
+            &mut |f| _ = tx.push(&f).unwrap(),
+            Box::new(move || rx.pop_at(&mut out, Timestamp::ZERO) > 0),
+        );
+    }
+    {
+        let q = Arc::new(FrameQueue::new(64));
+        let q2 = Arc::clone(&q);
+        run(
+            "frame_queue_lockfree",
+            &mut |f| _ = q.push(f),
+            Box::new(move || q2.pop().is_some()),
+        );
+    }
+    {
+        let q = Arc::new(Mutex::new(VecDeque::with_capacity(64)));
+        let q2 = Arc::clone(&q);
+        run(
+            "mutex_vecdeque",
+            &mut |f| {
+                let mut q = q.lock().unwrap();
+                if q.len() == 64 {
+                    q.pop_front();
+                }
+                q.push_back(f);
+            },
+            Box::new(move || q2.lock().unwrap().pop_front().is_some()),
+        );
+    }
+    {
+        let (tx, rx) = mpsc::sync_channel(64);
+        run(
+            "std_mpsc_sync_channel",
+            &mut |f| _ = tx.try_send(f),
+            Box::new(move || rx.try_recv().is_ok()),
+        );
+    }
+    println!("audio_push_tail ({PUSHES} pushes each, consumer draining concurrently):");
+    for row in rows {
+        println!("  {row}");
+    }
+}
+
 /// Half the round trip of a frame bounced between two threads through a pair of channels.
 fn ping_pong<S1, R1, S2, R2>(
     iters: u64,
@@ -491,6 +575,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = audio_ops, audio_throughput, audio_latency, video_mailbox, analysis
+    targets = audio_ops, audio_throughput, push_tail_latency, audio_latency, video_mailbox, analysis
 }
 criterion_main!(benches);

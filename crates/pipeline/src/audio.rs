@@ -1,7 +1,7 @@
 //! Audio frames: interleaved 16-bit PCM in pooled buffers.
 
+use crate::sync::Arc;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -257,7 +257,7 @@ impl AudioFramePool {
         let needed = samples_per_channel * usize::from(format.channels);
         if needed > self.max_samples {
             return Err(PipelineError::FrameTooLarge {
-                pool: Arc::clone(self.slots.name()),
+                pool: std::sync::Arc::clone(self.slots.name()),
                 needed,
                 capacity: self.max_samples,
             });

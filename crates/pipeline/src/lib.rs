@@ -59,11 +59,15 @@
 
 pub mod analysis;
 mod audio;
+mod counter;
 mod error;
+#[cfg(loom)]
+mod loom_queue;
 mod metrics;
 mod pool;
 mod queue;
 mod ring;
+mod sync;
 mod time;
 mod video;
 

@@ -7,13 +7,12 @@
 //! free one, takes it out of the queue while it is being written, and puts one reference back
 //! when the frame is published. Consumers hold plain `Arc` clones: dropping the last one *is* the
 //! return to the pool, no hook and no lock needed, and a frame can be shared by any number of
-//! consumers without copying. Only std's `Arc` and crossbeam's queue carry atomics here.
+//! consumers without copying. Only std's `Arc` and crossbeam's queue carry atomics here (both
+//! swapped for loom's under `cfg(loom)`, where `tests/loom.rs` model-checks this protocol).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use crossbeam_queue::ArrayQueue;
 use serde::{Deserialize, Serialize};
+
+use crate::sync::{Arc, ArrayQueue, AtomicU64, Ordering};
 
 use crate::error::PipelineError;
 
@@ -46,7 +45,7 @@ impl<T> Clone for SlotPool<T> {
 }
 
 struct Shared<T> {
-    name: Arc<str>,
+    name: std::sync::Arc<str>,
     free: ArrayQueue<Arc<T>>,
     capacity: usize,
     acquired: AtomicU64,
@@ -70,7 +69,7 @@ impl<T> SlotPool<T> {
         }
         SlotPool {
             shared: Arc::new(Shared {
-                name: Arc::from(name),
+                name: std::sync::Arc::from(name),
                 free,
                 capacity,
                 acquired: AtomicU64::new(0),
@@ -80,7 +79,7 @@ impl<T> SlotPool<T> {
         }
     }
 
-    pub(crate) fn name(&self) -> &Arc<str> {
+    pub(crate) fn name(&self) -> &std::sync::Arc<str> {
         &self.shared.name
     }
 
@@ -104,7 +103,7 @@ impl<T> SlotPool<T> {
         }
         shared.exhausted.fetch_add(1, Ordering::Relaxed);
         Err(PipelineError::PoolEmpty {
-            pool: Arc::clone(&shared.name),
+            pool: std::sync::Arc::clone(&shared.name),
             capacity: shared.capacity,
         })
     }

@@ -1,9 +1,10 @@
 //! Hand-off between threads: a bounded drop-oldest queue, the latest-frame mailbox, and fan-out.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
+
+use crate::counter::{CacheLine, SharedCounter};
 use serde::{Deserialize, Serialize};
 
 /// Counters of a [`FrameQueue`] or [`Mailbox`].
@@ -29,9 +30,20 @@ pub struct QueueStats {
 /// [`QueueStats::dropped`]. Built on crossbeam's lock-free `ArrayQueue::force_push`.
 pub struct FrameQueue<T> {
     queue: ArrayQueue<T>,
-    pushed: AtomicU64,
-    popped: AtomicU64,
-    dropped: AtomicU64,
+    producers: CacheLine<ProducerCounters>,
+    consumers: CacheLine<ConsumerCounters>,
+}
+
+#[derive(Default)]
+struct ProducerCounters {
+    pushed: SharedCounter,
+    evicted: SharedCounter,
+}
+
+#[derive(Default)]
+struct ConsumerCounters {
+    popped: SharedCounter,
+    skipped: SharedCounter,
 }
 
 impl<T> FrameQueue<T> {
@@ -39,19 +51,18 @@ impl<T> FrameQueue<T> {
     pub fn new(capacity: usize) -> Self {
         FrameQueue {
             queue: ArrayQueue::new(capacity.max(1)),
-            pushed: AtomicU64::new(0),
-            popped: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            producers: CacheLine::default(),
+            consumers: CacheLine::default(),
         }
     }
 
     /// Enqueues `frame`, evicting (and dropping) the oldest one if full. Never blocks.
     /// Returns true if a frame was evicted.
     pub fn push(&self, frame: T) -> bool {
-        self.pushed.fetch_add(1, Ordering::Relaxed);
+        self.producers.pushed.add(1);
         match self.queue.force_push(frame) {
             Some(evicted) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.producers.evicted.add(1);
                 drop(evicted);
                 true
             }
@@ -63,7 +74,7 @@ impl<T> FrameQueue<T> {
     pub fn pop(&self) -> Option<T> {
         let frame = self.queue.pop();
         if frame.is_some() {
-            self.popped.fetch_add(1, Ordering::Relaxed);
+            self.consumers.popped.add(1);
         }
         frame
     }
@@ -72,7 +83,7 @@ impl<T> FrameQueue<T> {
     pub fn pop_latest(&self) -> Option<T> {
         let mut latest = self.pop()?;
         while let Some(newer) = self.queue.pop() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.consumers.skipped.add(1);
             drop(std::mem::replace(&mut latest, newer));
         }
         Some(latest)
@@ -93,9 +104,9 @@ impl<T> FrameQueue<T> {
         QueueStats {
             capacity: self.queue.capacity(),
             queued: self.queue.len(),
-            pushed: self.pushed.load(Ordering::Relaxed),
-            popped: self.popped.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
+            pushed: self.producers.pushed.get(),
+            popped: self.consumers.popped.get(),
+            dropped: self.producers.evicted.get() + self.consumers.skipped.get(),
         }
     }
 }

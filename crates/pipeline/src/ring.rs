@@ -1,7 +1,6 @@
 //! The audio path: an SPSC sample ring with a target latency.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
@@ -9,6 +8,7 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 use serde::{Deserialize, Serialize};
 
 use crate::audio::{AudioFormat, AudioFrame};
+use crate::counter::{CacheLine, SoloCounter};
 use crate::error::{PipelineError, Result};
 use crate::metrics::{AgeHistogram, LatencySummary};
 use crate::time::Timestamp;
@@ -75,30 +75,42 @@ pub struct AudioRingStats {
 
 struct Shared {
     format: AudioFormat,
-    frames_pushed: AtomicU64,
-    samples_written: AtomicU64,
-    overflow_samples: AtomicU64,
-    samples_read: AtomicU64,
-    underflow_samples: AtomicU64,
-    underruns: AtomicU64,
-    skipped_samples: AtomicU64,
+    /// Written only by the producer half.
+    producer: CacheLine<ProducerCounters>,
+    /// Written only by the consumer half.
+    consumer: CacheLine<ConsumerCounters>,
+}
+
+#[derive(Default)]
+struct ProducerCounters {
+    frames_pushed: SoloCounter,
+    samples_written: SoloCounter,
+    overflow_samples: SoloCounter,
+}
+
+#[derive(Default)]
+struct ConsumerCounters {
+    samples_read: SoloCounter,
+    underflow_samples: SoloCounter,
+    underruns: SoloCounter,
+    skipped_samples: SoloCounter,
 }
 
 impl Shared {
     fn stats(&self) -> AudioRingStats {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let written = load(&self.samples_written);
-        let consumed = load(&self.samples_read) + load(&self.skipped_samples);
+        let (p, c) = (&self.producer, &self.consumer);
+        let written = p.samples_written.get();
+        let consumed = c.samples_read.get() + c.skipped_samples.get();
         let buffered = written.saturating_sub(consumed);
         let per_sec = u64::from(self.format.sample_rate) * u64::from(self.format.channels);
         AudioRingStats {
-            frames_pushed: load(&self.frames_pushed),
+            frames_pushed: p.frames_pushed.get(),
             samples_written: written,
-            overflow_samples: load(&self.overflow_samples),
-            samples_read: load(&self.samples_read),
-            underflow_samples: load(&self.underflow_samples),
-            underruns: load(&self.underruns),
-            skipped_samples: load(&self.skipped_samples),
+            overflow_samples: p.overflow_samples.get(),
+            samples_read: c.samples_read.get(),
+            underflow_samples: c.underflow_samples.get(),
+            underruns: c.underruns.get(),
+            skipped_samples: c.skipped_samples.get(),
             buffered_samples: buffered,
             buffered_us: buffered * 1_000_000 / per_sec.max(1),
         }
@@ -126,13 +138,8 @@ pub fn audio_ring(config: AudioRingConfig) -> Result<(AudioRingProducer, AudioRi
     let (mark_prod, mark_cons) = HeapRb::<Mark>::new(MARKS).split();
     let shared = Arc::new(Shared {
         format,
-        frames_pushed: AtomicU64::new(0),
-        samples_written: AtomicU64::new(0),
-        overflow_samples: AtomicU64::new(0),
-        samples_read: AtomicU64::new(0),
-        underflow_samples: AtomicU64::new(0),
-        underruns: AtomicU64::new(0),
-        skipped_samples: AtomicU64::new(0),
+        producer: CacheLine::default(),
+        consumer: CacheLine::default(),
     });
     Ok((
         AudioRingProducer {
@@ -202,13 +209,11 @@ impl AudioRingProducer {
             });
         }
         self.written += written as u64;
-        let s = &self.shared;
-        s.frames_pushed.fetch_add(1, Ordering::Relaxed);
-        s.samples_written
-            .fetch_add(written as u64, Ordering::Relaxed);
+        let s = &self.shared.producer;
+        s.frames_pushed.add(1);
+        s.samples_written.add(written as u64);
         if written < samples.len() {
-            s.overflow_samples
-                .fetch_add((samples.len() - written) as u64, Ordering::Relaxed);
+            s.overflow_samples.add((samples.len() - written) as u64);
         }
         written
     }
@@ -268,25 +273,22 @@ impl AudioRingConsumer {
             let skip = (available - self.target) / ch * ch;
             let skipped = self.cons.skip(skip);
             self.position += skipped as u64;
-            self.shared
-                .skipped_samples
-                .fetch_add(skipped as u64, Ordering::Relaxed);
+            self.shared.consumer.skipped_samples.add(skipped as u64);
             self.drain_marks(None);
         }
         let want = out.len() / ch * ch;
         let n = self.cons.pop_slice(&mut out[..want]);
         self.position += n as u64;
         out[n..].fill(0);
-        self.shared
-            .samples_read
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.shared.consumer.samples_read.add(n as u64);
         if n < want {
             self.primed = false;
             if self.started {
                 self.shared
+                    .consumer
                     .underflow_samples
-                    .fetch_add((want - n) as u64, Ordering::Relaxed);
-                self.shared.underruns.fetch_add(1, Ordering::Relaxed);
+                    .add((want - n) as u64);
+                self.shared.consumer.underruns.add(1);
             }
         }
         self.drain_marks(Some(now));

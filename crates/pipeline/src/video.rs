@@ -1,8 +1,8 @@
 //! Video frames: layouts (I420, NV12, RGBA; tight or GPU-padded rows), pooled buffers, and
 //! zero-copy plane access.
 
+use crate::sync::Arc;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -514,7 +514,7 @@ impl VideoFramePool {
         let capacity = self.layout.len;
         if layout.len > capacity {
             return Err(PipelineError::FrameTooLarge {
-                pool: Arc::clone(self.slots.name()),
+                pool: std::sync::Arc::clone(self.slots.name()),
                 needed: layout.len,
                 capacity,
             });

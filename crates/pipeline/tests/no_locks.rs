@@ -12,6 +12,10 @@ fn crate_sources_use_no_locks() {
         if path.extension().is_none_or(|e| e != "rs") {
             continue;
         }
+        // The model-checking stand-in for crossbeam's queue; built only under `cfg(loom)`.
+        if path.file_name().is_some_and(|n| n == "loom_queue.rs") {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
