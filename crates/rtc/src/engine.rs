@@ -199,7 +199,7 @@ impl Engine {
 
         let (signal, join, signal_events) = SignalClient::connect(url, token, sopts, None)
             .await
-            .map_err(|source| classify_connect_error(url, source))?;
+            .map_err(|source| classify_connect_error(url, token, source))?;
         info!(
             server = %join.server_version,
             subscriber_primary = join.subscriber_primary,
@@ -378,7 +378,16 @@ impl Engine {
     }
 }
 
-fn classify_connect_error(url: &str, source: SignalError) -> EngineError {
+/// The server echoes the token in some refusals: never let it reach logs or error messages.
+fn redact_token(message: &str, token: &str) -> String {
+    if token.is_empty() {
+        message.to_owned()
+    } else {
+        message.replace(token, "<token>")
+    }
+}
+
+fn classify_connect_error(url: &str, token: &str, source: SignalError) -> EngineError {
     match &source {
         SignalError::Client(status, message)
             if status.as_u16() == 401 || status.as_u16() == 403 =>
@@ -386,13 +395,37 @@ fn classify_connect_error(url: &str, source: SignalError) -> EngineError {
             EngineError::Unauthorized {
                 url: url.to_owned(),
                 status: status.as_u16(),
-                message: message.clone(),
+                message: redact_token(message, token),
             }
         }
+        SignalError::Client(status, message) => EngineError::Connect {
+            url: url.to_owned(),
+            source: SignalError::Client(*status, redact_token(message, token)),
+        },
         _ => EngineError::Connect {
             url: url.to_owned(),
             source,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_never_carry_the_token() {
+        let token = "eyJhbGciOi.secretpart.sig";
+        let msg = format!("invalid token: {token}, error: signature is invalid");
+        let e = classify_connect_error("ws://h", token, SignalError::Client(http_status(401), msg));
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("secretpart"), "{text}");
+        assert!(matches!(e, EngineError::Unauthorized { status: 401, .. }));
+        assert!(!e.is_retryable());
+    }
+
+    fn http_status(code: u16) -> http::StatusCode {
+        http::StatusCode::from_u16(code).expect("valid status")
     }
 }
 
