@@ -409,26 +409,6 @@ fn classify_connect_error(url: &str, token: &str, source: SignalError) -> Engine
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_never_carry_the_token() {
-        let token = "eyJhbGciOi.secretpart.sig";
-        let msg = format!("invalid token: {token}, error: signature is invalid");
-        let e = classify_connect_error("ws://h", token, SignalError::Client(http_status(401), msg));
-        let text = format!("{e} {e:?}");
-        assert!(!text.contains("secretpart"), "{text}");
-        assert!(matches!(e, EngineError::Unauthorized { status: 401, .. }));
-        assert!(!e.is_retryable());
-    }
-
-    fn http_status(code: u16) -> http::StatusCode {
-        http::StatusCode::from_u16(code).expect("valid status")
-    }
-}
-
 /// The local address the OS would use to reach the signal URL's host (no packet is sent).
 async fn local_ip_towards(url: &str) -> IpAddr {
     let fallback = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -1526,4 +1506,24 @@ fn random_u32() -> u32 {
             .unwrap_or(0),
     );
     h.finish() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_never_carry_the_token() {
+        let token = "eyJhbGciOi.secretpart.sig";
+        let msg = format!("invalid token: {token}, error: signature is invalid");
+        let e = classify_connect_error("ws://h", token, SignalError::Client(http_status(401), msg));
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("secretpart"), "{text}");
+        assert!(matches!(e, EngineError::Unauthorized { status: 401, .. }));
+        assert!(!e.is_retryable());
+    }
+
+    fn http_status(code: u16) -> http::StatusCode {
+        http::StatusCode::from_u16(code).expect("valid status")
+    }
 }
