@@ -193,6 +193,8 @@ pub(crate) struct Violation {
     pub key: &'static str,
     pub value: String,
     pub message: String,
+    /// For a missing value: the key whose presence requires it (its source is reported instead).
+    pub required_by: Option<&'static str>,
 }
 
 fn range<T: PartialOrd + fmt::Display + Copy>(
@@ -207,6 +209,7 @@ fn range<T: PartialOrd + fmt::Display + Copy>(
             key,
             value: v.to_string(),
             message: format!("must be between {lo} and {hi}"),
+            required_by: None,
         });
     }
 }
@@ -223,6 +226,7 @@ impl Config {
                 key: "connection.url",
                 value: format!("{:?}", c.url),
                 message: "must name a host, e.g. ws://127.0.0.1:7880".into(),
+                required_by: None,
             }),
             Ok(u) => out.push(Violation {
                 key: "connection.url",
@@ -231,11 +235,13 @@ impl Config {
                     "scheme {:?} is not allowed: use ws, wss, http or https",
                     u.scheme()
                 ),
+                required_by: None,
             }),
             Err(e) => out.push(Violation {
                 key: "connection.url",
                 value: format!("{:?}", c.url),
                 message: format!("is not a URL ({e}): use e.g. ws://127.0.0.1:7880"),
+                required_by: None,
             }),
         }
         if c.room.trim().is_empty() {
@@ -243,6 +249,7 @@ impl Config {
                 key: "connection.room",
                 value: "\"\"".into(),
                 message: "must not be empty".into(),
+                required_by: None,
             });
         }
         if c.connect_timeout.is_zero() || c.connect_timeout > Duration::from_secs(300) {
@@ -250,6 +257,7 @@ impl Config {
                 key: "connection.connect_timeout",
                 value: humantime::format_duration(c.connect_timeout).to_string(),
                 message: "must be between 1ms and 5m".into(),
+                required_by: None,
             });
         }
         match (&c.api_key, &c.api_secret) {
@@ -259,6 +267,7 @@ impl Config {
                 message: "is missing but connection.api_key is set: set LIVEKIT_API_SECRET, \
                           connection.api_secret in the config file, or --api-secret"
                     .into(),
+                required_by: Some("connection.api_key"),
             }),
             (None, Some(_)) => out.push(Violation {
                 key: "connection.api_key",
@@ -266,6 +275,7 @@ impl Config {
                 message: "is missing but connection.api_secret is set: set LIVEKIT_API_KEY, \
                           connection.api_key in the config file, or --api-key"
                     .into(),
+                required_by: Some("connection.api_secret"),
             }),
             _ => {}
         }
@@ -276,6 +286,7 @@ impl Config {
                 key: "connection.api_secret",
                 value: "\"\"".into(),
                 message: "must not be empty".into(),
+                required_by: None,
             });
         }
 
@@ -288,6 +299,7 @@ impl Config {
                     "must not exceed reconnect.max_delay ({})",
                     humantime::format_duration(r.max_delay)
                 ),
+                required_by: None,
             });
         }
         range(&mut out, "reconnect.multiplier", r.multiplier, 1.0, 10.0);
@@ -300,6 +312,7 @@ impl Config {
                 key: "audio.sample_rate",
                 value: a.sample_rate.to_string(),
                 message: "must be one of 8000, 16000, 24000, 48000".into(),
+                required_by: None,
             });
         }
         range(&mut out, "audio.channels", a.channels, 1, 2);
@@ -313,6 +326,7 @@ impl Config {
                     key,
                     value: val.to_string(),
                     message: "must be even (I420 chroma is subsampled 2×2)".into(),
+                    required_by: None,
                 });
             }
         }

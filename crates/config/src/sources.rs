@@ -160,10 +160,17 @@ impl Loader {
                 } else {
                     v.value
                 };
+                let origin = match v.required_by {
+                    Some(other) => format!(
+                        "{other} is set by {}",
+                        origin(fig.find_metadata(other), &split_key(other))
+                    ),
+                    None => origin(meta, &split_key(v.key)),
+                };
                 Problem {
                     key: v.key.to_owned(),
                     value: Some(value),
-                    origin: origin(meta, &split_key(v.key)),
+                    origin,
                     message: v.message,
                 }
             })
@@ -431,7 +438,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("connection.api_secret = <missing> (default)"),
+            e.starts_with(
+                "connection.api_secret = <missing> (connection.api_key is set by environment variable LIVEKIT_API_KEY): is missing"
+            ),
             "{e}"
         );
         assert!(e.contains("LIVEKIT_API_SECRET"), "{e}");
