@@ -48,11 +48,14 @@
 //! crossbeam `ArrayQueue`; a slot is free when that is the only reference left, so a frame
 //! "returns" to its pool simply by its last clone being dropped — on whichever thread — and
 //! fan-out is an atomic increment per consumer. Writers get exclusive access through
-//! `Arc::get_mut`, so there is no `unsafe` and no hand-written atomic protocol in this crate: the
-//! only shared-memory structures are std's `Arc`, crossbeam's `ArrayQueue` (pools, mailboxes,
-//! queues) and `ringbuf`'s SPSC ring (audio samples), plus relaxed `AtomicU64` counters. Every
-//! hand-off has a stated policy when full (drop oldest for queues and mailboxes, drop newest for
-//! the audio ring, refuse for an empty pool) and counts what it dropped. Nothing here does IO,
+//! `Arc::get_mut`, so there is no `unsafe` and no hand-written lock-free structure in this crate:
+//! the shared-memory structures are std's `Arc`, crossbeam's `ArrayQueue` (pools, mailboxes,
+//! queues) and `ringbuf`'s SPSC ring (audio samples), plus statistics counters kept on separate
+//! cache lines for the producer and consumer sides. The pool protocol and the counters are
+//! model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p wavecast-pipeline --release
+//! --test loom`, and `--lib loom_`). Every hand-off has a stated policy when full (drop oldest
+//! for queues and mailboxes, drop newest for the audio ring, refuse for an empty pool) and
+//! counts what it dropped. Nothing here does IO,
 //! spawns threads or owns an async runtime; time comes in as [`Timestamp`] arguments or one clock
 //! read.
 #![deny(missing_docs)]
