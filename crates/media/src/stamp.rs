@@ -291,6 +291,33 @@ mod tests {
     }
 
     #[test]
+    fn survives_downscaling_to_a_simulcast_layer() {
+        // Stamped at 1280x720, received as the half- and quarter-size layers (box filter).
+        let (w, h) = (1280usize, 720usize);
+        let mut full = vec![128u8; w * h];
+        let s = stamp(77);
+        encode_plane(&mut full, w, 1, w as u32, h as u32, s).unwrap();
+        for factor in [2usize, 4] {
+            let (sw, sh) = (w / factor, h / factor);
+            let small: Vec<u8> = (0..sw * sh)
+                .map(|i| {
+                    let (x, y) = (i % sw * factor, i / sw * factor);
+                    let sum: u32 = (0..factor)
+                        .flat_map(|dy| (0..factor).map(move |dx| (dx, dy)))
+                        .map(|(dx, dy)| u32::from(full[(y + dy) * w + x + dx]))
+                        .sum();
+                    (sum / (factor * factor) as u32) as u8
+                })
+                .collect();
+            assert_eq!(
+                decode_plane(&small, sw, 1, sw as u32, sh as u32).unwrap(),
+                s,
+                "1/{factor} size"
+            );
+        }
+    }
+
+    #[test]
     fn unstamped_or_tiny_frames_are_errors() {
         let plane = vec![16u8; 640 * 360];
         let err = decode_plane(&plane, 640, 1, 640, 360).unwrap_err();
