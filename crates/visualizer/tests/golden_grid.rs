@@ -26,7 +26,7 @@ fn participant(i: usize) -> ParticipantTile<'static> {
     ParticipantTile {
         name: NAMES[i],
         muted: i % 2 == 1,
-        speaking: i % 3 == 0,
+        speaking: i.is_multiple_of(3),
         quality: [
             ConnectionQuality::Excellent,
             ConnectionQuality::Good,
