@@ -220,7 +220,9 @@ fn invalid_frames_are_errors_not_panics() {
 
 #[test]
 fn pipeline_frames_render_with_their_rotation() {
-    use wavecast_visualizer::wavecast_pipeline::{PixelFormat, Rotation, VideoFrameMut, VideoLayout};
+    use wavecast_visualizer::wavecast_pipeline::{
+        PixelFormat, Rotation, VideoFrameMut, VideoLayout,
+    };
     let name = "rotation";
     let Some(gpu) = gpu_or_skip(name) else { return };
     // A 64x32 pipeline frame: left half red, right half blue (BT.601 limited).
@@ -242,10 +244,17 @@ fn pipeline_frames_render_with_their_rotation() {
     let mut target = HeadlessTarget::new(&gpu.device, tw, th).unwrap();
     let mut video = VideoRenderer::new(&gpu.device, target.format());
     video.resize(&gpu.queue, tw, th);
-    video.update_video_frame(&gpu.device, &gpu.queue, &frame, cs).unwrap();
+    video
+        .update_video_frame(&gpu.device, &gpu.queue, &frame, cs)
+        .unwrap();
     // Rotated 90° clockwise the 2:1 frame stands 1:2: 100x200 centred, red on top, blue below.
-    assert_eq!(video.picture_rect(), Some(Rect::new(50.0, 0.0, 100.0, 200.0)));
-    let img = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| video.render(pass));
+    assert_eq!(
+        video.picture_rect(),
+        Some(Rect::new(50.0, 0.0, 100.0, 200.0))
+    );
+    let img = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| {
+        video.render(pass)
+    });
     let mut c = Checks::new(name, &img);
     let red = cs.yuv_to_rgb([81, 90, 240]);
     let blue = cs.yuv_to_rgb([41, 240, 110]);
@@ -254,7 +263,9 @@ fn pipeline_frames_render_with_their_rotation() {
     c.color("pillarbox", 20.0, 100.0, [0, 0, 0], 0);
     // And back upright: left red, right blue, letterboxed 200x100.
     video.set_rotation(&gpu.queue, Rotation::R0);
-    let img0 = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| video.render(pass));
+    let img0 = render(&gpu, &mut target, Color::rgb8(255, 0, 255), |pass| {
+        video.render(pass)
+    });
     let mut c0 = Checks::new("rotation_r0", &img0);
     c0.color("left red", 40.0, 100.0, red, 4);
     c0.color("right blue", 160.0, 100.0, blue, 4);

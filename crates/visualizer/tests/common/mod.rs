@@ -128,6 +128,7 @@ impl<'a> Checks<'a> {
             self.image
                 .save_png(dir.join(format!("{}.png", self.name)))
                 .expect("write png");
+            remove_stale(&self.name);
             return;
         }
         let actual = dir.join(format!("{}-actual.png", self.name));
@@ -158,6 +159,13 @@ impl<'a> Checks<'a> {
             diff.display(),
             self.failures.join("\n  ")
         );
+    }
+}
+
+/// Removes `-actual.png` / `-diff.png` left by an earlier failing run of `name`.
+fn remove_stale(name: &str) {
+    for suffix in ["actual", "diff"] {
+        let _ = std::fs::remove_file(out_dir().join(format!("{name}-{suffix}.png")));
     }
 }
 
@@ -192,15 +200,17 @@ pub fn compare_golden(name: &str, image: &RgbaImage) {
             image.width, image.height, expected.width, expected.height
         );
     };
-    if diff.fraction() > 0.005 {
-        write(Some(&diff.image));
-        panic!(
-            "{name}: {} of {} pixels differ from {} (max delta {}); see {}",
-            diff.differing_pixels,
-            diff.total_pixels,
-            reference.display(),
-            diff.max_channel_delta,
-            dir.display()
-        );
+    if diff.fraction() <= 0.005 {
+        remove_stale(name);
+        return;
     }
+    write(Some(&diff.image));
+    panic!(
+        "{name}: {} of {} pixels differ from {} (max delta {}); see {}",
+        diff.differing_pixels,
+        diff.total_pixels,
+        reference.display(),
+        diff.max_channel_delta,
+        dir.display()
+    );
 }
