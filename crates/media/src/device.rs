@@ -37,16 +37,21 @@ fn find_device(name: Option<&str>, output: bool) -> Result<cpal::Device> {
             }
             .map_err(|e| device_err(name, e))?;
             for d in devices {
-                if d.description()
-                    .map(|desc| desc.name() == wanted)
-                    .unwrap_or(false)
-                {
+                if device_matches(&d, wanted) {
                     return Ok(d);
                 }
             }
             Err(device_err(name, "no such device"))
         }
     }
+}
+
+/// A device answers to its id (`alsa:null`), the id without the host (`null`) or its
+/// description (`Discard all samples ...`).
+fn device_matches(device: &cpal::Device, wanted: &str) -> bool {
+    let id = device.id().map(|id| id.to_string()).unwrap_or_default();
+    let bare = id.split_once(':').map(|(_, rest)| rest).unwrap_or(&id);
+    id == wanted || bare == wanted || device.description().is_ok_and(|d| d.name() == wanted)
 }
 
 fn stream_config(format: AudioFormat) -> cpal::StreamConfig {
@@ -60,7 +65,8 @@ fn stream_config(format: AudioFormat) -> cpal::StreamConfig {
 /// Plays audio on a device. [`write`](AudioSink::write) pushes into the ring; the device
 /// callback pulls with a 40 ms target latency.
 pub struct DeviceOutput {
-    stream: cpal::Stream,
+    stream: Option<cpal::Stream>,
+    label: String,
     producer: wavecast_pipeline::AudioRingProducer,
     stats: SinkStats,
 }
@@ -72,19 +78,21 @@ impl DeviceOutput {
         let device = find_device(name, true)?;
         let (producer, mut consumer) = audio_ring(AudioRingConfig::new(format))?;
         let label = name.unwrap_or("default").to_string();
+        let callback_label = label.clone();
         let stream = device
             .build_output_stream(
                 stream_config(format),
                 move |out: &mut [i16], _| {
                     consumer.pop(out);
                 },
-                move |e| tracing::warn!(device = %label, error = %e, "audio output error"),
+                move |e| tracing::warn!(device = %callback_label, error = %e, "audio output error"),
                 None,
             )
             .map_err(|e| device_err(name, e))?;
         stream.play().map_err(|e| device_err(name, e))?;
         Ok(DeviceOutput {
-            stream,
+            stream: Some(stream),
+            label,
             producer,
             stats: SinkStats::default(),
         })
@@ -98,14 +106,38 @@ impl DeviceOutput {
 
 impl AudioSink for DeviceOutput {
     fn write(&mut self, frame: &AudioFrame) -> Result<()> {
+        if self.stream.is_none() {
+            return Err(device_err(Some(&self.label), "output already finished"));
+        }
         let written = self.producer.push(frame)?;
         self.stats.frames += 1;
         self.stats.samples += written as u64;
         self.stats.dropped_samples += (frame.samples().len() - written) as u64;
         Ok(())
     }
+    /// Lets the device play what is buffered (up to the ring's size, while the callback keeps
+    /// reading), then closes the stream. Idempotent.
     fn finish(&mut self) -> Result<()> {
-        self.stream.pause().map_err(|e| device_err(None, e))
+        if self.stream.is_none() {
+            return Ok(());
+        }
+        // Play out what is buffered: wait while the callback keeps reading (a remainder below
+        // the ring's target latency is never started, so "no progress for 50 ms" ends the wait).
+        use std::time::{Duration, Instant};
+        let stats = self.producer.stats_handle();
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let (mut last, mut progressed) = (stats.stats().samples_read, Instant::now());
+        while stats.stats().buffered_samples > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            let read = stats.stats().samples_read;
+            if read != last {
+                (last, progressed) = (read, Instant::now());
+            } else if progressed.elapsed() > Duration::from_millis(50) {
+                break;
+            }
+        }
+        self.stream = None;
+        Ok(())
     }
     fn stats(&self) -> SinkStats {
         self.stats
@@ -152,14 +184,39 @@ impl DeviceInput {
     }
 }
 
-/// Names of the output devices cpal sees (empty on a headless machine).
-pub fn output_device_names() -> Vec<String> {
+/// An audio device as cpal lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Stable id, e.g. `alsa:null`; `device:ID` (with or without the host prefix) selects it.
+    pub id: String,
+    /// Human-readable description.
+    pub name: String,
+}
+
+fn list(devices: impl Iterator<Item = cpal::Device>) -> Vec<DeviceInfo> {
+    devices
+        .map(|d| DeviceInfo {
+            id: d.id().map(|id| id.to_string()).unwrap_or_default(),
+            name: d
+                .description()
+                .map(|desc| desc.name().to_string())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The output devices cpal sees (on a headless Linux box usually only ALSA's `null`).
+pub fn output_devices() -> Vec<DeviceInfo> {
     cpal::default_host()
         .output_devices()
-        .map(|devices| {
-            devices
-                .filter_map(|d| d.description().ok().map(|desc| desc.name().to_string()))
-                .collect()
-        })
+        .map(list)
+        .unwrap_or_default()
+}
+
+/// The capture devices cpal sees.
+pub fn input_devices() -> Vec<DeviceInfo> {
+    cpal::default_host()
+        .input_devices()
+        .map(list)
         .unwrap_or_default()
 }

@@ -8,7 +8,9 @@
 //! - files: [`Y4mReader`]/[`Y4mWriter`], [`WavReader`]/[`WavWriter`], and [`Looping`] over any
 //!   [`VideoSource`] or [`AudioSource`];
 //! - audio outputs by name ([`OutputSpec`]: `null`, `wav:PATH`, `device[:NAME]`) so everything
-//!   runs headless; devices through cpal behind the `cpal` cargo feature (off by default).
+//!   runs headless; devices (output and capture) through cpal behind the `cpal` cargo feature (off
+//!   by default; needs `libasound2-dev`), tested on ALSA's `null` device
+//!   (`cargo test -p wavecast-media --features cpal`).
 //!
 //! ```
 //! use wavecast_media::{stamp, TestPattern};
