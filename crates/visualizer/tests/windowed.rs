@@ -65,7 +65,28 @@ fn main() -> ExitCode {
             }
         };
     }
-    match windowed_run_with_resizes() {
+    // Inside our own Xvfb, a window manager (when installed) makes minimising and fullscreen real;
+    // without one X11 ignores those requests and the zero-size step stands in for minimising.
+    let mut wm = None;
+    if std::env::var_os(MARKER).is_some() {
+        match Command::new("openbox")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => {
+                std::thread::sleep(Duration::from_millis(500));
+                wm = Some(child);
+            }
+            Err(_) => eprintln!("windowed: no openbox, running without a window manager"),
+        }
+    }
+    let outcome = windowed_run_with_resizes();
+    if let Some(mut child) = wm {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    match outcome {
         Ok(()) => {
             println!("test windowed_run_with_resizes ... ok");
             println!("1 passed, 0 failed");
