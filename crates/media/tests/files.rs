@@ -217,7 +217,7 @@ fn wav_round_trip_keeps_samples_and_markers() {
     let mut reader = WavReader::open(&path).unwrap();
     assert_eq!(reader.format(), format);
     assert_eq!(reader.duration_samples(), 150 * 480);
-    let mut det = MarkerDetector::new(48_000, 0.5, Duration::from_millis(5));
+    let mut det = MarkerDetector::new(48_000, 0.5, Duration::from_millis(10));
     let mut found = Vec::new();
     let mut position = 0u64;
     loop {
@@ -235,11 +235,19 @@ fn wav_round_trip_keeps_samples_and_markers() {
     assert_eq!(position, 150 * 480);
     // START is a multiple of 500 ms: the first sample is a marker gap (not reported: no sound
     // before it), then markers at +500 ms and +1000 ms.
+    let period = Markers::default().period;
     let times: Vec<u64> = found
         .iter()
-        .map(|m| m.timestamp.as_micros() - START)
+        .map(|m| m.capture_time(period).as_micros() - START)
         .collect();
     assert_eq!(times, [500_000, 1_000_000]);
+    for m in &found {
+        // Found within 1 / (6 × 440 Hz) ≈ 0.38 ms before the true gap start.
+        let early = m
+            .capture_time(period)
+            .saturating_duration_since(m.timestamp);
+        assert!(early < Duration::from_micros(380), "{m:?}");
+    }
 }
 
 #[test]
