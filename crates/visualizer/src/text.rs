@@ -1,8 +1,8 @@
 //! Text through glyphon, with the bundled DejaVu Sans font (see `assets/fonts/README.md`).
 
 use glyphon::{
-    Attrs, Buffer, Cache, Family, FontSystem, Metrics, Resolution, Shaping, SwashCache, TextArea,
-    TextAtlas, TextBounds, TextRenderer, Viewport,
+    Attrs, Buffer, Cache, ColorMode, Family, FontSystem, Metrics, Resolution, Shaping, SwashCache,
+    TextArea, TextAtlas, TextBounds, TextRenderer, Viewport,
 };
 
 use crate::error::{Result, VisualizerError};
@@ -76,7 +76,15 @@ impl TextLayer {
         what: &'static str,
     ) -> Self {
         let cache = Cache::new(device);
-        let mut atlas = TextAtlas::new(device, queue, &cache, format);
+        // Our colours are sRGB-encoded values. glyphon's "Accurate" mode linearises them, which is
+        // right only when the target re-encodes (an sRGB format); on linear-format targets the
+        // values must pass through untouched ("Web" mode).
+        let mode = if format.is_srgb() {
+            ColorMode::Accurate
+        } else {
+            ColorMode::Web
+        };
+        let mut atlas = TextAtlas::with_color_mode(device, queue, &cache, format, mode);
         let renderer =
             TextRenderer::new(&mut atlas, device, wgpu::MultisampleState::default(), None);
         let viewport = Viewport::new(device, &cache);
