@@ -40,6 +40,10 @@
 //! the bundled DejaVu Sans. Colours are sRGB-encoded values; for sRGB targets the shaders linearise
 //! them (a pipeline-overridable constant), so both kinds of target show the same picture.
 //! Only the Vulkan backend is compiled in; on machines without a GPU, Mesa's lavapipe renders.
+//!
+//! Examples: `cargo run -p wavecast-visualizer --example headless -- --out dashboard.png` writes the
+//! demo dashboard as a PNG; `xvfb-run -a cargo run -p wavecast-visualizer --example window --
+//! --frames 60 --screenshot shot.png` opens it in a window (F fullscreen, Q/Esc quit).
 
 #![deny(missing_docs)]
 
