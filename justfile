@@ -111,11 +111,20 @@ demo: setup
 test: setup
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p wavecast-media --all-targets --features cpal -- -D warnings
     cargo test --workspace --no-fail-fast
+    cargo test -p wavecast-media --features cpal --test device
+    just test-loom
+
+# Model-check the pipeline's concurrent pieces with loom (own target dir: cfg(loom) rebuilds deps).
+test-loom:
+    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="{{root}}/target/loom" cargo test -q -p wavecast-pipeline --release --test loom
+    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="{{root}}/target/loom" cargo test -q -p wavecast-pipeline --release --lib loom_
 
 # Criterion benchmarks plus the Python SDK side-by-side script (see docs/PERFORMANCE.md).
 bench: setup
     cargo bench -p wavecast-token --bench tokens
+    cargo bench -p wavecast-pipeline --bench pipeline
     "{{venv}}/bin/python" tests/python/bench_tokens.py
 
 # The admin CLI, e.g. `just wavecast room list`.
