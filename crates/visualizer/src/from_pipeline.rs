@@ -3,11 +3,12 @@
 //! The renderers take plain data (plane slices and strides, `(min, max)` pairs, dBFS levels);
 //! these conversions borrow from the pipeline's frames and analysis without copying.
 
-use wavecast_pipeline::analysis::{Column, Levels, WaveformHistory};
+use wavecast_pipeline::analysis::{Column, Levels, SpectrumAnalyzer, WaveformHistory};
 use wavecast_pipeline::{PixelFormat, VideoFrame};
 
 use crate::error::{Result, VisualizerError};
 use crate::meter::MeterLevels;
+use crate::spectrum::SpectrumRenderer;
 use crate::video::I420Frame;
 use crate::waveform::WaveformRenderer;
 
@@ -78,6 +79,20 @@ impl WaveformRenderer {
             a.iter().chain(b).map(pair),
             a.len() + b.len(),
         );
+    }
+}
+
+impl SpectrumRenderer {
+    /// Draws the last spectrum a pipeline [`SpectrumAnalyzer`] computed (call its `compute` first).
+    pub fn update_analyzer(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        analyzer: &SpectrumAnalyzer,
+    ) {
+        // bin_frequency(i) = i * sample_rate / fft_size.
+        let sample_rate = (analyzer.bin_frequency(1) * analyzer.fft_size() as f32).round() as u32;
+        self.update(device, queue, analyzer.magnitudes(), sample_rate);
     }
 }
 

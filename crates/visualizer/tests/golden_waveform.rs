@@ -304,3 +304,38 @@ fn pipeline_waveform_history_draws_its_envelope() {
     }
     c.finish();
 }
+
+#[test]
+fn pipeline_spectrum_analyzer_tone_lands_in_its_band() {
+    use wavecast_visualizer::spectrum::band_bins;
+    use wavecast_visualizer::wavecast_pipeline::analysis::SpectrumAnalyzer;
+    let name = "spectrum_analyzer";
+    let Some(gpu) = gpu_or_skip(name) else { return };
+    let mut analyzer = SpectrumAnalyzer::new(2048, 48_000).unwrap();
+    let tone: Vec<i16> = (0..4096)
+        .map(|i| (16_000.0 * (std::f32::consts::TAU * 1000.0 * i as f32 / 48_000.0).sin()) as i16)
+        .collect();
+    analyzer.push(&tone, 1);
+    analyzer.compute();
+    let mut spec = SpectrumRenderer::new(&gpu.device, wgpu::TextureFormat::Rgba8Unorm, 24);
+    spec.resize(&gpu.queue, 240, 100);
+    spec.update_analyzer(&gpu.device, &gpu.queue, &analyzer);
+    let loudest = spec
+        .levels()
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap();
+    let bins: Vec<_> = band_bins(analyzer.magnitudes().len(), 24, 48_000).collect();
+    let band = &bins[loudest];
+    let (lo, hi) = (
+        analyzer.bin_frequency(band.start),
+        analyzer.bin_frequency(band.end - 1),
+    );
+    assert!(
+        lo <= 1000.0 + 25.0 && hi >= 1000.0 - 25.0,
+        "1 kHz in band {loudest}: {lo}..{hi} Hz"
+    );
+    assert!(spec.levels()[loudest] > -12.0, "{:?}", spec.levels());
+}
