@@ -23,3 +23,6 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod session;
+
+pub use session::{Credentials, Session, SessionError, SessionEvent, SessionOptions, SessionState};
