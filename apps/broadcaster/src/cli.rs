@@ -1,0 +1,283 @@
+//! Flags every wavecast app shares (server, room, credentials, reconnect policy), loading the
+//! layered configuration from them, logging set-up and exit codes.
+//!
+//! Shared by the broadcaster, the viewer and the room visualizer (included with `#[path]`, since
+//! apps do not depend on each other): keep it free of app-specific types.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+use wavecast_config::{Config, ConfigError, Loader};
+use wavecast_token::{Keys, Preset};
+
+/// Exit code for bad flags or configuration (clap uses 2 for usage errors too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the server could not be reached and the reconnect policy gave up.
+pub const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code when the server refused us (bad token, bad URL): retrying cannot help.
+pub const EXIT_REFUSED: u8 = 4;
+
+/// Appended to every app's `--help`.
+pub const LAYERS_HELP: &str = "\
+Settings are layered: built-in defaults (shown above) < config/livekit.toml or --config FILE <
+environment (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, WAVECAST_<SECTION>__<KEY>) < flags.
+
+Exit codes: 0 done, 1 runtime error, 2 bad flags or configuration, 3 server unreachable (the
+reconnect policy gave up), 4 the server refused the token or URL.";
+
+/// The built-in configuration defaults (what `--help` shows).
+pub fn defaults() -> Config {
+    Config::default()
+}
+
+/// Where to connect and as whom.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Config file [default: config/livekit.toml when present].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// LiveKit server URL (connection.url).
+    #[arg(long, value_name = "URL", default_value_t = defaults().connection.url)]
+    pub url: String,
+    /// Room to join (connection.room).
+    #[arg(long, default_value_t = defaults().connection.room)]
+    pub room: String,
+    /// Participant identity (connection.identity) [default: <app>-<random>].
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// Display name others see [default: the identity].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Join with this access token instead of minting one from the API key and secret.
+    #[arg(long, env = "LIVEKIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// API key that mints the token (connection.api_key).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// API secret that mints the token (connection.api_secret).
+    #[arg(long, value_name = "SECRET", hide_default_value = true)]
+    pub api_secret: Option<String>,
+    /// Retries before giving up when the server cannot be reached (reconnect.max_attempts).
+    #[arg(long, value_name = "N", default_value_t = defaults().reconnect.max_attempts)]
+    pub max_attempts: u32,
+    /// Delay before the first retry, growing 2x per attempt (reconnect.initial_delay).
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub retry_delay: Duration,
+    /// Longest delay between retries (reconnect.max_delay).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub max_retry_delay: Duration,
+    /// Time one connection attempt may take (connection.connect_timeout).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+/// Whether the user gave flag `id` on the command line (defaults must not mask lower layers).
+pub fn given(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.value_source(id), Some(ValueSource::CommandLine))
+}
+
+/// The loader with the config file and every connection flag the user gave.
+pub fn loader(args: &ConnectArgs, m: &ArgMatches) -> Loader {
+    let mut l = match &args.config {
+        Some(path) => Loader::new().file(path),
+        None => Loader::new(),
+    };
+    if given(m, "url") {
+        l = l.flag("connection.url", "--url", &args.url);
+    }
+    if given(m, "room") {
+        l = l.flag("connection.room", "--room", &args.room);
+    }
+    if let Some(v) = &args.identity {
+        l = l.flag("connection.identity", "--identity", v);
+    }
+    if let Some(v) = &args.api_key {
+        l = l.flag("connection.api_key", "--api-key", v);
+    }
+    if let Some(v) = &args.api_secret {
+        l = l.flag("connection.api_secret", "--api-secret", v);
+    }
+    if given(m, "max_attempts") {
+        l = l.flag(
+            "reconnect.max_attempts",
+            "--max-attempts",
+            args.max_attempts,
+        );
+    }
+    let human = |d: Duration| humantime::format_duration(d).to_string();
+    if given(m, "retry_delay") {
+        l = l.flag(
+            "reconnect.initial_delay",
+            "--retry-delay",
+            human(args.retry_delay),
+        );
+    }
+    if given(m, "max_retry_delay") {
+        l = l.flag(
+            "reconnect.max_delay",
+            "--max-retry-delay",
+            human(args.max_retry_delay),
+        );
+    }
+    if given(m, "connect_timeout") {
+        l = l.flag(
+            "connection.connect_timeout",
+            "--connect-timeout",
+            human(args.connect_timeout),
+        );
+    }
+    l
+}
+
+/// Turns a configuration error into the message printed before exiting with [`EXIT_USAGE`].
+pub fn config_error_message(e: &ConfigError) -> String {
+    match e {
+        ConfigError::Invalid(problems) => {
+            let mut s = String::from("invalid configuration:");
+            for p in problems {
+                s.push_str("\n  ");
+                s.push_str(&p.to_string());
+            }
+            s
+        }
+        other => format!("invalid configuration: {other}"),
+    }
+}
+
+/// How the app gets a token for each connection attempt.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A token given on the command line or in `LIVEKIT_TOKEN`.
+    Token(String),
+    /// Mint a fresh token per attempt (so a long outage never leaves us with an expired one).
+    Mint {
+        /// The API key and secret.
+        keys: Keys,
+        /// Identity.
+        identity: String,
+        /// Display name.
+        name: String,
+        /// Room.
+        room: String,
+        /// Grants.
+        preset: Preset,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Token(_) => f.write_str("Credentials::Token([redacted])"),
+            Credentials::Mint {
+                identity,
+                room,
+                preset,
+                ..
+            } => write!(f, "Credentials::Mint({identity} in {room}, {preset:?})"),
+        }
+    }
+}
+
+impl Credentials {
+    /// The credentials for `config` (token flag first, then key and secret).
+    pub fn from_config(
+        config: &Config,
+        args: &ConnectArgs,
+        app: &str,
+        preset: Preset,
+    ) -> Result<Self> {
+        if let Some(t) = &args.token {
+            return Ok(Credentials::Token(t.clone()));
+        }
+        let c = &config.connection;
+        let (Some(key), Some(secret)) = (&c.api_key, &c.api_secret) else {
+            bail!(
+                "no credentials: give --token (or LIVEKIT_TOKEN), or an API key and secret \
+                 (--api-key/--api-secret, LIVEKIT_API_KEY/LIVEKIT_API_SECRET, or [connection] in \
+                 the config file)"
+            );
+        };
+        let identity = c
+            .identity
+            .clone()
+            .unwrap_or_else(|| format!("{app}-{:04x}", random_u64() & 0xffff));
+        let name = args.name.clone().unwrap_or_else(|| identity.clone());
+        Ok(Credentials::Mint {
+            keys: Keys::new(key.clone(), secret.expose()),
+            identity,
+            name,
+            room: c.room.clone(),
+            preset,
+        })
+    }
+}
+
+/// A random number from the OS-seeded hasher (identities, retry jitter); not for cryptography.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// A uniform random number in `[0, 1)`.
+pub fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Logs to stderr: `RUST_LOG` if set, else `info` for our crates and `warn` for the rest.
+pub fn init_logging(verbose: bool) {
+    let default = if verbose {
+        "debug,wgpu_core=warn,wgpu_hal=warn,naga=warn,str0m=info,livekit_signaling=info"
+    } else {
+        "info,wgpu_core=warn,wgpu_hal=warn,naga=warn,str0m=warn,livekit_signaling=error,\
+         livekit_api=error,wavecast_rtc=warn,cosmic_text=warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints `error: …` with the cause chain and returns `code`.
+pub fn fail(e: &anyhow::Error, code: u8) -> ExitCode {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_duration_defaults_match_the_config_defaults() {
+        let d = defaults();
+        let parse = |s: &str| humantime::parse_duration(s).unwrap();
+        assert_eq!(parse("500ms"), d.reconnect.initial_delay);
+        assert_eq!(parse("10s"), d.reconnect.max_delay);
+        assert_eq!(parse("10s"), d.connection.connect_timeout);
+    }
+
+    #[test]
+    fn random_unit_is_in_range() {
+        for _ in 0..100 {
+            let r = random_unit();
+            assert!((0.0..1.0).contains(&r));
+        }
+    }
+}

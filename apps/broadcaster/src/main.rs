@@ -1,0 +1,652 @@
+//! `broadcaster`: join a LiveKit room and publish video and audio.
+//!
+//! Sources: synthetic colour bars with a moving box and an embedded frame-number/timestamp stamp
+//! plus a tone with timestamp markers (the default), looping Y4M/WAV files, or the microphone
+//! (feature `cpal`). Type `help` on stdin for the commands (mute/unmute audio and video, stats,
+//! quit). A stats line is logged every `--stats-interval`; Ctrl-C leaves the room cleanly. A
+//! JSON summary goes to stdout at exit.
+
+mod capture;
+#[allow(dead_code)] // shared with the viewer and the room visualizer
+mod cli;
+#[allow(dead_code)] // shared with the viewer and the room visualizer
+mod connection;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use tokio::sync::mpsc;
+use wavecast_config::{Config, VideoCodec};
+use wavecast_rtc::{EngineEvent, Quality, TrackOptions};
+use wavecast_session::session::{PublishedTrack, Session, SessionEvent, SessionState};
+use wavecast_token::Preset;
+
+use crate::capture::{AudioInput, AudioSourceOpen, Capture, Control, VideoInput, VideoSettings};
+use crate::cli::{ConnectArgs, Credentials, defaults, given};
+use crate::connection::Connector;
+
+/// Join a LiveKit room and publish video and audio.
+#[derive(Debug, Parser)]
+#[command(name = "broadcaster", version, about, max_term_width = 100, after_help = cli::LAYERS_HELP)]
+struct Cli {
+    #[command(flatten)]
+    conn: ConnectArgs,
+    /// Media source: synthetic bars and tone with embedded timestamps, or files.
+    #[arg(long, value_enum, default_value_t = SourceKind::Synthetic)]
+    source: SourceKind,
+    /// Y4M video file for `--source file` (8-bit 4:2:0; loops).
+    #[arg(long, value_name = "FILE")]
+    video_file: Option<PathBuf>,
+    /// WAV audio file for `--source file` (48 kHz, 16-bit, mono or stereo; loops).
+    #[arg(long, value_name = "FILE")]
+    audio_file: Option<PathBuf>,
+    /// Capture the microphone instead of the tone: `default` or a device name (feature `cpal`).
+    #[arg(long, value_name = "DEVICE")]
+    mic: Option<String>,
+    /// Video width in pixels (video.width; synthetic source).
+    #[arg(long, default_value_t = defaults().video.width)]
+    width: u32,
+    /// Video height in pixels (video.height; synthetic source).
+    #[arg(long, default_value_t = defaults().video.height)]
+    height: u32,
+    /// Frames per second (video.fps) [files: the file's rate unless given].
+    #[arg(long, default_value_t = defaults().video.fps)]
+    fps: u32,
+    /// Video bitrate in kbit/s (video.bitrate).
+    #[arg(long, value_name = "KBPS", default_value_t = defaults().video.bitrate)]
+    bitrate: u32,
+    /// Video codec (video.codec); this build's engine sends VP8.
+    #[arg(long, value_enum, default_value_t = CodecArg::Vp8)]
+    codec: CodecArg,
+    /// Opus bitrate in kbit/s.
+    #[arg(long, value_name = "KBPS", default_value_t = 32)]
+    audio_bitrate: u32,
+    /// Tone frequency in Hz (synthetic audio).
+    #[arg(long, value_name = "HZ", default_value_t = 440.0)]
+    tone: f64,
+    /// Publish no audio track.
+    #[arg(long)]
+    no_audio: bool,
+    /// Publish no video track.
+    #[arg(long)]
+    no_video: bool,
+    /// Start with the audio track muted.
+    #[arg(long)]
+    mute_audio: bool,
+    /// Start with the video track muted.
+    #[arg(long)]
+    mute_video: bool,
+    /// Draw the frame-number/timestamp stamp on file video too (synthetic video always has it).
+    #[arg(long)]
+    stamp: bool,
+    /// Interval of the stats line.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    stats_interval: Duration,
+    /// Leave after this long (e.g. `30s`) [default: run until Ctrl-C or `quit`].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Ignore stdin (no commands), e.g. when run in the background.
+    #[arg(long)]
+    no_stdin: bool,
+    /// More logging.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceKind {
+    /// Colour bars, moving box, frame stamp; tone with markers.
+    Synthetic,
+    /// `--video-file` and/or `--audio-file`.
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CodecArg {
+    /// VP8 (libvpx).
+    Vp8,
+    /// H.264 (not in this build).
+    H264,
+}
+
+const COMMANDS_HELP: &str = "commands: mute [audio|video], unmute [audio|video], \
+                             toggle [audio|video], stats, quit";
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    cli::init_logging(cli.verbose);
+    let (config, plan) = match prepare(&cli, &matches) {
+        Ok(v) => v,
+        Err(e) => return cli::fail(&e, cli::EXIT_USAGE),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return cli::fail(&anyhow::anyhow!(e).context("tokio runtime"), 1),
+    };
+    let code = runtime.block_on(run(&cli, config, plan));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// Everything validated before any connection is made.
+struct Plan {
+    credentials: Credentials,
+    video: Option<(VideoInput, VideoSettings)>,
+    audio: Option<AudioSourceOpen>,
+}
+
+fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
+    let mut l = cli::loader(&cli.conn, m);
+    for (id, key, flag) in [
+        ("width", "video.width", "--width"),
+        ("height", "video.height", "--height"),
+        ("fps", "video.fps", "--fps"),
+        ("bitrate", "video.bitrate", "--bitrate"),
+    ] {
+        if given(m, id) {
+            let v = match id {
+                "width" => cli.width,
+                "height" => cli.height,
+                "fps" => cli.fps,
+                _ => cli.bitrate,
+            };
+            l = l.flag(key, flag, v);
+        }
+    }
+    if given(m, "codec") {
+        let c = match cli.codec {
+            CodecArg::Vp8 => "vp8",
+            CodecArg::H264 => "h264",
+        };
+        l = l.flag("video.codec", "--codec", c);
+    }
+    let config = l
+        .load()
+        .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
+    if config.video.codec != VideoCodec::Vp8 {
+        bail!(
+            "video.codec = {}: this build publishes VP8 only (H.264 needs the optional openh264 \
+             codec, not built)",
+            config.video.codec
+        );
+    }
+    if cli.no_audio && cli.no_video {
+        bail!("--no-audio and --no-video together leave nothing to publish");
+    }
+    let file = cli.source == SourceKind::File;
+    if file && cli.video_file.is_none() && cli.audio_file.is_none() {
+        bail!("--source file needs --video-file FILE.y4m and/or --audio-file FILE.wav");
+    }
+    if !file && (cli.video_file.is_some() || cli.audio_file.is_some()) {
+        bail!("--video-file/--audio-file need --source file");
+    }
+    if !(20.0..=20_000.0).contains(&cli.tone) {
+        bail!("--tone {}: must be between 20 and 20000 Hz", cli.tone);
+    }
+    if !(6..=510).contains(&cli.audio_bitrate) {
+        bail!(
+            "--audio-bitrate {}: Opus takes 6 to 510 kbit/s",
+            cli.audio_bitrate
+        );
+    }
+    let video = if cli.no_video || (file && cli.video_file.is_none()) {
+        None
+    } else {
+        let s = VideoSettings {
+            file: cli.video_file.clone(),
+            width: config.video.width,
+            height: config.video.height,
+            fps: (!file || given(m, "fps")).then_some(config.video.fps),
+            bitrate: config.video.bitrate * 1000,
+            stamp_files: cli.stamp,
+        };
+        let input = VideoInput::open(&s)?;
+        let (w, _) = input.size();
+        if w < wavecast_media::stamp::MIN_WIDTH && (!file || cli.stamp) {
+            bail!(
+                "video width {w}: the frame stamp needs at least {} pixels",
+                wavecast_media::stamp::MIN_WIDTH
+            );
+        }
+        Some((input, s))
+    };
+    let audio = if cli.no_audio || (file && cli.audio_file.is_none() && cli.mic.is_none()) {
+        None
+    } else {
+        let input = match (&cli.mic, &cli.audio_file) {
+            (Some(name), _) => AudioInput::Device((name != "default").then(|| name.clone())),
+            (None, Some(path)) => AudioInput::File(path.clone()),
+            (None, None) => AudioInput::Tone {
+                frequency: cli.tone,
+                channels: config.audio.channels,
+            },
+        };
+        #[cfg(not(feature = "cpal"))]
+        if matches!(input, AudioInput::Device(_)) {
+            bail!("--mic needs a build with microphone support: `cargo build --features cpal`");
+        }
+        if config.audio.sample_rate != wavecast_codec::OPUS_SAMPLE_RATE {
+            tracing::warn!(
+                "audio.sample_rate = {}: the broadcaster sends 48000 Hz Opus",
+                config.audio.sample_rate
+            );
+        }
+        Some(AudioSourceOpen::open(&input)?)
+    };
+    let credentials =
+        Credentials::from_config(&config, &cli.conn, "broadcaster", Preset::Broadcaster)?;
+    Ok((
+        config,
+        Plan {
+            credentials,
+            video,
+            audio,
+        },
+    ))
+}
+
+/// A stdin command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Mute(Kinds, bool),
+    Toggle(Kinds),
+    Stats,
+    Quit,
+    Help,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kinds {
+    Audio,
+    Video,
+    Both,
+}
+
+fn parse_command(line: &str) -> Result<Command, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let kinds = |w: Option<&&str>| match w.copied() {
+        None | Some("all") | Some("both") => Ok(Kinds::Both),
+        Some("audio") | Some("a") | Some("mic") => Ok(Kinds::Audio),
+        Some("video") | Some("v") | Some("camera") => Ok(Kinds::Video),
+        Some(other) => Err(format!("unknown track {other:?}: audio, video or all")),
+    };
+    match words.first().copied() {
+        Some("mute" | "m") => Ok(Command::Mute(kinds(words.get(1))?, true)),
+        Some("unmute" | "u") => Ok(Command::Mute(kinds(words.get(1))?, false)),
+        Some("toggle" | "t") => Ok(Command::Toggle(kinds(words.get(1))?)),
+        Some("stats" | "s") => Ok(Command::Stats),
+        Some("quit" | "q" | "exit") => Ok(Command::Quit),
+        Some("help" | "h" | "?") => Ok(Command::Help),
+        Some(other) => Err(format!("unknown command {other:?}; {COMMANDS_HELP}")),
+        None => Err(COMMANDS_HELP.into()),
+    }
+}
+
+fn spawn_stdin(tx: mpsc::Sender<Command>) {
+    // A plain thread: tokio's stdin would hold the runtime open at exit.
+    let _ = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match std::io::stdin().read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match parse_command(&line) {
+                    Ok(c) => {
+                        if tx.blocking_send(c).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => eprintln!("{e}"),
+                }
+            }
+        });
+}
+
+/// One kind's track and capture.
+struct Kind {
+    name: &'static str,
+    capture: Capture,
+    track: Option<PublishedTrack>,
+    muted: bool,
+}
+
+/// Rates over the last stats interval.
+struct Rates {
+    at: Instant,
+    last: [(u64, u64); 2],
+}
+
+async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
+    let Plan {
+        credentials,
+        video,
+        audio,
+    } = plan;
+    let mut kinds: Vec<Kind> = Vec::new();
+    let mut video_size = (0, 0);
+    if let Some((input, s)) = video {
+        video_size = input.size();
+        match capture::start_video(input, &s) {
+            Ok(c) => kinds.push(Kind {
+                name: "video",
+                capture: c,
+                track: None,
+                muted: cli.mute_video,
+            }),
+            Err(e) => return cli::fail(&e, 1),
+        }
+    }
+    if let Some(a) = audio {
+        match capture::start_audio(a, cli.audio_bitrate * 1000) {
+            Ok(c) => kinds.push(Kind {
+                name: "audio",
+                capture: c,
+                track: None,
+                muted: cli.mute_audio,
+            }),
+            Err(e) => return cli::fail(&e, 1),
+        }
+    }
+    for k in &kinds {
+        k.capture.send(Control::Mute(k.muted));
+        tracing::info!("{}: {}", k.name, k.capture.describe);
+    }
+    let url = config.connection.url.clone();
+    let connector = Connector::new(
+        url.clone(),
+        credentials,
+        config.reconnect.clone(),
+        config.connection.connect_timeout,
+    );
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
+    if !cli.no_stdin {
+        spawn_stdin(cmd_tx);
+    } else {
+        drop(cmd_tx);
+    }
+    let deadline = cli.duration.map(|d| tokio::time::Instant::now() + d);
+    let until_deadline = async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut exit = ExitCode::SUCCESS;
+    let mut reconnects = 0;
+    let connected = tokio::select! {
+        r = connector.connect() => Some(r),
+        _ = &mut shutdown => None,
+        _ = &mut until_deadline => None,
+    };
+    match connected {
+        None => {}
+        Some(Err(e)) => exit = cli::fail(&anyhow::anyhow!("{e}"), e.exit_code()),
+        Some(Ok((session, mut events))) => {
+            if let Err(e) = publish(&session, &mut kinds, video_size).await {
+                exit = cli::fail(&e, 1);
+            } else {
+                let mut stats_tick =
+                    tokio::time::interval(cli.stats_interval.max(Duration::from_millis(100)));
+                stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut rates = Rates {
+                    at: Instant::now(),
+                    last: [(0, 0); 2],
+                };
+                let mut quality: Option<Quality> = None;
+                let mut peers = session.join_info().map_or(0, |j| j.participants.len());
+                loop {
+                    tokio::select! {
+                        ev = events.recv() => match ev {
+                            None => break,
+                            Some(SessionEvent::State(SessionState::Disconnected { reason })) => {
+                                if let Some((code, msg)) = connection::end_failure(&reason, &url) {
+                                    exit = cli::fail(&anyhow::anyhow!(msg), code);
+                                }
+                                break;
+                            }
+                            Some(SessionEvent::Engine(EngineEvent::ParticipantJoined(p))) => {
+                                peers += 1;
+                                tracing::info!("{} joined", p.identity);
+                            }
+                            Some(SessionEvent::Engine(EngineEvent::ParticipantLeft(p))) => {
+                                peers = peers.saturating_sub(1);
+                                tracing::info!("{} left", p.identity);
+                            }
+                            Some(SessionEvent::Engine(EngineEvent::ConnectionQuality(list))) => {
+                                let me = session.join_info().map(|j| j.local.sid).unwrap_or_default();
+                                if let Some((_, q)) = list.iter().find(|(sid, _)| *sid == me) {
+                                    quality = Some(*q);
+                                }
+                            }
+                            Some(_) => {}
+                        },
+                        cmd = cmd_rx.recv(), if !cli.no_stdin => match cmd {
+                            None => {} // stdin closed: keep broadcasting
+                            Some(Command::Quit) => break,
+                            Some(Command::Help) => eprintln!("{COMMANDS_HELP}"),
+                            Some(Command::Stats) => stats_line(&kinds, &mut rates, quality, peers, &connector),
+                            Some(Command::Mute(which, m)) => set_muted(&session, &mut kinds, which, Some(m)).await,
+                            Some(Command::Toggle(which)) => set_muted(&session, &mut kinds, which, None).await,
+                        },
+                        _ = stats_tick.tick() => stats_line(&kinds, &mut rates, quality, peers, &connector),
+                        _ = &mut shutdown => break,
+                        _ = &mut until_deadline => break,
+                    }
+                    if kinds.iter().any(|k| k.capture.is_finished()) {
+                        break;
+                    }
+                }
+            }
+            reconnects = session.stats().rejoins;
+            leave(&session, &mut kinds).await;
+        }
+    }
+    let mut summary = serde_summary(&kinds, reconnects);
+    for k in kinds {
+        let name = k.name;
+        if let Err(e) = k.capture.stop() {
+            tracing::error!("{name} capture: {e:#}");
+            summary.push_str(&format!(",\"{name}_error\":{:?}", format!("{e:#}")));
+            if exit == ExitCode::SUCCESS {
+                exit = ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{{{summary}}}");
+    exit
+}
+
+/// Publishes a track per kind (keeping the mute state) and points the capture threads at them.
+/// The session publishes them again by itself after a rejoin.
+async fn publish(session: &Session, kinds: &mut [Kind], video_size: (u32, u32)) -> Result<()> {
+    for k in kinds.iter_mut() {
+        let mut opts = if k.name == "video" {
+            TrackOptions::video("camera", video_size.0, video_size.1)
+        } else {
+            TrackOptions::audio("microphone")
+        };
+        opts.muted = k.muted;
+        let track = session
+            .publish_track(opts)
+            .await
+            .with_context(|| format!("cannot publish the {} track", k.name))?;
+        tracing::info!(
+            "publishing {} as track {}{}",
+            k.name,
+            track.sid().unwrap_or_default(),
+            if k.muted { " (muted)" } else { "" }
+        );
+        k.capture.send(Control::Sink(Some(Box::new(track.clone()))));
+        k.track = Some(track);
+    }
+    Ok(())
+}
+
+async fn set_muted(session: &Session, kinds: &mut [Kind], which: Kinds, to: Option<bool>) {
+    for k in kinds.iter_mut() {
+        let hit = match which {
+            Kinds::Both => true,
+            Kinds::Audio => k.name == "audio",
+            Kinds::Video => k.name == "video",
+        };
+        if !hit {
+            continue;
+        }
+        let m = to.unwrap_or(!k.muted);
+        k.muted = m;
+        k.capture.send(Control::Mute(m));
+        if let Some(t) = &k.track {
+            match session.set_track_muted(t, m).await {
+                Ok(()) => tracing::info!("{} {}", k.name, if m { "muted" } else { "unmuted" }),
+                Err(e) => tracing::warn!("could not tell the server {} is muted: {e}", k.name),
+            }
+        }
+    }
+}
+
+async fn leave(session: &Session, kinds: &mut [Kind]) {
+    for k in kinds.iter_mut() {
+        k.track = None;
+        k.capture.send(Control::Sink(None));
+    }
+    tracing::info!("leaving the room");
+    if tokio::time::timeout(Duration::from_secs(5), session.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the session did not close within 5 s");
+    }
+}
+
+fn stats_line(
+    kinds: &[Kind],
+    rates: &mut Rates,
+    quality: Option<Quality>,
+    peers: usize,
+    connector: &Connector,
+) {
+    let secs = rates.at.elapsed().as_secs_f64().max(1e-3);
+    rates.at = Instant::now();
+    let mut parts = Vec::new();
+    for (i, k) in kinds.iter().enumerate().take(2) {
+        let (sent, bytes, key, dropped) = k.capture.stats.snapshot();
+        let (s0, b0) = rates.last[i];
+        rates.last[i] = (sent, bytes);
+        let rate = (sent - s0) as f64 / secs;
+        let kbps = (bytes - b0) as f64 * 8.0 / secs / 1000.0;
+        let muted = if k.capture.stats.muted.load(Ordering::Relaxed) {
+            " muted"
+        } else {
+            ""
+        };
+        if k.name == "video" {
+            let enc = k.capture.stats.encode_us.load(Ordering::Relaxed) as f64
+                / sent.max(1) as f64
+                / 1000.0;
+            parts.push(format!(
+                "video {rate:.1} fps {kbps:.0} kbit/s (sent {sent}, key {key}, dropped {dropped}, \
+                 encode {enc:.1} ms){muted}"
+            ));
+        } else {
+            parts.push(format!(
+                "audio {rate:.1} pkt/s {kbps:.0} kbit/s (sent {sent}, dropped {dropped}){muted}"
+            ));
+        }
+    }
+    let state = connector.subscribe().borrow().clone();
+    let q = quality.map_or("n/a".to_owned(), |q| format!("{q:?}").to_lowercase());
+    tracing::info!(
+        "stats: {} | peers {peers} | quality {q} | {state}",
+        parts.join(" | ")
+    );
+}
+
+fn serde_summary(kinds: &[Kind], reconnects: u64) -> String {
+    let mut out = format!("\"event\":\"summary\",\"reconnects\":{reconnects}");
+    for k in kinds {
+        let s = &k.capture.stats;
+        out.push_str(&format!(
+            ",\"{}\":{{\"captured\":{},\"sent\":{},\"bytes\":{},\"keyframes\":{},\"dropped\":{},\"last_frame_number\":{}}}",
+            k.name,
+            s.captured.load(Ordering::Relaxed),
+            s.sent.load(Ordering::Relaxed),
+            s.bytes.load(Ordering::Relaxed),
+            s.keyframes.load(Ordering::Relaxed),
+            s.dropped.load(Ordering::Relaxed),
+            s.last_frame_number.load(Ordering::Relaxed),
+        ));
+    }
+    out
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("interrupted");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(
+            parse_command("mute audio"),
+            Ok(Command::Mute(Kinds::Audio, true))
+        );
+        assert_eq!(
+            parse_command("unmute video\n"),
+            Ok(Command::Mute(Kinds::Video, false))
+        );
+        assert_eq!(parse_command("mute"), Ok(Command::Mute(Kinds::Both, true)));
+        assert_eq!(parse_command("t a"), Ok(Command::Toggle(Kinds::Audio)));
+        assert_eq!(parse_command("quit"), Ok(Command::Quit));
+        assert!(parse_command("mute screen").unwrap_err().contains("screen"));
+        assert!(parse_command("dance").unwrap_err().contains("commands:"));
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,394 @@
+//! The room task: keeps the roster of remote participants (who is here, what they publish, mute,
+//! speaking and quality) and decodes every subscribed track into that participant's outputs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use wavecast_rtc::{EngineEvent, Participant, Quality, TrackKind, TrackSource};
+use wavecast_session::session::{SessionEvent, SessionState, SubscribedTrack};
+
+use crate::connection::{ConnState, Connector, end_failure};
+use crate::receive::{self, AudioOut, AudioStreamStats, Decoder, VideoOut, VideoStreamStats};
+
+/// One remote participant as the grid shows it.
+#[derive(Debug)]
+pub struct Member {
+    /// Server sid.
+    pub sid: String,
+    /// Identity.
+    pub identity: String,
+    /// Display name (falls back to the identity).
+    pub name: String,
+    /// When we first saw them.
+    pub joined: Instant,
+    /// Decoded video.
+    pub video: Arc<VideoOut>,
+    /// Decoded audio.
+    pub audio: Arc<AudioOut>,
+    /// A video track is subscribed and not muted.
+    pub video_on: AtomicBool,
+    /// No microphone track, or it is muted.
+    pub mic_muted: AtomicBool,
+    /// Publishes a screen share.
+    pub screen_share: AtomicBool,
+    /// The server lists them among the active speakers.
+    pub speaking: AtomicBool,
+    /// 0 excellent, 1 good, 2 poor, 3 lost.
+    pub quality: AtomicU8,
+}
+
+impl Member {
+    fn new(p: &Participant) -> Self {
+        Self {
+            sid: p.sid.clone(),
+            identity: p.identity.clone(),
+            name: if p.name.is_empty() {
+                p.identity.clone()
+            } else {
+                p.name.clone()
+            },
+            joined: Instant::now(),
+            video: Arc::new(VideoOut::default()),
+            audio: Arc::new(AudioOut::new(false)),
+            video_on: AtomicBool::new(false),
+            mic_muted: AtomicBool::new(true),
+            screen_share: AtomicBool::new(false),
+            speaking: AtomicBool::new(false),
+            quality: AtomicU8::new(0),
+        }
+    }
+}
+
+impl Member {
+    /// The same member under a new display name (outputs and flags carried over).
+    fn renamed(&self, name: String) -> Self {
+        let b = |a: &AtomicBool| AtomicBool::new(a.load(Ordering::Relaxed));
+        Self {
+            sid: self.sid.clone(),
+            identity: self.identity.clone(),
+            name,
+            joined: self.joined,
+            video: self.video.clone(),
+            audio: self.audio.clone(),
+            video_on: b(&self.video_on),
+            mic_muted: b(&self.mic_muted),
+            screen_share: b(&self.screen_share),
+            speaking: b(&self.speaking),
+            quality: AtomicU8::new(self.quality.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// The roster the scene reads: replaced (never mutated) when someone joins or leaves.
+pub type Roster = Arc<Vec<Arc<Member>>>;
+
+/// What the task returns.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Every decoded video stream.
+    pub video: Vec<VideoStreamStats>,
+    /// Every decoded audio stream.
+    pub audio: Vec<AudioStreamStats>,
+    /// Rejoins.
+    pub reconnects: u64,
+    /// Exit code and message when connecting failed for good.
+    pub failure: Option<(u8, String)>,
+    /// Room name.
+    pub room: String,
+}
+
+#[derive(Debug, Clone)]
+struct TrackMeta {
+    owner: String,
+    kind: Option<TrackKind>,
+    source: TrackSource,
+    muted: bool,
+}
+
+/// Members are keyed by identity (sids change when the session rejoins a restarted server).
+#[derive(Default)]
+struct State {
+    members: Vec<Arc<Member>>,
+    /// sid → identity for the current connection.
+    sids: HashMap<String, String>,
+    /// track sid → metadata.
+    tracks: HashMap<String, TrackMeta>,
+    /// identity → kinds with a live decoder.
+    decoding: HashMap<String, Vec<TrackKind>>,
+    video: Vec<Decoder<VideoStreamStats>>,
+    audio: Vec<Decoder<AudioStreamStats>>,
+    finished_video: Vec<VideoStreamStats>,
+    finished_audio: Vec<AudioStreamStats>,
+}
+
+impl State {
+    fn member(&mut self, p: &Participant) -> Arc<Member> {
+        self.sids.insert(p.sid.clone(), p.identity.clone());
+        if let Some(m) = self.members.iter().find(|m| m.identity == p.identity) {
+            return m.clone();
+        }
+        let m = Arc::new(Member::new(p));
+        self.members.push(m.clone());
+        m
+    }
+
+    fn by_sid(&self, sid: &str) -> Option<&Arc<Member>> {
+        let identity = self.sids.get(sid)?;
+        self.members.iter().find(|m| m.identity == *identity)
+    }
+
+    fn refresh_flags(&self) {
+        for m in &self.members {
+            let mine = || self.tracks.values().filter(|t| t.owner == m.identity);
+            let decoding_video = self
+                .decoding
+                .get(&m.identity)
+                .is_some_and(|k| k.contains(&TrackKind::Video));
+            let video_muted = mine().any(|t| t.kind == Some(TrackKind::Video) && t.muted);
+            let mic_on = mine().any(|t| t.kind == Some(TrackKind::Audio) && !t.muted);
+            let share = mine().any(|t| t.source == TrackSource::ScreenShare && !t.muted);
+            m.video_on
+                .store(decoding_video && !video_muted, Ordering::Relaxed);
+            m.mic_muted.store(!mic_on, Ordering::Relaxed);
+            m.screen_share.store(share, Ordering::Relaxed);
+        }
+    }
+
+    fn subscribe(&mut self, track: SubscribedTrack, rt: &Handle) {
+        let identity = track.key().identity.clone();
+        let m = match self.members.iter().find(|m| m.identity == identity) {
+            Some(m) => m.clone(),
+            None => {
+                let p = Participant {
+                    sid: String::new(),
+                    identity: identity.clone(),
+                    name: String::new(),
+                    metadata: String::new(),
+                };
+                let m = Arc::new(Member::new(&p));
+                self.members.push(m.clone());
+                m
+            }
+        };
+        let (kind, sid) = (track.kind(), track.sid());
+        tracing::info!("decoding {kind:?} track {sid} of {identity}");
+        let source = receive::SessionTrack {
+            track,
+            runtime: rt.clone(),
+        };
+        let started = match kind {
+            TrackKind::Video => {
+                receive::spawn_video(source, m.video.clone(), None, identity.clone(), sid)
+                    .map(|h| self.video.push(h))
+            }
+            TrackKind::Audio => {
+                receive::spawn_audio(source, m.audio.clone(), 1, None, identity.clone(), sid)
+                    .map(|h| self.audio.push(h))
+            }
+        };
+        match started {
+            Ok(()) => self.decoding.entry(identity).or_default().push(kind),
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+
+    /// Forgets decoders whose tracks ended (their video stops showing).
+    fn reap(&mut self) {
+        let mut ended: Vec<(String, TrackKind)> = Vec::new();
+        let (done_v, live_v): (Vec<_>, Vec<_>) =
+            self.video.drain(..).partition(|h| h.is_finished());
+        self.video = live_v;
+        for h in done_v {
+            if let Ok((s, _)) = h.join() {
+                ended.push((s.participant.clone(), TrackKind::Video));
+                self.finished_video.push(s);
+            }
+        }
+        let (done_a, live_a): (Vec<_>, Vec<_>) =
+            self.audio.drain(..).partition(|h| h.is_finished());
+        self.audio = live_a;
+        for h in done_a {
+            if let Ok((s, _)) = h.join() {
+                ended.push((s.participant.clone(), TrackKind::Audio));
+                self.finished_audio.push(s);
+            }
+        }
+        for (who, kind) in ended {
+            if let Some(k) = self.decoding.get_mut(&who)
+                && let Some(i) = k.iter().position(|x| *x == kind)
+            {
+                k.remove(i);
+            }
+        }
+    }
+}
+
+/// Runs until `stop` turns true or the session ends.
+pub async fn run(
+    connector: Arc<Connector>,
+    roster: watch::Sender<Roster>,
+    mut stop: watch::Receiver<bool>,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let rt = Handle::current();
+    let mut st = State::default();
+    let connected = tokio::select! {
+        r = connector.connect() => Some(r),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    match connected {
+        None => {}
+        Some(Err(e)) => outcome.failure = Some((e.exit_code(), e.to_string())),
+        Some(Ok((session, mut events))) => {
+            outcome.room = session.join_info().map(|j| j.room).unwrap_or_default();
+            if let Some(j) = session.join_info() {
+                for p in &j.participants {
+                    st.member(p);
+                }
+            }
+            roster.send_replace(Arc::new(st.members.clone()));
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                let before: Vec<String> = st.members.iter().map(|m| m.name.clone()).collect();
+                tokio::select! {
+                    ev = events.recv() => {
+                        let Some(ev) = ev else { break };
+                        match ev {
+                            SessionEvent::State(SessionState::Disconnected { reason }) => {
+                                outcome.failure = end_failure(&reason, connector.url());
+                                break;
+                            }
+                            SessionEvent::TrackSubscribed(t) => st.subscribe(t, &rt),
+                            SessionEvent::Engine(ev) => st.on_engine(ev),
+                            _ => {}
+                        }
+                    }
+                    _ = tick.tick() => st.reap(),
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                st.refresh_flags();
+                let after: Vec<String> = st.members.iter().map(|m| m.name.clone()).collect();
+                if before != after {
+                    roster.send_replace(Arc::new(st.members.clone()));
+                }
+            }
+            outcome.reconnects = session.stats().rejoins;
+            if tokio::time::timeout(Duration::from_secs(5), session.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the session did not close within 5 s");
+            }
+        }
+    }
+    if outcome.failure.is_none() {
+        connector.set_state(ConnState::Disconnected {
+            reason: "left the room".into(),
+        });
+    }
+    let mut video = std::mem::take(&mut st.video);
+    let mut audio = std::mem::take(&mut st.audio);
+    let mut done_v = std::mem::take(&mut st.finished_video);
+    let mut done_a = std::mem::take(&mut st.finished_audio);
+    let joined = tokio::task::spawn_blocking(move || {
+        done_v.extend(
+            video
+                .drain(..)
+                .filter_map(|h| h.join().ok().map(|(s, _)| s)),
+        );
+        done_a.extend(
+            audio
+                .drain(..)
+                .filter_map(|h| h.join().ok().map(|(s, _)| s)),
+        );
+        (done_v, done_a)
+    })
+    .await
+    .unwrap_or_default();
+    outcome.video = joined.0;
+    outcome.audio = joined.1;
+    outcome
+}
+
+impl State {
+    fn on_engine(&mut self, ev: EngineEvent) {
+        match ev {
+            EngineEvent::ParticipantJoined(p) => {
+                tracing::info!("{} joined", p.identity);
+                self.member(&p);
+            }
+            EngineEvent::ParticipantUpdated(p) => {
+                let name = if p.name.is_empty() {
+                    p.identity.clone()
+                } else {
+                    p.name.clone()
+                };
+                let m = self.member(&p);
+                if m.name != name {
+                    // Names can arrive after the first sighting: replace the member, keeping
+                    // its outputs and flags.
+                    let renamed = Arc::new(m.renamed(name));
+                    if let Some(slot) = self.members.iter_mut().find(|x| x.identity == p.identity) {
+                        *slot = renamed;
+                    }
+                }
+            }
+            EngineEvent::ParticipantLeft(p) => {
+                tracing::info!("{} left", p.identity);
+                self.members.retain(|m| m.identity != p.identity);
+                self.tracks.retain(|_, t| t.owner != p.identity);
+                self.sids.remove(&p.sid);
+            }
+            EngineEvent::TrackPublished { participant, track } => {
+                self.member(&participant);
+                self.tracks.insert(
+                    track.sid.clone(),
+                    TrackMeta {
+                        owner: participant.identity.clone(),
+                        kind: track.kind,
+                        source: track.source,
+                        muted: track.muted,
+                    },
+                );
+            }
+            EngineEvent::TrackUnpublished { track_sid, .. } => {
+                self.tracks.remove(&track_sid);
+            }
+            EngineEvent::TrackMuted {
+                track_sid, muted, ..
+            } => {
+                if let Some(t) = self.tracks.get_mut(&track_sid) {
+                    t.muted = muted;
+                }
+            }
+            EngineEvent::ActiveSpeakers(list) => {
+                let speaking: Vec<String> = list
+                    .iter()
+                    .filter_map(|(sid, _)| self.sids.get(sid).cloned())
+                    .collect();
+                for m in &self.members {
+                    m.speaking
+                        .store(speaking.contains(&m.identity), Ordering::Relaxed);
+                }
+            }
+            EngineEvent::ConnectionQuality(list) => {
+                for (sid, q) in list {
+                    if let Some(m) = self.by_sid(&sid) {
+                        let v = match q {
+                            Quality::Excellent => 0,
+                            Quality::Good => 1,
+                            Quality::Poor => 2,
+                            Quality::Lost => 3,
+                        };
+                        m.quality.store(v, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

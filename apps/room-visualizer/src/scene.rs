@@ -1,0 +1,351 @@
+//! The grid: one tile per participant — their video (or an avatar), a waveform strip and a level
+//! bar, with the grid renderer's name label, muted-microphone icon, speaking ring, quality and
+//! screen-share badges — under a header with the room and connection state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use wavecast_pipeline::VideoFrame;
+use wavecast_pipeline::analysis::{Levels, SpeakingConfig, SpeakingDetector, WaveformHistory};
+use wavecast_visualizer::geom::palette;
+use wavecast_visualizer::grid::TileLayout;
+use wavecast_visualizer::shapes::ShapeRenderer;
+use wavecast_visualizer::text::{Align, TextLayer};
+use wavecast_visualizer::wgpu;
+use wavecast_visualizer::{
+    Color, ColorSpace, ConnectionQuality, Gpu, GridRenderer, ParticipantTile, Rect, Scene,
+    VideoRenderer, WaveformRenderer,
+};
+
+use crate::connection::ConnState;
+use crate::room::{Member, Roster};
+
+/// What one tile keeps between frames.
+struct TileState {
+    video: VideoRenderer,
+    waveform: WaveformRenderer,
+    history: WaveformHistory,
+    speaking: Option<SpeakingDetector>,
+    levels: Levels,
+    frame: Option<VideoFrame>,
+    rect: Rect,
+}
+
+/// Where one participant was drawn in the last frame (for tests and the stats file).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TileReport {
+    /// Identity.
+    pub identity: String,
+    /// Name on the label.
+    pub name: String,
+    /// Tile rectangle (x, y, w, h).
+    pub tile: (f32, f32, f32, f32),
+    /// Label pill rectangle.
+    pub label: (f32, f32, f32, f32),
+    /// Shows video (else an avatar).
+    pub has_video: bool,
+    /// Muted-microphone icon shown.
+    pub muted: bool,
+    /// Speaking ring shown.
+    pub speaking: bool,
+    /// Quality badge.
+    pub quality: String,
+    /// Video frames decoded so far.
+    pub video_frames: u64,
+    /// Audio packets decoded so far.
+    pub audio_packets: u64,
+}
+
+/// The room visualizer's scene.
+pub struct GridScene {
+    grid: GridRenderer,
+    overlay: ShapeRenderer,
+    header: TextLayer,
+    tiles: HashMap<String, TileState>,
+    roster: watch::Receiver<Roster>,
+    conn: watch::Receiver<ConnState>,
+    url: String,
+    format: wgpu::TextureFormat,
+    size: (u32, u32),
+    members: Roster,
+    reports: Vec<TileReport>,
+}
+
+impl std::fmt::Debug for GridScene {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GridScene")
+            .field("tiles", &self.tiles.len())
+            .finish_non_exhaustive()
+    }
+}
+
+const HEADER_H: f32 = 34.0;
+
+impl GridScene {
+    /// Builds the shared renderers for targets of `format`.
+    pub fn new(
+        gpu: &Gpu,
+        format: wgpu::TextureFormat,
+        roster: watch::Receiver<Roster>,
+        conn: watch::Receiver<ConnState>,
+        url: String,
+    ) -> Self {
+        let (d, q) = (&gpu.device, &gpu.queue);
+        Self {
+            grid: GridRenderer::new(d, q, format),
+            overlay: ShapeRenderer::new(d, format),
+            header: TextLayer::new(d, q, format, "room header"),
+            tiles: HashMap::new(),
+            roster,
+            conn,
+            url,
+            format,
+            size: (1, 1),
+            members: Arc::new(Vec::new()),
+            reports: Vec::new(),
+        }
+    }
+
+    /// The tiles drawn in the last update.
+    pub fn reports(&self) -> &[TileReport] {
+        &self.reports
+    }
+
+    fn header_text(&self) -> (String, Color) {
+        let n = self.members.len();
+        match self.conn.borrow().clone() {
+            ConnState::Connected { room } => (
+                format!(
+                    "room {room} · {n} participant{} · {}",
+                    if n == 1 { "" } else { "s" },
+                    self.url
+                ),
+                palette::LABEL,
+            ),
+            ConnState::Connecting => (format!("connecting to {} …", self.url), palette::YELLOW),
+            ConnState::Reconnecting {
+                attempt,
+                max,
+                cause,
+            } => (
+                if attempt == 0 {
+                    format!("offline ({cause}): reconnecting to {} …", self.url)
+                } else {
+                    format!(
+                        "offline: cannot reach {} ({cause}); retry {attempt} of {max} …",
+                        self.url
+                    )
+                },
+                palette::RED,
+            ),
+            ConnState::Disconnected { reason } => (format!("disconnected: {reason}"), palette::RED),
+        }
+    }
+}
+
+fn quality_of(m: &Member) -> ConnectionQuality {
+    match m.quality.load(Ordering::Relaxed) {
+        0 => ConnectionQuality::Excellent,
+        1 => ConnectionQuality::Good,
+        2 => ConnectionQuality::Poor,
+        _ => ConnectionQuality::Lost,
+    }
+}
+
+/// The waveform strip inside a tile: above the name label, left of the level bar.
+fn strip_rect(l: &TileLayout) -> Rect {
+    let t = l.tile;
+    let s = TileLayout::scale(t);
+    let pad = 8.0 * s;
+    let bottom = l.label.y - 4.0 * s;
+    let h = (t.h * 0.16).max(10.0);
+    Rect::new(t.x + pad, bottom - h, t.w - 2.0 * pad - 14.0 * s, h)
+}
+
+/// The level bar at the tile's right edge.
+fn bar_rect(l: &TileLayout) -> Rect {
+    let t = l.tile;
+    let s = TileLayout::scale(t);
+    let pad = 8.0 * s;
+    let w = 8.0 * s;
+    let top = l.quality.bottom() + 6.0 * s;
+    Rect::new(
+        t.right() - pad - w,
+        top,
+        w,
+        (l.label.bottom() - top).max(4.0),
+    )
+}
+
+impl Scene for GridScene {
+    fn resize(&mut self, gpu: &Gpu, width: u32, height: u32) {
+        let q = &gpu.queue;
+        self.size = (width, height);
+        self.grid.resize(q, width, height);
+        self.grid.set_region(Some(Rect::new(
+            4.0,
+            HEADER_H,
+            width as f32 - 8.0,
+            (height as f32 - HEADER_H - 4.0).max(1.0),
+        )));
+        self.overlay.resize(q, width, height);
+        self.header.resize(q, width, height);
+        for t in self.tiles.values_mut() {
+            t.video.resize(q, width, height);
+            t.waveform.resize(q, width, height);
+        }
+    }
+
+    fn update(&mut self, gpu: &Gpu, _frame: u64) -> wavecast_visualizer::Result<()> {
+        let (d, q) = (&gpu.device, &gpu.queue);
+        self.members = self.roster.borrow().clone();
+        let members = self.members.clone();
+        self.tiles
+            .retain(|sid, _| members.iter().any(|m| m.sid == *sid));
+        let rects = self.grid.tile_rects(members.len());
+        let (w, h) = self.size;
+        let format = self.format;
+        let mut tiles: Vec<ParticipantTile<'_>> = Vec::with_capacity(members.len());
+        for (m, rect) in members.iter().zip(&rects) {
+            let st = self.tiles.entry(m.sid.clone()).or_insert_with(|| {
+                let mut video = VideoRenderer::new(d, format);
+                video.resize(q, w, h);
+                video.set_border(q, Color::rgb8(0x10, 0x11, 0x14));
+                let mut waveform = WaveformRenderer::new(d, format);
+                waveform.resize(q, w, h);
+                TileState {
+                    video,
+                    waveform,
+                    history: WaveformHistory::new(200),
+                    speaking: SpeakingDetector::new(SpeakingConfig::default()).ok(),
+                    levels: Levels::default(),
+                    frame: None,
+                    rect: Rect::default(),
+                }
+            });
+            if st.rect != *rect {
+                st.rect = *rect;
+                st.video.set_region(q, Some(*rect));
+            }
+            if let Some(f) = m.video.mailbox.take() {
+                st.video
+                    .update_video_frame(d, q, &f, ColorSpace::BT601_LIMITED)?;
+                st.frame = Some(f);
+            }
+            let mut local_speaking = false;
+            let mut got = false;
+            while let Some(a) = m.audio.render.pop() {
+                st.history.push_samples(a.samples());
+                st.levels = Levels::of(a.samples());
+                if let Some(det) = st.speaking.as_mut() {
+                    local_speaking = det.update(st.levels.rms_dbfs, Duration::from_millis(20));
+                }
+                got = true;
+            }
+            if !got {
+                local_speaking = st
+                    .speaking
+                    .as_ref()
+                    .is_some_and(SpeakingDetector::is_speaking);
+            }
+            let has_video = st.frame.is_some() && m.video_on.load(Ordering::Relaxed);
+            tiles.push(ParticipantTile {
+                name: &m.name,
+                muted: m.mic_muted.load(Ordering::Relaxed),
+                speaking: m.speaking.load(Ordering::Relaxed) || local_speaking,
+                quality: quality_of(m),
+                screen_share: m.screen_share.load(Ordering::Relaxed),
+                has_video,
+            });
+        }
+        self.grid.update(d, q, &tiles)?;
+
+        // Waveform strips and level bars, placed from the grid's tile layouts.
+        self.overlay.clear();
+        self.reports.clear();
+        for ((m, tile), l) in members.iter().zip(&tiles).zip(self.grid.layouts()) {
+            let Some(st) = self.tiles.get_mut(&m.sid) else {
+                continue;
+            };
+            st.waveform.set_region(Some(strip_rect(l)));
+            st.waveform.update_history(d, q, &st.history);
+            let bar = bar_rect(l);
+            self.overlay.rect(bar, palette::LABEL_BG, 3.0);
+            let db = st.levels.rms_dbfs.clamp(-60.0, 0.0);
+            let frac = (db + 60.0) / 60.0;
+            if frac > 0.0 {
+                let fill = Rect::new(
+                    bar.x + 1.0,
+                    bar.bottom() - bar.h * frac,
+                    bar.w - 2.0,
+                    bar.h * frac,
+                );
+                let color = if db > -6.0 {
+                    palette::RED
+                } else if db > -18.0 {
+                    palette::YELLOW
+                } else {
+                    palette::GREEN
+                };
+                self.overlay.rect(fill, color, 2.0);
+            }
+            let r = |r: Rect| (r.x, r.y, r.w, r.h);
+            self.reports.push(TileReport {
+                identity: m.identity.clone(),
+                name: m.name.clone(),
+                tile: r(l.tile),
+                label: r(l.label),
+                has_video: tile.has_video,
+                muted: tile.muted,
+                speaking: tile.speaking,
+                quality: format!("{:?}", tile.quality).to_lowercase(),
+                video_frames: m.video.frames.load(Ordering::Relaxed),
+                audio_packets: m.audio.packets.load(Ordering::Relaxed),
+            });
+        }
+        // Header: room, count and connection state; a card when nobody is here.
+        self.header.begin();
+        let (text, color) = self.header_text();
+        let bar = Rect::new(0.0, 0.0, w as f32, HEADER_H - 4.0);
+        self.overlay.rect(bar, palette::PANEL, 0.0);
+        self.header
+            .label(&text, 12.0, 7.0, 16.0, Align::Left, color, bar);
+        if members.is_empty() && matches!(*self.conn.borrow(), ConnState::Connected { .. }) {
+            let card = Rect::new(w as f32 * 0.2, h as f32 * 0.45, w as f32 * 0.6, 40.0);
+            self.overlay.rect(card, palette::LABEL_BG, 8.0);
+            self.header.label(
+                "nobody else is here yet",
+                card.x + card.w * 0.5,
+                card.y + 10.0,
+                16.0,
+                Align::Center,
+                palette::WHITE,
+                card,
+            );
+        }
+        self.overlay.upload(d, q);
+        self.header.prepare(d, q)
+    }
+
+    fn render(&self, pass: &mut wgpu::RenderPass<'_>) -> wavecast_visualizer::Result<()> {
+        for m in self.members.iter() {
+            if let Some(st) = self.tiles.get(&m.sid)
+                && st.frame.is_some()
+                && m.video_on.load(Ordering::Relaxed)
+            {
+                st.video.render(pass);
+            }
+        }
+        self.grid.render(pass)?;
+        for m in self.members.iter() {
+            if let Some(st) = self.tiles.get(&m.sid) {
+                st.waveform.render(pass);
+            }
+        }
+        self.overlay.render(pass);
+        self.header.render(pass)
+    }
+}

@@ -1,0 +1,113 @@
+//! The room visualizer's command line: help with defaults, clear errors, offline behaviour.
+
+#[path = "../../viewer/tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
+
+fn app() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("LIVEKIT_URL")
+        .env_remove("LIVEKIT_API_KEY")
+        .env_remove("LIVEKIT_API_SECRET")
+        .env_remove("LIVEKIT_TOKEN");
+    c
+}
+
+#[test]
+fn help_lists_flags_with_defaults() {
+    let r = common::run(app().arg("--help"), Duration::from_secs(10));
+    assert_eq!(r.code(), 0, "{}", r.output());
+    for needle in [
+        "--headless",
+        "--frames <N>",
+        "--dump <DIR>",
+        "--wait-participants <N>",
+        "[default: 0]",
+        "--fps <N>",
+        "[default: 10]",
+        "--size <WxH>",
+        "[default: 1280x720]",
+        "--url <URL>",
+        "[default: ws://127.0.0.1:7880]",
+        "--max-attempts <N>",
+        "Exit codes",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "--help lacks {needle:?}\n{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn bad_flags_and_config_are_refused_clearly() {
+    let r = common::run(app().args(["--fps", "fast"]), Duration::from_secs(10));
+    assert_eq!(r.code(), 2, "{}", r.output());
+    assert!(
+        r.stderr.contains("--fps") && r.stderr.contains("fast"),
+        "{}",
+        r.output()
+    );
+
+    let r = common::run(
+        app().args([
+            "--headless",
+            "--fps",
+            "0",
+            "--api-key",
+            "k",
+            "--api-secret",
+            "s",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(r.code(), 2, "{}", r.output());
+    assert!(
+        r.stderr.contains("--fps between 1 and 120"),
+        "{}",
+        r.output()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[reconnect]\nmax_attemps = 3\n").unwrap();
+    let r = common::run(
+        app().args(["--headless", "--config"]).arg(&file),
+        Duration::from_secs(10),
+    );
+    assert_eq!(r.code(), 2, "{}", r.output());
+    assert!(
+        r.stderr.contains("max_attemps") && r.stderr.contains("max_attempts"),
+        "{}",
+        r.output()
+    );
+}
+
+#[test]
+fn offline_server_retries_then_gives_up() {
+    let url = common::dead_url();
+    let r = common::run(
+        app().args([
+            "--headless",
+            "--url",
+            &url,
+            "--api-key",
+            "devkey",
+            "--api-secret",
+            "secret",
+            "--max-attempts",
+            "2",
+            "--retry-delay",
+            "100ms",
+            "--frames",
+            "5",
+        ]),
+        Duration::from_secs(30),
+    );
+    common::assert_offline(&r, &url, 2);
+}

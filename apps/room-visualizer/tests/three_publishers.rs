@@ -1,0 +1,136 @@
+//! room-visualizer headless with three publishers — two broadcasters and one official Python SDK
+//! participant — renders three tiles with their names.
+
+#[path = "../../viewer/tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use wavecast_testbed::{LiveKitServer, PythonPeer};
+use wavecast_visualizer::RgbaImage;
+
+const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
+
+#[test]
+fn three_publishers_three_named_tiles() {
+    let broadcaster = common::sibling_bin(BIN, "wavecast-broadcaster", "broadcaster");
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let url = server.ws_url();
+    let room = "grid";
+    let mut casters = Vec::new();
+    for (id, name, tone) in [("ada", "Ada Caster", "330"), ("bob", "Bob Caster", "550")] {
+        let mut b = Command::new(&broadcaster);
+        b.args(common::join_args(&url, room, id))
+            .args(["--name", name, "--tone", tone])
+            .args([
+                "--width",
+                "320",
+                "--height",
+                "180",
+                "--fps",
+                "15",
+                "--bitrate",
+                "300",
+            ])
+            .args(["--duration", "40s", "--no-stdin"]);
+        casters.push(common::Background::spawn(id, &mut b));
+    }
+    let mut py = PythonPeer::spawn(
+        &server,
+        "publish_tone.py",
+        &[
+            "--room",
+            room,
+            "--identity",
+            "py",
+            "--name",
+            "Py Thon",
+            "--seconds",
+            "40",
+        ],
+    )
+    .expect("python peer starts");
+    py.wait_line("READY", Duration::from_secs(30))
+        .expect("python publishes");
+
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump");
+    let mut v = Command::new(BIN);
+    v.args(common::join_args(&url, room, "grid-viewer"))
+        .args([
+            "--headless",
+            "--wait-participants",
+            "3",
+            "--frames",
+            "6",
+            "--fps",
+            "6",
+        ])
+        .args(["--size", "1280x720", "--timeout", "40s"])
+        .arg("--dump")
+        .arg(&dump);
+    let r = common::run(&mut v, Duration::from_secs(60));
+    drop(casters);
+    drop(py);
+    assert_eq!(r.code(), 0, "{}", r.output());
+
+    let stats = common::json(&dump.join("stats.json"));
+    eprintln!("{}", serde_json::to_string_pretty(&stats["tiles"]).unwrap());
+    let tiles = stats["tiles"].as_array().expect("tiles");
+    assert_eq!(tiles.len(), 3, "{tiles:?}");
+    let names: BTreeSet<&str> = tiles.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["Ada Caster", "Bob Caster", "Py Thon"])
+    );
+    for t in tiles {
+        let video = t["identity"] != "py";
+        assert_eq!(t["has_video"].as_bool(), Some(video), "{t}");
+        assert!(t["audio_packets"].as_u64().unwrap() > 0, "{t}");
+        if video {
+            assert!(t["video_frames"].as_u64().unwrap() > 0, "{t}");
+        }
+    }
+
+    // The last PNG: each label pill carries bright text on its dark background, and each tile
+    // shows something other than the page background (bars, or the avatar's colour).
+    let pngs = common::pngs(&dump);
+    assert_eq!(pngs.len(), 6);
+    let img = RgbaImage::load_png(pngs.last().unwrap()).unwrap();
+    let rect = |v: &serde_json::Value| {
+        let f = |i: usize| v[i].as_f64().unwrap() as f32;
+        (f(0), f(1), f(2), f(3))
+    };
+    for t in tiles {
+        let (x, y, w, h) = rect(&t["label"]);
+        let mut bright = 0;
+        let mut dark = 0;
+        for py in y as u32..(y + h) as u32 {
+            for px in x as u32..(x + w) as u32 {
+                let p = img.pixel(px, py).unwrap();
+                if p[..3].iter().all(|c| *c > 200) {
+                    bright += 1;
+                } else if p[..3].iter().all(|c| *c < 70) {
+                    dark += 1;
+                }
+            }
+        }
+        assert!(
+            bright > 30 && dark > 100,
+            "label of {} : {bright} bright, {dark} dark px",
+            t["name"]
+        );
+        let (x, y, w, h) = rect(&t["tile"]);
+        let centre = img
+            .pixel((x + w * 0.3) as u32, (y + h * 0.45) as u32)
+            .unwrap();
+        let background = [0x12, 0x14, 0x18];
+        assert!(
+            common::distance(centre, background) > 20,
+            "tile of {} is empty: {centre:?}",
+            t["name"]
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! The viewer's room task: connect (and reconnect), pick the participant to watch — the one named
+//! with `--participant`, else the first that publishes — follow the next publisher when it
+//! leaves, and run one decoder thread per watched track.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use wavecast_rtc::{EngineEvent, Participant, Quality, TrackKind};
+use wavecast_session::session::{SessionEvent, SessionState, SubscribedTrack};
+
+use crate::connection::{ConnState, Connector, end_failure};
+use crate::receive::{
+    self, AudioOut, AudioStreamStats, Decoder, Recorder, VideoOut, VideoStreamStats,
+};
+use crate::scene::Watching;
+
+/// Where decoded media goes.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// Video.
+    pub video: Arc<VideoOut>,
+    /// Audio.
+    pub audio: Arc<AudioOut>,
+    /// Channels to decode audio to.
+    pub channels: u16,
+}
+
+/// The decoder threads of the watched participant, and the recorders they pass along.
+pub struct Decoders {
+    video: Option<Decoder<VideoStreamStats>>,
+    audio: Option<Decoder<AudioStreamStats>>,
+    ivf: Option<Recorder>,
+    wav: Option<Recorder>,
+    /// Finished video streams.
+    pub done_video: Vec<VideoStreamStats>,
+    /// Finished audio streams.
+    pub done_audio: Vec<AudioStreamStats>,
+}
+
+impl Decoders {
+    /// No decoders yet; the recorders wait for the first streams.
+    pub fn new(ivf: Option<Recorder>, wav: Option<Recorder>) -> Self {
+        Self {
+            video: None,
+            audio: None,
+            ivf,
+            wav,
+            done_video: Vec::new(),
+            done_audio: Vec::new(),
+        }
+    }
+
+    /// Collects decoders whose tracks ended.
+    pub fn reap(&mut self) {
+        if self.video.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = self.video.take()
+        {
+            self.join_video(h);
+        }
+        if self.audio.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = self.audio.take()
+        {
+            self.join_audio(h);
+        }
+    }
+
+    fn join_video(&mut self, h: Decoder<VideoStreamStats>) {
+        match h.join() {
+            Ok((s, rec)) => {
+                tracing::info!(
+                    "video stream of {} ended: {} frames decoded",
+                    s.participant,
+                    s.frames_decoded
+                );
+                self.done_video.push(s);
+                self.ivf = rec;
+            }
+            Err(_) => tracing::error!("a video decoder thread panicked"),
+        }
+    }
+
+    fn join_audio(&mut self, h: Decoder<AudioStreamStats>) {
+        match h.join() {
+            Ok((s, rec)) => {
+                self.done_audio.push(s);
+                self.wav = rec;
+            }
+            Err(_) => tracing::error!("an audio decoder thread panicked"),
+        }
+    }
+
+    /// Whether a decoder of `kind` is running.
+    pub fn busy(&self, kind: TrackKind) -> bool {
+        match kind {
+            TrackKind::Video => self.video.is_some(),
+            TrackKind::Audio => self.audio.is_some(),
+        }
+    }
+
+    /// Starts decoding `source` (a track of `kind` from `participant`).
+    pub fn start<S: receive::EncodedSource>(
+        &mut self,
+        kind: TrackKind,
+        source: S,
+        out: &Outputs,
+        participant: String,
+        track: String,
+    ) {
+        match kind {
+            TrackKind::Video => {
+                match receive::spawn_video(
+                    source,
+                    out.video.clone(),
+                    self.ivf.take(),
+                    participant,
+                    track,
+                ) {
+                    Ok(h) => self.video = Some(h),
+                    Err(e) => tracing::error!("{e:#}"),
+                }
+            }
+            TrackKind::Audio => {
+                match receive::spawn_audio(
+                    source,
+                    out.audio.clone(),
+                    out.channels,
+                    self.wav.take(),
+                    participant,
+                    track,
+                ) {
+                    Ok(h) => self.audio = Some(h),
+                    Err(e) => tracing::error!("{e:#}"),
+                }
+            }
+        }
+    }
+
+    /// Waits for every decoder (their sources must be closed) and finishes the recordings.
+    pub fn finish(mut self) -> Finished {
+        if let Some(h) = self.video.take() {
+            self.join_video(h);
+        }
+        if let Some(h) = self.audio.take() {
+            self.join_audio(h);
+        }
+        let mut recording = RecordingStats::default();
+        if let Some(Recorder::Ivf(mut w)) = self.ivf.take() {
+            recording.video_frames = Some(u64::from(w.frames()));
+            if let Err(e) = w.finish() {
+                tracing::error!("{e:#}");
+            }
+        }
+        if let Some(Recorder::Wav(mut w)) = self.wav.take() {
+            if let Err(e) = w.finish() {
+                tracing::error!("{e}");
+            }
+            recording.audio_samples =
+                Some(self.done_audio.iter().map(|a| a.recorded_samples).sum());
+        }
+        Finished {
+            video: self.done_video,
+            audio: self.done_audio,
+            recording,
+        }
+    }
+}
+
+/// What recording produced.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RecordingStats {
+    /// Frames in the IVF file.
+    pub video_frames: Option<u64>,
+    /// Samples per channel in the WAV file.
+    pub audio_samples: Option<u64>,
+}
+
+/// All streams once everything stopped.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Video streams, in order.
+    pub video: Vec<VideoStreamStats>,
+    /// Audio streams, in order.
+    pub audio: Vec<AudioStreamStats>,
+    /// Recording.
+    pub recording: RecordingStats,
+}
+
+/// How the room task ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Streams.
+    pub finished: Finished,
+    /// Rejoins made.
+    pub reconnects: u64,
+    /// When the task ended because it could not connect: exit code and message.
+    pub failure: Option<(u8, String)>,
+    /// Room name.
+    pub room: String,
+}
+
+/// The room's bookkeeping. Participants are followed by identity: sids change when the server
+/// restarts and the session rejoins, identities do not.
+#[derive(Default)]
+struct RoomState {
+    /// sid → participant (current connection).
+    participants: HashMap<String, Participant>,
+    parked: Vec<SubscribedTrack>,
+    watched: Option<String>,
+    /// participant sid → quality.
+    quality: HashMap<String, Quality>,
+    /// track sid → (owner identity, kind, muted).
+    track_muted: HashMap<String, (String, TrackKind, bool)>,
+    room: String,
+}
+
+impl RoomState {
+    fn watching(&self) -> Watching {
+        let Some(identity) = &self.watched else {
+            return Watching {
+                participants: self.participants.len(),
+                room: self.room.clone(),
+                ..Default::default()
+            };
+        };
+        let p = self.participants.values().find(|p| p.identity == *identity);
+        let muted = |kind| {
+            self.track_muted
+                .values()
+                .any(|(owner, k, m)| owner == identity && *k == kind && *m)
+        };
+        Watching {
+            identity: Some(identity.clone()),
+            name: p.map(|p| p.name.clone()).unwrap_or_default(),
+            quality: p
+                .and_then(|p| self.quality.get(&p.sid))
+                .map(|q| format!("{q:?}").to_lowercase()),
+            audio_muted: muted(TrackKind::Audio),
+            video_muted: muted(TrackKind::Video),
+            participants: self.participants.len(),
+            room: self.room.clone(),
+        }
+    }
+
+    /// Chooses whom to watch and starts decoders for their waiting tracks.
+    fn pick(&mut self, decs: &mut Decoders, out: &Outputs, want: Option<&str>, rt: &Handle) {
+        decs.reap();
+        if self.watched.is_none() {
+            let candidate = self.parked.iter().find(|t| match want {
+                Some(w) => t.key().identity == w,
+                None => true,
+            });
+            if let Some(t) = candidate {
+                tracing::info!("watching {}", t.key().identity);
+                self.watched = Some(t.key().identity.clone());
+            }
+        }
+        let Some(w) = self.watched.clone() else {
+            return;
+        };
+        let mut i = 0;
+        while i < self.parked.len() {
+            let t = &self.parked[i];
+            if t.key().identity == w && !decs.busy(t.kind()) {
+                let mut t = self.parked.remove(i);
+                // Frames that queued while parked are stale: drop them.
+                while t.try_recv().is_some() {}
+                let (kind, sid) = (t.kind(), t.sid());
+                tracing::info!("decoding {kind:?} track {sid} of {w}");
+                let source = receive::SessionTrack {
+                    track: t,
+                    runtime: rt.clone(),
+                };
+                decs.start(kind, source, out, w.clone(), sid);
+                continue;
+            }
+            i += 1;
+        }
+    }
+}
+
+/// Runs until `stop` turns true or the session ends.
+pub async fn run(
+    connector: Arc<Connector>,
+    out: Outputs,
+    mut decs: Decoders,
+    watching: watch::Sender<Watching>,
+    want: Option<String>,
+    mut stop: watch::Receiver<bool>,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let rt = Handle::current();
+    let connected = tokio::select! {
+        r = connector.connect() => Some(r),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    match connected {
+        None => {}
+        Some(Err(e)) => outcome.failure = Some((e.exit_code(), e.to_string())),
+        Some(Ok((session, mut events))) => {
+            let mut room = RoomState {
+                room: session.join_info().map(|j| j.room).unwrap_or_default(),
+                ..Default::default()
+            };
+            outcome.room = room.room.clone();
+            if let Some(j) = session.join_info() {
+                for p in j.participants {
+                    room.participants.insert(p.sid.clone(), p);
+                }
+            }
+            watching.send_replace(room.watching());
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    ev = events.recv() => {
+                        let Some(ev) = ev else { break };
+                        match ev {
+                            SessionEvent::State(SessionState::Disconnected { reason }) => {
+                                outcome.failure = end_failure(&reason, connector.url());
+                                break;
+                            }
+                            SessionEvent::State(SessionState::Reconnecting { .. }) => {
+                                // The next engine reports the room afresh.
+                                room.participants.clear();
+                                room.quality.clear();
+                            }
+                            SessionEvent::TrackSubscribed(t) => room.parked.push(t),
+                            SessionEvent::Engine(ev) => match ev {
+                                EngineEvent::ParticipantJoined(p) | EngineEvent::ParticipantUpdated(p) => {
+                                    room.participants.insert(p.sid.clone(), p);
+                                }
+                                EngineEvent::ParticipantLeft(p) => {
+                                    tracing::info!("{} left", p.identity);
+                                    room.participants.remove(&p.sid);
+                                    room.parked.retain(|t| t.key().identity != p.identity);
+                                    room.track_muted.retain(|_, (owner, _, _)| *owner != p.identity);
+                                    if room.watched.as_deref() == Some(p.identity.as_str()) {
+                                        room.watched = None;
+                                        tracing::info!("the watched participant left; following the next publisher");
+                                    }
+                                }
+                                EngineEvent::TrackPublished { participant, track } => {
+                                    if let Some(kind) = track.kind {
+                                        room.track_muted.insert(track.sid.clone(), (participant.identity.clone(), kind, track.muted));
+                                    }
+                                    room.participants.entry(participant.sid.clone()).or_insert(participant);
+                                }
+                                EngineEvent::TrackUnpublished { track_sid, .. } => {
+                                    room.track_muted.remove(&track_sid);
+                                }
+                                EngineEvent::TrackMuted { track_sid, muted, .. } => {
+                                    if let Some(e) = room.track_muted.get_mut(&track_sid) {
+                                        e.2 = muted;
+                                    }
+                                }
+                                EngineEvent::ConnectionQuality(list) => {
+                                    for (sid, q) in list {
+                                        room.quality.insert(sid, q);
+                                    }
+                                }
+                                _ => {}
+                            },
+                            _ => {}
+                        }
+                        room.pick(&mut decs, &out, want.as_deref(), &rt);
+                        watching.send_replace(room.watching());
+                    }
+                    _ = tick.tick() => {
+                        room.pick(&mut decs, &out, want.as_deref(), &rt);
+                        watching.send_replace(room.watching());
+                    }
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+            outcome.reconnects = session.stats().rejoins;
+            drop(room);
+            if tokio::time::timeout(Duration::from_secs(5), session.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the session did not close within 5 s");
+            }
+        }
+    }
+    if outcome.failure.is_none() {
+        connector.set_state(ConnState::Disconnected {
+            reason: "left the room".into(),
+        });
+    }
+    outcome.finished = tokio::task::spawn_blocking(move || decs.finish())
+        .await
+        .unwrap_or_default();
+    outcome
+}

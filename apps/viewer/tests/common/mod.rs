@@ -1,0 +1,287 @@
+//! Helpers of the apps' integration tests: run an app binary with a timeout, find a sibling app
+//! binary, read PNGs and the JSON stats. Shared by the three apps' tests (via `#[path]`).
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished process printed.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit status (`None` when killed at the timeout).
+    pub status: Option<ExitStatus>,
+    /// Stdout.
+    pub stdout: String,
+    /// Stderr.
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// The exit code (`-1` when killed).
+    pub fn code(&self) -> i32 {
+        self.status.and_then(|s| s.code()).unwrap_or(-1)
+    }
+
+    /// Both streams, for failure messages.
+    pub fn output(&self) -> String {
+        format!(
+            "exit {:?} after {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion, killing it after `timeout`.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Run {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the app");
+    let out = drain(child.stdout.take().expect("piped"));
+    let err = drain(child.stderr.take().expect("piped"));
+    let status = wait(&mut child, timeout);
+    Run {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn drain<R: Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+/// Waits for `child` up to `timeout`; kills it then (returns `None`).
+pub fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// A background process whose output is collected; killed on drop.
+pub struct Background {
+    child: Option<Child>,
+    out: Option<std::thread::JoinHandle<String>>,
+    err: Option<std::thread::JoinHandle<String>>,
+    name: String,
+}
+
+impl Background {
+    /// Starts `cmd`.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let out = drain(child.stdout.take().expect("piped"));
+        let err = drain(child.stderr.take().expect("piped"));
+        Self {
+            child: Some(child),
+            out: Some(out),
+            err: Some(err),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Waits for it to end (up to `timeout`, then kills it).
+    pub fn finish(mut self, timeout: Duration) -> Run {
+        let started = Instant::now();
+        let mut child = self.child.take().expect("running");
+        let status = wait(&mut child, timeout);
+        Run {
+            status,
+            stdout: self
+                .out
+                .take()
+                .and_then(|h| h.join().ok())
+                .unwrap_or_default(),
+            stderr: self
+                .err
+                .take()
+                .and_then(|h| h.join().ok())
+                .unwrap_or_default(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            eprintln!("{} was still running: killed", self.name);
+        }
+    }
+}
+
+/// Another app's binary from the same target directory, built first if missing (when only this
+/// package's tests were built).
+pub fn sibling_bin(this_exe: &str, package: &str, bin: &str) -> PathBuf {
+    let dir = Path::new(this_exe)
+        .parent()
+        .expect("binary has a directory");
+    let path = dir.join(bin);
+    if path.is_file() {
+        return path;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+    if dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    if std::env::var_os("CARGO_TARGET_DIR").is_none()
+        && let Some(target) = dir.parent()
+    {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    assert!(path.is_file(), "{} missing after the build", path.display());
+    path
+}
+
+/// Parses a JSON file.
+pub fn json(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// PNG files in `dir`, sorted.
+pub fn pngs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "png"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The 75% colour bars of the synthetic source, left to right.
+pub const BARS: [[u8; 3]; 8] = [
+    [191, 191, 191],
+    [191, 191, 0],
+    [0, 191, 191],
+    [0, 191, 0],
+    [191, 0, 191],
+    [191, 0, 0],
+    [0, 0, 191],
+    [0, 0, 0],
+];
+
+/// Largest channel difference between two colours.
+pub fn distance(a: [u8; 4], b: [u8; 3]) -> u8 {
+    (0..3).map(|i| a[i].abs_diff(b[i])).max().unwrap_or(0)
+}
+
+/// Checks the eight bars at mid-height of `rect` (x, y, w, h) in `png`; returns the worst
+/// channel error and a description of every sample.
+pub fn bar_errors(png: &Path, rect: (f32, f32, f32, f32)) -> (u8, String) {
+    let img = wavecast_visualizer::RgbaImage::load_png(png)
+        .unwrap_or_else(|e| panic!("load {}: {e}", png.display()));
+    let (x, y, w, h) = rect;
+    let mut worst = 0;
+    let mut notes = String::new();
+    for (i, want) in BARS.iter().enumerate() {
+        let px = (x + w * (i as f32 + 0.5) / 8.0) as u32;
+        let py = (y + h * 0.5) as u32;
+        let got = img.pixel(px, py).expect("sample inside the image");
+        let d = distance(got, *want);
+        worst = worst.max(d);
+        notes.push_str(&format!(
+            "bar {i} at ({px},{py}): got {got:?} want {want:?} (off {d})\n"
+        ));
+    }
+    (worst, notes)
+}
+
+/// Arguments joining `server`'s room `room` as `identity` with the dev keys.
+pub fn join_args(url: &str, room: &str, identity: &str) -> Vec<String> {
+    [
+        "--url",
+        url,
+        "--room",
+        room,
+        "--identity",
+        identity,
+        "--api-key",
+        "devkey",
+        "--api-secret",
+        "secret",
+        "--max-attempts",
+        "3",
+        "--retry-delay",
+        "200ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A loopback port nothing listens on.
+pub fn dead_url() -> String {
+    let port = wavecast_testbed::free_tcp_port().expect("a free port");
+    format!("ws://127.0.0.1:{port}")
+}
+
+/// Checks the offline behaviour: the clear message for each retry, the give-up, exit code 3,
+/// no panic.
+pub fn assert_offline(run: &Run, url: &str, retries: u32) {
+    let err = &run.stderr;
+    assert_eq!(
+        run.code(),
+        3,
+        "exit code 3 when the policy gives up\n{}",
+        run.output()
+    );
+    for attempt in 1..=retries {
+        let line = format!("cannot reach LiveKit at {url}: connection refused; retrying in");
+        let tail = format!("(attempt {attempt}/{retries})");
+        assert!(
+            err.lines().any(|l| l.contains(&line) && l.contains(&tail)),
+            "missing retry message {attempt}/{retries}\n{}",
+            run.output()
+        );
+    }
+    assert!(
+        err.contains(&format!(
+            "cannot reach LiveKit at {url}: connection refused; gave up after {retries} retries"
+        )),
+        "missing give-up message\n{}",
+        run.output()
+    );
+    assert!(!err.contains("panicked"), "{}", run.output());
+}
