@@ -77,6 +77,25 @@ pub enum SessionError {
         /// The track name.
         name: String,
     },
+    /// The official SDK failed (feature `libwebrtc`).
+    #[cfg(feature = "libwebrtc")]
+    #[error("{operation} failed (official SDK)")]
+    Official {
+        /// What the session was doing.
+        operation: String,
+        /// The SDK's error.
+        #[source]
+        source: livekit::RoomError,
+    },
+    /// A picture's planes are smaller than its size says (feature `libwebrtc`).
+    #[cfg(feature = "libwebrtc")]
+    #[error("a {width}x{height} picture has planes too small for its size")]
+    BadPicture {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+    },
     /// The engine rejected the operation.
     #[error("{operation} failed")]
     Engine {
@@ -102,6 +121,10 @@ impl SessionError {
                 source.is_retryable()
             }
             SessionError::TransportTimeout { .. } | SessionError::NotConnected { .. } => true,
+            #[cfg(feature = "libwebrtc")]
+            SessionError::Official { .. } => true,
+            #[cfg(feature = "libwebrtc")]
+            SessionError::BadPicture { .. } => false,
         }
     }
 
@@ -130,8 +153,8 @@ impl SessionError {
             } if matches!(status.as_u16(), 400 | 404 | 405) => SessionError::BadUrl {
                 url: url.to_owned(),
                 reason: format!(
-                    "the server answered {status} ({message}): no LiveKit signal endpoint at \
-                     this URL"
+                    "the server answered {status} ({}): no LiveKit signal endpoint at this URL",
+                    message.trim()
                 ),
             },
             other => SessionError::Unreachable {

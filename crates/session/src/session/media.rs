@@ -8,9 +8,7 @@
 
 use std::time::Instant;
 
-use wavecast_codec::{
-    I420, MAX_OPUS_DECODED, OpusDecoder, Vp8Config, Vp8Decoder,
-};
+use wavecast_codec::{I420, MAX_OPUS_DECODED, OpusDecoder, Vp8Config, Vp8Decoder};
 use wavecast_pipeline::{AudioFrame, VideoFrame};
 use wavecast_rtc::{DecodedAudio, DecodedVideo, EngineError, TrackKind};
 
@@ -225,10 +223,7 @@ impl VideoPublisher {
 
     /// Frames handed to the engine over all bindings, and how many were keyframes.
     pub fn frames_sent(&self) -> (u64, u64) {
-        let (f, k) = self
-            .bound
-            .as_ref()
-            .map_or((0, 0), |(_, p)| p.frames_sent());
+        let (f, k) = self.bound.as_ref().map_or((0, 0), |(_, p)| p.frames_sent());
         (self.sent_before.0 + f, self.sent_before.1 + k)
     }
 
@@ -261,10 +256,13 @@ impl VideoPublisher {
     }
 
     /// Encode and queue an I420 pipeline frame.
-    pub fn push_frame(&mut self, frame: &VideoFrame, capture: Instant) -> Result<bool, SessionError> {
-        let image = wavecast_codec::pipeline::i420_of(frame).map_err(|e| {
-            codec_error(format!("encode video for {:?}", self.track.name()), e)
-        })?;
+    pub fn push_frame(
+        &mut self,
+        frame: &VideoFrame,
+        capture: Instant,
+    ) -> Result<bool, SessionError> {
+        let image = wavecast_codec::pipeline::i420_of(frame)
+            .map_err(|e| codec_error(format!("encode video for {:?}", self.track.name()), e))?;
         self.push(&image, capture)
     }
 }
@@ -370,7 +368,10 @@ impl VideoSubscriber {
                 Ok(false) => {}
                 Err(e) => {
                     self.errors += 1;
-                    tracing::debug!("vp8 decode on {}: {e}; asking for a keyframe", self.track.key());
+                    tracing::debug!(
+                        "vp8 decode on {}: {e}; asking for a keyframe",
+                        self.track.key()
+                    );
                     self.track.request_keyframe();
                 }
             }

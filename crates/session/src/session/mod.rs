@@ -264,7 +264,10 @@ impl fmt::Display for EndReason {
             EndReason::GaveUp {
                 attempts,
                 last_error,
-            } => write!(f, "gave up after {attempts} rejoin attempts; last error: {last_error}"),
+            } => write!(
+                f,
+                "gave up after {attempts} rejoin attempts; last error: {last_error}"
+            ),
         }
     }
 }
@@ -338,6 +341,45 @@ impl Shared {
     }
 }
 
+/// What every session backend offers: the engine-based [`Session`] and, behind the `libwebrtc`
+/// feature, the official SDK's `official::OfficialSession`.
+pub trait SessionBackend {
+    /// The current state.
+    fn state(&self) -> SessionState;
+    /// A receiver of every state change.
+    fn watch_state(&self) -> watch::Receiver<SessionState>;
+    /// Send a user data packet.
+    fn publish_data(
+        &self,
+        payload: Vec<u8>,
+        options: DataOptions,
+    ) -> impl std::future::Future<Output = Result<(), SessionError>> + Send;
+    /// Leave, close the connections and wait for the session's tasks. Idempotent.
+    fn close(&self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl SessionBackend for Session {
+    fn state(&self) -> SessionState {
+        Session::state(self)
+    }
+
+    fn watch_state(&self) -> watch::Receiver<SessionState> {
+        Session::watch_state(self)
+    }
+
+    async fn publish_data(
+        &self,
+        payload: Vec<u8>,
+        options: DataOptions,
+    ) -> Result<(), SessionError> {
+        Session::publish_data(self, payload, options).await
+    }
+
+    async fn close(&self) {
+        Session::close(self).await
+    }
+}
+
 /// A participant in a LiveKit room that stays connected: see the [module docs](self).
 ///
 /// Dropping a session aborts its tasks without a leave; call [`Session::close`] to leave.
@@ -361,7 +403,9 @@ impl Session {
     /// ([`SessionOptions::transport_timeout`]). Returns in state [`SessionState::Connected`].
     ///
     /// Must be called inside a tokio runtime; the session's task runs there.
-    pub async fn connect(options: SessionOptions) -> Result<(Session, SessionEvents), SessionError> {
+    pub async fn connect(
+        options: SessionOptions,
+    ) -> Result<(Session, SessionEvents), SessionError> {
         let url = options.url.clone();
         let token = options.credentials.token_now()?;
         let (engine, events) = Engine::connect(&url, &token, options.engine.clone())
@@ -484,7 +528,10 @@ impl Session {
 
     /// Publish a track. The returned handle survives rejoins (the session publishes the track
     /// again on every new engine). Fails with `NotConnected` while reconnecting.
-    pub async fn publish_track(&self, options: TrackOptions) -> Result<PublishedTrack, SessionError> {
+    pub async fn publish_track(
+        &self,
+        options: TrackOptions,
+    ) -> Result<PublishedTrack, SessionError> {
         let (epoch, engine) = self.engine()?;
         let track = engine
             .publish_track(options.clone())
@@ -883,7 +930,9 @@ impl Supervisor {
                 subscribed.retain(|_, w| w.strong_count() > 0);
                 subscribed.insert(key, Arc::downgrade(&slot));
                 drop(subscribed);
-                self.push(SessionEvent::TrackSubscribed(SubscribedTrack::new(slot, track)));
+                self.push(SessionEvent::TrackSubscribed(SubscribedTrack::new(
+                    slot, track,
+                )));
             }
         }
     }
@@ -918,7 +967,11 @@ impl Supervisor {
             self.set_state(SessionState::Reconnecting { attempt });
             let delay = policy.delay(attempt, unit_random());
             debug!("rejoin attempt {attempt} in {delay:?}");
-            if self.wait_or_cancel(tokio::time::sleep(delay)).await.is_none() {
+            if self
+                .wait_or_cancel(tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
                 return Err(EndReason::Closed);
             }
             self.shared.join_attempts.fetch_add(1, Ordering::Relaxed);
@@ -1021,7 +1074,10 @@ impl Supervisor {
         for slot in lock(&self.shared.published).iter() {
             slot.mark_unpublished();
         }
-        for slot in lock(&self.shared.subscribed).values().filter_map(Weak::upgrade) {
+        for slot in lock(&self.shared.subscribed)
+            .values()
+            .filter_map(Weak::upgrade)
+        {
             slot.end();
         }
         self.set_state(SessionState::Disconnected { reason: end });
@@ -1087,7 +1143,10 @@ mod tests {
         let c = Credentials::mint(Keys::new("", ""), "alice", "demo", Preset::Viewer);
         let e = c.token_now().unwrap_err();
         assert!(!e.is_retryable());
-        assert!(e.to_string().contains("alice") && e.to_string().contains("demo"), "{e}");
+        assert!(
+            e.to_string().contains("alice") && e.to_string().contains("demo"),
+            "{e}"
+        );
     }
 
     #[test]

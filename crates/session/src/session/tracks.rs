@@ -166,7 +166,12 @@ impl PublishedTrack {
     }
 
     /// Queue one encoded frame (see [`LocalTrack::write`]). Never blocks.
-    pub fn write(&mut self, data: Vec<u8>, rtp_time: u64, capture: Instant) -> Result<(), SendError> {
+    pub fn write(
+        &mut self,
+        data: Vec<u8>,
+        rtp_time: u64,
+        capture: Instant,
+    ) -> Result<(), SendError> {
         if self.slot.is_unpublished() {
             return Err(SendError::Closed);
         }

@@ -1,0 +1,307 @@
+//! Shared helpers of the session's integration tests (real livekit-server, official Python SDK).
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use wavecast_codec::{I420, Vp8Config};
+use wavecast_media::stamp::{self, Stamp};
+use wavecast_pipeline::Timestamp;
+use wavecast_session::session::{
+    Credentials, ReconnectPolicy, Session, SessionEvent, SessionEvents, SessionOptions,
+    SessionState, SubscribedTrack, TrackKind, VideoPublisher,
+};
+use wavecast_testbed::LiveKitServer;
+use wavecast_token::Preset;
+
+/// Log to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A quick policy for tests: 200 ms, 400 ms, 800 ms … capped at 1 s, ±20 %.
+pub fn quick_policy(max_attempts: u32) -> ReconnectPolicy {
+    ReconnectPolicy {
+        initial_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(1),
+        multiplier: 2.0,
+        jitter: 0.2,
+        max_attempts,
+    }
+}
+
+/// Session options minting tokens for `identity` in `room` on `server`.
+pub fn options(server: &LiveKitServer, room: &str, identity: &str) -> SessionOptions {
+    SessionOptions::new(
+        server.ws_url(),
+        Credentials::mint(server.keys(), identity, room, Preset::Broadcaster),
+    )
+}
+
+/// Connect, panicking with the error.
+pub async fn connect(options: SessionOptions) -> (Session, SessionEvents) {
+    Session::connect(options).await.expect("session connects")
+}
+
+/// Records every state a session goes through (from the watch channel).
+pub fn record_states(session: &Session) -> tokio::task::JoinHandle<Vec<SessionState>> {
+    let mut rx = session.watch_state();
+    tokio::spawn(async move {
+        let mut seen = vec![rx.borrow_and_update().clone()];
+        while rx.changed().await.is_ok() {
+            let s = rx.borrow_and_update().clone();
+            let end = matches!(s, SessionState::Disconnected { .. });
+            seen.push(s);
+            if end {
+                break;
+            }
+        }
+        seen
+    })
+}
+
+/// Wait until the session's state matches `pred`.
+pub async fn wait_state<F>(session: &Session, timeout: Duration, pred: F) -> SessionState
+where
+    F: Fn(&SessionState) -> bool,
+{
+    let mut rx = session.watch_state();
+    match tokio::time::timeout(timeout, rx.wait_for(|s| pred(s))).await {
+        Ok(Ok(s)) => s.clone(),
+        Ok(Err(_)) => panic!("state channel closed"),
+        Err(_) => panic!(
+            "state not reached within {timeout:?}; now {}",
+            session.state()
+        ),
+    }
+}
+
+/// The first subscribed track of `kind` from the event stream (events are drained meanwhile).
+pub async fn next_track(
+    events: &mut SessionEvents,
+    kind: TrackKind,
+    timeout: Duration,
+) -> SubscribedTrack {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(SessionEvent::TrackSubscribed(t))) if t.kind() == kind => return t,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("event stream ended"),
+            Err(_) => panic!("no {kind:?} track within {timeout:?}"),
+        }
+    }
+}
+
+/// Drain events in the background so the session never waits on the reader.
+pub fn drain(mut events: SessionEvents) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut n = 0;
+        while events.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    })
+}
+
+/// A stamped test-pattern source: I420 planes with the frame number and capture time drawn in.
+pub struct StampedSource {
+    pub width: u32,
+    pub height: u32,
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+    n: u32,
+}
+
+impl StampedSource {
+    pub fn new(width: u32, height: u32) -> Self {
+        let (w, h) = (width as usize, height as usize);
+        Self {
+            width,
+            height,
+            y: vec![60; w * h],
+            u: vec![90; w.div_ceil(2) * h.div_ceil(2)],
+            v: vec![160; w.div_ceil(2) * h.div_ceil(2)],
+            n: 0,
+        }
+    }
+
+    /// Draw the next frame (a moving bar below the stamp band); returns its stamp.
+    pub fn next(&mut self) -> (I420<'_>, Stamp) {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let band = stamp::band_height(self.width) as usize;
+        let bar = (self.n as usize * 8) % w;
+        for row in band..h {
+            let line = &mut self.y[row * w..(row + 1) * w];
+            line.fill(60);
+            line[bar..(bar + 16).min(w)].fill(200);
+        }
+        let s = Stamp {
+            frame_number: self.n,
+            timestamp: Timestamp::now(),
+        };
+        stamp::encode_plane(&mut self.y, w, 1, self.width, self.height, s)
+            .expect("frame is large enough for a stamp");
+        self.n += 1;
+        let cw = w.div_ceil(2);
+        (
+            I420 {
+                width: self.width,
+                height: self.height,
+                planes: [&self.y, &self.u, &self.v],
+                strides: [w, cw, cw],
+            },
+            s,
+        )
+    }
+}
+
+/// Read the stamp of a decoded picture.
+pub fn read_stamp(image: &I420<'_>) -> Option<Stamp> {
+    stamp::decode_plane(
+        image.planes[0],
+        image.strides[0],
+        1,
+        image.width,
+        image.height,
+    )
+    .ok()
+}
+
+/// Publish stamped 320x240 video at 30 fps from a thread until `stop` is set. Returns (pushes,
+/// frames queued).
+pub fn spawn_video_sender(
+    mut publisher: VideoPublisher,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let mut source = StampedSource::new(320, 240);
+        let start = Instant::now();
+        let mut pushes = 0u64;
+        let mut queued = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (img, _) = source.next();
+            if publisher.push(&img, Instant::now()).expect("encode") {
+                queued += 1;
+            }
+            pushes += 1;
+            let next = start + Duration::from_micros(pushes * 33_333);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        (pushes, queued)
+    })
+}
+
+/// 320x240 at 30 fps, 300 kbit/s.
+pub fn small_video() -> Vp8Config {
+    let mut c = Vp8Config::new(320, 240, 30);
+    c.bitrate = 300_000;
+    c
+}
+
+/// A livekit-server started here (not through the testbed) so a test can restart it on the same
+/// ports with a *different* API secret — as a rotated secret or an expired token looks to a
+/// client that rejoins.
+pub struct OwnServer {
+    dir: std::path::PathBuf,
+    http_port: u16,
+    udp_port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnServer {
+    pub fn start(secret: &str) -> Result<Self, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "wavecast-session-own-{}-{}",
+            std::process::id(),
+            wavecast_testbed::free_tcp_port().map_err(|e| e.to_string())?
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut s = Self {
+            dir,
+            http_port: wavecast_testbed::free_tcp_port().map_err(|e| e.to_string())?,
+            udp_port: wavecast_testbed::free_udp_port().map_err(|e| e.to_string())?,
+            child: None,
+        };
+        s.spawn(secret)?;
+        Ok(s)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.http_port)
+    }
+
+    fn spawn(&mut self, secret: &str) -> Result<(), String> {
+        let config = wavecast_testbed::server_config(self.http_port, self.udp_port).replace(
+            &format!(
+                "{}: {}",
+                wavecast_testbed::API_KEY,
+                wavecast_testbed::API_SECRET
+            ),
+            &format!("{}: {secret}", wavecast_testbed::API_KEY),
+        );
+        let path = self.dir.join("livekit-server.yaml");
+        std::fs::write(&path, config).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(self.dir.join("server.log")).map_err(|e| e.to_string())?;
+        let child = std::process::Command::new(
+            wavecast_testbed::server_binary().map_err(|e| e.to_string())?,
+        )
+        .arg("--config")
+        .arg(&path)
+        .arg("--bind")
+        .arg("127.0.0.1")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http_ok(self.http_port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("server did not answer within 30 s".into())
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart_with_secret(&mut self, secret: &str) -> Result<(), String> {
+        self.stop();
+        self.spawn(secret)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn http_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
