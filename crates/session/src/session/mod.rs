@@ -79,7 +79,7 @@ pub enum Credentials {
         /// API key and secret.
         keys: Keys,
         /// Identity, room, grants and lifetime of the tokens.
-        builder: TokenBuilder,
+        builder: Box<TokenBuilder>,
     },
 }
 
@@ -106,7 +106,7 @@ impl Credentials {
     pub fn mint(keys: Keys, identity: &str, room: &str, preset: Preset) -> Self {
         Credentials::Mint {
             keys,
-            builder: TokenBuilder::new(identity).room(room).preset(preset),
+            builder: Box::new(TokenBuilder::new(identity).room(room).preset(preset)),
         }
     }
 
