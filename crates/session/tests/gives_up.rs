@@ -24,6 +24,23 @@ async fn gives_up_after_the_policy_attempts() {
 
     tokio::task::block_in_place(|| server.stop());
     let down = Instant::now();
+    common::wait_state(&session, Duration::from_secs(5), |s| {
+        matches!(s, SessionState::Reconnecting { .. })
+    })
+    .await;
+    // While reconnecting, calls that need the connection fail at once with the state.
+    match session
+        .publish_data(b"x".to_vec(), Default::default())
+        .await
+    {
+        Err(SessionError::NotConnected { state }) => {
+            assert!(
+                matches!(state, SessionState::Reconnecting { .. }),
+                "{state}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
     let end = common::wait_state(&session, Duration::from_secs(20), |s| {
         matches!(s, SessionState::Disconnected { .. })
     })

@@ -1121,6 +1121,83 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    fn supervisor(capacity: usize) -> (Supervisor, SessionEvents) {
+        let options = SessionOptions::new("ws://127.0.0.1:1", Credentials::token("t"));
+        let shared = Arc::new(Shared {
+            options,
+            engine: Mutex::new(None),
+            published: Mutex::new(Vec::new()),
+            subscribed: Mutex::new(HashMap::new()),
+            state: watch::Sender::new(SessionState::Connecting),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            join_attempts: AtomicU64::new(1),
+            rejoins: AtomicU64::new(0),
+            dropped_events: AtomicU64::new(0),
+        });
+        let (out, rx) = mpsc::channel(capacity);
+        let (_engine_tx, events) = mpsc::channel(1);
+        let sup = Supervisor {
+            shared,
+            out,
+            backlog: VecDeque::new(),
+            epoch: 1,
+            events,
+            transports: (false, false),
+            since: Instant::now(),
+            connected: false,
+            connected_once: false,
+            attempt: 0,
+            identities: HashMap::new(),
+            track_names: HashMap::new(),
+        };
+        (sup, rx)
+    }
+
+    /// Periodic updates are dropped (and counted) when the reader is behind; everything else
+    /// waits in the backlog, in order, behind which droppable updates are dropped too.
+    #[test]
+    fn drop_policy_keeps_must_deliver_events_in_order() {
+        let (mut sup, mut rx) = supervisor(2);
+        sup.push(SessionEvent::Engine(EngineEvent::ActiveSpeakers(vec![])));
+        sup.set_state(SessionState::Connected);
+        // Full now: a speaker update is dropped, state changes queue up.
+        sup.push(SessionEvent::Engine(EngineEvent::ActiveSpeakers(vec![])));
+        sup.set_state(SessionState::Reconnecting { attempt: 1 });
+        sup.set_state(SessionState::Reconnecting { attempt: 2 });
+        sup.push(SessionEvent::Engine(EngineEvent::ConnectionQuality(vec![])));
+        assert_eq!(sup.backlog.len(), 2);
+        assert_eq!(sup.shared.dropped_events.load(Ordering::Relaxed), 2);
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(SessionEvent::Engine(EngineEvent::ActiveSpeakers(_)))
+        ));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(SessionEvent::State(SessionState::Connected))
+        ));
+        // The backlog drains in order once the reader made room.
+        while let Some(ev) = sup.backlog.pop_front() {
+            sup.out.try_send(ev).expect("room");
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(SessionEvent::State(SessionState::Reconnecting {
+                attempt: 1
+            }))
+        ));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(SessionEvent::State(SessionState::Reconnecting {
+                attempt: 2
+            }))
+        ));
+        assert_eq!(
+            *sup.shared.state.borrow(),
+            SessionState::Reconnecting { attempt: 2 }
+        );
+    }
+
     #[test]
     fn unit_random_is_in_range() {
         for _ in 0..1000 {
