@@ -153,7 +153,8 @@ impl Connector {
                     .name(name.clone())
                     .room(room.clone())
                     .preset(*preset)
-                    .ttl(Duration::from_secs(6 * 3600)),
+                    .ttl(Duration::from_secs(6 * 3600))
+                    .into(),
             },
         };
         let mut engine = EngineOptions::default();

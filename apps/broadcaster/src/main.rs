@@ -415,7 +415,10 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                     last: [(0, 0); 2],
                 };
                 let mut quality: Option<Quality> = None;
-                let mut peers = session.join_info().map_or(0, |j| j.participants.len());
+                let mut peers: std::collections::HashSet<String> = session
+                    .join_info()
+                    .map(|j| j.participants.into_iter().map(|p| p.identity).collect())
+                    .unwrap_or_default();
                 loop {
                     tokio::select! {
                         ev = events.recv() => match ev {
@@ -427,11 +430,12 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                                 break;
                             }
                             Some(SessionEvent::Engine(EngineEvent::ParticipantJoined(p))) => {
-                                peers += 1;
-                                tracing::info!("{} joined", p.identity);
+                                if peers.insert(p.identity.clone()) {
+                                    tracing::info!("{} joined", p.identity);
+                                }
                             }
                             Some(SessionEvent::Engine(EngineEvent::ParticipantLeft(p))) => {
-                                peers = peers.saturating_sub(1);
+                                peers.remove(&p.identity);
                                 tracing::info!("{} left", p.identity);
                             }
                             Some(SessionEvent::Engine(EngineEvent::ConnectionQuality(list))) => {
@@ -446,11 +450,11 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                             None => {} // stdin closed: keep broadcasting
                             Some(Command::Quit) => break,
                             Some(Command::Help) => eprintln!("{COMMANDS_HELP}"),
-                            Some(Command::Stats) => stats_line(&kinds, &mut rates, quality, peers, &connector),
+                            Some(Command::Stats) => stats_line(&kinds, &mut rates, quality, peers.len(), &connector),
                             Some(Command::Mute(which, m)) => set_muted(&session, &mut kinds, which, Some(m)).await,
                             Some(Command::Toggle(which)) => set_muted(&session, &mut kinds, which, None).await,
                         },
-                        _ = stats_tick.tick() => stats_line(&kinds, &mut rates, quality, peers, &connector),
+                        _ = stats_tick.tick() => stats_line(&kinds, &mut rates, quality, peers.len(), &connector),
                         _ = &mut shutdown => break,
                         _ = &mut until_deadline => break,
                     }

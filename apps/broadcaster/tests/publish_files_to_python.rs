@@ -72,6 +72,7 @@ fn files_loop_to_the_python_sdk_and_ctrl_c_leaves() {
     assert!(ok.success());
     let run = caster.finish(Duration::from_secs(10));
     assert_eq!(run.code(), 0, "{}", run.output());
+    assert!(!run.stderr.contains("panicked"), "{}", run.output());
     assert!(run.stderr.contains("leaving the room"), "{}", run.output());
     assert!(run.stderr.contains("stats: video"), "{}", run.output());
     let summary: serde_json::Value =

@@ -109,7 +109,9 @@ async fn stdin_mutes_unmutes_and_quits() {
         .unwrap()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
     assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
         stderr.contains("video muted") && stderr.contains("audio unmuted"),
         "{stderr}"

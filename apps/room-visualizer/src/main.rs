@@ -225,7 +225,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
         };
         let u = url.clone();
         let r = run_window(options, move |gpu, format| {
-            Ok(GridScene::new(gpu, format, roster_rx, conn_rx, u))
+            Ok(GridScene::new(gpu, format, roster_rx, conn_rx, u).with_frame_cap(30))
         })
         .context("the window failed")?;
         report.rendered = r.frames_rendered;

@@ -72,6 +72,9 @@ pub struct GridScene {
     size: (u32, u32),
     members: Roster,
     reports: Vec<TileReport>,
+    /// Shortest time between updates (windows; zero headless).
+    min_interval: Duration,
+    last_update: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for GridScene {
@@ -106,7 +109,15 @@ impl GridScene {
             size: (1, 1),
             members: Arc::new(Vec::new()),
             reports: Vec::new(),
+            min_interval: Duration::ZERO,
+            last_update: None,
         }
+    }
+
+    /// Caps updates at `fps` per second (for windows, which may not wait for vsync).
+    pub fn with_frame_cap(mut self, fps: u32) -> Self {
+        self.min_interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+        self
     }
 
     /// The tiles drawn in the last update.
@@ -201,6 +212,13 @@ impl Scene for GridScene {
 
     fn update(&mut self, gpu: &Gpu, _frame: u64) -> wavecast_visualizer::Result<()> {
         let (d, q) = (&gpu.device, &gpu.queue);
+        if let Some(last) = self.last_update {
+            let spent = last.elapsed();
+            if spent < self.min_interval {
+                std::thread::sleep(self.min_interval - spent);
+            }
+        }
+        self.last_update = Some(std::time::Instant::now());
         self.members = self.roster.borrow().clone();
         let members = self.members.clone();
         self.tiles

@@ -445,7 +445,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         };
         let sh = shared.clone();
         let report = run_window(options, move |gpu, format| {
-            Ok(ViewerScene::new(gpu, format, sh))
+            Ok(ViewerScene::new(gpu, format, sh).with_frame_cap(60))
         })
         .context("the window failed")?;
         render.rendered_frames = report.frames_rendered;

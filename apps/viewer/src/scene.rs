@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use wavecast_pipeline::analysis::{Levels, WaveformHistory};
@@ -124,6 +124,10 @@ pub struct ViewerScene {
     /// Capture-to-render ages of shown stamped frames, µs.
     pub render_latencies: Vec<u64>,
     rendered: u64,
+    /// Shortest time between updates (a window without vsync would otherwise spin and starve
+    /// the decoders; zero headless, where the loop paces itself).
+    min_interval: Duration,
+    last_update: Option<Instant>,
 }
 
 impl std::fmt::Debug for ViewerScene {
@@ -158,7 +162,15 @@ impl ViewerScene {
             packets: Rate::default(),
             render_latencies: Vec::new(),
             rendered: 0,
+            min_interval: Duration::ZERO,
+            last_update: None,
         }
+    }
+
+    /// Caps updates at `fps` per second (for windows).
+    pub fn with_frame_cap(mut self, fps: u32) -> Self {
+        self.min_interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+        self
     }
 
     /// Whether the last update brought a new video frame.
@@ -273,6 +285,13 @@ impl Scene for ViewerScene {
 
     fn update(&mut self, gpu: &Gpu, _frame: u64) -> wavecast_visualizer::Result<()> {
         let (d, q) = (&gpu.device, &gpu.queue);
+        if let Some(last) = self.last_update {
+            let spent = last.elapsed();
+            if spent < self.min_interval {
+                std::thread::sleep(self.min_interval - spent);
+            }
+        }
+        self.last_update = Some(Instant::now());
         self.fresh = false;
         if let Some(f) = self.shared.video.mailbox.take() {
             if self.shared.video.stamped.load(Ordering::Relaxed)
