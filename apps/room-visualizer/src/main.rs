@@ -337,7 +337,7 @@ fn headless(
         if ready {
             counted += 1;
             if let Some(dir) = &cli.dump
-                && (counted - 1) % cli.dump_every == 0
+                && (counted - 1).is_multiple_of(cli.dump_every)
             {
                 let img = target.read_rgba(&gpu.device, &gpu.queue)?;
                 let path = dir.join(format!("frame-{counted:06}.png"));

@@ -321,7 +321,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     // The media side: a room task, or the in-process loopback.
     enum Media {
         Room(tokio::task::JoinHandle<Outcome>, Arc<Connector>),
-        Loopback(loopback::Loopback, watch::Sender<ConnState>),
+        Loopback(Box<loopback::Loopback>, watch::Sender<ConnState>),
     }
     let (media, conn_rx) = match cli.source {
         ViewSource::Room => {
@@ -367,7 +367,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
             });
             drop(stop_rx);
             drop(watch_tx);
-            (Media::Loopback(lb, tx), rx)
+            (Media::Loopback(Box::new(lb), tx), rx)
         }
     };
     let shared = Arc::new(Shared {
@@ -630,7 +630,7 @@ fn headless(
         if fresh {
             render.rendered_frames += 1;
             if let Some(dir) = &cli.dump
-                && (render.rendered_frames - 1) % cli.dump_every == 0
+                && (render.rendered_frames - 1).is_multiple_of(cli.dump_every)
             {
                 let img = target.read_rgba(&gpu.device, &gpu.queue)?;
                 let seq = scene.current_sequence().unwrap_or(render.rendered_frames);

@@ -353,7 +353,7 @@ pub fn spawn_video<S: EncodedSource>(
                 stats.bytes += f.data.len() as u64;
                 out.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
                 if need_key && !f.keyframe {
-                    if stats.skipped_before_keyframe % 15 == 0 {
+                    if stats.skipped_before_keyframe.is_multiple_of(15) {
                         source.request_keyframe();
                     }
                     stats.skipped_before_keyframe += 1;
