@@ -1,0 +1,77 @@
+//! Without `--participant` the viewer watches the first publisher, stays with it while another
+//! joins, and follows the other one when the first leaves.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use wavecast_testbed::LiveKitServer;
+
+const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
+
+#[test]
+fn follows_the_next_publisher_when_the_first_leaves() {
+    let broadcaster = common::sibling_bin(VIEWER, "wavecast-broadcaster", "broadcaster");
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let url = server.ws_url();
+    let caster = |id: &str, secs: &str| {
+        let mut b = Command::new(&broadcaster);
+        b.args(common::join_args(&url, "follow", id))
+            .args([
+                "--width",
+                "320",
+                "--height",
+                "180",
+                "--fps",
+                "30",
+                "--bitrate",
+                "300",
+            ])
+            .args(["--duration", secs, "--no-stdin"]);
+        common::Background::spawn(id, &mut b)
+    };
+    let first = caster("first", "5s");
+    std::thread::sleep(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    let mut v = Command::new(VIEWER);
+    v.args(common::join_args(&url, "follow", "watcher"))
+        .args([
+            "--headless",
+            "--frames",
+            "150",
+            "--timeout",
+            "40s",
+            "--size",
+            "320x180",
+        ])
+        .arg("--stats")
+        .arg(&stats);
+    let viewer = common::Background::spawn("viewer", &mut v);
+    std::thread::sleep(Duration::from_millis(1000));
+    let second = caster("second", "30s");
+    let r = viewer.finish(Duration::from_secs(60));
+    let first = first.finish(Duration::from_secs(5));
+    drop(second);
+    assert_eq!(r.code(), 0, "{}\n--- first\n{}", r.output(), first.output());
+    assert!(r.stderr.contains("watching first"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the watched participant left"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("watching second"), "{}", r.stderr);
+
+    let s = common::json(&stats);
+    let streams = s["streams"]["video"].as_array().unwrap();
+    let who: Vec<&str> = streams
+        .iter()
+        .map(|v| v["participant"].as_str().unwrap())
+        .collect();
+    assert_eq!(who, ["first", "second"], "{s}");
+    for v in streams {
+        assert!(v["frames_decoded"].as_u64().unwrap() >= 20, "{v}");
+        assert!(v["received_pct"].as_f64().unwrap() >= 90.0, "{v}");
+    }
+}
