@@ -163,6 +163,8 @@ pub struct VideoSettings {
     pub bitrate: u32,
     /// Draw the frame-number/timestamp stamp on file frames too.
     pub stamp_files: bool,
+    /// Write captured frame number N as a PNG to this path.
+    pub snapshot: Option<(PathBuf, u32)>,
 }
 
 /// Audio settings.
@@ -261,12 +263,13 @@ pub fn start_video(input: VideoInput, s: &VideoSettings) -> Result<Capture> {
     let encoder = Vp8Encoder::new(config).context("cannot start the VP8 encoder")?;
     let describe = input.describe();
     let stamp_all = s.stamp_files;
+    let snapshot = s.snapshot.clone();
     let (control, rx) = mpsc::sync_channel(16);
     let stats = Arc::new(CaptureStats::default());
     let st = stats.clone();
     let thread = std::thread::Builder::new()
         .name("video-capture".into())
-        .spawn(move || video_loop(input, encoder, rate, stamp_all, rx, &st))
+        .spawn(move || video_loop(input, encoder, rate, stamp_all, snapshot, rx, &st))
         .context("cannot start the video thread")?;
     Ok(Capture {
         control,
@@ -281,10 +284,12 @@ fn video_loop(
     mut encoder: Vp8Encoder,
     rate: FrameRate,
     stamp_all: bool,
+    mut snapshot: Option<(PathBuf, u32)>,
     rx: mpsc::Receiver<Control>,
     stats: &CaptureStats,
 ) -> Result<()> {
     let layout = input.layout();
+    let mut captured: u32 = 0;
     let pool = VideoFramePool::new("capture", layout, 2);
     let pattern = TestPattern::default();
     let interval = rate.interval();
@@ -347,6 +352,19 @@ fn video_loop(
             }
         }
         stats.captured.fetch_add(1, Ordering::Relaxed);
+        captured = captured.wrapping_add(1);
+        let frame = frame.freeze();
+        if let Some((path, at)) = &snapshot
+            && captured >= *at
+        {
+            match write_png(&frame, path) {
+                Ok(()) => {
+                    tracing::info!("snapshot of frame {captured} written to {}", path.display())
+                }
+                Err(e) => tracing::warn!("snapshot: {e:#}"),
+            }
+            snapshot = None;
+        }
         let Some(s) = sink.as_mut() else {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -357,7 +375,6 @@ fn video_loop(
         if s.take_keyframe_request() {
             encoder.force_keyframe();
         }
-        let frame = frame.freeze();
         let image = wavecast_codec::pipeline::i420_of(&frame)?;
         let mut rtp = (capture - start).as_micros() as u64 * 9 / 100;
         if let Some(l) = last_rtp
@@ -394,6 +411,35 @@ fn video_loop(
         // Numbers count frames handed to the encoder, so gaps at the receiver are losses.
         frame_number = frame_number.wrapping_add(1);
     }
+}
+
+/// Writes an I420 frame as an RGB PNG (BT.601 limited range, what the sources produce).
+pub fn write_png(frame: &wavecast_pipeline::VideoFrame, path: &std::path::Path) -> Result<()> {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let (y, u, v) = (frame.plane(0), frame.plane(1), frame.plane(2));
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        let (yr, ur, vr) = (y.row(row), u.row(row / 2), v.row(row / 2));
+        for x in 0..w {
+            let c = 1.164 * (f32::from(yr[x]) - 16.0);
+            let d = f32::from(ur[x / 2]) - 128.0;
+            let e = f32::from(vr[x / 2]) - 128.0;
+            let px = [c + 1.596 * e, c - 0.392 * d - 0.813 * e, c + 2.017 * d];
+            rgb.extend(px.map(|p| p.round().clamp(0.0, 255.0) as u8));
+        }
+    }
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut out = enc
+        .write_header()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    out.write_image_data(&rgb)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    out.finish()
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The audio source, opened.

@@ -83,6 +83,9 @@ struct Cli {
     /// Draw the frame-number/timestamp stamp on file video too (synthetic video always has it).
     #[arg(long)]
     stamp: bool,
+    /// Write one captured frame (the 30th) as a PNG here, to see what is being sent.
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
     /// Interval of the stats line.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     stats_interval: Duration,
@@ -211,6 +214,7 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
             fps: (!file || given(m, "fps")).then_some(config.video.fps),
             bitrate: config.video.bitrate * 1000,
             stamp_files: cli.stamp,
+            snapshot: cli.snapshot.clone().map(|p| (p, 30)),
         };
         let input = VideoInput::open(&s)?;
         let (w, _) = input.size();
@@ -410,6 +414,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                 let mut stats_tick =
                     tokio::time::interval(cli.stats_interval.max(Duration::from_millis(100)));
                 stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                stats_tick.reset(); // the first line after one interval, not at once
                 let mut rates = Rates {
                     at: Instant::now(),
                     last: [(0, 0); 2],

@@ -136,21 +136,32 @@ fn bad_config_and_bad_files_name_the_culprit() {
 
 #[test]
 fn offline_server_retries_then_gives_up() {
+    // The capture runs while offline: the snapshot shows what would be sent.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap.png");
     let url = common::dead_url();
     let r = common::run(
-        app().args(KEYS).args([
-            "--url",
-            &url,
-            "--max-attempts",
-            "3",
-            "--retry-delay",
-            "100ms",
-            "--width",
-            "320",
-            "--height",
-            "180",
-        ]),
+        app()
+            .args(KEYS)
+            .args([
+                "--url",
+                &url,
+                "--max-attempts",
+                "3",
+                "--retry-delay",
+                "400ms",
+                "--width",
+                "320",
+                "--height",
+                "180",
+                "--fps",
+                "30",
+            ])
+            .arg("--snapshot")
+            .arg(&snap),
         Duration::from_secs(30),
     );
     common::assert_offline(&r, &url, 3);
+    let (worst, notes) = common::bar_errors(&snap, (0.0, 0.0, 320.0, 180.0));
+    assert!(worst <= 3, "the snapshot is lossless:\n{notes}");
 }

@@ -351,6 +351,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
                 fps: Some(v.fps),
                 bitrate: v.bitrate * 1000,
                 stamp_files: false,
+                snapshot: None,
             };
             let lb = loopback::Loopback::start(
                 &settings,
@@ -569,7 +570,7 @@ fn stats_file(
         },
         audio: AudioSummary {
             packets: f.audio.iter().map(|s| s.packets).sum(),
-            seconds: f.audio.iter().map(|s| s.seconds).sum(),
+            seconds: f.audio.iter().map(|s| s.seconds).sum::<f64>() + 0.0,
             decode_errors: f.audio.iter().map(|s| s.decode_errors).sum(),
         },
         render,
