@@ -111,3 +111,53 @@ fn offline_server_retries_then_gives_up() {
     );
     common::assert_offline(&r, &url, 2);
 }
+
+#[test]
+fn window_under_xvfb_shows_the_offline_state() {
+    let required = std::env::var("WAVECAST_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    if Command::new("xvfb-run").arg("--help").output().is_err() {
+        assert!(!required, "xvfb-run is required (WAVECAST_REQUIRE_GPU=1)");
+        eprintln!("SKIPPED window_under_xvfb_shows_the_offline_state: xvfb-run not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("window.png");
+    let url = common::dead_url();
+    let r = common::run(
+        Command::new("xvfb-run")
+            .args(["-a", "-s", "-screen 0 1280x720x24", BIN])
+            .args([
+                "--url",
+                &url,
+                "--api-key",
+                "devkey",
+                "--api-secret",
+                "secret",
+            ])
+            .args([
+                "--retry-delay",
+                "300ms",
+                "--frames",
+                "40",
+                "--size",
+                "960x540",
+            ])
+            .arg("--screenshot")
+            .arg(&shot),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code(), 0, "{}", r.output());
+    assert!(r.stderr.contains("cannot reach LiveKit"), "{}", r.output());
+    let img = wavecast_visualizer::RgbaImage::load_png(&shot).expect("screenshot");
+    // The header line is drawn in red while offline.
+    let mut red = 0;
+    for y in 0..30 {
+        for x in 0..600 {
+            let p = img.pixel(x, y).unwrap();
+            if p[0] > 150 && p[1] < 110 && p[2] < 110 {
+                red += 1;
+            }
+        }
+    }
+    assert!(red > 50, "no red offline header ({red} red pixels)");
+}

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use wavecast_testbed::LiveKitServer;
+use wavecast_token::Preset;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
@@ -35,8 +36,10 @@ fn follows_the_next_publisher_when_the_first_leaves() {
     std::thread::sleep(Duration::from_millis(1500));
     let dir = tempfile::tempdir().unwrap();
     let stats = dir.path().join("stats.json");
+    // The viewer joins with a ready token (no key or secret).
+    let token = server.token("watcher", "follow", Preset::Viewer);
     let mut v = Command::new(VIEWER);
-    v.args(common::join_args(&url, "follow", "watcher"))
+    v.args(["--url", &url, "--token", &token])
         .args([
             "--headless",
             "--frames",
