@@ -93,8 +93,10 @@ pub struct CaptureStats {
     pub bytes: AtomicU64,
     /// Keyframes sent.
     pub keyframes: AtomicU64,
-    /// Frames dropped: sink full, offline, or capture running late.
+    /// Frames dropped: sink full, reconnecting, or capture running late.
     pub dropped: AtomicU64,
+    /// Frames captured while there was no track to send to (before the join, after the leave).
+    pub offline: AtomicU64,
     /// Frame number of the last frame sent (video).
     pub last_frame_number: AtomicU64,
     /// Total encode time, microseconds.
@@ -366,7 +368,7 @@ fn video_loop(
             snapshot = None;
         }
         let Some(s) = sink.as_mut() else {
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            stats.offline.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         if muted {
@@ -646,7 +648,7 @@ fn audio_loop(
         let this_rtp = rtp;
         rtp += OPUS_FRAME_SAMPLES as u64;
         let Some(s) = sink.as_mut() else {
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            stats.offline.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         if muted {

@@ -597,13 +597,14 @@ fn serde_summary(kinds: &[Kind], reconnects: u64) -> String {
     for k in kinds {
         let s = &k.capture.stats;
         out.push_str(&format!(
-            ",\"{}\":{{\"captured\":{},\"sent\":{},\"bytes\":{},\"keyframes\":{},\"dropped\":{},\"last_frame_number\":{}}}",
+            ",\"{}\":{{\"captured\":{},\"sent\":{},\"bytes\":{},\"keyframes\":{},\"dropped\":{},\"offline\":{},\"last_frame_number\":{}}}",
             k.name,
             s.captured.load(Ordering::Relaxed),
             s.sent.load(Ordering::Relaxed),
             s.bytes.load(Ordering::Relaxed),
             s.keyframes.load(Ordering::Relaxed),
             s.dropped.load(Ordering::Relaxed),
+            s.offline.load(Ordering::Relaxed),
             s.last_frame_number.load(Ordering::Relaxed),
         ));
     }
