@@ -55,9 +55,9 @@ fn round_trip(width: u32, height: u32, bitrate: u32, frames: u32) -> (u32, u32, 
 #[test]
 fn stamp_survives_vp8_at_720p() {
     let (decoded, exact, keyframes) =
-        round_trip(1280, 720, Vp8Config::new(1280, 720, 30).bitrate, 60);
+        round_trip(1280, 720, Vp8Config::new(1280, 720, 30).bitrate, 45);
     eprintln!("720p default bitrate: {exact}/{decoded} stamps exact, {keyframes} keyframes");
-    assert!(decoded >= 59, "{decoded}");
+    assert!(decoded >= 44, "{decoded}");
     assert_eq!(
         exact, decoded,
         "every decoded picture carries its exact stamp"
@@ -77,7 +77,7 @@ fn stamp_survives_vp8_small_and_starved() {
         );
     }
     // 720p squeezed to 300 kbit/s: the stamp band still reads back on every picture.
-    let (decoded, exact, _) = round_trip(1280, 720, 300_000, 60);
+    let (decoded, exact, _) = round_trip(1280, 720, 300_000, 30);
     eprintln!("720p @ 300000 bit/s: {exact}/{decoded} stamps exact");
     assert_eq!(exact, decoded);
 }
