@@ -2,6 +2,10 @@
 //!
 //! - [`admin`]: room administration (create, list, delete rooms; list, get, remove, mute and
 //!   update participants; send data) through the server API.
+//! - [`session`]: a live participant on the media engine — connect, publish, subscribe, data —
+//!   with a reconnect state machine (full rejoin with backoff and jitter, tracks re-published and
+//!   subscriptions handed to the handles the app holds). Behind the `libwebrtc` feature, the same
+//!   interface on the official `livekit` crate (compile-checked only).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), wavecast_session::admin::AdminError> {
