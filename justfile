@@ -115,6 +115,12 @@ test: setup
     cargo test --workspace --no-fail-fast
     cargo test -p wavecast-media --features cpal --test device
     just test-loom
+    just check-libwebrtc
+
+# Type-check the optional backend on the official `livekit` crate (compile-checked only: under
+# DOCS_RS its build script skips the prebuilt-libwebrtc download, so nothing is linked or run).
+check-libwebrtc:
+    DOCS_RS=1 cargo check -q -p wavecast-session --features libwebrtc
 
 # Model-check the pipeline's concurrent pieces with loom (own target dir: cfg(loom) rebuilds deps).
 test-loom:
