@@ -185,8 +185,20 @@ pub enum AudioInput {
     Device(Option<String>),
 }
 
+/// A live picture source (the screen, a camera): fills I420 frames of a fixed layout on demand.
+pub trait Grabber: Send {
+    /// Layout of the frames it fills.
+    fn layout(&self) -> VideoLayout;
+    /// Fills `out` with the current picture.
+    fn grab(&mut self, out: &mut wavecast_pipeline::VideoFrameMut) -> Result<()>;
+    /// What it is, for messages.
+    fn describe(&self) -> String;
+}
+
 /// The video source, opened (so bad files fail before connecting).
 pub enum VideoInput {
+    /// A live source (screen capture).
+    Live(Box<dyn Grabber>, FrameRate),
     /// Bars, moving box, stamp.
     Synthetic {
         /// Layout of the frames.
@@ -233,6 +245,7 @@ impl VideoInput {
         match self {
             VideoInput::Synthetic { layout, .. } => *layout,
             VideoInput::File(r, _) => r.layout(),
+            VideoInput::Live(g, _) => g.layout(),
         }
     }
 
@@ -246,6 +259,9 @@ impl VideoInput {
                 rate.num / rate.den.max(1)
             ),
             VideoInput::File(_, d) => d.clone(),
+            VideoInput::Live(g, rate) => {
+                format!("{} at {} fps", g.describe(), rate.num / rate.den.max(1))
+            }
         }
     }
 }
@@ -256,7 +272,7 @@ pub fn start_video(input: VideoInput, s: &VideoSettings) -> Result<Capture> {
     let rate = match (&input, s.fps) {
         (_, Some(fps)) => FrameRate::new(fps, 1),
         (VideoInput::File(r, _), None) => r.frame_rate(),
-        (VideoInput::Synthetic { rate, .. }, None) => *rate,
+        (VideoInput::Synthetic { rate, .. }, None) | (VideoInput::Live(_, rate), None) => *rate,
     };
     let fps = (rate.num / rate.den.max(1)).max(1);
     let mut config = Vp8Config::new(layout.width(), layout.height(), fps);
@@ -335,6 +351,21 @@ fn video_loop(
         let ts = Timestamp::now();
         match &mut input {
             VideoInput::Synthetic { .. } => pattern.render(&mut frame, frame_number, ts)?,
+            VideoInput::Live(g, _) => {
+                g.grab(&mut frame)?;
+                if stamp_all {
+                    stamp::stamp_frame(
+                        &mut frame,
+                        Stamp {
+                            frame_number,
+                            timestamp: ts,
+                        },
+                    )?;
+                }
+                frame
+                    .set_timestamp(ts)
+                    .set_sequence(u64::from(frame_number));
+            }
             VideoInput::File(r, d) => {
                 if !r.read_frame(&mut frame)? {
                     bail!("{d}: no frames");

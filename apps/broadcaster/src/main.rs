@@ -11,6 +11,7 @@ mod capture;
 mod cli;
 #[allow(dead_code)] // shared with the viewer and the room visualizer
 mod connection;
+mod screen;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use tokio::sync::mpsc;
 use wavecast_config::{Config, VideoCodec};
-use wavecast_rtc::{EngineEvent, Quality, TrackOptions};
+use wavecast_rtc::{EngineEvent, Quality, TrackOptions, TrackSource};
 use wavecast_session::session::{PublishedTrack, Session, SessionEvent, SessionState};
 use wavecast_token::Preset;
 
@@ -38,6 +39,9 @@ struct Cli {
     /// Media source: synthetic bars and tone with embedded timestamps, or files.
     #[arg(long, value_enum, default_value_t = SourceKind::Synthetic)]
     source: SourceKind,
+    /// X display to capture with `--source screen` [default: $DISPLAY].
+    #[arg(long, value_name = "DISPLAY")]
+    display: Option<String>,
     /// Y4M video file for `--source file` (8-bit 4:2:0; loops).
     #[arg(long, value_name = "FILE")]
     video_file: Option<PathBuf>,
@@ -106,6 +110,8 @@ enum SourceKind {
     Synthetic,
     /// `--video-file` and/or `--audio-file`.
     File,
+    /// The X11 screen (published as a screen share) and the tone.
+    Screen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
 /// Everything validated before any connection is made.
 struct Plan {
     credentials: Credentials,
+    screen: bool,
     video: Option<(VideoInput, VideoSettings)>,
     audio: Option<AudioSourceOpen>,
 }
@@ -192,6 +199,9 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
     if file && cli.video_file.is_none() && cli.audio_file.is_none() {
         bail!("--source file needs --video-file FILE.y4m and/or --audio-file FILE.wav");
     }
+    if cli.display.is_some() && cli.source != SourceKind::Screen {
+        bail!("--display needs --source screen");
+    }
     if !file && (cli.video_file.is_some() || cli.audio_file.is_some()) {
         bail!("--video-file/--audio-file need --source file");
     }
@@ -216,9 +226,18 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
             stamp_files: cli.stamp,
             snapshot: cli.snapshot.clone().map(|p| (p, 30)),
         };
-        let input = VideoInput::open(&s)?;
+        let input = if cli.source == SourceKind::Screen {
+            let g = screen::ScreenGrabber::open(cli.display.as_deref())?;
+            VideoInput::Live(
+                Box::new(g),
+                wavecast_media::FrameRate::new(config.video.fps, 1),
+            )
+        } else {
+            VideoInput::open(&s)?
+        };
         let (w, _) = input.size();
-        if w < wavecast_media::stamp::MIN_WIDTH && (!file || cli.stamp) {
+        let stamped = cli.source == SourceKind::Synthetic || cli.stamp;
+        if w < wavecast_media::stamp::MIN_WIDTH && stamped {
             bail!(
                 "video width {w}: the frame stamp needs at least {} pixels",
                 wavecast_media::stamp::MIN_WIDTH
@@ -255,6 +274,7 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
         config,
         Plan {
             credentials,
+            screen: cli.source == SourceKind::Screen,
             video,
             audio,
         },
@@ -342,6 +362,7 @@ struct Rates {
 async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
     let Plan {
         credentials,
+        screen,
         video,
         audio,
     } = plan;
@@ -408,7 +429,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
         None => {}
         Some(Err(e)) => exit = cli::fail(&anyhow::anyhow!("{e}"), e.exit_code()),
         Some(Ok((session, mut events))) => {
-            if let Err(e) = publish(&session, &mut kinds, video_size).await {
+            if let Err(e) = publish(&session, &mut kinds, video_size, screen).await {
                 exit = cli::fail(&e, 1);
             } else {
                 let mut stats_tick =
@@ -489,9 +510,18 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
 
 /// Publishes a track per kind (keeping the mute state) and points the capture threads at them.
 /// The session publishes them again by itself after a rejoin.
-async fn publish(session: &Session, kinds: &mut [Kind], video_size: (u32, u32)) -> Result<()> {
+async fn publish(
+    session: &Session,
+    kinds: &mut [Kind],
+    video_size: (u32, u32),
+    screen: bool,
+) -> Result<()> {
     for k in kinds.iter_mut() {
-        let mut opts = if k.name == "video" {
+        let mut opts = if k.name == "video" && screen {
+            let mut o = TrackOptions::video("screen", video_size.0, video_size.1);
+            o.source = TrackSource::ScreenShare;
+            o
+        } else if k.name == "video" {
             TrackOptions::video("camera", video_size.0, video_size.1)
         } else {
             TrackOptions::audio("microphone")

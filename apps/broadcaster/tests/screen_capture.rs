@@ -1,0 +1,148 @@
+//! `--source screen`: the broadcaster captures an X screen (a private Xvfb whose root window is
+//! painted orange through x11rb) and publishes it as a screen share; a headless viewer receives
+//! the screen's size and colour.
+
+#[path = "../../viewer/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wavecast_testbed::LiveKitServer;
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
+const ORANGE: [u8; 3] = [255, 128, 0];
+
+struct Xvfb(Child);
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private Xvfb on a free display number, 640x480x24.
+fn xvfb() -> Option<(Xvfb, String)> {
+    for n in 140..240 {
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            continue;
+        }
+        let child = Command::new("Xvfb")
+            .args([
+                &format!(":{n}"),
+                "-screen",
+                "0",
+                "640x480x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let x = Xvfb(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if Path::new(&socket).exists() {
+                return Some((x, format!(":{n}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        return None;
+    }
+    None
+}
+
+#[test]
+fn screen_share_of_an_x_display() {
+    let required = std::env::var("WAVECAST_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    let Some((_xvfb, display)) = xvfb() else {
+        assert!(!required, "Xvfb is required (WAVECAST_REQUIRE_GPU=1)");
+        eprintln!("SKIPPED screen_share_of_an_x_display: cannot start Xvfb");
+        return;
+    };
+    // Paint the root window orange, as `xsetroot -solid` would.
+    let (conn, screen) = x11rb::connect(Some(&display)).expect("connect to Xvfb");
+    let root = conn.setup().roots[screen].root;
+    let pixel = u32::from(ORANGE[0]) << 16 | u32::from(ORANGE[1]) << 8 | u32::from(ORANGE[2]);
+    conn.change_window_attributes(
+        root,
+        &ChangeWindowAttributesAux::new().background_pixel(pixel),
+    )
+    .unwrap();
+    conn.clear_area(false, root, 0, 0, 0, 0).unwrap();
+    x11rb::wrapper::ConnectionExt::sync(&conn).unwrap();
+
+    let viewer = common::sibling_bin(BIN, "wavecast-viewer", "viewer");
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let url = server.ws_url();
+    let mut b = Command::new(BIN);
+    b.args(common::join_args(&url, "screen", "presenter"))
+        .args([
+            "--source",
+            "screen",
+            "--display",
+            &display,
+            "--fps",
+            "10",
+            "--bitrate",
+            "500",
+        ])
+        .args(["--duration", "30s", "--no-stdin", "--no-audio"]);
+    let caster = common::Background::spawn("broadcaster", &mut b);
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump");
+    let r = common::run(
+        Command::new(&viewer)
+            .args(common::join_args(&url, "screen", "watcher"))
+            .args([
+                "--headless",
+                "--frames",
+                "15",
+                "--timeout",
+                "30s",
+                "--size",
+                "640x480",
+            ])
+            .arg("--dump")
+            .arg(&dump),
+        Duration::from_secs(45),
+    );
+    let c = caster.finish(Duration::from_millis(1));
+    assert_eq!(
+        r.code(),
+        0,
+        "{}\n--- broadcaster\n{}",
+        r.output(),
+        c.output()
+    );
+    assert!(c.stderr.contains("screen of X display"), "{}", c.stderr);
+    let stats = common::json(&dump.join("stats.json"));
+    let v = &stats["video"];
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(640), Some(480)),
+        "{v}"
+    );
+    let rect = &stats["render"]["picture_rect"];
+    let (x, y, w, h) = (
+        rect[0].as_f64().unwrap() as f32,
+        rect[1].as_f64().unwrap() as f32,
+        rect[2].as_f64().unwrap() as f32,
+        rect[3].as_f64().unwrap() as f32,
+    );
+    let png = common::pngs(&dump).pop().expect("a PNG");
+    let img = wavecast_visualizer::RgbaImage::load_png(&png).unwrap();
+    let p = img
+        .pixel((x + w * 0.5) as u32, (y + h * 0.6) as u32)
+        .unwrap();
+    assert!(
+        common::distance(p, ORANGE) <= 30,
+        "screen centre is {p:?}, painted {ORANGE:?}"
+    );
+}
