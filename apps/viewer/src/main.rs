@@ -198,6 +198,14 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<Prepared> {
         bail!("audio.channels = {}: 1 or 2", config.audio.channels);
     }
     let audio_out = parse_audio_out(&cli.audio_out)?;
+    #[cfg(not(feature = "cpal"))]
+    if matches!(audio_out, OutputSpec::Device(_)) {
+        bail!(
+            "--audio-out {}: this build has no sound card support; rebuild with \
+             `--features cpal`, or use none or wav:PATH",
+            cli.audio_out
+        );
+    }
     let credentials = match cli.source {
         ViewSource::Room => Some(Credentials::from_config(
             &config,

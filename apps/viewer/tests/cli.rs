@@ -79,6 +79,15 @@ fn bad_flags_are_refused_clearly() {
         r.output()
     );
 
+    if !cfg!(feature = "cpal") {
+        let r = common::run(
+            viewer().args(["--audio-out", "default"]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(r.code(), 2, "{}", r.output());
+        assert!(r.stderr.contains("--features cpal"), "{}", r.output());
+    }
+
     let r = common::run(viewer().args(["--dump", "/tmp/x"]), Duration::from_secs(10));
     assert_eq!(r.code(), 2, "{}", r.output());
     assert!(
