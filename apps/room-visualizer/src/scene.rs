@@ -30,6 +30,7 @@ struct TileState {
     history: WaveformHistory,
     speaking: Option<SpeakingDetector>,
     levels: Levels,
+    last_audio: Option<std::time::Instant>,
     frame: Option<VideoFrame>,
     rect: Rect,
 }
@@ -86,6 +87,13 @@ impl std::fmt::Debug for GridScene {
 }
 
 const HEADER_H: f32 = 34.0;
+
+const SILENCE: Levels = Levels {
+    rms: 0.0,
+    peak: 0.0,
+    rms_dbfs: wavecast_pipeline::analysis::MIN_DBFS,
+    peak_dbfs: wavecast_pipeline::analysis::MIN_DBFS,
+};
 
 impl GridScene {
     /// Builds the shared renderers for targets of `format`.
@@ -155,6 +163,15 @@ impl GridScene {
             ConnState::Disconnected { reason } => (format!("disconnected: {reason}"), palette::RED),
         }
     }
+}
+
+/// "Ada Lovelace" → "AL", "py" → "P".
+fn initials(name: &str) -> String {
+    name.split_whitespace()
+        .filter_map(|w| w.chars().find(|c| c.is_alphanumeric()))
+        .take(2)
+        .flat_map(char::to_uppercase)
+        .collect()
 }
 
 fn quality_of(m: &Member) -> ConnectionQuality {
@@ -239,7 +256,8 @@ impl Scene for GridScene {
                     waveform,
                     history: WaveformHistory::new(200),
                     speaking: SpeakingDetector::new(SpeakingConfig::default()).ok(),
-                    levels: Levels::default(),
+                    levels: SILENCE,
+                    last_audio: None,
                     frame: None,
                     rect: Rect::default(),
                 }
@@ -263,11 +281,23 @@ impl Scene for GridScene {
                 }
                 got = true;
             }
-            if !got {
+            if got {
+                st.last_audio = Some(std::time::Instant::now());
+            } else {
                 local_speaking = st
                     .speaking
                     .as_ref()
                     .is_some_and(SpeakingDetector::is_speaking);
+                // No audio for a while (muted, or none published): the bar falls to silence.
+                if st
+                    .last_audio
+                    .is_none_or(|t| t.elapsed() > Duration::from_millis(300))
+                {
+                    st.levels = SILENCE;
+                    if let Some(det) = st.speaking.as_mut() {
+                        local_speaking = det.update(SILENCE.rms_dbfs, Duration::from_millis(100));
+                    }
+                }
             }
             let has_video = st.frame.is_some() && m.video_on.load(Ordering::Relaxed);
             tiles.push(ParticipantTile {
@@ -324,8 +354,25 @@ impl Scene for GridScene {
                 audio_packets: m.audio.packets.load(Ordering::Relaxed),
             });
         }
-        // Header: room, count and connection state; a card when nobody is here.
+        // Header: room, count and connection state; a card when nobody is here; initials on
+        // the avatars.
         self.header.begin();
+        for (tile, l) in tiles.iter().zip(self.grid.layouts()) {
+            if tile.has_video {
+                continue;
+            }
+            let (cx, cy) = l.tile.center();
+            let size = l.tile.w.min(l.tile.h) * 0.16;
+            self.header.label(
+                &initials(tile.name),
+                cx,
+                cy - size * 0.6,
+                size,
+                Align::Center,
+                palette::WHITE,
+                l.tile,
+            );
+        }
         let (text, color) = self.header_text();
         let bar = Rect::new(0.0, 0.0, w as f32, HEADER_H - 4.0);
         self.overlay.rect(bar, palette::PANEL, 0.0);
@@ -349,6 +396,8 @@ impl Scene for GridScene {
     }
 
     fn render(&self, pass: &mut wgpu::RenderPass<'_>) -> wavecast_visualizer::Result<()> {
+        // Order: videos, the grid (avatars, rings, labels, badges), waveforms, level bars and
+        // header, then text (header, initials) on top.
         for m in self.members.iter() {
             if let Some(st) = self.tiles.get(&m.sid)
                 && st.frame.is_some()
@@ -365,5 +414,18 @@ impl Scene for GridScene {
         }
         self.overlay.render(pass);
         self.header.render(pass)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::initials;
+
+    #[test]
+    fn initials_of_names() {
+        assert_eq!(initials("Ada Lovelace"), "AL");
+        assert_eq!(initials("alan turing (python sdk)"), "AT");
+        assert_eq!(initials("py"), "P");
+        assert_eq!(initials(""), "");
     }
 }
