@@ -299,10 +299,19 @@ impl IvfWriter {
     }
 }
 
+/// Capture times further than this from our clock are taken for a false stamp (the CRC-8 lets
+/// about 1 in 256 unstamped pictures through; a real stamp from this machine or an NTP-synced one
+/// is within milliseconds).
+const STAMP_PLAUSIBLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Reads the stamp straight from a decoded picture's luma plane.
-fn read_stamp(img: &wavecast_codec::DecodedImage<'_>) -> Option<stamp::Stamp> {
+fn read_stamp(img: &wavecast_codec::DecodedImage<'_>, now: Timestamp) -> Option<stamp::Stamp> {
     let i = &img.image;
-    stamp::decode_plane(i.planes[0], i.strides[0], 1, i.width, i.height).ok()
+    let s = stamp::decode_plane(i.planes[0], i.strides[0], 1, i.width, i.height).ok()?;
+    let off = now
+        .saturating_duration_since(s.timestamp)
+        .max(s.timestamp.saturating_duration_since(now));
+    (off <= STAMP_PLAUSIBLE).then_some(s)
 }
 
 /// A running decoder thread and what it returns when its track ends.
@@ -380,7 +389,7 @@ pub fn spawn_video<S: EncodedSource>(
                 let at = Instant::now();
                 first_at.get_or_insert(at);
                 last_at = at;
-                let stamp = read_stamp(&img);
+                let stamp = read_stamp(&img, now);
                 if let Some(s) = stamp {
                     let age = now.saturating_duration_since(s.timestamp);
                     stats.stamped_frames += 1;
@@ -581,6 +590,31 @@ mod tests {
         assert!((p.p95_ms - 95.0).abs() <= 1.0, "{p:?}");
         assert_eq!(p.max_ms, 100.0);
         assert!(Percentiles::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn implausible_stamps_are_ignored() {
+        use wavecast_pipeline::{VideoFrameMut, VideoLayout};
+        let mut enc =
+            wavecast_codec::Vp8Encoder::new(wavecast_codec::Vp8Config::new(320, 180, 30)).unwrap();
+        let mut dec = Vp8Decoder::new().unwrap();
+        let now = Timestamp::now();
+        for (ts, ok) in [(now, true), (Timestamp::from_micros(1_000), false)] {
+            let mut f = VideoFrameMut::new(VideoLayout::new(PixelFormat::I420, 320, 180).unwrap());
+            wavecast_media::TestPattern::default()
+                .render(&mut f, 7, ts)
+                .unwrap();
+            let f = f.freeze();
+            enc.force_keyframe();
+            let data = enc
+                .encode(&wavecast_codec::pipeline::i420_of(&f).unwrap(), 0)
+                .unwrap()
+                .unwrap()
+                .data
+                .to_vec();
+            let img = dec.decode(&data).unwrap().unwrap();
+            assert_eq!(read_stamp(&img, now).is_some(), ok, "stamp at {ts:?}");
+        }
     }
 
     #[test]
