@@ -89,23 +89,43 @@ dev-server: setup-server
     echo "  secret: secret"
     wait $pid
 
-# The main job: mint a token, create a room on a local server, list it (grows into broadcaster + viewer).
+# The main job: a local LiveKit server, a broadcaster (synthetic bars + tone) and a viewer window.
+# Without a display the viewer runs headless and writes PNGs and stats to target/demo/.
 demo: setup
     #!/usr/bin/env bash
     set -euo pipefail
-    cargo build -q -p wavecast
-    bin="${CARGO_TARGET_DIR:-{{root}}/target}/debug/wavecast"
+    cargo build -q -p wavecast -p wavecast-broadcaster -p wavecast-viewer
+    bin="${CARGO_TARGET_DIR:-{{root}}/target}/debug"
     log=$(mktemp)
     livekit-server --dev --config "{{root}}/config/livekit-server.yaml" --bind 127.0.0.1 >"$log" 2>&1 &
-    pid=$!
-    trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT INT TERM
+    server=$!
+    trap 'kill $server ${bc:-} 2>/dev/null; rm -f "$log"' EXIT INT TERM
     for _ in $(seq 100); do curl -fs http://127.0.0.1:7880/ >/dev/null 2>&1 && break; sleep 0.1; done
-    echo "== a viewer token for alice in room 'demo' (decoded)"
-    "$bin" token --room demo --identity alice --preset viewer --ttl 1h --json
-    echo "== create room 'demo'"
-    "$bin" room create demo --metadata '{"topic":"wavecast demo"}' --max-participants 10
-    echo "== list rooms"
-    "$bin" room list
+    echo "== LiveKit dev server on ws://127.0.0.1:7880 (key devkey, secret secret); room from config/livekit.toml"
+    "$bin/wavecast" room create wavecast-demo --metadata '{"topic":"wavecast demo"}'
+    "$bin/broadcaster" --identity broadcaster --no-stdin &
+    bc=$!
+    if [ -n "${DISPLAY:-}" ]; then
+      echo "== viewer window: F fullscreen, Q or Esc to quit"
+      "$bin/viewer" --identity viewer --participant broadcaster
+    else
+      echo "== no DISPLAY: viewer runs headless, 90 frames to target/demo/"
+      "$bin/viewer" --identity viewer --participant broadcaster --headless --frames 90 --dump "{{root}}/target/demo"
+      echo "== wrote $(ls "{{root}}/target/demo"/*.png | wc -l) PNGs and target/demo/stats.json"
+    fi
+    "$bin/wavecast" participant list wavecast-demo
+
+# Publish into a room (defaults from config/livekit.toml), e.g. `just run-broadcaster --room demo`.
+run-broadcaster *args: setup
+    cargo run -q -p wavecast-broadcaster -- "$@"
+
+# Watch a room in a window (or `--headless --frames N --dump DIR`), e.g. `just run-viewer --room demo`.
+run-viewer *args: setup
+    cargo run -q -p wavecast-viewer -- "$@"
+
+# Every participant of a room in a grid, e.g. `just run-room-visualizer --room demo`.
+run-room-visualizer *args: setup
+    cargo run -q -p wavecast-room-visualizer -- "$@"
 
 # Everything CI checks: formatting, lints, unit and integration tests against a real server.
 test: setup
