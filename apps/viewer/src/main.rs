@@ -626,28 +626,31 @@ fn headless(
         if cli.frames.is_some() && Instant::now() > deadline {
             break false;
         }
-        scene.update(&gpu, frame_no)?;
-        let fresh = scene.has_fresh_frame();
-        // Without new video, still refresh the status at a calm 2 frames per second.
-        if !fresh && last_status.elapsed() < Duration::from_millis(500) {
+        // Draw when a new picture waits; without one, refresh the status at 2 frames per second.
+        if !shared.video.mailbox.has_frame() && last_status.elapsed() < Duration::from_millis(500) {
             std::thread::sleep(Duration::from_millis(4));
             continue;
         }
         last_status = Instant::now();
+        scene.update(&gpu, frame_no)?;
+        let fresh = scene.has_fresh_frame();
         draw_scene(&gpu, &scene, target.view(), target.format())?;
         frame_no += 1;
+        let dump = cli
+            .dump
+            .as_ref()
+            .filter(|_| fresh && (render.rendered_frames).is_multiple_of(cli.dump_every));
         if fresh {
             render.rendered_frames += 1;
-            if let Some(dir) = &cli.dump
-                && (render.rendered_frames - 1).is_multiple_of(cli.dump_every)
-            {
-                let img = target.read_rgba(&gpu.device, &gpu.queue)?;
-                let seq = scene.current_sequence().unwrap_or(render.rendered_frames);
-                save(&img, &dir.join(format!("frame-{seq:06}.png")))?;
-                render.pngs += 1;
-            }
+        }
+        if let Some(dir) = dump {
+            let img = target.read_rgba(&gpu.device, &gpu.queue)?;
+            let seq = scene.current_sequence().unwrap_or(render.rendered_frames);
+            save(&img, &dir.join(format!("frame-{seq:06}.png")))?;
+            render.pngs += 1;
         } else {
-            gpu.wait_idle("status frame")?;
+            // One frame in flight at most: the software rasteriser must not queue work up.
+            gpu.wait_idle("frame")?;
         }
     };
     render.picture_rect = scene.picture_rect().map(|r| (r.x, r.y, r.w, r.h));
