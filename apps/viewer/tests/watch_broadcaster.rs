@@ -52,6 +52,8 @@ fn viewer_watches_a_broadcaster_headless_and_records() {
         .arg(&dump)
         .arg("--record")
         .arg(&rec)
+        .arg("--audio-out")
+        .arg(format!("wav:{}", dir.path().join("out.wav").display()))
         .args(["--participant", "caster", "--size", "960x540"]);
     let r = common::run(&mut v, Duration::from_secs(60));
     let caster = caster.finish(Duration::from_millis(1));
