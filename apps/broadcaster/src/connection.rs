@@ -42,6 +42,8 @@ pub enum ConnState {
     Disconnected {
         /// Why.
         reason: String,
+        /// The process exit code this ending calls for (0: a normal leave).
+        exit_code: u8,
     },
 }
 
@@ -55,7 +57,7 @@ impl fmt::Display for ConnState {
                 max,
                 cause,
             } => write!(f, "offline ({cause}): retry {attempt}/{max}"),
-            ConnState::Disconnected { reason } => write!(f, "disconnected: {reason}"),
+            ConnState::Disconnected { reason, .. } => write!(f, "disconnected: {reason}"),
         }
     }
 }
@@ -184,6 +186,7 @@ impl Connector {
                     let msg = chain(&e);
                     self.set_state(ConnState::Disconnected {
                         reason: msg.clone(),
+                        exit_code: crate::cli::EXIT_REFUSED,
                     });
                     return Err(ConnectError::Refused(msg));
                 }
@@ -194,6 +197,7 @@ impl Connector {
                         let msg = format!("cannot reach LiveKit at {}: {cause}", self.url);
                         self.set_state(ConnState::Disconnected {
                             reason: format!("{msg}; gave up after {max} retries"),
+                            exit_code: crate::cli::EXIT_UNREACHABLE,
                         });
                         return Err(ConnectError::GaveUp {
                             attempts: max,
@@ -261,7 +265,11 @@ impl Connector {
                         if !matches!(reason, EndReason::Closed) {
                             tracing::error!("{text}");
                         }
-                        tx.send_replace(ConnState::Disconnected { reason: text });
+                        let exit_code = end_failure(&reason, &url).map_or(0, |(c, _)| c);
+                        tx.send_replace(ConnState::Disconnected {
+                            reason: text,
+                            exit_code,
+                        });
                         break;
                     }
                 };

@@ -137,7 +137,7 @@ fn screen_share_of_an_x_display() {
         rect[3].as_f64().unwrap() as f32,
     );
     let png = common::pngs(&dump).pop().expect("a PNG");
-    let img = wavecast_visualizer::RgbaImage::load_png(&png).unwrap();
+    let img = common::load_png(&png);
     let p = img
         .pixel((x + w * 0.5) as u32, (y + h * 0.6) as u32)
         .unwrap();

@@ -162,6 +162,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
     let conn_rx = connector.subscribe();
     let (roster_tx, roster_rx) = watch::channel::<Roster>(Arc::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let task = runtime.spawn(room::run(connector.clone(), roster_tx, stop_rx));
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -184,28 +185,47 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
             || task.is_finished(),
         )?;
     } else {
+        // The window owns the main thread: end the process from here when the room task gives
+        // up (after showing it a moment), or on Ctrl-C (after leaving the room cleanly).
         let mut rx = connector.subscribe();
+        let mut left_rx = connector.subscribe();
+        let stop = stop_tx.clone();
         let flag = interrupted.clone();
         runtime.spawn(async move {
             let gave_up = async {
                 loop {
                     if rx.changed().await.is_err() {
-                        return false;
+                        return std::future::pending().await;
                     }
                     let s = rx.borrow().clone();
-                    if let ConnState::Disconnected { reason } = s
-                        && reason != "left the room"
+                    if let ConnState::Disconnected { reason, exit_code } = s
+                        && exit_code != 0
                     {
-                        return true;
+                        return (exit_code, reason);
                     }
                 }
             };
+            let interrupted = async {
+                while !flag.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
             tokio::select! {
-                g = gave_up => if g {
+                (code, reason) = gave_up => {
                     tokio::time::sleep(Duration::from_secs(3)).await;
-                    std::process::exit(i32::from(cli::EXIT_UNREACHABLE));
-                },
-                _ = async { while !flag.load(Ordering::Relaxed) { tokio::time::sleep(Duration::from_millis(100)).await } } => {
+                    eprintln!("error: {reason}");
+                    std::process::exit(i32::from(code));
+                }
+                () = interrupted => {
+                    let _ = stop.send(true);
+                    let left = async {
+                        while !matches!(*left_rx.borrow_and_update(), ConnState::Disconnected { .. }) {
+                            if left_rx.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(5), left).await;
                     std::process::exit(0);
                 }
             }

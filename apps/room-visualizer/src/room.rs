@@ -288,6 +288,7 @@ pub async fn run(
     if outcome.failure.is_none() {
         connector.set_state(ConnState::Disconnected {
             reason: "left the room".into(),
+            exit_code: 0,
         });
     }
     let mut video = std::mem::take(&mut st.video);

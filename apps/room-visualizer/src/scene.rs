@@ -160,7 +160,9 @@ impl GridScene {
                 },
                 palette::RED,
             ),
-            ConnState::Disconnected { reason } => (format!("disconnected: {reason}"), palette::RED),
+            ConnState::Disconnected { reason, .. } => {
+                (format!("disconnected: {reason}"), palette::RED)
+            }
         }
     }
 }

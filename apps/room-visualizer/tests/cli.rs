@@ -148,7 +148,7 @@ fn window_under_xvfb_shows_the_offline_state() {
     );
     assert_eq!(r.code(), 0, "{}", r.output());
     assert!(r.stderr.contains("cannot reach LiveKit"), "{}", r.output());
-    let img = wavecast_visualizer::RgbaImage::load_png(&shot).expect("screenshot");
+    let img = common::load_png(&shot);
     // The header line is drawn in red while offline.
     let mut red = 0;
     for y in 0..30 {

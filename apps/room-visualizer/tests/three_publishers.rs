@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use wavecast_testbed::{LiveKitServer, PythonPeer};
-use wavecast_visualizer::RgbaImage;
 
 const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
 
@@ -98,7 +97,7 @@ fn three_publishers_three_named_tiles() {
     // shows something other than the page background (bars, or the avatar's colour).
     let pngs = common::pngs(&dump);
     assert_eq!(pngs.len(), 6);
-    let img = RgbaImage::load_png(pngs.last().unwrap()).unwrap();
+    let img = common::load_png(pngs.last().unwrap());
     let rect = |v: &serde_json::Value| {
         let f = |i: usize| v[i].as_f64().unwrap() as f32;
         (f(0), f(1), f(2), f(3))

@@ -323,6 +323,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         .build()
         .context("tokio runtime")?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let (watch_tx, watch_rx) = watch::channel(Watching::default());
     let url = p.config.connection.url.clone();
 
@@ -409,36 +410,57 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     if cli.headless {
         reached = headless(cli, &shared, &mut render, &interrupted, media_done)?;
     } else {
-        // Exit when the room task gives up while the window is open, after showing it a moment.
-        if let Media::Room(_, connector) = &media {
-            let mut rx = connector.subscribe();
-            let flag = interrupted.clone();
-            runtime.spawn(async move {
-                let gave_up = async {
-                    loop {
-                        if rx.changed().await.is_err() {
-                            return false;
-                        }
-                        let s = rx.borrow().clone();
-                        if let ConnState::Disconnected { reason } = s
-                            && reason != "left the room"
-                        {
-                            return true;
-                        }
-                    }
+        // The window owns the main thread: end the process from here when the room task gives
+        // up (after showing it a moment), or on Ctrl-C (after leaving the room cleanly).
+        let mut gave_up_rx = match &media {
+            Media::Room(_, connector) => Some(connector.subscribe()),
+            Media::Loopback(..) => None,
+        };
+        let mut left_rx = shared.conn.clone();
+        let stop = stop_tx.clone();
+        let flag = interrupted.clone();
+        runtime.spawn(async move {
+            let gave_up = async {
+                let Some(rx) = gave_up_rx.as_mut() else {
+                    return std::future::pending().await;
                 };
-                tokio::select! {
-                    g = gave_up => if g {
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                        // The window owns the main thread; the failure was already logged.
-                        std::process::exit(i32::from(cli::EXIT_UNREACHABLE));
-                    },
-                    _ = async { while !flag.load(Ordering::Relaxed) { tokio::time::sleep(Duration::from_millis(100)).await } } => {
-                        std::process::exit(0);
+                loop {
+                    if rx.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                    let s = rx.borrow().clone();
+                    if let ConnState::Disconnected { reason, exit_code } = s
+                        && exit_code != 0
+                    {
+                        return (exit_code, reason);
                     }
                 }
-            });
-        }
+            };
+            let interrupted = async {
+                while !flag.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                (code, reason) = gave_up => {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    eprintln!("error: {reason}");
+                    std::process::exit(i32::from(code));
+                }
+                () = interrupted => {
+                    let _ = stop.send(true);
+                    let left = async {
+                        while !matches!(*left_rx.borrow_and_update(), ConnState::Disconnected { .. }) {
+                            if left_rx.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(5), left).await;
+                    std::process::exit(0);
+                }
+            }
+        });
         let options = WindowOptions {
             title: format!("wavecast viewer — {url}"),
             size: cli.size,
@@ -472,6 +494,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         Media::Loopback(lb, state) => {
             state.send_replace(ConnState::Disconnected {
                 reason: "left the room".into(),
+                exit_code: 0,
             });
             let finished = lb.stop();
             (

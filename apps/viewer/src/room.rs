@@ -387,6 +387,7 @@ pub async fn run(
     if outcome.failure.is_none() {
         connector.set_state(ConnState::Disconnected {
             reason: "left the room".into(),
+            exit_code: 0,
         });
     }
     outcome.finished = tokio::task::spawn_blocking(move || decs.finish())

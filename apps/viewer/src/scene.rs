@@ -205,7 +205,7 @@ impl ViewerScene {
                     self.shared.url
                 )
             }),
-            ConnState::Disconnected { reason } => Some(format!("Disconnected: {reason}")),
+            ConnState::Disconnected { reason, .. } => Some(format!("Disconnected: {reason}")),
             ConnState::Connected { room } if self.current.is_none() => Some(match &w.identity {
                 Some(id) => format!("Watching {id}: waiting for video …"),
                 None => format!("Connected to room {room}: waiting for someone to publish …"),

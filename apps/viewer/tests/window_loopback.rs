@@ -87,8 +87,7 @@ fn loopback_window_under_xvfb() {
         Duration::from_secs(90),
     );
     assert_eq!(r.code(), 0, "{}", r.output());
-    let img =
-        wavecast_visualizer::RgbaImage::load_png(&shot).expect("the window wrote a screenshot");
+    let img = common::load_png(&shot);
     assert_eq!((img.width, img.height), (800, 450));
     // Somewhere in the top four fifths the bars show: count pure-ish yellow and cyan pixels.
     let (mut yellow, mut cyan) = (0, 0);

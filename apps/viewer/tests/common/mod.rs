@@ -190,6 +190,55 @@ pub fn pngs(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// An RGBA picture read from a PNG (the apps' dumps and screenshots).
+pub struct Image {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    data: Vec<u8>,
+}
+
+impl Image {
+    /// The pixel at (x, y), `None` outside.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 4]> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let i = (y as usize * self.width as usize + x as usize) * 4;
+        self.data.get(i..i + 4)?.try_into().ok()
+    }
+}
+
+/// Reads an 8-bit RGB or RGBA PNG (with the `png` crate, so test binaries need no GPU stack).
+pub fn load_png(path: &Path) -> Image {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder
+        .read_info()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut buf = vec![0; reader.output_buffer_size().expect("a sane PNG size")];
+    let info = reader
+        .next_frame(&mut buf)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(info.bit_depth, png::BitDepth::Eight, "{}", path.display());
+    buf.truncate(info.buffer_size());
+    let data = match info.color_type {
+        png::ColorType::Rgba => buf,
+        png::ColorType::Rgb => buf
+            .chunks_exact(3)
+            .flat_map(|c| [c[0], c[1], c[2], 255])
+            .collect(),
+        other => panic!("{}: colour type {other:?}", path.display()),
+    };
+    Image {
+        width: info.width,
+        height: info.height,
+        data,
+    }
+}
+
 /// The 75% colour bars of the synthetic source, left to right.
 pub const BARS: [[u8; 3]; 8] = [
     [191, 191, 191],
@@ -210,8 +259,7 @@ pub fn distance(a: [u8; 4], b: [u8; 3]) -> u8 {
 /// Checks the eight bars at mid-height of `rect` (x, y, w, h) in `png`; returns the worst
 /// channel error and a description of every sample.
 pub fn bar_errors(png: &Path, rect: (f32, f32, f32, f32)) -> (u8, String) {
-    let img = wavecast_visualizer::RgbaImage::load_png(png)
-        .unwrap_or_else(|e| panic!("load {}: {e}", png.display()));
+    let img = load_png(png);
     let (x, y, w, h) = rect;
     let mut worst = 0;
     let mut notes = String::new();
