@@ -94,8 +94,9 @@ dev-server: setup-server
 demo: setup
     #!/usr/bin/env bash
     set -euo pipefail
-    cargo build -q -p wavecast -p wavecast-broadcaster -p wavecast-viewer
-    bin="${CARGO_TARGET_DIR:-{{root}}/target}/debug"
+    # Release builds: a debug build encodes 720p at a few frames per second on a small machine.
+    cargo build --release -q -p wavecast -p wavecast-broadcaster -p wavecast-viewer
+    bin="${CARGO_TARGET_DIR:-{{root}}/target}/release"
     log=$(mktemp)
     livekit-server --dev --config "{{root}}/config/livekit-server.yaml" --bind 127.0.0.1 >"$log" 2>&1 &
     server=$!
@@ -117,15 +118,15 @@ demo: setup
 
 # Publish into a room (defaults from config/livekit.toml), e.g. `just run-broadcaster --room demo`.
 run-broadcaster *args: setup
-    cargo run -q -p wavecast-broadcaster -- "$@"
+    cargo run --release -q -p wavecast-broadcaster -- "$@"
 
 # Watch a room in a window (or `--headless --frames N --dump DIR`), e.g. `just run-viewer --room demo`.
 run-viewer *args: setup
-    cargo run -q -p wavecast-viewer -- "$@"
+    cargo run --release -q -p wavecast-viewer -- "$@"
 
 # Every participant of a room in a grid, e.g. `just run-room-visualizer --room demo`.
 run-room-visualizer *args: setup
-    cargo run -q -p wavecast-room-visualizer -- "$@"
+    cargo run --release -q -p wavecast-room-visualizer -- "$@"
 
 # Everything CI checks: formatting, lints, unit and integration tests against a real server.
 test: setup
