@@ -1,0 +1,183 @@
+//! The I/O driver: the engine task's loop (sockets, signal, commands, media, timers) and the
+//! hand-off of events to the reader.
+
+use super::*;
+
+enum Wake {
+    Datagram(PeerRole, std::io::Result<(usize, SocketAddr)>),
+    Signal(Option<SignalEvent>),
+    Command(Option<Command>),
+    Media(Option<MediaWrite>),
+    Timeout,
+}
+
+impl Core {
+    pub(super) async fn run(
+        mut self,
+        mut signal_events: SignalEvents,
+        mut commands: mpsc::Receiver<Command>,
+        mut media: mpsc::Receiver<MediaWrite>,
+    ) {
+        let pub_sock = self.publisher.socket.clone();
+        let sub_sock = self.subscriber.socket.clone();
+        let mut pub_buf = vec![0u8; RECV_BUF];
+        let mut sub_buf = vec![0u8; RECV_BUF];
+        let reason = loop {
+            let now = Instant::now();
+            let deadline = self
+                .publisher
+                .next_timeout
+                .min(self.subscriber.next_timeout)
+                .min(now + Duration::from_millis(100))
+                .max(now);
+            let wake = tokio::select! {
+                r = pub_sock.recv_from(&mut pub_buf) => Wake::Datagram(PeerRole::Publisher, r),
+                r = sub_sock.recv_from(&mut sub_buf) => Wake::Datagram(PeerRole::Subscriber, r),
+                e = signal_events.recv() => Wake::Signal(e),
+                c = commands.recv() => Wake::Command(c),
+                m = media.recv() => Wake::Media(m),
+                _ = tokio::time::sleep_until(deadline.into()) => Wake::Timeout,
+            };
+            let result = match wake {
+                Wake::Datagram(role, Ok((n, from))) => {
+                    let (peer, buf) = match role {
+                        PeerRole::Publisher => (&mut self.publisher, &pub_buf),
+                        PeerRole::Subscriber => (&mut self.subscriber, &sub_buf),
+                    };
+                    peer.receive(from, &buf[..n])
+                }
+                Wake::Datagram(role, Err(e)) => {
+                    // ICMP errors (port unreachable) surface here on Linux; not fatal.
+                    trace!(%role, "udp recv error: {e}");
+                    Ok(())
+                }
+                Wake::Signal(Some(SignalEvent::Message(msg))) => self.on_signal(*msg).await,
+                Wake::Signal(Some(SignalEvent::Close(why))) => {
+                    break DisconnectReason::SignalClosed(why.into_owned());
+                }
+                Wake::Signal(None) => {
+                    break DisconnectReason::SignalClosed("signal client ended".into());
+                }
+                Wake::Command(Some(Command::Close { reply })) => {
+                    self.leave().await;
+                    let _ = reply.send(());
+                    break DisconnectReason::ClientInitiated;
+                }
+                Wake::Command(Some(c)) => self.on_command(c).await,
+                Wake::Command(None) => {
+                    self.leave().await;
+                    break DisconnectReason::ClientInitiated;
+                }
+                Wake::Media(Some(m)) => self.on_media_write(m),
+                Wake::Media(None) => Ok(()),
+                Wake::Timeout => Ok(()),
+            };
+            if let Err(e) = result {
+                warn!("engine: {e}");
+            }
+            let now = Instant::now();
+            if let Err(e) = self.publisher.tick(now) {
+                warn!("engine: {e}");
+            }
+            if let Err(e) = self.subscriber.tick(now) {
+                warn!("engine: {e}");
+            }
+            if let Err(e) = self.handle_peer_events().await {
+                warn!("engine: {e}");
+            }
+            self.expire_pending_publish(now);
+            if !self.reliable_backlog.is_empty()
+                && let Err(e) = self.flush_reliable()
+            {
+                warn!("engine: {e}");
+            }
+            if !self.publisher.rtc.is_alive() && self.publisher.connected {
+                break DisconnectReason::TransportFailed(PeerRole::Publisher);
+            }
+        };
+        info!("engine stopped: {reason:?}");
+        // Disconnected must not be lost: wait for room.
+        let _ = self.events.send(EngineEvent::Disconnected(reason)).await;
+    }
+
+    pub(super) fn emit(&self, ev: EngineEvent) {
+        if let Err(e) = self.events.try_send(ev) {
+            match e {
+                mpsc::error::TrySendError::Full(ev) => {
+                    self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+                    debug!("event stream full, dropped {ev:?}");
+                }
+                mpsc::error::TrySendError::Closed(_) => {}
+            }
+        }
+    }
+
+    pub(super) async fn handle_peer_events(&mut self) -> Result<(), EngineError> {
+        while let Some(ev) = self.publisher.events.pop_front() {
+            self.on_peer_event(PeerRole::Publisher, ev).await?;
+        }
+        while let Some(ev) = self.subscriber.events.pop_front() {
+            self.on_peer_event(PeerRole::Subscriber, ev).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_peer_event(&mut self, role: PeerRole, ev: Event) -> Result<(), EngineError> {
+        match ev {
+            Event::Connected => {
+                info!(%role, "connected (ICE + DTLS)");
+                match role {
+                    PeerRole::Publisher => self.publisher.connected = true,
+                    PeerRole::Subscriber => self.subscriber.connected = true,
+                }
+                self.emit(EngineEvent::Transport {
+                    role,
+                    state: TransportState::Connected,
+                });
+            }
+            Event::IceConnectionStateChange(s) => {
+                debug!(%role, "ICE {s:?}");
+                if s == IceConnectionState::Disconnected {
+                    self.emit(EngineEvent::Transport {
+                        role,
+                        state: TransportState::Disconnected,
+                    });
+                }
+            }
+            Event::ChannelOpen(id, label) => {
+                info!(%role, "data channel {label} open");
+                if role == PeerRole::Subscriber {
+                    self.sub_channels.insert(id, label != "_lossy");
+                }
+                self.emit(EngineEvent::DataChannelOpen { role, label });
+            }
+            Event::ChannelData(d) => {
+                let reliable = match role {
+                    PeerRole::Subscriber => self.sub_channels.get(&d.id).copied().unwrap_or(true),
+                    PeerRole::Publisher => Some(d.id) == self.reliable,
+                };
+                self.on_data_packet(&d.data, reliable);
+            }
+            Event::MediaData(md) => self.on_media_data(md)?,
+            Event::KeyframeRequest(kr) if role == PeerRole::Publisher => {
+                if let Some(t) = self.local_tracks.values().find(|t| t.mid == Some(kr.mid)) {
+                    debug!("keyframe requested for {} ({:?})", t.sid, kr.kind);
+                    t.shared.keyframe_requested.store(true, Ordering::Relaxed);
+                }
+            }
+            Event::EgressBitrateEstimate(bwe) => {
+                let bps = match bwe {
+                    str0m::bwe::BweKind::Twcc { estimate, .. } => estimate.as_u64(),
+                    str0m::bwe::BweKind::Remb { estimate, .. } => estimate.as_u64(),
+                    _ => 0,
+                };
+                for t in self.local_tracks.values() {
+                    t.shared.target_bitrate.store(bps, Ordering::Relaxed);
+                }
+            }
+            Event::MediaAdded(m) => debug!(%role, "media added: mid {} {:?}", m.mid, m.kind),
+            other => trace!(%role, "rtc event {other:?}"),
+        }
+        Ok(())
+    }
+}
