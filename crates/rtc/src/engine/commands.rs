@@ -88,6 +88,40 @@ impl Core {
                     self.request_keyframe(mid)?;
                 }
             }
+            Command::Subscribe {
+                participant_sid,
+                track_sid,
+                subscribe,
+                reply,
+            } => {
+                self.send_signal(proto::signal_request::Message::Subscription(
+                    proto::UpdateSubscription {
+                        track_sids: vec![track_sid.clone()],
+                        subscribe,
+                        participant_tracks: vec![proto::ParticipantTracks {
+                            participant_sid,
+                            track_sids: vec![track_sid],
+                        }],
+                    },
+                ))
+                .await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::TrackSettings {
+                track_sid,
+                enabled,
+                reply,
+            } => {
+                self.send_signal(proto::signal_request::Message::TrackSetting(
+                    proto::UpdateTrackSettings {
+                        track_sids: vec![track_sid],
+                        disabled: !enabled,
+                        ..Default::default()
+                    },
+                ))
+                .await;
+                let _ = reply.send(Ok(()));
+            }
             Command::Close { .. } => {}
         }
         Ok(())

@@ -3,7 +3,11 @@
 use super::*;
 
 impl Core {
-    pub(super) fn send_data(&mut self, payload: Vec<u8>, options: DataOptions) -> Result<(), EngineError> {
+    pub(super) fn send_data(
+        &mut self,
+        payload: Vec<u8>,
+        options: DataOptions,
+    ) -> Result<(), EngineError> {
         let (id, label) = if options.reliable {
             (self.reliable, "_reliable")
         } else {

@@ -8,6 +8,8 @@ enum Wake {
     Signal(Option<SignalEvent>),
     Command(Option<Command>),
     Media(Option<MediaWrite>),
+    /// The reader made room for the oldest held event (`Err`: the reader is gone).
+    Deliver(Option<mpsc::OwnedPermit<EngineEvent>>),
     Timeout,
 }
 
@@ -30,12 +32,22 @@ impl Core {
                 .min(self.subscriber.next_timeout)
                 .min(now + Duration::from_millis(100))
                 .max(now);
+            // Never wait for the reader here: held events go out when a permit is ready.
+            let holding = !self.held.is_empty();
+            let deliver = holding.then(|| self.events.clone());
+            let deliver = async move {
+                match deliver {
+                    Some(tx) => tx.reserve_owned().await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
                 r = pub_sock.recv_from(&mut pub_buf) => Wake::Datagram(PeerRole::Publisher, r),
                 r = sub_sock.recv_from(&mut sub_buf) => Wake::Datagram(PeerRole::Subscriber, r),
                 e = signal_events.recv() => Wake::Signal(e),
                 c = commands.recv() => Wake::Command(c),
                 m = media.recv() => Wake::Media(m),
+                p = deliver, if holding => Wake::Deliver(p),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Timeout,
             };
             let result = match wake {
@@ -70,6 +82,27 @@ impl Core {
                 }
                 Wake::Media(Some(m)) => self.on_media_write(m),
                 Wake::Media(None) => Ok(()),
+                Wake::Deliver(Some(permit)) => {
+                    if let Some(ev) = self.held.pop_front() {
+                        permit.send(ev);
+                    }
+                    // And whatever else fits now.
+                    while let Some(ev) = self.held.pop_front() {
+                        match self.events.try_send(ev) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(ev)) => {
+                                self.held.push_front(ev);
+                                break;
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => self.held.clear(),
+                        }
+                    }
+                    Ok(())
+                }
+                Wake::Deliver(None) => {
+                    self.held.clear(); // nobody reads any more
+                    Ok(())
+                }
                 Wake::Timeout => Ok(()),
             };
             if let Err(e) = result {
@@ -96,20 +129,62 @@ impl Core {
             }
         };
         info!("engine stopped: {reason:?}");
-        // Disconnected must not be lost: wait for room.
-        let _ = self.events.send(EngineEvent::Disconnected(reason)).await;
+        // The network loop is over: hand the reader what is held, then Disconnected, waiting a
+        // bounded time for room (a reader that stalls longer sees the stream end instead, which
+        // reads as a lost engine).
+        self.held.push_back(EngineEvent::Disconnected(reason));
+        let events = self.events.clone();
+        let held = std::mem::take(&mut self.held);
+        let flush = async move {
+            for ev in held {
+                if events.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(FINAL_FLUSH, flush).await.is_err() {
+            warn!("event reader stalled for {FINAL_FLUSH:?} after the engine stopped");
+        }
     }
 
-    pub(super) fn emit(&self, ev: EngineEvent) {
-        if let Err(e) = self.events.try_send(ev) {
-            match e {
-                mpsc::error::TrySendError::Full(ev) => {
-                    self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
-                    debug!("event stream full, dropped {ev:?}");
-                }
-                mpsc::error::TrySendError::Closed(_) => {}
+    /// Hand an event to the reader without waiting (see [`EngineEvent`] for the policy).
+    ///
+    /// Droppable events (speaker and quality updates, lossy data) go out only when the stream
+    /// has room and nothing is held; otherwise they are dropped and counted. Every other event
+    /// (roster changes, subscriptions, transport states, reliable data) is never dropped: when
+    /// the stream is full it is held, in order, and the loop delivers it as the reader makes
+    /// room.
+    pub(super) fn emit(&mut self, ev: EngineEvent) {
+        let droppable = ev.is_droppable();
+        if !self.held.is_empty() {
+            if droppable {
+                self.count_drop(&ev);
+            } else {
+                self.held.push_back(ev);
+                self.note_held();
             }
+            return;
         }
+        match self.events.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) if droppable => self.count_drop(&ev),
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                self.held.push_back(ev);
+                self.note_held();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn count_drop(&self, ev: &EngineEvent) {
+        self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+        debug!("event stream full, dropped {ev:?}");
+    }
+
+    fn note_held(&self) {
+        self.counters
+            .held_peak
+            .fetch_max(self.held.len() as u64, Ordering::Relaxed);
     }
 
     pub(super) async fn handle_peer_events(&mut self) -> Result<(), EngineError> {
@@ -122,7 +197,11 @@ impl Core {
         Ok(())
     }
 
-    pub(super) async fn on_peer_event(&mut self, role: PeerRole, ev: Event) -> Result<(), EngineError> {
+    pub(super) async fn on_peer_event(
+        &mut self,
+        role: PeerRole,
+        ev: Event,
+    ) -> Result<(), EngineError> {
         match ev {
             Event::Connected => {
                 info!(%role, "connected (ICE + DTLS)");

@@ -159,6 +159,17 @@ pub(crate) enum Command {
     RequestKeyframe {
         track_sid: String,
     },
+    Subscribe {
+        participant_sid: String,
+        track_sid: String,
+        subscribe: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    TrackSettings {
+        track_sid: String,
+        enabled: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     Close {
         reply: oneshot::Sender<()>,
     },
@@ -180,7 +191,11 @@ pub struct Engine {
 #[derive(Debug, Default)]
 struct Counters {
     dropped_events: AtomicU64,
+    held_peak: AtomicU64,
 }
+
+/// How long the stopped engine task waits for the reader to take its last events.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
 
 impl Drop for Engine {
     fn drop(&mut self) {
@@ -268,6 +283,7 @@ impl Engine {
             signal,
             options,
             events: event_tx,
+            held: std::collections::VecDeque::new(),
             counters: counters.clone(),
             commands: cmd_tx.clone(),
             media_tx,
@@ -319,9 +335,15 @@ impl Engine {
         &self.join.local
     }
 
-    /// Events dropped because the event stream was full.
+    /// Droppable events (speaker and quality updates, lossy data) dropped because the event
+    /// stream was full.
     pub fn dropped_events(&self) -> u64 {
         self.counters.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// The most must-deliver events the engine held at once for a reader that was behind.
+    pub fn held_events_peak(&self) -> u64 {
+        self.counters.held_peak.load(Ordering::Relaxed)
     }
 
     async fn request<T>(
@@ -372,6 +394,42 @@ impl Engine {
         self.request(|reply| Command::Data {
             payload,
             options,
+            reply,
+        })
+        .await
+    }
+
+    /// Subscribe to (or unsubscribe from) a remote participant's track. With
+    /// [`EngineOptions::auto_subscribe`] off this is how tracks are received: the server then
+    /// offers the track and it arrives as [`EngineEvent::TrackSubscribed`]; unsubscribing ends it
+    /// with [`EngineEvent::TrackUnsubscribed`].
+    pub async fn set_subscribed(
+        &self,
+        participant_sid: &str,
+        track_sid: &str,
+        subscribe: bool,
+    ) -> Result<(), EngineError> {
+        let (participant_sid, track_sid) = (participant_sid.to_owned(), track_sid.to_owned());
+        self.request(|reply| Command::Subscribe {
+            participant_sid,
+            track_sid,
+            subscribe,
+            reply,
+        })
+        .await
+    }
+
+    /// Pause (`false`) or resume (`true`) the server's forwarding of a subscribed track without
+    /// unsubscribing (LiveKit's `UpdateTrackSettings.disabled`).
+    pub async fn set_track_enabled(
+        &self,
+        track_sid: &str,
+        enabled: bool,
+    ) -> Result<(), EngineError> {
+        let track_sid = track_sid.to_owned();
+        self.request(|reply| Command::TrackSettings {
+            track_sid,
+            enabled,
             reply,
         })
         .await
@@ -437,6 +495,8 @@ struct Core {
     signal: SignalClient,
     options: EngineOptions,
     events: mpsc::Sender<EngineEvent>,
+    /// Must-deliver events waiting for room in `events`, oldest first (see `emit`).
+    held: std::collections::VecDeque<EngineEvent>,
     counters: Arc<Counters>,
     commands: mpsc::Sender<Command>,
     media_tx: mpsc::Sender<MediaWrite>,

@@ -79,7 +79,7 @@ impl Core {
             self.sub_trickled = true;
             self.trickle_local(role).await?;
         }
-        self.map_remote_tracks(&desc.sdp).await;
+        self.map_remote_tracks(&desc.sdp);
         Ok(())
     }
 

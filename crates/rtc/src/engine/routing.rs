@@ -4,7 +4,7 @@ use super::*;
 
 impl Core {
     /// Match the offer's media sections to remote tracks: new msid on a mid → new subscription.
-    pub(super) async fn map_remote_tracks(&mut self, sdp_text: &str) {
+    pub(super) fn map_remote_tracks(&mut self, sdp_text: &str) {
         for s in sdp::sections(sdp_text) {
             let kind = match s.kind {
                 SectionKind::Audio => TrackKind::Audio,
@@ -60,8 +60,8 @@ impl Core {
                         commands: self.commands.clone(),
                         dropped,
                     };
-                    // Must not be lost: wait for room in the event stream.
-                    let _ = self.events.send(EngineEvent::TrackSubscribed(track)).await;
+                    // Never dropped: held until the reader makes room (see `emit`).
+                    self.emit(EngineEvent::TrackSubscribed(track));
                 }
                 (false, _, Some(old)) | (true, None, Some(old)) => {
                     self.remote.remove(&mid);

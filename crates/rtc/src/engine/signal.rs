@@ -22,7 +22,10 @@ impl Core {
         self.signal.close().await;
     }
 
-    pub(super) async fn on_signal(&mut self, msg: proto::signal_response::Message) -> Result<(), EngineError> {
+    pub(super) async fn on_signal(
+        &mut self,
+        msg: proto::signal_response::Message,
+    ) -> Result<(), EngineError> {
         use proto::signal_response::Message as M;
         match msg {
             M::Offer(desc) => self.on_subscriber_offer(desc).await?,
