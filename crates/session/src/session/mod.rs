@@ -60,10 +60,10 @@ use wavecast_token::{Keys, Preset, TokenBuilder};
 
 pub use credentials::Credentials;
 pub use error::SessionError;
+pub use media::{AudioPublisher, AudioSubscriber, VideoPublisher, VideoSubscriber};
 pub use options::SessionOptions;
 pub use outbox::{SessionEvent, SessionEvents};
 pub use state::{EndReason, SessionState, SessionStats};
-pub use media::{AudioPublisher, AudioSubscriber, VideoPublisher, VideoSubscriber};
 pub use tracks::{PublishedTrack, SendError, SubscribedTrack, TrackKey};
 pub use wavecast_config::ReconnectPolicy;
 pub use wavecast_rtc::{
@@ -72,9 +72,11 @@ pub use wavecast_rtc::{
 };
 
 use outbox::BACKLOG_MAX;
-use reconnect::{shutdown_engine, unit_random};
-use supervisor::{Drive, Supervisor, describe, error_chain};
-use tracks::{LocalSlot, RemoteSlot, lock};
+use reconnect::shutdown_engine;
+pub(crate) use reconnect::unit_random;
+use supervisor::{Supervisor, error_chain};
+pub(crate) use tracks::lock;
+use tracks::{LocalSlot, RemoteSlot};
 
 struct Shared {
     options: SessionOptions,
@@ -87,6 +89,8 @@ struct Shared {
     join_attempts: AtomicU64,
     rejoins: AtomicU64,
     dropped_events: AtomicU64,
+    /// The error that ended the session, when an error did.
+    end_error: Mutex<Option<Arc<SessionError>>>,
 }
 
 impl Shared {
@@ -183,6 +187,7 @@ impl Session {
             join_attempts: AtomicU64::new(1),
             rejoins: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
+            end_error: Mutex::new(None),
         });
         let sup = Supervisor {
             shared: shared.clone(),
@@ -215,6 +220,11 @@ impl Session {
     /// The current state.
     pub fn state(&self) -> SessionState {
         self.shared.state()
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> &str {
+        &self.shared.options.url
     }
 
     /// A receiver of every state change.
@@ -253,12 +263,50 @@ impl Session {
             .map(|(_, e)| e.join_info().clone())
     }
 
+    /// The error that ended the session, with its causes (`None` while it runs, or when it was
+    /// closed or removed by the server). [`EndReason`] says the same in words.
+    pub fn end_error(&self) -> Option<Arc<SessionError>> {
+        lock(&self.shared.end_error).clone()
+    }
+
+    /// Subscribe to (or unsubscribe from) a remote track by its publisher's and its own sid (see
+    /// [`crate::Room::subscribe`] for the roster-level call). Subscribing brings a
+    /// [`SessionEvent::TrackSubscribed`]; unsubscribing ends the track's handle.
+    pub async fn set_subscribed(
+        &self,
+        participant_sid: &str,
+        track_sid: &str,
+        subscribe: bool,
+    ) -> Result<(), SessionError> {
+        let (_, engine) = self.engine()?;
+        engine
+            .set_subscribed(participant_sid, track_sid, subscribe)
+            .await
+            .map_err(|e| self.engine_error(format!("subscribe to track {track_sid}"), e))
+    }
+
+    /// Pause or resume the server's forwarding of a subscribed track (it stays subscribed).
+    pub async fn set_track_enabled(
+        &self,
+        track_sid: &str,
+        enabled: bool,
+    ) -> Result<(), SessionError> {
+        let (_, engine) = self.engine()?;
+        engine
+            .set_track_enabled(track_sid, enabled)
+            .await
+            .map_err(|e| self.engine_error(format!("enable track {track_sid}"), e))
+    }
+
     /// Counters.
     pub fn stats(&self) -> SessionStats {
+        let engine = lock(&self.shared.engine).as_ref().map(|(_, e)| e.clone());
         SessionStats {
             join_attempts: self.shared.join_attempts.load(Ordering::Relaxed),
             rejoins: self.shared.rejoins.load(Ordering::Relaxed),
             dropped_events: self.shared.dropped_events.load(Ordering::Relaxed),
+            engine_dropped_events: engine.as_ref().map_or(0, |e| e.dropped_events()),
+            engine_held_peak: engine.as_ref().map_or(0, |e| e.held_events_peak()),
         }
     }
 

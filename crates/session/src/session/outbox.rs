@@ -12,9 +12,10 @@ pub(super) const BACKLOG_MAX: usize = 1024;
 /// Drop policy: `ActiveSpeakers` and `ConnectionQuality` updates (periodic, each superseding
 /// the last) are dropped when the stream is full and counted in [`SessionStats::dropped_events`].
 /// Every other event is kept: up to 1 024 of them wait in the supervisor for the reader; past
-/// that the supervisor stops reading the engine, whose own bounded queue then drops its
-/// droppable events (see [`EngineEvent`]). State changes are also always readable from
-/// [`Session::watch_state`].
+/// that the supervisor stops reading the engine, which then holds its own must-deliver events
+/// (roster changes, subscriptions) and drops only its droppable ones (see [`EngineEvent`];
+/// counted in [`SessionStats::engine_dropped_events`]). State changes are also always readable
+/// from [`Session::watch_state`]. For a roster that is never stale, use [`crate::Room`].
 ///
 /// After a rejoin the new engine reports the room afresh (participants joined, tracks
 /// published), so those events can repeat.
@@ -73,8 +74,8 @@ impl Supervisor {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::supervisor::test_supervisor as supervisor;
+    use super::*;
 
     /// Periodic updates are dropped (and counted) when the reader is behind; everything else
     /// waits in the backlog, in order, behind which droppable updates are dropped too.

@@ -4,7 +4,7 @@
 use super::*;
 
 /// A value in `[0, 1)` from the OS-seeded std hasher (jitter needs no better randomness).
-pub(super) fn unit_random() -> f64 {
+pub(crate) fn unit_random() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -55,13 +55,23 @@ impl Supervisor {
         }
     }
 
+    /// Remember the error that ends the session (for [`Session::end_error`]).
+    pub(super) fn keep_end_error(&self, error: Arc<SessionError>) {
+        *lock(&self.shared.end_error) = Some(error);
+    }
+
     /// Full rejoins with backoff until one joins (Ok) or the session must end (Err).
     pub(super) async fn rejoin(&mut self, why: String) -> Result<(), EndReason> {
         let policy = self.shared.options.reconnect.clone();
         let url = self.shared.options.url.clone();
-        let mut last_error = why;
+        let mut last_error = why.clone();
+        let mut last_cause = Arc::new(SessionError::ConnectionLost {
+            url: url.clone(),
+            reason: why,
+        });
         loop {
             if self.attempt >= policy.max_attempts {
+                self.keep_end_error(last_cause);
                 return Err(EndReason::GaveUp {
                     attempts: self.attempt,
                     last_error,
@@ -83,9 +93,9 @@ impl Supervisor {
             let token = match self.shared.options.credentials.token_now() {
                 Ok(t) => t,
                 Err(e) => {
-                    return Err(EndReason::Fatal {
-                        error: error_chain(&e),
-                    });
+                    let error = error_chain(&e);
+                    self.keep_end_error(Arc::new(e));
+                    return Err(EndReason::Fatal { error });
                 }
             };
             let engine_options = self.shared.options.engine.clone();
@@ -97,16 +107,22 @@ impl Supervisor {
                 Some(Err(e)) => {
                     let e = SessionError::from_connect(&url, e);
                     if !e.is_retryable() {
-                        return Err(match e {
+                        let end = match &e {
                             SessionError::Unauthorized {
                                 status, message, ..
-                            } => EndReason::Refused { status, message },
-                            other => EndReason::Fatal {
-                                error: error_chain(&other),
+                            } => EndReason::Refused {
+                                status: *status,
+                                message: message.clone(),
                             },
-                        });
+                            other => EndReason::Fatal {
+                                error: error_chain(other),
+                            },
+                        };
+                        self.keep_end_error(Arc::new(e));
+                        return Err(end);
                     }
                     last_error = error_chain(&e);
+                    last_cause = Arc::new(e);
                     info!("rejoin attempt {attempt} failed: {last_error}");
                     continue;
                 }
@@ -121,6 +137,7 @@ impl Supervisor {
                 }
                 Some(Err(e)) => {
                     last_error = error_chain(&e);
+                    last_cause = Arc::new(e);
                     warn!("rejoin attempt {attempt}: re-publishing failed: {last_error}");
                     shutdown_engine(engine, self.shared.options.close_grace).await;
                     continue;

@@ -96,6 +96,10 @@ pub struct SessionStats {
     pub rejoins: u64,
     /// Events dropped by the session's drop policy.
     pub dropped_events: u64,
+    /// Droppable events the current engine dropped because the session was behind.
+    pub engine_dropped_events: u64,
+    /// The most must-deliver events the current engine held at once for the session.
+    pub engine_held_peak: u64,
 }
 
 #[cfg(test)]

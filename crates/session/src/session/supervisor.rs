@@ -42,9 +42,13 @@ impl Supervisor {
                     warn!("session: connection lost: {why}");
                     self.drop_engine().await;
                     if !self.connected_once {
-                        break EndReason::Fatal {
-                            error: format!("the first connection was lost before it was up: {why}"),
-                        };
+                        let error =
+                            format!("the first connection was lost before it was up: {why}");
+                        self.keep_end_error(Arc::new(SessionError::ConnectionLost {
+                            url: self.shared.options.url.clone(),
+                            reason: why,
+                        }));
+                        break EndReason::Fatal { error };
                     }
                     match self.rejoin(why).await {
                         Ok(()) => {}
@@ -296,44 +300,38 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-
+/// A supervisor on no engine, for unit tests of its pure parts.
 #[cfg(test)]
-mod test_support {
-    use super::*;
-
-    pub(crate) fn test_supervisor(capacity: usize) -> (Supervisor, SessionEvents) {
-        let options = SessionOptions::new("ws://127.0.0.1:1", Credentials::token("t"));
-        let shared = Arc::new(Shared {
-            options,
-            engine: Mutex::new(None),
-            published: Mutex::new(Vec::new()),
-            subscribed: Mutex::new(HashMap::new()),
-            state: watch::Sender::new(SessionState::Connecting),
-            cancel: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            join_attempts: AtomicU64::new(1),
-            rejoins: AtomicU64::new(0),
-            dropped_events: AtomicU64::new(0),
-        });
-        let (out, rx) = mpsc::channel(capacity);
-        let (_engine_tx, events) = mpsc::channel(1);
-        let sup = Supervisor {
-            shared,
-            out,
-            backlog: VecDeque::new(),
-            epoch: 1,
-            events,
-            transports: (false, false),
-            since: Instant::now(),
-            connected: false,
-            connected_once: false,
-            attempt: 0,
-            identities: HashMap::new(),
-            track_names: HashMap::new(),
-        };
-        (sup, rx)
-    }
+pub(super) fn test_supervisor(capacity: usize) -> (Supervisor, SessionEvents) {
+    let options = SessionOptions::new("ws://127.0.0.1:1", Credentials::token("t"));
+    let shared = Arc::new(Shared {
+        options,
+        engine: Mutex::new(None),
+        published: Mutex::new(Vec::new()),
+        subscribed: Mutex::new(HashMap::new()),
+        state: watch::Sender::new(SessionState::Connecting),
+        cancel: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        join_attempts: AtomicU64::new(1),
+        rejoins: AtomicU64::new(0),
+        dropped_events: AtomicU64::new(0),
+        end_error: Mutex::new(None),
+    });
+    let (out, rx) = mpsc::channel(capacity);
+    let (_engine_tx, events) = mpsc::channel(1);
+    let sup = Supervisor {
+        shared,
+        out,
+        backlog: VecDeque::new(),
+        epoch: 1,
+        events,
+        transports: (false, false),
+        since: Instant::now(),
+        connected: false,
+        connected_once: false,
+        attempt: 0,
+        identities: HashMap::new(),
+        track_names: HashMap::new(),
+    };
+    (sup, rx)
 }
-
-#[cfg(test)]
-pub(super) use test_support::test_supervisor;
