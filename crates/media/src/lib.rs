@@ -5,7 +5,8 @@
 //!   capture time drawn as a [`stamp`] that survives lossy codecs, with its decoder);
 //! - synthetic audio: [`ToneGenerator`] (tone or chirp) with timestamp [`Markers`] and the
 //!   [`MarkerDetector`] a receiver uses to find them;
-//! - files: [`Y4mReader`]/[`Y4mWriter`], [`WavReader`]/[`WavWriter`], and [`Looping`] over any
+//! - files: [`Y4mReader`]/[`Y4mWriter`], [`WavReader`]/[`WavWriter`], [`IvfWriter`] (VP8 as
+//!   received), [`snapshot::write_i420_png`], and [`Looping`] over any
 //!   [`VideoSource`] or [`AudioSource`];
 //! - audio outputs by name ([`OutputSpec`]: `null`, `wav:PATH`, `device[:NAME]`) so everything
 //!   runs headless; devices (output and capture) through cpal behind the `cpal` cargo feature (off
@@ -39,7 +40,9 @@
 #[cfg(feature = "cpal")]
 pub mod device;
 mod error;
+mod ivf;
 mod output;
+pub mod snapshot;
 mod source;
 pub mod stamp;
 mod synth;
@@ -47,6 +50,7 @@ mod wav;
 mod y4m;
 
 pub use error::{MediaError, Result};
+pub use ivf::{IVF_FRAME_HEADER_LEN, IVF_HEADER_LEN, IvfWriter};
 pub use output::{AudioSink, InputSpec, NullSink, OutputSpec, SinkStats, WavSink, open_output};
 pub use source::{AudioSource, FrameRate, Looping, VideoSource};
 pub use synth::{Marker, MarkerDetector, Markers, TestPattern, ToneGenerator, Waveform};
