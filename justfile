@@ -9,7 +9,7 @@ set positional-arguments
 # The one place the pinned versions live.
 livekit_server_version := "v1.13.5"
 python_sdk := "livekit==1.2.1 livekit-api==1.2.2"
-apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox"
+apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server"
 
 root := justfile_directory()
 tools := root / ".tools/bin"
@@ -89,6 +89,11 @@ dev-server: setup-server
     echo "  secret: secret"
     wait $pid
 
+# A 2-node LiveKit cluster: two livekit-server nodes sharing a private redis-server, all on free
+# loopback ports (prints the URLs and keys; Ctrl-C stops everything), e.g. `just cluster 3`.
+cluster nodes="2": setup
+    cargo run -q -p wavecast-testbed --example cluster -- {{nodes}}
+
 # The main job: a local LiveKit server, a broadcaster (synthetic bars + tone) and a viewer window.
 # Without a display the viewer runs headless and writes PNGs and stats to target/demo/.
 demo: setup
@@ -153,6 +158,11 @@ bench: setup
     cargo bench -p wavecast-token --bench tokens
     cargo bench -p wavecast-pipeline --bench pipeline
     "{{venv}}/bin/python" tests/python/bench_tokens.py
+
+# Load-test a server or cluster, e.g. `just load-test --url ws://127.0.0.1:7880 -p 2 -s 20 -d 30s`
+# (release build; see `just load-test --help`).
+load-test *args: setup
+    cargo run -q --release -p wavecast-load-test -- "$@"
 
 # The admin CLI, e.g. `just wavecast room list`.
 wavecast *args:
