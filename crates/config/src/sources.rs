@@ -103,9 +103,14 @@ impl Loader {
                 }
                 fig = fig.merge(Toml::file_exact(path));
             } else if *required {
+                let source = if path.exists() {
+                    std::io::Error::other("not a regular file")
+                } else {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")
+                };
                 return Err(ConfigError::Read {
                     path: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                    source,
                 });
             }
         }
