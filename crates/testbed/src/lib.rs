@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
+mod postgres;
+pub use postgres::{POSTGRES_BIN_ENV, POSTGRES_USER, Postgres, postgres_bin_dir};
+
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";
 /// The secret of [`API_KEY`].
@@ -133,8 +136,36 @@ pub fn free_udp_port() -> Result<u16, TestbedError> {
     Ok(s.local_addr().map_err(io_err("read local address"))?.port())
 }
 
+/// Extra server settings for [`LiveKitServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Webhook endpoints (`webhook.urls`), signed with [`API_KEY`] (`webhook.api_key`).
+    pub webhook_urls: Vec<String>,
+    /// `room.auto_create` (the server's default, true, when `None`).
+    pub auto_create_rooms: Option<bool>,
+}
+
 /// The server configuration for the given ports (loopback only).
 pub fn server_config(http_port: u16, udp_port: u16) -> String {
+    server_config_with(http_port, udp_port, &ServerOptions::default())
+}
+
+/// The server configuration for the given ports and options (loopback only).
+pub fn server_config_with(http_port: u16, udp_port: u16, options: &ServerOptions) -> String {
+    let mut extra = String::new();
+    if !options.webhook_urls.is_empty() {
+        extra.push_str(&format!("webhook:\n  api_key: {API_KEY}\n  urls:\n"));
+        for u in &options.webhook_urls {
+            extra.push_str(&format!("    - {u}\n"));
+        }
+    }
+    if let Some(auto) = options.auto_create_rooms {
+        extra.push_str(&format!("room:\n  auto_create: {auto}\n"));
+    }
+    server_base_config(http_port, udp_port) + &extra
+}
+
+fn server_base_config(http_port: u16, udp_port: u16) -> String {
     format!(
         "port: {http_port}
 bind_addresses: [127.0.0.1]
@@ -170,6 +201,12 @@ pub struct LiveKitServer {
 impl LiveKitServer {
     /// Start a server and wait until it answers.
     pub fn start() -> Result<Self, TestbedError> {
+        Self::start_with(&ServerOptions::default())
+    }
+
+    /// Start a server with extra settings (webhooks, room auto-creation) and wait until it
+    /// answers.
+    pub fn start_with(options: &ServerOptions) -> Result<Self, TestbedError> {
         let binary = server_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("wavecast-livekit-")
@@ -178,7 +215,7 @@ impl LiveKitServer {
         let http_port = free_tcp_port()?;
         let udp_port = free_udp_port()?;
         let config = dir.path().join("livekit-server.yaml");
-        std::fs::write(&config, server_config(http_port, udp_port))
+        std::fs::write(&config, server_config_with(http_port, udp_port, options))
             .map_err(io_err(format!("write {}", config.display())))?;
         let mut server = Self {
             binary,
@@ -449,6 +486,20 @@ mod tests {
         assert!(c.contains("bind_addresses: [127.0.0.1]"));
         assert!(c.contains("tcp_port: 0"));
         assert!(!c.contains("0.0.0.0"));
+    }
+
+    #[test]
+    fn config_points_webhooks_at_the_given_urls() {
+        let c = server_config_with(
+            1,
+            2,
+            &ServerOptions {
+                webhook_urls: vec!["http://127.0.0.1:9/hook".into()],
+                auto_create_rooms: Some(false),
+            },
+        );
+        assert!(c.contains("webhook:\n  api_key: devkey\n  urls:\n    - http://127.0.0.1:9/hook\n"), "{c}");
+        assert!(c.contains("room:\n  auto_create: false\n"), "{c}");
     }
 
     #[test]
