@@ -65,6 +65,7 @@ struct ErrorBody {
 impl AdminClient {
     /// A client of the service at `base` (e.g. `http://127.0.0.1:8089`).
     pub fn new(base: &str, admin_key: &str) -> Self {
+        crate::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

@@ -87,9 +87,16 @@ impl std::fmt::Debug for Service {
     }
 }
 
+/// Install rustls' ring provider as the process default if none is (the LiveKit server API
+/// client and [`AdminClient`] speak HTTPS through rustls without a provider of their own).
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Service {
     /// A service over `store` (already migrated by [`Store::connect`]).
     pub fn new(settings: Settings, store: Store) -> Self {
+        ensure_crypto_provider();
         Self {
             state: Arc::new(api::AppState::new(settings, store)),
         }
