@@ -17,6 +17,8 @@ pub struct Config {
     pub audio: AudioConfig,
     /// Video format and encoding.
     pub video: VideoConfig,
+    /// The token service (`wavecast serve`).
+    pub service: crate::service::ServiceConfig,
 }
 
 /// Where and as whom to connect.
@@ -396,6 +398,7 @@ impl Config {
         }
         range(&mut out, "video.fps", v.fps, 1, 120);
         range(&mut out, "video.bitrate", v.bitrate, 50, 50_000);
+        self.service.violations(&mut out);
         out
     }
 }

@@ -22,7 +22,11 @@ const LIVEKIT_VARS: [(&str, &str); 3] = [
 const PREFIX: &str = "WAVECAST_";
 
 /// Keys that hold secrets: their values are never echoed in messages.
-const SECRET_KEYS: [&str; 1] = ["connection.api_secret"];
+const SECRET_KEYS: [&str; 3] = [
+    "connection.api_secret",
+    "service.auth_secret",
+    "service.admin_key",
+];
 
 /// Collects the layers and loads a validated [`Config`].
 #[derive(Debug, Clone)]

@@ -41,6 +41,9 @@ use std::time::{Duration, Instant};
 
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
+mod postgres;
+pub use postgres::{POSTGRES_BIN_ENV, POSTGRES_USER, Postgres, postgres_bin_dir};
+
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";
 /// The secret of [`API_KEY`].
@@ -153,8 +156,41 @@ pub fn free_udp_port() -> Result<u16, TestbedError> {
     Ok(s.local_addr().map_err(io_err("read local address"))?.port())
 }
 
+/// Extra server settings for [`LiveKitServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Webhook endpoints (`webhook.urls`), signed with [`API_KEY`] (`webhook.api_key`).
+    pub webhook_urls: Vec<String>,
+    /// `room.auto_create` (the server's default, true, when `None`).
+    pub auto_create_rooms: Option<bool>,
+    /// A Redis shared with other nodes of a cluster (`redis.address`); `None` for a single node.
+    pub redis: Option<SocketAddr>,
+}
+
 /// The server configuration for the given ports (loopback only).
 pub fn server_config(http_port: u16, udp_port: u16) -> String {
+    server_config_with(http_port, udp_port, &ServerOptions::default())
+}
+
+/// The server configuration for the given ports and options (loopback only).
+pub fn server_config_with(http_port: u16, udp_port: u16, options: &ServerOptions) -> String {
+    let mut extra = String::new();
+    if !options.webhook_urls.is_empty() {
+        extra.push_str(&format!("webhook:\n  api_key: {API_KEY}\n  urls:\n"));
+        for u in &options.webhook_urls {
+            extra.push_str(&format!("    - {u}\n"));
+        }
+    }
+    if let Some(auto) = options.auto_create_rooms {
+        extra.push_str(&format!("room:\n  auto_create: {auto}\n"));
+    }
+    if let Some(redis) = options.redis {
+        extra.push_str(&format!("redis:\n  address: {redis}\n"));
+    }
+    server_base_config(http_port, udp_port) + &extra
+}
+
+fn server_base_config(http_port: u16, udp_port: u16) -> String {
     format!(
         "port: {http_port}
 bind_addresses: [127.0.0.1]
@@ -179,9 +215,13 @@ logging:
 /// [`server_config`] for a node of a cluster: the same loopback-only settings, plus the shared
 /// Redis at `redis` (which makes the nodes one LiveKit deployment).
 pub fn node_config(http_port: u16, udp_port: u16, redis: SocketAddr) -> String {
-    format!(
-        "{}redis:\n  address: {redis}\n",
-        server_config(http_port, udp_port)
+    server_config_with(
+        http_port,
+        udp_port,
+        &ServerOptions {
+            redis: Some(redis),
+            ..ServerOptions::default()
+        },
     )
 }
 
@@ -199,16 +239,21 @@ pub struct LiveKitServer {
 impl LiveKitServer {
     /// Start a server and wait until it answers.
     pub fn start() -> Result<Self, TestbedError> {
-        Self::start_with(None)
+        Self::start_with(&ServerOptions::default())
     }
 
     /// Start one node of a cluster: a server that shares the Redis at `redis` with the other
     /// nodes (see [`Cluster`], which also starts that Redis).
     pub fn start_node(redis: SocketAddr) -> Result<Self, TestbedError> {
-        Self::start_with(Some(redis))
+        Self::start_with(&ServerOptions {
+            redis: Some(redis),
+            ..ServerOptions::default()
+        })
     }
 
-    fn start_with(redis: Option<SocketAddr>) -> Result<Self, TestbedError> {
+    /// Start a server with extra settings (webhooks, room auto-creation) and wait until it
+    /// answers.
+    pub fn start_with(options: &ServerOptions) -> Result<Self, TestbedError> {
         let binary = server_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("wavecast-livekit-")
@@ -217,11 +262,7 @@ impl LiveKitServer {
         let http_port = free_tcp_port()?;
         let udp_port = free_udp_port()?;
         let config = dir.path().join("livekit-server.yaml");
-        let text = match redis {
-            Some(redis) => node_config(http_port, udp_port, redis),
-            None => server_config(http_port, udp_port),
-        };
-        std::fs::write(&config, text)
+        std::fs::write(&config, server_config_with(http_port, udp_port, options))
             .map_err(io_err(format!("write {}", config.display())))?;
         let mut server = Self {
             binary,
@@ -504,6 +545,21 @@ mod tests {
         let c = node_config(1234, 5678, SocketAddr::from((Ipv4Addr::LOCALHOST, 6380)));
         assert!(c.starts_with(&server_config(1234, 5678)));
         assert!(c.contains("redis:\n  address: 127.0.0.1:6380\n"), "{c}");
+    }
+
+    #[test]
+    fn config_points_webhooks_at_the_given_urls() {
+        let c = server_config_with(
+            1,
+            2,
+            &ServerOptions {
+                webhook_urls: vec!["http://127.0.0.1:9/hook".into()],
+                auto_create_rooms: Some(false),
+                ..ServerOptions::default()
+            },
+        );
+        assert!(c.contains("webhook:\n  api_key: devkey\n  urls:\n    - http://127.0.0.1:9/hook\n"), "{c}");
+        assert!(c.contains("room:\n  auto_create: false\n"), "{c}");
     }
 
     #[test]
