@@ -153,6 +153,10 @@ bench: setup
     cargo bench -p wavecast-pipeline --bench pipeline
     "{{venv}}/bin/python" tests/python/bench_tokens.py
 
+# Record a room into one WebM per participant + a JSON manifest, e.g. `just run-recorder --room demo --duration 30s`.
+run-recorder *args: setup
+    cargo run -q -p wavecast-recorder -- "$@"
+
 # The admin CLI, e.g. `just wavecast room list`.
 wavecast *args:
     cargo run -q -p wavecast -- "$@"

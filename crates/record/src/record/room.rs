@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use wavecast_media::webm::{TrackSpec, WebmOptions, WebmWriter, vp8_keyframe_size};
 use wavecast_session::session::{EncodedFrame, TrackInfo, TrackKey, TrackKind};
 
@@ -103,6 +103,10 @@ struct Participant {
     gathering: Gathering,
     /// Why the next file starts.
     next_reason: &'static str,
+    /// Streams that were flowing when the participant left: their late frames (still queued
+    /// when the leave was handled) are not a rejoin and are dropped. A rejoin arrives on a new
+    /// stream (a new handle, or a new binding of the old one).
+    departed: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +284,19 @@ impl RoomRecording {
             }
             Input::Left { sid, identity } => {
                 info!("recorder: {identity} ({sid}) left");
+                if let Some(p) = self.participants.get_mut(&identity) {
+                    let streams = p
+                        .file
+                        .iter()
+                        .flat_map(|f| {
+                            f.slots
+                                .iter()
+                                .filter_map(|s| Some(s.anchor.as_ref()?.stream))
+                        })
+                        .chain(p.gathering.frames.iter().map(|f| f.2));
+                    let streams: Vec<(u64, u64)> = streams.collect();
+                    p.departed.extend(streams);
+                }
                 self.close_participant(&identity, "left", now);
                 if let Some(p) = self.participants.get_mut(&identity) {
                     p.next_reason = "rejoined";
@@ -370,6 +387,7 @@ impl RoomRecording {
                     file: None,
                     gathering: Gathering::default(),
                     next_reason: "joined",
+                    departed: Vec::new(),
                 },
             );
         }
@@ -387,6 +405,10 @@ impl RoomRecording {
         now: Instant,
     ) {
         let p = self.participant_entry(&key.identity);
+        if p.file.is_none() && p.departed.contains(&stream) {
+            debug!("recorder: {key}: frame after its publisher left, dropped");
+            return;
+        }
         if let Some(file) = &p.file {
             if file.slots.iter().any(|s| s.key == *key) {
                 self.write(&key, &sid, stream, &frame);
@@ -923,6 +945,13 @@ mod tests {
             },
             ms(3100),
         );
+        // A late frame of the old stream (queued before the leave was handled) is no rejoin.
+        send(
+            &mut r,
+            &a,
+            (1, 0),
+            frame(vec![0xF8, 1], 5_000 + 3000 * 48, ms(3110), true),
+        );
         // The publisher rejoins: a new stream on the same track → a second file.
         send(&mut r, &a, (3, 0), frame(vec![0xF8, 1], 77, ms(4000), true));
         r.handle(Input::Stop, ms(4100));
@@ -965,6 +994,13 @@ mod tests {
         );
         assert_eq!(p.files[1].reason, "rejoined");
         assert_eq!(p.files[1].path, "ada-2.webm");
+        // Only the rejoined stream's frame, not the old stream's late one.
+        let rejoined = p.files[1]
+            .tracks
+            .iter()
+            .find(|t| t.kind == "audio")
+            .unwrap();
+        assert_eq!((rejoined.frames, rejoined.first_ms), (1, Some(0)));
         let info = WebmInfo::read(dir.path().join("ada.webm")).unwrap();
         assert!(info.finalized);
         assert_eq!(info.track("A_OPUS").unwrap().frames, 100);
