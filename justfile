@@ -9,7 +9,7 @@ set positional-arguments
 # The one place the pinned versions live.
 livekit_server_version := "v1.13.5"
 python_sdk := "livekit==1.2.1 livekit-api==1.2.2"
-apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server"
+apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server postgresql ffmpeg"
 
 root := justfile_directory()
 tools := root / ".tools/bin"
@@ -163,6 +163,10 @@ bench: setup
 # (release build; see `just load-test --help`).
 load-test *args: setup
     cargo run -q --release -p wavecast-load-test -- "$@"
+
+# Record a room into one WebM per participant + a JSON manifest, e.g. `just run-recorder --room demo --duration 30s`.
+run-recorder *args: setup
+    cargo run --release -q -p wavecast-recorder -- "$@"
 
 # The admin CLI, e.g. `just wavecast room list`.
 wavecast *args:

@@ -75,6 +75,14 @@ pub enum MediaError {
         /// What is unsupported.
         reason: String,
     },
+    /// A WebM file cannot be written or read as asked.
+    #[error("{path}: WebM: {reason}")]
+    Webm {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A frame does not match what the sink or source was opened with.
     #[error("{what}: {reason}")]
     FormatMismatch {

@@ -8,6 +8,8 @@
 //! - files: [`Y4mReader`]/[`Y4mWriter`], [`WavReader`]/[`WavWriter`], [`IvfWriter`] (VP8 as
 //!   received), [`snapshot::write_i420_png`], and [`Looping`] over any
 //!   [`VideoSource`] or [`AudioSource`];
+//! - recordings: [`webm`], a crash-safe WebM (Matroska) writer for encoded VP8 and Opus with a
+//!   repair routine for files a crash cut short;
 //! - audio outputs by name ([`OutputSpec`]: `null`, `wav:PATH`, `device[:NAME]`) so everything
 //!   runs headless; devices (output and capture) through cpal behind the `cpal` cargo feature (off
 //!   by default; needs `libasound2-dev`), tested on ALSA's `null` device
@@ -47,6 +49,7 @@ mod source;
 pub mod stamp;
 mod synth;
 mod wav;
+pub mod webm;
 mod y4m;
 
 pub use error::{MediaError, Result};

@@ -1,0 +1,281 @@
+//! `recorder`: join a LiveKit room hidden and record every participant's audio and video, as
+//! sent (VP8 + Opus, no transcoding), into one WebM file per participant plus a JSON manifest.
+//!
+//! Stops after `--duration`, on Ctrl-C (SIGINT) or SIGTERM — finalizing every file — or when
+//! the server ends the session. A killed recorder leaves files that play up to their last
+//! second; `--recover MANIFEST` completes them. See docs/apps/recorder.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use wavecast_config::{Config, Loader};
+use wavecast_record::record::{Manifest, Recorder, RecorderOptions, TrackFilter, recover_dir};
+use wavecast_session::session::{Credentials, SessionOptions};
+use wavecast_token::{Keys, Preset};
+
+const EXIT_USAGE: u8 = 2;
+const EXIT_UNREACHABLE: u8 = 3;
+
+fn defaults() -> Config {
+    Config::default()
+}
+
+/// Record a LiveKit room: one WebM file (VP8 + Opus, as sent) per participant and a manifest.
+#[derive(Debug, Parser)]
+#[command(name = "recorder", version, about, max_term_width = 100)]
+struct Cli {
+    /// Config file [default: config/livekit.toml when present].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// LiveKit server URL (connection.url).
+    #[arg(long, value_name = "URL", default_value_t = defaults().connection.url)]
+    url: String,
+    /// Room to record (connection.room).
+    #[arg(long, default_value_t = defaults().connection.room)]
+    room: String,
+    /// The recorder's (hidden) identity [default: recorder-<random>].
+    #[arg(long)]
+    identity: Option<String>,
+    /// Join with this access token (it needs the recorder grants) instead of minting one.
+    #[arg(long, env = "LIVEKIT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// API key that mints the token (connection.api_key).
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// API secret that mints the token (connection.api_secret).
+    #[arg(long, value_name = "SECRET", hide_default_value = true)]
+    api_secret: Option<String>,
+    /// Directory for the WebM files and the manifest (created if missing; nothing in it is
+    /// ever overwritten).
+    #[arg(short, long, value_name = "DIR", default_value = "recordings")]
+    out: PathBuf,
+    /// Record only this participant (identity, or a prefix followed by `*`); repeatable.
+    #[arg(long = "participant", value_name = "IDENTITY")]
+    participants: Vec<String>,
+    /// Record only tracks with this name (or a prefix followed by `*`); repeatable.
+    #[arg(long = "track", value_name = "NAME")]
+    tracks: Vec<String>,
+    /// Stop after this long (e.g. `15s`, `1h`) [default: until Ctrl-C or SIGTERM].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Longest stretch a crash can lose (cluster length), between 100ms and 10s.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    max_cluster: Duration,
+    /// Repair the files of a recording whose recorder was killed, then exit.
+    #[arg(long, value_name = "MANIFEST", conflicts_with = "duration")]
+    recover: Option<PathBuf>,
+    /// More logging.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// Everything validated before anything is started.
+struct Plan {
+    session: SessionOptions,
+    options: RecorderOptions,
+    duration: Option<Duration>,
+}
+
+fn given(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+}
+
+fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
+    let mut l = match &cli.config {
+        Some(path) => Loader::new().file(path),
+        None => Loader::new(),
+    };
+    if given(m, "url") {
+        l = l.flag("connection.url", "--url", &cli.url);
+    }
+    if given(m, "room") {
+        l = l.flag("connection.room", "--room", &cli.room);
+    }
+    if let Some(v) = &cli.api_key {
+        l = l.flag("connection.api_key", "--api-key", v);
+    }
+    if let Some(v) = &cli.api_secret {
+        l = l.flag("connection.api_secret", "--api-secret", v);
+    }
+    let config = l
+        .load()
+        .map_err(|e| anyhow!("invalid configuration: {e}"))?;
+    let c = &config.connection;
+    let credentials = match &cli.token {
+        Some(t) => Credentials::token(t.clone()),
+        None => {
+            let (Some(key), Some(secret)) = (&c.api_key, &c.api_secret) else {
+                bail!(
+                    "no credentials: give --token (or LIVEKIT_TOKEN), or an API key and secret \
+                     (--api-key/--api-secret, LIVEKIT_API_KEY/LIVEKIT_API_SECRET, or \
+                     [connection] in the config file)"
+                );
+            };
+            let identity = cli
+                .identity
+                .clone()
+                .unwrap_or_else(|| format!("recorder-{:04x}", std::process::id() & 0xffff));
+            Credentials::mint(
+                Keys::new(key.clone(), secret.expose()),
+                &identity,
+                &c.room,
+                Preset::Recorder,
+            )
+        }
+    };
+    if !(Duration::from_millis(100)..=Duration::from_secs(10)).contains(&cli.max_cluster) {
+        bail!(
+            "--max-cluster {}: must be between 100ms and 10s",
+            humantime::format_duration(cli.max_cluster)
+        );
+    }
+    if cli.duration == Some(Duration::ZERO) {
+        bail!("--duration 0: give a positive duration, or none to record until Ctrl-C");
+    }
+    let filter = TrackFilter::new(cli.participants.clone(), cli.tracks.clone())?;
+    let session = SessionOptions::new(c.url.clone(), credentials)
+        .reconnect(config.reconnect.clone())
+        .transport_timeout(c.connect_timeout.max(Duration::from_secs(5)));
+    let mut options = RecorderOptions::new(session.clone(), &cli.out).filter(filter);
+    options.max_cluster = cli.max_cluster;
+    Ok(Plan {
+        session,
+        options,
+        duration: cli.duration,
+    })
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.verbose);
+    if let Some(manifest) = &cli.recover {
+        return match recover_dir(manifest) {
+            Ok(m) => report(&m, manifest),
+            Err(e) => fail(&anyhow!(e), 1),
+        };
+    }
+    let plan = match prepare(&cli, &matches) {
+        Ok(p) => p,
+        Err(e) => return fail(&e, EXIT_USAGE),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&anyhow!(e).context("tokio runtime"), 1),
+    };
+    let code = runtime.block_on(run(plan));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+async fn run(plan: Plan) -> ExitCode {
+    tracing::info!("recorder: joining {}", plan.session.url);
+    let recorder = match Recorder::start(plan.options).await {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                &anyhow!(e).context(format!("joining {}", plan.session.url)),
+                EXIT_UNREACHABLE,
+            );
+        }
+    };
+    let manifest_path = recorder.manifest_path().to_path_buf();
+    // Machine-readable start line (tests and scripts wait for it).
+    println!(
+        "{}",
+        serde_json::json!({"event": "recording", "manifest": manifest_path})
+    );
+    let until = async {
+        match plan.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = until => tracing::info!("recorder: duration reached"),
+        _ = shutdown_signal() => tracing::info!("recorder: interrupted, finalizing"),
+        state = recorder.ended() => tracing::warn!("recorder: session ended: {state}"),
+    }
+    match recorder.stop().await.context("finalizing") {
+        Ok(m) => report(&m, &manifest_path),
+        Err(e) => fail(&e, 1),
+    }
+}
+
+/// The summary on stdout: manifest path and per file its duration and frames.
+fn report(m: &Manifest, path: &std::path::Path) -> ExitCode {
+    let files: Vec<_> = m
+        .files()
+        .map(|(p, f)| {
+            serde_json::json!({
+                "participant": p.identity,
+                "file": f.path,
+                "state": f.state,
+                "duration_ms": f.duration_ms,
+                "frames": f.tracks.iter().map(|t| (t.kind.clone(), t.frames)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"event": "summary", "manifest": path, "state": m.state, "files": files, "errors": m.errors})
+    );
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose {
+        "debug,str0m=info,livekit_signaling=info"
+    } else {
+        "info,str0m=warn,livekit_signaling=error,livekit_api=error,wavecast_rtc=warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn fail(e: &anyhow::Error, code: u8) -> ExitCode {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,712 @@
+//! WebM (Matroska) files for encoded VP8 video and Opus audio, written so that a crash loses at
+//! most the last second.
+//!
+//! - [`WebmWriter`] takes encoded frames as they arrive (passthrough, no transcoding) and writes
+//!   them in clusters: each cluster is built in memory and written whole with one `write` when it
+//!   is closed — at a video keyframe, when its media span reaches [`WebmOptions::max_cluster`],
+//!   or when the caller's [`WebmWriter::flush_if_older`] finds it held longer than that in wall
+//!   time (a muted track produces no frames, yet what was buffered still reaches the disk).
+//! - The Segment is written with an *unknown* size and the Info's Duration is rewritten in place
+//!   after every cluster, so a file cut at any byte (SIGKILL, power loss after the page cache
+//!   reached the disk) opens in ordinary players and reads up to its last whole cluster.
+//! - [`WebmWriter::finish`] (a clean stop) appends Cues (one per video keyframe cluster, or per
+//!   cluster for audio-only files), writes a SeekHead into the space reserved for it, and the
+//!   Segment's real size.
+//! - [`recover`] does the same for a file a crash cut short: it drops the partial last cluster,
+//!   then writes Cues, Duration, SeekHead and sizes. [`WebmInfo::read`] reports what a file holds.
+//! - A writer never overwrites: [`WebmWriter::create`] fails when the file exists.
+//!
+//! ```
+//! use std::time::Duration;
+//! use wavecast_media::webm::{recover, TrackSpec, WebmInfo, WebmOptions, WebmWriter};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("alice.webm");
+//! let tracks = [TrackSpec::opus("microphone", 2)];
+//! let mut w = WebmWriter::create(&path, &tracks, WebmOptions::default())?;
+//! let packet = [0xFCu8, 0xFF, 0xFE]; // an Opus packet (here: a 20 ms silent one)
+//! for n in 0..100u64 {
+//!     w.write_frame(0, Duration::from_millis(n * 20), true, &packet)?;
+//! }
+//! let summary = w.finish()?;
+//! assert_eq!(summary.tracks[0].frames, 100);
+//! let info = WebmInfo::read(&path)?;
+//! assert!(info.finalized);
+//! assert_eq!(info.duration, Some(Duration::from_secs(2)));
+//! assert!(recover(&path)?.already_final);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Design
+//! A small EBML writer of our own: the registry's muxers either wrap libwebm's C++ (`webm`:
+//! no control of cluster length or flushing, nothing to repair a cut file) or are element
+//! codecs without a muxer policy, and crash safety is all policy. Timestamps are in
+//! milliseconds (TimecodeScale 1 000 000 ns), relative to the file's start; blocks are
+//! SimpleBlocks without lacing. A resolution change needs nothing from the container (VP8
+//! carries the size in every keyframe); the track header keeps the first size. Tracks are fixed
+//! when the file is created.
+
+mod ebml;
+mod read;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use ebml::id;
+
+use crate::error::{MediaError, Result, io_err};
+
+pub use read::{RecoverReport, TrackInfo, WebmInfo, recover};
+
+/// Bytes reserved after the Segment header for the SeekHead written at the end.
+const SEEK_HEAD_RESERVE: usize = 96;
+/// Matroska dates count from 2001-01-01T00:00:00 UTC.
+const MATROSKA_EPOCH_UNIX_SECS: u64 = 978_307_200;
+
+/// A track of a WebM file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrackSpec {
+    /// VP8 video.
+    Vp8 {
+        /// Track name.
+        name: String,
+        /// Width of the first picture (the stream may change size later).
+        width: u32,
+        /// Height of the first picture.
+        height: u32,
+    },
+    /// Opus audio at 48 kHz.
+    Opus {
+        /// Track name.
+        name: String,
+        /// Channels the decoder should output (1 or 2; WebRTC signals 2).
+        channels: u8,
+    },
+}
+
+impl TrackSpec {
+    /// A VP8 track.
+    pub fn vp8(name: impl Into<String>, width: u32, height: u32) -> Self {
+        TrackSpec::Vp8 {
+            name: name.into(),
+            width,
+            height,
+        }
+    }
+
+    /// An Opus track.
+    pub fn opus(name: impl Into<String>, channels: u8) -> Self {
+        TrackSpec::Opus {
+            name: name.into(),
+            channels,
+        }
+    }
+
+    /// Whether it is video.
+    pub fn is_video(&self) -> bool {
+        matches!(self, TrackSpec::Vp8 { .. })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            TrackSpec::Vp8 { name, .. } | TrackSpec::Opus { name, .. } => name,
+        }
+    }
+}
+
+/// How a [`WebmWriter`] writes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WebmOptions {
+    /// Longest a cluster may span in media time and be held in memory in wall time (also the
+    /// most a crash can lose). Default 1 s.
+    pub max_cluster: Duration,
+    /// Ask the OS to write each cluster to the disk (`fdatasync`) — only needed to survive a
+    /// power cut; a killed process loses nothing that was written. Default off.
+    pub sync_clusters: bool,
+    /// The recording's wall-clock start (Info DateUTC); default: when the file is created.
+    pub date: Option<SystemTime>,
+    /// Segment title.
+    pub title: Option<String>,
+    /// WritingApp in the Info.
+    pub writing_app: String,
+}
+
+impl Default for WebmOptions {
+    fn default() -> Self {
+        Self {
+            max_cluster: Duration::from_secs(1),
+            sync_clusters: false,
+            date: None,
+            title: None,
+            writing_app: concat!("wavecast-media ", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl WebmOptions {
+    /// Set the segment title.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Set the wall-clock start.
+    pub fn date(mut self, date: SystemTime) -> Self {
+        self.date = Some(date);
+        self
+    }
+
+    /// Set the longest cluster (clamped to 10 ms ..= 30 s).
+    pub fn max_cluster(mut self, d: Duration) -> Self {
+        self.max_cluster = d.clamp(Duration::from_millis(10), Duration::from_secs(30));
+        self
+    }
+}
+
+/// Counters of one track of a written file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrackStats {
+    /// Frames written.
+    pub frames: u64,
+    /// Keyframes among them.
+    pub keyframes: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Timestamp of the first frame.
+    pub first: Option<Duration>,
+    /// Timestamp of the last frame.
+    pub last: Option<Duration>,
+    /// Frames whose timestamp went backwards and was clamped to the previous one.
+    pub clamped: u64,
+}
+
+/// What [`WebmWriter::finish`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebmSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// Per track, in the order given to [`WebmWriter::create`].
+    pub tracks: Vec<TrackStats>,
+    /// The Duration written (end of the last frame).
+    pub duration: Duration,
+    /// Clusters written.
+    pub clusters: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+/// Where the patchable parts of a file are (absolute offsets), shared by the writer and
+/// [`recover`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// Offset of the Segment's 8-byte size field.
+    pub segment_size_at: u64,
+    /// Offset of the Segment's first payload byte.
+    pub segment_data: u64,
+    /// Offset and length of the Void reserved for the SeekHead.
+    pub reserve_at: u64,
+    pub reserve_len: usize,
+    /// Segment-relative positions of Info and Tracks.
+    pub info_pos: u64,
+    pub tracks_pos: u64,
+    /// Offset of the Duration's 8-byte float.
+    pub duration_at: u64,
+}
+
+/// One cue: a cluster that starts at a keyframe of `track`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cue {
+    pub time_ms: u64,
+    pub track: u64,
+    /// Segment-relative position of the cluster.
+    pub cluster_pos: u64,
+}
+
+/// Writes encoded VP8 and Opus frames into a WebM file: see the [module docs](self).
+///
+/// Dropping a writer without [`WebmWriter::finish`] writes the pending cluster and leaves the
+/// file as a crash would (readable; [`recover`] completes it).
+pub struct WebmWriter {
+    path: PathBuf,
+    file: File,
+    tracks: Vec<TrackSpec>,
+    options: WebmOptions,
+    layout: Layout,
+    /// File length (everything before is written).
+    end: u64,
+    cluster: Vec<u8>,
+    cluster_ms: Option<u64>,
+    last_cluster_ms: u64,
+    cluster_opened: Option<Instant>,
+    cluster_cued: bool,
+    clusters: u64,
+    cues: Vec<Cue>,
+    stats: Vec<TrackStats>,
+    last_delta_ms: Vec<u64>,
+    end_ms: u64,
+    finished: bool,
+}
+
+impl std::fmt::Debug for WebmWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebmWriter")
+            .field("path", &self.path)
+            .field("tracks", &self.tracks)
+            .field("clusters", &self.clusters)
+            .finish()
+    }
+}
+
+/// The OpusHead identification header (RFC 7845) used as Opus CodecPrivate. The pre-skip is
+/// zero: WebRTC does not signal the sender's encoder delay.
+fn opus_head(channels: u8) -> [u8; 19] {
+    let mut h = [0u8; 19];
+    h[..8].copy_from_slice(b"OpusHead");
+    h[8] = 1;
+    h[9] = channels;
+    h[12..16].copy_from_slice(&48_000u32.to_le_bytes());
+    h
+}
+
+/// Width and height from a VP8 keyframe's header (`None` for interframes or garbage).
+pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
+    if frame.len() < 10 || frame[0] & 1 != 0 || frame[3..6] != [0x9D, 0x01, 0x2A] {
+        return None;
+    }
+    let w = u32::from(u16::from_le_bytes([frame[6], frame[7]]) & 0x3FFF);
+    let h = u32::from(u16::from_le_bytes([frame[8], frame[9]]) & 0x3FFF);
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+/// Whether a VP8 frame is a keyframe (bit 0 of the frame tag is 0).
+pub fn vp8_is_keyframe(frame: &[u8]) -> bool {
+    vp8_keyframe_size(frame).is_some()
+}
+
+fn date_ns(date: SystemTime) -> i64 {
+    let unix = date
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let since = unix.saturating_sub(Duration::from_secs(MATROSKA_EPOCH_UNIX_SECS));
+    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn track_uid(number: u64) -> u64 {
+    // Any non-zero value unique in the file; mixed so files do not all share the same UIDs.
+    number.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+}
+
+impl WebmWriter {
+    /// Create `path` (never overwriting: an existing file is an error) and write the header for
+    /// `tracks` (at least one). Frames name their track by its index in `tracks`.
+    pub fn create(
+        path: impl AsRef<Path>,
+        tracks: &[TrackSpec],
+        options: WebmOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let invalid = |reason: String| MediaError::Webm {
+            path: path.clone(),
+            reason,
+        };
+        if tracks.is_empty() {
+            return Err(invalid("a WebM file needs at least one track".into()));
+        }
+        if tracks.len() > 126 {
+            return Err(invalid(format!("{} tracks (at most 126)", tracks.len())));
+        }
+        for t in tracks {
+            match t {
+                TrackSpec::Vp8 { width, height, .. } if *width == 0 || *height == 0 => {
+                    return Err(invalid(format!("video track {:?}: size 0", t.name())));
+                }
+                TrackSpec::Opus { channels, .. } if !(1..=2).contains(channels) => {
+                    return Err(invalid(format!(
+                        "audio track {:?}: {channels} channels (1 or 2)",
+                        t.name()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err(&path, "create (never overwriting)"))?;
+
+        let mut out = Vec::with_capacity(512);
+        // EBML header.
+        let mut h = Vec::new();
+        ebml::put_uint(&mut h, id::EBML_VERSION, 1);
+        ebml::put_uint(&mut h, id::EBML_READ_VERSION, 1);
+        ebml::put_uint(&mut h, id::EBML_MAX_ID_LENGTH, 4);
+        ebml::put_uint(&mut h, id::EBML_MAX_SIZE_LENGTH, 8);
+        ebml::put_bytes(&mut h, id::DOC_TYPE, b"webm");
+        ebml::put_uint(&mut h, id::DOC_TYPE_VERSION, 4);
+        ebml::put_uint(&mut h, id::DOC_TYPE_READ_VERSION, 2);
+        ebml::put_master(&mut out, id::EBML, &h);
+        // Segment of unknown size.
+        ebml::put_id(&mut out, id::SEGMENT);
+        let segment_size_at = out.len() as u64;
+        out.extend_from_slice(&ebml::UNKNOWN_SIZE);
+        let segment_data = out.len() as u64;
+        let reserve_at = out.len() as u64;
+        ebml::put_void(&mut out, SEEK_HEAD_RESERVE);
+        // Info.
+        let info_pos = out.len() as u64 - segment_data;
+        let mut info = Vec::new();
+        ebml::put_uint(&mut info, id::TIMECODE_SCALE, 1_000_000);
+        ebml::put_bytes(&mut info, id::MUXING_APP, options.writing_app.as_bytes());
+        ebml::put_bytes(&mut info, id::WRITING_APP, options.writing_app.as_bytes());
+        ebml::put_int8(
+            &mut info,
+            id::DATE_UTC,
+            date_ns(options.date.unwrap_or_else(SystemTime::now)),
+        );
+        if let Some(t) = &options.title {
+            ebml::put_bytes(&mut info, id::TITLE, t.as_bytes());
+        }
+        let duration_in_info = info.len() + 3; // id (2) + size (1) precede the float
+        ebml::put_float(&mut info, id::DURATION, 0.0);
+        let info_header_start = out.len();
+        ebml::put_master(&mut out, id::INFO, &info);
+        let info_header_len = out.len() - info_header_start - info.len();
+        let duration_at = (info_header_start + info_header_len + duration_in_info) as u64;
+        // Tracks.
+        let tracks_pos = out.len() as u64 - segment_data;
+        let mut all = Vec::new();
+        for (i, t) in tracks.iter().enumerate() {
+            let number = i as u64 + 1;
+            let mut e = Vec::new();
+            ebml::put_uint(&mut e, id::TRACK_NUMBER, number);
+            ebml::put_uint(&mut e, id::TRACK_UID, track_uid(number));
+            ebml::put_uint(&mut e, id::FLAG_LACING, 0);
+            ebml::put_bytes(&mut e, id::NAME, t.name().as_bytes());
+            match t {
+                TrackSpec::Vp8 { width, height, .. } => {
+                    ebml::put_uint(&mut e, id::TRACK_TYPE, 1);
+                    ebml::put_bytes(&mut e, id::CODEC_ID, b"V_VP8");
+                    let mut v = Vec::new();
+                    ebml::put_uint(&mut v, id::PIXEL_WIDTH, u64::from(*width));
+                    ebml::put_uint(&mut v, id::PIXEL_HEIGHT, u64::from(*height));
+                    ebml::put_master(&mut e, id::VIDEO, &v);
+                }
+                TrackSpec::Opus { channels, .. } => {
+                    ebml::put_uint(&mut e, id::TRACK_TYPE, 2);
+                    ebml::put_bytes(&mut e, id::CODEC_ID, b"A_OPUS");
+                    ebml::put_bytes(&mut e, id::CODEC_PRIVATE, &opus_head(*channels));
+                    ebml::put_uint(&mut e, id::CODEC_DELAY, 0);
+                    ebml::put_uint(&mut e, id::SEEK_PRE_ROLL, 80_000_000);
+                    let mut a = Vec::new();
+                    ebml::put_float(&mut a, id::SAMPLING_FREQUENCY, 48_000.0);
+                    ebml::put_uint(&mut a, id::CHANNELS, u64::from(*channels));
+                    ebml::put_master(&mut e, id::AUDIO, &a);
+                }
+            }
+            ebml::put_master(&mut all, id::TRACK_ENTRY, &e);
+        }
+        ebml::put_master(&mut out, id::TRACKS, &all);
+
+        let mut file = file;
+        file.write_all(&out)
+            .map_err(io_err(&path, "write WebM header"))?;
+        Ok(Self {
+            path,
+            file,
+            tracks: tracks.to_vec(),
+            layout: Layout {
+                segment_size_at,
+                segment_data,
+                reserve_at,
+                reserve_len: SEEK_HEAD_RESERVE,
+                info_pos,
+                tracks_pos,
+                duration_at,
+            },
+            options,
+            end: out.len() as u64,
+            cluster: Vec::with_capacity(256 * 1024),
+            cluster_ms: None,
+            last_cluster_ms: 0,
+            cluster_opened: None,
+            cluster_cued: false,
+            clusters: 0,
+            cues: Vec::new(),
+            stats: vec![TrackStats::default(); tracks.len()],
+            last_delta_ms: vec![0; tracks.len()],
+            end_ms: 0,
+            finished: false,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tracks, in the order given at creation.
+    pub fn tracks(&self) -> &[TrackSpec] {
+        &self.tracks
+    }
+
+    /// Counters of track `index`.
+    pub fn track_stats(&self, index: usize) -> Option<TrackStats> {
+        self.stats.get(index).copied()
+    }
+
+    /// End of the last frame written so far (what Duration says after the next flush).
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.end_ms)
+    }
+
+    /// Append one encoded frame of track `track` (index into the tracks given at creation) at
+    /// `timestamp` from the start of the file. A timestamp earlier than the track's previous
+    /// one is clamped to it (and counted). Video frames after packet loss should start again
+    /// at a keyframe: the writer stores what it is given.
+    pub fn write_frame(
+        &mut self,
+        track: usize,
+        timestamp: Duration,
+        keyframe: bool,
+        data: &[u8],
+    ) -> Result<()> {
+        if self.finished {
+            return Err(self.invalid("write after finish".into()));
+        }
+        let Some(spec) = self.tracks.get(track) else {
+            return Err(self.invalid(format!(
+                "track index {track} out of range ({} tracks)",
+                self.tracks.len()
+            )));
+        };
+        let video = spec.is_video();
+        let keyframe = keyframe || !video;
+        let mut ms = u64::try_from(timestamp.as_millis()).unwrap_or(u64::MAX / 2);
+        let st = &mut self.stats[track];
+        if let Some(last) = st.last {
+            let last_ms = last.as_millis() as u64;
+            if ms < last_ms {
+                ms = last_ms;
+                st.clamped += 1;
+            } else if ms > last_ms {
+                self.last_delta_ms[track] = ms - last_ms;
+            }
+        }
+        // A new cluster: at a video keyframe, past the span, or when the relative time does not
+        // fit the block's signed 16 bits.
+        let max_ms = self.options.max_cluster.as_millis() as u64;
+        if let Some(c) = self.cluster_ms {
+            let rel = ms as i64 - c as i64;
+            let split = (video && keyframe)
+                || rel >= max_ms as i64
+                || !(i64::from(i16::MIN)..=i64::from(i16::MAX)).contains(&rel);
+            if split {
+                self.flush()?;
+            }
+        }
+        if self.cluster_ms.is_none() {
+            let c = ms.max(self.last_cluster_ms);
+            self.cluster_ms = Some(c);
+            self.last_cluster_ms = c;
+            self.cluster_opened = Some(Instant::now());
+            self.cluster_cued = false;
+        }
+        let c = self.cluster_ms.unwrap_or(ms);
+        let rel = (ms as i64 - c as i64).clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16;
+        // Cue the cluster at its first video keyframe (audio-only files: every cluster).
+        let has_video = self.tracks.iter().any(TrackSpec::is_video);
+        if !self.cluster_cued && keyframe && (video || !has_video) {
+            self.cues.push(Cue {
+                time_ms: ms.max(c),
+                track: track as u64 + 1,
+                cluster_pos: self.end - self.layout.segment_data,
+            });
+            self.cluster_cued = true;
+        }
+        // SimpleBlock: track number, relative time, flags, payload.
+        ebml::put_id(&mut self.cluster, id::SIMPLE_BLOCK);
+        ebml::put_size(&mut self.cluster, data.len() as u64 + 4);
+        self.cluster.push(0x80 | (track as u8 + 1));
+        self.cluster.extend_from_slice(&rel.to_be_bytes());
+        self.cluster.push(if keyframe { 0x80 } else { 0 });
+        self.cluster.extend_from_slice(data);
+
+        let st = &mut self.stats[track];
+        st.frames += 1;
+        st.keyframes += u64::from(keyframe);
+        st.bytes += data.len() as u64;
+        st.first.get_or_insert(Duration::from_millis(ms));
+        st.last = Some(Duration::from_millis(ms));
+        let default_delta = if video { 33 } else { 20 };
+        let delta = match self.last_delta_ms[track] {
+            0 => default_delta,
+            d => d.min(1000),
+        };
+        self.end_ms = self.end_ms.max(ms + delta);
+        Ok(())
+    }
+
+    /// Write the pending cluster if it was opened at least [`WebmOptions::max_cluster`] ago
+    /// (call this periodically, e.g. 4 times a second: it keeps the crash loss bounded while a
+    /// track sends nothing). Returns whether a cluster was written.
+    pub fn flush_if_older(&mut self, now: Instant) -> Result<bool> {
+        match self.cluster_opened {
+            Some(t) if now.saturating_duration_since(t) >= self.options.max_cluster => {
+                self.flush()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Write the pending cluster now (whole, with one write) and update the Duration.
+    pub fn flush(&mut self) -> Result<()> {
+        let Some(c) = self.cluster_ms.take() else {
+            return Ok(());
+        };
+        self.cluster_opened = None;
+        let mut timecode = Vec::with_capacity(16);
+        ebml::put_uint(&mut timecode, id::TIMECODE, c);
+        let mut head = Vec::with_capacity(32);
+        ebml::put_id(&mut head, id::CLUSTER);
+        ebml::put_size(&mut head, (timecode.len() + self.cluster.len()) as u64);
+        head.extend_from_slice(&timecode);
+        // One write: the cluster is either entirely in the file or (cut) detectably partial.
+        let mut whole = head;
+        whole.extend_from_slice(&self.cluster);
+        self.cluster.clear();
+        self.file
+            .write_all(&whole)
+            .map_err(io_err(&self.path, "write cluster"))?;
+        self.end += whole.len() as u64;
+        self.clusters += 1;
+        self.write_duration()?;
+        if self.options.sync_clusters {
+            self.file
+                .sync_data()
+                .map_err(io_err(&self.path, "sync cluster"))?;
+        }
+        Ok(())
+    }
+
+    fn write_duration(&self) -> Result<()> {
+        self.file
+            .write_all_at(&(self.end_ms as f64).to_be_bytes(), self.layout.duration_at)
+            .map_err(io_err(&self.path, "update Duration"))
+    }
+
+    /// Clean stop: write the pending cluster, Cues, Duration, SeekHead and the Segment size,
+    /// and sync the file to disk.
+    pub fn finish(mut self) -> Result<WebmSummary> {
+        self.flush()?;
+        self.finished = true;
+        let end = finalize(
+            &self.file,
+            &self.path,
+            &self.layout,
+            self.end,
+            &self.cues,
+            self.end_ms,
+        )?;
+        Ok(WebmSummary {
+            path: self.path.clone(),
+            tracks: self.stats.clone(),
+            duration: Duration::from_millis(self.end_ms),
+            clusters: self.clusters,
+            bytes: end,
+        })
+    }
+
+    fn invalid(&self, reason: String) -> MediaError {
+        MediaError::Webm {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+}
+
+impl Drop for WebmWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Err(e) = self.flush() {
+                tracing::warn!("{}: pending cluster lost on drop: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Append Cues at `end`, then write Duration, SeekHead and the Segment size; sync. Returns the
+/// file's new length.
+pub(crate) fn finalize(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    end: u64,
+    cues: &[Cue],
+    end_ms: u64,
+) -> Result<u64> {
+    let mut tail = Vec::new();
+    let cues_pos = end - layout.segment_data;
+    if !cues.is_empty() {
+        let mut body = Vec::with_capacity(cues.len() * 24);
+        for cue in cues {
+            let mut pos = Vec::new();
+            ebml::put_uint(&mut pos, id::CUE_TRACK, cue.track);
+            ebml::put_uint(&mut pos, id::CUE_CLUSTER_POSITION, cue.cluster_pos);
+            let mut point = Vec::new();
+            ebml::put_uint(&mut point, id::CUE_TIME, cue.time_ms);
+            ebml::put_master(&mut point, id::CUE_TRACK_POSITIONS, &pos);
+            ebml::put_master(&mut body, id::CUE_POINT, &point);
+        }
+        ebml::put_master(&mut tail, id::CUES, &body);
+    }
+    file.write_all_at(&tail, end)
+        .map_err(io_err(path, "write Cues"))?;
+    let new_end = end + tail.len() as u64;
+    file.set_len(new_end)
+        .map_err(io_err(path, "set file length"))?;
+    file.write_all_at(&(end_ms as f64).to_be_bytes(), layout.duration_at)
+        .map_err(io_err(path, "write Duration"))?;
+
+    // SeekHead into the reserved space, the rest stays Void.
+    let mut seeks = Vec::new();
+    let mut entries = vec![(id::INFO, layout.info_pos), (id::TRACKS, layout.tracks_pos)];
+    if !cues.is_empty() {
+        entries.push((id::CUES, cues_pos));
+    }
+    for (element, pos) in entries {
+        let mut seek = Vec::new();
+        let mut idb = Vec::new();
+        ebml::put_id(&mut idb, element);
+        ebml::put_bytes(&mut seek, id::SEEK_ID, &idb);
+        ebml::put_uint8(&mut seek, id::SEEK_POSITION, pos);
+        ebml::put_master(&mut seeks, id::SEEK, &seek);
+    }
+    let mut head = Vec::new();
+    ebml::put_master(&mut head, id::SEEK_HEAD, &seeks);
+    let rest = layout
+        .reserve_len
+        .checked_sub(head.len())
+        .filter(|r| *r >= 2);
+    if let Some(rest) = rest {
+        ebml::put_void(&mut head, rest);
+        file.write_all_at(&head, layout.reserve_at)
+            .map_err(io_err(path, "write SeekHead"))?;
+    } else if head.len() != layout.reserve_len {
+        tracing::debug!("{}: no room for a SeekHead", path.display());
+    }
+    let mut size = Vec::new();
+    ebml::put_size_len(&mut size, new_end - layout.segment_data, 8);
+    file.write_all_at(&size, layout.segment_size_at)
+        .map_err(io_err(path, "write Segment size"))?;
+    file.sync_all().map_err(io_err(path, "sync"))?;
+    Ok(new_end)
+}
