@@ -635,10 +635,10 @@ impl WebmWriter {
 
 impl Drop for WebmWriter {
     fn drop(&mut self) {
-        if !self.finished {
-            if let Err(e) = self.flush() {
-                tracing::warn!("{}: pending cluster lost on drop: {e}", self.path.display());
-            }
+        if !self.finished
+            && let Err(e) = self.flush()
+        {
+            tracing::warn!("{}: pending cluster lost on drop: {e}", self.path.display());
         }
     }
 }
