@@ -9,7 +9,7 @@ set positional-arguments
 # The one place the pinned versions live.
 livekit_server_version := "v1.13.5"
 python_sdk := "livekit==1.2.1 livekit-api==1.2.2"
-apt_packages := "ffmpeg pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox"
+apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server postgresql ffmpeg"
 
 root := justfile_directory()
 tools := root / ".tools/bin"
@@ -89,13 +89,19 @@ dev-server: setup-server
     echo "  secret: secret"
     wait $pid
 
+# A 2-node LiveKit cluster: two livekit-server nodes sharing a private redis-server, all on free
+# loopback ports (prints the URLs and keys; Ctrl-C stops everything), e.g. `just cluster 3`.
+cluster nodes="2": setup
+    cargo run -q -p wavecast-testbed --example cluster -- {{nodes}}
+
 # The main job: a local LiveKit server, a broadcaster (synthetic bars + tone) and a viewer window.
 # Without a display the viewer runs headless and writes PNGs and stats to target/demo/.
 demo: setup
     #!/usr/bin/env bash
     set -euo pipefail
-    cargo build -q -p wavecast -p wavecast-broadcaster -p wavecast-viewer
-    bin="${CARGO_TARGET_DIR:-{{root}}/target}/debug"
+    # Release builds: a debug build encodes 720p at a few frames per second on a small machine.
+    cargo build --release -q -p wavecast -p wavecast-broadcaster -p wavecast-viewer
+    bin="${CARGO_TARGET_DIR:-{{root}}/target}/release"
     log=$(mktemp)
     livekit-server --dev --config "{{root}}/config/livekit-server.yaml" --bind 127.0.0.1 >"$log" 2>&1 &
     server=$!
@@ -117,15 +123,15 @@ demo: setup
 
 # Publish into a room (defaults from config/livekit.toml), e.g. `just run-broadcaster --room demo`.
 run-broadcaster *args: setup
-    cargo run -q -p wavecast-broadcaster -- "$@"
+    cargo run --release -q -p wavecast-broadcaster -- "$@"
 
 # Watch a room in a window (or `--headless --frames N --dump DIR`), e.g. `just run-viewer --room demo`.
 run-viewer *args: setup
-    cargo run -q -p wavecast-viewer -- "$@"
+    cargo run --release -q -p wavecast-viewer -- "$@"
 
 # Every participant of a room in a grid, e.g. `just run-room-visualizer --room demo`.
 run-room-visualizer *args: setup
-    cargo run -q -p wavecast-room-visualizer -- "$@"
+    cargo run --release -q -p wavecast-room-visualizer -- "$@"
 
 # Everything CI checks: formatting, lints, unit and integration tests against a real server.
 test: setup
@@ -153,9 +159,14 @@ bench: setup
     cargo bench -p wavecast-pipeline --bench pipeline
     "{{venv}}/bin/python" tests/python/bench_tokens.py
 
+# Load-test a server or cluster, e.g. `just load-test --url ws://127.0.0.1:7880 -p 2 -s 20 -d 30s`
+# (release build; see `just load-test --help`).
+load-test *args: setup
+    cargo run -q --release -p wavecast-load-test -- "$@"
+
 # Record a room into one WebM per participant + a JSON manifest, e.g. `just run-recorder --room demo --duration 30s`.
 run-recorder *args: setup
-    cargo run -q -p wavecast-recorder -- "$@"
+    cargo run --release -q -p wavecast-recorder -- "$@"
 
 # The admin CLI, e.g. `just wavecast room list`.
 wavecast *args:

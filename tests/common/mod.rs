@@ -45,3 +45,33 @@ pub async fn next_matching<T>(
         }
     }
 }
+
+/// An app binary of this workspace (`package`'s `bin`), from the target directory this test runs
+/// from; built with `cargo build` first when missing (when only this package's tests were built).
+pub fn app_binary(package: &str, bin: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    // target/<profile>/deps/<test> → target/<profile>
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let path = dir.join(bin);
+    if path.is_file() {
+        return path;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+    if dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    if std::env::var_os("CARGO_TARGET_DIR").is_none()
+        && let Some(target) = dir.parent()
+    {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
+    assert!(path.is_file(), "{} missing after the build", path.display());
+    path
+}

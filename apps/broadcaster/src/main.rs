@@ -6,12 +6,10 @@
 //! quit). A stats line is logged every `--stats-interval`; Ctrl-C leaves the room cleanly. A
 //! JSON summary goes to stdout at exit.
 
-mod capture;
 #[allow(dead_code)] // shared with the viewer and the room visualizer
 mod cli;
 #[allow(dead_code)] // shared with the viewer and the room visualizer
 mod connection;
-mod screen;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +24,10 @@ use wavecast_rtc::{EngineEvent, Quality, TrackOptions, TrackSource};
 use wavecast_session::session::{PublishedTrack, Session, SessionEvent, SessionState};
 use wavecast_token::Preset;
 
-use crate::capture::{AudioInput, AudioSourceOpen, Capture, Control, VideoInput, VideoSettings};
+use wavecast_stream::publish::{
+    self as capture, AudioInput, AudioSourceOpen, Capture, Control, VideoInput, VideoSettings,
+};
+use wavecast_stream::screen;
 use crate::cli::{ConnectArgs, Credentials, defaults, given};
 use crate::connection::Connector;
 
@@ -377,7 +378,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                 track: None,
                 muted: cli.mute_video,
             }),
-            Err(e) => return cli::fail(&e, 1),
+            Err(e) => return cli::fail(&e.into(), 1),
         }
     }
     if let Some(a) = audio {
@@ -388,7 +389,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                 track: None,
                 muted: cli.mute_audio,
             }),
-            Err(e) => return cli::fail(&e, 1),
+            Err(e) => return cli::fail(&e.into(), 1),
         }
     }
     for k in &kinds {
@@ -496,7 +497,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
     let mut summary = serde_summary(&kinds, reconnects);
     for k in kinds {
         let name = k.name;
-        if let Err(e) = k.capture.stop() {
+        if let Err(e) = k.capture.stop().map_err(anyhow::Error::from) {
             tracing::error!("{name} capture: {e:#}");
             summary.push_str(&format!(",\"{name}_error\":{:?}", format!("{e:#}")));
             if exit == ExitCode::SUCCESS {

@@ -8,9 +8,6 @@ mod cli;
 #[path = "../../broadcaster/src/connection.rs"]
 #[allow(dead_code)]
 mod connection;
-#[path = "../../viewer/src/receive.rs"]
-#[allow(dead_code)]
-mod receive;
 mod room;
 mod scene;
 
@@ -24,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::Serialize;
 use tokio::sync::watch;
+use wavecast_stream::receive;
 use wavecast_token::Preset;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
 use wavecast_visualizer::window::{WindowOptions, run as run_window};

@@ -12,7 +12,9 @@ use wavecast_rtc::{EngineEvent, Participant, Quality, TrackKind, TrackSource};
 use wavecast_session::session::{SessionEvent, SessionState, SubscribedTrack};
 
 use crate::connection::{ConnState, Connector, end_failure};
-use crate::receive::{self, AudioOut, AudioStreamStats, Decoder, VideoOut, VideoStreamStats};
+use wavecast_stream::receive::{
+    self, AudioOut, AudioStreamStats, Decoder, VideoOut, VideoStreamStats,
+};
 
 /// One remote participant as the grid shows it.
 #[derive(Debug)]

@@ -7,18 +7,12 @@
 //! runs the broadcaster's synthetic capture and encoders into the decoders in this one process,
 //! without any server.
 
-#[path = "../../broadcaster/src/capture.rs"]
-#[allow(dead_code)]
-mod capture;
 #[path = "../../broadcaster/src/cli.rs"]
 #[allow(dead_code)]
 mod cli;
 #[path = "../../broadcaster/src/connection.rs"]
 #[allow(dead_code)]
 mod connection;
-mod loopback;
-#[allow(dead_code)]
-mod receive;
 mod room;
 mod scene;
 
@@ -33,18 +27,21 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Serialize;
 use tokio::sync::watch;
 use wavecast_config::Config;
-use wavecast_media::{OutputSpec, WavWriter};
-use wavecast_pipeline::AudioFormat;
+use wavecast_media::OutputSpec;
 use wavecast_token::Preset;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
 use wavecast_visualizer::window::{WindowOptions, run as run_window};
 use wavecast_visualizer::{Gpu, HeadlessTarget, Scene, draw_scene};
 
-use crate::capture::{AudioInput, VideoSettings};
 use crate::cli::{ConnectArgs, Credentials, defaults, given};
 use crate::connection::{ConnState, Connector};
-use crate::receive::{AudioOut, IvfWriter, Percentiles, Recorder, VideoOut};
-use crate::room::{Decoders, Outcome, Outputs, RecordingStats};
+use crate::room::Outcome;
+use wavecast_stream::decoders::{Decoders, Outputs};
+use wavecast_stream::latency::Percentiles;
+use wavecast_stream::publish::{AudioInput, VideoSettings};
+use wavecast_stream::receive::{self, AudioOut, VideoOut};
+use wavecast_stream::record::{Recording, RecordingStats};
+use wavecast_stream::loopback;
 use crate::scene::{Shared, ViewerScene, Watching};
 
 #[cfg(feature = "cpal")]
@@ -307,12 +304,8 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     };
     let (ivf, wav) = match &cli.record {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let ivf = IvfWriter::create(&dir.join("video.ivf"))?;
-            let wav =
-                WavWriter::create(dir.join("audio.wav"), AudioFormat::new(48_000, channels)?)?;
-            (Some(Recorder::Ivf(ivf)), Some(Recorder::Wav(wav)))
+            let r = Recording::create(dir, channels)?;
+            (Some(r.video), Some(r.audio))
         }
         None => (None, None),
     };
@@ -677,7 +670,7 @@ fn headless(
         }
     };
     render.picture_rect = scene.picture_rect().map(|r| (r.x, r.y, r.w, r.h));
-    render.latency_ms = Percentiles::of(&mut scene.render_latencies);
+    render.latency_ms = Percentiles::of(&scene.render_latencies);
     Ok(reached)
 }
 

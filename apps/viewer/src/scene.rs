@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use wavecast_pipeline::analysis::{Levels, WaveformHistory};
-use wavecast_pipeline::{Timestamp, VideoFrame};
+use wavecast_pipeline::{AgeHistogram, Timestamp, VideoFrame};
 use wavecast_visualizer::geom::palette;
 use wavecast_visualizer::shapes::ShapeRenderer;
 use wavecast_visualizer::text::{Align, TextLayer};
@@ -18,7 +18,7 @@ use wavecast_visualizer::{
 };
 
 use crate::connection::ConnState;
-use crate::receive::{AudioOut, VideoOut};
+use wavecast_stream::receive::{AudioOut, VideoOut};
 
 /// Who the viewer is watching (set by the room task).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -121,8 +121,9 @@ pub struct ViewerScene {
     fps: Rate,
     kbps: Rate,
     packets: Rate,
-    /// Capture-to-render ages of shown stamped frames, µs.
-    pub render_latencies: Vec<u64>,
+    /// Capture-to-render ages of shown stamped frames.
+    pub render_latencies: AgeHistogram,
+    last_render_latency_us: Option<u64>,
     rendered: u64,
     /// Shortest time between updates (a window without vsync would otherwise spin and starve
     /// the decoders; zero headless, where the loop paces itself).
@@ -160,7 +161,8 @@ impl ViewerScene {
             fps: Rate::default(),
             kbps: Rate::default(),
             packets: Rate::default(),
-            render_latencies: Vec::new(),
+            render_latencies: AgeHistogram::new(),
+            last_render_latency_us: None,
             rendered: 0,
             min_interval: Duration::ZERO,
             last_update: None,
@@ -238,8 +240,8 @@ impl ViewerScene {
         if v.stamped.load(Ordering::Relaxed) {
             let last = v.last_latency_us.load(Ordering::Relaxed) as f64 / 1000.0;
             let p50 = v.p50_latency_us.load(Ordering::Relaxed) as f64 / 1000.0;
-            let shown = self.render_latencies.last().map_or(String::new(), |us| {
-                format!(" · on screen {:.0} ms", *us as f64 / 1000.0)
+            let shown = self.last_render_latency_us.map_or(String::new(), |us| {
+                format!(" · on screen {:.0} ms", us as f64 / 1000.0)
             });
             lines.push(format!(
                 "glass-to-glass {last:.0} ms (p50 {p50:.0} ms){shown} · frame #{}",
@@ -294,11 +296,10 @@ impl Scene for ViewerScene {
         self.last_update = Some(Instant::now());
         self.fresh = false;
         if let Some(f) = self.shared.video.mailbox.take() {
-            if self.shared.video.stamped.load(Ordering::Relaxed)
-                && self.render_latencies.len() < 200_000
-            {
+            if self.shared.video.stamped.load(Ordering::Relaxed) {
                 let age = Timestamp::now().saturating_duration_since(f.timestamp());
-                self.render_latencies.push(age.as_micros() as u64);
+                self.render_latencies.record(age);
+                self.last_render_latency_us = Some(age.as_micros() as u64);
             }
             self.video
                 .update_video_frame(d, q, &f, ColorSpace::BT601_LIMITED)?;

@@ -16,6 +16,8 @@ use wavecast_config::{Config, Loader};
 use wavecast_session::admin::{DataKind, NewRoom, Participant, Room, RoomAdmin};
 use wavecast_token::{Keys, Preset, TokenBuilder, Verifier, VideoGrants};
 
+mod service;
+
 /// Mint LiveKit access tokens and administer rooms.
 #[derive(Debug, Parser)]
 #[command(name = "wavecast", version, about, max_term_width = 100)]
@@ -59,6 +61,10 @@ enum Command {
     /// Send data packets to a room.
     #[command(subcommand)]
     Data(DataCmd),
+    /// Run the token service (access policy, webhooks, streams); see docs/service.md.
+    Serve(service::ServeArgs),
+    /// Add, list and revoke the token service's access grants (admin key).
+    Grant(service::GrantArgs),
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +234,11 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 fn load_config(g: &Global) -> Result<Config> {
+    load_config_with(g, |l| l)
+}
+
+/// Load the config with the global flags plus more (`extra` adds a subcommand's own flags).
+fn load_config_with(g: &Global, extra: impl FnOnce(Loader) -> Loader) -> Result<Config> {
     let mut loader = Loader::new();
     if let Some(path) = &g.config {
         loader = loader.file(path);
@@ -241,7 +252,7 @@ fn load_config(g: &Global) -> Result<Config> {
     if let Some(secret) = &g.api_secret {
         loader = loader.flag("connection.api_secret", "--api-secret", secret);
     }
-    Ok(loader.load()?)
+    Ok(extra(loader).load()?)
 }
 
 fn keys(config: &Config) -> Result<Keys> {
@@ -482,7 +493,9 @@ async fn admin_cmd(g: &Global, cmd: Command) -> Result<()> {
                 println!("sent to room {room:?}");
             }
         }
-        Command::Token(_) => unreachable!("token commands run without the async runtime"),
+        Command::Token(_) | Command::Serve(_) | Command::Grant(_) => {
+            unreachable!("these commands run their own runtime")
+        }
     }
     Ok(())
 }
@@ -498,6 +511,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Token(cmd) => token(&cli.global, cmd),
+        Command::Serve(a) => service::serve(&cli.global, a),
+        Command::Grant(a) => service::grant(&cli.global, a),
         cmd => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

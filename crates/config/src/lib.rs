@@ -39,10 +39,12 @@
 
 mod error;
 mod model;
+mod service;
 mod sources;
 
 pub use error::{ConfigError, Problem};
 pub use model::{
     AudioConfig, Config, ConnectionConfig, ReconnectPolicy, Secret, VideoCodec, VideoConfig,
 };
+pub use service::{CallerAlgorithm, ServiceConfig};
 pub use sources::{DEFAULT_FILE, Loader};

@@ -17,6 +17,8 @@ pub struct Config {
     pub audio: AudioConfig,
     /// Video format and encoding.
     pub video: VideoConfig,
+    /// The token service (`wavecast serve`).
+    pub service: crate::service::ServiceConfig,
 }
 
 /// Where and as whom to connect.
@@ -33,7 +35,7 @@ pub struct ConnectionConfig {
     pub room: String,
     /// Participant identity (apps pick one when unset).
     pub identity: Option<String>,
-    /// How long one connection attempt may take.
+    /// How long one connection attempt may take (1ms..=5m).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
 }
@@ -55,15 +57,15 @@ impl Default for ConnectionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReconnectPolicy {
-    /// Delay before the first retry.
+    /// Delay before the first retry (1ms..=5m).
     #[serde(with = "humantime_serde")]
     pub initial_delay: Duration,
-    /// Upper bound of any delay.
+    /// Upper bound of any delay (1ms..=1h, at least `initial_delay`).
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
-    /// Growth factor between attempts.
+    /// Growth factor between attempts (finite, 1..=10).
     pub multiplier: f64,
-    /// Random spread as a fraction of the delay (0 = none, 0.2 = ±20%).
+    /// Random spread as a fraction of the delay (0 = none, 0.2 = ±20%; finite, 0..=1).
     pub jitter: f64,
     /// Attempts before giving up (0 = never retry).
     pub max_attempts: u32,
@@ -84,12 +86,33 @@ impl Default for ReconnectPolicy {
 impl ReconnectPolicy {
     /// The delay before retry number `attempt` (1-based). `unit_random` in `[0, 1)` picks the
     /// jitter, so callers own the randomness and tests can pin it.
+    ///
+    /// Total for any field values, including ones [`crate::Loader`] would refuse (NaN or
+    /// infinite factors, huge durations): the result never exceeds `max_delay` and this never
+    /// panics.
     pub fn delay(&self, attempt: u32, unit_random: f64) -> Duration {
         let exp = attempt.saturating_sub(1).min(64) as i32;
+        let max = self.max_delay.as_secs_f64();
         let base = self.initial_delay.as_secs_f64() * self.multiplier.powi(exp);
-        let capped = base.min(self.max_delay.as_secs_f64());
-        let spread = 1.0 + self.jitter * (2.0 * unit_random.clamp(0.0, 1.0) - 1.0);
-        Duration::from_secs_f64((capped * spread).clamp(0.0, self.max_delay.as_secs_f64()))
+        // `f64::min` ignores a NaN operand, so a NaN base (NaN multiplier) falls back to `max`.
+        let capped = base.min(max);
+        let unit = if unit_random.is_nan() {
+            0.5
+        } else {
+            unit_random.clamp(0.0, 1.0)
+        };
+        let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        let secs = capped * spread;
+        let secs = if secs.is_nan() {
+            capped
+        } else {
+            secs.clamp(0.0, max)
+        };
+        // `as_secs_f64` of a huge `max_delay` rounds up past `Duration::MAX`: never convert back
+        // beyond what we started from.
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
     }
 }
 
@@ -197,6 +220,44 @@ pub(crate) struct Violation {
     pub required_by: Option<&'static str>,
 }
 
+/// Longest `reconnect.initial_delay`.
+pub(crate) const MAX_INITIAL_DELAY: Duration = Duration::from_secs(5 * 60);
+/// Longest `reconnect.max_delay`.
+pub(crate) const MAX_MAX_DELAY: Duration = Duration::from_secs(60 * 60);
+/// Longest `connection.connect_timeout`.
+pub(crate) const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// A duration between 1 ms and `hi` (zero would make a busy retry loop; huge values overflow
+/// clock arithmetic such as `Instant + duration`).
+fn duration_range(out: &mut Vec<Violation>, key: &'static str, v: Duration, hi: Duration) {
+    if v < Duration::from_millis(1) || v > hi {
+        out.push(Violation {
+            key,
+            value: humantime::format_duration(v).to_string(),
+            message: format!(
+                "must be between 1ms and {}",
+                humantime::format_duration(hi)
+            ),
+            required_by: None,
+        });
+    }
+}
+
+/// A finite float between `lo` and `hi` (NaN compares false with everything, so it needs its
+/// own check; TOML and the environment both accept `nan` and `inf`).
+fn float_range(out: &mut Vec<Violation>, key: &'static str, v: f64, lo: f64, hi: f64) {
+    if !v.is_finite() {
+        out.push(Violation {
+            key,
+            value: v.to_string(),
+            message: format!("must be a finite number between {lo} and {hi}"),
+            required_by: None,
+        });
+    } else {
+        range(out, key, v, lo, hi);
+    }
+}
+
 fn range<T: PartialOrd + fmt::Display + Copy>(
     out: &mut Vec<Violation>,
     key: &'static str,
@@ -252,14 +313,12 @@ impl Config {
                 required_by: None,
             });
         }
-        if c.connect_timeout.is_zero() || c.connect_timeout > Duration::from_secs(300) {
-            out.push(Violation {
-                key: "connection.connect_timeout",
-                value: humantime::format_duration(c.connect_timeout).to_string(),
-                message: "must be between 1ms and 5m".into(),
-                required_by: None,
-            });
-        }
+        duration_range(
+            &mut out,
+            "connection.connect_timeout",
+            c.connect_timeout,
+            MAX_CONNECT_TIMEOUT,
+        );
         match (&c.api_key, &c.api_secret) {
             (Some(_), None) => out.push(Violation {
                 key: "connection.api_secret",
@@ -291,6 +350,13 @@ impl Config {
         }
 
         let r = &self.reconnect;
+        duration_range(
+            &mut out,
+            "reconnect.initial_delay",
+            r.initial_delay,
+            MAX_INITIAL_DELAY,
+        );
+        duration_range(&mut out, "reconnect.max_delay", r.max_delay, MAX_MAX_DELAY);
         if r.initial_delay > r.max_delay {
             out.push(Violation {
                 key: "reconnect.initial_delay",
@@ -302,8 +368,8 @@ impl Config {
                 required_by: None,
             });
         }
-        range(&mut out, "reconnect.multiplier", r.multiplier, 1.0, 10.0);
-        range(&mut out, "reconnect.jitter", r.jitter, 0.0, 1.0);
+        float_range(&mut out, "reconnect.multiplier", r.multiplier, 1.0, 10.0);
+        float_range(&mut out, "reconnect.jitter", r.jitter, 0.0, 1.0);
         range(&mut out, "reconnect.max_attempts", r.max_attempts, 0, 1000);
 
         let a = &self.audio;
@@ -332,6 +398,7 @@ impl Config {
         }
         range(&mut out, "video.fps", v.fps, 1, 120);
         range(&mut out, "video.bitrate", v.bitrate, 50, 50_000);
+        self.service.violations(&mut out);
         out
     }
 }

@@ -22,7 +22,11 @@ const LIVEKIT_VARS: [(&str, &str); 3] = [
 const PREFIX: &str = "WAVECAST_";
 
 /// Keys that hold secrets: their values are never echoed in messages.
-const SECRET_KEYS: [&str; 1] = ["connection.api_secret"];
+const SECRET_KEYS: [&str; 3] = [
+    "connection.api_secret",
+    "service.auth_secret",
+    "service.admin_key",
+];
 
 /// Collects the layers and loads a validated [`Config`].
 #[derive(Debug, Clone)]
@@ -103,9 +107,14 @@ impl Loader {
                 }
                 fig = fig.merge(Toml::file_exact(path));
             } else if *required {
+                let source = if path.exists() {
+                    std::io::Error::other("not a regular file")
+                } else {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")
+                };
                 return Err(ConfigError::Read {
                     path: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                    source,
                 });
             }
         }

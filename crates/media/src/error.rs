@@ -137,6 +137,15 @@ pub enum MediaError {
         /// Why.
         reason: String,
     },
+    /// A PNG could not be written.
+    #[error("{path}: PNG error")]
+    Png {
+        /// The file.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: png::EncodingError,
+    },
     /// A pipeline error (pool, layout or format).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),

@@ -5,7 +5,8 @@
 //!   capture time drawn as a [`stamp`] that survives lossy codecs, with its decoder);
 //! - synthetic audio: [`ToneGenerator`] (tone or chirp) with timestamp [`Markers`] and the
 //!   [`MarkerDetector`] a receiver uses to find them;
-//! - files: [`Y4mReader`]/[`Y4mWriter`], [`WavReader`]/[`WavWriter`], and [`Looping`] over any
+//! - files: [`Y4mReader`]/[`Y4mWriter`], [`WavReader`]/[`WavWriter`], [`IvfWriter`] (VP8 as
+//!   received), [`snapshot::write_i420_png`], and [`Looping`] over any
 //!   [`VideoSource`] or [`AudioSource`];
 //! - recordings: [`webm`], a crash-safe WebM (Matroska) writer for encoded VP8 and Opus with a
 //!   repair routine for files a crash cut short;
@@ -41,7 +42,9 @@
 #[cfg(feature = "cpal")]
 pub mod device;
 mod error;
+mod ivf;
 mod output;
+pub mod snapshot;
 mod source;
 pub mod stamp;
 mod synth;
@@ -50,6 +53,7 @@ pub mod webm;
 mod y4m;
 
 pub use error::{MediaError, Result};
+pub use ivf::{IVF_FRAME_HEADER_LEN, IVF_HEADER_LEN, IvfWriter};
 pub use output::{AudioSink, InputSpec, NullSink, OutputSpec, SinkStats, WavSink, open_output};
 pub use source::{AudioSource, FrameRate, Looping, VideoSource};
 pub use synth::{Marker, MarkerDetector, Markers, TestPattern, ToneGenerator, Waveform};

@@ -19,6 +19,8 @@ pub const MAX_TRACKED_AGE: Duration = Duration::from_secs(60);
 pub struct AgeHistogram {
     hist: Histogram<u64>,
     saturated: u64,
+    /// The largest age recorded, exact (the histogram's own max is rounded to its bucket).
+    max_us: u64,
 }
 
 impl Default for AgeHistogram {
@@ -32,7 +34,11 @@ impl AgeHistogram {
     pub fn new() -> Self {
         let hist = Histogram::new_with_bounds(1, MAX_TRACKED_AGE.as_micros() as u64, 2)
             .expect("constant histogram bounds are valid");
-        AgeHistogram { hist, saturated: 0 }
+        AgeHistogram {
+            hist,
+            saturated: 0,
+            max_us: 0,
+        }
     }
 
     /// Records one age.
@@ -42,6 +48,7 @@ impl AgeHistogram {
             self.saturated += 1;
         }
         self.hist.saturating_record(micros.max(1));
+        self.max_us = self.max_us.max(micros.min(self.hist.high()));
     }
 
     /// Records the age of a frame captured at `captured`, consumed at `now`.
@@ -58,6 +65,19 @@ impl AgeHistogram {
     pub fn reset(&mut self) {
         self.hist.reset();
         self.saturated = 0;
+        self.max_us = 0;
+    }
+
+    /// The age at quantile `q` (0.0 ..= 1.0) in microseconds, within the histogram's two
+    /// significant digits; 1.0 gives the exact largest age. 0 when empty.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        if self.hist.is_empty() {
+            0
+        } else if q >= 1.0 {
+            self.max_us
+        } else {
+            self.hist.value_at_quantile(q.max(0.0)).min(self.max_us)
+        }
     }
 
     /// Count, mean, percentiles and max, in microseconds. Cost grows with the number of distinct
@@ -74,7 +94,7 @@ impl AgeHistogram {
             p50_us: h.value_at_quantile(0.50),
             p90_us: h.value_at_quantile(0.90),
             p99_us: h.value_at_quantile(0.99),
-            max_us: h.max(),
+            max_us: self.max_us,
             saturated: self.saturated,
         }
     }

@@ -107,9 +107,15 @@ pub enum DisconnectReason {
 
 /// Everything the engine reports, in one bounded stream.
 ///
-/// Policy when the reader falls behind: the event queue is bounded; an event that does not fit
-/// is dropped and counted (`Engine::dropped_events`), except that `TrackSubscribed` waits for
-/// room (it carries the track handle and must not be lost).
+/// Policy when the reader falls behind (the engine's network loop never waits for the reader):
+/// - *Droppable* events — [`EngineEvent::ActiveSpeakers`], [`EngineEvent::ConnectionQuality`]
+///   (periodic, each superseding the last) and lossy [`EngineEvent::DataReceived`] — are dropped
+///   when the stream is full, newest first, and counted in `Engine::dropped_events`.
+/// - Every other event (the roster: participants and publications, mute states; subscriptions,
+///   which carry track handles; transport states; reliable data; `Disconnected`) is never
+///   dropped: the engine holds it, in order, and delivers it as the reader makes room
+///   (`Engine::held_events_peak` says how far the reader fell behind). While events are held,
+///   droppable ones are dropped, so the order of must-deliver events is kept.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum EngineEvent {
@@ -180,4 +186,19 @@ pub enum EngineEvent {
     },
     /// The engine stopped; no more events follow.
     Disconnected(DisconnectReason),
+}
+
+impl EngineEvent {
+    /// Whether the engine may drop this event when the reader is behind (see the type's docs).
+    pub fn is_droppable(&self) -> bool {
+        matches!(
+            self,
+            EngineEvent::ActiveSpeakers(_)
+                | EngineEvent::ConnectionQuality(_)
+                | EngineEvent::DataReceived {
+                    reliable: false,
+                    ..
+                }
+        )
+    }
 }

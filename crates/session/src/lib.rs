@@ -1,11 +1,30 @@
 //! Sessions on a LiveKit server.
 //!
+//! - [`Room`]: join a room the way the official SDKs do — [`RoomEvent`]s, a roster of
+//!   [`RemoteParticipant`]s and their [`RemoteTrackPublication`]s, explicit subscriptions,
+//!   [`RoomEvents::next_track`]. Start here.
 //! - [`admin`]: room administration (create, list, delete rooms; list, get, remove, mute and
 //!   update participants; send data) through the server API.
-//! - [`session`]: a live participant on the media engine — connect, publish, subscribe, data —
+//! - [`Session`]: a live participant on the media engine — connect, publish, subscribe, data —
 //!   with a reconnect state machine (full rejoin with backoff and jitter, tracks re-published and
 //!   subscriptions handed to the handles the app holds). Behind the `libwebrtc` feature, the same
 //!   interface on the official `livekit` crate (compile-checked only).
+//!
+//! ```no_run
+//! # async fn demo(url: &str, token: &str) -> Result<(), wavecast_session::SessionError> {
+//! use wavecast_session::{AudioSubscriber, Room, RoomOptions, TrackFilter};
+//!
+//! let (room, mut events) = Room::connect(url, token, RoomOptions::default()).await?;
+//! let track = events.next_track(&TrackFilter::audio()).await.expect("an audio track");
+//! let mut audio = AudioSubscriber::new(track, 1)?;
+//! while let Some(pcm) = audio.recv().await {
+//!     println!("{} samples at 48 kHz", pcm.samples.len());
+//! }
+//! room.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Room administration through the server API:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), wavecast_session::admin::AdminError> {
@@ -27,6 +46,27 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+mod room;
+#[doc(hidden)] // the old path; everything is re-exported at the crate root
 pub mod session;
 
-pub use session::{Credentials, Session, SessionError, SessionEvent, SessionOptions, SessionState};
+pub use room::{
+    ActiveSpeaker, ConnectionState, DisconnectReason, RemoteParticipant, RemoteTrackPublication,
+    Room, RoomEvent, RoomEvents, RoomOptions, RoomStats, TrackFilter,
+};
+pub use session::{
+    AudioPublisher, AudioSubscriber, Credentials, DataOptions, DecodedAudio, DecodedVideo,
+    EncodedFrame, EndReason, EngineEvent, EngineOptions, JoinInfo, Participant, PeerRole,
+    PublishedTrack, ReconnectPolicy, SendError, Session, SessionBackend, SessionError,
+    SessionEvent, SessionEvents, SessionOptions, SessionState, SessionStats, SubscribedTrack,
+    TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
+};
+pub use wavecast_codec::{I420, Vp8Config};
+pub use wavecast_rtc::{Quality, TransportState};
+pub use wavecast_token::{Keys, Preset, TokenBuilder};
+
+/// The media engine underneath, for what the session layer does not wrap (raw engine tracks,
+/// encoders around them). Apps reach it here instead of depending on `wavecast-rtc`.
+pub mod engine {
+    pub use wavecast_rtc::*;
+}

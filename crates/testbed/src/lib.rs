@@ -18,9 +18,20 @@
 //!
 //! # Design
 //! Every server binds 127.0.0.1 only: HTTP/WebSocket on one free TCP port, all media on one free UDP
-//! port (single-port mode), the ICE/TCP fallback off. Nothing listens on another address. Each
-//! server's log goes to a file in its own temporary directory; start-up failures quote its tail.
+//! port (single-port mode), the ICE/TCP fallback off. Nothing listens on another address
+//! ([`listening_sockets`] checks it from `/proc`). Each server's log goes to a file in its own
+//! temporary directory; start-up failures quote its tail.
+//!
+//! [`Cluster::start`] runs several livekit-server nodes sharing one private `redis-server`, the way
+//! LiveKit scales out: a room lives on one node, clients may connect to any node, and the node
+//! they reach relays their signalling to the room's node. `just cluster` runs one for people.
 #![deny(missing_docs)]
+
+mod cluster;
+mod sockets;
+
+pub use cluster::{Cluster, REDIS_ENV, RedisServer, redis_binary};
+pub use sockets::{Listener, listening_sockets};
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -30,6 +41,9 @@ use std::time::{Duration, Instant};
 
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
+mod postgres;
+pub use postgres::{POSTGRES_BIN_ENV, POSTGRES_USER, Postgres, postgres_bin_dir};
+
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";
 /// The secret of [`API_KEY`].
@@ -38,7 +52,7 @@ pub const API_SECRET: &str = "secret";
 pub const SERVER_ENV: &str = "WAVECAST_LIVEKIT_SERVER";
 
 /// How long a server may take to answer after start.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors while bringing up the test bed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +79,15 @@ pub enum TestbedError {
         #[source]
         source: std::io::Error,
     },
+    /// No redis-server binary was found (a [`Cluster`] needs one).
+    #[error(
+        "no redis-server binary: set {REDIS_ENV}, or install the Debian package `redis-server` \
+         (`just setup` does) (looked in {looked})"
+    )]
+    RedisNotFound {
+        /// The places searched.
+        looked: String,
+    },
     /// The server did not become ready in time, or exited.
     #[error("livekit-server on {addr} did not become ready: {why}\n--- server log tail ---\n{log}")]
     NotReady {
@@ -77,7 +100,7 @@ pub enum TestbedError {
     },
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestbedError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestbedError {
     let what = what.into();
     move |source| TestbedError::Io { what, source }
 }
@@ -133,8 +156,41 @@ pub fn free_udp_port() -> Result<u16, TestbedError> {
     Ok(s.local_addr().map_err(io_err("read local address"))?.port())
 }
 
+/// Extra server settings for [`LiveKitServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Webhook endpoints (`webhook.urls`), signed with [`API_KEY`] (`webhook.api_key`).
+    pub webhook_urls: Vec<String>,
+    /// `room.auto_create` (the server's default, true, when `None`).
+    pub auto_create_rooms: Option<bool>,
+    /// A Redis shared with other nodes of a cluster (`redis.address`); `None` for a single node.
+    pub redis: Option<SocketAddr>,
+}
+
 /// The server configuration for the given ports (loopback only).
 pub fn server_config(http_port: u16, udp_port: u16) -> String {
+    server_config_with(http_port, udp_port, &ServerOptions::default())
+}
+
+/// The server configuration for the given ports and options (loopback only).
+pub fn server_config_with(http_port: u16, udp_port: u16, options: &ServerOptions) -> String {
+    let mut extra = String::new();
+    if !options.webhook_urls.is_empty() {
+        extra.push_str(&format!("webhook:\n  api_key: {API_KEY}\n  urls:\n"));
+        for u in &options.webhook_urls {
+            extra.push_str(&format!("    - {u}\n"));
+        }
+    }
+    if let Some(auto) = options.auto_create_rooms {
+        extra.push_str(&format!("room:\n  auto_create: {auto}\n"));
+    }
+    if let Some(redis) = options.redis {
+        extra.push_str(&format!("redis:\n  address: {redis}\n"));
+    }
+    server_base_config(http_port, udp_port) + &extra
+}
+
+fn server_base_config(http_port: u16, udp_port: u16) -> String {
     format!(
         "port: {http_port}
 bind_addresses: [127.0.0.1]
@@ -156,6 +212,19 @@ logging:
     )
 }
 
+/// [`server_config`] for a node of a cluster: the same loopback-only settings, plus the shared
+/// Redis at `redis` (which makes the nodes one LiveKit deployment).
+pub fn node_config(http_port: u16, udp_port: u16, redis: SocketAddr) -> String {
+    server_config_with(
+        http_port,
+        udp_port,
+        &ServerOptions {
+            redis: Some(redis),
+            ..ServerOptions::default()
+        },
+    )
+}
+
 /// A real livekit-server on free loopback ports, killed on drop.
 #[derive(Debug)]
 pub struct LiveKitServer {
@@ -170,6 +239,21 @@ pub struct LiveKitServer {
 impl LiveKitServer {
     /// Start a server and wait until it answers.
     pub fn start() -> Result<Self, TestbedError> {
+        Self::start_with(&ServerOptions::default())
+    }
+
+    /// Start one node of a cluster: a server that shares the Redis at `redis` with the other
+    /// nodes (see [`Cluster`], which also starts that Redis).
+    pub fn start_node(redis: SocketAddr) -> Result<Self, TestbedError> {
+        Self::start_with(&ServerOptions {
+            redis: Some(redis),
+            ..ServerOptions::default()
+        })
+    }
+
+    /// Start a server with extra settings (webhooks, room auto-creation) and wait until it
+    /// answers.
+    pub fn start_with(options: &ServerOptions) -> Result<Self, TestbedError> {
         let binary = server_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("wavecast-livekit-")
@@ -178,7 +262,7 @@ impl LiveKitServer {
         let http_port = free_tcp_port()?;
         let udp_port = free_udp_port()?;
         let config = dir.path().join("livekit-server.yaml");
-        std::fs::write(&config, server_config(http_port, udp_port))
+        std::fs::write(&config, server_config_with(http_port, udp_port, options))
             .map_err(io_err(format!("write {}", config.display())))?;
         let mut server = Self {
             binary,
@@ -295,6 +379,11 @@ impl LiveKitServer {
             .expect("test tokens have an identity, a room and non-empty keys")
     }
 
+    /// The server process's id (`None` while stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the server process is running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
@@ -322,7 +411,7 @@ impl Drop for LiveKitServer {
 }
 
 /// One plain HTTP/1.0 GET of `/`; true when the server answers `200`.
-fn http_ok(addr: SocketAddr) -> bool {
+pub(crate) fn http_ok(addr: SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
@@ -452,9 +541,77 @@ mod tests {
     }
 
     #[test]
+    fn node_config_adds_the_shared_redis() {
+        let c = node_config(1234, 5678, SocketAddr::from((Ipv4Addr::LOCALHOST, 6380)));
+        assert!(c.starts_with(&server_config(1234, 5678)));
+        assert!(c.contains("redis:\n  address: 127.0.0.1:6380\n"), "{c}");
+    }
+
+    #[test]
+    fn config_points_webhooks_at_the_given_urls() {
+        let c = server_config_with(
+            1,
+            2,
+            &ServerOptions {
+                webhook_urls: vec!["http://127.0.0.1:9/hook".into()],
+                auto_create_rooms: Some(false),
+                ..ServerOptions::default()
+            },
+        );
+        assert!(c.contains("webhook:\n  api_key: devkey\n  urls:\n    - http://127.0.0.1:9/hook\n"), "{c}");
+        assert!(c.contains("room:\n  auto_create: false\n"), "{c}");
+    }
+
+    #[test]
     fn free_ports_are_nonzero() {
         assert_ne!(free_tcp_port().unwrap(), 0);
         assert_ne!(free_udp_port().unwrap(), 0);
+    }
+
+    /// Two nodes and their Redis: both nodes register in the shared Redis (LiveKit's `nodes`
+    /// hash), and no process of the cluster listens on anything but loopback.
+    #[test]
+    fn cluster_nodes_share_redis_and_listen_on_loopback_only() {
+        let cluster = Cluster::start(2).expect("start the cluster");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut reply = String::new();
+        while Instant::now() < deadline {
+            reply = redis_command(cluster.redis().addr(), "HLEN nodes");
+            if reply.trim() == ":2" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(reply.trim(), ":2", "both nodes registered in redis");
+        let pids = cluster.pids();
+        assert_eq!(pids.len(), 3);
+        for pid in pids {
+            let sockets = listening_sockets(pid).expect("read /proc");
+            assert!(!sockets.is_empty(), "process {pid} listens on nothing");
+            for s in &sockets {
+                assert!(s.addr.ip().is_loopback(), "process {pid} listens on {s}");
+            }
+        }
+        let (a, b) = (cluster.node(0), cluster.node(1));
+        assert_ne!(a.http_addr(), b.http_addr());
+        assert_ne!(a.udp_port(), b.udp_port());
+        let udp_ports: Vec<u16> = cluster
+            .nodes()
+            .iter()
+            .flat_map(|n| listening_sockets(n.pid().unwrap()).unwrap())
+            .filter(|l| l.protocol == "udp")
+            .map(|l| l.addr.port())
+            .collect();
+        assert!(udp_ports.contains(&a.udp_port()) && udp_ports.contains(&b.udp_port()));
+    }
+
+    fn redis_command(addr: SocketAddr, command: &str) -> String {
+        let mut s = TcpStream::connect(addr).expect("connect redis");
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     /// The real server starts, answers, is killed on stop and comes back on the same port.

@@ -8,7 +8,8 @@
 //! - an injectable clock ([`TokenBuilder::issued_at`], [`Verifier::verify_at`]) so expiry and
 //!   not-before are testable without sleeping;
 //! - a verifier with a clock-skew leeway and distinct errors for expired, not-yet-valid, bad
-//!   signature, unknown key and malformed tokens;
+//!   signature, unknown key, malformed tokens and signing algorithms other than HS256 (the only
+//!   one LiveKit issues);
 //! - secrets that never show up in `Debug` output.
 //!
 //! ```
@@ -97,6 +98,15 @@ pub enum TokenError {
         not_before: u64,
         /// The time verification used.
         now: u64,
+    },
+    /// The token is signed with an algorithm other than HS256, the only one LiveKit issues and
+    /// accepts (HS384/HS512 tokens are refused too, so nothing we accept is refused by a server).
+    #[error(
+        "unsupported signing algorithm {alg:?}: LiveKit tokens are signed with HS256 only"
+    )]
+    UnsupportedAlgorithm {
+        /// The header's `alg` (`<missing>` when absent, the JSON text when not a string).
+        alg: String,
     },
     /// Encoding failed inside the JWT library.
     #[error("could not sign token: {0}")]
@@ -415,12 +425,20 @@ impl Verifier {
         let (header, payload) = split(token)?;
         let header: serde_json::Value = serde_json::from_slice(&header)
             .map_err(|e| TokenError::Malformed(format!("header: {e}")))?;
-        match header.get("alg").and_then(|a| a.as_str()) {
-            Some("HS256" | "HS384" | "HS512") => {}
-            other => {
-                return Err(TokenError::Malformed(format!(
-                    "algorithm {other:?} is not an HMAC algorithm LiveKit uses"
-                )));
+        match header.get("alg") {
+            Some(serde_json::Value::String(a)) if a == "HS256" => {}
+            Some(serde_json::Value::String(a)) => {
+                return Err(TokenError::UnsupportedAlgorithm { alg: a.clone() });
+            }
+            Some(other) => {
+                return Err(TokenError::UnsupportedAlgorithm {
+                    alg: other.to_string(),
+                });
+            }
+            None => {
+                return Err(TokenError::UnsupportedAlgorithm {
+                    alg: "<missing>".into(),
+                });
             }
         }
         let unverified: Claims = serde_json::from_slice(&payload)
@@ -433,12 +451,9 @@ impl Verifier {
                 key: unverified.iss.clone(),
             })?;
 
-        let alg: Algorithm = header["alg"]
-            .as_str()
-            .unwrap_or("HS256")
-            .parse()
-            .map_err(|_| TokenError::Malformed("unsupported algorithm".into()))?;
-        let mut validation = Validation::new(alg);
+        // Only HS256 reaches this point; pinning it here (not parsing the header again) keeps
+        // the library from accepting another algorithm whatever the header says.
+        let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.required_spec_claims.clear();
@@ -623,6 +638,50 @@ mod tests {
             assert!(
                 matches!(v.verify_at(bad, NOW), Err(TokenError::Malformed(_))),
                 "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_signed_hs384_or_hs512_are_refused_with_their_own_error() {
+        // Regression: HS384/HS512 tokens with a valid signature were accepted, although LiveKit
+        // issues and accepts HS256 only.
+        let claims = TokenBuilder::new("a")
+            .room("r")
+            .preset(Preset::Viewer)
+            .issued_at(NOW)
+            .claims("devkey")
+            .unwrap();
+        let v = Verifier::new([keys()]);
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let jwt = jsonwebtoken::encode(
+                &Header::new(alg),
+                &claims,
+                &EncodingKey::from_secret(b"secret"),
+            )
+            .unwrap();
+            let err = v.verify_at(&jwt, NOW).unwrap_err();
+            assert!(
+                matches!(&err, TokenError::UnsupportedAlgorithm { alg: a } if *a == format!("{alg:?}")),
+                "{alg:?}: {err}"
+            );
+            assert!(err.to_string().contains("HS256 only"), "{err}");
+        }
+        // An HS256 header with other fields is still fine; `none` and a missing alg are not.
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let jwt = mint(TokenBuilder::new("a").room("r").preset(Preset::Viewer));
+        let rest = jwt.split_once('.').unwrap().1;
+        for (header, shown) in [
+            (r#"{"alg":"none","typ":"JWT"}"#, "none"),
+            (r#"{"typ":"JWT"}"#, "<missing>"),
+            (r#"{"alg":256}"#, "256"),
+        ] {
+            let forged = format!("{}.{rest}", engine.encode(header));
+            let err = v.verify_at(&forged, NOW).unwrap_err();
+            assert!(
+                matches!(&err, TokenError::UnsupportedAlgorithm { alg } if alg == shown),
+                "{header}: {err}"
             );
         }
     }

@@ -48,6 +48,15 @@ pub enum SessionError {
         /// How long we waited.
         timeout: Duration,
     },
+    /// The connection was lost (signal closed, transport failed, or the media connections did
+    /// not come up) and no later join replaced it.
+    #[error("the connection to {url} was lost: {reason}")]
+    ConnectionLost {
+        /// The signal URL.
+        url: String,
+        /// What the engine reported.
+        reason: String,
+    },
     /// A fresh token could not be minted from the key and secret.
     #[error("could not mint a token for identity {identity:?} in room {room:?}")]
     Token {
@@ -120,7 +129,9 @@ impl SessionError {
             SessionError::Unreachable { source, .. } | SessionError::Engine { source, .. } => {
                 source.is_retryable()
             }
-            SessionError::TransportTimeout { .. } | SessionError::NotConnected { .. } => true,
+            SessionError::TransportTimeout { .. }
+            | SessionError::NotConnected { .. }
+            | SessionError::ConnectionLost { .. } => true,
             #[cfg(feature = "libwebrtc")]
             SessionError::Official { .. } => true,
             #[cfg(feature = "libwebrtc")]

@@ -305,3 +305,81 @@ fn http_ok(port: u16) -> bool {
     let mut buf = [0u8; 16];
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
+
+/// An official-SDK participant driven line by line (`tests/python/room_peer.py`): each command
+/// is acknowledged with `OK <command>` before `send` returns.
+pub struct ScriptedPeer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// The peer's participant sid.
+    pub sid: String,
+}
+
+impl ScriptedPeer {
+    pub fn join(server: &LiveKitServer, room: &str, identity: &str) -> Self {
+        let mut child = wavecast_testbed::python_command(server, "room_peer.py")
+            .expect("python venv")
+            .args([room, identity])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start room_peer.py");
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut peer = Self {
+            child,
+            stdin,
+            lines,
+            sid: String::new(),
+        };
+        peer.sid = peer.expect_line("READY", Duration::from_secs(20));
+        peer
+    }
+
+    fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.trim().to_owned();
+                    }
+                    if line.starts_with("ERR") {
+                        panic!("python peer: {line}");
+                    }
+                }
+                Err(_) => panic!("python peer did not print {prefix:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Run one command and wait for its acknowledgement.
+    pub fn send(&mut self, command: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("write to python peer");
+        self.stdin.flush().expect("flush");
+        self.expect_line(&format!("OK {command}"), Duration::from_secs(20));
+    }
+}
+
+impl Drop for ScriptedPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,36 +1,44 @@
-//! `--source loopback`: the broadcaster's capture and encoders feed the viewer's decoders through
-//! an in-process link — broadcaster → pipeline → viewer in one process, no server.
+//! The in-process loopback link: publish loops feed decoders through a bounded channel —
+//! capture → encode → decode → pipeline in one process, no server. For demos, tests and
+//! measuring the media path without the network.
+//!
+//! Policy: the link holds [`LINK_CAPACITY`] frames; when it is full the sender drops the newest
+//! frame and counts it as dropped in its [`CaptureStats`](crate::publish::CaptureStats).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use anyhow::Result;
 use wavecast_rtc::{EncodedFrame, TrackKind};
 
-use crate::capture::{
+use crate::decoders::{Decoders, Finished, Outputs};
+use crate::error::{Result, StreamError};
+use crate::publish::{
     self, AudioInput, AudioSourceOpen, Capture, Control, EncodedSink, VideoInput, VideoSettings,
 };
 use crate::receive::EncodedSource;
-use crate::room::{Decoders, Finished, Outputs};
 
 /// Frames in flight on a link before the sender drops (about a second of video).
-const LINK_CAPACITY: usize = 32;
+pub const LINK_CAPACITY: usize = 32;
 
 /// The sending end of a link (a capture thread's sink).
-struct LinkTx {
+#[derive(Debug)]
+pub struct LinkTx {
     tx: mpsc::SyncSender<EncodedFrame>,
     keyframe: Arc<AtomicBool>,
 }
 
 /// The receiving end (a decoder thread's source).
-struct LinkRx {
+#[derive(Debug)]
+pub struct LinkRx {
     rx: mpsc::Receiver<EncodedFrame>,
     keyframe: Arc<AtomicBool>,
 }
 
-fn link() -> (LinkTx, LinkRx) {
+/// A new link: frames written into the [`LinkTx`] come out of the [`LinkRx`]; keyframe requests
+/// go the other way.
+pub fn link() -> (LinkTx, LinkRx) {
     let (tx, rx) = mpsc::sync_channel(LINK_CAPACITY);
     let keyframe = Arc::new(AtomicBool::new(false));
     (
@@ -60,9 +68,9 @@ impl EncodedSink for LinkTx {
         match self.tx.try_send(frame) {
             Ok(()) => Ok(true),
             Err(mpsc::TrySendError::Full(_)) => Ok(false),
-            Err(mpsc::TrySendError::Disconnected(_)) => {
-                anyhow::bail!("the loopback receiver ended")
-            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(StreamError::SinkClosed {
+                what: "the loopback link".into(),
+            }),
         }
     }
 
@@ -81,6 +89,7 @@ impl EncodedSource for LinkRx {
 }
 
 /// A running loopback: capture threads plus decoder threads.
+#[derive(Debug)]
 pub struct Loopback {
     captures: Vec<Capture>,
     decoders: Decoders,
@@ -95,8 +104,8 @@ impl Loopback {
         out: &Outputs,
         mut decoders: Decoders,
     ) -> Result<Self> {
-        let v = capture::start_video(VideoInput::open(video)?, video)?;
-        let a = capture::start_audio(AudioSourceOpen::open(audio)?, audio_bitrate)?;
+        let v = publish::start_video(VideoInput::open(video)?, video)?;
+        let a = publish::start_audio(AudioSourceOpen::open(audio)?, audio_bitrate)?;
         tracing::info!("loopback video: {}", v.describe);
         tracing::info!("loopback audio: {}", a.describe);
         let (vtx, vrx) = link();
@@ -127,7 +136,7 @@ impl Loopback {
     pub fn stop(self) -> Finished {
         for c in self.captures {
             if let Err(e) = c.stop() {
-                tracing::error!("loopback capture: {e:#}");
+                tracing::error!("loopback capture: {e}");
             }
         }
         self.decoders.finish()

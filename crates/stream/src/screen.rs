@@ -2,13 +2,13 @@
 //! window is read with a core-protocol `GetImage` per frame and converted to I420 (BT.601 limited
 //! range). Works on any X server, including Xvfb; no MIT-SHM, so it suits modest sizes and rates.
 
-use anyhow::{Context, Result, bail};
 use wavecast_pipeline::{PixelFormat, VideoFrameMut, VideoLayout};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt, ImageFormat, ImageOrder, Window};
 use x11rb::rust_connection::RustConnection;
 
-use crate::capture::Grabber;
+use crate::error::{Result, StreamError};
+use crate::publish::Grabber;
 
 /// Grabs the root window of one X screen.
 pub struct ScreenGrabber {
@@ -28,16 +28,22 @@ impl ScreenGrabber {
             .map(str::to_owned)
             .or_else(|| std::env::var("DISPLAY").ok())
             .unwrap_or_default();
+        let fail = |what: String, reason: String| StreamError::Capture { what, reason };
         if name.is_empty() {
-            bail!("screen capture needs an X display: set DISPLAY or pass --display :0");
+            return Err(fail(
+                "screen capture".into(),
+                "needs an X display: set DISPLAY or pass --display :0".into(),
+            ));
         }
         let (conn, screen_num) = x11rb::connect(Some(&name))
-            .with_context(|| format!("cannot connect to the X display {name}"))?;
+            .map_err(|e| fail(format!("X display {name}"), format!("cannot connect: {e}")))?;
         let setup = conn.setup();
-        let screen = setup
-            .roots
-            .get(screen_num)
-            .with_context(|| format!("X display {name} has no screen {screen_num}"))?;
+        let screen = setup.roots.get(screen_num).ok_or_else(|| {
+            fail(
+                format!("X display {name}"),
+                format!("no screen {screen_num}"),
+            )
+        })?;
         let depth = screen.root_depth;
         let bpp = setup
             .pixmap_formats
@@ -45,10 +51,13 @@ impl ScreenGrabber {
             .find(|f| f.depth == depth)
             .map(|f| f.bits_per_pixel);
         if !(depth == 24 || depth == 32) || bpp != Some(32) {
-            bail!(
-                "X display {name}: depth {depth} with {bpp:?} bits per pixel; screen capture reads \
-                 24/32-bit true colour"
-            );
+            return Err(StreamError::Unsupported {
+                what: format!("X display {name}"),
+                reason: format!(
+                    "depth {depth} with {bpp:?} bits per pixel; screen capture reads 24/32-bit \
+                     true colour"
+                ),
+            });
         }
         // I420 wants even sizes: drop a last odd column or row.
         let (width, height) = (screen.width_in_pixels & !1, screen.height_in_pixels & !1);
@@ -85,17 +94,26 @@ impl Grabber for ScreenGrabber {
                 self.height,
                 u32::MAX,
             )
-            .context("X GetImage request")?
+            .map_err(|e| StreamError::Capture {
+                what: format!("X display {}", self.display),
+                reason: format!("GetImage request: {e}"),
+            })?
             .reply()
-            .with_context(|| format!("cannot read the screen of {}", self.display))?;
+            .map_err(|e| StreamError::Capture {
+                what: format!("X display {}", self.display),
+                reason: format!("cannot read the screen: {e}"),
+            })?;
         let (w, h) = (usize::from(self.width), usize::from(self.height));
         let data = &reply.data;
         if data.len() < w * h * 4 {
-            bail!(
-                "X GetImage returned {} bytes for {w}x{h}, expected {}",
-                data.len(),
-                w * h * 4
-            );
+            return Err(StreamError::Capture {
+                what: format!("X display {}", self.display),
+                reason: format!(
+                    "GetImage returned {} bytes for {w}x{h}, expected {}",
+                    data.len(),
+                    w * h * 4
+                ),
+            });
         }
         let (r_at, b_at) = if self.lsb_first { (2, 0) } else { (1, 3) };
         let g_at = if self.lsb_first { 1 } else { 2 };

@@ -1,9 +1,9 @@
-//! Capture and encode: the media half of the broadcaster.
+//! Publish loops: source → encoder → sink, paced.
 //!
-//! One thread per kind paces a source (synthetic pattern and tone, Y4M and WAV files, or the
-//! microphone with the `cpal` feature), encodes it (VP8, Opus) and writes the encoded frames into
-//! an [`EncodedSink`] — a published track, or an in-process link for the viewer's `--source
-//! loopback`. Shared with the viewer (included with `#[path]`).
+//! One thread per kind paces a source (synthetic pattern and tone, Y4M and WAV files, a live
+//! [`Grabber`] such as the screen, or the microphone with the `cpal` feature), encodes it (VP8,
+//! Opus) and writes the encoded frames into an [`EncodedSink`] — a published track, or the
+//! in-process [`loopback`](crate::loopback) link.
 //!
 //! The threads are steered by a bounded control channel (new sink after a reconnect, mute,
 //! stop); they never wait on the network: a full sink drops the frame and counts it. Frame
@@ -17,7 +17,6 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use wavecast_codec::{
     MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusEncoder, Vp8Config, Vp8Encoder,
 };
@@ -29,6 +28,8 @@ use wavecast_media::{
 use wavecast_pipeline::{
     AudioFormat, AudioFrameMut, PixelFormat, Timestamp, VideoFramePool, VideoLayout,
 };
+
+use crate::error::{Result, StreamError, codec, media, pipeline, thread};
 
 /// Where encoded frames go.
 pub trait EncodedSink: Send {
@@ -63,7 +64,9 @@ impl EncodedSink for wavecast_session::session::PublishedTrack {
             Ok(()) => Ok(true),
             // Reconnecting or a full queue: dropped and counted; frames flow again by themselves.
             Err(SendError::Full | SendError::Reconnecting) => Ok(false),
-            Err(e) => bail!("track {} closed: {e}", self.name()),
+            Err(_) => Err(StreamError::SinkClosed {
+                what: format!("track {}", self.name()),
+            }),
         }
     }
 
@@ -118,6 +121,7 @@ impl CaptureStats {
 }
 
 /// A running capture thread.
+#[derive(Debug)]
 pub struct Capture {
     /// Steering.
     pub control: mpsc::SyncSender<Control>,
@@ -139,7 +143,9 @@ impl Capture {
         let _ = self.control.send(Control::Stop);
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => bail!("the {} capture thread panicked", self.describe),
+            Some(Err(_)) => Err(StreamError::Panicked {
+                name: format!("{} capture", self.describe),
+            }),
             None => Ok(()),
         }
     }
@@ -216,19 +222,23 @@ impl VideoInput {
         match &s.file {
             None => Ok(VideoInput::Synthetic {
                 layout: VideoLayout::new(PixelFormat::I420, s.width, s.height)
-                    .context("bad video size")?,
+                    .map_err(pipeline(format!("video size {}x{}", s.width, s.height)))?,
                 rate: FrameRate::new(s.fps.unwrap_or(30), 1),
             }),
             Some(path) => {
-                let mut r = Y4mReader::open(path)?;
+                let what = || format!("video file {}", path.display());
+                let mut r = Y4mReader::open(path).map_err(media(what()))?;
                 // Read the first frame now, so a broken file fails before connecting.
                 let mut probe = VideoFramePool::new("probe", r.layout(), 1)
                     .acquire()
-                    .context("probe frame")?;
-                if !r.read_frame(&mut probe)? {
-                    bail!("{}: no frames", path.display());
+                    .map_err(pipeline("probe frame"))?;
+                if !r.read_frame(&mut probe).map_err(media(what()))? {
+                    return Err(StreamError::Unsupported {
+                        what: what(),
+                        reason: "no frames".into(),
+                    });
                 }
-                r.rewind()?;
+                r.rewind().map_err(media(what()))?;
                 let d = r.describe();
                 Ok(VideoInput::File(Box::new(Looping::new(r)), d))
             }
@@ -278,7 +288,7 @@ pub fn start_video(input: VideoInput, s: &VideoSettings) -> Result<Capture> {
     let mut config = Vp8Config::new(layout.width(), layout.height(), fps);
     config.bitrate = s.bitrate;
     config.threads = 2;
-    let encoder = Vp8Encoder::new(config).context("cannot start the VP8 encoder")?;
+    let encoder = Vp8Encoder::new(config).map_err(codec("cannot start the VP8 encoder"))?;
     let describe = input.describe();
     let stamp_all = s.stamp_files;
     let snapshot = s.snapshot.clone();
@@ -288,7 +298,7 @@ pub fn start_video(input: VideoInput, s: &VideoSettings) -> Result<Capture> {
     let thread = std::thread::Builder::new()
         .name("video-capture".into())
         .spawn(move || video_loop(input, encoder, rate, stamp_all, snapshot, rx, &st))
-        .context("cannot start the video thread")?;
+        .map_err(thread("video-capture"))?;
     Ok(Capture {
         control,
         stats,
@@ -347,10 +357,12 @@ fn video_loop(
         }
         tick += 1;
         let capture = Instant::now();
-        let mut frame = pool.acquire().context("capture pool")?;
+        let mut frame = pool.acquire().map_err(pipeline("capture pool"))?;
         let ts = Timestamp::now();
         match &mut input {
-            VideoInput::Synthetic { .. } => pattern.render(&mut frame, frame_number, ts)?,
+            VideoInput::Synthetic { .. } => pattern
+                .render(&mut frame, frame_number, ts)
+                .map_err(media("test pattern"))?,
             VideoInput::Live(g, _) => {
                 g.grab(&mut frame)?;
                 if stamp_all {
@@ -360,15 +372,19 @@ fn video_loop(
                             frame_number,
                             timestamp: ts,
                         },
-                    )?;
+                    )
+                    .map_err(media("frame stamp"))?;
                 }
                 frame
                     .set_timestamp(ts)
                     .set_sequence(u64::from(frame_number));
             }
             VideoInput::File(r, d) => {
-                if !r.read_frame(&mut frame)? {
-                    bail!("{d}: no frames");
+                if !r.read_frame(&mut frame).map_err(media(d.clone()))? {
+                    return Err(StreamError::Unsupported {
+                        what: d.clone(),
+                        reason: "no frames".into(),
+                    });
                 }
                 if stamp_all {
                     stamp::stamp_frame(
@@ -377,7 +393,8 @@ fn video_loop(
                             frame_number,
                             timestamp: ts,
                         },
-                    )?;
+                    )
+                    .map_err(media("frame stamp"))?;
                 }
                 frame
                     .set_timestamp(ts)
@@ -390,11 +407,11 @@ fn video_loop(
         if let Some((path, at)) = &snapshot
             && captured >= *at
         {
-            match write_png(&frame, path) {
+            match wavecast_media::snapshot::write_i420_png(&frame, path) {
                 Ok(()) => {
                     tracing::info!("snapshot of frame {captured} written to {}", path.display())
                 }
-                Err(e) => tracing::warn!("snapshot: {e:#}"),
+                Err(e) => tracing::warn!("snapshot: {e}"),
             }
             snapshot = None;
         }
@@ -408,7 +425,7 @@ fn video_loop(
         if s.take_keyframe_request() {
             encoder.force_keyframe();
         }
-        let image = wavecast_codec::pipeline::i420_of(&frame)?;
+        let image = wavecast_codec::pipeline::i420_of(&frame).map_err(codec("VP8 input"))?;
         let mut rtp = (capture - start).as_micros() as u64 * 9 / 100;
         if let Some(l) = last_rtp
             && rtp <= l
@@ -416,7 +433,10 @@ fn video_loop(
             rtp = l + 1;
         }
         let t0 = Instant::now();
-        let Some(encoded) = encoder.encode(&image, rtp as i64)? else {
+        let Some(encoded) = encoder
+            .encode(&image, rtp as i64)
+            .map_err(codec(format!("encode video frame {frame_number}")))?
+        else {
             continue;
         };
         stats
@@ -437,42 +457,13 @@ fn video_loop(
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                tracing::debug!("video sink gone: {e:#}");
+                tracing::debug!("video sink gone: {e}");
                 sink = None;
             }
         }
         // Numbers count frames handed to the encoder, so gaps at the receiver are losses.
         frame_number = frame_number.wrapping_add(1);
     }
-}
-
-/// Writes an I420 frame as an RGB PNG (BT.601 limited range, what the sources produce).
-pub fn write_png(frame: &wavecast_pipeline::VideoFrame, path: &std::path::Path) -> Result<()> {
-    let (w, h) = (frame.width() as usize, frame.height() as usize);
-    let (y, u, v) = (frame.plane(0), frame.plane(1), frame.plane(2));
-    let mut rgb = Vec::with_capacity(w * h * 3);
-    for row in 0..h {
-        let (yr, ur, vr) = (y.row(row), u.row(row / 2), v.row(row / 2));
-        for x in 0..w {
-            let c = 1.164 * (f32::from(yr[x]) - 16.0);
-            let d = f32::from(ur[x / 2]) - 128.0;
-            let e = f32::from(vr[x / 2]) - 128.0;
-            let px = [c + 1.596 * e, c - 0.392 * d - 0.813 * e, c + 2.017 * d];
-            rgb.extend(px.map(|p| p.round().clamp(0.0, 255.0) as u8));
-        }
-    }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut out = enc
-        .write_header()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    out.write_image_data(&rgb)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    out.finish()
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The audio source, opened.
@@ -493,36 +484,40 @@ impl AudioSourceOpen {
                 frequency,
                 channels,
             } => {
-                let format = AudioFormat::new(OPUS_SAMPLE_RATE, *channels)?;
+                let format = AudioFormat::new(OPUS_SAMPLE_RATE, *channels)
+                    .map_err(pipeline(format!("{channels} audio channels")))?;
                 let g =
-                    ToneGenerator::new(format, Waveform::Tone(*frequency), 0.5, Timestamp::now())?
+                    ToneGenerator::new(format, Waveform::Tone(*frequency), 0.5, Timestamp::now())
+                        .map_err(media(format!("a {frequency} Hz tone")))?
                         .with_markers(Markers::default());
                 Ok(AudioSourceOpen::Tone(Box::new(g)))
             }
             AudioInput::File(path) => {
-                let r = WavReader::open(path)?;
+                let what = || format!("audio file {}", path.display());
+                let r = WavReader::open(path).map_err(media(what()))?;
                 let f = r.format();
                 if f.sample_rate != OPUS_SAMPLE_RATE {
-                    bail!(
-                        "{}: {} Hz audio; the broadcaster sends Opus at {OPUS_SAMPLE_RATE} Hz \
-                         (resample the file, e.g. `sox in.wav -r 48000 out.wav`)",
-                        path.display(),
-                        f.sample_rate
-                    );
+                    return Err(StreamError::Unsupported {
+                        what: what(),
+                        reason: format!(
+                            "{} Hz audio; Opus is sent at {OPUS_SAMPLE_RATE} Hz (resample the \
+                             file, e.g. `sox in.wav -r 48000 out.wav`)",
+                            f.sample_rate
+                        ),
+                    });
                 }
                 if f.channels > 2 {
-                    bail!(
-                        "{}: {} channels; only mono and stereo are sent",
-                        path.display(),
-                        f.channels
-                    );
+                    return Err(StreamError::Unsupported {
+                        what: what(),
+                        reason: format!("{} channels; only mono and stereo are sent", f.channels),
+                    });
                 }
                 let d = r.describe();
                 Ok(AudioSourceOpen::File(Box::new(Looping::new(r)), d))
             }
             AudioInput::Device(name) => Ok(AudioSourceOpen::Device(
                 name.clone(),
-                AudioFormat::new(OPUS_SAMPLE_RATE, 1)?,
+                AudioFormat::new(OPUS_SAMPLE_RATE, 1).map_err(pipeline("mono audio"))?,
             )),
         }
     }
@@ -556,7 +551,7 @@ impl AudioSourceOpen {
 pub fn start_audio(source: AudioSourceOpen, bitrate: u32) -> Result<Capture> {
     let format = source.format();
     let encoder =
-        OpusEncoder::new(format.channels, bitrate).context("cannot start the Opus encoder")?;
+        OpusEncoder::new(format.channels, bitrate).map_err(codec("cannot start the Opus encoder"))?;
     let describe = source.describe();
     let (control, rx) = mpsc::sync_channel(16);
     let stats = Arc::new(CaptureStats::default());
@@ -564,7 +559,7 @@ pub fn start_audio(source: AudioSourceOpen, bitrate: u32) -> Result<Capture> {
     let thread = std::thread::Builder::new()
         .name("audio-capture".into())
         .spawn(move || audio_loop(source, encoder, rx, &st))
-        .context("cannot start the audio thread")?;
+        .map_err(thread("audio-capture"))?;
     Ok(Capture {
         control,
         stats,
@@ -595,9 +590,12 @@ impl AudioPull {
             AudioSourceOpen::File(r, d) => {
                 let mut filled = 0;
                 while filled < buf.len() {
-                    let n = r.read_frame(&mut self.frame)?;
+                    let n = r.read_frame(&mut self.frame).map_err(media(d.clone()))?;
                     if n == 0 {
-                        bail!("{d}: no samples");
+                        return Err(StreamError::Unsupported {
+                            what: d.clone(),
+                            reason: "no samples".into(),
+                        });
                     }
                     let got = self.frame.samples();
                     let take = got.len().min(buf.len() - filled);
@@ -618,14 +616,19 @@ impl AudioPull {
                         self.device = Some(wavecast_media::device::DeviceInput::open(
                             _name.as_deref(),
                             *_f,
-                        )?);
+                        )
+                        .map_err(media("microphone"))?);
                     }
                     let (_, ring) = self.device.as_mut().expect("opened just above");
                     let n = ring.pop(buf);
                     Ok(n == buf.len())
                 }
                 #[cfg(not(feature = "cpal"))]
-                bail!("built without microphone support: rebuild with `--features cpal`")
+                Err(StreamError::Unsupported {
+                    what: "microphone capture".into(),
+                    reason: "built without microphone support: rebuild with `--features cpal`"
+                        .into(),
+                })
             }
         }
     }
@@ -686,7 +689,9 @@ fn audio_loop(
             continue;
         }
         let t0 = Instant::now();
-        let len = encoder.encode(&pcm, &mut packet)?;
+        let len = encoder
+            .encode(&pcm, &mut packet)
+            .map_err(codec("encode an audio packet"))?;
         stats
             .encode_us
             .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -699,7 +704,7 @@ fn audio_loop(
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                tracing::debug!("audio sink gone: {e:#}");
+                tracing::debug!("audio sink gone: {e}");
                 sink = None;
             }
         }

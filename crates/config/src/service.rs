@@ -1,0 +1,236 @@
+//! The `[service]` section: `wavecast serve`, the token service (crate `wavecast-service`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Secret, Violation};
+
+/// How callers' bearer JWTs (issued by the application's own login) are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerAlgorithm {
+    /// HMAC-SHA256 with the shared secret `service.auth_secret`.
+    #[default]
+    Hs256,
+    /// RSA PKCS#1 v1.5 SHA-256, verified with the PEM public key at `service.auth_public_key`.
+    Rs256,
+    /// ECDSA P-256 SHA-256, verified with the PEM public key at `service.auth_public_key`.
+    Es256,
+}
+
+impl fmt::Display for CallerAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CallerAlgorithm::Hs256 => "hs256",
+            CallerAlgorithm::Rs256 => "rs256",
+            CallerAlgorithm::Es256 => "es256",
+        })
+    }
+}
+
+/// Settings of the token service. The LiveKit server it mints tokens for and administers is the
+/// `[connection]` section (`url`, `api_key`, `api_secret`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Address to listen on (`IP:port`). Loopback by default.
+    pub listen: String,
+    /// Allow a non-loopback `listen` address without TLS in this process (TLS terminated by a
+    /// proxy in front). Without it the service refuses to start on a public address.
+    pub allow_public: bool,
+    /// Storage: a SQLite file path (the default, created when missing), `sqlite:PATH`, or a
+    /// `postgres://` URL.
+    pub database: String,
+    /// The LiveKit URL handed to clients with their tokens (default: `connection.url`).
+    pub livekit_public_url: Option<String>,
+    /// Algorithm of the callers' JWTs.
+    pub auth_algorithm: CallerAlgorithm,
+    /// HS256 shared secret of the application's login.
+    pub auth_secret: Option<Secret>,
+    /// PEM public key file for RS256 / ES256.
+    pub auth_public_key: Option<PathBuf>,
+    /// Required `iss` of callers' JWTs.
+    pub auth_issuer: String,
+    /// Required `aud` of callers' JWTs.
+    pub auth_audience: String,
+    /// Claim of the callers' JWTs that lists their groups (an array of strings).
+    pub groups_claim: String,
+    /// Key for the admin endpoints (`Authorization: Bearer <admin_key>`).
+    pub admin_key: Option<Secret>,
+    /// Upper bound of a minted token's lifetime (the grant's remaining time bounds it further).
+    #[serde(with = "humantime_serde")]
+    pub max_token_ttl: Duration,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: u64,
+    /// Requests per minute each caller may make (sustained).
+    pub rate_per_minute: u32,
+    /// Requests a caller may burst above the sustained rate.
+    pub rate_burst: u32,
+    /// Webhook events older than this (by their `createdAt`) are refused as stale.
+    #[serde(with = "humantime_serde")]
+    pub webhook_max_age: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8089".into(),
+            allow_public: false,
+            database: "wavecast-service.db".into(),
+            livekit_public_url: None,
+            auth_algorithm: CallerAlgorithm::Hs256,
+            auth_secret: None,
+            auth_public_key: None,
+            auth_issuer: String::new(),
+            auth_audience: String::new(),
+            groups_claim: "groups".into(),
+            admin_key: None,
+            max_token_ttl: Duration::from_secs(3600),
+            max_body_bytes: 16 * 1024,
+            rate_per_minute: 600,
+            rate_burst: 30,
+            webhook_max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+fn violation(out: &mut Vec<Violation>, key: &'static str, value: String, message: String) {
+    out.push(Violation {
+        key,
+        value,
+        message,
+        required_by: None,
+    });
+}
+
+impl ServiceConfig {
+    /// The parsed listen address (valid after loading).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+
+    pub(crate) fn violations(&self, out: &mut Vec<Violation>) {
+        match self.listen.parse::<SocketAddr>() {
+            Err(e) => violation(
+                out,
+                "service.listen",
+                format!("{:?}", self.listen),
+                format!("is not IP:port ({e}), e.g. 127.0.0.1:8089"),
+            ),
+            Ok(a) if !a.ip().is_loopback() && !self.allow_public => violation(
+                out,
+                "service.listen",
+                format!("{:?}", self.listen),
+                "is not a loopback address and this process serves no TLS: put a TLS proxy in \
+                 front and set service.allow_public = true, or listen on 127.0.0.1"
+                    .into(),
+            ),
+            Ok(_) => {}
+        }
+        if self.database.trim().is_empty() {
+            violation(
+                out,
+                "service.database",
+                "\"\"".into(),
+                "must be a SQLite file path, sqlite:PATH or a postgres:// URL".into(),
+            );
+        } else if self.database.contains("://")
+            && !(self.database.starts_with("sqlite:")
+                || self.database.starts_with("postgres://")
+                || self.database.starts_with("postgresql://"))
+        {
+            violation(
+                out,
+                "service.database",
+                format!("{:?}", self.database),
+                "scheme is not supported: use a SQLite file path, sqlite:PATH or postgres://"
+                    .into(),
+            );
+        }
+        if let Some(u) = &self.livekit_public_url {
+            match url::Url::parse(u) {
+                Ok(p) if matches!(p.scheme(), "ws" | "wss" | "http" | "https") => {}
+                _ => violation(
+                    out,
+                    "service.livekit_public_url",
+                    format!("{u:?}"),
+                    "must be a ws, wss, http or https URL".into(),
+                ),
+            }
+        }
+        if let Some(s) = &self.auth_secret
+            && s.expose().len() < 16
+        {
+            violation(
+                out,
+                "service.auth_secret",
+                "[redacted]".into(),
+                "is too short: use at least 16 bytes".into(),
+            );
+        }
+        if let Some(s) = &self.admin_key
+            && s.expose().len() < 16
+        {
+            violation(
+                out,
+                "service.admin_key",
+                "[redacted]".into(),
+                "is too short: use at least 16 bytes".into(),
+            );
+        }
+        if self.groups_claim.is_empty() {
+            violation(
+                out,
+                "service.groups_claim",
+                "\"\"".into(),
+                "must name a claim, e.g. groups".into(),
+            );
+        }
+        let ttl = self.max_token_ttl;
+        if ttl < Duration::from_secs(60) || ttl > Duration::from_secs(24 * 3600) {
+            violation(
+                out,
+                "service.max_token_ttl",
+                humantime::format_duration(ttl).to_string(),
+                "must be between 1m and 24h".into(),
+            );
+        }
+        let age = self.webhook_max_age;
+        if age < Duration::from_secs(10) || age > Duration::from_secs(3600) {
+            violation(
+                out,
+                "service.webhook_max_age",
+                humantime::format_duration(age).to_string(),
+                "must be between 10s and 1h".into(),
+            );
+        }
+        for (key, v, lo, hi) in [
+            (
+                "service.max_body_bytes",
+                self.max_body_bytes,
+                1024,
+                1024 * 1024,
+            ),
+            (
+                "service.rate_per_minute",
+                u64::from(self.rate_per_minute),
+                1,
+                1_000_000,
+            ),
+            ("service.rate_burst", u64::from(self.rate_burst), 1, 100_000),
+        ] {
+            if v < lo || v > hi {
+                violation(
+                    out,
+                    key,
+                    v.to_string(),
+                    format!("must be between {lo} and {hi}"),
+                );
+            }
+        }
+    }
+}

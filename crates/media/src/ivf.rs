@@ -1,0 +1,164 @@
+//! IVF (the libvpx test container) writer: VP8 frames stored untouched, so a recording is exactly
+//! what arrived. The header's frame count and picture size are rewritten by
+//! [`IvfWriter::finish`] (and on drop), so a finished file always tells the truth.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, io_err};
+
+/// Size of the IVF file header.
+pub const IVF_HEADER_LEN: usize = 32;
+/// Size of each frame's header (length + 64-bit timestamp).
+pub const IVF_FRAME_HEADER_LEN: usize = 12;
+
+/// VP8 frames into an IVF file with 90 kHz timestamps (relative to the first frame).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("v.ivf");
+/// let mut w = wavecast_media::IvfWriter::create(&path)?;
+/// w.write(&[0x10, 0x02, 0x00], 9_000, 320, 180)?; // one (tiny) VP8 frame
+/// w.finish()?;
+/// assert_eq!(w.frames(), 1);
+/// # Ok::<(), wavecast_media::MediaError>(())
+/// ```
+#[derive(Debug)]
+pub struct IvfWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    frames: u32,
+    first_rtp: Option<u64>,
+    size: (u16, u16),
+    finished: bool,
+}
+
+impl IvfWriter {
+    /// Creates `path` (the size in the header is taken from the first frame).
+    ///
+    /// # Errors
+    /// The file cannot be created or written.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(io_err(path, "create"))?;
+        let mut w = Self {
+            out: BufWriter::new(file),
+            path: path.to_owned(),
+            frames: 0,
+            first_rtp: None,
+            size: (0, 0),
+            finished: false,
+        };
+        w.header()?;
+        Ok(w)
+    }
+
+    fn header(&mut self) -> Result<()> {
+        let mut h = [0u8; IVF_HEADER_LEN];
+        h[0..4].copy_from_slice(b"DKIF");
+        h[4..6].copy_from_slice(&0u16.to_le_bytes());
+        h[6..8].copy_from_slice(&(IVF_HEADER_LEN as u16).to_le_bytes());
+        h[8..12].copy_from_slice(b"VP80");
+        h[12..14].copy_from_slice(&self.size.0.to_le_bytes());
+        h[14..16].copy_from_slice(&self.size.1.to_le_bytes());
+        h[16..20].copy_from_slice(&90_000u32.to_le_bytes()); // time base denominator
+        h[20..24].copy_from_slice(&1u32.to_le_bytes()); // numerator: pts in 1/90000 s
+        h[24..28].copy_from_slice(&self.frames.to_le_bytes());
+        self.out
+            .write_all(&h)
+            .map_err(io_err(&self.path, "write the IVF header"))
+    }
+
+    /// Appends one frame with its 90 kHz RTP time and picture size.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn write(&mut self, data: &[u8], rtp_time: u64, width: u32, height: u32) -> Result<()> {
+        if self.frames == 0 {
+            self.size = (width.min(65535) as u16, height.min(65535) as u16);
+        }
+        let first = *self.first_rtp.get_or_insert(rtp_time);
+        let pts = rtp_time.saturating_sub(first);
+        let frame = self.frames;
+        self.out
+            .write_all(&(data.len() as u32).to_le_bytes())
+            .and_then(|()| self.out.write_all(&pts.to_le_bytes()))
+            .and_then(|()| self.out.write_all(data))
+            .map_err(io_err(&self.path, format!("write frame {frame}")))?;
+        self.frames += 1;
+        self.finished = false;
+        Ok(())
+    }
+
+    /// Frames written.
+    pub fn frames(&self) -> u32 {
+        self.frames
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rewrites the header with the frame count and size, and flushes (idempotent; writing more
+    /// frames afterwards is allowed, finish again then).
+    ///
+    /// # Errors
+    /// The seek, write or flush failed.
+    pub fn finish(&mut self) -> Result<()> {
+        self.out
+            .seek(SeekFrom::Start(0))
+            .map_err(io_err(&self.path, "seek to the IVF header"))?;
+        self.header()?;
+        self.out
+            .seek(SeekFrom::End(0))
+            .and_then(|_| self.out.flush())
+            .map_err(io_err(&self.path, "flush"))?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for IvfWriter {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Err(e) = self.finish()
+        {
+            tracing::warn!(error = %e, "closing IVF file");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ivf_header_counts_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.ivf");
+        let mut w = IvfWriter::create(&path).unwrap();
+        w.write(&[1, 2, 3], 9000, 320, 240).unwrap();
+        w.write(&[4, 5], 12000, 320, 240).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        let b = std::fs::read(&path).unwrap();
+        assert_eq!(&b[0..4], b"DKIF");
+        assert_eq!(u16::from_le_bytes([b[12], b[13]]), 320);
+        assert_eq!(u32::from_le_bytes([b[24], b[25], b[26], b[27]]), 2);
+        assert_eq!(b.len(), 32 + 12 + 3 + 12 + 2);
+        assert_eq!(u64::from_le_bytes(b[36..44].try_into().unwrap()), 0);
+        assert_eq!(u64::from_le_bytes(b[51..59].try_into().unwrap()), 3000);
+    }
+
+    #[test]
+    fn dropping_an_unfinished_writer_fixes_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.ivf");
+        let mut w = IvfWriter::create(&path).unwrap();
+        w.write(&[1, 2, 3], 0, 64, 48).unwrap();
+        drop(w);
+        let b = std::fs::read(&path).unwrap();
+        assert_eq!(u32::from_le_bytes([b[24], b[25], b[26], b[27]]), 1);
+    }
+}

@@ -1,0 +1,192 @@
+//! Commands from the engine handle: publish, unpublish, mute, data, keyframe requests.
+
+use super::*;
+
+impl Core {
+    #[allow(deprecated)] // disable_dtx: still honoured by v1.13 servers.
+    pub(super) async fn on_command(&mut self, c: Command) -> Result<(), EngineError> {
+        match c {
+            Command::Publish { options, reply } => {
+                self.next_cid += 1;
+                let cid: Arc<str> = format!("TR_wc{:08x}{}", random_u32(), self.next_cid).into();
+                let track_type = match options.kind {
+                    TrackKind::Audio => proto::TrackType::Audio,
+                    TrackKind::Video => proto::TrackType::Video,
+                };
+                let req = proto::AddTrackRequest {
+                    cid: cid.to_string(),
+                    name: options.name.clone(),
+                    r#type: track_type as i32,
+                    width: options.width,
+                    height: options.height,
+                    muted: options.muted,
+                    source: options.source.to_proto() as i32,
+                    disable_red: true,
+                    disable_dtx: true,
+                    ..Default::default()
+                };
+                self.pending_publish.insert(
+                    cid.clone(),
+                    PendingPublish {
+                        options,
+                        cid,
+                        reply,
+                        deadline: Instant::now() + self.options.publish_timeout,
+                    },
+                );
+                self.send_signal(proto::signal_request::Message::AddTrack(req))
+                    .await;
+            }
+            Command::Unpublish { sid, reply } => {
+                let cid = self
+                    .local_tracks
+                    .values()
+                    .find(|t| t.sid == sid)
+                    .map(|t| t.cid.clone());
+                let Some(cid) = cid else {
+                    let _ = reply.send(Err(EngineError::UnknownTrack(sid)));
+                    return Ok(());
+                };
+                if let Some(t) = self.local_tracks.remove(&cid)
+                    && let Some(mid) = t.mid
+                {
+                    self.pub_changes.push(PubChange::Stop(mid));
+                }
+                let r = self.negotiate_publisher().await;
+                let _ = reply.send(r);
+            }
+            Command::Mute { sid, muted, reply } => {
+                let Some(t) = self.local_tracks.values_mut().find(|t| t.sid == sid) else {
+                    let _ = reply.send(Err(EngineError::UnknownTrack(sid)));
+                    return Ok(());
+                };
+                t.muted = muted;
+                if !muted {
+                    t.shared.keyframe_requested.store(true, Ordering::Relaxed);
+                }
+                self.send_signal(proto::signal_request::Message::Mute(
+                    proto::MuteTrackRequest { sid, muted },
+                ))
+                .await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::Data {
+                payload,
+                options,
+                reply,
+            } => {
+                let r = self.send_data(payload, options);
+                let _ = reply.send(r);
+            }
+            Command::RequestKeyframe { track_sid } => {
+                let mid = self
+                    .remote
+                    .iter()
+                    .find(|(_, r)| r.sid == track_sid)
+                    .map(|(m, _)| *m);
+                if let Some(mid) = mid {
+                    self.request_keyframe(mid)?;
+                }
+            }
+            Command::Subscribe {
+                participant_sid,
+                track_sid,
+                subscribe,
+                reply,
+            } => {
+                self.send_signal(proto::signal_request::Message::Subscription(
+                    proto::UpdateSubscription {
+                        track_sids: vec![track_sid.clone()],
+                        subscribe,
+                        participant_tracks: vec![proto::ParticipantTracks {
+                            participant_sid,
+                            track_sids: vec![track_sid],
+                        }],
+                    },
+                ))
+                .await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::TrackSettings {
+                track_sid,
+                enabled,
+                reply,
+            } => {
+                self.send_signal(proto::signal_request::Message::TrackSetting(
+                    proto::UpdateTrackSettings {
+                        track_sids: vec![track_sid],
+                        disabled: !enabled,
+                        ..Default::default()
+                    },
+                ))
+                .await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::Close { .. } => {}
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_track_published(
+        &mut self,
+        r: proto::TrackPublishedResponse,
+    ) -> Result<(), EngineError> {
+        let Some(p) = self.pending_publish.remove(r.cid.as_str()) else {
+            debug!("TrackPublished for unknown cid {}", r.cid);
+            return Ok(());
+        };
+        let sid = r.track.map(|t| t.sid).unwrap_or_default();
+        info!(
+            "track {:?} published as {sid} (cid {})",
+            p.options.name, p.cid
+        );
+        let shared = Arc::new(LocalShared::default());
+        shared.keyframe_requested.store(true, Ordering::Relaxed);
+        let kind = p.options.kind;
+        self.local_tracks.insert(
+            p.cid.clone(),
+            LocalTrackState {
+                sid: sid.clone(),
+                cid: p.cid.clone(),
+                kind,
+                mid: None,
+                muted: p.options.muted,
+                shared: shared.clone(),
+                rtp_offset: u64::from(random_u32()),
+            },
+        );
+        self.pub_changes.push(PubChange::Media {
+            kind,
+            cid: p.cid.clone(),
+        });
+        self.negotiate_publisher().await?;
+        let handle = LocalTrack {
+            sid,
+            cid: p.cid,
+            kind,
+            name: p.options.name,
+            media: self.media_tx.clone(),
+            shared,
+        };
+        let _ = p.reply.send(Ok(handle));
+        Ok(())
+    }
+
+    pub(super) fn expire_pending_publish(&mut self, now: Instant) {
+        let expired: Vec<Arc<str>> = self
+            .pending_publish
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for cid in expired {
+            if let Some(p) = self.pending_publish.remove(&cid) {
+                let _ = p.reply.send(Err(EngineError::PublishTimeout {
+                    name: p.options.name,
+                    cid: cid.to_string(),
+                    timeout_ms: self.options.publish_timeout.as_millis() as u64,
+                }));
+            }
+        }
+    }
+}

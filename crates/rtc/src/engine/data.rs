@@ -1,0 +1,131 @@
+//! Data packets: sending on our publisher channels, decoding what arrives.
+
+use super::*;
+
+impl Core {
+    pub(super) fn send_data(
+        &mut self,
+        payload: Vec<u8>,
+        options: DataOptions,
+    ) -> Result<(), EngineError> {
+        let (id, label) = if options.reliable {
+            (self.reliable, "_reliable")
+        } else {
+            (self.lossy, "_lossy")
+        };
+        let Some(id) = id else {
+            return Err(EngineError::ChannelNotOpen { label });
+        };
+        let sequence = if options.reliable {
+            self.reliable_seq += 1;
+            self.reliable_seq
+        } else {
+            0
+        };
+        let kind = if options.reliable {
+            proto::data_packet::Kind::Reliable
+        } else {
+            proto::data_packet::Kind::Lossy
+        };
+        #[allow(deprecated)]
+        let packet = proto::DataPacket {
+            kind: kind as i32,
+            participant_identity: self.local.identity.clone(),
+            destination_identities: options.destination_identities.clone(),
+            sequence,
+            participant_sid: self.local.sid.clone(),
+            value: Some(proto::data_packet::Value::User(proto::UserPacket {
+                participant_sid: self.local.sid.clone(),
+                participant_identity: self.local.identity.clone(),
+                payload,
+                destination_identities: options.destination_identities,
+                topic: options.topic,
+                ..Default::default()
+            })),
+        };
+        let bytes = packet.encode_to_vec();
+        if options.reliable {
+            if self.reliable_backlog.len() >= RELIABLE_BACKLOG {
+                return Err(EngineError::DataBufferFull {
+                    label,
+                    queued: self.reliable_backlog.len(),
+                });
+            }
+            // Keep order: everything goes through the backlog, which flushes what SCTP accepts.
+            self.reliable_backlog.push_back(bytes);
+            return self.flush_reliable();
+        }
+        let Some(mut ch) = self.publisher.rtc.channel(id) else {
+            return Err(EngineError::ChannelNotOpen { label });
+        };
+        let accepted = ch.write(true, &bytes).map_err(|source| EngineError::Rtc {
+            role: PeerRole::Publisher,
+            what: "writing to a data channel",
+            source,
+        })?;
+        if !accepted {
+            // Lossy data: a full send buffer drops the packet.
+            self.lossy_drops += 1;
+        }
+        self.publisher.drain()
+    }
+
+    /// Write queued reliable packets while SCTP accepts them.
+    pub(super) fn flush_reliable(&mut self) -> Result<(), EngineError> {
+        let Some(id) = self.reliable else {
+            return Ok(());
+        };
+        while let Some(bytes) = self.reliable_backlog.front() {
+            let Some(mut ch) = self.publisher.rtc.channel(id) else {
+                return Ok(()); // not open yet: keep them queued
+            };
+            let accepted = ch.write(true, bytes).map_err(|source| EngineError::Rtc {
+                role: PeerRole::Publisher,
+                what: "writing to the reliable data channel",
+                source,
+            })?;
+            self.publisher.drain()?;
+            if !accepted {
+                break;
+            }
+            self.reliable_backlog.pop_front();
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)] // Speaker packets and UserPacket identity are still sent by servers.
+    pub(super) fn on_data_packet(&mut self, bytes: &[u8], reliable: bool) {
+        let packet = match proto::DataPacket::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                debug!("undecodable data packet ({} bytes): {e}", bytes.len());
+                return;
+            }
+        };
+        match packet.value {
+            Some(proto::data_packet::Value::User(u)) => {
+                let identity = if packet.participant_identity.is_empty() {
+                    u.participant_identity
+                } else {
+                    packet.participant_identity
+                };
+                self.emit(EngineEvent::DataReceived {
+                    participant_identity: identity,
+                    topic: u.topic,
+                    payload: u.payload,
+                    reliable,
+                });
+            }
+            Some(proto::data_packet::Value::Speaker(s)) => {
+                let list = s
+                    .speakers
+                    .iter()
+                    .filter(|s| s.active)
+                    .map(|s| (s.sid.clone(), s.level))
+                    .collect();
+                self.emit(EngineEvent::ActiveSpeakers(list));
+            }
+            _ => trace!("data packet of another kind ignored"),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! SDP negotiation of both connections: the server's subscriber offers, our publisher offers,
+//! and trickled candidates.
+
+use super::*;
+
+impl Core {
+    pub(super) fn on_trickle(&mut self, t: proto::TrickleRequest) -> Result<(), EngineError> {
+        let cand = match parse_candidate_init(&t.candidate_init) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                warn!("ignoring remote candidate: {e}");
+                return Ok(());
+            }
+        };
+        if t.target == proto::SignalTarget::Subscriber as i32 {
+            self.subscriber.add_remote_candidate(cand)
+        } else {
+            self.publisher.add_remote_candidate(cand)
+        }
+    }
+
+    pub(super) async fn trickle_local(&self, role: PeerRole) -> Result<(), EngineError> {
+        let peer = match role {
+            PeerRole::Publisher => &self.publisher,
+            PeerRole::Subscriber => &self.subscriber,
+        };
+        let c = peer.local_candidate()?;
+        let target = match role {
+            PeerRole::Publisher => proto::SignalTarget::Publisher,
+            PeerRole::Subscriber => proto::SignalTarget::Subscriber,
+        };
+        self.send_signal(proto::signal_request::Message::Trickle(
+            proto::TrickleRequest {
+                candidate_init: candidate_init(&c),
+                target: target as i32,
+                r#final: false,
+            },
+        ))
+        .await;
+        Ok(())
+    }
+
+    pub(super) async fn on_subscriber_offer(
+        &mut self,
+        desc: proto::SessionDescription,
+    ) -> Result<(), EngineError> {
+        let role = PeerRole::Subscriber;
+        debug!("subscriber offer id {}:\n{}", desc.id, desc.sdp);
+        let offer = SdpOffer::from_sdp_string(&desc.sdp).map_err(|source| EngineError::Sdp {
+            role,
+            kind: "offer",
+            source,
+        })?;
+        let answer: SdpAnswer =
+            self.subscriber
+                .rtc
+                .sdp_api()
+                .accept_offer(offer)
+                .map_err(|source| EngineError::Rtc {
+                    role,
+                    what: "answering the subscriber offer",
+                    source,
+                })?;
+        self.subscriber.drain()?;
+        self.subscriber.remote_description_applied()?;
+        let sdp = answer.to_sdp_string();
+        debug!("subscriber answer:\n{sdp}");
+        self.send_signal(proto::signal_request::Message::Answer(
+            proto::SessionDescription {
+                r#type: "answer".into(),
+                sdp,
+                id: desc.id,
+                mid_to_track_id: HashMap::new(),
+            },
+        ))
+        .await;
+        if !self.sub_trickled {
+            self.sub_trickled = true;
+            self.trickle_local(role).await?;
+        }
+        self.map_remote_tracks(&desc.sdp);
+        Ok(())
+    }
+
+    pub(super) async fn on_publisher_answer(
+        &mut self,
+        desc: proto::SessionDescription,
+    ) -> Result<(), EngineError> {
+        let role = PeerRole::Publisher;
+        let Some(pending) = self.pub_pending.take() else {
+            warn!("publisher answer without an offer in flight");
+            return Ok(());
+        };
+        debug!("publisher answer:\n{}", desc.sdp);
+        let answer = SdpAnswer::from_sdp_string(&desc.sdp).map_err(|source| EngineError::Sdp {
+            role,
+            kind: "answer",
+            source,
+        })?;
+        self.publisher
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|source| EngineError::Rtc {
+                role,
+                what: "applying the publisher answer",
+                source,
+            })?;
+        self.publisher.drain()?;
+        self.publisher.remote_description_applied()?;
+        if !self.pub_trickled {
+            self.pub_trickled = true;
+            self.trickle_local(role).await?;
+        }
+        if !self.pub_changes.is_empty() {
+            self.negotiate_publisher().await?;
+        }
+        Ok(())
+    }
+
+    /// Apply queued publisher changes and send an offer, unless one is in flight.
+    pub(super) async fn negotiate_publisher(&mut self) -> Result<(), EngineError> {
+        if self.pub_pending.is_some() || self.pub_changes.is_empty() {
+            return Ok(());
+        }
+        let role = PeerRole::Publisher;
+        let local_sid = self.local.sid.clone();
+        let changes = std::mem::take(&mut self.pub_changes);
+        let mut api = self.publisher.rtc.sdp_api();
+        let mut new_mids = Vec::new();
+        for change in changes {
+            match change {
+                PubChange::Channels => {
+                    self.reliable = Some(api.add_channel_with_config(ChannelConfig {
+                        label: "_reliable".into(),
+                        ordered: true,
+                        reliability: Reliability::Reliable,
+                        negotiated: None,
+                        protocol: String::new(),
+                    }));
+                    self.lossy = Some(api.add_channel_with_config(ChannelConfig {
+                        label: "_lossy".into(),
+                        ordered: false,
+                        reliability: Reliability::MaxRetransmits { retransmits: 0 },
+                        negotiated: None,
+                        protocol: String::new(),
+                    }));
+                }
+                PubChange::Media { kind, cid, .. } => {
+                    let mk = match kind {
+                        TrackKind::Audio => MediaKind::Audio,
+                        TrackKind::Video => MediaKind::Video,
+                    };
+                    let mid = api.add_media(
+                        mk,
+                        Direction::SendOnly,
+                        Some(local_sid.clone()),
+                        Some(cid.to_string()),
+                        None,
+                    );
+                    new_mids.push((cid, mid));
+                }
+                PubChange::Stop(mid) => api.set_direction(mid, Direction::Inactive),
+            }
+        }
+        let applied = api.apply();
+        for (cid, mid) in new_mids {
+            if let Some(t) = self.local_tracks.get_mut(&cid) {
+                t.mid = Some(mid);
+            }
+        }
+        let Some((offer, pending)) = applied else {
+            return self.publisher.drain();
+        };
+        self.publisher.drain()?;
+        self.pub_pending = Some(pending);
+        let sdp = offer.to_sdp_string();
+        debug!("publisher offer:\n{sdp}");
+        let _ = role;
+        self.send_signal(proto::signal_request::Message::Offer(
+            proto::SessionDescription {
+                r#type: "offer".into(),
+                sdp,
+                id: 0,
+                mid_to_track_id: HashMap::new(),
+            },
+        ))
+        .await;
+        Ok(())
+    }
+}

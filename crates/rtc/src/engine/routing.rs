@@ -1,0 +1,174 @@
+//! Media routing: mapping subscriber media sections to remote tracks, frames in and out.
+
+use super::*;
+
+impl Core {
+    /// Match the offer's media sections to remote tracks: new msid on a mid → new subscription.
+    pub(super) fn map_remote_tracks(&mut self, sdp_text: &str) {
+        for s in sdp::sections(sdp_text) {
+            let kind = match s.kind {
+                SectionKind::Audio => TrackKind::Audio,
+                SectionKind::Video => TrackKind::Video,
+                _ => continue,
+            };
+            let mid = Mid::from(s.mid.as_str());
+            let sending = s.remote_sends();
+            let track_sid = s.track_sid().map(str::to_owned);
+            let current = self.remote.get(&mid).map(|r| r.sid.clone());
+            match (sending, track_sid, current) {
+                (true, Some(sid), Some(cur)) if sid == cur => {}
+                (true, Some(sid), cur) => {
+                    if let Some(old) = cur {
+                        self.remote.remove(&mid);
+                        self.emit(EngineEvent::TrackUnsubscribed { track_sid: old });
+                    }
+                    let participant_sid = s.participant_sid().unwrap_or_default().to_owned();
+                    let (identity, name) = self
+                        .participants
+                        .get(&participant_sid)
+                        .map(|p| {
+                            (
+                                p.info.identity.clone(),
+                                p.tracks
+                                    .get(&sid)
+                                    .map(|t| t.name.clone())
+                                    .unwrap_or_default(),
+                            )
+                        })
+                        .unwrap_or_default();
+                    let (tx, rx) = mpsc::channel(self.options.track_capacity.max(1));
+                    let dropped = Arc::new(AtomicU64::new(0));
+                    self.remote.insert(
+                        mid,
+                        RemoteState {
+                            sid: sid.clone(),
+                            kind,
+                            tx,
+                            dropped: dropped.clone(),
+                            need_keyframe: kind == TrackKind::Video,
+                            last_pli: None,
+                        },
+                    );
+                    info!("subscribed {kind:?} track {sid} of {participant_sid} on mid {mid}");
+                    let track = RemoteTrack {
+                        sid,
+                        participant_sid,
+                        participant_identity: identity,
+                        name,
+                        kind,
+                        frames: rx,
+                        commands: self.commands.clone(),
+                        dropped,
+                    };
+                    // Never dropped: held until the reader makes room (see `emit`).
+                    self.emit(EngineEvent::TrackSubscribed(track));
+                }
+                (false, _, Some(old)) | (true, None, Some(old)) => {
+                    self.remote.remove(&mid);
+                    self.emit(EngineEvent::TrackUnsubscribed { track_sid: old });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn request_keyframe(&mut self, mid: Mid) -> Result<(), EngineError> {
+        let now = Instant::now();
+        if let Some(r) = self.remote.get_mut(&mid) {
+            if r.last_pli
+                .is_some_and(|t| now.duration_since(t) < Duration::from_millis(300))
+            {
+                return Ok(());
+            }
+            r.last_pli = Some(now);
+        }
+        if let Some(mut w) = self.subscriber.rtc.writer(mid)
+            && let Err(e) = w.request_keyframe(None, KeyframeRequestKind::Pli)
+        {
+            debug!("keyframe request on mid {mid}: {e}");
+        }
+        self.subscriber.drain()
+    }
+
+    pub(super) fn on_media_write(&mut self, m: MediaWrite) -> Result<(), EngineError> {
+        let Some(t) = self.local_tracks.get(&m.cid) else {
+            return Ok(()); // unpublished meanwhile
+        };
+        let (Some(mid), false) = (t.mid, t.muted) else {
+            return Ok(());
+        };
+        if !self.publisher.connected {
+            return Ok(());
+        }
+        let (codec, freq) = match t.kind {
+            TrackKind::Audio => (Codec::Opus, str0m::media::Frequency::FORTY_EIGHT_KHZ),
+            TrackKind::Video => (Codec::Vp8, str0m::media::Frequency::NINETY_KHZ),
+        };
+        let rtp_time = m.rtp_time.wrapping_add(t.rtp_offset);
+        let Some(writer) = self.publisher.rtc.writer(mid) else {
+            return Ok(());
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+        else {
+            warn!("no negotiated {codec:?} payload type on mid {mid}");
+            return Ok(());
+        };
+        writer
+            .write(pt, m.capture, MediaTime::new(rtp_time, freq), m.data)
+            .map_err(|source| EngineError::Rtc {
+                role: PeerRole::Publisher,
+                what: "writing media",
+                source,
+            })?;
+        self.publisher.drain()
+    }
+
+    pub(super) fn on_media_data(&mut self, md: str0m::media::MediaData) -> Result<(), EngineError> {
+        let mid = md.mid;
+        let keyframe = md.is_keyframe();
+        let Some(r) = self.remote.get_mut(&mid) else {
+            trace!("media on unmapped mid {mid}");
+            return Ok(());
+        };
+        let mut want_pli = false;
+        if r.kind == TrackKind::Video {
+            if !md.contiguous {
+                r.need_keyframe = true;
+            }
+            if r.need_keyframe {
+                if keyframe {
+                    r.need_keyframe = false;
+                } else {
+                    want_pli = true;
+                }
+            }
+        }
+        if !want_pli {
+            let frame = EncodedFrame {
+                data: md.data,
+                rtp_time: md.time.numer(),
+                received_at: md.network_time,
+                keyframe,
+                contiguous: md.contiguous,
+            };
+            match r.tx.try_send(frame) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    r.dropped.fetch_add(1, Ordering::Relaxed);
+                    if r.kind == TrackKind::Video {
+                        r.need_keyframe = true;
+                        want_pli = true;
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        if want_pli {
+            self.request_keyframe(mid)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! Signal messages from the server, and leaving.
+
+use super::*;
+
+impl Core {
+    pub(super) async fn send_signal(&self, msg: proto::signal_request::Message) {
+        self.signal.send(msg).await;
+    }
+
+    pub(super) async fn leave(&mut self) {
+        self.send_signal(proto::signal_request::Message::Leave(proto::LeaveRequest {
+            can_reconnect: false,
+            reason: proto::DisconnectReason::ClientInitiated as i32,
+            action: proto::leave_request::Action::Disconnect as i32,
+            regions: None,
+        }))
+        .await;
+        self.publisher.rtc.disconnect();
+        self.subscriber.rtc.disconnect();
+        let _ = self.publisher.drain();
+        let _ = self.subscriber.drain();
+        self.signal.close().await;
+    }
+
+    pub(super) async fn on_signal(
+        &mut self,
+        msg: proto::signal_response::Message,
+    ) -> Result<(), EngineError> {
+        use proto::signal_response::Message as M;
+        match msg {
+            M::Offer(desc) => self.on_subscriber_offer(desc).await?,
+            M::Answer(desc) => self.on_publisher_answer(desc).await?,
+            M::Trickle(t) => self.on_trickle(t)?,
+            M::Update(u) => {
+                for p in &u.participants {
+                    self.on_participant(p);
+                }
+            }
+            M::TrackPublished(r) => self.on_track_published(r).await?,
+            M::TrackUnpublished(r) => {
+                debug!("server unpublished our track {}", r.track_sid);
+            }
+            M::Leave(l) => {
+                let action = proto::leave_request::Action::try_from(l.action)
+                    .unwrap_or(proto::leave_request::Action::Disconnect);
+                let reason = proto::DisconnectReason::try_from(l.reason)
+                    .map(|r| r.as_str_name().to_owned())
+                    .unwrap_or_else(|_| l.reason.to_string());
+                info!("server leave: {reason} {action:?}");
+                self.emit(EngineEvent::Disconnected(DisconnectReason::ServerLeave {
+                    reason,
+                    reconnect: action != proto::leave_request::Action::Disconnect,
+                }));
+            }
+            M::Mute(m) => {
+                // The server muted one of our tracks.
+                if let Some(t) = self.local_tracks.values_mut().find(|t| t.sid == m.sid) {
+                    t.muted = m.muted;
+                }
+                self.emit(EngineEvent::TrackMuted {
+                    participant_sid: self.local.sid.clone(),
+                    track_sid: m.sid,
+                    muted: m.muted,
+                });
+            }
+            M::SpeakersChanged(s) => {
+                let list = s
+                    .speakers
+                    .iter()
+                    .filter(|s| s.active)
+                    .map(|s| (s.sid.clone(), s.level))
+                    .collect();
+                self.emit(EngineEvent::ActiveSpeakers(list));
+            }
+            M::ConnectionQuality(q) => {
+                let list = q
+                    .updates
+                    .iter()
+                    .map(|u| {
+                        let quality = match proto::ConnectionQuality::try_from(u.quality) {
+                            Ok(proto::ConnectionQuality::Excellent) => Quality::Excellent,
+                            Ok(proto::ConnectionQuality::Good) => Quality::Good,
+                            Ok(proto::ConnectionQuality::Lost) => Quality::Lost,
+                            _ => Quality::Poor,
+                        };
+                        (u.participant_sid.clone(), quality)
+                    })
+                    .collect();
+                self.emit(EngineEvent::ConnectionQuality(list));
+            }
+            other => trace!("signal message ignored: {other:?}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,512 @@
+//! The HTTP API: shared state, JSON errors, extractors, the token and admin endpoints.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router, extract::DefaultBodyLimit, routing::get, routing::post};
+use governor::{Quota, RateLimiter};
+use livekit_api::services::room::RoomClient;
+use livekit_api::webhooks::WebhookReceiver;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use wavecast_token::TokenBuilder;
+
+use crate::auth::Caller;
+use crate::policy::{self, Grant, Role, Subject};
+use crate::settings::Settings;
+use crate::store::{StreamStatus, Store};
+
+/// Largest webhook body accepted (LiveKit's events are a few KiB).
+const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+/// Timeout of each call to the LiveKit server API.
+pub(crate) const LIVEKIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Limiter = RateLimiter<
+    String,
+    governor::state::keyed::DefaultKeyedStateStore<String>,
+    governor::clock::DefaultClock,
+>;
+
+/// State shared by all handlers.
+pub(crate) struct AppState {
+    pub settings: Settings,
+    pub store: Store,
+    pub rooms: RoomClient,
+    pub webhooks: WebhookReceiver,
+    limiter: Limiter,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Store) -> Self {
+        let http = settings
+            .livekit_url
+            .replacen("wss://", "https://", 1)
+            .replacen("ws://", "http://", 1);
+        let rooms = RoomClient::with_api_key(&http, settings.keys.key(), settings.keys.secret())
+            .with_failover(false)
+            .with_request_timeout(LIVEKIT_TIMEOUT);
+        let webhooks = WebhookReceiver::new(
+            livekit_api::access_token::TokenVerifier::with_api_key(
+                settings.keys.key(),
+                settings.keys.secret(),
+            ),
+        );
+        let per_minute = NonZeroU32::new(settings.rate_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(settings.rate_burst).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
+        Self {
+            settings,
+            store,
+            rooms,
+            webhooks,
+            limiter,
+        }
+    }
+}
+
+pub(crate) type Shared = State<Arc<AppState>>;
+
+/// The router with every endpoint, the body limit and the JSON fallback.
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/v1/token", post(token))
+        .route("/v1/streams", post(crate::streams::create))
+        .route("/v1/streams/{id}", get(crate::streams::get))
+        .route("/v1/streams/{id}/live", post(crate::streams::go_live))
+        .route("/v1/streams/{id}/end", post(crate::streams::end))
+        .route("/v1/admin/grants", post(add_grant).get(list_grants))
+        .route("/v1/admin/grants/{id}/revoke", post(revoke_grant))
+        .route("/v1/admin/events", get(list_events))
+        .route(
+            "/v1/livekit/webhook",
+            post(crate::webhook::receive).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// An error answer: status, a stable code and a message, as JSON.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(ErrorBody {
+            error: self.code,
+            message: &self.message,
+        });
+        let mut r = (self.status, body).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = s.to_string().parse()
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+impl From<crate::ServiceError> for ApiError {
+    fn from(e: crate::ServiceError) -> Self {
+        tracing::error!(error = %e, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            "the service could not reach its database; try again",
+        )
+    }
+}
+
+/// A JSON request body: `application/json`, within the body limit, and exactly the fields of
+/// `T` (unknown fields are refused). Every failure is a JSON 4xx.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.trim_start().starts_with("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            let status = r.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(status, "body_too_large", "the request body is too large")
+            } else {
+                ApiError::new(status, "bad_body", r.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("the JSON body does not fit: {e}"),
+                ),
+                _ => ApiError::bad_request(
+                    "malformed_json",
+                    format!("the body is not valid JSON: {e}"),
+                ),
+            }
+        })
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// Authenticate the caller from `Authorization: Bearer <jwt>` and apply its rate limit.
+pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send Authorization: Bearer <JWT from your login>",
+        )
+    })?;
+    let caller = state
+        .settings
+        .caller_auth
+        .verify(token)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.0))?;
+    if state.limiter.len() > 100_000 {
+        state.limiter.retain_recent();
+    }
+    if let Err(not_until) = state.limiter.check_key(&caller.user) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many requests from {:?}: at most {} per minute (burst {})",
+                caller.user, state.settings.rate_per_minute, state.settings.rate_burst
+            ),
+        );
+        e.retry_after = Some(wait.as_secs().max(1));
+        return Err(e);
+    }
+    Ok(caller)
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = &state.settings.admin_key else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "admin endpoints are disabled: set service.admin_key",
+        ));
+    };
+    match bearer(headers) {
+        Some(k) if key.matches(k) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "admin endpoints need Authorization: Bearer <service.admin_key>",
+        )),
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    i64::try_from(wavecast_token::unix_now()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 12] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// A minted LiveKit token and where to use it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Minted {
+    pub token: String,
+    pub url: String,
+    pub expires_at: i64,
+    pub room: String,
+    pub identity: String,
+    pub role: Role,
+}
+
+pub(crate) fn mint(
+    state: &AppState,
+    caller: &Caller,
+    room: &str,
+    role: Role,
+    name: Option<&str>,
+    ttl: Duration,
+) -> Result<Minted, ApiError> {
+    let mut b = TokenBuilder::new(&caller.user)
+        .room(room)
+        .preset(role.preset())
+        .ttl(ttl);
+    if let Some(n) = name {
+        b = b.name(n);
+    }
+    let token = b.mint(&state.settings.keys).map_err(|e| {
+        tracing::error!(error = %e, "minting failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "mint_failed",
+            "the service could not sign a token",
+        )
+    })?;
+    Ok(Minted {
+        token,
+        url: state.settings.public_url.clone(),
+        expires_at: now() + i64::try_from(ttl.as_secs()).unwrap_or(0),
+        room: room.to_owned(),
+        identity: caller.user.clone(),
+        role,
+    })
+}
+
+async fn health(State(state): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    state.store.counts().await?;
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("endpoint")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenRequest {
+    room: String,
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    #[serde(flatten)]
+    minted: Minted,
+    grant: String,
+}
+
+async fn token(
+    State(state): Shared,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<TokenRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    policy::check_room(&req.room).map_err(|m| ApiError::bad_request("invalid_room", m))?;
+    if let Some(n) = &req.name
+        && (n.len() > 128 || n.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be at most 128 bytes without control characters",
+        ));
+    }
+    if let Some(s) = state.store.stream_by_room(&req.room).await?
+        && s.status == StreamStatus::Ended
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "stream_ended",
+            format!("stream {} has ended; its room takes no one", s.id),
+        ));
+    }
+    let grants = state.store.grants_for(&caller.user, &caller.groups).await?;
+    let t = now();
+    let grant = policy::decide(&grants, &req.room, req.role, t).map_err(|r| {
+        tracing::info!(user = %caller.user, room = %req.room, reason = r.code(), "token refused");
+        ApiError::new(StatusCode::FORBIDDEN, r.code(), r.to_string())
+    })?;
+    let mut ttl = state.settings.max_token_ttl;
+    if let Some(exp) = grant.expires_at {
+        let left = u64::try_from(exp - t).unwrap_or(0);
+        ttl = ttl.min(Duration::from_secs(left));
+    }
+    let minted = mint(&state, &caller, &req.room, grant.role, req.name.as_deref(), ttl)?;
+    tracing::debug!(user = %caller.user, room = %req.room, role = %grant.role, "token issued");
+    Ok(Json(TokenResponse {
+        minted,
+        grant: grant.id.clone(),
+    }))
+}
+
+/// Body of `POST /v1/admin/grants`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    /// The user (exactly one of `user` and `group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The group (exactly one of `user` and `group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Room name or pattern (`prefix*`, `*`).
+    pub room: String,
+    /// Role.
+    pub role: Role,
+    /// Unix seconds before which the grant does not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+    /// Unix seconds from which it no longer applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+async fn add_grant(
+    State(state): Shared,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<NewGrant>,
+) -> Result<(StatusCode, Json<Grant>), ApiError> {
+    admin(&state, &headers)?;
+    let subject = match (req.user, req.group) {
+        (Some(u), None) => Subject::User(u),
+        (None, Some(g)) => Subject::Group(g),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_subject",
+                "give exactly one of user and group",
+            ));
+        }
+    };
+    policy::check_subject(subject.name())
+        .map_err(|m| ApiError::bad_request("invalid_subject", m))?;
+    policy::check_pattern(&req.room).map_err(|m| ApiError::bad_request("invalid_room", m))?;
+    if let (Some(nb), Some(exp)) = (req.not_before, req.expires_at)
+        && nb >= exp
+    {
+        return Err(ApiError::bad_request(
+            "invalid_window",
+            "not_before must be earlier than expires_at",
+        ));
+    }
+    let grant = Grant {
+        id: new_id("g_"),
+        subject,
+        room: req.room,
+        role: req.role,
+        not_before: req.not_before,
+        expires_at: req.expires_at,
+        revoked_at: None,
+        created_at: now(),
+    };
+    state.store.insert_grant(&grant).await?;
+    tracing::info!(grant = %grant.id, subject = grant.subject.name(), room = %grant.room, role = %grant.role, "grant added");
+    Ok((StatusCode::CREATED, Json(grant)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantQuery {
+    user: Option<String>,
+    group: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_grants(
+    State(state): Shared,
+    headers: HeaderMap,
+    q: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<Grant>>, ApiError> {
+    admin(&state, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let subject = match (q.user, q.group) {
+        (Some(u), None) => Some(Subject::User(u)),
+        (None, Some(g)) => Some(Subject::Group(g)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_subject",
+                "filter by user or by group, not both",
+            ));
+        }
+    };
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    Ok(Json(state.store.list_grants(subject.as_ref(), limit).await?))
+}
+
+async fn revoke_grant(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Grant>, ApiError> {
+    admin(&state, &headers)?;
+    if id.len() > 64 {
+        return Err(ApiError::not_found("grant"));
+    }
+    match state.store.revoke_grant(&id, now()).await? {
+        Some(g) => {
+            tracing::info!(grant = %g.id, "grant revoked");
+            Ok(Json(g))
+        }
+        None => Err(ApiError::not_found("grant")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    room: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_events(
+    State(state): Shared,
+    headers: HeaderMap,
+    q: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<crate::store::StoredEvent>>, ApiError> {
+    admin(&state, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    Ok(Json(state.store.events(q.room.as_deref(), limit).await?))
+}

@@ -1,0 +1,131 @@
+//! `wavecast serve`: a token service for LiveKit with an access policy in a real database,
+//! verified webhooks and a stream lifecycle.
+//!
+//! Callers present a bearer JWT from the application's own login (HS256 secret, or RS256 /
+//! ES256 public key; issuer and audience checked) and get LiveKit tokens only as far as their
+//! grants allow: `POST /v1/token {"room": …}` answers `{token, url, expires_at, …}` with the
+//! grant's role preset and a lifetime no longer than the grant has left, or 403 with the reason
+//! (no grant, expired, revoked, not yet valid). Grants (user or group → room or `prefix*` → role,
+//! with not-before, expires-at and revoked-at) live in SQLite or PostgreSQL and are managed
+//! through the admin endpoints ([`AdminClient`], `wavecast grant`). LiveKit's webhooks update
+//! the stream state, each event stored once.
+//!
+//! Serve with the settings from the layered configuration (`[service]` section):
+//!
+//! ```no_run
+//! use wavecast_service::{Service, Settings, Store};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = wavecast_config::Loader::new().load()?;
+//! let settings = Settings::from_config(&config)?;
+//! let store = Store::connect(&settings.database).await?; // applies the migrations
+//! let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+//! Service::new(settings, store)
+//!     .serve(listener, async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Or take the [`axum::Router`] from [`Service::router`] and nest it in an application's own.
+//!
+//! # Endpoints
+//! | method and path | who | what |
+//! |---|---|---|
+//! | `POST /v1/token` | caller | `{room, role?, name?}` → `{token, url, expires_at, room, identity, role, grant}` |
+//! | `POST /v1/streams` | caller | `{name, metadata?, max_participants?}` → the stream (owner = caller) |
+//! | `POST /v1/streams/{id}/live` | owner | creates the LiveKit room, returns a broadcaster token |
+//! | `POST /v1/streams/{id}/end` | owner | ends: removes participants, deletes the room, no more tokens |
+//! | `GET /v1/streams/{id}` | caller | status, `live`, `viewer_count`, participants (webhooks) and `server_participants` (server API) |
+//! | `POST /v1/admin/grants` | admin key | `{user or group, room, role, not_before?, expires_at?}` |
+//! | `GET /v1/admin/grants` | admin key | `?user=` / `?group=`, `&limit=` |
+//! | `POST /v1/admin/grants/{id}/revoke` | admin key | marks it revoked |
+//! | `GET /v1/admin/events` | admin key | stored webhook events, `?room=` |
+//! | `POST /v1/livekit/webhook` | LiveKit | signed events (sha256 of the body in the JWT) |
+//!
+//! Errors are JSON `{"error": code, "message": …}` with a 4xx status for anything the caller
+//! can fix: 400 malformed JSON or bad names, 401 bad credentials, 403 refused by policy, 413 body
+//! too large, 415 not JSON, 422 unknown or mistyped fields, 429 over the per-caller rate limit.
+//!
+//! # Design
+//! The policy decision is a pure function ([`policy::decide`]) of the caller's grants and the
+//! time; the database only stores. Queries are built at run time with bound parameters (never
+//! string-spliced values) through sqlx's `Any` driver, so one set of migrations and one code path
+//! serve SQLite and PostgreSQL, and building needs no database. Secrets (LiveKit secret, caller
+//! key, admin key) are redacted in `Debug`, never logged, and never in error messages.
+#![deny(missing_docs)]
+
+mod api;
+pub mod auth;
+mod client;
+mod error;
+pub mod policy;
+mod settings;
+pub mod store;
+mod streams;
+mod webhook;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use api::NewGrant;
+pub use client::{AdminClient, ClientError};
+pub use error::ServiceError;
+pub use settings::Settings;
+pub use store::Store;
+
+/// One service instance: settings, storage and the LiveKit clients, shared by its handlers.
+#[derive(Clone)]
+pub struct Service {
+    state: Arc<api::AppState>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("settings", &self.state.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Install rustls' ring provider as the process default if none is (the LiveKit server API
+/// client and [`AdminClient`] speak HTTPS through rustls without a provider of their own).
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Service {
+    /// A service over `store` (already migrated by [`Store::connect`]).
+    pub fn new(settings: Settings, store: Store) -> Self {
+        ensure_crypto_provider();
+        Self {
+            state: Arc::new(api::AppState::new(settings, store)),
+        }
+    }
+
+    /// The HTTP API as an axum router (state attached).
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Serve on `listener` until `shutdown` completes, then finish the requests in flight.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServiceError> {
+        let addr = listener.local_addr().ok();
+        tracing::info!(?addr, "wavecast service listening");
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| ServiceError::Io {
+                what: format!("serve HTTP on {addr:?}"),
+                source,
+            })
+    }
+}

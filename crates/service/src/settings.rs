@@ -1,0 +1,97 @@
+//! Validated settings of one service instance, built from the layered configuration.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use wavecast_config::Config;
+use wavecast_token::Keys;
+
+use crate::ServiceError;
+use crate::auth::{AdminKey, CallerAuth, caller_auth};
+
+/// Everything a [`crate::Service`] needs besides its [`crate::Store`]. Secrets inside are
+/// redacted in `Debug`.
+#[derive(Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Storage (a SQLite path, `sqlite:PATH` or a `postgres://` URL).
+    pub database: String,
+    /// The LiveKit server's URL as the service reaches it (room administration).
+    pub livekit_url: String,
+    /// The LiveKit URL handed to clients with their tokens.
+    pub public_url: String,
+    /// LiveKit API key and secret: mint tokens, administer rooms, verify webhooks.
+    pub keys: Keys,
+    /// Verifier of callers' JWTs.
+    pub caller_auth: CallerAuth,
+    /// The admin key (admin endpoints are disabled without one).
+    pub admin_key: Option<AdminKey>,
+    /// Upper bound of minted tokens' lifetime.
+    pub max_token_ttl: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Sustained requests per minute per caller.
+    pub rate_per_minute: u32,
+    /// Burst above the sustained rate.
+    pub rate_burst: u32,
+    /// Oldest acceptable webhook event.
+    pub webhook_max_age: Duration,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database", &crate::store::redact_url(&self.database))
+            .field("livekit_url", &self.livekit_url)
+            .field("public_url", &self.public_url)
+            .field("keys", &self.keys)
+            .field("caller_auth", &self.caller_auth)
+            .field("admin_key", &self.admin_key)
+            .field("max_token_ttl", &self.max_token_ttl)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("rate_per_minute", &self.rate_per_minute)
+            .field("rate_burst", &self.rate_burst)
+            .field("webhook_max_age", &self.webhook_max_age)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Settings from a loaded (and so validated) configuration; errors name the missing key.
+    pub fn from_config(config: &Config) -> Result<Self, ServiceError> {
+        let s = &config.service;
+        let c = &config.connection;
+        let keys = match (&c.api_key, &c.api_secret) {
+            (Some(k), Some(secret)) => Keys::new(k, secret.expose()),
+            _ => {
+                return Err(ServiceError::Config {
+                    key: "connection.api_key",
+                    message: "the service needs the LiveKit API key and secret: set \
+                              LIVEKIT_API_KEY / LIVEKIT_API_SECRET or [connection] api_key, api_secret"
+                        .into(),
+                });
+            }
+        };
+        let listen = s.listen_addr().ok_or(ServiceError::Config {
+            key: "service.listen",
+            message: format!("{:?} is not IP:port", s.listen),
+        })?;
+        Ok(Self {
+            listen,
+            database: s.database.clone(),
+            livekit_url: c.url.clone(),
+            public_url: s.livekit_public_url.clone().unwrap_or_else(|| c.url.clone()),
+            keys,
+            caller_auth: caller_auth(s)?,
+            admin_key: s.admin_key.clone().map(AdminKey::new),
+            max_token_ttl: s.max_token_ttl,
+            max_body_bytes: usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX),
+            rate_per_minute: s.rate_per_minute,
+            rate_burst: s.rate_burst,
+            webhook_max_age: s.webhook_max_age,
+        })
+    }
+}

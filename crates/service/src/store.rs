@@ -1,0 +1,634 @@
+//! Storage: grants, streams, webhook events and room state in SQLite or PostgreSQL.
+//!
+//! One schema and one set of migrations (`migrations/`, embedded in the binary) for both
+//! engines, applied by [`Store::connect`]. Every query is checked at run time (`sqlx::query`
+//! with bound parameters), so building needs no database.
+
+use std::borrow::Cow;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Row};
+
+use crate::ServiceError;
+use crate::policy::{Grant, Subject};
+
+/// The embedded migrations, oldest first.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/0001_initial.sql"),
+)];
+
+/// Most groups of one caller considered for grants.
+pub const MAX_GROUPS: usize = 64;
+
+/// A stream's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamStatus {
+    /// Made, no LiveKit room yet.
+    Created,
+    /// The room exists; nobody publishes.
+    Ready,
+    /// At least one track is published in the room.
+    Live,
+    /// Ended by its owner: the room is gone and no new tokens are issued for it.
+    Ended,
+}
+
+impl StreamStatus {
+    fn name(self) -> &'static str {
+        match self {
+            StreamStatus::Created => "created",
+            StreamStatus::Ready => "ready",
+            StreamStatus::Live => "live",
+            StreamStatus::Ended => "ended",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "ready" => StreamStatus::Ready,
+            "live" => StreamStatus::Live,
+            "ended" => StreamStatus::Ended,
+            _ => StreamStatus::Created,
+        }
+    }
+}
+
+/// A stored stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stream {
+    /// Stream id.
+    pub id: String,
+    /// The user who made it (the only one who may take it live or end it).
+    pub owner: String,
+    /// Display name.
+    pub name: String,
+    /// Free-form metadata (set as the room's metadata).
+    pub metadata: String,
+    /// Participant limit of the room (0 = none).
+    pub max_participants: u32,
+    /// The LiveKit room.
+    pub room: String,
+    /// Lifecycle state.
+    pub status: StreamStatus,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it went live (room created), unix seconds.
+    pub live_at: Option<i64>,
+    /// When it ended, unix seconds.
+    pub ended_at: Option<i64>,
+}
+
+/// One stored webhook event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredEvent {
+    /// LiveKit's event id.
+    pub id: String,
+    /// Event name (`room_started`, `participant_joined`, …).
+    pub event: String,
+    /// Room name ("" when none).
+    pub room: String,
+    /// Participant identity ("" when none).
+    pub participant: String,
+    /// The event's own timestamp, unix seconds.
+    pub created_at: i64,
+    /// When the service received it, unix seconds.
+    pub received_at: i64,
+}
+
+/// What a webhook event changes in the room state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomChange {
+    /// `room_started`.
+    Started,
+    /// `room_finished`: participants and tracks cleared.
+    Finished,
+    /// `participant_joined`.
+    Joined {
+        /// Identity.
+        identity: String,
+        /// Participant sid.
+        sid: String,
+    },
+    /// `participant_left` / `participant_connection_aborted`.
+    Left {
+        /// Identity.
+        identity: String,
+    },
+    /// `track_published`.
+    Published {
+        /// Track sid.
+        track: String,
+        /// Publisher identity.
+        identity: String,
+    },
+    /// `track_unpublished`.
+    Unpublished {
+        /// Track sid.
+        track: String,
+    },
+    /// Anything else: stored, no state change.
+    None,
+}
+
+/// The database: a connection pool with the schema applied.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> ServiceError {
+    move |source| ServiceError::Storage { what, source }
+}
+
+/// `database` as a sqlx URL: a plain path becomes `sqlite://PATH?mode=rwc`.
+pub fn database_url(database: &str) -> String {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        database.to_owned()
+    } else if let Some(rest) = database.strip_prefix("sqlite:") {
+        let rest = rest.trim_start_matches("//");
+        if rest.contains('?') || rest == ":memory:" {
+            format!("sqlite://{rest}")
+        } else {
+            format!("sqlite://{rest}?mode=rwc")
+        }
+    } else {
+        format!("sqlite://{database}?mode=rwc")
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn grant_of(row: &AnyRow) -> Result<Grant, sqlx::Error> {
+    let kind: String = row.try_get("subject_kind")?;
+    let subject: String = row.try_get("subject")?;
+    let role: String = row.try_get("role")?;
+    Ok(Grant {
+        id: row.try_get("id")?,
+        subject: if kind == "group" {
+            Subject::Group(subject)
+        } else {
+            Subject::User(subject)
+        },
+        room: row.try_get("room_pattern")?,
+        role: role.parse().map_err(|e: String| sqlx::Error::ColumnDecode {
+            index: "role".into(),
+            source: e.into(),
+        })?,
+        not_before: row.try_get("not_before")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn stream_of(row: &AnyRow) -> Result<Stream, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let max: i64 = row.try_get("max_participants")?;
+    Ok(Stream {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        name: row.try_get("name")?,
+        metadata: row.try_get("metadata")?,
+        max_participants: u32::try_from(max).unwrap_or(0),
+        room: row.try_get("room")?,
+        status: StreamStatus::parse(&status),
+        created_at: row.try_get("created_at")?,
+        live_at: row.try_get("live_at")?,
+        ended_at: row.try_get("ended_at")?,
+    })
+}
+
+const GRANT_COLUMNS: &str =
+    "id, subject_kind, subject, room_pattern, role, not_before, expires_at, revoked_at, created_at";
+const STREAM_COLUMNS: &str = "id, owner, name, metadata, max_participants, room, status, \
+                              created_at, live_at, ended_at";
+
+impl Store {
+    /// Open `database` (a SQLite path, `sqlite:PATH` or a `postgres://` URL) and apply the
+    /// migrations.
+    pub async fn connect(database: &str) -> Result<Self, ServiceError> {
+        sqlx::any::install_default_drivers();
+        let url = database_url(database);
+        let pool = AnyPoolOptions::new()
+            .max_connections(if url.starts_with("sqlite:") { 4 } else { 16 })
+            .connect(&url)
+            .await
+            .map_err(|source| ServiceError::Connect {
+                url: redact_url(&url),
+                source,
+            })?;
+        let migrations: Vec<Migration> = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator {
+            migrations: Cow::Owned(migrations),
+            ..Migrator::DEFAULT
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| ServiceError::Migrate {
+                url: redact_url(&url),
+                source,
+            })?;
+        Ok(Self { pool })
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Store a new grant.
+    pub async fn insert_grant(&self, g: &Grant) -> Result<(), ServiceError> {
+        sqlx::query(
+            "INSERT INTO grants (id, subject_kind, subject, room_pattern, role, not_before, \
+             expires_at, revoked_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&g.id)
+        .bind(g.subject.kind())
+        .bind(g.subject.name())
+        .bind(&g.room)
+        .bind(g.role.name())
+        .bind(g.not_before)
+        .bind(g.expires_at)
+        .bind(g.revoked_at)
+        .bind(g.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db("insert a grant"))?;
+        Ok(())
+    }
+
+    /// Every grant of `user` and of its `groups` (at most [`MAX_GROUPS`] groups are considered).
+    pub async fn grants_for(&self, user: &str, groups: &[String]) -> Result<Vec<Grant>, ServiceError> {
+        let groups = &groups[..groups.len().min(MAX_GROUPS)];
+        let mut sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE (subject_kind = 'user' AND subject = $1)"
+        );
+        if !groups.is_empty() {
+            let marks: Vec<String> = (0..groups.len()).map(|i| format!("${}", i + 2)).collect();
+            sql.push_str(&format!(
+                " OR (subject_kind = 'group' AND subject IN ({}))",
+                marks.join(", ")
+            ));
+        }
+        let mut q = sqlx::query(&sql).bind(user);
+        for g in groups {
+            q = q.bind(g);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db("read grants"))?;
+        rows.iter()
+            .map(grant_of)
+            .collect::<Result<_, _>>()
+            .map_err(db("decode a grant"))
+    }
+
+    /// Grants, newest first, optionally only those of one subject (at most `limit`).
+    pub async fn list_grants(
+        &self,
+        subject: Option<&Subject>,
+        limit: u32,
+    ) -> Result<Vec<Grant>, ServiceError> {
+        let rows = match subject {
+            Some(s) => sqlx::query(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE subject_kind = $1 AND subject = $2 \
+                 ORDER BY created_at DESC, id LIMIT $3"
+            ))
+            .bind(s.kind())
+            .bind(s.name())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+            None => sqlx::query(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants ORDER BY created_at DESC, id LIMIT $1"
+            ))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+        }
+        .map_err(db("list grants"))?;
+        rows.iter()
+            .map(grant_of)
+            .collect::<Result<_, _>>()
+            .map_err(db("decode a grant"))
+    }
+
+    /// Mark a grant revoked at `now` (kept for the record). `None` when there is no such grant.
+    pub async fn revoke_grant(&self, id: &str, now: i64) -> Result<Option<Grant>, ServiceError> {
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("revoke a grant"))?;
+        let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read a grant"))?;
+        row.as_ref()
+            .map(grant_of)
+            .transpose()
+            .map_err(db("decode a grant"))
+    }
+
+    /// Store a new stream.
+    pub async fn insert_stream(&self, s: &Stream) -> Result<(), ServiceError> {
+        sqlx::query(
+            "INSERT INTO streams (id, owner, name, metadata, max_participants, room, status, \
+             created_at, live_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&s.id)
+        .bind(&s.owner)
+        .bind(&s.name)
+        .bind(&s.metadata)
+        .bind(i64::from(s.max_participants))
+        .bind(&s.room)
+        .bind(s.status.name())
+        .bind(s.created_at)
+        .bind(s.live_at)
+        .bind(s.ended_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db("insert a stream"))?;
+        Ok(())
+    }
+
+    /// A stream by id.
+    pub async fn stream(&self, id: &str) -> Result<Option<Stream>, ServiceError> {
+        let row = sqlx::query(&format!("SELECT {STREAM_COLUMNS} FROM streams WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read a stream"))?;
+        row.as_ref()
+            .map(stream_of)
+            .transpose()
+            .map_err(db("decode a stream"))
+    }
+
+    /// The stream that owns `room`, if any.
+    pub async fn stream_by_room(&self, room: &str) -> Result<Option<Stream>, ServiceError> {
+        let row = sqlx::query(&format!("SELECT {STREAM_COLUMNS} FROM streams WHERE room = $1"))
+            .bind(room)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read a stream"))?;
+        row.as_ref()
+            .map(stream_of)
+            .transpose()
+            .map_err(db("decode a stream"))
+    }
+
+    /// Mark a stream's room as created (status `ready` unless it is already `live`).
+    pub async fn stream_went_live(&self, id: &str, now: i64) -> Result<(), ServiceError> {
+        sqlx::query(
+            "UPDATE streams SET status = CASE WHEN status = 'live' THEN 'live' ELSE 'ready' END, \
+             live_at = $1 WHERE id = $2 AND status <> 'ended'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("update a stream"))?;
+        Ok(())
+    }
+
+    /// Mark a stream ended. Returns false when it already was.
+    pub async fn end_stream(&self, id: &str, now: i64) -> Result<bool, ServiceError> {
+        let r = sqlx::query(
+            "UPDATE streams SET status = 'ended', ended_at = $1 WHERE id = $2 AND status <> 'ended'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("end a stream"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Participants of `room` as the webhooks reported them (identity, sid), by join time.
+    pub async fn participants(&self, room: &str) -> Result<Vec<(String, String)>, ServiceError> {
+        let rows = sqlx::query(
+            "SELECT identity, sid FROM room_participants WHERE room = $1 ORDER BY joined_at, identity",
+        )
+        .bind(room)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read participants"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("identity")?, r.try_get("sid")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("decode a participant"))
+    }
+
+    /// Published tracks of `room` (track sid, publisher identity).
+    pub async fn tracks(&self, room: &str) -> Result<Vec<(String, String)>, ServiceError> {
+        let rows = sqlx::query(
+            "SELECT track_sid, identity FROM room_tracks WHERE room = $1 ORDER BY track_sid",
+        )
+        .bind(room)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read tracks"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("track_sid")?, r.try_get("identity")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("decode a track"))
+    }
+
+    /// Store a webhook event once and apply its change, in one transaction. Returns false (and
+    /// changes nothing) when an event with this id was stored before.
+    pub async fn record_event(
+        &self,
+        event: &StoredEvent,
+        body: &str,
+        change: &RoomChange,
+    ) -> Result<bool, ServiceError> {
+        let mut tx = self.pool.begin().await.map_err(db("begin a transaction"))?;
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_events (id, event, room, participant, created_at, received_at, \
+             body) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.event)
+        .bind(&event.room)
+        .bind(&event.participant)
+        .bind(event.created_at)
+        .bind(event.received_at)
+        .bind(body)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("store a webhook event"))?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            tx.rollback().await.map_err(db("roll back"))?;
+            return Ok(false);
+        }
+        let room = event.room.as_str();
+        let q = |sql: &'static str| sqlx::query(sql);
+        match change {
+            RoomChange::Started | RoomChange::None => {}
+            RoomChange::Finished => {
+                q("DELETE FROM room_participants WHERE room = $1")
+                    .bind(room)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("clear participants"))?;
+                q("DELETE FROM room_tracks WHERE room = $1")
+                    .bind(room)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("clear tracks"))?;
+                q("UPDATE streams SET status = 'created' WHERE room = $1 AND status IN ('ready', 'live')")
+                    .bind(room)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("update a stream"))?;
+            }
+            RoomChange::Joined { identity, sid } => {
+                q("INSERT INTO room_participants (room, identity, sid, joined_at) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (room, identity) DO UPDATE SET sid = excluded.sid, joined_at = excluded.joined_at")
+                    .bind(room)
+                    .bind(identity)
+                    .bind(sid)
+                    .bind(event.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("add a participant"))?;
+            }
+            RoomChange::Left { identity } => {
+                q("DELETE FROM room_participants WHERE room = $1 AND identity = $2")
+                    .bind(room)
+                    .bind(identity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("remove a participant"))?;
+                q("DELETE FROM room_tracks WHERE room = $1 AND identity = $2")
+                    .bind(room)
+                    .bind(identity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("remove tracks"))?;
+            }
+            RoomChange::Published { track, identity } => {
+                q("INSERT INTO room_tracks (room, track_sid, identity) VALUES ($1, $2, $3) \
+                   ON CONFLICT (room, track_sid) DO NOTHING")
+                    .bind(room)
+                    .bind(track)
+                    .bind(identity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("add a track"))?;
+            }
+            RoomChange::Unpublished { track } => {
+                q("DELETE FROM room_tracks WHERE room = $1 AND track_sid = $2")
+                    .bind(room)
+                    .bind(track)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("remove a track"))?;
+            }
+        }
+        // A stream is live while its room has a published track.
+        q("UPDATE streams SET status = CASE \
+             WHEN EXISTS (SELECT 1 FROM room_tracks t WHERE t.room = streams.room) THEN 'live' \
+             ELSE 'ready' END \
+           WHERE room = $1 AND status IN ('ready', 'live')")
+            .bind(room)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("update a stream"))?;
+        if matches!(change, RoomChange::Started) {
+            q("UPDATE streams SET status = 'ready' WHERE room = $1 AND status = 'created'")
+                .bind(room)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("update a stream"))?;
+        }
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(true)
+    }
+
+    /// Stored webhook events, oldest first, optionally of one room (at most `limit`).
+    pub async fn events(&self, room: Option<&str>, limit: u32) -> Result<Vec<StoredEvent>, ServiceError> {
+        let rows = match room {
+            Some(r) => sqlx::query(
+                "SELECT id, event, room, participant, created_at, received_at FROM webhook_events \
+                 WHERE room = $1 ORDER BY received_at, id LIMIT $2",
+            )
+            .bind(r)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+            None => sqlx::query(
+                "SELECT id, event, room, participant, created_at, received_at FROM webhook_events \
+                 ORDER BY received_at, id LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+        }
+        .map_err(db("read events"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    id: r.try_get("id")?,
+                    event: r.try_get("event")?,
+                    room: r.try_get("room")?,
+                    participant: r.try_get("participant")?,
+                    created_at: r.try_get("created_at")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("decode an event"))
+    }
+
+    /// Row counts of every table (grants, streams, events), for tests and health checks.
+    pub async fn counts(&self) -> Result<(i64, i64, i64), ServiceError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM grants) AS g, (SELECT COUNT(*) FROM streams) AS s, \
+             (SELECT COUNT(*) FROM webhook_events) AS e",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("count rows"))?;
+        Ok((
+            row.try_get("g").map_err(db("decode a count"))?,
+            row.try_get("s").map_err(db("decode a count"))?,
+            row.try_get("e").map_err(db("decode a count"))?,
+        ))
+    }
+}
+

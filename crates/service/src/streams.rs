@@ -1,0 +1,265 @@
+//! Stream lifecycle: create, go live (room + broadcaster token), state from webhooks, end.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use livekit_api::services::room::CreateRoomOptions;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiError, JsonBody, Minted, Shared, caller, mint, new_id, now};
+use crate::policy::Role;
+use crate::store::{Stream, StreamStatus};
+
+/// Seconds LiveKit keeps a live stream's room open while it is empty.
+const EMPTY_TIMEOUT: u32 = 600;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewStream {
+    name: String,
+    #[serde(default)]
+    metadata: String,
+    #[serde(default)]
+    max_participants: u32,
+}
+
+async fn load(state: &crate::api::AppState, id: &str) -> Result<Stream, ApiError> {
+    if id.len() > 64 {
+        return Err(ApiError::not_found("stream"));
+    }
+    state
+        .store
+        .stream(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("stream"))
+}
+
+fn owned(stream: &Stream, user: &str) -> Result<(), ApiError> {
+    if stream.owner == user {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_owner",
+            "only the stream's owner may do this",
+        ))
+    }
+}
+
+fn livekit_down(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "{what} failed");
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "livekit_unavailable",
+        format!("the LiveKit server did not {what}"),
+    )
+}
+
+pub(crate) async fn create(
+    State(state): Shared,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<NewStream>,
+) -> Result<(StatusCode, Json<Stream>), ApiError> {
+    let caller = caller(&state, &headers)?;
+    if req.name.trim().is_empty() || req.name.len() > 100 || req.name.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1 to 100 bytes without control characters",
+        ));
+    }
+    if req.metadata.len() > 4096 {
+        return Err(ApiError::bad_request(
+            "invalid_metadata",
+            "metadata must be at most 4096 bytes",
+        ));
+    }
+    if req.max_participants > 10_000 {
+        return Err(ApiError::bad_request(
+            "invalid_max_participants",
+            "max_participants must be between 0 (no limit) and 10000",
+        ));
+    }
+    let id = new_id("");
+    let stream = Stream {
+        room: format!("stream-{id}"),
+        id,
+        owner: caller.user,
+        name: req.name,
+        metadata: req.metadata,
+        max_participants: req.max_participants,
+        status: StreamStatus::Created,
+        created_at: now(),
+        live_at: None,
+        ended_at: None,
+    };
+    state.store.insert_stream(&stream).await?;
+    Ok((StatusCode::CREATED, Json(stream)))
+}
+
+#[derive(Serialize)]
+pub(crate) struct LiveResponse {
+    stream: Stream,
+    #[serde(flatten)]
+    broadcaster: Minted,
+}
+
+pub(crate) async fn go_live(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<LiveResponse>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let stream = load(&state, &id).await?;
+    owned(&stream, &caller.user)?;
+    if stream.status == StreamStatus::Ended {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stream_ended",
+            "the stream has ended; make a new one",
+        ));
+    }
+    state
+        .rooms
+        .create_room(
+            &stream.room,
+            CreateRoomOptions {
+                empty_timeout: EMPTY_TIMEOUT,
+                max_participants: stream.max_participants,
+                metadata: stream.metadata.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| livekit_down("create the room", e))?;
+    state.store.stream_went_live(&stream.id, now()).await?;
+    let broadcaster = mint(
+        &state,
+        &caller,
+        &stream.room,
+        Role::Broadcaster,
+        None,
+        state.settings.max_token_ttl,
+    )?;
+    let stream = load(&state, &id).await?;
+    tracing::info!(stream = %stream.id, room = %stream.room, "stream live");
+    Ok(Json(LiveResponse {
+        stream,
+        broadcaster,
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct EndResponse {
+    stream: Stream,
+    removed: Vec<String>,
+}
+
+pub(crate) async fn end(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<EndResponse>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let stream = load(&state, &id).await?;
+    owned(&stream, &caller.user)?;
+    // Ended first: from here on no token is issued for the room, whatever happens below.
+    state.store.end_stream(&stream.id, now()).await?;
+    let removed = close_room(&state, &stream.room).await?;
+    tracing::info!(stream = %stream.id, removed = removed.len(), "stream ended");
+    Ok(Json(EndResponse {
+        stream: load(&state, &id).await?,
+        removed,
+    }))
+}
+
+/// Disconnect everyone in `room` and delete it. Returns the identities removed.
+pub(crate) async fn close_room(
+    state: &crate::api::AppState,
+    room: &str,
+) -> Result<Vec<String>, ApiError> {
+    let exists = !state
+        .rooms
+        .list_rooms(vec![room.to_owned()])
+        .await
+        .map_err(|e| livekit_down("list rooms", e))?
+        .is_empty();
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    let participants = state
+        .rooms
+        .list_participants(room)
+        .await
+        .map_err(|e| livekit_down("list participants", e))?;
+    for p in participants {
+        match state.rooms.remove_participant(room, &p.identity).await {
+            Ok(()) => removed.push(p.identity),
+            Err(e) => tracing::warn!(room, identity = %p.identity, error = %e, "remove failed"),
+        }
+    }
+    state
+        .rooms
+        .delete_room(room)
+        .await
+        .map_err(|e| livekit_down("delete the room", e))?;
+    Ok(removed)
+}
+
+#[derive(Serialize)]
+pub(crate) struct StreamView {
+    #[serde(flatten)]
+    stream: Stream,
+    live: bool,
+    viewer_count: usize,
+    participants: Vec<String>,
+    tracks: Vec<String>,
+    /// Identities the LiveKit server API lists for the room right now (`null` when the room is
+    /// not open or the server could not be asked).
+    server_participants: Option<Vec<String>>,
+}
+
+pub(crate) async fn get(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
+    caller(&state, &headers)?;
+    let stream = load(&state, &id).await?;
+    let participants: Vec<String> = state
+        .store
+        .participants(&stream.room)
+        .await?
+        .into_iter()
+        .map(|(identity, _)| identity)
+        .collect();
+    let tracks = state
+        .store
+        .tracks(&stream.room)
+        .await?
+        .into_iter()
+        .map(|(sid, _)| sid)
+        .collect();
+    let server_participants = if matches!(stream.status, StreamStatus::Ready | StreamStatus::Live)
+    {
+        match state.rooms.list_participants(&stream.room).await {
+            Ok(ps) => Some(ps.into_iter().map(|p| p.identity).collect()),
+            Err(e) => {
+                tracing::warn!(room = %stream.room, error = %e, "list participants failed");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let viewer_count = participants.iter().filter(|p| **p != stream.owner).count();
+    Ok(Json(StreamView {
+        live: stream.status == StreamStatus::Live,
+        viewer_count,
+        participants,
+        tracks,
+        server_participants,
+        stream,
+    }))
+}

@@ -1,0 +1,113 @@
+//! `POST /v1/livekit/webhook`: LiveKit's signed events, verified, stored once, applied.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use livekit_protocol::WebhookEvent;
+
+use crate::api::{ApiError, Shared, now};
+use crate::store::{RoomChange, StoredEvent, StreamStatus};
+
+fn change_of(e: &WebhookEvent) -> RoomChange {
+    let identity = || {
+        e.participant
+            .as_ref()
+            .map(|p| p.identity.clone())
+            .unwrap_or_default()
+    };
+    match e.event.as_str() {
+        "room_started" => RoomChange::Started,
+        "room_finished" => RoomChange::Finished,
+        "participant_joined" => RoomChange::Joined {
+            identity: identity(),
+            sid: e
+                .participant
+                .as_ref()
+                .map(|p| p.sid.clone())
+                .unwrap_or_default(),
+        },
+        "participant_left" | "participant_connection_aborted" => {
+            RoomChange::Left {
+                identity: identity(),
+            }
+        }
+        "track_published" => RoomChange::Published {
+            track: e.track.as_ref().map(|t| t.sid.clone()).unwrap_or_default(),
+            identity: identity(),
+        },
+        "track_unpublished" => RoomChange::Unpublished {
+            track: e.track.as_ref().map(|t| t.sid.clone()).unwrap_or_default(),
+        },
+        _ => RoomChange::None,
+    }
+}
+
+fn refused(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "bad_webhook", message)
+}
+
+pub(crate) async fn receive(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = body.map_err(|r| ApiError::new(r.status(), "bad_body", r.body_text()))?;
+    let body = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("bad_body", "the webhook body is not UTF-8"))?;
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| refused("the webhook has no Authorization token"))?;
+    let event = state.webhooks.receive(body, auth).map_err(|e| {
+        use livekit_api::webhooks::WebhookError as W;
+        tracing::warn!(error = %e, "webhook refused");
+        match e {
+            W::InvalidData(e) => {
+                ApiError::bad_request("bad_webhook", format!("the webhook body is not an event: {e}"))
+            }
+            W::InvalidSignature => refused("the body does not match the signed sha256"),
+            other => refused(format!("the webhook signature is not valid: {other}")),
+        }
+    })?;
+    let t = now();
+    let max_age = i64::try_from(state.settings.webhook_max_age.as_secs()).unwrap_or(i64::MAX);
+    if event.created_at < t - max_age || event.created_at > t + max_age {
+        tracing::warn!(id = %event.id, created_at = event.created_at, "stale webhook refused");
+        return Err(refused(format!(
+            "the event was created at {} (unix seconds), outside the accepted {max_age} s window: \
+             a replay or a badly skewed clock",
+            event.created_at
+        )));
+    }
+    if event.id.is_empty() || event.id.len() > 128 {
+        return Err(ApiError::bad_request("bad_webhook", "the event has no usable id"));
+    }
+    let change = change_of(&event);
+    let stored = StoredEvent {
+        id: event.id.clone(),
+        event: event.event.clone(),
+        room: event.room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        participant: event
+            .participant
+            .as_ref()
+            .map(|p| p.identity.clone())
+            .unwrap_or_default(),
+        created_at: event.created_at,
+        received_at: t,
+    };
+    let fresh = state.store.record_event(&stored, body, &change).await?;
+    tracing::debug!(id = %stored.id, event = %stored.event, room = %stored.room, fresh, "webhook");
+    // A participant joining the room of an ended stream (an old token): close the room again.
+    if fresh
+        && matches!(change, RoomChange::Joined { .. } | RoomChange::Started)
+        && let Some(s) = state.store.stream_by_room(&stored.room).await?
+        && s.status == StreamStatus::Ended
+    {
+        tracing::info!(room = %stored.room, "closing the room of an ended stream");
+        crate::streams::close_room(&state, &stored.room).await?;
+    }
+    Ok(Json(serde_json::json!({"stored": fresh})))
+}

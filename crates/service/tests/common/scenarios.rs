@@ -1,0 +1,411 @@
+//! The scenarios, each run on SQLite and on PostgreSQL.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wavecast_testbed::{API_KEY, API_SECRET, PythonPeer};
+
+use super::{ADMIN_KEY, Backend, Bed, Limits, blocking, now, sign_webhook};
+
+const JOIN: Duration = Duration::from_secs(30);
+
+fn peer(bed: &Bed, mode: &str, token: &str, seconds: u32) -> PythonPeer {
+    PythonPeer::spawn(&bed.server, "service_peer.py", &[mode, token, &seconds.to_string()])
+        .expect("start the Python SDK peer")
+}
+
+/// grant → POST /v1/token → the official Python SDK joins with it; a viewer cannot publish,
+/// a broadcaster can.
+pub async fn token_joins_and_viewer_cannot_publish(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    bed.grant(json!({"user": "alice", "room": "demo", "role": "viewer"}))
+        .await;
+    bed.grant(json!({"group": "hosts", "room": "dem*", "role": "broadcaster"}))
+        .await;
+
+    let (s, t) = bed.token(&bed.login("alice", &[]), "demo").await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["role"], "viewer");
+    assert_eq!(t["identity"], "alice");
+    assert_eq!(t["url"], bed.server.ws_url());
+    let exp = t["expires_at"].as_i64().unwrap();
+    assert!(exp > now() && exp <= now() + 3600, "{t}");
+    let claims = wavecast_token::Verifier::new([wavecast_token::Keys::new(API_KEY, API_SECRET)])
+        .verify(t["token"].as_str().unwrap())
+        .expect("a token the server's key verifies");
+    assert_eq!(claims.video.room, "demo");
+    assert!(!claims.video.can_publish());
+
+    let viewer_token = t["token"].as_str().unwrap().to_owned();
+    let mut viewer = peer(&bed, "join", &viewer_token, 30);
+    let joined = blocking(|| viewer.wait_line("JOINED", JOIN)).expect("viewer joins");
+    assert_eq!(joined, "alice");
+    let publish = blocking(|| viewer.wait_line("PUBLISH", JOIN)).unwrap();
+    assert!(publish.starts_with("refused"), "a viewer published: {publish}");
+
+    let (s, b) = bed.token(&bed.login("bob", &["hosts"]), "demo").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["role"], "broadcaster");
+    let mut host = peer(&bed, "join", b["token"].as_str().unwrap(), 30);
+    assert_eq!(blocking(|| host.wait_line("JOINED", JOIN)).unwrap(), "bob");
+    assert_eq!(blocking(|| host.wait_line("PUBLISH", JOIN)).unwrap(), "ok");
+
+    // The server agrees: bob publishes, alice does not.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ps = loop {
+        let ps: HashMap<String, usize> =
+            bed.server_participants("demo").await.into_iter().collect();
+        if ps.get("bob") == Some(&1) || std::time::Instant::now() > deadline {
+            break ps;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ps.get("alice"), Some(&0), "{ps:?}");
+    assert_eq!(ps.get("bob"), Some(&1), "{ps:?}");
+    drop((viewer, host));
+    bed.stop().await;
+}
+
+/// Regression for the chat seed's bug (expired access grants still let users in): expired,
+/// revoked, not-yet-valid and missing grants are refused with 403 and the reason, and a token's
+/// lifetime never outlasts its grant.
+pub async fn expired_revoked_and_future_grants_are_refused(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let t = now();
+    bed.grant(json!({"user": "exp", "room": "r1", "role": "viewer", "expires_at": t - 1}))
+        .await;
+    bed.grant(json!({"user": "fut", "room": "r1", "role": "viewer", "not_before": t + 3600}))
+        .await;
+    let revoked = bed
+        .grant(json!({"user": "rev", "room": "r1", "role": "viewer"}))
+        .await;
+    bed.grant(json!({"user": "short", "room": "r1", "role": "viewer", "expires_at": t + 120}))
+        .await;
+
+    // Before revocation the grant works; after, it does not.
+    let (s, _) = bed.token(&bed.login("rev", &[]), "r1").await;
+    assert_eq!(s, 200);
+    let (s, g) = bed
+        .admin("POST", &format!("/v1/admin/grants/{revoked}/revoke"), None)
+        .await;
+    assert_eq!(s, 200, "{g}");
+    assert!(g["revoked_at"].as_i64().is_some(), "{g}");
+
+    for (user, code) in [
+        ("exp", "grant_expired"),
+        ("fut", "grant_not_yet_valid"),
+        ("rev", "grant_revoked"),
+        ("nobody", "no_grant"),
+    ] {
+        let (s, e) = bed.token(&bed.login(user, &[]), "r1").await;
+        assert_eq!(s, 403, "{user}: {e}");
+        assert_eq!(e["error"], code, "{user}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("grant"), "{e}");
+        assert!(e.get("token").is_none());
+    }
+    // The token of a grant with 2 minutes left lives at most 2 minutes.
+    let (s, ok) = bed.token(&bed.login("short", &[]), "r1").await;
+    assert_eq!(s, 200, "{ok}");
+    let claims = wavecast_token::decode_unverified(ok["token"].as_str().unwrap()).unwrap();
+    assert!(claims.exp as i64 <= t + 121, "token outlives its grant: {ok}");
+    // Another room is not covered.
+    let (s, e) = bed.token(&bed.login("short", &[]), "r2").await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("no_grant")));
+
+    // The expired grant's holder cannot join the real server either: no token, nothing to join
+    // with; and a token from the grant still valid joins fine (the refusal is the policy's).
+    let mut p = peer(&bed, "join", ok["token"].as_str().unwrap(), 5);
+    assert_eq!(blocking(|| p.wait_line("JOINED", JOIN)).unwrap(), "short");
+    drop(p);
+    bed.stop().await;
+}
+
+/// go live → the broadcaster publishes → GET shows live and the viewer count as webhooks arrive
+/// → end → room gone, participants disconnected, no more tokens, events stored once.
+pub async fn stream_goes_live_shows_viewers_and_ends(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    bed.grant(json!({"group": "fans", "room": "stream-*", "role": "viewer"}))
+        .await;
+    let owner = bed.login("carol", &[]);
+    let fan = bed.login("dave", &["fans"]);
+
+    let (s, st) = bed
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(&owner),
+            Some(json!({"name": "Carol's show", "metadata": "{\"topic\":\"tests\"}", "max_participants": 10})),
+        )
+        .await;
+    assert_eq!(s, 201, "{st}");
+    assert_eq!(st["status"], "created");
+    let id = st["id"].as_str().unwrap().to_owned();
+    let room = st["room"].as_str().unwrap().to_owned();
+    let path = format!("/v1/streams/{id}");
+
+    // Only the owner takes it live.
+    let (s, e) = bed.call("POST", &format!("{path}/live"), Some(&fan), None).await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("not_owner")));
+    let (s, live) = bed.call("POST", &format!("{path}/live"), Some(&owner), None).await;
+    assert_eq!(s, 200, "{live}");
+    assert_eq!(live["role"], "broadcaster");
+    assert!(bed.server_rooms().await.contains(&room), "room not created");
+
+    let mut caster = peer(&bed, "publish", live["token"].as_str().unwrap(), 60);
+    blocking(|| caster.wait_line("READY", JOIN)).expect("broadcaster publishes");
+    bed.wait_for(&path, &fan, Duration::from_secs(20), |v| {
+        v["live"] == true && v["status"] == "live"
+    })
+    .await;
+
+    let (s, vt) = bed.token(&fan, &room).await;
+    assert_eq!(s, 200, "{vt}");
+    assert_eq!(vt["role"], "viewer");
+    let mut viewer = peer(&bed, "join", vt["token"].as_str().unwrap(), 60);
+    assert_eq!(blocking(|| viewer.wait_line("JOINED", JOIN)).unwrap(), "dave");
+    let v = bed
+        .wait_for(&path, &fan, Duration::from_secs(20), |v| v["viewer_count"] == 1)
+        .await;
+    let mut seen: Vec<&str> = v["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["carol", "dave"], "{v}");
+    let mut server: Vec<&str> = v["server_participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    server.sort();
+    assert_eq!(server, seen, "webhook state and server API disagree: {v}");
+
+    // End: everyone is disconnected, the room is gone, no new tokens.
+    let (s, end) = bed.call("POST", &format!("{path}/end"), Some(&owner), None).await;
+    assert_eq!(s, 200, "{end}");
+    assert_eq!(end["stream"]["status"], "ended");
+    assert_eq!(end["removed"].as_array().unwrap().len(), 2, "{end}");
+    blocking(|| viewer.wait_line("DISCONNECTED", JOIN)).expect("viewer disconnected");
+    blocking(|| caster.wait_line("DISCONNECTED", JOIN)).expect("broadcaster disconnected");
+    assert!(!bed.server_rooms().await.contains(&room), "room still there");
+    let (s, e) = bed.token(&fan, &room).await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("stream_ended")), "{e}");
+    let (s, e) = bed.call("POST", &format!("{path}/live"), Some(&owner), None).await;
+    assert_eq!((s, e["error"].as_str()), (409, Some("stream_ended")));
+
+    // Every event once; the lifecycle is all there.
+    let v = bed
+        .wait_for(&path, &fan, Duration::from_secs(20), |v| {
+            v["participants"].as_array().is_some_and(|p| p.is_empty())
+        })
+        .await;
+    assert_eq!(v["viewer_count"], 0);
+    assert_eq!(v["live"], false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let (s, evs) = bed.admin("GET", &format!("/v1/admin/events?room={room}"), None).await;
+        assert_eq!(s, 200);
+        let evs = evs.as_array().unwrap().clone();
+        if evs.iter().any(|e| e["event"] == "room_finished")
+            || std::time::Instant::now() > deadline
+        {
+            break evs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ids: std::collections::HashSet<&str> =
+        events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), events.len(), "an event was stored twice");
+    let count = |name: &str, who: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == name && (who.is_empty() || e["participant"] == who))
+            .count()
+    };
+    assert_eq!(count("room_started", ""), 1, "{events:?}");
+    assert_eq!(count("participant_joined", "carol"), 1);
+    assert_eq!(count("participant_joined", "dave"), 1);
+    assert_eq!(count("participant_left", "dave"), 1);
+    assert!(count("track_published", "carol") >= 1);
+    assert_eq!(count("room_finished", ""), 1, "{events:?}");
+    drop((viewer, caster));
+    bed.stop().await;
+}
+
+fn event_body(id: &str, event: &str, room: &str, created_at: i64) -> String {
+    json!({"event": event, "room": {"name": room, "sid": "RM_test"}, "id": id,
+           "createdAt": created_at.to_string()})
+    .to_string()
+}
+
+async fn post_webhook(bed: &Bed, body: &str, auth: Option<&str>) -> (u16, Value) {
+    let url = format!("{}/v1/livekit/webhook", bed.base);
+    let mut req = bed
+        .http
+        .post(&url)
+        .header("content-type", "application/webhook+json")
+        .body(body.to_owned());
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let r = req.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null))
+}
+
+/// Forged (wrong key), tampered (body changed after signing), stale (a replay of an old event)
+/// and unsigned webhooks are refused and store nothing; a genuine one is stored once however
+/// often it is delivered.
+pub async fn forged_tampered_and_replayed_webhooks_are_refused(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let (_, _, events_before) = bed.counts().await;
+    let t = now();
+    let good = event_body("EV_good", "room_started", "hooks", t);
+
+    let wrong_key = sign_webhook(&good, API_KEY, "not-the-servers-secret");
+    let (s, e) = post_webhook(&bed, &good, Some(&wrong_key)).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("bad_webhook")), "{e}");
+    let other_issuer = sign_webhook(&good, "otherkey", API_SECRET);
+    assert_eq!(post_webhook(&bed, &good, Some(&other_issuer)).await.0, 401);
+
+    let signed = sign_webhook(&good, API_KEY, API_SECRET);
+    let tampered = good.replace("hooks", "hookz");
+    let (s, e) = post_webhook(&bed, &tampered, Some(&signed)).await;
+    assert_eq!(s, 401, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("sha256"), "{e}");
+
+    let old = event_body("EV_old", "room_started", "hooks", t - 3600);
+    let (s, e) = post_webhook(&bed, &old, Some(&sign_webhook(&old, API_KEY, API_SECRET))).await;
+    assert_eq!(s, 401, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("replay"), "{e}");
+
+    assert_eq!(post_webhook(&bed, &good, None).await.0, 401);
+    assert_eq!(post_webhook(&bed, &good, Some("Bearer not-a-jwt")).await.0, 401);
+    assert_eq!(bed.counts().await.2, events_before, "a refused webhook was stored");
+
+    // Genuine: stored once, however often LiveKit (or an attacker replaying it) delivers it.
+    let (s, r) = post_webhook(&bed, &good, Some(&signed)).await;
+    assert_eq!((s, &r), (200, &json!({"stored": true})));
+    for _ in 0..3 {
+        let (s, r) = post_webhook(&bed, &good, Some(&signed)).await;
+        assert_eq!((s, &r), (200, &json!({"stored": false})));
+    }
+    let (_, evs) = bed.admin("GET", "/v1/admin/events?room=hooks", None).await;
+    assert_eq!(evs.as_array().unwrap().len(), 1, "{evs}");
+    assert_eq!(evs[0]["id"], "EV_good");
+    bed.stop().await;
+}
+
+/// Oversized bodies, malformed JSON, unknown fields, huge room names, SQL-looking strings,
+/// wrong content types and bad credentials: each a clear JSON 4xx, nothing stored, the service
+/// keeps serving.
+pub async fn bad_input_gets_clear_4xx_and_stores_nothing(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    bed.grant(json!({"user": "eve", "room": "*", "role": "viewer"}))
+        .await;
+    let before = bed.counts().await;
+    let jwt = bed.login("eve", &[]);
+    let big = vec![b' '; 64 * 1024];
+    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, Option<&str>, u16, &str)> = vec![
+        ("POST", "/v1/token", Some(&jwt), [b"{\"room\":\"demo\"}".as_slice(), &big].concat(), Some("application/json"), 413, "body_too_large"),
+        ("POST", "/v1/streams", Some(&jwt), [b"{\"name\":\"".as_slice(), &vec![b'a'; 64 * 1024], b"\"}"].concat(), Some("application/json"), 413, "body_too_large"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\": \"demo\"".to_vec(), Some("application/json"), 400, "malformed_json"),
+        ("POST", "/v1/token", Some(&jwt), b"not json at all".to_vec(), Some("application/json"), 400, "malformed_json"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\":\"demo\",\"admin\":true}".to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\":42}".to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\":\"demo\",\"role\":\"god\"}".to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/token", Some(&jwt), format!("{{\"room\":\"{}\"}}", "r".repeat(10_000)).into_bytes(), Some("application/json"), 400, "invalid_room"),
+        ("POST", "/v1/token", Some(&jwt), br#"{"room":"x'; DROP TABLE grants; --"}"#.to_vec(), Some("application/json"), 400, "invalid_room"),
+        ("POST", "/v1/token", Some(&jwt), br#"{"room":"demo\" OR 1=1"}"#.to_vec(), Some("application/json"), 400, "invalid_room"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\":\"demo\"}".to_vec(), Some("text/plain"), 415, "unsupported_media_type"),
+        ("POST", "/v1/token", None, b"{\"room\":\"demo\"}".to_vec(), Some("application/json"), 401, "unauthenticated"),
+        ("POST", "/v1/token", Some("eyJhbGciOiJub25lIn0.e30."), b"{\"room\":\"demo\"}".to_vec(), Some("application/json"), 401, "unauthenticated"),
+        ("POST", "/v1/streams", Some(&jwt), br#"{"name":"x","max_participants":-1}"#.to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/streams", Some(&jwt), br#"{"name":"x","owner":"mallory"}"#.to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/streams", Some(&jwt), br#"{"name":""}"#.to_vec(), Some("application/json"), 400, "invalid_name"),
+        ("POST", "/v1/admin/grants", Some(ADMIN_KEY), br#"{"user":"robert'); DROP TABLE grants;--","room":"a","role":"viewer"}"#.to_vec(), Some("application/json"), 400, "invalid_subject"),
+        ("POST", "/v1/admin/grants", Some(ADMIN_KEY), br#"{"user":"a","room":"a' OR '1'='1","role":"viewer"}"#.to_vec(), Some("application/json"), 400, "invalid_room"),
+        ("POST", "/v1/admin/grants", Some(ADMIN_KEY), br#"{"user":"a","group":"b","room":"a","role":"viewer"}"#.to_vec(), Some("application/json"), 400, "invalid_subject"),
+        ("POST", "/v1/admin/grants", Some(ADMIN_KEY), br#"{"user":"a","room":"a","role":"viewer","not_before":10,"expires_at":5}"#.to_vec(), Some("application/json"), 400, "invalid_window"),
+        ("POST", "/v1/admin/grants", Some(&jwt), br#"{"user":"eve","room":"*","role":"admin"}"#.to_vec(), Some("application/json"), 401, "unauthenticated"),
+        ("GET", "/v1/streams/nope'--", Some(&jwt), Vec::new(), None, 404, "not_found"),
+        ("GET", "/v1/nowhere", None, Vec::new(), None, 404, "not_found"),
+    ];
+    for (method, path, bearer, body, ct, want, code) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        let (s, e) = bed
+            .raw(method, path, bearer, (!body.is_empty()).then_some(body), ct)
+            .await;
+        assert_eq!(s, want, "{method} {path} {shown}: {e}");
+        assert_eq!(e["error"], code, "{method} {path} {shown}: {e}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no message: {e}"
+        );
+    }
+    assert_eq!(bed.counts().await, before, "bad input stored something");
+
+    // SQL-looking text where free text is allowed is stored verbatim (bound parameters), and
+    // every table is still there.
+    let name = "Robert'); DROP TABLE streams; --";
+    let (s, st) = bed
+        .call("POST", "/v1/streams", Some(&jwt), Some(json!({"name": name})))
+        .await;
+    assert_eq!(s, 201, "{st}");
+    let (s, got) = bed
+        .call("GET", &format!("/v1/streams/{}", st["id"].as_str().unwrap()), Some(&jwt), None)
+        .await;
+    assert_eq!((s, got["name"].as_str()), (200, Some(name)));
+    let after = bed.counts().await;
+    assert_eq!((after.0, after.1, after.2), (before.0, before.1 + 1, before.2));
+    let (s, _) = bed.raw("GET", "/healthz", None, None, None).await;
+    assert_eq!(s, 200, "the service stopped serving");
+    let (s, _) = bed.token(&jwt, "demo").await;
+    assert_eq!(s, 200);
+    bed.stop().await;
+}
+
+/// A burst beyond a caller's limit gets 429 with Retry-After; other callers are unaffected.
+pub async fn bursts_are_rate_limited_per_caller(backend: Backend) {
+    let bed = Bed::start_with(
+        backend,
+        Limits {
+            rate_per_minute: 60,
+            rate_burst: 5,
+            ..Limits::default()
+        },
+    )
+    .await;
+    bed.grant(json!({"group": "all", "room": "*", "role": "viewer"}))
+        .await;
+    let greedy = bed.login("greedy", &["all"]);
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(bed.token(&greedy, "demo").await.0);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok + limited, 20, "{statuses:?}");
+    assert!((5..=6).contains(&ok), "burst of 5 (+1 refill at most): {statuses:?}");
+    let r = bed
+        .http
+        .post(format!("{}/v1/token", bed.base))
+        .bearer_auth(&greedy)
+        .header("content-type", "application/json")
+        .body(r#"{"room":"demo"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let e: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(e["error"], "rate_limited");
+    // Someone else is still served.
+    let (s, _) = bed.token(&bed.login("polite", &["all"]), "demo").await;
+    assert_eq!(s, 200);
+    bed.stop().await;
+}

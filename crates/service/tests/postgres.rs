@@ -1,0 +1,5 @@
+//! The service suite on PostgreSQL, started by the test bed from the distro's package.
+
+mod common;
+
+suite!(common::Backend::Postgres);

@@ -1,0 +1,495 @@
+//! A LiveKit room, the way the official SDKs present it: [`Room`], [`RoomEvent`], a roster of
+//! [`RemoteParticipant`]s with their [`RemoteTrackPublication`]s, and explicit subscriptions.
+//!
+//! A [`Room`] is a [`Session`] (which keeps the connection: rejoins with backoff, re-publishes
+//! our tracks, hands new subscriptions to the handles the app holds) plus a task that keeps the
+//! roster and turns what the session reports into room events.
+//!
+//! ```no_run
+//! # async fn demo(url: &str, token: &str) -> Result<(), wavecast_session::SessionError> {
+//! use wavecast_session::{Room, RoomEvent, RoomOptions, TrackFilter};
+//!
+//! let (room, mut events) = Room::connect(url, token, RoomOptions::default()).await?;
+//! for p in room.remote_participants() {
+//!     println!("{} publishes {} tracks", p.identity, p.track_publications.len());
+//! }
+//! let mut audio = events.next_track(&TrackFilter::audio()).await.expect("an audio track");
+//! while let Some(frame) = audio.recv().await {
+//!     println!("{}: {} bytes", audio.key(), frame.data.len());
+//! }
+//! room.close().await;
+//! # Ok(()) }
+//! ```
+
+mod events;
+mod roster;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{debug, info, warn};
+
+use crate::session::{
+    Credentials, EngineEvent, Session, SessionError, SessionEvent, SessionEvents, SessionOptions,
+    SessionState, lock,
+};
+use roster::Roster;
+use wavecast_config::ReconnectPolicy;
+
+pub use events::{
+    ActiveSpeaker, ConnectionState, DisconnectReason, RoomEvent, RoomEvents, TrackFilter,
+};
+pub use roster::{RemoteParticipant, RemoteTrackPublication};
+
+/// How to join a room.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RoomOptions {
+    /// Subscribe to every track as it is published (the SDKs' default). Off: nothing is received
+    /// until [`Room::subscribe`].
+    pub auto_subscribe: bool,
+    /// Backoff and attempts, for the first join as for rejoins.
+    pub reconnect: ReconnectPolicy,
+    /// How many events queue for the app before periodic ones are dropped (see [`RoomEvents`]).
+    pub event_capacity: usize,
+    /// How long the media connections may take to come up after a join.
+    pub transport_timeout: Duration,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            auto_subscribe: true,
+            reconnect: ReconnectPolicy::default(),
+            event_capacity: 256,
+            transport_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RoomOptions {
+    /// Turn auto-subscribe on or off.
+    pub fn auto_subscribe(mut self, on: bool) -> Self {
+        self.auto_subscribe = on;
+        self
+    }
+
+    /// Set the reconnect policy.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// Set the event capacity.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// The session options these make, for `url` and `credentials`.
+    pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
+        let mut s = SessionOptions::new(url, credentials)
+            .reconnect(self.reconnect.clone())
+            .transport_timeout(self.transport_timeout);
+        s.engine.auto_subscribe = self.auto_subscribe;
+        s
+    }
+}
+
+/// Counters of a room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoomStats {
+    /// Joins attempted by [`Room::connect`] before the first one held.
+    pub first_join_attempts: u32,
+    /// Droppable events dropped because the app was behind (see [`RoomEvents`]).
+    pub dropped_events: u64,
+    /// The most events that waited for the app at once.
+    pub queue_peak: u64,
+}
+
+struct RoomShared {
+    roster: Mutex<Roster>,
+    auto_subscribe: bool,
+}
+
+/// A joined LiveKit room: see the [module docs](self).
+///
+/// Dropping it leaves without a leave message (its tasks are aborted); call [`Room::close`].
+pub struct Room {
+    session: Arc<Session>,
+    shared: Arc<RoomShared>,
+    queue: Arc<events::Queue>,
+    first_join_attempts: u32,
+    _task: AbortOnDropHandle<()>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Room {
+    /// Join the room `token` grants at `url` and wait until media can flow.
+    ///
+    /// A join that fails in a way a retry can fix (server unreachable, media connections not up
+    /// in time) is retried per [`RoomOptions::reconnect`]; a refused token or a bad URL fails
+    /// at once. Must be called inside a tokio runtime.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+    ) -> Result<(Room, RoomEvents), SessionError> {
+        let session = options.session_options(url, Credentials::token(token));
+        Self::connect_with(session, options).await
+    }
+
+    /// Join with full session options (for example [`Credentials::Mint`], which mints a fresh
+    /// token for every join). `options.auto_subscribe` and `options.reconnect` override the
+    /// session options' engine and reconnect settings.
+    pub async fn connect_with(
+        mut session_options: SessionOptions,
+        options: RoomOptions,
+    ) -> Result<(Room, RoomEvents), SessionError> {
+        session_options.engine.auto_subscribe = options.auto_subscribe;
+        session_options.reconnect = options.reconnect.clone();
+        let policy = options.reconnect.clone();
+        let mut attempt = 0u32;
+        let (session, session_events) = loop {
+            attempt += 1;
+            match Session::connect(session_options.clone()).await {
+                Ok(pair) => break pair,
+                Err(e) if e.is_retryable() && attempt <= policy.max_attempts => {
+                    let delay = policy.delay(attempt, crate::session::unit_random());
+                    info!("join attempt {attempt} failed ({e}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let queue = events::Queue::new(options.event_capacity);
+        let mut roster = Roster::default();
+        if let Some(j) = session.join_info() {
+            roster.local_sid = j.local.sid.clone();
+        }
+        let shared = Arc::new(RoomShared {
+            roster: Mutex::new(roster),
+            auto_subscribe: options.auto_subscribe,
+        });
+        let session = Arc::new(session);
+        let task = tokio::spawn(run(
+            session.clone(),
+            session_events,
+            shared.clone(),
+            queue.clone(),
+        ));
+        // The session reports the room it joined (participants, tracks) as events; apply
+        // those before handing the room out, so the roster is complete from the start.
+        let room = Room {
+            session,
+            shared,
+            queue: queue.clone(),
+            first_join_attempts: attempt,
+            _task: AbortOnDropHandle::new(task),
+        };
+        room.settle().await;
+        Ok((room, RoomEvents { queue }))
+    }
+
+    /// Wait (briefly) until the task applied the join's initial participant reports.
+    async fn settle(&self) {
+        let Some(join) = self.session.join_info() else {
+            return;
+        };
+        let want: Vec<String> = join
+            .participants
+            .iter()
+            .map(|p| p.identity.clone())
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            let complete = {
+                let roster = lock(&self.shared.roster);
+                want.iter().all(|i| roster.participant(i).is_some())
+            };
+            if complete {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The session underneath: publish tracks, send data, read its state and counters.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The room's name (`None` while rejoining).
+    pub fn name(&self) -> Option<String> {
+        self.session.join_info().map(|j| j.room)
+    }
+
+    /// Our own participant (`None` while rejoining; its sid changes with every rejoin).
+    pub fn local_participant(&self) -> Option<crate::session::Participant> {
+        self.session.join_info().map(|j| j.local)
+    }
+
+    /// The connection state now.
+    pub fn connection_state(&self) -> ConnectionState {
+        connection_state(&self.session.state())
+    }
+
+    /// Everyone else in the room now, by identity, with their publications.
+    pub fn remote_participants(&self) -> Vec<RemoteParticipant> {
+        lock(&self.shared.roster).participants()
+    }
+
+    /// One remote participant by identity.
+    pub fn remote_participant(&self, identity: &str) -> Option<RemoteParticipant> {
+        lock(&self.shared.roster).participant(identity)
+    }
+
+    /// Receive a publication (needed when auto-subscribe is off). The track arrives as
+    /// [`RoomEvent::TrackSubscribed`]. The wish is kept across rejoins.
+    pub async fn subscribe(
+        &self,
+        publication: &RemoteTrackPublication,
+    ) -> Result<(), SessionError> {
+        self.set_subscribed(publication, true).await
+    }
+
+    /// Stop receiving a publication: its handle ends and [`RoomEvent::TrackUnsubscribed`]
+    /// follows. The wish is kept across rejoins.
+    pub async fn unsubscribe(
+        &self,
+        publication: &RemoteTrackPublication,
+    ) -> Result<(), SessionError> {
+        self.set_subscribed(publication, false).await
+    }
+
+    /// Subscribe or unsubscribe (the SDKs' `set_subscribed`).
+    pub async fn set_subscribed(
+        &self,
+        publication: &RemoteTrackPublication,
+        subscribed: bool,
+    ) -> Result<(), SessionError> {
+        let participant_sid = {
+            let mut roster = lock(&self.shared.roster);
+            roster.set_wanted(&publication.sid, subscribed);
+            roster
+                .find_track(&publication.sid)
+                .map(|(p, _)| p.sid.clone())
+                .unwrap_or_else(|| publication.participant_sid.clone())
+        };
+        self.session
+            .set_subscribed(&participant_sid, &publication.sid, subscribed)
+            .await
+    }
+
+    /// Pause (`false`) or resume the server's forwarding of a subscribed publication without
+    /// unsubscribing (the SDKs' `set_enabled`).
+    pub async fn set_enabled(
+        &self,
+        publication: &RemoteTrackPublication,
+        enabled: bool,
+    ) -> Result<(), SessionError> {
+        lock(&self.shared.roster).set_enabled(&publication.sid, enabled);
+        self.session
+            .set_track_enabled(&publication.sid, enabled)
+            .await
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RoomStats {
+        RoomStats {
+            first_join_attempts: self.first_join_attempts,
+            dropped_events: self.queue.dropped(),
+            queue_peak: self.queue.peak(),
+        }
+    }
+
+    /// Leave the room and wait for its tasks. Idempotent. [`RoomEvent::Disconnected`] is the
+    /// last event.
+    pub async fn close(&self) {
+        self.session.close().await;
+    }
+}
+
+fn connection_state(s: &SessionState) -> ConnectionState {
+    match s {
+        SessionState::Connecting => ConnectionState::Connecting,
+        SessionState::Connected => ConnectionState::Connected,
+        SessionState::Reconnecting { attempt } => {
+            ConnectionState::Reconnecting { attempt: *attempt }
+        }
+        SessionState::Disconnected { .. } => ConnectionState::Disconnected,
+    }
+}
+
+/// The room's task: apply every session event to the roster, then queue what it means for the
+/// app. Never waits for the app.
+async fn run(
+    session: Arc<Session>,
+    mut events: SessionEvents,
+    shared: Arc<RoomShared>,
+    queue: Arc<events::Queue>,
+) {
+    let mut ended = false;
+    while let Some(ev) = events.recv().await {
+        let mut out: Vec<RoomEvent> = Vec::new();
+        let mut resubscribe: Vec<(String, String, bool)> = Vec::new();
+        match ev {
+            SessionEvent::State(state) => {
+                let mut roster = lock(&shared.roster);
+                match &state {
+                    SessionState::Reconnecting { .. } => roster.begin_rejoin(),
+                    SessionState::Connected => {
+                        if let Some(j) = session.join_info() {
+                            roster.local_sid = j.local.sid;
+                        }
+                        out.extend(roster.end_rejoin());
+                    }
+                    _ => {}
+                }
+                drop(roster);
+                out.push(RoomEvent::ConnectionStateChanged(connection_state(&state)));
+                if let SessionState::Disconnected { reason } = &state {
+                    out.push(RoomEvent::Disconnected {
+                        reason: DisconnectReason::from_end(
+                            reason,
+                            session.end_error(),
+                            session.url(),
+                        ),
+                    });
+                    ended = true;
+                }
+            }
+            SessionEvent::TrackSubscribed(track) => {
+                let sid = track.sid();
+                let known = lock(&shared.roster).track_subscribed(&sid);
+                match known {
+                    Some((participant, publication)) => out.push(RoomEvent::TrackSubscribed {
+                        track,
+                        publication,
+                        participant,
+                    }),
+                    None => {
+                        // Subscribed before its publication was announced (the engine names
+                        // tracks from participant updates, which can come later): describe it
+                        // from the handle.
+                        debug!("track {sid} subscribed before it was announced");
+                        let key = track.key().clone();
+                        let publication = RemoteTrackPublication {
+                            sid: sid.clone(),
+                            name: key.name.clone(),
+                            kind: Some(key.kind),
+                            source: Default::default(),
+                            muted: false,
+                            width: 0,
+                            height: 0,
+                            participant_sid: String::new(),
+                            participant_identity: key.identity.clone(),
+                            subscribed: true,
+                            wanted: None,
+                            enabled: true,
+                        };
+                        let participant = lock(&shared.roster)
+                            .participant(&key.identity)
+                            .unwrap_or(RemoteParticipant {
+                                sid: String::new(),
+                                identity: key.identity,
+                                name: String::new(),
+                                metadata: String::new(),
+                                connection_quality: None,
+                                track_publications: Default::default(),
+                            });
+                        out.push(RoomEvent::TrackSubscribed {
+                            track,
+                            publication,
+                            participant,
+                        });
+                    }
+                }
+            }
+            SessionEvent::TrackResubscribed { track_sid, .. } => {
+                // The app's handle flows again: no new event (the handle is the same).
+                lock(&shared.roster).track_subscribed(&track_sid);
+            }
+            SessionEvent::Engine(ev) => {
+                let mut roster = lock(&shared.roster);
+                match ev {
+                    EngineEvent::ParticipantJoined(p) | EngineEvent::ParticipantUpdated(p) => {
+                        out.extend(roster.participant_joined(&p));
+                    }
+                    EngineEvent::ParticipantLeft(p) => {
+                        out.extend(roster.participant_left(&p.identity))
+                    }
+                    EngineEvent::TrackPublished { participant, track } => {
+                        out.extend(roster.track_published(&participant, &track));
+                        // After a rejoin the new engine knows nothing of what the app asked:
+                        // ask again where it differs from auto-subscribe.
+                        if let Some((p, t)) = roster.find_track(&track.sid)
+                            && let Some(wanted) = t.wanted
+                            && wanted != shared.auto_subscribe
+                        {
+                            resubscribe.push((p.sid.clone(), t.sid.clone(), wanted));
+                        }
+                    }
+                    EngineEvent::TrackUnpublished { track_sid, .. } => {
+                        out.extend(roster.track_unpublished(&track_sid));
+                    }
+                    EngineEvent::TrackUnsubscribed { track_sid } => {
+                        out.extend(roster.track_unsubscribed(&track_sid));
+                    }
+                    EngineEvent::TrackMuted {
+                        track_sid, muted, ..
+                    } => out.extend(roster.track_muted(&track_sid, muted)),
+                    EngineEvent::ActiveSpeakers(list) => {
+                        let me = session
+                            .join_info()
+                            .map(|j| j.local.identity)
+                            .unwrap_or_default();
+                        out.push(roster.speakers(&list, &me));
+                    }
+                    EngineEvent::ConnectionQuality(list) => out.extend(roster.qualities(&list)),
+                    EngineEvent::DataReceived {
+                        participant_identity,
+                        topic,
+                        payload,
+                        reliable,
+                    } => out.push(RoomEvent::DataReceived {
+                        payload,
+                        topic,
+                        reliable,
+                        participant_identity,
+                    }),
+                    _ => {} // transport details: the connection state covers them
+                }
+            }
+        }
+        for ev in out {
+            queue.push(ev);
+        }
+        for (participant_sid, track_sid, wanted) in resubscribe {
+            if let Err(e) = session
+                .set_subscribed(&participant_sid, &track_sid, wanted)
+                .await
+            {
+                warn!("re-applying the subscription to {track_sid} after a rejoin: {e}");
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    if !ended {
+        queue.push(RoomEvent::Disconnected {
+            reason: DisconnectReason::ClientInitiated,
+        });
+    }
+    queue.close();
+}

@@ -1,0 +1,203 @@
+//! Reconnecting: full rejoins with backoff and jitter per the [`ReconnectPolicy`], re-publishing
+//! the session's tracks on the new engine, and shutting engines down.
+
+use super::*;
+
+/// A value in `[0, 1)` from the OS-seeded std hasher (jitter needs no better randomness).
+pub(crate) fn unit_random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Close an engine: a clean leave once no call holds it any more, or a plain stop (abort) after
+/// `grace`.
+pub(super) async fn shutdown_engine(mut engine: Arc<Engine>, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    loop {
+        match Arc::try_unwrap(engine) {
+            Ok(mut e) => {
+                if tokio::time::timeout(grace, e.close()).await.is_err() {
+                    warn!("engine did not close within {grace:?}; stopping it");
+                }
+                return;
+            }
+            Err(shared) if Instant::now() >= deadline => {
+                warn!("engine still in use after {grace:?}; stopping it without a leave");
+                drop(shared);
+                return;
+            }
+            Err(shared) => {
+                engine = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    /// Take the current engine out of service: unbind our tracks and stop it.
+    pub(super) async fn drop_engine(&mut self) {
+        self.connected = false;
+        self.transports = (false, false);
+        let engine = lock(&self.shared.engine).take();
+        for slot in lock(&self.shared.published).iter() {
+            slot.unbind();
+        }
+        if let Some((_, engine)) = engine {
+            shutdown_engine(engine, self.shared.options.close_grace).await;
+        }
+    }
+
+    /// Remember the error that ends the session (for [`Session::end_error`]).
+    pub(super) fn keep_end_error(&self, error: Arc<SessionError>) {
+        *lock(&self.shared.end_error) = Some(error);
+    }
+
+    /// Full rejoins with backoff until one joins (Ok) or the session must end (Err).
+    pub(super) async fn rejoin(&mut self, why: String) -> Result<(), EndReason> {
+        let policy = self.shared.options.reconnect.clone();
+        let url = self.shared.options.url.clone();
+        let mut last_error = why.clone();
+        let mut last_cause = Arc::new(SessionError::ConnectionLost {
+            url: url.clone(),
+            reason: why,
+        });
+        loop {
+            if self.attempt >= policy.max_attempts {
+                self.keep_end_error(last_cause);
+                return Err(EndReason::GaveUp {
+                    attempts: self.attempt,
+                    last_error,
+                });
+            }
+            self.attempt += 1;
+            let attempt = self.attempt;
+            self.set_state(SessionState::Reconnecting { attempt });
+            let delay = policy.delay(attempt, unit_random());
+            debug!("rejoin attempt {attempt} in {delay:?}");
+            if self
+                .wait_or_cancel(tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                return Err(EndReason::Closed);
+            }
+            self.shared.join_attempts.fetch_add(1, Ordering::Relaxed);
+            let token = match self.shared.options.credentials.token_now() {
+                Ok(t) => t,
+                Err(e) => {
+                    let error = error_chain(&e);
+                    self.keep_end_error(Arc::new(e));
+                    return Err(EndReason::Fatal { error });
+                }
+            };
+            let engine_options = self.shared.options.engine.clone();
+            let connected = self
+                .wait_or_cancel(Engine::connect(&url, &token, engine_options))
+                .await;
+            let (engine, events) = match connected {
+                None => return Err(EndReason::Closed),
+                Some(Err(e)) => {
+                    let e = SessionError::from_connect(&url, e);
+                    if !e.is_retryable() {
+                        let end = match &e {
+                            SessionError::Unauthorized {
+                                status, message, ..
+                            } => EndReason::Refused {
+                                status: *status,
+                                message: message.clone(),
+                            },
+                            other => EndReason::Fatal {
+                                error: error_chain(other),
+                            },
+                        };
+                        self.keep_end_error(Arc::new(e));
+                        return Err(end);
+                    }
+                    last_error = error_chain(&e);
+                    last_cause = Arc::new(e);
+                    info!("rejoin attempt {attempt} failed: {last_error}");
+                    continue;
+                }
+                Some(Ok(pair)) => pair,
+            };
+            self.epoch += 1;
+            let engine = Arc::new(engine);
+            match self.republish(&engine).await {
+                None => {
+                    shutdown_engine(engine, self.shared.options.close_grace).await;
+                    return Err(EndReason::Closed);
+                }
+                Some(Err(e)) => {
+                    last_error = error_chain(&e);
+                    last_cause = Arc::new(e);
+                    warn!("rejoin attempt {attempt}: re-publishing failed: {last_error}");
+                    shutdown_engine(engine, self.shared.options.close_grace).await;
+                    continue;
+                }
+                Some(Ok(n)) => info!("rejoined; re-published {n} tracks"),
+            }
+            *lock(&self.shared.engine) = Some((self.epoch, engine));
+            self.events = events;
+            self.since = Instant::now();
+            self.identities.clear();
+            self.track_names.clear();
+            return Ok(());
+        }
+    }
+
+    /// Publish every live track of the session on `engine` and rebind its handles. `None` when
+    /// cancelled.
+    pub(super) async fn republish(&self, engine: &Engine) -> Option<Result<usize, SessionError>> {
+        let slots: Vec<Arc<LocalSlot>> = lock(&self.shared.published)
+            .iter()
+            .filter(|s| !s.is_unpublished() && s.epoch() < self.epoch)
+            .cloned()
+            .collect();
+        let mut n = 0;
+        for slot in slots {
+            let options = lock(&slot.options).clone();
+            let name = options.name.clone();
+            match self.wait_or_cancel(engine.publish_track(options)).await? {
+                Ok(track) => {
+                    slot.rebind(track, self.epoch);
+                    n += 1;
+                }
+                Err(source) => {
+                    return Some(Err(SessionError::Engine {
+                        operation: format!("re-publish track {name:?}"),
+                        source,
+                    }));
+                }
+            }
+        }
+        Some(Ok(n))
+    }
+
+    pub(super) async fn wait_or_cancel<F: std::future::Future>(&self, f: F) -> Option<F::Output> {
+        tokio::select! {
+            _ = self.shared.cancel.cancelled() => None,
+            out = f => Some(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_random_is_in_range() {
+        for _ in 0..1000 {
+            let r = unit_random();
+            assert!((0.0..1.0).contains(&r), "{r}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Example (a) — `examples/audio_visualizer.rs` — run headless against a real livekit-server
+//! while the official Python SDK publishes a tone: it must report the tone's frequency.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use wavecast_testbed::{LiveKitServer, PythonPeer};
+use wavecast_token::Preset;
+
+const TONE_HZ: f64 = 660.0;
+
+/// The example's binary: built next to this test by `cargo test` (which builds examples), or
+/// built here when the test runs alone.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("examples/audio_visualizer");
+    if !bin.is_file() {
+        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args([
+                "build",
+                "-p",
+                "wavecast-session",
+                "--example",
+                "audio_visualizer",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the example failed");
+    }
+    bin
+}
+
+#[test]
+fn example_a_reports_the_tone_a_python_participant_publishes() {
+    common::init_tracing();
+    let bin = example_binary();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let mut tone = PythonPeer::spawn(
+        &server,
+        "publish_tone.py",
+        &[
+            "--room",
+            "seed",
+            "--identity",
+            "tone",
+            "--frequency",
+            "660",
+            "--seconds",
+            "60",
+        ],
+    )
+    .expect("python peer starts");
+    tone.wait_line("READY", Duration::from_secs(30))
+        .expect("the tone is published");
+
+    let token = server.token("listener", "seed", Preset::Viewer);
+    let child = Command::new(&bin)
+        .args([server.ws_url().as_str(), token.as_str(), "--headless", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the example");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the example ends within 60 s")
+        .expect("the example ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "example failed: {stdout}");
+    assert!(stdout.contains("listening to tone/"), "{stdout}");
+    let hz: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DOMINANT "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no DOMINANT line in: {stdout}"));
+    assert!(
+        (hz - TONE_HZ).abs() < 10.0,
+        "reported {hz} Hz for a {TONE_HZ} Hz tone"
+    );
+}

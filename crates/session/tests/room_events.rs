@@ -1,0 +1,443 @@
+//! The Room API against a real livekit-server, with the official Python SDK as the other
+//! participant: events, roster, `next_track`, and explicit subscriptions.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ScriptedPeer, init_tracing, options};
+use wavecast_session::{
+    DisconnectReason, RemoteTrackPublication, Room, RoomEvent, RoomEvents, RoomOptions,
+    SubscribedTrack, TrackFilter, TrackKind,
+};
+use wavecast_testbed::LiveKitServer;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Read events until one named `name` passes `pred`; returns it and the names read before it.
+async fn wait_for(
+    events: &mut RoomEvents,
+    name: &str,
+    pred: impl Fn(&RoomEvent) -> bool,
+) -> (RoomEvent, Vec<&'static str>) {
+    let deadline = Instant::now() + WAIT;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(ev)) if ev.name() == name && pred(&ev) => return (ev, before),
+            Ok(Some(ev)) => before.push(ev.name()),
+            Ok(None) => panic!("events ended waiting for {name}; read {before:?}"),
+            Err(_) => panic!("no {name} within {WAIT:?}; read {before:?}"),
+        }
+    }
+}
+
+fn publication_named<'a>(ev: &'a RoomEvent, name: &str) -> Option<&'a RemoteTrackPublication> {
+    match ev {
+        RoomEvent::TrackPublished { publication, .. }
+        | RoomEvent::TrackUnpublished { publication, .. }
+        | RoomEvent::TrackSubscribed { publication, .. }
+        | RoomEvent::TrackUnsubscribed { publication, .. }
+        | RoomEvent::TrackMuted { publication, .. }
+        | RoomEvent::TrackUnmuted { publication, .. } => {
+            (publication.name == name).then_some(publication)
+        }
+        _ => None,
+    }
+}
+
+/// Frames arrive on a subscribed track.
+async fn receives_frames(track: &mut SubscribedTrack) {
+    let first = tokio::time::timeout(Duration::from_secs(10), track.recv())
+        .await
+        .expect("a frame within 10 s")
+        .expect("the track flows");
+    assert!(!first.data.is_empty());
+}
+
+/// Poll the roster until `pred` holds.
+async fn roster_until(room: &Room, what: &str, pred: impl Fn(&Room) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !pred(room) {
+        assert!(
+            Instant::now() < deadline,
+            "roster never showed {what}: {:#?}",
+            room.remote_participants()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn join(server: &LiveKitServer, room: &str, options_: RoomOptions) -> (Room, RoomEvents) {
+    Room::connect_with(options(server, room, "viewer"), options_)
+        .await
+        .expect("the room joins")
+}
+
+/// Blocking peer commands off the runtime's workers.
+async fn peer_do(peer: &mut ScriptedPeer, command: &str) {
+    tokio::task::block_in_place(|| peer.send(command));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_participants_life_reads_as_room_events_and_roster() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (room, mut events) = join(&server, "life", RoomOptions::default()).await;
+    assert!(room.remote_participants().is_empty());
+
+    let mut peer = tokio::task::block_in_place(|| ScriptedPeer::join(&server, "life", "alice"));
+    let (ev, _) = wait_for(&mut events, "ParticipantConnected", |_| true).await;
+    let RoomEvent::ParticipantConnected(p) = ev else {
+        unreachable!()
+    };
+    assert_eq!(
+        (p.identity.as_str(), p.sid.as_str()),
+        ("alice", peer.sid.as_str())
+    );
+    assert!(room.remote_participant("alice").is_some());
+
+    peer_do(&mut peer, "publish-audio mic 440").await;
+    let (published, _) = wait_for(&mut events, "TrackPublished", |e| {
+        publication_named(e, "mic").is_some()
+    })
+    .await;
+    let mic = publication_named(&published, "mic").expect("mic").clone();
+    assert_eq!(mic.kind, Some(TrackKind::Audio));
+    assert_eq!(mic.participant_identity, "alice");
+    let (subscribed, _) = wait_for(&mut events, "TrackSubscribed", |e| {
+        publication_named(e, "mic").is_some()
+    })
+    .await;
+    let RoomEvent::TrackSubscribed {
+        mut track,
+        participant,
+        ..
+    } = subscribed
+    else {
+        unreachable!()
+    };
+    assert_eq!(participant.identity, "alice");
+    receives_frames(&mut track).await;
+    let alice = room.remote_participant("alice").expect("alice");
+    assert!(alice.track_publications[&mic.sid].subscribed);
+
+    peer_do(&mut peer, "mute mic").await;
+    wait_for(&mut events, "TrackMuted", |e| {
+        publication_named(e, "mic").is_some()
+    })
+    .await;
+    assert!(
+        room.remote_participant("alice")
+            .expect("alice")
+            .track_publications[&mic.sid]
+            .muted
+    );
+    peer_do(&mut peer, "unmute mic").await;
+    wait_for(&mut events, "TrackUnmuted", |e| {
+        publication_named(e, "mic").is_some()
+    })
+    .await;
+    assert!(
+        !room
+            .remote_participant("alice")
+            .expect("alice")
+            .track_publications[&mic.sid]
+            .muted
+    );
+
+    peer_do(&mut peer, "unpublish mic").await;
+    wait_for(&mut events, "TrackUnsubscribed", |e| {
+        publication_named(e, "mic").is_some()
+    })
+    .await;
+    wait_for(&mut events, "TrackUnpublished", |e| {
+        publication_named(e, "mic").is_some()
+    })
+    .await;
+    assert!(
+        room.remote_participant("alice")
+            .expect("alice")
+            .track_publications
+            .is_empty()
+    );
+    // The handle ends once the track is gone.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while track.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the unpublished track's handle did not end");
+
+    peer_do(&mut peer, "leave").await;
+    let (ev, _) = wait_for(&mut events, "ParticipantDisconnected", |_| true).await;
+    let RoomEvent::ParticipantDisconnected(p) = ev else {
+        unreachable!()
+    };
+    assert_eq!(p.identity, "alice");
+    assert!(room.remote_participants().is_empty());
+
+    room.close().await;
+    let (ev, _) = wait_for(&mut events, "Disconnected", |_| true).await;
+    assert!(matches!(
+        ev,
+        RoomEvent::Disconnected {
+            reason: DisconnectReason::ClientInitiated
+        }
+    ));
+    assert!(
+        events.recv().await.is_none(),
+        "Disconnected is the last event"
+    );
+}
+
+/// Regression: the engine dropped roster events when its reader was behind, and the apps'
+/// participant lists went stale. The roster is state now; a reader that takes its time still
+/// sees every roster change, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_event_reader_still_sees_a_correct_roster() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (room, mut events) = join(&server, "slow", RoomOptions::default().event_capacity(2)).await;
+
+    // The peer acts in its own thread while the app reads one event every 300 ms.
+    let server_url = server.ws_url();
+    let actions = {
+        let mut peer = tokio::task::block_in_place(|| ScriptedPeer::join(&server, "slow", "bob"));
+        std::thread::spawn(move || {
+            for c in [
+                "publish-audio a 440",
+                "publish-video v",
+                "mute a",
+                "unpublish v",
+            ] {
+                peer.send(c);
+            }
+            peer // keep it in the room
+        })
+    };
+    let mut seen = Vec::new();
+    let mut track_handles = Vec::new();
+    while !actions.is_finished() {
+        if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(50), events.recv()).await {
+            seen.push(describe(&ev));
+            if let RoomEvent::TrackSubscribed { track, .. } = ev {
+                track_handles.push(track);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _peer = actions.join().expect("peer thread");
+
+    // The roster is right whatever the reader did.
+    roster_until(&room, "bob with a muted `a` only", |room| {
+        room.remote_participant("bob").is_some_and(|b| {
+            b.track_publications.len() == 1
+                && b.track_publications
+                    .values()
+                    .all(|t| t.name == "a" && t.muted && t.subscribed)
+        })
+    })
+    .await;
+
+    // And no roster event was dropped on the way: read the rest.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(300), events.recv()).await {
+            Ok(Some(ev)) => seen.push(describe(&ev)),
+            _ => break,
+        }
+    }
+    let roster: Vec<&String> = seen
+        .iter()
+        .filter(|s| !s.starts_with("ActiveSpeakers") && !s.starts_with("ConnectionQuality"))
+        .filter(|s| !s.starts_with("ConnectionState"))
+        .filter(|s| !s.starts_with("TrackSubscribed") && !s.starts_with("TrackUnsubscribed"))
+        .collect();
+    let expected = [
+        "ParticipantConnected bob",
+        "TrackPublished a",
+        "TrackPublished v",
+        "TrackMuted a",
+        "TrackUnpublished v",
+    ];
+    assert_eq!(roster, expected.iter().collect::<Vec<_>>(), "all: {seen:?}");
+    assert!(seen.contains(&"TrackSubscribed a".to_owned()), "{seen:?}");
+    // A subscription is always closed before its publication goes.
+    if let Some(sub) = seen.iter().position(|s| s == "TrackSubscribed v") {
+        let unsub = seen.iter().position(|s| s == "TrackUnsubscribed v");
+        let unpub = seen.iter().position(|s| s == "TrackUnpublished v");
+        assert!(
+            unsub.is_some_and(|u| u > sub && Some(u) < unpub),
+            "{seen:?}"
+        );
+    }
+    let stats = room.stats();
+    eprintln!(
+        "dropped {} periodic events; peak queue {}",
+        stats.dropped_events, stats.queue_peak
+    );
+    assert_eq!(
+        room.session().stats().dropped_events,
+        0,
+        "the session dropped nothing"
+    );
+    drop(track_handles);
+    room.close().await;
+    drop(server_url);
+}
+
+fn describe(ev: &RoomEvent) -> String {
+    match ev {
+        RoomEvent::ParticipantConnected(p) | RoomEvent::ParticipantDisconnected(p) => {
+            format!("{} {}", ev.name(), p.identity)
+        }
+        other => match publication_named_any(other) {
+            Some(p) => format!("{} {}", other.name(), p.name),
+            None => other.name().to_owned(),
+        },
+    }
+}
+
+fn publication_named_any(ev: &RoomEvent) -> Option<&RemoteTrackPublication> {
+    match ev {
+        RoomEvent::TrackPublished { publication, .. }
+        | RoomEvent::TrackUnpublished { publication, .. }
+        | RoomEvent::TrackSubscribed { publication, .. }
+        | RoomEvent::TrackUnsubscribed { publication, .. }
+        | RoomEvent::TrackMuted { publication, .. }
+        | RoomEvent::TrackUnmuted { publication, .. } => Some(publication),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn next_track_returns_the_first_track_that_matches() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (room, mut events) = join(&server, "next", RoomOptions::default()).await;
+    let mut peer = tokio::task::block_in_place(|| ScriptedPeer::join(&server, "next", "carol"));
+    peer_do(&mut peer, "publish-video cam").await;
+    peer_do(&mut peer, "publish-audio mic 440").await;
+    let mut track = tokio::time::timeout(
+        WAIT,
+        events.next_track(&TrackFilter::audio().identity("carol")),
+    )
+    .await
+    .expect("a track within the wait")
+    .expect("the room is joined");
+    assert_eq!(track.key().name, "mic");
+    assert_eq!(track.kind(), TrackKind::Audio);
+    receives_frames(&mut track).await;
+    room.close().await;
+}
+
+/// A viewer that subscribes only to what it shows: auto-subscribe off, one publication asked
+/// for, the other never arrives; unsubscribing ends the track.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_auto_subscribe_off_only_the_chosen_publication_arrives() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (room, mut events) = join(
+        &server,
+        "manual",
+        RoomOptions::default().auto_subscribe(false),
+    )
+    .await;
+    let mut peer = tokio::task::block_in_place(|| ScriptedPeer::join(&server, "manual", "dave"));
+    peer_do(&mut peer, "publish-audio mic 440").await;
+    peer_do(&mut peer, "publish-video cam").await;
+    roster_until(&room, "dave with two publications", |room| {
+        room.remote_participant("dave")
+            .is_some_and(|d| d.track_publications.len() == 2)
+    })
+    .await;
+    let dave = room.remote_participant("dave").expect("dave");
+    assert!(dave.track_publications.values().all(|t| !t.subscribed));
+    let mic = dave
+        .publication_of_kind(TrackKind::Audio)
+        .expect("mic")
+        .clone();
+    let cam = dave
+        .publication_of_kind(TrackKind::Video)
+        .expect("cam")
+        .clone();
+
+    room.subscribe(&mic).await.expect("subscribe");
+    let (ev, before) = wait_for(&mut events, "TrackSubscribed", |_| true).await;
+    assert!(!before.contains(&"TrackSubscribed"));
+    let RoomEvent::TrackSubscribed {
+        mut track,
+        publication,
+        ..
+    } = ev
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        publication.sid, mic.sid,
+        "the first subscription is the one asked for"
+    );
+    receives_frames(&mut track).await;
+
+    // The camera is never received.
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(ev)) = tokio::time::timeout(
+        quiet_until.saturating_duration_since(Instant::now()),
+        events.recv(),
+    )
+    .await
+    {
+        assert!(
+            !matches!(ev, RoomEvent::TrackSubscribed { .. }),
+            "received {} though only the mic was asked for",
+            describe(&ev)
+        );
+    }
+    let dave = room.remote_participant("dave").expect("dave");
+    assert!(dave.track_publications[&mic.sid].subscribed);
+    assert_eq!(dave.track_publications[&mic.sid].wanted, Some(true));
+    assert!(!dave.track_publications[&cam.sid].subscribed);
+
+    room.unsubscribe(&mic).await.expect("unsubscribe");
+    let (ev, _) = wait_for(&mut events, "TrackUnsubscribed", |_| true).await;
+    assert_eq!(
+        publication_named_any(&ev).map(|p| p.sid.as_str()),
+        Some(mic.sid.as_str())
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while track.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the unsubscribed track's handle did not end");
+    assert!(
+        !room
+            .remote_participant("dave")
+            .expect("dave")
+            .track_publications[&mic.sid]
+            .subscribed
+    );
+    room.close().await;
+}
+
+/// The first join is retried per the reconnect policy: a server that comes up after the first
+/// attempt is still joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_join_is_retried_until_the_server_is_up() {
+    init_tracing();
+    let mut server = LiveKitServer::start().expect("livekit-server starts");
+    server.stop();
+    let opts = options(&server, "late", "viewer");
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        server.restart().expect("server restarts");
+        server
+    });
+    let policy = common::quick_policy(10);
+    let (room, _events) = Room::connect_with(opts, RoomOptions::default().reconnect(policy))
+        .await
+        .expect("joins once the server is up");
+    assert!(room.stats().first_join_attempts > 1, "{:?}", room.stats());
+    room.close().await;
+    drop(starter.join());
+}

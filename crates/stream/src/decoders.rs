@@ -1,0 +1,177 @@
+//! The decoders of one watched participant: at most one video and one audio decoder thread at a
+//! time, with the recorders handed from each finished stream to the next one.
+
+use std::sync::Arc;
+
+use wavecast_rtc::TrackKind;
+
+use crate::receive::{
+    AudioOut, AudioStreamStats, Decoder, EncodedSource, VideoOut, VideoStreamStats, spawn_audio,
+    spawn_video,
+};
+use crate::record::{Recorder, RecordingStats};
+
+/// Where decoded media goes.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// Video.
+    pub video: Arc<VideoOut>,
+    /// Audio.
+    pub audio: Arc<AudioOut>,
+    /// Channels to decode audio to.
+    pub channels: u16,
+}
+
+/// The decoder threads of the watched participant, and the recorders they pass along.
+#[derive(Debug)]
+pub struct Decoders {
+    video: Option<Decoder<VideoStreamStats>>,
+    audio: Option<Decoder<AudioStreamStats>>,
+    ivf: Option<Recorder>,
+    wav: Option<Recorder>,
+    /// Finished video streams.
+    pub done_video: Vec<VideoStreamStats>,
+    /// Finished audio streams.
+    pub done_audio: Vec<AudioStreamStats>,
+}
+
+impl Decoders {
+    /// No decoders yet; the recorders wait for the first streams.
+    pub fn new(ivf: Option<Recorder>, wav: Option<Recorder>) -> Self {
+        Self {
+            video: None,
+            audio: None,
+            ivf,
+            wav,
+            done_video: Vec::new(),
+            done_audio: Vec::new(),
+        }
+    }
+
+    /// Collects decoders whose tracks ended.
+    pub fn reap(&mut self) {
+        if self.video.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = self.video.take()
+        {
+            self.join_video(h);
+        }
+        if self.audio.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(h) = self.audio.take()
+        {
+            self.join_audio(h);
+        }
+    }
+
+    fn join_video(&mut self, h: Decoder<VideoStreamStats>) {
+        match h.join() {
+            Ok((s, rec)) => {
+                tracing::info!(
+                    "video stream of {} ended: {} frames decoded",
+                    s.participant,
+                    s.frames_decoded
+                );
+                self.done_video.push(s);
+                self.ivf = rec;
+            }
+            Err(_) => tracing::error!("a video decoder thread panicked"),
+        }
+    }
+
+    fn join_audio(&mut self, h: Decoder<AudioStreamStats>) {
+        match h.join() {
+            Ok((s, rec)) => {
+                self.done_audio.push(s);
+                self.wav = rec;
+            }
+            Err(_) => tracing::error!("an audio decoder thread panicked"),
+        }
+    }
+
+    /// Whether a decoder of `kind` is running.
+    pub fn busy(&self, kind: TrackKind) -> bool {
+        match kind {
+            TrackKind::Video => self.video.is_some(),
+            TrackKind::Audio => self.audio.is_some(),
+        }
+    }
+
+    /// Starts decoding `source` (a track of `kind` from `participant`).
+    pub fn start<S: EncodedSource>(
+        &mut self,
+        kind: TrackKind,
+        source: S,
+        out: &Outputs,
+        participant: String,
+        track: String,
+    ) {
+        match kind {
+            TrackKind::Video => {
+                match spawn_video(
+                    source,
+                    out.video.clone(),
+                    self.ivf.take(),
+                    participant,
+                    track,
+                ) {
+                    Ok(h) => self.video = Some(h),
+                    Err(e) => tracing::error!("{e}"),
+                }
+            }
+            TrackKind::Audio => {
+                match spawn_audio(
+                    source,
+                    out.audio.clone(),
+                    out.channels,
+                    self.wav.take(),
+                    participant,
+                    track,
+                ) {
+                    Ok(h) => self.audio = Some(h),
+                    Err(e) => tracing::error!("{e}"),
+                }
+            }
+        }
+    }
+
+    /// Waits for every decoder (their sources must be closed) and finishes the recordings.
+    pub fn finish(mut self) -> Finished {
+        if let Some(h) = self.video.take() {
+            self.join_video(h);
+        }
+        if let Some(h) = self.audio.take() {
+            self.join_audio(h);
+        }
+        let mut recording = RecordingStats::default();
+        if let Some(mut r) = self.ivf.take() {
+            if let Recorder::Ivf(w) = &r {
+                recording.video_frames = Some(u64::from(w.frames()));
+            }
+            if let Err(e) = r.finish() {
+                tracing::error!("{e}");
+            }
+        }
+        if let Some(mut r) = self.wav.take() {
+            if let Err(e) = r.finish() {
+                tracing::error!("{e}");
+            }
+            recording.audio_samples =
+                Some(self.done_audio.iter().map(|a| a.recorded_samples).sum());
+        }
+        Finished {
+            video: self.done_video,
+            audio: self.done_audio,
+            recording,
+        }
+    }
+}
+
+/// All streams once everything stopped.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Video streams, in order.
+    pub video: Vec<VideoStreamStats>,
+    /// Audio streams, in order.
+    pub audio: Vec<AudioStreamStats>,
+    /// Recording.
+    pub recording: RecordingStats,
+}

@@ -1,0 +1,113 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use wavecast_codec::CodecError;
+use wavecast_media::MediaError;
+use wavecast_pipeline::PipelineError;
+
+/// Errors of media streams. Each variant says which stream, file or thread it is about and
+/// keeps the underlying error as its `source()`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// An encoder or decoder failed.
+    #[error("{what}")]
+    Codec {
+        /// Which codec step ("start the VP8 encoder", "encode video frame 12", …).
+        what: String,
+        /// The codec's error.
+        #[source]
+        source: CodecError,
+    },
+    /// A media file or device failed.
+    #[error("{what}")]
+    Media {
+        /// Which source or sink.
+        what: String,
+        /// The media error (names the file).
+        #[source]
+        source: MediaError,
+    },
+    /// A pipeline pool or queue failed.
+    #[error("{what}")]
+    Pipeline {
+        /// Which pool or frame.
+        what: String,
+        /// The pipeline's error.
+        #[source]
+        source: PipelineError,
+    },
+    /// A source or setting that cannot be streamed.
+    #[error("{what}: {reason}")]
+    Unsupported {
+        /// The source or setting (a file, a flag).
+        what: String,
+        /// Why, and what is accepted.
+        reason: String,
+    },
+    /// A live capture source (screen, camera) failed.
+    #[error("{what}: {reason}")]
+    Capture {
+        /// The source.
+        what: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A sink's receiving end is gone (track unpublished, session ended, link closed).
+    #[error("{what} closed")]
+    SinkClosed {
+        /// The track or link.
+        what: String,
+    },
+    /// A thread could not be started.
+    #[error("cannot start the {name} thread")]
+    Thread {
+        /// Thread name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stream's thread panicked (a bug).
+    #[error("the {name} thread panicked")]
+    Panicked {
+        /// Thread name.
+        name: String,
+    },
+    /// A file or directory could not be created or written.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = StreamError> = std::result::Result<T, E>;
+
+/// `map_err` helpers naming what failed.
+pub(crate) fn codec(what: impl Into<String>) -> impl FnOnce(CodecError) -> StreamError {
+    let what = what.into();
+    move |source| StreamError::Codec { what, source }
+}
+
+pub(crate) fn media(what: impl Into<String>) -> impl FnOnce(MediaError) -> StreamError {
+    let what = what.into();
+    move |source| StreamError::Media { what, source }
+}
+
+pub(crate) fn pipeline(what: impl Into<String>) -> impl FnOnce(PipelineError) -> StreamError {
+    let what = what.into();
+    move |source| StreamError::Pipeline { what, source }
+}
+
+pub(crate) fn thread(name: &str) -> impl FnOnce(std::io::Error) -> StreamError {
+    let name = name.to_owned();
+    move |source| StreamError::Thread { name, source }
+}

@@ -1,0 +1,56 @@
+//! Media streams for wavecast, between the session and the apps: what turns sources into
+//! published tracks and subscribed tracks into pictures and sound.
+//!
+//! - [`publish`]: one paced thread per kind — source (synthetic bars and tone with embedded
+//!   timestamps, Y4M/WAV files, a live [`publish::Grabber`], the microphone with `cpal`) →
+//!   encoder (VP8, Opus) → [`publish::EncodedSink`] (a published track, or the loopback link);
+//!   mute, keyframe requests and counters steered through a bounded control channel;
+//! - [`receive`]: one thread per subscribed track — decoder → pipeline frames in a latest-frame
+//!   [`Mailbox`](wavecast_pipeline::Mailbox) (video, any size at any point of the stream) or a
+//!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency;
+//! - [`decoders`]: the decoders of one watched participant, handing [`record`]ers along;
+//! - [`record`]: the received VP8 untouched into IVF, the decoded audio into WAV;
+//! - [`loopback`]: capture → encode → decode in one process, no server;
+//! - [`latency`]: percentiles on the pipeline's [`AgeHistogram`](wavecast_pipeline::AgeHistogram).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wavecast_stream::decoders::{Decoders, Outputs};
+//! use wavecast_stream::loopback::Loopback;
+//! use wavecast_stream::publish::{AudioInput, VideoSettings};
+//! use wavecast_stream::receive::{AudioOut, VideoOut};
+//!
+//! // Synthetic 320x180 video and a tone, encoded and decoded in this process.
+//! let out = Outputs { video: Arc::new(VideoOut::default()), audio: Arc::new(AudioOut::new(false)), channels: 1 };
+//! let video = VideoSettings { file: None, width: 320, height: 180, fps: Some(30), bitrate: 400_000, stamp_files: false, snapshot: None };
+//! let tone = AudioInput::Tone { frequency: 440.0, channels: 1 };
+//! let lb = Loopback::start(&video, &tone, 32_000, &out, Decoders::new(None, None))?;
+//! std::thread::sleep(std::time::Duration::from_secs(1));
+//! if let Some(frame) = out.video.mailbox.take() {
+//!     println!("latest picture {}x{}", frame.width(), frame.height());
+//! }
+//! let finished = lb.stop();
+//! println!("{} frames decoded", finished.video[0].frames_decoded);
+//! # Ok::<(), wavecast_stream::StreamError>(())
+//! ```
+//!
+//! # Design
+//! Media runs on plain threads, never on the async runtime: a capture thread sleeps to its next
+//! tick and never waits on the network (a full sink drops the frame and counts it); a decoder
+//! thread blocks on its source only. What the renderer reads is lock-free (relaxed atomics, the
+//! mailbox, bounded queues with drop-oldest); full statistics stay on the decoder thread and come
+//! back when its track ends. Buffers come from pipeline pools, so steady state allocates nothing;
+//! a decoded picture larger than the pool's buffers rebuilds the pool once.
+#![deny(missing_docs)]
+
+pub mod decoders;
+mod error;
+pub mod latency;
+pub mod loopback;
+pub mod publish;
+pub mod receive;
+pub mod record;
+#[cfg(feature = "x11")]
+pub mod screen;
+
+pub use error::{Result, StreamError};

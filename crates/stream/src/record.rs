@@ -1,0 +1,87 @@
+//! Recorders: what a decoder thread writes besides decoding — the received VP8 untouched into
+//! an IVF file, the decoded audio into a WAV file.
+//!
+//! A recorder moves from one decoder thread to the next (one stream at a time), so it never
+//! needs a lock; [`Recorder::finish`] fixes up the file headers (dropping a recorder does too).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use wavecast_media::{IvfWriter, WavWriter};
+use wavecast_pipeline::AudioFormat;
+
+use crate::error::{Result, StreamError, media, pipeline};
+
+/// One file being recorded.
+pub enum Recorder {
+    /// Encoded video.
+    Ivf(IvfWriter),
+    /// Decoded audio.
+    Wav(WavWriter),
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recorder::Ivf(w) => write!(f, "Recorder::Ivf({})", w.path().display()),
+            Recorder::Wav(_) => f.write_str("Recorder::Wav"),
+        }
+    }
+}
+
+impl Recorder {
+    /// Fixes up the header and flushes.
+    ///
+    /// # Errors
+    /// The file could not be written.
+    pub fn finish(&mut self) -> Result<()> {
+        match self {
+            Recorder::Ivf(w) => w.finish().map_err(media("finish the IVF recording")),
+            Recorder::Wav(w) => w.finish().map_err(media("finish the WAV recording")),
+        }
+    }
+}
+
+/// The two files of a recording directory: `video.ivf` and `audio.wav`.
+#[derive(Debug)]
+pub struct Recording {
+    /// The directory.
+    pub dir: PathBuf,
+    /// `DIR/video.ivf`.
+    pub video: Recorder,
+    /// `DIR/audio.wav` (48 kHz, 16-bit).
+    pub audio: Recorder,
+}
+
+impl Recording {
+    /// Creates `dir` and both files in it.
+    ///
+    /// # Errors
+    /// The directory or a file cannot be created; `channels` is not 1 or 2.
+    pub fn create(dir: &Path, channels: u16) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StreamError::Io {
+            action: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let ivf = IvfWriter::create(&dir.join("video.ivf")).map_err(media("video recording"))?;
+        let format = AudioFormat::new(48_000, channels)
+            .map_err(pipeline(format!("{channels} audio channels")))?;
+        let wav =
+            WavWriter::create(dir.join("audio.wav"), format).map_err(media("audio recording"))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            video: Recorder::Ivf(ivf),
+            audio: Recorder::Wav(wav),
+        })
+    }
+}
+
+/// What recording produced.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RecordingStats {
+    /// Frames in the IVF file.
+    pub video_frames: Option<u64>,
+    /// Samples per channel in the WAV file.
+    pub audio_samples: Option<u64>,
+}
