@@ -23,11 +23,10 @@ type Frames = Vec<(usize, Duration, bool, Vec<u8>)>;
 /// `tone` Hz sine, merged in timestamp order.
 fn media(seconds: u32, first: (u32, u32), second: Option<(u32, u32, u32)>, tone: f64) -> Frames {
     let mut out = Vec::new();
-    let mut size = first;
-    let mut enc = Vp8Encoder::new(Vp8Config::new(size.0, size.1, 30)).unwrap();
+    let mut enc = Vp8Encoder::new(Vp8Config::new(first.0, first.1, 30)).unwrap();
     let mut pool = VideoFramePool::new(
         "t",
-        VideoLayout::new(PixelFormat::I420, size.0, size.1).unwrap(),
+        VideoLayout::new(PixelFormat::I420, first.0, first.1).unwrap(),
         2,
     );
     let pattern = TestPattern::default();
@@ -35,7 +34,6 @@ fn media(seconds: u32, first: (u32, u32), second: Option<(u32, u32, u32)>, tone:
         if let Some((w, h, at)) = second
             && n == at
         {
-            size = (w, h);
             enc = Vp8Encoder::new(Vp8Config::new(w, h, 30)).unwrap();
             pool = VideoFramePool::new("t", VideoLayout::new(PixelFormat::I420, w, h).unwrap(), 2);
         }
@@ -87,8 +85,11 @@ fn write(path: &Path, frames: &Frames, w: u32, h: u32) -> WebmWriter {
     writer
 }
 
-/// ffprobe's view: per stream (codec, packets, width, height), and the format duration.
-fn probe(path: &Path) -> (Vec<(String, u64, u64, u64)>, Option<f64>) {
+/// One stream as ffprobe sees it: codec, packets, width, height.
+type Stream = (String, u64, u64, u64);
+
+/// ffprobe's view: the streams, and the format duration.
+fn probe(path: &Path) -> (Vec<Stream>, Option<f64>) {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-count_packets", "-of", "json"])
         .args([

@@ -90,10 +90,13 @@ struct OpenFile {
     entry: usize,
 }
 
+/// A frame held while a participant's tracks are gathered: track, sid, stream, frame.
+type Held = (Arc<TrackKey>, Arc<str>, (u64, u64), EncodedFrame);
+
 #[derive(Default)]
 struct Gathering {
     since: Option<Instant>,
-    frames: Vec<(Arc<TrackKey>, Arc<str>, (u64, u64), EncodedFrame)>,
+    frames: Vec<Held>,
 }
 
 struct Participant {
@@ -623,11 +626,7 @@ impl RoomRecording {
             Some(a) if a.stream == stream && frame.rtp_time >= a.rtp0 => {
                 let d = frame.rtp_time - a.rtp0;
                 let t = a.t0 + Duration::from_nanos(d.saturating_mul(1_000_000_000) / clock);
-                let off = if t > arrival {
-                    t - arrival
-                } else {
-                    arrival - t
-                };
+                let off = t.abs_diff(arrival);
                 (off <= RESYNC).then_some(t)
             }
             _ => None,
@@ -895,7 +894,9 @@ mod tests {
         // Video starts 100 ms after audio, at an unrelated RTP offset; 3 s of both with the
         // audio muted from 1.0 s to 2.0 s and a size change at 2 s. Interleaved by arrival.
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        let mut timeline: Vec<(u64, Option<TrackKey>, Vec<u8>, u64, bool)> = Vec::new();
+        // (arrival ms, track or a mute event, payload, RTP time, keyframe)
+        type Event = (u64, Option<TrackKey>, Vec<u8>, u64, bool);
+        let mut timeline: Vec<Event> = Vec::new();
         for n in 0..150u64 {
             let at = n * 20;
             if at == 1000 {
