@@ -8,6 +8,7 @@ Reads commands on stdin, one per line, performs each and prints `OK <command>` (
   publish-video NAME          publish a 320x240 VP8 camera track (moving bar, 15 fps)
   mute NAME / unmute NAME     mute or unmute one of our tracks
   unpublish NAME              stop publishing a track
+  data TEXT                   send TEXT as reliable data on topic "chat"
   leave                       disconnect and exit
 Prints `READY <participant_sid>` once connected. Reads LIVEKIT_URL, LIVEKIT_API_KEY and
 LIVEKIT_API_SECRET from the environment (set by wavecast-testbed). Exits when stdin closes.
@@ -101,6 +102,9 @@ async def main() -> None:
                 pub = pubs.pop(args[0])
                 await room.local_participant.unpublish_track(pub.sid)
                 pumps.pop(args[0]).cancel()
+            elif cmd == "data":
+                await room.local_participant.publish_data(
+                    " ".join(args).encode(), reliable=True, topic="chat")
             elif cmd == "leave":
                 await room.disconnect()
                 print("OK", line, flush=True)
