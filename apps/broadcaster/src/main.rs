@@ -409,7 +409,11 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
     } else {
         drop(cmd_tx);
     }
-    let deadline = cli.duration.map(|d| tokio::time::Instant::now() + d);
+    // checked: `Instant + --duration 500000000000y` overflows the clock and panicked; a
+    // duration beyond its range is the same as none.
+    let deadline = cli
+        .duration
+        .and_then(|d| tokio::time::Instant::now().checked_add(d));
     let until_deadline = async move {
         match deadline {
             Some(d) => tokio::time::sleep_until(d).await,

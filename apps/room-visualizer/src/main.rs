@@ -329,7 +329,9 @@ fn headless(
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let interval = Duration::from_secs_f64(1.0 / f64::from(cli.fps));
-    let deadline = Instant::now() + cli.timeout;
+    // checked: `Instant + --timeout 500000000000y` overflows the clock and panicked; a timeout
+    // beyond its range never expires.
+    let deadline = Instant::now().checked_add(cli.timeout);
     let mut counted = 0u64;
     let mut frame_no = 0u64;
     let reached = loop {
@@ -337,7 +339,7 @@ fn headless(
         if interrupted.load(Ordering::Relaxed) || media_done() {
             break cli.frames.is_none();
         }
-        if cli.frames.is_some() && Instant::now() > deadline {
+        if cli.frames.is_some() && deadline.is_some_and(|d| Instant::now() > d) {
             break false;
         }
         let ready = {

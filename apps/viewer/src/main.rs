@@ -626,7 +626,9 @@ fn headless(
     if let Some(dir) = &cli.dump {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let deadline = Instant::now() + cli.timeout;
+    // checked: `Instant + --timeout 500000000000y` overflows the clock and panicked; a timeout
+    // beyond its range never expires.
+    let deadline = Instant::now().checked_add(cli.timeout);
     let mut frame_no = 0u64;
     let mut last_status = Instant::now();
     let reached = loop {
@@ -639,7 +641,7 @@ fn headless(
         if interrupted.load(Ordering::Relaxed) || media_done() {
             break cli.frames.is_none();
         }
-        if cli.frames.is_some() && Instant::now() > deadline {
+        if cli.frames.is_some() && deadline.is_some_and(|d| Instant::now() > d) {
             break false;
         }
         // Draw when a new picture waits; without one, refresh the status at 2 frames per second.

@@ -278,11 +278,15 @@ fn token(g: &Global, cmd: TokenCmd) -> Result<()> {
     let keys = keys(&config)?;
     match cmd.action {
         Some(TokenAction::Verify { token, leeway }) => {
-            let claims = Verifier::new([keys]).leeway(leeway).verify(&token)?;
+            let claims = Verifier::new([keys])
+                .leeway(leeway)
+                .verify(&token)
+                .context("token verify: the TOKEN argument was refused")?;
             println!("{}", serde_json::to_string_pretty(&claims)?);
         }
         Some(TokenAction::Decode { token }) => {
-            let claims = wavecast_token::decode_unverified(&token)?;
+            let claims = wavecast_token::decode_unverified(&token)
+                .context("token decode: the TOKEN argument cannot be read")?;
             println!("{}", serde_json::to_string_pretty(&claims)?);
         }
         None => {
@@ -295,7 +299,12 @@ fn token(g: &Global, cmd: TokenCmd) -> Result<()> {
                 .ttl(m.ttl)
                 .preset(m.preset);
             if let Some(json) = &m.grants {
-                let grants: VideoGrants = serde_json::from_str(json)
+                let value: serde_json::Value =
+                    serde_json::from_str(json).context("--grants is not valid JSON")?;
+                if !value.is_object() {
+                    bail!("--grants must be a JSON object of LiveKit grants, e.g. '{{\"roomJoin\":true}}'");
+                }
+                let grants: VideoGrants = serde_json::from_value(value)
                     .context("--grants is not valid LiveKit grant JSON")?;
                 builder = builder.grants(grants);
             }

@@ -81,7 +81,6 @@ proptest! {
     /// comparison, so `v < lo || v > hi` is false) and reached the backoff arithmetic.
     #[test]
     fn reconnect_floats_from_a_file(multiplier in any::<bool>(), v in float()) {
-        eprintln!("CASE {v}");
         let key = if multiplier { "multiplier" } else { "jitter" };
         let (lo, hi) = if multiplier { (1.0, 10.0) } else { (0.0, 1.0) };
         let (f, r) = load_file(&format!("[reconnect]\n{key} = {}\n", toml_float(v)));

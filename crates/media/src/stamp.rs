@@ -97,6 +97,35 @@ fn check_size(width: u32, height: u32) -> Result<()> {
     Ok(())
 }
 
+/// Checks the plane geometry a caller passed: 1 to 4 bytes per pixel, rows at least `width`
+/// pixels apart, and `len` bytes enough for the band. Arbitrary values are errors, never an
+/// out-of-bounds index or an overflow.
+fn check_plane(len: usize, stride: usize, bytes_per_pixel: usize, width: u32) -> Result<()> {
+    if !(1..=4).contains(&bytes_per_pixel) {
+        return Err(MediaError::Stamp {
+            reason: format!("{bytes_per_pixel} bytes per pixel (1 to 4 are supported)"),
+        });
+    }
+    let row = width as usize * bytes_per_pixel;
+    if stride < row {
+        return Err(MediaError::Stamp {
+            reason: format!("stride {stride} is shorter than a row ({row} bytes)"),
+        });
+    }
+    let needed = (band_height(width) as usize - 1)
+        .checked_mul(stride)
+        .and_then(|n| n.checked_add(row));
+    match needed {
+        Some(needed) if len >= needed => Ok(()),
+        needed => Err(MediaError::Stamp {
+            reason: format!(
+                "plane has {len} bytes, the band needs {}",
+                needed.map_or_else(|| "more than fit in memory".into(), |n| n.to_string())
+            ),
+        }),
+    }
+}
+
 /// Draws `stamp` into an 8-bit plane of `width` × `height` pixels with `bytes_per_pixel`
 /// interleaved channels (1 for a luma plane, 4 for RGBA: every colour channel is written, alpha
 /// is left alone).
@@ -109,6 +138,7 @@ pub fn encode_plane(
     stamp: Stamp,
 ) -> Result<()> {
     check_size(width, height)?;
+    check_plane(data.len(), stride, bytes_per_pixel, width)?;
     let bytes = payload(stamp)?;
     let channels = bytes_per_pixel.clamp(1, 3);
     for row in 0..ROWS {
@@ -144,12 +174,7 @@ pub fn decode_plane(
     height: u32,
 ) -> Result<Stamp> {
     check_size(width, height)?;
-    let needed = (band_height(width) as usize - 1) * stride + width as usize * bytes_per_pixel;
-    if data.len() < needed {
-        return Err(MediaError::Stamp {
-            reason: format!("plane has {} bytes, the band needs {needed}", data.len()),
-        });
-    }
+    check_plane(data.len(), stride, bytes_per_pixel, width)?;
     let channels = bytes_per_pixel.clamp(1, 3);
     let mut bytes = [0u8; 12];
     let mut ambiguous = 0;

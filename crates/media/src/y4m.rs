@@ -71,23 +71,27 @@ impl Y4mReader {
         }
         let (mut width, mut height, mut frame_rate) = (None, None, FrameRate::new(30, 1));
         for token in tokens {
-            let (tag, value) = token.split_at(1);
+            // The tag is one character; split on a character boundary so a non-ASCII tag is an
+            // error, not a panic (`split_at(1)` would cut a multi-byte character).
+            let mut chars = token.chars();
+            let tag = chars.next().unwrap_or(' ');
+            let value = chars.as_str();
             match tag {
-                "W" => {
+                'W' => {
                     width = Some(
                         value
                             .parse::<u32>()
                             .map_err(|_| header_err(format!("bad width `{value}`")))?,
                     )
                 }
-                "H" => {
+                'H' => {
                     height = Some(
                         value
                             .parse::<u32>()
                             .map_err(|_| header_err(format!("bad height `{value}`")))?,
                     )
                 }
-                "F" => {
+                'F' => {
                     let (n, d) = value
                         .split_once(':')
                         .and_then(|(n, d)| Some((n.parse::<u32>().ok()?, d.parse::<u32>().ok()?)))
@@ -95,7 +99,7 @@ impl Y4mReader {
                         .ok_or_else(|| header_err(format!("bad frame rate `{value}`")))?;
                     frame_rate = FrameRate::new(n, d);
                 }
-                "C" => {
+                'C' => {
                     if !matches!(value, "420" | "420jpeg" | "420paldv" | "420mpeg2") {
                         return Err(MediaError::Y4mUnsupported {
                             path,
@@ -105,8 +109,8 @@ impl Y4mReader {
                         });
                     }
                 }
-                "I" | "A" | "X" => {}
-                _ => return Err(header_err(format!("unknown tag `{token}`"))),
+                'I' | 'A' | 'X' => {}
+                _ => return Err(header_err(format!("unknown tag `{}`", token.escape_debug()))),
             }
         }
         let (Some(width), Some(height)) = (width, height) else {

@@ -32,10 +32,14 @@
 mod engine;
 mod error;
 mod events;
+#[cfg(test)]
+mod hostile_tests;
 pub mod media;
 mod peer;
+pub mod redact;
 mod sdp;
 mod track;
+mod wire;
 
 pub use engine::{
     DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PAYLOAD, PROTOCOL_VERSION,

@@ -1,0 +1,533 @@
+//! Bad-input corpus for the admin CLI: malformed and mutated tokens (`token verify`, `token
+//! decode`), broken configuration files and bad flags. Every case must exit non-zero with an
+//! `error:` line that names what was wrong and where (the TOKEN argument, the file and key, the
+//! flag) — and must not panic. Offline: nothing here reaches a server.
+//!
+//! The corpus is generated (deterministic mutations of a valid token and of a valid config file,
+//! kept only when the library itself refuses them) plus hand-written nasty cases.
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::Duration;
+
+use wavecast_config::Loader;
+use wavecast_token::{Keys, Preset, TokenBuilder, Verifier};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wavecast");
+const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
+
+/// The valid configuration the config cases break (as config/livekit.toml ships).
+const GOOD_CONFIG: &str = "[connection]\nurl = \"ws://127.0.0.1:7880\"\napi_key = \"devkey\"\n\
+api_secret = \"secret\"\nroom = \"wavecast-demo\"\nconnect_timeout = \"10s\"\n\n[reconnect]\n\
+initial_delay = \"500ms\"\nmax_delay = \"10s\"\nmultiplier = 2.0\njitter = 0.2\nmax_attempts = 10\n\n\
+[audio]\nsample_rate = 48000\nchannels = 1\n\n[video]\nwidth = 1280\nheight = 720\nfps = 30\n\
+codec = \"vp8\"\nbitrate = 1500\n";
+
+/// Values no key accepts, per key: `(section, key, bad values)`.
+const BAD_VALUES: &[(&str, &str, &[&str])] = &[
+    ("connection", "url", &["\"ftp://x\"", "\"\"", "\"not a url\"", "42", "\"ws://\""]),
+    ("connection", "room", &["\"\"", "\"   \"", "[1]"]),
+    ("connection", "connect_timeout", &["\"0s\"", "\"1y\"", "\"forever\"", "\"500000000000y\"", "10"]),
+    ("reconnect", "initial_delay", &["\"0ms\"", "\"10m\"", "\"-1s\""]),
+    ("reconnect", "max_delay", &["\"2h\"", "\"99999999999999999999y\""]),
+    ("reconnect", "multiplier", &["nan", "inf", "-inf", "0.5", "11.0", "\"2\""]),
+    ("reconnect", "jitter", &["nan", "-0.1", "1.5", "+inf"]),
+    ("reconnect", "max_attempts", &["-1", "1001", "1.5", "99999999999"]),
+    ("audio", "sample_rate", &["44100", "0", "-48000", "\"48k\""]),
+    ("audio", "channels", &["0", "3", "65536"]),
+    ("video", "width", &["0", "15", "17", "4000", "-2"]),
+    ("video", "height", &["0", "2161", "13"]),
+    ("video", "fps", &["0", "121", "nan"]),
+    ("video", "codec", &["\"av1\"", "\"\"", "1"]),
+    ("video", "bitrate", &["0", "49", "50001"]),
+];
+
+/// One bad input: arguments, files to create, and what stderr must mention.
+struct Case {
+    name: String,
+    args: Vec<OsString>,
+    files: Vec<(String, Vec<u8>)>,
+    needles: Vec<String>,
+}
+
+impl Case {
+    fn new(name: impl Into<String>, args: &[&str], needles: &[&str]) -> Self {
+        Case {
+            name: name.into(),
+            args: args.iter().map(OsString::from).collect(),
+            files: Vec::new(),
+            needles: needles.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+/// Small deterministic generator (xorshift64*), so the corpus is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn mutate_token(t: &str, rng: &mut Rng) -> String {
+    let mut c: Vec<char> = t.chars().collect();
+    const ALPHABET: &[char] = &['A', 'z', '0', '-', '_', '.', '=', '+', '/', ' ', 'é', '\u{7f}'];
+    match rng.below(6) {
+        0 => {
+            let i = rng.below(c.len());
+            c[i] = ALPHABET[rng.below(ALPHABET.len())];
+        }
+        1 => {
+            let i = rng.below(c.len());
+            c.remove(i);
+        }
+        2 => {
+            let i = rng.below(c.len() + 1);
+            c.insert(i, ALPHABET[rng.below(ALPHABET.len())]);
+        }
+        3 => c.truncate(rng.below(c.len())),
+        4 => {
+            let mut parts: Vec<&str> = t.split('.').collect();
+            let (a, b) = (rng.below(3), rng.below(3));
+            parts.swap(a, b);
+            if a == b {
+                parts.push("x");
+            }
+            return parts.join(".");
+        }
+        _ => {
+            // Duplicate a span.
+            let i = rng.below(c.len());
+            let j = (i + 1 + rng.below(20)).min(c.len());
+            let span: Vec<char> = c[i..j].to_vec();
+            c.splice(i..i, span);
+        }
+    }
+    c.into_iter().collect()
+}
+
+fn token_cases() -> Vec<Case> {
+    let keys = Keys::new("devkey", "secret");
+    let good = TokenBuilder::new("alice")
+        .room("demo")
+        .preset(Preset::Viewer)
+        .mint(&keys)
+        .unwrap();
+    let verifier = Verifier::new([keys.clone()]);
+    let mut cases = Vec::new();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut made = 0;
+    while made < 70 {
+        let steps = 1 + rng.below(3);
+        let mut t = good.clone();
+        for _ in 0..steps {
+            t = mutate_token(&t, &mut rng);
+        }
+        // Only what the library refuses is a bad input; args cannot hold NUL.
+        if verifier.verify(&t).is_ok() || t.contains('\0') {
+            continue;
+        }
+        made += 1;
+        cases.push(Case::new(
+            format!("mutated token #{made}"),
+            &["token", "verify", &t],
+            &["token verify", "TOKEN argument"],
+        ));
+    }
+
+    // Hand-written: shapes, algorithms, times, keys.
+    let claims = TokenBuilder::new("alice")
+        .room("demo")
+        .preset(Preset::Viewer)
+        .claims("devkey")
+        .unwrap();
+    let sign = |alg, secret: &[u8], claims: &wavecast_token::Claims| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(alg),
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let hs384 = sign(jsonwebtoken::Algorithm::HS384, b"secret", &claims);
+    let hs512 = sign(jsonwebtoken::Algorithm::HS512, b"secret", &claims);
+    let other_secret = sign(jsonwebtoken::Algorithm::HS256, b"nope", &claims);
+    let other_key = TokenBuilder::new("a")
+        .room("r")
+        .preset(Preset::Viewer)
+        .mint(&Keys::new("otherkey", "secret"))
+        .unwrap();
+    let expired = TokenBuilder::new("a")
+        .room("r")
+        .preset(Preset::Viewer)
+        .issued_at(1_000_000_000)
+        .ttl(Duration::from_secs(60))
+        .mint(&keys)
+        .unwrap();
+    let future = TokenBuilder::new("a")
+        .room("r")
+        .preset(Preset::Viewer)
+        .not_before(4_000_000_000)
+        .mint(&keys)
+        .unwrap();
+    let (_, rest) = good.split_once('.').unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let alg_none = format!("{}.{rest}", b64.encode(r#"{"alg":"none","typ":"JWT"}"#));
+    let no_alg = format!("{}.{rest}", b64.encode(r#"{"typ":"JWT"}"#));
+    let header_array = format!("{}.{rest}", b64.encode("[1,2,3]"));
+    let payload_garbage = format!(
+        "{}.{}.{}",
+        good.split('.').next().unwrap(),
+        b64.encode("{\"exp\":\"soon\"}"),
+        good.rsplit('.').next().unwrap()
+    );
+    let huge = format!("{}.{}.{}", "eyJ".repeat(30_000), "A".repeat(30_000), "B");
+    let hand: Vec<(&str, String, &str)> = vec![
+        ("empty", String::new(), "TOKEN argument"),
+        ("space", " ".into(), "TOKEN argument"),
+        ("one part", "abc".into(), "three dot-separated parts"),
+        ("two parts", "a.b".into(), "three dot-separated parts"),
+        ("four parts", "a.b.c.d".into(), "three dot-separated parts"),
+        ("dots", "....".into(), "TOKEN argument"),
+        ("empty parts", "..".into(), "TOKEN argument"),
+        ("not base64", "!!.??.**".into(), "malformed token"),
+        ("emoji", "🦀.🦀.🦀".into(), "malformed token"),
+        ("HS384", hs384, "HS256 only"),
+        ("HS512", hs512, "HS256 only"),
+        ("alg none", alg_none, "HS256 only"),
+        ("no alg", no_alg, "HS256 only"),
+        ("header is an array", header_array, "TOKEN argument"),
+        ("payload with a string exp", payload_garbage, "malformed token"),
+        ("other secret", other_secret, "bad signature"),
+        ("unknown key", other_key, "unknown API key"),
+        ("expired", expired, "expired"),
+        ("not yet valid", future, "not valid before"),
+        ("60 kB token", huge, "TOKEN argument"),
+    ];
+    for (name, t, needle) in hand {
+        cases.push(Case::new(
+            format!("token verify: {name}"),
+            &["token", "verify", &t],
+            &["TOKEN argument", needle],
+        ));
+    }
+    for (name, t) in [
+        ("empty", ""),
+        ("one part", "abc"),
+        ("not base64", "!!.??.**"),
+        ("payload not JSON", "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"),
+        ("payload an array", "eyJhbGciOiJIUzI1NiJ9.WzEsMl0.c2ln"),
+        ("exp a string", "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln"),
+        ("exp negative", "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOi0xfQ.c2ln"),
+        ("video a number", "eyJhbGciOiJIUzI1NiJ9.eyJ2aWRlbyI6MX0.c2ln"),
+    ] {
+        cases.push(Case::new(
+            format!("token decode: {name}"),
+            &["token", "decode", t],
+            &["token decode", "TOKEN argument"],
+        ));
+    }
+    cases
+}
+
+/// Replace `key`'s line in `section` of the good config with `key = value`.
+fn with_value(section: &str, key: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut current = "";
+    for line in GOOD_CONFIG.lines() {
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = s;
+        }
+        if current == section && line.split('=').next().map(str::trim) == Some(key) {
+            out += &format!("{key} = {value}\n");
+        } else {
+            out += line;
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Does the library refuse this file? (The corpus keeps only inputs that are really bad.)
+fn refused(text: &[u8]) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe.toml");
+    std::fs::write(&path, text).unwrap();
+    Loader::new()
+        .file(&path)
+        .env_vars(Vec::<(String, String)>::new())
+        .load()
+        .is_err()
+}
+
+fn config_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mint = ["token", "--room", "r", "--identity", "i", "--config", "bad.toml"];
+    for (section, key, values) in BAD_VALUES {
+        for value in *values {
+            let text = with_value(section, key, value);
+            assert!(refused(text.as_bytes()), "{section}.{key} = {value} is not refused");
+            let mut c = Case::new(
+                format!("config {section}.{key} = {value}"),
+                &mint,
+                &["bad.toml", &format!("{section}.{key}")],
+            );
+            c.files.push(("bad.toml".into(), text.into_bytes()));
+            cases.push(c);
+        }
+    }
+    // Unknown keys and sections, with the suggestion.
+    for (text, needle) in [
+        ("[video]\nfsp = 30\n", "did you mean `video.fps`"),
+        ("[vidoe]\nfps = 30\n", "did you mean `video`"),
+        ("[connection]\napi_sercet = \"x\"\n", "connection.api_sercet"),
+        ("fps = 30\n", "fps"),
+    ] {
+        let mut c = Case::new(format!("config unknown: {text:?}"), &mint, &["bad.toml", needle]);
+        c.files.push(("bad.toml".into(), text.as_bytes().to_vec()));
+        cases.push(c);
+    }
+    // Syntax and encoding: mutations of the good file that the parser refuses.
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut made = 0;
+    let mut tries = 0;
+    while made < 30 && tries < 10_000 {
+        tries += 1;
+        let mut b = GOOD_CONFIG.as_bytes().to_vec();
+        const JUNK: &[&[u8]] = &[b"=", b"[", b"]", b"\"", b"\n", b"\0", b"\xff", b"\xef\xbb\xbf", b"= =", b"[[", b"nan", b"#"];
+        for _ in 0..1 + rng.below(3) {
+            let i = rng.below(b.len());
+            match rng.below(3) {
+                0 => {
+                    b.remove(i);
+                }
+                1 => {
+                    let j = JUNK[rng.below(JUNK.len())];
+                    b.splice(i..i, j.iter().copied());
+                }
+                _ => b.truncate(i),
+            }
+        }
+        if !refused(&b) {
+            continue;
+        }
+        made += 1;
+        let mut c = Case::new(format!("config mutation #{made}"), &mint, &["bad.toml"]);
+        c.files.push(("bad.toml".into(), b));
+        cases.push(c);
+    }
+    assert_eq!(made, 30, "mutations refused by the parser");
+    // Hand-written files.
+    for (name, bytes) in [
+        ("binary", vec![0u8, 159, 146, 150, 255, 0, 1]),
+        ("not UTF-8", b"[video]\nfps = \"\xff\xfe\"\n".to_vec()),
+        ("duplicate key", b"[video]\nfps = 30\nfps = 31\n".to_vec()),
+        ("duplicate table", b"[video]\n[video]\n".to_vec()),
+        ("table as value", b"video = 3\n".to_vec()),
+        ("deep nesting", format!("x = {}1{}\n", "[".repeat(200), "]".repeat(200)).into_bytes()),
+        ("NUL in key", b"[video]\nf\0ps = 30\n".to_vec()),
+        ("huge integer", b"[video]\nfps = 99999999999999999999999\n".to_vec()),
+    ] {
+        assert!(refused(&bytes), "{name}");
+        let mut c = Case::new(format!("config {name}"), &mint, &["bad.toml"]);
+        c.files.push(("bad.toml".into(), bytes));
+        cases.push(c);
+    }
+    // A directory and a missing file where the config should be.
+    cases.push(Case::new(
+        "config is a directory",
+        &["token", "--room", "r", "--identity", "i", "--config", "."],
+        &["config"],
+    ));
+    cases.push(Case::new(
+        "config missing",
+        &["token", "--room", "r", "--identity", "i", "--config", "missing.toml"],
+        &["missing.toml"],
+    ));
+    cases
+}
+
+fn flag_cases() -> Vec<Case> {
+    let mint = |extra: &[&str]| {
+        let mut a = vec!["token", "--room", "r", "--identity", "i"];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let mut cases = Vec::new();
+    for (extra, needle) in [
+        (&["--ttl", "forever"][..], "--ttl"),
+        (&["--ttl=-1s"], "--ttl"),
+        (&["--ttl", "-1s"], "'-1'"),
+        (&["--ttl", ""], "--ttl"),
+        (&["--preset", "root"], "--preset"),
+        (&["--preset", ""], "--preset"),
+        (&["--attribute", "novalue"], "--attribute"),
+        (&["--attribute", "=v"], "--attribute"),
+        (&["--grants", "{"], "--grants"),
+        (&["--grants", "[]"], "--grants"),
+        (&["--grants", "{\"roomJoin\":\"yes\"}"], "--grants"),
+        (&["--grants", "null"], "--grants"),
+        (&["--grants", "3"], "--grants"),
+        (&["--url", "ftp://127.0.0.1"], "--url"),
+        (&["--url", ""], "--url"),
+        (&["--url", "ws://"], "--url"),
+        (&["--url", "127.0.0.1:7880"], "--url"),
+        (&["--api-key", "devkey"], "--api-secret"),
+        (&["--bogus"], "--bogus"),
+    ] {
+        let args = mint(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cases.push(Case::new(format!("flags {extra:?}"), &args, &[needle]));
+    }
+    for (args, needle) in [
+        (&["token", "verify", "x", "--leeway", "forever"][..], "--leeway"),
+        (&["token", "verify", "x", "--leeway=-5s"], "--leeway"),
+        (&["token", "verify", "x", "--leeway", "-5s"], "'-5'"),
+        (&["token", "verify"], "<TOKEN>"),
+        (&["token", "frobnicate"], "frobnicate"),
+        (&["token"], "--room"),
+        (&["token", "--room", "r"], "--identity"),
+    ] {
+        cases.push(Case::new(format!("flags {args:?}"), args, &[needle]));
+    }
+    // An argument that is not UTF-8.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        let mut c = Case::new("non-UTF-8 identity", &["token", "--room", "r", "--identity"], &["UTF-8"]);
+        c.args.push(OsString::from_vec(vec![b'a', 0xff, b'b']));
+        cases.push(c);
+    }
+    cases
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+}
+
+fn run(case: &Case) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in &case.files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let mut cmd = Command::new(BIN);
+    // Credentials first (config cases override them from their file), in an empty directory
+    // so no config/livekit.toml is picked up.
+    let uses_config = case.args.iter().any(|a| a == "--config");
+    if !uses_config && !case.args.iter().any(|a| a == "--api-key") {
+        cmd.args(KEYS);
+    }
+    cmd.args(&case.args)
+        .current_dir(dir.path())
+        .env_remove("LIVEKIT_URL")
+        .env_remove("LIVEKIT_API_KEY")
+        .env_remove("LIVEKIT_API_SECRET")
+        .env_remove("WAVECAST_LOG")
+        .env("RUST_BACKTRACE", "0");
+    output_with_timeout(cmd, Duration::from_secs(20))
+}
+
+fn output_with_timeout(mut cmd: Command, limit: Duration) -> Outcome {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wavecast");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Outcome {
+        code,
+        stderr: String::from_utf8_lossy(&reader.join().unwrap()).into_owned(),
+    }
+}
+
+/// Runs every case (four at a time) and returns the failures.
+fn check(cases: &[Case]) -> Vec<String> {
+    let chunks: Vec<&[Case]> = cases.chunks(cases.len().div_ceil(4).max(1)).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut failures = Vec::new();
+                    for case in *chunk {
+                        let o = run(case);
+                        let mut why = Vec::new();
+                        match o.code {
+                            None => why.push("timed out or killed by a signal".to_owned()),
+                            Some(0) => why.push("exit code 0".to_owned()),
+                            Some(101) => why.push("exit code 101 (panic)".to_owned()),
+                            Some(_) => {}
+                        }
+                        if o.stderr.contains("panicked at") {
+                            why.push("panicked".into());
+                        }
+                        if !o.stderr.contains("error") {
+                            why.push("no error message".into());
+                        }
+                        for n in &case.needles {
+                            if !o.stderr.contains(n.as_str()) {
+                                why.push(format!("stderr does not mention {n:?}"));
+                            }
+                        }
+                        if !why.is_empty() {
+                            failures.push(format!(
+                                "{}: {} (exit {:?})\n  stderr: {}",
+                                case.name,
+                                why.join(", "),
+                                o.code,
+                                o.stderr.trim().replace('\n', "\n          ")
+                            ));
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn bad_tokens_configs_and_flags_fail_clearly_without_panicking() {
+    let mut cases = token_cases();
+    cases.extend(config_cases());
+    cases.extend(flag_cases());
+    assert!(cases.len() >= 200, "corpus has {} cases", cases.len());
+    let failures = check(&cases);
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad inputs were not handled clearly:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    println!("{} bad inputs refused clearly", cases.len());
+}
