@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
+pub mod apps;
+
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";
 /// The secret of [`API_KEY`].
