@@ -6,10 +6,6 @@
 //! quit). A stats line is logged every `--stats-interval`; Ctrl-C leaves the room cleanly. A
 //! JSON summary goes to stdout at exit.
 
-#[allow(dead_code)] // shared with the viewer and the room visualizer
-mod cli;
-#[allow(dead_code)] // shared with the viewer and the room visualizer
-mod connection;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,8 +24,7 @@ use wavecast_stream::publish::{
     self as capture, AudioInput, AudioSourceOpen, Capture, Control, VideoInput, VideoSettings,
 };
 use wavecast_stream::screen;
-use crate::cli::{ConnectArgs, Credentials, defaults, given};
-use crate::connection::Connector;
+use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, defaults, given};
 
 /// Join a LiveKit room and publish video and audio.
 #[derive(Debug, Parser)]
@@ -421,7 +416,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
         }
     };
     tokio::pin!(until_deadline);
-    let shutdown = shutdown_signal();
+    let shutdown = wavecast_app::signal::shutdown_signal();
     tokio::pin!(shutdown);
     let mut exit = ExitCode::SUCCESS;
     let mut reconnects = 0;
@@ -455,7 +450,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                         ev = events.recv() => match ev {
                             None => break,
                             Some(SessionEvent::State(SessionState::Disconnected { reason })) => {
-                                if let Some((code, msg)) = connection::end_failure(&reason, &url) {
+                                if let Some((code, msg)) = cli::end_failure(&reason, &url) {
                                     exit = cli::fail(&anyhow::anyhow!(msg), code);
                                 }
                                 break;
@@ -644,29 +639,6 @@ fn serde_summary(kinds: &[Kind], reconnects: u64) -> String {
         ));
     }
     out
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("interrupted");
 }
 
 #[cfg(test)]

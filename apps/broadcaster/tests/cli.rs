@@ -1,8 +1,7 @@
 //! The broadcaster's command line: help with defaults, clear errors for bad flags, configuration
 //! and media files, and the offline behaviour with no server.
 
-#[path = "../../viewer/tests/common/mod.rs"]
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! sees the file's picture size (more frames than the file holds: it loops) and its tone. Then
 //! Ctrl-C (SIGINT) leaves cleanly: exit 0 and a JSON summary.
 
-#[path = "../../viewer/tests/common/mod.rs"]
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! painted orange through x11rb) and publishes it as a screen share; a headless viewer receives
 //! the screen's size and colour.
 
-#[path = "../../viewer/tests/common/mod.rs"]
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

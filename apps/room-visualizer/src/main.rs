@@ -2,19 +2,12 @@
 //! waveform strip and level bar, name, muted-microphone icon, speaking ring, quality and
 //! screen-share badges — in a window (F fullscreen, Q/Esc quit) or headless (PNGs + JSON).
 
-#[path = "../../broadcaster/src/cli.rs"]
-#[allow(dead_code)]
-mod cli;
-#[path = "../../broadcaster/src/connection.rs"]
-#[allow(dead_code)]
-mod connection;
-mod room;
 mod scene;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -27,9 +20,9 @@ use wavecast_visualizer::headless::HEADLESS_FORMAT;
 use wavecast_visualizer::window::{WindowOptions, run as run_window};
 use wavecast_visualizer::{Gpu, HeadlessTarget, Scene, draw_scene};
 
-use crate::cli::{ConnectArgs, Credentials};
-use crate::connection::{ConnState, Connector};
-use crate::room::Roster;
+use wavecast_app::roster::{self as room, Roster};
+use wavecast_app::signal::Interrupt;
+use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials};
 use crate::scene::{GridScene, TileReport};
 
 /// Every participant of a LiveKit room in a live grid, in a window or headless.
@@ -162,14 +155,8 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let task = runtime.spawn(room::run(connector.clone(), roster_tx, stop_rx));
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        runtime.spawn(async move {
-            wait_for_signal().await;
-            flag.store(true, Ordering::Relaxed);
-        });
-    }
+    // SIGINT / SIGTERM end the run on the normal path (room left, stats written).
+    let interrupted = Interrupt::install(runtime.handle());
     let mut report = Report::default();
     let mut reached = true;
     if cli.headless {
@@ -183,48 +170,20 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
             || task.is_finished(),
         )?;
     } else {
-        // The window owns the main thread: end the process from here when the room task gives
-        // up (after showing it a moment), or on Ctrl-C (after leaving the room cleanly).
+        // The window closes on Q/Esc, on SIGINT/SIGTERM, or a moment after the room task gave
+        // up (so its message shows); the normal path below then reports.
         let mut rx = connector.subscribe();
-        let mut left_rx = connector.subscribe();
-        let stop = stop_tx.clone();
-        let flag = interrupted.clone();
+        let close = interrupted.clone();
         runtime.spawn(async move {
-            let gave_up = async {
-                loop {
-                    if rx.changed().await.is_err() {
-                        return std::future::pending().await;
-                    }
-                    let s = rx.borrow().clone();
-                    if let ConnState::Disconnected { reason, exit_code } = s
-                        && exit_code != 0
-                    {
-                        return (exit_code, reason);
-                    }
-                }
-            };
-            let interrupted = async {
-                while !flag.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            };
-            tokio::select! {
-                (code, reason) = gave_up => {
+            while rx.changed().await.is_ok() {
+                let gave_up = matches!(
+                    &*rx.borrow(),
+                    ConnState::Disconnected { exit_code, .. } if *exit_code != 0
+                );
+                if gave_up {
                     tokio::time::sleep(Duration::from_secs(3)).await;
-                    eprintln!("error: {reason}");
-                    std::process::exit(i32::from(code));
-                }
-                () = interrupted => {
-                    let _ = stop.send(true);
-                    let left = async {
-                        while !matches!(*left_rx.borrow_and_update(), ConnState::Disconnected { .. }) {
-                            if left_rx.changed().await.is_err() {
-                                break;
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(5), left).await;
-                    std::process::exit(0);
+                    close.set();
+                    return;
                 }
             }
         });
@@ -242,8 +201,11 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
             },
         };
         let u = url.clone();
+        let close_flag = interrupted.flag();
         let r = run_window(options, move |gpu, format| {
-            Ok(GridScene::new(gpu, format, roster_rx, conn_rx, u).with_frame_cap(30))
+            Ok(GridScene::new(gpu, format, roster_rx, conn_rx, u)
+                .with_frame_cap(30)
+                .with_close_flag(close_flag))
         })
         .context("the window failed")?;
         report.rendered = r.frames_rendered;
@@ -272,9 +234,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
         .clone()
         .or_else(|| cli.dump.as_ref().map(|d| d.join("stats.json")));
     if let Some(path) = &path {
-        std::fs::write(path, serde_json::to_string_pretty(&stats)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        tracing::info!("stats written to {}", path.display());
+        wavecast_app::write_stats(path, &stats)?;
     }
     let names: Vec<&str> = stats.tiles.iter().map(|t| t.name.as_str()).collect();
     tracing::info!(
@@ -315,7 +275,7 @@ fn headless(
     conn: watch::Receiver<ConnState>,
     url: &str,
     report: &mut Report,
-    interrupted: &AtomicBool,
+    interrupted: &Interrupt,
     media_done: impl Fn() -> bool,
 ) -> Result<bool> {
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
@@ -336,7 +296,7 @@ fn headless(
     let mut frame_no = 0u64;
     let reached = loop {
         let tick = Instant::now();
-        if interrupted.load(Ordering::Relaxed) || media_done() {
+        if interrupted.is_set() || media_done() {
             break cli.frames.is_none();
         }
         if cli.frames.is_some() && deadline.is_some_and(|d| Instant::now() > d) {
@@ -383,22 +343,6 @@ fn headless(
         report.tiles = scene.reports().to_vec();
     }
     Ok(reached)
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

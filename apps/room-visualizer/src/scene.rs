@@ -20,8 +20,8 @@ use wavecast_visualizer::{
     VideoRenderer, WaveformRenderer,
 };
 
-use crate::connection::ConnState;
-use crate::room::{Member, Roster};
+use wavecast_app::ConnState;
+use wavecast_app::roster::{Member, Roster};
 
 /// What one tile keeps between frames.
 struct TileState {
@@ -75,6 +75,8 @@ pub struct GridScene {
     reports: Vec<TileReport>,
     /// Shortest time between updates (windows; zero headless).
     min_interval: Duration,
+    /// Set to close the window.
+    close: Option<Arc<std::sync::atomic::AtomicBool>>,
     last_update: Option<std::time::Instant>,
 }
 
@@ -119,7 +121,14 @@ impl GridScene {
             reports: Vec::new(),
             min_interval: Duration::ZERO,
             last_update: None,
+            close: None,
         }
+    }
+
+    /// Asks the window to close once `flag` turns true.
+    pub fn with_close_flag(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.close = Some(flag);
+        self
     }
 
     /// Caps updates at `fps` per second (for windows, which may not wait for vsync).
@@ -395,6 +404,10 @@ impl Scene for GridScene {
         }
         self.overlay.upload(d, q);
         self.header.prepare(d, q)
+    }
+
+    fn close_requested(&self) -> bool {
+        self.close.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     fn render(&self, pass: &mut wgpu::RenderPass<'_>) -> wavecast_visualizer::Result<()> {

@@ -1,7 +1,6 @@
 //! The room visualizer's command line: help with defaults, clear errors, offline behaviour.
 
-#[path = "../../viewer/tests/common/mod.rs"]
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! room-visualizer headless with three publishers — two broadcasters and one official Python SDK
 //! participant — renders three tiles with their names.
 
-#[path = "../../viewer/tests/common/mod.rs"]
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -7,13 +7,6 @@
 //! runs the broadcaster's synthetic capture and encoders into the decoders in this one process,
 //! without any server.
 
-#[path = "../../broadcaster/src/cli.rs"]
-#[allow(dead_code)]
-mod cli;
-#[path = "../../broadcaster/src/connection.rs"]
-#[allow(dead_code)]
-mod connection;
-mod room;
 mod scene;
 
 use std::path::{Path, PathBuf};
@@ -33,16 +26,16 @@ use wavecast_visualizer::headless::HEADLESS_FORMAT;
 use wavecast_visualizer::window::{WindowOptions, run as run_window};
 use wavecast_visualizer::{Gpu, HeadlessTarget, Scene, draw_scene};
 
-use crate::cli::{ConnectArgs, Credentials, defaults, given};
-use crate::connection::{ConnState, Connector};
-use crate::room::Outcome;
+use wavecast_app::follow::{self as room, Outcome, Watching};
+use wavecast_app::signal::Interrupt;
+use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials, defaults, given};
 use wavecast_stream::decoders::{Decoders, Outputs};
 use wavecast_stream::latency::Percentiles;
 use wavecast_stream::publish::{AudioInput, VideoSettings};
 use wavecast_stream::receive::{self, AudioOut, VideoOut};
 use wavecast_stream::record::{Recording, RecordingStats};
 use wavecast_stream::loopback;
-use crate::scene::{Shared, ViewerScene, Watching};
+use crate::scene::{Shared, ViewerScene};
 
 #[cfg(feature = "cpal")]
 const DEFAULT_AUDIO_OUT: &str = "default";
@@ -315,6 +308,8 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    // SIGINT / SIGTERM end the run on the normal path (recordings finalised, room left).
+    let interrupted = Interrupt::install(runtime.handle());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let (watch_tx, watch_rx) = watch::channel(Watching::default());
@@ -379,17 +374,8 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         conn: conn_rx,
         watching: watch_rx,
         url: url.clone(),
+        close: interrupted.flag(),
     });
-
-    // Ctrl-C / SIGTERM stop the run (the window closes through its own keys).
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        runtime.spawn(async move {
-            wait_for_signal().await;
-            flag.store(true, Ordering::Relaxed);
-        });
-    }
 
     let media_done = || match &media {
         Media::Room(t, _) => t.is_finished(),
@@ -403,57 +389,25 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     if cli.headless {
         reached = headless(cli, &shared, &mut render, &interrupted, media_done)?;
     } else {
-        // The window owns the main thread: end the process from here when the room task gives
-        // up (after showing it a moment), or on Ctrl-C (after leaving the room cleanly).
-        let mut gave_up_rx = match &media {
-            Media::Room(_, connector) => Some(connector.subscribe()),
-            Media::Loopback(..) => None,
-        };
-        let mut left_rx = shared.conn.clone();
-        let stop = stop_tx.clone();
-        let flag = interrupted.clone();
-        runtime.spawn(async move {
-            let gave_up = async {
-                let Some(rx) = gave_up_rx.as_mut() else {
-                    return std::future::pending().await;
-                };
-                loop {
-                    if rx.changed().await.is_err() {
-                        return std::future::pending().await;
-                    }
-                    let s = rx.borrow().clone();
-                    if let ConnState::Disconnected { reason, exit_code } = s
-                        && exit_code != 0
-                    {
-                        return (exit_code, reason);
+        // The window closes on Q/Esc, on SIGINT/SIGTERM, or a moment after the room task gave
+        // up (so its message shows); the normal path below then finalises and reports.
+        if let Media::Room(_, connector) = &media {
+            let mut rx = connector.subscribe();
+            let close = interrupted.clone();
+            runtime.spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let gave_up = matches!(
+                        &*rx.borrow(),
+                        ConnState::Disconnected { exit_code, .. } if *exit_code != 0
+                    );
+                    if gave_up {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        close.set();
+                        return;
                     }
                 }
-            };
-            let interrupted = async {
-                while !flag.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            };
-            tokio::select! {
-                (code, reason) = gave_up => {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    eprintln!("error: {reason}");
-                    std::process::exit(i32::from(code));
-                }
-                () = interrupted => {
-                    let _ = stop.send(true);
-                    let left = async {
-                        while !matches!(*left_rx.borrow_and_update(), ConnState::Disconnected { .. }) {
-                            if left_rx.changed().await.is_err() {
-                                break;
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(5), left).await;
-                    std::process::exit(0);
-                }
-            }
-        });
+            });
+        }
         let options = WindowOptions {
             title: format!("wavecast viewer — {url}"),
             size: cli.size,
@@ -516,9 +470,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         .clone()
         .or_else(|| cli.dump.as_ref().map(|d| d.join("stats.json")));
     if let Some(path) = &path {
-        let json = serde_json::to_string_pretty(&stats)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
-        tracing::info!("stats written to {}", path.display());
+        wavecast_app::write_stats(path, &stats)?;
     }
     let v = &stats.video;
     tracing::info!(
@@ -613,7 +565,7 @@ fn headless(
     cli: &Cli,
     shared: &Arc<Shared>,
     render: &mut RenderSummary,
-    interrupted: &AtomicBool,
+    interrupted: &Interrupt,
     media_done: impl Fn() -> bool,
 ) -> Result<bool> {
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
@@ -638,7 +590,7 @@ fn headless(
         {
             break true;
         }
-        if interrupted.load(Ordering::Relaxed) || media_done() {
+        if interrupted.is_set() || media_done() {
             break cli.frames.is_none();
         }
         if cli.frames.is_some() && deadline.is_some_and(|d| Instant::now() > d) {
@@ -679,22 +631,6 @@ fn headless(
 fn save(img: &wavecast_visualizer::RgbaImage, path: &Path) -> Result<()> {
     img.save_png(path)
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

@@ -17,27 +17,9 @@ use wavecast_visualizer::{
     WaveformRenderer,
 };
 
-use crate::connection::ConnState;
+use wavecast_app::ConnState;
+use wavecast_app::follow::Watching;
 use wavecast_stream::receive::{AudioOut, VideoOut};
-
-/// Who the viewer is watching (set by the room task).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Watching {
-    /// Identity of the watched participant.
-    pub identity: Option<String>,
-    /// Display name.
-    pub name: String,
-    /// Their connection quality as the server reports it.
-    pub quality: Option<String>,
-    /// Their audio track is muted.
-    pub audio_muted: bool,
-    /// Their video track is muted.
-    pub video_muted: bool,
-    /// Remote participants in the room.
-    pub participants: usize,
-    /// Room name.
-    pub room: String,
-}
 
 /// Everything the scene reads, shared with the room task and the decoders.
 #[derive(Debug)]
@@ -52,6 +34,8 @@ pub struct Shared {
     pub watching: watch::Receiver<Watching>,
     /// Server URL (for the status card).
     pub url: String,
+    /// Set to close the window (a signal, or the connection gave up).
+    pub close: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Rate over the last update interval.
@@ -376,6 +360,10 @@ impl Scene for ViewerScene {
         }
         self.overlay.upload(d, q);
         self.text.prepare(d, q)
+    }
+
+    fn close_requested(&self) -> bool {
+        self.shared.close.load(Ordering::Relaxed)
     }
 
     fn render(

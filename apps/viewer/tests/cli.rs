@@ -1,7 +1,7 @@
 //! The viewer's command line: help with defaults, clear errors for bad flags and configuration,
 //! and the offline behaviour with no server (no Xvfb needed: these runs are headless).
 
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Without `--participant` the viewer watches the first publisher, stays with it while another
 //! joins, and follows the other one when the first leaves.
 
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

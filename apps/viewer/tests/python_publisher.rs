@@ -2,7 +2,7 @@
 //! stamp: regression test for a false stamp (1 in 256 pictures pass the CRC) giving a latency of
 //! decades — unstamped video must report no latency and no delivery ratio.
 
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! Python SDK publishes 320×180 for 4 s, then 1280×720; the viewer must show 1280×720 pictures
 //! within 1 s of the switch and render as many frames as it decodes.
 
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The server is stopped and restarted mid-stream: the viewer shows the outage, rejoins with the
 //! broadcaster (both through their sessions), and video flows again.
 
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! the PNGs show the bars, the stats report ≥ 90% of the sent frames and a latency figure, and
 //! the recording plays back (WAV duration, IVF frame count).
 
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;

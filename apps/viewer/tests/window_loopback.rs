@@ -2,7 +2,7 @@
 //! decodes every frame and shows the bars; in a window under Xvfb it renders, screenshots and
 //! exits 0.
 
-mod common;
+use wavecast_testbed::apps as common;
 
 use std::process::Command;
 use std::time::Duration;
@@ -106,4 +106,22 @@ fn loopback_window_under_xvfb() {
         yellow > 100 && cyan > 100,
         "no bars in the window: {yellow} yellow, {cyan} cyan samples"
     );
+}
+
+/// Regression: `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` was printed
+/// twice per start where `WAYLAND_DISPLAY` names a display that cannot be reached (Mesa's
+/// device-selection layer probing Wayland; see `wavecast_app::env`).
+#[test]
+fn no_wayland_probe_noise_without_a_runtime_dir() {
+    let r = common::run(
+        Command::new(BIN)
+            .env("WAYLAND_DISPLAY", "wayland-0")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NODEVICE_SELECT")
+            .args(loopback_args())
+            .args(["--headless", "--frames", "5", "--size", "320x180"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code(), 0, "{}", r.output());
+    assert!(!r.stderr.contains("XDG_RUNTIME_DIR"), "{}", r.output());
 }

@@ -43,6 +43,7 @@ use wavecast_token::{Keys, Preset, TokenBuilder};
 
 mod postgres;
 pub use postgres::{POSTGRES_BIN_ENV, POSTGRES_USER, Postgres, postgres_bin_dir};
+pub mod apps;
 
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";

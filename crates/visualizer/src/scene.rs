@@ -28,6 +28,12 @@ pub trait Scene {
     fn clear_color(&self) -> Color {
         palette::BACKGROUND
     }
+    /// Whether the host should close (a window ends its event loop and returns normally, as
+    /// when the user closed it). Polled between frames; lets an app end a windowed run from
+    /// another thread — a signal, a lost connection — without ending the process.
+    fn close_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Encodes one frame of `scene` into `view` (cleared first) and submits it.

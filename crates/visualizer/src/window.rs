@@ -461,8 +461,13 @@ where
         }
     }
 
-    fn about_to_wait(&mut self, _el: &ActiveEventLoop) {
+    fn about_to_wait(&mut self, el: &ActiveEventLoop) {
         if let Some(r) = &self.running {
+            if r.scene.close_requested() {
+                tracing::debug!("the scene asked to close the window");
+                el.exit();
+                return;
+            }
             r.window.request_redraw();
         }
     }

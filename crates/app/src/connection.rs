@@ -2,8 +2,7 @@
 //! with the reconnect policy and a clear message per failed attempt, then the session's own
 //! state (rejoins after a lost connection, republishing, giving up) mirrored into a
 //! [`ConnState`] the windows show and the logs tell.
-//!
-//! Shared by every app (included with `#[path]`).
+
 
 use std::fmt;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use wavecast_session::session::{
 };
 use wavecast_token::TokenBuilder;
 
-use crate::cli::{Credentials, random_unit};
+use crate::{Credentials, random_unit};
 
 /// Where the app's connection stands (shown in windows and logs).
 #[derive(Debug, Clone, PartialEq)]
@@ -80,8 +79,8 @@ impl ConnectError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ConnectError::Refused(_) => crate::cli::EXIT_REFUSED,
-            ConnectError::GaveUp { .. } => crate::cli::EXIT_UNREACHABLE,
+            ConnectError::Refused(_) => crate::EXIT_REFUSED,
+            ConnectError::GaveUp { .. } => crate::EXIT_UNREACHABLE,
         }
     }
 }
@@ -186,7 +185,7 @@ impl Connector {
                     let msg = chain(&e);
                     self.set_state(ConnState::Disconnected {
                         reason: msg.clone(),
-                        exit_code: crate::cli::EXIT_REFUSED,
+                        exit_code: crate::EXIT_REFUSED,
                     });
                     return Err(ConnectError::Refused(msg));
                 }
@@ -197,7 +196,7 @@ impl Connector {
                         let msg = format!("cannot reach LiveKit at {}: {cause}", self.url);
                         self.set_state(ConnState::Disconnected {
                             reason: format!("{msg}; gave up after {max} retries"),
-                            exit_code: crate::cli::EXIT_UNREACHABLE,
+                            exit_code: crate::EXIT_UNREACHABLE,
                         });
                         return Err(ConnectError::GaveUp {
                             attempts: max,
@@ -287,13 +286,13 @@ pub fn end_failure(reason: &EndReason, url: &str) -> Option<(u8, String)> {
             attempts,
             last_error,
         } => Some((
-            crate::cli::EXIT_UNREACHABLE,
+            crate::EXIT_UNREACHABLE,
             format!(
                 "cannot reach LiveKit at {url}: {}; gave up after {attempts} retries",
                 short(last_error)
             ),
         )),
-        EndReason::Refused { .. } => Some((crate::cli::EXIT_REFUSED, reason.to_string())),
+        EndReason::Refused { .. } => Some((crate::EXIT_REFUSED, reason.to_string())),
         other => Some((1, other.to_string())),
     }
 }
@@ -399,7 +398,7 @@ mod tests {
             url,
         )
         .unwrap();
-        assert_eq!(code, crate::cli::EXIT_UNREACHABLE);
+        assert_eq!(code, crate::EXIT_UNREACHABLE);
         assert_eq!(
             msg,
             "cannot reach LiveKit at ws://127.0.0.1:1: connection refused; gave up after 10 retries"

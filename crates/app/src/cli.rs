@@ -1,18 +1,16 @@
 //! Flags every wavecast app shares (server, room, credentials, reconnect policy), loading the
 //! layered configuration from them, logging set-up and exit codes.
-//!
-//! Shared by the broadcaster, the viewer and the room visualizer (included with `#[path]`, since
-//! apps do not depend on each other): keep it free of app-specific types.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use wavecast_config::{Config, ConfigError, Loader};
 use wavecast_token::{Keys, Preset};
+
+use crate::AppError;
 
 /// Exit code for bad flags or configuration (clap uses 2 for usage errors too).
 pub const EXIT_USAGE: u8 = 2;
@@ -133,6 +131,17 @@ pub fn loader(args: &ConnectArgs, m: &ArgMatches) -> Loader {
     l
 }
 
+/// Loads the layered configuration for `args` (file, environment, the flags given).
+///
+/// # Errors
+/// [`AppError::Config`] with every problem found, each naming its key and source.
+pub fn load_config(args: &ConnectArgs, m: &ArgMatches) -> Result<Config, AppError> {
+    loader(args, m).load().map_err(|e| AppError::Config {
+        message: config_error_message(&e),
+        source: e,
+    })
+}
+
 /// Turns a configuration error into the message printed before exiting with [`EXIT_USAGE`].
 pub fn config_error_message(e: &ConfigError) -> String {
     match e {
@@ -184,22 +193,21 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     /// The credentials for `config` (token flag first, then key and secret).
+    ///
+    /// # Errors
+    /// [`AppError::NoCredentials`] when neither a token nor a key and secret are given.
     pub fn from_config(
         config: &Config,
         args: &ConnectArgs,
         app: &str,
         preset: Preset,
-    ) -> Result<Self> {
+    ) -> Result<Self, AppError> {
         if let Some(t) = &args.token {
             return Ok(Credentials::Token(t.clone()));
         }
         let c = &config.connection;
         let (Some(key), Some(secret)) = (&c.api_key, &c.api_secret) else {
-            bail!(
-                "no credentials: give --token (or LIVEKIT_TOKEN), or an API key and secret \
-                 (--api-key/--api-secret, LIVEKIT_API_KEY/LIVEKIT_API_SECRET, or [connection] in \
-                 the config file)"
-            );
+            return Err(AppError::NoCredentials);
         };
         let identity = c
             .identity
@@ -235,7 +243,10 @@ pub fn random_unit() -> f64 {
 }
 
 /// Logs to stderr: `RUST_LOG` if set, else `info` for our crates and `warn` for the rest.
+/// Also stops the `XDG_RUNTIME_DIR is invalid` noise of a Wayland probe (see
+/// [`crate::env::quiet_wayland_probe`]).
 pub fn init_logging(verbose: bool) {
+    crate::env::quiet_wayland_probe();
     let default = if verbose {
         "debug,wgpu_core=warn,wgpu_hal=warn,naga=warn,str0m=info,livekit_signaling=info"
     } else {

@@ -1,4 +1,4 @@
-//! The room task: keeps the roster of remote participants (who is here, what they publish, mute,
+//! The roster task: keeps the roster of remote participants (who is here, what they publish, mute,
 //! speaking and quality) and decodes every subscribed track into that participant's outputs.
 
 use std::collections::HashMap;
@@ -279,6 +279,7 @@ pub async fn run(
                 }
             }
             outcome.reconnects = session.stats().rejoins;
+            tracing::info!("leaving the room");
             if tokio::time::timeout(Duration::from_secs(5), session.close())
                 .await
                 .is_err()

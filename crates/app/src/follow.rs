@@ -1,6 +1,6 @@
-//! The viewer's room task: connect (and reconnect), pick the participant to watch — the one named
-//! with `--participant`, else the first that publishes — follow the next publisher when it
-//! leaves, and run one decoder thread per watched track.
+//! Participant following: connect (and reconnect), pick the participant to watch — the one named,
+//! else the first that publishes — follow the next publisher when it leaves, and run one decoder
+//! thread per watched track ([`Decoders`], which hand the recorders along).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,9 +12,27 @@ use wavecast_rtc::{EngineEvent, Participant, Quality, TrackKind};
 use wavecast_session::session::{SessionEvent, SessionState, SubscribedTrack};
 
 use crate::connection::{ConnState, Connector, end_failure};
+
+/// Who is being watched (set by [`run`]; a plain struct a scene shows).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Watching {
+    /// Identity of the watched participant.
+    pub identity: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Their connection quality as the server reports it.
+    pub quality: Option<String>,
+    /// Their audio track is muted.
+    pub audio_muted: bool,
+    /// Their video track is muted.
+    pub video_muted: bool,
+    /// Remote participants in the room.
+    pub participants: usize,
+    /// Room name.
+    pub room: String,
+}
 use wavecast_stream::decoders::{Decoders, Finished, Outputs};
 use wavecast_stream::receive;
-use crate::scene::Watching;
 
 /// How the room task ended.
 #[derive(Debug, Default)]
@@ -204,6 +222,7 @@ pub async fn run(
             }
             outcome.reconnects = session.stats().rejoins;
             drop(room);
+            tracing::info!("leaving the room");
             if tokio::time::timeout(Duration::from_secs(5), session.close())
                 .await
                 .is_err()

@@ -1,6 +1,5 @@
 //! Helpers of the apps' integration tests: run an app binary with a timeout, find a sibling app
-//! binary, read PNGs and the JSON stats. Shared by the three apps' tests (via `#[path]`).
-#![allow(dead_code)]
+//! binary, read PNGs and the JSON stats, start a private Xvfb, send a signal.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -301,7 +300,7 @@ pub fn join_args(url: &str, room: &str, identity: &str) -> Vec<String> {
 
 /// A loopback port nothing listens on.
 pub fn dead_url() -> String {
-    let port = wavecast_testbed::free_tcp_port().expect("a free port");
+    let port = crate::free_tcp_port().expect("a free port");
     format!("ws://127.0.0.1:{port}")
 }
 
@@ -332,4 +331,72 @@ pub fn assert_offline(run: &Run, url: &str, retries: u32) {
         run.output()
     );
     assert!(!err.contains("panicked"), "{}", run.output());
+}
+
+/// A private Xvfb server; killed on drop.
+#[derive(Debug)]
+pub struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    /// Starts Xvfb on a free display number with one `width`x`height`x24 screen (`None` when
+    /// Xvfb is not installed or does not come up within 10 s).
+    pub fn start(width: u32, height: u32) -> Option<Self> {
+        for n in 140..240 {
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                continue;
+            }
+            let child = Command::new("Xvfb")
+                .args([
+                    &format!(":{n}"),
+                    "-screen",
+                    "0",
+                    &format!("{width}x{height}x24"),
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let x = Xvfb {
+                child,
+                display: format!(":{n}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if Path::new(&socket).exists() {
+                    return Some(x);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return None;
+        }
+        None
+    }
+
+    /// The display name (`:141`), for `DISPLAY`.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` (`INT`, `TERM`, …) to process `pid` with `kill(1)`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
 }

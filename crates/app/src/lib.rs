@@ -1,0 +1,61 @@
+//! What every wavecast app shares (not published): connection flags ([`ConnectArgs`], clap),
+//! layered config loading, logging set-up, exit codes, SIGINT/SIGTERM handling
+//! ([`signal`]), the connection supervisor ([`Connector`]: first join with the reconnect policy,
+//! then the session's state as a [`ConnState`]), participant following ([`follow`]: watch one
+//! participant and follow the next publisher; [`roster`]: decode everyone), and a serde
+//! stats-file writer ([`write_stats`]).
+//!
+//! ```no_run
+//! use clap::{CommandFactory, FromArgMatches, Parser};
+//! use wavecast_app::{ConnectArgs, Connector, Credentials, EXIT_USAGE, fail, load_config};
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     conn: ConnectArgs,
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let m = Cli::command().get_matches();
+//!     let cli = Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit());
+//!     wavecast_app::init_logging(false);
+//!     let config = match load_config(&cli.conn, &m) {
+//!         Ok(c) => c,
+//!         Err(e) => return fail(&e.into(), EXIT_USAGE),
+//!     };
+//!     let creds = Credentials::from_config(&config, &cli.conn, "demo", wavecast_token::Preset::Viewer)
+//!         .expect("credentials");
+//!     let connector = Connector::new(config.connection.url.clone(), creds,
+//!         config.reconnect.clone(), config.connection.connect_timeout);
+//!     let rt = tokio::runtime::Runtime::new().expect("runtime");
+//!     match rt.block_on(connector.connect()) {
+//!         Ok((session, _events)) => { rt.block_on(session.close()); std::process::ExitCode::SUCCESS }
+//!         Err(e) => std::process::ExitCode::from(e.exit_code()),
+//!     }
+//! }
+//! ```
+//!
+//! # Design
+//! Apps parse and validate first (no side effects), then build from validated values, run, and
+//! map errors to the exit codes here. A signal never ends the process by itself: it sets a flag
+//! the app's loop (or window) reads, so recordings are finalised and the room is left on the
+//! normal path.
+#![deny(missing_docs)]
+
+mod cli;
+mod connection;
+pub mod env;
+mod error;
+pub mod follow;
+pub mod roster;
+pub mod signal;
+mod stats;
+
+pub use cli::{
+    ConnectArgs, Credentials, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, LAYERS_HELP,
+    config_error_message, defaults, fail, given, init_logging, load_config, loader, random_u64,
+    random_unit,
+};
+pub use connection::{ConnState, ConnectError, Connector, describe, end_failure, human_delay};
+pub use error::AppError;
+pub use stats::write_stats;
