@@ -221,8 +221,7 @@ impl LiveKitServer {
             Some(redis) => node_config(http_port, udp_port, redis),
             None => server_config(http_port, udp_port),
         };
-        std::fs::write(&config, text)
-            .map_err(io_err(format!("write {}", config.display())))?;
+        std::fs::write(&config, text).map_err(io_err(format!("write {}", config.display())))?;
         let mut server = Self {
             binary,
             dir,
