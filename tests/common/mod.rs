@@ -71,7 +71,10 @@ pub fn app_binary(package: &str, bin: &str) -> std::path::PathBuf {
         cmd.env("CARGO_TARGET_DIR", target);
     }
     let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
     assert!(path.is_file(), "{} missing after the build", path.display());
     path
 }

@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     };
     let cluster = Cluster::start(nodes)?;
-    println!("LiveKit cluster ready: {nodes} nodes sharing redis at {}", cluster.redis().addr());
+    println!(
+        "LiveKit cluster ready: {nodes} nodes sharing redis at {}",
+        cluster.redis().addr()
+    );
     for (i, node) in cluster.nodes().iter().enumerate() {
         println!(
             "  node {}: {}  (media UDP 127.0.0.1:{})",

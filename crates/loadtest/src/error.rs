@@ -1,0 +1,50 @@
+//! The load test's error type.
+
+use wavecast_session::SessionError;
+use wavecast_session::admin::AdminError;
+
+/// Why a load test could not run. Failures of single participants are not errors: they are
+/// counted in the [`crate::Report`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadTestError {
+    /// A setting is out of range.
+    #[error("invalid {setting}: {value} (allowed: {allowed})")]
+    InvalidConfig {
+        /// Which setting.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// The server could not be reached (or refused the API key) before the test started.
+    #[error("load test cannot start: {url} does not answer")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// The server API's error.
+        #[source]
+        source: Box<AdminError>,
+    },
+    /// A publisher could not join or publish: without it the test would measure nothing.
+    #[error("publisher {identity} in room {room} failed")]
+    Publisher {
+        /// The publisher's identity.
+        identity: String,
+        /// Its room.
+        room: String,
+        /// What failed.
+        #[source]
+        source: Box<SessionError>,
+    },
+    /// A thread could not be started.
+    #[error("cannot start thread {name}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
