@@ -234,3 +234,95 @@ impl ServiceConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use crate::Loader;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn service_defaults_are_loopback_and_sqlite() {
+        let c = Loader::new()
+            .no_file()
+            .env_vars(Vec::<(String, String)>::new())
+            .load()
+            .unwrap();
+        assert!(c.service.listen_addr().unwrap().ip().is_loopback());
+        assert_eq!(c.service.database, "wavecast-service.db");
+    }
+
+    #[test]
+    fn public_listen_without_tls_flag_is_refused_naming_file_and_line() {
+        let f = file("[service]\nlisten = \"0.0.0.0:8089\"\n");
+        let e = Loader::new()
+            .file(f.path())
+            .env_vars(Vec::<(String, String)>::new())
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "service.listen = \"0.0.0.0:8089\" ({}:2): is not a loopback address",
+                f.path().display()
+            )),
+            "{e}"
+        );
+        assert!(e.contains("allow_public"), "{e}");
+        let ok = Loader::new()
+            .file(f.path())
+            .env_vars([("WAVECAST_SERVICE__ALLOW_PUBLIC", "true")])
+            .load();
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn service_errors_name_key_and_source_and_hide_secrets() {
+        let e = Loader::new()
+            .no_file()
+            .env_vars([
+                ("WAVECAST_SERVICE__AUTH_SECRET", "short"),
+                ("WAVECAST_SERVICE__RATE_BURST", "0"),
+                ("WAVECAST_SERVICE__DATABASE", "mysql://x/y"),
+            ])
+            .flag("service.auth_algorithm", "--alg", "hs512")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("service.auth_algorithm"), "{e}");
+        assert!(e.contains("command-line flag --alg"), "{e}");
+        assert!(e.contains("must be one of hs256, rs256, es256"), "{e}");
+        let e = Loader::new()
+            .no_file()
+            .env_vars([
+                ("WAVECAST_SERVICE__AUTH_SECRET", "short"),
+                ("WAVECAST_SERVICE__RATE_BURST", "0"),
+                ("WAVECAST_SERVICE__DATABASE", "mysql://x/y"),
+            ])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("service.auth_secret = [redacted] (environment variable WAVECAST_SERVICE__AUTH_SECRET): is too short"), "{e}");
+        assert!(!e.contains("short\""), "{e}");
+        assert!(e.contains("service.rate_burst = 0 (environment variable WAVECAST_SERVICE__RATE_BURST): must be between 1 and 100000"), "{e}");
+        assert!(e.contains("service.database = \"mysql://x/y\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_service_key_suggests_the_close_one() {
+        let f = file("[service]\nlisen = \"127.0.0.1:1\"\n");
+        let e = Loader::new()
+            .file(f.path())
+            .env_vars(Vec::<(String, String)>::new())
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `service.listen`?"), "{e}");
+    }
+}
