@@ -1,0 +1,121 @@
+//! Sequential joins bench: join → first frame and success rate over N joins, one after the other
+//! (the chat seed asks for > 95 % success and < 2 s to the first frame).
+//!
+//! ```text
+//! cargo run --release -p wavecast-loadtest --example joins -- [--joins 100] [--cluster]
+//! ```
+//!
+//! Starts a private livekit-server (or a 2-node cluster, joins alternating between the nodes),
+//! keeps one publisher in the room (a load test in this process: 640x360 at 30 fps + tone, with
+//! one subscriber of its own), then N times: connect a new session (viewer grants), wait for the
+//! video track, decode until the first picture, leave. Each join has 10 s. Prints the success rate
+//! and join → first frame p50/p95/max.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use wavecast_loadtest::{LoadTest, LoadTestConfig, Quantiles};
+use wavecast_session::session::{
+    Credentials, Session, SessionEvent, SessionOptions, TrackKind, VideoSubscriber,
+};
+use wavecast_testbed::{API_KEY, API_SECRET, Cluster, LiveKitServer};
+use wavecast_token::{Keys, Preset};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// One join: connect → first decoded picture → leave. Returns the time to the first picture.
+async fn join_once(url: &str, identity: &str, room: &str) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let creds = Credentials::mint(
+        Keys::new(API_KEY, API_SECRET),
+        identity,
+        room,
+        Preset::Viewer,
+    );
+    let (session, mut events) = Session::connect(SessionOptions::new(url, creds))
+        .await
+        .map_err(|e| format!("join: {e}"))?;
+    let result = async {
+        let track = loop {
+            match events.recv().await {
+                Some(SessionEvent::TrackSubscribed(t)) if t.kind() == TrackKind::Video => break t,
+                Some(_) => {}
+                None => return Err("session ended before the video track".to_owned()),
+            }
+        };
+        let mut video = VideoSubscriber::new(track).map_err(|e| e.to_string())?;
+        video
+            .recv()
+            .await
+            .map(|_| t0.elapsed())
+            .ok_or_else(|| "track ended before a picture".to_owned())
+    };
+    let r = tokio::time::timeout(Duration::from_secs(10), result)
+        .await
+        .unwrap_or_else(|_| Err("no picture within 10 s".into()));
+    session.close().await;
+    r
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let joins: usize = arg(&args, "--joins").map_or(100, |s| s.parse().expect("--joins N"));
+    let cluster_mode = args.iter().any(|a| a == "--cluster");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (_single, _cluster, urls) = if cluster_mode {
+        let c = Cluster::start(2).expect("cluster starts");
+        let urls = c
+            .nodes()
+            .iter()
+            .map(LiveKitServer::ws_url)
+            .collect::<Vec<_>>();
+        (None, Some(c), urls)
+    } else {
+        let s = LiveKitServer::start().expect("server starts");
+        let urls = vec![s.ws_url()];
+        (Some(s), None, urls)
+    };
+    let mut c = LoadTestConfig::new(urls[0].clone(), Keys::new(API_KEY, API_SECRET));
+    c.subscribers = 1;
+    c.room_prefix = "joins".into();
+    c.duration = Duration::from_secs(3600);
+    let cancel = CancellationToken::new();
+    let publisher = LoadTest::new(c).expect("valid");
+    let stop = cancel.clone();
+    let task = rt.spawn(async move { publisher.run(stop).await });
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut times = Vec::with_capacity(joins);
+    let mut failures = Vec::new();
+    for i in 0..joins {
+        let url = &urls[i % urls.len()];
+        match rt.block_on(join_once(url, &format!("joiner-{i}"), "joins-0")) {
+            Ok(d) => times.push(d.as_secs_f64() * 1000.0),
+            Err(e) => failures.push(format!("join {i} via {url}: {e}")),
+        }
+    }
+    cancel.cancel();
+    let _ = rt.block_on(task);
+    let q = Quantiles::of(&mut times);
+    println!(
+        "{} servers, {joins} sequential joins: {} succeeded ({:.1} %); join → first frame {}",
+        urls.len(),
+        times.len(),
+        100.0 * times.len() as f64 / joins as f64,
+        q.map_or("–".into(), |q| format!(
+            "p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+            q.p50_ms, q.p95_ms, q.max_ms
+        )),
+    );
+    for f in failures.iter().take(5) {
+        println!("  failed: {f}");
+    }
+}
