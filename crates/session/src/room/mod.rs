@@ -87,6 +87,12 @@ impl RoomOptions {
         self
     }
 
+    /// Set how long the media connections may take to come up after a join.
+    pub fn transport_timeout(mut self, timeout: Duration) -> Self {
+        self.transport_timeout = timeout;
+        self
+    }
+
     /// The session options these make, for `url` and `credentials`.
     pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
         let mut s = SessionOptions::new(url, credentials)
@@ -492,4 +498,29 @@ async fn run(
         });
     }
     queue.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_and_their_events_move_between_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Room>();
+        send::<RoomEvents>();
+        send::<RoomEvent>();
+    }
+
+    #[test]
+    fn room_options_set_the_session_options() {
+        let o = RoomOptions::default()
+            .auto_subscribe(false)
+            .transport_timeout(Duration::from_secs(3));
+        let s = o.session_options("ws://h", Credentials::token("t"));
+        assert!(!s.engine.auto_subscribe);
+        assert_eq!(s.transport_timeout, Duration::from_secs(3));
+        assert_eq!(s.url, "ws://h");
+    }
 }
