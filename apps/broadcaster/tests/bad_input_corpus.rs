@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use wavecast_config::Loader;
-use wavecast_media::{AudioSource, FrameRate, VideoSource, WavReader, WavWriter, Y4mReader, Y4mWriter};
+use wavecast_media::{
+    AudioSource, FrameRate, VideoSource, WavReader, WavWriter, Y4mReader, Y4mWriter,
+};
 use wavecast_pipeline::{AudioFormat, PixelFormat, VideoFrameMut, VideoLayout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
@@ -29,9 +31,17 @@ codec = \"vp8\"\nbitrate = 500\n";
 const BAD_VALUES: &[(&str, &str, &[&str])] = &[
     ("connection", "url", &["\"ftp://x\"", "\"\"", "\"ws://\""]),
     ("connection", "room", &["\"\"", "[1]"]),
-    ("connection", "connect_timeout", &["\"0s\"", "\"1y\"", "\"500000000000y\""]),
+    (
+        "connection",
+        "connect_timeout",
+        &["\"0s\"", "\"1y\"", "\"500000000000y\""],
+    ),
     ("reconnect", "initial_delay", &["\"0ms\"", "\"10m\""]),
-    ("reconnect", "max_delay", &["\"2h\"", "\"99999999999999999999y\""]),
+    (
+        "reconnect",
+        "max_delay",
+        &["\"2h\"", "\"99999999999999999999y\""],
+    ),
     ("reconnect", "multiplier", &["nan", "inf", "-inf", "0.5"]),
     ("reconnect", "jitter", &["nan", "-0.1", "+inf"]),
     ("reconnect", "max_attempts", &["-1", "1001"]),
@@ -129,8 +139,12 @@ fn config_cases() -> Vec<Case> {
             assert!(config_refused(text.as_bytes()), "{section}.{key} = {value}");
             let needle = format!("{section}.{key}");
             cases.push(
-                Case::new(format!("config {section}.{key} = {value}"), &args, &[&needle])
-                    .file("bad.toml", text.into_bytes()),
+                Case::new(
+                    format!("config {section}.{key} = {value}"),
+                    &args,
+                    &[&needle],
+                )
+                .file("bad.toml", text.into_bytes()),
             );
         }
     }
@@ -158,8 +172,16 @@ fn config_cases() -> Vec<Case> {
         }
     }
     assert_eq!(made, 20);
-    cases.push(Case::new("config missing", &["--config", "nope.toml"], &["nope.toml"]));
-    cases.push(Case::new("config is a directory", &["--config", "."], &["not a regular file"]));
+    cases.push(Case::new(
+        "config missing",
+        &["--config", "nope.toml"],
+        &["nope.toml"],
+    ));
+    cases.push(Case::new(
+        "config is a directory",
+        &["--config", "."],
+        &["not a regular file"],
+    ));
     cases
 }
 
@@ -241,10 +263,19 @@ fn y4m_cases() -> Vec<Case> {
         ("empty", Vec::new()),
         ("only magic", b"YUV4MPEG2".to_vec()),
         ("header without end of line", b"YUV4MPEG2 W64 H64".to_vec()),
-        ("header 2 kB", [b"YUV4MPEG2 ".as_slice(), &[b'X'; 2048], b"\n"].concat()),
+        (
+            "header 2 kB",
+            [b"YUV4MPEG2 ".as_slice(), &[b'X'; 2048], b"\n"].concat(),
+        ),
         ("no frames", good[..header_end].to_vec()),
-        ("frame marker wrong", [&good[..header_end], b"FRAMX\n".as_slice(), &body[6..]].concat()),
-        ("frame marker missing", [&good[..header_end], &body[6..]].concat()),
+        (
+            "frame marker wrong",
+            [&good[..header_end], b"FRAMX\n".as_slice(), &body[6..]].concat(),
+        ),
+        (
+            "frame marker missing",
+            [&good[..header_end], &body[6..]].concat(),
+        ),
         ("frame truncated", good[..frame_end - 1].to_vec()),
         ("binary", vec![0, 255, 1, 254, 2, 253]),
         ("not UTF-8 header", b"YUV4MPEG2 W64 H\xff\n".to_vec()),
@@ -278,7 +309,9 @@ fn y4m_cases() -> Vec<Case> {
     }
     assert_eq!(made, 30);
     for (n, b) in generated {
-        cases.push(Case::new(format!("y4m mutation #{n}"), &args, &["clip.y4m"]).file("clip.y4m", b));
+        cases.push(
+            Case::new(format!("y4m mutation #{n}"), &args, &["clip.y4m"]).file("clip.y4m", b),
+        );
     }
     for (name, bytes) in hand.drain(..) {
         assert!(y4m_refused(&bytes), "{name}");
@@ -304,7 +337,9 @@ fn good_wav(rate: u32, channels: u16) -> Vec<u8> {
     let path = dir.path().join("good.wav");
     let format = AudioFormat::new(rate, channels).unwrap();
     let mut w = WavWriter::create(&path, format).unwrap();
-    let samples: Vec<i16> = (0..960 * usize::from(channels)).map(|i| (i * 37) as i16).collect();
+    let samples: Vec<i16> = (0..960 * usize::from(channels))
+        .map(|i| (i * 37) as i16)
+        .collect();
     w.write_samples(&samples, format).unwrap();
     w.finish().unwrap();
     drop(w);
@@ -381,7 +416,8 @@ fn wav_cases() -> Vec<Case> {
         if wav_refused(&b) {
             made += 1;
             cases.push(
-                Case::new(format!("wav mutation #{made}"), &args, &["tone.wav"]).file("tone.wav", b),
+                Case::new(format!("wav mutation #{made}"), &args, &["tone.wav"])
+                    .file("tone.wav", b),
             );
         }
     }
@@ -448,7 +484,10 @@ fn flag_cases() -> Vec<Case> {
     for (args, needle) in [
         (&["--api-key", "devkey"][..], "--api-secret"),
         (&["--api-secret", "secret"], "--api-key"),
-        (&["--api-key", "devkey", "--api-secret", ""], "connection.api_secret"),
+        (
+            &["--api-key", "devkey", "--api-secret", ""],
+            "connection.api_secret",
+        ),
     ] {
         let mut c = Case::new(format!("credentials {args:?}"), args, &[needle]);
         c.name.push_str(" (no KEYS)");
@@ -478,8 +517,8 @@ fn run(case: &Case) -> Outcome {
         std::fs::write(dir.path().join(name), bytes).unwrap();
     }
     let mut cmd = Command::new(BIN);
-    let own_credentials = case.name.ends_with("(no KEYS)")
-        || case.args.iter().any(|a| a == "--config");
+    let own_credentials =
+        case.name.ends_with("(no KEYS)") || case.args.iter().any(|a| a == "--config");
     if !own_credentials {
         cmd.args(KEYS);
     }
@@ -536,7 +575,10 @@ fn check(cases: &[Case]) -> Vec<String> {
                         let mut why = Vec::new();
                         // 2 = refused during validation (clap's usage errors are 2 as well).
                         if o.code != Some(2) {
-                            why.push(format!("exit {:?}, not 2 (refused before connecting)", o.code));
+                            why.push(format!(
+                                "exit {:?}, not 2 (refused before connecting)",
+                                o.code
+                            ));
                         }
                         if o.stderr.contains("panicked at") {
                             why.push("panicked".into());
@@ -565,7 +607,10 @@ fn check(cases: &[Case]) -> Vec<String> {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     })
 }
 
@@ -594,11 +639,23 @@ fn bad_configs_media_files_and_flags_fail_before_connecting() {
 fn huge_duration_is_no_deadline_not_a_panic() {
     let case = Case::new(
         "huge --duration",
-        &["--duration", "500000000000y", "--url", "ws://127.0.0.1:1", "--max-attempts", "0"],
+        &[
+            "--duration",
+            "500000000000y",
+            "--url",
+            "ws://127.0.0.1:1",
+            "--max-attempts",
+            "0",
+        ],
         &[],
     );
     let o = run(&case);
     assert!(!o.stderr.contains("panicked at"), "{}", o.stderr);
     assert_eq!(o.code, Some(3), "unreachable, not a crash:\n{}", o.stderr);
-    assert!(o.stderr.contains("cannot reach LiveKit at ws://127.0.0.1:1"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("cannot reach LiveKit at ws://127.0.0.1:1"),
+        "{}",
+        o.stderr
+    );
 }

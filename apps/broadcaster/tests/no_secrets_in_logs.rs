@@ -11,7 +11,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
 /// Runs the broadcaster for a few seconds with every debug log on; returns stderr + stdout.
 fn logs(server: &LiveKitServer, credentials: &[&str], room: &str) -> String {
     let out = Command::new(BIN)
-        .args(["--url", &server.ws_url(), "--room", room, "--identity", "caster"])
+        .args([
+            "--url",
+            &server.ws_url(),
+            "--room",
+            room,
+            "--identity",
+            "caster",
+        ])
         .args(credentials)
         .args(["--width", "320", "--height", "180", "--fps", "15"])
         .args(["--duration", "4s", "--no-stdin", "-v"])
@@ -59,13 +66,25 @@ fn verbose_logs_show_no_token_secret_or_ice_password() {
     assert!(!text.contains(&token), "the token is logged");
     assert!(!text.contains(signature), "the token's signature is logged");
     assert!(!text.contains("eyJ"), "something JWT-shaped is logged");
-    assert_eq!(ice_passwords_shown(&text), Vec::<String>::new(), "ICE passwords logged");
+    assert_eq!(
+        ice_passwords_shown(&text),
+        Vec::<String>::new(),
+        "ICE passwords logged"
+    );
     assert!(text.contains("ice-pwd:[redacted]") || !text.contains("ice-pwd"));
 
     // A token minted from the API secret.
-    let text = logs(&server, &["--api-key", "devkey", "--api-secret", API_SECRET], "quiet2");
+    let text = logs(
+        &server,
+        &["--api-key", "devkey", "--api-secret", API_SECRET],
+        "quiet2",
+    );
     assert!(!text.contains("eyJ"), "the minted token is logged");
-    assert_eq!(ice_passwords_shown(&text), Vec::<String>::new(), "ICE passwords logged");
+    assert_eq!(
+        ice_passwords_shown(&text),
+        Vec::<String>::new(),
+        "ICE passwords logged"
+    );
     // The secret's value (`secret`) appears only inside the names of the settings that hold it.
     let scrubbed = text
         .to_lowercase()

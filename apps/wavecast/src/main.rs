@@ -302,7 +302,9 @@ fn token(g: &Global, cmd: TokenCmd) -> Result<()> {
                 let value: serde_json::Value =
                     serde_json::from_str(json).context("--grants is not valid JSON")?;
                 if !value.is_object() {
-                    bail!("--grants must be a JSON object of LiveKit grants, e.g. '{{\"roomJoin\":true}}'");
+                    bail!(
+                        "--grants must be a JSON object of LiveKit grants, e.g. '{{\"roomJoin\":true}}'"
+                    );
                 }
                 let grants: VideoGrants = serde_json::from_value(value)
                     .context("--grants is not valid LiveKit grant JSON")?;

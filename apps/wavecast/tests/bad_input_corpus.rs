@@ -25,14 +25,38 @@ codec = \"vp8\"\nbitrate = 1500\n";
 
 /// Values no key accepts, per key: `(section, key, bad values)`.
 const BAD_VALUES: &[(&str, &str, &[&str])] = &[
-    ("connection", "url", &["\"ftp://x\"", "\"\"", "\"not a url\"", "42", "\"ws://\""]),
+    (
+        "connection",
+        "url",
+        &["\"ftp://x\"", "\"\"", "\"not a url\"", "42", "\"ws://\""],
+    ),
     ("connection", "room", &["\"\"", "\"   \"", "[1]"]),
-    ("connection", "connect_timeout", &["\"0s\"", "\"1y\"", "\"forever\"", "\"500000000000y\"", "10"]),
-    ("reconnect", "initial_delay", &["\"0ms\"", "\"10m\"", "\"-1s\""]),
-    ("reconnect", "max_delay", &["\"2h\"", "\"99999999999999999999y\""]),
-    ("reconnect", "multiplier", &["nan", "inf", "-inf", "0.5", "11.0", "\"2\""]),
+    (
+        "connection",
+        "connect_timeout",
+        &["\"0s\"", "\"1y\"", "\"forever\"", "\"500000000000y\"", "10"],
+    ),
+    (
+        "reconnect",
+        "initial_delay",
+        &["\"0ms\"", "\"10m\"", "\"-1s\""],
+    ),
+    (
+        "reconnect",
+        "max_delay",
+        &["\"2h\"", "\"99999999999999999999y\""],
+    ),
+    (
+        "reconnect",
+        "multiplier",
+        &["nan", "inf", "-inf", "0.5", "11.0", "\"2\""],
+    ),
     ("reconnect", "jitter", &["nan", "-0.1", "1.5", "+inf"]),
-    ("reconnect", "max_attempts", &["-1", "1001", "1.5", "99999999999"]),
+    (
+        "reconnect",
+        "max_attempts",
+        &["-1", "1001", "1.5", "99999999999"],
+    ),
     ("audio", "sample_rate", &["44100", "0", "-48000", "\"48k\""]),
     ("audio", "channels", &["0", "3", "65536"]),
     ("video", "width", &["0", "15", "17", "4000", "-2"]),
@@ -78,7 +102,9 @@ impl Rng {
 
 fn mutate_token(t: &str, rng: &mut Rng) -> String {
     let mut c: Vec<char> = t.chars().collect();
-    const ALPHABET: &[char] = &['A', 'z', '0', '-', '_', '.', '=', '+', '/', ' ', 'é', '\u{7f}'];
+    const ALPHABET: &[char] = &[
+        'A', 'z', '0', '-', '_', '.', '=', '+', '/', ' ', 'é', '\u{7f}',
+    ];
     match rng.below(6) {
         0 => {
             let i = rng.below(c.len());
@@ -205,7 +231,11 @@ fn token_cases() -> Vec<Case> {
         ("alg none", alg_none, "HS256 only"),
         ("no alg", no_alg, "HS256 only"),
         ("header is an array", header_array, "TOKEN argument"),
-        ("payload with a string exp", payload_garbage, "malformed token"),
+        (
+            "payload with a string exp",
+            payload_garbage,
+            "malformed token",
+        ),
         ("other secret", other_secret, "bad signature"),
         ("unknown key", other_key, "unknown API key"),
         ("expired", expired, "expired"),
@@ -225,9 +255,15 @@ fn token_cases() -> Vec<Case> {
         ("not base64", "!!.??.**"),
         ("payload not JSON", "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"),
         ("payload an array", "eyJhbGciOiJIUzI1NiJ9.WzEsMl0.c2ln"),
-        ("exp a string", "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln"),
+        (
+            "exp a string",
+            "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln",
+        ),
         ("exp negative", "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOi0xfQ.c2ln"),
-        ("video a number", "eyJhbGciOiJIUzI1NiJ9.eyJ2aWRlbyI6MX0.c2ln"),
+        (
+            "video a number",
+            "eyJhbGciOiJIUzI1NiJ9.eyJ2aWRlbyI6MX0.c2ln",
+        ),
     ] {
         cases.push(Case::new(
             format!("token decode: {name}"),
@@ -270,11 +306,22 @@ fn refused(text: &[u8]) -> bool {
 
 fn config_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    let mint = ["token", "--room", "r", "--identity", "i", "--config", "bad.toml"];
+    let mint = [
+        "token",
+        "--room",
+        "r",
+        "--identity",
+        "i",
+        "--config",
+        "bad.toml",
+    ];
     for (section, key, values) in BAD_VALUES {
         for value in *values {
             let text = with_value(section, key, value);
-            assert!(refused(text.as_bytes()), "{section}.{key} = {value} is not refused");
+            assert!(
+                refused(text.as_bytes()),
+                "{section}.{key} = {value} is not refused"
+            );
             let mut c = Case::new(
                 format!("config {section}.{key} = {value}"),
                 &mint,
@@ -288,10 +335,17 @@ fn config_cases() -> Vec<Case> {
     for (text, needle) in [
         ("[video]\nfsp = 30\n", "did you mean `video.fps`"),
         ("[vidoe]\nfps = 30\n", "did you mean `video`"),
-        ("[connection]\napi_sercet = \"x\"\n", "connection.api_sercet"),
+        (
+            "[connection]\napi_sercet = \"x\"\n",
+            "connection.api_sercet",
+        ),
         ("fps = 30\n", "fps"),
     ] {
-        let mut c = Case::new(format!("config unknown: {text:?}"), &mint, &["bad.toml", needle]);
+        let mut c = Case::new(
+            format!("config unknown: {text:?}"),
+            &mint,
+            &["bad.toml", needle],
+        );
         c.files.push(("bad.toml".into(), text.as_bytes().to_vec()));
         cases.push(c);
     }
@@ -302,7 +356,20 @@ fn config_cases() -> Vec<Case> {
     while made < 30 && tries < 10_000 {
         tries += 1;
         let mut b = GOOD_CONFIG.as_bytes().to_vec();
-        const JUNK: &[&[u8]] = &[b"=", b"[", b"]", b"\"", b"\n", b"\0", b"\xff", b"\xef\xbb\xbf", b"= =", b"[[", b"nan", b"#"];
+        const JUNK: &[&[u8]] = &[
+            b"=",
+            b"[",
+            b"]",
+            b"\"",
+            b"\n",
+            b"\0",
+            b"\xff",
+            b"\xef\xbb\xbf",
+            b"= =",
+            b"[[",
+            b"nan",
+            b"#",
+        ];
         for _ in 0..1 + rng.below(3) {
             let i = rng.below(b.len());
             match rng.below(3) {
@@ -332,9 +399,15 @@ fn config_cases() -> Vec<Case> {
         ("duplicate key", b"[video]\nfps = 30\nfps = 31\n".to_vec()),
         ("duplicate table", b"[video]\n[video]\n".to_vec()),
         ("table as value", b"video = 3\n".to_vec()),
-        ("deep nesting", format!("x = {}1{}\n", "[".repeat(200), "]".repeat(200)).into_bytes()),
+        (
+            "deep nesting",
+            format!("x = {}1{}\n", "[".repeat(200), "]".repeat(200)).into_bytes(),
+        ),
         ("NUL in key", b"[video]\nf\0ps = 30\n".to_vec()),
-        ("huge integer", b"[video]\nfps = 99999999999999999999999\n".to_vec()),
+        (
+            "huge integer",
+            b"[video]\nfps = 99999999999999999999999\n".to_vec(),
+        ),
     ] {
         assert!(refused(&bytes), "{name}");
         let mut c = Case::new(format!("config {name}"), &mint, &["bad.toml"]);
@@ -349,7 +422,15 @@ fn config_cases() -> Vec<Case> {
     ));
     cases.push(Case::new(
         "config missing",
-        &["token", "--room", "r", "--identity", "i", "--config", "missing.toml"],
+        &[
+            "token",
+            "--room",
+            "r",
+            "--identity",
+            "i",
+            "--config",
+            "missing.toml",
+        ],
         &["missing.toml"],
     ));
     cases
@@ -388,7 +469,10 @@ fn flag_cases() -> Vec<Case> {
         cases.push(Case::new(format!("flags {extra:?}"), &args, &[needle]));
     }
     for (args, needle) in [
-        (&["token", "verify", "x", "--leeway", "forever"][..], "--leeway"),
+        (
+            &["token", "verify", "x", "--leeway", "forever"][..],
+            "--leeway",
+        ),
         (&["token", "verify", "x", "--leeway=-5s"], "--leeway"),
         (&["token", "verify", "x", "--leeway", "-5s"], "'-5'"),
         (&["token", "verify"], "<TOKEN>"),
@@ -402,7 +486,11 @@ fn flag_cases() -> Vec<Case> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStringExt;
-        let mut c = Case::new("non-UTF-8 identity", &["token", "--room", "r", "--identity"], &["UTF-8"]);
+        let mut c = Case::new(
+            "non-UTF-8 identity",
+            &["token", "--room", "r", "--identity"],
+            &["UTF-8"],
+        );
         c.args.push(OsString::from_vec(vec![b'a', 0xff, b'b']));
         cases.push(c);
     }
@@ -511,7 +599,10 @@ fn check(cases: &[Case]) -> Vec<String> {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     })
 }
 
