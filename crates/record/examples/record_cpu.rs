@@ -152,7 +152,7 @@ async fn decode(url: String, token: String, seconds: f64) -> Value {
     let mut warm: Option<(Instant, f64, u64)> = None;
     let mut start = None;
     while let Some(f) = video.recv().await {
-        let frame = to_frame(&f.image.image, &pool).expect("into a pipeline frame");
+        let frame = to_frame(&f.image, &pool).expect("into a pipeline frame");
         drop(frame);
         frames += 1;
         let started = *start.get_or_insert(Instant::now());
