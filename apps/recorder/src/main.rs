@@ -84,6 +84,16 @@ fn given(m: &ArgMatches, id: &str) -> bool {
 }
 
 fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
+    if !(Duration::from_millis(100)..=Duration::from_secs(10)).contains(&cli.max_cluster) {
+        bail!(
+            "--max-cluster {}: must be between 100ms and 10s",
+            humantime::format_duration(cli.max_cluster)
+        );
+    }
+    if cli.duration == Some(Duration::ZERO) {
+        bail!("--duration 0: give a positive duration, or none to record until Ctrl-C");
+    }
+    let filter = TrackFilter::new(cli.participants.clone(), cli.tracks.clone())?;
     let mut l = match &cli.config {
         Some(path) => Loader::new().file(path),
         None => Loader::new(),
@@ -126,16 +136,6 @@ fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
             )
         }
     };
-    if !(Duration::from_millis(100)..=Duration::from_secs(10)).contains(&cli.max_cluster) {
-        bail!(
-            "--max-cluster {}: must be between 100ms and 10s",
-            humantime::format_duration(cli.max_cluster)
-        );
-    }
-    if cli.duration == Some(Duration::ZERO) {
-        bail!("--duration 0: give a positive duration, or none to record until Ctrl-C");
-    }
-    let filter = TrackFilter::new(cli.participants.clone(), cli.tracks.clone())?;
     let session = SessionOptions::new(c.url.clone(), credentials)
         .reconnect(config.reconnect.clone())
         .transport_timeout(c.connect_timeout.max(Duration::from_secs(5)));

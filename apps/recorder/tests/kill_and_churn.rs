@@ -39,10 +39,16 @@ fn sigkill_keeps_the_last_second_and_sigterm_finalizes_while_people_come_and_go(
     let url = server.ws_url();
     let room = "churn";
     let bin = common::broadcaster(BIN);
-    let _ada = Background::spawn(
-        "ada",
-        &mut common::broadcaster_cmd(&bin, &url, room, "ada", 330, 15, 40),
-    );
+    // Ada mutes her microphone from about 2 s to 4 s into the recording (stdin commands).
+    let mut ada_cmd = common::broadcaster_cmd(&bin, &url, room, "ada", 330, 15, 40);
+    let ada_args: Vec<_> = ada_cmd
+        .get_args()
+        .filter(|a| *a != "--no-stdin")
+        .map(|a| a.to_owned())
+        .collect();
+    let mut ada_cmd = Command::new(&bin);
+    ada_cmd.args(ada_args);
+    let mut ada = Background::spawn_with_stdin("ada", &mut ada_cmd);
     // Bob leaves about 6 s into the recording.
     let bob = Background::spawn(
         "bob",
@@ -62,13 +68,27 @@ fn sigkill_keeps_the_last_second_and_sigterm_finalizes_while_people_come_and_go(
     let termed = recorder("rec-term", tdir.path());
     let (kman, tman) = (manifest_of(&killed), manifest_of(&termed));
     let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    ada.say("mute audio");
+    std::thread::sleep(Duration::from_secs(2));
+    ada.say("unmute audio");
     // Carol joins 4 s in.
-    std::thread::sleep(Duration::from_secs(4));
     let _carol = Background::spawn(
         "carol",
         &mut common::broadcaster_cmd(&bin, &url, room, "carol", 440, 15, 30),
     );
-    std::thread::sleep(Duration::from_secs(10).saturating_sub(started.elapsed()));
+    // SIGKILL 10 s after Ada's file began (its time 0 is her first frame's arrival).
+    let ada_start = {
+        let m = common::json(&kman);
+        let f = file_of(&m, "ada");
+        humantime::parse_rfc3339(f["started_at"].as_str().unwrap()).unwrap()
+    };
+    let kill_at = ada_start + Duration::from_secs(10);
+    std::thread::sleep(
+        kill_at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    );
     killed.signal("KILL");
     termed.signal("TERM");
     let (code, _, err) = killed.finish(Duration::from_secs(5));
@@ -93,6 +113,39 @@ fn sigkill_keeps_the_last_second_and_sigterm_finalizes_while_people_come_and_go(
     assert_eq!(file_of(&m, "bob")["closed_because"], "left");
     assert_eq!(file_of(&m, "ada")["closed_because"], "stopped");
     assert_eq!(file_of(&m, "carol")["reason"], "joined");
+    // Ada's mute: stated as mute changes and as a gap, not filled with silence.
+    let audio = file_of(&m, "ada")["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "audio")
+        .unwrap()
+        .clone();
+    let mutes: Vec<bool> = audio["mutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["muted"].as_bool().unwrap())
+        .collect();
+    assert_eq!(mutes, [true, false], "{audio:#}");
+    let gaps = audio["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{audio:#}");
+    assert_eq!(gaps[0]["reason"], "muted");
+    // The gap follows the announced mute: it ends within a frame or two of the unmute, and
+    // starts after the mute was announced (measured: the last frames before it arrive up to
+    // ~1 s after the mute signal — what was in flight from the publisher).
+    let at = |i: usize| audio["mutes"][i]["at_ms"].as_i64().unwrap();
+    let (from, to) = (
+        gaps[0]["from_ms"].as_i64().unwrap(),
+        gaps[0]["to_ms"].as_i64().unwrap(),
+    );
+    assert!(to - from >= 500, "{audio:#}");
+    assert!(
+        from >= at(0) - 100 && from < at(1) && (to - at(1)).abs() < 400,
+        "gap {from}..{to} ms vs mute {}..{} ms: {audio:#}",
+        at(0),
+        at(1)
+    );
 
     // The SIGKILLed recording: the manifest is at most a second old; every file reads in
     // ffprobe up to about its last second.

@@ -2,9 +2,10 @@
 //! binary, and what the distro's ffprobe/ffmpeg read from a WebM file.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,22 @@ pub struct Background {
     pub name: String,
     lines: Arc<Mutex<Vec<String>>>,
     err: Option<std::thread::JoinHandle<String>>,
+    stdin: Option<ChildStdin>,
 }
 
 impl Background {
     pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        Self::start(name, cmd, false)
+    }
+
+    /// Starts `cmd` with a pipe to its stdin (see [`Background::say`]).
+    pub fn spawn_with_stdin(name: &str, cmd: &mut Command) -> Self {
+        Self::start(name, cmd, true)
+    }
+
+    fn start(name: &str, cmd: &mut Command, stdin: bool) -> Self {
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -39,11 +50,18 @@ impl Background {
             s
         });
         Self {
+            stdin: child.stdin.take(),
             child,
             name: name.to_owned(),
             lines,
             err: Some(err),
         }
+    }
+
+    /// Writes a line to its stdin.
+    pub fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("spawned with stdin");
+        writeln!(stdin, "{line}").unwrap_or_else(|e| panic!("{}: stdin: {e}", self.name));
     }
 
     /// Stdout lines so far.

@@ -1,0 +1,312 @@
+//! Bench (not a test): CPU per recorded 720p30 participant, against the viewer's decode path.
+//!
+//! Starts a private livekit-server (wavecast-testbed) and a publisher (1280×720 VP8 at 30 fps
+//! with stamped pictures, and a 440 Hz Opus tone), then two subscriber processes side by side,
+//! each measuring its own user+system CPU (`/proc/self/stat`, all threads) over the same steady
+//! window:
+//! - `--role recorder`: a [`Recorder`] writing the participant's VP8 + Opus into a WebM file;
+//! - `--role decoder`: the viewer's decode path — VP8 decode into pipeline frames (pool) and
+//!   Opus decode.
+//!
+//! `cargo run --release -p wavecast-record --example record_cpu -- --seconds 20 --runs 3`
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wavecast_codec::pipeline::to_frame;
+use wavecast_codec::{I420, Vp8Config};
+use wavecast_media::stamp::{self, Stamp};
+use wavecast_pipeline::{PixelFormat, Timestamp, VideoFramePool, VideoLayout};
+use wavecast_record::record::{Recorder, RecorderOptions};
+use wavecast_session::session::{
+    AudioPublisher, AudioSubscriber, Credentials, Session, SessionEvent, SessionOptions, TrackKind,
+    VideoPublisher, VideoSubscriber,
+};
+use wavecast_testbed::LiveKitServer;
+use wavecast_token::Preset;
+
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 720;
+const FPS: u64 = 30;
+const WARMUP: Duration = Duration::from_secs(3);
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let seconds: f64 = arg(&args, "--seconds").map_or(20.0, |s| s.parse().expect("seconds"));
+    if let Some(role) = arg(&args, "--role") {
+        let url = arg(&args, "--url").expect("--url");
+        let token = arg(&args, "--token").expect("--token");
+        let result = match role.as_str() {
+            "recorder" => rt.block_on(record(url, token, seconds)),
+            _ => rt.block_on(decode(url, token, seconds)),
+        };
+        println!("RESULT {result}");
+        return;
+    }
+    let runs: u32 = arg(&args, "--runs").map_or(1, |s| s.parse().expect("runs"));
+    println!(
+        "| run | CPU recorder (% core) | CPU decoder (% core) | ratio | video frames recorded / decoded in window |"
+    );
+    println!("|---|---|---|---|---|");
+    for run in 1..=runs {
+        rt.block_on(orchestrate(run, seconds));
+    }
+}
+
+/// CPU seconds this process used (user + system, all threads).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let hz: f64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0);
+    ticks / hz
+}
+
+/// The recorder: join, record everything, measure CPU from warm-up to the end.
+async fn record(url: String, token: String, seconds: f64) -> Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = RecorderOptions::new(
+        SessionOptions::new(url, Credentials::token(token)),
+        dir.path(),
+    );
+    let recorder = Recorder::start(options).await.expect("recorder joins");
+    // Wait for frames to flow, then measure.
+    let t0 = Instant::now();
+    while recorder.stats().frames < 30 && t0.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(WARMUP).await;
+    let (warm_at, warm_cpu, warm_frames) = (Instant::now(), cpu_seconds(), recorder.stats().frames);
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let (end_at, end_cpu, end_frames) = (Instant::now(), cpu_seconds(), recorder.stats().frames);
+    let window = end_at.duration_since(warm_at).as_secs_f64();
+    let manifest = recorder.stop().await.expect("finalized");
+    let video_frames: u64 = manifest
+        .files()
+        .flat_map(|(_, f)| f.tracks.iter())
+        .filter(|t| t.kind == "video")
+        .map(|t| t.frames)
+        .sum();
+    json!({
+        "cpu_percent": 100.0 * (end_cpu - warm_cpu) / window,
+        "frames_in_window": end_frames - warm_frames,
+        "video_frames_total": video_frames,
+        "window_s": window,
+    })
+}
+
+/// The viewer's decode path: VP8 → I420 → pipeline frame (pool), Opus → PCM.
+async fn decode(url: String, token: String, seconds: f64) -> Value {
+    let (session, mut events) =
+        Session::connect(SessionOptions::new(url, Credentials::token(token)))
+            .await
+            .expect("decoder joins");
+    let (mut video, mut audio) = (None, None);
+    while video.is_none() || audio.is_none() {
+        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
+            Ok(Some(SessionEvent::TrackSubscribed(t))) if t.kind() == TrackKind::Video => {
+                video = Some(t)
+            }
+            Ok(Some(SessionEvent::TrackSubscribed(t))) => audio = Some(t),
+            Ok(Some(_)) => {}
+            other => panic!("no tracks: {other:?}"),
+        }
+    }
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let mut audio = AudioSubscriber::new(audio.expect("audio"), 2).expect("opus decoder");
+    tokio::spawn(async move { while audio.recv().await.is_some() {} });
+    let mut video = VideoSubscriber::new(video.expect("video")).expect("vp8 decoder");
+    let pool = VideoFramePool::new(
+        "decoded",
+        VideoLayout::new(PixelFormat::I420, WIDTH, HEIGHT).expect("layout"),
+        3,
+    );
+    let mut frames = 0u64;
+    let mut warm: Option<(Instant, f64, u64)> = None;
+    let mut start = None;
+    while let Some(f) = video.recv().await {
+        let frame = to_frame(&f.image, &pool).expect("into a pipeline frame");
+        drop(frame);
+        frames += 1;
+        let started = *start.get_or_insert(Instant::now());
+        if warm.is_none() && started.elapsed() >= WARMUP {
+            warm = Some((Instant::now(), cpu_seconds(), frames));
+        }
+        if let Some((at, _, _)) = warm
+            && at.elapsed().as_secs_f64() >= seconds
+        {
+            break;
+        }
+    }
+    let (end_at, end_cpu) = (Instant::now(), cpu_seconds());
+    session.close().await;
+    let (warm_at, warm_cpu, warm_frames) = warm.expect("ran past the warm-up");
+    let window = end_at.duration_since(warm_at).as_secs_f64();
+    json!({
+        "cpu_percent": 100.0 * (end_cpu - warm_cpu) / window,
+        "frames_in_window": frames - warm_frames,
+        "window_s": window,
+    })
+}
+
+/// Stamped 720p pictures at 30 fps and a tone, from two threads.
+fn spawn_senders(
+    mut video: VideoPublisher,
+    mut audio: AudioPublisher,
+    stop: Arc<AtomicBool>,
+) -> [std::thread::JoinHandle<()>; 2] {
+    let s = stop.clone();
+    let v = std::thread::spawn(move || {
+        let (w, h) = (WIDTH as usize, HEIGHT as usize);
+        let mut y = vec![60u8; w * h];
+        let (u, v) = (vec![90u8; w * h / 4], vec![160u8; w * h / 4]);
+        let band = stamp::band_height(WIDTH) as usize;
+        let start = Instant::now();
+        let mut n = 0u64;
+        while !s.load(Ordering::Relaxed) {
+            let bar = (n as usize * 8) % w;
+            for row in band..h {
+                let line = &mut y[row * w..(row + 1) * w];
+                line.fill(60);
+                line[bar..(bar + 32).min(w)].fill(200);
+            }
+            let st = Stamp {
+                frame_number: n as u32,
+                timestamp: Timestamp::now(),
+            };
+            stamp::encode_plane(&mut y, w, 1, WIDTH, HEIGHT, st).expect("stamp fits");
+            let img = I420 {
+                width: WIDTH,
+                height: HEIGHT,
+                planes: [&y, &u, &v],
+                strides: [w, w / 2, w / 2],
+            };
+            let _ = video.push(&img, Instant::now());
+            n += 1;
+            let next = start + Duration::from_micros(n * 1_000_000 / FPS);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    });
+    let a = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut pcm = [0i16; 960];
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for (i, s) in pcm.iter_mut().enumerate() {
+                let t = (n * 960 + i as u64) as f64 / 48_000.0;
+                *s = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
+            }
+            let _ = audio.push(&pcm, Instant::now());
+            n += 1;
+            let next = start + Duration::from_millis(n * 20);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    });
+    [v, a]
+}
+
+fn spawn_reader(mut cmd: Command, who: &'static str) -> std::thread::JoinHandle<Value> {
+    std::thread::spawn(move || {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {who}: {e}"));
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut result = Value::Null;
+        for line in out.lines().map_while(Result::ok) {
+            if let Some(r) = line.strip_prefix("RESULT ") {
+                result = serde_json::from_str(r).expect("RESULT is JSON");
+            }
+        }
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "{who} exited with {status}");
+        result
+    })
+}
+
+async fn orchestrate(run: u32, seconds: f64) {
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let room = "bench";
+    let (publisher, events) = Session::connect(SessionOptions::new(
+        server.ws_url(),
+        Credentials::mint(server.keys(), "pub", room, Preset::Broadcaster),
+    ))
+    .await
+    .expect("publisher joins");
+    let drain = tokio::spawn(async move {
+        let mut events = events;
+        while events.recv().await.is_some() {}
+    });
+    let video = publisher
+        .publish_video("camera", Vp8Config::new(WIDTH, HEIGHT, FPS as u32))
+        .await
+        .expect("video published");
+    let audio = publisher
+        .publish_audio("microphone", 1, 32_000)
+        .await
+        .expect("audio published");
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = spawn_senders(video, audio, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let exe = std::env::current_exe().expect("own path");
+    let role = |role: &str, identity: &str, preset: Preset| {
+        let mut c = Command::new(&exe);
+        c.args(["--role", role, "--url", &server.ws_url()])
+            .args(["--token", &server.token(identity, room, preset)])
+            .args(["--seconds", &seconds.to_string()]);
+        c
+    };
+    let rec = spawn_reader(role("recorder", "rec", Preset::Recorder), "recorder");
+    let dec = spawn_reader(role("decoder", "dec", Preset::Viewer), "decoder");
+    let (rec, dec) =
+        tokio::task::spawn_blocking(move || (rec.join().expect("rec"), dec.join().expect("dec")))
+            .await
+            .expect("join");
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        let _ = tokio::task::spawn_blocking(move || s.join()).await;
+    }
+    publisher.close().await;
+    drain.abort();
+    let (r, d) = (
+        rec["cpu_percent"].as_f64().unwrap_or(f64::NAN),
+        dec["cpu_percent"].as_f64().unwrap_or(f64::NAN),
+    );
+    eprintln!("{}", json!({"recorder": rec, "decoder": dec}));
+    println!(
+        "| {run} | {r:.1} | {d:.1} | {:.2} | {} (rec, video + audio) / {} (dec, video) |",
+        r / d,
+        rec["frames_in_window"],
+        dec["frames_in_window"]
+    );
+}
