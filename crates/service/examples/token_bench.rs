@@ -189,6 +189,7 @@ fn start_seed() -> (Gunicorn, u16) {
         .env("LIVEKIT_API_KEY", API_KEY)
         .env("LIVEKIT_API_SECRET", API_SECRET)
         .env("LIVEKIT_URL", "ws://127.0.0.1:7880")
+        .env("PYTHONWARNINGS", "ignore")
         .stdin(Stdio::null())
         .spawn()
         .expect("start gunicorn from .venv (run `just setup`)");
