@@ -21,7 +21,10 @@ fn cmd(dir: &Path, port: u16) -> Command {
         .env("LIVEKIT_API_SECRET", "secret")
         .env("LIVEKIT_URL", "ws://127.0.0.1:7880")
         .env("WAVECAST_SERVICE__LISTEN", format!("127.0.0.1:{port}"))
-        .env("WAVECAST_SERVICE__AUTH_SECRET", "cli-login-secret-0123456789")
+        .env(
+            "WAVECAST_SERVICE__AUTH_SECRET",
+            "cli-login-secret-0123456789",
+        )
         .env("WAVECAST_SERVICE__AUTH_ISSUER", "https://login.test")
         .env("WAVECAST_SERVICE__AUTH_AUDIENCE", "wavecast")
         .env("WAVECAST_SERVICE__ADMIN_KEY", ADMIN)
@@ -65,8 +68,17 @@ fn serve_then_grant_add_list_revoke() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (ok, out, err) = run(cmd(dir.path(), port).args([
-        "--json", "grant", "add", "--user", "alice", "--room", "demo-*", "--role", "broadcaster",
-        "--expires", "+1h",
+        "--json",
+        "grant",
+        "add",
+        "--user",
+        "alice",
+        "--room",
+        "demo-*",
+        "--role",
+        "broadcaster",
+        "--expires",
+        "+1h",
     ]));
     assert!(ok, "{err}");
     let g: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -76,7 +88,10 @@ fn serve_then_grant_add_list_revoke() {
 
     let (ok, out, err) = run(cmd(dir.path(), port).args(["grant", "list", "--user", "alice"]));
     assert!(ok, "{err}");
-    assert!(out.contains(&id) && out.contains("user:alice") && out.contains("demo-*"), "{out}");
+    assert!(
+        out.contains(&id) && out.contains("user:alice") && out.contains("demo-*"),
+        "{out}"
+    );
 
     let (ok, out, err) = run(cmd(dir.path(), port).args(["--json", "grant", "revoke", &id]));
     assert!(ok, "{err}");
@@ -86,13 +101,16 @@ fn serve_then_grant_add_list_revoke() {
     // Refusals come back as clear errors with the service's reason.
     let (ok, _, err) = run(cmd(dir.path(), port).args(["grant", "revoke", "g_nope"]));
     assert!(!ok);
-    assert!(err.contains("404") && err.contains("no such grant"), "{err}");
-    let (ok, _, err) = run(cmd(dir.path(), port)
-        .args(["grant", "add", "--group", "x", "--room", "bad room"]));
+    assert!(
+        err.contains("404") && err.contains("no such grant"),
+        "{err}"
+    );
+    let (ok, _, err) =
+        run(cmd(dir.path(), port).args(["grant", "add", "--group", "x", "--room", "bad room"]));
     assert!(!ok);
     assert!(err.contains("invalid_room"), "{err}");
-    let (ok, _, err) = run(cmd(dir.path(), port)
-        .args(["grant", "list", "--admin-key", "wrong-key-0123456789"]));
+    let (ok, _, err) =
+        run(cmd(dir.path(), port).args(["grant", "list", "--admin-key", "wrong-key-0123456789"]));
     assert!(!ok);
     assert!(err.contains("401") && !err.contains(ADMIN), "{err}");
 }
@@ -111,8 +129,13 @@ fn serve_refuses_bad_setup_naming_the_key() {
         .env_remove("WAVECAST_SERVICE__AUTH_SECRET")
         .arg("serve"));
     assert!(!ok);
-    assert!(err.contains("service.auth_secret") && err.contains("not set"), "{err}");
-    let (ok, _, err) = run(cmd(dir.path(), 1).args(["grant", "list"]).env_remove("WAVECAST_SERVICE__ADMIN_KEY"));
+    assert!(
+        err.contains("service.auth_secret") && err.contains("not set"),
+        "{err}"
+    );
+    let (ok, _, err) = run(cmd(dir.path(), 1)
+        .args(["grant", "list"])
+        .env_remove("WAVECAST_SERVICE__ADMIN_KEY"));
     assert!(!ok);
     assert!(err.contains("no admin key"), "{err}");
 }
