@@ -9,6 +9,8 @@ set positional-arguments
 # The one place the pinned versions live.
 livekit_server_version := "v1.13.5"
 python_sdk := "livekit==1.2.1 livekit-api==1.2.2"
+# The chat seed's token endpoint as the token service's bench baseline (Flask app under gunicorn).
+python_bench := "flask==3.1.3 flask-jwt-extended==4.7.4 gunicorn==27.0.1"
 apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server postgresql ffmpeg"
 
 root := justfile_directory()
@@ -65,11 +67,12 @@ setup-python:
     #!/usr/bin/env bash
     set -euo pipefail
     stamp="{{venv}}/.wavecast-sdk"
-    [ -x "{{venv}}/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "{{python_sdk}}" ] && exit 0
-    echo "setup: python venv with {{python_sdk}}"
+    want="{{python_sdk}} {{python_bench}}"
+    [ -x "{{venv}}/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && exit 0
+    echo "setup: python venv with $want"
     [ -x "{{venv}}/bin/python" ] || python3 -m venv "{{venv}}"
-    "{{venv}}/bin/pip" install -q --disable-pip-version-check {{python_sdk}}
-    echo "{{python_sdk}}" > "$stamp"
+    "{{venv}}/bin/pip" install -q --disable-pip-version-check {{python_sdk}} {{python_bench}}
+    echo "$want" > "$stamp"
 
 # Run livekit-server in dev mode on 127.0.0.1 with config/livekit-server.yaml (Ctrl-C stops it).
 dev-server: setup-server
@@ -158,6 +161,17 @@ bench: setup
     cargo bench -p wavecast-token --bench tokens
     cargo bench -p wavecast-pipeline --bench pipeline
     "{{venv}}/bin/python" tests/python/bench_tokens.py
+    cargo run --release -p wavecast-service --example token_bench
+
+# The token service on 127.0.0.1:8089 (SQLite file target/wavecast-service.db unless configured),
+# for the local dev server; see docs/service.md. Dev-only login secret and admin key below.
+serve *args: setup
+    WAVECAST_SERVICE__AUTH_SECRET="${WAVECAST_SERVICE__AUTH_SECRET:-dev-login-secret-change-me}" \
+    WAVECAST_SERVICE__AUTH_ISSUER="${WAVECAST_SERVICE__AUTH_ISSUER:-https://login.example}" \
+    WAVECAST_SERVICE__AUTH_AUDIENCE="${WAVECAST_SERVICE__AUTH_AUDIENCE:-wavecast}" \
+    WAVECAST_SERVICE__ADMIN_KEY="${WAVECAST_SERVICE__ADMIN_KEY:-dev-admin-key-change-me}" \
+    WAVECAST_SERVICE__DATABASE="${WAVECAST_SERVICE__DATABASE:-{{root}}/target/wavecast-service.db}" \
+    cargo run -q -p wavecast -- serve "$@"
 
 # Load-test a server or cluster, e.g. `just load-test --url ws://127.0.0.1:7880 -p 2 -s 20 -d 30s`
 # (release build; see `just load-test --help`).

@@ -93,7 +93,9 @@ fn parse_when(s: &str) -> Result<i64, String> {
     }
     let t = humantime::parse_rfc3339_weak(s)
         .map_err(|e| format!("{s:?}: {e} (use e.g. 2026-12-31T00:00:00Z or +30d)"))?;
-    Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
+    Ok(t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0))
 }
 
 /// `wavecast serve`.
@@ -141,13 +143,22 @@ fn print_grants(grants: &[Grant], json: bool) -> Result<()> {
     }
     let when = |t: Option<i64>| {
         t.and_then(|t| u64::try_from(t).ok())
-            .map(|t| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string())
+            .map(|t| {
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+            })
             .unwrap_or_default()
     };
     let mut t = Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED).set_header(vec![
-        "id", "subject", "room", "role", "not before", "expires", "revoked",
-    ]);
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(vec![
+            "id",
+            "subject",
+            "room",
+            "role",
+            "not before",
+            "expires",
+            "revoked",
+        ]);
     for g in grants {
         t.add_row(vec![
             g.id.clone(),
@@ -204,7 +215,9 @@ pub fn grant(g: &Global, a: GrantArgs) -> Result<()> {
                 print_grants(&[grant], g.json)
             }
             GrantCmd::List { user, group } => print_grants(
-                &client.list_grants(user.as_deref(), group.as_deref()).await?,
+                &client
+                    .list_grants(user.as_deref(), group.as_deref())
+                    .await?,
                 g.json,
             ),
             GrantCmd::Revoke { id } => print_grants(&[client.revoke_grant(&id).await?], g.json),

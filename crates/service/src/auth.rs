@@ -64,7 +64,8 @@ impl CallerAuth {
     ) -> Result<Self, String> {
         let (key, alg) = match algorithm {
             CallerAlgorithm::Rs256 => (
-                DecodingKey::from_rsa_pem(pem).map_err(|e| format!("not an RSA public key: {e}"))?,
+                DecodingKey::from_rsa_pem(pem)
+                    .map_err(|e| format!("not an RSA public key: {e}"))?,
                 Algorithm::RS256,
             ),
             CallerAlgorithm::Es256 => (
@@ -122,7 +123,11 @@ impl CallerAuth {
         let claims = data.claims;
         let user = match claims.get("sub") {
             Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => s.clone(),
-            _ => return Err(AuthError("the bearer token's sub must be a non-empty string of at most 128 bytes".into())),
+            _ => {
+                return Err(AuthError(
+                    "the bearer token's sub must be a non-empty string of at most 128 bytes".into(),
+                ));
+            }
         };
         let groups = match claims.get(&self.groups_claim) {
             None | Some(serde_json::Value::Null) => Vec::new(),
@@ -182,7 +187,9 @@ pub fn caller_auth(s: &wavecast_config::ServiceConfig) -> Result<CallerAuth, Ser
     if s.auth_issuer.is_empty() {
         return Err(ServiceError::Config {
             key: "service.auth_issuer",
-            message: "is not set: the `iss` your login puts in its JWTs (WAVECAST_SERVICE__AUTH_ISSUER)".into(),
+            message:
+                "is not set: the `iss` your login puts in its JWTs (WAVECAST_SERVICE__AUTH_ISSUER)"
+                    .into(),
         });
     }
     if s.auth_audience.is_empty() {
@@ -276,13 +283,59 @@ mod tests {
             (jwt(with("aud", "other".into()), SECRET), "audience"),
             (jwt(base.clone(), "another-secret-entirely"), "signature"),
             (jwt(with("exp", (now() - 3600).into()), SECRET), "expired"),
-            (jwt(with("nbf", (now() + 3600).into()), SECRET), "not valid yet"),
+            (
+                jwt(with("nbf", (now() + 3600).into()), SECRET),
+                "not valid yet",
+            ),
             (jwt(with("groups", "staff".into()), SECRET), "array"),
             ("not.a.jwt".into(), "malformed"),
         ];
         for (t, want) in cases {
             let e = auth().verify(&t).unwrap_err().0;
             assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn rs256_and_es256_callers_verify_with_the_public_key_only() {
+        let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+        let read = |f: &str| std::fs::read(format!("{data}{f}")).unwrap();
+        for (alg, jalg, private, public) in [
+            (
+                CallerAlgorithm::Rs256,
+                Algorithm::RS256,
+                "rs256-private.pem",
+                "rs256-public.pem",
+            ),
+            (
+                CallerAlgorithm::Es256,
+                Algorithm::ES256,
+                "es256-private.pem",
+                "es256-public.pem",
+            ),
+        ] {
+            let key = match alg {
+                CallerAlgorithm::Rs256 => EncodingKey::from_rsa_pem(&read(private)).unwrap(),
+                _ => EncodingKey::from_ec_pem(&read(private)).unwrap(),
+            };
+            let claims = serde_json::json!({"sub": "carol", "iss": "https://login.example",
+                                            "aud": "wavecast", "exp": now() + 60});
+            let t = jsonwebtoken::encode(&Header::new(jalg), &claims, &key).unwrap();
+            let auth =
+                CallerAuth::public_key(alg, &read(public), "https://login.example", "wavecast")
+                    .unwrap();
+            assert_eq!(auth.verify(&t).unwrap().user, "carol", "{alg}");
+            // An HS256 token signed with the public key's bytes (the classic confusion attack).
+            let forged = jwt(claims.clone(), &String::from_utf8(read(public)).unwrap());
+            assert!(
+                auth.verify(&forged).is_err(),
+                "{alg} accepted an HS256 token"
+            );
+            // A private key is not a public key file.
+            assert!(
+                CallerAuth::public_key(alg, b"not a pem", "i", "a").is_err(),
+                "{alg}"
+            );
         }
     }
 
