@@ -6,25 +6,24 @@
 //! quit). A stats line is logged every `--stats-interval`; Ctrl-C leaves the room cleanly. A
 //! JSON summary goes to stdout at exit.
 
-
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use tokio::sync::mpsc;
 use wavecast_config::{Config, VideoCodec};
-use wavecast_rtc::{EngineEvent, Quality, TrackOptions, TrackSource};
-use wavecast_session::session::{PublishedTrack, Session, SessionEvent, SessionState};
+use wavecast_rtc::{EngineEvent, Quality};
+use wavecast_session::session::{SessionEvent, SessionState};
 use wavecast_token::Preset;
 
+use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, defaults, given};
+use wavecast_stream::broadcast::{Broadcast, COMMANDS_HELP, Command, VideoTrackInfo};
 use wavecast_stream::publish::{
-    self as capture, AudioInput, AudioSourceOpen, Capture, Control, VideoInput, VideoSettings,
+    self as capture, AudioInput, AudioSourceOpen, VideoInput, VideoSettings,
 };
 use wavecast_stream::screen;
-use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, defaults, given};
 
 /// Join a LiveKit room and publish video and audio.
 #[derive(Debug, Parser)]
@@ -117,9 +116,6 @@ enum CodecArg {
     /// H.264 (not in this build).
     H264,
 }
-
-const COMMANDS_HELP: &str = "commands: mute [audio|video], unmute [audio|video], \
-                             toggle [audio|video], stats, quit";
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -277,43 +273,6 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
     ))
 }
 
-/// A stdin command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Command {
-    Mute(Kinds, bool),
-    Toggle(Kinds),
-    Stats,
-    Quit,
-    Help,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kinds {
-    Audio,
-    Video,
-    Both,
-}
-
-fn parse_command(line: &str) -> Result<Command, String> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let kinds = |w: Option<&&str>| match w.copied() {
-        None | Some("all") | Some("both") => Ok(Kinds::Both),
-        Some("audio") | Some("a") | Some("mic") => Ok(Kinds::Audio),
-        Some("video") | Some("v") | Some("camera") => Ok(Kinds::Video),
-        Some(other) => Err(format!("unknown track {other:?}: audio, video or all")),
-    };
-    match words.first().copied() {
-        Some("mute" | "m") => Ok(Command::Mute(kinds(words.get(1))?, true)),
-        Some("unmute" | "u") => Ok(Command::Mute(kinds(words.get(1))?, false)),
-        Some("toggle" | "t") => Ok(Command::Toggle(kinds(words.get(1))?)),
-        Some("stats" | "s") => Ok(Command::Stats),
-        Some("quit" | "q" | "exit") => Ok(Command::Quit),
-        Some("help" | "h" | "?") => Ok(Command::Help),
-        Some(other) => Err(format!("unknown command {other:?}; {COMMANDS_HELP}")),
-        None => Err(COMMANDS_HELP.into()),
-    }
-}
-
 fn spawn_stdin(tx: mpsc::Sender<Command>) {
     // A plain thread: tokio's stdin would hold the runtime open at exit.
     let _ = std::thread::Builder::new()
@@ -329,7 +288,7 @@ fn spawn_stdin(tx: mpsc::Sender<Command>) {
                 if line.trim().is_empty() {
                     continue;
                 }
-                match parse_command(&line) {
+                match line.parse::<Command>() {
                     Ok(c) => {
                         if tx.blocking_send(c).is_err() {
                             return;
@@ -341,20 +300,6 @@ fn spawn_stdin(tx: mpsc::Sender<Command>) {
         });
 }
 
-/// One kind's track and capture.
-struct Kind {
-    name: &'static str,
-    capture: Capture,
-    track: Option<PublishedTrack>,
-    muted: bool,
-}
-
-/// Rates over the last stats interval.
-struct Rates {
-    at: Instant,
-    last: [(u64, u64); 2],
-}
-
 async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
     let Plan {
         credentials,
@@ -362,35 +307,30 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
         video,
         audio,
     } = plan;
-    let mut kinds: Vec<Kind> = Vec::new();
-    let mut video_size = (0, 0);
-    if let Some((input, s)) = video {
-        video_size = input.size();
-        match capture::start_video(input, &s) {
-            Ok(c) => kinds.push(Kind {
-                name: "video",
-                capture: c,
-                track: None,
-                muted: cli.mute_video,
-            }),
-            Err(e) => return cli::fail(&e.into(), 1),
-        }
-    }
-    if let Some(a) = audio {
-        match capture::start_audio(a, cli.audio_bitrate * 1000) {
-            Ok(c) => kinds.push(Kind {
-                name: "audio",
-                capture: c,
-                track: None,
-                muted: cli.mute_audio,
-            }),
-            Err(e) => return cli::fail(&e.into(), 1),
-        }
-    }
-    for k in &kinds {
-        k.capture.send(Control::Mute(k.muted));
-        tracing::info!("{}: {}", k.name, k.capture.describe);
-    }
+    let started = (|| -> wavecast_stream::Result<_> {
+        let v = match video {
+            Some((input, s)) => {
+                let info = VideoTrackInfo {
+                    size: input.size(),
+                    screen,
+                };
+                Some((capture::start_video(input, &s)?, info, cli.mute_video))
+            }
+            None => None,
+        };
+        let a = match audio {
+            Some(a) => Some((
+                capture::start_audio(a, cli.audio_bitrate * 1000)?,
+                cli.mute_audio,
+            )),
+            None => None,
+        };
+        Ok(Broadcast::new(v, a))
+    })();
+    let mut broadcast = match started {
+        Ok(b) => b,
+        Err(e) => return cli::fail(&e.into(), 1),
+    };
     let url = config.connection.url.clone();
     let connector = Connector::new(
         url.clone(),
@@ -429,17 +369,13 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
         None => {}
         Some(Err(e)) => exit = cli::fail(&anyhow::anyhow!("{e}"), e.exit_code()),
         Some(Ok((session, mut events))) => {
-            if let Err(e) = publish(&session, &mut kinds, video_size, screen).await {
-                exit = cli::fail(&e, 1);
+            if let Err(e) = broadcast.publish(&session).await {
+                exit = cli::fail(&e.into(), 1);
             } else {
                 let mut stats_tick =
                     tokio::time::interval(cli.stats_interval.max(Duration::from_millis(100)));
                 stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 stats_tick.reset(); // the first line after one interval, not at once
-                let mut rates = Rates {
-                    at: Instant::now(),
-                    last: [(0, 0); 2],
-                };
                 let mut quality: Option<Quality> = None;
                 let mut peers: std::collections::HashSet<String> = session
                     .join_info()
@@ -476,144 +412,46 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                             None => {} // stdin closed: keep broadcasting
                             Some(Command::Quit) => break,
                             Some(Command::Help) => eprintln!("{COMMANDS_HELP}"),
-                            Some(Command::Stats) => stats_line(&kinds, &mut rates, quality, peers.len(), &connector),
-                            Some(Command::Mute(which, m)) => set_muted(&session, &mut kinds, which, Some(m)).await,
-                            Some(Command::Toggle(which)) => set_muted(&session, &mut kinds, which, None).await,
+                            Some(Command::Stats) => stats_line(&mut broadcast, quality, peers.len(), &connector),
+                            Some(Command::Mute(which, m)) => broadcast.set_muted(&session, which, Some(m)).await,
+                            Some(Command::Toggle(which)) => broadcast.set_muted(&session, which, None).await,
                         },
-                        _ = stats_tick.tick() => stats_line(&kinds, &mut rates, quality, peers.len(), &connector),
+                        _ = stats_tick.tick() => stats_line(&mut broadcast, quality, peers.len(), &connector),
                         _ = &mut shutdown => break,
                         _ = &mut until_deadline => break,
                     }
-                    if kinds.iter().any(|k| k.capture.is_finished()) {
+                    if broadcast.any_finished() {
                         break;
                     }
                 }
             }
             reconnects = session.stats().rejoins;
-            leave(&session, &mut kinds).await;
+            broadcast.detach();
+            tracing::info!("leaving the room");
+            if tokio::time::timeout(Duration::from_secs(5), session.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the session did not close within 5 s");
+            }
         }
     }
-    let mut summary = serde_summary(&kinds, reconnects);
-    for k in kinds {
-        let name = k.name;
-        if let Err(e) = k.capture.stop().map_err(anyhow::Error::from) {
-            tracing::error!("{name} capture: {e:#}");
-            summary.push_str(&format!(",\"{name}_error\":{:?}", format!("{e:#}")));
+    let mut summary = serde_json::json!({"event": "summary", "reconnects": reconnects});
+    for (name, k) in broadcast.stop() {
+        if let Some(e) = &k.error {
+            summary[format!("{name}_error")] = e.clone().into();
             if exit == ExitCode::SUCCESS {
                 exit = ExitCode::FAILURE;
             }
         }
+        summary[name] = serde_json::to_value(&k).unwrap_or_default();
     }
-    println!("{{{summary}}}");
+    println!("{summary}");
     exit
 }
 
-/// Publishes a track per kind (keeping the mute state) and points the capture threads at them.
-/// The session publishes them again by itself after a rejoin.
-async fn publish(
-    session: &Session,
-    kinds: &mut [Kind],
-    video_size: (u32, u32),
-    screen: bool,
-) -> Result<()> {
-    for k in kinds.iter_mut() {
-        let mut opts = if k.name == "video" && screen {
-            let mut o = TrackOptions::video("screen", video_size.0, video_size.1);
-            o.source = TrackSource::ScreenShare;
-            o
-        } else if k.name == "video" {
-            TrackOptions::video("camera", video_size.0, video_size.1)
-        } else {
-            TrackOptions::audio("microphone")
-        };
-        opts.muted = k.muted;
-        let track = session
-            .publish_track(opts)
-            .await
-            .with_context(|| format!("cannot publish the {} track", k.name))?;
-        tracing::info!(
-            "publishing {} as track {}{}",
-            k.name,
-            track.sid().unwrap_or_default(),
-            if k.muted { " (muted)" } else { "" }
-        );
-        k.capture.send(Control::Sink(Some(Box::new(track.clone()))));
-        k.track = Some(track);
-    }
-    Ok(())
-}
-
-async fn set_muted(session: &Session, kinds: &mut [Kind], which: Kinds, to: Option<bool>) {
-    for k in kinds.iter_mut() {
-        let hit = match which {
-            Kinds::Both => true,
-            Kinds::Audio => k.name == "audio",
-            Kinds::Video => k.name == "video",
-        };
-        if !hit {
-            continue;
-        }
-        let m = to.unwrap_or(!k.muted);
-        k.muted = m;
-        k.capture.send(Control::Mute(m));
-        if let Some(t) = &k.track {
-            match session.set_track_muted(t, m).await {
-                Ok(()) => tracing::info!("{} {}", k.name, if m { "muted" } else { "unmuted" }),
-                Err(e) => tracing::warn!("could not tell the server {} is muted: {e}", k.name),
-            }
-        }
-    }
-}
-
-async fn leave(session: &Session, kinds: &mut [Kind]) {
-    for k in kinds.iter_mut() {
-        k.track = None;
-        k.capture.send(Control::Sink(None));
-    }
-    tracing::info!("leaving the room");
-    if tokio::time::timeout(Duration::from_secs(5), session.close())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the session did not close within 5 s");
-    }
-}
-
-fn stats_line(
-    kinds: &[Kind],
-    rates: &mut Rates,
-    quality: Option<Quality>,
-    peers: usize,
-    connector: &Connector,
-) {
-    let secs = rates.at.elapsed().as_secs_f64().max(1e-3);
-    rates.at = Instant::now();
-    let mut parts = Vec::new();
-    for (i, k) in kinds.iter().enumerate().take(2) {
-        let (sent, bytes, key, dropped) = k.capture.stats.snapshot();
-        let (s0, b0) = rates.last[i];
-        rates.last[i] = (sent, bytes);
-        let rate = (sent - s0) as f64 / secs;
-        let kbps = (bytes - b0) as f64 * 8.0 / secs / 1000.0;
-        let muted = if k.capture.stats.muted.load(Ordering::Relaxed) {
-            " muted"
-        } else {
-            ""
-        };
-        if k.name == "video" {
-            let enc = k.capture.stats.encode_us.load(Ordering::Relaxed) as f64
-                / sent.max(1) as f64
-                / 1000.0;
-            parts.push(format!(
-                "video {rate:.1} fps {kbps:.0} kbit/s (sent {sent}, key {key}, dropped {dropped}, \
-                 encode {enc:.1} ms){muted}"
-            ));
-        } else {
-            parts.push(format!(
-                "audio {rate:.1} pkt/s {kbps:.0} kbit/s (sent {sent}, dropped {dropped}){muted}"
-            ));
-        }
-    }
+fn stats_line(b: &mut Broadcast, quality: Option<Quality>, peers: usize, connector: &Connector) {
+    let parts = b.stats_parts();
     let state = connector.subscribe().borrow().clone();
     let q = quality.map_or("n/a".to_owned(), |q| format!("{q:?}").to_lowercase());
     tracing::info!(
@@ -622,45 +460,9 @@ fn stats_line(
     );
 }
 
-fn serde_summary(kinds: &[Kind], reconnects: u64) -> String {
-    let mut out = format!("\"event\":\"summary\",\"reconnects\":{reconnects}");
-    for k in kinds {
-        let s = &k.capture.stats;
-        out.push_str(&format!(
-            ",\"{}\":{{\"captured\":{},\"sent\":{},\"bytes\":{},\"keyframes\":{},\"dropped\":{},\"offline\":{},\"last_frame_number\":{}}}",
-            k.name,
-            s.captured.load(Ordering::Relaxed),
-            s.sent.load(Ordering::Relaxed),
-            s.bytes.load(Ordering::Relaxed),
-            s.keyframes.load(Ordering::Relaxed),
-            s.dropped.load(Ordering::Relaxed),
-            s.offline.load(Ordering::Relaxed),
-            s.last_frame_number.load(Ordering::Relaxed),
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commands_parse() {
-        assert_eq!(
-            parse_command("mute audio"),
-            Ok(Command::Mute(Kinds::Audio, true))
-        );
-        assert_eq!(
-            parse_command("unmute video\n"),
-            Ok(Command::Mute(Kinds::Video, false))
-        );
-        assert_eq!(parse_command("mute"), Ok(Command::Mute(Kinds::Both, true)));
-        assert_eq!(parse_command("t a"), Ok(Command::Toggle(Kinds::Audio)));
-        assert_eq!(parse_command("quit"), Ok(Command::Quit));
-        assert!(parse_command("mute screen").unwrap_err().contains("screen"));
-        assert!(parse_command("dance").unwrap_err().contains("commands:"));
-    }
 
     #[test]
     fn cli_is_well_formed() {

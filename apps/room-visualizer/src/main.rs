@@ -2,9 +2,6 @@
 //! waveform strip and level bar, name, muted-microphone icon, speaking ring, quality and
 //! screen-share badges — in a window (F fullscreen, Q/Esc quit) or headless (PNGs + JSON).
 
-mod scene;
-
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,14 +13,17 @@ use serde::Serialize;
 use tokio::sync::watch;
 use wavecast_stream::receive;
 use wavecast_token::Preset;
+use wavecast_visualizer::Gpu;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
-use wavecast_visualizer::window::{WindowOptions, run as run_window};
-use wavecast_visualizer::{Gpu, HeadlessTarget, Scene, draw_scene};
+use wavecast_visualizer::headless::{LoopOptions, Turn, run_loop};
+use wavecast_visualizer::scenes::{RoomGridScene, RoomStatus, StatusFn, TileReport};
+use wavecast_visualizer::window::run as run_window;
 
+use wavecast_app::feeds;
+use wavecast_app::render::{RenderArgs, parse_size};
 use wavecast_app::roster::{self as room, Roster};
-use wavecast_app::signal::Interrupt;
-use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials};
-use crate::scene::{GridScene, TileReport};
+use wavecast_app::signal::{self, Interrupt};
+use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials};
 
 /// Every participant of a LiveKit room in a live grid, in a window or headless.
 #[derive(Debug, Parser)]
@@ -31,21 +31,11 @@ use crate::scene::{GridScene, TileReport};
 struct Cli {
     #[command(flatten)]
     conn: ConnectArgs,
-    /// Render offscreen instead of opening a window (no display needed).
-    #[arg(long)]
-    headless: bool,
+    #[command(flatten)]
+    render: RenderArgs,
     /// Stop after rendering this many frames (headless: counted once --wait-participants is met).
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
-    /// Headless: write rendered frames as PNG and stats.json into DIR.
-    #[arg(long, value_name = "DIR")]
-    dump: Option<PathBuf>,
-    /// Headless: write every Nth rendered frame with --dump.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    dump_every: u64,
-    /// Write the statistics JSON here [default: DIR/stats.json with --dump].
-    #[arg(long, value_name = "FILE")]
-    stats: Option<PathBuf>,
     /// Headless render rate, frames per second.
     #[arg(long, value_name = "N", default_value_t = 10)]
     fps: u32,
@@ -56,29 +46,9 @@ struct Cli {
     /// Window or image size, WxH.
     #[arg(long, value_name = "WxH", default_value = "1280x720", value_parser = parse_size)]
     size: (u32, u32),
-    /// Give up when --frames are not reached within this time.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    /// Window: write the last frame as PNG here (with --frames).
-    #[arg(long, value_name = "FILE")]
-    screenshot: Option<PathBuf>,
     /// More logging.
     #[arg(short, long)]
     verbose: bool,
-}
-
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once('x')
-        .ok_or_else(|| format!("{s:?}: expected WxH, e.g. 1280x720"))?;
-    let w: u32 = w.parse().map_err(|_| format!("{s:?}: bad width"))?;
-    let h: u32 = h.parse().map_err(|_| format!("{s:?}: bad height"))?;
-    if !(64..=7680).contains(&w) || !(64..=4320).contains(&h) {
-        return Err(format!(
-            "{s:?}: width and height must be 64..7680 and 64..4320"
-        ));
-    }
-    Ok((w, h))
 }
 
 #[derive(Debug, Serialize)]
@@ -113,14 +83,11 @@ fn main() -> ExitCode {
         let config = cli::loader(&cli.conn, &matches)
             .load()
             .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
-        if cli.dump.is_some() && !cli.headless {
-            bail!("--dump needs --headless (in a window use --frames N --screenshot FILE)");
-        }
-        if cli.screenshot.is_some() && (cli.headless || cli.frames.is_none()) {
-            bail!("--screenshot is for windowed runs with --frames N");
-        }
-        if cli.dump_every == 0 || !(1..=120).contains(&cli.fps) {
-            bail!("--dump-every must be at least 1 and --fps between 1 and 120");
+        cli.render
+            .validate(cli.frames)
+            .map_err(anyhow::Error::msg)?;
+        if !(1..=120).contains(&cli.fps) {
+            bail!("--fps between 1 and 120 frames per second");
         }
         let creds =
             Credentials::from_config(&config, &cli.conn, "room-visualizer", Preset::Viewer)?;
@@ -159,53 +126,22 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
     let interrupted = Interrupt::install(runtime.handle());
     let mut report = Report::default();
     let mut reached = true;
-    if cli.headless {
-        reached = headless(
-            cli,
-            roster_rx,
-            conn_rx,
-            &url,
-            &mut report,
-            &interrupted,
-            || task.is_finished(),
-        )?;
+    if cli.render.headless {
+        let status =
+            feeds::room_status(roster_rx.clone(), conn_rx, url.clone(), interrupted.flag());
+        reached = headless(cli, status, roster_rx, &mut report, &interrupted, || {
+            task.is_finished()
+        })?;
     } else {
         // The window closes on Q/Esc, on SIGINT/SIGTERM, or a moment after the room task gave
         // up (so its message shows); the normal path below then reports.
-        let mut rx = connector.subscribe();
-        let close = interrupted.clone();
-        runtime.spawn(async move {
-            while rx.changed().await.is_ok() {
-                let gave_up = matches!(
-                    &*rx.borrow(),
-                    ConnState::Disconnected { exit_code, .. } if *exit_code != 0
-                );
-                if gave_up {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    close.set();
-                    return;
-                }
-            }
-        });
-        let options = WindowOptions {
-            title: format!("wavecast room — {url}"),
-            size: cli.size,
-            frames: cli.frames,
-            screenshot: cli.screenshot.clone(),
-            vsync: true,
-            resize_script: false,
-            timeout: if cli.frames.is_some() {
-                cli.timeout
-            } else {
-                Duration::from_secs(u64::MAX / 4)
-            },
-        };
-        let u = url.clone();
-        let close_flag = interrupted.flag();
+        signal::close_after_giving_up(runtime.handle(), connector.subscribe(), interrupted.clone());
+        let options = cli
+            .render
+            .window(format!("wavecast room — {url}"), cli.size, cli.frames);
+        let status = feeds::room_status(roster_rx, conn_rx, url.clone(), interrupted.flag());
         let r = run_window(options, move |gpu, format| {
-            Ok(GridScene::new(gpu, format, roster_rx, conn_rx, u)
-                .with_frame_cap(30)
-                .with_close_flag(close_flag))
+            Ok(RoomGridScene::new(gpu, format, status).with_frame_cap(30))
         })
         .context("the window failed")?;
         report.rendered = r.frames_rendered;
@@ -229,10 +165,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
             audio: outcome.audio,
         },
     };
-    let path = cli
-        .stats
-        .clone()
-        .or_else(|| cli.dump.as_ref().map(|d| d.join("stats.json")));
+    let path = cli.render.stats_path();
     if let Some(path) = &path {
         wavecast_app::write_stats(path, &stats)?;
     }
@@ -252,7 +185,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
             "error: {} of {} participants with media within {}",
             stats.tiles.len(),
             cli.wait_participants,
-            humantime::format_duration(cli.timeout)
+            humantime::format_duration(cli.render.timeout)
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -271,78 +204,58 @@ struct Report {
 /// the frames were reached (true without `--frames`).
 fn headless(
     cli: &Cli,
+    status: StatusFn<RoomStatus>,
     roster: watch::Receiver<Roster>,
-    conn: watch::Receiver<ConnState>,
-    url: &str,
     report: &mut Report,
     interrupted: &Interrupt,
     media_done: impl Fn() -> bool,
 ) -> Result<bool> {
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
-    report.adapter = gpu.info().name;
-    tracing::info!("rendering headless on {}", report.adapter);
-    let (w, h) = cli.size;
-    let mut scene = GridScene::new(&gpu, HEADLESS_FORMAT, roster.clone(), conn, url.to_owned());
-    let mut target = HeadlessTarget::new(&gpu.device, w, h)?;
-    scene.resize(&gpu, w, h);
-    if let Some(dir) = &cli.dump {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let interval = Duration::from_secs_f64(1.0 / f64::from(cli.fps));
-    // checked: `Instant + --timeout 500000000000y` overflows the clock and panicked; a timeout
-    // beyond its range never expires.
-    let deadline = Instant::now().checked_add(cli.timeout);
-    let mut counted = 0u64;
-    let mut frame_no = 0u64;
-    let reached = loop {
-        let tick = Instant::now();
-        if interrupted.is_set() || media_done() {
-            break cli.frames.is_none();
-        }
-        if cli.frames.is_some() && deadline.is_some_and(|d| Instant::now() > d) {
-            break false;
-        }
-        let ready = {
-            let r = roster.borrow();
-            r.len() >= cli.wait_participants
-                && r.iter().all(|m| {
-                    m.video.frames.load(Ordering::Relaxed) > 0
-                        || m.audio.packets.load(Ordering::Relaxed) > 0
-                })
-        };
-        scene.update(&gpu, frame_no)?;
-        draw_scene(&gpu, &scene, target.view(), target.format())?;
-        frame_no += 1;
-        report.rendered += 1;
-        if ready {
-            counted += 1;
-            if let Some(dir) = &cli.dump
-                && (counted - 1).is_multiple_of(cli.dump_every)
-            {
-                let img = target.read_rgba(&gpu.device, &gpu.queue)?;
-                let path = dir.join(format!("frame-{counted:06}.png"));
-                img.save_png(&path)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                report.pngs += 1;
-            } else {
-                gpu.wait_idle("frame")?;
-            }
-            report.tiles = scene.reports().to_vec();
-            if cli.frames.is_some_and(|n| counted >= n) {
-                break true;
+    let mut scene = RoomGridScene::new(&gpu, HEADLESS_FORMAT, status);
+    let options = LoopOptions {
+        size: cli.size,
+        dump: cli.render.dump.clone(),
+        dump_every: cli.render.dump_every,
+        // checked: `Instant + --timeout 500000000000y` overflows the clock; such a timeout never expires.
+        deadline: cli.frames.and_then(|_| Instant::now().checked_add(cli.render.timeout)),
+        min_interval: Duration::from_secs_f64(1.0 / f64::from(cli.fps)),
+    };
+    let counted = std::cell::Cell::new(0u64);
+    let turn = |_: &RoomGridScene| {
+        if cli.frames.is_some_and(|n| counted.get() >= n) {
+            Turn::Stop { reached: true }
+        } else if interrupted.is_set() || media_done() {
+            Turn::Stop {
+                reached: cli.frames.is_none(),
             }
         } else {
-            gpu.wait_idle("frame")?;
-        }
-        let spent = tick.elapsed();
-        if spent < interval {
-            std::thread::sleep(interval - spent);
+            Turn::Render
         }
     };
-    if report.tiles.is_empty() {
-        report.tiles = scene.reports().to_vec();
-    }
-    Ok(reached)
+    let mut tiles = Vec::new();
+    let count = |s: &RoomGridScene, n: u64| {
+        let r = roster.borrow();
+        let ready = r.len() >= cli.wait_participants
+            && r.iter().all(|m| {
+                m.video.frames.load(Ordering::Relaxed) > 0
+                    || m.audio.packets.load(Ordering::Relaxed) > 0
+            });
+        ready.then(|| {
+            counted.set(n + 1);
+            tiles = s.reports().to_vec();
+            format!("frame-{:06}.png", n + 1)
+        })
+    };
+    let r = run_loop(&gpu, &mut scene, &options, turn, count)?;
+    report.adapter = r.adapter;
+    report.rendered = r.drawn;
+    report.pngs = r.pngs;
+    report.tiles = if tiles.is_empty() {
+        scene.reports().to_vec()
+    } else {
+        tiles
+    };
+    Ok(r.reached)
 }
 
 #[cfg(test)]
@@ -352,11 +265,5 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("1280x720"), Ok((1280, 720)));
-        assert!(parse_size("big").is_err());
     }
 }

@@ -7,9 +7,7 @@
 //! runs the broadcaster's synthetic capture and encoders into the decoders in this one process,
 //! without any server.
 
-mod scene;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,20 +20,23 @@ use tokio::sync::watch;
 use wavecast_config::Config;
 use wavecast_media::OutputSpec;
 use wavecast_token::Preset;
+use wavecast_visualizer::Gpu;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
-use wavecast_visualizer::window::{WindowOptions, run as run_window};
-use wavecast_visualizer::{Gpu, HeadlessTarget, Scene, draw_scene};
+use wavecast_visualizer::headless::{LoopOptions, Turn, run_loop};
+use wavecast_visualizer::scenes::ParticipantScene;
+use wavecast_visualizer::window::run as run_window;
 
+use wavecast_app::feeds;
 use wavecast_app::follow::{self as room, Outcome, Watching};
-use wavecast_app::signal::Interrupt;
+use wavecast_app::render::{RenderArgs, parse_size};
+use wavecast_app::signal::{self, Interrupt};
 use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials, defaults, given};
-use wavecast_stream::decoders::{Decoders, Outputs};
+use wavecast_stream::decoders::{AudioSummary, Decoders, Outputs, VideoSummary};
 use wavecast_stream::latency::Percentiles;
+use wavecast_stream::loopback;
 use wavecast_stream::publish::{AudioInput, VideoSettings};
 use wavecast_stream::receive::{self, AudioOut, VideoOut};
 use wavecast_stream::record::{Recording, RecordingStats};
-use wavecast_stream::loopback;
-use crate::scene::{Shared, ViewerScene};
 
 #[cfg(feature = "cpal")]
 const DEFAULT_AUDIO_OUT: &str = "default";
@@ -49,6 +50,8 @@ const DEFAULT_AUDIO_OUT: &str = "none";
 struct Cli {
     #[command(flatten)]
     conn: ConnectArgs,
+    #[command(flatten)]
+    render: RenderArgs,
     /// Identity of the participant to watch [default: the first one publishing].
     #[arg(long, value_name = "IDENTITY")]
     participant: Option<String>,
@@ -56,21 +59,9 @@ struct Cli {
     /// process (no server).
     #[arg(long, value_enum, default_value_t = ViewSource::Room)]
     source: ViewSource,
-    /// Render offscreen instead of opening a window (no display needed).
-    #[arg(long)]
-    headless: bool,
     /// Stop after this many decoded video frames (headless) or rendered frames (window).
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
-    /// Headless: write rendered frames as PNG (named by frame number) and stats.json into DIR.
-    #[arg(long, value_name = "DIR")]
-    dump: Option<PathBuf>,
-    /// Headless: write every Nth rendered frame with --dump.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    dump_every: u64,
-    /// Write the statistics JSON here [default: DIR/stats.json with --dump].
-    #[arg(long, value_name = "FILE")]
-    stats: Option<PathBuf>,
     /// Record into DIR: received video as VP8 in IVF (no re-encoding), audio as WAV.
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
@@ -80,12 +71,6 @@ struct Cli {
     /// Window or image size, WxH.
     #[arg(long, value_name = "WxH", default_value = "960x540", value_parser = parse_size)]
     size: (u32, u32),
-    /// Give up when --frames are not reached within this time.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    /// Window: write the last frame as PNG here (with --frames).
-    #[arg(long, value_name = "FILE")]
-    screenshot: Option<PathBuf>,
     /// Loopback source: video width (video.width).
     #[arg(long, default_value_t = defaults().video.width)]
     width: u32,
@@ -110,20 +95,6 @@ enum ViewSource {
     Room,
     /// Synthetic capture → VP8/Opus → decoders, in this process.
     Loopback,
-}
-
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once('x')
-        .ok_or_else(|| format!("{s:?}: expected WxH, e.g. 960x540"))?;
-    let w: u32 = w.parse().map_err(|_| format!("{s:?}: bad width"))?;
-    let h: u32 = h.parse().map_err(|_| format!("{s:?}: bad height"))?;
-    if !(64..=7680).contains(&w) || !(64..=4320).contains(&h) {
-        return Err(format!(
-            "{s:?}: width and height must be 64..7680 and 64..4320"
-        ));
-    }
-    Ok((w, h))
 }
 
 fn parse_audio_out(s: &str) -> Result<OutputSpec> {
@@ -172,15 +143,9 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<Prepared> {
     let config = l
         .load()
         .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
-    if cli.dump.is_some() && !cli.headless {
-        bail!("--dump needs --headless (in a window use --frames N --screenshot FILE)");
-    }
-    if cli.screenshot.is_some() && (cli.headless || cli.frames.is_none()) {
-        bail!("--screenshot is for windowed runs with --frames N");
-    }
-    if cli.dump_every == 0 {
-        bail!("--dump-every must be at least 1");
-    }
+    cli.render
+        .validate(cli.frames)
+        .map_err(anyhow::Error::msg)?;
     if cli.source == ViewSource::Loopback && cli.participant.is_some() {
         bail!("--participant needs --source room");
     }
@@ -226,26 +191,6 @@ struct StatsFile {
     recording: Option<RecordingFile>,
     reconnects: u64,
     streams: StreamsFile,
-}
-
-#[derive(Debug, Serialize)]
-struct VideoSummary {
-    /// Pictures decoded, all streams.
-    frames_received: u64,
-    /// Distinct stamped frame numbers / their span, all streams, percent.
-    received_pct: Option<f64>,
-    /// Capture-to-decode age of stamped frames (first stream with stamps).
-    latency_ms: Option<Percentiles>,
-    width: u32,
-    height: u32,
-    fps: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct AudioSummary {
-    packets: u64,
-    seconds: f64,
-    decode_errors: u64,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -368,14 +313,17 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
             (Media::Loopback(Box::new(lb), tx), rx)
         }
     };
-    let shared = Arc::new(Shared {
-        video: out.video.clone(),
-        audio: out.audio.clone(),
-        conn: conn_rx,
-        watching: watch_rx,
-        url: url.clone(),
-        close: interrupted.flag(),
-    });
+    let feeds = feeds::participant_feeds(&out.video, &out.audio);
+    let status = || {
+        feeds::participant_status(
+            out.video.clone(),
+            out.audio.clone(),
+            conn_rx.clone(),
+            watch_rx.clone(),
+            url.clone(),
+            interrupted.flag(),
+        )
+    };
 
     let media_done = || match &media {
         Media::Room(t, _) => t.is_finished(),
@@ -386,44 +334,26 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         ..Default::default()
     };
     let mut reached = true;
-    if cli.headless {
-        reached = headless(cli, &shared, &mut render, &interrupted, media_done)?;
+    if cli.render.headless {
+        let scene =
+            |gpu: &Gpu| ParticipantScene::new(gpu, HEADLESS_FORMAT, feeds.clone(), status());
+        reached = headless(cli, scene, &out, &mut render, &interrupted, media_done)?;
     } else {
         // The window closes on Q/Esc, on SIGINT/SIGTERM, or a moment after the room task gave
         // up (so its message shows); the normal path below then finalises and reports.
         if let Media::Room(_, connector) = &media {
-            let mut rx = connector.subscribe();
-            let close = interrupted.clone();
-            runtime.spawn(async move {
-                while rx.changed().await.is_ok() {
-                    let gave_up = matches!(
-                        &*rx.borrow(),
-                        ConnState::Disconnected { exit_code, .. } if *exit_code != 0
-                    );
-                    if gave_up {
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                        close.set();
-                        return;
-                    }
-                }
-            });
+            signal::close_after_giving_up(
+                runtime.handle(),
+                connector.subscribe(),
+                interrupted.clone(),
+            );
         }
-        let options = WindowOptions {
-            title: format!("wavecast viewer — {url}"),
-            size: cli.size,
-            frames: cli.frames,
-            screenshot: cli.screenshot.clone(),
-            vsync: true,
-            resize_script: false,
-            timeout: if cli.frames.is_some() {
-                cli.timeout
-            } else {
-                Duration::from_secs(u64::MAX / 4)
-            },
-        };
-        let sh = shared.clone();
+        let options = cli
+            .render
+            .window(format!("wavecast viewer — {url}"), cli.size, cli.frames);
+        let (f, st) = (feeds.clone(), status());
         let report = run_window(options, move |gpu, format| {
-            Ok(ViewerScene::new(gpu, format, sh).with_frame_cap(60))
+            Ok(ParticipantScene::new(gpu, format, f, st).with_frame_cap(60))
         })
         .context("the window failed")?;
         render.rendered_frames = report.frames_rendered;
@@ -465,10 +395,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     let stats = stats_file(cli, &p, started, render, &outcome);
-    let path = cli
-        .stats
-        .clone()
-        .or_else(|| cli.dump.as_ref().map(|d| d.join("stats.json")));
+    let path = cli.render.stats_path();
     if let Some(path) = &path {
         wavecast_app::write_stats(path, &stats)?;
     }
@@ -493,7 +420,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
             "error: only {} of {} video frames arrived within {}",
             v.frames_received,
             cli.frames.unwrap_or(0),
-            humantime::format_duration(cli.timeout)
+            humantime::format_duration(cli.render.timeout)
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -508,21 +435,6 @@ fn stats_file(
     outcome: &Outcome,
 ) -> StatsFile {
     let f = &outcome.finished;
-    let frames_received = f.video.iter().map(|s| s.frames_decoded).sum();
-    let (seen, span) = f.video.iter().fold((0u64, 0u64), |(a, b), s| {
-        match (s.first_frame_number, s.last_frame_number) {
-            (Some(lo), Some(hi)) => (a + s.distinct_frame_numbers, b + u64::from(hi - lo) + 1),
-            _ => (a, b),
-        }
-    });
-    let first_stamped = f.video.iter().find(|s| s.latency.is_some());
-    let last = f.video.last();
-    let fps = f
-        .video
-        .iter()
-        .filter(|s| s.seconds > 0.0)
-        .map(|s| (s.frames_decoded.saturating_sub(1)) as f64 / s.seconds)
-        .next();
     let recording = cli.record.as_ref().map(|dir| RecordingFile {
         dir: dir.clone(),
         video_file: dir.join("video.ivf"),
@@ -536,19 +448,8 @@ fn stats_file(
         room: Some(outcome.room.clone()).filter(|r| !r.is_empty()),
         elapsed_s: started.elapsed().as_secs_f64(),
         frames_requested: cli.frames,
-        video: VideoSummary {
-            frames_received,
-            received_pct: (span > 0).then(|| 100.0 * seen as f64 / span as f64),
-            latency_ms: first_stamped.and_then(|s| s.latency),
-            width: last.map_or(0, |s| s.width),
-            height: last.map_or(0, |s| s.height),
-            fps,
-        },
-        audio: AudioSummary {
-            packets: f.audio.iter().map(|s| s.packets).sum(),
-            seconds: f.audio.iter().map(|s| s.seconds).sum::<f64>() + 0.0,
-            decode_errors: f.audio.iter().map(|s| s.decode_errors).sum(),
-        },
+        video: f.video_summary(),
+        audio: f.audio_summary(),
         render,
         recording,
         reconnects: outcome.reconnects,
@@ -559,90 +460,62 @@ fn stats_file(
     }
 }
 
-/// The headless loop: render whenever a new frame arrives, dump PNGs, stop at `--frames`.
-/// Returns whether `--frames` was reached (true without `--frames`).
+/// Headless: render whenever a new picture waits (else the status twice a second), dump PNGs
+/// named by frame number, stop at `--frames` decoded. Returns whether they were reached.
 fn headless(
     cli: &Cli,
-    shared: &Arc<Shared>,
+    scene: impl FnOnce(&Gpu) -> ParticipantScene,
+    out: &Outputs,
     render: &mut RenderSummary,
     interrupted: &Interrupt,
     media_done: impl Fn() -> bool,
 ) -> Result<bool> {
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
-    render.adapter = gpu.info().name;
-    tracing::info!("rendering headless on {}", render.adapter);
-    let (w, h) = cli.size;
-    let mut scene = ViewerScene::new(&gpu, HEADLESS_FORMAT, shared.clone());
-    let mut target = HeadlessTarget::new(&gpu.device, w, h)?;
-    scene.resize(&gpu, w, h);
-    if let Some(dir) = &cli.dump {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    // checked: `Instant + --timeout 500000000000y` overflows the clock and panicked; a timeout
-    // beyond its range never expires.
-    let deadline = Instant::now().checked_add(cli.timeout);
-    let mut frame_no = 0u64;
+    let mut scene = scene(&gpu);
+    let options = LoopOptions {
+        size: cli.size,
+        dump: cli.render.dump.clone(),
+        dump_every: cli.render.dump_every,
+        // checked: `Instant + --timeout 500000000000y` overflows the clock; such a timeout never expires.
+        deadline: cli.frames.and_then(|_| Instant::now().checked_add(cli.render.timeout)),
+        min_interval: Duration::ZERO,
+    };
     let mut last_status = Instant::now();
-    let reached = loop {
-        let received = shared.video.frames.load(Ordering::Relaxed);
-        if let Some(n) = cli.frames
-            && received >= n
+    let turn = |_: &ParticipantScene| {
+        if cli
+            .frames
+            .is_some_and(|n| out.video.frames.load(Ordering::Relaxed) >= n)
         {
-            break true;
-        }
-        if interrupted.is_set() || media_done() {
-            break cli.frames.is_none();
-        }
-        if cli.frames.is_some() && deadline.is_some_and(|d| Instant::now() > d) {
-            break false;
-        }
-        // Draw when a new picture waits; without one, refresh the status at 2 frames per second.
-        if !shared.video.mailbox.has_frame() && last_status.elapsed() < Duration::from_millis(500) {
-            std::thread::sleep(Duration::from_millis(4));
-            continue;
-        }
-        last_status = Instant::now();
-        scene.update(&gpu, frame_no)?;
-        let fresh = scene.has_fresh_frame();
-        draw_scene(&gpu, &scene, target.view(), target.format())?;
-        frame_no += 1;
-        let dump = cli
-            .dump
-            .as_ref()
-            .filter(|_| fresh && (render.rendered_frames).is_multiple_of(cli.dump_every));
-        if fresh {
-            render.rendered_frames += 1;
-        }
-        if let Some(dir) = dump {
-            let img = target.read_rgba(&gpu.device, &gpu.queue)?;
-            let seq = scene.current_sequence().unwrap_or(render.rendered_frames);
-            save(&img, &dir.join(format!("frame-{seq:06}.png")))?;
-            render.pngs += 1;
+            Turn::Stop { reached: true }
+        } else if interrupted.is_set() || media_done() {
+            Turn::Stop {
+                reached: cli.frames.is_none(),
+            }
+        } else if !out.video.mailbox.has_frame()
+            && last_status.elapsed() < Duration::from_millis(500)
+        {
+            Turn::Skip
         } else {
-            // One frame in flight at most: the software rasteriser must not queue work up.
-            gpu.wait_idle("frame")?;
+            last_status = Instant::now();
+            Turn::Render
         }
     };
+    let count = |s: &ParticipantScene, n: u64| {
+        s.has_fresh_frame()
+            .then(|| format!("frame-{:06}.png", s.current_sequence().unwrap_or(n + 1)))
+    };
+    let report = run_loop(&gpu, &mut scene, &options, turn, count)?;
+    render.adapter = report.adapter;
+    render.rendered_frames = report.counted;
+    render.pngs = report.pngs;
     render.picture_rect = scene.picture_rect().map(|r| (r.x, r.y, r.w, r.h));
     render.latency_ms = Percentiles::of(&scene.render_latencies);
-    Ok(reached)
-}
-
-fn save(img: &wavecast_visualizer::RgbaImage, path: &Path) -> Result<()> {
-    img.save_png(path)
-        .with_context(|| format!("cannot write {}", path.display()))
+    Ok(report.reached)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("960x540"), Ok((960, 540)));
-        assert!(parse_size("960").is_err());
-        assert!(parse_size("1x1").is_err());
-    }
 
     #[test]
     fn audio_outputs_parse() {

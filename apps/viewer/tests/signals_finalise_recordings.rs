@@ -78,7 +78,10 @@ fn watch_and_signal(url: &str, display: &str, dir: &Path, identity: &str, signal
     );
     let (header, present) = ivf_frames(&std::fs::read(&ivf).unwrap());
     assert!(present > 30, "{present} frames recorded");
-    assert_eq!(header, present, "IVF header counts the frames present (SIG{signal})");
+    assert_eq!(
+        header, present,
+        "IVF header counts the frames present (SIG{signal})"
+    );
     let data = check_wav(&std::fs::read(rec.join("audio.wav")).unwrap());
     assert!(data > 48_000, "{data} bytes of audio (SIG{signal})");
 }

@@ -46,6 +46,14 @@ struct ConsumerCounters {
     skipped: SharedCounter,
 }
 
+impl<T> std::fmt::Debug for FrameQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameQueue")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> FrameQueue<T> {
     /// A queue holding at most `capacity` frames (at least 1).
     pub fn new(capacity: usize) -> Self {
@@ -125,6 +133,14 @@ pub struct Mailbox<T> {
 impl<T> Default for Mailbox<T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for Mailbox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use wavecast_rtc::TrackKind;
 
+use crate::latency::Percentiles;
 use crate::receive::{
     AudioOut, AudioStreamStats, Decoder, EncodedSource, VideoOut, VideoStreamStats, spawn_audio,
     spawn_video,
@@ -174,4 +175,68 @@ pub struct Finished {
     pub audio: Vec<AudioStreamStats>,
     /// Recording.
     pub recording: RecordingStats,
+}
+
+/// All video streams of a run in a few figures.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct VideoSummary {
+    /// Pictures decoded, all streams.
+    pub frames_received: u64,
+    /// Distinct stamped frame numbers / their span, all streams, percent.
+    pub received_pct: Option<f64>,
+    /// Capture-to-decode age of stamped frames (first stream with stamps).
+    pub latency_ms: Option<Percentiles>,
+    /// Picture width of the last stream's last picture.
+    pub width: u32,
+    /// Picture height of the last stream's last picture.
+    pub height: u32,
+    /// Decoded pictures per second (first stream that lasted).
+    pub fps: Option<f64>,
+}
+
+/// All audio streams of a run in a few figures.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AudioSummary {
+    /// Packets decoded.
+    pub packets: u64,
+    /// Decoded audio, seconds.
+    pub seconds: f64,
+    /// Packets that failed to decode.
+    pub decode_errors: u64,
+}
+
+impl Finished {
+    /// The video streams in a few figures.
+    pub fn video_summary(&self) -> VideoSummary {
+        let v = &self.video;
+        let (seen, span) = v.iter().fold((0u64, 0u64), |(a, b), s| {
+            match (s.first_frame_number, s.last_frame_number) {
+                (Some(lo), Some(hi)) => (a + s.distinct_frame_numbers, b + u64::from(hi - lo) + 1),
+                _ => (a, b),
+            }
+        });
+        let last = v.last();
+        VideoSummary {
+            frames_received: v.iter().map(|s| s.frames_decoded).sum(),
+            received_pct: (span > 0).then(|| 100.0 * seen as f64 / span as f64),
+            latency_ms: v.iter().find_map(|s| s.latency),
+            width: last.map_or(0, |s| s.width),
+            height: last.map_or(0, |s| s.height),
+            fps: v
+                .iter()
+                .filter(|s| s.seconds > 0.0)
+                .map(|s| (s.frames_decoded.saturating_sub(1)) as f64 / s.seconds)
+                .next(),
+        }
+    }
+
+    /// The audio streams in a few figures.
+    pub fn audio_summary(&self) -> AudioSummary {
+        let a = &self.audio;
+        AudioSummary {
+            packets: a.iter().map(|s| s.packets).sum(),
+            seconds: a.iter().map(|s| s.seconds).sum::<f64>() + 0.0,
+            decode_errors: a.iter().map(|s| s.decode_errors).sum(),
+        }
+    }
 }

@@ -60,6 +60,15 @@ pub enum StreamError {
         /// The track or link.
         what: String,
     },
+    /// The server refused to publish a track.
+    #[error("cannot publish the {track} track")]
+    Publish {
+        /// `video` or `audio`.
+        track: String,
+        /// The session's error.
+        #[source]
+        source: Box<wavecast_session::session::SessionError>,
+    },
     /// A thread could not be started.
     #[error("cannot start the {name} thread")]
     Thread {

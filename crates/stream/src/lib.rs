@@ -8,6 +8,7 @@
 //! - [`receive`]: one thread per subscribed track — decoder → pipeline frames in a latest-frame
 //!   [`Mailbox`](wavecast_pipeline::Mailbox) (video, any size at any point of the stream) or a
 //!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency;
+//! - [`broadcast`]: a participant's publish loops and tracks — publish, mute, leave, stats;
 //! - [`decoders`]: the decoders of one watched participant, handing [`record`]ers along;
 //! - [`record`]: the received VP8 untouched into IVF, the decoded audio into WAV;
 //! - [`loopback`]: capture → encode → decode in one process, no server;
@@ -43,6 +44,7 @@
 //! a decoded picture larger than the pool's buffers rebuilds the pool once.
 #![deny(missing_docs)]
 
+pub mod broadcast;
 pub mod decoders;
 mod error;
 pub mod latency;

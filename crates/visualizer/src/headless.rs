@@ -243,3 +243,121 @@ mod tests {
         assert_eq!(padded_bytes_per_row(1280), 5120);
     }
 }
+
+/// What the caller of [`run_loop`] wants for the next turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Draw a frame now.
+    Render,
+    /// Nothing new to draw: wait a few milliseconds and ask again.
+    Skip,
+    /// End the loop; `reached` is what [`LoopReport::reached`] says.
+    Stop {
+        /// Whether the run reached its goal.
+        reached: bool,
+    },
+}
+
+/// How [`run_loop`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct LoopOptions {
+    /// Target size in pixels.
+    pub size: (u32, u32),
+    /// Write counted frames as PNG into this directory (created when missing).
+    pub dump: Option<std::path::PathBuf>,
+    /// Write every Nth counted frame (at least 1).
+    pub dump_every: u64,
+    /// Give up (not reached) at this instant.
+    pub deadline: Option<std::time::Instant>,
+    /// Shortest time between two drawn frames (`ZERO`: as fast as the caller allows).
+    pub min_interval: std::time::Duration,
+}
+
+/// What a [`run_loop`] did.
+#[derive(Debug, Clone, Default)]
+pub struct LoopReport {
+    /// The adapter that rendered.
+    pub adapter: String,
+    /// Frames drawn.
+    pub drawn: u64,
+    /// Frames the caller counted.
+    pub counted: u64,
+    /// PNGs written.
+    pub pngs: u64,
+    /// What the last [`Turn::Stop`] said (false at the deadline).
+    pub reached: bool,
+}
+
+/// The one headless run loop every app uses: asks `turn` what to do, draws `scene` into an
+/// offscreen target, then asks `count` whether the frame counts and under which PNG name (it
+/// is written every `dump_every` counted frames). With nothing to dump, one frame at most is in
+/// flight (a software rasteriser must not queue work up).
+///
+/// # Errors
+/// A failing scene, readback or PNG write.
+pub fn run_loop<S: crate::Scene>(
+    gpu: &crate::Gpu,
+    scene: &mut S,
+    options: &LoopOptions,
+    mut turn: impl FnMut(&S) -> Turn,
+    mut count: impl FnMut(&S, u64) -> Option<String>,
+) -> Result<LoopReport> {
+    use std::time::{Duration, Instant};
+    let mut report = LoopReport {
+        adapter: gpu.info().name,
+        ..Default::default()
+    };
+    tracing::info!("rendering headless on {}", report.adapter);
+    let (w, h) = options.size;
+    let mut target = HeadlessTarget::new(&gpu.device, w, h)?;
+    scene.resize(gpu, w, h);
+    if let Some(dir) = &options.dump {
+        std::fs::create_dir_all(dir).map_err(|source| VisualizerError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let every = options.dump_every.max(1);
+    loop {
+        let tick = Instant::now();
+        if options.deadline.is_some_and(|d| tick > d) {
+            report.reached = false;
+            break;
+        }
+        match turn(scene) {
+            Turn::Stop { reached } => {
+                report.reached = reached;
+                break;
+            }
+            Turn::Skip => {
+                std::thread::sleep(Duration::from_millis(4));
+                continue;
+            }
+            Turn::Render => {}
+        }
+        scene.update(gpu, report.drawn)?;
+        crate::draw_scene(gpu, scene, target.view(), target.format())?;
+        report.drawn += 1;
+        let name = count(scene, report.counted);
+        let mut dumped = false;
+        if let Some(name) = name {
+            let due = report.counted.is_multiple_of(every);
+            report.counted += 1;
+            if let (Some(dir), true) = (&options.dump, due) {
+                target
+                    .read_rgba(&gpu.device, &gpu.queue)?
+                    .save_png(dir.join(name))?;
+                report.pngs += 1;
+                dumped = true;
+            }
+        }
+        if !dumped {
+            gpu.wait_idle("frame")?;
+        }
+        let spent = tick.elapsed();
+        if spent < options.min_interval {
+            std::thread::sleep(options.min_interval - spent);
+        }
+    }
+    Ok(report)
+}

@@ -57,6 +57,7 @@ pub mod headless;
 pub mod image;
 pub mod meter;
 pub mod scene;
+pub mod scenes;
 pub mod shapes;
 pub mod spectrum;
 pub mod text;

@@ -1,41 +1,67 @@
-//! What the viewer draws: the watched participant's video, a scrolling waveform, a dBFS meter and
-//! a stats overlay (fps, bitrate, glass-to-glass latency from the embedded stamp, connection
-//! quality), or a status card while connecting, offline or waiting for a publisher.
+//! One participant: their video, a scrolling waveform, a dBFS meter and a stats overlay (fps,
+//! bitrate, glass-to-glass latency from the embedded stamp, connection quality), or a status
+//! card while connecting, offline or waiting for a publisher. Fed by a video mailbox, an audio
+//! queue and a [`ParticipantStatus`] polled once per update.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
 use wavecast_pipeline::analysis::{Levels, WaveformHistory};
-use wavecast_pipeline::{AgeHistogram, Timestamp, VideoFrame};
-use wavecast_visualizer::geom::palette;
-use wavecast_visualizer::shapes::ShapeRenderer;
-use wavecast_visualizer::text::{Align, TextLayer};
-use wavecast_visualizer::{
+use wavecast_pipeline::{AgeHistogram, AudioFrame, FrameQueue, Mailbox, Timestamp, VideoFrame};
+
+use super::{LinkStatus, StatusFn};
+use crate::geom::palette;
+use crate::shapes::ShapeRenderer;
+use crate::text::{Align, TextLayer};
+use crate::{
     Color, ColorSpace, Gpu, MeterLevels, MeterRenderer, Rect, Scene, VideoRenderer,
-    WaveformRenderer,
+    WaveformRenderer, wgpu,
 };
 
-use wavecast_app::ConnState;
-use wavecast_app::follow::Watching;
-use wavecast_stream::receive::{AudioOut, VideoOut};
+/// The pipeline sinks the scene drains: the newest decoded picture and the decoded audio.
+#[derive(Debug, Clone)]
+pub struct ParticipantFeeds {
+    /// Latest-frame mailbox of decoded pictures (any size, changing at any frame).
+    pub video: Arc<Mailbox<VideoFrame>>,
+    /// Decoded audio for the waveform and the meter (drop-oldest).
+    pub audio: Arc<FrameQueue<AudioFrame>>,
+}
 
-/// Everything the scene reads, shared with the room task and the decoders.
-#[derive(Debug)]
-pub struct Shared {
-    /// Decoded video.
-    pub video: Arc<VideoOut>,
-    /// Decoded audio.
-    pub audio: Arc<AudioOut>,
-    /// Connection state.
-    pub conn: watch::Receiver<ConnState>,
-    /// Who is watched.
-    pub watching: watch::Receiver<Watching>,
+/// What the scene shows besides the media (a plain struct, polled once per update).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParticipantStatus {
+    /// The connection.
+    pub link: LinkStatus,
     /// Server URL (for the status card).
     pub url: String,
-    /// Set to close the window (a signal, or the connection gave up).
-    pub close: Arc<std::sync::atomic::AtomicBool>,
+    /// Identity of the watched participant (`None`: nobody yet, or a local source).
+    pub identity: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Their connection quality, as a word.
+    pub quality: Option<String>,
+    /// Their audio track is muted.
+    pub audio_muted: bool,
+    /// Their video track is muted.
+    pub video_muted: bool,
+    /// Pictures decoded so far.
+    pub video_frames: u64,
+    /// Encoded video bytes received so far.
+    pub video_bytes: u64,
+    /// Size of the latest decoded picture.
+    pub video_size: (u32, u32),
+    /// The pictures carry a readable timestamp stamp.
+    pub stamped: bool,
+    /// Capture-to-decode age of the last stamped picture, µs.
+    pub last_latency_us: u64,
+    /// Median capture-to-decode age, µs.
+    pub p50_latency_us: u64,
+    /// Frame number of the last stamped picture.
+    pub last_frame_number: u64,
+    /// Audio packets decoded so far.
+    pub audio_packets: u64,
+    /// Close the window (a signal arrived, or the connection gave up).
+    pub close: bool,
 }
 
 /// Rate over the last update interval.
@@ -89,14 +115,16 @@ impl ViewerLayout {
     }
 }
 
-/// The viewer's scene.
-pub struct ViewerScene {
+/// The participant scene (what the viewer shows).
+pub struct ParticipantScene {
     video: VideoRenderer,
     waveform: WaveformRenderer,
     meter: MeterRenderer,
     overlay: ShapeRenderer,
     text: TextLayer,
-    shared: Arc<Shared>,
+    feeds: ParticipantFeeds,
+    source: StatusFn<ParticipantStatus>,
+    status: ParticipantStatus,
     layout: ViewerLayout,
     current: Option<VideoFrame>,
     fresh: bool,
@@ -115,18 +143,23 @@ pub struct ViewerScene {
     last_update: Option<Instant>,
 }
 
-impl std::fmt::Debug for ViewerScene {
+impl std::fmt::Debug for ParticipantScene {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ViewerScene")
+        f.debug_struct("ParticipantScene")
             .field("layout", &self.layout)
             .field("rendered", &self.rendered)
             .finish_non_exhaustive()
     }
 }
 
-impl ViewerScene {
-    /// Builds the renderers for targets of `format`.
-    pub fn new(gpu: &Gpu, format: wgpu_format::TextureFormat, shared: Arc<Shared>) -> Self {
+impl ParticipantScene {
+    /// Builds the renderers for targets of `format`; `status` is called once per update.
+    pub fn new(
+        gpu: &Gpu,
+        format: wgpu::TextureFormat,
+        feeds: ParticipantFeeds,
+        status: StatusFn<ParticipantStatus>,
+    ) -> Self {
         let (d, q) = (&gpu.device, &gpu.queue);
         let mut video = VideoRenderer::new(d, format);
         video.set_border(q, Color::rgb8(0, 0, 0));
@@ -136,7 +169,9 @@ impl ViewerScene {
             meter: MeterRenderer::new(d, q, format),
             overlay: ShapeRenderer::new(d, format),
             text: TextLayer::new(d, q, format, "viewer overlay"),
-            shared,
+            feeds,
+            source: status,
+            status: ParticipantStatus::default(),
             layout: ViewerLayout::default(),
             current: None,
             fresh: false,
@@ -174,41 +209,43 @@ impl ViewerScene {
         self.video.picture_rect()
     }
 
+    /// The status polled at the last update.
+    pub fn status(&self) -> &ParticipantStatus {
+        &self.status
+    }
+
     fn status_text(&self) -> Option<String> {
-        let conn = self.shared.conn.borrow().clone();
-        let w = self.shared.watching.borrow().clone();
-        match conn {
-            ConnState::Connecting => Some(format!("Connecting to {} …", self.shared.url)),
-            ConnState::Reconnecting {
+        let w = &self.status;
+        let url = &w.url;
+        match w.link.clone() {
+            LinkStatus::Connecting => Some(format!("Connecting to {} …", url)),
+            LinkStatus::Reconnecting {
                 attempt,
                 max,
                 cause,
             } => Some(if attempt == 0 {
-                format!("Offline: {cause}. Reconnecting to {} …", self.shared.url)
+                format!("Offline: {cause}. Reconnecting to {} …", url)
             } else {
                 format!(
                     "Offline: cannot reach {} ({cause}). Retry {attempt} of {max} …",
-                    self.shared.url
+                    url
                 )
             }),
-            ConnState::Disconnected { reason, .. } => Some(format!("Disconnected: {reason}")),
-            ConnState::Connected { room } if self.current.is_none() => Some(match &w.identity {
+            LinkStatus::Disconnected { reason } => Some(format!("Disconnected: {reason}")),
+            LinkStatus::Connected { room } if self.current.is_none() => Some(match &w.identity {
                 Some(id) => format!("Watching {id}: waiting for video …"),
                 None => format!("Connected to room {room}: waiting for someone to publish …"),
             }),
-            ConnState::Connected { .. } => None,
+            LinkStatus::Connected { .. } => None,
         }
     }
 
     fn overlay_lines(&mut self) -> Vec<String> {
-        let v = &self.shared.video;
-        let w = self.shared.watching.borrow().clone();
+        let w = self.status.clone();
         let now = Instant::now();
-        self.fps.update(v.frames.load(Ordering::Relaxed), now);
-        self.kbps.update(v.bytes.load(Ordering::Relaxed), now);
-        self.packets
-            .update(self.shared.audio.packets.load(Ordering::Relaxed), now);
-        let size = v.size.load(Ordering::Relaxed);
+        self.fps.update(w.video_frames, now);
+        self.kbps.update(w.video_bytes, now);
+        self.packets.update(w.audio_packets, now);
         let who = match &w.identity {
             Some(id) if !w.name.is_empty() && w.name != *id => format!("{} ({id})", w.name),
             Some(id) => id.clone(),
@@ -216,20 +253,20 @@ impl ViewerScene {
         };
         let mut lines = vec![format!(
             "{who} · {}x{} · {:.1} fps · {:.0} kbit/s",
-            size >> 16,
-            size & 0xffff,
+            w.video_size.0,
+            w.video_size.1,
             self.fps.value,
             self.kbps.value * 8.0 / 1000.0
         )];
-        if v.stamped.load(Ordering::Relaxed) {
-            let last = v.last_latency_us.load(Ordering::Relaxed) as f64 / 1000.0;
-            let p50 = v.p50_latency_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        if w.stamped {
+            let last = w.last_latency_us as f64 / 1000.0;
+            let p50 = w.p50_latency_us as f64 / 1000.0;
             let shown = self.last_render_latency_us.map_or(String::new(), |us| {
                 format!(" · on screen {:.0} ms", us as f64 / 1000.0)
             });
             lines.push(format!(
                 "glass-to-glass {last:.0} ms (p50 {p50:.0} ms){shown} · frame #{}",
-                v.last_frame_number.load(Ordering::Relaxed)
+                w.last_frame_number
             ));
         } else {
             lines.push("latency: no timestamp stamp in this video".into());
@@ -250,12 +287,7 @@ impl ViewerScene {
     }
 }
 
-/// wgpu re-exported by the visualizer (one version everywhere).
-mod wgpu_format {
-    pub use wavecast_visualizer::wgpu::TextureFormat;
-}
-
-impl Scene for ViewerScene {
+impl Scene for ParticipantScene {
     fn resize(&mut self, gpu: &Gpu, width: u32, height: u32) {
         let q = &gpu.queue;
         self.layout = ViewerLayout::new(width, height);
@@ -269,7 +301,7 @@ impl Scene for ViewerScene {
         self.text.resize(q, width, height);
     }
 
-    fn update(&mut self, gpu: &Gpu, _frame: u64) -> wavecast_visualizer::Result<()> {
+    fn update(&mut self, gpu: &Gpu, _frame: u64) -> crate::Result<()> {
         let (d, q) = (&gpu.device, &gpu.queue);
         if let Some(last) = self.last_update {
             let spent = last.elapsed();
@@ -279,8 +311,9 @@ impl Scene for ViewerScene {
         }
         self.last_update = Some(Instant::now());
         self.fresh = false;
-        if let Some(f) = self.shared.video.mailbox.take() {
-            if self.shared.video.stamped.load(Ordering::Relaxed) {
+        self.status = (self.source)();
+        if let Some(f) = self.feeds.video.take() {
+            if self.status.stamped {
                 let age = Timestamp::now().saturating_duration_since(f.timestamp());
                 self.render_latencies.record(age);
                 self.last_render_latency_us = Some(age.as_micros() as u64);
@@ -294,7 +327,7 @@ impl Scene for ViewerScene {
         // Audio: every queued frame becomes one waveform column; the meter holds its peak.
         let mut peak_decay = self.levels.peak_dbfs - 1.5;
         let mut rms = None;
-        while let Some(a) = self.shared.audio.render.pop() {
+        while let Some(a) = self.feeds.audio.pop() {
             self.history.push_samples(a.samples());
             let l = Levels::of(a.samples());
             peak_decay = peak_decay.max(l.peak_dbfs);
@@ -321,9 +354,9 @@ impl Scene for ViewerScene {
                 line_h * 2.2,
             );
             self.overlay.rect(card, palette::LABEL_BG, 8.0);
-            let color = match *self.shared.conn.borrow() {
-                ConnState::Connected { .. } => palette::WHITE,
-                ConnState::Connecting => palette::YELLOW,
+            let color = match self.status.link {
+                LinkStatus::Connected { .. } => palette::WHITE,
+                LinkStatus::Connecting => palette::YELLOW,
                 _ => palette::RED,
             };
             self.text.label(
@@ -363,13 +396,10 @@ impl Scene for ViewerScene {
     }
 
     fn close_requested(&self) -> bool {
-        self.shared.close.load(Ordering::Relaxed)
+        self.status.close
     }
 
-    fn render(
-        &self,
-        pass: &mut wavecast_visualizer::wgpu::RenderPass<'_>,
-    ) -> wavecast_visualizer::Result<()> {
+    fn render(&self, pass: &mut wgpu::RenderPass<'_>) -> crate::Result<()> {
         if self.current.is_some() {
             self.video.render(pass);
         }

@@ -1,27 +1,64 @@
-//! The grid: one tile per participant — their video (or an avatar), a waveform strip and a level
-//! bar, with the grid renderer's name label, muted-microphone icon, speaking ring, quality and
-//! screen-share badges — under a header with the room and connection state.
+//! The room grid: one tile per participant — their video (or an avatar), a waveform strip and a
+//! level bar, with the grid renderer's name label, muted-microphone icon, speaking ring, quality
+//! and screen-share badges — under a header with the room and connection state. Fed by a
+//! [`RoomStatus`] polled once per update, whose tiles carry each participant's pipeline sinks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use wavecast_pipeline::VideoFrame;
 use wavecast_pipeline::analysis::{Levels, SpeakingConfig, SpeakingDetector, WaveformHistory};
-use wavecast_visualizer::geom::palette;
-use wavecast_visualizer::grid::TileLayout;
-use wavecast_visualizer::shapes::ShapeRenderer;
-use wavecast_visualizer::text::{Align, TextLayer};
-use wavecast_visualizer::wgpu;
-use wavecast_visualizer::{
+use wavecast_pipeline::{AudioFrame, FrameQueue, Mailbox, VideoFrame};
+
+use super::{LinkStatus, StatusFn};
+use crate::geom::palette;
+use crate::grid::TileLayout;
+use crate::shapes::ShapeRenderer;
+use crate::text::{Align, TextLayer};
+use crate::{
     Color, ColorSpace, ConnectionQuality, Gpu, GridRenderer, ParticipantTile, Rect, Scene,
-    VideoRenderer, WaveformRenderer,
+    VideoRenderer, WaveformRenderer, wgpu,
 };
 
-use wavecast_app::ConnState;
-use wavecast_app::roster::{Member, Roster};
+/// One participant's tile: their pipeline sinks and flags.
+#[derive(Debug, Clone)]
+pub struct TileFeed {
+    /// A stable key (the identity).
+    pub key: String,
+    /// Name on the label.
+    pub name: String,
+    /// Latest-frame mailbox of their decoded pictures.
+    pub video: Arc<Mailbox<VideoFrame>>,
+    /// Their decoded audio (drop-oldest).
+    pub audio: Arc<FrameQueue<AudioFrame>>,
+    /// A video track is decoded and not muted.
+    pub video_on: bool,
+    /// No microphone track, or it is muted.
+    pub mic_muted: bool,
+    /// The server lists them among the active speakers.
+    pub speaking: bool,
+    /// Connection quality.
+    pub quality: ConnectionQuality,
+    /// Publishes a screen share.
+    pub screen_share: bool,
+    /// Video frames decoded so far.
+    pub video_frames: u64,
+    /// Audio packets decoded so far.
+    pub audio_packets: u64,
+}
+
+/// What the grid shows (a plain struct, polled once per update).
+#[derive(Debug, Clone, Default)]
+pub struct RoomStatus {
+    /// The connection.
+    pub link: LinkStatus,
+    /// Server URL (for the header).
+    pub url: String,
+    /// One tile per remote participant, in order.
+    pub tiles: Vec<TileFeed>,
+    /// Close the window (a signal arrived, or the connection gave up).
+    pub close: bool,
+}
 
 /// What one tile keeps between frames.
 struct TileState {
@@ -32,6 +69,7 @@ struct TileState {
     levels: Levels,
     last_audio: Option<std::time::Instant>,
     frame: Option<VideoFrame>,
+    shown: u64,
     rect: Rect,
 }
 
@@ -58,31 +96,31 @@ pub struct TileReport {
     pub video_frames: u64,
     /// Audio packets decoded so far.
     pub audio_packets: u64,
+    /// Size of the picture shown (`None`: an avatar).
+    pub video_size: Option<(u32, u32)>,
+    /// Pictures this tile has shown so far.
+    pub frames_shown: u64,
 }
 
-/// The room visualizer's scene.
-pub struct GridScene {
+/// The room grid scene (what the room visualizer shows).
+pub struct RoomGridScene {
     grid: GridRenderer,
     overlay: ShapeRenderer,
     header: TextLayer,
     tiles: HashMap<String, TileState>,
-    roster: watch::Receiver<Roster>,
-    conn: watch::Receiver<ConnState>,
-    url: String,
+    source: StatusFn<RoomStatus>,
+    status: RoomStatus,
     format: wgpu::TextureFormat,
     size: (u32, u32),
-    members: Roster,
     reports: Vec<TileReport>,
     /// Shortest time between updates (windows; zero headless).
     min_interval: Duration,
-    /// Set to close the window.
-    close: Option<Arc<std::sync::atomic::AtomicBool>>,
     last_update: Option<std::time::Instant>,
 }
 
-impl std::fmt::Debug for GridScene {
+impl std::fmt::Debug for RoomGridScene {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GridScene")
+        f.debug_struct("RoomGridScene")
             .field("tiles", &self.tiles.len())
             .finish_non_exhaustive()
     }
@@ -97,38 +135,23 @@ const SILENCE: Levels = Levels {
     peak_dbfs: wavecast_pipeline::analysis::MIN_DBFS,
 };
 
-impl GridScene {
-    /// Builds the shared renderers for targets of `format`.
-    pub fn new(
-        gpu: &Gpu,
-        format: wgpu::TextureFormat,
-        roster: watch::Receiver<Roster>,
-        conn: watch::Receiver<ConnState>,
-        url: String,
-    ) -> Self {
+impl RoomGridScene {
+    /// Builds the shared renderers for targets of `format`; `status` is called once per update.
+    pub fn new(gpu: &Gpu, format: wgpu::TextureFormat, status: StatusFn<RoomStatus>) -> Self {
         let (d, q) = (&gpu.device, &gpu.queue);
         Self {
             grid: GridRenderer::new(d, q, format),
             overlay: ShapeRenderer::new(d, format),
             header: TextLayer::new(d, q, format, "room header"),
             tiles: HashMap::new(),
-            roster,
-            conn,
-            url,
+            source: status,
+            status: RoomStatus::default(),
             format,
             size: (1, 1),
-            members: Arc::new(Vec::new()),
             reports: Vec::new(),
             min_interval: Duration::ZERO,
             last_update: None,
-            close: None,
         }
-    }
-
-    /// Asks the window to close once `flag` turns true.
-    pub fn with_close_flag(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
-        self.close = Some(flag);
-        self
     }
 
     /// Caps updates at `fps` per second (for windows, which may not wait for vsync).
@@ -143,33 +166,34 @@ impl GridScene {
     }
 
     fn header_text(&self) -> (String, Color) {
-        let n = self.members.len();
-        match self.conn.borrow().clone() {
-            ConnState::Connected { room } => (
+        let n = self.status.tiles.len();
+        let url = &self.status.url;
+        match self.status.link.clone() {
+            LinkStatus::Connected { room } => (
                 format!(
                     "room {room} · {n} participant{} · {}",
                     if n == 1 { "" } else { "s" },
-                    self.url
+                    url
                 ),
                 palette::LABEL,
             ),
-            ConnState::Connecting => (format!("connecting to {} …", self.url), palette::YELLOW),
-            ConnState::Reconnecting {
+            LinkStatus::Connecting => (format!("connecting to {} …", url), palette::YELLOW),
+            LinkStatus::Reconnecting {
                 attempt,
                 max,
                 cause,
             } => (
                 if attempt == 0 {
-                    format!("offline ({cause}): reconnecting to {} …", self.url)
+                    format!("offline ({cause}): reconnecting to {} …", url)
                 } else {
                     format!(
                         "offline: cannot reach {} ({cause}); retry {attempt} of {max} …",
-                        self.url
+                        url
                     )
                 },
                 palette::RED,
             ),
-            ConnState::Disconnected { reason, .. } => {
+            LinkStatus::Disconnected { reason } => {
                 (format!("disconnected: {reason}"), palette::RED)
             }
         }
@@ -183,15 +207,6 @@ fn initials(name: &str) -> String {
         .take(2)
         .flat_map(char::to_uppercase)
         .collect()
-}
-
-fn quality_of(m: &Member) -> ConnectionQuality {
-    match m.quality.load(Ordering::Relaxed) {
-        0 => ConnectionQuality::Excellent,
-        1 => ConnectionQuality::Good,
-        2 => ConnectionQuality::Poor,
-        _ => ConnectionQuality::Lost,
-    }
 }
 
 /// The waveform strip inside a tile: above the name label, left of the level bar.
@@ -219,7 +234,7 @@ fn bar_rect(l: &TileLayout) -> Rect {
     )
 }
 
-impl Scene for GridScene {
+impl Scene for RoomGridScene {
     fn resize(&mut self, gpu: &Gpu, width: u32, height: u32) {
         let q = &gpu.queue;
         self.size = (width, height);
@@ -238,7 +253,7 @@ impl Scene for GridScene {
         }
     }
 
-    fn update(&mut self, gpu: &Gpu, _frame: u64) -> wavecast_visualizer::Result<()> {
+    fn update(&mut self, gpu: &Gpu, _frame: u64) -> crate::Result<()> {
         let (d, q) = (&gpu.device, &gpu.queue);
         if let Some(last) = self.last_update {
             let spent = last.elapsed();
@@ -247,16 +262,16 @@ impl Scene for GridScene {
             }
         }
         self.last_update = Some(std::time::Instant::now());
-        self.members = self.roster.borrow().clone();
-        let members = self.members.clone();
+        self.status = (self.source)();
+        let members = self.status.tiles.clone();
         self.tiles
-            .retain(|sid, _| members.iter().any(|m| m.sid == *sid));
+            .retain(|key, _| members.iter().any(|m| m.key == *key));
         let rects = self.grid.tile_rects(members.len());
         let (w, h) = self.size;
         let format = self.format;
         let mut tiles: Vec<ParticipantTile<'_>> = Vec::with_capacity(members.len());
         for (m, rect) in members.iter().zip(&rects) {
-            let st = self.tiles.entry(m.sid.clone()).or_insert_with(|| {
+            let st = self.tiles.entry(m.key.clone()).or_insert_with(|| {
                 let mut video = VideoRenderer::new(d, format);
                 video.resize(q, w, h);
                 video.set_border(q, Color::rgb8(0x10, 0x11, 0x14));
@@ -270,6 +285,7 @@ impl Scene for GridScene {
                     levels: SILENCE,
                     last_audio: None,
                     frame: None,
+                    shown: 0,
                     rect: Rect::default(),
                 }
             });
@@ -277,14 +293,15 @@ impl Scene for GridScene {
                 st.rect = *rect;
                 st.video.set_region(q, Some(*rect));
             }
-            if let Some(f) = m.video.mailbox.take() {
+            if let Some(f) = m.video.take() {
                 st.video
                     .update_video_frame(d, q, &f, ColorSpace::BT601_LIMITED)?;
                 st.frame = Some(f);
+                st.shown += 1;
             }
             let mut local_speaking = false;
             let mut got = false;
-            while let Some(a) = m.audio.render.pop() {
+            while let Some(a) = m.audio.pop() {
                 st.history.push_samples(a.samples());
                 st.levels = Levels::of(a.samples());
                 if let Some(det) = st.speaking.as_mut() {
@@ -310,13 +327,13 @@ impl Scene for GridScene {
                     }
                 }
             }
-            let has_video = st.frame.is_some() && m.video_on.load(Ordering::Relaxed);
+            let has_video = st.frame.is_some() && m.video_on;
             tiles.push(ParticipantTile {
                 name: &m.name,
-                muted: m.mic_muted.load(Ordering::Relaxed),
-                speaking: m.speaking.load(Ordering::Relaxed) || local_speaking,
-                quality: quality_of(m),
-                screen_share: m.screen_share.load(Ordering::Relaxed),
+                muted: m.mic_muted,
+                speaking: m.speaking || local_speaking,
+                quality: m.quality,
+                screen_share: m.screen_share,
                 has_video,
             });
         }
@@ -326,7 +343,7 @@ impl Scene for GridScene {
         self.overlay.clear();
         self.reports.clear();
         for ((m, tile), l) in members.iter().zip(&tiles).zip(self.grid.layouts()) {
-            let Some(st) = self.tiles.get_mut(&m.sid) else {
+            let Some(st) = self.tiles.get_mut(&m.key) else {
                 continue;
             };
             st.waveform.set_region(Some(strip_rect(l)));
@@ -353,7 +370,7 @@ impl Scene for GridScene {
             }
             let r = |r: Rect| (r.x, r.y, r.w, r.h);
             self.reports.push(TileReport {
-                identity: m.identity.clone(),
+                identity: m.key.clone(),
                 name: m.name.clone(),
                 tile: r(l.tile),
                 label: r(l.label),
@@ -361,8 +378,14 @@ impl Scene for GridScene {
                 muted: tile.muted,
                 speaking: tile.speaking,
                 quality: format!("{:?}", tile.quality).to_lowercase(),
-                video_frames: m.video.frames.load(Ordering::Relaxed),
-                audio_packets: m.audio.packets.load(Ordering::Relaxed),
+                video_frames: m.video_frames,
+                audio_packets: m.audio_packets,
+                video_size: st
+                    .frame
+                    .as_ref()
+                    .filter(|_| tile.has_video)
+                    .map(|f| (f.width(), f.height())),
+                frames_shown: st.shown,
             });
         }
         // Header: room, count and connection state; a card when nobody is here; initials on
@@ -389,7 +412,7 @@ impl Scene for GridScene {
         self.overlay.rect(bar, palette::PANEL, 0.0);
         self.header
             .label(&text, 12.0, 7.0, 16.0, Align::Left, color, bar);
-        if members.is_empty() && matches!(*self.conn.borrow(), ConnState::Connected { .. }) {
+        if members.is_empty() && matches!(self.status.link, LinkStatus::Connected { .. }) {
             let card = Rect::new(w as f32 * 0.2, h as f32 * 0.45, w as f32 * 0.6, 40.0);
             self.overlay.rect(card, palette::LABEL_BG, 8.0);
             self.header.label(
@@ -407,23 +430,23 @@ impl Scene for GridScene {
     }
 
     fn close_requested(&self) -> bool {
-        self.close.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+        self.status.close
     }
 
-    fn render(&self, pass: &mut wgpu::RenderPass<'_>) -> wavecast_visualizer::Result<()> {
+    fn render(&self, pass: &mut wgpu::RenderPass<'_>) -> crate::Result<()> {
         // Order: videos, the grid (avatars, rings, labels, badges), waveforms, level bars and
         // header, then text (header, initials) on top.
-        for m in self.members.iter() {
-            if let Some(st) = self.tiles.get(&m.sid)
+        for m in &self.status.tiles {
+            if let Some(st) = self.tiles.get(&m.key)
                 && st.frame.is_some()
-                && m.video_on.load(Ordering::Relaxed)
+                && m.video_on
             {
                 st.video.render(pass);
             }
         }
         self.grid.render(pass)?;
-        for m in self.members.iter() {
-            if let Some(st) = self.tiles.get(&m.sid) {
+        for m in &self.status.tiles {
+            if let Some(st) = self.tiles.get(&m.key) {
                 st.waveform.render(pass);
             }
         }

@@ -1,0 +1,116 @@
+//! The scenes' status, read from what the room task and the decoders keep: the participant
+//! scene's [`ParticipantStatus`] and the grid's [`RoomStatus`], built fresh at each update from
+//! atomics and watch channels (no locks on the media path).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
+use wavecast_stream::receive::{AudioOut, VideoOut};
+use wavecast_visualizer::ConnectionQuality;
+use wavecast_visualizer::scenes::{
+    LinkStatus, ParticipantFeeds, ParticipantStatus, RoomStatus, StatusFn, TileFeed,
+};
+
+use crate::ConnState;
+use crate::follow::Watching;
+use crate::roster::Roster;
+
+impl From<&ConnState> for LinkStatus {
+    fn from(s: &ConnState) -> Self {
+        match s.clone() {
+            ConnState::Connecting => LinkStatus::Connecting,
+            ConnState::Connected { room } => LinkStatus::Connected { room },
+            ConnState::Reconnecting {
+                attempt,
+                max,
+                cause,
+            } => LinkStatus::Reconnecting {
+                attempt,
+                max,
+                cause,
+            },
+            ConnState::Disconnected { reason, .. } => LinkStatus::Disconnected { reason },
+        }
+    }
+}
+
+/// The participant scene's sinks: the video mailbox and the audio render queue.
+pub fn participant_feeds(video: &VideoOut, audio: &AudioOut) -> ParticipantFeeds {
+    ParticipantFeeds {
+        video: video.mailbox.clone(),
+        audio: audio.render.clone(),
+    }
+}
+
+/// The participant scene's status source.
+pub fn participant_status(
+    video: Arc<VideoOut>,
+    audio: Arc<AudioOut>,
+    conn: watch::Receiver<ConnState>,
+    watching: watch::Receiver<Watching>,
+    url: String,
+    close: Arc<AtomicBool>,
+) -> StatusFn<ParticipantStatus> {
+    Box::new(move || {
+        let w = watching.borrow().clone();
+        let size = video.size.load(Ordering::Relaxed);
+        ParticipantStatus {
+            link: LinkStatus::from(&*conn.borrow()),
+            url: url.clone(),
+            identity: w.identity,
+            name: w.name,
+            quality: w.quality,
+            audio_muted: w.audio_muted,
+            video_muted: w.video_muted,
+            video_frames: video.frames.load(Ordering::Relaxed),
+            video_bytes: video.bytes.load(Ordering::Relaxed),
+            video_size: (size >> 16, size & 0xffff),
+            stamped: video.stamped.load(Ordering::Relaxed),
+            last_latency_us: video.last_latency_us.load(Ordering::Relaxed),
+            p50_latency_us: video.p50_latency_us.load(Ordering::Relaxed),
+            last_frame_number: video.last_frame_number.load(Ordering::Relaxed),
+            audio_packets: audio.packets.load(Ordering::Relaxed),
+            close: close.load(Ordering::Relaxed),
+        }
+    })
+}
+
+/// The grid scene's status source: one tile per roster member.
+pub fn room_status(
+    roster: watch::Receiver<Roster>,
+    conn: watch::Receiver<ConnState>,
+    url: String,
+    close: Arc<AtomicBool>,
+) -> StatusFn<RoomStatus> {
+    Box::new(move || {
+        let members = roster.borrow().clone();
+        let flag = |a: &AtomicBool| a.load(Ordering::Relaxed);
+        RoomStatus {
+            link: LinkStatus::from(&*conn.borrow()),
+            url: url.clone(),
+            tiles: members
+                .iter()
+                .map(|m| TileFeed {
+                    key: m.identity.clone(),
+                    name: m.name.clone(),
+                    video: m.video.mailbox.clone(),
+                    audio: m.audio.render.clone(),
+                    video_on: flag(&m.video_on),
+                    mic_muted: flag(&m.mic_muted),
+                    speaking: flag(&m.speaking),
+                    quality: match m.quality.load(Ordering::Relaxed) {
+                        0 => ConnectionQuality::Excellent,
+                        1 => ConnectionQuality::Good,
+                        2 => ConnectionQuality::Poor,
+                        _ => ConnectionQuality::Lost,
+                    },
+                    screen_share: flag(&m.screen_share),
+                    video_frames: m.video.frames.load(Ordering::Relaxed),
+                    audio_packets: m.audio.packets.load(Ordering::Relaxed),
+                })
+                .collect(),
+            close: close.load(Ordering::Relaxed),
+        }
+    })
+}
