@@ -477,7 +477,9 @@ fn headless(
         dump: cli.render.dump.clone(),
         dump_every: cli.render.dump_every,
         // checked: `Instant + --timeout 500000000000y` overflows the clock; such a timeout never expires.
-        deadline: cli.frames.and_then(|_| Instant::now().checked_add(cli.render.timeout)),
+        deadline: cli
+            .frames
+            .and_then(|_| Instant::now().checked_add(cli.render.timeout)),
         min_interval: Duration::ZERO,
     };
     let mut last_status = Instant::now();
