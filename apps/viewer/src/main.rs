@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use tokio::sync::watch;
 use wavecast_config::Config;
@@ -30,7 +30,7 @@ use wavecast_app::feeds;
 use wavecast_app::follow::{self as room, Outcome, Watching};
 use wavecast_app::render::{RenderArgs, parse_size};
 use wavecast_app::signal::{self, Interrupt};
-use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials, defaults, given};
+use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials, VideoArgs};
 use wavecast_stream::decoders::{AudioSummary, Decoders, Outputs, VideoSummary};
 use wavecast_stream::latency::Percentiles;
 use wavecast_stream::loopback;
@@ -71,18 +71,8 @@ struct Cli {
     /// Window or image size, WxH.
     #[arg(long, value_name = "WxH", default_value = "960x540", value_parser = parse_size)]
     size: (u32, u32),
-    /// Loopback source: video width (video.width).
-    #[arg(long, default_value_t = defaults().video.width)]
-    width: u32,
-    /// Loopback source: video height (video.height).
-    #[arg(long, default_value_t = defaults().video.height)]
-    height: u32,
-    /// Loopback source: frames per second (video.fps).
-    #[arg(long, default_value_t = defaults().video.fps)]
-    fps: u32,
-    /// Loopback source: video bitrate in kbit/s (video.bitrate).
-    #[arg(long, value_name = "KBPS", default_value_t = defaults().video.bitrate)]
-    bitrate: u32,
+    #[command(flatten)]
+    video: VideoArgs,
     /// More logging.
     #[arg(short, long)]
     verbose: bool,
@@ -106,11 +96,7 @@ fn parse_audio_out(s: &str) -> Result<OutputSpec> {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_logging(cli.verbose);
     let prepared = match prepare(&cli, &matches) {
         Ok(v) => v,
@@ -129,17 +115,7 @@ struct Prepared {
 }
 
 fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<Prepared> {
-    let mut l = cli::loader(&cli.conn, m);
-    for (id, key, flag, v) in [
-        ("width", "video.width", "--width", cli.width),
-        ("height", "video.height", "--height", cli.height),
-        ("fps", "video.fps", "--fps", cli.fps),
-        ("bitrate", "video.bitrate", "--bitrate", cli.bitrate),
-    ] {
-        if given(m, id) {
-            l = l.flag(key, flag, v);
-        }
-    }
+    let l = cli.video.layer(cli::loader(&cli.conn, m), m);
     let config = l
         .load()
         .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
@@ -515,6 +491,7 @@ fn headless(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn audio_outputs_parse() {
