@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -35,7 +35,7 @@ use wavecast_stream::decoders::{AudioSummary, Decoders, Outputs, VideoSummary};
 use wavecast_stream::latency::Percentiles;
 use wavecast_stream::loopback;
 use wavecast_stream::publish::{AudioInput, VideoSettings};
-use wavecast_stream::receive::{self, AudioOut, VideoOut};
+use wavecast_stream::receive::{self, AudioOut, Playback, VideoOut};
 use wavecast_stream::record::{Recording, RecordingStats};
 
 #[cfg(feature = "cpal")]
@@ -206,16 +206,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         audio: Arc::new(AudioOut::new(playback)),
         channels,
     };
-    let stop_playback = Arc::new(AtomicBool::new(false));
-    let playback_thread = match &out.audio.playback {
-        Some(q) => Some(receive::spawn_playback(
-            p.audio_out.clone(),
-            q.clone(),
-            channels,
-            stop_playback.clone(),
-        )?),
-        None => None,
-    };
+    let playback = Playback::start(&p.audio_out, &out.audio, channels)?;
     let (ivf, wav) = match &cli.record {
         Some(dir) => {
             let r = Recording::create(dir, channels)?;
@@ -360,13 +351,8 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
             )
         }
     };
-    stop_playback.store(true, Ordering::Relaxed);
-    if let Some(t) = playback_thread {
-        match t.join() {
-            Ok(Ok(samples)) => tracing::debug!("audio output took {samples} samples"),
-            Ok(Err(e)) => tracing::error!("audio output: {e:#}"),
-            Err(_) => tracing::error!("the playback thread panicked"),
-        }
+    if let Some(p) = playback {
+        p.stop();
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
 
@@ -377,14 +363,8 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     }
     let v = &stats.video;
     tracing::info!(
-        "received {} video frames ({}), latency p50 {} ms p95 {} ms; {:.1} s of audio",
-        v.frames_received,
-        v.received_pct
-            .map_or("no stamps".into(), |p| format!("{p:.1}% of sent")),
-        v.latency_ms
-            .map_or("-".into(), |l| format!("{:.0}", l.p50_ms)),
-        v.latency_ms
-            .map_or("-".into(), |l| format!("{:.0}", l.p95_ms)),
+        "received {}; {:.1} s of audio",
+        stats.video,
         stats.audio.seconds
     );
     if let Some((code, msg)) = failure {
