@@ -11,14 +11,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{Parser, ValueEnum};
 use tokio::sync::mpsc;
 use wavecast_config::{Config, VideoCodec};
 use wavecast_rtc::{EngineEvent, Quality};
 use wavecast_session::session::{SessionEvent, SessionState};
 use wavecast_token::Preset;
 
-use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, defaults, given};
+use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, VideoArgs, given};
 use wavecast_stream::broadcast::{Broadcast, COMMANDS_HELP, Command, VideoTrackInfo};
 use wavecast_stream::publish::{
     self as capture, AudioInput, AudioSourceOpen, VideoInput, VideoSettings,
@@ -46,18 +46,8 @@ struct Cli {
     /// Capture the microphone instead of the tone: `default` or a device name (feature `cpal`).
     #[arg(long, value_name = "DEVICE")]
     mic: Option<String>,
-    /// Video width in pixels (video.width; synthetic source).
-    #[arg(long, default_value_t = defaults().video.width)]
-    width: u32,
-    /// Video height in pixels (video.height; synthetic source).
-    #[arg(long, default_value_t = defaults().video.height)]
-    height: u32,
-    /// Frames per second (video.fps) [files: the file's rate unless given].
-    #[arg(long, default_value_t = defaults().video.fps)]
-    fps: u32,
-    /// Video bitrate in kbit/s (video.bitrate).
-    #[arg(long, value_name = "KBPS", default_value_t = defaults().video.bitrate)]
-    bitrate: u32,
+    #[command(flatten)]
+    video: VideoArgs,
     /// Video codec (video.codec); this build's engine sends VP8.
     #[arg(long, value_enum, default_value_t = CodecArg::Vp8)]
     codec: CodecArg,
@@ -118,11 +108,7 @@ enum CodecArg {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_logging(cli.verbose);
     let (config, plan) = match prepare(&cli, &matches) {
         Ok(v) => v,
@@ -150,23 +136,7 @@ struct Plan {
 }
 
 fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
-    let mut l = cli::loader(&cli.conn, m);
-    for (id, key, flag) in [
-        ("width", "video.width", "--width"),
-        ("height", "video.height", "--height"),
-        ("fps", "video.fps", "--fps"),
-        ("bitrate", "video.bitrate", "--bitrate"),
-    ] {
-        if given(m, id) {
-            let v = match id {
-                "width" => cli.width,
-                "height" => cli.height,
-                "fps" => cli.fps,
-                _ => cli.bitrate,
-            };
-            l = l.flag(key, flag, v);
-        }
-    }
+    let mut l = cli.video.layer(cli::loader(&cli.conn, m), m);
     if given(m, "codec") {
         let c = match cli.codec {
             CodecArg::Vp8 => "vp8",
@@ -463,6 +433,7 @@ fn stats_line(b: &mut Broadcast, quality: Option<Quality>, peers: usize, connect
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_is_well_formed() {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 use serde::Serialize;
 use tokio::sync::watch;
 use wavecast_stream::receive;
@@ -73,11 +73,7 @@ struct Streams {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_logging(cli.verbose);
     let prepared = (|| -> Result<_> {
         let config = cli::loader(&cli.conn, &matches)
@@ -263,6 +259,7 @@ fn headless(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_is_well_formed() {

@@ -10,11 +10,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use tokio::sync::watch;
 use wavecast_config::Config;
@@ -30,12 +30,12 @@ use wavecast_app::feeds;
 use wavecast_app::follow::{self as room, Outcome, Watching};
 use wavecast_app::render::{RenderArgs, parse_size};
 use wavecast_app::signal::{self, Interrupt};
-use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials, defaults, given};
+use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials, VideoArgs};
 use wavecast_stream::decoders::{AudioSummary, Decoders, Outputs, VideoSummary};
 use wavecast_stream::latency::Percentiles;
 use wavecast_stream::loopback;
 use wavecast_stream::publish::{AudioInput, VideoSettings};
-use wavecast_stream::receive::{self, AudioOut, VideoOut};
+use wavecast_stream::receive::{self, AudioOut, Playback, VideoOut};
 use wavecast_stream::record::{Recording, RecordingStats};
 
 #[cfg(feature = "cpal")]
@@ -71,18 +71,8 @@ struct Cli {
     /// Window or image size, WxH.
     #[arg(long, value_name = "WxH", default_value = "960x540", value_parser = parse_size)]
     size: (u32, u32),
-    /// Loopback source: video width (video.width).
-    #[arg(long, default_value_t = defaults().video.width)]
-    width: u32,
-    /// Loopback source: video height (video.height).
-    #[arg(long, default_value_t = defaults().video.height)]
-    height: u32,
-    /// Loopback source: frames per second (video.fps).
-    #[arg(long, default_value_t = defaults().video.fps)]
-    fps: u32,
-    /// Loopback source: video bitrate in kbit/s (video.bitrate).
-    #[arg(long, value_name = "KBPS", default_value_t = defaults().video.bitrate)]
-    bitrate: u32,
+    #[command(flatten)]
+    video: VideoArgs,
     /// More logging.
     #[arg(short, long)]
     verbose: bool,
@@ -106,11 +96,7 @@ fn parse_audio_out(s: &str) -> Result<OutputSpec> {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, matches) = cli::parse::<Cli>();
     cli::init_logging(cli.verbose);
     let prepared = match prepare(&cli, &matches) {
         Ok(v) => v,
@@ -129,17 +115,7 @@ struct Prepared {
 }
 
 fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<Prepared> {
-    let mut l = cli::loader(&cli.conn, m);
-    for (id, key, flag, v) in [
-        ("width", "video.width", "--width", cli.width),
-        ("height", "video.height", "--height", cli.height),
-        ("fps", "video.fps", "--fps", cli.fps),
-        ("bitrate", "video.bitrate", "--bitrate", cli.bitrate),
-    ] {
-        if given(m, id) {
-            l = l.flag(key, flag, v);
-        }
-    }
+    let l = cli.video.layer(cli::loader(&cli.conn, m), m);
     let config = l
         .load()
         .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
@@ -230,16 +206,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         audio: Arc::new(AudioOut::new(playback)),
         channels,
     };
-    let stop_playback = Arc::new(AtomicBool::new(false));
-    let playback_thread = match &out.audio.playback {
-        Some(q) => Some(receive::spawn_playback(
-            p.audio_out.clone(),
-            q.clone(),
-            channels,
-            stop_playback.clone(),
-        )?),
-        None => None,
-    };
+    let playback = Playback::start(&p.audio_out, &out.audio, channels)?;
     let (ivf, wav) = match &cli.record {
         Some(dir) => {
             let r = Recording::create(dir, channels)?;
@@ -384,13 +351,8 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
             )
         }
     };
-    stop_playback.store(true, Ordering::Relaxed);
-    if let Some(t) = playback_thread {
-        match t.join() {
-            Ok(Ok(samples)) => tracing::debug!("audio output took {samples} samples"),
-            Ok(Err(e)) => tracing::error!("audio output: {e:#}"),
-            Err(_) => tracing::error!("the playback thread panicked"),
-        }
+    if let Some(p) = playback {
+        p.stop();
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
 
@@ -401,14 +363,8 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     }
     let v = &stats.video;
     tracing::info!(
-        "received {} video frames ({}), latency p50 {} ms p95 {} ms; {:.1} s of audio",
-        v.frames_received,
-        v.received_pct
-            .map_or("no stamps".into(), |p| format!("{p:.1}% of sent")),
-        v.latency_ms
-            .map_or("-".into(), |l| format!("{:.0}", l.p50_ms)),
-        v.latency_ms
-            .map_or("-".into(), |l| format!("{:.0}", l.p95_ms)),
+        "received {}; {:.1} s of audio",
+        stats.video,
         stats.audio.seconds
     );
     if let Some((code, msg)) = failure {
@@ -518,6 +474,7 @@ fn headless(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn audio_outputs_parse() {

@@ -109,8 +109,8 @@ fn loopback_window_under_xvfb() {
 }
 
 /// Regression: `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` was printed
-/// twice per start where `WAYLAND_DISPLAY` names a display that cannot be reached (Mesa's
-/// device-selection layer probing Wayland; see `wavecast_app::env`).
+/// twice per start without `XDG_RUNTIME_DIR` (Mesa's device-selection layer probing Wayland; see
+/// `wavecast_app::env`) — here with a relative `WAYLAND_DISPLAY` too.
 #[test]
 fn no_wayland_probe_noise_without_a_runtime_dir() {
     let r = common::run(

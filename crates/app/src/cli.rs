@@ -73,6 +73,51 @@ pub struct ConnectArgs {
     pub connect_timeout: Duration,
 }
 
+/// Video size, rate and bitrate of a local source (the broadcaster's capture, the viewer's
+/// loopback).
+#[derive(Debug, Clone, Args)]
+pub struct VideoArgs {
+    /// Video width in pixels (video.width; synthetic and loopback sources).
+    #[arg(long, default_value_t = defaults().video.width)]
+    pub width: u32,
+    /// Video height in pixels (video.height; synthetic and loopback sources).
+    #[arg(long, default_value_t = defaults().video.height)]
+    pub height: u32,
+    /// Frames per second (video.fps) [files: the file's rate unless given].
+    #[arg(long, default_value_t = defaults().video.fps)]
+    pub fps: u32,
+    /// Video bitrate in kbit/s (video.bitrate).
+    #[arg(long, value_name = "KBPS", default_value_t = defaults().video.bitrate)]
+    pub bitrate: u32,
+}
+
+impl VideoArgs {
+    /// Adds the flags the user gave to `l` (defaults must not mask lower layers).
+    pub fn layer(&self, mut l: Loader, m: &ArgMatches) -> Loader {
+        for (id, key, flag, v) in [
+            ("width", "video.width", "--width", self.width),
+            ("height", "video.height", "--height", self.height),
+            ("fps", "video.fps", "--fps", self.fps),
+            ("bitrate", "video.bitrate", "--bitrate", self.bitrate),
+        ] {
+            if given(m, id) {
+                l = l.flag(key, flag, v);
+            }
+        }
+        l
+    }
+}
+
+/// Parses the command line into `C` (exiting with clap's message and code 2 on bad flags) and
+/// keeps the matches (to tell given flags from defaults).
+pub fn parse<C: clap::Parser>() -> (C, ArgMatches) {
+    let matches = C::command().get_matches();
+    match C::from_arg_matches(&matches) {
+        Ok(c) => (c, matches),
+        Err(e) => e.exit(),
+    }
+}
+
 /// Whether the user gave flag `id` on the command line (defaults must not mask lower layers).
 pub fn given(m: &ArgMatches, id: &str) -> bool {
     matches!(m.value_source(id), Some(ValueSource::CommandLine))

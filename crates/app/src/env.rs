@@ -1,15 +1,15 @@
 //! Process environment the apps settle before any thread starts.
 //!
 //! `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` was printed twice at every
-//! start where a Wayland display is named (`WAYLAND_DISPLAY`) but `XDG_RUNTIME_DIR` is not set —
-//! a shell that kept a desktop's variables, `sudo`, a container. It is libwayland-client's
-//! message: wgpu enables `VK_KHR_wayland_surface` on every Linux Vulkan instance, and Mesa's
-//! implicit device-selection layer (`VK_LAYER_MESA_device_select`) then calls
-//! `wl_display_connect` in each `vkEnumeratePhysicalDevices` (wgpu calls it twice) to find the
-//! compositor's GPU. Reproduce: `WAYLAND_DISPLAY=wayland-0 viewer --source loopback --headless
-//! --frames 10` without `XDG_RUNTIME_DIR`. When the display cannot be reached anyway (a relative
-//! socket name needs `XDG_RUNTIME_DIR`), the probe can find nothing: the layer is switched off by
-//! its documented switch (`NODEVICE_SELECT=1`). Where Wayland is reachable nothing changes.
+//! start where `XDG_RUNTIME_DIR` is not set (CI, containers, `sudo`, this machine). It is
+//! libwayland-client's message: wgpu enables `VK_KHR_wayland_surface` on every Linux Vulkan
+//! instance, and Mesa's implicit device-selection layer (`VK_LAYER_MESA_device_select`), seeing
+//! that extension, calls `wl_display_connect` in each `vkEnumeratePhysicalDevices` (wgpu calls it
+//! twice) to find the compositor's GPU; without `XDG_RUNTIME_DIR` (and no absolute
+//! `WAYLAND_DISPLAY`) that connect cannot succeed and libwayland complains. In that case the
+//! probe can find nothing, so the layer is switched off by its documented switch
+//! (`NODEVICE_SELECT=1`). Where Wayland is reachable nothing changes. (The visualizer crate's own
+//! tests and examples, which do not use this crate, still print it.)
 
 /// Whether a Wayland connection is impossible: no `WAYLAND_SOCKET`, and `WAYLAND_DISPLAY` is a
 /// relative name (or unset, meaning `wayland-0`) while `XDG_RUNTIME_DIR` is not an absolute path.

@@ -54,9 +54,9 @@ pub mod signal;
 mod stats;
 
 pub use cli::{
-    ConnectArgs, Credentials, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, LAYERS_HELP,
-    config_error_message, defaults, fail, given, init_logging, load_config, loader, random_u64,
-    random_unit,
+    ConnectArgs, Credentials, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, LAYERS_HELP, VideoArgs,
+    config_error_message, defaults, fail, given, init_logging, load_config, loader, parse,
+    random_u64, random_unit,
 };
 pub use connection::{ConnState, ConnectError, Connector, describe, end_failure, human_delay};
 pub use error::AppError;

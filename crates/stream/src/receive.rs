@@ -522,6 +522,42 @@ pub fn spawn_audio<S: EncodedSource>(
         .map_err(thread("audio decoder"))
 }
 
+/// A running playback thread (see [`spawn_playback`]).
+#[derive(Debug)]
+pub struct Playback {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<u64>>,
+}
+
+impl Playback {
+    /// Plays `out`'s playback queue (if it has one) into `spec`.
+    ///
+    /// # Errors
+    /// A bad output (see [`spawn_playback`]).
+    pub fn start(
+        spec: &wavecast_media::OutputSpec,
+        out: &AudioOut,
+        channels: u16,
+    ) -> Result<Option<Self>> {
+        let Some(q) = &out.playback else {
+            return Ok(None);
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_playback(spec.clone(), q.clone(), channels, stop.clone())?;
+        Ok(Some(Self { stop, thread }))
+    }
+
+    /// Drains what is queued, finishes the output and logs how it went.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.join() {
+            Ok(Ok(samples)) => tracing::debug!("audio output took {samples} samples"),
+            Ok(Err(e)) => tracing::error!("audio output: {e}"),
+            Err(_) => tracing::error!("the playback thread panicked"),
+        }
+    }
+}
+
 /// Plays (or writes, or discards) the playback queue until `stop`; returns samples written.
 pub fn spawn_playback(
     spec: wavecast_media::OutputSpec,
