@@ -259,7 +259,29 @@ pub async fn stream_goes_live_shows_viewers_and_ends(backend: Backend) {
     assert_eq!(count("participant_left", "dave"), 1);
     assert!(count("track_published", "carol") >= 1);
     assert_eq!(count("room_finished", ""), 1, "{events:?}");
-    drop((viewer, caster));
+
+    // Rejoining with the old viewer token: LiveKit re-creates the room on join, and the
+    // participant_joined webhook makes the service close it again.
+    let old = vt["token"].as_str().unwrap().to_owned();
+    let mut again = peer(&bed, "join", &old, 30);
+    match blocking(|| again.wait_line("JOINED", JOIN)) {
+        // Joined the re-created room: the service must throw it out.
+        Ok(_) => {
+            blocking(|| again.wait_line("DISCONNECTED", JOIN))
+                .expect("the rejoined viewer is removed");
+        }
+        // Or the server refused the join outright (the script exits with CONNECT_FAILED).
+        Err(e) => assert!(e.to_string().contains("ended"), "rejoin not stopped: {e}"),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while bed.server_rooms().await.contains(&room) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ended stream's room came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop((viewer, caster, again));
     bed.stop().await;
 }
 
