@@ -53,9 +53,6 @@ fn ice_passwords_shown(text: &str) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "engine.rs logs full SDPs at debug level until its call sites use \
-            wavecast_rtc::redact (applied by the lead after the engine split); run with \
-            `cargo test -p wavecast-broadcaster --test no_secrets_in_logs -- --ignored`"]
 fn verbose_logs_show_no_token_secret_or_ice_password() {
     let server = LiveKitServer::start().expect("livekit-server starts");
 

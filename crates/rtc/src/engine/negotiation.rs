@@ -46,7 +46,7 @@ impl Core {
         desc: proto::SessionDescription,
     ) -> Result<(), EngineError> {
         let role = PeerRole::Subscriber;
-        debug!("subscriber offer id {}:\n{}", desc.id, desc.sdp);
+        debug!("subscriber offer id {}:\n{}", desc.id, crate::redact::Redacted(&desc.sdp));
         let offer = SdpOffer::from_sdp_string(&desc.sdp).map_err(|source| EngineError::Sdp {
             role,
             kind: "offer",
@@ -65,7 +65,7 @@ impl Core {
         self.subscriber.drain()?;
         self.subscriber.remote_description_applied()?;
         let sdp = answer.to_sdp_string();
-        debug!("subscriber answer:\n{sdp}");
+        debug!("subscriber answer:\n{}", crate::redact::Redacted(&sdp));
         self.send_signal(proto::signal_request::Message::Answer(
             proto::SessionDescription {
                 r#type: "answer".into(),
@@ -92,7 +92,7 @@ impl Core {
             warn!("publisher answer without an offer in flight");
             return Ok(());
         };
-        debug!("publisher answer:\n{}", desc.sdp);
+        debug!("publisher answer:\n{}", crate::redact::Redacted(&desc.sdp));
         let answer = SdpAnswer::from_sdp_string(&desc.sdp).map_err(|source| EngineError::Sdp {
             role,
             kind: "answer",
@@ -176,7 +176,7 @@ impl Core {
         self.publisher.drain()?;
         self.pub_pending = Some(pending);
         let sdp = offer.to_sdp_string();
-        debug!("publisher offer:\n{sdp}");
+        debug!("publisher offer:\n{}", crate::redact::Redacted(&sdp));
         let _ = role;
         self.send_signal(proto::signal_request::Message::Offer(
             proto::SessionDescription {

@@ -88,7 +88,7 @@ impl Core {
                     .collect();
                 self.emit(EngineEvent::ConnectionQuality(list));
             }
-            other => trace!("signal message ignored: {other:?}"),
+            other => trace!("signal message ignored: {}", crate::wire::describe_signal(&other)),
         }
         Ok(())
     }
