@@ -46,7 +46,11 @@ impl Core {
         desc: proto::SessionDescription,
     ) -> Result<(), EngineError> {
         let role = PeerRole::Subscriber;
-        debug!("subscriber offer id {}:\n{}", desc.id, crate::redact::Redacted(&desc.sdp));
+        debug!(
+            "subscriber offer id {}:\n{}",
+            desc.id,
+            crate::redact::Redacted(&desc.sdp)
+        );
         let offer = SdpOffer::from_sdp_string(&desc.sdp).map_err(|source| EngineError::Sdp {
             role,
             kind: "offer",

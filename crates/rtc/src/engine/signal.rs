@@ -88,7 +88,10 @@ impl Core {
                     .collect();
                 self.emit(EngineEvent::ConnectionQuality(list));
             }
-            other => trace!("signal message ignored: {}", crate::wire::describe_signal(&other)),
+            other => trace!(
+                "signal message ignored: {}",
+                crate::wire::describe_signal(&other)
+            ),
         }
         Ok(())
     }
