@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Background;
 use wavecast_media::webm::WebmInfo;
@@ -40,7 +40,7 @@ fn sigkill_keeps_the_last_second_and_sigterm_finalizes_while_people_come_and_go(
     let room = "churn";
     let bin = common::broadcaster(BIN);
     // Ada mutes her microphone from about 2 s to 4 s into the recording (stdin commands).
-    let mut ada_cmd = common::broadcaster_cmd(&bin, &url, room, "ada", 330, 15, 40);
+    let ada_cmd = common::broadcaster_cmd(&bin, &url, room, "ada", 330, 15, 40);
     let ada_args: Vec<_> = ada_cmd
         .get_args()
         .filter(|a| *a != "--no-stdin")
@@ -67,7 +67,6 @@ fn sigkill_keeps_the_last_second_and_sigterm_finalizes_while_people_come_and_go(
     let killed = recorder("rec-kill", kdir.path());
     let termed = recorder("rec-term", tdir.path());
     let (kman, tman) = (manifest_of(&killed), manifest_of(&termed));
-    let started = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     ada.say("mute audio");
     std::thread::sleep(Duration::from_secs(2));
