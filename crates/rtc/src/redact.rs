@@ -14,7 +14,7 @@
 //! assert!(!shown.contains("QhC1dnU0"));
 //!
 //! let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
-//! assert_eq!(token(jwt), "[token redacted, 52 bytes]");
+//! assert_eq!(token(jwt), "[token redacted, 54 bytes]");
 //! let url = format!("ws://127.0.0.1:7880/rtc?access_token={jwt}&auto_subscribe=1");
 //! assert_eq!(
 //!     Redacted(&url).to_string(),
