@@ -192,6 +192,8 @@ pub struct Engine {
 struct Counters {
     dropped_events: AtomicU64,
     held_peak: AtomicU64,
+    /// The newest token the server sent (`RefreshToken`), if any.
+    refreshed_token: std::sync::Mutex<Option<String>>,
 }
 
 /// How long the stopped engine task waits for the reader to take its last events.
@@ -344,6 +346,18 @@ impl Engine {
     /// The most must-deliver events the engine held at once for a reader that was behind.
     pub fn held_events_peak(&self) -> u64 {
         self.counters.held_peak.load(Ordering::Relaxed)
+    }
+
+    /// The newest token the server sent with `RefreshToken` (it sends one right after the join
+    /// and then every few minutes, valid at least as long as the join token). Use it for any
+    /// later join of the same participant: the join token may have expired by then. The
+    /// engine's own resume uses it already.
+    pub fn refreshed_token(&self) -> Option<String> {
+        self.counters
+            .refreshed_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     async fn request<T>(

@@ -52,6 +52,14 @@ impl Core {
                     reconnect: action != proto::leave_request::Action::Disconnect,
                 }));
             }
+            M::RefreshToken(token) => {
+                debug!("server refreshed our token");
+                *self
+                    .counters
+                    .refreshed_token
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
+            }
             M::Mute(m) => {
                 // The server muted one of our tracks.
                 if let Some(t) = self.local_tracks.values_mut().find(|t| t.sid == m.sid) {

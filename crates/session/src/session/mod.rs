@@ -91,6 +91,9 @@ struct Shared {
     dropped_events: AtomicU64,
     /// The error that ended the session, when an error did.
     end_error: Mutex<Option<Arc<SessionError>>>,
+    /// The newest token the server sent (`RefreshToken`) on an earlier engine: later joins use
+    /// it instead of a [`Credentials::Token`] that may have expired.
+    refreshed_token: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -188,6 +191,7 @@ impl Session {
             rejoins: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
             end_error: Mutex::new(None),
+            refreshed_token: Mutex::new(None),
         });
         let sup = Supervisor {
             shared: shared.clone(),

@@ -316,6 +316,7 @@ pub(super) fn test_supervisor(capacity: usize) -> (Supervisor, SessionEvents) {
         rejoins: AtomicU64::new(0),
         dropped_events: AtomicU64::new(0),
         end_error: Mutex::new(None),
+        refreshed_token: Mutex::new(None),
     });
     let (out, rx) = mpsc::channel(capacity);
     let (_engine_tx, events) = mpsc::channel(1);
