@@ -14,6 +14,7 @@ mod connect;
 mod data;
 mod driver;
 mod negotiation;
+mod resume;
 mod roster;
 mod routing;
 mod signal;
@@ -307,6 +308,9 @@ impl Engine {
             participants: HashMap::new(),
             local,
             next_cid: 0,
+            stop: None,
+            resume_requested: false,
+            last_sub_answer: None,
         };
         for p in &join.other_participants {
             core.on_participant(p);
@@ -468,8 +472,13 @@ impl Engine {
 
 enum PubChange {
     Channels,
-    Media { kind: TrackKind, cid: Arc<str> },
+    Media {
+        kind: TrackKind,
+        cid: Arc<str>,
+    },
     Stop(Mid),
+    /// New ICE credentials (the resume's ICE restart).
+    IceRestart,
 }
 
 struct PendingPublish {
@@ -485,6 +494,8 @@ struct LocalTrackState {
     kind: TrackKind,
     mid: Option<Mid>,
     muted: bool,
+    /// The server's description of the track (for the resume's SyncState).
+    info: Option<proto::TrackInfo>,
     shared: Arc<LocalShared>,
     /// Offset added to the caller's RTP times (random start, as RFC 3550 asks).
     rtp_offset: u64,
@@ -536,6 +547,12 @@ struct Core {
     participants: HashMap<String, RemoteParticipant>,
     local: Participant,
     next_cid: u64,
+    /// Why the engine must stop, set while handling a message (a server `Leave`).
+    stop: Option<DisconnectReason>,
+    /// The server asked us to resume (`Leave` with action RESUME).
+    resume_requested: bool,
+    /// Our last answer on the subscriber connection (the resume's SyncState carries it).
+    last_sub_answer: Option<proto::SessionDescription>,
 }
 
 /// A random 32-bit value from the OS-seeded std hasher (no extra dependency).
