@@ -99,7 +99,12 @@ impl Supervisor {
             }
             self.attempt += 1;
             let attempt = self.attempt;
-            self.set_state(SessionState::Reconnecting { attempt });
+            // A failed resume already showed `Reconnecting { attempt: 1 }`: the first rejoin
+            // continues it rather than repeating the state.
+            let state = SessionState::Reconnecting { attempt };
+            if self.shared.state() != state {
+                self.set_state(state);
+            }
             let delay = policy.delay(attempt, unit_random());
             debug!("rejoin attempt {attempt} in {delay:?}");
             if self
