@@ -93,6 +93,30 @@ async fn server_pause_resumes_with_same_sids_and_tracks() {
         subscriber.stats()
     );
 
+    // Not only what was buffered during the pause: read on for 3 s; the last second must
+    // still bring live frames (30 fps sent).
+    let reading = Instant::now();
+    let mut last_second = 0;
+    while reading.elapsed() < Duration::from_secs(3) {
+        let left = Duration::from_secs(3).saturating_sub(reading.elapsed());
+        match tokio::time::timeout(left, video_in.recv()).await {
+            Ok(Some(f)) => {
+                if reading.elapsed() >= Duration::from_secs(2)
+                    && common::read_stamp(&f.image.image).is_some()
+                {
+                    last_second += 1;
+                }
+            }
+            Ok(None) => panic!("the handle ended"),
+            Err(_) => break,
+        }
+    }
+    eprintln!("{last_second} frames in the third second after recovery");
+    assert!(
+        last_second >= 15,
+        "media keeps flowing: {last_second} frames/s"
+    );
+
     // Resumed, not rejoined: same participants, same track, nothing re-published.
     for (who, s, sid) in [
         ("publisher", &publisher, &pub_sid),
