@@ -3,6 +3,7 @@
 //! state (rejoins after a lost connection, republishing, giving up) mirrored into a
 //! [`ConnState`] the windows show and the logs tell.
 
+
 use std::fmt;
 use std::time::Duration;
 

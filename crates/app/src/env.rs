@@ -48,11 +48,7 @@ mod tests {
     fn wayland_is_unreachable_only_without_a_runtime_dir_or_absolute_socket() {
         assert!(wayland_unreachable(None, Some("wayland-0"), None));
         assert!(wayland_unreachable(None, None, Some("relative")));
-        assert!(!wayland_unreachable(
-            None,
-            Some("wayland-0"),
-            Some("/run/user/0")
-        ));
+        assert!(!wayland_unreachable(None, Some("wayland-0"), Some("/run/user/0")));
         assert!(!wayland_unreachable(None, Some("/tmp/wl.sock"), None));
         assert!(!wayland_unreachable(Some("3"), None, None));
     }

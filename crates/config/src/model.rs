@@ -234,7 +234,10 @@ fn duration_range(out: &mut Vec<Violation>, key: &'static str, v: Duration, hi: 
         out.push(Violation {
             key,
             value: humantime::format_duration(v).to_string(),
-            message: format!("must be between 1ms and {}", humantime::format_duration(hi)),
+            message: format!(
+                "must be between 1ms and {}",
+                humantime::format_duration(hi)
+            ),
             required_by: None,
         });
     }

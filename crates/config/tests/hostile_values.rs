@@ -14,12 +14,7 @@ fn toml_file(text: &str) -> tempfile::NamedTempFile {
     f
 }
 
-fn load_file(
-    text: &str,
-) -> (
-    tempfile::NamedTempFile,
-    Result<wavecast_config::Config, ConfigError>,
-) {
+fn load_file(text: &str) -> (tempfile::NamedTempFile, Result<wavecast_config::Config, ConfigError>) {
     let f = toml_file(text);
     let r = Loader::new()
         .file(f.path())

@@ -110,12 +110,7 @@ impl Y4mReader {
                     }
                 }
                 'I' | 'A' | 'X' => {}
-                _ => {
-                    return Err(header_err(format!(
-                        "unknown tag `{}`",
-                        token.escape_debug()
-                    )));
-                }
+                _ => return Err(header_err(format!("unknown tag `{}`", token.escape_debug()))),
             }
         }
         let (Some(width), Some(height)) = (width, height) else {

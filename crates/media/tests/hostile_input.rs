@@ -319,8 +319,5 @@ fn y4m_non_ascii_tag_is_an_error_naming_the_file_and_tag() {
     let path = write(dir.path(), "bad.y4m", "YUV4MPEG2 W64 H64 éx\n".as_bytes());
     let e = Y4mReader::open(&path).err().expect("refused");
     let text = e.to_string();
-    assert!(
-        text.contains("bad.y4m") && text.contains("unknown tag `éx`"),
-        "{text}"
-    );
+    assert!(text.contains("bad.y4m") && text.contains("unknown tag `éx`"), "{text}");
 }

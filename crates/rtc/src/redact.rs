@@ -190,7 +190,10 @@ mod tests {
     fn ice_password_in_sdp_and_in_debug_output() {
         let sdp = "a=ice-ufrag:abcd\r\na=ice-pwd:n0t+S3cret/Value1234567\r\na=mid:0\r\n";
         let r = text(sdp);
-        assert_eq!(r, "a=ice-ufrag:abcd\r\na=ice-pwd:[redacted]\r\na=mid:0\r\n");
+        assert_eq!(
+            r,
+            "a=ice-ufrag:abcd\r\na=ice-pwd:[redacted]\r\na=mid:0\r\n"
+        );
         // `Debug` of a message holding the SDP escapes the line ends.
         let dbg = format!("{:?}", sdp);
         let r = text(&dbg);
@@ -215,9 +218,7 @@ mod tests {
             r#"ICEServer { urls: ["turn:x"], username: "u", credential: "[redacted]" }"#
         );
         assert_eq!(
-            text(
-                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:32"
-            ),
+            text("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:32"),
             "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:[redacted]|2^20|1:32"
         );
     }

@@ -178,16 +178,7 @@ fn start_seed() -> (Gunicorn, u16) {
     let root = workspace_root();
     let port = free_tcp_port().expect("free port");
     let child = Command::new(root.join(".venv/bin/gunicorn"))
-        .args([
-            "-w",
-            "2",
-            "-k",
-            "gthread",
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-        ])
+        .args(["-w", "2", "-k", "gthread", "--threads", "4", "--log-level", "warning"])
         .args(["-b", &format!("127.0.0.1:{port}")])
         .arg("--chdir")
         .arg(root.join("tests/python"))

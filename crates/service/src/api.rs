@@ -19,7 +19,7 @@ use wavecast_token::TokenBuilder;
 use crate::auth::Caller;
 use crate::policy::{self, Grant, Role, Subject};
 use crate::settings::Settings;
-use crate::store::{Store, StreamStatus};
+use crate::store::{StreamStatus, Store};
 
 /// Largest webhook body accepted (LiveKit's events are a few KiB).
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
@@ -50,11 +50,12 @@ impl AppState {
         let rooms = RoomClient::with_api_key(&http, settings.keys.key(), settings.keys.secret())
             .with_failover(false)
             .with_request_timeout(LIVEKIT_TIMEOUT);
-        let webhooks =
-            WebhookReceiver::new(livekit_api::access_token::TokenVerifier::with_api_key(
+        let webhooks = WebhookReceiver::new(
+            livekit_api::access_token::TokenVerifier::with_api_key(
                 settings.keys.key(),
                 settings.keys.secret(),
-            ));
+            ),
+        );
         let per_minute = NonZeroU32::new(settings.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.rate_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
@@ -122,11 +123,7 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no such {what}"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
     }
 }
 
@@ -376,14 +373,7 @@ async fn token(
         let left = u64::try_from(exp - t).unwrap_or(0);
         ttl = ttl.min(Duration::from_secs(left));
     }
-    let minted = mint(
-        &state,
-        &caller,
-        &req.room,
-        grant.role,
-        req.name.as_deref(),
-        ttl,
-    )?;
+    let minted = mint(&state, &caller, &req.room, grant.role, req.name.as_deref(), ttl)?;
     tracing::debug!(user = %caller.user, room = %req.room, role = %grant.role, "token issued");
     Ok(Json(TokenResponse {
         minted,
@@ -482,9 +472,7 @@ async fn list_grants(
         }
     };
     let limit = q.limit.unwrap_or(1000).min(10_000);
-    Ok(Json(
-        state.store.list_grants(subject.as_ref(), limit).await?,
-    ))
+    Ok(Json(state.store.list_grants(subject.as_ref(), limit).await?))
 }
 
 async fn revoke_grant(

@@ -64,8 +64,7 @@ impl CallerAuth {
     ) -> Result<Self, String> {
         let (key, alg) = match algorithm {
             CallerAlgorithm::Rs256 => (
-                DecodingKey::from_rsa_pem(pem)
-                    .map_err(|e| format!("not an RSA public key: {e}"))?,
+                DecodingKey::from_rsa_pem(pem).map_err(|e| format!("not an RSA public key: {e}"))?,
                 Algorithm::RS256,
             ),
             CallerAlgorithm::Es256 => (
@@ -123,11 +122,7 @@ impl CallerAuth {
         let claims = data.claims;
         let user = match claims.get("sub") {
             Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => s.clone(),
-            _ => {
-                return Err(AuthError(
-                    "the bearer token's sub must be a non-empty string of at most 128 bytes".into(),
-                ));
-            }
+            _ => return Err(AuthError("the bearer token's sub must be a non-empty string of at most 128 bytes".into())),
         };
         let groups = match claims.get(&self.groups_claim) {
             None | Some(serde_json::Value::Null) => Vec::new(),
@@ -187,9 +182,7 @@ pub fn caller_auth(s: &wavecast_config::ServiceConfig) -> Result<CallerAuth, Ser
     if s.auth_issuer.is_empty() {
         return Err(ServiceError::Config {
             key: "service.auth_issuer",
-            message:
-                "is not set: the `iss` your login puts in its JWTs (WAVECAST_SERVICE__AUTH_ISSUER)"
-                    .into(),
+            message: "is not set: the `iss` your login puts in its JWTs (WAVECAST_SERVICE__AUTH_ISSUER)".into(),
         });
     }
     if s.auth_audience.is_empty() {
@@ -283,10 +276,7 @@ mod tests {
             (jwt(with("aud", "other".into()), SECRET), "audience"),
             (jwt(base.clone(), "another-secret-entirely"), "signature"),
             (jwt(with("exp", (now() - 3600).into()), SECRET), "expired"),
-            (
-                jwt(with("nbf", (now() + 3600).into()), SECRET),
-                "not valid yet",
-            ),
+            (jwt(with("nbf", (now() + 3600).into()), SECRET), "not valid yet"),
             (jwt(with("groups", "staff".into()), SECRET), "array"),
             ("not.a.jwt".into(), "malformed"),
         ];

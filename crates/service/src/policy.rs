@@ -315,10 +315,7 @@ mod tests {
     #[test]
     fn highest_valid_role_wins() {
         let gs = [grant("*", Role::Viewer), grant("demo", Role::Broadcaster)];
-        assert_eq!(
-            decide(&gs, "demo", None, 100).unwrap().role,
-            Role::Broadcaster
-        );
+        assert_eq!(decide(&gs, "demo", None, 100).unwrap().role, Role::Broadcaster);
         assert_eq!(decide(&gs, "other", None, 100).unwrap().role, Role::Viewer);
         assert_eq!(
             decide(&gs, "demo", Some(Role::Viewer), 100).unwrap().role,
@@ -363,10 +360,7 @@ mod tests {
             decide(&[r.clone(), f.clone()], "demo", None, 100),
             Err(Refusal::NotYetValid { from: 200 })
         );
-        assert_eq!(
-            decide(&[r, f], "demo", None, 200).unwrap().role,
-            Role::Broadcaster
-        );
+        assert_eq!(decide(&[r, f], "demo", None, 200).unwrap().role, Role::Broadcaster);
         assert_eq!(
             decide(&[], "demo", None, 0),
             Err(Refusal::Missing { role: None })

@@ -83,10 +83,7 @@ impl Settings {
             listen,
             database: s.database.clone(),
             livekit_url: c.url.clone(),
-            public_url: s
-                .livekit_public_url
-                .clone()
-                .unwrap_or_else(|| c.url.clone()),
+            public_url: s.livekit_public_url.clone().unwrap_or_else(|| c.url.clone()),
             keys,
             caller_auth: caller_auth(s)?,
             admin_key: s.admin_key.clone().map(AdminKey::new),

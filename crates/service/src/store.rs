@@ -14,8 +14,11 @@ use crate::ServiceError;
 use crate::policy::{Grant, Subject};
 
 /// The embedded migrations, oldest first.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/0001_initial.sql"),
+)];
 
 /// Most groups of one caller considered for grants.
 pub const MAX_GROUPS: usize = 64;
@@ -186,12 +189,10 @@ fn grant_of(row: &AnyRow) -> Result<Grant, sqlx::Error> {
             Subject::User(subject)
         },
         room: row.try_get("room_pattern")?,
-        role: role
-            .parse()
-            .map_err(|e: String| sqlx::Error::ColumnDecode {
-                index: "role".into(),
-                source: e.into(),
-            })?,
+        role: role.parse().map_err(|e: String| sqlx::Error::ColumnDecode {
+            index: "role".into(),
+            source: e.into(),
+        })?,
         not_before: row.try_get("not_before")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
@@ -288,11 +289,7 @@ impl Store {
     }
 
     /// Every grant of `user` and of its `groups` (at most [`MAX_GROUPS`] groups are considered).
-    pub async fn grants_for(
-        &self,
-        user: &str,
-        groups: &[String],
-    ) -> Result<Vec<Grant>, ServiceError> {
+    pub async fn grants_for(&self, user: &str, groups: &[String]) -> Result<Vec<Grant>, ServiceError> {
         let groups = &groups[..groups.len().min(MAX_GROUPS)];
         let mut sql = format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE (subject_kind = 'user' AND subject = $1)"
@@ -321,27 +318,24 @@ impl Store {
         subject: Option<&Subject>,
         limit: u32,
     ) -> Result<Vec<Grant>, ServiceError> {
-        let rows =
-            match subject {
-                Some(s) => sqlx::query(&format!(
-                    "SELECT {GRANT_COLUMNS} FROM grants WHERE subject_kind = $1 AND subject = $2 \
+        let rows = match subject {
+            Some(s) => sqlx::query(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE subject_kind = $1 AND subject = $2 \
                  ORDER BY created_at DESC, id LIMIT $3"
-                ))
-                .bind(s.kind())
-                .bind(s.name())
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await,
-                None => {
-                    sqlx::query(&format!(
-                        "SELECT {GRANT_COLUMNS} FROM grants ORDER BY created_at DESC, id LIMIT $1"
-                    ))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                }
-            }
-            .map_err(db("list grants"))?;
+            ))
+            .bind(s.kind())
+            .bind(s.name())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+            None => sqlx::query(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants ORDER BY created_at DESC, id LIMIT $1"
+            ))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+        }
+        .map_err(db("list grants"))?;
         rows.iter()
             .map(grant_of)
             .collect::<Result<_, _>>()
@@ -391,13 +385,11 @@ impl Store {
 
     /// A stream by id.
     pub async fn stream(&self, id: &str) -> Result<Option<Stream>, ServiceError> {
-        let row = sqlx::query(&format!(
-            "SELECT {STREAM_COLUMNS} FROM streams WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read a stream"))?;
+        let row = sqlx::query(&format!("SELECT {STREAM_COLUMNS} FROM streams WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read a stream"))?;
         row.as_ref()
             .map(stream_of)
             .transpose()
@@ -406,13 +398,11 @@ impl Store {
 
     /// The stream that owns `room`, if any.
     pub async fn stream_by_room(&self, room: &str) -> Result<Option<Stream>, ServiceError> {
-        let row = sqlx::query(&format!(
-            "SELECT {STREAM_COLUMNS} FROM streams WHERE room = $1"
-        ))
-        .bind(room)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read a stream"))?;
+        let row = sqlx::query(&format!("SELECT {STREAM_COLUMNS} FROM streams WHERE room = $1"))
+            .bind(room)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read a stream"))?;
         row.as_ref()
             .map(stream_of)
             .transpose()
@@ -552,16 +542,14 @@ impl Store {
                     .map_err(db("remove tracks"))?;
             }
             RoomChange::Published { track, identity } => {
-                q(
-                    "INSERT INTO room_tracks (room, track_sid, identity) VALUES ($1, $2, $3) \
-                   ON CONFLICT (room, track_sid) DO NOTHING",
-                )
-                .bind(room)
-                .bind(track)
-                .bind(identity)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("add a track"))?;
+                q("INSERT INTO room_tracks (room, track_sid, identity) VALUES ($1, $2, $3) \
+                   ON CONFLICT (room, track_sid) DO NOTHING")
+                    .bind(room)
+                    .bind(track)
+                    .bind(identity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("add a track"))?;
             }
             RoomChange::Unpublished { track } => {
                 q("DELETE FROM room_tracks WHERE room = $1 AND track_sid = $2")
@@ -577,10 +565,10 @@ impl Store {
              WHEN EXISTS (SELECT 1 FROM room_tracks t WHERE t.room = streams.room) THEN 'live' \
              ELSE 'ready' END \
            WHERE room = $1 AND status IN ('ready', 'live')")
-        .bind(room)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("update a stream"))?;
+            .bind(room)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("update a stream"))?;
         if matches!(change, RoomChange::Started) {
             q("UPDATE streams SET status = 'ready' WHERE room = $1 AND status = 'created'")
                 .bind(room)
@@ -593,11 +581,7 @@ impl Store {
     }
 
     /// Stored webhook events, oldest first, optionally of one room (at most `limit`).
-    pub async fn events(
-        &self,
-        room: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>, ServiceError> {
+    pub async fn events(&self, room: Option<&str>, limit: u32) -> Result<Vec<StoredEvent>, ServiceError> {
         let rows = match room {
             Some(r) => sqlx::query(
                 "SELECT id, event, room, participant, created_at, received_at FROM webhook_events \
@@ -647,3 +631,4 @@ impl Store {
         ))
     }
 }
+

@@ -241,7 +241,8 @@ pub(crate) async fn get(
         .into_iter()
         .map(|(sid, _)| sid)
         .collect();
-    let server_participants = if matches!(stream.status, StreamStatus::Ready | StreamStatus::Live) {
+    let server_participants = if matches!(stream.status, StreamStatus::Ready | StreamStatus::Live)
+    {
         match state.rooms.list_participants(&stream.room).await {
             Ok(ps) => Some(ps.into_iter().map(|p| p.identity).collect()),
             Err(e) => {

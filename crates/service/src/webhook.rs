@@ -27,9 +27,11 @@ fn change_of(e: &WebhookEvent) -> RoomChange {
                 .map(|p| p.sid.clone())
                 .unwrap_or_default(),
         },
-        "participant_left" | "participant_connection_aborted" => RoomChange::Left {
-            identity: identity(),
-        },
+        "participant_left" | "participant_connection_aborted" => {
+            RoomChange::Left {
+                identity: identity(),
+            }
+        }
         "track_published" => RoomChange::Published {
             track: e.track.as_ref().map(|t| t.sid.clone()).unwrap_or_default(),
             identity: identity(),
@@ -63,10 +65,9 @@ pub(crate) async fn receive(
         use livekit_api::webhooks::WebhookError as W;
         tracing::warn!(error = %e, "webhook refused");
         match e {
-            W::InvalidData(e) => ApiError::bad_request(
-                "bad_webhook",
-                format!("the webhook body is not an event: {e}"),
-            ),
+            W::InvalidData(e) => {
+                ApiError::bad_request("bad_webhook", format!("the webhook body is not an event: {e}"))
+            }
             W::InvalidSignature => refused("the body does not match the signed sha256"),
             other => refused(format!("the webhook signature is not valid: {other}")),
         }
@@ -82,20 +83,13 @@ pub(crate) async fn receive(
         )));
     }
     if event.id.is_empty() || event.id.len() > 128 {
-        return Err(ApiError::bad_request(
-            "bad_webhook",
-            "the event has no usable id",
-        ));
+        return Err(ApiError::bad_request("bad_webhook", "the event has no usable id"));
     }
     let change = change_of(&event);
     let stored = StoredEvent {
         id: event.id.clone(),
         event: event.event.clone(),
-        room: event
-            .room
-            .as_ref()
-            .map(|r| r.name.clone())
-            .unwrap_or_default(),
+        room: event.room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
         participant: event
             .participant
             .as_ref()

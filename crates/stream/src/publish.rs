@@ -550,8 +550,8 @@ impl AudioSourceOpen {
 /// Starts the audio capture thread (20 ms Opus packets at `bitrate` bits per second).
 pub fn start_audio(source: AudioSourceOpen, bitrate: u32) -> Result<Capture> {
     let format = source.format();
-    let encoder = OpusEncoder::new(format.channels, bitrate)
-        .map_err(codec("cannot start the Opus encoder"))?;
+    let encoder =
+        OpusEncoder::new(format.channels, bitrate).map_err(codec("cannot start the Opus encoder"))?;
     let describe = source.describe();
     let (control, rx) = mpsc::sync_channel(16);
     let stats = Arc::new(CaptureStats::default());
@@ -613,10 +613,11 @@ impl AudioPull {
                 #[cfg(feature = "cpal")]
                 {
                     if self.device.is_none() {
-                        self.device = Some(
-                            wavecast_media::device::DeviceInput::open(_name.as_deref(), *_f)
-                                .map_err(media("microphone"))?,
-                        );
+                        self.device = Some(wavecast_media::device::DeviceInput::open(
+                            _name.as_deref(),
+                            *_f,
+                        )
+                        .map_err(media("microphone"))?);
                     }
                     let (_, ring) = self.device.as_mut().expect("opened just above");
                     let n = ring.pop(buf);

@@ -396,10 +396,7 @@ pub fn spawn_video<S: EncodedSource>(
                 out.stamped.store(stamp.is_some(), Ordering::Relaxed);
                 out.size.store((w << 16) | (h & 0xffff), Ordering::Relaxed);
                 if let Some(Recorder::Ivf(ivf)) = recorder.as_mut() {
-                    match ivf
-                        .write(&f.data, f.rtp_time, w, h)
-                        .map_err(media("video recording"))
-                    {
+                    match ivf.write(&f.data, f.rtp_time, w, h).map_err(media("video recording")) {
                         Ok(()) => stats.recorded_frames += 1,
                         Err(e) => {
                             tracing::error!("recording stopped: {e}");
@@ -407,10 +404,12 @@ pub fn spawn_video<S: EncodedSource>(
                         }
                     }
                 }
-                let copied = pool.fit(w, h).and_then(|p| {
-                    wavecast_codec::pipeline::to_frame(&img, p)
-                        .map_err(crate::error::codec("copy the decoded picture"))
-                });
+                let copied = pool
+                    .fit(w, h)
+                    .and_then(|p| {
+                        wavecast_codec::pipeline::to_frame(&img, p)
+                            .map_err(crate::error::codec("copy the decoded picture"))
+                    });
                 match copied {
                     Ok(mut frame) => {
                         frame
@@ -591,10 +590,7 @@ mod tests {
                 let e = enc.encode(&img, i64::from(n) * 3000).unwrap().unwrap();
                 let (data, key) = (e.data.to_vec(), e.keyframe);
                 // The link holds 32 frames: wait for the decoder rather than drop.
-                while !tx
-                    .write(&data, u64::from(n) * 3000, Instant::now(), key)
-                    .unwrap()
-                {
+                while !tx.write(&data, u64::from(n) * 3000, Instant::now(), key).unwrap() {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 sent += 1;

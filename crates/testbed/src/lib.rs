@@ -590,10 +590,7 @@ mod tests {
                 ..ServerOptions::default()
             },
         );
-        assert!(
-            c.contains("webhook:\n  api_key: devkey\n  urls:\n    - http://127.0.0.1:9/hook\n"),
-            "{c}"
-        );
+        assert!(c.contains("webhook:\n  api_key: devkey\n  urls:\n    - http://127.0.0.1:9/hook\n"), "{c}");
         assert!(c.contains("room:\n  auto_create: false\n"), "{c}");
     }
 

@@ -81,9 +81,7 @@ impl Postgres {
             .prefix("wavecast-postgres-")
             .tempdir()
             .map_err(io_err("create a temp dir for PostgreSQL"))?;
-        let as_root = std::fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false);
+        let as_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
         let user = if as_root {
             let (uid, gid) = system_user("postgres").ok_or_else(|| TestbedError::Io {
                 what: "PostgreSQL refuses to run as root and there is no `postgres` user \
@@ -115,15 +113,7 @@ impl Postgres {
         let out = command("initdb")
             .arg("-D")
             .arg(&data)
-            .args([
-                "-U",
-                POSTGRES_USER,
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ])
+            .args(["-U", POSTGRES_USER, "-A", "trust", "-E", "UTF8", "--no-sync"])
             .output()
             .map_err(io_err(format!("run {}", bin.join("initdb").display())))?;
         if !out.status.success() {
@@ -187,11 +177,7 @@ impl Postgres {
 
     fn not_ready(&self, why: String) -> TestbedError {
         TestbedError::Io {
-            what: format!(
-                "PostgreSQL on 127.0.0.1:{} did not start: {why}\n{}",
-                self.port,
-                self.log()
-            ),
+            what: format!("PostgreSQL on 127.0.0.1:{} did not start: {why}\n{}", self.port, self.log()),
             source: std::io::Error::from(std::io::ErrorKind::TimedOut),
         }
     }
@@ -208,25 +194,14 @@ impl Postgres {
 
     /// `postgres://wavecast@127.0.0.1:PORT/postgres` (trust authentication, loopback only).
     pub fn url(&self) -> String {
-        format!(
-            "postgres://{POSTGRES_USER}@127.0.0.1:{}/postgres",
-            self.port
-        )
+        format!("postgres://{POSTGRES_USER}@127.0.0.1:{}/postgres", self.port)
     }
 
     /// Create a fresh database and return its URL (one per test keeps tests independent).
     pub fn create_database(&self, name: &str) -> Result<String, TestbedError> {
         let bin = postgres_bin_dir()?;
         let out = Command::new(bin.join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                POSTGRES_USER,
-                name,
-            ])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", POSTGRES_USER, name])
             .output()
             .map_err(io_err("run createdb"))?;
         if !out.status.success() {

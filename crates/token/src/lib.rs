@@ -101,7 +101,9 @@ pub enum TokenError {
     },
     /// The token is signed with an algorithm other than HS256, the only one LiveKit issues and
     /// accepts (HS384/HS512 tokens are refused too, so nothing we accept is refused by a server).
-    #[error("unsupported signing algorithm {alg:?}: LiveKit tokens are signed with HS256 only")]
+    #[error(
+        "unsupported signing algorithm {alg:?}: LiveKit tokens are signed with HS256 only"
+    )]
     UnsupportedAlgorithm {
         /// The header's `alg` (`<missing>` when absent, the JSON text when not a string).
         alg: String,

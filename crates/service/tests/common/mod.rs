@@ -160,8 +160,7 @@ impl Bed {
         body: Option<Value>,
     ) -> (u16, Value) {
         let body = body.map(|b| serde_json::to_vec(&b).unwrap());
-        self.raw(method, path, bearer, body, Some("application/json"))
-            .await
+        self.raw(method, path, bearer, body, Some("application/json")).await
     }
 
     pub async fn raw(
@@ -189,10 +188,7 @@ impl Bed {
         let resp = req.send().await.expect("the service answers");
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -207,13 +203,8 @@ impl Bed {
     }
 
     pub async fn token(&self, jwt: &str, room: &str) -> (u16, Value) {
-        self.call(
-            "POST",
-            "/v1/token",
-            Some(jwt),
-            Some(json!({ "room": room })),
-        )
-        .await
+        self.call("POST", "/v1/token", Some(jwt), Some(json!({ "room": room })))
+            .await
     }
 
     pub async fn counts(&self) -> (i64, i64, i64) {
@@ -235,10 +226,7 @@ impl Bed {
             if done(&v) {
                 return v;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting on {path}: {v}"
-            );
+            assert!(Instant::now() < deadline, "timed out waiting on {path}: {v}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -11,12 +11,8 @@ use super::{ADMIN_KEY, Backend, Bed, Limits, blocking, now, sign_webhook};
 const JOIN: Duration = Duration::from_secs(30);
 
 fn peer(bed: &Bed, mode: &str, token: &str, seconds: u32) -> PythonPeer {
-    PythonPeer::spawn(
-        &bed.server,
-        "service_peer.py",
-        &[mode, token, &seconds.to_string()],
-    )
-    .expect("start the Python SDK peer")
+    PythonPeer::spawn(&bed.server, "service_peer.py", &[mode, token, &seconds.to_string()])
+        .expect("start the Python SDK peer")
 }
 
 /// grant → POST /v1/token → the official Python SDK joins with it; a viewer cannot publish,
@@ -46,10 +42,7 @@ pub async fn token_joins_and_viewer_cannot_publish(backend: Backend) {
     let joined = blocking(|| viewer.wait_line("JOINED", JOIN)).expect("viewer joins");
     assert_eq!(joined, "alice");
     let publish = blocking(|| viewer.wait_line("PUBLISH", JOIN)).unwrap();
-    assert!(
-        publish.starts_with("refused"),
-        "a viewer published: {publish}"
-    );
+    assert!(publish.starts_with("refused"), "a viewer published: {publish}");
 
     let (s, b) = bed.token(&bed.login("bob", &["hosts"]), "demo").await;
     assert_eq!(s, 200, "{b}");
@@ -115,10 +108,7 @@ pub async fn expired_revoked_and_future_grants_are_refused(backend: Backend) {
     let (s, ok) = bed.token(&bed.login("short", &[]), "r1").await;
     assert_eq!(s, 200, "{ok}");
     let claims = wavecast_token::decode_unverified(ok["token"].as_str().unwrap()).unwrap();
-    assert!(
-        claims.exp as i64 <= t + 121,
-        "token outlives its grant: {ok}"
-    );
+    assert!(claims.exp as i64 <= t + 121, "token outlives its grant: {ok}");
     // Another room is not covered.
     let (s, e) = bed.token(&bed.login("short", &[]), "r2").await;
     assert_eq!((s, e["error"].as_str()), (403, Some("no_grant")));
@@ -155,13 +145,9 @@ pub async fn stream_goes_live_shows_viewers_and_ends(backend: Backend) {
     let path = format!("/v1/streams/{id}");
 
     // Only the owner takes it live.
-    let (s, e) = bed
-        .call("POST", &format!("{path}/live"), Some(&fan), None)
-        .await;
+    let (s, e) = bed.call("POST", &format!("{path}/live"), Some(&fan), None).await;
     assert_eq!((s, e["error"].as_str()), (403, Some("not_owner")));
-    let (s, live) = bed
-        .call("POST", &format!("{path}/live"), Some(&owner), None)
-        .await;
+    let (s, live) = bed.call("POST", &format!("{path}/live"), Some(&owner), None).await;
     assert_eq!(s, 200, "{live}");
     assert_eq!(live["role"], "broadcaster");
     assert!(bed.server_rooms().await.contains(&room), "room not created");
@@ -177,14 +163,9 @@ pub async fn stream_goes_live_shows_viewers_and_ends(backend: Backend) {
     assert_eq!(s, 200, "{vt}");
     assert_eq!(vt["role"], "viewer");
     let mut viewer = peer(&bed, "join", vt["token"].as_str().unwrap(), 60);
-    assert_eq!(
-        blocking(|| viewer.wait_line("JOINED", JOIN)).unwrap(),
-        "dave"
-    );
+    assert_eq!(blocking(|| viewer.wait_line("JOINED", JOIN)).unwrap(), "dave");
     let v = bed
-        .wait_for(&path, &fan, Duration::from_secs(20), |v| {
-            v["viewer_count"] == 1
-        })
+        .wait_for(&path, &fan, Duration::from_secs(20), |v| v["viewer_count"] == 1)
         .await;
     let mut seen: Vec<&str> = v["participants"]
         .as_array()
@@ -204,23 +185,16 @@ pub async fn stream_goes_live_shows_viewers_and_ends(backend: Backend) {
     assert_eq!(server, seen, "webhook state and server API disagree: {v}");
 
     // End: everyone is disconnected, the room is gone, no new tokens.
-    let (s, end) = bed
-        .call("POST", &format!("{path}/end"), Some(&owner), None)
-        .await;
+    let (s, end) = bed.call("POST", &format!("{path}/end"), Some(&owner), None).await;
     assert_eq!(s, 200, "{end}");
     assert_eq!(end["stream"]["status"], "ended");
     assert_eq!(end["removed"].as_array().unwrap().len(), 2, "{end}");
     blocking(|| viewer.wait_line("DISCONNECTED", JOIN)).expect("viewer disconnected");
     blocking(|| caster.wait_line("DISCONNECTED", JOIN)).expect("broadcaster disconnected");
-    assert!(
-        !bed.server_rooms().await.contains(&room),
-        "room still there"
-    );
+    assert!(!bed.server_rooms().await.contains(&room), "room still there");
     let (s, e) = bed.token(&fan, &room).await;
     assert_eq!((s, e["error"].as_str()), (403, Some("stream_ended")), "{e}");
-    let (s, e) = bed
-        .call("POST", &format!("{path}/live"), Some(&owner), None)
-        .await;
+    let (s, e) = bed.call("POST", &format!("{path}/live"), Some(&owner), None).await;
     assert_eq!((s, e["error"].as_str()), (409, Some("stream_ended")));
 
     // Every event once; the lifecycle is all there.
@@ -233,12 +207,11 @@ pub async fn stream_goes_live_shows_viewers_and_ends(backend: Backend) {
     assert_eq!(v["live"], false);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let events = loop {
-        let (s, evs) = bed
-            .admin("GET", &format!("/v1/admin/events?room={room}"), None)
-            .await;
+        let (s, evs) = bed.admin("GET", &format!("/v1/admin/events?room={room}"), None).await;
         assert_eq!(s, 200);
         let evs = evs.as_array().unwrap().clone();
-        if evs.iter().any(|e| e["event"] == "room_finished") || std::time::Instant::now() > deadline
+        if evs.iter().any(|e| e["event"] == "room_finished")
+            || std::time::Instant::now() > deadline
         {
             break evs;
         }
@@ -281,10 +254,7 @@ async fn post_webhook(bed: &Bed, body: &str, auth: Option<&str>) -> (u16, Value)
     }
     let r = req.send().await.unwrap();
     let s = r.status().as_u16();
-    (
-        s,
-        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
-    )
+    (s, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null))
 }
 
 /// Forged (wrong key), tampered (body changed after signing), stale (a replay of an old event)
@@ -314,15 +284,8 @@ pub async fn forged_tampered_and_replayed_webhooks_are_refused(backend: Backend)
     assert!(e["message"].as_str().unwrap().contains("replay"), "{e}");
 
     assert_eq!(post_webhook(&bed, &good, None).await.0, 401);
-    assert_eq!(
-        post_webhook(&bed, &good, Some("Bearer not-a-jwt")).await.0,
-        401
-    );
-    assert_eq!(
-        bed.counts().await.2,
-        events_before,
-        "a refused webhook was stored"
-    );
+    assert_eq!(post_webhook(&bed, &good, Some("Bearer not-a-jwt")).await.0, 401);
+    assert_eq!(bed.counts().await.2, events_before, "a refused webhook was stored");
 
     // Genuine: stored once, however often LiveKit (or an attacker replaying it) delivers it.
     let (s, r) = post_webhook(&bed, &good, Some(&signed)).await;
@@ -348,213 +311,29 @@ pub async fn bad_input_gets_clear_4xx_and_stores_nothing(backend: Backend) {
     let jwt = bed.login("eve", &[]);
     let big = vec![b' '; 64 * 1024];
     let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, Option<&str>, u16, &str)> = vec![
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            [b"{\"room\":\"demo\"}".as_slice(), &big].concat(),
-            Some("application/json"),
-            413,
-            "body_too_large",
-        ),
-        (
-            "POST",
-            "/v1/streams",
-            Some(&jwt),
-            [b"{\"name\":\"".as_slice(), &vec![b'a'; 64 * 1024], b"\"}"].concat(),
-            Some("application/json"),
-            413,
-            "body_too_large",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            b"{\"room\": \"demo\"".to_vec(),
-            Some("application/json"),
-            400,
-            "malformed_json",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            b"not json at all".to_vec(),
-            Some("application/json"),
-            400,
-            "malformed_json",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            b"{\"room\":\"demo\",\"admin\":true}".to_vec(),
-            Some("application/json"),
-            422,
-            "invalid_field",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            b"{\"room\":42}".to_vec(),
-            Some("application/json"),
-            422,
-            "invalid_field",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            b"{\"room\":\"demo\",\"role\":\"god\"}".to_vec(),
-            Some("application/json"),
-            422,
-            "invalid_field",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            format!("{{\"room\":\"{}\"}}", "r".repeat(10_000)).into_bytes(),
-            Some("application/json"),
-            400,
-            "invalid_room",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            br#"{"room":"x'; DROP TABLE grants; --"}"#.to_vec(),
-            Some("application/json"),
-            400,
-            "invalid_room",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            br#"{"room":"demo\" OR 1=1"}"#.to_vec(),
-            Some("application/json"),
-            400,
-            "invalid_room",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some(&jwt),
-            b"{\"room\":\"demo\"}".to_vec(),
-            Some("text/plain"),
-            415,
-            "unsupported_media_type",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            None,
-            b"{\"room\":\"demo\"}".to_vec(),
-            Some("application/json"),
-            401,
-            "unauthenticated",
-        ),
-        (
-            "POST",
-            "/v1/token",
-            Some("eyJhbGciOiJub25lIn0.e30."),
-            b"{\"room\":\"demo\"}".to_vec(),
-            Some("application/json"),
-            401,
-            "unauthenticated",
-        ),
-        (
-            "POST",
-            "/v1/streams",
-            Some(&jwt),
-            br#"{"name":"x","max_participants":-1}"#.to_vec(),
-            Some("application/json"),
-            422,
-            "invalid_field",
-        ),
-        (
-            "POST",
-            "/v1/streams",
-            Some(&jwt),
-            br#"{"name":"x","owner":"mallory"}"#.to_vec(),
-            Some("application/json"),
-            422,
-            "invalid_field",
-        ),
-        (
-            "POST",
-            "/v1/streams",
-            Some(&jwt),
-            br#"{"name":""}"#.to_vec(),
-            Some("application/json"),
-            400,
-            "invalid_name",
-        ),
-        (
-            "POST",
-            "/v1/admin/grants",
-            Some(ADMIN_KEY),
-            br#"{"user":"robert'); DROP TABLE grants;--","room":"a","role":"viewer"}"#.to_vec(),
-            Some("application/json"),
-            400,
-            "invalid_subject",
-        ),
-        (
-            "POST",
-            "/v1/admin/grants",
-            Some(ADMIN_KEY),
-            br#"{"user":"a","room":"a' OR '1'='1","role":"viewer"}"#.to_vec(),
-            Some("application/json"),
-            400,
-            "invalid_room",
-        ),
-        (
-            "POST",
-            "/v1/admin/grants",
-            Some(ADMIN_KEY),
-            br#"{"user":"a","group":"b","room":"a","role":"viewer"}"#.to_vec(),
-            Some("application/json"),
-            400,
-            "invalid_subject",
-        ),
-        (
-            "POST",
-            "/v1/admin/grants",
-            Some(ADMIN_KEY),
-            br#"{"user":"a","room":"a","role":"viewer","not_before":10,"expires_at":5}"#.to_vec(),
-            Some("application/json"),
-            400,
-            "invalid_window",
-        ),
-        (
-            "POST",
-            "/v1/admin/grants",
-            Some(&jwt),
-            br#"{"user":"eve","room":"*","role":"admin"}"#.to_vec(),
-            Some("application/json"),
-            401,
-            "unauthenticated",
-        ),
-        (
-            "GET",
-            "/v1/streams/nope'--",
-            Some(&jwt),
-            Vec::new(),
-            None,
-            404,
-            "not_found",
-        ),
-        (
-            "GET",
-            "/v1/nowhere",
-            None,
-            Vec::new(),
-            None,
-            404,
-            "not_found",
-        ),
+        ("POST", "/v1/token", Some(&jwt), [b"{\"room\":\"demo\"}".as_slice(), &big].concat(), Some("application/json"), 413, "body_too_large"),
+        ("POST", "/v1/streams", Some(&jwt), [b"{\"name\":\"".as_slice(), &vec![b'a'; 64 * 1024], b"\"}"].concat(), Some("application/json"), 413, "body_too_large"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\": \"demo\"".to_vec(), Some("application/json"), 400, "malformed_json"),
+        ("POST", "/v1/token", Some(&jwt), b"not json at all".to_vec(), Some("application/json"), 400, "malformed_json"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\":\"demo\",\"admin\":true}".to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\":42}".to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\":\"demo\",\"role\":\"god\"}".to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/token", Some(&jwt), format!("{{\"room\":\"{}\"}}", "r".repeat(10_000)).into_bytes(), Some("application/json"), 400, "invalid_room"),
+        ("POST", "/v1/token", Some(&jwt), br#"{"room":"x'; DROP TABLE grants; --"}"#.to_vec(), Some("application/json"), 400, "invalid_room"),
+        ("POST", "/v1/token", Some(&jwt), br#"{"room":"demo\" OR 1=1"}"#.to_vec(), Some("application/json"), 400, "invalid_room"),
+        ("POST", "/v1/token", Some(&jwt), b"{\"room\":\"demo\"}".to_vec(), Some("text/plain"), 415, "unsupported_media_type"),
+        ("POST", "/v1/token", None, b"{\"room\":\"demo\"}".to_vec(), Some("application/json"), 401, "unauthenticated"),
+        ("POST", "/v1/token", Some("eyJhbGciOiJub25lIn0.e30."), b"{\"room\":\"demo\"}".to_vec(), Some("application/json"), 401, "unauthenticated"),
+        ("POST", "/v1/streams", Some(&jwt), br#"{"name":"x","max_participants":-1}"#.to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/streams", Some(&jwt), br#"{"name":"x","owner":"mallory"}"#.to_vec(), Some("application/json"), 422, "invalid_field"),
+        ("POST", "/v1/streams", Some(&jwt), br#"{"name":""}"#.to_vec(), Some("application/json"), 400, "invalid_name"),
+        ("POST", "/v1/admin/grants", Some(ADMIN_KEY), br#"{"user":"robert'); DROP TABLE grants;--","room":"a","role":"viewer"}"#.to_vec(), Some("application/json"), 400, "invalid_subject"),
+        ("POST", "/v1/admin/grants", Some(ADMIN_KEY), br#"{"user":"a","room":"a' OR '1'='1","role":"viewer"}"#.to_vec(), Some("application/json"), 400, "invalid_room"),
+        ("POST", "/v1/admin/grants", Some(ADMIN_KEY), br#"{"user":"a","group":"b","room":"a","role":"viewer"}"#.to_vec(), Some("application/json"), 400, "invalid_subject"),
+        ("POST", "/v1/admin/grants", Some(ADMIN_KEY), br#"{"user":"a","room":"a","role":"viewer","not_before":10,"expires_at":5}"#.to_vec(), Some("application/json"), 400, "invalid_window"),
+        ("POST", "/v1/admin/grants", Some(&jwt), br#"{"user":"eve","room":"*","role":"admin"}"#.to_vec(), Some("application/json"), 401, "unauthenticated"),
+        ("GET", "/v1/streams/nope'--", Some(&jwt), Vec::new(), None, 404, "not_found"),
+        ("GET", "/v1/nowhere", None, Vec::new(), None, 404, "not_found"),
     ];
     for (method, path, bearer, body, ct, want, code) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
@@ -574,28 +353,15 @@ pub async fn bad_input_gets_clear_4xx_and_stores_nothing(backend: Backend) {
     // every table is still there.
     let name = "Robert'); DROP TABLE streams; --";
     let (s, st) = bed
-        .call(
-            "POST",
-            "/v1/streams",
-            Some(&jwt),
-            Some(json!({"name": name})),
-        )
+        .call("POST", "/v1/streams", Some(&jwt), Some(json!({"name": name})))
         .await;
     assert_eq!(s, 201, "{st}");
     let (s, got) = bed
-        .call(
-            "GET",
-            &format!("/v1/streams/{}", st["id"].as_str().unwrap()),
-            Some(&jwt),
-            None,
-        )
+        .call("GET", &format!("/v1/streams/{}", st["id"].as_str().unwrap()), Some(&jwt), None)
         .await;
     assert_eq!((s, got["name"].as_str()), (200, Some(name)));
     let after = bed.counts().await;
-    assert_eq!(
-        (after.0, after.1, after.2),
-        (before.0, before.1 + 1, before.2)
-    );
+    assert_eq!((after.0, after.1, after.2), (before.0, before.1 + 1, before.2));
     let (s, _) = bed.raw("GET", "/healthz", None, None, None).await;
     assert_eq!(s, 200, "the service stopped serving");
     let (s, _) = bed.token(&jwt, "demo").await;
@@ -624,10 +390,7 @@ pub async fn bursts_are_rate_limited_per_caller(backend: Backend) {
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(ok + limited, 20, "{statuses:?}");
-    assert!(
-        (5..=6).contains(&ok),
-        "burst of 5 (+1 refill at most): {statuses:?}"
-    );
+    assert!((5..=6).contains(&ok), "burst of 5 (+1 refill at most): {statuses:?}");
     let r = bed
         .http
         .post(format!("{}/v1/token", bed.base))
