@@ -184,6 +184,20 @@ pub enum EngineEvent {
         /// Whether it came on the reliable channel.
         reliable: bool,
     },
+    /// The signal connection was lost (or the server asked us to resume): the engine is
+    /// resuming — reconnecting the signal with the same participant and restarting ICE, keeping
+    /// every track and subscription. [`EngineEvent::Resumed`] follows on success, else
+    /// [`EngineEvent::Disconnected`].
+    Resuming {
+        /// Why.
+        reason: String,
+    },
+    /// The resume succeeded: same participant sid, tracks and subscriptions.
+    Resumed {
+        /// From losing the signal to the server's reconnect response, ICE restart offered and
+        /// sync state sent (media follows once ICE reconnects).
+        took: std::time::Duration,
+    },
     /// The engine stopped; no more events follow.
     Disconnected(DisconnectReason),
 }

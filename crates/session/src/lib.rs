@@ -6,8 +6,10 @@
 //! - [`admin`]: room administration (create, list, delete rooms; list, get, remove, mute and
 //!   update participants; send data) through the server API.
 //! - [`Session`]: a live participant on the media engine — connect, publish, subscribe, data —
-//!   with a reconnect state machine (full rejoin with backoff and jitter, tracks re-published and
-//!   subscriptions handed to the handles the app holds). Behind the `libwebrtc` feature, the same
+//!   with a reconnect state machine (signal resume first — same participant, ICE restart, nothing
+//!   re-published — then full rejoin with backoff and jitter, tracks re-published and
+//!   subscriptions handed to the handles the app holds; the server's `Leave` and `RefreshToken`
+//!   are followed). Behind the `libwebrtc` feature, the same
 //!   interface on the official `livekit` crate (compile-checked only).
 //!
 //! ```no_run

@@ -398,6 +398,37 @@ impl LiveKitServer {
         }
     }
 
+    /// Freeze the server (`SIGSTOP`): its sockets stay open but nothing answers, as with a
+    /// hung host or a dead network path. [`LiveKitServer::resume`] thaws it.
+    pub fn pause(&mut self) -> Result<(), TestbedError> {
+        self.signal("STOP")
+    }
+
+    /// Thaw a server frozen by [`LiveKitServer::pause`] (`SIGCONT`).
+    pub fn resume(&mut self) -> Result<(), TestbedError> {
+        self.signal("CONT")
+    }
+
+    fn signal(&mut self, name: &str) -> Result<(), TestbedError> {
+        let pid = self.pid().ok_or_else(|| TestbedError::Io {
+            what: format!("send SIG{name} to the server"),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "the server is stopped"),
+        })?;
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .map_err(io_err("run kill"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(TestbedError::Io {
+                what: format!("send SIG{name} to the server (pid {pid})"),
+                source: std::io::Error::other(format!("kill exited with {status}")),
+            })
+        }
+    }
+
     /// Start the server again on the same ports (after [`LiveKitServer::stop`], or kill and start).
     pub fn restart(&mut self) -> Result<(), TestbedError> {
         self.stop();

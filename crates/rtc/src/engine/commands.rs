@@ -135,6 +135,7 @@ impl Core {
             debug!("TrackPublished for unknown cid {}", r.cid);
             return Ok(());
         };
+        let info = r.track.clone();
         let sid = r.track.map(|t| t.sid).unwrap_or_default();
         info!(
             "track {:?} published as {sid} (cid {})",
@@ -151,6 +152,7 @@ impl Core {
                 kind,
                 mid: None,
                 muted: p.options.muted,
+                info,
                 shared: shared.clone(),
                 rtp_offset: u64::from(random_u32()),
             },

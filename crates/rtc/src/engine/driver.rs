@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How long a failed publisher connection waits for the server's Leave before the engine stops.
+const LEAVE_GRACE: Duration = Duration::from_millis(1000);
+
 enum Wake {
     Datagram(PeerRole, std::io::Result<(usize, SocketAddr)>),
     Signal(Option<SignalEvent>),
@@ -24,6 +27,7 @@ impl Core {
         let sub_sock = self.subscriber.socket.clone();
         let mut pub_buf = vec![0u8; RECV_BUF];
         let mut sub_buf = vec![0u8; RECV_BUF];
+        let mut failed_at: Option<Instant> = None;
         let reason = loop {
             let now = Instant::now();
             let deadline = self
@@ -65,7 +69,10 @@ impl Core {
                 }
                 Wake::Signal(Some(SignalEvent::Message(msg))) => self.on_signal(*msg).await,
                 Wake::Signal(Some(SignalEvent::Close(why))) => {
-                    break DisconnectReason::SignalClosed(why.into_owned());
+                    match self.resume(&mut signal_events, &why).await {
+                        Ok(()) => Ok(()),
+                        Err(why) => break DisconnectReason::SignalClosed(why),
+                    }
                 }
                 Wake::Signal(None) => {
                     break DisconnectReason::SignalClosed("signal client ended".into());
@@ -108,6 +115,17 @@ impl Core {
             if let Err(e) = result {
                 warn!("engine: {e}");
             }
+            if let Some(reason) = self.stop.take() {
+                self.signal.close().await;
+                break reason;
+            }
+            if std::mem::take(&mut self.resume_requested)
+                && let Err(why) = self
+                    .resume(&mut signal_events, "the server asked us to resume")
+                    .await
+            {
+                break DisconnectReason::SignalClosed(why);
+            }
             let now = Instant::now();
             if let Err(e) = self.publisher.tick(now) {
                 warn!("engine: {e}");
@@ -125,7 +143,13 @@ impl Core {
                 warn!("engine: {e}");
             }
             if !self.publisher.rtc.is_alive() && self.publisher.connected {
-                break DisconnectReason::TransportFailed(PeerRole::Publisher);
+                // When the server removes us it closes the connections (an SCTP abort over
+                // UDP) and sends a Leave over the signal; the abort often arrives first. Wait
+                // a moment for the Leave so we follow it instead of rejoining.
+                let since = *failed_at.get_or_insert(now);
+                if now.duration_since(since) >= LEAVE_GRACE {
+                    break DisconnectReason::TransportFailed(PeerRole::Publisher);
+                }
             }
         };
         info!("engine stopped: {reason:?}");

@@ -14,6 +14,7 @@ mod connect;
 mod data;
 mod driver;
 mod negotiation;
+mod resume;
 mod roster;
 mod routing;
 mod signal;
@@ -192,6 +193,8 @@ pub struct Engine {
 struct Counters {
     dropped_events: AtomicU64,
     held_peak: AtomicU64,
+    /// The newest token the server sent (`RefreshToken`), if any.
+    refreshed_token: std::sync::Mutex<Option<String>>,
 }
 
 /// How long the stopped engine task waits for the reader to take its last events.
@@ -305,6 +308,9 @@ impl Engine {
             participants: HashMap::new(),
             local,
             next_cid: 0,
+            stop: None,
+            resume_requested: false,
+            last_sub_answer: None,
         };
         for p in &join.other_participants {
             core.on_participant(p);
@@ -344,6 +350,18 @@ impl Engine {
     /// The most must-deliver events the engine held at once for a reader that was behind.
     pub fn held_events_peak(&self) -> u64 {
         self.counters.held_peak.load(Ordering::Relaxed)
+    }
+
+    /// The newest token the server sent with `RefreshToken` (it sends one right after the join
+    /// and then every few minutes, valid at least as long as the join token). Use it for any
+    /// later join of the same participant: the join token may have expired by then. The
+    /// engine's own resume uses it already.
+    pub fn refreshed_token(&self) -> Option<String> {
+        self.counters
+            .refreshed_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     async fn request<T>(
@@ -454,8 +472,13 @@ impl Engine {
 
 enum PubChange {
     Channels,
-    Media { kind: TrackKind, cid: Arc<str> },
+    Media {
+        kind: TrackKind,
+        cid: Arc<str>,
+    },
     Stop(Mid),
+    /// New ICE credentials (the resume's ICE restart).
+    IceRestart,
 }
 
 struct PendingPublish {
@@ -471,6 +494,8 @@ struct LocalTrackState {
     kind: TrackKind,
     mid: Option<Mid>,
     muted: bool,
+    /// The server's description of the track (for the resume's SyncState).
+    info: Option<proto::TrackInfo>,
     shared: Arc<LocalShared>,
     /// Offset added to the caller's RTP times (random start, as RFC 3550 asks).
     rtp_offset: u64,
@@ -522,6 +547,12 @@ struct Core {
     participants: HashMap<String, RemoteParticipant>,
     local: Participant,
     next_cid: u64,
+    /// Why the engine must stop, set while handling a message (a server `Leave`).
+    stop: Option<DisconnectReason>,
+    /// The server asked us to resume (`Leave` with action RESUME).
+    resume_requested: bool,
+    /// Our last answer on the subscriber connection (the resume's SyncState carries it).
+    last_sub_answer: Option<proto::SessionDescription>,
 }
 
 /// A random 32-bit value from the OS-seeded std hasher (no extra dependency).

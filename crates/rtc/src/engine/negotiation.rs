@@ -70,15 +70,15 @@ impl Core {
         self.subscriber.remote_description_applied()?;
         let sdp = answer.to_sdp_string();
         debug!("subscriber answer:\n{}", crate::redact::Redacted(&sdp));
-        self.send_signal(proto::signal_request::Message::Answer(
-            proto::SessionDescription {
-                r#type: "answer".into(),
-                sdp,
-                id: desc.id,
-                mid_to_track_id: HashMap::new(),
-            },
-        ))
-        .await;
+        let answer = proto::SessionDescription {
+            r#type: "answer".into(),
+            sdp,
+            id: desc.id,
+            mid_to_track_id: HashMap::new(),
+        };
+        self.last_sub_answer = Some(answer.clone());
+        self.send_signal(proto::signal_request::Message::Answer(answer))
+            .await;
         if !self.sub_trickled {
             self.sub_trickled = true;
             self.trickle_local(role).await?;
@@ -166,6 +166,9 @@ impl Core {
                     new_mids.push((cid, mid));
                 }
                 PubChange::Stop(mid) => api.set_direction(mid, Direction::Inactive),
+                PubChange::IceRestart => {
+                    api.ice_restart(true);
+                }
             }
         }
         let applied = api.apply();

@@ -47,10 +47,26 @@ impl Core {
                     .map(|r| r.as_str_name().to_owned())
                     .unwrap_or_else(|_| l.reason.to_string());
                 info!("server leave: {reason} {action:?}");
-                self.emit(EngineEvent::Disconnected(DisconnectReason::ServerLeave {
-                    reason,
-                    reconnect: action != proto::leave_request::Action::Disconnect,
-                }));
+                // Follow the server's action: RESUME is handled by this engine; DISCONNECT
+                // and RECONNECT stop it (the owner ends, or joins afresh).
+                match action {
+                    proto::leave_request::Action::Resume => self.resume_requested = true,
+                    proto::leave_request::Action::Disconnect
+                    | proto::leave_request::Action::Reconnect => {
+                        self.stop = Some(DisconnectReason::ServerLeave {
+                            reason,
+                            reconnect: action == proto::leave_request::Action::Reconnect,
+                        });
+                    }
+                }
+            }
+            M::RefreshToken(token) => {
+                debug!("server refreshed our token");
+                *self
+                    .counters
+                    .refreshed_token
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token);
             }
             M::Mute(m) => {
                 // The server muted one of our tracks.

@@ -5,8 +5,10 @@ use super::*;
 /// How the session authenticates.
 #[derive(Clone)]
 pub enum Credentials {
-    /// A ready token, used for every join (an expired token makes a rejoin fail with
-    /// [`EndReason::Refused`]).
+    /// A ready token, used for the first join. Later joins use the newest token the server
+    /// sent (`RefreshToken`, right after the join and then every few minutes), so a session
+    /// rejoins after its first token expired; only when the server never refreshed it does an
+    /// expired token make a rejoin fail with [`EndReason::Refused`].
     Token(String),
     /// A key and secret: a fresh token is minted from the builder for every join, so expiry
     /// never breaks a rejoin.

@@ -4,9 +4,12 @@
 //! supervisor forwards the engine's events, follows the connection state and, when the
 //! connection is lost, rejoins: a full join on a new engine with exponential backoff and jitter
 //! ([`ReconnectPolicy`]), then it publishes the session's tracks again and hands the new
-//! subscriptions to the [`SubscribedTrack`] handles the app already holds. Signal *resume*
-//! (`reconnect=1`, keeping the server-side participant) is not attempted: the engine has no
-//! ICE restart, so every recovery is a full rejoin.
+//! subscriptions to the [`SubscribedTrack`] handles the app already holds. Before that, when
+//! only the signal connection was lost, the engine *resumes* (`reconnect=1` with the same
+//! participant sid, ICE restart, sync state): tracks, subscriptions and handles stay as they
+//! are and nothing is re-published; a refused or failed resume falls back to the full rejoin.
+//! A server `Leave` is followed: DISCONNECT ends the session ([`EndReason::RemovedByServer`]),
+//! RECONNECT rejoins, RESUME resumes.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), wavecast_session::session::SessionError> {
@@ -88,9 +91,13 @@ struct Shared {
     tracker: TaskTracker,
     join_attempts: AtomicU64,
     rejoins: AtomicU64,
+    resumes: AtomicU64,
     dropped_events: AtomicU64,
     /// The error that ended the session, when an error did.
     end_error: Mutex<Option<Arc<SessionError>>>,
+    /// The newest token the server sent (`RefreshToken`) on an earlier engine: later joins use
+    /// it instead of a [`Credentials::Token`] that may have expired.
+    refreshed_token: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -186,8 +193,10 @@ impl Session {
             tracker: TaskTracker::new(),
             join_attempts: AtomicU64::new(1),
             rejoins: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
             end_error: Mutex::new(None),
+            refreshed_token: Mutex::new(None),
         });
         let sup = Supervisor {
             shared: shared.clone(),
@@ -304,6 +313,7 @@ impl Session {
         SessionStats {
             join_attempts: self.shared.join_attempts.load(Ordering::Relaxed),
             rejoins: self.shared.rejoins.load(Ordering::Relaxed),
+            resumes: self.shared.resumes.load(Ordering::Relaxed),
             dropped_events: self.shared.dropped_events.load(Ordering::Relaxed),
             engine_dropped_events: engine.as_ref().map_or(0, |e| e.dropped_events()),
             engine_held_peak: engine.as_ref().map_or(0, |e| e.held_events_peak()),

@@ -51,7 +51,27 @@ impl Supervisor {
             slot.unbind();
         }
         if let Some((_, engine)) = engine {
+            self.keep_refreshed_token(&engine);
             shutdown_engine(engine, self.shared.options.close_grace).await;
+        }
+    }
+
+    /// Keep the newest token the server gave `engine`, for later joins.
+    pub(super) fn keep_refreshed_token(&self, engine: &Engine) {
+        if let Some(token) = engine.refreshed_token() {
+            *lock(&self.shared.refreshed_token) = Some(token);
+        }
+    }
+
+    /// The token for the next join: a fresh one when the credentials mint, else the newest the
+    /// server refreshed (the original may have expired), else the original.
+    pub(super) fn token_for_join(&self) -> Result<String, SessionError> {
+        match &self.shared.options.credentials {
+            Credentials::Token(_) => match lock(&self.shared.refreshed_token).clone() {
+                Some(t) => Ok(t),
+                None => self.shared.options.credentials.token_now(),
+            },
+            Credentials::Mint { .. } => self.shared.options.credentials.token_now(),
         }
     }
 
@@ -79,7 +99,12 @@ impl Supervisor {
             }
             self.attempt += 1;
             let attempt = self.attempt;
-            self.set_state(SessionState::Reconnecting { attempt });
+            // A failed resume already showed `Reconnecting { attempt: 1 }`: the first rejoin
+            // continues it rather than repeating the state.
+            let state = SessionState::Reconnecting { attempt };
+            if self.shared.state() != state {
+                self.set_state(state);
+            }
             let delay = policy.delay(attempt, unit_random());
             debug!("rejoin attempt {attempt} in {delay:?}");
             if self
@@ -90,7 +115,7 @@ impl Supervisor {
                 return Err(EndReason::Closed);
             }
             self.shared.join_attempts.fetch_add(1, Ordering::Relaxed);
-            let token = match self.shared.options.credentials.token_now() {
+            let token = match self.token_for_join() {
                 Ok(t) => t,
                 Err(e) => {
                     let error = error_chain(&e);

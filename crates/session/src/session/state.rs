@@ -94,6 +94,8 @@ pub struct SessionStats {
     pub join_attempts: u64,
     /// Rejoins that reached Connected.
     pub rejoins: u64,
+    /// Resumes that succeeded (the signal came back with the same participant; no rejoin).
+    pub resumes: u64,
     /// Events dropped by the session's drop policy.
     pub dropped_events: u64,
     /// Droppable events the current engine dropped because the session was behind.

@@ -155,6 +155,23 @@ impl Supervisor {
                 }));
             }
             EngineEvent::TrackSubscribed(track) => self.on_subscribed(track),
+            EngineEvent::Resuming { reason } => {
+                warn!("session: signal lost, resuming: {reason}");
+                self.connected = false;
+                self.since = Instant::now();
+                self.set_state(SessionState::Reconnecting {
+                    attempt: self.attempt + 1,
+                });
+                self.push(SessionEvent::Engine(EngineEvent::Resuming { reason }));
+            }
+            EngineEvent::Resumed { took } => {
+                info!("session: resumed in {took:?}");
+                self.shared.resumes.fetch_add(1, Ordering::Relaxed);
+                self.connected = true;
+                self.attempt = 0;
+                self.set_state(SessionState::Connected);
+                self.push(SessionEvent::Engine(EngineEvent::Resumed { took }));
+            }
             other => self.push(SessionEvent::Engine(other)),
         }
     }
@@ -314,8 +331,10 @@ pub(super) fn test_supervisor(capacity: usize) -> (Supervisor, SessionEvents) {
         tracker: TaskTracker::new(),
         join_attempts: AtomicU64::new(1),
         rejoins: AtomicU64::new(0),
+        resumes: AtomicU64::new(0),
         dropped_events: AtomicU64::new(0),
         end_error: Mutex::new(None),
+        refreshed_token: Mutex::new(None),
     });
     let (out, rx) = mpsc::channel(capacity);
     let (_engine_tx, events) = mpsc::channel(1);
