@@ -15,7 +15,7 @@ use wavecast_stream::receive;
 use wavecast_token::Preset;
 use wavecast_visualizer::Gpu;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
-use wavecast_visualizer::headless::{LoopOptions, Turn, run_loop};
+use wavecast_visualizer::headless::{Turn, run_loop};
 use wavecast_visualizer::scenes::{RoomGridScene, RoomStatus, StatusFn, TileReport};
 use wavecast_visualizer::window::run as run_window;
 
@@ -208,16 +208,11 @@ fn headless(
 ) -> Result<bool> {
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
     let mut scene = RoomGridScene::new(&gpu, HEADLESS_FORMAT, status);
-    let options = LoopOptions {
-        size: cli.size,
-        dump: cli.render.dump.clone(),
-        dump_every: cli.render.dump_every,
-        // checked: `Instant + --timeout 500000000000y` overflows the clock; such a timeout never expires.
-        deadline: cli
-            .frames
-            .and_then(|_| Instant::now().checked_add(cli.render.timeout)),
-        min_interval: Duration::from_secs_f64(1.0 / f64::from(cli.fps)),
-    };
+    let options = cli.render.loop_options(
+        cli.size,
+        cli.frames,
+        Duration::from_secs_f64(1.0 / f64::from(cli.fps)),
+    );
     let counted = std::cell::Cell::new(0u64);
     let turn = |_: &RoomGridScene| {
         if cli.frames.is_some_and(|n| counted.get() >= n) {

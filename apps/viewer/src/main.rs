@@ -22,7 +22,7 @@ use wavecast_media::OutputSpec;
 use wavecast_token::Preset;
 use wavecast_visualizer::Gpu;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
-use wavecast_visualizer::headless::{LoopOptions, Turn, run_loop};
+use wavecast_visualizer::headless::{Turn, run_loop};
 use wavecast_visualizer::scenes::ParticipantScene;
 use wavecast_visualizer::window::run as run_window;
 
@@ -428,16 +428,9 @@ fn headless(
 ) -> Result<bool> {
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
     let mut scene = scene(&gpu);
-    let options = LoopOptions {
-        size: cli.size,
-        dump: cli.render.dump.clone(),
-        dump_every: cli.render.dump_every,
-        // checked: `Instant + --timeout 500000000000y` overflows the clock; such a timeout never expires.
-        deadline: cli
-            .frames
-            .and_then(|_| Instant::now().checked_add(cli.render.timeout)),
-        min_interval: Duration::ZERO,
-    };
+    let options = cli
+        .render
+        .loop_options(cli.size, cli.frames, Duration::ZERO);
     let mut last_status = Instant::now();
     let turn = |_: &ParticipantScene| {
         if cli

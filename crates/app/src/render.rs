@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use wavecast_visualizer::headless::LoopOptions;
 use wavecast_visualizer::window::WindowOptions;
 
 /// How to render (flattened into an app's flags).
@@ -48,6 +49,23 @@ impl RenderArgs {
             return Err("--dump-every must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The headless run loop's options: PNG dumps, and a deadline when `frames` are wanted
+    /// (`--timeout`; one beyond the clock's range never expires instead of overflowing).
+    pub fn loop_options(
+        &self,
+        size: (u32, u32),
+        frames: Option<u64>,
+        min_interval: Duration,
+    ) -> LoopOptions {
+        LoopOptions {
+            size,
+            dump: self.dump.clone(),
+            dump_every: self.dump_every,
+            deadline: frames.and_then(|_| std::time::Instant::now().checked_add(self.timeout)),
+            min_interval,
+        }
     }
 
     /// Where the stats file goes (`--stats`, else `DIR/stats.json` with `--dump`).
