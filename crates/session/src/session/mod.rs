@@ -101,6 +101,25 @@ struct Shared {
 }
 
 impl Shared {
+    /// A session's shared state at its start: join attempt 1 on `engine` (none in unit tests).
+    fn new(options: SessionOptions, engine: Option<Arc<Engine>>) -> Self {
+        Self {
+            options,
+            engine: Mutex::new(engine.map(|e| (1, e))),
+            published: Mutex::new(Vec::new()),
+            subscribed: Mutex::new(HashMap::new()),
+            state: watch::Sender::new(SessionState::Connecting),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            join_attempts: AtomicU64::new(1),
+            rejoins: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
+            dropped_events: AtomicU64::new(0),
+            end_error: Mutex::new(None),
+            refreshed_token: Mutex::new(None),
+        }
+    }
+
     fn set_state(&self, state: SessionState) {
         info!("session: {state}");
         self.state.send_replace(state);
@@ -183,21 +202,7 @@ impl Session {
             .map_err(|e| SessionError::from_connect(&url, e))?;
         let transport_timeout = options.transport_timeout;
         let (out, rx) = mpsc::channel(options.event_capacity.max(1));
-        let shared = Arc::new(Shared {
-            options,
-            engine: Mutex::new(Some((1, Arc::new(engine)))),
-            published: Mutex::new(Vec::new()),
-            subscribed: Mutex::new(HashMap::new()),
-            state: watch::Sender::new(SessionState::Connecting),
-            cancel: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            join_attempts: AtomicU64::new(1),
-            rejoins: AtomicU64::new(0),
-            resumes: AtomicU64::new(0),
-            dropped_events: AtomicU64::new(0),
-            end_error: Mutex::new(None),
-            refreshed_token: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(options, Some(Arc::new(engine))));
         let sup = Supervisor {
             shared: shared.clone(),
             out,

@@ -321,21 +321,7 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 pub(super) fn test_supervisor(capacity: usize) -> (Supervisor, SessionEvents) {
     let options = SessionOptions::new("ws://127.0.0.1:1", Credentials::token("t"));
-    let shared = Arc::new(Shared {
-        options,
-        engine: Mutex::new(None),
-        published: Mutex::new(Vec::new()),
-        subscribed: Mutex::new(HashMap::new()),
-        state: watch::Sender::new(SessionState::Connecting),
-        cancel: CancellationToken::new(),
-        tracker: TaskTracker::new(),
-        join_attempts: AtomicU64::new(1),
-        rejoins: AtomicU64::new(0),
-        resumes: AtomicU64::new(0),
-        dropped_events: AtomicU64::new(0),
-        end_error: Mutex::new(None),
-        refreshed_token: Mutex::new(None),
-    });
+    let shared = Arc::new(Shared::new(options, None));
     let (out, rx) = mpsc::channel(capacity);
     let (_engine_tx, events) = mpsc::channel(1);
     let sup = Supervisor {
