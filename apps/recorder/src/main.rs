@@ -10,44 +10,22 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
-use wavecast_config::{Config, Loader};
+use clap::{ArgMatches, Parser};
+use wavecast_app::{
+    ConnectArgs, Credentials, EXIT_UNREACHABLE, EXIT_USAGE, fail, init_logging, load_config,
+};
 use wavecast_record::record::{Manifest, Recorder, RecorderOptions, TrackFilter, recover_dir};
-use wavecast_session::session::{Credentials, SessionOptions};
-use wavecast_token::{Keys, Preset};
-
-const EXIT_USAGE: u8 = 2;
-const EXIT_UNREACHABLE: u8 = 3;
-
-fn defaults() -> Config {
-    Config::default()
-}
+use wavecast_session::session::SessionOptions;
+use wavecast_token::Preset;
 
 /// Record a LiveKit room: one WebM file (VP8 + Opus, as sent) per participant and a manifest.
 #[derive(Debug, Parser)]
 #[command(name = "recorder", version, about, max_term_width = 100)]
 struct Cli {
-    /// Config file [default: config/livekit.toml when present].
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// LiveKit server URL (connection.url).
-    #[arg(long, value_name = "URL", default_value_t = defaults().connection.url)]
-    url: String,
-    /// Room to record (connection.room).
-    #[arg(long, default_value_t = defaults().connection.room)]
-    room: String,
-    /// The recorder's (hidden) identity [default: recorder-<random>].
-    #[arg(long)]
-    identity: Option<String>,
-    /// Join with this access token (it needs the recorder grants) instead of minting one.
-    #[arg(long, env = "LIVEKIT_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// API key that mints the token (connection.api_key).
-    #[arg(long, value_name = "KEY")]
-    api_key: Option<String>,
-    /// API secret that mints the token (connection.api_secret).
-    #[arg(long, value_name = "SECRET", hide_default_value = true)]
-    api_secret: Option<String>,
+    /// Where to connect and how to authenticate (the recorder joins hidden with the recorder
+    /// grants when it mints its token).
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Directory for the WebM files and the manifest (created if missing; nothing in it is
     /// ever overwritten).
     #[arg(short, long, value_name = "DIR", default_value = "recordings")]
@@ -79,10 +57,6 @@ struct Plan {
     duration: Option<Duration>,
 }
 
-fn given(m: &ArgMatches, id: &str) -> bool {
-    m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
-}
-
 fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
     if !(Duration::from_millis(100)..=Duration::from_secs(10)).contains(&cli.max_cluster) {
         bail!(
@@ -94,48 +68,11 @@ fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
         bail!("--duration 0: give a positive duration, or none to record until Ctrl-C");
     }
     let filter = TrackFilter::new(cli.participants.clone(), cli.tracks.clone())?;
-    let mut l = match &cli.config {
-        Some(path) => Loader::new().file(path),
-        None => Loader::new(),
-    };
-    if given(m, "url") {
-        l = l.flag("connection.url", "--url", &cli.url);
-    }
-    if given(m, "room") {
-        l = l.flag("connection.room", "--room", &cli.room);
-    }
-    if let Some(v) = &cli.api_key {
-        l = l.flag("connection.api_key", "--api-key", v);
-    }
-    if let Some(v) = &cli.api_secret {
-        l = l.flag("connection.api_secret", "--api-secret", v);
-    }
-    let config = l
-        .load()
-        .map_err(|e| anyhow!("invalid configuration: {e}"))?;
+    let config = load_config(&cli.connect, m)?;
+    let credentials =
+        Credentials::from_config(&config, &cli.connect, "recorder", Preset::Recorder)?
+            .session_credentials();
     let c = &config.connection;
-    let credentials = match &cli.token {
-        Some(t) => Credentials::token(t.clone()),
-        None => {
-            let (Some(key), Some(secret)) = (&c.api_key, &c.api_secret) else {
-                bail!(
-                    "no credentials: give --token (or LIVEKIT_TOKEN), or an API key and secret \
-                     (--api-key/--api-secret, LIVEKIT_API_KEY/LIVEKIT_API_SECRET, or \
-                     [connection] in the config file)"
-                );
-            };
-            let identity = cli
-                .identity
-                .clone()
-                .unwrap_or_else(|| format!("recorder-{:04x}", std::process::id() & 0xffff));
-            Credentials::mint(
-                Keys::new(key.clone(), secret.expose()),
-                &identity,
-                &c.room,
-                Preset::Recorder,
-            )
-        }
-    };
     let session = SessionOptions::new(c.url.clone(), credentials)
         .reconnect(config.reconnect.clone())
         .transport_timeout(c.connect_timeout.max(Duration::from_secs(5)));
@@ -149,11 +86,7 @@ fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, matches) = wavecast_app::parse::<Cli>();
     init_logging(cli.verbose);
     if let Some(manifest) = &cli.recover {
         return match recover_dir(manifest) {
@@ -247,32 +180,10 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(verbose: bool) {
-    let default = if verbose {
-        "debug,str0m=info,livekit_signaling=info"
-    } else {
-        "info,str0m=warn,livekit_signaling=error,livekit_api=error,wavecast_rtc=warn"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-fn fail(e: &anyhow::Error, code: u8) -> ExitCode {
-    eprintln!("error: {e}");
-    for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
-    }
-    ExitCode::from(code)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_is_well_formed() {

@@ -269,6 +269,30 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// The session's credentials: the token as given, or a fresh token per join (6 h TTL).
+    pub fn session_credentials(&self) -> wavecast_session::Credentials {
+        match self {
+            Credentials::Token(t) => wavecast_session::Credentials::token(t.clone()),
+            Credentials::Mint {
+                keys,
+                identity,
+                name,
+                room,
+                preset,
+            } => wavecast_session::Credentials::Mint {
+                keys: keys.clone(),
+                builder: wavecast_token::TokenBuilder::new(identity.clone())
+                    .name(name.clone())
+                    .room(room.clone())
+                    .preset(*preset)
+                    .ttl(Duration::from_secs(6 * 3600))
+                    .into(),
+            },
+        }
+    }
+}
+
 /// A random number from the OS-seeded hasher (identities, retry jitter); not for cryptography.
 pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};

@@ -10,10 +10,8 @@ use tokio::sync::watch;
 use wavecast_config::ReconnectPolicy;
 use wavecast_rtc::{EngineError, EngineOptions};
 use wavecast_session::session::{
-    Credentials as SessionCredentials, EndReason, Session, SessionError, SessionEvents,
-    SessionOptions, SessionState,
+    EndReason, Session, SessionError, SessionEvents, SessionOptions, SessionState,
 };
-use wavecast_token::TokenBuilder;
 
 use crate::{Credentials, random_unit};
 
@@ -139,24 +137,7 @@ impl Connector {
     }
 
     fn options(&self) -> SessionOptions {
-        let credentials = match &self.credentials {
-            Credentials::Token(t) => SessionCredentials::token(t.clone()),
-            Credentials::Mint {
-                keys,
-                identity,
-                name,
-                room,
-                preset,
-            } => SessionCredentials::Mint {
-                keys: keys.clone(),
-                builder: TokenBuilder::new(identity.clone())
-                    .name(name.clone())
-                    .room(room.clone())
-                    .preset(*preset)
-                    .ttl(Duration::from_secs(6 * 3600))
-                    .into(),
-            },
-        };
+        let credentials = self.credentials.session_credentials();
         let mut engine = EngineOptions::default();
         engine.connect_timeout = self.connect_timeout;
         SessionOptions::new(self.url.clone(), credentials)
