@@ -154,15 +154,15 @@ pub enum MediaError {
 /// Result alias for this crate.
 pub type Result<T, E = MediaError> = std::result::Result<T, E>;
 
+/// `map_err` helper naming the file and the action; path and action are copied only when the
+/// error happens (per-frame writers call this on every frame).
 pub(crate) fn io_err(
     path: &std::path::Path,
     action: impl Into<String>,
 ) -> impl FnOnce(io::Error) -> MediaError {
-    let path = path.to_path_buf();
-    let action = action.into();
     move |source| MediaError::Io {
-        path,
-        action,
+        path: path.to_path_buf(),
+        action: action.into(),
         source,
     }
 }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Result, io_err};
+use crate::error::{MediaError, Result, io_err};
 
 /// Size of the IVF file header.
 pub const IVF_HEADER_LEN: usize = 32;
@@ -84,7 +84,11 @@ impl IvfWriter {
             .write_all(&(data.len() as u32).to_le_bytes())
             .and_then(|()| self.out.write_all(&pts.to_le_bytes()))
             .and_then(|()| self.out.write_all(data))
-            .map_err(io_err(&self.path, format!("write frame {frame}")))?;
+            .map_err(|source| MediaError::Io {
+                path: self.path.clone(),
+                action: format!("write frame {frame}"),
+                source,
+            })?;
         self.frames += 1;
         self.finished = false;
         Ok(())

@@ -100,20 +100,28 @@ pub enum StreamError {
 /// Result alias for this crate.
 pub type Result<T, E = StreamError> = std::result::Result<T, E>;
 
-/// `map_err` helpers naming what failed.
+/// `map_err` helpers naming what failed. The description is turned into a `String` only when
+/// the error happens: a `&'static str` costs nothing on the per-frame success path (pass a
+/// closure instead of these helpers where the description needs `format!`).
 pub(crate) fn codec(what: impl Into<String>) -> impl FnOnce(CodecError) -> StreamError {
-    let what = what.into();
-    move |source| StreamError::Codec { what, source }
+    move |source| StreamError::Codec {
+        what: what.into(),
+        source,
+    }
 }
 
 pub(crate) fn media(what: impl Into<String>) -> impl FnOnce(MediaError) -> StreamError {
-    let what = what.into();
-    move |source| StreamError::Media { what, source }
+    move |source| StreamError::Media {
+        what: what.into(),
+        source,
+    }
 }
 
 pub(crate) fn pipeline(what: impl Into<String>) -> impl FnOnce(PipelineError) -> StreamError {
-    let what = what.into();
-    move |source| StreamError::Pipeline { what, source }
+    move |source| StreamError::Pipeline {
+        what: what.into(),
+        source,
+    }
 }
 
 pub(crate) fn thread(name: &str) -> impl FnOnce(std::io::Error) -> StreamError {

@@ -380,7 +380,13 @@ fn video_loop(
                     .set_sequence(u64::from(frame_number));
             }
             VideoInput::File(r, d) => {
-                if !r.read_frame(&mut frame).map_err(media(d.clone()))? {
+                if !r
+                    .read_frame(&mut frame)
+                    .map_err(|source| StreamError::Media {
+                        what: d.clone(),
+                        source,
+                    })?
+                {
                     return Err(StreamError::Unsupported {
                         what: d.clone(),
                         reason: "no frames".into(),
@@ -433,9 +439,13 @@ fn video_loop(
             rtp = l + 1;
         }
         let t0 = Instant::now();
-        let Some(encoded) = encoder
-            .encode(&image, rtp as i64)
-            .map_err(codec(format!("encode video frame {frame_number}")))?
+        let Some(encoded) =
+            encoder
+                .encode(&image, rtp as i64)
+                .map_err(|source| StreamError::Codec {
+                    what: format!("encode video frame {frame_number}"),
+                    source,
+                })?
         else {
             continue;
         };
@@ -590,7 +600,12 @@ impl AudioPull {
             AudioSourceOpen::File(r, d) => {
                 let mut filled = 0;
                 while filled < buf.len() {
-                    let n = r.read_frame(&mut self.frame).map_err(media(d.clone()))?;
+                    let n = r
+                        .read_frame(&mut self.frame)
+                        .map_err(|source| StreamError::Media {
+                            what: d.clone(),
+                            source,
+                        })?;
                     if n == 0 {
                         return Err(StreamError::Unsupported {
                             what: d.clone(),

@@ -248,8 +248,12 @@ impl DecodedPool {
     /// # Errors
     /// The size is not a valid I420 layout.
     pub fn fit(&mut self, width: u32, height: u32) -> Result<&VideoFramePool> {
-        let layout = VideoLayout::new(PixelFormat::I420, width, height)
-            .map_err(pipeline(format!("decoded picture {width}x{height}")))?;
+        let layout = VideoLayout::new(PixelFormat::I420, width, height).map_err(|source| {
+            StreamError::Pipeline {
+                what: format!("decoded picture {width}x{height}"),
+                source,
+            }
+        })?;
         let fits = self
             .pool
             .as_ref()
@@ -391,7 +395,7 @@ pub fn spawn_video<S: EncodedSource>(
                         .store(u64::from(s.frame_number), Ordering::Relaxed);
                     if stats.stamped_frames % 15 == 1 {
                         out.p50_latency_us
-                            .store(hist.summary().p50_us, Ordering::Relaxed);
+                            .store(hist.quantile_us(0.5), Ordering::Relaxed);
                     }
                 }
                 out.stamped.store(stamp.is_some(), Ordering::Relaxed);
