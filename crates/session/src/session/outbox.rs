@@ -9,8 +9,8 @@ pub(super) const BACKLOG_MAX: usize = 1024;
 
 /// What the session reports, in one bounded stream.
 ///
-/// Drop policy: `ActiveSpeakers` and `ConnectionQuality` updates (periodic, each superseding
-/// the last) are dropped when the stream is full and counted in [`SessionStats::dropped_events`].
+/// Drop policy: the engine's droppable events ([`EngineEvent::is_droppable`]: `ActiveSpeakers`
+/// and `ConnectionQuality` updates, each superseding the last, and lossy data) are dropped when the stream is full and counted in [`SessionStats::dropped_events`].
 /// Every other event is kept: up to 1 024 of them wait in the supervisor for the reader; past
 /// that the supervisor stops reading the engine, which then holds its own must-deliver events
 /// (roster changes, subscriptions) and drops only its droppable ones (see [`EngineEvent`];
@@ -49,11 +49,8 @@ impl Supervisor {
 
     /// Queue a must-deliver event, or try-send a droppable one.
     pub(super) fn push(&mut self, ev: SessionEvent) {
-        let droppable = matches!(
-            ev,
-            SessionEvent::Engine(EngineEvent::ActiveSpeakers(_))
-                | SessionEvent::Engine(EngineEvent::ConnectionQuality(_))
-        );
+        // One drop policy for both layers: the engine's own.
+        let droppable = matches!(&ev, SessionEvent::Engine(e) if e.is_droppable());
         if droppable {
             if !self.backlog.is_empty() || self.out.try_send(ev).is_err() {
                 self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
