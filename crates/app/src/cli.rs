@@ -352,12 +352,4 @@ mod tests {
         assert_eq!(parse("10s"), d.reconnect.max_delay);
         assert_eq!(parse("10s"), d.connection.connect_timeout);
     }
-
-    #[test]
-    fn random_unit_is_in_range() {
-        for _ in 0..100 {
-            let r = random_unit();
-            assert!((0.0..1.0).contains(&r));
-        }
-    }
 }
