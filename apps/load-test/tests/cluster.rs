@@ -19,7 +19,7 @@ fn short_load_across_a_two_node_cluster() {
         Duration::from_secs(90),
     );
     assert_eq!(r.code(), 0, "{}", r.output());
-    let report = r.report();
+    let report = common::report(&r);
     common::assert_healthy(&report, 6);
     // Both nodes were used, and in each room by more than one member.
     let subs = report["subscribers"].as_array().unwrap();

@@ -18,7 +18,7 @@ fn short_load_against_one_server() {
         Duration::from_secs(90),
     );
     assert_eq!(r.code(), 0, "{}", r.output());
-    let report = r.report();
+    let report = common::report(&r);
     common::assert_healthy(&report, 6);
     assert_eq!(report["publishers"].as_array().map(Vec::len), Some(2));
     eprintln!(

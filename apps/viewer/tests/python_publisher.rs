@@ -7,17 +7,15 @@ use wavecast_testbed::apps as common;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::{LiveKitServer, PythonPeer};
+use wavecast_testbed::LiveKitServer;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn unstamped_python_video_has_no_latency_figure() {
     let server = LiveKitServer::start().expect("livekit-server starts");
-    let mut py = PythonPeer::spawn(&server, "engine_peer.py", &["publish", "py", "pypub", "30"])
-        .expect("python starts");
-    py.wait_line("READY", Duration::from_secs(30))
-        .expect("python publishes");
+    let py =
+        common::python_publishing(&server, "engine_peer.py", &["publish", "py", "pypub", "30"]);
     let dir = tempfile::tempdir().unwrap();
     let stats = dir.path().join("stats.json");
     let r = common::run(

@@ -54,13 +54,7 @@ fn loopback_headless_without_a_server() {
     );
     assert!(v["latency_ms"]["p50_ms"].as_f64().unwrap() < 500.0, "{v}");
     assert!(stats["audio"]["packets"].as_u64().unwrap() > 20, "{stats}");
-    let rect = &stats["render"]["picture_rect"];
-    let rect = (
-        rect[0].as_f64().unwrap() as f32,
-        rect[1].as_f64().unwrap() as f32,
-        rect[2].as_f64().unwrap() as f32,
-        rect[3].as_f64().unwrap() as f32,
-    );
+    let rect = common::rect(&stats["render"]["picture_rect"]);
     let pngs = common::pngs(&dump);
     assert!(!pngs.is_empty());
     let (worst, notes) = common::bar_errors(pngs.last().unwrap(), rect);
@@ -69,10 +63,7 @@ fn loopback_headless_without_a_server() {
 
 #[test]
 fn loopback_window_under_xvfb() {
-    let required = std::env::var("WAVECAST_REQUIRE_GPU").is_ok_and(|v| v == "1");
-    if Command::new("xvfb-run").arg("--help").output().is_err() {
-        assert!(!required, "xvfb-run is required (WAVECAST_REQUIRE_GPU=1)");
-        eprintln!("SKIPPED loopback_window_under_xvfb: xvfb-run not installed");
+    if !common::xvfb_run_available("loopback_window_under_xvfb") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
