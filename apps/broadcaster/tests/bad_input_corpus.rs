@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::process::Command;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use wavecast_config::Loader;
@@ -15,7 +16,7 @@ use wavecast_media::{
     AudioSource, FrameRate, VideoSource, WavReader, WavWriter, Y4mReader, Y4mWriter,
 };
 use wavecast_pipeline::{AudioFormat, PixelFormat, VideoFrameMut, VideoLayout};
-use wavecast_testbed::corpus::{Case, Check, Outcome, Rng, run_case, with_value};
+use wavecast_testbed::corpus::{Case, Check, Outcome, Rng, good_config, run_case, with_value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
 const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
@@ -23,11 +24,8 @@ const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
 /// test fails on its exit code (3, unreachable) instead of 2.
 const NOWHERE: [&str; 4] = ["--url", "ws://127.0.0.1:1", "--max-attempts", "0"];
 
-const GOOD_CONFIG: &str = "[connection]\nurl = \"ws://127.0.0.1:1\"\napi_key = \"devkey\"\n\
-api_secret = \"secret\"\nroom = \"wavecast-demo\"\nconnect_timeout = \"10s\"\n\n[reconnect]\n\
-initial_delay = \"500ms\"\nmax_delay = \"10s\"\nmultiplier = 2.0\njitter = 0.2\nmax_attempts = 0\n\n\
-[audio]\nsample_rate = 48000\nchannels = 1\n\n[video]\nwidth = 320\nheight = 180\nfps = 30\n\
-codec = \"vp8\"\nbitrate = 500\n";
+static GOOD_CONFIG: LazyLock<String> =
+    LazyLock::new(|| good_config("ws://127.0.0.1:1", 0, (320, 180), 500));
 
 const BAD_VALUES: &[(&str, &str, &[&str])] = &[
     ("connection", "url", &["\"ftp://x\"", "\"\"", "\"ws://\""]),
@@ -81,7 +79,7 @@ fn config_cases() -> Vec<Case> {
     let args = ["--config", "bad.toml"];
     for (section, key, values) in BAD_VALUES {
         for value in *values {
-            let text = with_value(GOOD_CONFIG, section, key, value);
+            let text = with_value(&GOOD_CONFIG, section, key, value);
             assert!(config_refused(text.as_bytes()), "{section}.{key} = {value}");
             let needle = format!("{section}.{key}");
             cases.push(

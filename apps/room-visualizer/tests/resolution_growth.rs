@@ -6,19 +6,17 @@
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::LiveKitServer;
 use wavecast_testbed::apps as common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
 
 #[test]
 fn grid_tile_shows_the_larger_pictures_after_the_switch() {
-    let server = LiveKitServer::start().expect("livekit-server starts");
-    let mut py = common::growing_publisher(&server, "grow", "py");
+    let (server, mut py) = common::start_growing();
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("dump");
     // 15 fps for 8 s once the tile has media: the run ends after the switch.
-    let r = common::run(
+    common::run_ok(
         Command::new(BIN)
             .args(common::join_args(&server.ws_url(), "grow", "grid"))
             .args(["--headless", "--wait-participants", "1", "--fps", "15"])
@@ -28,7 +26,6 @@ fn grid_tile_shows_the_larger_pictures_after_the_switch() {
             .arg(&dump),
         Duration::from_secs(40),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
     let stats = common::json(&dump.join("stats.json"));
     let tile = &stats["tiles"][0];
     assert_eq!(tile["identity"], "py", "{stats}");

@@ -13,7 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
 
 #[test]
 fn three_publishers_three_named_tiles() {
-    let broadcaster = common::sibling_bin(BIN, "wavecast-broadcaster", "broadcaster");
+    let broadcaster = common::broadcaster_bin(BIN);
     let server = LiveKitServer::start().expect("livekit-server starts");
     let url = server.ws_url();
     let room = "grid";

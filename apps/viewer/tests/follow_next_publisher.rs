@@ -13,7 +13,7 @@ const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn follows_the_next_publisher_when_the_first_leaves() {
-    let broadcaster = common::sibling_bin(VIEWER, "wavecast-broadcaster", "broadcaster");
+    let broadcaster = common::broadcaster_bin(VIEWER);
     let server = LiveKitServer::start().expect("livekit-server starts");
     let url = server.ws_url();
     let caster = |id: &str, secs: &str| {

@@ -9,8 +9,6 @@ use wavecast_testbed::apps as common;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::LiveKitServer;
-
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 /// Width of the white bar the script draws (16 px of the picture), as a share of the picture
@@ -30,11 +28,10 @@ fn bar_share(png: &std::path::Path, rect: (f32, f32, f32, f32)) -> f32 {
 
 #[test]
 fn viewer_shows_the_larger_pictures_after_the_switch() {
-    let server = LiveKitServer::start().expect("livekit-server starts");
-    let mut py = common::growing_publisher(&server, "grow", "py");
+    let (server, mut py) = common::start_growing();
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("dump");
-    let r = common::run(
+    common::run_ok(
         Command::new(VIEWER)
             .args(common::join_args(&server.ws_url(), "grow", "watcher"))
             .args(["--headless", "--timeout", "14s", "--size", "640x360"])
@@ -43,7 +40,6 @@ fn viewer_shows_the_larger_pictures_after_the_switch() {
             .arg(&dump),
         Duration::from_secs(40),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
     let stats = common::json(&dump.join("stats.json"));
     let v = &stats["video"];
     // The last pictures are 1280x720.

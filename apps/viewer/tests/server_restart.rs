@@ -12,7 +12,7 @@ const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn viewer_and_broadcaster_rejoin_after_a_server_restart() {
-    let broadcaster = common::sibling_bin(VIEWER, "wavecast-broadcaster", "broadcaster");
+    let broadcaster = common::broadcaster_bin(VIEWER);
     let mut server = LiveKitServer::start().expect("livekit-server starts");
     let url = server.ws_url();
     let mut b = common::broadcaster_command(

@@ -15,7 +15,7 @@ const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn viewer_watches_a_broadcaster_headless_and_records() {
-    let broadcaster = common::sibling_bin(VIEWER, "wavecast-broadcaster", "broadcaster");
+    let broadcaster = common::broadcaster_bin(VIEWER);
     let server = LiveKitServer::start().expect("livekit-server starts");
     let url = server.ws_url();
     let room = "watch";

@@ -8,21 +8,19 @@
 
 use std::ffi::OsString;
 use std::process::Command;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use wavecast_config::Loader;
-use wavecast_testbed::corpus::{Case, Check, Outcome, Rng, run_case, with_value};
+use wavecast_testbed::corpus::{Case, Check, Outcome, Rng, good_config, run_case, with_value};
 use wavecast_token::{Keys, Preset, TokenBuilder, Verifier};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wavecast");
 const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
 
 /// The valid configuration the config cases break (as config/livekit.toml ships).
-const GOOD_CONFIG: &str = "[connection]\nurl = \"ws://127.0.0.1:7880\"\napi_key = \"devkey\"\n\
-api_secret = \"secret\"\nroom = \"wavecast-demo\"\nconnect_timeout = \"10s\"\n\n[reconnect]\n\
-initial_delay = \"500ms\"\nmax_delay = \"10s\"\nmultiplier = 2.0\njitter = 0.2\nmax_attempts = 10\n\n\
-[audio]\nsample_rate = 48000\nchannels = 1\n\n[video]\nwidth = 1280\nheight = 720\nfps = 30\n\
-codec = \"vp8\"\nbitrate = 1500\n";
+static GOOD_CONFIG: LazyLock<String> =
+    LazyLock::new(|| good_config("ws://127.0.0.1:7880", 10, (1280, 720), 1500));
 
 /// Values no key accepts, per key: `(section, key, bad values)`.
 const BAD_VALUES: &[(&str, &str, &[&str])] = &[
@@ -266,7 +264,7 @@ fn config_cases() -> Vec<Case> {
     ];
     for (section, key, values) in BAD_VALUES {
         for value in *values {
-            let text = with_value(GOOD_CONFIG, section, key, value);
+            let text = with_value(&GOOD_CONFIG, section, key, value);
             assert!(
                 refused(text.as_bytes()),
                 "{section}.{key} = {value} is not refused"

@@ -535,3 +535,22 @@ pub fn assert_success_beside(run: &Run, name: &str, other: &Run) {
         other.output()
     );
 }
+
+/// [`run`], then checks the exit code is 0 (showing both streams when not).
+pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Run {
+    let r = run(cmd, timeout);
+    assert_eq!(r.code(), 0, "{}", r.output());
+    r
+}
+
+/// The broadcaster app's binary beside `this_exe` (see [`sibling_bin`]).
+pub fn broadcaster_bin(this_exe: &str) -> PathBuf {
+    sibling_bin(this_exe, "wavecast-broadcaster", "broadcaster")
+}
+
+/// A fresh server with [`growing_publisher`] publishing in room `grow` as `py`.
+pub fn start_growing() -> (crate::LiveKitServer, crate::PythonPeer) {
+    let server = crate::LiveKitServer::start().expect("livekit-server starts");
+    let py = growing_publisher(&server, "grow", "py");
+    (server, py)
+}

@@ -108,6 +108,18 @@ pub fn with_value(good: &str, section: &str, key: &str, value: &str) -> String {
     out
 }
 
+/// A valid configuration file (as `config/livekit.toml` ships, dev keys) joining `url`, giving
+/// up after `max_attempts`, with `width`x`height` VP8 video at `kbps`: the file corpus cases break.
+pub fn good_config(url: &str, max_attempts: u32, (width, height): (u32, u32), kbps: u32) -> String {
+    format!(
+        "[connection]\nurl = \"{url}\"\napi_key = \"devkey\"\napi_secret = \"secret\"\n\
+         room = \"wavecast-demo\"\nconnect_timeout = \"10s\"\n\n[reconnect]\n\
+         initial_delay = \"500ms\"\nmax_delay = \"10s\"\nmultiplier = 2.0\njitter = 0.2\n\
+         max_attempts = {max_attempts}\n\n[audio]\nsample_rate = 48000\nchannels = 1\n\n\
+         [video]\nwidth = {width}\nheight = {height}\nfps = 30\ncodec = \"vp8\"\nbitrate = {kbps}\n"
+    )
+}
+
 /// How a case ended.
 #[derive(Debug)]
 pub struct Outcome {

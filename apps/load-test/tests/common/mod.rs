@@ -1,9 +1,10 @@
 //! Helpers of the load-test app's tests: run the binary with a timeout, and check a report.
-#![allow(dead_code)]
+// Each test binary uses a part of this module.
+#![allow(dead_code, unused_imports)]
 
 use std::process::{Command, Stdio};
 
-pub use wavecast_testbed::apps::{Background, Run, run};
+pub use wavecast_testbed::apps::{Background, Run, run, run_ok};
 
 /// The app binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_load-test");
