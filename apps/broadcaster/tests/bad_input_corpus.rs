@@ -9,14 +9,15 @@
 use std::ffi::OsString;
 use std::process::Command;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use wavecast_config::Loader;
 use wavecast_media::{
     AudioSource, FrameRate, VideoSource, WavReader, WavWriter, Y4mReader, Y4mWriter,
 };
 use wavecast_pipeline::{AudioFormat, PixelFormat, VideoFrameMut, VideoLayout};
-use wavecast_testbed::corpus::{Case, Check, Outcome, Rng, good_config, run_case, with_value};
+use wavecast_testbed::corpus::{
+    Case, Check, Outcome, Rng, TIMEOUT, good_config, run_case, with_value,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
 const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
@@ -459,15 +460,12 @@ fn run(case: &Case) -> Outcome {
         cmd.args(NOWHERE);
     }
     cmd.arg("--no-stdin");
-    run_case(cmd, case, Duration::from_secs(20))
+    run_case(cmd, case, TIMEOUT)
 }
 
 #[test]
 fn bad_configs_media_files_and_flags_fail_before_connecting() {
-    let mut cases = config_cases();
-    cases.extend(y4m_cases());
-    cases.extend(wav_cases());
-    cases.extend(flag_cases());
+    let cases = [config_cases(), y4m_cases(), wav_cases(), flag_cases()].concat();
     assert!(cases.len() >= 200, "corpus has {} cases", cases.len());
     // 2 = refused during validation (clap's usage errors are 2 as well).
     Check::exit_code(2)

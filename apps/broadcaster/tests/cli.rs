@@ -71,8 +71,7 @@ fn bad_flags_are_refused_clearly() {
 
 #[test]
 fn bad_config_and_bad_files_name_the_culprit() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.toml");
+    let (dir, file) = common::temp_path("bad.toml");
     std::fs::write(&file, "[video]\nwidth = 15\nfps = 500\n").unwrap();
     let r = cli::run(app().args(KEYS).arg("--config").arg(&file));
     cli::assert_usage_error(&r, &["video.width = 15"]);
@@ -105,8 +104,7 @@ fn bad_config_and_bad_files_name_the_culprit() {
 #[test]
 fn offline_server_retries_then_gives_up() {
     // The capture runs while offline: the snapshot shows what would be sent.
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("snap.png");
+    let (_dir, snap) = common::temp_path("snap.png");
     let url = common::dead_url();
     let r = common::run(
         app()

@@ -52,8 +52,7 @@ fn screen_share_of_an_x_display() {
         ])
         .args(["--duration", "30s", "--no-stdin", "--no-audio"]);
     let caster = common::Background::spawn("broadcaster", &mut b);
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (_dir, dump) = common::temp_path("dump");
     let r = common::run(
         Command::new(&viewer)
             .args(common::join_args(&url, "screen", "watcher"))

@@ -46,8 +46,7 @@ fn bad_flags_and_config_are_refused_clearly() {
     ]));
     cli::assert_usage_error(&r, &["--fps between 1 and 120"]);
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.toml");
+    let (_dir, file) = common::temp_path("bad.toml");
     std::fs::write(&file, "[reconnect]\nmax_attemps = 3\n").unwrap();
     let r = cli::run(
         cli::command(BIN)
@@ -71,11 +70,10 @@ fn offline_server_retries_then_gives_up() {
 
 #[test]
 fn window_under_xvfb_shows_the_offline_state() {
-    if !common::xvfb_run_available("window_under_xvfb_shows_the_offline_state") {
+    let Some((_dir, shot)) = common::window_shot("window_under_xvfb_shows_the_offline_state")
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("window.png");
+    };
     let url = common::dead_url();
     let r = common::run_ok(
         Command::new("xvfb-run")

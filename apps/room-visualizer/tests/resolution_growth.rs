@@ -13,8 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
 #[test]
 fn grid_tile_shows_the_larger_pictures_after_the_switch() {
     let (server, mut py) = common::start_growing();
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (_dir, dump) = common::temp_path("dump");
     // 15 fps for 8 s once the tile has media: the run ends after the switch.
     common::run_ok(
         Command::new(BIN)

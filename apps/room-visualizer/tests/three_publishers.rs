@@ -7,14 +7,11 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::LiveKitServer;
-
 const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
 
 #[test]
 fn three_publishers_three_named_tiles() {
-    let broadcaster = common::broadcaster_bin(BIN);
-    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (server, broadcaster) = common::server_and_broadcaster(BIN);
     let url = server.ws_url();
     let room = "grid";
     let mut casters = Vec::new();
@@ -39,8 +36,7 @@ fn three_publishers_three_named_tiles() {
         ],
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (_dir, dump) = common::temp_path("dump");
     let mut v = Command::new(BIN);
     v.args(common::join_args(&url, room, "grid-viewer"))
         .args([

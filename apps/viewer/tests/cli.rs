@@ -71,8 +71,7 @@ fn bad_flags_are_refused_clearly() {
 
 #[test]
 fn bad_config_names_key_and_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.toml");
+    let (dir, file) = common::temp_path("bad.toml");
     std::fs::write(&file, "[video]\nfps = 0\n[connection]\nroom = \"r\"\n").unwrap();
     let r = cli::run(viewer().args(["--headless", "--config"]).arg(&file));
     cli::assert_usage_error(&r, &["video.fps = 0"]);
@@ -99,8 +98,7 @@ fn bad_config_names_key_and_source() {
 
 #[test]
 fn missing_credentials_are_explained() {
-    let dir = tempfile::tempdir().unwrap();
-    let empty = dir.path().join("empty.toml");
+    let (_dir, empty) = common::temp_path("empty.toml");
     std::fs::write(&empty, "").unwrap();
     let r = cli::run(viewer().args(["--headless", "--config"]).arg(&empty));
     cli::assert_usage_error(&r, &["no credentials"]);

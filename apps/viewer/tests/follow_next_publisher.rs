@@ -6,15 +6,13 @@ use wavecast_testbed::apps as common;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::LiveKitServer;
 use wavecast_token::Preset;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn follows_the_next_publisher_when_the_first_leaves() {
-    let broadcaster = common::broadcaster_bin(VIEWER);
-    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (server, broadcaster) = common::server_and_broadcaster(VIEWER);
     let url = server.ws_url();
     let caster = |id: &str, secs: &str| {
         let mut b = common::broadcaster_command(
@@ -29,8 +27,7 @@ fn follows_the_next_publisher_when_the_first_leaves() {
     };
     let first = caster("first", "5s");
     std::thread::sleep(Duration::from_millis(1500));
-    let dir = tempfile::tempdir().unwrap();
-    let stats = dir.path().join("stats.json");
+    let (_dir, stats) = common::temp_path("stats.json");
     // The viewer joins with a ready token (no key or secret).
     let token = server.token("watcher", "follow", Preset::Viewer);
     let mut v = Command::new(VIEWER);

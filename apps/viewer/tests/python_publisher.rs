@@ -16,8 +16,7 @@ fn unstamped_python_video_has_no_latency_figure() {
     let server = LiveKitServer::start().expect("livekit-server starts");
     let _py =
         common::python_publishing(&server, "engine_peer.py", &["publish", "py", "pypub", "30"]);
-    let dir = tempfile::tempdir().unwrap();
-    let stats = dir.path().join("stats.json");
+    let (_dir, stats) = common::temp_path("stats.json");
     common::run_ok(
         Command::new(VIEWER)
             .args(common::join_args(&server.ws_url(), "py", "watcher"))

@@ -29,8 +29,7 @@ fn bar_share(png: &std::path::Path, rect: (f32, f32, f32, f32)) -> f32 {
 #[test]
 fn viewer_shows_the_larger_pictures_after_the_switch() {
     let (server, mut py) = common::start_growing();
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (_dir, dump) = common::temp_path("dump");
     common::run_ok(
         Command::new(VIEWER)
             .args(common::join_args(&server.ws_url(), "grow", "watcher"))

@@ -6,14 +6,11 @@ use wavecast_testbed::apps as common;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::LiveKitServer;
-
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn viewer_and_broadcaster_rejoin_after_a_server_restart() {
-    let broadcaster = common::broadcaster_bin(VIEWER);
-    let mut server = LiveKitServer::start().expect("livekit-server starts");
+    let (mut server, broadcaster) = common::server_and_broadcaster(VIEWER);
     let url = server.ws_url();
     let mut b = common::broadcaster_command(
         &broadcaster,
@@ -26,8 +23,7 @@ fn viewer_and_broadcaster_rejoin_after_a_server_restart() {
     // Patient: the later flag overrides join_args' `--max-attempts 3`.
     b.args(["--max-attempts", "8"]);
     let caster = common::Background::spawn("broadcaster", &mut b);
-    let dir = tempfile::tempdir().unwrap();
-    let stats = dir.path().join("stats.json");
+    let (_dir, stats) = common::temp_path("stats.json");
     let mut v = Command::new(VIEWER);
     v.args(patient(common::join_args(&url, "restart", "watcher")))
         .args([

@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use wavecast_codec::Vp8Decoder;
 use wavecast_media::WavReader;
-use wavecast_testbed::LiveKitServer;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn viewer_watches_a_broadcaster_headless_and_records() {
-    let broadcaster = common::broadcaster_bin(VIEWER);
-    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (server, broadcaster) = common::server_and_broadcaster(VIEWER);
     let url = server.ws_url();
     let room = "watch";
     let mut b = common::broadcaster_command(
@@ -30,8 +28,7 @@ fn viewer_watches_a_broadcaster_headless_and_records() {
     b.args(["--stats-interval", "1s"]);
     let caster = common::Background::spawn("broadcaster", &mut b);
 
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (dir, dump) = common::temp_path("dump");
     let rec = dir.path().join("rec");
     let mut v = Command::new(VIEWER);
     v.args(common::join_args(&url, room, "watcher"))

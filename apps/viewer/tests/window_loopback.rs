@@ -26,8 +26,7 @@ fn loopback_args() -> [&'static str; 10] {
 
 #[test]
 fn loopback_headless_without_a_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (_dir, dump) = common::temp_path("dump");
     common::run_ok(
         Command::new(BIN)
             .args(loopback_args())
@@ -62,11 +61,9 @@ fn loopback_headless_without_a_server() {
 
 #[test]
 fn loopback_window_under_xvfb() {
-    if !common::xvfb_run_available("loopback_window_under_xvfb") {
+    let Some((_dir, shot)) = common::window_shot("loopback_window_under_xvfb") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("window.png");
+    };
     common::run_ok(
         Command::new("xvfb-run")
             .args(["-a", "-s", "-screen 0 1280x720x24", BIN])

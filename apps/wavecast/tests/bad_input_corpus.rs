@@ -12,7 +12,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use wavecast_config::Loader;
-use wavecast_testbed::corpus::{Case, Check, Outcome, Rng, good_config, run_case, with_value};
+use wavecast_testbed::corpus::{
+    Case, Check, Outcome, Rng, TIMEOUT, good_config, run_case, with_value,
+};
 use wavecast_token::{Keys, Preset, TokenBuilder, Verifier};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wavecast");
@@ -451,14 +453,12 @@ fn run(case: &Case) -> Outcome {
     if !case.has_arg("--config") && !case.has_arg("--api-key") {
         cmd.args(KEYS);
     }
-    run_case(cmd, case, Duration::from_secs(20))
+    run_case(cmd, case, TIMEOUT)
 }
 
 #[test]
 fn bad_tokens_configs_and_flags_fail_clearly_without_panicking() {
-    let mut cases = token_cases();
-    cases.extend(config_cases());
-    cases.extend(flag_cases());
+    let cases = [token_cases(), config_cases(), flag_cases()].concat();
     assert!(cases.len() >= 200, "corpus has {} cases", cases.len());
     Check::failure().assert_all(&cases, run);
 }

@@ -554,3 +554,43 @@ pub fn start_growing() -> (crate::LiveKitServer, crate::PythonPeer) {
     let py = growing_publisher(&server, "grow", "py");
     (server, py)
 }
+
+/// A fresh temporary directory and the path `name` inside it (not created); the directory is
+/// removed when the returned guard drops.
+pub fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// Whether a window test can run ([`xvfb_run_available`]), and where its screenshot goes.
+pub fn window_shot(test: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    xvfb_run_available(test).then(|| temp_path("window.png"))
+}
+
+/// A fresh server and the broadcaster binary beside `this_exe` ([`broadcaster_bin`]).
+pub fn server_and_broadcaster(this_exe: &str) -> (crate::LiveKitServer, PathBuf) {
+    let broadcaster = broadcaster_bin(this_exe);
+    let server = crate::LiveKitServer::start().expect("livekit-server starts");
+    (server, broadcaster)
+}
+
+/// The binary of `package`'s example `example` from the running test's target directory
+/// (`cargo test` builds examples), built first when missing (the test ran alone).
+pub fn example_bin(package: &str, example: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("examples").join(example);
+    if !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", package, "--example", example])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building example {example} failed");
+    }
+    bin
+}

@@ -24,6 +24,9 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long one case may run before it is killed (and counted as failed).
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Environment variables a case never inherits (they would change what the app reads).
 const CLEARED_ENV: [&str; 6] = [
     "LIVEKIT_URL",
