@@ -54,8 +54,7 @@ fn screen_share_of_an_x_display() {
     let caster = common::Background::spawn("broadcaster", &mut b);
     let (_dir, dump) = common::temp_path("dump");
     let r = common::run(
-        Command::new(&viewer)
-            .args(common::join_args(&url, "screen", "watcher"))
+        common::join_command(&viewer, &url, "screen", "watcher")
             .args([
                 "--headless",
                 "--frames",

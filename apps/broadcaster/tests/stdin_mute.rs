@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use wavecast_session::engine::{Engine, EngineEvent, EngineEvents, EngineOptions, TrackKind};
@@ -42,8 +42,7 @@ async fn stdin_mutes_unmutes_and_quits() {
         .await
         .expect("watcher joins");
 
-    let mut child = Command::new(BIN)
-        .args(common::join_args(&url, "mute", "caster"))
+    let mut child = common::join_command(BIN, &url, "mute", "caster")
         .args(common::video_args(320, 180, 15))
         .args(["--duration", "60s"])
         .stdin(Stdio::piped())

@@ -4,7 +4,6 @@
 
 use wavecast_testbed::apps as common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use wavecast_testbed::LiveKitServer;
@@ -18,8 +17,7 @@ fn unstamped_python_video_has_no_latency_figure() {
         common::python_publishing(&server, "engine_peer.py", &["publish", "py", "pypub", "30"]);
     let (_dir, stats) = common::temp_path("stats.json");
     common::run_ok(
-        Command::new(VIEWER)
-            .args(common::join_args(&server.ws_url(), "py", "watcher"))
+        common::join_command(VIEWER, &server.ws_url(), "py", "watcher")
             .args([
                 "--headless",
                 "--frames",

@@ -6,7 +6,6 @@
 
 use wavecast_testbed::apps as common;
 
-use std::process::Command;
 use std::time::Duration;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
@@ -28,22 +27,20 @@ fn bar_share(png: &std::path::Path, rect: (f32, f32, f32, f32)) -> f32 {
 
 #[test]
 fn viewer_shows_the_larger_pictures_after_the_switch() {
-    let (server, mut py) = common::start_growing();
-    let (_dir, dump) = common::temp_path("dump");
-    common::run_ok(
-        Command::new(VIEWER)
-            .args(common::join_args(&server.ws_url(), "grow", "watcher"))
-            .args(["--headless", "--timeout", "14s", "--size", "640x360"])
-            .args(["--frames", "240", "--dump-every", "4"])
-            .arg("--dump")
-            .arg(&dump),
+    let mut run = common::run_beside_growing(
+        VIEWER,
+        "watcher",
+        &["--headless", "--timeout", "14s", "--size", "640x360"]
+            .into_iter()
+            .chain(["--frames", "240", "--dump-every", "4"])
+            .collect::<Vec<_>>(),
         Duration::from_secs(40),
     );
-    let stats = common::json(&dump.join("stats.json"));
+    let (stats, dump) = (&run.stats, &run.dump);
     let v = &stats["video"];
     // The last pictures are 1280x720.
     common::assert_video_size(v, 1280, 720);
-    let large = common::assert_grew_after_switch(&mut py, &stats["streams"]["video"][0]);
+    let large = common::assert_grew_after_switch(&mut run.py, &stats["streams"]["video"][0]);
     let decoded = v["frames_received"].as_u64().unwrap();
     let rendered = stats["render"]["rendered_frames"].as_u64().unwrap();
     assert!(
@@ -58,7 +55,7 @@ fn viewer_shows_the_larger_pictures_after_the_switch() {
         let s = p.file_stem().unwrap().to_string_lossy();
         s.trim_start_matches("frame-").parse().unwrap()
     };
-    let pngs = common::pngs(&dump);
+    let pngs = common::pngs(dump);
     let (mut small_seen, mut large_seen) = (0, 0);
     for p in &pngs {
         let n = seq(p);

@@ -594,3 +594,54 @@ pub fn example_bin(package: &str, example: &str) -> PathBuf {
     }
     bin
 }
+
+/// `bin` joining `room` on `url` as `identity` with the dev keys ([`join_args`]).
+pub fn join_command(
+    bin: impl AsRef<std::ffi::OsStr>,
+    url: &str,
+    room: &str,
+    identity: &str,
+) -> Command {
+    let mut c = Command::new(bin);
+    c.args(join_args(url, room, identity));
+    c
+}
+
+/// An app's headless run beside [`start_growing`]'s publisher (see [`run_beside_growing`]).
+pub struct GrowthRun {
+    /// The publisher (its `SWITCH` line is still to be read).
+    pub py: crate::PythonPeer,
+    /// The app's `--dump` directory.
+    pub dump: PathBuf,
+    /// Its `stats.json`.
+    pub stats: serde_json::Value,
+    _server: crate::LiveKitServer,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs `bin` with `args` and `--dump DIR` in room `grow` as `identity` while the official SDK
+/// publishes growing video ([`start_growing`]); checks it exits 0 within `timeout`.
+pub fn run_beside_growing(
+    bin: &str,
+    identity: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> GrowthRun {
+    let (server, py) = start_growing();
+    let (dir, dump) = temp_path("dump");
+    run_ok(
+        join_command(bin, &server.ws_url(), "grow", identity)
+            .args(args)
+            .arg("--dump")
+            .arg(&dump),
+        timeout,
+    );
+    let stats = json(&dump.join("stats.json"));
+    GrowthRun {
+        py,
+        dump,
+        stats,
+        _server: server,
+        _dir: dir,
+    }
+}
