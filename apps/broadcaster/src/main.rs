@@ -14,8 +14,8 @@ use anyhow::{Result, bail};
 use clap::{Parser, ValueEnum};
 use tokio::sync::mpsc;
 use wavecast_config::{Config, VideoCodec};
-use wavecast_rtc::{EngineEvent, Quality};
-use wavecast_session::session::{SessionEvent, SessionState};
+use wavecast_session::{EngineEvent, Quality};
+use wavecast_session::{SessionEvent, SessionState};
 use wavecast_token::Preset;
 
 use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, VideoArgs, given};

@@ -8,13 +8,16 @@
 
 use std::ffi::OsString;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::LazyLock;
 
 use wavecast_config::Loader;
 use wavecast_media::{
     AudioSource, FrameRate, VideoSource, WavReader, WavWriter, Y4mReader, Y4mWriter,
 };
 use wavecast_pipeline::{AudioFormat, PixelFormat, VideoFrameMut, VideoLayout};
+use wavecast_testbed::corpus::{
+    Case, Check, Outcome, Rng, TIMEOUT, good_config, run_case, with_value,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
 const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
@@ -22,11 +25,8 @@ const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
 /// test fails on its exit code (3, unreachable) instead of 2.
 const NOWHERE: [&str; 4] = ["--url", "ws://127.0.0.1:1", "--max-attempts", "0"];
 
-const GOOD_CONFIG: &str = "[connection]\nurl = \"ws://127.0.0.1:1\"\napi_key = \"devkey\"\n\
-api_secret = \"secret\"\nroom = \"wavecast-demo\"\nconnect_timeout = \"10s\"\n\n[reconnect]\n\
-initial_delay = \"500ms\"\nmax_delay = \"10s\"\nmultiplier = 2.0\njitter = 0.2\nmax_attempts = 0\n\n\
-[audio]\nsample_rate = 48000\nchannels = 1\n\n[video]\nwidth = 320\nheight = 180\nfps = 30\n\
-codec = \"vp8\"\nbitrate = 500\n";
+static GOOD_CONFIG: LazyLock<String> =
+    LazyLock::new(|| good_config("ws://127.0.0.1:1", 0, (320, 180), 500));
 
 const BAD_VALUES: &[(&str, &str, &[&str])] = &[
     ("connection", "url", &["\"ftp://x\"", "\"\"", "\"ws://\""]),
@@ -54,61 +54,6 @@ const BAD_VALUES: &[(&str, &str, &[&str])] = &[
     ("video", "bitrate", &["0", "50001"]),
 ];
 
-struct Case {
-    name: String,
-    args: Vec<OsString>,
-    files: Vec<(String, Vec<u8>)>,
-    needles: Vec<String>,
-}
-
-impl Case {
-    fn new(name: impl Into<String>, args: &[&str], needles: &[&str]) -> Self {
-        Case {
-            name: name.into(),
-            args: args.iter().map(OsString::from).collect(),
-            files: Vec::new(),
-            needles: needles.iter().map(|s| (*s).to_owned()).collect(),
-        }
-    }
-
-    fn file(mut self, name: &str, bytes: Vec<u8>) -> Self {
-        self.files.push((name.to_owned(), bytes));
-        self
-    }
-}
-
-/// Deterministic xorshift64*: the same corpus on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn with_value(section: &str, key: &str, value: &str) -> String {
-    let mut out = String::new();
-    let mut current = "";
-    for line in GOOD_CONFIG.lines() {
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = s;
-        }
-        if current == section && line.split('=').next().map(str::trim) == Some(key) {
-            out += &format!("{key} = {value}\n");
-        } else {
-            out += line;
-            out.push('\n');
-        }
-    }
-    out
-}
-
 fn in_temp<T>(name: &str, bytes: &[u8], f: impl FnOnce(&std::path::Path) -> T) -> T {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
@@ -135,7 +80,7 @@ fn config_cases() -> Vec<Case> {
     let args = ["--config", "bad.toml"];
     for (section, key, values) in BAD_VALUES {
         for value in *values {
-            let text = with_value(section, key, value);
+            let text = with_value(&GOOD_CONFIG, section, key, value);
             assert!(config_refused(text.as_bytes()), "{section}.{key} = {value}");
             let needle = format!("{section}.{key}");
             cases.push(
@@ -505,131 +450,27 @@ fn flag_cases() -> Vec<Case> {
 
 // ---------------------------------------------------------------- runner
 
-struct Outcome {
-    code: Option<i32>,
-    stderr: String,
-}
-
 fn run(case: &Case) -> Outcome {
-    use std::io::Read;
-    let dir = tempfile::tempdir().unwrap();
-    for (name, bytes) in &case.files {
-        std::fs::write(dir.path().join(name), bytes).unwrap();
-    }
     let mut cmd = Command::new(BIN);
-    let own_credentials =
-        case.name.ends_with("(no KEYS)") || case.args.iter().any(|a| a == "--config");
+    let own_credentials = case.name.ends_with("(no KEYS)") || case.has_arg("--config");
     if !own_credentials {
         cmd.args(KEYS);
     }
-    if !case.args.iter().any(|a| a == "--url" || a == "--config") {
+    if !case.has_arg("--url") && !case.has_arg("--config") {
         cmd.args(NOWHERE);
     }
-    cmd.arg("--no-stdin")
-        .args(&case.args)
-        .current_dir(dir.path())
-        .env_remove("LIVEKIT_URL")
-        .env_remove("LIVEKIT_API_KEY")
-        .env_remove("LIVEKIT_API_SECRET")
-        .env_remove("LIVEKIT_TOKEN")
-        .env_remove("RUST_LOG")
-        .env("RUST_BACKTRACE", "0")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("run the broadcaster");
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let start = std::time::Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Outcome {
-        code,
-        stderr: String::from_utf8_lossy(&reader.join().unwrap()).into_owned(),
-    }
-}
-
-fn check(cases: &[Case]) -> Vec<String> {
-    let chunks: Vec<&[Case]> = cases.chunks(cases.len().div_ceil(4).max(1)).collect();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|chunk| {
-                s.spawn(move || {
-                    let mut failures = Vec::new();
-                    for case in *chunk {
-                        let o = run(case);
-                        let mut why = Vec::new();
-                        // 2 = refused during validation (clap's usage errors are 2 as well).
-                        if o.code != Some(2) {
-                            why.push(format!(
-                                "exit {:?}, not 2 (refused before connecting)",
-                                o.code
-                            ));
-                        }
-                        if o.stderr.contains("panicked at") {
-                            why.push("panicked".into());
-                        }
-                        if o.stderr.contains("cannot reach LiveKit") {
-                            why.push("tried to connect".into());
-                        }
-                        if !o.stderr.contains("error") {
-                            why.push("no error message".into());
-                        }
-                        for n in &case.needles {
-                            if !o.stderr.contains(n.as_str()) {
-                                why.push(format!("stderr does not mention {n:?}"));
-                            }
-                        }
-                        if !why.is_empty() {
-                            failures.push(format!(
-                                "{}: {}\n  stderr: {}",
-                                case.name,
-                                why.join(", "),
-                                o.stderr.trim().replace('\n', "\n          ")
-                            ));
-                        }
-                    }
-                    failures
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    })
+    cmd.arg("--no-stdin");
+    run_case(cmd, case, TIMEOUT)
 }
 
 #[test]
 fn bad_configs_media_files_and_flags_fail_before_connecting() {
-    let mut cases = config_cases();
-    cases.extend(y4m_cases());
-    cases.extend(wav_cases());
-    cases.extend(flag_cases());
+    let cases = [config_cases(), y4m_cases(), wav_cases(), flag_cases()].concat();
     assert!(cases.len() >= 200, "corpus has {} cases", cases.len());
-    let failures = check(&cases);
-    assert!(
-        failures.is_empty(),
-        "{} of {} bad inputs were not handled clearly:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
-    println!("{} bad inputs refused clearly", cases.len());
+    // 2 = refused during validation (clap's usage errors are 2 as well).
+    Check::exit_code(2)
+        .never("cannot reach LiveKit", "tried to connect")
+        .assert_all(&cases, run);
 }
 
 /// Regression: `--duration 500000000000y` panicked (`Instant + duration` overflowed the clock).

@@ -2,6 +2,7 @@
 //! and media files, and the offline behaviour with no server.
 
 use wavecast_testbed::apps as common;
+use wavecast_testbed::cli;
 
 use std::process::Command;
 use std::time::Duration;
@@ -9,12 +10,8 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
 
 fn app() -> Command {
-    let mut c = Command::new(BIN);
-    c.env_remove("LIVEKIT_URL")
-        .env_remove("LIVEKIT_API_KEY")
-        .env_remove("LIVEKIT_API_SECRET")
-        .env_remove("LIVEKIT_TOKEN")
-        .arg("--no-stdin");
+    let mut c = cli::command(BIN);
+    c.arg("--no-stdin");
     c
 }
 
@@ -22,43 +19,38 @@ const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
 
 #[test]
 fn help_lists_flags_with_defaults() {
-    let r = common::run(Command::new(BIN).arg("--help"), Duration::from_secs(10));
-    assert_eq!(r.code(), 0, "{}", r.output());
-    for needle in [
-        "--source <SOURCE>",
-        "[default: synthetic]",
-        "--video-file <FILE>",
-        "--audio-file <FILE>",
-        "--width <WIDTH>",
-        "[default: 1280]",
-        "--height <HEIGHT>",
-        "[default: 720]",
-        "--fps <FPS>",
-        "[default: 30]",
-        "--bitrate <KBPS>",
-        "[default: 1500]",
-        "--codec <CODEC>",
-        "[default: vp8]",
-        "--audio-bitrate <KBPS>",
-        "[default: 32]",
-        "--url <URL>",
-        "[default: ws://127.0.0.1:7880]",
-        "--room <ROOM>",
-        "--identity <IDENTITY>",
-        "--token <TOKEN>",
-        "--api-key <KEY>",
-        "--api-secret <SECRET>",
-        "--stats-interval <DURATION>",
-        "[default: 2s]",
-        "--max-attempts <N>",
-        "Exit codes",
-    ] {
-        assert!(
-            r.stdout.contains(needle),
-            "--help lacks {needle:?}\n{}",
-            r.stdout
-        );
-    }
+    cli::assert_help(
+        &mut cli::command(BIN),
+        &[
+            "--source <SOURCE>",
+            "[default: synthetic]",
+            "--video-file <FILE>",
+            "--audio-file <FILE>",
+            "--width <WIDTH>",
+            "[default: 1280]",
+            "--height <HEIGHT>",
+            "[default: 720]",
+            "--fps <FPS>",
+            "[default: 30]",
+            "--bitrate <KBPS>",
+            "[default: 1500]",
+            "--codec <CODEC>",
+            "[default: vp8]",
+            "--audio-bitrate <KBPS>",
+            "[default: 32]",
+            "--url <URL>",
+            "[default: ws://127.0.0.1:7880]",
+            "--room <ROOM>",
+            "--identity <IDENTITY>",
+            "--token <TOKEN>",
+            "--api-key <KEY>",
+            "--api-secret <SECRET>",
+            "--stats-interval <DURATION>",
+            "[default: 2s]",
+            "--max-attempts <N>",
+            "Exit codes",
+        ],
+    );
 }
 
 #[test]
@@ -73,89 +65,51 @@ fn bad_flags_are_refused_clearly() {
         (&["--video-file", "x.y4m"], "need --source file"),
     ];
     for (args, needle) in cases {
-        let r = common::run(app().args(KEYS).args(args), Duration::from_secs(10));
-        assert_eq!(r.code(), 2, "{args:?}\n{}", r.output());
-        assert!(
-            r.stderr.contains(needle),
-            "{args:?}: no {needle:?}\n{}",
-            r.output()
-        );
-        assert!(!r.stderr.contains("panicked"), "{}", r.output());
+        cli::assert_usage_error(&cli::run(app().args(KEYS).args(args)), &[needle]);
     }
 }
 
 #[test]
 fn bad_config_and_bad_files_name_the_culprit() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.toml");
+    let (dir, file) = common::temp_path("bad.toml");
     std::fs::write(&file, "[video]\nwidth = 15\nfps = 500\n").unwrap();
-    let r = common::run(
-        app().args(KEYS).arg("--config").arg(&file),
-        Duration::from_secs(10),
-    );
-    assert_eq!(r.code(), 2, "{}", r.output());
-    assert!(r.stderr.contains("video.width = 15"), "{}", r.output());
+    let r = cli::run(app().args(KEYS).arg("--config").arg(&file));
+    cli::assert_usage_error(&r, &["video.width = 15"]);
     assert!(r.stderr.contains("video.fps = 500"), "{}", r.output());
 
     // A flag overrides the file and is named as the source.
-    let r = common::run(
-        app().args(KEYS).args(["--fps", "0"]),
-        Duration::from_secs(10),
-    );
-    assert_eq!(r.code(), 2, "{}", r.output());
-    assert!(
-        r.stderr.contains("video.fps = 0 (command-line flag --fps)"),
-        "{}",
-        r.output()
-    );
+    let r = cli::run(app().args(KEYS).args(["--fps", "0"]));
+    cli::assert_usage_error(&r, &["video.fps = 0 (command-line flag --fps)"]);
 
     let y4m = dir.path().join("broken.y4m");
     std::fs::write(&y4m, "YUV4MPEG2 W64 H48 F30:1\nFRAME\nshort").unwrap();
-    let r = common::run(
+    let r = cli::run(
         app()
             .args(KEYS)
             .args(["--source", "file", "--video-file"])
             .arg(&y4m),
-        Duration::from_secs(10),
     );
-    assert_eq!(r.code(), 2, "{}", r.output());
-    assert!(r.stderr.contains("broken.y4m"), "{}", r.output());
+    cli::assert_usage_error(&r, &["broken.y4m"]);
 
     let wav = dir.path().join("missing.wav");
-    let r = common::run(
+    let r = cli::run(
         app()
             .args(KEYS)
             .args(["--source", "file", "--audio-file"])
             .arg(&wav),
-        Duration::from_secs(10),
     );
-    assert_eq!(r.code(), 2, "{}", r.output());
-    assert!(r.stderr.contains("missing.wav"), "{}", r.output());
+    cli::assert_usage_error(&r, &["missing.wav"]);
 }
 
 #[test]
 fn offline_server_retries_then_gives_up() {
     // The capture runs while offline: the snapshot shows what would be sent.
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("snap.png");
+    let (_dir, snap) = common::temp_path("snap.png");
     let url = common::dead_url();
     let r = common::run(
         app()
-            .args(KEYS)
-            .args([
-                "--url",
-                &url,
-                "--max-attempts",
-                "3",
-                "--retry-delay",
-                "400ms",
-                "--width",
-                "320",
-                "--height",
-                "180",
-                "--fps",
-                "30",
-            ])
+            .args(cli::offline_args(&url, 3, "400ms"))
+            .args(["--width", "320", "--height", "180", "--fps", "30"])
             .arg("--snapshot")
             .arg(&snap),
         Duration::from_secs(30),

@@ -17,8 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
 
 #[test]
 fn files_loop_to_the_python_sdk_and_ctrl_c_leaves() {
-    let dir = tempfile::tempdir().unwrap();
-    let y4m = dir.path().join("clip.y4m");
+    let (dir, y4m) = common::temp_path("clip.y4m");
     let wav = dir.path().join("tone.wav");
     let mut w = Y4mWriter::create(&y4m, 160, 120, FrameRate::new(15, 1)).unwrap();
     for n in 0..10 {

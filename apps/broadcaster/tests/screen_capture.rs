@@ -4,9 +4,8 @@
 
 use wavecast_testbed::apps as common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use wavecast_testbed::LiveKitServer;
 use x11rb::connection::Connection;
@@ -15,56 +14,15 @@ use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt};
 const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
 const ORANGE: [u8; 3] = [255, 128, 0];
 
-struct Xvfb(Child);
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A private Xvfb on a free display number, 640x480x24.
-fn xvfb() -> Option<(Xvfb, String)> {
-    for n in 140..240 {
-        let socket = format!("/tmp/.X11-unix/X{n}");
-        if Path::new(&socket).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-            continue;
-        }
-        let child = Command::new("Xvfb")
-            .args([
-                &format!(":{n}"),
-                "-screen",
-                "0",
-                "640x480x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let x = Xvfb(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if Path::new(&socket).exists() {
-                return Some((x, format!(":{n}")));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        return None;
-    }
-    None
-}
-
 #[test]
 fn screen_share_of_an_x_display() {
     let required = std::env::var("WAVECAST_REQUIRE_GPU").is_ok_and(|v| v == "1");
-    let Some((_xvfb, display)) = xvfb() else {
+    let Some(xvfb) = common::Xvfb::start(640, 480) else {
         assert!(!required, "Xvfb is required (WAVECAST_REQUIRE_GPU=1)");
         eprintln!("SKIPPED screen_share_of_an_x_display: cannot start Xvfb");
         return;
     };
+    let display = xvfb.display().to_owned();
     // Paint the root window orange, as `xsetroot -solid` would.
     let (conn, screen) = x11rb::connect(Some(&display)).expect("connect to Xvfb");
     let root = conn.setup().roots[screen].root;
@@ -94,11 +52,9 @@ fn screen_share_of_an_x_display() {
         ])
         .args(["--duration", "30s", "--no-stdin", "--no-audio"]);
     let caster = common::Background::spawn("broadcaster", &mut b);
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (_dir, dump) = common::temp_path("dump");
     let r = common::run(
-        Command::new(&viewer)
-            .args(common::join_args(&url, "screen", "watcher"))
+        common::join_command(&viewer, &url, "screen", "watcher")
             .args([
                 "--headless",
                 "--frames",
@@ -113,28 +69,12 @@ fn screen_share_of_an_x_display() {
         Duration::from_secs(45),
     );
     let c = caster.finish(Duration::from_millis(1));
-    assert_eq!(
-        r.code(),
-        0,
-        "{}\n--- broadcaster\n{}",
-        r.output(),
-        c.output()
-    );
+    common::assert_success_beside(&r, "broadcaster", &c);
     assert!(c.stderr.contains("screen of X display"), "{}", c.stderr);
     let stats = common::json(&dump.join("stats.json"));
     let v = &stats["video"];
-    assert_eq!(
-        (v["width"].as_u64(), v["height"].as_u64()),
-        (Some(640), Some(480)),
-        "{v}"
-    );
-    let rect = &stats["render"]["picture_rect"];
-    let (x, y, w, h) = (
-        rect[0].as_f64().unwrap() as f32,
-        rect[1].as_f64().unwrap() as f32,
-        rect[2].as_f64().unwrap() as f32,
-        rect[3].as_f64().unwrap() as f32,
-    );
+    common::assert_video_size(v, 640, 480);
+    let (x, y, w, h) = common::rect(&stats["render"]["picture_rect"]);
     let png = common::pngs(&dump).pop().expect("a PNG");
     let img = common::load_png(&png);
     let p = img

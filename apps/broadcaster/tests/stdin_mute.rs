@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use wavecast_rtc::{Engine, EngineEvent, EngineEvents, EngineOptions, TrackKind};
+use wavecast_session::engine::{Engine, EngineEvent, EngineEvents, EngineOptions, TrackKind};
 use wavecast_testbed::LiveKitServer;
+use wavecast_testbed::apps as common;
 use wavecast_token::Preset;
 
 const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
@@ -41,19 +42,9 @@ async fn stdin_mutes_unmutes_and_quits() {
         .await
         .expect("watcher joins");
 
-    let mut child = Command::new(BIN)
-        .args(["--url", &url, "--room", "mute", "--identity", "caster"])
-        .args(["--api-key", "devkey", "--api-secret", "secret"])
-        .args([
-            "--width",
-            "320",
-            "--height",
-            "180",
-            "--fps",
-            "15",
-            "--duration",
-            "60s",
-        ])
+    let mut child = common::join_command(BIN, &url, "mute", "caster")
+        .args(common::video_args(320, 180, 15))
+        .args(["--duration", "60s"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

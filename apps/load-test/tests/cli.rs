@@ -2,6 +2,8 @@
 
 mod common;
 
+use wavecast_testbed::cli;
+
 use std::time::Duration;
 
 fn run(args: &[&str]) -> common::Run {
@@ -15,11 +17,7 @@ fn run(args: &[&str]) -> common::Run {
 }
 
 fn assert_usage_error(r: &common::Run, wants: &[&str]) {
-    assert_eq!(r.code(), 2, "{}", r.output());
-    for w in wants {
-        assert!(r.stderr.contains(w), "stderr lacks {w:?}\n{}", r.output());
-    }
-    assert!(!r.stderr.contains("panicked"), "{}", r.output());
+    cli::assert_usage_error(r, wants);
     assert!(r.stdout.is_empty(), "{}", r.output());
 }
 
@@ -75,24 +73,20 @@ fn unreachable_server_is_one_clear_error() {
 
 #[test]
 fn help_shows_defaults_and_exit_codes() {
-    let r = run(&["--help"]);
-    assert_eq!(r.code(), 0, "{}", r.output());
-    for want in [
-        "--publishers",
-        "[default: 1]",
-        "--subscribers",
-        "[default: 10]",
-        "--duration",
-        "[default: 30s]",
-        "--ramp",
-        "--json",
-        "decodes every video frame",
-        "130 interrupted",
-    ] {
-        assert!(
-            r.stdout.contains(want),
-            "--help lacks {want:?}\n{}",
-            r.stdout
-        );
-    }
+    let dir = tempfile::tempdir().unwrap();
+    cli::assert_help(
+        common::command(dir.path()).args(["--api-key", "devkey", "--api-secret", "secret"]),
+        &[
+            "--publishers",
+            "[default: 1]",
+            "--subscribers",
+            "[default: 10]",
+            "--duration",
+            "[default: 30s]",
+            "--ramp",
+            "--json",
+            "decodes every video frame",
+            "130 interrupted",
+        ],
+    );
 }

@@ -12,14 +12,13 @@ fn short_load_across_a_two_node_cluster() {
     let cluster = Cluster::start(2).expect("start the cluster");
     let (a, b) = (cluster.node(0), cluster.node(1));
     let dir = tempfile::tempdir().unwrap();
-    let r = common::run(
+    let r = common::run_ok(
         common::command(dir.path())
             .args(["--url", &a.ws_url(), "--url", &b.ws_url(), "--rooms", "2"])
             .args(common::short_load_args()),
         Duration::from_secs(90),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
-    let report = r.report();
+    let report = common::report(&r);
     common::assert_healthy(&report, 6);
     // Both nodes were used, and in each room by more than one member.
     let subs = report["subscribers"].as_array().unwrap();

@@ -18,8 +18,8 @@ fn sigint_prints_the_report_and_leaves_every_room() {
         .args(["--api-key", "devkey", "--api-secret", "secret"])
         .args(["--publishers", "1", "--subscribers", "3", "--rooms", "1"])
         .args(["--duration", "120s", "--size", "320x180", "--json"]);
-    let started = common::Started::spawn(&mut cmd);
-    let pid = started.child.id();
+    let started = common::Background::spawn("load-test", &mut cmd);
+    let pid = started.pid();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,7 +46,7 @@ fn sigint_prints_the_report_and_leaves_every_room() {
     assert!(status.success());
     let r = started.finish(Duration::from_secs(30));
     assert_eq!(r.code(), 130, "exit 130 after Ctrl-C\n{}", r.output());
-    let report = r.report();
+    let report = common::report(&r);
     assert_eq!(report["interrupted"], true, "{}", r.stdout);
     assert_eq!(report["total"]["joined"].as_u64(), Some(3), "{}", r.stdout);
     assert!(

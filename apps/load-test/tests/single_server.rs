@@ -11,14 +11,13 @@ use wavecast_testbed::LiveKitServer;
 fn short_load_against_one_server() {
     let server = LiveKitServer::start().expect("start livekit-server");
     let dir = tempfile::tempdir().unwrap();
-    let r = common::run(
+    let r = common::run_ok(
         common::command(dir.path())
             .args(["--url", &server.ws_url()])
             .args(common::short_load_args()),
         Duration::from_secs(90),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
-    let report = r.report();
+    let report = common::report(&r);
     common::assert_healthy(&report, 6);
     assert_eq!(report["publishers"].as_array().map(Vec::len), Some(2));
     eprintln!(

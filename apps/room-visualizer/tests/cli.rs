@@ -1,111 +1,68 @@
 //! The room visualizer's command line: help with defaults, clear errors, offline behaviour.
 
 use wavecast_testbed::apps as common;
+use wavecast_testbed::cli;
 
 use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
 
-fn app() -> Command {
-    let mut c = Command::new(BIN);
-    c.env_remove("LIVEKIT_URL")
-        .env_remove("LIVEKIT_API_KEY")
-        .env_remove("LIVEKIT_API_SECRET")
-        .env_remove("LIVEKIT_TOKEN");
-    c
-}
-
 #[test]
 fn help_lists_flags_with_defaults() {
-    let r = common::run(app().arg("--help"), Duration::from_secs(10));
-    assert_eq!(r.code(), 0, "{}", r.output());
-    for needle in [
-        "--headless",
-        "--frames <N>",
-        "--dump <DIR>",
-        "--wait-participants <N>",
-        "[default: 0]",
-        "--fps <N>",
-        "[default: 10]",
-        "--size <WxH>",
-        "[default: 1280x720]",
-        "--url <URL>",
-        "[default: ws://127.0.0.1:7880]",
-        "--max-attempts <N>",
-        "Exit codes",
-    ] {
-        assert!(
-            r.stdout.contains(needle),
-            "--help lacks {needle:?}\n{}",
-            r.stdout
-        );
-    }
+    cli::assert_help(
+        &mut cli::command(BIN),
+        &[
+            "--headless",
+            "--frames <N>",
+            "--dump <DIR>",
+            "--wait-participants <N>",
+            "[default: 0]",
+            "--fps <N>",
+            "[default: 10]",
+            "--size <WxH>",
+            "[default: 1280x720]",
+            "--url <URL>",
+            "[default: ws://127.0.0.1:7880]",
+            "--max-attempts <N>",
+            "Exit codes",
+        ],
+    );
 }
 
 #[test]
 fn bad_flags_and_config_are_refused_clearly() {
-    let r = common::run(app().args(["--fps", "fast"]), Duration::from_secs(10));
-    assert_eq!(r.code(), 2, "{}", r.output());
-    assert!(
-        r.stderr.contains("--fps") && r.stderr.contains("fast"),
-        "{}",
-        r.output()
-    );
+    let r = cli::run(cli::command(BIN).args(["--fps", "fast"]));
+    cli::assert_usage_error(&r, &["--fps", "fast"]);
 
-    let r = common::run(
-        app().args([
-            "--headless",
-            "--fps",
-            "0",
-            "--api-key",
-            "k",
-            "--api-secret",
-            "s",
-        ]),
-        Duration::from_secs(10),
-    );
-    assert_eq!(r.code(), 2, "{}", r.output());
-    assert!(
-        r.stderr.contains("--fps between 1 and 120"),
-        "{}",
-        r.output()
-    );
+    let r = cli::run(cli::command(BIN).args([
+        "--headless",
+        "--fps",
+        "0",
+        "--api-key",
+        "k",
+        "--api-secret",
+        "s",
+    ]));
+    cli::assert_usage_error(&r, &["--fps between 1 and 120"]);
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.toml");
+    let (_dir, file) = common::temp_path("bad.toml");
     std::fs::write(&file, "[reconnect]\nmax_attemps = 3\n").unwrap();
-    let r = common::run(
-        app().args(["--headless", "--config"]).arg(&file),
-        Duration::from_secs(10),
+    let r = cli::run(
+        cli::command(BIN)
+            .args(["--headless", "--config"])
+            .arg(&file),
     );
-    assert_eq!(r.code(), 2, "{}", r.output());
-    assert!(
-        r.stderr.contains("max_attemps") && r.stderr.contains("max_attempts"),
-        "{}",
-        r.output()
-    );
+    cli::assert_usage_error(&r, &["max_attemps", "max_attempts"]);
 }
 
 #[test]
 fn offline_server_retries_then_gives_up() {
     let url = common::dead_url();
     let r = common::run(
-        app().args([
-            "--headless",
-            "--url",
-            &url,
-            "--api-key",
-            "devkey",
-            "--api-secret",
-            "secret",
-            "--max-attempts",
-            "2",
-            "--retry-delay",
-            "100ms",
-            "--frames",
-            "5",
-        ]),
+        cli::command(BIN)
+            .args(cli::offline_args(&url, 2, "100ms"))
+            .args(["--headless", "--frames", "5"]),
         Duration::from_secs(30),
     );
     common::assert_offline(&r, &url, 2);
@@ -113,16 +70,12 @@ fn offline_server_retries_then_gives_up() {
 
 #[test]
 fn window_under_xvfb_shows_the_offline_state() {
-    let required = std::env::var("WAVECAST_REQUIRE_GPU").is_ok_and(|v| v == "1");
-    if Command::new("xvfb-run").arg("--help").output().is_err() {
-        assert!(!required, "xvfb-run is required (WAVECAST_REQUIRE_GPU=1)");
-        eprintln!("SKIPPED window_under_xvfb_shows_the_offline_state: xvfb-run not installed");
+    let Some((_dir, shot)) = common::window_shot("window_under_xvfb_shows_the_offline_state")
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("window.png");
+    };
     let url = common::dead_url();
-    let r = common::run(
+    let r = common::run_ok(
         Command::new("xvfb-run")
             .args(["-a", "-s", "-screen 0 1280x720x24", BIN])
             .args([
@@ -145,7 +98,6 @@ fn window_under_xvfb_shows_the_offline_state() {
             .arg(&shot),
         Duration::from_secs(60),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
     assert!(r.stderr.contains("cannot reach LiveKit"), "{}", r.output());
     let img = common::load_png(&shot);
     // The header line is drawn in red while offline.

@@ -7,35 +7,21 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::{LiveKitServer, PythonPeer};
-
 const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
 
 #[test]
 fn three_publishers_three_named_tiles() {
-    let broadcaster = common::sibling_bin(BIN, "wavecast-broadcaster", "broadcaster");
-    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (server, broadcaster) = common::server_and_broadcaster(BIN);
     let url = server.ws_url();
     let room = "grid";
     let mut casters = Vec::new();
     for (id, name, tone) in [("ada", "Ada Caster", "330"), ("bob", "Bob Caster", "550")] {
-        let mut b = Command::new(&broadcaster);
-        b.args(common::join_args(&url, room, id))
-            .args(["--name", name, "--tone", tone])
-            .args([
-                "--width",
-                "320",
-                "--height",
-                "180",
-                "--fps",
-                "15",
-                "--bitrate",
-                "300",
-            ])
-            .args(["--duration", "40s", "--no-stdin"]);
+        let mut b =
+            common::broadcaster_command(&broadcaster, &url, room, id, [320, 180, 15, 300], "40s");
+        b.args(["--name", name, "--tone", tone]);
         casters.push(common::Background::spawn(id, &mut b));
     }
-    let mut py = PythonPeer::spawn(
+    let py = common::python_publishing(
         &server,
         "publish_tone.py",
         &[
@@ -48,13 +34,9 @@ fn three_publishers_three_named_tiles() {
             "--seconds",
             "40",
         ],
-    )
-    .expect("python peer starts");
-    py.wait_line("READY", Duration::from_secs(30))
-        .expect("python publishes");
+    );
 
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (_dir, dump) = common::temp_path("dump");
     let mut v = Command::new(BIN);
     v.args(common::join_args(&url, room, "grid-viewer"))
         .args([

@@ -6,36 +6,28 @@ use wavecast_testbed::apps as common;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::LiveKitServer;
 use wavecast_token::Preset;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn follows_the_next_publisher_when_the_first_leaves() {
-    let broadcaster = common::sibling_bin(VIEWER, "wavecast-broadcaster", "broadcaster");
-    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (server, broadcaster) = common::server_and_broadcaster(VIEWER);
     let url = server.ws_url();
     let caster = |id: &str, secs: &str| {
-        let mut b = Command::new(&broadcaster);
-        b.args(common::join_args(&url, "follow", id))
-            .args([
-                "--width",
-                "320",
-                "--height",
-                "180",
-                "--fps",
-                "30",
-                "--bitrate",
-                "300",
-            ])
-            .args(["--duration", secs, "--no-stdin"]);
+        let mut b = common::broadcaster_command(
+            &broadcaster,
+            &url,
+            "follow",
+            id,
+            [320, 180, 30, 300],
+            secs,
+        );
         common::Background::spawn(id, &mut b)
     };
     let first = caster("first", "5s");
     std::thread::sleep(Duration::from_millis(1500));
-    let dir = tempfile::tempdir().unwrap();
-    let stats = dir.path().join("stats.json");
+    let (_dir, stats) = common::temp_path("stats.json");
     // The viewer joins with a ready token (no key or secret).
     let token = server.token("watcher", "follow", Preset::Viewer);
     let mut v = Command::new(VIEWER);
@@ -57,7 +49,7 @@ fn follows_the_next_publisher_when_the_first_leaves() {
     let r = viewer.finish(Duration::from_secs(60));
     let first = first.finish(Duration::from_secs(5));
     drop(second);
-    assert_eq!(r.code(), 0, "{}\n--- first\n{}", r.output(), first.output());
+    common::assert_success_beside(&r, "first", &first);
     assert!(r.stderr.contains("watching first"), "{}", r.stderr);
     assert!(
         r.stderr.contains("the watched participant left"),

@@ -4,25 +4,20 @@
 
 use wavecast_testbed::apps as common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::{LiveKitServer, PythonPeer};
+use wavecast_testbed::LiveKitServer;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn unstamped_python_video_has_no_latency_figure() {
     let server = LiveKitServer::start().expect("livekit-server starts");
-    let mut py = PythonPeer::spawn(&server, "engine_peer.py", &["publish", "py", "pypub", "30"])
-        .expect("python starts");
-    py.wait_line("READY", Duration::from_secs(30))
-        .expect("python publishes");
-    let dir = tempfile::tempdir().unwrap();
-    let stats = dir.path().join("stats.json");
-    let r = common::run(
-        Command::new(VIEWER)
-            .args(common::join_args(&server.ws_url(), "py", "watcher"))
+    let _py =
+        common::python_publishing(&server, "engine_peer.py", &["publish", "py", "pypub", "30"]);
+    let (_dir, stats) = common::temp_path("stats.json");
+    common::run_ok(
+        common::join_command(VIEWER, &server.ws_url(), "py", "watcher")
             .args([
                 "--headless",
                 "--frames",
@@ -36,7 +31,6 @@ fn unstamped_python_video_has_no_latency_figure() {
             .arg(&stats),
         Duration::from_secs(45),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
     let s = common::json(&stats);
     let v = &s["video"];
     assert!(v["frames_received"].as_u64().unwrap() >= 90, "{v}");

@@ -6,10 +6,7 @@
 
 use wavecast_testbed::apps as common;
 
-use std::process::Command;
 use std::time::Duration;
-
-use wavecast_testbed::{LiveKitServer, PythonPeer};
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
@@ -30,60 +27,20 @@ fn bar_share(png: &std::path::Path, rect: (f32, f32, f32, f32)) -> f32 {
 
 #[test]
 fn viewer_shows_the_larger_pictures_after_the_switch() {
-    let server = LiveKitServer::start().expect("livekit-server starts");
-    let mut py = PythonPeer::spawn(
-        &server,
-        "publish_growing.py",
-        &[
-            "--room",
-            "grow",
-            "--identity",
-            "py",
-            "--small-seconds",
-            "4",
-            "--seconds",
-            "11",
-        ],
-    )
-    .expect("python starts");
-    py.wait_line("READY", Duration::from_secs(30))
-        .expect("python publishes");
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
-    let r = common::run(
-        Command::new(VIEWER)
-            .args(common::join_args(&server.ws_url(), "grow", "watcher"))
-            .args(["--headless", "--timeout", "14s", "--size", "640x360"])
-            .args(["--frames", "240", "--dump-every", "4"])
-            .arg("--dump")
-            .arg(&dump),
+    let mut run = common::run_beside_growing(
+        VIEWER,
+        "watcher",
+        &["--headless", "--timeout", "14s", "--size", "640x360"]
+            .into_iter()
+            .chain(["--frames", "240", "--dump-every", "4"])
+            .collect::<Vec<_>>(),
         Duration::from_secs(40),
     );
-    let switch: f64 = py
-        .wait_line("SWITCH", Duration::from_secs(15))
-        .expect("python switched to 1280x720")
-        .parse()
-        .expect("a unix time");
-    assert_eq!(r.code(), 0, "{}", r.output());
-    let stats = common::json(&dump.join("stats.json"));
+    let (stats, dump) = (&run.stats, &run.dump);
     let v = &stats["video"];
-    assert_eq!(
-        (v["width"].as_u64(), v["height"].as_u64()),
-        (Some(1280), Some(720)),
-        "the last pictures are 1280x720: {v}"
-    );
-    let stream = &stats["streams"]["video"][0];
-    let sizes = stream["sizes"].as_array().expect("sizes");
-    let large = sizes
-        .iter()
-        .find(|s| s["width"] == 1280 && s["height"] == 720)
-        .unwrap_or_else(|| panic!("no 1280x720 pictures: {stream}"));
-    let after = large["at_unix_s"].as_f64().unwrap() - switch;
-    assert!(
-        (-0.2..=1.0).contains(&after),
-        "1280x720 pictures {after:.2} s after the switch: {stream}"
-    );
-    assert_eq!(stream["not_shown"], 0, "{stream}");
+    // The last pictures are 1280x720.
+    common::assert_video_size(v, 1280, 720);
+    let large = common::assert_grew_after_switch(&mut run.py, &stats["streams"]["video"][0]);
     let decoded = v["frames_received"].as_u64().unwrap();
     let rendered = stats["render"]["rendered_frames"].as_u64().unwrap();
     assert!(
@@ -93,18 +50,12 @@ fn viewer_shows_the_larger_pictures_after_the_switch() {
 
     // The PNGs: pictures before the switch show the wide bar, those well after it the narrow one.
     let first_large = large["first_frame"].as_u64().unwrap();
-    let rect = &stats["render"]["picture_rect"];
-    let rect = (
-        rect[0].as_f64().unwrap() as f32,
-        rect[1].as_f64().unwrap() as f32,
-        rect[2].as_f64().unwrap() as f32,
-        rect[3].as_f64().unwrap() as f32,
-    );
+    let rect = common::rect(&stats["render"]["picture_rect"]);
     let seq = |p: &std::path::Path| -> u64 {
         let s = p.file_stem().unwrap().to_string_lossy();
         s.trim_start_matches("frame-").parse().unwrap()
     };
-    let pngs = common::pngs(&dump);
+    let pngs = common::pngs(dump);
     let (mut small_seen, mut large_seen) = (0, 0);
     for p in &pngs {
         let n = seq(p);

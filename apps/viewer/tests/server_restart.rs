@@ -6,31 +6,24 @@ use wavecast_testbed::apps as common;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_testbed::LiveKitServer;
-
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn viewer_and_broadcaster_rejoin_after_a_server_restart() {
-    let broadcaster = common::sibling_bin(VIEWER, "wavecast-broadcaster", "broadcaster");
-    let mut server = LiveKitServer::start().expect("livekit-server starts");
+    let (mut server, broadcaster) = common::server_and_broadcaster(VIEWER);
     let url = server.ws_url();
-    let mut b = Command::new(&broadcaster);
-    b.args(patient(common::join_args(&url, "restart", "caster")))
-        .args([
-            "--width",
-            "320",
-            "--height",
-            "180",
-            "--fps",
-            "30",
-            "--bitrate",
-            "300",
-        ])
-        .args(["--duration", "40s", "--no-stdin"]);
+    let mut b = common::broadcaster_command(
+        &broadcaster,
+        &url,
+        "restart",
+        "caster",
+        [320, 180, 30, 300],
+        "40s",
+    );
+    // Patient: the later flag overrides join_args' `--max-attempts 3`.
+    b.args(["--max-attempts", "8"]);
     let caster = common::Background::spawn("broadcaster", &mut b);
-    let dir = tempfile::tempdir().unwrap();
-    let stats = dir.path().join("stats.json");
+    let (_dir, stats) = common::temp_path("stats.json");
     let mut v = Command::new(VIEWER);
     v.args(patient(common::join_args(&url, "restart", "watcher")))
         .args([
@@ -54,13 +47,7 @@ fn viewer_and_broadcaster_rejoin_after_a_server_restart() {
         .expect("server comes back on the same ports");
     let r = viewer.finish(Duration::from_secs(60));
     let c = caster.finish(Duration::from_millis(1));
-    assert_eq!(
-        r.code(),
-        0,
-        "{}\n--- broadcaster\n{}",
-        r.output(),
-        c.output()
-    );
+    common::assert_success_beside(&r, "broadcaster", &c);
     assert!(
         r.stderr.contains("lost the connection to LiveKit"),
         "{}",

@@ -94,7 +94,7 @@ fn sigint_and_sigterm_finalise_the_recordings_in_a_window() {
         eprintln!("SKIPPED sigint_and_sigterm_finalise_the_recordings_in_a_window: no Xvfb");
         return;
     };
-    let broadcaster = common::sibling_bin(VIEWER, "wavecast-broadcaster", "broadcaster");
+    let broadcaster = common::broadcaster_bin(VIEWER);
     let server = LiveKitServer::start().expect("livekit-server starts");
     let url = server.ws_url();
     let mut b = Command::new(&broadcaster);

@@ -9,33 +9,26 @@ use std::time::Duration;
 
 use wavecast_codec::Vp8Decoder;
 use wavecast_media::WavReader;
-use wavecast_testbed::LiveKitServer;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
 #[test]
 fn viewer_watches_a_broadcaster_headless_and_records() {
-    let broadcaster = common::sibling_bin(VIEWER, "wavecast-broadcaster", "broadcaster");
-    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (server, broadcaster) = common::server_and_broadcaster(VIEWER);
     let url = server.ws_url();
     let room = "watch";
-    let mut b = Command::new(&broadcaster);
-    b.args(common::join_args(&url, room, "caster"))
-        .args([
-            "--width",
-            "640",
-            "--height",
-            "360",
-            "--fps",
-            "30",
-            "--bitrate",
-            "800",
-        ])
-        .args(["--duration", "25s", "--no-stdin", "--stats-interval", "1s"]);
+    let mut b = common::broadcaster_command(
+        &broadcaster,
+        &url,
+        room,
+        "caster",
+        [640, 360, 30, 800],
+        "25s",
+    );
+    b.args(["--stats-interval", "1s"]);
     let caster = common::Background::spawn("broadcaster", &mut b);
 
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
+    let (dir, dump) = common::temp_path("dump");
     let rec = dir.path().join("rec");
     let mut v = Command::new(VIEWER);
     v.args(common::join_args(&url, room, "watcher"))
@@ -89,13 +82,7 @@ fn viewer_watches_a_broadcaster_headless_and_records() {
     );
 
     // The PNGs show the colour bars where the picture is drawn.
-    let rect = &stats["render"]["picture_rect"];
-    let rect = (
-        rect[0].as_f64().unwrap() as f32,
-        rect[1].as_f64().unwrap() as f32,
-        rect[2].as_f64().unwrap() as f32,
-        rect[3].as_f64().unwrap() as f32,
-    );
+    let rect = common::rect(&stats["render"]["picture_rect"]);
     let pngs = common::pngs(&dump);
     assert!(pngs.len() >= 3, "{} PNGs", pngs.len());
     for png in pngs.iter().skip(1) {

@@ -26,9 +26,8 @@ fn loopback_args() -> [&'static str; 10] {
 
 #[test]
 fn loopback_headless_without_a_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("dump");
-    let r = common::run(
+    let (_dir, dump) = common::temp_path("dump");
+    common::run_ok(
         Command::new(BIN)
             .args(loopback_args())
             .args([
@@ -44,7 +43,6 @@ fn loopback_headless_without_a_server() {
             .arg(&dump),
         Duration::from_secs(60),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
     let stats = common::json(&dump.join("stats.json"));
     let v = &stats["video"];
     assert!(v["frames_received"].as_u64().unwrap() >= 45, "{v}");
@@ -54,13 +52,7 @@ fn loopback_headless_without_a_server() {
     );
     assert!(v["latency_ms"]["p50_ms"].as_f64().unwrap() < 500.0, "{v}");
     assert!(stats["audio"]["packets"].as_u64().unwrap() > 20, "{stats}");
-    let rect = &stats["render"]["picture_rect"];
-    let rect = (
-        rect[0].as_f64().unwrap() as f32,
-        rect[1].as_f64().unwrap() as f32,
-        rect[2].as_f64().unwrap() as f32,
-        rect[3].as_f64().unwrap() as f32,
-    );
+    let rect = common::rect(&stats["render"]["picture_rect"]);
     let pngs = common::pngs(&dump);
     assert!(!pngs.is_empty());
     let (worst, notes) = common::bar_errors(pngs.last().unwrap(), rect);
@@ -69,15 +61,10 @@ fn loopback_headless_without_a_server() {
 
 #[test]
 fn loopback_window_under_xvfb() {
-    let required = std::env::var("WAVECAST_REQUIRE_GPU").is_ok_and(|v| v == "1");
-    if Command::new("xvfb-run").arg("--help").output().is_err() {
-        assert!(!required, "xvfb-run is required (WAVECAST_REQUIRE_GPU=1)");
-        eprintln!("SKIPPED loopback_window_under_xvfb: xvfb-run not installed");
+    let Some((_dir, shot)) = common::window_shot("loopback_window_under_xvfb") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("window.png");
-    let r = common::run(
+    };
+    common::run_ok(
         Command::new("xvfb-run")
             .args(["-a", "-s", "-screen 0 1280x720x24", BIN])
             .args(loopback_args())
@@ -86,7 +73,6 @@ fn loopback_window_under_xvfb() {
             .arg(&shot),
         Duration::from_secs(90),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
     let img = common::load_png(&shot);
     assert_eq!((img.width, img.height), (800, 450));
     // Somewhere in the top four fifths the bars show: count pure-ish yellow and cyan pixels.
@@ -113,7 +99,7 @@ fn loopback_window_under_xvfb() {
 /// `wavecast_app::env`) — here with a relative `WAYLAND_DISPLAY` too.
 #[test]
 fn no_wayland_probe_noise_without_a_runtime_dir() {
-    let r = common::run(
+    let r = common::run_ok(
         Command::new(BIN)
             .env("WAYLAND_DISPLAY", "wayland-0")
             .env_remove("XDG_RUNTIME_DIR")
@@ -122,6 +108,5 @@ fn no_wayland_probe_noise_without_a_runtime_dir() {
             .args(["--headless", "--frames", "5", "--size", "320x180"]),
         Duration::from_secs(60),
     );
-    assert_eq!(r.code(), 0, "{}", r.output());
     assert!(!r.stderr.contains("XDG_RUNTIME_DIR"), "{}", r.output());
 }

@@ -3,20 +3,19 @@
 //! Connection settings come from the layered configuration (`config/livekit.toml` or `--config`,
 //! `LIVEKIT_URL` / `LIVEKIT_API_KEY` / `LIVEKIT_API_SECRET`, then flags).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use wavecast_config::{Config, Loader};
-use wavecast_session::admin::{DataKind, NewRoom, Participant, Room, RoomAdmin};
+use wavecast_service::Settings;
+use wavecast_service::cli::{GrantArgs, ServeArgs, grants_table};
+use wavecast_session::admin::RoomAdmin;
+use wavecast_session::admin_cli::{AdminCommand, parse_kv};
 use wavecast_token::{Keys, Preset, TokenBuilder, Verifier, VideoGrants};
-
-mod service;
 
 /// Mint LiveKit access tokens and administer rooms.
 #[derive(Debug, Parser)]
@@ -52,19 +51,12 @@ enum Command {
     /// Mint, verify or decode access tokens.
     #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Token(TokenCmd),
-    /// Create, list, delete rooms and set their metadata.
-    #[command(subcommand)]
-    Room(RoomCmd),
-    /// List, inspect, remove, mute and update participants.
-    #[command(subcommand)]
-    Participant(ParticipantCmd),
-    /// Send data packets to a room.
-    #[command(subcommand)]
-    Data(DataCmd),
+    #[command(flatten)]
+    Admin(AdminCommand),
     /// Run the token service (access policy, webhooks, streams); see docs/service.md.
-    Serve(service::ServeArgs),
+    Serve(ServeArgs),
     /// Add, list and revoke the token service's access grants (admin key).
-    Grant(service::GrantArgs),
+    Grant(GrantArgs),
 }
 
 #[derive(Debug, Args)]
@@ -118,119 +110,6 @@ struct MintArgs {
     /// Lifetime, e.g. 30m, 1h, 2days.
     #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
     ttl: Duration,
-}
-
-#[derive(Debug, Subcommand)]
-enum RoomCmd {
-    /// Create a room (returns the existing one if the name is taken).
-    Create {
-        /// Room name.
-        name: String,
-        /// Seconds an empty room is kept (0 = server default).
-        #[arg(long, default_value_t = 0)]
-        empty_timeout: u32,
-        /// Participant limit (0 = none).
-        #[arg(long, default_value_t = 0)]
-        max_participants: u32,
-        /// Room metadata.
-        #[arg(long, default_value = "")]
-        metadata: String,
-    },
-    /// List rooms.
-    List {
-        /// Only these rooms.
-        names: Vec<String>,
-    },
-    /// Delete a room, disconnecting everyone.
-    Delete {
-        /// Room name.
-        name: String,
-    },
-    /// Replace a room's metadata.
-    Metadata {
-        /// Room name.
-        name: String,
-        /// New metadata.
-        metadata: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum ParticipantCmd {
-    /// List a room's participants.
-    List {
-        /// Room name.
-        room: String,
-    },
-    /// Show one participant with its tracks.
-    Get {
-        /// Room name.
-        room: String,
-        /// Participant identity.
-        identity: String,
-    },
-    /// Disconnect a participant.
-    Remove {
-        /// Room name.
-        room: String,
-        /// Participant identity.
-        identity: String,
-    },
-    /// Mute (or with --unmute, unmute) a published track.
-    Mute {
-        /// Room name.
-        room: String,
-        /// Participant identity.
-        identity: String,
-        /// Track sid (see `participant get`).
-        track_sid: String,
-        /// Unmute instead.
-        #[arg(long)]
-        unmute: bool,
-    },
-    /// Update a participant's metadata, name or attributes.
-    Update {
-        /// Room name.
-        room: String,
-        /// Participant identity.
-        identity: String,
-        /// New metadata.
-        #[arg(long, default_value = "")]
-        metadata: String,
-        /// New display name (empty: unchanged).
-        #[arg(long, default_value = "")]
-        name: String,
-        /// Attribute KEY=VALUE (repeatable).
-        #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = parse_kv)]
-        attributes: Vec<(String, String)>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum DataCmd {
-    /// Send a message to everyone in a room (or to --to identities).
-    Send {
-        /// Room name.
-        room: String,
-        /// The message (sent as UTF-8 bytes).
-        message: String,
-        /// Topic.
-        #[arg(long)]
-        topic: Option<String>,
-        /// Send lossy instead of reliable.
-        #[arg(long)]
-        lossy: bool,
-        /// Only to these identities (repeatable).
-        #[arg(long = "to", value_name = "IDENTITY")]
-        to: Vec<String>,
-    },
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 fn load_config(g: &Global) -> Result<Config> {
@@ -333,180 +212,44 @@ fn token(g: &Global, cmd: TokenCmd) -> Result<()> {
     Ok(())
 }
 
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_header(header.to_vec());
-    t
-}
-
-fn print_rooms(rooms: &[Room], json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(rooms)?);
-        return Ok(());
-    }
-    let mut t = table(&[
-        "name",
-        "sid",
-        "participants",
-        "publishers",
-        "max",
-        "metadata",
-    ]);
-    for r in rooms {
-        t.add_row(vec![
-            r.name.clone(),
-            r.sid.clone(),
-            r.num_participants.to_string(),
-            r.num_publishers.to_string(),
-            r.max_participants.to_string(),
-            r.metadata.clone(),
-        ]);
-    }
-    println!("{t}");
-    Ok(())
-}
-
-fn print_participants(ps: &[Participant], json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(ps)?);
-        return Ok(());
-    }
-    let mut t = table(&["identity", "name", "state", "sid", "tracks", "metadata"]);
-    for p in ps {
-        let tracks: Vec<String> = p
-            .tracks
-            .iter()
-            .map(|tr| {
-                format!(
-                    "{} {} {}{}",
-                    tr.sid,
-                    tr.kind,
-                    tr.name,
-                    if tr.muted { " (muted)" } else { "" }
-                )
-            })
-            .collect();
-        t.add_row(vec![
-            p.identity.clone(),
-            p.name.clone(),
-            p.state.clone(),
-            p.sid.clone(),
-            tracks.join("\n"),
-            p.metadata.clone(),
-        ]);
-    }
-    println!("{t}");
-    Ok(())
-}
-
-async fn admin_cmd(g: &Global, cmd: Command) -> Result<()> {
+async fn admin_cmd(g: &Global, cmd: AdminCommand) -> Result<()> {
     let config = load_config(g)?;
     let admin = RoomAdmin::new(
         &config.connection.url,
         &keys(&config)?,
         config.connection.connect_timeout,
     );
-    match cmd {
-        Command::Room(RoomCmd::Create {
-            name,
-            empty_timeout,
-            max_participants,
-            metadata,
-        }) => {
-            let room = admin
-                .create_room(
-                    &name,
-                    NewRoom {
-                        empty_timeout,
-                        max_participants,
-                        metadata,
-                    },
-                )
-                .await?;
-            print_rooms(&[room], g.json)?;
-        }
-        Command::Room(RoomCmd::List { names }) => {
-            print_rooms(&admin.list_rooms(&names).await?, g.json)?
-        }
-        Command::Room(RoomCmd::Delete { name }) => {
-            admin.delete_room(&name).await?;
-            if !g.json {
-                println!("deleted room {name:?}");
-            }
-        }
-        Command::Room(RoomCmd::Metadata { name, metadata }) => {
-            print_rooms(
-                &[admin.update_room_metadata(&name, &metadata).await?],
-                g.json,
-            )?;
-        }
-        Command::Participant(ParticipantCmd::List { room }) => {
-            print_participants(&admin.list_participants(&room).await?, g.json)?;
-        }
-        Command::Participant(ParticipantCmd::Get { room, identity }) => {
-            print_participants(&[admin.get_participant(&room, &identity).await?], g.json)?;
-        }
-        Command::Participant(ParticipantCmd::Remove { room, identity }) => {
-            admin.remove_participant(&room, &identity).await?;
-            if !g.json {
-                println!("removed {identity:?} from room {room:?}");
-            }
-        }
-        Command::Participant(ParticipantCmd::Mute {
-            room,
-            identity,
-            track_sid,
-            unmute,
-        }) => {
-            let track = admin
-                .mute_track(&room, &identity, &track_sid, !unmute)
-                .await?;
-            if g.json {
-                println!("{}", serde_json::to_string_pretty(&track)?);
-            } else {
-                println!(
-                    "track {} of {identity:?} is {}",
-                    track.sid,
-                    if track.muted { "muted" } else { "unmuted" }
-                );
-            }
-        }
-        Command::Participant(ParticipantCmd::Update {
-            room,
-            identity,
-            metadata,
-            name,
-            attributes,
-        }) => {
-            let attributes: HashMap<String, String> = attributes.into_iter().collect();
-            let p = admin
-                .update_participant(&room, &identity, &metadata, attributes, &name)
-                .await?;
-            print_participants(&[p], g.json)?;
-        }
-        Command::Data(DataCmd::Send {
-            room,
-            message,
-            topic,
-            lossy,
-            to,
-        }) => {
-            let kind = if lossy {
-                DataKind::Lossy
-            } else {
-                DataKind::Reliable
-            };
-            admin
-                .send_data(&room, message.into_bytes(), kind, topic, to)
-                .await?;
-            if !g.json {
-                println!("sent to room {room:?}");
-            }
-        }
-        Command::Token(_) | Command::Serve(_) | Command::Grant(_) => {
-            unreachable!("these commands run their own runtime")
-        }
+    print!("{}", cmd.run(&admin, g.json).await?);
+    Ok(())
+}
+
+fn serve(g: &Global, a: ServeArgs) -> Result<()> {
+    let settings = Settings::from_config(&load_config_with(g, |l| a.apply(l))?)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let on_listening = |addr, s: &Settings| {
+        let lk = &s.livekit_url;
+        eprintln!("wavecast service on http://{addr} (LiveKit {lk}); Ctrl-C stops it");
+    };
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    Ok(rt.block_on(wavecast_service::cli::serve(settings, on_listening, ctrl_c))?)
+}
+
+fn grant(g: &Global, a: GrantArgs) -> Result<()> {
+    let client = a.client(&load_config(g)?)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let grants = rt.block_on(a.run(&client))?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&grants)?);
+    } else {
+        println!("{}", grants_table(&grants));
     }
     Ok(())
 }
@@ -522,9 +265,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Token(cmd) => token(&cli.global, cmd),
-        Command::Serve(a) => service::serve(&cli.global, a),
-        Command::Grant(a) => service::grant(&cli.global, a),
-        cmd => tokio::runtime::Builder::new_current_thread()
+        Command::Serve(a) => serve(&cli.global, a),
+        Command::Grant(a) => grant(&cli.global, a),
+        Command::Admin(cmd) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("start the async runtime")

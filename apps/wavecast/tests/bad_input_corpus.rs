@@ -8,20 +8,21 @@
 
 use std::ffi::OsString;
 use std::process::Command;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use wavecast_config::Loader;
+use wavecast_testbed::corpus::{
+    Case, Check, Outcome, Rng, TIMEOUT, good_config, run_case, with_value,
+};
 use wavecast_token::{Keys, Preset, TokenBuilder, Verifier};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wavecast");
 const KEYS: [&str; 4] = ["--api-key", "devkey", "--api-secret", "secret"];
 
 /// The valid configuration the config cases break (as config/livekit.toml ships).
-const GOOD_CONFIG: &str = "[connection]\nurl = \"ws://127.0.0.1:7880\"\napi_key = \"devkey\"\n\
-api_secret = \"secret\"\nroom = \"wavecast-demo\"\nconnect_timeout = \"10s\"\n\n[reconnect]\n\
-initial_delay = \"500ms\"\nmax_delay = \"10s\"\nmultiplier = 2.0\njitter = 0.2\nmax_attempts = 10\n\n\
-[audio]\nsample_rate = 48000\nchannels = 1\n\n[video]\nwidth = 1280\nheight = 720\nfps = 30\n\
-codec = \"vp8\"\nbitrate = 1500\n";
+static GOOD_CONFIG: LazyLock<String> =
+    LazyLock::new(|| good_config("ws://127.0.0.1:7880", 10, (1280, 720), 1500));
 
 /// Values no key accepts, per key: `(section, key, bad values)`.
 const BAD_VALUES: &[(&str, &str, &[&str])] = &[
@@ -65,40 +66,6 @@ const BAD_VALUES: &[(&str, &str, &[&str])] = &[
     ("video", "codec", &["\"av1\"", "\"\"", "1"]),
     ("video", "bitrate", &["0", "49", "50001"]),
 ];
-
-/// One bad input: arguments, files to create, and what stderr must mention.
-struct Case {
-    name: String,
-    args: Vec<OsString>,
-    files: Vec<(String, Vec<u8>)>,
-    needles: Vec<String>,
-}
-
-impl Case {
-    fn new(name: impl Into<String>, args: &[&str], needles: &[&str]) -> Self {
-        Case {
-            name: name.into(),
-            args: args.iter().map(OsString::from).collect(),
-            files: Vec::new(),
-            needles: needles.iter().map(|s| (*s).to_owned()).collect(),
-        }
-    }
-}
-
-/// Small deterministic generator (xorshift64*), so the corpus is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn mutate_token(t: &str, rng: &mut Rng) -> String {
     let mut c: Vec<char> = t.chars().collect();
@@ -274,24 +241,6 @@ fn token_cases() -> Vec<Case> {
     cases
 }
 
-/// Replace `key`'s line in `section` of the good config with `key = value`.
-fn with_value(section: &str, key: &str, value: &str) -> String {
-    let mut out = String::new();
-    let mut current = "";
-    for line in GOOD_CONFIG.lines() {
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = s;
-        }
-        if current == section && line.split('=').next().map(str::trim) == Some(key) {
-            out += &format!("{key} = {value}\n");
-        } else {
-            out += line;
-            out.push('\n');
-        }
-    }
-    out
-}
-
 /// Does the library refuse this file? (The corpus keeps only inputs that are really bad.)
 fn refused(text: &[u8]) -> bool {
     let dir = tempfile::tempdir().unwrap();
@@ -317,7 +266,7 @@ fn config_cases() -> Vec<Case> {
     ];
     for (section, key, values) in BAD_VALUES {
         for value in *values {
-            let text = with_value(section, key, value);
+            let text = with_value(&GOOD_CONFIG, section, key, value);
             assert!(
                 refused(text.as_bytes()),
                 "{section}.{key} = {value} is not refused"
@@ -497,128 +446,19 @@ fn flag_cases() -> Vec<Case> {
     cases
 }
 
-struct Outcome {
-    code: Option<i32>,
-    stderr: String,
-}
-
 fn run(case: &Case) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, bytes) in &case.files {
-        std::fs::write(dir.path().join(name), bytes).unwrap();
-    }
     let mut cmd = Command::new(BIN);
     // Credentials first (config cases override them from their file), in an empty directory
     // so no config/livekit.toml is picked up.
-    let uses_config = case.args.iter().any(|a| a == "--config");
-    if !uses_config && !case.args.iter().any(|a| a == "--api-key") {
+    if !case.has_arg("--config") && !case.has_arg("--api-key") {
         cmd.args(KEYS);
     }
-    cmd.args(&case.args)
-        .current_dir(dir.path())
-        .env_remove("LIVEKIT_URL")
-        .env_remove("LIVEKIT_API_KEY")
-        .env_remove("LIVEKIT_API_SECRET")
-        .env_remove("WAVECAST_LOG")
-        .env("RUST_BACKTRACE", "0");
-    output_with_timeout(cmd, Duration::from_secs(20))
-}
-
-fn output_with_timeout(mut cmd: Command, limit: Duration) -> Outcome {
-    use std::io::Read;
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run wavecast");
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let start = std::time::Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Outcome {
-        code,
-        stderr: String::from_utf8_lossy(&reader.join().unwrap()).into_owned(),
-    }
-}
-
-/// Runs every case (four at a time) and returns the failures.
-fn check(cases: &[Case]) -> Vec<String> {
-    let chunks: Vec<&[Case]> = cases.chunks(cases.len().div_ceil(4).max(1)).collect();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|chunk| {
-                s.spawn(move || {
-                    let mut failures = Vec::new();
-                    for case in *chunk {
-                        let o = run(case);
-                        let mut why = Vec::new();
-                        match o.code {
-                            None => why.push("timed out or killed by a signal".to_owned()),
-                            Some(0) => why.push("exit code 0".to_owned()),
-                            Some(101) => why.push("exit code 101 (panic)".to_owned()),
-                            Some(_) => {}
-                        }
-                        if o.stderr.contains("panicked at") {
-                            why.push("panicked".into());
-                        }
-                        if !o.stderr.contains("error") {
-                            why.push("no error message".into());
-                        }
-                        for n in &case.needles {
-                            if !o.stderr.contains(n.as_str()) {
-                                why.push(format!("stderr does not mention {n:?}"));
-                            }
-                        }
-                        if !why.is_empty() {
-                            failures.push(format!(
-                                "{}: {} (exit {:?})\n  stderr: {}",
-                                case.name,
-                                why.join(", "),
-                                o.code,
-                                o.stderr.trim().replace('\n', "\n          ")
-                            ));
-                        }
-                    }
-                    failures
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    })
+    run_case(cmd, case, TIMEOUT)
 }
 
 #[test]
 fn bad_tokens_configs_and_flags_fail_clearly_without_panicking() {
-    let mut cases = token_cases();
-    cases.extend(config_cases());
-    cases.extend(flag_cases());
+    let cases = [token_cases(), config_cases(), flag_cases()].concat();
     assert!(cases.len() >= 200, "corpus has {} cases", cases.len());
-    let failures = check(&cases);
-    assert!(
-        failures.is_empty(),
-        "{} of {} bad inputs were not handled clearly:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
-    println!("{} bad inputs refused clearly", cases.len());
+    Check::failure().assert_all(&cases, run);
 }

@@ -1,4 +1,4 @@
-//! The apps' thin connection layer over [`wavecast_session::session::Session`]: the first join
+//! The apps' thin connection layer over [`wavecast_session::Session`]: the first join
 //! with the reconnect policy and a clear message per failed attempt, then the session's own
 //! state (rejoins after a lost connection, republishing, giving up) mirrored into a
 //! [`ConnState`] the windows show and the logs tell.
@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use wavecast_config::ReconnectPolicy;
-use wavecast_rtc::{EngineError, EngineOptions};
-use wavecast_session::session::{
+use wavecast_session::{
     EndReason, Session, SessionError, SessionEvents, SessionOptions, SessionState,
 };
+use wavecast_session::{EngineError, EngineOptions};
 
 use crate::{Credentials, random_unit};
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use wavecast_rtc::{EngineEvent, Participant, Quality, TrackKind};
-use wavecast_session::session::{SessionEvent, SessionState, SubscribedTrack};
+use wavecast_session::{EngineEvent, Participant, Quality, TrackKind};
+use wavecast_session::{SessionEvent, SessionState, SubscribedTrack};
 
 use crate::connection::{ConnState, Connector, end_failure};
 

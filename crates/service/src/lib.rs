@@ -56,6 +56,7 @@
 
 mod api;
 pub mod auth;
+pub mod cli;
 mod client;
 mod error;
 pub mod policy;

@@ -48,6 +48,8 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+#[cfg(feature = "cli")]
+pub mod admin_cli;
 mod room;
 #[doc(hidden)] // the old path; everything is re-exported at the crate root
 pub mod session;
@@ -64,7 +66,7 @@ pub use session::{
     TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
 };
 pub use wavecast_codec::{I420, Vp8Config};
-pub use wavecast_rtc::{Quality, TransportState};
+pub use wavecast_rtc::{EngineError, Quality, TransportState};
 pub use wavecast_token::{Keys, Preset, TokenBuilder};
 
 /// The media engine underneath, for what the session layer does not wrap (raw engine tracks,

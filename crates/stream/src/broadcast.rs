@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::Serialize;
-use wavecast_rtc::{TrackOptions, TrackSource};
-use wavecast_session::session::{PublishedTrack, Session, SessionError};
+use wavecast_session::{PublishedTrack, Session, SessionError};
+use wavecast_session::{TrackOptions, TrackSource};
 
 use crate::error::{Result, StreamError};
 use crate::publish::{Capture, Control};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use wavecast_rtc::TrackKind;
+use wavecast_session::TrackKind;
 
 use crate::latency::Percentiles;
 use crate::receive::{

@@ -67,7 +67,7 @@ pub enum StreamError {
         track: String,
         /// The session's error.
         #[source]
-        source: Box<wavecast_session::session::SessionError>,
+        source: Box<wavecast_session::SessionError>,
     },
     /// A thread could not be started.
     #[error("cannot start the {name} thread")]

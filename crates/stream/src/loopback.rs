@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use wavecast_rtc::{EncodedFrame, TrackKind};
+use wavecast_session::{EncodedFrame, TrackKind};
 
 use crate::decoders::{Decoders, Finished, Outputs};
 use crate::error::{Result, StreamError};

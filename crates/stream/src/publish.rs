@@ -46,7 +46,7 @@ pub trait EncodedSink: Send {
     fn take_keyframe_request(&mut self) -> bool;
 }
 
-impl EncodedSink for wavecast_session::session::PublishedTrack {
+impl EncodedSink for wavecast_session::PublishedTrack {
     fn write(
         &mut self,
         data: &[u8],
@@ -54,13 +54,8 @@ impl EncodedSink for wavecast_session::session::PublishedTrack {
         capture: Instant,
         _keyframe: bool,
     ) -> Result<bool> {
-        use wavecast_session::session::SendError;
-        match wavecast_session::session::PublishedTrack::write(
-            self,
-            data.to_vec(),
-            rtp_time,
-            capture,
-        ) {
+        use wavecast_session::SendError;
+        match wavecast_session::PublishedTrack::write(self, data.to_vec(), rtp_time, capture) {
             Ok(()) => Ok(true),
             // Reconnecting or a full queue: dropped and counted; frames flow again by themselves.
             Err(SendError::Full | SendError::Reconnecting) => Ok(false),
@@ -71,7 +66,7 @@ impl EncodedSink for wavecast_session::session::PublishedTrack {
     }
 
     fn take_keyframe_request(&mut self) -> bool {
-        wavecast_session::session::PublishedTrack::take_keyframe_request(self)
+        wavecast_session::PublishedTrack::take_keyframe_request(self)
     }
 }
 

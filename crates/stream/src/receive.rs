@@ -24,8 +24,8 @@ use wavecast_pipeline::{
     AgeHistogram, AudioFormat, AudioFrame, AudioFramePool, FanOut, FrameQueue, Mailbox,
     PixelFormat, Timestamp, VideoFrame, VideoFramePool, VideoLayout,
 };
-use wavecast_rtc::EncodedFrame;
-use wavecast_session::session::SubscribedTrack;
+use wavecast_session::EncodedFrame;
+use wavecast_session::SubscribedTrack;
 
 use crate::error::{Result, StreamError, media, pipeline, thread};
 use crate::latency::Percentiles;

@@ -400,3 +400,248 @@ pub fn send_signal(pid: u32, signal: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
+
+/// Whether a window test can run: `true` when `xvfb-run` is installed. Without it the test is
+/// skipped (a `SKIPPED` line naming `test`), unless `WAVECAST_REQUIRE_GPU=1` makes it fail.
+pub fn xvfb_run_available(test: &str) -> bool {
+    let required = std::env::var("WAVECAST_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    if Command::new("xvfb-run").arg("--help").output().is_err() {
+        assert!(!required, "xvfb-run is required (WAVECAST_REQUIRE_GPU=1)");
+        eprintln!("SKIPPED {test}: xvfb-run not installed");
+        return false;
+    }
+    true
+}
+
+/// The broadcaster (`bin`) joining `room` on `url` as `identity` (dev keys, see [`join_args`])
+/// with synthetic `width`x`height` video at `fps` and `kbps`, for `duration`, stdin ignored.
+pub fn broadcaster_command(
+    bin: &Path,
+    url: &str,
+    room: &str,
+    identity: &str,
+    video: [u32; 4],
+    duration: &str,
+) -> Command {
+    let [width, height, fps, kbps] = video;
+    let mut b = Command::new(bin);
+    b.args(join_args(url, room, identity))
+        .args(video_args(width, height, fps))
+        .args(["--bitrate", &kbps.to_string()])
+        .args(["--duration", duration, "--no-stdin"]);
+    b
+}
+
+/// `--width W --height H --fps F`: the synthetic video the broadcaster sends.
+pub fn video_args(width: u32, height: u32, fps: u32) -> Vec<String> {
+    [("--width", width), ("--height", height), ("--fps", fps)]
+        .into_iter()
+        .flat_map(|(flag, n)| [flag.to_owned(), n.to_string()])
+        .collect()
+}
+
+/// Starts `script` of `tests/python/` with `args` against `server` and waits (30 s) for its
+/// `READY` line: the official SDK is publishing.
+pub fn python_publishing(
+    server: &crate::LiveKitServer,
+    script: &str,
+    args: &[&str],
+) -> crate::PythonPeer {
+    let mut py = crate::PythonPeer::spawn(server, script, args).expect("python starts");
+    py.wait_line("READY", Duration::from_secs(30))
+        .expect("python publishes");
+    py
+}
+
+/// The official SDK publishing VP8 that grows mid-stream in `room` as `identity`
+/// (`tests/python/publish_growing.py`): 320×180 for 4 s, then 1280×720 until 11 s.
+pub fn growing_publisher(
+    server: &crate::LiveKitServer,
+    room: &str,
+    identity: &str,
+) -> crate::PythonPeer {
+    python_publishing(
+        server,
+        "publish_growing.py",
+        &[
+            "--room",
+            room,
+            "--identity",
+            identity,
+            "--small-seconds",
+            "4",
+            "--seconds",
+            "11",
+        ],
+    )
+}
+
+/// Reads the unix time (seconds) at which [`growing_publisher`] switched to 1280×720, then
+/// checks the stats of one received video stream (`streams.video[i]` of an app's stats file):
+/// 1280×720 pictures arrived within 1 s of the switch and every decoded picture was shown.
+/// Returns the stream's 1280×720 entry of `sizes`.
+pub fn assert_grew_after_switch(
+    py: &mut crate::PythonPeer,
+    stream: &serde_json::Value,
+) -> serde_json::Value {
+    let switch: f64 = py
+        .wait_line("SWITCH", Duration::from_secs(15))
+        .expect("python switched to 1280x720")
+        .parse()
+        .expect("a unix time");
+    let large = stream["sizes"]
+        .as_array()
+        .expect("sizes")
+        .iter()
+        .find(|s| s["width"] == 1280 && s["height"] == 720)
+        .unwrap_or_else(|| panic!("no 1280x720 pictures: {stream}"))
+        .clone();
+    let after = large["at_unix_s"].as_f64().expect("at_unix_s") - switch;
+    assert!(
+        (-0.2..=1.0).contains(&after),
+        "1280x720 pictures {after:.2} s after the switch: {stream}"
+    );
+    assert_eq!(stream["not_shown"], 0, "{stream}");
+    large
+}
+
+/// The `(x, y, w, h)` rectangle of a stats file's `[x, y, w, h]` array (e.g.
+/// `render.picture_rect`), for [`bar_errors`].
+pub fn rect(value: &serde_json::Value) -> (f32, f32, f32, f32) {
+    let at = |i: usize| {
+        value[i]
+            .as_f64()
+            .unwrap_or_else(|| panic!("a rectangle: {value}")) as f32
+    };
+    (at(0), at(1), at(2), at(3))
+}
+
+/// Checks a stats file's `video` section reports `width`x`height` pictures.
+pub fn assert_video_size(video: &serde_json::Value, width: u64, height: u64) {
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(width), Some(height)),
+        "{video}"
+    );
+}
+
+/// Checks `run` exited 0; on failure shows the output of `other` (named `name`) beside it.
+pub fn assert_success_beside(run: &Run, name: &str, other: &Run) {
+    assert_eq!(
+        run.code(),
+        0,
+        "{}\n--- {name}\n{}",
+        run.output(),
+        other.output()
+    );
+}
+
+/// [`run`], then checks the exit code is 0 (showing both streams when not).
+pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Run {
+    let r = run(cmd, timeout);
+    assert_eq!(r.code(), 0, "{}", r.output());
+    r
+}
+
+/// The broadcaster app's binary beside `this_exe` (see [`sibling_bin`]).
+pub fn broadcaster_bin(this_exe: &str) -> PathBuf {
+    sibling_bin(this_exe, "wavecast-broadcaster", "broadcaster")
+}
+
+/// A fresh server with [`growing_publisher`] publishing in room `grow` as `py`.
+pub fn start_growing() -> (crate::LiveKitServer, crate::PythonPeer) {
+    let server = crate::LiveKitServer::start().expect("livekit-server starts");
+    let py = growing_publisher(&server, "grow", "py");
+    (server, py)
+}
+
+/// A fresh temporary directory and the path `name` inside it (not created); the directory is
+/// removed when the returned guard drops.
+pub fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// Whether a window test can run ([`xvfb_run_available`]), and where its screenshot goes.
+pub fn window_shot(test: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    xvfb_run_available(test).then(|| temp_path("window.png"))
+}
+
+/// A fresh server and the broadcaster binary beside `this_exe` ([`broadcaster_bin`]).
+pub fn server_and_broadcaster(this_exe: &str) -> (crate::LiveKitServer, PathBuf) {
+    let broadcaster = broadcaster_bin(this_exe);
+    let server = crate::LiveKitServer::start().expect("livekit-server starts");
+    (server, broadcaster)
+}
+
+/// The binary of `package`'s example `example` from the running test's target directory
+/// (`cargo test` builds examples), built first when missing (the test ran alone).
+pub fn example_bin(package: &str, example: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("examples").join(example);
+    if !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", package, "--example", example])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building example {example} failed");
+    }
+    bin
+}
+
+/// `bin` joining `room` on `url` as `identity` with the dev keys ([`join_args`]).
+pub fn join_command(
+    bin: impl AsRef<std::ffi::OsStr>,
+    url: &str,
+    room: &str,
+    identity: &str,
+) -> Command {
+    let mut c = Command::new(bin);
+    c.args(join_args(url, room, identity));
+    c
+}
+
+/// An app's headless run beside [`start_growing`]'s publisher (see [`run_beside_growing`]).
+pub struct GrowthRun {
+    /// The publisher (its `SWITCH` line is still to be read).
+    pub py: crate::PythonPeer,
+    /// The app's `--dump` directory.
+    pub dump: PathBuf,
+    /// Its `stats.json`.
+    pub stats: serde_json::Value,
+    _server: crate::LiveKitServer,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs `bin` with `args` and `--dump DIR` in room `grow` as `identity` while the official SDK
+/// publishes growing video ([`start_growing`]); checks it exits 0 within `timeout`.
+pub fn run_beside_growing(
+    bin: &str,
+    identity: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> GrowthRun {
+    let (server, py) = start_growing();
+    let (dir, dump) = temp_path("dump");
+    run_ok(
+        join_command(bin, &server.ws_url(), "grow", identity)
+            .args(args)
+            .arg("--dump")
+            .arg(&dump),
+        timeout,
+    );
+    let stats = json(&dump.join("stats.json"));
+    GrowthRun {
+        py,
+        dump,
+        stats,
+        _server: server,
+        _dir: dir,
+    }
+}

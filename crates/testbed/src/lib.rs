@@ -44,6 +44,8 @@ use wavecast_token::{Keys, Preset, TokenBuilder};
 mod postgres;
 pub use postgres::{POSTGRES_BIN_ENV, POSTGRES_USER, Postgres, postgres_bin_dir};
 pub mod apps;
+pub mod cli;
+pub mod corpus;
 
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";

@@ -1,128 +1,29 @@
 //! Helpers of the load-test app's tests: run the binary with a timeout, and check a report.
-#![allow(dead_code)]
+// Each test binary uses a part of this module.
+#![allow(dead_code, unused_imports)]
 
-use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+pub use wavecast_testbed::apps::{Background, Run, run, run_ok};
 
 /// The app binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_load-test");
 
-/// What a finished run printed.
-#[derive(Debug)]
-pub struct Run {
-    /// Exit status (`None` when killed at the timeout).
-    pub status: Option<ExitStatus>,
-    /// Stdout.
-    pub stdout: String,
-    /// Stderr.
-    pub stderr: String,
-}
-
-impl Run {
-    /// The exit code (`-1` when killed or signalled).
-    pub fn code(&self) -> i32 {
-        self.status.and_then(|s| s.code()).unwrap_or(-1)
-    }
-
-    /// Both streams, for failure messages.
-    pub fn output(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// Stdout parsed as the JSON report.
-    pub fn report(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not a JSON report ({e})\n{}", self.output()))
-    }
+/// Stdout of `r` parsed as the JSON report.
+pub fn report(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not a JSON report ({e})\n{}", r.output()))
 }
 
 /// The command with a clean environment (no config file: runs in `dir`).
 pub fn command(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = wavecast_testbed::cli::command(BIN);
     c.current_dir(dir)
-        .env_remove("LIVEKIT_URL")
-        .env_remove("LIVEKIT_API_KEY")
-        .env_remove("LIVEKIT_API_SECRET")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
-}
-
-fn drain<R: Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
-
-/// A started run whose output is collected; killed on drop.
-pub struct Started {
-    pub child: Child,
-    out: Option<std::thread::JoinHandle<String>>,
-    err: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Started {
-    pub fn spawn(cmd: &mut Command) -> Self {
-        let mut child = cmd.spawn().expect("start load-test");
-        let out = drain(child.stdout.take().expect("piped"));
-        let err = drain(child.stderr.take().expect("piped"));
-        Self {
-            child,
-            out: Some(out),
-            err: Some(err),
-        }
-    }
-
-    /// Waits up to `timeout` (then kills it) and collects the output.
-    pub fn finish(mut self, timeout: Duration) -> Run {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break None;
-                }
-            }
-        };
-        Run {
-            status,
-            stdout: self
-                .out
-                .take()
-                .and_then(|h| h.join().ok())
-                .unwrap_or_default(),
-            stderr: self
-                .err
-                .take()
-                .and_then(|h| h.join().ok())
-                .unwrap_or_default(),
-        }
-    }
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs to completion with `timeout`.
-pub fn run(cmd: &mut Command, timeout: Duration) -> Run {
-    Started::spawn(cmd).finish(timeout)
 }
 
 /// The short CI load: 2 publishers × 6 subscribers for 10 s at 320x180, with the dev keys.

@@ -1,0 +1,270 @@
+//! The `wavecast serve` and `wavecast grant` commands as a library: their flags (clap), how the
+//! flags layer over the configuration, running the service until a shutdown signal, and the
+//! grant table. An admin tool of its own embeds them the same way the `wavecast` app does:
+//!
+//! ```no_run
+//! use clap::Parser;
+//! use wavecast_service::cli::{GrantArgs, grants_table};
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     grant: GrantArgs,
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let cli = Cli::parse();
+//! let config = wavecast_config::Loader::new().load()?;
+//! let client = cli.grant.client(&config)?;
+//! println!("{}", grants_table(&cli.grant.run(&client).await?));
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use comfy_table::Table;
+use wavecast_config::{Config, Loader};
+
+use crate::policy::{Grant, Role};
+use crate::{AdminClient, ClientError, NewGrant, Service, ServiceError, Settings, Store};
+
+/// `wavecast serve` flags (each overrides the `[service]` config key of the same name).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Listen address, IP:port [default: service.listen, else 127.0.0.1:8089].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Storage: a SQLite file path or a postgres:// URL [default: service.database, else
+    /// wavecast-service.db].
+    #[arg(long, value_name = "PATH|URL")]
+    pub database: Option<String>,
+    /// Allow a non-loopback listen address although this process serves no TLS (a TLS proxy
+    /// in front) [default: service.allow_public, else false].
+    #[arg(long)]
+    pub allow_public: bool,
+}
+
+impl ServeArgs {
+    /// Layers the flags given over `loader` (as `service.listen`, `service.database`,
+    /// `service.allow_public`, named by their flag in errors).
+    pub fn apply(&self, mut loader: Loader) -> Loader {
+        if let Some(v) = &self.listen {
+            loader = loader.flag("service.listen", "--listen", v);
+        }
+        if let Some(v) = &self.database {
+            loader = loader.flag("service.database", "--database", v);
+        }
+        if self.allow_public {
+            loader = loader.flag("service.allow_public", "--allow-public", true);
+        }
+        loader
+    }
+}
+
+/// Opens the store (applying the migrations), listens on `settings.listen`, calls `on_listening`
+/// with the bound address, and serves until `shutdown` completes.
+pub async fn serve(
+    settings: Settings,
+    on_listening: impl FnOnce(SocketAddr, &Settings),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let store = Store::connect(&settings.database).await?;
+    let listen_err = |source| ServiceError::Io {
+        what: format!("listen on {}", settings.listen),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(listen_err)?;
+    on_listening(listener.local_addr().map_err(listen_err)?, &settings);
+    Service::new(settings, store)
+        .serve(listener, shutdown)
+        .await
+}
+
+/// `wavecast grant` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum GrantCmd {
+    /// Give a user or a group a role in a room or a room pattern (`prefix*`, `*`).
+    Add {
+        /// The user (the `sub` of their login JWT).
+        #[arg(long, required_unless_present = "group", conflicts_with = "group")]
+        user: Option<String>,
+        /// The group (listed in their login JWT's groups claim).
+        #[arg(long)]
+        group: Option<String>,
+        /// Room name or pattern.
+        #[arg(long)]
+        room: String,
+        /// Role: viewer, broadcaster, admin or recorder.
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+        /// Valid from: RFC 3339 time or +DURATION from now (e.g. +10m) [default: now].
+        #[arg(long, value_parser = parse_when)]
+        not_before: Option<i64>,
+        /// Valid until: RFC 3339 time or +DURATION from now (e.g. +30d) [default: no end].
+        #[arg(long, value_parser = parse_when)]
+        expires: Option<i64>,
+    },
+    /// List grants (all, or of one user or group).
+    List {
+        /// Only this user's grants.
+        #[arg(long, conflicts_with = "group")]
+        user: Option<String>,
+        /// Only this group's grants.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Revoke a grant (kept for the record; refused from now on).
+    Revoke {
+        /// Grant id (see `grant list`).
+        id: String,
+    },
+}
+
+/// `wavecast grant`: the subcommand, the service to talk to, and its admin key.
+#[derive(Debug, Clone, Args)]
+pub struct GrantArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: GrantCmd,
+    /// Service URL [default: http:// + service.listen].
+    #[arg(long, global = true)]
+    pub service: Option<String>,
+    /// Admin key [default: service.admin_key, e.g. WAVECAST_SERVICE__ADMIN_KEY].
+    #[arg(long, global = true, hide_env_values = true)]
+    pub admin_key: Option<String>,
+}
+
+impl GrantArgs {
+    /// The admin client: `--service` (else `http://` + `service.listen`) with `--admin-key`
+    /// (else `service.admin_key`; an error naming both when neither is set).
+    pub fn client(&self, config: &Config) -> Result<AdminClient, ServiceError> {
+        let base = self
+            .service
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.service.listen));
+        let key = match (&self.admin_key, &config.service.admin_key) {
+            (Some(k), _) => k.clone(),
+            (None, Some(k)) => k.expose().to_owned(),
+            (None, None) => {
+                return Err(ServiceError::Config {
+                    key: "service.admin_key",
+                    message: "no admin key: set service.admin_key (WAVECAST_SERVICE__ADMIN_KEY) \
+                              or pass --admin-key"
+                        .into(),
+                });
+            }
+        };
+        Ok(AdminClient::new(&base, &key))
+    }
+
+    /// Runs the subcommand; returns the grants it added, listed or revoked.
+    pub async fn run(&self, client: &AdminClient) -> Result<Vec<Grant>, ClientError> {
+        Ok(match &self.cmd {
+            GrantCmd::Add {
+                user,
+                group,
+                room,
+                role,
+                not_before,
+                expires,
+            } => vec![
+                client
+                    .add_grant(&NewGrant {
+                        user: user.clone(),
+                        group: group.clone(),
+                        room: room.clone(),
+                        role: *role,
+                        not_before: *not_before,
+                        expires_at: *expires,
+                    })
+                    .await?,
+            ],
+            GrantCmd::List { user, group } => {
+                client
+                    .list_grants(user.as_deref(), group.as_deref())
+                    .await?
+            }
+            GrantCmd::Revoke { id } => vec![client.revoke_grant(id).await?],
+        })
+    }
+}
+
+/// Seconds since the Unix epoch now (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A point in time as Unix seconds: `+DURATION` from now (`+30d`) or an RFC 3339 time
+/// (`2026-12-31T00:00:00Z`); the error quotes the input and shows both forms.
+pub fn parse_when(s: &str) -> Result<i64, String> {
+    if let Some(d) = s.strip_prefix('+') {
+        let d: Duration = humantime::parse_duration(d).map_err(|e| format!("{s:?}: {e}"))?;
+        return Ok(unix_now() + d.as_secs() as i64);
+    }
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{s:?}: {e} (use e.g. 2026-12-31T00:00:00Z or +30d)"))?;
+    Ok(t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0))
+}
+
+/// The grants as a table: id, subject, room, role, not before, expires, revoked (times in
+/// RFC 3339, empty when unset).
+pub fn grants_table(grants: &[Grant]) -> String {
+    let when = |t: Option<i64>| {
+        t.and_then(|t| u64::try_from(t).ok())
+            .map(|t| {
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+            })
+            .unwrap_or_default()
+    };
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(vec![
+            "id",
+            "subject",
+            "room",
+            "role",
+            "not before",
+            "expires",
+            "revoked",
+        ]);
+    for g in grants {
+        t.add_row(vec![
+            g.id.clone(),
+            format!("{}:{}", g.subject.kind(), g.subject.name()),
+            g.room.clone(),
+            g.role.to_string(),
+            when(g.not_before),
+            when(g.expires_at),
+            when(g.revoked_at),
+        ]);
+    }
+    t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_when_reads_offsets_and_times_and_names_bad_input() {
+        let now = unix_now();
+        let later = parse_when("+10m").unwrap();
+        assert!((now + 600..=now + 601).contains(&later), "{later} vs {now}");
+        assert_eq!(parse_when("2026-12-31T00:00:00Z"), Ok(1_798_675_200));
+        let err = parse_when("tomorrow").unwrap_err();
+        assert!(
+            err.contains("\"tomorrow\"") && err.contains("+30d"),
+            "{err}"
+        );
+    }
+}
