@@ -14,8 +14,8 @@ use clap::{ArgMatches, Parser};
 use wavecast_app::{
     ConnectArgs, Credentials, EXIT_UNREACHABLE, EXIT_USAGE, fail, init_logging, load_config,
 };
-use wavecast_record::record::{Manifest, Recorder, RecorderOptions, TrackFilter, recover_dir};
 use wavecast_session::SessionOptions;
+use wavecast_stream::record::{Manifest, Recorder, RecorderOptions, TrackFilter, recover_dir};
 use wavecast_token::Preset;
 
 /// Record a LiveKit room: one WebM file (VP8 + Opus, as sent) per participant and a manifest.

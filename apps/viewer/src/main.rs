@@ -36,7 +36,7 @@ use wavecast_stream::latency::Percentiles;
 use wavecast_stream::loopback;
 use wavecast_stream::publish::{AudioInput, VideoSettings};
 use wavecast_stream::receive::{self, AudioOut, Playback, VideoOut};
-use wavecast_stream::record::{Recording, RecordingStats};
+use wavecast_stream::record::ivf_wav::{Recording, RecordingStats};
 
 #[cfg(feature = "cpal")]
 const DEFAULT_AUDIO_OUT: &str = "default";

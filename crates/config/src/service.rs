@@ -73,6 +73,10 @@ pub struct ServiceConfig {
     /// Webhook events older than this (by their `createdAt`) are refused as stale.
     #[serde(with = "humantime_serde")]
     pub webhook_max_age: Duration,
+    /// Directory the service records streams into (`POST /v1/streams/{id}/recording`), one
+    /// subdirectory per stream and recording; created when a recording starts. Recording is off
+    /// without it.
+    pub recordings_dir: Option<PathBuf>,
 }
 
 impl Default for ServiceConfig {
@@ -94,6 +98,7 @@ impl Default for ServiceConfig {
             rate_per_minute: 600,
             rate_burst: 30,
             webhook_max_age: Duration::from_secs(300),
+            recordings_dir: None,
         }
     }
 }
@@ -208,6 +213,23 @@ impl ServiceConfig {
                 "must be between 10s and 1h".into(),
             );
         }
+        if let Some(dir) = &self.recordings_dir {
+            if dir.as_os_str().is_empty() {
+                violation(
+                    out,
+                    "service.recordings_dir",
+                    "\"\"".into(),
+                    "must be a directory path (leave it unset to turn recording off)".into(),
+                );
+            } else if dir.exists() && !dir.is_dir() {
+                violation(
+                    out,
+                    "service.recordings_dir",
+                    format!("{:?}", dir.display().to_string()),
+                    "exists and is not a directory".into(),
+                );
+            }
+        }
         for (key, v, lo, hi) in [
             (
                 "service.max_body_bytes",
@@ -312,6 +334,43 @@ mod tests {
         assert!(!e.contains("short\""), "{e}");
         assert!(e.contains("service.rate_burst = 0 (environment variable WAVECAST_SERVICE__RATE_BURST): must be between 1 and 100000"), "{e}");
         assert!(e.contains("service.database = \"mysql://x/y\""), "{e}");
+    }
+
+    #[test]
+    fn recordings_dir_that_is_a_file_is_refused_naming_the_key() {
+        let f = file("");
+        let e = Loader::new()
+            .no_file()
+            .env_vars([(
+                "WAVECAST_SERVICE__RECORDINGS_DIR",
+                f.path().display().to_string(),
+            )])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("service.recordings_dir")
+                && e.contains("WAVECAST_SERVICE__RECORDINGS_DIR")
+                && e.contains("is not a directory"),
+            "{e}"
+        );
+        let e = Loader::new()
+            .no_file()
+            .env_vars([("WAVECAST_SERVICE__RECORDINGS_DIR", "")])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("service.recordings_dir = \"\""), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let c = Loader::new()
+            .no_file()
+            .env_vars([(
+                "WAVECAST_SERVICE__RECORDINGS_DIR",
+                dir.path().join("new").display().to_string(),
+            )])
+            .load()
+            .unwrap();
+        assert_eq!(c.service.recordings_dir, Some(dir.path().join("new")));
     }
 
     #[test]

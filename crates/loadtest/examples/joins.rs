@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wavecast_loadtest::{LoadTest, LoadTestConfig, Quantiles};
-use wavecast_session::session::{
+use wavecast_session::{
     Credentials, Session, SessionEvent, SessionOptions, TrackKind, VideoSubscriber,
 };
 use wavecast_testbed::{API_KEY, API_SECRET, Cluster, LiveKitServer};

@@ -24,7 +24,7 @@ use wavecast_media::{TestPattern, ToneGenerator, Waveform, stamp};
 use wavecast_pipeline::{
     AudioFormat, AudioFramePool, PixelFormat, Timestamp, VideoFramePool, VideoLayout,
 };
-use wavecast_session::session::{AudioPublisher, SubscribedTrack, VideoPublisher};
+use wavecast_session::{AudioPublisher, SubscribedTrack, VideoPublisher};
 
 use crate::config::VideoSettings;
 use crate::error::LoadTestError;

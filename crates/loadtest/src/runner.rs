@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wavecast_codec::Vp8Config;
 use wavecast_session::admin::RoomAdmin;
-use wavecast_session::session::{Credentials, Session, SessionEvent, SessionOptions, TrackKind};
+use wavecast_session::{Credentials, Session, SessionEvent, SessionOptions, TrackKind};
 use wavecast_token::Preset;
 
 use crate::config::LoadTestConfig;

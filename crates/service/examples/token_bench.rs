@@ -138,6 +138,7 @@ fn start_service(database: String) -> u16 {
                 rate_per_minute: 1_000_000,
                 rate_burst: 100_000,
                 webhook_max_age: Duration::from_secs(300),
+                recordings_dir: None,
             };
             let store = Store::connect(&database).await.expect("store");
             store

@@ -38,6 +38,7 @@ pub(crate) struct AppState {
     pub store: Store,
     pub rooms: RoomClient,
     pub webhooks: WebhookReceiver,
+    pub recordings: crate::recording::Recordings,
     limiter: Limiter,
 }
 
@@ -58,11 +59,13 @@ impl AppState {
         let per_minute = NonZeroU32::new(settings.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.rate_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
+        let recordings = crate::recording::Recordings::new(settings.recordings_dir.clone());
         Self {
             settings,
             store,
             rooms,
             webhooks,
+            recordings,
             limiter,
         }
     }
@@ -80,6 +83,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/streams/{id}", get(crate::streams::get))
         .route("/v1/streams/{id}/live", post(crate::streams::go_live))
         .route("/v1/streams/{id}/end", post(crate::streams::end))
+        .route(
+            "/v1/streams/{id}/recording",
+            post(crate::recording::control),
+        )
         .route("/v1/admin/grants", post(add_grant).get(list_grants))
         .route("/v1/admin/grants/{id}/revoke", post(revoke_grant))
         .route("/v1/admin/events", get(list_events))
@@ -202,7 +209,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())

@@ -35,6 +35,7 @@
 //! | `POST /v1/streams` | caller | `{name, metadata?, max_participants?}` → the stream (owner = caller) |
 //! | `POST /v1/streams/{id}/live` | owner | creates the LiveKit room, returns a broadcaster token |
 //! | `POST /v1/streams/{id}/end` | owner | ends: removes participants, deletes the room, no more tokens |
+//! | `POST /v1/streams/{id}/recording` | owner or admin key | `{"action": "start" \| "stop"}`: the room recorder of `wavecast-stream`, in-process, into `service.recordings_dir` |
 //! | `GET /v1/streams/{id}` | caller | status, `live`, `viewer_count`, participants (webhooks) and `server_participants` (server API) |
 //! | `POST /v1/admin/grants` | admin key | `{user or group, room, role, not_before?, expires_at?}` |
 //! | `GET /v1/admin/grants` | admin key | `?user=` / `?group=`, `&limit=` |
@@ -60,6 +61,7 @@ pub mod cli;
 mod client;
 mod error;
 pub mod policy;
+mod recording;
 mod settings;
 pub mod store;
 mod streams;
@@ -113,7 +115,15 @@ impl Service {
         &self.state.store
     }
 
-    /// Serve on `listener` until `shutdown` completes, then finish the requests in flight.
+    /// Finalize every recording this instance runs (each ends `stopped`, reason `service
+    /// shutdown`) and wait for them. [`Service::serve`] does this when it stops; call it when
+    /// serving [`Service::router`] some other way.
+    pub async fn stop_recordings(&self) {
+        self.state.recordings.shutdown().await;
+    }
+
+    /// Serve on `listener` until `shutdown` completes, then finish the requests in flight and
+    /// finalize the recordings ([`Service::stop_recordings`]).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -121,12 +131,14 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let addr = listener.local_addr().ok();
         tracing::info!(?addr, "wavecast service listening");
-        axum::serve(listener, self.router())
+        let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|source| ServiceError::Io {
                 what: format!("serve HTTP on {addr:?}"),
                 source,
-            })
+            });
+        self.stop_recordings().await;
+        served
     }
 }

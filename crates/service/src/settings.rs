@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use wavecast_config::Config;
@@ -38,6 +39,9 @@ pub struct Settings {
     pub rate_burst: u32,
     /// Oldest acceptable webhook event.
     pub webhook_max_age: Duration,
+    /// Where stream recordings go (`POST /v1/streams/{id}/recording`); recording is off without
+    /// it. Created when missing.
+    pub recordings_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Settings {
@@ -55,6 +59,7 @@ impl fmt::Debug for Settings {
             .field("rate_per_minute", &self.rate_per_minute)
             .field("rate_burst", &self.rate_burst)
             .field("webhook_max_age", &self.webhook_max_age)
+            .field("recordings_dir", &self.recordings_dir)
             .finish()
     }
 }
@@ -95,6 +100,7 @@ impl Settings {
             rate_per_minute: s.rate_per_minute,
             rate_burst: s.rate_burst,
             webhook_max_age: s.webhook_max_age,
+            recordings_dir: s.recordings_dir.clone(),
         })
     }
 }

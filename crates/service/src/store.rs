@@ -14,8 +14,14 @@ use crate::ServiceError;
 use crate::policy::{Grant, Subject};
 
 /// The embedded migrations, oldest first.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "recordings",
+        include_str!("../migrations/0002_recordings.sql"),
+    ),
+];
 
 /// Most groups of one caller considered for grants.
 pub const MAX_GROUPS: usize = 64;
@@ -77,6 +83,34 @@ pub struct Stream {
     pub live_at: Option<i64>,
     /// When it ended, unix seconds.
     pub ended_at: Option<i64>,
+}
+
+/// A recording of a stream by the service's in-process room recorder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Recording {
+    /// Recording id.
+    pub id: String,
+    /// The stream recorded.
+    pub stream_id: String,
+    /// Its LiveKit room.
+    pub room: String,
+    /// The recorder's hidden participant identity in the room.
+    pub recorder_identity: String,
+    /// `recording`, `stopped` (finalized), `failed` (could not join, or finalizing failed) or
+    /// `interrupted` (its service instance went away; the files were repaired).
+    pub state: String,
+    /// The room manifest, relative to `service.recordings_dir` (the WebM files are next to it).
+    pub manifest: String,
+    /// Who started it: the caller's `sub`, or `admin`.
+    pub started_by: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds; `None` while recording.
+    pub ended_at: Option<i64>,
+    /// Why it ended: `stopped`, `stream ended`, `session ended`, `service shutdown`, …
+    pub end_reason: Option<String>,
+    /// What went wrong, when `state` is `failed`.
+    pub error: Option<String>,
 }
 
 /// One stored webhook event.
@@ -216,6 +250,24 @@ fn stream_of(row: &AnyRow) -> Result<Stream, sqlx::Error> {
     })
 }
 
+fn recording_of(row: &AnyRow) -> Result<Recording, sqlx::Error> {
+    Ok(Recording {
+        id: row.try_get("id")?,
+        stream_id: row.try_get("stream_id")?,
+        room: row.try_get("room")?,
+        recorder_identity: row.try_get("recorder_identity")?,
+        state: row.try_get("state")?,
+        manifest: row.try_get("manifest")?,
+        started_by: row.try_get("started_by")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        end_reason: row.try_get("end_reason")?,
+        error: row.try_get("error")?,
+    })
+}
+
+const RECORDING_COLUMNS: &str = "id, stream_id, room, recorder_identity, state, manifest, \
+                                 started_by, started_at, ended_at, end_reason, error";
 const GRANT_COLUMNS: &str =
     "id, subject_kind, subject, room_pattern, role, not_before, expires_at, revoked_at, created_at";
 const STREAM_COLUMNS: &str = "id, owner, name, metadata, max_participants, room, status, \
@@ -444,6 +496,145 @@ impl Store {
         .await
         .map_err(db("end a stream"))?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Store a new recording in state `recording`. Returns false (and stores nothing) when the
+    /// stream already has a recording that has not ended: one at a time per stream, whichever
+    /// service instance asks.
+    pub async fn insert_recording(&self, r: &Recording) -> Result<bool, ServiceError> {
+        let n = sqlx::query(
+            "INSERT INTO recordings (id, stream_id, room, recorder_identity, state, manifest, \
+             started_by, started_at, ended_at, end_reason, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        )
+        .bind(&r.id)
+        .bind(&r.stream_id)
+        .bind(&r.room)
+        .bind(&r.recorder_identity)
+        .bind(&r.state)
+        .bind(&r.manifest)
+        .bind(&r.started_by)
+        .bind(r.started_at)
+        .bind(r.ended_at)
+        .bind(r.end_reason.as_deref())
+        .bind(r.error.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(db("insert a recording"))?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Set a running recording's manifest path.
+    pub async fn set_recording_manifest(
+        &self,
+        id: &str,
+        manifest: &str,
+    ) -> Result<(), ServiceError> {
+        sqlx::query("UPDATE recordings SET manifest = $1 WHERE id = $2")
+            .bind(manifest)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("update a recording"))?;
+        Ok(())
+    }
+
+    /// End a recording: `state`, `ended_at`, why, and the error if it failed. Returns the row,
+    /// or `None` when it had already ended (or does not exist).
+    pub async fn end_recording(
+        &self,
+        id: &str,
+        state: &str,
+        now: i64,
+        reason: &str,
+        error: Option<&str>,
+    ) -> Result<Option<Recording>, ServiceError> {
+        let n = sqlx::query(
+            "UPDATE recordings SET state = $1, ended_at = $2, end_reason = $3, error = $4 \
+             WHERE id = $5 AND ended_at IS NULL",
+        )
+        .bind(state)
+        .bind(now)
+        .bind(reason)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db("end a recording"))?
+        .rows_affected();
+        if n == 0 {
+            return Ok(None);
+        }
+        self.recording(id).await
+    }
+
+    /// A recording by id.
+    pub async fn recording(&self, id: &str) -> Result<Option<Recording>, ServiceError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read a recording"))?;
+        row.as_ref()
+            .map(recording_of)
+            .transpose()
+            .map_err(db("decode a recording"))
+    }
+
+    /// The recording of `stream_id` that has not ended, if any.
+    pub async fn active_recording(
+        &self,
+        stream_id: &str,
+    ) -> Result<Option<Recording>, ServiceError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE stream_id = $1 AND ended_at IS NULL"
+        ))
+        .bind(stream_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read a recording"))?;
+        row.as_ref()
+            .map(recording_of)
+            .transpose()
+            .map_err(db("decode a recording"))
+    }
+
+    /// Recordings of `stream_id`, newest first (at most `limit`).
+    pub async fn recordings(
+        &self,
+        stream_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Recording>, ServiceError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE stream_id = $1 \
+             ORDER BY started_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(stream_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list recordings"))?;
+        rows.iter()
+            .map(recording_of)
+            .collect::<Result<_, _>>()
+            .map_err(db("decode a recording"))
+    }
+
+    /// Every recorder identity that ever joined `stream_id`'s room (left out of its participants
+    /// and viewer count).
+    pub async fn recorder_identities(&self, stream_id: &str) -> Result<Vec<String>, ServiceError> {
+        let rows = sqlx::query("SELECT recorder_identity FROM recordings WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("read recorder identities"))?;
+        rows.iter()
+            .map(|r| r.try_get("recorder_identity"))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("decode a recorder identity"))
     }
 
     /// Participants of `room` as the webhooks reported them (identity, sid), by join time.

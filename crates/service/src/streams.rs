@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, JsonBody, Minted, Shared, caller, mint, new_id, now};
 use crate::policy::Role;
-use crate::store::{Stream, StreamStatus};
+use crate::store::{Recording, Stream, StreamStatus};
 
 /// Seconds LiveKit keeps a live stream's room open while it is empty.
 const EMPTY_TIMEOUT: u32 = 600;
@@ -23,7 +23,7 @@ pub(crate) struct NewStream {
     max_participants: u32,
 }
 
-async fn load(state: &crate::api::AppState, id: &str) -> Result<Stream, ApiError> {
+pub(crate) async fn load(state: &crate::api::AppState, id: &str) -> Result<Stream, ApiError> {
     if id.len() > 64 {
         return Err(ApiError::not_found("stream"));
     }
@@ -34,7 +34,7 @@ async fn load(state: &crate::api::AppState, id: &str) -> Result<Stream, ApiError
         .ok_or_else(|| ApiError::not_found("stream"))
 }
 
-fn owned(stream: &Stream, user: &str) -> Result<(), ApiError> {
+pub(crate) fn owned(stream: &Stream, user: &str) -> Result<(), ApiError> {
     if stream.owner == user {
         Ok(())
     } else {
@@ -165,6 +165,8 @@ pub(crate) async fn end(
     owned(&stream, &caller.user)?;
     // Ended first: from here on no token is issued for the room, whatever happens below.
     state.store.end_stream(&stream.id, now()).await?;
+    // Its recording is finalized before the room (and the recorder in it) goes away.
+    crate::recording::stream_ends(&state, &stream).await?;
     let removed = close_room(&state, &stream.room).await?;
     tracing::info!(stream = %stream.id, removed = removed.len(), "stream ended");
     Ok(Json(EndResponse {
@@ -218,6 +220,10 @@ pub(crate) struct StreamView {
     /// Identities the LiveKit server API lists for the room right now (`null` when the room is
     /// not open or the server could not be asked).
     server_participants: Option<Vec<String>>,
+    /// The recording running now (`null` when none).
+    recording: Option<Recording>,
+    /// Its recordings, newest first (at most 20).
+    recordings: Vec<Recording>,
 }
 
 pub(crate) async fn get(
@@ -227,12 +233,16 @@ pub(crate) async fn get(
 ) -> Result<Json<StreamView>, ApiError> {
     caller(&state, &headers)?;
     let stream = load(&state, &id).await?;
+    let recordings = state.store.recordings(&stream.id, 20).await?;
+    // The service's own recorders are hidden participants, not viewers.
+    let recorders = state.store.recorder_identities(&stream.id).await?;
     let participants: Vec<String> = state
         .store
         .participants(&stream.room)
         .await?
         .into_iter()
         .map(|(identity, _)| identity)
+        .filter(|i| !recorders.contains(i))
         .collect();
     let tracks = state
         .store
@@ -243,7 +253,12 @@ pub(crate) async fn get(
         .collect();
     let server_participants = if matches!(stream.status, StreamStatus::Ready | StreamStatus::Live) {
         match state.rooms.list_participants(&stream.room).await {
-            Ok(ps) => Some(ps.into_iter().map(|p| p.identity).collect()),
+            Ok(ps) => Some(
+                ps.into_iter()
+                    .map(|p| p.identity)
+                    .filter(|i| !recorders.contains(i))
+                    .collect(),
+            ),
             Err(e) => {
                 tracing::warn!(room = %stream.room, error = %e, "list participants failed");
                 None
@@ -259,6 +274,8 @@ pub(crate) async fn get(
         participants,
         tracks,
         server_participants,
+        recording: recordings.iter().find(|r| r.ended_at.is_none()).cloned(),
+        recordings,
         stream,
     }))
 }

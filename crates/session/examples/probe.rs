@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use wavecast_codec::{I420, Vp8Config};
 use wavecast_media::stamp::{self, Stamp};
 use wavecast_pipeline::Timestamp;
-use wavecast_session::session::{
+use wavecast_session::{
     Credentials, Session, SessionEvent, SessionOptions, TrackKind, VideoPublisher, VideoSubscriber,
 };
 use wavecast_testbed::LiveKitServer;

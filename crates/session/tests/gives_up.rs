@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::session::{EndReason, SessionError, SessionState};
+use wavecast_session::{EndReason, SessionError, SessionState};
 use wavecast_testbed::LiveKitServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

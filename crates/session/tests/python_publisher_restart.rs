@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::session::{SessionState, TrackKind, VideoSubscriber};
+use wavecast_session::{SessionState, TrackKind, VideoSubscriber};
 use wavecast_testbed::{LiveKitServer, PythonPeer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

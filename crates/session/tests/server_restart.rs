@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wavecast_session::session::{SessionState, TrackKind, VideoSubscriber};
+use wavecast_session::{SessionState, TrackKind, VideoSubscriber};
 use wavecast_testbed::LiveKitServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +136,7 @@ async fn server_restart_mid_stream_media_resumes() {
         assert!(matches!(
             states.last(),
             Some(SessionState::Disconnected {
-                reason: wavecast_session::session::EndReason::Closed
+                reason: wavecast_session::EndReason::Closed
             })
         ));
     }

@@ -10,7 +10,7 @@ use crate::receive::{
     AudioOut, AudioStreamStats, Decoder, EncodedSource, VideoOut, VideoStreamStats, spawn_audio,
     spawn_video,
 };
-use crate::record::{Recorder, RecordingStats};
+use crate::record::ivf_wav::{RecordingStats, TrackFile};
 
 /// Where decoded media goes.
 #[derive(Debug, Clone)]
@@ -28,8 +28,8 @@ pub struct Outputs {
 pub struct Decoders {
     video: Option<Decoder<VideoStreamStats>>,
     audio: Option<Decoder<AudioStreamStats>>,
-    ivf: Option<Recorder>,
-    wav: Option<Recorder>,
+    ivf: Option<TrackFile>,
+    wav: Option<TrackFile>,
     /// Finished video streams.
     pub done_video: Vec<VideoStreamStats>,
     /// Finished audio streams.
@@ -38,7 +38,7 @@ pub struct Decoders {
 
 impl Decoders {
     /// No decoders yet; the recorders wait for the first streams.
-    pub fn new(ivf: Option<Recorder>, wav: Option<Recorder>) -> Self {
+    pub fn new(ivf: Option<TrackFile>, wav: Option<TrackFile>) -> Self {
         Self {
             video: None,
             audio: None,
@@ -144,7 +144,7 @@ impl Decoders {
         }
         let mut recording = RecordingStats::default();
         if let Some(mut r) = self.ivf.take() {
-            if let Recorder::Ivf(w) = &r {
+            if let TrackFile::Ivf(w) = &r {
                 recording.video_frames = Some(u64::from(w.frames()));
             }
             if let Err(e) = r.finish() {

@@ -9,8 +9,11 @@
 //!   [`Mailbox`](wavecast_pipeline::Mailbox) (video, any size at any point of the stream) or a
 //!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency;
 //! - [`broadcast`]: a participant's publish loops and tracks — publish, mute, leave, stats;
-//! - [`decoders`]: the decoders of one watched participant, handing [`record`]ers along;
-//! - [`record`]: the received VP8 untouched into IVF, the decoded audio into WAV;
+//! - [`decoders`]: the decoders of one watched participant, handing their
+//!   [`record::ivf_wav`] files along;
+//! - [`record`]: the room recorder — joins hidden, every participant's VP8 and Opus untouched
+//!   into one crash-safe WebM file per participant visit, a JSON manifest per room; and
+//!   [`record::ivf_wav`], the viewer's received VP8 into IVF and decoded audio into WAV;
 //! - [`loopback`]: capture → encode → decode in one process, no server;
 //! - [`latency`]: percentiles on the pipeline's [`AgeHistogram`](wavecast_pipeline::AgeHistogram).
 //!

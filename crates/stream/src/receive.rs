@@ -29,7 +29,7 @@ use wavecast_session::SubscribedTrack;
 
 use crate::error::{Result, StreamError, media, pipeline, thread};
 use crate::latency::Percentiles;
-use crate::record::Recorder;
+use crate::record::ivf_wav::TrackFile;
 
 /// A blocking source of encoded frames: a subscribed track, or the in-process loopback link.
 pub trait EncodedSource: Send + 'static {
@@ -291,13 +291,13 @@ fn read_stamp(img: &wavecast_codec::DecodedImage<'_>, now: Timestamp) -> Option<
 }
 
 /// A running decoder thread and what it returns when its track ends.
-pub type Decoder<T> = JoinHandle<(T, Option<Recorder>)>;
+pub type Decoder<T> = JoinHandle<(T, Option<TrackFile>)>;
 
 /// Starts decoding video from `source` into `out`.
 pub fn spawn_video<S: EncodedSource>(
     mut source: S,
     out: Arc<VideoOut>,
-    mut recorder: Option<Recorder>,
+    mut recorder: Option<TrackFile>,
     participant: String,
     track: String,
 ) -> Result<Decoder<VideoStreamStats>> {
@@ -400,7 +400,7 @@ pub fn spawn_video<S: EncodedSource>(
                 }
                 out.stamped.store(stamp.is_some(), Ordering::Relaxed);
                 out.size.store((w << 16) | (h & 0xffff), Ordering::Relaxed);
-                if let Some(Recorder::Ivf(ivf)) = recorder.as_mut() {
+                if let Some(TrackFile::Ivf(ivf)) = recorder.as_mut() {
                     match ivf
                         .write(&f.data, f.rtp_time, w, h)
                         .map_err(media("video recording"))
@@ -450,7 +450,7 @@ pub fn spawn_audio<S: EncodedSource>(
     mut source: S,
     out: Arc<AudioOut>,
     channels: u16,
-    mut recorder: Option<Recorder>,
+    mut recorder: Option<TrackFile>,
     participant: String,
     track: String,
 ) -> Result<Decoder<AudioStreamStats>> {
@@ -497,7 +497,7 @@ pub fn spawn_audio<S: EncodedSource>(
                 out.packets.fetch_add(1, Ordering::Relaxed);
                 out.samples.fetch_add(n as u64, Ordering::Relaxed);
                 let samples = &pcm[..n * usize::from(channels)];
-                if let Some(Recorder::Wav(w)) = recorder.as_mut() {
+                if let Some(TrackFile::Wav(w)) = recorder.as_mut() {
                     match w.write_samples(samples, format) {
                         Ok(()) => stats.recorded_samples += n as u64,
                         Err(e) => {

@@ -50,6 +50,9 @@ impl Default for Limits {
 
 pub struct Bed {
     pub base: String,
+    /// `service.recordings_dir` of this bed (a temporary directory).
+    pub recordings: std::path::PathBuf,
+    _recordings_dir: tempfile::TempDir,
     pub server: LiveKitServer,
     pub http: reqwest::Client,
     pub store: Store,
@@ -86,6 +89,8 @@ impl Bed {
         })
         .await
         .unwrap();
+        let recordings_dir = tempfile::tempdir().expect("temp dir");
+        let recordings = recordings_dir.path().join("recordings");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hook = format!("http://{addr}/v1/livekit/webhook");
@@ -111,6 +116,7 @@ impl Bed {
             rate_per_minute: limits.rate_per_minute,
             rate_burst: limits.rate_burst,
             webhook_max_age: Duration::from_secs(300),
+            recordings_dir: Some(recordings.clone()),
         };
         let store = Store::connect(&database).await.expect("open the store");
         let service = Service::new(settings, store.clone());
@@ -125,6 +131,8 @@ impl Bed {
         });
         Bed {
             base: format!("http://{addr}"),
+            recordings,
+            _recordings_dir: recordings_dir,
             server,
             http: reqwest::Client::new(),
             store,
@@ -135,15 +143,50 @@ impl Bed {
         }
     }
 
+    /// A stream of `owner` (a login JWT), taken live; returns (id, room).
+    pub async fn live_stream(&self, owner: &str, name: &str) -> (String, String) {
+        let (s, st) = self
+            .call(
+                "POST",
+                "/v1/streams",
+                Some(owner),
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(s, 201, "{st}");
+        let id = st["id"].as_str().unwrap().to_owned();
+        let (s, live) = self
+            .call("POST", &format!("/v1/streams/{id}/live"), Some(owner), None)
+            .await;
+        assert_eq!(s, 200, "{live}");
+        (id, st["room"].as_str().unwrap().to_owned())
+    }
+
+    /// `POST /v1/streams/{id}/recording {"action": action}` as `bearer`.
+    pub async fn recording(&self, id: &str, bearer: Option<&str>, action: &str) -> (u16, Value) {
+        self.call(
+            "POST",
+            &format!("/v1/streams/{id}/recording"),
+            bearer,
+            Some(json!({ "action": action })),
+        )
+        .await
+    }
+
     /// Stop serving (before the database goes away).
     pub async fn stop(mut self) {
+        self.stop_serving().await;
+        self.store.close().await;
+    }
+
+    /// Stop serving: the service finishes its requests and finalizes its recordings.
+    pub async fn stop_serving(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
         }
-        self.store.close().await;
     }
 
     /// A login JWT as the application's own login would issue it.
@@ -298,6 +341,52 @@ pub fn sign_webhook(body: &str, key: &str, secret: &str) -> String {
         .unwrap()
 }
 
+/// One stream as the distro's ffprobe (an independent reader) sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probed {
+    pub codec: String,
+    pub packets: u64,
+}
+
+/// ffprobe's streams of a media file (codec, packets read) and its duration in seconds.
+pub fn ffprobe(path: &std::path::Path) -> (Vec<Probed>, f64) {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-of", "json"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_packets:format=duration",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (apt-get install ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe prints JSON");
+    let streams = v["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| Probed {
+                    codec: s["codec_name"].as_str().unwrap_or("").to_owned(),
+                    packets: s["nb_read_packets"]
+                        .as_str()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    (streams, duration)
+}
+
 /// Run a python peer call that blocks (reading its stdout) without stalling the runtime.
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -314,6 +403,8 @@ macro_rules! suite {
             forged_tampered_and_replayed_webhooks_are_refused,
             bad_input_gets_clear_4xx_and_stores_nothing,
             bursts_are_rate_limited_per_caller,
+            recording_starts_stops_and_refuses_bad_requests,
+            recordings_end_with_the_stream_and_the_service,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

@@ -679,3 +679,238 @@ pub async fn bursts_are_rate_limited_per_caller(backend: Backend) {
     assert_eq!(s, 200);
     bed.stop().await;
 }
+
+/// The room recorder from the service: a publisher (the official Python SDK, VP8 + Opus) in a
+/// live stream, `start` → a few seconds → `stop`, and the WebM is what ffprobe (an independent
+/// reader) calls VP8 + Opus of about the recorded length. Around it, every bad request gets a
+/// clear 4xx: not live yet, unknown action, stop without start, start twice, not the owner, no
+/// credentials.
+pub async fn recording_starts_stops_and_refuses_bad_requests(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let owner = bed.login("erin", &[]);
+    let other = bed.login("frank", &[]);
+
+    let (s, st) = bed
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(&owner),
+            Some(json!({"name": "Erin's show"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{st}");
+    let id = st["id"].as_str().unwrap().to_owned();
+    let room = st["room"].as_str().unwrap().to_owned();
+    let path = format!("/v1/streams/{id}");
+
+    // Not live yet: there is no room to record.
+    let (s, e) = bed.recording(&id, Some(&owner), "start").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (409, Some("stream_not_live")),
+        "{e}"
+    );
+
+    let (s, live) = bed
+        .call("POST", &format!("{path}/live"), Some(&owner), None)
+        .await;
+    assert_eq!(s, 200, "{live}");
+    let mut publisher = PythonPeer::spawn(
+        &bed.server,
+        "publish_av.py",
+        &["--room", &room, "--identity", "erin", "--seconds", "60"],
+    )
+    .expect("start the Python SDK publisher");
+    blocking(|| publisher.wait_line("READY", JOIN)).expect("the publisher publishes");
+    bed.wait_for(&path, &owner, Duration::from_secs(20), |v| {
+        v["live"] == true
+    })
+    .await;
+
+    // Bad requests, each a clear 4xx that changes nothing.
+    let (s, e) = bed.recording(&id, Some(&owner), "pause").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (422, Some("invalid_field")),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap().contains("pause"), "{e}");
+    let (s, e) = bed
+        .call(
+            "POST",
+            &format!("{path}/recording"),
+            Some(&owner),
+            Some(json!({"action": "start", "format": "mp4"})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (422, Some("invalid_field")),
+        "{e}"
+    );
+    let (s, e) = bed.recording(&id, Some(&owner), "stop").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (409, Some("not_recording")),
+        "{e}"
+    );
+    let (s, e) = bed.recording(&id, Some(&other), "start").await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("not_owner")), "{e}");
+    let (s, e) = bed.recording(&id, None, "start").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (401, Some("unauthenticated")),
+        "{e}"
+    );
+    let (s, e) = bed.recording(&id, Some("not-the-admin-key"), "start").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (401, Some("unauthenticated")),
+        "{e}"
+    );
+    let (s, e) = bed.recording("nosuchstream", Some(&owner), "start").await;
+    assert_eq!((s, e["error"].as_str()), (404, Some("not_found")), "{e}");
+    let v = bed.wait_for(&path, &owner, JOIN, |_| true).await;
+    assert_eq!(v["recording"], Value::Null, "{v}");
+    assert_eq!(v["recordings"], json!([]), "{v}");
+
+    // Start (the owner), a second start is refused (even with the admin key).
+    let (s, rec) = bed.recording(&id, Some(&owner), "start").await;
+    let started = std::time::Instant::now();
+    assert_eq!(s, 201, "{rec}");
+    assert_eq!(rec["state"], "recording", "{rec}");
+    assert_eq!(rec["started_by"], "erin", "{rec}");
+    let (s, e) = bed.recording(&id, Some(ADMIN_KEY), "start").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (409, Some("already_recording")),
+        "{e}"
+    );
+    let v = bed.wait_for(&path, &owner, JOIN, |_| true).await;
+    assert_eq!(v["recording"]["id"], rec["id"], "{v}");
+    assert_eq!(v["recording"]["state"], "recording", "{v}");
+    assert!(
+        bed.recordings
+            .join(rec["manifest"].as_str().unwrap())
+            .exists(),
+        "the manifest exists while recording: {rec}"
+    );
+
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The recorder is a hidden participant, not a viewer.
+    let v = bed.wait_for(&path, &owner, JOIN, |_| true).await;
+    assert_eq!(v["viewer_count"], 0, "{v}");
+    assert_eq!(v["participants"], json!(["erin"]), "{v}");
+
+    // Stop, with the admin key (the backend's own control).
+    let (s, done) = bed.recording(&id, Some(ADMIN_KEY), "stop").await;
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(done["state"], "stopped", "{done}");
+    assert_eq!(done["end_reason"], "stopped", "{done}");
+    assert!(done["ended_at"].as_i64().is_some(), "{done}");
+    let files = done["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "one file for the one publisher: {done}");
+    assert_eq!(files[0]["participant"], "erin", "{done}");
+    let webm = bed.recordings.join(files[0]["path"].as_str().unwrap());
+    let (streams, duration) = blocking(|| super::ffprobe(&webm));
+    let codecs: Vec<&str> = streams.iter().map(|s| s.codec.as_str()).collect();
+    assert!(
+        codecs.contains(&"vp8") && codecs.contains(&"opus"),
+        "{}: {streams:?}",
+        webm.display()
+    );
+    eprintln!(
+        "recorded {wall:.2} s: {} is {duration:.2} s, {streams:?}",
+        webm.display()
+    );
+    // The file starts at the first frame (the recorder waits up to 1.5 s for the rest of the
+    // participant's tracks); it cannot be longer than the time recorded.
+    assert!(
+        duration > wall - 2.0 && duration < wall + 0.5,
+        "{}: {duration:.2} s for {wall:.2} s recorded",
+        webm.display()
+    );
+    for s in &streams {
+        // ≥ 15 fps video and 50 packets/s audio over at least 3 s.
+        assert!(s.packets >= 45, "{s:?} in {}", webm.display());
+    }
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(bed.recordings.join(done["manifest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["state"], "finalized", "{manifest}");
+    assert_eq!(manifest["room"], room.as_str(), "{manifest}");
+
+    // Stopped once: a second stop has nothing to stop.
+    let (s, e) = bed.recording(&id, Some(&owner), "stop").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (409, Some("not_recording")),
+        "{e}"
+    );
+    let v = bed.wait_for(&path, &owner, JOIN, |_| true).await;
+    assert_eq!(v["recording"], Value::Null, "{v}");
+    assert_eq!(v["recordings"][0]["state"], "stopped", "{v}");
+    assert_eq!(v["recordings"][0]["id"], rec["id"], "{v}");
+    drop(publisher);
+    bed.stop().await;
+}
+
+/// Ending a stream stops its recording; stopping the service finalizes the ones still running.
+pub async fn recordings_end_with_the_stream_and_the_service(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let owner = bed.login("gina", &[]);
+    let (first, _) = bed.live_stream(&owner, "first").await;
+    let (second, _) = bed.live_stream(&owner, "second").await;
+    let (s, a) = bed.recording(&first, Some(&owner), "start").await;
+    assert_eq!(s, 201, "{a}");
+    let (s, b) = bed.recording(&second, Some(&owner), "start").await;
+    assert_eq!(s, 201, "{b}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (s, end) = bed
+        .call(
+            "POST",
+            &format!("/v1/streams/{first}/end"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{end}");
+    let v = bed
+        .wait_for(&format!("/v1/streams/{first}"), &owner, JOIN, |_| true)
+        .await;
+    assert_eq!(v["recording"], Value::Null, "{v}");
+    assert_eq!(v["recordings"][0]["state"], "stopped", "{v}");
+    assert_eq!(v["recordings"][0]["end_reason"], "stream ended", "{v}");
+    let (s, e) = bed.recording(&first, Some(&owner), "start").await;
+    assert_eq!((s, e["error"].as_str()), (409, Some("stream_ended")), "{e}");
+    let manifest = |rec: &Value| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(bed.recordings.join(rec["manifest"].as_str().unwrap()))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(manifest(&a)["state"], "finalized");
+
+    // The second one is still running when the service stops: it is finalized on the way out.
+    assert_eq!(manifest(&b)["state"], "recording");
+    let b_manifest = bed.recordings.join(b["manifest"].as_str().unwrap());
+    let store = bed.store.clone();
+    let mut bed = bed;
+    bed.stop_serving().await;
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&b_manifest).unwrap()).unwrap();
+    assert_eq!(m["state"], "finalized", "{m}");
+    let row = store
+        .recording(b["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.end_reason.as_deref()),
+        ("stopped", Some("service shutdown"))
+    );
+    bed.stop().await;
+}

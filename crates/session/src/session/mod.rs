@@ -12,8 +12,8 @@
 //! RECONNECT rejoins, RESUME resumes.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), wavecast_session::session::SessionError> {
-//! use wavecast_session::session::{Credentials, Session, SessionEvent, SessionOptions};
+//! # async fn demo() -> Result<(), wavecast_session::SessionError> {
+//! use wavecast_session::{Credentials, Session, SessionEvent, SessionOptions};
 //! use wavecast_token::{Keys, Preset};
 //!
 //! let creds = Credentials::mint(Keys::new("devkey", "secret"), "alice", "demo", Preset::Broadcaster);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use wavecast_codec::{I420, Vp8Config};
 use wavecast_media::stamp::{self, Stamp};
 use wavecast_pipeline::Timestamp;
-use wavecast_session::session::{
+use wavecast_session::{
     Credentials, ReconnectPolicy, Session, SessionEvent, SessionEvents, SessionOptions,
     SessionState, SubscribedTrack, TrackKind, VideoPublisher,
 };

@@ -8,7 +8,7 @@
 //! - `--role decoder`: the viewer's decode path — VP8 decode into pipeline frames (pool) and
 //!   Opus decode.
 //!
-//! `cargo run --release -p wavecast-record --example record_cpu -- --seconds 20 --runs 3`
+//! `cargo run --release -p wavecast-stream --example record_cpu -- --seconds 20 --runs 3`
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -21,11 +21,11 @@ use wavecast_codec::pipeline::to_frame;
 use wavecast_codec::{I420, Vp8Config};
 use wavecast_media::stamp::{self, Stamp};
 use wavecast_pipeline::{PixelFormat, Timestamp, VideoFramePool, VideoLayout};
-use wavecast_record::record::{Recorder, RecorderOptions};
-use wavecast_session::session::{
+use wavecast_session::{
     AudioPublisher, AudioSubscriber, Credentials, Session, SessionEvent, SessionOptions, TrackKind,
     VideoPublisher, VideoSubscriber,
 };
+use wavecast_stream::record::{Recorder, RecorderOptions};
 use wavecast_testbed::LiveKitServer;
 use wavecast_token::Preset;
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::session::{EncodedFrame, TrackKind};
+use wavecast_session::{EncodedFrame, TrackKind};
 
 /// Keyframe requests are repeated at most this often while waiting.
 const PLI_EVERY: Duration = Duration::from_millis(500);

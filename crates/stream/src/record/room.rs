@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 use wavecast_media::webm::{TrackSpec, WebmOptions, WebmWriter, vp8_keyframe_size};
-use wavecast_session::session::{EncodedFrame, TrackInfo, TrackKey, TrackKind};
+use wavecast_session::{EncodedFrame, TrackInfo, TrackKey, TrackKind};
 
 use super::RecordError;
 use super::filter::TrackFilter;
@@ -806,7 +806,7 @@ impl RoomRecording {
 mod tests {
     use super::*;
     use wavecast_media::webm::WebmInfo;
-    use wavecast_session::session::TrackSource;
+    use wavecast_session::TrackSource;
 
     fn key(id: &str, name: &str, kind: TrackKind) -> TrackKey {
         TrackKey {

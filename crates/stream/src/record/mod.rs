@@ -5,11 +5,14 @@
 //! and VP8 video, without transcoding, into one WebM file per participant
 //! ([`wavecast_media::webm`]), plus a JSON [`Manifest`] for the room.
 //!
+//! [`ivf_wav`] holds the viewer's simpler recording of the one participant it watches (VP8 into
+//! IVF, decoded audio into WAV), written by its decoder threads.
+//!
 //! ```no_run
-//! # async fn demo() -> Result<(), wavecast_record::record::RecordError> {
+//! # async fn demo() -> Result<(), wavecast_stream::record::RecordError> {
 //! use std::time::Duration;
-//! use wavecast_record::record::{Recorder, RecorderOptions};
-//! use wavecast_session::session::{Credentials, SessionOptions};
+//! use wavecast_stream::record::{Recorder, RecorderOptions};
+//! use wavecast_session::{Credentials, SessionOptions};
 //! use wavecast_token::{Keys, Preset};
 //!
 //! let creds = Credentials::mint(Keys::new("devkey", "secret"), "rec", "demo", Preset::Recorder);
@@ -51,6 +54,7 @@
 
 mod filter;
 mod gate;
+pub mod ivf_wav;
 mod manifest;
 mod room;
 
@@ -64,7 +68,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use wavecast_media::MediaError;
-use wavecast_session::session::{
+use wavecast_session::{
     EngineEvent, Session, SessionError, SessionEvent, SessionEvents, SessionOptions, SessionState,
     SubscribedTrack, TrackKey,
 };

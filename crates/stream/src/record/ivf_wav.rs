@@ -1,8 +1,10 @@
-//! Recorders: what a decoder thread writes besides decoding — the received VP8 untouched into
-//! an IVF file, the decoded audio into a WAV file.
+//! The viewer's recording of one watched participant, written by its decoder threads besides
+//! decoding: the received VP8 untouched into an IVF file, the decoded audio into a WAV file
+//! (for every participant of a room, passthrough, in one playable file each, see the room
+//! [`Recorder`](super::Recorder)).
 //!
-//! A recorder moves from one decoder thread to the next (one stream at a time), so it never
-//! needs a lock; [`Recorder::finish`] fixes up the file headers (dropping a recorder does too).
+//! A [`TrackFile`] moves from one decoder thread to the next (one stream at a time), so it never
+//! needs a lock; [`TrackFile::finish`] fixes up the file headers (dropping a recorder does too).
 
 use std::path::{Path, PathBuf};
 
@@ -12,32 +14,32 @@ use wavecast_pipeline::AudioFormat;
 
 use crate::error::{Result, StreamError, media, pipeline};
 
-/// One file being recorded.
-pub enum Recorder {
+/// One file being recorded: [`Decoders`](crate::decoders::Decoders) hand it from stream to stream.
+pub enum TrackFile {
     /// Encoded video.
     Ivf(IvfWriter),
     /// Decoded audio.
     Wav(WavWriter),
 }
 
-impl std::fmt::Debug for Recorder {
+impl std::fmt::Debug for TrackFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Recorder::Ivf(w) => write!(f, "Recorder::Ivf({})", w.path().display()),
-            Recorder::Wav(_) => f.write_str("Recorder::Wav"),
+            TrackFile::Ivf(w) => write!(f, "TrackFile::Ivf({})", w.path().display()),
+            TrackFile::Wav(_) => f.write_str("TrackFile::Wav"),
         }
     }
 }
 
-impl Recorder {
+impl TrackFile {
     /// Fixes up the header and flushes.
     ///
     /// # Errors
     /// The file could not be written.
     pub fn finish(&mut self) -> Result<()> {
         match self {
-            Recorder::Ivf(w) => w.finish().map_err(media("finish the IVF recording")),
-            Recorder::Wav(w) => w.finish().map_err(media("finish the WAV recording")),
+            TrackFile::Ivf(w) => w.finish().map_err(media("finish the IVF recording")),
+            TrackFile::Wav(w) => w.finish().map_err(media("finish the WAV recording")),
         }
     }
 }
@@ -48,9 +50,9 @@ pub struct Recording {
     /// The directory.
     pub dir: PathBuf,
     /// `DIR/video.ivf`.
-    pub video: Recorder,
+    pub video: TrackFile,
     /// `DIR/audio.wav` (48 kHz, 16-bit).
-    pub audio: Recorder,
+    pub audio: TrackFile,
 }
 
 impl Recording {
@@ -71,8 +73,8 @@ impl Recording {
             WavWriter::create(dir.join("audio.wav"), format).map_err(media("audio recording"))?;
         Ok(Self {
             dir: dir.to_owned(),
-            video: Recorder::Ivf(ivf),
-            audio: Recorder::Wav(wav),
+            video: TrackFile::Ivf(ivf),
+            audio: TrackFile::Wav(wav),
         })
     }
 }
