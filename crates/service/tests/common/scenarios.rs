@@ -863,6 +863,44 @@ pub async fn recordings_end_with_the_stream_and_the_service(backend: Backend) {
     let owner = bed.login("gina", &[]);
     let (first, _) = bed.live_stream(&owner, "first").await;
     let (second, _) = bed.live_stream(&owner, "second").await;
+
+    // A recording whose service instance went away (its row says `recording`, no recorder runs
+    // here): it still blocks a second start; `stop` ends it as interrupted.
+    let (third, third_room) = bed.live_stream(&owner, "third").await;
+    let ghost = wavecast_service::store::Recording {
+        id: "r_ghost".into(),
+        stream_id: third.clone(),
+        room: third_room,
+        recorder_identity: "recorder-r_ghost".into(),
+        state: "recording".into(),
+        manifest: format!("{third}/r_ghost/gone.json"),
+        started_by: "gina".into(),
+        started_at: now(),
+        ended_at: None,
+        end_reason: None,
+        error: None,
+    };
+    assert!(bed.store.insert_recording(&ghost).await.unwrap());
+    let (s, e) = bed.recording(&third, Some(&owner), "start").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (409, Some("already_recording")),
+        "{e}"
+    );
+    let (s, done) = bed.recording(&third, Some(&owner), "stop").await;
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(
+        (done["id"].as_str(), done["state"].as_str()),
+        (Some("r_ghost"), Some("interrupted")),
+        "{done}"
+    );
+    let (s, e) = bed.recording(&third, Some(&owner), "stop").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (409, Some("not_recording")),
+        "{e}"
+    );
+
     let (s, a) = bed.recording(&first, Some(&owner), "start").await;
     assert_eq!(s, 201, "{a}");
     let (s, b) = bed.recording(&second, Some(&owner), "start").await;
