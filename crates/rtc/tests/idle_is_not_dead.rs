@@ -33,12 +33,18 @@ async fn idle_connections_are_not_taken_for_dead() {
     for (who, _, events) in &mut joined {
         while let Ok(ev) = events.try_recv() {
             assert!(
-                !matches!(ev, EngineEvent::Resuming { .. } | EngineEvent::Disconnected(_)),
+                !matches!(
+                    ev,
+                    EngineEvent::Resuming { .. } | EngineEvent::Disconnected(_)
+                ),
                 "{who}: an idle connection was taken for dead: {ev:?}"
             );
         }
     }
-    eprintln!("idle for {:?} with a 3 s liveness timeout: no resume", start.elapsed());
+    eprintln!(
+        "idle for {:?} with a 3 s liveness timeout: no resume",
+        start.elapsed()
+    );
     for (_, mut engine, _) in joined {
         engine.close().await;
     }

@@ -50,6 +50,7 @@ fn udp_blackhole_with_the_signal_up_is_noticed_and_media_recovers() {
                 .await
                 .expect("video published");
             let stop = Arc::new(AtomicBool::new(false));
+            let sending = Instant::now();
             let sender = common::spawn_video_sender(video, stop.clone());
             let track =
                 common::next_track(&mut sub_events, TrackKind::Video, Duration::from_secs(10))
@@ -65,9 +66,14 @@ fn udp_blackhole_with_the_signal_up_is_noticed_and_media_recovers() {
                 }
                 reasons
             });
-            let (n, _, last_before) =
-                common::read_new_frames(&mut video_in, 0, 30, Instant::now(), Duration::from_secs(10))
-                    .await;
+            let (n, _, last_before) = common::read_new_frames(
+                &mut video_in,
+                0,
+                30,
+                Instant::now(),
+                Duration::from_secs(10),
+            )
+            .await;
             assert_eq!(n, 30, "frames before the blackhole");
 
             // Cut UDP; TCP (the signal) stays up, so only the liveness check can notice.
@@ -95,11 +101,16 @@ fn udp_blackhole_with_the_signal_up_is_noticed_and_media_recovers() {
                 cut.elapsed(),
                 blackholed.dropped
             );
-            assert!(blackholed.dropped > 0, "the rule dropped UDP: {blackholed:?}");
+            assert!(
+                blackholed.dropped > 0,
+                "the rule dropped UDP: {blackholed:?}"
+            );
 
+            // Frames captured after the lift (not those the handle still held).
+            let captured = common::frames_captured_by(sending, lifted).max(last_before);
             let (after, first, _) = common::read_new_frames(
                 &mut video_in,
-                last_before,
+                captured,
                 30,
                 lifted,
                 Duration::from_secs(20),

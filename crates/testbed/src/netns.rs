@@ -254,7 +254,10 @@ impl Drop for NetNs {
     fn drop(&mut self) {
         // Whatever still runs inside was started by this test: end it by pid.
         if let Ok(pids) = output("ip", &["netns", "pids", &self.name]) {
-            for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
@@ -351,8 +354,7 @@ mod tests {
     /// everything is gone after drop.
     #[test]
     fn namespace_drops_udp_on_demand_and_vanishes_on_drop() {
-        let Some(ns) = NetNs::for_test("namespace_drops_udp_on_demand_and_vanishes_on_drop")
-        else {
+        let Some(ns) = NetNs::for_test("namespace_drops_udp_on_demand_and_vanishes_on_drop") else {
             return;
         };
         let name = ns.name().to_owned();

@@ -1,8 +1,8 @@
 //! The I/O driver: the engine task's loop (sockets, signal, commands, media, timers) and the
 //! hand-off of events to the reader.
 
-use super::*;
 use super::resume::ResumeCause;
+use super::*;
 
 /// How long a failed publisher connection waits for the server's Leave before the engine stops.
 const LEAVE_GRACE: Duration = Duration::from_millis(1000);

@@ -70,9 +70,7 @@ impl Core {
         let mut last_error = String::new();
         let mut response = None;
         for attempt in 1..=RESUME_ATTEMPTS {
-            let restart = self
-                .signal
-                .restart(cause.reconnect_reason());
+            let restart = self.signal.restart(cause.reconnect_reason());
             match tokio::time::timeout(RESUME_ATTEMPT_TIMEOUT, restart).await {
                 Ok(Ok(r)) => {
                     response = Some(r);

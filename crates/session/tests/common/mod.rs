@@ -437,3 +437,9 @@ pub async fn read_new_frames(
     }
     (n, first, last)
 }
+
+/// The number of the newest frame [`spawn_video_sender`] (30 fps, started at `started`) had
+/// captured by `at`: frames numbered above it were captured after `at`.
+pub fn frames_captured_by(started: Instant, at: Instant) -> u32 {
+    (at.saturating_duration_since(started).as_secs_f64() * 30.0) as u32
+}
