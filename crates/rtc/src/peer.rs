@@ -34,6 +34,9 @@ pub(crate) struct Peer {
     pub connected: bool,
     /// Datagrams the socket refused (full send buffer), counted not retried.
     pub send_drops: u64,
+    /// When the connection last took in a datagram (STUN, DTLS, RTP or RTCP): the media
+    /// path's liveness.
+    pub last_rx: Instant,
 }
 
 impl Peer {
@@ -63,6 +66,7 @@ impl Peer {
             has_remote_description: false,
             connected: false,
             send_drops: 0,
+            last_rx: now,
         };
         peer.drain()?;
         Ok(peer)
@@ -120,6 +124,7 @@ impl Peer {
         if !self.rtc.accepts(&input) {
             return Ok(());
         }
+        self.last_rx = Instant::now();
         self.rtc
             .handle_input(input)
             .map_err(|source| EngineError::Rtc {

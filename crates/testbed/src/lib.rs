@@ -46,6 +46,8 @@ pub use postgres::{POSTGRES_BIN_ENV, POSTGRES_USER, Postgres, postgres_bin_dir};
 pub mod apps;
 pub mod cli;
 pub mod corpus;
+pub mod netns;
+pub use netns::NetNs;
 
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";
@@ -168,6 +170,10 @@ pub struct ServerOptions {
     pub auto_create_rooms: Option<bool>,
     /// A Redis shared with other nodes of a cluster (`redis.address`); `None` for a single node.
     pub redis: Option<SocketAddr>,
+    /// A second address for media, advertised as the node IP instead of 127.0.0.1: inside a
+    /// [`NetNs`], [`NetNs::ADDR`], for libwebrtc peers that gather no candidate on loopback.
+    /// Never an address outside a namespace the test made.
+    pub media_ip: Option<Ipv4Addr>,
 }
 
 /// The server configuration for the given ports (loopback only).
@@ -190,7 +196,17 @@ pub fn server_config_with(http_port: u16, udp_port: u16, options: &ServerOptions
     if let Some(redis) = options.redis {
         extra.push_str(&format!("redis:\n  address: {redis}\n"));
     }
-    server_base_config(http_port, udp_port) + &extra
+    let mut base = server_base_config(http_port, udp_port);
+    if let Some(ip) = options.media_ip {
+        base = base
+            .replace("  node_ip: 127.0.0.1\n", &format!("  node_ip: {ip}\n"))
+            .replace("  interfaces:\n    includes: [lo]\n", "")
+            .replace(
+                "    includes: [127.0.0.1/32]\n",
+                &format!("    includes: [127.0.0.1/32, {ip}/32]\n"),
+            );
+    }
+    base + &extra
 }
 
 fn server_base_config(http_port: u16, udp_port: u16) -> String {
@@ -411,6 +427,30 @@ impl LiveKitServer {
         self.signal("CONT")
     }
 
+    /// Ask the server to shut down (`SIGTERM`, as an orchestrator does). The first one starts
+    /// livekit-server's drain: it takes no new participants and waits for the present ones to
+    /// leave; a second one closes every room at once (each participant gets a `Leave` with
+    /// reason SERVER_SHUTDOWN) and exits. See [`LiveKitServer::wait_exit`].
+    pub fn terminate(&mut self) -> Result<(), TestbedError> {
+        self.signal("TERM")
+    }
+
+    /// Wait up to `timeout` for the server process to exit by itself; true when it did (the
+    /// ports stay reserved for [`LiveKitServer::restart`]).
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.as_mut().map(Child::try_wait) {
+                None | Some(Ok(Some(_))) => {
+                    self.child = None;
+                    return true;
+                }
+                _ if Instant::now() >= deadline => return false,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
     fn signal(&mut self, name: &str) -> Result<(), TestbedError> {
         let pid = self.pid().ok_or_else(|| TestbedError::Io {
             what: format!("send SIG{name} to the server"),
@@ -597,6 +637,22 @@ mod tests {
             "{c}"
         );
         assert!(c.contains("room:\n  auto_create: false\n"), "{c}");
+    }
+
+    #[test]
+    fn media_ip_is_advertised_next_to_loopback() {
+        let c = server_config_with(
+            1,
+            2,
+            &ServerOptions {
+                media_ip: Some(NetNs::ADDR),
+                ..ServerOptions::default()
+            },
+        );
+        assert!(c.contains("  node_ip: 192.0.2.10\n"), "{c}");
+        assert!(c.contains("[127.0.0.1/32, 192.0.2.10/32]"), "{c}");
+        assert!(c.contains("bind_addresses: [127.0.0.1]"), "{c}");
+        assert!(!c.contains("includes: [lo]"), "{c}");
     }
 
     #[test]

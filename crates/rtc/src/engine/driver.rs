@@ -1,6 +1,7 @@
 //! The I/O driver: the engine task's loop (sockets, signal, commands, media, timers) and the
 //! hand-off of events to the reader.
 
+use super::resume::ResumeCause;
 use super::*;
 
 /// How long a failed publisher connection waits for the server's Leave before the engine stops.
@@ -69,7 +70,11 @@ impl Core {
                 }
                 Wake::Signal(Some(SignalEvent::Message(msg))) => self.on_signal(*msg).await,
                 Wake::Signal(Some(SignalEvent::Close(why))) => {
-                    match self.resume(&mut signal_events, &why).await {
+                    let why = format!("signal lost ({why})");
+                    match self
+                        .resume(&mut signal_events, &why, ResumeCause::SignalLost)
+                        .await
+                    {
                         Ok(()) => Ok(()),
                         Err(why) => break DisconnectReason::SignalClosed(why),
                     }
@@ -121,7 +126,11 @@ impl Core {
             }
             if std::mem::take(&mut self.resume_requested)
                 && let Err(why) = self
-                    .resume(&mut signal_events, "the server asked us to resume")
+                    .resume(
+                        &mut signal_events,
+                        "the server asked us to resume",
+                        ResumeCause::ServerAsked,
+                    )
                     .await
             {
                 break DisconnectReason::SignalClosed(why);
@@ -135,6 +144,9 @@ impl Core {
             }
             if let Err(e) = self.handle_peer_events().await {
                 warn!("engine: {e}");
+            }
+            if let Err(reason) = self.check_media_path(now, &mut signal_events).await {
+                break reason;
             }
             self.expire_pending_publish(now);
             if !self.reliable_backlog.is_empty()

@@ -13,6 +13,7 @@ mod commands;
 mod connect;
 mod data;
 mod driver;
+mod liveness;
 mod negotiation;
 mod resume;
 mod roster;
@@ -74,6 +75,12 @@ pub struct EngineOptions {
     pub connect_timeout: Duration,
     /// How long `publish_track` waits for the server's confirmation.
     pub publish_timeout: Duration,
+    /// How long a connected peer connection may go without receiving a single datagram (no
+    /// media, no RTCP, no STUN keepalive) before the media path counts as dead while the
+    /// signal is still up. The engine then resumes with an ICE restart (twice at most) and
+    /// stops with [`DisconnectReason::TransportFailed`] when that brings nothing back (its
+    /// owner then rejoins). Zero turns the check off.
+    pub liveness_timeout: Duration,
 }
 
 impl Default for EngineOptions {
@@ -85,6 +92,7 @@ impl Default for EngineOptions {
             media_capacity: 512,
             connect_timeout: Duration::from_secs(5),
             publish_timeout: Duration::from_secs(10),
+            liveness_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -311,6 +319,7 @@ impl Engine {
             stop: None,
             resume_requested: false,
             last_sub_answer: None,
+            media_recovery: None,
         };
         for p in &join.other_participants {
             core.on_participant(p);
@@ -553,6 +562,8 @@ struct Core {
     resume_requested: bool,
     /// Our last answer on the subscriber connection (the resume's SyncState carries it).
     last_sub_answer: Option<proto::SessionDescription>,
+    /// A dead media path being recovered (see [`liveness`]).
+    media_recovery: Option<liveness::MediaRecovery>,
 }
 
 /// A random 32-bit value from the OS-seeded std hasher (no extra dependency).

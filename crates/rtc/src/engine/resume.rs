@@ -14,15 +14,45 @@ pub(super) const RESUME_ATTEMPTS: u32 = 3;
 /// How long one resume attempt may take (signal connect + `ReconnectResponse`).
 pub(super) const RESUME_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(6);
 
+/// What set a resume off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ResumeCause {
+    /// The signal connection was lost.
+    SignalLost,
+    /// The server's `Leave` with action RESUME.
+    ServerAsked,
+    /// A peer connection stopped receiving anything while the signal was up (see
+    /// [`super::liveness`]). `Resumed` is then announced once media arrives again, not when
+    /// the signal is back.
+    MediaDead(PeerRole),
+}
+
+impl ResumeCause {
+    fn reconnect_reason(self) -> proto::ReconnectReason {
+        match self {
+            ResumeCause::SignalLost | ResumeCause::ServerAsked => {
+                proto::ReconnectReason::RrSignalDisconnected
+            }
+            ResumeCause::MediaDead(PeerRole::Publisher) => {
+                proto::ReconnectReason::RrPublisherFailed
+            }
+            ResumeCause::MediaDead(PeerRole::Subscriber) => {
+                proto::ReconnectReason::RrSubscriberFailed
+            }
+        }
+    }
+}
+
 impl Core {
     /// Resume the session on a new signal connection. `Err` says why it cannot be resumed.
     pub(super) async fn resume(
         &mut self,
         signal_events: &mut SignalEvents,
         why: &str,
+        cause: ResumeCause,
     ) -> Result<(), String> {
         let started = Instant::now();
-        info!("signal lost ({why}); resuming");
+        info!("{why}; resuming ({cause:?})");
         self.emit(EngineEvent::Resuming {
             reason: why.to_owned(),
         });
@@ -40,9 +70,7 @@ impl Core {
         let mut last_error = String::new();
         let mut response = None;
         for attempt in 1..=RESUME_ATTEMPTS {
-            let restart = self
-                .signal
-                .restart(proto::ReconnectReason::RrSignalDisconnected);
+            let restart = self.signal.restart(cause.reconnect_reason());
             match tokio::time::timeout(RESUME_ATTEMPT_TIMEOUT, restart).await {
                 Ok(Ok(r)) => {
                     response = Some(r);
@@ -92,7 +120,13 @@ impl Core {
         self.signal.set_reconnected().await;
         let took = started.elapsed();
         info!("resumed in {took:?} as {}", self.local.sid);
-        self.emit(EngineEvent::Resumed { took });
+        // The loop read no datagram while resuming: give the liveness check a fresh window.
+        let now = Instant::now();
+        self.publisher.last_rx = now;
+        self.subscriber.last_rx = now;
+        if !matches!(cause, ResumeCause::MediaDead(_)) {
+            self.emit(EngineEvent::Resumed { took });
+        }
         Ok(())
     }
 

@@ -41,8 +41,16 @@ impl Core {
                 debug!("server unpublished our track {}", r.track_sid);
             }
             M::Leave(l) => {
-                let action = proto::leave_request::Action::try_from(l.action)
+                let mut action = proto::leave_request::Action::try_from(l.action)
                     .unwrap_or(proto::leave_request::Action::Disconnect);
+                // A server shutting down (SIGTERM twice, or its drain ending) closes its rooms
+                // with SERVER_SHUTDOWN and action DISCONNECT, but we were not removed: the
+                // room lives on with the next server, so join it again.
+                if l.reason == proto::DisconnectReason::ServerShutdown as i32
+                    && action == proto::leave_request::Action::Disconnect
+                {
+                    action = proto::leave_request::Action::Reconnect;
+                }
                 let reason = proto::DisconnectReason::try_from(l.reason)
                     .map(|r| r.as_str_name().to_owned())
                     .unwrap_or_else(|_| l.reason.to_string());

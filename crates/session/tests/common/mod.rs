@@ -383,3 +383,63 @@ impl Drop for ScriptedPeer {
         let _ = self.child.wait();
     }
 }
+
+/// Run `body` on a fresh tokio runtime inside a private network namespace (see
+/// `wavecast_testbed::netns`): the test's thread enters the namespace first, so the runtime's
+/// threads, every socket and the livekit-server started from it live inside. Returns without
+/// running `body` when namespaces cannot be made and `WAVECAST_SKIP_NETNS=1`.
+pub fn run_in_netns<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(std::sync::Arc<wavecast_testbed::NetNs>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(ns) = wavecast_testbed::NetNs::for_test(test) else {
+        return;
+    };
+    ns.enter_current_thread()
+        .unwrap_or_else(|e| panic!("{test}: {e}"));
+    let ns = std::sync::Arc::new(ns);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(body(ns.clone()));
+    // The runtime's tasks and threads end before the namespace goes.
+    drop(rt);
+    drop(ns);
+}
+
+/// Read stamped frames from `video` until `count` newer than `after` arrived, or `timeout`
+/// passed since `since`. Returns (frames, time of the first one since `since`, last number).
+pub async fn read_new_frames(
+    video: &mut wavecast_session::session::VideoSubscriber,
+    after: u32,
+    count: u32,
+    since: Instant,
+    timeout: Duration,
+) -> (u32, Option<Duration>, u32) {
+    let (mut n, mut first, mut last) = (0, None, after);
+    while n < count {
+        let left = timeout.saturating_sub(since.elapsed());
+        match tokio::time::timeout(left, video.recv()).await {
+            Ok(Some(f)) => {
+                if let Some(s) = read_stamp(&f.image.image)
+                    && s.frame_number > after
+                {
+                    n += 1;
+                    last = last.max(s.frame_number);
+                    first.get_or_insert(since.elapsed());
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (n, first, last)
+}
+
+/// The number of the newest frame [`spawn_video_sender`] (30 fps, started at `started`) had
+/// captured by `at`: frames numbered above it were captured after `at`.
+pub fn frames_captured_by(started: Instant, at: Instant) -> u32 {
+    (at.saturating_duration_since(started).as_secs_f64() * 30.0) as u32
+}

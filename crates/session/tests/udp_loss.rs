@@ -1,0 +1,121 @@
+//! 15 % random UDP loss (an nftables rule in a private network namespace, both directions):
+//! stamped video keeps arriving at a usable rate, and the loss never makes a session think its
+//! media path is dead. Frames per second and the measured loss are printed.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wavecast_session::session::{SessionState, TrackKind, VideoSubscriber};
+use wavecast_testbed::LiveKitServer;
+
+/// Loss applied to every UDP datagram in the namespace.
+const LOSS_PERCENT: u8 = 15;
+/// How long the loss lasts.
+const UNDER_LOSS: Duration = Duration::from_secs(10);
+/// The least frame rate (of the 30 sent per second) accepted under that loss.
+const MIN_FPS: f64 = 8.0;
+
+#[test]
+fn video_keeps_flowing_under_15_percent_udp_loss() {
+    common::run_in_netns(
+        "video_keeps_flowing_under_15_percent_udp_loss",
+        |ns| async move {
+            common::init_tracing();
+            let server = LiveKitServer::start().expect("server starts in the namespace");
+            let room = "loss";
+            let policy = common::quick_policy(20);
+            let (publisher, pub_events) = common::connect(
+                common::options(&server, room, "rust-pub").reconnect(policy.clone()),
+            )
+            .await;
+            let _pub_drain = common::drain(pub_events);
+            let (subscriber, mut sub_events) =
+                common::connect(common::options(&server, room, "rust-sub").reconnect(policy)).await;
+
+            let video = publisher
+                .publish_video("cam", common::small_video())
+                .await
+                .expect("video published");
+            let stop = Arc::new(AtomicBool::new(false));
+            let sender = common::spawn_video_sender(video, stop.clone());
+            let track =
+                common::next_track(&mut sub_events, TrackKind::Video, Duration::from_secs(10))
+                    .await;
+            let mut video_in = VideoSubscriber::new(track).expect("decoder");
+            let _sub_drain = common::drain(sub_events);
+            let (n, _, mut last) = common::read_new_frames(
+                &mut video_in,
+                0,
+                15,
+                Instant::now(),
+                Duration::from_secs(10),
+            )
+            .await;
+            assert_eq!(n, 15, "frames before the loss");
+
+            ns.set_udp_loss(LOSS_PERCENT).expect("set the loss");
+            let start = Instant::now();
+            let first_under_loss = last;
+            let mut frames = 0u32;
+            let mut longest_gap = Duration::ZERO;
+            let mut previous = Instant::now();
+            while start.elapsed() < UNDER_LOSS {
+                let left = UNDER_LOSS.saturating_sub(start.elapsed());
+                match tokio::time::timeout(left, video_in.recv()).await {
+                    Ok(Some(f)) => {
+                        if let Some(s) = common::read_stamp(&f.image.image)
+                            && s.frame_number > last
+                        {
+                            frames += 1;
+                            last = s.frame_number;
+                            longest_gap = longest_gap.max(previous.elapsed());
+                            previous = Instant::now();
+                        }
+                    }
+                    Ok(None) => panic!("the track ended under loss"),
+                    Err(_) => break,
+                }
+            }
+            let elapsed = start.elapsed();
+            let counters = ns.udp_counters().expect("nft counters");
+            ns.clear_faults().expect("clear the loss");
+            let fps = f64::from(frames) / elapsed.as_secs_f64();
+            let sent = last - first_under_loss;
+            eprintln!(
+                "LOSS: {frames} frames in {elapsed:?} = {fps:.1} fps (of ~30 sent; newest frame \
+             number advanced by {sent}) at {:.1} % UDP loss ({} of {} datagrams dropped); \
+             longest gap between frames {longest_gap:?}; sub {:?}",
+                counters.loss_percent(),
+                counters.dropped,
+                counters.seen,
+                subscriber.stats()
+            );
+            let measured = counters.loss_percent();
+            assert!(
+                (10.0..=20.0).contains(&measured) && counters.seen > 1000,
+                "the rule dropped about {LOSS_PERCENT} %: {counters:?}"
+            );
+            assert!(
+                fps >= MIN_FPS,
+                "{fps:.1} fps under {LOSS_PERCENT} % loss (want ≥ {MIN_FPS})"
+            );
+            for (who, s) in [("publisher", &publisher), ("subscriber", &subscriber)] {
+                assert_eq!(s.state(), SessionState::Connected, "{who}");
+                let st = s.stats();
+                assert_eq!(
+                    (st.resumes, st.rejoins),
+                    (0, 0),
+                    "{who}: loss is not a dead path: {st:?}"
+                );
+            }
+
+            stop.store(true, Ordering::Relaxed);
+            let _ = tokio::task::spawn_blocking(move || sender.join()).await;
+            publisher.close().await;
+            subscriber.close().await;
+        },
+    );
+}

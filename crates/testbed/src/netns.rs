@@ -1,0 +1,415 @@
+//! A private Linux network namespace for fault tests: UDP loss and blackholes from `nftables`
+//! rules that touch nothing outside the namespace.
+//!
+//! [`NetNs::create`] makes `wavecast-<random>` (`ip netns add`), brings up its `lo` and a veth
+//! pair that stays inside it, the first end carrying the documentation address [`NetNs::ADDR`]
+//! (192.0.2.10/32: libwebrtc gathers no candidate on loopback alone). Everything a test starts
+//! in the namespace talks over the namespace's own loopback or that address; no route leads
+//! out of it.
+//!
+//! Processes run inside it in two ways:
+//! - [`NetNs::enter_current_thread`] moves the calling thread into the namespace (`setns`).
+//!   Threads and processes it starts afterwards inherit the namespace: build the tokio runtime,
+//!   start [`crate::LiveKitServer`] and [`crate::PythonPeer`] from that thread and all of them
+//!   live inside. Sockets keep the namespace they were created in.
+//! - [`NetNs::command`] wraps a program in `ip netns exec NAME …`.
+//!
+//! Faults are `nft` rules in the namespace's own table ([`NetNs::set_udp_loss`],
+//! [`NetNs::blackhole_udp`], [`NetNs::clear_faults`]); they apply on the input hook, so each
+//! UDP datagram crosses them once whichever way it goes. TCP (the signal WebSocket, the
+//! server's HTTP API) is never touched.
+//!
+//! Dropping the [`NetNs`] kills what still runs inside it (by pid, from `ip netns pids`) and
+//! deletes the namespace with its interfaces and rules.
+//!
+//! Creating a namespace needs root (`CAP_SYS_ADMIN`, `CAP_NET_ADMIN`) and `ip`/`nft` (Debian's
+//! `iproute2` and `nftables`). [`NetNs::for_test`] turns their absence into a test failure with
+//! the reason, or into a skip when [`SKIP_ENV`] is `1`.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+
+use std::io::Write as _;
+
+/// Environment variable: `1` skips namespace tests where namespaces cannot be made (not root,
+/// no `ip`/`nft`) instead of failing them.
+pub const SKIP_ENV: &str = "WAVECAST_SKIP_NETNS";
+
+/// The `nft` table the fault rules live in (inside the namespace only).
+const TABLE: &str = "wavecast_faults";
+
+/// Errors while making or using a namespace.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetNsError {
+    /// Not running as root: namespaces and nftables rules need it.
+    #[error("network namespaces need root (running as uid {uid}); set {SKIP_ENV}=1 to skip")]
+    NotRoot {
+        /// The effective user id.
+        uid: u32,
+    },
+    /// A tool could not be started (not installed?).
+    #[error(
+        "cannot run `{tool}` (install Debian's iproute2 and nftables; set {SKIP_ENV}=1 to skip): {source}"
+    )]
+    ToolMissing {
+        /// The program.
+        tool: String,
+        /// Why it did not start.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command ran and failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// Entering the namespace failed.
+    #[error("entering network namespace {name}: {source}")]
+    Enter {
+        /// The namespace.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A private network namespace, deleted on drop (see the module docs).
+#[derive(Debug)]
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// The documentation address on the namespace's veth (192.0.2.10/32).
+    pub const ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+
+    /// Make a namespace `wavecast-<random>` with `lo` up and a veth pair inside it carrying
+    /// [`NetNs::ADDR`].
+    pub fn create() -> Result<Self, NetNsError> {
+        let uid = effective_uid();
+        if uid != 0 {
+            return Err(NetNsError::NotRoot { uid });
+        }
+        let name = format!("wavecast-{:08x}", random_u32());
+        run("ip", &["netns", "add", &name])?;
+        // From here on, Drop cleans up whatever the rest leaves behind.
+        let ns = Self { name };
+        let n = ns.name.as_str();
+        run("ip", &["-n", n, "link", "set", "lo", "up"])?;
+        // `dummy` is not in every kernel; a veth pair whose both ends stay in the namespace
+        // gives the same: an up, non-loopback interface with an address and no way out.
+        run(
+            "ip",
+            &[
+                "-n", n, "link", "add", "wc0", "type", "veth", "peer", "name", "wc1",
+            ],
+        )?;
+        let cidr = format!("{}/32", Self::ADDR);
+        run("ip", &["-n", n, "addr", "add", &cidr, "dev", "wc0"])?;
+        run("ip", &["-n", n, "link", "set", "wc0", "up"])?;
+        run("ip", &["-n", n, "link", "set", "wc1", "up"])?;
+        // The fault table: one input chain, empty until a fault is set.
+        ns.nft(&format!(
+            "add table inet {TABLE}\n\
+             add chain inet {TABLE} input {{ type filter hook input priority 0; policy accept; }}\n"
+        ))?;
+        tracing::debug!(name = %ns.name, "network namespace created");
+        Ok(ns)
+    }
+
+    /// [`NetNs::create`] for a test: `None` (with a note on stderr) when namespaces cannot be
+    /// made and [`SKIP_ENV`] is `1`; otherwise a failure names the reason.
+    ///
+    /// # Panics
+    /// When the namespace cannot be made and skipping was not asked for.
+    pub fn for_test(test: &str) -> Option<Self> {
+        match Self::create() {
+            Ok(ns) => Some(ns),
+            Err(e) if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => {
+                eprintln!("{test}: skipped ({SKIP_ENV}=1): {e}");
+                None
+            }
+            Err(e) => panic!("{test}: cannot make a network namespace: {e}"),
+        }
+    }
+
+    /// The namespace's name (`wavecast-…`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Move the calling thread into the namespace. Threads and processes it starts from now
+    /// on are inside too; the thread cannot leave again (run it on a thread of its own, such
+    /// as a test's).
+    pub fn enter_current_thread(&self) -> Result<(), NetNsError> {
+        let path = format!("/run/netns/{}", self.name);
+        let enter = |source| NetNsError::Enter {
+            name: self.name.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&path).map_err(enter)?;
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|errno| enter(std::io::Error::from(errno)))
+    }
+
+    /// `ip netns exec NAME program`: a command that runs `program` inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+
+    /// Drop `percent` % of the UDP datagrams entering any socket in the namespace, at random
+    /// (replaces any earlier fault). `0` clears.
+    pub fn set_udp_loss(&self, percent: u8) -> Result<(), NetNsError> {
+        let percent = percent.min(100);
+        if percent == 0 {
+            return self.clear_faults();
+        }
+        self.nft(&format!(
+            "flush chain inet {TABLE} input\n\
+             add rule inet {TABLE} input meta l4proto udp counter\n\
+             add rule inet {TABLE} input meta l4proto udp numgen random mod 100 < {percent} counter drop\n"
+        ))
+    }
+
+    /// Drop every UDP datagram in the namespace (media dies, the TCP WebSocket stays up).
+    /// Replaces any earlier fault.
+    pub fn blackhole_udp(&self) -> Result<(), NetNsError> {
+        self.nft(&format!(
+            "flush chain inet {TABLE} input\n\
+             add rule inet {TABLE} input meta l4proto udp counter\n\
+             add rule inet {TABLE} input meta l4proto udp counter drop\n"
+        ))
+    }
+
+    /// Remove every fault rule.
+    pub fn clear_faults(&self) -> Result<(), NetNsError> {
+        self.nft(&format!("flush chain inet {TABLE} input\n"))
+    }
+
+    /// UDP datagrams that reached the current fault rule, and those it dropped (both 0 when no
+    /// fault is set; each new fault starts from 0).
+    pub fn udp_counters(&self) -> Result<UdpCounters, NetNsError> {
+        let out = self.output("nft", &["list", "chain", "inet", TABLE, "input"])?;
+        let counts = parse_counter_packets(&out);
+        Ok(UdpCounters {
+            seen: counts.first().copied().unwrap_or(0),
+            dropped: counts.get(1).copied().unwrap_or(0),
+        })
+    }
+
+    /// Run `nft -f -` inside the namespace with `script`.
+    fn nft(&self, script: &str) -> Result<(), NetNsError> {
+        let command = format!("ip netns exec {} nft -f -", self.name);
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| NetNsError::ToolMissing {
+                tool: "ip netns exec … nft".into(),
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A failed write shows up as nft's error below.
+            let _ = stdin.write_all(script.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|source| NetNsError::ToolMissing {
+                tool: "nft".into(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(NetNsError::Command {
+                command,
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// Run `program args…` inside the namespace and return its stdout.
+    fn output(&self, program: &str, args: &[&str]) -> Result<String, NetNsError> {
+        let mut all = vec!["netns", "exec", &self.name, program];
+        all.extend_from_slice(args);
+        output("ip", &all)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Whatever still runs inside was started by this test: end it by pid.
+        if let Ok(pids) = output("ip", &["netns", "pids", &self.name]) {
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        match run("ip", &["netns", "del", &self.name]) {
+            Ok(()) => tracing::debug!(name = %self.name, "network namespace deleted"),
+            Err(e) => eprintln!("could not delete network namespace {}: {e}", self.name),
+        }
+    }
+}
+
+/// What the fault rules counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpCounters {
+    /// UDP datagrams that reached the fault rule.
+    pub seen: u64,
+    /// Those it dropped.
+    pub dropped: u64,
+}
+
+impl UdpCounters {
+    /// The share dropped, in per cent (0 when nothing was seen).
+    pub fn loss_percent(&self) -> f64 {
+        if self.seen == 0 {
+            0.0
+        } else {
+            self.dropped as f64 * 100.0 / self.seen as f64
+        }
+    }
+}
+
+/// The packet counts of every `counter packets N bytes M` in `nft list` output, in order.
+fn parse_counter_packets(listing: &str) -> Vec<u64> {
+    listing
+        .split("counter packets ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), NetNsError> {
+    output(program, args).map(drop)
+}
+
+fn output(program: &str, args: &[&str]) -> Result<String, NetNsError> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| NetNsError::ToolMissing {
+            tool: program.to_owned(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(NetNsError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// A random 32-bit value from the OS-seeded std hasher (no extra dependency).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_is_read_from_the_listing() {
+        let listing = "table inet wavecast_faults {\n\tchain input {\n\t\ttype filter hook input \
+                       priority filter; policy accept;\n\t\tmeta l4proto udp counter packets 400 \
+                       bytes 9000\n\t\tmeta l4proto udp counter packets 42 bytes 5000 drop\n\t}\n}\n";
+        assert_eq!(parse_counter_packets(listing), vec![400, 42]);
+        assert!(parse_counter_packets("table inet x {}").is_empty());
+    }
+
+    /// The namespace exists with its address, faults drop UDP inside it (and only UDP), and
+    /// everything is gone after drop.
+    #[test]
+    fn namespace_drops_udp_on_demand_and_vanishes_on_drop() {
+        let Some(ns) = NetNs::for_test("namespace_drops_udp_on_demand_and_vanishes_on_drop") else {
+            return;
+        };
+        let name = ns.name().to_owned();
+        let addrs = ns.output("ip", &["-4", "addr"]).expect("ip addr");
+        assert!(addrs.contains("192.0.2.10/32"), "{addrs}");
+        assert!(addrs.contains("127.0.0.1/8"), "{addrs}");
+
+        // Sockets inside the namespace, made on a thread that entered it.
+        let probe = |ns: &NetNs| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    ns.enter_current_thread().expect("setns");
+                    udp_delivered(Ipv4Addr::LOCALHOST, 50) + udp_delivered(NetNs::ADDR, 50)
+                })
+                .join()
+                .expect("probe thread")
+            })
+        };
+        assert_eq!(probe(&ns), 100, "no fault: everything arrives");
+        ns.blackhole_udp().expect("blackhole");
+        assert_eq!(probe(&ns), 0, "blackhole: nothing arrives");
+        let c = ns.udp_counters().expect("counters");
+        assert!(c.dropped >= 100 && c.seen == c.dropped, "{c:?}");
+        ns.set_udp_loss(50).expect("loss");
+        let half = probe(&ns);
+        assert!((20..=80).contains(&half), "50 % loss delivered {half}/100");
+        let c = ns.udp_counters().expect("counters");
+        assert_eq!(c.seen - c.dropped, half as u64, "{c:?}");
+        ns.clear_faults().expect("clear");
+        assert_eq!(probe(&ns), 100, "cleared: everything arrives");
+
+        // The host's namespace never saw the rules.
+        let host = output("nft", &["list", "tables"]).unwrap_or_default();
+        assert!(!host.contains(TABLE), "{host}");
+
+        drop(ns);
+        let left = output("ip", &["netns", "list"]).expect("ip netns list");
+        assert!(!left.contains(&name), "{name} still exists: {left}");
+    }
+
+    /// Send `n` datagrams to a socket bound on `ip` and count those that arrive.
+    fn udp_delivered(ip: Ipv4Addr, n: usize) -> usize {
+        let rx = std::net::UdpSocket::bind((ip, 0)).expect("bind receiver");
+        rx.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .expect("timeout");
+        let tx = std::net::UdpSocket::bind((ip, 0)).expect("bind sender");
+        let to = rx.local_addr().expect("addr");
+        for i in 0..n {
+            tx.send_to(&[i as u8], to).expect("send");
+        }
+        let mut got = 0;
+        let mut buf = [0u8; 8];
+        while rx.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+        got
+    }
+}
