@@ -7,9 +7,11 @@
 //!   mute, keyframe requests and counters steered through a bounded control channel;
 //! - [`receive`]: one thread per subscribed track — decoder → pipeline frames in a latest-frame
 //!   [`Mailbox`](wavecast_pipeline::Mailbox) (video, any size at any point of the stream) or a
-//!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency;
+//!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency, within
+//!   [`receive::ReceiveLimits`] (largest picture, most tracks) against hostile publishers;
 //! - [`broadcast`]: a participant's publish loops and tracks — publish, mute, leave, stats;
 //! - [`decoders`]: the decoders of one watched participant, handing [`record`]ers along;
+//! - [`distinct`]: the delivery ratio's distinct frame numbers, counted in fixed memory;
 //! - [`record`]: the received VP8 untouched into IVF, the decoded audio into WAV;
 //! - [`loopback`]: capture → encode → decode in one process, no server;
 //! - [`latency`]: percentiles on the pipeline's [`AgeHistogram`](wavecast_pipeline::AgeHistogram).
@@ -46,6 +48,7 @@
 
 pub mod broadcast;
 pub mod decoders;
+pub mod distinct;
 mod error;
 pub mod latency;
 pub mod loopback;
