@@ -69,7 +69,7 @@ fn a_huge_keyframe_is_refused_and_the_viewer_keeps_running() {
         let mut n = 0u32;
         let at = |n: u32| start + Duration::from_micros(u64::from(n) * 33_333);
         while start.elapsed() < Duration::from_secs(5) {
-            let data = if n % 5 == 0 {
+            let data = if n.is_multiple_of(5) {
                 huge_keyframe(n)
             } else {
                 vec![0x31, 0x00, 0x00, n as u8, 7, 7, 7, 7]
