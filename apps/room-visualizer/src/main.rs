@@ -20,6 +20,7 @@ use wavecast_visualizer::scenes::{RoomGridScene, RoomStatus, StatusFn, TileRepor
 use wavecast_visualizer::window::run as run_window;
 
 use wavecast_app::feeds;
+use wavecast_app::limits::LimitArgs;
 use wavecast_app::render::{RenderArgs, parse_size};
 use wavecast_app::roster::{self as room, Roster};
 use wavecast_app::signal::{self, Interrupt};
@@ -33,6 +34,8 @@ struct Cli {
     conn: ConnectArgs,
     #[command(flatten)]
     render: RenderArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Stop after rendering this many frames (headless: counted once --wait-participants is met).
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
@@ -63,6 +66,8 @@ struct StatsFile {
     /// The tiles of the last rendered frame.
     tiles: Vec<TileReport>,
     reconnects: u64,
+    /// Tracks not decoded because --max-tracks decoders were running.
+    refused_tracks: u64,
     streams: Streams,
 }
 
@@ -117,7 +122,12 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
     let (roster_tx, roster_rx) = watch::channel::<Roster>(Arc::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
-    let task = runtime.spawn(room::run(connector.clone(), roster_tx, stop_rx));
+    let task = runtime.spawn(room::run(
+        connector.clone(),
+        roster_tx,
+        cli.limits.limits(),
+        stop_rx,
+    ));
     // SIGINT / SIGTERM end the run on the normal path (room left, stats written).
     let interrupted = Interrupt::install(runtime.handle());
     let mut report = Report::default();
@@ -156,6 +166,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
         adapter: report.adapter,
         tiles: report.tiles,
         reconnects: outcome.reconnects,
+        refused_tracks: outcome.refused_tracks,
         streams: Streams {
             video: outcome.video,
             audio: outcome.audio,

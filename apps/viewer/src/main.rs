@@ -28,6 +28,7 @@ use wavecast_visualizer::window::run as run_window;
 
 use wavecast_app::feeds;
 use wavecast_app::follow::{self as room, Outcome, Watching};
+use wavecast_app::limits::LimitArgs;
 use wavecast_app::render::{RenderArgs, parse_size};
 use wavecast_app::signal::{self, Interrupt};
 use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials, VideoArgs};
@@ -52,6 +53,8 @@ struct Cli {
     conn: ConnectArgs,
     #[command(flatten)]
     render: RenderArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Identity of the participant to watch [default: the first one publishing].
     #[arg(long, value_name = "IDENTITY")]
     participant: Option<String>,
@@ -214,7 +217,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         }
         None => (None, None),
     };
-    let decoders = Decoders::new(ivf, wav);
+    let decoders = Decoders::new(ivf, wav).with_limits(cli.limits.limits());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -53,7 +53,11 @@ pub struct Outcome {
 struct RoomState {
     /// sid → participant (current connection).
     participants: HashMap<String, Participant>,
+    /// Subscribed tracks not (yet) decoded: at most `ReceiveLimits::max_tracks`, newer ones are
+    /// dropped; pruned when their track is unpublished or their owner leaves.
     parked: Vec<SubscribedTrack>,
+    /// Tracks dropped because `parked` was full.
+    dropped: u64,
     watched: Option<String>,
     /// participant sid → quality.
     quality: HashMap<String, Quality>,
@@ -88,6 +92,20 @@ impl RoomState {
             participants: self.participants.len(),
             room: self.room.clone(),
         }
+    }
+
+    fn park(&mut self, t: SubscribedTrack, max: usize) {
+        if self.parked.len() < max {
+            self.parked.push(t);
+            return;
+        }
+        if self.dropped == 0 {
+            tracing::warn!(
+                "not keeping {}: {max} subscribed tracks wait already",
+                t.key()
+            );
+        }
+        self.dropped += 1;
     }
 
     /// Chooses whom to watch and starts decoders for their waiting tracks.
@@ -172,7 +190,7 @@ pub async fn run(
                                 room.participants.clear();
                                 room.quality.clear();
                             }
-                            SessionEvent::TrackSubscribed(t) => room.parked.push(t),
+                            SessionEvent::TrackSubscribed(t) => room.park(t, decs.limits().max_tracks),
                             SessionEvent::Engine(ev) => match ev {
                                 EngineEvent::ParticipantJoined(p) | EngineEvent::ParticipantUpdated(p) => {
                                     room.participants.insert(p.sid.clone(), p);
@@ -195,6 +213,7 @@ pub async fn run(
                                 }
                                 EngineEvent::TrackUnpublished { track_sid, .. } => {
                                     room.track_muted.remove(&track_sid);
+                                    room.parked.retain(|t| t.sid() != track_sid);
                                 }
                                 EngineEvent::TrackMuted { track_sid, muted, .. } => {
                                     if let Some(e) = room.track_muted.get_mut(&track_sid) {

@@ -13,7 +13,7 @@ use wavecast_session::{SessionEvent, SessionState, SubscribedTrack};
 
 use crate::connection::{ConnState, Connector, end_failure};
 use wavecast_stream::receive::{
-    self, AudioOut, AudioStreamStats, Decoder, VideoOut, VideoStreamStats,
+    self, AudioOut, AudioStreamStats, Decoder, ReceiveLimits, VideoOut, VideoStreamStats,
 };
 
 /// One remote participant as the grid shows it.
@@ -97,6 +97,9 @@ pub struct Outcome {
     pub audio: Vec<AudioStreamStats>,
     /// Rejoins.
     pub reconnects: u64,
+    /// Subscribed tracks not decoded because [`ReceiveLimits::max_tracks`] decoders were running
+    /// (their forwarding is paused at the server).
+    pub refused_tracks: u64,
     /// Exit code and message when connecting failed for good.
     pub failure: Option<(u8, String)>,
     /// Room name.
@@ -112,8 +115,18 @@ struct TrackMeta {
 }
 
 /// Members are keyed by identity (sids change when the session rejoins a restarted server).
+///
+/// Bounded against a hostile room: at most `limits.max_tracks` decoder threads run at once, and
+/// at most one per participant and kind (the member has one picture and one sound); a second
+/// track of the same kind waits (at most `max_tracks` of them, the newest beyond are dropped)
+/// until the first one's decoder ended. Every map is pruned when its participant or track goes.
 #[derive(Default)]
 struct State {
+    limits: ReceiveLimits,
+    /// Tracks waiting for their member's decoder of the same kind to end.
+    waiting: Vec<SubscribedTrack>,
+    /// Tracks refused for want of decoder slots.
+    refused: u64,
     members: Vec<Arc<Member>>,
     /// sid → identity for the current connection.
     sids: HashMap<String, String>,
@@ -160,7 +173,45 @@ impl State {
         }
     }
 
-    fn subscribe(&mut self, track: SubscribedTrack, rt: &Handle) {
+    fn decoding(&self, identity: &str, kind: TrackKind) -> bool {
+        self.decoding
+            .get(identity)
+            .is_some_and(|k| k.contains(&kind))
+    }
+
+    /// Starts decoding `track`, or parks it while its member already decodes that kind.
+    /// Returns the sid of a track refused for want of decoder slots.
+    fn subscribe(&mut self, track: SubscribedTrack, rt: &Handle) -> Option<String> {
+        if self.decoding(&track.key().identity, track.kind()) {
+            if self.waiting.len() < self.limits.max_tracks {
+                tracing::debug!("{} waits for the decoder of {}", track.sid(), track.key());
+                self.waiting.push(track);
+                return None;
+            }
+            return self.refuse(track);
+        }
+        if self.video.len() + self.audio.len() >= self.limits.max_tracks {
+            return self.refuse(track);
+        }
+        self.start(track, rt);
+        None
+    }
+
+    fn refuse(&mut self, track: SubscribedTrack) -> Option<String> {
+        if self.refused == 0 {
+            tracing::warn!(
+                "not decoding {}: {} tracks are decoded already (the limit)",
+                track.key(),
+                self.limits.max_tracks
+            );
+        } else {
+            tracing::debug!("not decoding {}: at the track limit", track.key());
+        }
+        self.refused += 1;
+        Some(track.sid())
+    }
+
+    fn start(&mut self, track: SubscribedTrack, rt: &Handle) {
         let identity = track.key().identity.clone();
         let m = match self.members.iter().find(|m| m.identity == identity) {
             Some(m) => m.clone(),
@@ -183,10 +234,15 @@ impl State {
             runtime: rt.clone(),
         };
         let started = match kind {
-            TrackKind::Video => {
-                receive::spawn_video(source, m.video.clone(), None, identity.clone(), sid)
-                    .map(|h| self.video.push(h))
-            }
+            TrackKind::Video => receive::spawn_video_with(
+                source,
+                m.video.clone(),
+                None,
+                identity.clone(),
+                sid,
+                self.limits,
+            )
+            .map(|h| self.video.push(h)),
             TrackKind::Audio => {
                 receive::spawn_audio(source, m.audio.clone(), 1, None, identity.clone(), sid)
                     .map(|h| self.audio.push(h))
@@ -226,18 +282,40 @@ impl State {
                 k.remove(i);
             }
         }
+        self.decoding.retain(|_, k| !k.is_empty());
+    }
+
+    /// Starts the waiting tracks whose member's decoder of that kind ended.
+    fn start_waiting(&mut self, rt: &Handle) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let t = &self.waiting[i];
+            let free = self.video.len() + self.audio.len() < self.limits.max_tracks;
+            if free && !self.decoding(&t.key().identity, t.kind()) {
+                let mut t = self.waiting.remove(i);
+                // Frames that queued while waiting are stale.
+                while t.try_recv().is_some() {}
+                self.start(t, rt);
+            } else {
+                i += 1;
+            }
+        }
     }
 }
 
-/// Runs until `stop` turns true or the session ends.
+/// Runs until `stop` turns true or the session ends, decoding within `limits`.
 pub async fn run(
     connector: Arc<Connector>,
     roster: watch::Sender<Roster>,
+    limits: ReceiveLimits,
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let rt = Handle::current();
-    let mut st = State::default();
+    let mut st = State {
+        limits,
+        ..Default::default()
+    };
     let connected = tokio::select! {
         r = connector.connect() => Some(r),
         _ = stop.wait_for(|s| *s) => None,
@@ -256,6 +334,7 @@ pub async fn run(
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 let before: Vec<String> = st.members.iter().map(|m| m.name.clone()).collect();
+                let mut pause = None;
                 tokio::select! {
                     ev = events.recv() => {
                         let Some(ev) = ev else { break };
@@ -264,13 +343,25 @@ pub async fn run(
                                 outcome.failure = end_failure(&reason, connector.url());
                                 break;
                             }
-                            SessionEvent::TrackSubscribed(t) => st.subscribe(t, &rt),
+                            SessionEvent::TrackSubscribed(t) => pause = st.subscribe(t, &rt),
                             SessionEvent::Engine(ev) => st.on_engine(ev),
                             _ => {}
                         }
                     }
-                    _ = tick.tick() => st.reap(),
+                    _ = tick.tick() => {
+                        st.reap();
+                        st.start_waiting(&rt);
+                    }
                     _ = stop.wait_for(|s| *s) => break,
+                }
+                if let Some(sid) = pause.take() {
+                    // Not decoded: ask the server to stop forwarding it.
+                    let paused = session.set_track_enabled(&sid, false);
+                    match tokio::time::timeout(Duration::from_secs(1), paused).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!("pausing {sid}: {e}"),
+                        Err(_) => tracing::debug!("pausing {sid}: no answer in 1 s"),
+                    }
                 }
                 st.refresh_flags();
                 let after: Vec<String> = st.members.iter().map(|m| m.name.clone()).collect();
@@ -279,6 +370,8 @@ pub async fn run(
                 }
             }
             outcome.reconnects = session.stats().rejoins;
+            outcome.refused_tracks = st.refused;
+            st.waiting.clear();
             tracing::info!("leaving the room");
             if tokio::time::timeout(Duration::from_secs(5), session.close())
                 .await
@@ -345,6 +438,7 @@ impl State {
                 tracing::info!("{} left", p.identity);
                 self.members.retain(|m| m.identity != p.identity);
                 self.tracks.retain(|_, t| t.owner != p.identity);
+                self.waiting.retain(|t| t.key().identity != p.identity);
                 self.sids.remove(&p.sid);
             }
             EngineEvent::TrackPublished { participant, track } => {
@@ -361,6 +455,7 @@ impl State {
             }
             EngineEvent::TrackUnpublished { track_sid, .. } => {
                 self.tracks.remove(&track_sid);
+                self.waiting.retain(|t| t.sid() != track_sid);
             }
             EngineEvent::TrackMuted {
                 track_sid, muted, ..

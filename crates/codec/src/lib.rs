@@ -33,7 +33,8 @@ pub use crate::opus::{
     OpusEncoder,
 };
 pub use crate::vp8::{
-    DecodedImage, I420, VIDEO_CLOCK, Vp8Config, Vp8Decoder, Vp8Encoder, Vp8Frame,
+    DEFAULT_MAX_PIXELS, DecodedImage, I420, VIDEO_CLOCK, Vp8Config, Vp8Decoder, Vp8Encoder,
+    Vp8Frame, vp8_keyframe_size,
 };
 
 /// Errors of the codecs.
@@ -61,6 +62,17 @@ pub enum CodecError {
     BadFrame {
         /// What is wrong.
         what: String,
+    },
+    /// A keyframe announced a picture larger than the decoder accepts (refused before any
+    /// allocation; see [`Vp8Decoder::with_max_pixels`]).
+    #[error("VP8 keyframe of {width}x{height} is larger than the {max_pixels} pixels accepted")]
+    TooLarge {
+        /// Announced width.
+        width: u32,
+        /// Announced height.
+        height: u32,
+        /// The decoder's limit, pixels.
+        max_pixels: u64,
     },
     /// A pipeline frame could not be had (pool empty, bad layout).
     #[error("frame pipeline: {0}")]

@@ -12,6 +12,32 @@ use crate::CodecError;
 /// RTP clock of video: encoder timestamps are in 1/90 000 s.
 pub const VIDEO_CLOCK: i32 = 90_000;
 
+/// Largest picture a [`Vp8Decoder`] accepts unless told otherwise: 3840×2160 (4K UHD) in pixels.
+/// A VP8 keyframe may announce up to 16383×16383, which libvpx would allocate (~400 MB) on the
+/// word of whoever sent it.
+pub const DEFAULT_MAX_PIXELS: u64 = 3840 * 2160;
+
+/// The picture size a VP8 keyframe announces (RFC 6386 §9.1: frame tag, start code
+/// `9d 01 2a`, then 14-bit width and height); `None` for an interframe or anything that is not
+/// a well-formed keyframe header. Reads 10 bytes, allocates nothing.
+///
+/// ```
+/// // Keyframe tag, start code, 16383x16383 (scale bits 0).
+/// let header = [0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0xff, 0x3f, 0xff, 0x3f];
+/// assert_eq!(wavecast_codec::vp8_keyframe_size(&header), Some((16383, 16383)));
+/// assert_eq!(wavecast_codec::vp8_keyframe_size(&[0x01, 0, 0]), None); // interframe
+/// ```
+pub fn vp8_keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
+    let h: &[u8; 10] = data.get(..10)?.try_into().ok()?;
+    // Bit 0 of the frame tag is 0 for a keyframe.
+    if h[0] & 1 != 0 || h[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u16::from_le_bytes([h[6], h[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([h[8], h[9]]) & 0x3fff;
+    Some((u32::from(width), u32::from(height)))
+}
+
 /// Borrowed I420 planes (Y full size, U and V at half width and height, rounded up).
 #[derive(Debug, Clone, Copy)]
 pub struct I420<'a> {
@@ -380,9 +406,14 @@ impl DecodedImage<'_> {
 }
 
 /// A VP8 decoder.
+///
+/// Keyframes announcing more than [`Vp8Decoder::max_pixels`] pixels (default
+/// [`DEFAULT_MAX_PIXELS`]) are refused with [`CodecError::TooLarge`] before libvpx sees them, so
+/// a hostile publisher cannot make the decoder allocate for a huge picture.
 pub struct Vp8Decoder {
     ctx: Box<sys::vpx_codec_ctx_t>,
     frames: u64,
+    max_pixels: u64,
     /// The picture of the last successful decode (owned by libvpx until the next decode).
     last: *const sys::vpx_image_t,
 }
@@ -415,9 +446,21 @@ impl Vp8Decoder {
             Ok(Self {
                 ctx,
                 frames: 0,
+                max_pixels: DEFAULT_MAX_PIXELS,
                 last: ptr::null(),
             })
         }
+    }
+
+    /// Accept keyframes of at most `max_pixels` pixels (width × height) from now on.
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+
+    /// The largest picture accepted, in pixels.
+    pub fn max_pixels(&self) -> u64 {
+        self.max_pixels
     }
 
     /// Frames decoded so far.
@@ -434,11 +477,25 @@ impl Vp8Decoder {
 
     /// Decode one whole VP8 frame; true when it produced a picture, then available from
     /// [`Vp8Decoder::image`] until the next call.
+    ///
+    /// # Errors
+    /// [`CodecError::TooLarge`] for a keyframe larger than [`Vp8Decoder::max_pixels`] (nothing
+    /// was allocated; the decoder keeps its previous state), [`CodecError::BadFrame`] or
+    /// [`CodecError::Library`] for corrupt input.
     pub fn decode_frame(&mut self, data: &[u8]) -> Result<bool, CodecError> {
         self.last = ptr::null();
         if data.is_empty() {
             return Err(CodecError::BadFrame {
                 what: "empty VP8 frame".into(),
+            });
+        }
+        if let Some((width, height)) = vp8_keyframe_size(data)
+            && u64::from(width) * u64::from(height) > self.max_pixels
+        {
+            return Err(CodecError::TooLarge {
+                width,
+                height,
+                max_pixels: self.max_pixels,
             });
         }
         // SAFETY: data lives for the call; the returned image belongs to the decoder and stays
@@ -589,5 +646,97 @@ mod tests {
         let mut dec = Vp8Decoder::new().unwrap();
         assert!(dec.decode(&[]).is_err());
         assert!(dec.decode(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).is_err());
+    }
+
+    /// A keyframe header announcing `w`x`h`, followed by `tail` bytes of noise.
+    fn keyframe_header(w: u16, h: u16, tail: usize) -> Vec<u8> {
+        let mut d = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a];
+        d.extend_from_slice(&w.to_le_bytes());
+        d.extend_from_slice(&h.to_le_bytes());
+        d.extend((0..tail).map(|i| (i * 37 % 251) as u8));
+        d
+    }
+
+    #[test]
+    fn real_keyframes_announce_their_size() {
+        let mut enc = Vp8Encoder::new(Vp8Config::new(352, 288, 30)).unwrap();
+        let (y, u, v) = picture(352, 288, 0);
+        let img = I420 {
+            width: 352,
+            height: 288,
+            planes: [&y, &u, &v],
+            strides: [352, 176, 176],
+        };
+        let key = enc.encode(&img, 0).unwrap().unwrap().data.to_vec();
+        assert_eq!(vp8_keyframe_size(&key), Some((352, 288)));
+        let inter = enc.encode(&img, 3000).unwrap().unwrap().data.to_vec();
+        assert_eq!(vp8_keyframe_size(&inter), None);
+    }
+
+    /// Regression: a 16383x16383 keyframe made every viewer allocate ~400 MB.
+    #[test]
+    fn a_huge_keyframe_is_refused_before_libvpx_sees_it() {
+        let mut dec = Vp8Decoder::new().unwrap();
+        let huge = keyframe_header(16383, 16383, 2000);
+        match dec.decode_frame(&huge) {
+            Err(CodecError::TooLarge {
+                width,
+                height,
+                max_pixels,
+            }) => {
+                assert_eq!((width, height), (16383, 16383));
+                assert_eq!(max_pixels, DEFAULT_MAX_PIXELS);
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // The decoder still works for a proper stream afterwards.
+        let mut enc = Vp8Encoder::new(Vp8Config::new(64, 48, 30)).unwrap();
+        let (y, u, v) = picture(64, 48, 0);
+        let img = I420 {
+            width: 64,
+            height: 48,
+            planes: [&y, &u, &v],
+            strides: [64, 32, 32],
+        };
+        let key = enc.encode(&img, 0).unwrap().unwrap().data.to_vec();
+        assert!(dec.decode_frame(&key).unwrap());
+        // A lower limit refuses what the default accepts.
+        let mut small = Vp8Decoder::new().unwrap().with_max_pixels(64 * 47);
+        assert!(matches!(
+            small.decode_frame(&key),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keyframe_size_reads_any_header(w in 0u16..16384, h in 0u16..16384, scale in 0u16..4, tail in 0usize..64) {
+            let d = keyframe_header(w | (scale << 14), h | (scale << 14), tail);
+            proptest::prop_assert_eq!(vp8_keyframe_size(&d), Some((u32::from(w), u32::from(h))));
+            // An interframe tag, or a broken start code, is never a keyframe.
+            let mut inter = d.clone();
+            inter[0] |= 1;
+            proptest::prop_assert_eq!(vp8_keyframe_size(&inter), None);
+            let mut broken = d.clone();
+            broken[4] ^= 0x40;
+            proptest::prop_assert_eq!(vp8_keyframe_size(&broken), None);
+        }
+
+        #[test]
+        fn keyframe_size_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..32)) {
+            let got = vp8_keyframe_size(&data);
+            if let Some((w, h)) = got {
+                proptest::prop_assert!(w < 16384 && h < 16384);
+                proptest::prop_assert!(data.len() >= 10);
+            }
+        }
+
+        #[test]
+        fn oversized_keyframes_never_reach_libvpx(w in 1u16..16384, h in 1u16..16384, limit in 1u64..20_000_000) {
+            let mut dec = Vp8Decoder::new().unwrap().with_max_pixels(limit);
+            let r = dec.decode_frame(&keyframe_header(w, h, 32));
+            let too_large = matches!(r, Err(CodecError::TooLarge { .. }));
+            proptest::prop_assert_eq!(too_large, u64::from(w) * u64::from(h) > limit);
+        }
     }
 }

@@ -1,6 +1,11 @@
 //! WAV files through `hound`: a reader yielding 16-bit frames and a writer.
+//!
+//! Crash safety of the writer: the RIFF and data sizes in the header are brought up to date
+//! (hound's checkpointing flush: the header rewritten in place, the buffer written out) after
+//! every second of audio, so a process killed outright leaves a file common readers open with
+//! all but at most the last second in it.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
@@ -133,38 +138,66 @@ impl AudioSource for WavReader {
     }
 }
 
-/// Writes 16-bit PCM WAV files.
+/// Writes 16-bit PCM WAV files, keeping the header current every second of audio.
 pub struct WavWriter {
     path: PathBuf,
     writer: Option<hound::WavWriter<BufWriter<File>>>,
     format: AudioFormat,
+    /// Samples per channel written since the header was last brought up to date.
+    since_checkpoint: u64,
 }
 
 impl WavWriter {
     /// Creates (or truncates) `path` for `format`.
     pub fn create(path: impl AsRef<Path>, format: AudioFormat) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        let file = File::create(&path).map_err(|source| MediaError::Io {
+            path: path.clone(),
+            action: "create".into(),
+            source,
+        })?;
+        Self::start(file, path, format)
+    }
+
+    /// Creates `path` for `format`, failing if it exists (a recording is never overwritten).
+    pub fn create_new(path: impl AsRef<Path>, format: AudioFormat) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| MediaError::Io {
+                path: path.clone(),
+                action: "create (never overwriting)".into(),
+                source,
+            })?;
+        Self::start(file, path, format)
+    }
+
+    fn start(file: File, path: PathBuf, format: AudioFormat) -> Result<Self> {
         let spec = hound::WavSpec {
             channels: format.channels,
             sample_rate: format.sample_rate,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer = hound::WavWriter::create(&path, spec).map_err(|source| match source {
-            hound::Error::IoError(e) => MediaError::Io {
-                path: path.clone(),
-                action: "create".into(),
-                source: e,
-            },
-            other => MediaError::Wav {
-                path: path.clone(),
-                source: other,
-            },
-        })?;
+        let writer =
+            hound::WavWriter::new(BufWriter::new(file), spec).map_err(|source| match source {
+                hound::Error::IoError(e) => MediaError::Io {
+                    path: path.clone(),
+                    action: "create".into(),
+                    source: e,
+                },
+                other => MediaError::Wav {
+                    path: path.clone(),
+                    source: other,
+                },
+            })?;
         Ok(WavWriter {
             path,
             writer: Some(writer),
             format,
+            since_checkpoint: 0,
         })
     }
 
@@ -195,7 +228,16 @@ impl WavWriter {
         w.flush().map_err(|source| MediaError::Wav {
             path: path.clone(),
             source,
-        })
+        })?;
+        self.since_checkpoint += (samples.len() / usize::from(format.channels.max(1))) as u64;
+        if self.since_checkpoint >= u64::from(format.sample_rate) {
+            self.since_checkpoint = 0;
+            writer.flush().map_err(|source| MediaError::Wav {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Writes the final header sizes and closes the file. Also done on drop, with errors logged.
@@ -215,5 +257,46 @@ impl Drop for WavWriter {
         if let Err(e) = self.finish() {
             tracing::warn!(error = %e, "closing WAV file");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: after SIGKILL the RIFF and data sizes were 0 and players read nothing.
+    /// Without finish or drop, the file on disk holds every whole second written.
+    #[test]
+    fn the_header_is_current_every_second_without_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        let format = AudioFormat::new(48_000, 2).unwrap();
+        let mut w = WavWriter::create(&path, format).unwrap();
+        let chunk = vec![1000i16; 960 * 2];
+        for _ in 0..75 {
+            w.write_samples(&chunk, format).unwrap(); // 1.5 s
+        }
+        // What a killed process leaves: no finish, no drop.
+        std::mem::forget(w);
+        let r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.spec().channels, 2);
+        assert_eq!(r.duration(), 48_000, "the first whole second");
+        let b = std::fs::read(&path).unwrap();
+        let riff = u32::from_le_bytes(b[4..8].try_into().unwrap());
+        assert_eq!(riff, 36 + 48_000 * 4);
+    }
+
+    #[test]
+    fn create_new_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        std::fs::write(&path, b"precious").unwrap();
+        let format = AudioFormat::new(48_000, 1).unwrap();
+        let e = WavWriter::create_new(&path, format)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("a.wav"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
     }
 }

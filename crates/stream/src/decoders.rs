@@ -7,8 +7,8 @@ use wavecast_session::TrackKind;
 
 use crate::latency::Percentiles;
 use crate::receive::{
-    AudioOut, AudioStreamStats, Decoder, EncodedSource, VideoOut, VideoStreamStats, spawn_audio,
-    spawn_video,
+    AudioOut, AudioStreamStats, Decoder, EncodedSource, ReceiveLimits, VideoOut, VideoStreamStats,
+    spawn_audio, spawn_video_with,
 };
 use crate::record::ivf_wav::{RecordingStats, TrackFile};
 
@@ -30,6 +30,7 @@ pub struct Decoders {
     audio: Option<Decoder<AudioStreamStats>>,
     ivf: Option<TrackFile>,
     wav: Option<TrackFile>,
+    limits: ReceiveLimits,
     /// Finished video streams.
     pub done_video: Vec<VideoStreamStats>,
     /// Finished audio streams.
@@ -44,9 +45,21 @@ impl Decoders {
             audio: None,
             ivf,
             wav,
+            limits: ReceiveLimits::default(),
             done_video: Vec::new(),
             done_audio: Vec::new(),
         }
+    }
+
+    /// Decode with `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: ReceiveLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits the decoders apply.
+    pub fn limits(&self) -> ReceiveLimits {
+        self.limits
     }
 
     /// Collects decoders whose tracks ended.
@@ -107,12 +120,13 @@ impl Decoders {
     ) {
         match kind {
             TrackKind::Video => {
-                match spawn_video(
+                match spawn_video_with(
                     source,
                     out.video.clone(),
                     self.ivf.take(),
                     participant,
                     track,
+                    self.limits,
                 ) {
                     Ok(h) => self.video = Some(h),
                     Err(e) => tracing::error!("{e}"),

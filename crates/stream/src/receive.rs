@@ -11,14 +11,13 @@
 //! Live figures are relaxed atomics the overlay reads; the full statistics (every latency,
 //! every frame number) stay on the decoder thread and come back when its track ends.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde::Serialize;
-use wavecast_codec::{MAX_OPUS_DECODED, OpusDecoder, Vp8Decoder};
+use wavecast_codec::{CodecError, DEFAULT_MAX_PIXELS, MAX_OPUS_DECODED, OpusDecoder, Vp8Decoder};
 use wavecast_media::stamp;
 use wavecast_pipeline::{
     AgeHistogram, AudioFormat, AudioFrame, AudioFramePool, FanOut, FrameQueue, Mailbox,
@@ -27,6 +26,7 @@ use wavecast_pipeline::{
 use wavecast_session::EncodedFrame;
 use wavecast_session::SubscribedTrack;
 
+use crate::distinct::DistinctCounter;
 use crate::error::{Result, StreamError, media, pipeline, thread};
 use crate::latency::Percentiles;
 use crate::record::ivf_wav::TrackFile;
@@ -56,6 +56,26 @@ impl EncodedSource for SessionTrack {
     }
 }
 
+/// What a receiver accepts from peers it does not control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveLimits {
+    /// Largest decoded picture, pixels (width × height): larger keyframes are refused before
+    /// any allocation, and the track is reported instead of decoded.
+    pub max_pixels: u64,
+    /// Most tracks decoded at once (each one is a decoder thread); more are refused.
+    pub max_tracks: usize,
+}
+
+impl Default for ReceiveLimits {
+    /// 3840×2160 pixels, 32 tracks.
+    fn default() -> Self {
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            max_tracks: 32,
+        }
+    }
+}
+
 /// What the renderer reads from the video decoder.
 #[derive(Default)]
 pub struct VideoOut {
@@ -70,6 +90,8 @@ pub struct VideoOut {
     pub errors: AtomicU64,
     /// Decoded frames that could not be handed to the renderer (no pool buffer free).
     pub not_shown: AtomicU64,
+    /// Keyframes refused for announcing a picture larger than [`ReceiveLimits::max_pixels`].
+    pub refused: AtomicU64,
     /// Age of the last stamped frame at decode, µs.
     pub last_latency_us: AtomicU64,
     /// Median age at decode over the stream so far, µs (updated every 15 frames).
@@ -147,6 +169,11 @@ pub struct VideoStreamStats {
     pub decode_errors: u64,
     /// Frames skipped while waiting for a keyframe.
     pub skipped_before_keyframe: u64,
+    /// Keyframes refused for announcing a picture larger than [`ReceiveLimits::max_pixels`]
+    /// (not decoded, nothing allocated for them).
+    pub refused_keyframes: u64,
+    /// The size the last refused keyframe announced, `[width, height]`.
+    pub refused_size: Option<(u32, u32)>,
     /// Encoded bytes.
     pub bytes: u64,
     /// Picture size of the last frame.
@@ -293,13 +320,34 @@ fn read_stamp(img: &wavecast_codec::DecodedImage<'_>, now: Timestamp) -> Option<
 /// A running decoder thread and what it returns when its track ends.
 pub type Decoder<T> = JoinHandle<(T, Option<TrackFile>)>;
 
-/// Starts decoding video from `source` into `out`.
+/// Starts decoding video from `source` into `out`, with the default [`ReceiveLimits`].
 pub fn spawn_video<S: EncodedSource>(
+    source: S,
+    out: Arc<VideoOut>,
+    recorder: Option<TrackFile>,
+    participant: String,
+    track: String,
+) -> Result<Decoder<VideoStreamStats>> {
+    spawn_video_with(
+        source,
+        out,
+        recorder,
+        participant,
+        track,
+        ReceiveLimits::default(),
+    )
+}
+
+/// Starts decoding video from `source` into `out`. Keyframes larger than `limits.max_pixels`
+/// are refused (counted, warned about once, no keyframe requested for them): the track shows
+/// nothing until its publisher sends a keyframe that fits.
+pub fn spawn_video_with<S: EncodedSource>(
     mut source: S,
     out: Arc<VideoOut>,
     mut recorder: Option<TrackFile>,
     participant: String,
     track: String,
+    limits: ReceiveLimits,
 ) -> Result<Decoder<VideoStreamStats>> {
     let name = format!("video-{participant}");
     std::thread::Builder::new()
@@ -311,14 +359,17 @@ pub fn spawn_video<S: EncodedSource>(
                 ..Default::default()
             };
             let mut decoder = match Vp8Decoder::new() {
-                Ok(d) => d,
+                Ok(d) => d.with_max_pixels(limits.max_pixels),
                 Err(e) => {
                     tracing::error!("VP8 decoder: {e}");
                     return (stats, recorder);
                 }
             };
             let mut pool = DecodedPool::new("decoded", 4);
-            let mut seen: HashSet<u32> = HashSet::new();
+            let mut seen = DistinctCounter::default();
+            // Whether to ask for keyframes while waiting for one (not after refusing one: the
+            // publisher would only send the same size again).
+            let mut ask = true;
             let mut hist = AgeHistogram::new();
             let mut need_key = true;
             let mut first_at: Option<Instant> = None;
@@ -328,7 +379,7 @@ pub fn spawn_video<S: EncodedSource>(
                 stats.bytes += f.data.len() as u64;
                 out.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
                 if need_key && !f.keyframe {
-                    if stats.skipped_before_keyframe.is_multiple_of(15) {
+                    if ask && stats.skipped_before_keyframe.is_multiple_of(15) {
                         source.request_keyframe();
                     }
                     stats.skipped_before_keyframe += 1;
@@ -337,6 +388,26 @@ pub fn spawn_video<S: EncodedSource>(
                 let img = match decoder.decode(&f.data) {
                     Ok(Some(img)) => img,
                     Ok(None) => continue,
+                    Err(CodecError::TooLarge {
+                        width,
+                        height,
+                        max_pixels,
+                    }) => {
+                        if stats.refused_keyframes == 0 {
+                            tracing::warn!(
+                                "refusing video track {} of {}: its keyframe announces \
+                                 {width}x{height}, more than the {max_pixels} pixels accepted",
+                                stats.track,
+                                stats.participant
+                            );
+                        }
+                        stats.refused_keyframes += 1;
+                        stats.refused_size = Some((width, height));
+                        out.refused.fetch_add(1, Ordering::Relaxed);
+                        need_key = true;
+                        ask = false;
+                        continue;
+                    }
                     Err(e) => {
                         stats.decode_errors += 1;
                         out.errors.fetch_add(1, Ordering::Relaxed);
@@ -347,6 +418,7 @@ pub fn spawn_video<S: EncodedSource>(
                     }
                 };
                 need_key = false;
+                ask = true;
                 let now = Timestamp::now();
                 let (w, h) = (img.image.width, img.image.height);
                 stats.frames_decoded += 1;
@@ -433,10 +505,10 @@ pub fn spawn_video<S: EncodedSource>(
                 }
                 out.frames.fetch_add(1, Ordering::Relaxed);
             }
-            stats.distinct_frame_numbers = seen.len() as u64;
+            stats.distinct_frame_numbers = seen.count();
             if let (Some(a), Some(b)) = (stats.first_frame_number, stats.last_frame_number) {
                 let span = f64::from(b - a) + 1.0;
-                stats.received_pct = Some(100.0 * seen.len() as f64 / span);
+                stats.received_pct = Some(100.0 * seen.count() as f64 / span);
             }
             stats.latency = Percentiles::of(&hist);
             stats.seconds = first_at.map_or(0.0, |f| (last_at - f).as_secs_f64());
@@ -659,6 +731,62 @@ mod tests {
             .or(last_shown)
             .expect("pictures reached the mailbox");
         assert_eq!((last.width(), last.height()), (1280, 720));
+    }
+
+    /// Regression: a publisher's 16383x16383 keyframe made every viewer allocate ~400 MB.
+    #[test]
+    fn a_huge_keyframe_is_refused_and_the_track_keeps_running() {
+        use crate::publish::EncodedSink;
+        use wavecast_pipeline::{VideoFrameMut, VideoLayout};
+        let (mut tx, rx) = crate::loopback::link();
+        let out = Arc::new(VideoOut::default());
+        let dec = spawn_video(rx, out.clone(), None, "p".into(), "t".into()).unwrap();
+        let mut huge = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0xff, 0x3f, 0xff, 0x3f];
+        huge.extend(std::iter::repeat_n(0x55, 4000));
+        for n in 0..3u64 {
+            assert!(tx.write(&huge, n * 3000, Instant::now(), true).unwrap());
+            // Interframes after a refused keyframe are skipped, not decoded.
+            assert!(
+                tx.write(
+                    &[0x31, 0, 0, 1, 2, 3],
+                    n * 3000 + 1500,
+                    Instant::now(),
+                    false
+                )
+                .unwrap()
+            );
+        }
+        let mut enc =
+            wavecast_codec::Vp8Encoder::new(wavecast_codec::Vp8Config::new(160, 120, 30)).unwrap();
+        for n in 0..5u32 {
+            let mut f = VideoFrameMut::new(VideoLayout::new(PixelFormat::I420, 160, 120).unwrap());
+            wavecast_media::TestPattern::default()
+                .render(&mut f, n, Timestamp::now())
+                .unwrap();
+            let f = f.freeze();
+            let e = enc
+                .encode(
+                    &wavecast_codec::pipeline::i420_of(&f).unwrap(),
+                    i64::from(n) * 3000,
+                )
+                .unwrap()
+                .unwrap();
+            let (data, key) = (e.data.to_vec(), e.keyframe);
+            while !tx
+                .write(&data, 9000 + u64::from(n) * 3000, Instant::now(), key)
+                .unwrap()
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        drop(tx);
+        let (stats, _) = dec.join().unwrap();
+        assert_eq!(stats.refused_keyframes, 3, "{stats:?}");
+        assert_eq!(stats.refused_size, Some((16383, 16383)));
+        assert_eq!(out.refused.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.decode_errors, 0, "{stats:?}");
+        assert_eq!(stats.frames_decoded, 5, "{stats:?}");
+        assert_eq!((stats.width, stats.height), (160, 120));
     }
 
     #[test]

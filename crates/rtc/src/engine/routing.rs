@@ -2,6 +2,23 @@
 
 use super::*;
 
+/// At most one keyframe request (PLI) per remote track in this interval.
+pub(super) const MIN_PLI_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether a keyframe request for a remote track may go out now: somebody reads the track (its
+/// queue's receiver is alive and has room: a parked or abandoned subscription whose queue
+/// filled up asks for nothing), and the last request is at least [`MIN_PLI_INTERVAL`] old.
+pub(super) fn pli_due(
+    last: Option<Instant>,
+    now: Instant,
+    reader_alive: bool,
+    queue_free: usize,
+) -> bool {
+    reader_alive
+        && queue_free > 0
+        && last.is_none_or(|t| now.saturating_duration_since(t) >= MIN_PLI_INTERVAL)
+}
+
 impl Core {
     /// Match the offer's media sections to remote tracks: new msid on a mid → new subscription.
     pub(super) fn map_remote_tracks(&mut self, sdp_text: &str) {
@@ -72,12 +89,11 @@ impl Core {
         }
     }
 
+    /// Sends a PLI for `mid` when [`pli_due`] allows it.
     pub(super) fn request_keyframe(&mut self, mid: Mid) -> Result<(), EngineError> {
         let now = Instant::now();
         if let Some(r) = self.remote.get_mut(&mid) {
-            if r.last_pli
-                .is_some_and(|t| now.duration_since(t) < Duration::from_millis(300))
-            {
+            if !pli_due(r.last_pli, now, !r.tx.is_closed(), r.tx.capacity()) {
                 return Ok(());
             }
             r.last_pli = Some(now);
@@ -170,5 +186,37 @@ impl Core {
             self.request_keyframe(mid)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: parked subscriptions (queue full, nobody reading) sent a PLI every 300 ms.
+    #[test]
+    fn no_keyframe_requests_for_tracks_nobody_reads() {
+        let now = Instant::now();
+        assert!(pli_due(None, now, true, 1));
+        assert!(!pli_due(None, now, true, 0), "queue full: nobody consumes");
+        assert!(!pli_due(None, now, false, 256), "receiver dropped");
+    }
+
+    #[test]
+    fn keyframe_requests_are_at_most_one_per_second() {
+        let t0 = Instant::now();
+        let mut sent = 0;
+        let mut last = None;
+        // A decoder asking on every frame at 30 fps for 10 s.
+        for i in 0..300u64 {
+            let now = t0 + Duration::from_millis(i * 33);
+            if pli_due(last, now, true, 10) {
+                last = Some(now);
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 10);
+        // A clock that went backwards never panics and never floods.
+        assert!(!pli_due(Some(t0 + Duration::from_secs(5)), t0, true, 1));
     }
 }

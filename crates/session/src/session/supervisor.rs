@@ -143,6 +143,7 @@ impl Supervisor {
                 track_sid,
             } => {
                 self.end_remote(&track_sid);
+                self.track_names.remove(&track_sid);
                 self.push(SessionEvent::Engine(EngineEvent::TrackUnpublished {
                     participant_sid,
                     track_sid,
@@ -155,6 +156,11 @@ impl Supervisor {
                 }));
             }
             EngineEvent::TrackSubscribed(track) => self.on_subscribed(track),
+            EngineEvent::ParticipantLeft(p) => {
+                // Its tracks were unpublished just before (the engine says so first).
+                self.identities.remove(&p.sid);
+                self.push(SessionEvent::Engine(EngineEvent::ParticipantLeft(p)));
+            }
             EngineEvent::Resuming { reason } => {
                 warn!("session: signal lost, resuming: {reason}");
                 self.connected = false;

@@ -5,6 +5,8 @@
 //!
 //! A [`TrackFile`] moves from one decoder thread to the next (one stream at a time), so it never
 //! needs a lock; [`TrackFile::finish`] fixes up the file headers (dropping a recorder does too).
+//! The writers keep their headers current every second on their own, so a killed process loses
+//! at most the last second; an existing recording is never overwritten.
 
 use std::path::{Path, PathBuf};
 
@@ -56,21 +58,33 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Creates `dir` and both files in it.
+    /// Creates `dir` and both files in it. An existing recording is never overwritten: if either
+    /// file exists already, nothing is created and the error names it.
     ///
     /// # Errors
-    /// The directory or a file cannot be created; `channels` is not 1 or 2.
+    /// A file exists already; the directory or a file cannot be created; `channels` is not 1
+    /// or 2.
     pub fn create(dir: &Path, channels: u16) -> Result<Self> {
+        let format = AudioFormat::new(48_000, channels)
+            .map_err(pipeline(format!("{channels} audio channels")))?;
         std::fs::create_dir_all(dir).map_err(|source| StreamError::Io {
             action: "create",
             path: dir.to_owned(),
             source,
         })?;
-        let ivf = IvfWriter::create(&dir.join("video.ivf")).map_err(media("video recording"))?;
-        let format = AudioFormat::new(48_000, channels)
-            .map_err(pipeline(format!("{channels} audio channels")))?;
-        let wav =
-            WavWriter::create(dir.join("audio.wav"), format).map_err(media("audio recording"))?;
+        let (video, audio) = (dir.join("video.ivf"), dir.join("audio.wav"));
+        for path in [&video, &audio] {
+            if path.symlink_metadata().is_ok() {
+                return Err(StreamError::Io {
+                    action: "overwrite the existing recording",
+                    path: path.clone(),
+                    source: std::io::ErrorKind::AlreadyExists.into(),
+                });
+            }
+        }
+        // create_new again: whoever made one meanwhile keeps it.
+        let ivf = IvfWriter::create_new(&video).map_err(media("video recording"))?;
+        let wav = WavWriter::create_new(audio, format).map_err(media("audio recording"))?;
         Ok(Self {
             dir: dir.to_owned(),
             video: TrackFile::Ivf(ivf),
