@@ -12,16 +12,10 @@ const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 fn viewer_and_broadcaster_rejoin_after_a_server_restart() {
     let (mut server, broadcaster) = common::server_and_broadcaster(VIEWER);
     let url = server.ws_url();
-    let mut b = common::broadcaster_command(
-        &broadcaster,
-        &url,
-        "restart",
-        "caster",
-        [320, 180, 30, 300],
-        "40s",
-    );
-    // Patient: the later flag overrides join_args' `--max-attempts 3`.
-    b.args(["--max-attempts", "8"]);
+    let mut b = Command::new(&broadcaster);
+    b.args(patient(common::join_args(&url, "restart", "caster")))
+        .args(common::video_args(320, 180, 30))
+        .args(["--bitrate", "300", "--duration", "40s", "--no-stdin"]);
     let caster = common::Background::spawn("broadcaster", &mut b);
     let (_dir, stats) = common::temp_path("stats.json");
     let mut v = Command::new(VIEWER);
