@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wavecast_session::session::{SessionState, TrackKind, VideoSubscriber};
+use wavecast_session::{SessionState, TrackKind, VideoSubscriber};
 use wavecast_testbed::LiveKitServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wavecast_session::session::{
+use wavecast_session::{
     EngineEvent, EngineOptions, SessionEvent, SessionState, TrackKind, VideoSubscriber,
 };
 use wavecast_testbed::LiveKitServer;

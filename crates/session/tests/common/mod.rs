@@ -413,7 +413,7 @@ where
 /// Read stamped frames from `video` until `count` newer than `after` arrived, or `timeout`
 /// passed since `since`. Returns (frames, time of the first one since `since`, last number).
 pub async fn read_new_frames(
-    video: &mut wavecast_session::session::VideoSubscriber,
+    video: &mut wavecast_session::VideoSubscriber,
     after: u32,
     count: u32,
     since: Instant,
