@@ -7,12 +7,15 @@
 //!   mute, keyframe requests and counters steered through a bounded control channel;
 //! - [`receive`]: one thread per subscribed track — decoder → pipeline frames in a latest-frame
 //!   [`Mailbox`](wavecast_pipeline::Mailbox) (video, any size at any point of the stream) or a
-//!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency;
+//!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency; the same
+//!   path without a thread ([`receive::VideoReceiver`], [`receive::AudioReceiver`]) for callers
+//!   that drive many tracks from their own workers (a load test);
 //! - [`broadcast`]: a participant's publish loops and tracks — publish, mute, leave, stats;
 //! - [`decoders`]: the decoders of one watched participant, handing [`record`]ers along;
 //! - [`record`]: the received VP8 untouched into IVF, the decoded audio into WAV;
 //! - [`loopback`]: capture → encode → decode in one process, no server;
-//! - [`latency`]: percentiles on the pipeline's [`AgeHistogram`](wavecast_pipeline::AgeHistogram).
+//! - [`latency`]: percentiles on the pipeline's [`AgeHistogram`](wavecast_pipeline::AgeHistogram);
+//! - [`frames`]: the set of stamped frame numbers a receiver decoded (delivery ratios).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -47,6 +50,7 @@
 pub mod broadcast;
 pub mod decoders;
 mod error;
+pub mod frames;
 pub mod latency;
 pub mod loopback;
 pub mod publish;
