@@ -128,6 +128,12 @@ fn sigint_during_the_ramp_leaves_every_room() {
         .as_array()
         .expect("per-subscriber rows");
     assert_eq!(rows.len(), 40);
+    let mut outcomes: Vec<&str> = rows
+        .iter()
+        .map(|s| s["error"].as_str().unwrap_or("joined"))
+        .collect();
+    outcomes.dedup();
+    eprintln!("{joined} joined; outcomes in join order: {outcomes:?}");
     assert!(
         rows.iter().any(|s| s["error"]
             .as_str()

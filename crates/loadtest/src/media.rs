@@ -40,7 +40,8 @@ const AUDIO_BITRATE: u32 = 32_000;
 /// times a second; the receivers only touch their own relaxed atomics).
 #[derive(Debug, Default)]
 pub(crate) struct LiveMedia {
-    outputs: Mutex<(Vec<Arc<VideoOut>>, Vec<Arc<AudioOut>>)>,
+    video: Mutex<Vec<Arc<VideoOut>>>,
+    audio: Mutex<Vec<Arc<AudioOut>>>,
 }
 
 /// Totals of [`LiveMedia`].
@@ -53,22 +54,21 @@ pub(crate) struct LiveTotals {
 
 impl LiveMedia {
     fn add_video(&self, out: Arc<VideoOut>) {
-        lock(&self.outputs).0.push(out);
+        lock(&self.video).push(out);
     }
 
     fn add_audio(&self, out: Arc<AudioOut>) {
-        lock(&self.outputs).1.push(out);
+        lock(&self.audio).push(out);
     }
 
     pub(crate) fn totals(&self) -> LiveTotals {
-        let o = lock(&self.outputs);
         let mut t = LiveTotals::default();
-        for v in &o.0 {
+        for v in lock(&self.video).iter() {
             t.frames_decoded += v.frames.load(Ordering::Relaxed);
             t.bytes += v.bytes.load(Ordering::Relaxed);
             t.decode_errors += v.errors.load(Ordering::Relaxed);
         }
-        for a in &o.1 {
+        for a in lock(&self.audio).iter() {
             t.bytes += a.bytes.load(Ordering::Relaxed);
             t.decode_errors += a.errors.load(Ordering::Relaxed);
         }
