@@ -67,3 +67,90 @@ fn sigint_prints_the_report_and_leaves_every_room() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Ctrl-C while subscribers are still joining (a ramp of 4 joins per second): the joins in
+/// flight are finished and left or abandoned, the ones not started are reported as such, every
+/// joined participant leaves, and the report is printed.
+#[test]
+fn sigint_during_the_ramp_leaves_every_room() {
+    let server = LiveKitServer::start().expect("start livekit-server");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = common::command(dir.path());
+    cmd.args(["--url", &server.ws_url()])
+        .args(["--api-key", "devkey", "--api-secret", "secret"])
+        .args(["--publishers", "1", "--subscribers", "40", "--rooms", "1"])
+        .args([
+            "--ramp",
+            "4",
+            "--duration",
+            "120s",
+            "--size",
+            "320x180",
+            "--json",
+        ]);
+    let started = common::Background::spawn("load-test", &mut cmd);
+    let pid = started.pid();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin = RoomAdmin::new(&server.ws_url(), &server.keys(), Duration::from_secs(5));
+    let count = || {
+        rt.block_on(admin.list_participants("load-0"))
+            .map(|p| p.len())
+            .unwrap_or(0)
+    };
+    // The publisher and a few subscribers are in; most of the 40 are still to come (10 s ramp).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while count() < 4 {
+        assert!(Instant::now() < deadline, "the ramp never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let r = started.finish(Duration::from_secs(30));
+    assert_eq!(r.code(), 130, "exit 130 after Ctrl-C\n{}", r.output());
+    let report = common::report(&r);
+    assert_eq!(report["interrupted"], true, "{}", r.stdout);
+    let total = &report["total"];
+    assert_eq!(total["subscribers"].as_u64(), Some(40), "{}", r.stdout);
+    let joined = total["joined"].as_u64().unwrap_or(0);
+    assert!(
+        (2..40).contains(&joined),
+        "stopped during the ramp: {joined} of 40 joined\n{}",
+        r.stdout
+    );
+    let rows = report["subscribers"]
+        .as_array()
+        .expect("per-subscriber rows");
+    assert_eq!(rows.len(), 40);
+    let mut outcomes: Vec<&str> = rows
+        .iter()
+        .map(|s| s["error"].as_str().unwrap_or("joined"))
+        .collect();
+    outcomes.dedup();
+    eprintln!("{joined} joined; outcomes in join order: {outcomes:?}");
+    assert!(
+        rows.iter().any(|s| s["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("interrupted"))),
+        "subscribers never started are reported as such: {}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("interrupted"), "{}", r.output());
+
+    // Every participant that joined — including joins that were in flight — left at once.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "participants still in the room after the run: {}",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -7,17 +7,18 @@
 //!
 //! Starts a private livekit-server (or a 2-node cluster, joins alternating between the nodes),
 //! keeps one publisher in the room (a load test in this process: 640x360 at 30 fps + tone, with
-//! one subscriber of its own), then N times: connect a new session (viewer grants), wait for the
-//! video track, decode until the first picture, leave. Each join has 10 s. Prints the success rate
+//! one subscriber of its own), then N times: join a new [`Room`] (viewer grants), wait for the
+//! video track, decode until the first picture (the load test's receive path), leave. Each join has 10 s. Prints the success rate
 //! and join → first frame p50/p95/max.
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wavecast_loadtest::{LoadTest, LoadTestConfig, Quantiles};
-use wavecast_session::{
-    Credentials, Session, SessionEvent, SessionOptions, TrackKind, VideoSubscriber,
-};
+
+use wavecast_session::{Credentials, Room, RoomOptions, SessionOptions, TrackFilter};
+use wavecast_stream::receive::{ReceiveOptions, VideoOut, VideoReceiver};
 use wavecast_testbed::{API_KEY, API_SECRET, Cluster, LiveKitServer};
 use wavecast_token::{Keys, Preset};
 
@@ -36,28 +37,46 @@ async fn join_once(url: &str, identity: &str, room: &str) -> Result<Duration, St
         room,
         Preset::Viewer,
     );
-    let (session, mut events) = Session::connect(SessionOptions::new(url, creds))
-        .await
-        .map_err(|e| format!("join: {e}"))?;
+    let (room, mut events) = Room::connect_with(
+        SessionOptions::new(url, creds),
+        RoomOptions::default().reconnect(wavecast_session::ReconnectPolicy {
+            max_attempts: 0,
+            ..Default::default()
+        }),
+    )
+    .await
+    .map_err(|e| format!("join: {e}"))?;
     let result = async {
-        let track = loop {
-            match events.recv().await {
-                Some(SessionEvent::TrackSubscribed(t)) if t.kind() == TrackKind::Video => break t,
-                Some(_) => {}
-                None => return Err("session ended before the video track".to_owned()),
-            }
-        };
-        let mut video = VideoSubscriber::new(track).map_err(|e| e.to_string())?;
-        video
-            .recv()
+        let mut track = events
+            .next_track(&TrackFilter::video())
             .await
-            .map(|_| t0.elapsed())
-            .ok_or_else(|| "track ended before a picture".to_owned())
+            .ok_or("room closed before the video track")?;
+        // The load test's receive path: decode, read the stamp, copy nothing out.
+        let options = ReceiveOptions {
+            deliver_every: 0,
+            ..Default::default()
+        };
+        let key = track.key().clone();
+        let mut video = VideoReceiver::new(
+            Arc::new(VideoOut::default()),
+            None,
+            key.identity,
+            key.name,
+            options,
+        )
+        .map_err(|e| e.to_string())?;
+        while video.stats().frames_decoded == 0 {
+            let frame = track.recv().await.ok_or("track ended before a picture")?;
+            if video.push(&frame) {
+                track.request_keyframe();
+            }
+        }
+        Ok::<Duration, String>(t0.elapsed())
     };
     let r = tokio::time::timeout(Duration::from_secs(10), result)
         .await
         .unwrap_or_else(|_| Err("no picture within 10 s".into()));
-    session.close().await;
+    room.close().await;
     r
 }
 

@@ -2,6 +2,7 @@
 
 use wavecast_session::SessionError;
 use wavecast_session::admin::AdminError;
+use wavecast_stream::StreamError;
 
 /// Why a load test could not run. Failures of single participants are not errors: they are
 /// counted in the [`crate::Report`].
@@ -38,13 +39,24 @@ pub enum LoadTestError {
         #[source]
         source: Box<SessionError>,
     },
-    /// A thread could not be started.
-    #[error("cannot start thread {name}")]
-    Thread {
-        /// The thread's name.
-        name: String,
-        /// The OS error.
+    /// A publisher joined but its tracks could not be published.
+    #[error("publisher {identity} in room {room} could not publish")]
+    Publish {
+        /// The publisher's identity.
+        identity: String,
+        /// Its room.
+        room: String,
+        /// What failed.
         #[source]
-        source: std::io::Error,
+        source: Box<StreamError>,
+    },
+    /// A publish loop or a receiver could not start (encoder, decoder, thread).
+    #[error("cannot start the {what}")]
+    Media {
+        /// Which part.
+        what: &'static str,
+        /// The media-stream error.
+        #[source]
+        source: Box<StreamError>,
     },
 }

@@ -8,15 +8,18 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use wavecast_codec::Vp8Config;
+use wavecast_pipeline::AgeHistogram;
 use wavecast_session::admin::RoomAdmin;
-use wavecast_session::{Credentials, Session, SessionEvent, SessionOptions, TrackKind};
-use wavecast_token::Preset;
+use wavecast_session::{
+    Credentials, Preset, ReconnectPolicy, Room, RoomEvent, RoomEvents, RoomOptions, SessionOptions,
+    TrackKind,
+};
+use wavecast_stream::publish::CaptureStats;
 
 use crate::config::LoadTestConfig;
 use crate::cpu::process_cpu_seconds;
 use crate::error::LoadTestError;
-use crate::media::{self, Latency, LiveMedia, PublishLoop};
+use crate::media::{self, LiveMedia, PublishLoop};
 use crate::plan::{Member, Plan, plan};
 use crate::report::{
     CpuReport, Report, Settings, SubscriberOutcome, publisher_report, subscriber_report, totals,
@@ -103,6 +106,7 @@ impl ProgressHandle {
     /// The current figures (a few relaxed atomic loads).
     pub fn snapshot(&self) -> Progress {
         let l = &self.live;
+        let media = l.media.totals();
         let since = l.measuring_since_us.load(Ordering::Relaxed);
         let measured = if since == 0 {
             Duration::ZERO
@@ -120,9 +124,9 @@ impl ProgressHandle {
             subscribers_joined: l.joined.load(Ordering::Relaxed),
             subscribers_failed: l.failed.load(Ordering::Relaxed),
             subscribers: self.subscribers,
-            frames_decoded: l.media.frames_decoded.load(Ordering::Relaxed),
-            bytes: l.media.bytes.load(Ordering::Relaxed),
-            decode_errors: l.media.decode_errors.load(Ordering::Relaxed),
+            frames_decoded: media.frames_decoded,
+            bytes: media.bytes,
+            decode_errors: media.decode_errors,
         }
     }
 }
@@ -198,7 +202,7 @@ impl LoadTest {
         let mut pace = Pacer::new(c.ramp);
 
         // Publishers first: the test has nothing to measure without them.
-        let mut publishers: Vec<(Member, Session, PublishLoop)> = Vec::new();
+        let mut publishers: Vec<(Member, Room, PublishLoop)> = Vec::new();
         for m in &self.plan.publishers {
             if !pace.wait(&cancel).await {
                 break;
@@ -225,10 +229,10 @@ impl LoadTest {
                 }
             }
         }
-        let counters: Arc<HashMap<String, Arc<AtomicU64>>> = Arc::new(
+        let counters: Arc<HashMap<String, Arc<CaptureStats>>> = Arc::new(
             publishers
                 .iter()
-                .map(|(m, _, p)| (m.identity.clone(), p.counter()))
+                .map(|(m, _, p)| (m.identity.clone(), p.video_stats()))
                 .collect(),
         );
 
@@ -283,7 +287,7 @@ impl LoadTest {
         };
         let cutoff: HashMap<String, u64> = counters
             .iter()
-            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed).saturating_sub(behind)))
+            .map(|(k, v)| (k.clone(), numbered(v).saturating_sub(behind)))
             .collect();
         let interrupted = interrupted || !sleep_or_cancel(allowance, &cancel).await;
         let measured = measure_start.elapsed();
@@ -305,7 +309,7 @@ impl LoadTest {
             .collect();
 
         let members: Vec<&Member> = self.plan.publishers.iter().collect();
-        let mut latency = Latency::default();
+        let mut latency = AgeHistogram::new();
         let rows: Vec<_> = outcomes
             .iter()
             .map(|o| subscriber_report(o, &cutoff, &members, &mut latency))
@@ -350,7 +354,7 @@ impl LoadTest {
                 ramp_joins_per_s: c.ramp,
                 video: c.video,
                 audio: c.audio,
-                decode: "every frame",
+                decode: "every frame decoded, every stamp read; pictures not copied out",
             },
             interrupted,
             join_phase_s: join_phase.as_secs_f64(),
@@ -408,58 +412,80 @@ impl Pacer {
     }
 }
 
+/// The next stamped frame number of a publisher's video loop (frames `0..n` were numbered).
+fn numbered(stats: &CaptureStats) -> u64 {
+    stats.numbered.load(Ordering::Relaxed)
+}
+
+/// How long a join still in flight when the run stops may take to finish, so that it can be
+/// left cleanly (a connect dropped half-way leaves the server waiting for a reconnect).
+const LEAVE_GRACE: Duration = Duration::from_secs(5);
+
+/// Room options of every load-test participant: the first join is not retried (a failed join
+/// is a result to report, not to hide), and a lost connection is not rejoined.
+fn room_options(c: &LoadTestConfig) -> RoomOptions {
+    let no_retry = ReconnectPolicy {
+        max_attempts: 0,
+        ..ReconnectPolicy::default()
+    };
+    RoomOptions::default()
+        .reconnect(no_retry)
+        .transport_timeout(c.join_timeout)
+}
+
+async fn connect(
+    m: &Member,
+    c: &LoadTestConfig,
+    preset: Preset,
+) -> Result<(Room, RoomEvents), wavecast_session::SessionError> {
+    let creds = Credentials::mint(c.keys.clone(), &m.identity, &m.room, preset);
+    let options = room_options(c);
+    Room::connect_with(SessionOptions::new(m.url.clone(), creds), options).await
+}
+
 async fn join_publisher(
     m: &Member,
     c: &LoadTestConfig,
-) -> Result<(Session, PublishLoop), LoadTestError> {
-    let failed = |source| LoadTestError::Publisher {
-        identity: m.identity.clone(),
-        room: m.room.clone(),
-        source: Box::new(source),
+) -> Result<(Room, PublishLoop), LoadTestError> {
+    // The loops start first (encoder set-up is not join time); they send nothing until
+    // published.
+    let mut publish = PublishLoop::start(c.video, c.audio)?;
+    let (room, mut events) = match connect(m, c, Preset::Broadcaster).await {
+        Ok(r) => r,
+        Err(e) => {
+            tokio::task::spawn_blocking(move || publish.stop());
+            return Err(LoadTestError::Publisher {
+                identity: m.identity.clone(),
+                room: m.room.clone(),
+                source: Box::new(e),
+            });
+        }
     };
-    let creds = Credentials::mint(c.keys.clone(), &m.identity, &m.room, Preset::Broadcaster);
-    let options = SessionOptions::new(m.url.clone(), creds).transport_timeout(c.join_timeout);
-    let (session, mut events) = Session::connect(options).await.map_err(failed)?;
-    // Nobody needs a publisher's events; the task ends when the session closes.
+    // Nobody needs a publisher's events; the task ends when the room closes.
     tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let mut vp8 = Vp8Config::new(c.video.width, c.video.height, c.video.fps);
-    vp8.bitrate = c.video.bitrate;
-    let tracks = async {
-        let video = session.publish_video("video", vp8).await?;
-        let audio = if c.audio {
-            Some(session.publish_audio("tone", 1, 32_000).await?)
-        } else {
-            None
-        };
-        Ok((video, audio))
-    };
-    let (video, audio) = match tracks.await {
-        Ok(t) => t,
-        Err(e) => {
-            session.close().await;
-            return Err(failed(e));
-        }
-    };
-    match media::start_publisher(&m.identity, video, audio, c.video) {
-        Ok(publish) => Ok((session, publish)),
-        Err(e) => {
-            session.close().await;
-            Err(e)
-        }
+    if let Err(e) = publish.publish(room.session()).await {
+        room.close().await;
+        tokio::task::spawn_blocking(move || publish.stop());
+        return Err(LoadTestError::Publish {
+            identity: m.identity.clone(),
+            room: m.room.clone(),
+            source: Box::new(e),
+        });
     }
+    Ok((room, publish))
 }
 
-/// Stops every publish loop, then closes the sessions (leave).
+/// Stops every publish loop, then leaves the rooms.
 async fn stop_publishers(
-    publishers: Vec<(Member, Session, PublishLoop)>,
+    publishers: Vec<(Member, Room, PublishLoop)>,
 ) -> Vec<(Member, u64, media::PublishOutcome)> {
     let mut out = Vec::with_capacity(publishers.len());
-    for (m, session, publish) in publishers {
-        let captured = publish.frames_captured();
+    for (m, room, publish) in publishers {
+        let captured = numbered(&publish.video_stats());
         let outcome = tokio::task::spawn_blocking(move || publish.stop())
             .await
             .unwrap_or_default();
-        session.close().await;
+        room.close().await;
         out.push((m, captured, outcome));
     }
     out
@@ -468,13 +494,13 @@ async fn stop_publishers(
 struct SubscriberContext {
     config: LoadTestConfig,
     live: Arc<Live>,
-    counters: Arc<HashMap<String, Arc<AtomicU64>>>,
+    counters: Arc<HashMap<String, Arc<CaptureStats>>>,
     decode: Handle,
     stop: CancellationToken,
     tracks_per_publisher: u64,
 }
 
-/// One subscriber: join, hand every subscribed track to a decoder, stop at `stop`, leave.
+/// One subscriber: join, hand every subscribed track to a receiver, stop at `stop`, leave.
 async fn subscribe(m: Member, publishers: u64, ctx: Arc<SubscriberContext>) -> SubscriberOutcome {
     let c = &ctx.config;
     let started = Instant::now();
@@ -490,19 +516,33 @@ async fn subscribe(m: Member, publishers: u64, ctx: Arc<SubscriberContext>) -> S
         audio: Vec::new(),
         captured_at_join: HashMap::new(),
     };
-    let creds = Credentials::mint(c.keys.clone(), &m.identity, &m.room, Preset::Viewer);
-    let options = SessionOptions::new(m.url.clone(), creds).transport_timeout(c.join_timeout);
+    let join = tokio::time::timeout(c.join_timeout, connect(&m, c, Preset::Viewer));
+    tokio::pin!(join);
     let joined = tokio::select! {
-        _ = ctx.stop.cancelled() => None,
-        r = tokio::time::timeout(c.join_timeout, Session::connect(options)) => Some(r),
+        r = &mut join => r,
+        _ = ctx.stop.cancelled() => {
+            // Stopped (Ctrl-C, or the run ended) while joining: let the join finish so that
+            // the room is left cleanly, not abandoned half-way.
+            match tokio::time::timeout(LEAVE_GRACE, &mut join).await {
+                Ok(Ok(Ok((room, _events)))) => {
+                    room.close().await;
+                    out.error = Some("stopped while joining (joined and left at once)".into());
+                }
+                Ok(Ok(Err(e))) => out.error = Some(error_chain(&e)),
+                Ok(Err(_)) => out.error = Some(format!("no join within {:?}", c.join_timeout)),
+                Err(_) => out.error = Some("stopped while joining (join abandoned)".into()),
+            }
+            ctx.live.failed.fetch_add(1, Ordering::Relaxed);
+            out.left_at = Instant::now();
+            return out;
+        }
     };
-    let (session, mut events) = match joined {
-        Some(Ok(Ok(s))) => s,
+    let (room, mut events) = match joined {
+        Ok(Ok(r)) => r,
         other => {
             out.error = Some(match other {
-                Some(Ok(Err(e))) => error_chain(&e),
-                Some(Err(_)) => format!("no join within {:?}", c.join_timeout),
-                Some(Ok(Ok(_))) | None => "stopped before the join completed".into(),
+                Ok(Err(e)) => error_chain(&e),
+                _ => format!("no join within {:?}", c.join_timeout),
             });
             ctx.live.failed.fetch_add(1, Ordering::Relaxed);
             out.left_at = Instant::now();
@@ -514,7 +554,7 @@ async fn subscribe(m: Member, publishers: u64, ctx: Arc<SubscriberContext>) -> S
     out.captured_at_join = ctx
         .counters
         .iter()
-        .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+        .map(|(k, v)| (k.clone(), numbered(v)))
         .collect();
     let mut video = Vec::new();
     let mut audio = Vec::new();
@@ -524,7 +564,7 @@ async fn subscribe(m: Member, publishers: u64, ctx: Arc<SubscriberContext>) -> S
             _ = ctx.stop.cancelled() => break,
             ev = events.recv() => match ev { Some(ev) => ev, None => break },
         };
-        if let SessionEvent::TrackSubscribed(track) = ev {
+        if let RoomEvent::TrackSubscribed { track, .. } = ev {
             out.tracks_subscribed += 1;
             let (stop, live) = (ctx.stop.clone(), ctx.live.media.clone());
             match track.kind() {
@@ -539,17 +579,21 @@ async fn subscribe(m: Member, publishers: u64, ctx: Arc<SubscriberContext>) -> S
         }
     }
     for h in video {
-        if let Ok(v) = h.await {
-            out.video.push(v);
+        match h.await {
+            Ok(Ok(v)) => out.video.push(v),
+            Ok(Err(e)) => tracing::error!("{}: {}", m.identity, error_chain(&e)),
+            Err(e) => tracing::error!("{}: a video receiver failed: {e}", m.identity),
         }
     }
     for h in audio {
-        if let Ok(a) = h.await {
-            out.audio.push(a);
+        match h.await {
+            Ok(Ok(a)) => out.audio.push(a),
+            Ok(Err(e)) => tracing::error!("{}: {}", m.identity, error_chain(&e)),
+            Err(e) => tracing::error!("{}: an audio receiver failed: {e}", m.identity),
         }
     }
     out.left_at = Instant::now();
-    session.close().await;
+    room.close().await;
     out
 }
 

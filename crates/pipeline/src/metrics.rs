@@ -61,6 +61,16 @@ impl AgeHistogram {
         self.hist.len()
     }
 
+    /// Adds every age `other` recorded (for example per-stream histograms into a total).
+    /// Both cover the same range, so nothing is lost; allocation-free.
+    pub fn merge(&mut self, other: &AgeHistogram) {
+        // Same bounds and precision on both sides (`new` is the only constructor): `add`
+        // cannot fail on range, and saturating counts cannot overflow.
+        let _ = self.hist.add(&other.hist);
+        self.saturated += other.saturated;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
     /// Forgets everything recorded (keeps the allocation).
     pub fn reset(&mut self) {
         self.hist.reset();
@@ -142,6 +152,26 @@ mod tests {
         assert!(json.contains("\"p99_us\""));
         h.reset();
         assert_eq!(h.summary(), LatencySummary::default());
+    }
+
+    #[test]
+    fn merged_histograms_hold_both_sets_of_ages() {
+        let (mut a, mut b) = (AgeHistogram::new(), AgeHistogram::new());
+        for ms in 1..=50u64 {
+            a.record(Duration::from_millis(ms));
+        }
+        for ms in 51..=100u64 {
+            b.record(Duration::from_millis(ms));
+        }
+        b.record(Duration::from_secs(3600));
+        a.merge(&b);
+        let s = a.summary();
+        assert_eq!(s.count, 101);
+        assert!((50_000..=52_000).contains(&s.p50_us), "{s:?}");
+        assert_eq!(s.saturated, 1);
+        assert_eq!(s.max_us, MAX_TRACKED_AGE.as_micros() as u64);
+        a.merge(&AgeHistogram::new());
+        assert_eq!(a.count(), 101);
     }
 
     #[test]

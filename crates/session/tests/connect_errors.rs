@@ -5,9 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::{
-    Credentials, EndReason, SessionError, SessionOptions, SessionState,
-};
+use wavecast_session::{Credentials, EndReason, SessionError, SessionOptions, SessionState};
 use wavecast_testbed::LiveKitServer;
 use wavecast_token::{Keys, Preset, TokenBuilder};
 

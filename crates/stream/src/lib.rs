@@ -8,16 +8,18 @@
 //! - [`receive`]: one thread per subscribed track — decoder → pipeline frames in a latest-frame
 //!   [`Mailbox`](wavecast_pipeline::Mailbox) (video, any size at any point of the stream) or a
 //!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency, within
-//!   [`receive::ReceiveLimits`] (largest picture, most tracks) against hostile publishers;
+//!   [`receive::ReceiveLimits`] (largest picture, most tracks) against hostile publishers; the same
+//!   path without a thread ([`receive::VideoReceiver`], [`receive::AudioReceiver`]) for callers
+//!   that drive many tracks from their own workers (a load test);
 //! - [`broadcast`]: a participant's publish loops and tracks — publish, mute, leave, stats;
 //! - [`decoders`]: the decoders of one watched participant, handing their
 //!   [`record::ivf_wav`] files along;
 //! - [`record`]: the room recorder — joins hidden, every participant's VP8 and Opus untouched
 //!   into one crash-safe WebM file per participant visit, a JSON manifest per room; and
 //!   [`record::ivf_wav`], the viewer's received VP8 into IVF and decoded audio into WAV;
-//! - [`distinct`]: the delivery ratio's distinct frame numbers, counted in fixed memory;
 //! - [`loopback`]: capture → encode → decode in one process, no server;
-//! - [`latency`]: percentiles on the pipeline's [`AgeHistogram`](wavecast_pipeline::AgeHistogram).
+//! - [`latency`]: percentiles on the pipeline's [`AgeHistogram`](wavecast_pipeline::AgeHistogram);
+//! - [`frames`]: the set of stamped frame numbers a receiver decoded (delivery ratios).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -51,8 +53,8 @@
 
 pub mod broadcast;
 pub mod decoders;
-pub mod distinct;
 mod error;
+pub mod frames;
 pub mod latency;
 pub mod loopback;
 pub mod publish;

@@ -97,6 +97,10 @@ pub struct CaptureStats {
     pub offline: AtomicU64,
     /// Frame number of the last frame sent (video).
     pub last_frame_number: AtomicU64,
+    /// Frames given a frame number so far, i.e. the next frame number (video): every number
+    /// below it was encoded and sent or dropped, so a receiver can count what it should have
+    /// seen up to any moment.
+    pub numbered: AtomicU64,
     /// Total encode time, microseconds.
     pub encode_us: AtomicU64,
     /// Muted right now.
@@ -468,6 +472,7 @@ fn video_loop(
         }
         // Numbers count frames handed to the encoder, so gaps at the receiver are losses.
         frame_number = frame_number.wrapping_add(1);
+        stats.numbered.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -23,11 +23,10 @@ use wavecast_pipeline::{
     AgeHistogram, AudioFormat, AudioFrame, AudioFramePool, FanOut, FrameQueue, Mailbox,
     PixelFormat, Timestamp, VideoFrame, VideoFramePool, VideoLayout,
 };
-use wavecast_session::EncodedFrame;
-use wavecast_session::SubscribedTrack;
+use wavecast_session::{EncodedFrame, SubscribedTrack};
 
-use crate::distinct::DistinctCounter;
 use crate::error::{Result, StreamError, media, pipeline, thread};
+use crate::frames::FrameSet;
 use crate::latency::Percentiles;
 use crate::record::ivf_wav::TrackFile;
 
@@ -37,6 +36,10 @@ pub trait EncodedSource: Send + 'static {
     fn recv(&mut self) -> Option<EncodedFrame>;
     /// Ask the sender for a keyframe.
     fn request_keyframe(&self);
+    /// Frames the source dropped because its reader was slow (0 for sources that never drop).
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// A session's subscribed track read from a plain thread (it continues across rejoins).
@@ -53,6 +56,9 @@ impl EncodedSource for SessionTrack {
     }
     fn request_keyframe(&self) {
         self.track.request_keyframe();
+    }
+    fn dropped(&self) -> u64 {
+        self.track.dropped()
     }
 }
 
@@ -127,6 +133,8 @@ pub struct AudioOut {
     pub bytes: AtomicU64,
     /// Samples per channel decoded.
     pub samples: AtomicU64,
+    /// Packets that failed to decode.
+    pub errors: AtomicU64,
 }
 
 impl AudioOut {
@@ -142,6 +150,7 @@ impl AudioOut {
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             samples: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
         }
     }
 }
@@ -201,6 +210,19 @@ pub struct VideoStreamStats {
     pub not_shown: u64,
     /// Wall time from the first to the last decoded frame, seconds.
     pub seconds: f64,
+    /// Frames that followed lost packets (the source's contiguity flag).
+    pub gaps: u64,
+    /// Frames the source dropped because this reader was slow ([`EncodedSource::dropped`]).
+    pub source_drops: u64,
+    /// When the first picture was decoded.
+    #[serde(skip)]
+    pub first_decoded_at: Option<Instant>,
+    /// Every stamped frame number decoded (for delivery over any range of the sender's frames).
+    #[serde(skip)]
+    pub frame_numbers: FrameSet,
+    /// Every recorded age (what `latency` summarises), to merge with other streams'.
+    #[serde(skip)]
+    pub ages: AgeHistogram,
 }
 
 /// A picture size a video stream switched to.
@@ -236,6 +258,27 @@ pub struct AudioStreamStats {
     pub wall_seconds: f64,
     /// Samples per channel written to the WAV recording.
     pub recorded_samples: u64,
+    /// Packets received (decoded or not).
+    pub received: u64,
+    /// Encoded bytes received.
+    pub bytes: u64,
+    /// RTP times (48 kHz) of the earliest and the latest packet received.
+    pub rtp_span: Option<(u64, u64)>,
+    /// Samples per channel of the last decoded packet (960 for 20 ms Opus frames).
+    pub packet_samples: u64,
+    /// Packets the source dropped because this reader was slow ([`EncodedSource::dropped`]).
+    pub source_drops: u64,
+}
+
+impl AudioStreamStats {
+    /// Packets the RTP time span implies were sent, at the last decoded packet's duration
+    /// (0 before a packet decoded). `expected − received` is the network's loss.
+    pub fn expected_packets(&self) -> u64 {
+        match (self.rtp_span, self.packet_samples) {
+            (Some((a, b)), n) if n > 0 => (b - a) / n + 1,
+            _ => 0,
+        }
+    }
 }
 
 /// The decoder's frame pool, rebuilt when a picture no longer fits its buffers.
@@ -317,10 +360,272 @@ fn read_stamp(img: &wavecast_codec::DecodedImage<'_>, now: Timestamp) -> Option<
     (off <= STAMP_PLAUSIBLE).then_some(s)
 }
 
+/// How a receiver hands on what it decodes, and what it measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveOptions {
+    /// Hand every `deliver_every`-th decoded picture (video) or packet (audio) to the outputs:
+    /// `1` (the default) every one, as a viewer needs; `0` none — a client that only measures
+    /// (a load test) saves the copy out of the decoder and the output pool. Everything is still
+    /// decoded (VP8 inter frames depend on the frames before them) and every stamp is read.
+    pub deliver_every: u32,
+    /// Ages of stamped pictures decoded within this time of the first decoded picture are left
+    /// out of the latency histogram (the start of a stream: the wait for the first keyframe,
+    /// a jitter buffer filling). Zero by default.
+    pub latency_warmup: std::time::Duration,
+    /// Largest decoded picture, pixels: larger keyframes are refused before any allocation
+    /// ([`ReceiveLimits::max_pixels`]; 3840×2160 by default).
+    pub max_pixels: u64,
+}
+
+impl Default for ReceiveOptions {
+    fn default() -> Self {
+        Self {
+            deliver_every: 1,
+            latency_warmup: std::time::Duration::ZERO,
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// The video receive path of one track, without a thread: feed it encoded frames with
+/// [`push`](Self::push) from any loop (a decoder thread — [`spawn_video`] — or an async task on
+/// a runtime of the caller's size), read [`stats`](Self::stats), [`finish`](Self::finish) when
+/// the track ends.
+///
+/// Per frame: VP8 decode, the stamp read (frame number into a [`FrameSet`], age into an
+/// [`AgeHistogram`]), the relaxed counters of [`VideoOut`], and — per
+/// [`ReceiveOptions::deliver_every`] — a copy into a pooled frame posted to the mailbox. Nothing
+/// allocates in steady state.
+pub struct VideoReceiver {
+    out: Arc<VideoOut>,
+    recorder: Option<TrackFile>,
+    options: ReceiveOptions,
+    stats: VideoStreamStats,
+    decoder: Vp8Decoder,
+    pool: DecodedPool,
+    hist: AgeHistogram,
+    need_key: bool,
+    /// Whether to ask for keyframes while waiting for one (not after refusing one: the
+    /// publisher would only send the same size again).
+    ask: bool,
+    last_at: Instant,
+}
+
+impl std::fmt::Debug for VideoReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoReceiver")
+            .field("participant", &self.stats.participant)
+            .field("track", &self.stats.track)
+            .field("frames_decoded", &self.stats.frames_decoded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VideoReceiver {
+    /// A receiver for the track `track` of `participant`, decoding into `out` (and the encoded
+    /// frames into `recorder`'s IVF file when given).
+    ///
+    /// # Errors
+    /// The VP8 decoder cannot start.
+    pub fn new(
+        out: Arc<VideoOut>,
+        recorder: Option<TrackFile>,
+        participant: String,
+        track: String,
+        options: ReceiveOptions,
+    ) -> Result<Self> {
+        let decoder = Vp8Decoder::new()
+            .map_err(crate::error::codec("cannot start the VP8 decoder"))?
+            .with_max_pixels(options.max_pixels);
+        Ok(Self {
+            out,
+            recorder,
+            options,
+            stats: VideoStreamStats {
+                participant,
+                track,
+                // An hour at 30 fps before the set grows.
+                frame_numbers: FrameSet::with_capacity(1 << 17),
+                ..Default::default()
+            },
+            decoder,
+            pool: DecodedPool::new("decoded", 4),
+            hist: AgeHistogram::new(),
+            need_key: true,
+            ask: true,
+            last_at: Instant::now(),
+        })
+    }
+
+    /// Decodes one encoded frame. Returns `true` when the sender should be asked for a keyframe
+    /// (waiting for the first one, or after a decode error).
+    #[must_use = "ask the source for a keyframe when this is true"]
+    pub fn push(&mut self, f: &EncodedFrame) -> bool {
+        let (stats, out) = (&mut self.stats, &*self.out);
+        stats.frames_in += 1;
+        stats.bytes += f.data.len() as u64;
+        out.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
+        if !f.contiguous {
+            stats.gaps += 1;
+        }
+        if self.need_key && !f.keyframe {
+            let ask = self.ask && stats.skipped_before_keyframe.is_multiple_of(15);
+            stats.skipped_before_keyframe += 1;
+            return ask;
+        }
+        let img = match self.decoder.decode(&f.data) {
+            Ok(Some(img)) => img,
+            Ok(None) => return false,
+            Err(CodecError::TooLarge {
+                width,
+                height,
+                max_pixels,
+            }) => {
+                if stats.refused_keyframes == 0 {
+                    tracing::warn!(
+                        "refusing video track {} of {}: its keyframe announces \
+                         {width}x{height}, more than the {max_pixels} pixels accepted",
+                        stats.track,
+                        stats.participant
+                    );
+                }
+                stats.refused_keyframes += 1;
+                stats.refused_size = Some((width, height));
+                out.refused.fetch_add(1, Ordering::Relaxed);
+                self.need_key = true;
+                self.ask = false;
+                return false;
+            }
+            Err(e) => {
+                stats.decode_errors += 1;
+                out.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("VP8 decode: {e}; asking for a keyframe");
+                self.need_key = true;
+                return true;
+            }
+        };
+        self.need_key = false;
+        self.ask = true;
+        let now = Timestamp::now();
+        let (w, h) = (img.image.width, img.image.height);
+        stats.frames_decoded += 1;
+        if (stats.width, stats.height) != (w, h) {
+            if stats.frames_decoded > 1 {
+                tracing::info!(
+                    "video of {} changed size: {}x{} → {w}x{h}",
+                    stats.participant,
+                    stats.width,
+                    stats.height
+                );
+            }
+            stats.sizes.push(SizeChange {
+                width: w,
+                height: h,
+                first_frame: stats.frames_decoded,
+                at_unix_s: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            });
+        }
+        stats.width = w;
+        stats.height = h;
+        let at = Instant::now();
+        let first_at = *stats.first_decoded_at.get_or_insert(at);
+        self.last_at = at;
+        let stamp = read_stamp(&img, now);
+        if let Some(s) = stamp {
+            let age = now.saturating_duration_since(s.timestamp);
+            stats.stamped_frames += 1;
+            stats.frame_numbers.insert(s.frame_number);
+            if at.duration_since(first_at) >= self.options.latency_warmup {
+                self.hist.record(age);
+            }
+            out.last_latency_us
+                .store(age.as_micros() as u64, Ordering::Relaxed);
+            out.last_frame_number
+                .store(u64::from(s.frame_number), Ordering::Relaxed);
+            if stats.stamped_frames % 15 == 1 {
+                out.p50_latency_us
+                    .store(self.hist.quantile_us(0.5), Ordering::Relaxed);
+            }
+        }
+        out.stamped.store(stamp.is_some(), Ordering::Relaxed);
+        out.size.store((w << 16) | (h & 0xffff), Ordering::Relaxed);
+        if let Some(TrackFile::Ivf(ivf)) = self.recorder.as_mut() {
+            match ivf
+                .write(&f.data, f.rtp_time, w, h)
+                .map_err(media("video recording"))
+            {
+                Ok(()) => stats.recorded_frames += 1,
+                Err(e) => {
+                    tracing::error!("recording stopped: {e}");
+                    self.recorder = None;
+                }
+            }
+        }
+        let every = u64::from(self.options.deliver_every);
+        if every > 0 && (stats.frames_decoded - 1).is_multiple_of(every) {
+            let copied = self.pool.fit(w, h).and_then(|p| {
+                wavecast_codec::pipeline::to_frame(&img, p)
+                    .map_err(crate::error::codec("copy the decoded picture"))
+            });
+            match copied {
+                Ok(mut frame) => {
+                    frame
+                        .set_timestamp(stamp.map_or(now, |s| s.timestamp))
+                        .set_sequence(
+                            stamp.map_or(stats.frames_decoded, |s| u64::from(s.frame_number)),
+                        );
+                    out.mailbox.post(frame.freeze());
+                }
+                Err(e) => {
+                    stats.not_shown += 1;
+                    out.not_shown.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("decoded {w}x{h} frame not shown: {e}");
+                }
+            }
+        }
+        out.frames.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// What the stream delivered so far (the latency fields are filled by
+    /// [`finish`](Self::finish); [`ages`](Self::ages) has them now).
+    pub fn stats(&self) -> &VideoStreamStats {
+        &self.stats
+    }
+
+    /// The ages recorded so far.
+    pub fn ages(&self) -> &AgeHistogram {
+        &self.hist
+    }
+
+    /// The stream's totals and the recorder (to hand to the next stream). `source_drops`: what
+    /// the source dropped because this reader was slow ([`EncodedSource::dropped`]).
+    pub fn finish(mut self, source_drops: u64) -> (VideoStreamStats, Option<TrackFile>) {
+        let stats = &mut self.stats;
+        stats.source_drops = source_drops;
+        stats.distinct_frame_numbers = stats.frame_numbers.len();
+        stats.first_frame_number = stats.frame_numbers.first();
+        stats.last_frame_number = stats.frame_numbers.last();
+        if let (Some(a), Some(b)) = (stats.first_frame_number, stats.last_frame_number) {
+            let span = f64::from(b - a) + 1.0;
+            stats.received_pct = Some(100.0 * stats.frame_numbers.len() as f64 / span);
+        }
+        stats.latency = Percentiles::of(&self.hist);
+        stats.ages = self.hist;
+        stats.seconds = stats
+            .first_decoded_at
+            .map_or(0.0, |f| (self.last_at - f).as_secs_f64());
+        (self.stats, self.recorder)
+    }
+}
+
 /// A running decoder thread and what it returns when its track ends.
 pub type Decoder<T> = JoinHandle<(T, Option<TrackFile>)>;
 
-/// Starts decoding video from `source` into `out`, with the default [`ReceiveLimits`].
+/// Starts decoding video from `source` into `out` on its own thread (every picture delivered),
+/// with the default [`ReceiveLimits`].
 pub fn spawn_video<S: EncodedSource>(
     source: S,
     out: Arc<VideoOut>,
@@ -338,262 +643,209 @@ pub fn spawn_video<S: EncodedSource>(
     )
 }
 
-/// Starts decoding video from `source` into `out`. Keyframes larger than `limits.max_pixels`
-/// are refused (counted, warned about once, no keyframe requested for them): the track shows
-/// nothing until its publisher sends a keyframe that fits.
+/// Starts decoding video from `source` into `out` on its own thread. Keyframes larger than
+/// `limits.max_pixels` are refused (counted, warned about once, no keyframe requested for them):
+/// the track shows nothing until its publisher sends a keyframe that fits.
 pub fn spawn_video_with<S: EncodedSource>(
-    mut source: S,
+    source: S,
     out: Arc<VideoOut>,
-    mut recorder: Option<TrackFile>,
+    recorder: Option<TrackFile>,
     participant: String,
     track: String,
     limits: ReceiveLimits,
 ) -> Result<Decoder<VideoStreamStats>> {
-    let name = format!("video-{participant}");
+    let options = ReceiveOptions {
+        max_pixels: limits.max_pixels,
+        ..ReceiveOptions::default()
+    };
+    let receiver = VideoReceiver::new(out, recorder, participant, track, options)?;
+    spawn_video_receiver(source, receiver)
+}
+
+/// Runs `receiver` on its own thread, fed from `source` until the track ends.
+pub fn spawn_video_receiver<S: EncodedSource>(
+    mut source: S,
+    mut receiver: VideoReceiver,
+) -> Result<Decoder<VideoStreamStats>> {
+    let name = format!("video-{}", receiver.stats.participant);
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
-            let mut stats = VideoStreamStats {
-                participant,
-                track,
-                ..Default::default()
-            };
-            let mut decoder = match Vp8Decoder::new() {
-                Ok(d) => d.with_max_pixels(limits.max_pixels),
-                Err(e) => {
-                    tracing::error!("VP8 decoder: {e}");
-                    return (stats, recorder);
-                }
-            };
-            let mut pool = DecodedPool::new("decoded", 4);
-            let mut seen = DistinctCounter::default();
-            // Whether to ask for keyframes while waiting for one (not after refusing one: the
-            // publisher would only send the same size again).
-            let mut ask = true;
-            let mut hist = AgeHistogram::new();
-            let mut need_key = true;
-            let mut first_at: Option<Instant> = None;
-            let mut last_at = Instant::now();
             while let Some(f) = source.recv() {
-                stats.frames_in += 1;
-                stats.bytes += f.data.len() as u64;
-                out.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
-                if need_key && !f.keyframe {
-                    if ask && stats.skipped_before_keyframe.is_multiple_of(15) {
-                        source.request_keyframe();
-                    }
-                    stats.skipped_before_keyframe += 1;
-                    continue;
+                if receiver.push(&f) {
+                    source.request_keyframe();
                 }
-                let img = match decoder.decode(&f.data) {
-                    Ok(Some(img)) => img,
-                    Ok(None) => continue,
-                    Err(CodecError::TooLarge {
-                        width,
-                        height,
-                        max_pixels,
-                    }) => {
-                        if stats.refused_keyframes == 0 {
-                            tracing::warn!(
-                                "refusing video track {} of {}: its keyframe announces \
-                                 {width}x{height}, more than the {max_pixels} pixels accepted",
-                                stats.track,
-                                stats.participant
-                            );
-                        }
-                        stats.refused_keyframes += 1;
-                        stats.refused_size = Some((width, height));
-                        out.refused.fetch_add(1, Ordering::Relaxed);
-                        need_key = true;
-                        ask = false;
-                        continue;
-                    }
-                    Err(e) => {
-                        stats.decode_errors += 1;
-                        out.errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!("VP8 decode: {e}; asking for a keyframe");
-                        source.request_keyframe();
-                        need_key = true;
-                        continue;
-                    }
-                };
-                need_key = false;
-                ask = true;
-                let now = Timestamp::now();
-                let (w, h) = (img.image.width, img.image.height);
-                stats.frames_decoded += 1;
-                if (stats.width, stats.height) != (w, h) {
-                    if stats.frames_decoded > 1 {
-                        tracing::info!(
-                            "video of {} changed size: {}x{} → {w}x{h}",
-                            stats.participant,
-                            stats.width,
-                            stats.height
-                        );
-                    }
-                    stats.sizes.push(SizeChange {
-                        width: w,
-                        height: h,
-                        first_frame: stats.frames_decoded,
-                        at_unix_s: std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0.0, |d| d.as_secs_f64()),
-                    });
-                }
-                stats.width = w;
-                stats.height = h;
-                let at = Instant::now();
-                first_at.get_or_insert(at);
-                last_at = at;
-                let stamp = read_stamp(&img, now);
-                if let Some(s) = stamp {
-                    let age = now.saturating_duration_since(s.timestamp);
-                    stats.stamped_frames += 1;
-                    seen.insert(s.frame_number);
-                    stats.first_frame_number = Some(
-                        stats
-                            .first_frame_number
-                            .map_or(s.frame_number, |v| v.min(s.frame_number)),
-                    );
-                    stats.last_frame_number = Some(
-                        stats
-                            .last_frame_number
-                            .map_or(s.frame_number, |v| v.max(s.frame_number)),
-                    );
-                    hist.record(age);
-                    out.last_latency_us
-                        .store(age.as_micros() as u64, Ordering::Relaxed);
-                    out.last_frame_number
-                        .store(u64::from(s.frame_number), Ordering::Relaxed);
-                    if stats.stamped_frames % 15 == 1 {
-                        out.p50_latency_us
-                            .store(hist.quantile_us(0.5), Ordering::Relaxed);
-                    }
-                }
-                out.stamped.store(stamp.is_some(), Ordering::Relaxed);
-                out.size.store((w << 16) | (h & 0xffff), Ordering::Relaxed);
-                if let Some(TrackFile::Ivf(ivf)) = recorder.as_mut() {
-                    match ivf
-                        .write(&f.data, f.rtp_time, w, h)
-                        .map_err(media("video recording"))
-                    {
-                        Ok(()) => stats.recorded_frames += 1,
-                        Err(e) => {
-                            tracing::error!("recording stopped: {e}");
-                            recorder = None;
-                        }
-                    }
-                }
-                let copied = pool.fit(w, h).and_then(|p| {
-                    wavecast_codec::pipeline::to_frame(&img, p)
-                        .map_err(crate::error::codec("copy the decoded picture"))
-                });
-                match copied {
-                    Ok(mut frame) => {
-                        frame
-                            .set_timestamp(stamp.map_or(now, |s| s.timestamp))
-                            .set_sequence(
-                                stamp.map_or(stats.frames_decoded, |s| u64::from(s.frame_number)),
-                            );
-                        out.mailbox.post(frame.freeze());
-                    }
-                    Err(e) => {
-                        stats.not_shown += 1;
-                        out.not_shown.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!("decoded {w}x{h} frame not shown: {e}");
-                    }
-                }
-                out.frames.fetch_add(1, Ordering::Relaxed);
             }
-            stats.distinct_frame_numbers = seen.count();
-            if let (Some(a), Some(b)) = (stats.first_frame_number, stats.last_frame_number) {
-                let span = f64::from(b - a) + 1.0;
-                stats.received_pct = Some(100.0 * seen.count() as f64 / span);
-            }
-            stats.latency = Percentiles::of(&hist);
-            stats.seconds = first_at.map_or(0.0, |f| (last_at - f).as_secs_f64());
-            (stats, recorder)
+            receiver.finish(source.dropped())
         })
         .map_err(thread("video decoder"))
 }
 
-/// Starts decoding audio from `source` (Opus, 48 kHz, `channels`) into `out`.
-pub fn spawn_audio<S: EncodedSource>(
-    mut source: S,
+/// The audio receive path of one track, without a thread (see [`VideoReceiver`]): Opus decode,
+/// the counters of [`AudioOut`], the WAV recording, and — per
+/// [`ReceiveOptions::deliver_every`] — a pooled frame fanned out to the output queues.
+pub struct AudioReceiver {
     out: Arc<AudioOut>,
-    channels: u16,
-    mut recorder: Option<TrackFile>,
-    participant: String,
-    track: String,
-) -> Result<Decoder<AudioStreamStats>> {
-    let format = AudioFormat::new(48_000, channels)
-        .map_err(pipeline(format!("{channels} audio channels")))?;
-    let name = format!("audio-{participant}");
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            let mut stats = AudioStreamStats {
+    recorder: Option<TrackFile>,
+    options: ReceiveOptions,
+    format: AudioFormat,
+    stats: AudioStreamStats,
+    decoder: OpusDecoder,
+    pool: Option<AudioFramePool>,
+    pcm: Vec<i16>,
+    first: Option<Instant>,
+    last: (Instant, usize),
+}
+
+impl std::fmt::Debug for AudioReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioReceiver")
+            .field("participant", &self.stats.participant)
+            .field("packets", &self.stats.packets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AudioReceiver {
+    /// A receiver decoding Opus (48 kHz, `channels`) into `out`.
+    ///
+    /// # Errors
+    /// A bad channel count, or the Opus decoder cannot start.
+    pub fn new(
+        out: Arc<AudioOut>,
+        channels: u16,
+        recorder: Option<TrackFile>,
+        participant: String,
+        track: String,
+        options: ReceiveOptions,
+    ) -> Result<Self> {
+        let format = AudioFormat::new(48_000, channels)
+            .map_err(pipeline(format!("{channels} audio channels")))?;
+        let decoder = OpusDecoder::new(channels)
+            .map_err(crate::error::codec("cannot start the Opus decoder"))?;
+        let max = MAX_OPUS_DECODED * usize::from(channels);
+        Ok(Self {
+            out,
+            recorder,
+            options,
+            format,
+            stats: AudioStreamStats {
                 participant,
                 track,
                 ..Default::default()
-            };
-            let mut decoder = match OpusDecoder::new(channels) {
-                Ok(d) => d,
+            },
+            decoder,
+            pool: (options.deliver_every > 0)
+                .then(|| AudioFramePool::new("decoded-audio", max, 160)),
+            pcm: vec![0i16; max],
+            first: None,
+            last: (Instant::now(), 0),
+        })
+    }
+
+    /// Decodes one packet.
+    pub fn push(&mut self, f: &EncodedFrame) {
+        let (stats, out) = (&mut self.stats, &*self.out);
+        stats.received += 1;
+        stats.bytes += f.data.len() as u64;
+        out.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
+        let span = stats.rtp_span.get_or_insert((f.rtp_time, f.rtp_time));
+        span.0 = span.0.min(f.rtp_time);
+        span.1 = span.1.max(f.rtp_time);
+        let n = match self.decoder.decode(&f.data, &mut self.pcm) {
+            Ok(n) => n,
+            Err(e) => {
+                stats.decode_errors += 1;
+                out.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("Opus decode: {e}");
+                return;
+            }
+        };
+        stats.packets += 1;
+        stats.samples += n as u64;
+        stats.packet_samples = n as u64;
+        self.first.get_or_insert(f.received_at);
+        self.last = (f.received_at, n);
+        out.packets.fetch_add(1, Ordering::Relaxed);
+        out.samples.fetch_add(n as u64, Ordering::Relaxed);
+        let samples = &self.pcm[..n * usize::from(self.format.channels)];
+        if let Some(TrackFile::Wav(w)) = self.recorder.as_mut() {
+            match w.write_samples(samples, self.format) {
+                Ok(()) => stats.recorded_samples += n as u64,
                 Err(e) => {
-                    tracing::error!("Opus decoder: {e}");
-                    return (stats, recorder);
-                }
-            };
-            let pool = AudioFramePool::new(
-                "decoded-audio",
-                MAX_OPUS_DECODED * usize::from(channels),
-                160,
-            );
-            let mut pcm = vec![0i16; MAX_OPUS_DECODED * usize::from(channels)];
-            let mut first: Option<Instant> = None;
-            let mut last = (Instant::now(), 0usize);
-            while let Some(f) = source.recv() {
-                out.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
-                let n = match decoder.decode(&f.data, &mut pcm) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        stats.decode_errors += 1;
-                        tracing::debug!("Opus decode: {e}");
-                        continue;
-                    }
-                };
-                stats.packets += 1;
-                stats.samples += n as u64;
-                first.get_or_insert(f.received_at);
-                last = (f.received_at, n);
-                out.packets.fetch_add(1, Ordering::Relaxed);
-                out.samples.fetch_add(n as u64, Ordering::Relaxed);
-                let samples = &pcm[..n * usize::from(channels)];
-                if let Some(TrackFile::Wav(w)) = recorder.as_mut() {
-                    match w.write_samples(samples, format) {
-                        Ok(()) => stats.recorded_samples += n as u64,
-                        Err(e) => {
-                            tracing::error!("recording stopped: {e}");
-                            recorder = None;
-                        }
-                    }
-                }
-                match pool.acquire(format, n) {
-                    Ok(mut frame) => {
-                        frame.samples_mut().copy_from_slice(samples);
-                        frame
-                            .set_timestamp(Timestamp::now())
-                            .set_sequence(stats.packets);
-                        out.fan.publish(frame.freeze());
-                    }
-                    Err(e) => tracing::debug!("audio frame dropped: {e}"),
+                    tracing::error!("recording stopped: {e}");
+                    self.recorder = None;
                 }
             }
-            stats.seconds = stats.samples as f64 / 48_000.0;
-            stats.wall_seconds = first.map_or(0.0, |t| {
-                (last.0 - t).as_secs_f64() + last.1 as f64 / 48_000.0
-            });
-            (stats, recorder)
+        }
+        let every = u64::from(self.options.deliver_every);
+        if let Some(pool) = &self.pool
+            && (stats.packets - 1).is_multiple_of(every.max(1))
+        {
+            match pool.acquire(self.format, n) {
+                Ok(mut frame) => {
+                    frame.samples_mut().copy_from_slice(samples);
+                    frame
+                        .set_timestamp(Timestamp::now())
+                        .set_sequence(stats.packets);
+                    out.fan.publish(frame.freeze());
+                }
+                Err(e) => tracing::debug!("audio frame dropped: {e}"),
+            }
+        }
+    }
+
+    /// What the stream delivered so far.
+    pub fn stats(&self) -> &AudioStreamStats {
+        &self.stats
+    }
+
+    /// The stream's totals and the recorder. `source_drops` as for [`VideoReceiver::finish`].
+    pub fn finish(mut self, source_drops: u64) -> (AudioStreamStats, Option<TrackFile>) {
+        let stats = &mut self.stats;
+        stats.source_drops = source_drops;
+        stats.seconds = stats.samples as f64 / 48_000.0;
+        stats.wall_seconds = self.first.map_or(0.0, |t| {
+            (self.last.0 - t).as_secs_f64() + self.last.1 as f64 / 48_000.0
+        });
+        (self.stats, self.recorder)
+    }
+}
+
+/// Starts decoding audio from `source` (Opus, 48 kHz, `channels`) into `out` on its own thread
+/// (every packet delivered).
+pub fn spawn_audio<S: EncodedSource>(
+    source: S,
+    out: Arc<AudioOut>,
+    channels: u16,
+    recorder: Option<TrackFile>,
+    participant: String,
+    track: String,
+) -> Result<Decoder<AudioStreamStats>> {
+    let receiver = AudioReceiver::new(
+        out,
+        channels,
+        recorder,
+        participant,
+        track,
+        ReceiveOptions::default(),
+    )?;
+    spawn_audio_receiver(source, receiver)
+}
+
+/// Runs `receiver` on its own thread, fed from `source` until the track ends.
+pub fn spawn_audio_receiver<S: EncodedSource>(
+    mut source: S,
+    mut receiver: AudioReceiver,
+) -> Result<Decoder<AudioStreamStats>> {
+    let name = format!("audio-{}", receiver.stats.participant);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            while let Some(f) = source.recv() {
+                receiver.push(&f);
+            }
+            receiver.finish(source.dropped())
         })
         .map_err(thread("audio decoder"))
 }
@@ -731,6 +983,125 @@ mod tests {
             .or(last_shown)
             .expect("pictures reached the mailbox");
         assert_eq!((last.width(), last.height()), (1280, 720));
+    }
+
+    fn encoded_pattern(enc: &mut wavecast_codec::Vp8Encoder, n: u32) -> (Vec<u8>, bool) {
+        use wavecast_pipeline::{VideoFrameMut, VideoLayout};
+        let mut f = VideoFrameMut::new(VideoLayout::new(PixelFormat::I420, 320, 180).unwrap());
+        wavecast_media::TestPattern::default()
+            .render(&mut f, n, Timestamp::now())
+            .unwrap();
+        let f = f.freeze();
+        let img = wavecast_codec::pipeline::i420_of(&f).unwrap();
+        let e = enc.encode(&img, i64::from(n) * 3000).unwrap().unwrap();
+        (e.data.to_vec(), e.keyframe)
+    }
+
+    fn frame(data: Vec<u8>, keyframe: bool, contiguous: bool) -> EncodedFrame {
+        EncodedFrame {
+            data: data.into(),
+            rtp_time: 0,
+            received_at: Instant::now(),
+            keyframe,
+            contiguous,
+        }
+    }
+
+    /// A measuring client (deliver_every 0) decodes and counts every frame but copies none out.
+    #[test]
+    fn a_receiver_that_only_measures_posts_no_pictures() {
+        let mut enc =
+            wavecast_codec::Vp8Encoder::new(wavecast_codec::Vp8Config::new(320, 180, 30)).unwrap();
+        let out = Arc::new(VideoOut::default());
+        let options = ReceiveOptions {
+            deliver_every: 0,
+            latency_warmup: std::time::Duration::from_secs(3600),
+            ..ReceiveOptions::default()
+        };
+        let mut rx =
+            VideoReceiver::new(out.clone(), None, "p".into(), "t".into(), options).unwrap();
+        let mut frames = Vec::new();
+        for n in 0..10u32 {
+            frames.push(encoded_pattern(&mut enc, n));
+        }
+        // An inter frame first: skipped, a keyframe asked for.
+        assert!(rx.push(&frame(frames[1].0.clone(), false, true)));
+        for (n, (data, key)) in frames.iter().enumerate() {
+            // Frame 6 says packets were lost before it (all of its own arrived).
+            let _ = rx.push(&frame(data.clone(), *key, n != 6));
+        }
+        assert!(out.mailbox.take().is_none(), "nothing posted");
+        assert_eq!(out.frames.load(Ordering::Relaxed), 10);
+        let (stats, _) = rx.finish(7);
+        assert_eq!((stats.frames_in, stats.skipped_before_keyframe), (11, 1));
+        assert_eq!(stats.frames_decoded, 10);
+        assert_eq!(stats.gaps, 1);
+        assert_eq!(stats.source_drops, 7);
+        assert_eq!(stats.frame_numbers.len(), 10);
+        assert_eq!(stats.frame_numbers.count_in(2, 5), 4);
+        assert!(!stats.frame_numbers.contains(10));
+        assert!(stats.first_decoded_at.is_some());
+        // Every picture fell in the (hour-long) warm-up: no ages recorded.
+        assert_eq!(stats.ages.count(), 0);
+        assert!(stats.latency.is_none());
+    }
+
+    #[test]
+    fn every_nth_picture_is_delivered() {
+        let mut enc =
+            wavecast_codec::Vp8Encoder::new(wavecast_codec::Vp8Config::new(320, 180, 30)).unwrap();
+        let out = Arc::new(VideoOut::default());
+        let options = ReceiveOptions {
+            deliver_every: 3,
+            ..Default::default()
+        };
+        let mut rx =
+            VideoReceiver::new(out.clone(), None, "p".into(), "t".into(), options).unwrap();
+        let mut posted = Vec::new();
+        for n in 0..7u32 {
+            let (data, key) = encoded_pattern(&mut enc, n);
+            let _ = rx.push(&frame(data, key, true));
+            if let Some(f) = out.mailbox.take() {
+                posted.push(f.sequence());
+            }
+        }
+        assert_eq!(
+            posted,
+            [0, 3, 6],
+            "pictures 1, 4 and 7 (frame numbers 0, 3, 6)"
+        );
+        let (stats, _) = rx.finish(0);
+        assert_eq!(stats.ages.count(), 7);
+        assert_eq!(stats.latency.map(|l| l.count), Some(7));
+    }
+
+    #[test]
+    fn audio_loss_from_the_rtp_span() {
+        let mut enc = wavecast_codec::OpusEncoder::new(1, 32_000).unwrap();
+        let out = Arc::new(AudioOut::new(false));
+        let options = ReceiveOptions {
+            deliver_every: 0,
+            ..Default::default()
+        };
+        let mut rx =
+            AudioReceiver::new(out.clone(), 1, None, "p".into(), "t".into(), options).unwrap();
+        let pcm = vec![0i16; 960];
+        let mut packet = vec![0u8; wavecast_codec::MAX_OPUS_PACKET];
+        for i in 0..10u64 {
+            let len = enc.encode(&pcm, &mut packet).unwrap();
+            if i == 4 {
+                continue; // lost
+            }
+            let mut f = frame(packet[..len].to_vec(), false, true);
+            f.rtp_time = 1_000 + i * 960;
+            rx.push(&f);
+        }
+        assert!(out.render.pop().is_none(), "nothing delivered");
+        let (stats, _) = rx.finish(0);
+        assert_eq!((stats.received, stats.packets), (9, 9));
+        assert_eq!(stats.expected_packets(), 10);
+        assert_eq!(out.packets.load(Ordering::Relaxed), 9);
+        assert!(stats.bytes > 0);
     }
 
     /// Regression: a publisher's 16383x16383 keyframe made every viewer allocate ~400 MB.
