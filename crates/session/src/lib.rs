@@ -51,8 +51,7 @@ pub mod admin;
 #[cfg(feature = "cli")]
 pub mod admin_cli;
 mod room;
-#[doc(hidden)] // the old path; everything is re-exported at the crate root
-pub mod session;
+mod session;
 
 pub use room::{
     ActiveSpeaker, ConnectionState, DisconnectReason, RemoteParticipant, RemoteTrackPublication,
