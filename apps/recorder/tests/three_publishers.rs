@@ -188,13 +188,17 @@ fn three_publishers_fifteen_seconds_read_by_ffprobe() {
         .map(|r| (r["width"].as_u64().unwrap(), r["height"].as_u64().unwrap()))
         .collect();
     assert_eq!(sizes, [(320, 180), (640, 360)], "{v}");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
-        .args(["frame=width,height", "-of", "csv=p=0"])
-        .arg(dir.path().join(f["path"].as_str().unwrap()))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = wavecast_testbed::apps::ffprobe(
+        &[
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=width,height",
+            "-of",
+            "csv=p=0",
+        ],
+        &dir.path().join(f["path"].as_str().unwrap()),
+    );
     let small = text.lines().filter(|l| *l == "320,180").count();
     let large = text.lines().filter(|l| *l == "640,360").count();
     assert!(

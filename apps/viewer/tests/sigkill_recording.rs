@@ -17,26 +17,8 @@ use wavecast_testbed::apps::{self as common, Background};
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 const FPS: f64 = 15.0;
 
-fn ffprobe(args: &[&str], file: &Path) -> serde_json::Value {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("ffprobe runs (apt package ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ffprobe prints JSON")
-}
-
 fn number(v: &serde_json::Value) -> f64 {
-    v.as_f64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_else(|| panic!("not a number: {v}"))
+    common::ffprobe_number(v).unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 /// Waits until `path` is longer than `len` bytes; returns when it was first seen so.
@@ -88,7 +70,7 @@ fn after_sigkill_ffprobe_reads_all_but_the_last_second() {
     let audio_s = (killed - audio_from).as_secs_f64();
 
     // Video: ffprobe decodes every frame it can read, at the size the header names.
-    let v = ffprobe(
+    let v = common::ffprobe_json(
         &[
             "-count_frames",
             "-select_streams",
@@ -121,7 +103,7 @@ fn after_sigkill_ffprobe_reads_all_but_the_last_second() {
     );
 
     // Audio: the header's data size gives the duration every reader trusts.
-    let a = ffprobe(
+    let a = common::ffprobe_json(
         &["-show_entries", "stream=codec_name,sample_rate,duration"],
         &wav,
     );

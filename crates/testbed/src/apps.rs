@@ -169,6 +169,38 @@ pub fn sibling_bin(this_exe: &str, package: &str, bin: &str) -> PathBuf {
     path
 }
 
+/// Runs the distro's `ffprobe` (ffmpeg's reader: an independent check of what we write) on
+/// `path` with `args`, `-v error` in front; its standard output. Panics with ffprobe's own
+/// message when it fails to read the file.
+pub fn ffprobe(args: &[&str], path: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (apt-get install ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`ffprobe`] with `-of json`: its report, parsed.
+pub fn ffprobe_json(args: &[&str], path: &Path) -> serde_json::Value {
+    let mut all = vec!["-of", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ffprobe(&all, path)).expect("ffprobe prints JSON")
+}
+
+/// A figure of an ffprobe report, which prints numbers as numbers or as strings.
+pub fn ffprobe_number(v: &serde_json::Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
 /// Parses a JSON file.
 pub fn json(path: &Path) -> serde_json::Value {
     let text =

@@ -207,41 +207,29 @@ pub struct Stream {
 
 /// ffprobe's streams (with packet counts and the end of the last packet) and format duration.
 pub fn probe(path: &Path) -> (Vec<Stream>, Option<f64>) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_packets", "-of", "json"])
-        .args([
+    let v = wavecast_testbed::apps::ffprobe_json(
+        &[
+            "-count_packets",
             "-show_entries",
             "stream=index,codec_name,nb_read_packets,width,height:format=duration",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs (apt-get install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        path,
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let num = |s: &serde_json::Value, k: &str| {
-        s[k].as_u64()
-            .or_else(|| s[k].as_str().and_then(|t| t.parse().ok()))
-            .unwrap_or(0)
+        wavecast_testbed::apps::ffprobe_number(&s[k]).unwrap_or(0.0) as u64
     };
     // Last packet end per stream.
-    let pk = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
+    let pk = wavecast_testbed::apps::ffprobe(
+        &[
             "-show_entries",
             "packet=stream_index,pts_time,duration_time",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .unwrap();
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    );
     let mut ends = [0f64; 8];
-    for line in String::from_utf8_lossy(&pk.stdout).lines() {
+    for line in pk.lines() {
         let f: Vec<&str> = line.split(',').collect();
         if let (Some(i), Some(t)) = (
             f.first().and_then(|x| x.parse::<usize>().ok()),
@@ -265,9 +253,7 @@ pub fn probe(path: &Path) -> (Vec<Stream>, Option<f64>) {
             end: ends[num(s, "index") as usize % 8],
         })
         .collect();
-    let duration = v["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok());
+    let duration = wavecast_testbed::apps::ffprobe_number(&v["format"]["duration"]);
     (streams, duration)
 }
 

@@ -350,22 +350,14 @@ pub struct Probed {
 
 /// ffprobe's streams of a media file (codec, packets read) and its duration in seconds.
 pub fn ffprobe(path: &std::path::Path) -> (Vec<Probed>, f64) {
-    let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_packets", "-of", "json"])
-        .args([
+    let v = wavecast_testbed::apps::ffprobe_json(
+        &[
+            "-count_packets",
             "-show_entries",
             "stream=codec_name,nb_read_packets:format=duration",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs (apt-get install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        path,
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe prints JSON");
     let streams = v["streams"]
         .as_array()
         .map(|a| {
