@@ -20,22 +20,17 @@ use wavecast_visualizer::scenes::{RoomGridScene, RoomStatus, StatusFn, TileRepor
 use wavecast_visualizer::window::run as run_window;
 
 use wavecast_app::feeds;
-use wavecast_app::limits::LimitArgs;
-use wavecast_app::render::{RenderArgs, parse_size};
+use wavecast_app::render::{WatchArgs, parse_size};
 use wavecast_app::roster::{self as room, Roster};
 use wavecast_app::signal::{self, Interrupt};
-use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials};
+use wavecast_app::{self as cli, Connector, Credentials};
 
 /// Every participant of a LiveKit room in a live grid, in a window or headless.
 #[derive(Debug, Parser)]
 #[command(name = "room-visualizer", version, about, max_term_width = 100, after_help = cli::LAYERS_HELP)]
 struct Cli {
     #[command(flatten)]
-    conn: ConnectArgs,
-    #[command(flatten)]
-    render: RenderArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
+    watch: WatchArgs,
     /// Stop after rendering this many frames (headless: counted once --wait-participants is met).
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
@@ -81,17 +76,18 @@ fn main() -> ExitCode {
     let (cli, matches) = cli::parse::<Cli>();
     cli::init_logging(cli.verbose);
     let prepared = (|| -> Result<_> {
-        let config = cli::loader(&cli.conn, &matches)
+        let config = cli::loader(&cli.watch.conn, &matches)
             .load()
             .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
-        cli.render
+        cli.watch
+            .render
             .validate(cli.frames)
             .map_err(anyhow::Error::msg)?;
         if !(1..=120).contains(&cli.fps) {
             bail!("--fps between 1 and 120 frames per second");
         }
         let creds =
-            Credentials::from_config(&config, &cli.conn, "room-visualizer", Preset::Viewer)?;
+            Credentials::from_config(&config, &cli.watch.conn, "room-visualizer", Preset::Viewer)?;
         Ok((config, creds))
     })();
     let (config, credentials) = match prepared {
@@ -125,14 +121,14 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
     let task = runtime.spawn(room::run(
         connector.clone(),
         roster_tx,
-        cli.limits.limits(),
+        cli.watch.limits.limits(),
         stop_rx,
     ));
     // SIGINT / SIGTERM end the run on the normal path (room left, stats written).
     let interrupted = Interrupt::install(runtime.handle());
     let mut report = Report::default();
     let mut reached = true;
-    if cli.render.headless {
+    if cli.watch.render.headless {
         let status =
             feeds::room_status(roster_rx.clone(), conn_rx, url.clone(), interrupted.flag());
         reached = headless(cli, status, roster_rx, &mut report, &interrupted, || {
@@ -142,9 +138,10 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
         // The window closes on Q/Esc, on SIGINT/SIGTERM, or a moment after the room task gave
         // up (so its message shows); the normal path below then reports.
         signal::close_after_giving_up(runtime.handle(), connector.subscribe(), interrupted.clone());
-        let options = cli
-            .render
-            .window(format!("wavecast room — {url}"), cli.size, cli.frames);
+        let options =
+            cli.watch
+                .render
+                .window(format!("wavecast room — {url}"), cli.size, cli.frames);
         let status = feeds::room_status(roster_rx, conn_rx, url.clone(), interrupted.flag());
         let r = run_window(options, move |gpu, format| {
             Ok(RoomGridScene::new(gpu, format, status).with_frame_cap(30))
@@ -172,7 +169,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
             audio: outcome.audio,
         },
     };
-    let path = cli.render.stats_path();
+    let path = cli.watch.render.stats_path();
     if let Some(path) = &path {
         wavecast_app::write_stats(path, &stats)?;
     }
@@ -192,7 +189,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
             "error: {} of {} participants with media within {}",
             stats.tiles.len(),
             cli.wait_participants,
-            humantime::format_duration(cli.render.timeout)
+            humantime::format_duration(cli.watch.render.timeout)
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -219,7 +216,7 @@ fn headless(
 ) -> Result<bool> {
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
     let mut scene = RoomGridScene::new(&gpu, HEADLESS_FORMAT, status);
-    let options = cli.render.loop_options(
+    let options = cli.watch.render.loop_options(
         cli.size,
         cli.frames,
         Duration::from_secs_f64(1.0 / f64::from(cli.fps)),

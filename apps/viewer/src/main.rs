@@ -28,10 +28,9 @@ use wavecast_visualizer::window::run as run_window;
 
 use wavecast_app::feeds;
 use wavecast_app::follow::{self as room, Outcome, Watching};
-use wavecast_app::limits::LimitArgs;
-use wavecast_app::render::{RenderArgs, parse_size};
+use wavecast_app::render::{WatchArgs, parse_size};
 use wavecast_app::signal::{self, Interrupt};
-use wavecast_app::{self as cli, ConnState, ConnectArgs, Connector, Credentials, VideoArgs};
+use wavecast_app::{self as cli, ConnState, Connector, Credentials, VideoArgs};
 use wavecast_stream::decoders::{AudioSummary, Decoders, Outputs, VideoSummary};
 use wavecast_stream::latency::Percentiles;
 use wavecast_stream::loopback;
@@ -50,11 +49,7 @@ const DEFAULT_AUDIO_OUT: &str = "none";
 #[command(name = "viewer", version, about, max_term_width = 100, after_help = cli::LAYERS_HELP)]
 struct Cli {
     #[command(flatten)]
-    conn: ConnectArgs,
-    #[command(flatten)]
-    render: RenderArgs,
-    #[command(flatten)]
-    limits: LimitArgs,
+    watch: WatchArgs,
     /// Identity of the participant to watch [default: the first one publishing].
     #[arg(long, value_name = "IDENTITY")]
     participant: Option<String>,
@@ -118,11 +113,12 @@ struct Prepared {
 }
 
 fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<Prepared> {
-    let l = cli.video.layer(cli::loader(&cli.conn, m), m);
+    let l = cli.video.layer(cli::loader(&cli.watch.conn, m), m);
     let config = l
         .load()
         .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
-    cli.render
+    cli.watch
+        .render
         .validate(cli.frames)
         .map_err(anyhow::Error::msg)?;
     if cli.source == ViewSource::Loopback && cli.participant.is_some() {
@@ -143,7 +139,7 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<Prepared> {
     let credentials = match cli.source {
         ViewSource::Room => Some(Credentials::from_config(
             &config,
-            &cli.conn,
+            &cli.watch.conn,
             "viewer",
             Preset::Viewer,
         )?),
@@ -217,7 +213,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         }
         None => (None, None),
     };
-    let decoders = Decoders::new(ivf, wav).with_limits(cli.limits.limits());
+    let decoders = Decoders::new(ivf, wav).with_limits(cli.watch.limits.limits());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -304,7 +300,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         ..Default::default()
     };
     let mut reached = true;
-    if cli.render.headless {
+    if cli.watch.render.headless {
         let scene =
             |gpu: &Gpu| ParticipantScene::new(gpu, HEADLESS_FORMAT, feeds.clone(), status());
         reached = headless(cli, scene, &out, &mut render, &interrupted, media_done)?;
@@ -318,9 +314,10 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
                 interrupted.clone(),
             );
         }
-        let options = cli
-            .render
-            .window(format!("wavecast viewer — {url}"), cli.size, cli.frames);
+        let options =
+            cli.watch
+                .render
+                .window(format!("wavecast viewer — {url}"), cli.size, cli.frames);
         let (f, st) = (feeds.clone(), status());
         let report = run_window(options, move |gpu, format| {
             Ok(ParticipantScene::new(gpu, format, f, st).with_frame_cap(60))
@@ -360,7 +357,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     let stats = stats_file(cli, &p, started, render, &outcome);
-    let path = cli.render.stats_path();
+    let path = cli.watch.render.stats_path();
     if let Some(path) = &path {
         wavecast_app::write_stats(path, &stats)?;
     }
@@ -379,7 +376,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
             "error: only {} of {} video frames arrived within {}",
             v.frames_received,
             cli.frames.unwrap_or(0),
-            humantime::format_duration(cli.render.timeout)
+            humantime::format_duration(cli.watch.render.timeout)
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -432,6 +429,7 @@ fn headless(
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
     let mut scene = scene(&gpu);
     let options = cli
+        .watch
         .render
         .loop_options(cli.size, cli.frames, Duration::ZERO);
     let mut last_status = Instant::now();

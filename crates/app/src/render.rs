@@ -8,6 +8,21 @@ use clap::Args;
 use wavecast_visualizer::headless::LoopOptions;
 use wavecast_visualizer::window::WindowOptions;
 
+/// The flags every app that watches a room and renders it shares (flattened into its own):
+/// where to connect, how to render, and the bounds against hostile publishers.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Where to connect and as whom.
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
+    /// Window or headless, dumps, the stats file.
+    #[command(flatten)]
+    pub render: RenderArgs,
+    /// Largest picture, most tracks decoded.
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
+}
+
 /// How to render (flattened into an app's flags).
 #[derive(Debug, Clone, Args)]
 pub struct RenderArgs {
