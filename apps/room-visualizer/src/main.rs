@@ -76,13 +76,9 @@ fn main() -> ExitCode {
     let (cli, matches) = cli::parse::<Cli>();
     cli::init_logging(cli.verbose);
     let prepared = (|| -> Result<_> {
-        let config = cli::loader(&cli.watch.conn, &matches)
-            .load()
-            .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
-        cli.watch
-            .render
-            .validate(cli.frames)
-            .map_err(anyhow::Error::msg)?;
+        let config = cli
+            .watch
+            .load(cli::loader(&cli.watch.conn, &matches), cli.frames)?;
         if !(1..=120).contains(&cli.fps) {
             bail!("--fps between 1 and 120 frames per second");
         }

@@ -113,14 +113,8 @@ struct Prepared {
 }
 
 fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<Prepared> {
-    let l = cli.video.layer(cli::loader(&cli.watch.conn, m), m);
-    let config = l
-        .load()
-        .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
-    cli.watch
-        .render
-        .validate(cli.frames)
-        .map_err(anyhow::Error::msg)?;
+    let layers = cli.video.layer(cli::loader(&cli.watch.conn, m), m);
+    let config = cli.watch.load(layers, cli.frames)?;
     if cli.source == ViewSource::Loopback && cli.participant.is_some() {
         bail!("--participant needs --source room");
     }

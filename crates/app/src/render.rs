@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use wavecast_config::{Config, Loader};
 use wavecast_visualizer::headless::LoopOptions;
 use wavecast_visualizer::window::WindowOptions;
 
@@ -21,6 +22,22 @@ pub struct WatchArgs {
     /// Largest picture, most tracks decoded.
     #[command(flatten)]
     pub limits: crate::limits::LimitArgs,
+}
+
+impl WatchArgs {
+    /// Loads the configuration from `loader` ([`crate::loader`] of [`Self::conn`], with the
+    /// app's own layers) and checks the render flags against the app's `--frames`.
+    ///
+    /// # Errors
+    /// The configuration's problems (each naming its key and source), or the render flags that
+    /// do not go together.
+    pub fn load(&self, loader: Loader, frames: Option<u64>) -> anyhow::Result<Config> {
+        let config = loader
+            .load()
+            .map_err(|e| anyhow::anyhow!(crate::config_error_message(&e)))?;
+        self.render.validate(frames).map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
 }
 
 /// How to render (flattened into an app's flags).
