@@ -64,6 +64,9 @@ pub use session::{
     SessionEvent, SessionEvents, SessionOptions, SessionState, SessionStats, SubscribedTrack,
     TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
 };
+/// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
+#[cfg(feature = "libwebrtc")]
+pub use session::official;
 pub use wavecast_codec::{I420, Vp8Config};
 pub use wavecast_rtc::{EngineError, Quality, TransportState};
 pub use wavecast_token::{Keys, Preset, TokenBuilder};
