@@ -57,6 +57,9 @@ pub use room::{
     ActiveSpeaker, ConnectionState, DisconnectReason, RemoteParticipant, RemoteTrackPublication,
     Room, RoomEvent, RoomEvents, RoomOptions, RoomStats, TrackFilter,
 };
+/// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
+#[cfg(feature = "libwebrtc")]
+pub use session::official;
 pub use session::{
     AudioPublisher, AudioSubscriber, Credentials, DataOptions, DecodedAudio, DecodedVideo,
     EncodedFrame, EndReason, EngineEvent, EngineOptions, JoinInfo, Participant, PeerRole,
@@ -64,9 +67,6 @@ pub use session::{
     SessionEvent, SessionEvents, SessionOptions, SessionState, SessionStats, SubscribedTrack,
     TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
 };
-/// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
-#[cfg(feature = "libwebrtc")]
-pub use session::official;
 pub use wavecast_codec::{I420, Vp8Config};
 pub use wavecast_rtc::{EngineError, Quality, TransportState};
 pub use wavecast_token::{Keys, Preset, TokenBuilder};

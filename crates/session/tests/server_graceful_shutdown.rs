@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wavecast_session::{SessionState, TrackKind, VideoSubscriber};
@@ -20,22 +18,8 @@ async fn server_sigterm_and_restart_the_session_rejoins() {
     let mut server = LiveKitServer::start().expect("server starts");
     let room = "sigterm";
     let policy = common::quick_policy(30);
-    let (publisher, pub_events) =
-        common::connect(common::options(&server, room, "rust-pub").reconnect(policy.clone())).await;
-    let _pub_drain = common::drain(pub_events);
-    let (subscriber, mut sub_events) =
-        common::connect(common::options(&server, room, "rust-sub").reconnect(policy)).await;
-
-    let video = publisher
-        .publish_video("cam", common::small_video())
-        .await
-        .expect("video published");
-    let stop = Arc::new(AtomicBool::new(false));
-    let sending = Instant::now();
-    let sender = common::spawn_video_sender(video, stop.clone());
-    let track =
-        common::next_track(&mut sub_events, TrackKind::Video, Duration::from_secs(10)).await;
-    let mut video_in = VideoSubscriber::new(track).expect("decoder");
+    let (publisher, subscriber, mut sub_events, mut video_in, sending) =
+        common::video_pair(&server, room, |o| o.reconnect(policy.clone())).await;
     let (n, _, last_before) = common::read_new_frames(
         &mut video_in,
         0,
@@ -74,7 +58,7 @@ async fn server_sigterm_and_restart_the_session_rejoins() {
     let restarted = term.elapsed();
 
     // Frames captured after the shutdown (not those the handle still held).
-    let captured = common::frames_captured_by(sending, term).max(last_before);
+    let captured = common::frames_captured_by(sending.started, term).max(last_before);
     let (mut after, mut first, _) =
         common::read_new_frames(&mut video_in, captured, 30, term, Duration::from_secs(30)).await;
     if after == 0 {
@@ -120,8 +104,7 @@ async fn server_sigterm_and_restart_the_session_rejoins() {
         );
     }
 
-    stop.store(true, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || sender.join()).await;
+    sending.stop().await;
     publisher.close().await;
     subscriber.close().await;
 }

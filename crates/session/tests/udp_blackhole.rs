@@ -6,13 +6,9 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wavecast_session::{
-    EngineEvent, EngineOptions, SessionEvent, SessionState, TrackKind, VideoSubscriber,
-};
+use wavecast_session::{EngineEvent, EngineOptions, SessionEvent, SessionState};
 use wavecast_testbed::LiveKitServer;
 
 /// The engines' liveness timeout in this test (the default is 5 s).
@@ -29,33 +25,13 @@ fn udp_blackhole_with_the_signal_up_is_noticed_and_media_recovers() {
             let policy = common::quick_policy(20);
             let mut engine = EngineOptions::default();
             engine.liveness_timeout = LIVENESS;
-            let (publisher, pub_events) = common::connect(
-                common::options(&server, room, "rust-pub")
-                    .reconnect(policy.clone())
-                    .engine(engine.clone()),
-            )
-            .await;
-            let _pub_drain = common::drain(pub_events);
-            let (subscriber, mut sub_events) = common::connect(
-                common::options(&server, room, "rust-sub")
-                    .reconnect(policy)
-                    .engine(engine),
-            )
-            .await;
+            let (publisher, subscriber, mut sub_events, mut video_in, sending) =
+                common::video_pair(&server, room, |o| {
+                    o.reconnect(policy.clone()).engine(engine.clone())
+                })
+                .await;
             let sub_sid = subscriber.join_info().expect("joined").local.sid;
             let sub_states = common::record_states(&subscriber);
-
-            let video = publisher
-                .publish_video("cam", common::small_video())
-                .await
-                .expect("video published");
-            let stop = Arc::new(AtomicBool::new(false));
-            let sending = Instant::now();
-            let sender = common::spawn_video_sender(video, stop.clone());
-            let track =
-                common::next_track(&mut sub_events, TrackKind::Video, Duration::from_secs(10))
-                    .await;
-            let mut video_in = VideoSubscriber::new(track).expect("decoder");
             // Why the subscriber resumed, from its event stream.
             let resume_reasons = tokio::spawn(async move {
                 let mut reasons = Vec::new();
@@ -107,7 +83,7 @@ fn udp_blackhole_with_the_signal_up_is_noticed_and_media_recovers() {
             );
 
             // Frames captured after the lift (not those the handle still held).
-            let captured = common::frames_captured_by(sending, lifted).max(last_before);
+            let captured = common::frames_captured_by(sending.started, lifted).max(last_before);
             let (after, first, _) = common::read_new_frames(
                 &mut video_in,
                 captured,
@@ -149,8 +125,7 @@ fn udp_blackhole_with_the_signal_up_is_noticed_and_media_recovers() {
                 );
             }
 
-            stop.store(true, Ordering::Relaxed);
-            let _ = tokio::task::spawn_blocking(move || sender.join()).await;
+            sending.stop().await;
             publisher.close().await;
             subscriber.close().await;
             let reasons = resume_reasons.await.expect("event reader");

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wavecast_session::{SessionState, TrackKind, VideoSubscriber};
+use wavecast_session::SessionState;
 use wavecast_testbed::LiveKitServer;
 
 /// Loss applied to every UDP datagram in the namespace.
@@ -27,24 +25,8 @@ fn video_keeps_flowing_under_15_percent_udp_loss() {
             let server = LiveKitServer::start().expect("server starts in the namespace");
             let room = "loss";
             let policy = common::quick_policy(20);
-            let (publisher, pub_events) = common::connect(
-                common::options(&server, room, "rust-pub").reconnect(policy.clone()),
-            )
-            .await;
-            let _pub_drain = common::drain(pub_events);
-            let (subscriber, mut sub_events) =
-                common::connect(common::options(&server, room, "rust-sub").reconnect(policy)).await;
-
-            let video = publisher
-                .publish_video("cam", common::small_video())
-                .await
-                .expect("video published");
-            let stop = Arc::new(AtomicBool::new(false));
-            let sender = common::spawn_video_sender(video, stop.clone());
-            let track =
-                common::next_track(&mut sub_events, TrackKind::Video, Duration::from_secs(10))
-                    .await;
-            let mut video_in = VideoSubscriber::new(track).expect("decoder");
+            let (publisher, subscriber, sub_events, mut video_in, sending) =
+                common::video_pair(&server, room, |o| o.reconnect(policy.clone())).await;
             let _sub_drain = common::drain(sub_events);
             let (n, _, mut last) = common::read_new_frames(
                 &mut video_in,
@@ -112,8 +94,7 @@ fn video_keeps_flowing_under_15_percent_udp_loss() {
                 );
             }
 
-            stop.store(true, Ordering::Relaxed);
-            let _ = tokio::task::spawn_blocking(move || sender.join()).await;
+            sending.stop().await;
             publisher.close().await;
             subscriber.close().await;
         },

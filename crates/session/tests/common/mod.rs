@@ -8,7 +8,7 @@ use wavecast_media::stamp::{self, Stamp};
 use wavecast_pipeline::Timestamp;
 use wavecast_session::{
     Credentials, ReconnectPolicy, Session, SessionEvent, SessionEvents, SessionOptions,
-    SessionState, SubscribedTrack, TrackKind, VideoPublisher,
+    SessionState, SubscribedTrack, TrackKind, VideoPublisher, VideoSubscriber,
 };
 use wavecast_testbed::LiveKitServer;
 use wavecast_token::Preset;
@@ -442,4 +442,51 @@ pub async fn read_new_frames(
 /// captured by `at`: frames numbered above it were captured after `at`.
 pub fn frames_captured_by(started: Instant, at: Instant) -> u32 {
     (at.saturating_duration_since(started).as_secs_f64() * 30.0) as u32
+}
+
+/// The thread [`video_pair`] publishes from.
+pub struct Sending {
+    /// When it started (for [`frames_captured_by`]).
+    pub started: Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl Sending {
+    /// Stops it and waits for it.
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// The set-up of the fault tests: a publisher sending stamped video ([`spawn_video_sender`]) and
+/// a subscriber decoding it, both in `room` with the options `tune` makes of [`options`]
+/// (identities `rust-pub`, `rust-sub`). Returns the publisher (its events drained), the
+/// subscriber, its events from just after the video track arrived (10 s at most), the decoder
+/// on that track, and the sender.
+pub async fn video_pair(
+    server: &LiveKitServer,
+    room: &str,
+    tune: impl Fn(SessionOptions) -> SessionOptions,
+) -> (Session, Session, SessionEvents, VideoSubscriber, Sending) {
+    let (publisher, pub_events) = connect(tune(options(server, room, "rust-pub"))).await;
+    drain(pub_events);
+    let (subscriber, mut sub_events) = connect(tune(options(server, room, "rust-sub"))).await;
+    let video = publisher
+        .publish_video("cam", small_video())
+        .await
+        .expect("video published");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = Instant::now();
+    let thread = spawn_video_sender(video, stop.clone());
+    let track = next_track(&mut sub_events, TrackKind::Video, Duration::from_secs(10)).await;
+    let video_in = VideoSubscriber::new(track).expect("decoder");
+    let sending = Sending {
+        started,
+        stop,
+        thread,
+    };
+    (publisher, subscriber, sub_events, video_in, sending)
 }
