@@ -571,17 +571,7 @@ impl Store {
 
     /// A recording by id.
     pub async fn recording(&self, id: &str) -> Result<Option<Recording>, ServiceError> {
-        let row = sqlx::query(&format!(
-            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read a recording"))?;
-        row.as_ref()
-            .map(recording_of)
-            .transpose()
-            .map_err(db("decode a recording"))
+        self.one_recording("id = $1", id).await
     }
 
     /// The recording of `stream_id` that has not ended, if any.
@@ -589,10 +579,20 @@ impl Store {
         &self,
         stream_id: &str,
     ) -> Result<Option<Recording>, ServiceError> {
+        self.one_recording("stream_id = $1 AND ended_at IS NULL", stream_id)
+            .await
+    }
+
+    /// The recording matching `filter` (a condition on `$1` = `key`), if any.
+    async fn one_recording(
+        &self,
+        filter: &str,
+        key: &str,
+    ) -> Result<Option<Recording>, ServiceError> {
         let row = sqlx::query(&format!(
-            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE stream_id = $1 AND ended_at IS NULL"
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE {filter}"
         ))
-        .bind(stream_id)
+        .bind(key)
         .fetch_optional(&self.pool)
         .await
         .map_err(db("read a recording"))?;
