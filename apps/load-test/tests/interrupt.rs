@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wavecast_session::admin::RoomAdmin;
 use wavecast_testbed::LiveKitServer;
+use wavecast_testbed::apps::send_signal;
 
 #[test]
 fn sigint_prints_the_report_and_leaves_every_room() {
@@ -21,29 +21,16 @@ fn sigint_prints_the_report_and_leaves_every_room() {
     let started = common::Background::spawn("load-test", &mut cmd);
     let pid = started.pid();
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin = RoomAdmin::new(&server.ws_url(), &server.keys(), Duration::from_secs(5));
-    let count = || {
-        rt.block_on(admin.list_participants("load-0"))
-            .map(|p| p.len())
-            .unwrap_or(0)
-    };
+    let room = Occupancy::new(&server);
     // Everybody (1 publisher + 3 subscribers) is in the room, media flowing for a moment.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while count() < 4 {
-        assert!(Instant::now() < deadline, "the load never filled the room");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    room.wait(
+        Duration::from_secs(40),
+        "the load never filled the room",
+        |n| n >= 4,
+    );
     std::thread::sleep(Duration::from_secs(3));
 
-    let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    send_signal(pid, "INT");
     let r = started.finish(Duration::from_secs(30));
     assert_eq!(r.code(), 130, "exit 130 after Ctrl-C\n{}", r.output());
     let report = common::report(&r);
@@ -57,15 +44,11 @@ fn sigint_prints_the_report_and_leaves_every_room() {
     assert!(r.stderr.contains("interrupted"), "{}", r.output());
 
     // Every participant left (a clean leave: the server drops them at once, no timeout).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while count() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "participants still in the room after the run: {}",
-            count()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    room.wait(
+        Duration::from_secs(5),
+        "participants still in the room after the run",
+        |n| n == 0,
+    );
 }
 
 /// Ctrl-C while subscribers are still joining (a ramp of 4 joins per second): the joins in
@@ -91,27 +74,12 @@ fn sigint_during_the_ramp_leaves_every_room() {
     let started = common::Background::spawn("load-test", &mut cmd);
     let pid = started.pid();
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin = RoomAdmin::new(&server.ws_url(), &server.keys(), Duration::from_secs(5));
-    let count = || {
-        rt.block_on(admin.list_participants("load-0"))
-            .map(|p| p.len())
-            .unwrap_or(0)
-    };
+    let room = Occupancy::new(&server);
     // The publisher and a few subscribers are in; most of the 40 are still to come (10 s ramp).
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while count() < 4 {
-        assert!(Instant::now() < deadline, "the ramp never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    room.wait(Duration::from_secs(40), "the ramp never started", |n| {
+        n >= 4
+    });
+    send_signal(pid, "INT");
     let r = started.finish(Duration::from_secs(30));
     assert_eq!(r.code(), 130, "exit 130 after Ctrl-C\n{}", r.output());
     let report = common::report(&r);
@@ -144,13 +112,47 @@ fn sigint_during_the_ramp_leaves_every_room() {
     assert!(r.stderr.contains("interrupted"), "{}", r.output());
 
     // Every participant that joined — including joins that were in flight — left at once.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while count() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "participants still in the room after the run: {}",
-            count()
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    room.wait(
+        Duration::from_secs(5),
+        "participants still in the room after the run",
+        |n| n == 0,
+    );
+}
+
+/// The participants of the load test's first room (`load-0`), through the server's admin API.
+struct Occupancy {
+    rt: tokio::runtime::Runtime,
+    admin: RoomAdmin,
+}
+
+impl Occupancy {
+    fn new(server: &LiveKitServer) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let admin = RoomAdmin::new(&server.ws_url(), &server.keys(), Duration::from_secs(5));
+        Self { rt, admin }
+    }
+
+    /// Participants in the room now (0 when the room does not exist).
+    fn count(&self) -> usize {
+        self.rt
+            .block_on(self.admin.list_participants("load-0"))
+            .map(|p| p.len())
+            .unwrap_or(0)
+    }
+
+    /// Waits up to `timeout` for a count that is `done`; fails with `what` and the count.
+    fn wait(&self, timeout: Duration, what: &str, done: impl Fn(usize) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.count();
+            if done(n) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {n} participants");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
