@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router, extract::DefaultBodyLimit, routing::get, routing::post};
+use axum::{Json, Router, extract::DefaultBodyLimit, middleware, routing::get, routing::post};
 use governor::{Quota, RateLimiter};
 use livekit_api::services::room::RoomClient;
 use livekit_api::webhooks::WebhookReceiver;
@@ -23,6 +23,8 @@ use crate::store::{Store, StreamStatus};
 
 /// Largest webhook body accepted (LiveKit's events are a few KiB).
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+/// Where LiveKit posts its webhooks.
+const WEBHOOK_PATH: &str = "/v1/livekit/webhook";
 /// Timeout of each call to the LiveKit server API.
 pub(crate) const LIVEKIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -75,7 +77,11 @@ pub(crate) type Shared = State<Arc<AppState>>;
 
 /// The router with every endpoint, the body limit and the JSON fallback.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    let limit = state.settings.max_body_bytes;
+    let limits = crate::body::BodyLimits {
+        default: state.settings.max_body_bytes,
+        special_path: WEBHOOK_PATH,
+        special: WEBHOOK_BODY_LIMIT,
+    };
     Router::new()
         .route("/healthz", get(health))
         .route("/v1/token", post(token))
@@ -90,12 +96,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/grants", post(add_grant).get(list_grants))
         .route("/v1/admin/grants/{id}/revoke", post(revoke_grant))
         .route("/v1/admin/events", get(list_events))
-        .route(
-            "/v1/livekit/webhook",
-            post(crate::webhook::receive).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
-        )
+        .route(WEBHOOK_PATH, post(crate::webhook::receive))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
+        // Bodies are limited (and over-long ones drained) by `body::bounded`, which hands
+        // handlers an already-buffered body; axum's own limit would only repeat it.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(move |req, next| {
+            crate::body::bounded(limits, req, next)
+        }))
         .with_state(state)
 }
 
@@ -184,14 +192,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            let status = r.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(status, "body_too_large", "the request body is too large")
-            } else {
-                ApiError::new(status, "bad_body", r.body_text())
-            }
-        })?;
+        // The body is already buffered and bounded by `body::bounded`.
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| ApiError::new(r.status(), "bad_body", r.body_text()))?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {

@@ -57,6 +57,7 @@
 
 mod api;
 pub mod auth;
+mod body;
 pub mod cli;
 mod client;
 mod error;
