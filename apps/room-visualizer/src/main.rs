@@ -37,8 +37,8 @@ struct Cli {
     /// Headless render rate, frames per second.
     #[arg(long, value_name = "N", default_value_t = 10)]
     fps: u32,
-    /// Headless: start counting --frames once this many participants are present and each has
-    /// sent media.
+    /// Headless: start counting --frames once this many participants have shown decoded media
+    /// (participants whose tracks the --max-tracks limit refused never count).
     #[arg(long, value_name = "N", default_value_t = 0)]
     wait_participants: usize,
     /// Window or image size, WxH.
@@ -183,7 +183,7 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
     if !reached {
         eprintln!(
             "error: {} of {} participants with media within {}",
-            stats.tiles.len(),
+            report.with_media.get(),
             cli.wait_participants,
             humantime::format_duration(cli.watch.render.timeout)
         );
@@ -192,8 +192,21 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many members have shown decoded media (a frame or an audio packet).
+fn with_media(roster: &Roster) -> usize {
+    roster
+        .iter()
+        .filter(|m| {
+            m.video.frames.load(Ordering::Relaxed) > 0
+                || m.audio.packets.load(Ordering::Relaxed) > 0
+        })
+        .count()
+}
+
 #[derive(Debug, Default)]
 struct Report {
+    /// Most participants seen with media at once (for the error when --frames is not reached).
+    with_media: std::cell::Cell<usize>,
     rendered: u64,
     pngs: u64,
     adapter: String,
@@ -231,13 +244,9 @@ fn headless(
     };
     let mut tiles = Vec::new();
     let count = |s: &RoomGridScene, n: u64| {
-        let r = roster.borrow();
-        let ready = r.len() >= cli.wait_participants
-            && r.iter().all(|m| {
-                m.video.frames.load(Ordering::Relaxed) > 0
-                    || m.audio.packets.load(Ordering::Relaxed) > 0
-            });
-        ready.then(|| {
+        let showing = with_media(&roster.borrow());
+        report.with_media.set(report.with_media.get().max(showing));
+        (showing >= cli.wait_participants).then(|| {
             counted.set(n + 1);
             tiles = s.reports().to_vec();
             format!("frame-{:06}.png", n + 1)

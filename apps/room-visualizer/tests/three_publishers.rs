@@ -36,25 +36,46 @@ fn three_publishers_three_named_tiles() {
         ],
     );
 
-    let (_dir, dump) = common::temp_path("dump");
-    let mut v = Command::new(BIN);
-    v.args(common::join_args(&url, room, "grid-viewer"))
-        .args([
-            "--headless",
-            "--wait-participants",
-            "3",
-            "--frames",
-            "6",
-            "--fps",
-            "6",
-        ])
-        .args(["--size", "1280x720", "--timeout", "40s"])
-        .arg("--dump")
-        .arg(&dump);
-    let r = common::run(&mut v, Duration::from_secs(60));
+    // Render `frames` at 6 fps once `wait` participants show media.
+    let view = |name: &str, wait: &str, frames: &str, extra: &[&str]| {
+        let (dir, dump) = common::temp_path(name);
+        let mut v = Command::new(BIN);
+        v.args(common::join_args(&url, room, name))
+            .args(["--headless", "--wait-participants", wait])
+            .args(["--frames", frames, "--fps", "6"])
+            .args(["--size", "1280x720", "--timeout", "40s"])
+            .args(extra)
+            .arg("--dump")
+            .arg(&dump);
+        let r = common::run(&mut v, Duration::from_secs(60));
+        assert_eq!(r.code(), 0, "{}", r.output());
+        (dir, dump)
+    };
+    let (_dir, dump) = view("grid-viewer", "3", "6", &[]);
+    // The same room through a viewer allowed three decoders: five tracks are offered (two
+    // broadcasters' video + audio, the Python participant's audio), three are decoded, the rest
+    // are counted as refused — a hostile room cannot make a viewer start unbounded decoders.
+    // Which three is a race, so it waits for two participants with media and renders 3 s more.
+    let (_capped_dir, capped) = view("capped-viewer", "2", "18", &["--max-tracks", "3"]);
     drop(casters);
     drop(py);
-    assert_eq!(r.code(), 0, "{}", r.output());
+
+    let capped = common::json(&capped.join("stats.json"));
+    let decoded: u64 = capped["tiles"]
+        .as_array()
+        .expect("tiles")
+        .iter()
+        .map(|t| {
+            u64::from(t["video_frames"].as_u64().unwrap_or(0) > 0)
+                + u64::from(t["audio_packets"].as_u64().unwrap_or(0) > 0)
+        })
+        .sum();
+    eprintln!(
+        "--max-tracks 3: {decoded} tracks decoded, {} refused",
+        capped["refused_tracks"]
+    );
+    assert_eq!(decoded, 3, "{capped}");
+    assert_eq!(capped["refused_tracks"].as_u64(), Some(2), "{capped}");
 
     let stats = common::json(&dump.join("stats.json"));
     eprintln!("{}", serde_json::to_string_pretty(&stats["tiles"]).unwrap());
