@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use wavecast_loadtest::{LoadTest, LoadTestConfig, Report};
-use wavecast_testbed::{API_KEY, API_SECRET, Cluster, LiveKitServer};
+use wavecast_testbed::{API_KEY, API_SECRET, Servers};
 use wavecast_token::Keys;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -84,19 +84,8 @@ fn main() {
         .build()
         .expect("runtime");
 
-    let (_single, _cluster, urls) = if cluster_mode {
-        let c = Cluster::start(2).expect("cluster starts");
-        let urls = c
-            .nodes()
-            .iter()
-            .map(LiveKitServer::ws_url)
-            .collect::<Vec<_>>();
-        (None, Some(c), urls)
-    } else {
-        let s = LiveKitServer::start().expect("server starts");
-        let urls = vec![s.ws_url()];
-        (Some(s), None, urls)
-    };
+    let servers = Servers::start(if cluster_mode { 2 } else { 1 }).expect("server(s) start");
+    let urls = servers.ws_urls();
     eprintln!("server(s): {urls:?}; ladder {ladder:?}; {seconds} s per step");
     println!(
         "| N | SDK | joined | frames delivered % | g2g p50 / p95 / p99 (ms) | first frame p50 / p95 (ms) | CPU subscribers process (% core) | CPU publisher process (% core) |"

@@ -19,7 +19,7 @@ use wavecast_loadtest::{LoadTest, LoadTestConfig, Quantiles};
 
 use wavecast_session::{Credentials, Room, RoomOptions, SessionOptions, TrackFilter};
 use wavecast_stream::receive::{ReceiveOptions, VideoOut, VideoReceiver};
-use wavecast_testbed::{API_KEY, API_SECRET, Cluster, LiveKitServer};
+use wavecast_testbed::{API_KEY, API_SECRET, Servers};
 use wavecast_token::{Keys, Preset};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -89,19 +89,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (_single, _cluster, urls) = if cluster_mode {
-        let c = Cluster::start(2).expect("cluster starts");
-        let urls = c
-            .nodes()
-            .iter()
-            .map(LiveKitServer::ws_url)
-            .collect::<Vec<_>>();
-        (None, Some(c), urls)
-    } else {
-        let s = LiveKitServer::start().expect("server starts");
-        let urls = vec![s.ws_url()];
-        (Some(s), None, urls)
-    };
+    let servers = Servers::start(if cluster_mode { 2 } else { 1 }).expect("server(s) start");
+    let urls = servers.ws_urls();
     let mut c = LoadTestConfig::new(urls[0].clone(), Keys::new(API_KEY, API_SECRET));
     c.subscribers = 1;
     c.room_prefix = "joins".into();

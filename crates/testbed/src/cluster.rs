@@ -234,3 +234,37 @@ impl Cluster {
             .collect()
     }
 }
+
+/// One livekit-server, or a cluster of nodes sharing Redis — what a bench or a load example
+/// runs against when it offers both (`--cluster`). Dropping it stops everything it started.
+#[derive(Debug)]
+pub enum Servers {
+    /// One server, no Redis.
+    Single(LiveKitServer),
+    /// Nodes sharing one Redis.
+    Cluster(Cluster),
+}
+
+impl Servers {
+    /// One server when `nodes` is 0 or 1, else a cluster of `nodes` nodes.
+    pub fn start(nodes: usize) -> Result<Self, TestbedError> {
+        if nodes > 1 {
+            Cluster::start(nodes).map(Self::Cluster)
+        } else {
+            LiveKitServer::start().map(Self::Single)
+        }
+    }
+
+    /// Every server.
+    pub fn nodes(&self) -> &[LiveKitServer] {
+        match self {
+            Self::Single(s) => std::slice::from_ref(s),
+            Self::Cluster(c) => c.nodes(),
+        }
+    }
+
+    /// Every server's WebSocket URL (clients may connect to any of them).
+    pub fn ws_urls(&self) -> Vec<String> {
+        self.nodes().iter().map(LiveKitServer::ws_url).collect()
+    }
+}

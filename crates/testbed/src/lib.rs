@@ -30,7 +30,7 @@
 mod cluster;
 mod sockets;
 
-pub use cluster::{Cluster, REDIS_ENV, RedisServer, redis_binary};
+pub use cluster::{Cluster, REDIS_ENV, RedisServer, Servers, redis_binary};
 pub use sockets::{Listener, listening_sockets};
 
 use std::io::{Read, Write};
