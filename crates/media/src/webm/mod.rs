@@ -229,6 +229,10 @@ pub(crate) struct Cue {
     pub cluster_pos: u64,
 }
 
+/// Bytes kept free before a cluster's blocks for its header: Cluster id (4), size (at most 8),
+/// Timecode element (at most 10).
+const CLUSTER_HEAD_ROOM: usize = 24;
+
 /// Writes encoded VP8 and Opus frames into a WebM file: see the [module docs](self).
 ///
 /// Dropping a writer without [`WebmWriter::finish`] writes the pending cluster and leaves the
@@ -241,7 +245,12 @@ pub struct WebmWriter {
     layout: Layout,
     /// File length (everything before is written).
     end: u64,
+    /// The pending cluster: [`CLUSTER_HEAD_ROOM`] bytes kept free for its header, then its
+    /// blocks. The header goes right before the blocks and the whole is written from there, so
+    /// a flush neither allocates nor copies the blocks.
     cluster: Vec<u8>,
+    /// Scratch for the cluster header (reused).
+    cluster_head: Vec<u8>,
     cluster_ms: Option<u64>,
     last_cluster_ms: u64,
     cluster_opened: Option<Instant>,
@@ -433,7 +442,12 @@ impl WebmWriter {
             },
             options,
             end: out.len() as u64,
-            cluster: Vec::with_capacity(256 * 1024),
+            cluster: {
+                let mut c = Vec::with_capacity(256 * 1024);
+                c.resize(CLUSTER_HEAD_ROOM, 0);
+                c
+            },
+            cluster_head: Vec::with_capacity(CLUSTER_HEAD_ROOM),
             cluster_ms: None,
             last_cluster_ms: 0,
             cluster_opened: None,
@@ -573,20 +587,26 @@ impl WebmWriter {
             return Ok(());
         };
         self.cluster_opened = None;
-        let mut timecode = Vec::with_capacity(16);
-        ebml::put_uint(&mut timecode, id::TIMECODE, c);
-        let mut head = Vec::with_capacity(32);
-        ebml::put_id(&mut head, id::CLUSTER);
-        ebml::put_size(&mut head, (timecode.len() + self.cluster.len()) as u64);
-        head.extend_from_slice(&timecode);
+        let blocks = self.cluster.len() - CLUSTER_HEAD_ROOM;
+        let head = &mut self.cluster_head;
+        head.clear();
+        // Timecode element, then Cluster id and size behind it, rotated to the front.
+        ebml::put_uint(head, id::TIMECODE, c);
+        let timecode_len = head.len();
+        ebml::put_id(head, id::CLUSTER);
+        ebml::put_size(head, (timecode_len + blocks) as u64);
+        head.rotate_left(timecode_len);
+        debug_assert!(head.len() <= CLUSTER_HEAD_ROOM);
+        let start = CLUSTER_HEAD_ROOM - head.len();
+        self.cluster[start..CLUSTER_HEAD_ROOM].copy_from_slice(head);
         // One write: the cluster is either entirely in the file or (cut) detectably partial.
-        let mut whole = head;
-        whole.extend_from_slice(&self.cluster);
-        self.cluster.clear();
+        let whole = &self.cluster[start..];
         self.file
-            .write_all(&whole)
+            .write_all(whole)
             .map_err(io_err(&self.path, "write cluster"))?;
-        self.end += whole.len() as u64;
+        let written = whole.len();
+        self.cluster.truncate(CLUSTER_HEAD_ROOM);
+        self.end += written as u64;
         self.clusters += 1;
         self.write_duration()?;
         if self.options.sync_clusters {
