@@ -99,12 +99,7 @@ pub fn room_status(
                     video_on: flag(&m.video_on),
                     mic_muted: flag(&m.mic_muted),
                     speaking: flag(&m.speaking),
-                    quality: match m.quality.load(Ordering::Relaxed) {
-                        0 => ConnectionQuality::Excellent,
-                        1 => ConnectionQuality::Good,
-                        2 => ConnectionQuality::Poor,
-                        _ => ConnectionQuality::Lost,
-                    },
+                    quality: ConnectionQuality::from_level(m.quality.load(Ordering::Relaxed)),
                     screen_share: flag(&m.screen_share),
                     video_frames: m.video.frames.load(Ordering::Relaxed),
                     audio_packets: m.audio.packets.load(Ordering::Relaxed),

@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use wavecast_session::{EngineEvent, Participant, Quality, TrackKind, TrackSource};
 use wavecast_session::{SessionEvent, SessionState, SubscribedTrack};
+use wavecast_visualizer::ConnectionQuality;
 
 use crate::connection::{ConnState, Connector, end_failure};
 use wavecast_stream::receive::{
@@ -39,7 +40,7 @@ pub struct Member {
     pub screen_share: AtomicBool,
     /// The server lists them among the active speakers.
     pub speaking: AtomicBool,
-    /// 0 excellent, 1 good, 2 poor, 3 lost.
+    /// [`ConnectionQuality::level`].
     pub quality: AtomicU8,
 }
 
@@ -478,12 +479,12 @@ impl State {
                 for (sid, q) in list {
                     if let Some(m) = self.by_sid(&sid) {
                         let v = match q {
-                            Quality::Excellent => 0,
-                            Quality::Good => 1,
-                            Quality::Poor => 2,
-                            Quality::Lost => 3,
+                            Quality::Excellent => ConnectionQuality::Excellent,
+                            Quality::Good => ConnectionQuality::Good,
+                            Quality::Poor => ConnectionQuality::Poor,
+                            Quality::Lost => ConnectionQuality::Lost,
                         };
-                        m.quality.store(v, Ordering::Relaxed);
+                        m.quality.store(v.level(), Ordering::Relaxed);
                     }
                 }
             }

@@ -26,12 +26,7 @@ pub const DEMO_NAMES: [&str; 12] = [
 
 /// Demo participant `i` at `frame`: states cycle so every badge shows up.
 pub fn demo_participant(i: usize, frame: u64) -> ParticipantTile<'static> {
-    let quality = match (i + (frame / 90) as usize) % 4 {
-        0 => ConnectionQuality::Excellent,
-        1 => ConnectionQuality::Good,
-        2 => ConnectionQuality::Poor,
-        _ => ConnectionQuality::Lost,
-    };
+    let quality = ConnectionQuality::from_level(((i + (frame / 90) as usize) % 4) as u8);
     ParticipantTile {
         name: DEMO_NAMES[i % DEMO_NAMES.len()],
         muted: i % 3 == 1,

@@ -21,6 +21,21 @@ pub enum ConnectionQuality {
 }
 
 impl ConnectionQuality {
+    /// From a level, as stored in an atomic: 0 excellent, 1 good, 2 poor, anything else lost.
+    pub fn from_level(level: u8) -> Self {
+        match level {
+            0 => Self::Excellent,
+            1 => Self::Good,
+            2 => Self::Poor,
+            _ => Self::Lost,
+        }
+    }
+
+    /// The level [`ConnectionQuality::from_level`] reads back.
+    pub fn level(self) -> u8 {
+        self as u8
+    }
+
     /// How many of the four bars are lit, and their colour.
     pub fn bars(self) -> (usize, Color) {
         match self {
@@ -366,6 +381,19 @@ fn draw_muted_mic(sh: &mut ShapeRenderer, m: Rect, s: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quality_levels_round_trip() {
+        for q in [
+            ConnectionQuality::Excellent,
+            ConnectionQuality::Good,
+            ConnectionQuality::Poor,
+            ConnectionQuality::Lost,
+        ] {
+            assert_eq!(ConnectionQuality::from_level(q.level()), q);
+        }
+        assert_eq!(ConnectionQuality::from_level(200), ConnectionQuality::Lost);
+    }
 
     #[test]
     fn columns_grow_with_count() {
