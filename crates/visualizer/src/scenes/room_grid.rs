@@ -165,105 +165,9 @@ impl RoomGridScene {
         &self.reports
     }
 
-    fn header_text(&self) -> (String, Color) {
-        let n = self.status.tiles.len();
-        let url = &self.status.url;
-        match self.status.link.clone() {
-            LinkStatus::Connected { room } => (
-                format!(
-                    "room {room} · {n} participant{} · {}",
-                    if n == 1 { "" } else { "s" },
-                    url
-                ),
-                palette::LABEL,
-            ),
-            LinkStatus::Connecting => (format!("connecting to {} …", url), palette::YELLOW),
-            LinkStatus::Reconnecting {
-                attempt,
-                max,
-                cause,
-            } => (
-                if attempt == 0 {
-                    format!("offline ({cause}): reconnecting to {} …", url)
-                } else {
-                    format!(
-                        "offline: cannot reach {} ({cause}); retry {attempt} of {max} …",
-                        url
-                    )
-                },
-                palette::RED,
-            ),
-            LinkStatus::Disconnected { reason } => {
-                (format!("disconnected: {reason}"), palette::RED)
-            }
-        }
-    }
-}
-
-/// "Ada Lovelace" → "AL", "py" → "P".
-fn initials(name: &str) -> String {
-    name.split_whitespace()
-        .filter_map(|w| w.chars().find(|c| c.is_alphanumeric()))
-        .take(2)
-        .flat_map(char::to_uppercase)
-        .collect()
-}
-
-/// The waveform strip inside a tile: above the name label, left of the level bar.
-fn strip_rect(l: &TileLayout) -> Rect {
-    let t = l.tile;
-    let s = TileLayout::scale(t);
-    let pad = 8.0 * s;
-    let bottom = l.label.y - 4.0 * s;
-    let h = (t.h * 0.16).max(10.0);
-    Rect::new(t.x + pad, bottom - h, t.w - 2.0 * pad - 14.0 * s, h)
-}
-
-/// The level bar at the tile's right edge.
-fn bar_rect(l: &TileLayout) -> Rect {
-    let t = l.tile;
-    let s = TileLayout::scale(t);
-    let pad = 8.0 * s;
-    let w = 8.0 * s;
-    let top = l.quality.bottom() + 6.0 * s;
-    Rect::new(
-        t.right() - pad - w,
-        top,
-        w,
-        (l.label.bottom() - top).max(4.0),
-    )
-}
-
-impl Scene for RoomGridScene {
-    fn resize(&mut self, gpu: &Gpu, width: u32, height: u32) {
-        let q = &gpu.queue;
-        self.size = (width, height);
-        self.grid.resize(q, width, height);
-        self.grid.set_region(Some(Rect::new(
-            4.0,
-            HEADER_H,
-            width as f32 - 8.0,
-            (height as f32 - HEADER_H - 4.0).max(1.0),
-        )));
-        self.overlay.resize(q, width, height);
-        self.header.resize(q, width, height);
-        for t in self.tiles.values_mut() {
-            t.video.resize(q, width, height);
-            t.waveform.resize(q, width, height);
-        }
-    }
-
-    fn update(&mut self, gpu: &Gpu, _frame: u64) -> crate::Result<()> {
+    /// Update every tile, the overlay and the header for `members` (the current status's).
+    fn draw(&mut self, gpu: &Gpu, members: &[TileFeed]) -> crate::Result<()> {
         let (d, q) = (&gpu.device, &gpu.queue);
-        if let Some(last) = self.last_update {
-            let spent = last.elapsed();
-            if spent < self.min_interval {
-                std::thread::sleep(self.min_interval - spent);
-            }
-        }
-        self.last_update = Some(std::time::Instant::now());
-        self.status = (self.source)();
-        let members = self.status.tiles.clone();
         self.tiles
             .retain(|key, _| members.iter().any(|m| m.key == *key));
         let rects = self.grid.tile_rects(members.len());
@@ -407,7 +311,7 @@ impl Scene for RoomGridScene {
                 l.tile,
             );
         }
-        let (text, color) = self.header_text();
+        let (text, color) = self.header_text(members.len());
         let bar = Rect::new(0.0, 0.0, w as f32, HEADER_H - 4.0);
         self.overlay.rect(bar, palette::PANEL, 0.0);
         self.header
@@ -427,6 +331,110 @@ impl Scene for RoomGridScene {
         }
         self.overlay.upload(d, q);
         self.header.prepare(d, q)
+    }
+
+    fn header_text(&self, n: usize) -> (String, Color) {
+        let url = &self.status.url;
+        match self.status.link.clone() {
+            LinkStatus::Connected { room } => (
+                format!(
+                    "room {room} · {n} participant{} · {}",
+                    if n == 1 { "" } else { "s" },
+                    url
+                ),
+                palette::LABEL,
+            ),
+            LinkStatus::Connecting => (format!("connecting to {} …", url), palette::YELLOW),
+            LinkStatus::Reconnecting {
+                attempt,
+                max,
+                cause,
+            } => (
+                if attempt == 0 {
+                    format!("offline ({cause}): reconnecting to {} …", url)
+                } else {
+                    format!(
+                        "offline: cannot reach {} ({cause}); retry {attempt} of {max} …",
+                        url
+                    )
+                },
+                palette::RED,
+            ),
+            LinkStatus::Disconnected { reason } => {
+                (format!("disconnected: {reason}"), palette::RED)
+            }
+        }
+    }
+}
+
+/// "Ada Lovelace" → "AL", "py" → "P".
+fn initials(name: &str) -> String {
+    name.split_whitespace()
+        .filter_map(|w| w.chars().find(|c| c.is_alphanumeric()))
+        .take(2)
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// The waveform strip inside a tile: above the name label, left of the level bar.
+fn strip_rect(l: &TileLayout) -> Rect {
+    let t = l.tile;
+    let s = TileLayout::scale(t);
+    let pad = 8.0 * s;
+    let bottom = l.label.y - 4.0 * s;
+    let h = (t.h * 0.16).max(10.0);
+    Rect::new(t.x + pad, bottom - h, t.w - 2.0 * pad - 14.0 * s, h)
+}
+
+/// The level bar at the tile's right edge.
+fn bar_rect(l: &TileLayout) -> Rect {
+    let t = l.tile;
+    let s = TileLayout::scale(t);
+    let pad = 8.0 * s;
+    let w = 8.0 * s;
+    let top = l.quality.bottom() + 6.0 * s;
+    Rect::new(
+        t.right() - pad - w,
+        top,
+        w,
+        (l.label.bottom() - top).max(4.0),
+    )
+}
+
+impl Scene for RoomGridScene {
+    fn resize(&mut self, gpu: &Gpu, width: u32, height: u32) {
+        let q = &gpu.queue;
+        self.size = (width, height);
+        self.grid.resize(q, width, height);
+        self.grid.set_region(Some(Rect::new(
+            4.0,
+            HEADER_H,
+            width as f32 - 8.0,
+            (height as f32 - HEADER_H - 4.0).max(1.0),
+        )));
+        self.overlay.resize(q, width, height);
+        self.header.resize(q, width, height);
+        for t in self.tiles.values_mut() {
+            t.video.resize(q, width, height);
+            t.waveform.resize(q, width, height);
+        }
+    }
+
+    fn update(&mut self, gpu: &Gpu, _frame: u64) -> crate::Result<()> {
+        if let Some(last) = self.last_update {
+            let spent = last.elapsed();
+            if spent < self.min_interval {
+                std::thread::sleep(self.min_interval - spent);
+            }
+        }
+        self.last_update = Some(std::time::Instant::now());
+        self.status = (self.source)();
+        // The members are lent out while drawing (the tiles borrow their names) and put back
+        // for `render`: no per-frame copy of the list.
+        let members = std::mem::take(&mut self.status.tiles);
+        let drawn = self.draw(gpu, &members);
+        self.status.tiles = members;
+        drawn
     }
 
     fn close_requested(&self) -> bool {
