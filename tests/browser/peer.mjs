@@ -95,6 +95,7 @@ if (opts.video) args.push(`--use-file-for-fake-video-capture=${opts.video}`);
 if (opts.audio) args.push(`--use-file-for-fake-audio-capture=${opts.audio}`);
 
 let browser;
+let failure = null;
 const deadline = setTimeout(() => fail(`no result within ${seconds + 60} s`), (seconds + 60) * 1000);
 try {
   // playwright-core gives the browser a fresh temporary profile (--user-data-dir) and removes
@@ -124,12 +125,14 @@ try {
   }
   await page.evaluate(() => window.wavecast.leave()).catch(() => {});
 } catch (e) {
-  fail(e?.message ?? e);
+  failure = e?.message ?? String(e);
 } finally {
   clearTimeout(deadline);
   await browser?.close().catch(() => {});
   server.close();
 }
+if (failure !== null) fail(failure);
+process.exit(0);
 
 // Resolves after `ms`, or earlier on a `stop` line or the end of stdin.
 function untilStopOr(ms) {
