@@ -146,6 +146,58 @@
     return { hz: (k + shift) * binHz, db: b };
   }
 
+  // wavecast's frame stamp (crates/media/src/stamp.rs): a 48 × 2 grid of black and white cells
+  // across the top of the picture, `width / 48` pixels square, carrying 96 bits — frame number
+  // (32), capture time in µs since the UNIX epoch (56), CRC-8 (8) — most significant bit first.
+  // Reads the central half of each cell of an RGBA band, thresholds at mid-grey, checks the
+  // CRC. Returns { frame, captured_ms } or null.
+  const STAMP_COLUMNS = 48;
+  const STAMP_ROWS = 2;
+  const cellEdge = (i, width) => Math.floor((i * width) / STAMP_COLUMNS);
+  function crc8(bytes) {
+    let crc = 0;
+    for (const b of bytes) {
+      crc ^= b;
+      for (let i = 0; i < 8; i++) crc = crc & 0x80 ? ((crc << 1) ^ 0x07) & 0xff : (crc << 1) & 0xff;
+    }
+    return crc ^ 0x55;
+  }
+  function readStamp(rgba, width) {
+    const bytes = new Uint8Array(12);
+    for (let row = 0; row < STAMP_ROWS; row++) {
+      const [y0, y1] = [cellEdge(row, width), cellEdge(row + 1, width)];
+      const [cy0, cy1] = [y0 + Math.floor((y1 - y0) / 4), Math.max(y1 - Math.floor((y1 - y0) / 4), y0 + 1)];
+      for (let col = 0; col < STAMP_COLUMNS; col++) {
+        const [x0, x1] = [cellEdge(col, width), cellEdge(col + 1, width)];
+        const [cx0, cx1] = [x0 + Math.floor((x1 - x0) / 4), Math.max(x1 - Math.floor((x1 - x0) / 4), x0 + 1)];
+        let sum = 0;
+        let n = 0;
+        for (let y = cy0; y < cy1; y++) {
+          for (let x = cx0; x < cx1; x++) {
+            const i = (y * width + x) * 4;
+            sum += (rgba[i] + rgba[i + 1] + rgba[i + 2]) / 3;
+            n++;
+          }
+        }
+        if (sum / Math.max(n, 1) >= 126) {
+          const bit = row * STAMP_COLUMNS + col;
+          bytes[bit >> 3] |= 0x80 >> (bit & 7);
+        }
+      }
+    }
+    if (bytes[11] !== crc8(bytes.subarray(0, 11))) return null;
+    const frame = ((bytes[0] << 24) >>> 0) + (bytes[1] << 16) + (bytes[2] << 8) + bytes[3];
+    let us = 0;
+    for (let i = 4; i < 11; i++) us = us * 256 + bytes[i];
+    return { frame, captured_ms: us / 1000 };
+  }
+
+  const percentile = (xs, q) => {
+    if (xs.length === 0) return null;
+    const s = [...xs].sort((x, y) => x - y);
+    return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  };
+
   const median = (xs) => {
     if (xs.length === 0) return null;
     const s = [...xs].sort((x, y) => x - y);
@@ -185,8 +237,13 @@
     const bins = new Float32Array(analyser.frequencyBinCount);
 
     // Frames: requestVideoFrameCallback's presentedFrames counts every frame composited, even
-    // when two arrive between callbacks.
+    // when two arrive between callbacks. Each frame's stamp band is drawn into a canvas and
+    // read: frame numbers (what share of the sender's frames was shown) and capture times
+    // (same machine, same clock: capture-to-presentation age).
     const frames = { first: null, last: null, first_at_ms: null, sizes: [] };
+    const stamps = { measuring: false, read: 0, unread: 0, numbers: new Set(), ages_ms: [] };
+    const canvas = document.createElement('canvas');
+    const g = canvas.getContext('2d', { willReadFrequently: true });
     const onFrame = (_t, meta) => {
       if (frames.first === null) {
         frames.first = meta.presentedFrames;
@@ -198,6 +255,19 @@
       if (!size || size.width !== meta.width || size.height !== meta.height) {
         frames.sizes.push({ width: meta.width, height: meta.height, at_frame: meta.presentedFrames - frames.first });
       }
+      if (stamps.measuring) {
+        const band = cellEdge(STAMP_ROWS, meta.width);
+        if (canvas.width !== meta.width || canvas.height !== band) [canvas.width, canvas.height] = [meta.width, band];
+        g.drawImage(video, 0, 0, meta.width, band, 0, 0, meta.width, band);
+        const s = readStamp(g.getImageData(0, 0, meta.width, band).data, meta.width);
+        if (s) {
+          stamps.read++;
+          stamps.numbers.add(s.frame);
+          stamps.ages_ms.push(Date.now() - s.captured_ms);
+        } else {
+          stamps.unread++;
+        }
+      }
       video.requestVideoFrameCallback(onFrame);
     };
     video.requestVideoFrameCallback(onFrame);
@@ -208,14 +278,18 @@
     if (frames.first === null) throw new Error('no video frame was presented within 20 s');
     const startFrames = frames.last;
     const started = now();
+    stamps.measuring = true;
     const peaks = [];
     while (now() - started < seconds * 1000) {
       await sleep(250);
       const p = spectrumPeak(analyser, bins);
       if (p.db > -90) peaks.push(p);
     }
+    stamps.measuring = false;
     const elapsed = (now() - started) / 1000;
     const presented = frames.last - startFrames;
+    const numbers = [...stamps.numbers];
+    const span = numbers.length ? Math.max(...numbers) - Math.min(...numbers) + 1 : 0;
 
     const inbound = {};
     const report = await videoTrack.receiver?.getStats();
@@ -241,6 +315,19 @@
       video_height: video.videoHeight,
       sizes: frames.sizes,
       inbound_video: inbound,
+      stamps: {
+        read: stamps.read,
+        unread: stamps.unread,
+        distinct: numbers.length,
+        first: numbers.length ? Math.min(...numbers) : null,
+        last: numbers.length ? Math.max(...numbers) : null,
+        // Of the frames the sender numbered in the window: those whose stamp a callback read,
+        // and those presented (callbacks can coalesce frames; presentedFrames counts them all).
+        read_pct: span ? (100 * numbers.length) / span : null,
+        presented_pct: span ? (100 * presented) / span : null,
+        age_p50_ms: percentile(stamps.ages_ms, 0.5),
+        age_p95_ms: percentile(stamps.ages_ms, 0.95),
+      },
       audio: {
         sample_rate: ctx.sampleRate,
         fft_size: analyser.fftSize,
