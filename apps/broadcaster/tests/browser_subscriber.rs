@@ -42,14 +42,8 @@ fn browser_subscribes_to_the_broadcaster() {
     .expect("livekit-server starts in the namespace");
     let url = server.ws_url();
     let room = "browser-subscribes";
-    let mut b = common::broadcaster_command(
-        BROADCASTER.as_ref(),
-        &url,
-        room,
-        "caster",
-        VIDEO,
-        "60s",
-    );
+    let mut b =
+        common::broadcaster_command(BROADCASTER.as_ref(), &url, room, "caster", VIDEO, "60s");
     b.args(["--tone", &TONE_HZ.to_string(), "--stats-interval", "1s"]);
     let caster = common::Background::spawn("broadcaster", &mut b);
 
@@ -112,7 +106,10 @@ fn browser_subscribes_to_the_broadcaster() {
         fps >= MIN_FPS,
         "{frames} frames = {fps:.1} fps presented (want ≥ {MIN_FPS}): {result}"
     );
-    assert!(age_p95 < 2000.0, "capture to shown p95 {age_p95} ms: {result}");
+    assert!(
+        age_p95 < 2000.0,
+        "capture to shown p95 {age_p95} ms: {result}"
+    );
     assert!(
         (tone - TONE_HZ).abs() <= 3.0,
         "the page heard {tone:.1} Hz, the broadcaster sent {TONE_HZ} Hz: {result}"

@@ -9,7 +9,7 @@
 //! loopback alone); measured figures are printed.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wavecast_media::{AudioSource, FrameRate, TestPattern, ToneGenerator, WavReader, WavWriter};
 use wavecast_media::{Waveform, Y4mWriter};
@@ -71,11 +71,18 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
     eprintln!("browser published: {ready}");
     let published_at = ready["published_at_unix_ms"].as_f64().expect("a time") / 1000.0;
 
+    let viewer_started = unix_now();
     let heard = dir.path().join("heard.wav");
     let stats_path = dir.path().join("stats.json");
     let run = common::run(
         common::join_command(VIEWER, &url, room, "watcher")
-            .args(["--participant", "browser", "--headless", "--size", "320x180"])
+            .args([
+                "--participant",
+                "browser",
+                "--headless",
+                "--size",
+                "320x180",
+            ])
             .args(["--frames", &FRAMES.to_string(), "--timeout", "40s"])
             .arg("--audio-out")
             .arg(format!("wav:{}", heard.display()))
@@ -94,6 +101,15 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
     );
     let sent = sent.unwrap_or_else(|e| panic!("the browser's figures: {e}"));
     eprintln!("browser encoders: {}", sent["video_layers"]);
+    // livekit-client's defaults were in force: the camera went out as simulcast layers.
+    let layers = sent["video_layers"].as_array().expect("video layers");
+    assert!(
+        layers.len() >= 2
+            && layers
+                .iter()
+                .any(|l| l["frames_encoded"].as_u64() > Some(0)),
+        "the browser did not publish simulcast: {layers:?}"
+    );
 
     let stats = common::json(&stats_path);
     let video = &stats["video"];
@@ -132,13 +148,14 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
     let audio = &stats["audio"];
     eprintln!(
         "BROWSER → VIEWER: {received} frames ({stamped} of {decoded} decoded with a stamp), \
-         sizes {}, first frame {:.2} s after the browser published, {:.1} fps; tone {tone:.1} Hz \
-         at {level:.1} dBFS ({} s of audio, {} packets)",
+         sizes {}, first frame {:.2} s after the viewer started ({:.2} s after the browser \
+         published), {:.1} fps; tone {tone:.1} Hz at {level:.1} dBFS ({} s of audio, {} packets)",
         sizes
             .iter()
             .map(|s| format!("{}x{}", s["width"], s["height"]))
             .collect::<Vec<_>>()
             .join(" → "),
+        first_at - viewer_started,
         first_at - published_at,
         video["fps"].as_f64().unwrap_or(0.0),
         audio["seconds"],
@@ -171,8 +188,8 @@ fn write_stamped_y4m(path: &Path) {
 /// Writes 2 s of a [`TONE_HZ`] sine at half scale, 48 kHz mono 16-bit.
 fn write_tone_wav(path: &Path) {
     let format = AudioFormat::new(48_000, 1).expect("a format");
-    let mut tone = ToneGenerator::new(format, Waveform::Tone(TONE_HZ), 0.5, Timestamp::now())
-        .expect("a tone");
+    let mut tone =
+        ToneGenerator::new(format, Waveform::Tone(TONE_HZ), 0.5, Timestamp::now()).expect("a tone");
     let mut writer = WavWriter::create(path, format).expect("create WAV");
     for _ in 0..100 {
         let mut frame = AudioFrameMut::new(format, 960);
@@ -212,3 +229,9 @@ fn dominant_frequency(path: &Path) -> (f64, f64) {
     (f64::from(f), f64::from(level))
 }
 
+/// Seconds since the UNIX epoch (the viewer's stats give times that way).
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -152,7 +152,11 @@ impl BrowserPeer {
         participant: &str,
         seconds: u32,
     ) -> Result<Self, TestbedError> {
-        let args = vec!["subscribe".into(), "--participant".into(), participant.into()];
+        let args = vec![
+            "subscribe".into(),
+            "--participant".into(),
+            participant.into(),
+        ];
         Self::spawn(url, token, seconds, args, "browser subscriber")
     }
 
@@ -245,7 +249,9 @@ impl BrowserPeer {
             }
             if let Some(rest) = line.strip_prefix(prefix) {
                 return serde_json::from_str(rest.trim()).map_err(|e| {
-                    self.failed(format!("printed {prefix} with JSON that does not parse ({e})"))
+                    self.failed(format!(
+                        "printed {prefix} with JSON that does not parse ({e})"
+                    ))
                 });
             }
         }
@@ -261,7 +267,10 @@ impl BrowserPeer {
 
     /// What the script and the page printed on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn failed(&self, why: String) -> TestbedError {
@@ -296,4 +305,3 @@ impl Drop for BrowserPeer {
         let _ = self.child.wait();
     }
 }
-
