@@ -67,6 +67,20 @@
     };
   }
 
+  // Scale the camera's capture by `factor` (applyConstraints), as libwebrtc's own adaptation
+  // does under CPU or bandwidth pressure; every simulcast layer follows.
+  async function scaleCapture(factor) {
+    const pub = room?.localParticipant.getTrackPublication(LK.Track.Source.Camera);
+    const track = pub?.track?.mediaStreamTrack;
+    if (!track) throw new Error('no camera track to scale');
+    const before = track.getSettings();
+    const [width, height] = [Math.round(before.width * factor), Math.round(before.height * factor)];
+    await track.applyConstraints({ width: { exact: width }, height: { exact: height } });
+    const after = track.getSettings();
+    note(`capture scaled from ${before.width}x${before.height} to ${after.width}x${after.height}`);
+    return { width: after.width, height: after.height, at_unix_ms: Date.now() };
+  }
+
   // What the publisher's encoders did: one entry per RTP stream (a simulcast layer each).
   async function publishStats() {
     if (!room) throw new Error('not connected');
@@ -345,5 +359,5 @@
     room = null;
   }
 
-  window.wavecast = { publish, publishStats, subscribe, leave, state: () => state };
+  window.wavecast = { publish, publishStats, scaleCapture, subscribe, leave, state: () => state };
 })();

@@ -4,12 +4,15 @@
 // served from 127.0.0.1. Never downloads a browser.
 //
 //   node peer.mjs publish   --url WS --token JWT [--seconds N] [--video FILE.y4m] [--audio FILE.wav]
+//                           [--downscale-after S]
 //   node peer.mjs subscribe --url WS --token JWT --participant IDENTITY [--seconds N]
 //
 // publish: joins, publishes Chromium's fake camera and microphone (from the given files, or
 // Chromium's built-in pattern and beep) with livekit-client's default settings, prints
 // `READY {json}`, keeps publishing for --seconds or until a line `stop` (or EOF) on stdin, then
-// prints `RESULT {json}` with the encoders' figures.
+// prints `RESULT {json}` with the encoders' figures. --downscale-after S halves the camera's
+// capture size S seconds after READY (what libwebrtc's adaptation does under pressure) and prints
+// `SCALED {json}`.
 // subscribe: joins, waits for the participant's video and audio, measures them for --seconds
 // (frames, picture size, tone frequency) and prints `RESULT {json}`.
 // A failure prints `ERROR message` and exits 1. The page's console goes to stderr.
@@ -38,6 +41,7 @@ const { values: opts, positionals } = parseArgs({
     video: { type: 'string' },
     audio: { type: 'string' },
     log: { type: 'string', default: 'warn' },
+    'downscale-after': { type: 'string' },
   },
 });
 
@@ -52,6 +56,10 @@ if (!opts.url || !opts.token) fail('--url and --token are required');
 if (mode === 'subscribe' && !opts.participant) fail('subscribe needs --participant');
 const seconds = Number(opts.seconds);
 if (!(seconds > 0 && seconds <= 120)) fail(`--seconds ${opts.seconds}: 0 < N <= 120`);
+const downscaleAfter = opts['downscale-after'] === undefined ? null : Number(opts['downscale-after']);
+if (downscaleAfter !== null && !(downscaleAfter >= 0 && downscaleAfter < seconds)) {
+  fail(`--downscale-after ${opts['downscale-after']}: 0 <= S < --seconds`);
+}
 
 // The page's three files, and nothing else, from 127.0.0.1 (a secure context: getUserMedia
 // works there).
@@ -111,7 +119,14 @@ try {
   if (mode === 'publish') {
     const info = await page.evaluate((o) => window.wavecast.publish(o), { url: opts.url, token: opts.token });
     process.stdout.write(`READY ${JSON.stringify(info)}\n`);
+    let scaled = Promise.resolve();
+    const timer = downscaleAfter === null ? null : setTimeout(() => {
+      scaled = page.evaluate(() => window.wavecast.scaleCapture(0.5))
+        .then((s) => process.stdout.write(`SCALED ${JSON.stringify(s)}\n`));
+    }, downscaleAfter * 1000);
     await untilStopOr(seconds * 1000);
+    clearTimeout(timer);
+    await scaled;
     const stats = await page.evaluate(() => window.wavecast.publishStats());
     process.stdout.write(`RESULT ${JSON.stringify(stats)}\n`);
   } else {

@@ -2,11 +2,12 @@
 //! JavaScript SDK (livekit-client) with its default publish settings — simulcast, VP8 with a
 //! backup codec, RED and DTX audio, capture at 720p with echo cancellation, noise suppression
 //! and auto gain, plus adaptive stream and dynacast — and publishes its fake camera and
-//! microphone, fed with our stamped Y4M and a WAV tone. The viewer (headless) must receive the
-//! frames (with readable stamps: the pictures are ours, through simulcast layers and the
-//! browser's own resolution adaptation), at a size the source can become, and the tone at its
-//! frequency. Everything runs in a private network namespace (libwebrtc gathers no candidate on
-//! loopback alone); measured figures are printed.
+//! microphone, fed with our stamped Y4M and a WAV tone. Mid-stream the page halves its capture
+//! size, as libwebrtc's adaptation does under pressure. The viewer (headless) must receive the
+//! frames (with readable stamps: the pictures are ours, through simulcast layers and the size
+//! change), follow the change to the smaller size, and hear the tone at its frequency.
+//! Everything runs in a private network namespace (libwebrtc gathers no candidate on loopback
+//! alone); measured figures are printed.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,7 +19,7 @@ use wavecast_pipeline::{
     AudioFormat, AudioFrameMut, PixelFormat, Timestamp, VideoFrameMut, VideoLayout,
 };
 use wavecast_testbed::apps as common;
-use wavecast_testbed::browser::{BrowserPeer, FakeCapture};
+use wavecast_testbed::browser::{BrowserPeer, PublishOptions};
 use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
 use wavecast_token::Preset;
 
@@ -30,8 +31,15 @@ const FPS: u32 = 30;
 const LOOP_FRAMES: u32 = 90;
 /// The microphone file: this tone, 2 s (a whole number of periods: the loop is seamless).
 const TONE_HZ: f64 = 660.0;
-/// Video frames the viewer waits for (5 s of the source's 30 fps).
+/// Video frames the viewer waits for (7.5 s of livekit-client's 20 fps for 360p).
 const FRAMES: u64 = 150;
+/// When the page halves its capture size (after it published).
+const DOWNSCALE_AFTER: Duration = Duration::from_secs(3);
+/// How soon after that the viewer must decode the smaller pictures.
+const FOLLOW_WITHIN_S: f64 = 2.0;
+/// The page reads its clock once the capture change is applied; pictures of the new size may
+/// be decoded a little before.
+const SCALE_CLOCK_SLACK_S: f64 = 0.5;
 
 #[test]
 fn viewer_receives_a_browser_publishing_with_default_settings() {
@@ -58,9 +66,10 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
     let mut browser = BrowserPeer::publish(
         &url,
         &token,
-        &FakeCapture {
+        &PublishOptions {
             video: Some(camera),
             audio: Some(microphone),
+            downscale_after: Some(DOWNSCALE_AFTER),
         },
         60,
     )
@@ -91,6 +100,7 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
         Duration::from_secs(60),
     );
     browser.stop();
+    let scaled = browser.wait_json("SCALED", Duration::from_secs(30));
     let sent = browser.wait_json("RESULT", Duration::from_secs(30));
     assert_eq!(
         run.code(),
@@ -99,6 +109,7 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
         run.output(),
         browser.stderr()
     );
+    let scaled = scaled.unwrap_or_else(|e| panic!("the browser scales its capture: {e}"));
     let sent = sent.unwrap_or_else(|e| panic!("the browser's figures: {e}"));
     eprintln!("browser encoders: {}", sent["video_layers"]);
     // livekit-client's defaults were in force: the camera went out as simulcast layers.
@@ -119,10 +130,52 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
     let received = video["frames_received"].as_u64().expect("frames_received");
     assert!(received >= FRAMES, "{video}");
 
-    // Sizes: every picture size is the source scaled down (simulcast layers, the browser's
-    // adaptation), keeping its aspect.
+    // Sizes. The server forwards one simulcast layer (the full or the half-size one; which,
+    // and when it switches, is its allocator's choice), so the viewer starts at a size of the
+    // source's layers and, soon after the browser halves its capture, decodes a smaller size,
+    // at most the halved capture's, and nothing larger after that. Every size is the source
+    // scaled down, keeping its aspect.
     let sizes = stream["sizes"].as_array().expect("sizes");
     assert!(!sizes.is_empty(), "{stream}");
+    let size_of = |s: &serde_json::Value| {
+        (
+            s["width"].as_u64().expect("width"),
+            s["height"].as_u64().expect("height"),
+        )
+    };
+    let at = |s: &serde_json::Value| s["at_unix_s"].as_f64().expect("at_unix_s");
+    let half = (
+        scaled["width"].as_u64().expect("width"),
+        scaled["height"].as_u64().expect("height"),
+    );
+    assert_eq!(
+        half,
+        (u64::from(SOURCE.0 / 2), u64::from(SOURCE.1 / 2)),
+        "{scaled}"
+    );
+    let scaled_at = scaled["at_unix_ms"].as_f64().expect("at_unix_ms") / 1000.0;
+    // The first small pictures can be decoded a moment before the page's call returns.
+    let (before, after): (Vec<_>, Vec<_>) = sizes
+        .iter()
+        .partition(|s| at(s) < scaled_at - SCALE_CLOCK_SLACK_S);
+    let was = before
+        .last()
+        .map(|s| size_of(s))
+        .unwrap_or_else(|| panic!("no pictures before the browser scaled: {stream}"));
+    let followed = after
+        .first()
+        .unwrap_or_else(|| panic!("no size change after the browser scaled: {stream}"));
+    let follow_s = at(followed) - scaled_at;
+    let now = size_of(followed);
+    assert!(
+        now.0 < was.0 && now.0 <= half.0 && follow_s <= FOLLOW_WITHIN_S,
+        "the viewer went from {was:?} to {now:?} {follow_s:.2} s after the browser halved its \
+         capture: {stream}"
+    );
+    assert!(
+        after.iter().all(|s| size_of(s).0 <= half.0),
+        "larger than the halved capture after it: {stream}"
+    );
     for s in sizes {
         let (w, h) = (s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap());
         let aspect = w as f64 / h as f64;
@@ -148,13 +201,15 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
     let audio = &stats["audio"];
     eprintln!(
         "BROWSER → VIEWER: {received} frames ({stamped} of {decoded} decoded with a stamp), \
-         sizes {}, first frame {:.2} s after the viewer started ({:.2} s after the browser \
-         published), {:.1} fps; tone {tone:.1} Hz at {level:.1} dBFS ({} s of audio, {} packets)",
+         sizes {} (the halved capture decoded {:.0} ms after the browser scaled), first frame \
+         {:.2} s after the viewer started ({:.2} s after the browser published), {:.1} fps; \
+         tone {tone:.1} Hz at {level:.1} dBFS ({} s of audio, {} packets)",
         sizes
             .iter()
             .map(|s| format!("{}x{}", s["width"], s["height"]))
             .collect::<Vec<_>>()
             .join(" → "),
+        follow_s * 1000.0,
         first_at - viewer_started,
         first_at - published_at,
         video["fps"].as_f64().unwrap_or(0.0),

@@ -101,15 +101,20 @@ pub fn check_installed() -> Result<(), TestbedError> {
     }
 }
 
-/// Files Chromium's fake camera and microphone play (each looped).
+/// What a publishing page sends: files for Chromium's fake camera and microphone (each
+/// looped), and an optional mid-stream change of the capture size.
 #[derive(Debug, Clone, Default)]
-pub struct FakeCapture {
+pub struct PublishOptions {
     /// A Y4M file for the camera (`--use-file-for-fake-video-capture`); Chromium's moving
     /// pattern when `None`.
     pub video: Option<PathBuf>,
     /// A WAV file for the microphone (`--use-file-for-fake-audio-capture`); Chromium's beep
     /// when `None`.
     pub audio: Option<PathBuf>,
+    /// Halve the camera's capture size this long after `READY` (what libwebrtc's own
+    /// adaptation does under CPU or bandwidth pressure); the peer then prints
+    /// `SCALED {"width", "height", "at_unix_ms"}`.
+    pub downscale_after: Option<Duration>,
 }
 
 /// Chromium with livekit-client on a page, publishing or subscribing (see the module docs);
@@ -125,21 +130,25 @@ pub struct BrowserPeer {
 
 impl BrowserPeer {
     /// Joins with `token` at `url` and publishes the fake camera and microphone with
-    /// livekit-client's defaults, for at most `seconds` (or until [`BrowserPeer::stop`]).
+    /// livekit-client's defaults (see [`PublishOptions`]), for at most `seconds` (or until
+    /// [`BrowserPeer::stop`]).
     /// Prints `READY {json}` once published, `RESULT {json}` with the encoders' figures at the
     /// end.
     pub fn publish(
         url: &str,
         token: &str,
-        capture: &FakeCapture,
+        options: &PublishOptions,
         seconds: u32,
     ) -> Result<Self, TestbedError> {
         let mut args = vec!["publish".into()];
-        if let Some(v) = &capture.video {
+        if let Some(v) = &options.video {
             args.extend(["--video".into(), v.display().to_string()]);
         }
-        if let Some(a) = &capture.audio {
+        if let Some(a) = &options.audio {
             args.extend(["--audio".into(), a.display().to_string()]);
+        }
+        if let Some(after) = options.downscale_after {
+            args.extend(["--downscale-after".into(), after.as_secs_f64().to_string()]);
         }
         Self::spawn(url, token, seconds, args, "browser publisher")
     }
