@@ -119,14 +119,21 @@ try {
   if (mode === 'publish') {
     const info = await page.evaluate((o) => window.wavecast.publish(o), { url: opts.url, token: opts.token });
     process.stdout.write(`READY ${JSON.stringify(info)}\n`);
-    let scaled = Promise.resolve();
+    // The scaling runs while the publisher waits; its failure is kept (not an unhandled
+    // rejection, which would end Node before it prints ERROR) and reported after the wait.
+    let scaled = Promise.resolve(null);
     const timer = downscaleAfter === null ? null : setTimeout(() => {
       scaled = page.evaluate(() => window.wavecast.scaleCapture(0.5))
-        .then((s) => process.stdout.write(`SCALED ${JSON.stringify(s)}\n`));
+        .then((s) => {
+          process.stdout.write(`SCALED ${JSON.stringify(s)}\n`);
+          return null;
+        })
+        .catch((e) => e);
     }, downscaleAfter * 1000);
     await untilStopOr(seconds * 1000);
     clearTimeout(timer);
-    await scaled;
+    const scaleError = await scaled;
+    if (scaleError) throw new Error(`scaling the capture failed: ${scaleError?.message ?? scaleError}`);
     const stats = await page.evaluate(() => window.wavecast.publishStats());
     process.stdout.write(`RESULT ${JSON.stringify(stats)}\n`);
   } else {
