@@ -11,7 +11,7 @@ livekit_server_version := "v1.13.5"
 python_sdk := "livekit==1.2.1 livekit-api==1.2.2"
 # The chat seed's token endpoint as the token service's bench baseline (Flask app under gunicorn).
 python_bench := "flask==3.1.3 flask-jwt-extended==4.7.4 gunicorn==27.0.1"
-apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server postgresql ffmpeg iproute2 nftables"
+apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server postgresql ffmpeg iproute2 nftables chromium"
 
 root := justfile_directory()
 tools := root / ".tools/bin"
@@ -23,7 +23,7 @@ default:
     @just --list
 
 # Install what the build and the tests need (idempotent; quiet when everything is there).
-setup: setup-apt setup-server setup-python
+setup: setup-apt setup-server setup-python setup-browser
 
 # System packages (apt when root; otherwise print the apt line and stop).
 setup-apt:
@@ -72,6 +72,20 @@ setup-python:
     echo "setup: python venv with $want"
     [ -x "{{venv}}/bin/python" ] || python3 -m venv "{{venv}}"
     "{{venv}}/bin/pip" install -q --disable-pip-version-check {{python_sdk}} {{python_bench}}
+    echo "$want" > "$stamp"
+
+# The browser peer of the tests (tests/browser): playwright-core and livekit-client from npm, pinned
+# by package-lock.json; the browser is Debian's Chromium (setup-apt), never a downloaded one.
+setup-browser:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="{{root}}/tests/browser"
+    stamp="$dir/node_modules/.wavecast-lock"
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && exit 0
+    command -v npm >/dev/null || { echo "setup: Node.js with npm is needed for the browser tests (https://nodejs.org)" >&2; exit 1; }
+    echo "setup: npm ci in tests/browser (playwright-core, livekit-client)"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
     echo "$want" > "$stamp"
 
 # Run livekit-server in dev mode on 127.0.0.1 with config/livekit-server.yaml (Ctrl-C stops it).

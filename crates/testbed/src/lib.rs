@@ -5,6 +5,8 @@
 //! `just setup`) in `--dev` mode on free loopback ports, waits until it answers, and kills it when
 //! dropped. [`python`] is the project-local venv's interpreter holding the pinned official SDK, and
 //! [`PythonPeer`] runs one of the scripts in `tests/python/` against a server.
+//! [`browser::BrowserPeer`] is the other official SDK users meet: Debian's Chromium, headless,
+//! running livekit-client (the npm packages in `tests/browser/`, installed by `just setup`).
 //!
 //! ```no_run
 //! use wavecast_testbed::LiveKitServer;
@@ -44,6 +46,7 @@ use wavecast_token::{Keys, Preset, TokenBuilder};
 mod postgres;
 pub use postgres::{POSTGRES_BIN_ENV, POSTGRES_USER, Postgres, postgres_bin_dir};
 pub mod apps;
+pub mod browser;
 pub mod cli;
 pub mod corpus;
 pub mod netns;
@@ -92,6 +95,22 @@ pub enum TestbedError {
     RedisNotFound {
         /// The places searched.
         looked: String,
+    },
+    /// Something a [`browser::BrowserPeer`] needs is not installed.
+    #[error("the browser peer needs {missing}: run `just setup`")]
+    BrowserNotInstalled {
+        /// What is missing.
+        missing: String,
+    },
+    /// A [`browser::BrowserPeer`] failed, ended early or did not answer in time.
+    #[error("{what} {why}\n--- its log tail ---\n{log}")]
+    BrowserPeer {
+        /// Which peer (`browser publisher`, `browser subscriber`).
+        what: String,
+        /// What went wrong (the script's `ERROR` message, or the wait that ran out).
+        why: String,
+        /// The last lines of its stderr (the page's console).
+        log: String,
     },
     /// The server did not become ready in time, or exited.
     #[error("livekit-server on {addr} did not become ready: {why}\n--- server log tail ---\n{log}")]
