@@ -116,6 +116,9 @@ impl Core {
                     proto::UpdateTrackSettings {
                         track_sids: vec![track_sid],
                         disabled: !enabled,
+                        // Without width/height the server goes by `quality`, whose default
+                        // (0) is LOW: re-enabling a track would pin it to its smallest layer.
+                        quality: proto::VideoQuality::High as i32,
                         ..Default::default()
                     },
                 ))
