@@ -15,7 +15,9 @@ pub const MAX_OPUS_DECODED: usize = 5760;
 /// libopus puts in-band FEC (LBRR: a low-bitrate copy of the previous frame) into its packets
 /// only when in-band FEC is on *and* the expected loss is above zero; a higher figure spends more
 /// of the bitrate on that copy. Even then it sends FEC only while its voice activity detector
-/// hears speech: not in silence, and not for a steady tone after its first second or so.
+/// hears speech: not in silence, and not for a steady tone after its first second or so. The
+/// copy costs bits: at 24 kbit/s mono the main encoding gets coarse enough to smear short
+/// silences (the synthetic tone's timestamp markers); 32 kbit/s and above keep them.
 pub const DEFAULT_EXPECTED_LOSS_PERCENT: u8 = 10;
 
 fn opus_err(op: &'static str) -> impl FnOnce(opus::Error) -> CodecError {
