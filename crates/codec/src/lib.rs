@@ -21,17 +21,22 @@
 //! Thin safe wrappers: the encoders own their output buffer (allocated once) and hand out
 //! borrows, so steady-state encoding allocates nothing. Target bitrate can change at any time and
 //! `force_keyframe` answers PLI/FIR. Bad input (wrong sizes, corrupt packets) is an error, never a
-//! panic. No threads: callers run codecs off the network path.
+//! panic. No threads: callers run codecs off the network path. Audio survives loss: the Opus
+//! encoder sends in-band FEC (it expects [`DEFAULT_EXPECTED_LOSS_PERCENT`] loss until told
+//! otherwise) and [`OpusStreamDecoder`] fills the gaps in a received stream's RTP times with
+//! that FEC and libopus's concealment.
 #![deny(missing_docs)]
 
 mod opus;
+mod opus_stream;
 pub mod pipeline;
 mod vp8;
 
 pub use crate::opus::{
-    MAX_OPUS_DECODED, MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusDecoder,
-    OpusEncoder,
+    DEFAULT_EXPECTED_LOSS_PERCENT, MAX_OPUS_DECODED, MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES,
+    OPUS_SAMPLE_RATE, OpusDecoder, OpusEncoder, packet_has_fec, packet_samples,
 };
+pub use crate::opus_stream::{DEFAULT_MAX_CONCEAL, OpusStreamDecoder, StreamDecoded, StreamStats};
 pub use crate::vp8::{
     DEFAULT_MAX_PIXELS, DecodedImage, I420, VIDEO_CLOCK, Vp8Config, Vp8Decoder, Vp8Encoder,
     Vp8Frame, vp8_keyframe_size,

@@ -10,6 +10,15 @@ pub const OPUS_FRAME_SAMPLES: usize = 960;
 pub const MAX_OPUS_PACKET: usize = 1500;
 /// Most samples per channel one packet can decode to (120 ms at 48 kHz).
 pub const MAX_OPUS_DECODED: usize = 5760;
+/// The packet loss a new encoder expects, percent ([`OpusEncoder::set_expected_loss`]).
+///
+/// libopus puts in-band FEC (LBRR: a low-bitrate copy of the previous frame) into its packets
+/// only when in-band FEC is on *and* the expected loss is above zero; a higher figure spends more
+/// of the bitrate on that copy. Even then it sends FEC only while its voice activity detector
+/// hears speech: not in silence, and not for a steady tone after its first second or so. The
+/// copy costs bits: at 24 kbit/s mono the main encoding gets coarse enough to smear short
+/// silences (the synthetic tone's timestamp markers); 32 kbit/s and above keep them.
+pub const DEFAULT_EXPECTED_LOSS_PERCENT: u8 = 10;
 
 fn opus_err(op: &'static str) -> impl FnOnce(opus::Error) -> CodecError {
     move |e| CodecError::Library {
@@ -60,11 +69,31 @@ impl OpusEncoder {
         inner
             .set_inband_fec(true)
             .map_err(opus_err("enable in-band FEC"))?;
-        Ok(Self {
+        let mut enc = Self {
             inner,
             channels: channels_n,
             bitrate,
-        })
+        };
+        enc.set_expected_loss(DEFAULT_EXPECTED_LOSS_PERCENT)?;
+        Ok(enc)
+    }
+
+    /// The packet loss to prepare for, percent (0–100; more is taken as 100).
+    /// [`DEFAULT_EXPECTED_LOSS_PERCENT`] on a new encoder. Zero turns the in-band FEC off in
+    /// effect (libopus sends none); callers that see receiver reports can follow the loss.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), CodecError> {
+        self.inner
+            .set_packet_loss_perc(i32::from(percent.min(100)))
+            .map_err(opus_err("set expected packet loss"))
+    }
+
+    /// The packet loss the encoder prepares for, percent.
+    pub fn expected_loss(&mut self) -> Result<u8, CodecError> {
+        let p = self
+            .inner
+            .get_packet_loss_perc()
+            .map_err(opus_err("get expected packet loss"))?;
+        Ok(p.clamp(0, 100) as u8)
     }
 
     /// Change the target bitrate (bits per second).
@@ -124,11 +153,164 @@ impl OpusDecoder {
     }
 
     /// Decode one packet into `out` (room for [`MAX_OPUS_DECODED`] × channels samples is
-    /// always enough); returns samples per channel. An empty packet conceals one lost frame.
+    /// always enough); returns samples per channel. An empty packet conceals as many samples
+    /// as `out` holds (see [`OpusDecoder::conceal`] to say how many).
     pub fn decode(&mut self, packet: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
         self.inner
             .decode(packet, out, false)
             .map_err(opus_err("decode"))
+    }
+
+    /// Packet loss concealment: synthesise `samples` per channel (a multiple of 120, i.e.
+    /// 2.5 ms) for audio that never arrived, continuing from what was decoded last (libopus
+    /// fades it out over a few frames). Returns samples per channel written to `out`.
+    pub fn conceal(&mut self, samples: usize, out: &mut [i16]) -> Result<usize, CodecError> {
+        let out = self.exact(samples, out, "conceal")?;
+        self.inner
+            .decode(&[], out, false)
+            .map_err(opus_err("conceal a lost packet"))
+    }
+
+    /// Recover lost audio from the in-band FEC of `next` (the packet after the loss):
+    /// `samples` per channel (a multiple of 120) end where `next` starts. libopus rebuilds the
+    /// last frame of that span from `next`'s FEC data when it has some ([`packet_has_fec`]) and
+    /// conceals the rest (and everything, when it has none). `next` itself is then decoded with
+    /// [`OpusDecoder::decode`] as usual. Returns samples per channel written to `out`.
+    pub fn decode_fec(
+        &mut self,
+        next: &[u8],
+        samples: usize,
+        out: &mut [i16],
+    ) -> Result<usize, CodecError> {
+        let out = self.exact(samples, out, "decode FEC")?;
+        self.inner
+            .decode(next, out, true)
+            .map_err(opus_err("decode in-band FEC"))
+    }
+
+    /// Forget the stream decoded so far (after a long break: nothing to continue from).
+    pub fn reset(&mut self) -> Result<(), CodecError> {
+        self.inner.reset_state().map_err(opus_err("reset"))
+    }
+
+    /// `out` cut to exactly `samples` per channel (libopus conceals exactly as many as asked).
+    fn exact<'a>(
+        &self,
+        samples: usize,
+        out: &'a mut [i16],
+        op: &str,
+    ) -> Result<&'a mut [i16], CodecError> {
+        let len = samples * usize::from(self.channels);
+        if samples == 0 || !samples.is_multiple_of(120) || out.len() < len {
+            return Err(CodecError::BadFrame {
+                what: format!(
+                    "Opus {op}: {samples} samples per channel (want a positive multiple of 120) \
+                     into a buffer of {} samples",
+                    out.len()
+                ),
+            });
+        }
+        Ok(&mut out[..len])
+    }
+}
+
+/// Whether an Opus packet carries in-band FEC (LBRR) data for the frame before it — what
+/// [`OpusDecoder::decode_fec`] can rebuild a lost packet from.
+///
+/// Reads the TOC (RFC 6716 §3.1) and the first SILK header bits of the packet's first frame
+/// (§4.2.3: one VAD flag per SILK frame, then the LBRR flag, each an equiprobable range-coded
+/// bit, so the first byte holds them in order; a stereo packet's side channel follows the mid
+/// channel). CELT-only packets carry none. Malformed packets are `false`, never a panic.
+pub fn packet_has_fec(packet: &[u8]) -> bool {
+    let Some(&toc) = packet.first() else {
+        return false;
+    };
+    let config = toc >> 3;
+    if config >= 16 {
+        return false; // CELT only
+    }
+    // SILK frames per Opus frame: SILK-only configs cycle 10/20/40/60 ms, hybrid 10/20 ms.
+    let silk_frames: u32 = if config < 12 {
+        match config % 4 {
+            2 => 2,
+            3 => 3,
+            _ => 1,
+        }
+    } else {
+        1
+    };
+    let stereo = toc & 0x04 != 0;
+    let Some(first) = first_frame(packet) else {
+        return false;
+    };
+    let Some(&b) = first.first() else {
+        return false;
+    };
+    let mid = (b >> (7 - silk_frames)) & 1 == 1;
+    let side = stereo && (b >> (6 - 2 * silk_frames)) & 1 == 1;
+    mid || side
+}
+
+/// Samples per channel (48 kHz) an Opus packet decodes to, or `None` when its TOC is malformed.
+pub fn packet_samples(packet: &[u8]) -> Option<usize> {
+    opus::packet::get_nb_samples(packet, OPUS_SAMPLE_RATE)
+        .ok()
+        .filter(|&n| n > 0)
+}
+
+/// The first frame of an Opus packet (RFC 6716 §3.2), or `None` when the packet is malformed.
+fn first_frame(packet: &[u8]) -> Option<&[u8]> {
+    let rest = packet.get(1..)?;
+    match packet[0] & 0x03 {
+        // One frame, or two of equal size.
+        0 => Some(rest),
+        1 => Some(&rest[..rest.len() / 2]),
+        // Two frames, the first one's length coded in front.
+        2 => {
+            let (len, skip) = frame_length(rest)?;
+            rest.get(skip..skip + len)
+        }
+        // A frame count byte, optional padding, VBR lengths or equal (CBR) frames.
+        _ => {
+            let (&count, mut rest) = rest.split_first()?;
+            let (vbr, padded, frames) = (count & 0x80 != 0, count & 0x40 != 0, count & 0x3f);
+            if frames == 0 {
+                return None;
+            }
+            let mut padding = 0usize;
+            if padded {
+                loop {
+                    let (&p, r) = rest.split_first()?;
+                    rest = r;
+                    padding += if p == 255 { 254 } else { usize::from(p) };
+                    if p != 255 {
+                        break;
+                    }
+                }
+            }
+            let body = rest.len().checked_sub(padding)?;
+            if vbr && frames > 1 {
+                let (len, skip) = frame_length(rest)?;
+                // The other frames' lengths (all but the last) come before the data too.
+                let mut at = skip;
+                for _ in 1..frames - 1 {
+                    let (_, s) = frame_length(rest.get(at..)?)?;
+                    at += s;
+                }
+                let end = at.checked_add(len).filter(|&e| e <= body)?;
+                rest.get(at..end)
+            } else {
+                rest.get(..body / usize::from(frames))
+            }
+        }
+    }
+}
+
+/// A frame length (RFC 6716 §3.2.1): the length and the bytes it took.
+fn frame_length(b: &[u8]) -> Option<(usize, usize)> {
+    match *b.first()? {
+        l @ 0..=251 => Some((usize::from(l), 1)),
+        l => Some((usize::from(*b.get(1)?) * 4 + usize::from(l), 2)),
     }
 }
 

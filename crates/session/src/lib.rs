@@ -67,7 +67,7 @@ pub use session::{
     SessionEvent, SessionEvents, SessionOptions, SessionState, SessionStats, SubscribedTrack,
     TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
 };
-pub use wavecast_codec::{I420, Vp8Config};
+pub use wavecast_codec::{I420, StreamStats, Vp8Config};
 pub use wavecast_rtc::{EngineError, Quality, TransportState};
 pub use wavecast_token::{Keys, Preset, TokenBuilder};
 

@@ -6,7 +6,10 @@
 //! picture size may change at any frame (a publisher ramping up its resolution, a simulcast
 //! layer switch): the frame pool is rebuilt for a larger picture, smaller ones reuse it.
 //! Audio: Opus decode → a pooled [`AudioFrame`] fanned out without copies to the renderer's queue
-//! and the playback queue (both drop-oldest); optionally written to a WAV file.
+//! and the playback queue (both drop-oldest); optionally written to a WAV file. Lost packets
+//! (gaps in the RTP times) are filled before the packet that ends them — rebuilt from that
+//! packet's in-band FEC, or concealed (PLC) — up to [`wavecast_codec::DEFAULT_MAX_CONCEAL`], so
+//! playback and recordings stay continuous through loss; late and duplicate packets are dropped.
 //!
 //! Live figures are relaxed atomics the overlay reads; the full statistics (every latency,
 //! every frame number) stay on the decoder thread and come back when its track ends.
@@ -17,7 +20,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde::Serialize;
-use wavecast_codec::{CodecError, DEFAULT_MAX_PIXELS, MAX_OPUS_DECODED, OpusDecoder, Vp8Decoder};
+use wavecast_codec::{
+    CodecError, DEFAULT_MAX_PIXELS, MAX_OPUS_DECODED, OpusStreamDecoder, Vp8Decoder,
+};
 use wavecast_media::stamp;
 use wavecast_pipeline::{
     AgeHistogram, AudioFormat, AudioFrame, AudioFramePool, FanOut, FrameQueue, Mailbox,
@@ -131,10 +136,14 @@ pub struct AudioOut {
     pub packets: AtomicU64,
     /// Encoded bytes received.
     pub bytes: AtomicU64,
-    /// Samples per channel decoded.
+    /// Samples per channel decoded, concealed lost audio included.
     pub samples: AtomicU64,
     /// Packets that failed to decode.
     pub errors: AtomicU64,
+    /// Lost packets rebuilt from the next packet's in-band FEC.
+    pub fec_recovered: AtomicU64,
+    /// Lost packets concealed (PLC).
+    pub plc_concealed: AtomicU64,
 }
 
 impl AudioOut {
@@ -151,6 +160,8 @@ impl AudioOut {
             bytes: AtomicU64::new(0),
             samples: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            fec_recovered: AtomicU64::new(0),
+            plc_concealed: AtomicU64::new(0),
         }
     }
 }
@@ -249,12 +260,24 @@ pub struct AudioStreamStats {
     pub packets: u64,
     /// Packets that failed to decode.
     pub decode_errors: u64,
-    /// Samples per channel decoded.
+    /// Samples per channel decoded, concealed lost audio included.
     pub samples: u64,
-    /// Decoded audio, seconds.
+    /// Decoded audio, seconds (concealed lost audio included: through loss it keeps pace with
+    /// `wall_seconds`).
     pub seconds: f64,
+    /// Lost packets rebuilt from the in-band FEC of the packet after them.
+    pub fec_recovered: u64,
+    /// Lost packets concealed by Opus PLC (in the duration of the packet after them).
+    pub plc_concealed: u64,
+    /// Samples per channel of lost audio filled in (FEC and PLC).
+    pub concealed_samples: u64,
+    /// Packets dropped as late (their time was already played) or duplicates.
+    pub late_packets: u64,
+    /// Gaps too long to conceal (a pause, a sender restart, an outage): not filled, the
+    /// decoder restarted.
+    pub restarts: u64,
     /// Wall time from the first packet's arrival to the last one's end, seconds (equals
-    /// `seconds` when nothing was lost).
+    /// `seconds` when nothing was lost, or every loss was filled in).
     pub wall_seconds: f64,
     /// Samples per channel written to the WAV recording.
     pub recorded_samples: u64,
@@ -690,7 +713,7 @@ pub struct AudioReceiver {
     options: ReceiveOptions,
     format: AudioFormat,
     stats: AudioStreamStats,
-    decoder: OpusDecoder,
+    decoder: OpusStreamDecoder,
     pool: Option<AudioFramePool>,
     pcm: Vec<i16>,
     first: Option<Instant>,
@@ -721,9 +744,11 @@ impl AudioReceiver {
     ) -> Result<Self> {
         let format = AudioFormat::new(48_000, channels)
             .map_err(pipeline(format!("{channels} audio channels")))?;
-        let decoder = OpusDecoder::new(channels)
+        let decoder = OpusStreamDecoder::new(channels)
             .map_err(crate::error::codec("cannot start the Opus decoder"))?;
         let max = MAX_OPUS_DECODED * usize::from(channels);
+        // One push writes at most a concealed gap and a packet.
+        let pcm = vec![0i16; decoder.output_len()];
         Ok(Self {
             out,
             recorder,
@@ -737,13 +762,13 @@ impl AudioReceiver {
             decoder,
             pool: (options.deliver_every > 0)
                 .then(|| AudioFramePool::new("decoded-audio", max, 160)),
-            pcm: vec![0i16; max],
+            pcm,
             first: None,
             last: (Instant::now(), 0),
         })
     }
 
-    /// Decodes one packet.
+    /// Decodes one packet, after filling the gap before it when packets were lost.
     pub fn push(&mut self, f: &EncodedFrame) {
         let (stats, out) = (&mut self.stats, &*self.out);
         stats.received += 1;
@@ -752,21 +777,44 @@ impl AudioReceiver {
         let span = stats.rtp_span.get_or_insert((f.rtp_time, f.rtp_time));
         span.0 = span.0.min(f.rtp_time);
         span.1 = span.1.max(f.rtp_time);
-        let n = match self.decoder.decode(&f.data, &mut self.pcm) {
-            Ok(n) => n,
+        let before = *self.decoder.stats();
+        let d = match self.decoder.decode(f.rtp_time, &f.data, &mut self.pcm) {
+            Ok(d) => d,
             Err(e) => {
-                stats.decode_errors += 1;
-                out.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("Opus decode: {e}");
+                // Only a too-small buffer, which `new` rules out.
+                tracing::error!("Opus stream decode: {e}");
                 return;
             }
         };
-        stats.packets += 1;
+        let after = *self.decoder.stats();
+        let (fec, plc) = (
+            after.fec_frames - before.fec_frames,
+            after.plc_frames - before.plc_frames,
+        );
+        stats.fec_recovered = after.fec_frames;
+        stats.plc_concealed = after.plc_frames;
+        stats.concealed_samples = after.plc_samples + after.fec_samples;
+        stats.late_packets = after.late;
+        stats.restarts = after.restarts;
+        out.fec_recovered.fetch_add(fec, Ordering::Relaxed);
+        out.plc_concealed.fetch_add(plc, Ordering::Relaxed);
+        if let Some(e) = &d.error {
+            stats.decode_errors += 1;
+            out.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("Opus decode: {e}");
+        }
+        let n = d.samples;
+        if n == 0 {
+            return; // late, a duplicate, or a bad packet after no gap
+        }
+        if d.packet > 0 {
+            stats.packets += 1;
+            stats.packet_samples = d.packet as u64;
+            out.packets.fetch_add(1, Ordering::Relaxed);
+            self.first.get_or_insert(f.received_at);
+            self.last = (f.received_at, d.packet);
+        }
         stats.samples += n as u64;
-        stats.packet_samples = n as u64;
-        self.first.get_or_insert(f.received_at);
-        self.last = (f.received_at, n);
-        out.packets.fetch_add(1, Ordering::Relaxed);
         out.samples.fetch_add(n as u64, Ordering::Relaxed);
         let samples = &self.pcm[..n * usize::from(self.format.channels)];
         if let Some(TrackFile::Wav(w)) = self.recorder.as_mut() {
@@ -780,17 +828,21 @@ impl AudioReceiver {
         }
         let every = u64::from(self.options.deliver_every);
         if let Some(pool) = &self.pool
-            && (stats.packets - 1).is_multiple_of(every.max(1))
+            && stats.packets.saturating_sub(1).is_multiple_of(every.max(1))
         {
-            match pool.acquire(self.format, n) {
-                Ok(mut frame) => {
-                    frame.samples_mut().copy_from_slice(samples);
-                    frame
-                        .set_timestamp(Timestamp::now())
-                        .set_sequence(stats.packets);
-                    out.fan.publish(frame.freeze());
+            // A filled gap and its packet go out in frames of at most one packet's size.
+            let ch = usize::from(self.format.channels);
+            for chunk in samples.chunks(MAX_OPUS_DECODED * ch) {
+                match pool.acquire(self.format, chunk.len() / ch) {
+                    Ok(mut frame) => {
+                        frame.samples_mut().copy_from_slice(chunk);
+                        frame
+                            .set_timestamp(Timestamp::now())
+                            .set_sequence(stats.packets);
+                        out.fan.publish(frame.freeze());
+                    }
+                    Err(e) => tracing::debug!("audio frame dropped: {e}"),
                 }
-                Err(e) => tracing::debug!("audio frame dropped: {e}"),
             }
         }
     }
@@ -1102,6 +1154,82 @@ mod tests {
         assert_eq!(stats.expected_packets(), 10);
         assert_eq!(out.packets.load(Ordering::Relaxed), 9);
         assert!(stats.bytes > 0);
+        // The lost packet's 20 ms were filled in (silence has no FEC: concealed).
+        assert_eq!((stats.samples, stats.concealed_samples), (10 * 960, 960));
+        assert_eq!((stats.fec_recovered, stats.plc_concealed), (0, 1));
+    }
+
+    /// Under loss, reordering and duplicates the outputs get one continuous stream: every lost
+    /// packet's time filled in (FEC or PLC), nothing played twice, the tone's frequency kept.
+    #[test]
+    fn lost_audio_is_filled_in_for_the_outputs() {
+        use wavecast_media::{ToneGenerator, Waveform};
+        use wavecast_pipeline::AudioFrameMut;
+        let format = AudioFormat::MONO_48K;
+        let mut tone =
+            ToneGenerator::new(format, Waveform::Tone(660.0), 0.5, Timestamp::ZERO).unwrap();
+        let mut enc = wavecast_codec::OpusEncoder::new(1, 32_000).unwrap();
+        let mut packet = vec![0u8; wavecast_codec::MAX_OPUS_PACKET];
+        let mut pcm = AudioFrameMut::new(format, 960);
+        let mut sent = Vec::new();
+        for i in 0..100u64 {
+            tone.fill(&mut pcm);
+            let len = enc.encode(pcm.samples(), &mut packet).unwrap();
+            sent.push((i * 960, packet[..len].to_vec()));
+        }
+        // Lose every 4th and a burst of three (60–62), send every 7th twice (11 of them
+        // arrive), swap two pairs; the last one arrives.
+        let lost = |i: usize| i % 4 == 1 || (60..=62).contains(&i);
+        let mut arrivals: Vec<_> = sent
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !lost(*i))
+            .flat_map(|(i, p)| std::iter::repeat_n(p.clone(), if i % 7 == 3 { 2 } else { 1 }))
+            .collect();
+        arrivals.swap(30, 31);
+        arrivals.swap(50, 51);
+        let out = Arc::new(AudioOut::new(false));
+        let mut rx = AudioReceiver::new(
+            out.clone(),
+            1,
+            None,
+            "p".into(),
+            "t".into(),
+            ReceiveOptions::default(),
+        )
+        .unwrap();
+        let mut played = Vec::new();
+        for (t, p) in &arrivals {
+            let mut f = frame(p.clone(), false, true);
+            f.rtp_time = 5_000 + t;
+            rx.push(&f);
+            while let Some(a) = out.render.pop() {
+                played.extend_from_slice(a.samples());
+            }
+        }
+        let (stats, _) = rx.finish(0);
+        eprintln!("{stats:?}");
+        assert_eq!(played.len(), 100 * 960, "{stats:?}");
+        assert_eq!(stats.samples, 100 * 960);
+        // A packet overtaken by its successor is filled in, then dropped as late.
+        let overtaken = stats.late_packets - 11;
+        assert!(stats.late_packets >= 11, "{stats:?}");
+        assert_eq!(
+            stats.fec_recovered + stats.plc_concealed,
+            27 + overtaken,
+            "lost and overtaken: {stats:?}"
+        );
+        assert!(stats.plc_concealed >= 2, "the burst: {stats:?}");
+        assert_eq!(
+            out.fec_recovered.load(Ordering::Relaxed) + out.plc_concealed.load(Ordering::Relaxed),
+            27 + overtaken
+        );
+        let mut spectrum =
+            wavecast_pipeline::analysis::SpectrumAnalyzer::new(16_384, 48_000).unwrap();
+        spectrum.push(&played[played.len() - 16_384..], 1);
+        spectrum.compute();
+        let (hz, _) = spectrum.dominant_frequency().unwrap();
+        assert!((hz - 660.0).abs() < 5.0, "{hz} Hz");
     }
 
     /// Regression: a publisher's 16383x16383 keyframe made every viewer allocate ~400 MB.

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use wavecast_codec::{I420, MAX_OPUS_DECODED, OpusDecoder, Vp8Config, Vp8Decoder};
+use wavecast_codec::{I420, OpusStreamDecoder, StreamStats, Vp8Config, Vp8Decoder};
 use wavecast_pipeline::{AudioFrame, VideoFrame};
 use wavecast_rtc::{DecodedAudio, DecodedVideo, EngineError, TrackKind};
 
@@ -268,10 +268,14 @@ impl VideoPublisher {
 }
 
 /// Receives a subscribed audio track across rejoins and decodes it to 48 kHz PCM.
+///
+/// Lost packets are filled in before the packet that follows them (rebuilt from its in-band FEC
+/// or concealed, see [`OpusStreamDecoder`]), so the samples stay continuous through loss; late
+/// and duplicate packets are dropped.
 #[derive(Debug)]
 pub struct AudioSubscriber {
     track: SubscribedTrack,
-    decoder: OpusDecoder,
+    decoder: OpusStreamDecoder,
     out: Vec<i16>,
     decoded: u64,
     errors: u64,
@@ -283,11 +287,12 @@ impl AudioSubscriber {
         if track.kind() != TrackKind::Audio {
             return Err(wrong_kind(&track.key().name, TrackKind::Audio));
         }
+        let decoder = OpusStreamDecoder::new(channels)
+            .map_err(|e| codec_error("start Opus decoder".into(), e))?;
         Ok(Self {
             track,
-            decoder: OpusDecoder::new(channels)
-                .map_err(|e| codec_error("start Opus decoder".into(), e))?,
-            out: vec![0; MAX_OPUS_DECODED * usize::from(channels)],
+            out: vec![0; decoder.output_len()],
+            decoder,
             decoded: 0,
             errors: 0,
         })
@@ -303,18 +308,37 @@ impl AudioSubscriber {
         (self.decoded, self.errors)
     }
 
-    /// The next decoded packet; `None` once the track ended for good.
+    /// What loss cost so far: packets rebuilt from FEC, concealed, late, gaps left unfilled.
+    pub fn loss_stats(&self) -> &StreamStats {
+        self.decoder.stats()
+    }
+
+    /// The next decoded packet, preceded by the filled-in audio of any packets lost before it
+    /// (`rtp_time` is that of the first sample); `None` once the track ended for good.
     pub async fn recv(&mut self) -> Option<DecodedAudio<'_>> {
         loop {
             let frame = self.track.recv().await?;
-            match self.decoder.decode(&frame.data, &mut self.out) {
-                Ok(n) => {
-                    self.decoded += 1;
+            match self
+                .decoder
+                .decode(frame.rtp_time, &frame.data, &mut self.out)
+            {
+                Ok(d) => {
+                    if let Some(e) = &d.error {
+                        self.errors += 1;
+                        tracing::debug!("opus decode on {}: {e}", self.track.key());
+                    }
+                    if d.samples == 0 {
+                        continue; // late, a duplicate, or a bad packet with no gap before it
+                    }
+                    if d.packet > 0 {
+                        self.decoded += 1;
+                    }
                     let ch = self.decoder.channels();
+                    let filled = (d.samples - d.packet) as u64;
                     return Some(DecodedAudio {
-                        samples: &self.out[..n * usize::from(ch)],
+                        samples: &self.out[..d.samples * usize::from(ch)],
                         channels: ch,
-                        rtp_time: frame.rtp_time,
+                        rtp_time: frame.rtp_time.saturating_sub(filled),
                         received_at: frame.received_at,
                     });
                 }
