@@ -178,6 +178,7 @@ fn rtc_config() -> RtcConfig {
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
+        .set_stats_interval(Some(crate::engine::STATS_INTERVAL))
 }
 
 /// Parse a trickle `candidateInit` JSON from the server into a str0m candidate.
