@@ -25,7 +25,8 @@
 //! publisher → server and the server → subscriber legs cross it once. Subscribers join with no
 //! loss; the loss starts when both show a picture and the window opens a second later. One
 //! server and one publisher serve every level. Prints one table row per level with the loss the
-//! rule measured.
+//! rule measured. `--leg up` drops only what is sent to the server (publisher media, the
+//! subscribers' NACKs), `--leg down` only what the server sends; `both` (default) is both.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, Command, Stdio};
@@ -41,7 +42,7 @@ use wavecast_session::{
     AudioPublisher, AudioSubscriber, Credentials, Session, SessionEvent, SessionOptions,
     TrackKind, VideoPublisher, VideoSubscriber,
 };
-use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
+use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions, UdpLeg};
 use wavecast_token::Preset;
 
 const FPS: u64 = 30;
@@ -125,10 +126,16 @@ fn main() {
         eprintln!("probe: --seconds {seconds}: want 2..=3600");
         std::process::exit(2)
     }
+    let leg = arg(&args, "--leg").unwrap_or_else(|| "both".into());
+    let Some(leg) = Leg::parse(&leg) else {
+        eprintln!("probe: --leg {leg:?}: want both, up (publisher → server) or down (server → subscribers)");
+        std::process::exit(2)
+    };
     let plan = Plan {
         width,
         height,
         seconds,
+        leg,
     };
     for run in 1..=runs {
         eprintln!("--- run {run}/{runs}");
@@ -166,6 +173,37 @@ struct Plan {
     width: u32,
     height: u32,
     seconds: f64,
+    leg: Leg,
+}
+
+/// Where the loss applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    /// Every datagram in the namespace.
+    Both,
+    /// Datagrams to the server's media port (publisher media, subscribers' RTCP).
+    Up,
+    /// Datagrams from the server (subscriber media, the publisher's RTCP).
+    Down,
+}
+
+impl Leg {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "both" => Some(Self::Both),
+            "up" => Some(Self::Up),
+            "down" => Some(Self::Down),
+            _ => None,
+        }
+    }
+
+    fn udp(self, server_port: u16) -> UdpLeg {
+        match self {
+            Self::Both => UdpLeg::All,
+            Self::Up => UdpLeg::ToPort(server_port),
+            Self::Down => UdpLeg::NotToPort(server_port),
+        }
+    }
 }
 
 /// One measured level: the loss asked for, what the rule measured, both subscribers' results.
@@ -584,7 +622,8 @@ async fn orchestrate(plan: &Plan, ns: Option<&NetNs>, levels: &[u8]) -> Vec<Row>
         .await
         .expect("join");
         if let Some(ns) = ns {
-            ns.set_udp_loss(loss).expect("set the loss");
+            ns.set_udp_loss_on(loss, plan.leg.udp(server.udp_port()))
+                .expect("set the loss");
         }
         let start = (Timestamp::now() + SETTLE).as_micros();
         let end = start + (plan.seconds * 1e6) as u64;
@@ -657,8 +696,8 @@ fn print_table(plan: &Plan, rows: &[Row]) {
         return;
     }
     println!(
-        "{}x{}@{FPS}, {} s per level: frames/s, latency p50 / p95 (ms), audio with tone s/s",
-        plan.width, plan.height, plan.seconds
+        "{}x{}@{FPS}, {} s per level, loss on {:?}: frames/s, latency p50 / p95 (ms), audio with tone s/s",
+        plan.width, plan.height, plan.seconds, plan.leg
     );
     println!("| UDP loss (measured) | ours | Python SDK |");
     println!("| --- | --- | --- |");
