@@ -15,6 +15,7 @@ mod data;
 mod driver;
 mod liveness;
 mod negotiation;
+mod recovery;
 mod resume;
 mod roster;
 mod routing;
@@ -326,6 +327,7 @@ impl Engine {
             last_sub_answer: None,
             media_recovery: None,
             rtp_acc: rtp_stats::RtpAccumulator::default(),
+            resend_configured: Default::default(),
         };
         for p in &join.other_participants {
             core.on_participant(p);
@@ -578,6 +580,8 @@ struct Core {
     media_recovery: Option<liveness::MediaRecovery>,
     /// The last cumulative stats per stream (turned into the `counters.rtp` totals).
     rtp_acc: rtp_stats::RtpAccumulator,
+    /// Published streams whose resend limits are set (see [`recovery`]).
+    resend_configured: std::collections::HashSet<str0m::rtp::Ssrc>,
 }
 
 /// A random 32-bit value from the OS-seeded std hasher (no extra dependency).
