@@ -313,6 +313,8 @@ async fn subscribe(url: String, token: String) -> Value {
     let mut first = None;
     let mut cpu_start = None;
     let mut latencies = Vec::with_capacity(4096);
+    // First packet received → picture decoded: the time a frame waited in the receiver.
+    let mut helds = Vec::with_capacity(4096);
     let (mut frames, mut stamped, mut size) = (0u64, 0u64, (0, 0));
     let mut last_number = None;
     loop {
@@ -332,6 +334,7 @@ async fn subscribe(url: String, token: String) -> Value {
             Err(_) => continue,
         };
         let now = Timestamp::now();
+        let held = f.received_at.elapsed().as_secs_f64() * 1000.0;
         let img = f.image.image;
         size = (img.width, img.height);
         let s = stamp::decode_plane(img.planes[0], img.strides[0], 1, img.width, img.height).ok();
@@ -349,7 +352,9 @@ async fn subscribe(url: String, token: String) -> Value {
             if last_number.is_none_or(|n| s.frame_number > n) {
                 last_number = Some(s.frame_number);
                 stamped += 1;
-                latencies.push(now.saturating_duration_since(s.timestamp).as_secs_f64() * 1000.0);
+                let age = now.saturating_duration_since(s.timestamp).as_secs_f64() * 1000.0;
+                latencies.push(age);
+                helds.push(held);
             }
         }
     }
@@ -361,6 +366,7 @@ async fn subscribe(url: String, token: String) -> Value {
     let window_s = end.saturating_sub(start) as f64 / 1e6;
     let cpu_window = end_at.duration_since(start_at).as_secs_f64();
     latencies.sort_by(f64::total_cmp);
+    helds.sort_by(f64::total_cmp);
     let audio = audio_count.lock().map(|a| (a.samples, a.tone_samples));
     let (audio_samples, tone_samples) = audio.unwrap_or((0, 0));
     json!({
@@ -373,6 +379,8 @@ async fn subscribe(url: String, token: String) -> Value {
         "latency_p50_ms": percentile(&latencies, 50.0),
         "latency_p95_ms": percentile(&latencies, 95.0),
         "latency_max_ms": latencies.last().copied().unwrap_or(f64::NAN),
+        "held_p50_ms": percentile(&helds, 50.0),
+        "held_p95_ms": percentile(&helds, 95.0),
         "window_s": window_s,
         "cpu_s": end_cpu - start_cpu,
         "cpu_percent": 100.0 * (end_cpu - start_cpu) / cpu_window.max(1e-3),
