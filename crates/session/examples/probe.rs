@@ -39,8 +39,8 @@ use wavecast_codec::{I420, Vp8Config};
 use wavecast_media::stamp::{self, Stamp};
 use wavecast_pipeline::Timestamp;
 use wavecast_session::{
-    AudioPublisher, AudioSubscriber, Credentials, Session, SessionEvent, SessionOptions,
-    TrackKind, VideoPublisher, VideoSubscriber,
+    AudioPublisher, AudioSubscriber, Credentials, Session, SessionEvent, SessionOptions, TrackKind,
+    VideoPublisher, VideoSubscriber,
 };
 use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions, UdpLeg};
 use wavecast_token::Preset;
@@ -128,7 +128,9 @@ fn main() {
     }
     let leg = arg(&args, "--leg").unwrap_or_else(|| "both".into());
     let Some(leg) = Leg::parse(&leg) else {
-        eprintln!("probe: --leg {leg:?}: want both, up (publisher → server) or down (server → subscribers)");
+        eprintln!(
+            "probe: --leg {leg:?}: want both, up (publisher → server) or down (server → subscribers)"
+        );
         std::process::exit(2)
     };
     let plan = Plan {
@@ -666,6 +668,9 @@ async fn orchestrate(plan: &Plan, ns: Option<&NetNs>, levels: &[u8]) -> Vec<Row>
         .await
         .expect("join");
     eprintln!("publisher: {:?}", publisher.stats());
+    if let Ok(path) = std::env::var("PROBE_SERVER_LOG") {
+        let _ = std::fs::write(&path, server.log());
+    }
     publisher.close().await;
     drain.abort();
     eprintln!(
@@ -677,7 +682,10 @@ async fn orchestrate(plan: &Plan, ns: Option<&NetNs>, levels: &[u8]) -> Vec<Row>
 
 fn print_table(plan: &Plan, rows: &[Row]) {
     for r in rows {
-        println!("{}", json!({"loss": r.loss, "wavecast": r.ours, "python": r.python}));
+        println!(
+            "{}",
+            json!({"loss": r.loss, "wavecast": r.ours, "python": r.python})
+        );
     }
     let f = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
     if rows.len() == 1 && rows[0].measured_loss.is_none() {

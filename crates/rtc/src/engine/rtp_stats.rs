@@ -164,7 +164,10 @@ mod tests {
         acc.add(&totals, publ, [7, 0, 300]);
         let s = totals.snapshot();
         assert_eq!((s.nacks_sent, s.plis_sent, s.packets_received), (5, 1, 250));
-        assert_eq!((s.nacks_received, s.plis_received, s.packets_sent), (7, 0, 300));
+        assert_eq!(
+            (s.nacks_received, s.plis_received, s.packets_sent),
+            (7, 0, 300)
+        );
         // The mid is reused for a new stream that counts from 0 again.
         acc.add(&totals, sub, [1, 0, 10]);
         let s = totals.snapshot();
