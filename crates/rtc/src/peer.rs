@@ -173,7 +173,7 @@ impl Peer {
 }
 
 /// The str0m configuration both connections use: Opus (no RED) and VP8 only.
-fn rtc_config() -> RtcConfig {
+pub(crate) fn rtc_config() -> RtcConfig {
     RtcConfig::new()
         .clear_codecs()
         .enable_opus(true, false)

@@ -87,6 +87,17 @@ fn video_keeps_flowing_under_15_percent_udp_loss() {
                 fps >= MIN_FPS,
                 "{fps:.1} fps under {LOSS_PERCENT} % loss (want ≥ {MIN_FPS})"
             );
+            // NACK/RTX both ways: the server asked us (publisher) to resend, and we (subscriber)
+            // asked the server (str0m's stats reach the counters once a second).
+            let (pub_rtp, sub_rtp) = (publisher.stats().rtp, subscriber.stats().rtp);
+            assert!(
+                pub_rtp.nacks_received > 0,
+                "the server never NACKed the publisher under loss: {pub_rtp:?}"
+            );
+            assert!(
+                sub_rtp.nacks_sent > 0,
+                "the subscriber never NACKed under loss: {sub_rtp:?}"
+            );
             for (who, s) in [("publisher", &publisher), ("subscriber", &subscriber)] {
                 assert_eq!(s.state(), SessionState::Connected, "{who}");
                 let st = s.stats();
