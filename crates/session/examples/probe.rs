@@ -115,13 +115,12 @@ fn main() {
         eprintln!("probe: --size {size:?}: want WxH, even, 64..=4096 each");
         std::process::exit(2)
     };
-    let losses = match arg(&args, "--loss") {
-        None => None,
-        Some(l) => Some(parse_losses(&l).unwrap_or_else(|| {
+    let losses = arg(&args, "--loss").map(|l| {
+        parse_losses(&l).unwrap_or_else(|| {
             eprintln!("probe: --loss {l:?}: want per cent values 0..=100, comma-separated");
             std::process::exit(2)
-        })),
-    };
+        })
+    });
     if !(seconds.is_finite() && (2.0..=3600.0).contains(&seconds)) {
         eprintln!("probe: --seconds {seconds}: want 2..=3600");
         std::process::exit(2)

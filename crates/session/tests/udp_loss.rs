@@ -14,10 +14,11 @@ const LOSS_PERCENT: u8 = 15;
 /// How long the loss lasts.
 const UNDER_LOSS: Duration = Duration::from_secs(10);
 /// The least frame rate (of the 30 sent per second) accepted under that loss: video keeps
-/// moving. Measured on a 2-core machine with debug builds: 6.3 to 20 fps from run to run, since
-/// lost packets are recovered only by keyframe requests (at most one a second) — NACK/RTX and a
-/// jitter stage (issue 9, deliverable 4) are what should lift this bound.
-const MIN_FPS: f64 = 3.0;
+/// moving. Measured on a 2-core machine with debug builds: 6.3 to 20 fps while the publisher
+/// stopped resending at 15 % of its bytes (str0m's default cap); 29.9 fps with the engine's 50 %
+/// cap (`wavecast-rtc` `engine::recovery`). A third of the sent rate leaves room for a loaded CI
+/// machine.
+const MIN_FPS: f64 = 10.0;
 
 #[test]
 fn video_keeps_flowing_under_15_percent_udp_loss() {
