@@ -43,6 +43,7 @@ mod wire;
 
 pub use engine::{
     DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PAYLOAD, PROTOCOL_VERSION,
+    RtpStats,
 };
 pub use error::{EngineError, PeerRole};
 pub use events::{DisconnectReason, EngineEvent, Participant, Quality, TrackInfo, TransportState};

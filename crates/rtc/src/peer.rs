@@ -173,11 +173,12 @@ impl Peer {
 }
 
 /// The str0m configuration both connections use: Opus (no RED) and VP8 only.
-fn rtc_config() -> RtcConfig {
+pub(crate) fn rtc_config() -> RtcConfig {
     RtcConfig::new()
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
+        .set_stats_interval(Some(crate::engine::STATS_INTERVAL))
 }
 
 /// Parse a trickle `candidateInit` JSON from the server into a str0m candidate.

@@ -68,7 +68,7 @@ pub use session::{
     TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
 };
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
-pub use wavecast_rtc::{EngineError, Quality, TransportState};
+pub use wavecast_rtc::{EngineError, Quality, RtpStats, TransportState};
 pub use wavecast_token::{Keys, Preset, TokenBuilder};
 
 /// The media engine underneath, for what the session layer does not wrap (raw engine tracks,

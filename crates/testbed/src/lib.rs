@@ -50,7 +50,7 @@ pub mod browser;
 pub mod cli;
 pub mod corpus;
 pub mod netns;
-pub use netns::NetNs;
+pub use netns::{NetNs, UdpLeg};
 
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";

@@ -170,14 +170,21 @@ impl NetNs {
     /// Drop `percent` % of the UDP datagrams entering any socket in the namespace, at random
     /// (replaces any earlier fault). `0` clears.
     pub fn set_udp_loss(&self, percent: u8) -> Result<(), NetNsError> {
+        self.set_udp_loss_on(percent, UdpLeg::All)
+    }
+
+    /// Drop `percent` % of the UDP datagrams on one leg (see [`UdpLeg`]), at random (replaces
+    /// any earlier fault). `0` clears.
+    pub fn set_udp_loss_on(&self, percent: u8, leg: UdpLeg) -> Result<(), NetNsError> {
         let percent = percent.min(100);
         if percent == 0 {
             return self.clear_faults();
         }
+        let m = leg.nft_match();
         self.nft(&format!(
             "flush chain inet {TABLE} input\n\
-             add rule inet {TABLE} input meta l4proto udp counter\n\
-             add rule inet {TABLE} input meta l4proto udp numgen random mod 100 < {percent} counter drop\n"
+             add rule inet {TABLE} input {m} counter\n\
+             add rule inet {TABLE} input {m} numgen random mod 100 < {percent} counter drop\n"
         ))
     }
 
@@ -271,6 +278,27 @@ impl Drop for NetNs {
     }
 }
 
+/// Which UDP datagrams a loss rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpLeg {
+    /// Every datagram.
+    All,
+    /// Datagrams sent to this port (e.g. a server's media port: everything clients send it).
+    ToPort(u16),
+    /// Datagrams sent to any other port (e.g. everything a server sends its clients).
+    NotToPort(u16),
+}
+
+impl UdpLeg {
+    fn nft_match(self) -> String {
+        match self {
+            Self::All => "meta l4proto udp".into(),
+            Self::ToPort(p) => format!("udp dport {p}"),
+            Self::NotToPort(p) => format!("udp dport != {p}"),
+        }
+    }
+}
+
 /// What the fault rules counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpCounters {
@@ -348,6 +376,13 @@ mod tests {
                        bytes 9000\n\t\tmeta l4proto udp counter packets 42 bytes 5000 drop\n\t}\n}\n";
         assert_eq!(parse_counter_packets(listing), vec![400, 42]);
         assert!(parse_counter_packets("table inet x {}").is_empty());
+    }
+
+    #[test]
+    fn legs_match_ports() {
+        assert_eq!(UdpLeg::All.nft_match(), "meta l4proto udp");
+        assert_eq!(UdpLeg::ToPort(7882).nft_match(), "udp dport 7882");
+        assert_eq!(UdpLeg::NotToPort(7882).nft_match(), "udp dport != 7882");
     }
 
     /// The namespace exists with its address, faults drop UDP inside it (and only UDP), and

@@ -290,6 +290,20 @@ impl Core {
                     t.shared.target_bitrate.store(bps, Ordering::Relaxed);
                 }
             }
+            Event::MediaIngressStats(st) => {
+                let way = rtp_stats::Way::In;
+                self.counters.rtp.note_rtt(way, st.rtt);
+                let key = (role, way, st.mid, st.rid);
+                let counts = [st.nacks, st.plis, st.packets];
+                self.rtp_acc.add(&self.counters.rtp, key, counts);
+            }
+            Event::MediaEgressStats(st) => {
+                let way = rtp_stats::Way::Out;
+                self.counters.rtp.note_rtt(way, st.rtt);
+                let key = (role, way, st.mid, st.rid);
+                let counts = [st.nacks, st.plis, st.packets];
+                self.rtp_acc.add(&self.counters.rtp, key, counts);
+            }
             Event::MediaAdded(m) => debug!(%role, "media added: mid {} {:?}", m.mid, m.kind),
             other => trace!(%role, "rtc event {other:?}"),
         }

@@ -15,12 +15,16 @@ mod data;
 mod driver;
 mod liveness;
 mod negotiation;
+mod recovery;
 mod resume;
 mod roster;
 mod routing;
+pub(crate) mod rtp_stats;
 mod signal;
 
 use connect::{classify_connect_error, local_ip_towards};
+pub use rtp_stats::RtpStats;
+pub(crate) use rtp_stats::STATS_INTERVAL;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -203,6 +207,8 @@ struct Counters {
     held_peak: AtomicU64,
     /// The newest token the server sent (`RefreshToken`), if any.
     refreshed_token: std::sync::Mutex<Option<String>>,
+    /// NACK/PLI/packet totals from str0m's stats events.
+    rtp: rtp_stats::RtpTotals,
 }
 
 /// How long the stopped engine task waits for the reader to take its last events.
@@ -320,6 +326,8 @@ impl Engine {
             resume_requested: false,
             last_sub_answer: None,
             media_recovery: None,
+            rtp_acc: rtp_stats::RtpAccumulator::default(),
+            resend_configured: Default::default(),
         };
         for p in &join.other_participants {
             core.on_participant(p);
@@ -359,6 +367,12 @@ impl Engine {
     /// The most must-deliver events the engine held at once for a reader that was behind.
     pub fn held_events_peak(&self) -> u64 {
         self.counters.held_peak.load(Ordering::Relaxed)
+    }
+
+    /// Loss-recovery counters of both connections (NACKs and keyframe requests each way),
+    /// updated once a second.
+    pub fn rtp_stats(&self) -> RtpStats {
+        self.counters.rtp.snapshot()
     }
 
     /// The newest token the server sent with `RefreshToken` (it sends one right after the join
@@ -564,6 +578,10 @@ struct Core {
     last_sub_answer: Option<proto::SessionDescription>,
     /// A dead media path being recovered (see [`liveness`]).
     media_recovery: Option<liveness::MediaRecovery>,
+    /// The last cumulative stats per stream (turned into the `counters.rtp` totals).
+    rtp_acc: rtp_stats::RtpAccumulator,
+    /// Published streams whose resend limits are set (see [`recovery`]).
+    resend_configured: std::collections::HashSet<str0m::rtp::Ssrc>,
 }
 
 /// A random 32-bit value from the OS-seeded std hasher (no extra dependency).

@@ -112,6 +112,7 @@ impl Core {
                 source,
             })?;
         self.publisher.drain()?;
+        self.configure_resends();
         self.publisher.remote_description_applied()?;
         if !self.pub_trickled {
             self.pub_trickled = true;

@@ -322,6 +322,7 @@ impl Session {
             dropped_events: self.shared.dropped_events.load(Ordering::Relaxed),
             engine_dropped_events: engine.as_ref().map_or(0, |e| e.dropped_events()),
             engine_held_peak: engine.as_ref().map_or(0, |e| e.held_events_peak()),
+            rtp: engine.as_ref().map(|e| e.rtp_stats()).unwrap_or_default(),
         }
     }
 

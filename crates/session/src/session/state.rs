@@ -102,6 +102,8 @@ pub struct SessionStats {
     pub engine_dropped_events: u64,
     /// The most must-deliver events the current engine held at once for the session.
     pub engine_held_peak: u64,
+    /// Loss recovery of the current engine: NACKs and keyframe requests each way.
+    pub rtp: wavecast_rtc::RtpStats,
 }
 
 #[cfg(test)]
