@@ -282,7 +282,8 @@ mod tests {
             let a = Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
                 .unwrap()
                 .serve;
-            a.apply(Loader::new().no_file().env_vars(env.clone())).load()
+            a.apply(Loader::new().no_file().env_vars(env.clone()))
+                .load()
         };
         let flag = from_flag.display().to_string();
         let c = load(&["--recordings-dir", &flag]).unwrap();
