@@ -660,23 +660,22 @@ impl RoomRecording {
         // Frames that never arrived: after a discontinuity (packets lost; video: the frames
         // the engine dropped up to a keyframe), the RTP time jumped by the missing frames'
         // durations. A mute leaves no discontinuity, so it does not count.
+        if let Some((s, prev)) = slot.last_rtp
+            && anchored
+            && s == stream
+            && frame.rtp_time > prev
         {
-            if let Some((s, prev)) = slot.last_rtp
-                && anchored
-                && s == stream
-                && frame.rtp_time > prev
-            {
-                let delta = frame.rtp_time - prev;
-                if frame.contiguous {
-                    slot.rtp_step = delta;
-                } else if slot.rtp_step > 0 {
-                    let missing = (delta + slot.rtp_step / 2) / slot.rtp_step;
-                    entry.lost_frames += missing.saturating_sub(1);
-                    slot.loss_since_last = true;
-                }
+            let delta = frame.rtp_time - prev;
+            if frame.contiguous {
+                slot.rtp_step = delta;
+            } else {
+                let step = slot.rtp_step;
+                let missing = (delta + step / 2).checked_div(step).unwrap_or(0);
+                entry.lost_frames += missing.saturating_sub(1);
+                slot.loss_since_last = true;
             }
-            slot.last_rtp = Some((stream, frame.rtp_time));
         }
+        slot.last_rtp = Some((stream, frame.rtp_time));
         // Gaps.
         if let Some(last) = slot.last {
             let limit = match key.kind {
