@@ -225,20 +225,15 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     }
     let v = &stats.video;
     tracing::info!("received {v}; {:.1} s of audio", stats.audio.seconds);
-    if let Some((code, msg)) = outcome.failure {
-        eprintln!("error: {msg}");
-        return Ok(ExitCode::from(code));
-    }
-    if !reached {
-        eprintln!(
-            "error: only {} of {} video frames arrived within {}",
-            v.frames_received,
-            cli.frames.unwrap_or(0),
-            humantime::format_duration(cli.watch.render.timeout)
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    let shortfall = (!reached).then(|| {
+        let (n, timeout) = (cli.frames.unwrap_or(0), cli.watch.render.timeout);
+        let within = humantime::format_duration(timeout);
+        format!(
+            "only {} of {n} video frames arrived within {within}",
+            v.frames_received
+        )
+    });
+    Ok(cli::end_of_run(outcome.failure, shortfall))
 }
 
 #[cfg(test)]

@@ -59,8 +59,8 @@ mod stats;
 
 pub use cli::{
     ConnectArgs, Credentials, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, LAYERS_HELP, VideoArgs,
-    config_error_message, defaults, fail, given, init_logging, load_config, loader, parse,
-    random_u64, random_unit,
+    config_error_message, defaults, end_of_run, fail, given, init_logging, load_config, loader,
+    parse, random_u64, random_unit,
 };
 pub use connection::{ConnState, ConnectError, Connector, describe, end_failure, human_delay};
 pub use error::AppError;
