@@ -16,7 +16,7 @@ use wavecast_media::{
 };
 use wavecast_pipeline::{AudioFormat, PixelFormat, VideoFrameMut, VideoLayout};
 use wavecast_testbed::corpus::{
-    Case, Check, Outcome, Rng, TIMEOUT, good_config, run_case, with_value,
+    Case, Check, Outcome, Rng, TIMEOUT, bad_config_value_cases, good_config, run_case,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_broadcaster");
@@ -27,32 +27,6 @@ const NOWHERE: [&str; 4] = ["--url", "ws://127.0.0.1:1", "--max-attempts", "0"];
 
 static GOOD_CONFIG: LazyLock<String> =
     LazyLock::new(|| good_config("ws://127.0.0.1:1", 0, (320, 180), 500));
-
-const BAD_VALUES: &[(&str, &str, &[&str])] = &[
-    ("connection", "url", &["\"ftp://x\"", "\"\"", "\"ws://\""]),
-    ("connection", "room", &["\"\"", "[1]"]),
-    (
-        "connection",
-        "connect_timeout",
-        &["\"0s\"", "\"1y\"", "\"500000000000y\""],
-    ),
-    ("reconnect", "initial_delay", &["\"0ms\"", "\"10m\""]),
-    (
-        "reconnect",
-        "max_delay",
-        &["\"2h\"", "\"99999999999999999999y\""],
-    ),
-    ("reconnect", "multiplier", &["nan", "inf", "-inf", "0.5"]),
-    ("reconnect", "jitter", &["nan", "-0.1", "+inf"]),
-    ("reconnect", "max_attempts", &["-1", "1001"]),
-    ("audio", "sample_rate", &["44100", "-48000"]),
-    ("audio", "channels", &["0", "3"]),
-    ("video", "width", &["0", "17", "4000"]),
-    ("video", "height", &["0", "13"]),
-    ("video", "fps", &["0", "121", "nan"]),
-    ("video", "codec", &["\"av1\"", "\"h264\""]),
-    ("video", "bitrate", &["0", "50001"]),
-];
 
 fn in_temp<T>(name: &str, bytes: &[u8], f: impl FnOnce(&std::path::Path) -> T) -> T {
     let dir = tempfile::tempdir().unwrap();
@@ -76,23 +50,8 @@ fn config_refused(text: &[u8]) -> bool {
 }
 
 fn config_cases() -> Vec<Case> {
-    let mut cases = Vec::new();
     let args = ["--config", "bad.toml"];
-    for (section, key, values) in BAD_VALUES {
-        for value in *values {
-            let text = with_value(&GOOD_CONFIG, section, key, value);
-            assert!(config_refused(text.as_bytes()), "{section}.{key} = {value}");
-            let needle = format!("{section}.{key}");
-            cases.push(
-                Case::new(
-                    format!("config {section}.{key} = {value}"),
-                    &args,
-                    &[&needle],
-                )
-                .file("bad.toml", text.into_bytes()),
-            );
-        }
-    }
+    let mut cases = bad_config_value_cases(&GOOD_CONFIG, &args, config_refused);
     let mut rng = Rng(0x5151_7a7a_0303_9999);
     let (mut made, mut tries) = (0, 0);
     while made < 20 && tries < 10_000 {

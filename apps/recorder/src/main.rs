@@ -145,7 +145,7 @@ async fn run(plan: Plan) -> ExitCode {
     }
 }
 
-/// The summary on stdout: manifest path and per file its duration and frames.
+/// The summary on stdout: manifest path and per file its duration, frames and loss counts.
 fn report(m: &Manifest, path: &std::path::Path) -> ExitCode {
     let files: Vec<_> = m
         .files()
@@ -156,6 +156,14 @@ fn report(m: &Manifest, path: &std::path::Path) -> ExitCode {
                 "state": f.state,
                 "duration_ms": f.duration_ms,
                 "frames": f.tracks.iter().map(|t| (t.kind.clone(), t.frames)).collect::<Vec<_>>(),
+                // What loss cost: audio frames that never arrived, video frames skipped up
+                // to a keyframe, keyframe requests sent, frames our own queue dropped, and
+                // stretches without frames.
+                "lost_frames": f.tracks.iter().map(|t| t.lost_frames).sum::<u64>(),
+                "skipped_frames": f.tracks.iter().map(|t| t.skipped_frames).sum::<u64>(),
+                "keyframe_requests": f.tracks.iter().map(|t| t.keyframe_requests).sum::<u64>(),
+                "queue_drops": f.tracks.iter().map(|t| t.queue_drops).sum::<u64>(),
+                "gaps": f.tracks.iter().map(|t| t.gaps.len()).sum::<usize>(),
             })
         })
         .collect();

@@ -176,20 +176,15 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
         names.len(),
         names.join(", ")
     );
-    if let Some((code, msg)) = outcome.failure {
-        eprintln!("error: {msg}");
-        return Ok(ExitCode::from(code));
-    }
-    if !reached {
-        eprintln!(
-            "error: {} of {} participants with media within {}",
-            report.with_media.get(),
-            cli.wait_participants,
-            humantime::format_duration(cli.watch.render.timeout)
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    let shortfall = (!reached).then(|| {
+        let (n, timeout) = (cli.wait_participants, cli.watch.render.timeout);
+        let within = humantime::format_duration(timeout);
+        format!(
+            "{} of {n} participants with media within {within}",
+            report.with_media.get()
+        )
+    });
+    Ok(wavecast_app::end_of_run(outcome.failure, shortfall))
 }
 
 /// How many members have shown decoded media (a frame or an audio packet).

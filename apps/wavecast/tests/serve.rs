@@ -125,6 +125,27 @@ fn serve_refuses_bad_setup_naming_the_key() {
             && err.contains("allow_public"),
         "{err}"
     );
+    // --recordings-dir layers over service.recordings_dir like the other serve flags: a file
+    // given there is refused naming the flag, and --help shows the flag with its default.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let (ok, _, err) = run(cmd(dir.path(), 1)
+        .env("WAVECAST_SERVICE__RECORDINGS_DIR", dir.path())
+        .args(["serve", "--recordings-dir"])
+        .arg(&file));
+    assert!(!ok);
+    assert!(
+        err.contains("service.recordings_dir")
+            && err.contains("(command-line flag --recordings-dir)")
+            && err.contains("is not a directory"),
+        "{err}"
+    );
+    let (ok, out, err) = run(cmd(dir.path(), 1).args(["serve", "--help"]));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("--recordings-dir <DIR>") && out.contains("default: service.recordings_dir"),
+        "{out}"
+    );
     let (ok, _, err) = run(cmd(dir.path(), 1)
         .env_remove("WAVECAST_SERVICE__AUTH_SECRET")
         .arg("serve"));

@@ -340,6 +340,23 @@ pub fn fail(e: &anyhow::Error, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The exit code at the end of a run that watched a room: the room task's `failure` (its
+/// message printed, its code), else 1 with `shortfall` printed when the run fell short of its
+/// goal (`--frames` within `--timeout`, …), else success.
+pub fn end_of_run(failure: Option<(u8, String)>, shortfall: Option<String>) -> ExitCode {
+    match (failure, shortfall) {
+        (Some((code, msg)), _) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+        (None, Some(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+        (None, None) => ExitCode::SUCCESS,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 //! layered config loading, logging set-up, exit codes, SIGINT/SIGTERM handling
 //! ([`signal`]), the connection supervisor ([`Connector`]: first join with the reconnect policy,
 //! then the session's state as a [`ConnState`]), participant following ([`follow`]: watch one
-//! participant and follow the next publisher; [`roster`]: decode everyone, within the
+//! participant and follow the next publisher; [`participant`]: its media from a room or the
+//! loopback, and the headless run of its scene; [`roster`]: decode everyone, within the
 //! [`limits`] on picture size and decoded tracks), and a serde
 //! stats-file writer ([`write_stats`]).
 //!
@@ -50,6 +51,7 @@ mod error;
 pub mod feeds;
 pub mod follow;
 pub mod limits;
+pub mod participant;
 pub mod render;
 pub mod roster;
 pub mod signal;
@@ -57,8 +59,8 @@ mod stats;
 
 pub use cli::{
     ConnectArgs, Credentials, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, LAYERS_HELP, VideoArgs,
-    config_error_message, defaults, fail, given, init_logging, load_config, loader, parse,
-    random_u64, random_unit,
+    config_error_message, defaults, end_of_run, fail, given, init_logging, load_config, loader,
+    parse, random_u64, random_unit,
 };
 pub use connection::{ConnState, ConnectError, Connector, describe, end_failure, human_delay};
 pub use error::AppError;

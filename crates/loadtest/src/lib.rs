@@ -54,7 +54,6 @@
 #![deny(missing_docs)]
 
 mod config;
-mod cpu;
 mod error;
 mod media;
 mod plan;

@@ -17,13 +17,13 @@ use wavecast_session::{
 use wavecast_stream::publish::CaptureStats;
 
 use crate::config::LoadTestConfig;
-use crate::cpu::process_cpu_seconds;
 use crate::error::LoadTestError;
 use crate::media::{self, LiveMedia, PublishLoop};
 use crate::plan::{Member, Plan, plan};
 use crate::report::{
     CpuReport, Report, Settings, SubscriberOutcome, publisher_report, subscriber_report, totals,
 };
+use wavecast_pipeline::cpu::process_cpu_seconds;
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

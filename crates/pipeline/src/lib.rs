@@ -13,7 +13,8 @@
 //!   [`FrameQueue`]s;
 //! - [`analysis`]: RMS, peak, dBFS, envelopes, waveform history, spectrum, speaking indicator;
 //! - metrics: counters on every component and an [`AgeHistogram`] of frame age at consumption,
-//!   summarised into serde structs for overlays and JSON.
+//!   summarised into serde structs for overlays and JSON; [`cpu`]: this process's CPU time,
+//!   for benches that report CPU per unit of work.
 //!
 //! ```
 //! use wavecast_pipeline::{FanOut, PixelFormat, Timestamp, VideoFramePool, VideoLayout, GPU_ROW_ALIGNMENT};
@@ -63,6 +64,7 @@
 pub mod analysis;
 mod audio;
 mod counter;
+pub mod cpu;
 mod error;
 #[cfg(loom)]
 mod loom_queue;

@@ -426,12 +426,22 @@ proptest! {
 
     #[test]
     fn leave_requests_with_any_action_and_reason(action in any::<i32>(), reason in any::<i32>()) {
+        use proto::leave_request::Action;
+        use wire::LeaveAction;
         let l = proto::LeaveRequest { action, reason, ..Default::default() };
-        let (name, reconnect) = wire::leave_disposition(&l);
+        let (name, got) = wire::leave_disposition(&l);
         prop_assert!(!name.is_empty());
-        let asks_back = action == proto::leave_request::Action::Resume as i32
-            || action == proto::leave_request::Action::Reconnect as i32;
-        prop_assert_eq!(reconnect, asks_back, "unknown actions disconnect");
+        let shutdown = reason == proto::DisconnectReason::ServerShutdown as i32;
+        let want = if action == Action::Resume as i32 {
+            LeaveAction::Resume
+        } else if action == Action::Reconnect as i32 || shutdown {
+            // A shutting-down server's rooms live on with the next server.
+            LeaveAction::Reconnect
+        } else {
+            // DISCONNECT, and unknown actions.
+            LeaveAction::Disconnect
+        };
+        prop_assert_eq!(got, want);
         if proto::DisconnectReason::try_from(reason).is_err() {
             prop_assert_eq!(name, reason.to_string());
         }

@@ -1,13 +1,10 @@
 //! What the engine reads out of server messages, as pure functions of the message: data packets
 //! from the data channels, and the parts of signal responses that become events (leave
-//! disposition, connection quality) or log lines (a redacted summary).
+//! disposition, connection quality, active speakers) or log lines (a redacted summary).
 //!
-//! Kept apart from `engine.rs` so that every function here can be driven with arbitrary input by
-//! property tests (`src/hostile_tests.rs`). `engine.rs` still has inline copies of this logic
-//! (`on_data_packet`, the `Leave` and `ConnectionQuality` arms of `on_signal`, and the
-//! `signal message ignored: {other:?}` trace, which would print a `RefreshToken`'s token); they
-//! switch to these functions once the engine split lands.
-#![cfg_attr(not(test), allow(dead_code))]
+//! Kept apart from the engine so that every function here can be driven with arbitrary input by
+//! property tests (`src/hostile_tests.rs`); the engine (`engine/data.rs`, `engine/signal.rs`)
+//! calls these functions and holds no copies of their logic.
 
 use livekit_protocol as proto;
 use prost::Message as _;
@@ -45,27 +42,53 @@ pub(crate) fn decode_data_packet(bytes: &[u8]) -> Result<Incoming, prost::Decode
             topic: u.topic,
             payload: u.payload,
         },
-        Some(proto::data_packet::Value::Speaker(s)) => Incoming::Speakers(
-            s.speakers
-                .into_iter()
-                .filter(|s| s.active)
-                .map(|s| (s.sid, s.level))
-                .collect(),
-        ),
+        Some(proto::data_packet::Value::Speaker(s)) => {
+            Incoming::Speakers(active_speakers(s.speakers))
+        }
         _ => Incoming::Other,
     })
 }
 
-/// How to follow a server `Leave`: the reason's name (or its number when unknown) and whether
-/// the server asks us to come back (`RESUME`/`RECONNECT`). An unknown action is taken as
-/// `DISCONNECT`, so a malformed leave never makes us rejoin a room we were removed from.
-pub(crate) fn leave_disposition(l: &proto::LeaveRequest) -> (String, bool) {
-    let action = proto::leave_request::Action::try_from(l.action)
-        .unwrap_or(proto::leave_request::Action::Disconnect);
+/// The active speakers of a speaker update (data packet or signal message), in the server's
+/// order, with their levels; inactive entries are left out.
+pub(crate) fn active_speakers(speakers: Vec<proto::SpeakerInfo>) -> Vec<(String, f32)> {
+    speakers
+        .into_iter()
+        .filter(|s| s.active)
+        .map(|s| (s.sid, s.level))
+        .collect()
+}
+
+/// What the engine does after a server `Leave`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaveAction {
+    /// Resume the session in this engine (ICE restart over a new signal connection).
+    Resume,
+    /// Stop the engine; the owner joins afresh.
+    Reconnect,
+    /// Stop the engine for good (we were removed).
+    Disconnect,
+}
+
+/// How to follow a server `Leave`: the reason's name (or its number when unknown) and the
+/// action. An unknown action is taken as `DISCONNECT`, so a malformed leave never makes us
+/// rejoin a room we were removed from — except that a server shutting down (SIGTERM twice, or
+/// its drain ending) closes its rooms with `SERVER_SHUTDOWN` and `DISCONNECT` although we were
+/// not removed: the room lives on with the next server, so that one is a `Reconnect`.
+pub(crate) fn leave_disposition(l: &proto::LeaveRequest) -> (String, LeaveAction) {
+    use proto::leave_request::Action;
+    let action = match Action::try_from(l.action).unwrap_or(Action::Disconnect) {
+        Action::Resume => LeaveAction::Resume,
+        Action::Reconnect => LeaveAction::Reconnect,
+        Action::Disconnect if l.reason == proto::DisconnectReason::ServerShutdown as i32 => {
+            LeaveAction::Reconnect
+        }
+        Action::Disconnect => LeaveAction::Disconnect,
+    };
     let reason = proto::DisconnectReason::try_from(l.reason)
         .map(|r| r.as_str_name().to_owned())
         .unwrap_or_else(|_| l.reason.to_string());
-    (reason, action != proto::leave_request::Action::Disconnect)
+    (reason, action)
 }
 
 /// A connection-quality value from the server (unknown values read as `Poor`).
@@ -114,6 +137,33 @@ mod tests {
             }
         );
         assert!(decode_data_packet(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn server_shutdown_leave_reconnects_and_removal_disconnects() {
+        use proto::leave_request::Action;
+        let leave = |action: Action, reason: proto::DisconnectReason| {
+            leave_disposition(&proto::LeaveRequest {
+                action: action as i32,
+                reason: reason as i32,
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            leave(Action::Disconnect, proto::DisconnectReason::ServerShutdown),
+            ("SERVER_SHUTDOWN".into(), LeaveAction::Reconnect)
+        );
+        assert_eq!(
+            leave(
+                Action::Disconnect,
+                proto::DisconnectReason::ParticipantRemoved
+            ),
+            ("PARTICIPANT_REMOVED".into(), LeaveAction::Disconnect)
+        );
+        assert_eq!(
+            leave(Action::Resume, proto::DisconnectReason::ServerShutdown).1,
+            LeaveAction::Resume
+        );
     }
 
     #[test]

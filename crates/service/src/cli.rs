@@ -22,6 +22,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
@@ -45,11 +46,15 @@ pub struct ServeArgs {
     /// in front) [default: service.allow_public, else false].
     #[arg(long)]
     pub allow_public: bool,
+    /// Directory for stream recordings (`POST /v1/streams/{id}/recording`), created when missing
+    /// [default: service.recordings_dir, else none: recording off].
+    #[arg(long, value_name = "DIR")]
+    pub recordings_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
     /// Layers the flags given over `loader` (as `service.listen`, `service.database`,
-    /// `service.allow_public`, named by their flag in errors).
+    /// `service.allow_public`, `service.recordings_dir`, named by their flag in errors).
     pub fn apply(&self, mut loader: Loader) -> Loader {
         if let Some(v) = &self.listen {
             loader = loader.flag("service.listen", "--listen", v);
@@ -59,6 +64,9 @@ impl ServeArgs {
         }
         if self.allow_public {
             loader = loader.flag("service.allow_public", "--allow-public", true);
+        }
+        if let Some(v) = &self.recordings_dir {
+            loader = loader.flag("service.recordings_dir", "--recordings-dir", v);
         }
         loader
     }
@@ -254,6 +262,47 @@ pub fn grants_table(grants: &[Grant]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn recordings_dir_flag_overrides_the_environment_and_is_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from_env, from_flag) = (dir.path().join("env"), dir.path().join("flag"));
+        let env = [(
+            "WAVECAST_SERVICE__RECORDINGS_DIR",
+            from_env.display().to_string(),
+        )];
+        let load = |args: &[&str]| {
+            let a = Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+                .unwrap()
+                .serve;
+            a.apply(Loader::new().no_file().env_vars(env.clone()))
+                .load()
+        };
+        let flag = from_flag.display().to_string();
+        let c = load(&["--recordings-dir", &flag]).unwrap();
+        assert_eq!(c.service.recordings_dir, Some(from_flag));
+        let c = load(&[]).unwrap();
+        assert_eq!(c.service.recordings_dir, Some(from_env));
+
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let e = load(&["--recordings-dir", &file.display().to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("service.recordings_dir")
+                && e.contains("--recordings-dir")
+                && e.contains("is not a directory"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn parse_when_reads_offsets_and_times_and_names_bad_input() {

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use wavecast_codec::pipeline::to_frame;
 use wavecast_codec::{I420, Vp8Config};
 use wavecast_media::stamp::{self, Stamp};
+use wavecast_pipeline::cpu::process_cpu_seconds;
 use wavecast_pipeline::{PixelFormat, Timestamp, VideoFramePool, VideoLayout};
 use wavecast_session::{
     AudioPublisher, AudioSubscriber, Credentials, Session, SessionEvent, SessionOptions, TrackKind,
@@ -72,23 +73,6 @@ fn main() {
     }
 }
 
-/// CPU seconds this process used (user + system, all threads).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let hz: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0);
-    ticks / hz
-}
-
 /// The recorder: join, record everything, measure CPU from warm-up to the end.
 async fn record(url: String, token: String, seconds: f64) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -103,9 +87,17 @@ async fn record(url: String, token: String, seconds: f64) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(WARMUP).await;
-    let (warm_at, warm_cpu, warm_frames) = (Instant::now(), cpu_seconds(), recorder.stats().frames);
+    let (warm_at, warm_cpu, warm_frames) = (
+        Instant::now(),
+        process_cpu_seconds(),
+        recorder.stats().frames,
+    );
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    let (end_at, end_cpu, end_frames) = (Instant::now(), cpu_seconds(), recorder.stats().frames);
+    let (end_at, end_cpu, end_frames) = (
+        Instant::now(),
+        process_cpu_seconds(),
+        recorder.stats().frames,
+    );
     let window = end_at.duration_since(warm_at).as_secs_f64();
     let manifest = recorder.stop().await.expect("finalized");
     let video_frames: u64 = manifest
@@ -157,7 +149,7 @@ async fn decode(url: String, token: String, seconds: f64) -> Value {
         frames += 1;
         let started = *start.get_or_insert(Instant::now());
         if warm.is_none() && started.elapsed() >= WARMUP {
-            warm = Some((Instant::now(), cpu_seconds(), frames));
+            warm = Some((Instant::now(), process_cpu_seconds(), frames));
         }
         if let Some((at, _, _)) = warm
             && at.elapsed().as_secs_f64() >= seconds
@@ -165,7 +157,7 @@ async fn decode(url: String, token: String, seconds: f64) -> Value {
             break;
         }
     }
-    let (end_at, end_cpu) = (Instant::now(), cpu_seconds());
+    let (end_at, end_cpu) = (Instant::now(), process_cpu_seconds());
     session.close().await;
     let (warm_at, warm_cpu, warm_frames) = warm.expect("ran past the warm-up");
     let window = end_at.duration_since(warm_at).as_secs_f64();

@@ -174,6 +174,22 @@ pub struct VideoSettings {
     pub snapshot: Option<(PathBuf, u32)>,
 }
 
+impl VideoSettings {
+    /// The synthetic pattern (with its frame-number stamp) at `width`×`height`, `fps`, and
+    /// `bitrate` bits per second.
+    pub fn pattern(width: u32, height: u32, fps: u32, bitrate: u32) -> Self {
+        Self {
+            file: None,
+            width,
+            height,
+            fps: Some(fps),
+            bitrate,
+            stamp_files: false,
+            snapshot: None,
+        }
+    }
+}
+
 /// Audio settings.
 #[derive(Debug, Clone)]
 pub enum AudioInput {

@@ -488,7 +488,8 @@ impl VideoReceiver {
         stats.frames_in += 1;
         stats.bytes += f.data.len() as u64;
         out.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
-        if !f.contiguous {
+        // (The first frame of a stream has nothing to be contiguous with.)
+        if !f.contiguous && stats.frames_in > 1 {
             stats.gaps += 1;
         }
         if self.need_key && !f.keyframe {

@@ -111,6 +111,83 @@ pub fn with_value(good: &str, section: &str, key: &str, value: &str) -> String {
     out
 }
 
+/// Values no key of the shared configuration accepts, per key: `(section, key, bad values)`.
+pub const BAD_CONFIG_VALUES: &[(&str, &str, &[&str])] = &[
+    (
+        "connection",
+        "url",
+        &["\"ftp://x\"", "\"\"", "\"not a url\"", "42", "\"ws://\""],
+    ),
+    ("connection", "room", &["\"\"", "\"   \"", "[1]"]),
+    (
+        "connection",
+        "connect_timeout",
+        &["\"0s\"", "\"1y\"", "\"forever\"", "\"500000000000y\"", "10"],
+    ),
+    (
+        "reconnect",
+        "initial_delay",
+        &["\"0ms\"", "\"10m\"", "\"-1s\""],
+    ),
+    (
+        "reconnect",
+        "max_delay",
+        &["\"2h\"", "\"99999999999999999999y\""],
+    ),
+    (
+        "reconnect",
+        "multiplier",
+        &["nan", "inf", "-inf", "0.5", "11.0", "\"2\""],
+    ),
+    ("reconnect", "jitter", &["nan", "-0.1", "1.5", "+inf"]),
+    (
+        "reconnect",
+        "max_attempts",
+        &["-1", "1001", "1.5", "99999999999"],
+    ),
+    ("audio", "sample_rate", &["44100", "0", "-48000", "\"48k\""]),
+    ("audio", "channels", &["0", "3", "65536"]),
+    ("video", "width", &["0", "15", "17", "4000", "-2"]),
+    ("video", "height", &["0", "2161", "13"]),
+    ("video", "fps", &["0", "121", "nan"]),
+    ("video", "codec", &["\"av1\"", "\"\"", "1"]),
+    ("video", "bitrate", &["0", "49", "50001"]),
+];
+
+/// One case per entry of [`BAD_CONFIG_VALUES`]: `good` with that value, written to `bad.toml`,
+/// the app run with `args` (which pass `--config bad.toml`); stderr must name the file and the
+/// key. `refused` says whether the configuration library refuses a text: every case is checked
+/// with it first, so the corpus holds only inputs that are really bad.
+///
+/// # Panics
+/// When `refused` accepts one of the texts (the table or the library changed).
+pub fn bad_config_value_cases(
+    good: &str,
+    args: &[&str],
+    refused: impl Fn(&[u8]) -> bool,
+) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (section, key, values) in BAD_CONFIG_VALUES {
+        for value in *values {
+            let text = with_value(good, section, key, value);
+            assert!(
+                refused(text.as_bytes()),
+                "{section}.{key} = {value} is not refused"
+            );
+            let needle = format!("{section}.{key}");
+            cases.push(
+                Case::new(
+                    format!("config {section}.{key} = {value}"),
+                    args,
+                    &["bad.toml", &needle],
+                )
+                .file("bad.toml", text.into_bytes()),
+            );
+        }
+    }
+    cases
+}
+
 /// A valid configuration file (as `config/livekit.toml` ships, dev keys) joining `url`, giving
 /// up after `max_attempts`, with `width`x`height` VP8 video at `kbps`: the file corpus cases break.
 pub fn good_config(url: &str, max_attempts: u32, (width, height): (u32, u32), kbps: u32) -> String {

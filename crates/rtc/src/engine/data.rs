@@ -1,6 +1,7 @@
 //! Data packets: sending on our publisher channels, decoding what arrives.
 
 use super::*;
+use crate::wire::Incoming;
 
 impl Core {
     pub(super) fn send_data(
@@ -93,39 +94,21 @@ impl Core {
         Ok(())
     }
 
-    #[allow(deprecated)] // Speaker packets and UserPacket identity are still sent by servers.
     pub(super) fn on_data_packet(&mut self, bytes: &[u8], reliable: bool) {
-        let packet = match proto::DataPacket::decode(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                debug!("undecodable data packet ({} bytes): {e}", bytes.len());
-                return;
-            }
-        };
-        match packet.value {
-            Some(proto::data_packet::Value::User(u)) => {
-                let identity = if packet.participant_identity.is_empty() {
-                    u.participant_identity
-                } else {
-                    packet.participant_identity
-                };
-                self.emit(EngineEvent::DataReceived {
-                    participant_identity: identity,
-                    topic: u.topic,
-                    payload: u.payload,
-                    reliable,
-                });
-            }
-            Some(proto::data_packet::Value::Speaker(s)) => {
-                let list = s
-                    .speakers
-                    .iter()
-                    .filter(|s| s.active)
-                    .map(|s| (s.sid.clone(), s.level))
-                    .collect();
-                self.emit(EngineEvent::ActiveSpeakers(list));
-            }
-            _ => trace!("data packet of another kind ignored"),
+        match crate::wire::decode_data_packet(bytes) {
+            Ok(Incoming::User {
+                participant_identity,
+                topic,
+                payload,
+            }) => self.emit(EngineEvent::DataReceived {
+                participant_identity,
+                topic,
+                payload,
+                reliable,
+            }),
+            Ok(Incoming::Speakers(list)) => self.emit(EngineEvent::ActiveSpeakers(list)),
+            Ok(Incoming::Other) => trace!("data packet of another kind ignored"),
+            Err(e) => debug!("undecodable data packet ({} bytes): {e}", bytes.len()),
         }
     }
 }

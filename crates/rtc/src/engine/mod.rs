@@ -45,9 +45,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, trace, warn};
 
 use crate::error::{EngineError, PeerRole};
-use crate::events::{
-    DisconnectReason, EngineEvent, Participant, Quality, TrackInfo, TransportState,
-};
+use crate::events::{DisconnectReason, EngineEvent, Participant, TrackInfo, TransportState};
 use crate::peer::{Peer, RECV_BUF, candidate_init, parse_candidate_init};
 use crate::sdp::{self, SectionKind};
 use crate::track::{

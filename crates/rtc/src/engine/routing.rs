@@ -150,6 +150,9 @@ impl Core {
             return Ok(());
         };
         let mut want_pli = false;
+        // The keyframe that ends a wait follows frames dropped here: it is not contiguous with
+        // the last frame the reader got (readers count the loss from this flag).
+        let mut contiguous = md.contiguous;
         if r.kind == TrackKind::Video {
             if !md.contiguous {
                 r.need_keyframe = true;
@@ -157,6 +160,7 @@ impl Core {
             if r.need_keyframe {
                 if keyframe {
                     r.need_keyframe = false;
+                    contiguous = false;
                 } else {
                     want_pli = true;
                 }
@@ -168,7 +172,7 @@ impl Core {
                 rtp_time: md.time.numer(),
                 received_at: md.network_time,
                 keyframe,
-                contiguous: md.contiguous,
+                contiguous,
             };
             match r.tx.try_send(frame) {
                 Ok(()) => {}

@@ -1,6 +1,7 @@
 //! Signal messages from the server, and leaving.
 
 use super::*;
+use crate::wire::LeaveAction;
 
 impl Core {
     pub(super) async fn send_signal(&self, msg: proto::signal_request::Message) {
@@ -41,29 +42,16 @@ impl Core {
                 debug!("server unpublished our track {}", r.track_sid);
             }
             M::Leave(l) => {
-                let mut action = proto::leave_request::Action::try_from(l.action)
-                    .unwrap_or(proto::leave_request::Action::Disconnect);
-                // A server shutting down (SIGTERM twice, or its drain ending) closes its rooms
-                // with SERVER_SHUTDOWN and action DISCONNECT, but we were not removed: the
-                // room lives on with the next server, so join it again.
-                if l.reason == proto::DisconnectReason::ServerShutdown as i32
-                    && action == proto::leave_request::Action::Disconnect
-                {
-                    action = proto::leave_request::Action::Reconnect;
-                }
-                let reason = proto::DisconnectReason::try_from(l.reason)
-                    .map(|r| r.as_str_name().to_owned())
-                    .unwrap_or_else(|_| l.reason.to_string());
+                let (reason, action) = crate::wire::leave_disposition(&l);
                 info!("server leave: {reason} {action:?}");
                 // Follow the server's action: RESUME is handled by this engine; DISCONNECT
                 // and RECONNECT stop it (the owner ends, or joins afresh).
                 match action {
-                    proto::leave_request::Action::Resume => self.resume_requested = true,
-                    proto::leave_request::Action::Disconnect
-                    | proto::leave_request::Action::Reconnect => {
+                    LeaveAction::Resume => self.resume_requested = true,
+                    LeaveAction::Disconnect | LeaveAction::Reconnect => {
                         self.stop = Some(DisconnectReason::ServerLeave {
                             reason,
-                            reconnect: action == proto::leave_request::Action::Reconnect,
+                            reconnect: action == LeaveAction::Reconnect,
                         });
                     }
                 }
@@ -88,27 +76,15 @@ impl Core {
                 });
             }
             M::SpeakersChanged(s) => {
-                let list = s
-                    .speakers
-                    .iter()
-                    .filter(|s| s.active)
-                    .map(|s| (s.sid.clone(), s.level))
-                    .collect();
-                self.emit(EngineEvent::ActiveSpeakers(list));
+                self.emit(EngineEvent::ActiveSpeakers(crate::wire::active_speakers(
+                    s.speakers,
+                )));
             }
             M::ConnectionQuality(q) => {
                 let list = q
                     .updates
-                    .iter()
-                    .map(|u| {
-                        let quality = match proto::ConnectionQuality::try_from(u.quality) {
-                            Ok(proto::ConnectionQuality::Excellent) => Quality::Excellent,
-                            Ok(proto::ConnectionQuality::Good) => Quality::Good,
-                            Ok(proto::ConnectionQuality::Lost) => Quality::Lost,
-                            _ => Quality::Poor,
-                        };
-                        (u.participant_sid.clone(), quality)
-                    })
+                    .into_iter()
+                    .map(|u| (u.participant_sid, crate::wire::quality(u.quality)))
                     .collect();
                 self.emit(EngineEvent::ConnectionQuality(list));
             }

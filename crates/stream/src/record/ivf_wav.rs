@@ -46,6 +46,11 @@ impl TrackFile {
     }
 }
 
+/// The video file's name in a recording directory.
+pub const VIDEO_FILE: &str = "video.ivf";
+/// The audio file's name in a recording directory.
+pub const AUDIO_FILE: &str = "audio.wav";
+
 /// The two files of a recording directory: `video.ivf` and `audio.wav`.
 #[derive(Debug)]
 pub struct Recording {
@@ -72,7 +77,7 @@ impl Recording {
             path: dir.to_owned(),
             source,
         })?;
-        let (video, audio) = (dir.join("video.ivf"), dir.join("audio.wav"));
+        let (video, audio) = (dir.join(VIDEO_FILE), dir.join(AUDIO_FILE));
         for path in [&video, &audio] {
             if path.symlink_metadata().is_ok() {
                 return Err(StreamError::Io {
@@ -100,4 +105,33 @@ pub struct RecordingStats {
     pub video_frames: Option<u64>,
     /// Samples per channel in the WAV file.
     pub audio_samples: Option<u64>,
+}
+
+/// A finished recording for a stats file: where its files are and what they hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingSummary {
+    /// The directory.
+    pub dir: PathBuf,
+    /// `DIR/video.ivf`.
+    pub video_file: PathBuf,
+    /// `DIR/audio.wav`.
+    pub audio_file: PathBuf,
+    /// Frames and samples written.
+    #[serde(flatten)]
+    pub stats: RecordingStats,
+    /// Seconds of audio in the WAV file (48 kHz).
+    pub audio_seconds: Option<f64>,
+}
+
+impl RecordingSummary {
+    /// The summary of the recording [`Recording::create`] made in `dir`.
+    pub fn new(dir: &Path, stats: &RecordingStats) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            video_file: dir.join(VIDEO_FILE),
+            audio_file: dir.join(AUDIO_FILE),
+            stats: stats.clone(),
+            audio_seconds: stats.audio_samples.map(|s| s as f64 / 48_000.0),
+        }
+    }
 }

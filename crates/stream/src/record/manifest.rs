@@ -94,6 +94,10 @@ pub struct TrackEntry {
     pub skipped_frames: u64,
     /// Keyframe requests (PLI) sent after loss.
     pub keyframe_requests: u64,
+    /// Frames that never arrived (packet loss; for video, also those the engine dropped up to
+    /// the next keyframe), estimated from the RTP clock at each discontinuity.
+    #[serde(default)]
+    pub lost_frames: u64,
     /// Frames dropped because the recorder's queue was full.
     pub queue_drops: u64,
     /// Times the RTP clock was re-anchored to arrival time (a jump: the publisher restarted its

@@ -80,6 +80,10 @@ struct Slot {
     /// Mute state changed since the last frame (a following gap is a mute, not a loss).
     muted_since_last: bool,
     loss_since_last: bool,
+    /// The previous frame's stream and RTP time, and the RTP step between the last two
+    /// contiguous frames (audio: one packet's duration), to count frames lost in a gap.
+    last_rtp: Option<((u64, u64), u64)>,
+    rtp_step: u64,
 }
 
 struct OpenFile {
@@ -591,6 +595,8 @@ impl RoomRecording {
                 size: None,
                 muted_since_last: false,
                 loss_since_last: false,
+                last_rtp: None,
+                rtp_step: 0,
             })
             .collect();
         let p = self
@@ -631,6 +637,7 @@ impl RoomRecording {
             }
             _ => None,
         };
+        let anchored = ts.is_some();
         let ts = match ts {
             Some(t) => t,
             None => {
@@ -650,6 +657,25 @@ impl RoomRecording {
         if !entry.sids.iter().any(|s| s == sid) {
             entry.sids.push(sid.to_owned());
         }
+        // Frames that never arrived: after a discontinuity (packets lost; video: the frames
+        // the engine dropped up to a keyframe), the RTP time jumped by the missing frames'
+        // durations. A mute leaves no discontinuity, so it does not count.
+        if let Some((s, prev)) = slot.last_rtp
+            && anchored
+            && s == stream
+            && frame.rtp_time > prev
+        {
+            let delta = frame.rtp_time - prev;
+            if frame.contiguous {
+                slot.rtp_step = delta;
+            } else {
+                let step = slot.rtp_step;
+                let missing = (delta + step / 2).checked_div(step).unwrap_or(0);
+                entry.lost_frames += missing.saturating_sub(1);
+                slot.loss_since_last = true;
+            }
+        }
+        slot.last_rtp = Some((stream, frame.rtp_time));
         // Gaps.
         if let Some(last) = slot.last {
             let limit = match key.kind {
@@ -1008,6 +1034,39 @@ mod tests {
         assert_eq!(info.track("V_VP8").unwrap().size, Some((320, 180)));
         assert_eq!(m.state, "finalized");
         assert!(Manifest::read(r.manifest_path()).unwrap() == m);
+    }
+
+    #[test]
+    fn lost_audio_packets_are_counted_from_the_rtp_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let mut r = RoomRecording::create(
+            dir.path(),
+            "r",
+            "rec",
+            TrackFilter::default(),
+            Duration::from_secs(1),
+            t0,
+        )
+        .unwrap();
+        let a = key("bob", "mic", TrackKind::Audio);
+        // 20 ms packets; every tenth never arrives, and two in a row once.
+        let lost = |n: u64| n % 10 == 5 || n == 36;
+        for n in (0..50u64).filter(|n| !lost(*n)) {
+            let mut f = frame(
+                vec![0xF8],
+                n * 960,
+                t0 + Duration::from_millis(n * 20),
+                true,
+            );
+            f.contiguous = n == 0 || !lost(n - 1);
+            send(&mut r, &a, (1, 0), f);
+        }
+        r.handle(Input::Stop, t0 + Duration::from_secs(2));
+        let t = &r.manifest().participants[0].files[0].tracks[0];
+        assert_eq!((t.frames, t.lost_frames), (44, 6));
+        // 40 ms holes are no gaps in the file.
+        assert!(t.gaps.is_empty(), "{:?}", t.gaps);
     }
 
     #[test]

@@ -1,10 +1,18 @@
-//! This process's CPU time, from `/proc/self/stat` (Linux).
+//! This process's CPU time, from `/proc/self/stat` (Linux): what benches and load tests
+//! divide by the work done (CPU per participant, per frame).
+//!
+//! ```
+//! let before = wavecast_pipeline::cpu::process_cpu_seconds();
+//! // … the work being measured …
+//! let used = wavecast_pipeline::cpu::process_cpu_seconds() - before;
+//! assert!(used >= 0.0);
+//! ```
 
 use std::sync::OnceLock;
 
 /// CPU seconds this process used so far (user + system, all threads); 0 where `/proc` is
 /// missing.
-pub(crate) fn process_cpu_seconds() -> f64 {
+pub fn process_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
