@@ -215,26 +215,6 @@ struct Row {
     python: Value,
 }
 
-/// CPU seconds this process used (user + system, all threads), from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -323,7 +303,10 @@ async fn subscribe(url: String, token: String) -> Value {
         let now_us = Timestamp::now().as_micros();
         if let Some((start, end)) = w {
             if now_us >= start && cpu_start.is_none() {
-                cpu_start = Some((Instant::now(), cpu_seconds()));
+                cpu_start = Some((
+                    Instant::now(),
+                    wavecast_pipeline::cpu::process_cpu_seconds(),
+                ));
             }
             if now_us >= end {
                 break;
@@ -359,7 +342,10 @@ async fn subscribe(url: String, token: String) -> Value {
             }
         }
     }
-    let (end_at, end_cpu) = (Instant::now(), cpu_seconds());
+    let (end_at, end_cpu) = (
+        Instant::now(),
+        wavecast_pipeline::cpu::process_cpu_seconds(),
+    );
     let stats = session.stats();
     session.close().await;
     let (start_at, start_cpu) = cpu_start.unwrap_or((end_at, end_cpu));
