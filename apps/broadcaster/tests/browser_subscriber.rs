@@ -30,11 +30,9 @@ const MIN_FPS: f64 = 10.0;
 #[test]
 fn browser_subscribes_to_the_broadcaster() {
     let test = "browser_subscribes_to_the_broadcaster";
-    let Some(ns) = NetNs::for_test(test) else {
+    let Some(_ns) = NetNs::enter_for_test(test) else {
         return;
     };
-    ns.enter_current_thread()
-        .unwrap_or_else(|e| panic!("{test}: {e}"));
     let server = LiveKitServer::start_with(&ServerOptions {
         media_ip: Some(NetNs::ADDR),
         ..ServerOptions::default()

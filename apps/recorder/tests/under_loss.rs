@@ -31,12 +31,10 @@ fn wall(rfc3339: &str) -> SystemTime {
 #[test]
 fn recording_under_12_percent_udp_loss_plays_and_counts_the_loss() {
     let name = "recording_under_12_percent_udp_loss_plays_and_counts_the_loss";
-    let Some(ns) = NetNs::for_test(name) else {
+    let Some(ns) = NetNs::enter_for_test(name) else {
         return;
     };
     // This thread, and the server and apps it starts, live inside the namespace.
-    ns.enter_current_thread()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let bin = common::broadcaster(BIN);
     let server = LiveKitServer::start().expect("livekit-server starts in the namespace");
     let url = server.ws_url();

@@ -44,11 +44,9 @@ const SCALE_CLOCK_SLACK_S: f64 = 0.5;
 #[test]
 fn viewer_receives_a_browser_publishing_with_default_settings() {
     let test = "viewer_receives_a_browser_publishing_with_default_settings";
-    let Some(ns) = NetNs::for_test(test) else {
+    let Some(_ns) = NetNs::enter_for_test(test) else {
         return;
     };
-    ns.enter_current_thread()
-        .unwrap_or_else(|e| panic!("{test}: {e}"));
     let dir = tempfile::tempdir().expect("a temporary directory");
     let camera = dir.path().join("camera.y4m");
     let microphone = dir.path().join("tone.wav");

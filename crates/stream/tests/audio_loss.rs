@@ -48,11 +48,9 @@ async fn join(server: &LiveKitServer, identity: &str) -> (Session, SessionEvents
 #[test]
 fn audio_keeps_playing_under_25_percent_udp_loss() {
     let test = "audio_keeps_playing_under_25_percent_udp_loss";
-    let Some(ns) = NetNs::for_test(test) else {
+    let Some(ns) = NetNs::enter_for_test(test) else {
         return;
     };
-    ns.enter_current_thread()
-        .unwrap_or_else(|e| panic!("{test}: {e}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -141,6 +141,18 @@ impl NetNs {
         }
     }
 
+    /// [`NetNs::for_test`], then move the calling thread (the test's) into the namespace, so
+    /// the servers, apps and peers the test starts from here on run inside it.
+    ///
+    /// # Panics
+    /// As [`NetNs::for_test`], and when the thread cannot enter the namespace.
+    pub fn enter_for_test(test: &str) -> Option<Self> {
+        let ns = Self::for_test(test)?;
+        ns.enter_current_thread()
+            .unwrap_or_else(|e| panic!("{test}: {e}"));
+        Some(ns)
+    }
+
     /// The namespace's name (`wavecast-…`).
     pub fn name(&self) -> &str {
         &self.name

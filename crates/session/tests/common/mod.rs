@@ -393,11 +393,9 @@ where
     F: FnOnce(std::sync::Arc<wavecast_testbed::NetNs>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let Some(ns) = wavecast_testbed::NetNs::for_test(test) else {
+    let Some(ns) = wavecast_testbed::NetNs::enter_for_test(test) else {
         return;
     };
-    ns.enter_current_thread()
-        .unwrap_or_else(|e| panic!("{test}: {e}"));
     let ns = std::sync::Arc::new(ns);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
