@@ -79,6 +79,11 @@ struct Slot {
     size: Option<(u32, u32)>,
     /// Mute state changed since the last frame (a following gap is a mute, not a loss).
     muted_since_last: bool,
+    /// The track's mute state as last announced. Media and signalling travel separately:
+    /// frames in flight still arrive after a mute was announced, and frames after an
+    /// unmute can arrive before it is announced, so a gap that ends while the track is
+    /// still announced muted is a mute too.
+    muted: bool,
     loss_since_last: bool,
     /// The previous frame's stream and RTP time, and the RTP step between the last two
     /// contiguous frames (audio: one packet's duration), to count frames lost in a gap.
@@ -367,6 +372,7 @@ impl RoomRecording {
             return;
         };
         file.slots[i].muted_since_last = true;
+        file.slots[i].muted = muted;
         let at_ms = ms(now.saturating_duration_since(file.origin));
         self.manifest.participants[p.entry].files[file.entry].tracks[i]
             .mutes
@@ -460,10 +466,9 @@ impl RoomRecording {
         keys
     }
 
-    fn maybe_open(&mut self, identity: &str, now: Instant) {
-        let expected = self.expected_tracks(identity);
-        let muted: Vec<TrackKey> = self
-            .publications
+    /// A participant's tracks announced muted now.
+    fn muted_tracks(&self, identity: &str) -> Vec<TrackKey> {
+        self.publications
             .values()
             .filter(|p| p.identity == identity && p.info.muted)
             .filter_map(|p| {
@@ -473,7 +478,12 @@ impl RoomRecording {
                     kind: p.info.kind?,
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    fn maybe_open(&mut self, identity: &str, now: Instant) {
+        let expected = self.expected_tracks(identity);
+        let muted = self.muted_tracks(identity);
         let Some(p) = self.participants.get(identity) else {
             return;
         };
@@ -586,9 +596,11 @@ impl RoomRecording {
             ..Default::default()
         });
         let file_entry = pe.files.len() - 1;
+        let muted = self.muted_tracks(identity);
         let slots = keys
             .into_iter()
             .map(|key| Slot {
+                muted: muted.contains(&key),
                 key,
                 anchor: None,
                 last: None,
@@ -683,7 +695,7 @@ impl RoomRecording {
                 TrackKind::Video => VIDEO_GAP,
             };
             if ts > last + limit {
-                let reason = if slot.muted_since_last {
+                let reason = if slot.muted_since_last || slot.muted {
                     "muted"
                 } else if slot.loss_since_last {
                     "packet loss"
@@ -1034,6 +1046,73 @@ mod tests {
         assert_eq!(info.track("V_VP8").unwrap().size, Some((320, 180)));
         assert_eq!(m.state, "finalized");
         assert!(Manifest::read(r.manifest_path()).unwrap() == m);
+    }
+
+    #[test]
+    fn a_gap_ending_before_the_unmute_is_announced_is_still_a_mute() {
+        // Media and signalling race: frames in flight arrive after the mute is announced,
+        // and the first frames after the unmute arrive before it is announced (seen in CI).
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let mut r = RoomRecording::create(
+            dir.path(),
+            "r",
+            "rec",
+            TrackFilter::default(),
+            Duration::from_secs(1),
+            t0,
+        )
+        .unwrap();
+        let a = key("ada", "mic", TrackKind::Audio);
+        r.handle(
+            Input::Published {
+                identity: "ada".into(),
+                track: info("TR_mic", "mic", TrackKind::Audio),
+            },
+            t0,
+        );
+        let mute = |r: &mut RoomRecording, muted: bool, at: u64| {
+            r.handle(
+                Input::Muted {
+                    track_sid: "TR_mic".into(),
+                    muted,
+                },
+                t0 + Duration::from_millis(at),
+            );
+        };
+        let mut unmuted = false;
+        for n in 0..200u64 {
+            let at = n * 20;
+            if at == 1000 {
+                mute(&mut r, true, at);
+            }
+            // Frames stop 100 ms after the mute, and again without any mute at 3000 ms.
+            if (1100..2000).contains(&at) || (3000..3500).contains(&at) {
+                continue;
+            }
+            send(
+                &mut r,
+                &a,
+                (1, 0),
+                frame(vec![0xF8], at * 48, t0 + Duration::from_millis(at), true),
+            );
+            if at == 2100 && !unmuted {
+                mute(&mut r, false, at);
+                unmuted = true;
+            }
+        }
+        r.handle(Input::Stop, t0 + Duration::from_secs(5));
+        let t = &r.manifest().participants[0].files[0].tracks[0];
+        let gaps: Vec<_> = t
+            .gaps
+            .iter()
+            .map(|g| (g.from_ms, g.to_ms, g.reason.as_str()))
+            .collect();
+        assert_eq!(
+            gaps,
+            [(1080, 2000, "muted"), (2980, 3500, "no frames")],
+            "{t:#?}"
+        );
     }
 
     #[test]
