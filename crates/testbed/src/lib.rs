@@ -228,7 +228,24 @@ pub fn server_config_with(http_port: u16, udp_port: u16, options: &ServerOptions
     base + &extra
 }
 
+/// The servers' log level: `info`, or `WAVECAST_SERVER_LOG_LEVEL` (`debug`, `info`, `warn`,
+/// `error`) for a closer look at what a test's server did (its RTT and NACK lines are at
+/// `debug`). Any other value is named on stderr and `info` is used.
+fn server_log_level() -> &'static str {
+    const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+    match std::env::var("WAVECAST_SERVER_LOG_LEVEL") {
+        Err(_) => "info",
+        Ok(v) => LEVELS.into_iter().find(|l| *l == v).unwrap_or_else(|| {
+            eprintln!(
+                "testbed: WAVECAST_SERVER_LOG_LEVEL={v:?} is not one of {LEVELS:?}; using info"
+            );
+            "info"
+        }),
+    }
+}
+
 fn server_base_config(http_port: u16, udp_port: u16) -> String {
+    let level = server_log_level();
     format!(
         "port: {http_port}
 bind_addresses: [127.0.0.1]
@@ -245,7 +262,7 @@ rtc:
 keys:
   {API_KEY}: {API_SECRET}
 logging:
-  level: info
+  level: {level}
 "
     )
 }
