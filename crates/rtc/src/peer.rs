@@ -172,13 +172,17 @@ impl Peer {
     }
 }
 
-/// The str0m configuration both connections use: Opus (no RED) and VP8 only.
+/// The str0m configuration both connections use: Opus (no RED) and VP8 only, and the audio
+/// reorder budget of `engine::recovery`.
 pub(crate) fn rtc_config() -> RtcConfig {
+    use crate::engine::recovery::{AUDIO_REORDER_PACKETS, AUDIO_REORDER_WAIT};
     RtcConfig::new()
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
         .set_stats_interval(Some(crate::engine::STATS_INTERVAL))
+        .set_reordering_size_audio(AUDIO_REORDER_PACKETS)
+        .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT))
 }
 
 /// Parse a trickle `candidateInit` JSON from the server into a str0m candidate.

@@ -256,6 +256,9 @@ fn window_from_stdin() -> tokio::sync::watch::Receiver<Option<(u64, u64)>> {
 struct AudioCount {
     samples: u64,
     tone_samples: u64,
+    /// First packet received → decoded, per decoded packet (ms): what the receive path
+    /// (str0m's audio reorder stage, then the decoder) held it for.
+    held_ms: Vec<f64>,
 }
 
 /// Our subscriber: join, decode every frame of the first video track (and the audio track),
@@ -298,6 +301,9 @@ async fn subscribe(url: String, token: String) -> Value {
     let mut helds = Vec::with_capacity(4096);
     let (mut frames, mut stamped, mut size) = (0u64, 0u64, (0, 0));
     let mut last_number = None;
+    // PROBE_FRAMES=PATH: one line per stamped frame in the window (number, capture → decoded
+    // ms, first packet → decoded ms), to see how holds cluster.
+    let mut frame_log = std::env::var("PROBE_FRAMES").ok().map(|_| String::new());
     loop {
         let w = *window.borrow();
         let now_us = Timestamp::now().as_micros();
@@ -339,6 +345,9 @@ async fn subscribe(url: String, token: String) -> Value {
                 let age = now.saturating_duration_since(s.timestamp).as_secs_f64() * 1000.0;
                 latencies.push(age);
                 helds.push(held);
+                if let Some(log) = &mut frame_log {
+                    log.push_str(&format!("{} {age:.1} {held:.1}\n", s.frame_number));
+                }
             }
         }
     }
@@ -347,6 +356,9 @@ async fn subscribe(url: String, token: String) -> Value {
         wavecast_pipeline::cpu::process_cpu_seconds(),
     );
     let stats = session.stats();
+    if let (Some(log), Ok(path)) = (frame_log, std::env::var("PROBE_FRAMES")) {
+        let _ = std::fs::write(path, log);
+    }
     session.close().await;
     let (start_at, start_cpu) = cpu_start.unwrap_or((end_at, end_cpu));
     let (start, end) = window.borrow().unwrap_or((0, 1));
@@ -354,8 +366,11 @@ async fn subscribe(url: String, token: String) -> Value {
     let cpu_window = end_at.duration_since(start_at).as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     helds.sort_by(f64::total_cmp);
-    let audio = audio_count.lock().map(|a| (a.samples, a.tone_samples));
-    let (audio_samples, tone_samples) = audio.unwrap_or((0, 0));
+    let audio = audio_count
+        .lock()
+        .map(|a| (a.samples, a.tone_samples, a.held_ms.clone()));
+    let (audio_samples, tone_samples, mut audio_held) = audio.unwrap_or((0, 0, Vec::new()));
+    audio_held.sort_by(f64::total_cmp);
     json!({
         "sdk": "wavecast-session",
         "join_to_first_frame_ms": first.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
@@ -374,6 +389,9 @@ async fn subscribe(url: String, token: String) -> Value {
         "fps": stamped as f64 / window_s,
         "audio_s_per_s": audio_samples as f64 / 48_000.0 / window_s,
         "tone_s_per_s": tone_samples as f64 / 48_000.0 / window_s,
+        "audio_held_p50_ms": percentile(&audio_held, 50.0),
+        "audio_held_p95_ms": percentile(&audio_held, 95.0),
+        "audio_held_max_ms": audio_held.last().copied().unwrap_or(f64::NAN),
         "rtp": format!("{:?}", stats.rtp),
     })
 }
@@ -398,9 +416,11 @@ fn spawn_audio(
             }
             let n = a.samples.len() as u64;
             let tone = a.samples.chunks(480).filter(|c| has_tone(c)).count() as u64;
+            let held = a.received_at.elapsed().as_secs_f64() * 1000.0;
             if let Ok(mut c) = count.lock() {
                 c.samples += n;
                 c.tone_samples += (tone * 480).min(n);
+                c.held_ms.push(held);
             }
         }
     });
@@ -654,6 +674,9 @@ async fn orchestrate(plan: &Plan, ns: Option<&NetNs>, levels: &[u8]) -> Vec<Row>
         .expect("join");
     eprintln!("publisher: {:?}", publisher.stats());
     if let Ok(path) = std::env::var("PROBE_SERVER_LOG") {
+        // The server logs a down track's stats (NACKs received / answered, RTT) once it
+        // closed it, which waits for blank frames to flush (up to a second or so).
+        tokio::time::sleep(Duration::from_secs(3)).await;
         let _ = std::fs::write(&path, server.log());
     }
     publisher.close().await;

@@ -15,7 +15,7 @@ mod data;
 mod driver;
 mod liveness;
 mod negotiation;
-mod recovery;
+pub(crate) mod recovery;
 mod resume;
 mod roster;
 mod routing;
