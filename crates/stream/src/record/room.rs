@@ -903,19 +903,23 @@ mod tests {
         r.tick(now);
     }
 
-    #[test]
-    fn tracks_are_aligned_gaps_stated_and_a_rejoin_gets_a_new_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let t0 = Instant::now();
-        let mut r = RoomRecording::create(
-            dir.path(),
-            "demo",
+    /// A recording of `room` in `dir` with no filter and manifest writes every second.
+    fn recording(dir: &Path, room: &str, t0: Instant) -> RoomRecording {
+        RoomRecording::create(
+            dir,
+            room,
             "rec",
             TrackFilter::default(),
             Duration::from_secs(1),
             t0,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn tracks_are_aligned_gaps_stated_and_a_rejoin_gets_a_new_file() {
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "demo", t0);
         let (a, v) = (
             key("ada", "mic", TrackKind::Audio),
             key("ada", "cam", TrackKind::Video),
@@ -1052,17 +1056,8 @@ mod tests {
     fn a_gap_ending_before_the_unmute_is_announced_is_still_a_mute() {
         // Media and signalling race: frames in flight arrive after the mute is announced,
         // and the first frames after the unmute arrive before it is announced (seen in CI).
-        let dir = tempfile::tempdir().unwrap();
-        let t0 = Instant::now();
-        let mut r = RoomRecording::create(
-            dir.path(),
-            "r",
-            "rec",
-            TrackFilter::default(),
-            Duration::from_secs(1),
-            t0,
-        )
-        .unwrap();
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "r", t0);
         let a = key("ada", "mic", TrackKind::Audio);
         r.handle(
             Input::Published {
@@ -1117,17 +1112,8 @@ mod tests {
 
     #[test]
     fn lost_audio_packets_are_counted_from_the_rtp_clock() {
-        let dir = tempfile::tempdir().unwrap();
-        let t0 = Instant::now();
-        let mut r = RoomRecording::create(
-            dir.path(),
-            "r",
-            "rec",
-            TrackFilter::default(),
-            Duration::from_secs(1),
-            t0,
-        )
-        .unwrap();
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "r", t0);
         let a = key("bob", "mic", TrackKind::Audio);
         // 20 ms packets; every tenth never arrives, and two in a row once.
         let lost = |n: u64| n % 10 == 5 || n == 36;
