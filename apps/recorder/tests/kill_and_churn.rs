@@ -129,10 +129,11 @@ fn sigkill_keeps_the_last_second_and_sigterm_finalizes_while_people_come_and_go(
     assert_eq!(mutes, [true, false], "{audio:#}");
     let gaps = audio["gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{audio:#}");
-    assert_eq!(gaps[0]["reason"], "muted");
-    // The gap follows the announced mute: it ends within a frame or two of the unmute, and
-    // starts after the mute was announced (measured: the last frames before it arrive up to
-    // ~1 s after the mute signal — what was in flight from the publisher).
+    assert_eq!(gaps[0]["reason"], "muted", "{audio:#}");
+    // The gap follows the announced mute: it starts after the mute was announced and ends
+    // near the unmute. Media and signalling travel separately, so they skew: the last frames
+    // before the gap arrive up to ~1 s after the mute signal (what was in flight from the
+    // publisher), and in CI the first frames after it arrived before the unmute signal.
     let at = |i: usize| audio["mutes"][i]["at_ms"].as_i64().unwrap();
     let (from, to) = (
         gaps[0]["from_ms"].as_i64().unwrap(),
@@ -140,7 +141,7 @@ fn sigkill_keeps_the_last_second_and_sigterm_finalizes_while_people_come_and_go(
     );
     assert!(to - from >= 500, "{audio:#}");
     assert!(
-        from >= at(0) - 100 && from < at(1) && (to - at(1)).abs() < 400,
+        from >= at(0) - 100 && from < at(1) && (to - at(1)).abs() < 1000,
         "gap {from}..{to} ms vs mute {}..{} ms: {audio:#}",
         at(0),
         at(1)
