@@ -245,6 +245,14 @@ impl OpusStreamDecoder {
         }));
     }
 
+    /// The packets that follow belong to a new stream (the sender rejoined, the track moved to
+    /// a new RTP stream): start over at the next packet instead of judging its RTP time
+    /// against the old stream's, which could drop up to 500 ms of it as late. Counted
+    /// as a restart.
+    pub fn new_stream(&mut self) {
+        self.restart(&mut StreamDecoded::default(), 0);
+    }
+
     fn restart(&mut self, done: &mut StreamDecoded, skipped: u64) {
         self.stats.restarts += 1;
         self.stats.skipped_samples += skipped;
@@ -351,6 +359,38 @@ mod tests {
             quietest * 100.0
         );
         quietest
+    }
+
+    /// A rejoined sender's new stream may start a little behind the old one's RTP time:
+    /// without `new_stream` its first half second would be dropped as late.
+    #[test]
+    fn a_new_stream_is_played_from_its_first_packet() {
+        let old = tone_packets(20, 0);
+        let end = old.last().unwrap().0 + OPUS_FRAME_SAMPLES as u64;
+        // The new stream starts 200 ms behind where the old one stopped.
+        let new: Vec<_> = tone_packets(10, 0)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, p))| (end - 9_600 + (i * OPUS_FRAME_SAMPLES) as u64, p))
+            .collect();
+        let mut out = vec![0i16; OpusStreamDecoder::new(1).unwrap().output_len()];
+        let mut played = |told: bool| {
+            let mut dec = OpusStreamDecoder::new(1).unwrap();
+            for (t, p) in &old {
+                dec.decode(*t, p, &mut out).unwrap();
+            }
+            if told {
+                dec.new_stream();
+            }
+            let n: usize = new
+                .iter()
+                .map(|(t, p)| dec.decode(*t, p, &mut out).unwrap().samples)
+                .sum();
+            (n, dec.stats().late, dec.stats().restarts)
+        };
+        assert_eq!(played(true), (10 * OPUS_FRAME_SAMPLES, 0, 1));
+        // Not told: all 200 ms of the new stream land behind the old one and are "late".
+        assert_eq!(played(false), (0, 10, 0));
     }
 
     #[test]

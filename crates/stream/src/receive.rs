@@ -45,6 +45,11 @@ pub trait EncodedSource: Send + 'static {
     fn dropped(&self) -> u64 {
         0
     }
+    /// How many times the source moved to a new RTP stream (a rejoin); frames after a move do
+    /// not continue the old stream's times. 0 for sources that never move.
+    fn streams(&self) -> u64 {
+        0
+    }
 }
 
 /// A session's subscribed track read from a plain thread (it continues across rejoins).
@@ -64,6 +69,9 @@ impl EncodedSource for SessionTrack {
     }
     fn dropped(&self) -> u64 {
         self.track.dropped()
+    }
+    fn streams(&self) -> u64 {
+        self.track.streams()
     }
 }
 
@@ -769,6 +777,12 @@ impl AudioReceiver {
         })
     }
 
+    /// The packets that follow come from a new RTP stream (the sender rejoined): the decoder
+    /// starts over at the next one instead of dropping it as late against the old stream.
+    pub fn new_stream(&mut self) {
+        self.decoder.new_stream();
+    }
+
     /// Decodes one packet, after filling the gap before it when packets were lost.
     pub fn push(&mut self, f: &EncodedFrame) {
         let (stats, out) = (&mut self.stats, &*self.out);
@@ -895,7 +909,12 @@ pub fn spawn_audio_receiver<S: EncodedSource>(
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
+            let mut stream = source.streams();
             while let Some(f) = source.recv() {
+                if source.streams() != stream {
+                    stream = source.streams();
+                    receiver.new_stream();
+                }
                 receiver.push(&f);
             }
             receiver.finish(source.dropped())

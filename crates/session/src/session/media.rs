@@ -275,6 +275,8 @@ impl VideoPublisher {
 #[derive(Debug)]
 pub struct AudioSubscriber {
     track: SubscribedTrack,
+    /// [`SubscribedTrack::streams`] when the decoder last started.
+    stream: u64,
     decoder: OpusStreamDecoder,
     out: Vec<i16>,
     decoded: u64,
@@ -290,6 +292,7 @@ impl AudioSubscriber {
         let decoder = OpusStreamDecoder::new(channels)
             .map_err(|e| codec_error("start Opus decoder".into(), e))?;
         Ok(Self {
+            stream: track.streams(),
             track,
             out: vec![0; decoder.output_len()],
             decoder,
@@ -318,6 +321,11 @@ impl AudioSubscriber {
     pub async fn recv(&mut self) -> Option<DecodedAudio<'_>> {
         loop {
             let frame = self.track.recv().await?;
+            if self.track.streams() != self.stream {
+                // Rejoined: a new RTP stream, judged on its own times.
+                self.stream = self.track.streams();
+                self.decoder.new_stream();
+            }
             match self
                 .decoder
                 .decode(frame.rtp_time, &frame.data, &mut self.out)

@@ -284,6 +284,8 @@ pub struct SubscribedTrack {
     slot: Arc<RemoteSlot>,
     current: Option<RemoteTrack>,
     changes: watch::Receiver<u64>,
+    /// Moves of this handle to a new engine track.
+    streams: u64,
 }
 
 impl SubscribedTrack {
@@ -293,6 +295,7 @@ impl SubscribedTrack {
             slot,
             current: Some(track),
             changes,
+            streams: 0,
         }
     }
 
@@ -316,9 +319,17 @@ impl SubscribedTrack {
         self.slot.rebinds.load(Ordering::Relaxed)
     }
 
+    /// How many times this handle has moved to a new engine track so far: frames read after a
+    /// move belong to a new RTP stream (its times do not continue the old one's). Decoders
+    /// that follow RTP time start over when this changes.
+    pub fn streams(&self) -> u64 {
+        self.streams
+    }
+
     fn take_pending(&mut self) -> bool {
         if let Some(t) = lock(&self.slot.pending).take() {
             self.current = Some(t);
+            self.streams += 1;
             true
         } else {
             false
