@@ -172,13 +172,13 @@ impl Peer {
     }
 }
 
-/// The str0m configuration both connections use: Opus (no RED) and VP8 only, and the audio
-/// reorder budget of `engine::recovery`.
+/// The str0m configuration both connections use: Opus with RED (RFC 2198, each packet also
+/// carries the one before it) and VP8 only, and the audio reorder budget of `engine::recovery`.
 pub(crate) fn rtc_config() -> RtcConfig {
     use crate::engine::recovery::{AUDIO_REORDER_PACKETS, AUDIO_REORDER_WAIT};
     RtcConfig::new()
         .clear_codecs()
-        .enable_opus(true, false)
+        .enable_opus(true, true)
         .enable_vp8(true)
         .set_stats_interval(Some(crate::engine::STATS_INTERVAL))
         .set_reordering_size_audio(AUDIO_REORDER_PACKETS)

@@ -21,7 +21,8 @@ impl Core {
                     height: options.height,
                     muted: options.muted,
                     source: options.source.to_proto() as i32,
-                    disable_red: true,
+                    // Audio goes out wrapped in RED when the server negotiates it.
+                    disable_red: false,
                     disable_dtx: true,
                     ..Default::default()
                 };
