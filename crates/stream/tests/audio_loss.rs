@@ -1,9 +1,10 @@
 //! Audio keeps playing through 25 % random UDP loss: a publisher session sends a tone, a
 //! subscriber session decodes it with [`AudioReceiver`] — both inside a private network namespace
-//! whose nftables rule drops a quarter of all UDP datagrams. Lost packets are rebuilt from the
-//! next packet's in-band FEC or concealed (PLC), so the decoded audio keeps pace with the wall
-//! clock; without that (the packets alone, what the receive path played before) about 40 % of it
-//! would be missing (the loss hits both legs, publisher → server and server → subscriber). The
+//! whose nftables rule drops a quarter of all UDP datagrams (both legs, publisher → server and
+//! server → subscriber: about 44 % of the packets). The engine rebuilds a single lost packet from
+//! the next one's RED copy; what is still missing is rebuilt from the next packet's in-band FEC
+//! or concealed (PLC), so the decoded audio keeps pace with the wall clock. The packets alone
+//! (RED's included) leave about 20 % of it missing; before RED about 45 %. The
 //! figures are printed; `WAVECAST_AUDIO_LOSS_PERCENT` (default 25) sets another loss for a note
 //! in docs/PERFORMANCE.md.
 
@@ -197,13 +198,13 @@ fn audio_keeps_playing_under_25_percent_udp_loss() {
         "the rule dropped about {loss} %: {nft:?}"
     );
     assert!(
-        packets_only / wall < 0.9,
+        packets_only / wall < 0.95,
         "the loss reached the audio: {packets} packets in {wall:.2} s"
     );
-    // Under loss, the newest packets wait in the engine's reorder stage at the end of the
-    // window (a few hundred ms): decoded time lags the wall clock by that much.
+    // At the end of the window the newest packets may still wait in the engine's reorder
+    // stage (at most 30 ms), and the decoder fills a gap only when the packet after it comes.
     assert!(
-        played / wall > 0.85,
+        played / wall > 0.9,
         "audio kept playing: {played:.2} s decoded in {wall:.2} s"
     );
     // Over the whole stream nothing is missing but gaps longer than the concealment bound.
