@@ -40,7 +40,7 @@ struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
     /// Longest stretch a crash can lose (cluster length), between 100ms and 10s.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = humantime::parse_duration)]
     max_cluster: Duration,
     /// Repair the files of a recording whose recorder was killed, then exit.
     #[arg(long, value_name = "MANIFEST", conflicts_with = "duration")]

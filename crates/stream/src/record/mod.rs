@@ -40,8 +40,9 @@
 //! - **Packet loss**: video is skipped up to the next keyframe and a keyframe is requested
 //!   (PLI, at most every 500 ms), so a file never holds undecodable frames; counted per track.
 //! - **Resolution changes** pass through (VP8 carries the size in keyframes) and are listed.
-//! - **Nothing lost**: clusters reach the file at least every second; a killed recorder leaves
-//!   files that play up to their last second and a manifest at most a second old;
+//! - **Nothing lost**: clusters reach the file at least every half second (`max_cluster`); a
+//!   killed recorder leaves files that play up to their last half second and a manifest at most
+//!   a second old;
 //!   [`recover_dir`] completes them. Stopping ([`Recorder::stop`]) finalizes every file and
 //!   the manifest before leaving the room. Existing files are never overwritten.
 //!
@@ -136,7 +137,7 @@ pub struct RecorderOptions {
     pub out_dir: PathBuf,
     /// What to record.
     pub filter: TrackFilter,
-    /// Longest a cluster spans or waits in memory: the most a crash loses. Default 1 s.
+    /// Longest a cluster spans or waits in memory: the most a crash loses. Default 500 ms.
     pub max_cluster: Duration,
     /// Frames the queue to the writer thread holds (default 2048: seconds of a busy room).
     pub queue: usize,
@@ -149,7 +150,7 @@ impl RecorderOptions {
             session,
             out_dir: out_dir.into(),
             filter: TrackFilter::default(),
-            max_cluster: Duration::from_secs(1),
+            max_cluster: Duration::from_millis(500),
             queue: 2048,
         }
     }
@@ -345,7 +346,7 @@ fn write_loop(
     rx: mpsc::Receiver<Input>,
     in_flight: Arc<AtomicUsize>,
 ) -> Manifest {
-    let tick = Duration::from_millis(200);
+    let tick = room::TICK;
     let mut next_tick = Instant::now() + tick;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());

@@ -31,6 +31,9 @@ const AUDIO_GAP: Duration = Duration::from_millis(250);
 const VIDEO_GAP: Duration = Duration::from_millis(1100);
 /// How often the manifest is rewritten while something changed.
 const MANIFEST_EVERY: Duration = Duration::from_secs(1);
+/// How often the writer thread calls [`RoomRecording::tick`]. A cluster is written one tick
+/// before it reaches the cluster limit, so no frame waits in memory longer than the limit.
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 /// What the recording reacts to.
 #[derive(Debug)]
@@ -85,8 +88,8 @@ struct Slot {
     /// still announced muted is a mute too.
     muted: bool,
     loss_since_last: bool,
-    /// The previous frame's stream and RTP time, and the RTP step between the last two
-    /// contiguous frames (audio: one packet's duration), to count frames lost in a gap.
+    /// The previous frame's stream and RTP time, and the mean RTP step between contiguous
+    /// frames (audio: one packet's duration), to count frames lost in a gap.
     last_rtp: Option<((u64, u64), u64)>,
     rtp_step: u64,
 }
@@ -679,7 +682,14 @@ impl RoomRecording {
         {
             let delta = frame.rtp_time - prev;
             if frame.contiguous {
-                slot.rtp_step = delta;
+                // A running mean (1/8 weight): capture times jitter on a loaded machine, and
+                // one short step would count a later hole as too many frames. A step over 4×
+                // the mean is a pause (a mute), not the frame rate.
+                slot.rtp_step = match slot.rtp_step {
+                    0 => delta,
+                    step if delta > step * 4 => step,
+                    step => (step * 7 + delta) / 8,
+                };
             } else {
                 let step = slot.rtp_step;
                 let missing = (delta + step / 2).checked_div(step).unwrap_or(0);
@@ -794,7 +804,7 @@ impl RoomRecording {
         let mut errors = Vec::new();
         for p in self.participants.values_mut() {
             if let Some(file) = &mut p.file {
-                match file.writer.flush_if_older(now) {
+                match file.writer.flush_if_older(now + TICK) {
                     Ok(_) => {
                         self.manifest.participants[p.entry].files[file.entry].duration_ms =
                             ms(file.writer.duration());
