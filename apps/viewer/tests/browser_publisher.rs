@@ -8,6 +8,18 @@
 //! change), follow the change to the smaller size, and hear the tone at its frequency.
 //! Everything runs in a private network namespace (libwebrtc gathers no candidate on loopback
 //! alone); measured figures are printed.
+//!
+//! The simulcast layer: the page records when each of its layers encodes and at what size
+//! (`layer_timeline`), and the viewer must be on the largest one — 640×360 until the capture is
+//! halved, then 160×90 (libwebrtc encodes a single layer for a 320×180 capture) — within
+//! 2 s of any change, and never drop below it. Measured on the 2-core CI machine (load 4–6,
+//! `WAVECAST_SERVER_LOG_LEVEL=debug`, 14 runs): the viewer was on 640×360 0.4–0.7 s after
+//! publishing (once 1.8 s: the server waits for a sender report before switching layers),
+//! and every later drop followed the browser's own: in 4 of 14 runs Chromium stopped its
+//! 640×360 layer 1.2–1.5 s after publishing (`qualityLimitationReason: bandwidth`, its own
+//! uplink estimate on the loaded machine) and the server moved the viewer to 320×180
+//! 0.2–0.5 s later. livekit-server's stream allocator never marked the viewer deficient (it gets no
+//! REMB from us, so it assumes ample capacity): the layer is the publisher's choice.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,6 +52,11 @@ const FOLLOW_WITHIN_S: f64 = 2.0;
 /// The page reads its clock once the capture change is applied; pictures of the new size may
 /// be decoded a little before.
 const SCALE_CLOCK_SLACK_S: f64 = 0.5;
+/// How long the viewer may take to be on the browser's top simulcast layer once that layer
+/// changed (or once the viewer's first picture arrived): the server notices a layer that
+/// stopped after about 0.5 s, and switching up waits for a keyframe and, right after
+/// publishing, for the sender report that aligns the layers' timestamps (about 1 s).
+const ON_TOP_WITHIN_S: f64 = 2.0;
 
 #[test]
 fn viewer_receives_a_browser_publishing_with_default_settings() {
@@ -185,6 +202,29 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
             SOURCE.1
         );
     }
+    // The layer: the server forwards one simulcast layer; our viewer asks for the best
+    // (UpdateTrackSettings quality HIGH) and must be on the largest one the browser is
+    // encoding — the full size until the capture is halved (then libwebrtc encodes one layer
+    // only), or a smaller one whenever the browser itself stops its top layer — except for
+    // [`ON_TOP_WITHIN_S`] after that top layer changed, and it never drops below it.
+    let timeline = LayerTimeline::parse(&sent);
+    let last_at = first_at_s(sizes) + stream["seconds"].as_f64().expect("seconds");
+    let held = timeline.check_viewer(sizes, last_at).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nbrowser layers (s after publishing): {}\nviewer: {}\n{stream}",
+            timeline.describe(published_at),
+            describe_sizes(sizes, published_at)
+        )
+    });
+    eprintln!(
+        "LAYERS: browser's top layer {} ; viewer {} (s after publishing); on the top layer at \
+         every check: {}\nbrowser layers: {}",
+        timeline.describe_top(published_at),
+        describe_sizes(sizes, published_at),
+        held,
+        timeline.describe(published_at)
+    );
+
     // The pictures are ours: most carry a readable stamp.
     let stamped = stream["stamped_frames"].as_u64().unwrap_or(0);
     let decoded = stream["frames_decoded"].as_u64().unwrap_or(0);
@@ -218,6 +258,198 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
         (tone - TONE_HZ).abs() <= 5.0,
         "the viewer heard {tone:.1} Hz at {level:.1} dBFS, the browser sent {TONE_HZ} Hz"
     );
+}
+
+/// When the viewer decoded its first picture (seconds since the UNIX epoch).
+fn first_at_s(sizes: &[serde_json::Value]) -> f64 {
+    sizes[0]["at_unix_s"].as_f64().expect("at_unix_s")
+}
+
+/// The viewer's size changes as `WxH@+s`, seconds after `origin`.
+fn describe_sizes(sizes: &[serde_json::Value], origin: f64) -> String {
+    sizes
+        .iter()
+        .map(|s| {
+            let at = s["at_unix_s"].as_f64().expect("at_unix_s");
+            format!("{}x{}@{:+.2}", s["width"], s["height"], at - origin)
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+/// One entry of the browser's layer timeline (tests/browser/page.js `watchLayers`): a
+/// simulcast layer started or stopped encoding, or changed size or quality limitation.
+#[derive(Debug)]
+struct LayerChange {
+    at: f64,
+    rid: String,
+    sending: bool,
+    size: Option<(u64, u64)>,
+    limitation: String,
+}
+
+/// The browser's camera layers over time, and so the largest picture it was encoding.
+#[derive(Debug)]
+struct LayerTimeline {
+    changes: Vec<LayerChange>,
+    /// How often the page sampled (its timeline lags the encoder by up to this).
+    sample_s: f64,
+    /// (from, top size) each time the largest encoded size changed.
+    tops: Vec<(f64, Option<(u64, u64)>)>,
+}
+
+impl LayerTimeline {
+    fn parse(result: &serde_json::Value) -> Self {
+        let entries = result["layer_timeline"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no layer_timeline in the browser's result: {result}"));
+        let changes: Vec<LayerChange> = entries
+            .iter()
+            .map(|e| LayerChange {
+                at: e["at_unix_ms"].as_f64().expect("at_unix_ms") / 1000.0,
+                rid: e["rid"].as_str().unwrap_or("").to_owned(),
+                sending: e["sending"].as_bool().expect("sending"),
+                size: e["width"].as_u64().zip(e["height"].as_u64()),
+                limitation: e["limitation"].as_str().unwrap_or("?").to_owned(),
+            })
+            .collect();
+        assert!(!changes.is_empty(), "an empty layer timeline: {result}");
+        let sample_s = result["layer_sample_ms"].as_f64().expect("layer_sample_ms") / 1000.0;
+        let mut timeline = Self {
+            changes,
+            sample_s,
+            tops: Vec::new(),
+        };
+        for c in &timeline.changes {
+            let top = timeline.top_at(c.at);
+            if timeline.tops.last().map(|t| t.1) != Some(top) {
+                timeline.tops.push((c.at, top));
+            }
+        }
+        timeline
+    }
+
+    /// The largest picture any layer was encoding at `t` (`None`: none was).
+    fn top_at(&self, t: f64) -> Option<(u64, u64)> {
+        let mut latest: std::collections::HashMap<&str, &LayerChange> = Default::default();
+        for c in self.changes.iter().filter(|c| c.at <= t) {
+            latest.insert(&c.rid, c);
+        }
+        latest
+            .values()
+            .filter(|c| c.sending)
+            .filter_map(|c| c.size)
+            .max_by_key(|s| s.0 * s.1)
+    }
+
+    /// Checks the viewer's sizes against the top layer from its first picture to `last_at`:
+    /// wherever the top layer has been the same for [`ON_TOP_WITHIN_S`] (and the viewer has
+    /// been watching that long) the viewer shows it, and every drop of the viewer's size
+    /// follows a drop of the top layer. Returns how long it was checked on each size.
+    fn check_viewer(&self, sizes: &[serde_json::Value], last_at: f64) -> Result<String, String> {
+        let viewer: Vec<(f64, (u64, u64))> = sizes
+            .iter()
+            .map(|s| {
+                let at = s["at_unix_s"].as_f64().expect("at_unix_s");
+                (
+                    at,
+                    (s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap()),
+                )
+            })
+            .collect();
+        let first_at = viewer[0].0;
+        let viewer_at = |t: f64| viewer.iter().rev().find(|v| v.0 <= t).map(|v| v.1);
+        let area = |s: (u64, u64)| s.0 * s.1;
+        // Every drop of the viewer's size comes after the browser's top layer dropped (at most
+        // ON_TOP_WITHIN_S before; the page's sampling may see it a little after).
+        for pair in viewer.windows(2) {
+            let ((_, was), (at, now)) = (pair[0], pair[1]);
+            if area(now) >= area(was) {
+                continue;
+            }
+            let cause = self.tops.windows(2).any(|w| {
+                let dropped = match (w[0].1, w[1].1) {
+                    (Some(a), Some(b)) => area(b) < area(a),
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                dropped && w[1].0 >= at - ON_TOP_WITHIN_S && w[1].0 <= at + 2.0 * self.sample_s
+            });
+            if !cause {
+                return Err(format!(
+                    "the viewer dropped from {was:?} to {now:?} while the browser's top layer \
+                     did not change"
+                ));
+            }
+        }
+        // Wherever the top layer has been stable for ON_TOP_WITHIN_S, the viewer is on it.
+        let step = 0.05;
+        let mut checked: Vec<((u64, u64), f64)> = Vec::new();
+        let mut t = first_at + ON_TOP_WITHIN_S;
+        while t <= last_at {
+            let stable = self
+                .tops
+                .iter()
+                .rev()
+                .find(|x| x.0 <= t)
+                .and_then(|&(since, top)| Some((since, top?)))
+                .filter(|&(since, _)| t - since >= ON_TOP_WITHIN_S);
+            if let Some((since, top)) = stable {
+                let shown = viewer_at(t);
+                if shown != Some(top) {
+                    return Err(format!(
+                        "{:.2} s after its first picture the viewer showed {shown:?} while the \
+                         browser had been encoding {top:?} as its top layer for {:.2} s",
+                        t - first_at,
+                        t - since
+                    ));
+                }
+                match checked.iter_mut().find(|c| c.0 == top) {
+                    Some(c) => c.1 += step,
+                    None => checked.push((top, step)),
+                }
+            }
+            t += step;
+        }
+        if checked.is_empty() {
+            return Err("the browser's top layer never held still long enough to check".into());
+        }
+        Ok(checked
+            .iter()
+            .map(|(s, secs)| format!("{}x{} for {secs:.1} s", s.0, s.1))
+            .collect::<Vec<_>>()
+            .join(", "))
+    }
+
+    /// The top layer's changes as `WxH@+s` (seconds after `origin`).
+    fn describe_top(&self, origin: f64) -> String {
+        self.tops
+            .iter()
+            .map(|(at, top)| match top {
+                Some((w, h)) => format!("{w}x{h}@{:+.2}", at - origin),
+                None => format!("none@{:+.2}", at - origin),
+            })
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
+
+    /// Every entry, for failure messages.
+    fn describe(&self, origin: f64) -> String {
+        self.changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{:+.2} {} {} {:?} ({})",
+                    c.at - origin,
+                    c.rid,
+                    if c.sending { "sending" } else { "stopped" },
+                    c.size,
+                    c.limitation
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// Writes [`LOOP_FRAMES`] frames of the test pattern, each stamped with its number and a
@@ -287,4 +519,52 @@ fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The layer check itself, on made-up timelines: it passes a viewer that follows the browser's
+/// top layer and fails one the server moved down (or never up) while the browser sent it.
+#[test]
+fn layer_check_fails_a_viewer_off_the_top_layer() {
+    let t0 = 1_000_000.0;
+    let entry = |at: f64, rid: &str, sending: bool, w: u64, h: u64| {
+        serde_json::json!({
+            "at_unix_ms": (t0 + at) * 1000.0, "rid": rid, "sending": sending,
+            "width": w, "height": h, "limitation": "none",
+        })
+    };
+    let result = serde_json::json!({
+        "layer_sample_ms": 200,
+        "layer_timeline": [
+            entry(0.4, "h", true, 640, 360),
+            entry(0.4, "q", true, 320, 180),
+            entry(6.0, "h", false, 640, 360),
+            entry(6.0, "q", true, 160, 90),
+        ],
+    });
+    let timeline = LayerTimeline::parse(&result);
+    assert_eq!(timeline.top_at(t0 + 1.0), Some((640, 360)));
+    assert_eq!(timeline.top_at(t0 + 7.0), Some((160, 90)));
+    let sizes = |changes: &[(f64, u64, u64)]| -> Vec<serde_json::Value> {
+        changes
+            .iter()
+            .map(|&(at, w, h)| serde_json::json!({"at_unix_s": t0 + at, "width": w, "height": h}))
+            .collect()
+    };
+    // Follows: starts small, is on the full size at once, follows the halving.
+    let good = sizes(&[(0.5, 320, 180), (0.6, 640, 360), (6.4, 160, 90)]);
+    let held = timeline
+        .check_viewer(&good, t0 + 10.0)
+        .expect("a viewer on the top layer");
+    assert!(
+        held.contains("640x360") && held.contains("160x90"),
+        "{held}"
+    );
+    // Moved down while the browser still sent the full size.
+    let dropped = sizes(&[(0.5, 640, 360), (3.0, 320, 180), (6.4, 160, 90)]);
+    let e = timeline.check_viewer(&dropped, t0 + 10.0).unwrap_err();
+    assert!(e.contains("dropped"), "{e}");
+    // Never moved up.
+    let low = sizes(&[(0.5, 320, 180), (6.4, 160, 90)]);
+    let e = timeline.check_viewer(&low, t0 + 10.0).unwrap_err();
+    assert!(e.contains("top layer for"), "{e}");
 }
