@@ -16,16 +16,17 @@
 //! paused counts again only after livekit-server's re-admission time (10 s; see
 //! [`readmit_after_s`]).
 //!
-//! Measured (2-core machine shared with other builds, load 4–6; `WAVECAST_SERVER_LOG_LEVEL=debug`
-//! to read the server's decisions): our viewer is on 640×360 0.4–1.1 s after publishing
-//! (once 1.8 s: the server switches layers only after a sender report aligned them), and
-//! every drop followed the browser's: in about 1 run of 4 Chromium stops its 640×360 layer
-//! 1–1.5 s after publishing (`qualityLimitationReason: bandwidth`, its own uplink estimate
-//! on the loaded machine), the server moves the viewer to 320×180 0.2–1.2 s later, and it
-//! keeps it there even when the browser resumes 640×360 0.6 s later — its stream tracker
-//! wants 20 cycles of 500 ms with packets before it forwards a resumed layer again. Its
-//! stream allocator never marked our viewer deficient (it gets no REMB from us and assumes
-//! ample capacity), so the layer was never our subscriber's doing.
+//! Measured (2-core machine shared with other builds, load 4–6; 39 runs, some with
+//! `WAVECAST_SERVER_LOG_LEVEL=debug` to read the server's decisions): our viewer is on 640×360
+//! 0.4–0.8 s after publishing in 30 runs, 1.1–2.4 s in 8 (a late first picture, or the server
+//! waiting for a sender report before it switches layers; in 1 the browser sent it only from
+//! 1.6 to 2.7 s and the viewer never got it), and every drop followed the
+//! browser's: in 8 runs Chromium stopped its 640×360 layer 1–1.5 s after publishing
+//! (`qualityLimitationReason: bandwidth`, its own uplink estimate on the loaded machine), the
+//! server moved the viewer to 320×180 0.2–1.2 s later and kept it there even when the browser
+//! resumed 640×360 0.6–2 s later: its stream tracker forwards a resumed upper layer only after
+//! 20 cycles of 500 ms with packets. Its stream allocator never marked our viewer deficient (it
+//! gets no REMB from us and assumes ample capacity): the layer was never our subscriber's doing.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -412,13 +413,16 @@ impl LayerTimeline {
             if area(now) >= area(was) {
                 continue;
             }
-            let cause = self.tops.windows(2).any(|w| {
-                let dropped = match (w[0].1, w[1].1) {
+            let cause = (1..self.tops.len()).any(|i| {
+                // Compared with the last layer there was (a gap with none is no rise).
+                let before = self.tops[..i].iter().rev().find_map(|x| x.1);
+                let (when, top) = self.tops[i];
+                let dropped = match (before, top) {
                     (Some(a), Some(b)) => area(b) < area(a),
                     (Some(_), None) => true,
                     _ => false,
                 };
-                dropped && w[1].0 >= at - ON_TOP_WITHIN_S && w[1].0 <= at + 2.0 * self.sample_s
+                dropped && when >= at - ON_TOP_WITHIN_S && when <= at + 2.0 * self.sample_s
             });
             if !cause {
                 return Err(format!(
