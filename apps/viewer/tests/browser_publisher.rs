@@ -12,7 +12,7 @@
 //! The simulcast layer: the page records when each of its layers encodes and at what size
 //! (`layer_timeline`), and the viewer must be on the largest layer the server can forward —
 //! 640×360 until the capture is halved, then 160×90 (libwebrtc encodes a single layer for a
-//! 320×180 capture) — within 2 s of any change, and never drop below it. A layer the browser
+//! 320×180 capture) — within 3 s of any change, and never drop below it. A layer the browser
 //! paused counts again only after livekit-server's re-admission time (10 s; see
 //! [`readmit_after_s`]).
 //!
@@ -63,8 +63,9 @@ const SCALE_CLOCK_SLACK_S: f64 = 0.5;
 /// How long the viewer may take to be on the browser's top simulcast layer once that layer
 /// changed (or once the viewer's first picture arrived): the server notices a layer that
 /// stopped after about 0.5 s, and switching up waits for a keyframe and, right after
-/// publishing, for the sender report that aligns the layers' timestamps (about 1 s).
-const ON_TOP_WITHIN_S: f64 = 2.0;
+/// publishing, for the sender report that aligns the layers' timestamps (in 48 runs: at once
+/// in 39, about 1 s in 8, 2.3 s in 1).
+const ON_TOP_WITHIN_S: f64 = 3.0;
 
 #[test]
 fn viewer_receives_a_browser_publishing_with_default_settings() {
