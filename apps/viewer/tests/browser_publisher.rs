@@ -16,17 +16,19 @@
 //! paused counts again only after livekit-server's re-admission time (10 s; see
 //! [`readmit_after_s`]).
 //!
-//! Measured (2-core machine shared with other builds, load 4–6; 39 runs, some with
-//! `WAVECAST_SERVER_LOG_LEVEL=debug` to read the server's decisions): our viewer is on 640×360
-//! 0.4–0.8 s after publishing in 30 runs, 1.1–2.4 s in 8 (a late first picture, or the server
-//! waiting for a sender report before it switches layers; in 1 the browser sent it only from
-//! 1.6 to 2.7 s and the viewer never got it), and every drop followed the
-//! browser's: in 8 runs Chromium stopped its 640×360 layer 1–1.5 s after publishing
-//! (`qualityLimitationReason: bandwidth`, its own uplink estimate on the loaded machine), the
-//! server moved the viewer to 320×180 0.2–1.2 s later and kept it there even when the browser
-//! resumed 640×360 0.6–2 s later: its stream tracker forwards a resumed upper layer only after
-//! 20 cycles of 500 ms with packets. Its stream allocator never marked our viewer deficient (it
-//! gets no REMB from us and assumes ample capacity): the layer was never our subscriber's doing.
+//! Measured with `cargo test -p wavecast-viewer --test browser_publisher -- --nocapture` (its
+//! `LAYERS` line; `WAVECAST_SERVER_LOG_LEVEL=debug` shows the server's decisions) on a 2-core
+//! machine shared with other builds (load 4–6), 48 runs: the viewer was on 640×360 with its
+//! first picture in 39, about 1 s later in 8 and 2.3 s later in 1 (the server switches layers
+//! only once the publisher's sender reports aligned them). In 8 runs Chromium itself stopped
+//! its 640×360 layer 1–1.5 s after publishing (`qualityLimitationReason: bandwidth`, its own
+//! uplink estimate on the loaded machine); the server moved the viewer to 320×180 0.2–1.2 s
+//! later and kept it there when the browser resumed 640×360 0.6–2 s later: its stream tracker
+//! forwards a resumed upper layer only after 20 cycles of 500 ms with packets. Once (before
+//! the page counted packets) the viewer dropped to 320×180 while the page saw 640×360 frames
+//! encoded, probably a packet gap the server counted as a stop (that run had no debug log).
+//! The server's stream allocator never marked our viewer deficient (it gets no REMB from us and
+//! assumes ample capacity): no drop was our subscriber's doing.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
