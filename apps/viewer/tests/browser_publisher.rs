@@ -9,12 +9,12 @@
 //! Everything runs in a private network namespace (libwebrtc gathers no candidate on loopback
 //! alone); measured figures are printed.
 //!
-//! The simulcast layer: the page records when each of its layers encodes and at what size
-//! (`layer_timeline`), and the viewer must be on the largest layer the server can forward —
+//! The simulcast layer: the viewer must be on the largest layer the server can forward —
 //! 640×360 until the capture is halved, then 160×90 (libwebrtc encodes a single layer for a
-//! 320×180 capture) — within 3 s of any change, and never drop below it. A layer the browser
-//! paused counts again only after livekit-server's re-admission time (10 s; see
-//! [`readmit_after_s`]).
+//! 320×180 capture) — within 3 s of any change, and never drop below it. Which layers the
+//! server can forward is its own record (its debug log, [`server_availability`]: a layer the
+//! browser paused counts again only after 10 s of steady packets); their sizes come from the
+//! page, which records when each layer encodes and at what size (`layer_timeline`).
 //!
 //! Measured with `cargo test -p wavecast-viewer --test browser_publisher -- --nocapture` (its
 //! `LAYERS` line; `WAVECAST_SERVER_LOG_LEVEL=debug` shows the server's decisions) on a 2-core
@@ -83,6 +83,8 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
 
     let server = LiveKitServer::start_with(&ServerOptions {
         media_ip: Some(NetNs::ADDR),
+        // Its layer decisions, which the viewer's sizes are checked against.
+        log_level: Some("debug"),
         ..ServerOptions::default()
     })
     .expect("livekit-server starts in the namespace");
@@ -222,7 +224,7 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
     // encoding — the full size until the capture is halved (then libwebrtc encodes one layer
     // only), or a smaller one whenever the browser itself stops its top layer — except for
     // [`ON_TOP_WITHIN_S`] after that top layer changed, and it never drops below it.
-    let timeline = LayerTimeline::parse(&sent);
+    let timeline = LayerTimeline::new(&sent, server_availability(&server.log()));
     let last_at = first_at_s(sizes) + stream["seconds"].as_f64().expect("seconds");
     let held = timeline.check_viewer(sizes, last_at).unwrap_or_else(|e| {
         panic!(
@@ -303,28 +305,47 @@ struct LayerChange {
     limitation: String,
 }
 
-/// How long livekit-server waits before it forwards a simulcast layer again once that layer
-/// stopped and resumed. Its stream tracker (packet type, the v1.13.5 defaults in
-/// `pkg/sfu/streamtracker/streamtracker_packet.go`) marks a layer stopped after a 500 ms cycle
-/// with too few packets, and active again only after 20 cycles with packets (the lowest layer:
-/// 4), 10 s (2 s); a layer's very first packet makes it active at once. livekit-client names
-/// its layers `q`, `h`, `f` from the lowest.
-fn readmit_after_s(rid: &str) -> f64 {
-    if rid == "q" { 2.0 } else { 10.0 }
+/// livekit-client's simulcast layers from the lowest (livekit-server's spatial layers 0, 1, 2).
+const RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// livekit-server's record of the video layers it could forward: (when, available spatial
+/// layers), from its `available layers changed` lines (debug level). Its stream tracker
+/// (`pkg/sfu/streamtracker`) counts a layer gone after a 500 ms cycle with too few packets and
+/// back only after 20 cycles with packets (the lowest layer: 4); a layer's very first packet
+/// counts at once.
+fn server_availability(log: &str) -> Vec<(f64, Vec<usize>)> {
+    log.lines()
+        .filter(|l| l.contains("available layers changed") && l.contains("video/"))
+        .filter_map(|l| {
+            let at = humantime::parse_rfc3339(l.split('\t').next()?).ok()?;
+            let at = at.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+            let fields: serde_json::Value =
+                serde_json::from_str(l.split('\t').next_back()?).ok()?;
+            let layers = fields["availableLayers"]
+                .as_array()?
+                .iter()
+                .filter_map(|v| usize::try_from(v.as_u64()?).ok())
+                .collect();
+            Some((at, layers))
+        })
+        .collect()
 }
 
-/// The browser's camera layers over time, and so the largest picture it was encoding.
+/// The browser's camera layers over time and the layers the server could forward, and so the
+/// largest picture the viewer can get.
 #[derive(Debug)]
 struct LayerTimeline {
     changes: Vec<LayerChange>,
+    /// [`server_availability`].
+    available: Vec<(f64, Vec<usize>)>,
     /// How often the page sampled (its timeline lags the encoder by up to this).
     sample_s: f64,
-    /// (from, top size) each time the largest encoded size changed.
+    /// (from, top size) each time the largest forwardable size changed.
     tops: Vec<(f64, Option<(u64, u64)>)>,
 }
 
 impl LayerTimeline {
-    fn parse(result: &serde_json::Value) -> Self {
+    fn new(result: &serde_json::Value, available: Vec<(f64, Vec<usize>)>) -> Self {
         let entries = result["layer_timeline"]
             .as_array()
             .unwrap_or_else(|| panic!("no layer_timeline in the browser's result: {result}"));
@@ -339,21 +360,19 @@ impl LayerTimeline {
             })
             .collect();
         assert!(!changes.is_empty(), "an empty layer timeline: {result}");
+        assert!(
+            !available.is_empty(),
+            "the server logged no layer availability (is it at debug level?)"
+        );
         let sample_s = result["layer_sample_ms"].as_f64().expect("layer_sample_ms") / 1000.0;
         let mut timeline = Self {
             changes,
+            available,
             sample_s,
             tops: Vec::new(),
         };
-        // The top layer changes when an entry comes, or when a resumed layer is re-admitted.
         let mut times: Vec<f64> = timeline.changes.iter().map(|c| c.at).collect();
-        times.extend(
-            timeline
-                .changes
-                .iter()
-                .filter(|c| c.sending)
-                .map(|c| c.at + readmit_after_s(&c.rid)),
-        );
+        times.extend(timeline.available.iter().map(|a| a.0));
         times.sort_by(f64::total_cmp);
         for t in times {
             let top = timeline.top_at(t);
@@ -364,29 +383,21 @@ impl LayerTimeline {
         timeline
     }
 
-    /// The largest picture the server could forward at `t`: of the layers the browser was
-    /// encoding, those livekit-server counted as available (see [`readmit_after_s`]);
-    /// `None`: none.
+    /// The largest picture the server could forward at `t`: the largest layer it counted as
+    /// available, at the size the browser last encoded that layer; `None`: none.
     fn top_at(&self, t: f64) -> Option<(u64, u64)> {
-        let mut rids: Vec<&str> = self.changes.iter().map(|c| c.rid.as_str()).collect();
-        rids.sort_unstable();
-        rids.dedup();
-        rids.into_iter()
-            .filter_map(|rid| {
-                let past: Vec<&LayerChange> = self
+        let (_, layers) = self.available.iter().rev().find(|a| a.0 <= t)?;
+        layers
+            .iter()
+            .filter_map(|&layer| {
+                let rid = RIDS.get(layer)?;
+                let sized = self
                     .changes
                     .iter()
-                    .filter(|c| c.rid == rid && c.at <= t)
-                    .collect();
-                let latest = past.last().filter(|c| c.sending)?;
-                // A layer that stopped once is back only after sending steadily for a while.
-                if let Some(stop) = past.iter().rposition(|c| !c.sending) {
-                    let resumed = past[stop + 1].at;
-                    if t - resumed < readmit_after_s(rid) {
-                        return None;
-                    }
-                }
-                latest.size
+                    .filter(|c| c.rid == *rid && c.size.is_some());
+                let mut before = sized.clone().filter(|c| c.at <= t);
+                // The server sees a layer a moment before the page's first sample.
+                before.next_back().or_else(|| sized.clone().next())?.size
             })
             .max_by_key(|s| s.0 * s.1)
     }
@@ -526,6 +537,13 @@ impl LayerTimeline {
             })
             .collect::<Vec<_>>()
             .join("; ")
+            + "\nserver's available layers: "
+            + &self
+                .available
+                .iter()
+                .map(|(at, layers)| format!("{:+.2} {layers:?}", at - origin))
+                .collect::<Vec<_>>()
+                .join("; ")
     }
 }
 
@@ -618,7 +636,7 @@ fn layer_check_fails_a_viewer_off_the_top_layer() {
             entry(6.0, "q", true, 160, 90),
         ],
     });
-    let timeline = LayerTimeline::parse(&result);
+    let timeline = LayerTimeline::new(&result, vec![(t0 + 0.4, vec![0, 1]), (t0 + 6.3, vec![0])]);
     assert_eq!(timeline.top_at(t0 + 1.0), Some((640, 360)));
     assert_eq!(timeline.top_at(t0 + 7.0), Some((160, 90)));
     let sizes = |changes: &[(f64, u64, u64)]| -> Vec<serde_json::Value> {
@@ -646,7 +664,8 @@ fn layer_check_fails_a_viewer_off_the_top_layer() {
     assert!(e.contains("top layer for"), "{e}");
 
     // The browser pauses its full-size layer for 0.6 s: the server forwards it again only
-    // after 10 s of steady sending, so the smaller layer is the top until then.
+    // after 10 s of steady sending, so the smaller layer is the top until then (the
+    // availability below is what the server logs then).
     let result = serde_json::json!({
         "layer_sample_ms": 200,
         "layer_timeline": [
@@ -656,7 +675,12 @@ fn layer_check_fails_a_viewer_off_the_top_layer() {
             entry(1.6, "h", true, 640, 360),
         ],
     });
-    let timeline = LayerTimeline::parse(&result);
+    let available = vec![
+        (t0 + 0.4, vec![0, 1]),
+        (t0 + 1.5, vec![0]),
+        (t0 + 11.6, vec![0, 1]),
+    ];
+    let timeline = LayerTimeline::new(&result, available);
     assert_eq!(timeline.top_at(t0 + 5.0), Some((320, 180)));
     assert_eq!(timeline.top_at(t0 + 11.7), Some((640, 360)));
     let follows = sizes(&[(0.5, 640, 360), (2.2, 320, 180), (12.5, 640, 360)]);
@@ -666,4 +690,20 @@ fn layer_check_fails_a_viewer_off_the_top_layer() {
     let stays_low = sizes(&[(0.5, 640, 360), (2.2, 320, 180)]);
     let e = timeline.check_viewer(&stays_low, t0 + 15.0).unwrap_err();
     assert!(e.contains("top layer for"), "{e}");
+}
+
+/// The server's availability lines, as livekit-server v1.13.5 writes them at debug level.
+#[test]
+fn server_availability_reads_the_layer_lines() {
+    let log = "2026-11-28T18:33:12.044Z\tDEBUG\tlivekit.pub\tsfu/streamtrackermanager.go:527\t\
+        available layers changed - layer seen\t{\"trackID\": \"TR_V\", \"mime\": \"video/VP8\", \
+        \"added\": 1, \"availableLayers\": [0, 1]}\n\
+        2026-11-28T18:33:13.563Z\tDEBUG\tlivekit.pub\tsfu/streamtrackermanager.go:559\t\
+        available layers changed - layer gone\t{\"trackID\": \"TR_V\", \"mime\": \"video/VP8\", \
+        \"removed\": 1, \"availableLayers\": [0]}\n\
+        2026-11-28T18:33:13.600Z\tDEBUG\tlivekit.sub\tsfu/forwarder.go:1\tswitching feed\t{}\n";
+    let got = server_availability(log);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].1.clone(), got[1].1.clone()), (vec![0, 1], vec![0]));
+    assert!((got[1].0 - got[0].0 - 1.519).abs() < 1e-6, "{got:?}");
 }
