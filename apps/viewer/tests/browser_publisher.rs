@@ -234,7 +234,7 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
         )
     });
     eprintln!(
-        "LAYERS: browser's top layer {} ; viewer {} (s after publishing); checked on the top \
+        "LAYERS: top layer the server could forward {} ; viewer {} (s after publishing); checked on the top \
          layer: {}\nbrowser layers: {}",
         timeline.describe_top(published_at),
         describe_sizes(sizes, published_at),
