@@ -59,12 +59,60 @@
       settings: p.track?.mediaStreamTrack.getSettings(),
     }));
     note(`published ${tracks.map((t) => t.kind).join(' + ')} in ${Math.round(now() - started)} ms`);
+    const camera = room.localParticipant.getTrackPublication(LK.Track.Source.Camera);
+    if (camera?.track?.sender) watchLayers(camera.track.sender);
     return {
       identity: room.localParticipant.identity,
       sid: room.localParticipant.sid,
       published_at_unix_ms: Date.now(),
       tracks,
     };
+  }
+
+  // The camera's simulcast layers over time, read from the sender's statistics every
+  // LAYER_SAMPLE_MS: an entry whenever a layer starts or stops sending (frames encoded and
+  // packets at MIN_PACKETS_PER_S since the last sample, or not), changes size, or names another
+  // quality limitation. Tests compare a subscriber's picture sizes with it: the server can only
+  // forward what is sent.
+  const LAYER_SAMPLE_MS = 200;
+  // Below this packet rate a layer counts as stopped: livekit-server's stream tracker stops
+  // forwarding an upper layer after a 500 ms cycle with fewer than 5 packets.
+  const MIN_PACKETS_PER_S = 10;
+  let layerTimer = null;
+  function watchLayers(sender) {
+    const last = new Map();
+    state.layers = [];
+    clearInterval(layerTimer);
+    layerTimer = setInterval(async () => {
+      let report;
+      try {
+        report = await sender.getStats();
+      } catch {
+        return;
+      }
+      const at = Date.now();
+      report.forEach((s) => {
+        if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
+        const rid = s.rid ?? '';
+        const frames = s.framesEncoded ?? 0;
+        const packets = s.packetsSent ?? 0;
+        const prev = last.get(rid);
+        // Samples can bunch up on a busy machine: a rate over a few ms means nothing.
+        if (prev !== undefined && at - prev.at < LAYER_SAMPLE_MS / 2) return;
+        const rate = prev === undefined ? 0 : ((packets - prev.packets) * 1000) / Math.max(at - prev.at, 1);
+        const entry = {
+          rid,
+          sending: prev !== undefined && frames > prev.frames && rate >= MIN_PACKETS_PER_S,
+          width: s.frameWidth ?? null,
+          height: s.frameHeight ?? null,
+          limitation: s.qualityLimitationReason ?? null,
+        };
+        const key = JSON.stringify(entry);
+        // The first sample only sets the baseline (no frame count to compare with yet).
+        if (prev !== undefined && prev.key !== key) state.layers.push({ at_unix_ms: at, ...entry });
+        last.set(rid, { frames, packets, at, key });
+      });
+    }, LAYER_SAMPLE_MS);
   }
 
   // Scale the camera's capture by `factor` (applyConstraints), as libwebrtc's own adaptation
@@ -115,6 +163,8 @@
       });
     }
     out.events = state.events;
+    out.layer_timeline = state.layers ?? [];
+    out.layer_sample_ms = LAYER_SAMPLE_MS;
     return out;
   }
 
@@ -355,6 +405,7 @@
   }
 
   async function leave() {
+    clearInterval(layerTimer);
     if (room) await room.disconnect();
     room = null;
   }

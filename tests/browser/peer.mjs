@@ -10,7 +10,7 @@
 // publish: joins, publishes Chromium's fake camera and microphone (from the given files, or
 // Chromium's built-in pattern and beep) with livekit-client's default settings, prints
 // `READY {json}`, keeps publishing for --seconds or until a line `stop` (or EOF) on stdin, then
-// prints `RESULT {json}` with the encoders' figures. --downscale-after S halves the camera's
+// prints `RESULT {json}` with the encoders' figures and the camera layers' timeline. --downscale-after S halves the camera's
 // capture size S seconds after READY (what libwebrtc's adaptation does under pressure) and prints
 // `SCALED {json}`.
 // subscribe: joins, waits for the participant's video and audio, measures them for --seconds

@@ -133,7 +133,9 @@ impl BrowserPeer {
     /// livekit-client's defaults (see [`PublishOptions`]), for at most `seconds` (or until
     /// [`BrowserPeer::stop`]).
     /// Prints `READY {json}` once published, `RESULT {json}` with the encoders' figures at the
-    /// end.
+    /// end, including `layer_timeline`: every start, stop and size change of the camera's
+    /// simulcast layers (`at_unix_ms`, `rid`, `sending`, `width`, `height`, `limitation`),
+    /// sampled every `layer_sample_ms`.
     pub fn publish(
         url: &str,
         token: &str,

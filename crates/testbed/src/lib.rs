@@ -193,6 +193,9 @@ pub struct ServerOptions {
     /// [`NetNs`], [`NetNs::ADDR`], for libwebrtc peers that gather no candidate on loopback.
     /// Never an address outside a namespace the test made.
     pub media_ip: Option<Ipv4Addr>,
+    /// The log level of this server (`debug` also logs its simulcast layer decisions, which a
+    /// test may read from [`LiveKitServer::log`]); `None`: `WAVECAST_SERVER_LOG_LEVEL` or `info`.
+    pub log_level: Option<&'static str>,
 }
 
 /// The server configuration for the given ports (loopback only).
@@ -215,7 +218,8 @@ pub fn server_config_with(http_port: u16, udp_port: u16, options: &ServerOptions
     if let Some(redis) = options.redis {
         extra.push_str(&format!("redis:\n  address: {redis}\n"));
     }
-    let mut base = server_base_config(http_port, udp_port);
+    let level = options.log_level.unwrap_or_else(server_log_level);
+    let mut base = server_base_config(http_port, udp_port, level);
     if let Some(ip) = options.media_ip {
         base = base
             .replace("  node_ip: 127.0.0.1\n", &format!("  node_ip: {ip}\n"))
@@ -244,8 +248,7 @@ fn server_log_level() -> &'static str {
     }
 }
 
-fn server_base_config(http_port: u16, udp_port: u16) -> String {
-    let level = server_log_level();
+fn server_base_config(http_port: u16, udp_port: u16, level: &str) -> String {
     format!(
         "port: {http_port}
 bind_addresses: [127.0.0.1]
