@@ -82,11 +82,6 @@ struct Slot {
     size: Option<(u32, u32)>,
     /// Mute state changed since the last frame (a following gap is a mute, not a loss).
     muted_since_last: bool,
-    /// The track's mute state as last announced. Media and signalling travel separately:
-    /// frames in flight still arrive after a mute was announced, and frames after an
-    /// unmute can arrive before it is announced, so a gap that ends while the track is
-    /// still announced muted is a mute too.
-    muted: bool,
     loss_since_last: bool,
     /// The previous frame's stream and RTP time, and the mean RTP step between contiguous
     /// frames (audio: one packet's duration), to count frames lost in a gap.
@@ -375,7 +370,6 @@ impl RoomRecording {
             return;
         };
         file.slots[i].muted_since_last = true;
-        file.slots[i].muted = muted;
         let at_ms = ms(now.saturating_duration_since(file.origin));
         self.manifest.participants[p.entry].files[file.entry].tracks[i]
             .mutes
@@ -469,9 +463,10 @@ impl RoomRecording {
         keys
     }
 
-    /// A participant's tracks announced muted now.
-    fn muted_tracks(&self, identity: &str) -> Vec<TrackKey> {
-        self.publications
+    fn maybe_open(&mut self, identity: &str, now: Instant) {
+        let expected = self.expected_tracks(identity);
+        let muted: Vec<TrackKey> = self
+            .publications
             .values()
             .filter(|p| p.identity == identity && p.info.muted)
             .filter_map(|p| {
@@ -481,12 +476,7 @@ impl RoomRecording {
                     kind: p.info.kind?,
                 })
             })
-            .collect()
-    }
-
-    fn maybe_open(&mut self, identity: &str, now: Instant) {
-        let expected = self.expected_tracks(identity);
-        let muted = self.muted_tracks(identity);
+            .collect();
         let Some(p) = self.participants.get(identity) else {
             return;
         };
@@ -599,11 +589,9 @@ impl RoomRecording {
             ..Default::default()
         });
         let file_entry = pe.files.len() - 1;
-        let muted = self.muted_tracks(identity);
         let slots = keys
             .into_iter()
             .map(|key| Slot {
-                muted: muted.contains(&key),
                 key,
                 anchor: None,
                 last: None,
@@ -631,6 +619,10 @@ impl RoomRecording {
     }
 
     fn write(&mut self, key: &TrackKey, sid: &str, stream: (u64, u64), frame: &EncodedFrame) {
+        // Media and signalling travel separately: frames in flight still arrive after a mute
+        // was announced, and frames after an unmute can arrive before it is announced, so a
+        // gap that ends while the track is still announced muted is a mute too.
+        let muted_now = self.publications.get(sid).is_some_and(|p| p.info.muted);
         let Some(p) = self.participants.get_mut(&key.identity) else {
             return;
         };
@@ -705,7 +697,7 @@ impl RoomRecording {
                 TrackKind::Video => VIDEO_GAP,
             };
             if ts > last + limit {
-                let reason = if slot.muted_since_last || slot.muted {
+                let reason = if slot.muted_since_last || muted_now {
                     "muted"
                 } else if slot.loss_since_last {
                     "packet loss"
