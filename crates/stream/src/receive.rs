@@ -801,18 +801,11 @@ impl AudioReceiver {
                 return;
             }
         };
-        let after = *self.decoder.stats();
-        let (fec, plc) = (
-            after.fec_frames - before.fec_frames,
-            after.plc_frames - before.plc_frames,
-        );
-        stats.fec_recovered = after.fec_frames;
-        stats.plc_concealed = after.plc_frames;
-        stats.concealed_samples = after.plc_samples + after.fec_samples;
-        stats.late_packets = after.late;
-        stats.restarts = after.restarts;
-        out.fec_recovered.fetch_add(fec, Ordering::Relaxed);
-        out.plc_concealed.fetch_add(plc, Ordering::Relaxed);
+        let after = self.decoder.stats();
+        out.fec_recovered
+            .fetch_add(after.fec_frames - before.fec_frames, Ordering::Relaxed);
+        out.plc_concealed
+            .fetch_add(after.plc_frames - before.plc_frames, Ordering::Relaxed);
         if let Some(e) = &d.error {
             stats.decode_errors += 1;
             out.errors.fetch_add(1, Ordering::Relaxed);
@@ -862,15 +855,27 @@ impl AudioReceiver {
         }
     }
 
-    /// What the stream delivered so far.
+    /// What the stream delivered so far (the loss counts — FEC, PLC, late, restarts — are
+    /// the decoder's: [`AudioReceiver::loss`] now, copied in by [`AudioReceiver::finish`]).
     pub fn stats(&self) -> &AudioStreamStats {
         &self.stats
+    }
+
+    /// What loss cost so far: packets rebuilt from FEC, concealed, late, gaps left unfilled.
+    pub fn loss(&self) -> &wavecast_codec::StreamStats {
+        self.decoder.stats()
     }
 
     /// The stream's totals and the recorder. `source_drops` as for [`VideoReceiver::finish`].
     pub fn finish(mut self, source_drops: u64) -> (AudioStreamStats, Option<TrackFile>) {
         let stats = &mut self.stats;
         stats.source_drops = source_drops;
+        let loss = self.decoder.stats();
+        stats.fec_recovered = loss.fec_frames;
+        stats.plc_concealed = loss.plc_frames;
+        stats.concealed_samples = loss.plc_samples + loss.fec_samples;
+        stats.late_packets = loss.late;
+        stats.restarts = loss.restarts;
         stats.seconds = stats.samples as f64 / 48_000.0;
         stats.wall_seconds = self.first.map_or(0.0, |t| {
             (self.last.0 - t).as_secs_f64() + self.last.1 as f64 / 48_000.0
