@@ -279,8 +279,6 @@ pub struct AudioSubscriber {
     stream: u64,
     decoder: OpusStreamDecoder,
     out: Vec<i16>,
-    decoded: u64,
-    errors: u64,
 }
 
 impl AudioSubscriber {
@@ -296,8 +294,6 @@ impl AudioSubscriber {
             track,
             out: vec![0; decoder.output_len()],
             decoder,
-            decoded: 0,
-            errors: 0,
         })
     }
 
@@ -308,7 +304,8 @@ impl AudioSubscriber {
 
     /// Packets decoded and packets that failed to decode.
     pub fn counts(&self) -> (u64, u64) {
-        (self.decoded, self.errors)
+        let s = self.decoder.stats();
+        (s.packets, s.errors)
     }
 
     /// What loss cost so far: packets rebuilt from FEC, concealed, late, gaps left unfilled.
@@ -332,14 +329,10 @@ impl AudioSubscriber {
             {
                 Ok(d) => {
                     if let Some(e) = &d.error {
-                        self.errors += 1;
                         tracing::debug!("opus decode on {}: {e}", self.track.key());
                     }
                     if d.samples == 0 {
                         continue; // late, a duplicate, or a bad packet with no gap before it
-                    }
-                    if d.packet > 0 {
-                        self.decoded += 1;
                     }
                     let ch = self.decoder.channels();
                     let filled = (d.samples - d.packet) as u64;
@@ -350,10 +343,8 @@ impl AudioSubscriber {
                         received_at: frame.received_at,
                     });
                 }
-                Err(e) => {
-                    self.errors += 1;
-                    tracing::debug!("opus decode on {}: {e}", self.track.key());
-                }
+                // Only an output buffer too small, which `new` rules out.
+                Err(e) => tracing::error!("opus decode on {}: {e}", self.track.key()),
             }
         }
     }
