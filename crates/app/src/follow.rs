@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use wavecast_session::{EngineEvent, Participant, Quality, TrackKind};
+use wavecast_session::engine::Participant;
+use wavecast_session::{EngineEvent, Quality, TrackKind};
 use wavecast_session::{SessionEvent, SessionState, SubscribedTrack};
 
 use crate::connection::{ConnState, Connector, end_failure};

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use wavecast_session::{EngineEvent, Participant, Quality, TrackKind, TrackSource};
+use wavecast_session::engine::Participant;
+use wavecast_session::{EngineEvent, Quality, TrackKind, TrackSource};
 use wavecast_session::{SessionEvent, SessionState, SubscribedTrack};
 use wavecast_visualizer::ConnectionQuality;
 
@@ -218,10 +219,8 @@ impl State {
             Some(m) => m.clone(),
             None => {
                 let p = Participant {
-                    sid: String::new(),
                     identity: identity.clone(),
-                    name: String::new(),
-                    metadata: String::new(),
+                    ..Participant::default()
                 };
                 let m = Arc::new(Member::new(&p));
                 self.members.push(m.clone());

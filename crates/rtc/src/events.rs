@@ -1,10 +1,12 @@
 //! The engine's typed event stream.
 
+use std::collections::BTreeMap;
+
 use crate::error::PeerRole;
 use crate::track::{RemoteTrack, TrackKind, TrackSource};
 
 /// A participant as the server describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Participant {
     /// Server-assigned sid (`PA_…`).
     pub sid: String,
@@ -14,6 +16,10 @@ pub struct Participant {
     pub name: String,
     /// Application metadata.
     pub metadata: String,
+    /// Key/value attributes (set by the participant or the server API).
+    pub attributes: BTreeMap<String, String>,
+    /// What kind of participant it is (a person's client, an agent, SIP, …).
+    pub kind: ParticipantKind,
 }
 
 impl Participant {
@@ -23,6 +29,49 @@ impl Participant {
             identity: p.identity.clone(),
             name: p.name.clone(),
             metadata: p.metadata.clone(),
+            attributes: p
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            kind: ParticipantKind::from_proto(p.kind),
+        }
+    }
+}
+
+/// What kind of participant the server says it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ParticipantKind {
+    /// A client such as a browser, an SDK app or wavecast.
+    #[default]
+    Standard,
+    /// An ingress (a stream pushed in from outside).
+    Ingress,
+    /// An egress (a recorder or streamer run by the server).
+    Egress,
+    /// A SIP (telephone) participant.
+    Sip,
+    /// A LiveKit agent.
+    Agent,
+    /// A connector.
+    Connector,
+    /// A kind this version does not know (the protocol's number).
+    Other(i32),
+}
+
+impl ParticipantKind {
+    /// From the protocol's `ParticipantInfo.kind`.
+    pub fn from_proto(kind: i32) -> Self {
+        use livekit_protocol::participant_info::Kind;
+        match Kind::try_from(kind) {
+            Ok(Kind::Standard) => Self::Standard,
+            Ok(Kind::Ingress) => Self::Ingress,
+            Ok(Kind::Egress) => Self::Egress,
+            Ok(Kind::Sip) => Self::Sip,
+            Ok(Kind::Agent) => Self::Agent,
+            Ok(Kind::Connector) => Self::Connector,
+            _ => Self::Other(kind),
         }
     }
 }
@@ -154,6 +203,18 @@ pub enum EngineEvent {
         track_sid: String,
         /// Muted or not.
         muted: bool,
+    },
+    /// The room's metadata changed (the server API's `UpdateRoomMetadata`).
+    RoomMetadataChanged {
+        /// The new metadata.
+        metadata: String,
+    },
+    /// The server could not subscribe us to a track (unsupported codec, track gone).
+    TrackSubscriptionFailed {
+        /// The track's sid.
+        track_sid: String,
+        /// The server's reason (protobuf `SubscriptionError` name).
+        reason: String,
     },
     /// The current active speakers, loudest first: (participant sid, level 0..1).
     ActiveSpeakers(Vec<(String, f32)>),

@@ -46,7 +46,9 @@ pub use engine::{
     RtpStats,
 };
 pub use error::{EngineError, PeerRole};
-pub use events::{DisconnectReason, EngineEvent, Participant, Quality, TrackInfo, TransportState};
+pub use events::{
+    DisconnectReason, EngineEvent, Participant, ParticipantKind, Quality, TrackInfo, TransportState,
+};
 pub use media::{
     AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoPublisher, VideoSubscriber,
 };

@@ -50,25 +50,28 @@
 pub mod admin;
 #[cfg(feature = "cli")]
 pub mod admin_cli;
+mod ids;
 mod room;
 mod session;
 
+pub use ids::{ParticipantIdentity, ParticipantSid, TrackSid};
 pub use room::{
-    ActiveSpeaker, ConnectionState, DisconnectReason, RemoteParticipant, RemoteTrackPublication,
-    Room, RoomEvent, RoomEvents, RoomOptions, RoomStats, TrackFilter,
+    ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, LocalParticipant,
+    RemoteParticipant, RemoteTrackPublication, Room, RoomEvent, RoomEvents, RoomOptions, RoomStats,
+    TrackFilter,
 };
 /// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
 #[cfg(feature = "libwebrtc")]
 pub use session::official;
 pub use session::{
     AudioPublisher, AudioSubscriber, Credentials, DataOptions, DecodedAudio, DecodedVideo,
-    EncodedFrame, EndReason, EngineEvent, EngineOptions, JoinInfo, Participant, PeerRole,
-    PublishedTrack, ReconnectPolicy, SendError, Session, SessionBackend, SessionError,
-    SessionEvent, SessionEvents, SessionOptions, SessionState, SessionStats, SubscribedTrack,
-    TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
+    EncodedFrame, EndReason, EngineEvent, EngineOptions, JoinInfo, PeerRole, PublishedTrack,
+    ReconnectPolicy, SendError, Session, SessionBackend, SessionError, SessionEvent, SessionEvents,
+    SessionOptions, SessionState, SessionStats, SubscribedTrack, TrackInfo, TrackKey, TrackKind,
+    TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
 };
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
-pub use wavecast_rtc::{EngineError, Quality, RtpStats, TransportState};
+pub use wavecast_rtc::{EngineError, ParticipantKind, Quality, RtpStats, TransportState};
 pub use wavecast_token::{Keys, Preset, TokenBuilder};
 
 /// The media engine underneath, for what the session layer does not wrap (raw engine tracks,

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{ScriptedPeer, init_tracing, options};
 use wavecast_session::{
-    DisconnectReason, RemoteTrackPublication, Room, RoomEvent, RoomEvents, RoomOptions,
-    SubscribedTrack, TrackFilter, TrackKind,
+    DataPacketKind, DisconnectReason, RemoteTrackPublication, Room, RoomEvent, RoomEvents,
+    RoomOptions, SubscribedTrack, TrackFilter, TrackKind,
 };
 use wavecast_testbed::LiveKitServer;
 
@@ -41,7 +41,7 @@ fn publication_named<'a>(ev: &'a RoomEvent, name: &str) -> Option<&'a RemoteTrac
         | RoomEvent::TrackUnsubscribed { publication, .. }
         | RoomEvent::TrackMuted { publication, .. }
         | RoomEvent::TrackUnmuted { publication, .. } => {
-            (publication.name == name).then_some(publication)
+            (publication.name() == name).then_some(publication)
         }
         _ => None,
     }
@@ -93,7 +93,7 @@ async fn a_participants_life_reads_as_room_events_and_roster() {
         unreachable!()
     };
     assert_eq!(
-        (p.identity.as_str(), p.sid.as_str()),
+        (p.identity().as_str(), p.sid().as_str()),
         ("alice", peer.sid.as_str())
     );
     assert!(room.remote_participant("alice").is_some());
@@ -103,16 +103,18 @@ async fn a_participants_life_reads_as_room_events_and_roster() {
     let RoomEvent::DataReceived {
         payload,
         topic,
-        reliable,
+        kind,
         participant_identity,
+        participant,
     } = ev
     else {
         unreachable!()
     };
     assert_eq!(payload, b"hello room");
     assert_eq!(topic.as_deref(), Some("chat"));
-    assert!(reliable);
+    assert_eq!(kind, DataPacketKind::Reliable);
     assert_eq!(participant_identity, "alice");
+    assert_eq!(participant.expect("a known sender").identity(), "alice");
 
     peer_do(&mut peer, "publish-audio mic 440").await;
     let (published, _) = wait_for(&mut events, "TrackPublished", |e| {
@@ -120,8 +122,8 @@ async fn a_participants_life_reads_as_room_events_and_roster() {
     })
     .await;
     let mic = publication_named(&published, "mic").expect("mic").clone();
-    assert_eq!(mic.kind, Some(TrackKind::Audio));
-    assert_eq!(mic.participant_identity, "alice");
+    assert_eq!(mic.kind(), Some(TrackKind::Audio));
+    assert_eq!(mic.participant_identity(), "alice");
     let (subscribed, _) = wait_for(&mut events, "TrackSubscribed", |e| {
         publication_named(e, "mic").is_some()
     })
@@ -134,10 +136,14 @@ async fn a_participants_life_reads_as_room_events_and_roster() {
     else {
         unreachable!()
     };
-    assert_eq!(participant.identity, "alice");
+    assert_eq!(participant.identity(), "alice");
     receives_frames(&mut track).await;
     let alice = room.remote_participant("alice").expect("alice");
-    assert!(alice.track_publications[&mic.sid].subscribed);
+    assert!(alice.track_publications()[mic.sid()].is_subscribed());
+    assert!(
+        mic.is_subscribed(),
+        "the event's publication handle stays current"
+    );
 
     peer_do(&mut peer, "mute mic").await;
     wait_for(&mut events, "TrackMuted", |e| {
@@ -147,8 +153,8 @@ async fn a_participants_life_reads_as_room_events_and_roster() {
     assert!(
         room.remote_participant("alice")
             .expect("alice")
-            .track_publications[&mic.sid]
-            .muted
+            .track_publications()[mic.sid()]
+        .is_muted()
     );
     peer_do(&mut peer, "unmute mic").await;
     wait_for(&mut events, "TrackUnmuted", |e| {
@@ -159,8 +165,8 @@ async fn a_participants_life_reads_as_room_events_and_roster() {
         !room
             .remote_participant("alice")
             .expect("alice")
-            .track_publications[&mic.sid]
-            .muted
+            .track_publications()[mic.sid()]
+        .is_muted()
     );
 
     peer_do(&mut peer, "unpublish mic").await;
@@ -175,7 +181,7 @@ async fn a_participants_life_reads_as_room_events_and_roster() {
     assert!(
         room.remote_participant("alice")
             .expect("alice")
-            .track_publications
+            .track_publications()
             .is_empty()
     );
     // The handle ends once the track is gone.
@@ -190,7 +196,7 @@ async fn a_participants_life_reads_as_room_events_and_roster() {
     let RoomEvent::ParticipantDisconnected(p) = ev else {
         unreachable!()
     };
-    assert_eq!(p.identity, "alice");
+    assert_eq!(p.identity(), "alice");
     assert!(room.remote_participants().is_empty());
 
     room.close().await;
@@ -241,7 +247,7 @@ async fn a_slow_event_reader_still_sees_a_correct_roster() {
     let has = |name: &'static str| {
         move |room: &Room| {
             room.remote_participant("bob")
-                .is_some_and(|b| b.track_publications.values().any(|t| t.name == name))
+                .is_some_and(|b| b.track_publications().values().any(|t| t.name() == name))
         }
     };
     peer_do(&mut peer, "publish-audio a 440").await;
@@ -254,10 +260,10 @@ async fn a_slow_event_reader_still_sees_a_correct_roster() {
     // The roster is right whatever the reader did.
     roster_until(&room, "bob with a muted `a` only", |room| {
         room.remote_participant("bob").is_some_and(|b| {
-            b.track_publications.len() == 1
-                && b.track_publications
+            b.track_publications().len() == 1
+                && b.track_publications()
                     .values()
-                    .all(|t| t.name == "a" && t.muted && t.subscribed)
+                    .all(|t| t.name() == "a" && t.is_muted() && t.is_subscribed())
         })
     })
     .await;
@@ -328,10 +334,10 @@ async fn a_slow_event_reader_still_sees_a_correct_roster() {
 fn describe(ev: &RoomEvent) -> String {
     match ev {
         RoomEvent::ParticipantConnected(p) | RoomEvent::ParticipantDisconnected(p) => {
-            format!("{} {}", ev.name(), p.identity)
+            format!("{} {}", ev.name(), p.identity())
         }
         other => match publication_named_any(other) {
-            Some(p) => format!("{} {}", other.name(), p.name),
+            Some(p) => format!("{} {}", other.name(), p.name()),
             None => other.name().to_owned(),
         },
     }
@@ -387,11 +393,15 @@ async fn with_auto_subscribe_off_only_the_chosen_publication_arrives() {
     peer_do(&mut peer, "publish-video cam").await;
     roster_until(&room, "dave with two publications", |room| {
         room.remote_participant("dave")
-            .is_some_and(|d| d.track_publications.len() == 2)
+            .is_some_and(|d| d.track_publications().len() == 2)
     })
     .await;
     let dave = room.remote_participant("dave").expect("dave");
-    assert!(dave.track_publications.values().all(|t| !t.subscribed));
+    assert!(
+        dave.track_publications()
+            .values()
+            .all(|t| !t.is_subscribed())
+    );
     let mic = dave
         .publication_of_kind(TrackKind::Audio)
         .expect("mic")
@@ -413,7 +423,8 @@ async fn with_auto_subscribe_off_only_the_chosen_publication_arrives() {
         unreachable!()
     };
     assert_eq!(
-        publication.sid, mic.sid,
+        publication.sid(),
+        mic.sid(),
         "the first subscription is the one asked for"
     );
     receives_frames(&mut track).await;
@@ -433,15 +444,15 @@ async fn with_auto_subscribe_off_only_the_chosen_publication_arrives() {
         );
     }
     let dave = room.remote_participant("dave").expect("dave");
-    assert!(dave.track_publications[&mic.sid].subscribed);
-    assert_eq!(dave.track_publications[&mic.sid].wanted, Some(true));
-    assert!(!dave.track_publications[&cam.sid].subscribed);
+    assert!(dave.track_publications()[mic.sid()].is_subscribed());
+    assert_eq!(dave.track_publications()[mic.sid()].wanted(), Some(true));
+    assert!(!dave.track_publications()[cam.sid()].is_subscribed());
 
     room.unsubscribe(&mic).await.expect("unsubscribe");
     let (ev, _) = wait_for(&mut events, "TrackUnsubscribed", |_| true).await;
     assert_eq!(
-        publication_named_any(&ev).map(|p| p.sid.as_str()),
-        Some(mic.sid.as_str())
+        publication_named_any(&ev).map(|p| p.sid().as_str()),
+        Some(mic.sid().as_str())
     );
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while track.recv().await.is_some() {}
@@ -452,8 +463,8 @@ async fn with_auto_subscribe_off_only_the_chosen_publication_arrives() {
         !room
             .remote_participant("dave")
             .expect("dave")
-            .track_publications[&mic.sid]
-            .subscribed
+            .track_publications()[mic.sid()]
+        .is_subscribed()
     );
     room.close().await;
 }

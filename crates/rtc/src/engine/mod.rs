@@ -140,6 +140,8 @@ pub struct JoinInfo {
     pub room: String,
     /// The room sid.
     pub room_sid: String,
+    /// The room's metadata at join.
+    pub room_metadata: String,
     /// Server version string.
     pub server_version: String,
     /// Whether the server treats the subscriber connection as primary.
@@ -262,12 +264,7 @@ impl Engine {
             .participant
             .as_ref()
             .map(Participant::from_proto)
-            .unwrap_or(Participant {
-                sid: String::new(),
-                identity: String::new(),
-                name: String::new(),
-                metadata: String::new(),
-            });
+            .unwrap_or_default();
         let info = JoinInfo {
             local: local.clone(),
             room: join
@@ -279,6 +276,11 @@ impl Engine {
                 .room
                 .as_ref()
                 .map(|r| r.sid.clone())
+                .unwrap_or_default(),
+            room_metadata: join
+                .room
+                .as_ref()
+                .map(|r| r.metadata.clone())
                 .unwrap_or_default(),
             server_version: join.server_version.clone(),
             subscriber_primary: join.subscriber_primary,

@@ -80,6 +80,27 @@ impl Core {
                     s.speakers,
                 )));
             }
+            M::RoomUpdate(u) => {
+                if let Some(room) = u.room {
+                    self.emit(EngineEvent::RoomMetadataChanged {
+                        metadata: room.metadata,
+                    });
+                }
+            }
+            M::SubscriptionResponse(r) if r.err != 0 => {
+                let reason = proto::SubscriptionError::try_from(r.err).map_or_else(
+                    |_| format!("error {}", r.err),
+                    |e| e.as_str_name().to_owned(),
+                );
+                warn!(
+                    "the server could not subscribe us to {}: {reason}",
+                    r.track_sid
+                );
+                self.emit(EngineEvent::TrackSubscriptionFailed {
+                    track_sid: r.track_sid,
+                    reason,
+                });
+            }
             M::ConnectionQuality(q) => {
                 let list = q
                     .updates

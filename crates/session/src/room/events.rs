@@ -8,13 +8,14 @@ use tokio::sync::Notify;
 use wavecast_rtc::{Quality, TrackKind, TrackSource};
 
 use super::roster::{RemoteParticipant, RemoteTrackPublication};
-use crate::session::{EndReason, SessionError, SubscribedTrack};
+use crate::ids::{ParticipantIdentity, TrackSid};
+use crate::session::{EndReason, PublishedTrack, SessionError, SubscribedTrack};
 
 /// A participant speaking now, loudest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActiveSpeaker {
     /// Its identity.
-    pub identity: String,
+    pub identity: ParticipantIdentity,
     /// Audio level, 0..1.
     pub level: f32,
     /// Whether it is us.
@@ -112,8 +113,41 @@ pub enum RoomEvent {
     ParticipantConnected(RemoteParticipant),
     /// A remote participant left (after its tracks were unpublished).
     ParticipantDisconnected(RemoteParticipant),
-    /// A remote participant's name or metadata changed.
-    ParticipantUpdated(RemoteParticipant),
+    /// A remote participant's display name changed.
+    ParticipantNameChanged {
+        /// Whose (the handle already reads the new name).
+        participant: RemoteParticipant,
+        /// The name before.
+        old_name: String,
+        /// The name now.
+        name: String,
+    },
+    /// A remote participant's metadata changed.
+    ParticipantMetadataChanged {
+        /// Whose (the handle already reads the new metadata).
+        participant: RemoteParticipant,
+        /// The metadata before.
+        old_metadata: String,
+        /// The metadata now.
+        metadata: String,
+    },
+    /// Some of a remote participant's attributes changed.
+    ParticipantAttributesChanged {
+        /// Whose (the handle already reads the new attributes).
+        participant: RemoteParticipant,
+        /// The keys that changed with their new values; a removed key has an empty value.
+        changed_attributes: std::collections::BTreeMap<String, String>,
+    },
+    /// We published a track ([`crate::LocalParticipant::publish_track`] and friends).
+    LocalTrackPublished {
+        /// The publication (a handle that writes frames; a clone of the one the call returned).
+        publication: PublishedTrack,
+    },
+    /// We stopped publishing a track ([`crate::LocalParticipant::unpublish_track`]).
+    LocalTrackUnpublished {
+        /// The publication.
+        publication: PublishedTrack,
+    },
     /// A remote participant published a track (we may or may not subscribe to it).
     TrackPublished {
         /// The publication.
@@ -144,6 +178,15 @@ pub enum RoomEvent {
         /// Its publisher.
         participant: RemoteParticipant,
     },
+    /// The server could not subscribe us to a publication (unsupported codec, track gone).
+    TrackSubscriptionFailed {
+        /// Its publisher, if the room knows it.
+        participant: Option<RemoteParticipant>,
+        /// The track's sid.
+        track_sid: TrackSid,
+        /// The server's reason (`SE_CODEC_UNSUPPORTED`, `SE_TRACK_NOTFOUND`, …).
+        reason: String,
+    },
     /// A remote track was muted by its publisher.
     TrackMuted {
         /// The publication.
@@ -168,20 +211,30 @@ pub enum RoomEvent {
         /// The new quality.
         quality: Quality,
         /// Whose.
-        participant_identity: String,
+        participant: RemoteParticipant,
     },
     /// Our connection changed state.
     ConnectionStateChanged(ConnectionState),
+    /// The room's metadata changed.
+    RoomMetadataChanged {
+        /// The metadata before.
+        old_metadata: String,
+        /// The metadata now.
+        metadata: String,
+    },
     /// A user data packet arrived.
     DataReceived {
         /// The payload.
         payload: Vec<u8>,
         /// The topic, if any.
         topic: Option<String>,
-        /// Reliable or lossy channel.
-        reliable: bool,
-        /// The sender's identity (empty when the server sent it).
-        participant_identity: String,
+        /// The channel it came on.
+        kind: DataPacketKind,
+        /// The sender, if it is a participant the room knows (`None` when the server API sent
+        /// it).
+        participant: Option<RemoteParticipant>,
+        /// The sender's identity (empty when the server API sent it).
+        participant_identity: ParticipantIdentity,
     },
     /// The room is left for good; the last event.
     Disconnected {
@@ -196,7 +249,13 @@ impl RoomEvent {
         match self {
             RoomEvent::ParticipantConnected(_) => "ParticipantConnected",
             RoomEvent::ParticipantDisconnected(_) => "ParticipantDisconnected",
-            RoomEvent::ParticipantUpdated(_) => "ParticipantUpdated",
+            RoomEvent::ParticipantNameChanged { .. } => "ParticipantNameChanged",
+            RoomEvent::ParticipantMetadataChanged { .. } => "ParticipantMetadataChanged",
+            RoomEvent::ParticipantAttributesChanged { .. } => "ParticipantAttributesChanged",
+            RoomEvent::LocalTrackPublished { .. } => "LocalTrackPublished",
+            RoomEvent::LocalTrackUnpublished { .. } => "LocalTrackUnpublished",
+            RoomEvent::TrackSubscriptionFailed { .. } => "TrackSubscriptionFailed",
+            RoomEvent::RoomMetadataChanged { .. } => "RoomMetadataChanged",
             RoomEvent::TrackPublished { .. } => "TrackPublished",
             RoomEvent::TrackUnpublished { .. } => "TrackUnpublished",
             RoomEvent::TrackSubscribed { .. } => "TrackSubscribed",
@@ -218,11 +277,20 @@ impl RoomEvent {
             RoomEvent::ActiveSpeakersChanged { .. }
                 | RoomEvent::ConnectionQualityChanged { .. }
                 | RoomEvent::DataReceived {
-                    reliable: false,
+                    kind: DataPacketKind::Lossy,
                     ..
                 }
         )
     }
+}
+
+/// The data channel a packet came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataPacketKind {
+    /// Ordered and retransmitted.
+    Reliable,
+    /// Unordered, may be lost (cheap, for state that the next packet supersedes).
+    Lossy,
 }
 
 /// Which remote track [`RoomEvents::next_track`] waits for: every set field must match.
@@ -232,7 +300,7 @@ pub struct TrackFilter {
     /// Audio or video.
     pub kind: Option<TrackKind>,
     /// The publisher's identity.
-    pub identity: Option<String>,
+    pub identity: Option<ParticipantIdentity>,
     /// The track name.
     pub name: Option<String>,
     /// The source label.
@@ -262,7 +330,7 @@ impl TrackFilter {
     }
 
     /// Only tracks of this publisher.
-    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+    pub fn identity(mut self, identity: impl Into<ParticipantIdentity>) -> Self {
         self.identity = Some(identity.into());
         self
     }
@@ -281,13 +349,13 @@ impl TrackFilter {
 
     /// Whether a publication passes.
     pub fn matches(&self, publication: &RemoteTrackPublication) -> bool {
-        self.kind.is_none_or(|k| publication.kind == Some(k))
+        self.kind.is_none_or(|k| publication.kind() == Some(k))
             && self
                 .identity
                 .as_ref()
-                .is_none_or(|i| *i == publication.participant_identity)
-            && self.name.as_ref().is_none_or(|n| *n == publication.name)
-            && self.source.is_none_or(|s| s == publication.source)
+                .is_none_or(|i| i == publication.participant_identity())
+            && self.name.as_ref().is_none_or(|n| n == publication.name())
+            && self.source.is_none_or(|s| s == publication.source())
     }
 }
 

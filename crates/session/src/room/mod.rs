@@ -11,7 +11,7 @@
 //!
 //! let (room, mut events) = Room::connect(url, token, RoomOptions::default()).await?;
 //! for p in room.remote_participants() {
-//!     println!("{} publishes {} tracks", p.identity, p.track_publications.len());
+//!     println!("{} publishes {} tracks", p.identity(), p.track_publications().len());
 //! }
 //! let mut audio = events.next_track(&TrackFilter::audio()).await.expect("an audio track");
 //! while let Some(frame) = audio.recv().await {
@@ -22,6 +22,7 @@
 //! ```
 
 mod events;
+mod local;
 mod roster;
 
 use std::sync::{Arc, Mutex};
@@ -38,8 +39,10 @@ use roster::Roster;
 use wavecast_config::ReconnectPolicy;
 
 pub use events::{
-    ActiveSpeaker, ConnectionState, DisconnectReason, RoomEvent, RoomEvents, TrackFilter,
+    ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, RoomEvent, RoomEvents,
+    TrackFilter,
 };
+pub use local::LocalParticipant;
 pub use roster::{RemoteParticipant, RemoteTrackPublication};
 
 /// How to join a room.
@@ -118,6 +121,8 @@ pub struct RoomStats {
 struct RoomShared {
     roster: Mutex<Roster>,
     auto_subscribe: bool,
+    /// The room's metadata now.
+    metadata: Mutex<String>,
 }
 
 /// A joined LiveKit room: see the [module docs](self).
@@ -125,6 +130,7 @@ struct RoomShared {
 /// Dropping it leaves without a leave message (its tasks are aborted); call [`Room::close`].
 pub struct Room {
     session: Arc<Session>,
+    local: LocalParticipant,
     shared: Arc<RoomShared>,
     queue: Arc<events::Queue>,
     first_join_attempts: u32,
@@ -179,14 +185,18 @@ impl Room {
         };
         let queue = events::Queue::new(options.event_capacity);
         let mut roster = Roster::default();
+        let mut metadata = String::new();
         if let Some(j) = session.join_info() {
             roster.local_sid = j.local.sid.clone();
+            metadata = j.room_metadata;
         }
         let shared = Arc::new(RoomShared {
             roster: Mutex::new(roster),
             auto_subscribe: options.auto_subscribe,
+            metadata: Mutex::new(metadata),
         });
         let session = Arc::new(session);
+        let local = LocalParticipant::new(session.clone(), queue.clone());
         let task = tokio::spawn(run(
             session.clone(),
             session_events,
@@ -197,6 +207,7 @@ impl Room {
         // those before handing the room out, so the roster is complete from the start.
         let room = Room {
             session,
+            local,
             shared,
             queue: queue.clone(),
             first_join_attempts: attempt,
@@ -239,9 +250,14 @@ impl Room {
         self.session.join_info().map(|j| j.room)
     }
 
-    /// Our own participant (`None` while rejoining; its sid changes with every rejoin).
-    pub fn local_participant(&self) -> Option<crate::session::Participant> {
-        self.session.join_info().map(|j| j.local)
+    /// Ourselves: publish, mute, send data.
+    pub fn local_participant(&self) -> &LocalParticipant {
+        &self.local
+    }
+
+    /// The room's metadata now.
+    pub fn metadata(&self) -> String {
+        lock(&self.shared.metadata).clone()
     }
 
     /// The connection state now.
@@ -285,14 +301,14 @@ impl Room {
     ) -> Result<(), SessionError> {
         let participant_sid = {
             let mut roster = lock(&self.shared.roster);
-            roster.set_wanted(&publication.sid, subscribed);
+            roster.set_wanted(publication.sid(), subscribed);
             roster
-                .find_track(&publication.sid)
-                .map(|(p, _)| p.sid.clone())
-                .unwrap_or_else(|| publication.participant_sid.clone())
+                .find_track(publication.sid())
+                .map(|(p, _)| p.sid())
+                .unwrap_or_else(|| publication.participant_sid())
         };
         self.session
-            .set_subscribed(&participant_sid, &publication.sid, subscribed)
+            .set_subscribed(&participant_sid, publication.sid(), subscribed)
             .await
     }
 
@@ -303,9 +319,9 @@ impl Room {
         publication: &RemoteTrackPublication,
         enabled: bool,
     ) -> Result<(), SessionError> {
-        lock(&self.shared.roster).set_enabled(&publication.sid, enabled);
+        lock(&self.shared.roster).set_enabled(publication.sid(), enabled);
         self.session
-            .set_track_enabled(&publication.sid, enabled)
+            .set_track_enabled(publication.sid(), enabled)
             .await
     }
 
@@ -389,30 +405,15 @@ async fn run(
                         // from the handle.
                         debug!("track {sid} subscribed before it was announced");
                         let key = track.key().clone();
-                        let publication = RemoteTrackPublication {
-                            sid: sid.clone(),
-                            name: key.name.clone(),
-                            kind: Some(key.kind),
-                            source: Default::default(),
-                            muted: false,
-                            width: 0,
-                            height: 0,
-                            participant_sid: String::new(),
-                            participant_identity: key.identity.clone(),
-                            subscribed: true,
-                            wanted: None,
-                            enabled: true,
-                        };
+                        let publication = RemoteTrackPublication::unannounced(
+                            &sid,
+                            &key.name,
+                            key.kind,
+                            &key.identity,
+                        );
                         let participant = lock(&shared.roster)
                             .participant(&key.identity)
-                            .unwrap_or(RemoteParticipant {
-                                sid: String::new(),
-                                identity: key.identity,
-                                name: String::new(),
-                                metadata: String::new(),
-                                connection_quality: None,
-                                track_publications: Default::default(),
-                            });
+                            .unwrap_or_else(|| RemoteParticipant::unannounced(&key.identity));
                         out.push(RoomEvent::TrackSubscribed {
                             track,
                             publication,
@@ -439,10 +440,10 @@ async fn run(
                         // After a rejoin the new engine knows nothing of what the app asked:
                         // ask again where it differs from auto-subscribe.
                         if let Some((p, t)) = roster.find_track(&track.sid)
-                            && let Some(wanted) = t.wanted
+                            && let Some(wanted) = t.wanted()
                             && wanted != shared.auto_subscribe
                         {
-                            resubscribe.push((p.sid.clone(), t.sid.clone(), wanted));
+                            resubscribe.push((p.sid().into_string(), t.sid().to_string(), wanted));
                         }
                     }
                     EngineEvent::TrackUnpublished { track_sid, .. } => {
@@ -470,9 +471,27 @@ async fn run(
                     } => out.push(RoomEvent::DataReceived {
                         payload,
                         topic,
-                        reliable,
-                        participant_identity,
+                        kind: if reliable {
+                            DataPacketKind::Reliable
+                        } else {
+                            DataPacketKind::Lossy
+                        },
+                        participant: roster.participant(&participant_identity),
+                        participant_identity: participant_identity.into(),
                     }),
+                    EngineEvent::TrackSubscriptionFailed { track_sid, reason } => {
+                        out.push(roster.track_subscription_failed(&track_sid, reason));
+                    }
+                    EngineEvent::RoomMetadataChanged { metadata } => {
+                        let old_metadata =
+                            std::mem::replace(&mut *lock(&shared.metadata), metadata.clone());
+                        if old_metadata != metadata {
+                            out.push(RoomEvent::RoomMetadataChanged {
+                                old_metadata,
+                                metadata,
+                            });
+                        }
+                    }
                     _ => {} // transport details: the connection state covers them
                 }
             }

@@ -3,96 +3,304 @@
 //! Pure state: every method takes what the engine reported and returns the room events it
 //! implies. The room's task applies engine events here as they arrive, before it queues any
 //! notification, so the roster is right however slowly the app reads its events.
+//!
+//! [`RemoteParticipant`] and [`RemoteTrackPublication`] are handles onto this state (as in the
+//! official SDKs): a handle the app keeps reads what is true now, and after the participant left
+//! or the track was unpublished it keeps reading the last state it had.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
 
-use wavecast_rtc::{Participant, Quality, TrackInfo, TrackKind, TrackSource};
+use wavecast_rtc::{Participant, ParticipantKind, Quality, TrackInfo, TrackKind, TrackSource};
 
 use super::events::{ActiveSpeaker, RoomEvent};
+use crate::ids::{ParticipantIdentity, ParticipantSid, TrackSid};
+use crate::session::lock;
 
-/// A remote participant as the room knows it now (a snapshot: read it again for later state).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct RemoteParticipant {
-    /// Server-assigned sid (`PA_…`); changes when the participant rejoins.
-    pub sid: String,
-    /// The identity from its token (stable).
-    pub identity: String,
-    /// Display name.
-    pub name: String,
-    /// Application metadata.
-    pub metadata: String,
-    /// The last connection quality the server reported for it.
-    pub connection_quality: Option<Quality>,
-    /// Its publications by track sid.
-    pub track_publications: BTreeMap<String, RemoteTrackPublication>,
+/// A remote participant: a handle that stays current (clone it freely; every clone reads the
+/// room's state now). Two handles are equal when they name the same visit of the participant.
+#[derive(Clone)]
+pub struct RemoteParticipant(Arc<ParticipantInner>);
+
+struct ParticipantInner {
+    identity: ParticipantIdentity,
+    state: Mutex<ParticipantState>,
 }
 
-impl RemoteParticipant {
-    /// Its first publication of `kind`, if any (by track sid order).
-    pub fn publication_of_kind(&self, kind: TrackKind) -> Option<&RemoteTrackPublication> {
-        self.track_publications
-            .values()
-            .find(|p| p.kind == Some(kind))
+#[derive(Debug, Clone)]
+struct ParticipantState {
+    sid: ParticipantSid,
+    name: String,
+    metadata: String,
+    attributes: BTreeMap<String, String>,
+    kind: ParticipantKind,
+    connection_quality: Option<Quality>,
+    publications: BTreeMap<TrackSid, RemoteTrackPublication>,
+}
+
+impl PartialEq for RemoteParticipant {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
-/// A track a remote participant publishes, and whether we receive it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RemoteTrackPublication {
-    /// Track sid (`TR_…`).
-    pub sid: String,
-    /// Track name.
-    pub name: String,
-    /// Audio or video (`None` for other kinds).
-    pub kind: Option<TrackKind>,
-    /// Source label.
-    pub source: TrackSource,
-    /// Whether the publisher muted it.
-    pub muted: bool,
-    /// Video width as published.
-    pub width: u32,
-    /// Video height as published.
-    pub height: u32,
-    /// The publisher's sid.
-    pub participant_sid: String,
-    /// The publisher's identity.
-    pub participant_identity: String,
-    /// We receive it now (a [`crate::SubscribedTrack`] for it was handed out and flows).
-    pub subscribed: bool,
-    /// What the app asked for with [`crate::Room::subscribe`] / [`crate::Room::unsubscribe`]
-    /// (`None`: the room's auto-subscribe setting decides). Kept across rejoins.
-    pub wanted: Option<bool>,
-    /// Whether the server forwards it (false after [`crate::Room::set_enabled`] with false).
-    pub enabled: bool,
+impl fmt::Debug for RemoteParticipant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = lock(&self.0.state);
+        f.debug_struct("RemoteParticipant")
+            .field("identity", &self.0.identity)
+            .field("sid", &s.sid)
+            .field("name", &s.name)
+            .field("kind", &s.kind)
+            .field("publications", &s.publications.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteParticipant {
+    fn new(p: &Participant) -> Self {
+        Self(Arc::new(ParticipantInner {
+            identity: p.identity.as_str().into(),
+            state: Mutex::new(ParticipantState {
+                sid: p.sid.as_str().into(),
+                name: p.name.clone(),
+                metadata: p.metadata.clone(),
+                attributes: p.attributes.clone(),
+                kind: p.kind,
+                connection_quality: None,
+                publications: BTreeMap::new(),
+            }),
+        }))
+    }
+
+    /// A participant the roster has not heard of (a track or data that came before the
+    /// announcement): known by identity only.
+    pub(crate) fn unannounced(identity: &str) -> Self {
+        Self::new(&Participant {
+            identity: identity.to_owned(),
+            ..Participant::default()
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ParticipantState> {
+        lock(&self.0.state)
+    }
+
+    /// The identity from its token (stable across its rejoins).
+    pub fn identity(&self) -> &ParticipantIdentity {
+        &self.0.identity
+    }
+
+    /// Its server-assigned sid (`PA_…`); changes when the participant (or we) rejoin.
+    pub fn sid(&self) -> ParticipantSid {
+        self.state().sid.clone()
+    }
+
+    /// Display name.
+    pub fn name(&self) -> String {
+        self.state().name.clone()
+    }
+
+    /// Application metadata.
+    pub fn metadata(&self) -> String {
+        self.state().metadata.clone()
+    }
+
+    /// Key/value attributes.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        self.state().attributes.clone()
+    }
+
+    /// What kind of participant it is (a client, an agent, SIP, …).
+    pub fn kind(&self) -> ParticipantKind {
+        self.state().kind
+    }
+
+    /// The last connection quality the server reported for it.
+    pub fn connection_quality(&self) -> Option<Quality> {
+        self.state().connection_quality
+    }
+
+    /// Its publications now, by track sid.
+    pub fn track_publications(&self) -> BTreeMap<TrackSid, RemoteTrackPublication> {
+        self.state().publications.clone()
+    }
+
+    /// One publication by track sid.
+    pub fn track_publication(&self, sid: &str) -> Option<RemoteTrackPublication> {
+        self.state().publications.get(sid).cloned()
+    }
+
+    /// Its first publication of `kind`, if any (by track sid order).
+    pub fn publication_of_kind(&self, kind: TrackKind) -> Option<RemoteTrackPublication> {
+        self.state()
+            .publications
+            .values()
+            .find(|p| p.kind() == Some(kind))
+            .cloned()
+    }
+}
+
+/// A track a remote participant publishes, and whether we receive it: a handle that stays
+/// current, like [`RemoteParticipant`].
+#[derive(Clone)]
+pub struct RemoteTrackPublication(Arc<PublicationInner>);
+
+struct PublicationInner {
+    sid: TrackSid,
+    name: String,
+    kind: Option<TrackKind>,
+    source: TrackSource,
+    participant_identity: ParticipantIdentity,
+    state: Mutex<PublicationState>,
+}
+
+#[derive(Debug, Clone)]
+struct PublicationState {
+    muted: bool,
+    width: u32,
+    height: u32,
+    participant_sid: ParticipantSid,
+    subscribed: bool,
+    wanted: Option<bool>,
+    enabled: bool,
+}
+
+impl PartialEq for RemoteTrackPublication {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for RemoteTrackPublication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = lock(&self.0.state);
+        f.debug_struct("RemoteTrackPublication")
+            .field("sid", &self.0.sid)
+            .field("name", &self.0.name)
+            .field("kind", &self.0.kind)
+            .field("participant", &self.0.participant_identity)
+            .field("muted", &s.muted)
+            .field("subscribed", &s.subscribed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RemoteTrackPublication {
     fn new(participant: &Participant, t: &TrackInfo) -> Self {
-        Self {
-            sid: t.sid.clone(),
+        Self(Arc::new(PublicationInner {
+            sid: t.sid.as_str().into(),
             name: t.name.clone(),
             kind: t.kind,
             source: t.source,
-            muted: t.muted,
-            width: t.width,
-            height: t.height,
-            participant_sid: participant.sid.clone(),
-            participant_identity: participant.identity.clone(),
-            subscribed: false,
-            wanted: None,
-            enabled: true,
-        }
+            participant_identity: participant.identity.as_str().into(),
+            state: Mutex::new(PublicationState {
+                muted: t.muted,
+                width: t.width,
+                height: t.height,
+                participant_sid: participant.sid.as_str().into(),
+                subscribed: false,
+                wanted: None,
+                enabled: true,
+            }),
+        }))
+    }
+
+    /// A publication known only from its subscribed track (subscribed before it was announced).
+    pub(crate) fn unannounced(
+        sid: &str,
+        name: &str,
+        kind: TrackKind,
+        participant_identity: &str,
+    ) -> Self {
+        let p = Self::new(
+            &Participant {
+                identity: participant_identity.to_owned(),
+                ..Participant::default()
+            },
+            &TrackInfo {
+                sid: sid.to_owned(),
+                name: name.to_owned(),
+                kind: Some(kind),
+                source: TrackSource::default(),
+                muted: false,
+                width: 0,
+                height: 0,
+            },
+        );
+        p.state().subscribed = true;
+        p
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PublicationState> {
+        lock(&self.0.state)
+    }
+
+    /// Track sid (`TR_…`).
+    pub fn sid(&self) -> &TrackSid {
+        &self.0.sid
+    }
+
+    /// Track name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Audio or video (`None` for other kinds).
+    pub fn kind(&self) -> Option<TrackKind> {
+        self.0.kind
+    }
+
+    /// Source label.
+    pub fn source(&self) -> TrackSource {
+        self.0.source
+    }
+
+    /// The publisher's identity.
+    pub fn participant_identity(&self) -> &ParticipantIdentity {
+        &self.0.participant_identity
+    }
+
+    /// The publisher's sid now.
+    pub fn participant_sid(&self) -> ParticipantSid {
+        self.state().participant_sid.clone()
+    }
+
+    /// Whether the publisher muted it.
+    pub fn is_muted(&self) -> bool {
+        self.state().muted
+    }
+
+    /// Video width and height as published.
+    pub fn dimensions(&self) -> (u32, u32) {
+        let s = self.state();
+        (s.width, s.height)
+    }
+
+    /// We receive it now (a [`crate::SubscribedTrack`] for it was handed out and flows).
+    pub fn is_subscribed(&self) -> bool {
+        self.state().subscribed
+    }
+
+    /// What the app asked for with [`crate::Room::subscribe`] / [`crate::Room::unsubscribe`]
+    /// (`None`: the room's auto-subscribe setting decides). Kept across rejoins.
+    pub fn wanted(&self) -> Option<bool> {
+        self.state().wanted
+    }
+
+    /// Whether the server forwards it (false after [`crate::Room::set_enabled`] with false).
+    pub fn is_enabled(&self) -> bool {
+        self.state().enabled
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Roster {
     /// By identity.
-    participants: BTreeMap<String, RemoteParticipant>,
+    participants: BTreeMap<ParticipantIdentity, RemoteParticipant>,
     /// Participant sid → identity (sids of the current engine).
-    identities: HashMap<String, String>,
+    identities: HashMap<String, ParticipantIdentity>,
     /// Our own sid on the current engine (updates about it are not remote).
     pub(crate) local_sid: String,
     /// During a rejoin: identities and track sids the new engine has reported again.
@@ -110,58 +318,72 @@ impl Roster {
         self.participants.get(identity).cloned()
     }
 
+    /// The participant whose sid this is on the current engine.
+    pub(crate) fn participant_by_sid(&self, sid: &str) -> Option<RemoteParticipant> {
+        self.participant(self.identities.get(sid)?)
+    }
+
     /// The publication with this track sid, and its participant.
     pub(crate) fn find_track(
         &self,
         track_sid: &str,
-    ) -> Option<(&RemoteParticipant, &RemoteTrackPublication)> {
+    ) -> Option<(RemoteParticipant, RemoteTrackPublication)> {
         self.participants
             .values()
-            .find_map(|p| p.track_publications.get(track_sid).map(|t| (p, t)))
-    }
-
-    fn find_track_mut(&mut self, track_sid: &str) -> Option<&mut RemoteTrackPublication> {
-        self.participants
-            .values_mut()
-            .find_map(|p| p.track_publications.get_mut(track_sid))
+            .find_map(|p| p.track_publication(track_sid).map(|t| (p.clone(), t)))
     }
 
     /// A participant joined or changed (the engine reports both through participant updates).
-    pub(crate) fn participant_joined(&mut self, p: &Participant) -> Option<RoomEvent> {
+    pub(crate) fn participant_joined(&mut self, p: &Participant) -> Vec<RoomEvent> {
         if p.sid == self.local_sid {
-            return None;
+            return Vec::new();
         }
-        self.identities.insert(p.sid.clone(), p.identity.clone());
+        self.identities
+            .insert(p.sid.clone(), p.identity.as_str().into());
         if let Some((seen, _)) = &mut self.rejoin {
             seen.push(p.identity.clone());
         }
-        match self.participants.get_mut(&p.identity) {
-            Some(known) => {
-                let changed = known.name != p.name || known.metadata != p.metadata;
-                if known.sid != p.sid {
-                    // Rejoined (theirs or ours): the new sid names the same participant.
-                    known.sid = p.sid.clone();
-                    for t in known.track_publications.values_mut() {
-                        t.participant_sid = p.sid.clone();
-                    }
-                }
-                known.name = p.name.clone();
-                known.metadata = p.metadata.clone();
-                changed.then(|| RoomEvent::ParticipantUpdated(known.clone()))
-            }
-            None => {
-                let rp = RemoteParticipant {
-                    sid: p.sid.clone(),
-                    identity: p.identity.clone(),
-                    name: p.name.clone(),
-                    metadata: p.metadata.clone(),
-                    connection_quality: None,
-                    track_publications: BTreeMap::new(),
-                };
-                self.participants.insert(p.identity.clone(), rp.clone());
-                Some(RoomEvent::ParticipantConnected(rp))
+        let Some(known) = self.participants.get(p.identity.as_str()) else {
+            let rp = RemoteParticipant::new(p);
+            self.participants
+                .insert(p.identity.as_str().into(), rp.clone());
+            return vec![RoomEvent::ParticipantConnected(rp)];
+        };
+        let mut out = Vec::new();
+        let mut s = known.state();
+        if s.sid != p.sid {
+            // Rejoined (theirs or ours): the new sid names the same participant.
+            s.sid = p.sid.as_str().into();
+            for t in s.publications.values() {
+                t.state().participant_sid = p.sid.as_str().into();
             }
         }
+        s.kind = p.kind;
+        if s.name != p.name {
+            let old_name = std::mem::replace(&mut s.name, p.name.clone());
+            out.push(RoomEvent::ParticipantNameChanged {
+                participant: known.clone(),
+                old_name,
+                name: p.name.clone(),
+            });
+        }
+        if s.metadata != p.metadata {
+            let old_metadata = std::mem::replace(&mut s.metadata, p.metadata.clone());
+            out.push(RoomEvent::ParticipantMetadataChanged {
+                participant: known.clone(),
+                old_metadata,
+                metadata: p.metadata.clone(),
+            });
+        }
+        if s.attributes != p.attributes {
+            let changed_attributes = changed(&s.attributes, &p.attributes);
+            s.attributes = p.attributes.clone();
+            out.push(RoomEvent::ParticipantAttributesChanged {
+                participant: known.clone(),
+                changed_attributes,
+            });
+        }
+        out
     }
 
     /// A participant left: its publications go first (unsubscribed, unpublished), then it.
@@ -170,7 +392,7 @@ impl Roster {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for sid in p.track_publications.keys() {
+        for sid in p.track_publications().keys() {
             out.extend(self.track_unpublished(sid));
         }
         if let Some(p) = self.participants.remove(identity) {
@@ -186,39 +408,44 @@ impl Roster {
             return Vec::new();
         }
         let mut out = Vec::new();
-        if !self.participants.contains_key(&p.identity) {
+        if !self.participants.contains_key(p.identity.as_str()) {
             out.extend(self.participant_joined(p));
         }
         if let Some((_, tracks)) = &mut self.rejoin {
             tracks.push(t.sid.clone());
         }
-        let Some(rp) = self.participants.get_mut(&p.identity) else {
+        let Some(rp) = self.participants.get(p.identity.as_str()).cloned() else {
             return out;
         };
-        match rp.track_publications.get_mut(&t.sid) {
+        let known = rp.track_publication(&t.sid);
+        match known {
             Some(known) => {
                 // Reported again (after a rejoin): keep what the app asked for.
-                let was_muted = known.muted;
-                known.muted = t.muted;
-                known.width = t.width;
-                known.height = t.height;
-                known.participant_sid = p.sid.clone();
+                let was_muted = {
+                    let mut s = known.state();
+                    let was_muted = s.muted;
+                    s.muted = t.muted;
+                    s.width = t.width;
+                    s.height = t.height;
+                    s.participant_sid = p.sid.as_str().into();
+                    was_muted
+                };
                 if was_muted != t.muted {
-                    let publication = known.clone();
-                    out.push(mute_event(t.muted, rp.clone(), publication));
+                    out.push(mute_event(t.muted, rp, known));
                 }
             }
             None => {
-                let mut publication = RemoteTrackPublication::new(p, t);
+                let publication = RemoteTrackPublication::new(p, t);
                 if let Some(i) = self.early.iter().position(|s| *s == t.sid) {
                     self.early.swap_remove(i);
-                    publication.subscribed = true;
+                    publication.state().subscribed = true;
                 }
-                rp.track_publications
-                    .insert(t.sid.clone(), publication.clone());
+                rp.state()
+                    .publications
+                    .insert(t.sid.as_str().into(), publication.clone());
                 out.push(RoomEvent::TrackPublished {
                     publication,
-                    participant: rp.clone(),
+                    participant: rp,
                 });
             }
         }
@@ -229,15 +456,14 @@ impl Roster {
     pub(crate) fn track_unpublished(&mut self, track_sid: &str) -> Vec<RoomEvent> {
         let mut out = Vec::new();
         out.extend(self.track_unsubscribed(track_sid));
-        let Some(identity) = self.find_track(track_sid).map(|(p, _)| p.identity.clone()) else {
+        let Some((participant, _)) = self.find_track(track_sid) else {
             return out;
         };
-        if let Some(rp) = self.participants.get_mut(&identity)
-            && let Some(publication) = rp.track_publications.remove(track_sid)
-        {
+        let removed = participant.state().publications.remove(track_sid);
+        if let Some(publication) = removed {
             out.push(RoomEvent::TrackUnpublished {
                 publication,
-                participant: rp.clone(),
+                participant,
             });
         }
         out
@@ -245,14 +471,15 @@ impl Roster {
 
     /// A track's mute state changed (events only when it really changed).
     pub(crate) fn track_muted(&mut self, track_sid: &str, muted: bool) -> Option<RoomEvent> {
-        let publication = self.find_track_mut(track_sid)?;
-        if publication.muted == muted {
-            return None;
+        let (participant, publication) = self.find_track(track_sid)?;
+        {
+            let mut s = publication.state();
+            if s.muted == muted {
+                return None;
+            }
+            s.muted = muted;
         }
-        publication.muted = muted;
-        let publication = publication.clone();
-        let participant = self.participants.get(&publication.participant_identity)?;
-        Some(mute_event(muted, participant.clone(), publication))
+        Some(mute_event(muted, participant, publication))
     }
 
     /// We receive a track now: the participant and publication (updated) for the event.
@@ -260,68 +487,83 @@ impl Roster {
         &mut self,
         track_sid: &str,
     ) -> Option<(RemoteParticipant, RemoteTrackPublication)> {
-        let Some(publication) = self.find_track_mut(track_sid) else {
+        let Some((participant, publication)) = self.find_track(track_sid) else {
             if !self.early.iter().any(|s| s == track_sid) {
                 self.early.push(track_sid.to_owned());
             }
             return None;
         };
-        publication.subscribed = true;
-        let identity = publication.participant_identity.clone();
-        let participant = self.participants.get(&identity)?.clone();
-        let publication = participant.track_publications.get(track_sid)?.clone();
+        publication.state().subscribed = true;
         Some((participant, publication))
     }
 
     /// We no longer receive a track (events only if we did).
     pub(crate) fn track_unsubscribed(&mut self, track_sid: &str) -> Option<RoomEvent> {
         self.early.retain(|s| s != track_sid);
-        let publication = self.find_track_mut(track_sid)?;
-        if !publication.subscribed {
-            return None;
+        let (participant, publication) = self.find_track(track_sid)?;
+        {
+            let mut s = publication.state();
+            if !s.subscribed {
+                return None;
+            }
+            s.subscribed = false;
         }
-        publication.subscribed = false;
-        let publication = publication.clone();
-        let participant = self
-            .participants
-            .get(&publication.participant_identity)?
-            .clone();
         Some(RoomEvent::TrackUnsubscribed {
             publication,
             participant,
         })
     }
 
+    /// The server could not subscribe us to a track.
+    pub(crate) fn track_subscription_failed(
+        &mut self,
+        track_sid: &str,
+        reason: String,
+    ) -> RoomEvent {
+        let found = self.find_track(track_sid);
+        if let Some((_, publication)) = &found {
+            publication.state().subscribed = false;
+        }
+        RoomEvent::TrackSubscriptionFailed {
+            participant: found.map(|(p, _)| p),
+            track_sid: track_sid.into(),
+            reason,
+        }
+    }
+
     /// Remember what the app asked for (kept across rejoins).
     pub(crate) fn set_wanted(&mut self, track_sid: &str, wanted: bool) {
-        if let Some(p) = self.find_track_mut(track_sid) {
-            p.wanted = Some(wanted);
+        if let Some((_, p)) = self.find_track(track_sid) {
+            p.state().wanted = Some(wanted);
         }
     }
 
     pub(crate) fn set_enabled(&mut self, track_sid: &str, enabled: bool) {
-        if let Some(p) = self.find_track_mut(track_sid) {
-            p.enabled = enabled;
+        if let Some((_, p)) = self.find_track(track_sid) {
+            p.state().enabled = enabled;
         }
     }
 
-    /// Quality updates: one event per participant whose quality changed.
+    /// Quality updates of remote participants: one event per participant whose quality changed.
     pub(crate) fn qualities(&mut self, updates: &[(String, Quality)]) -> Vec<RoomEvent> {
         let mut out = Vec::new();
         for (sid, quality) in updates {
             if *sid == self.local_sid {
                 continue;
             }
-            let Some(identity) = self.identities.get(sid) else {
+            let Some(p) = self.participant_by_sid(sid) else {
                 continue;
             };
-            if let Some(p) = self.participants.get_mut(identity)
-                && p.connection_quality != Some(*quality)
-            {
-                p.connection_quality = Some(*quality);
+            let changed = {
+                let mut s = p.state();
+                let changed = s.connection_quality != Some(*quality);
+                s.connection_quality = Some(*quality);
+                changed
+            };
+            if changed {
                 out.push(RoomEvent::ConnectionQualityChanged {
                     quality: *quality,
-                    participant_identity: p.identity.clone(),
+                    participant: p,
                 });
             }
         }
@@ -335,7 +577,7 @@ impl Roster {
             .filter_map(|(sid, level)| {
                 if *sid == self.local_sid {
                     Some(ActiveSpeaker {
-                        identity: local_identity.to_owned(),
+                        identity: local_identity.into(),
                         level: *level,
                         local: true,
                     })
@@ -366,27 +608,43 @@ impl Roster {
             return Vec::new();
         };
         let mut out = Vec::new();
-        let gone: Vec<String> = self
+        let gone: Vec<ParticipantIdentity> = self
             .participants
             .keys()
-            .filter(|i| !seen.contains(i))
+            .filter(|i| !seen.iter().any(|s| *i == s))
             .cloned()
             .collect();
         for identity in gone {
             out.extend(self.participant_left(&identity));
         }
-        let stale: Vec<String> = self
+        let stale: Vec<TrackSid> = self
             .participants
             .values()
-            .flat_map(|p| p.track_publications.keys())
-            .filter(|sid| !tracks.contains(sid))
-            .cloned()
+            .flat_map(|p| p.track_publications().into_keys())
+            .filter(|sid| !tracks.iter().any(|t| sid == t))
             .collect();
         for sid in stale {
             out.extend(self.track_unpublished(&sid));
         }
         out
     }
+}
+
+/// The attributes that changed from `old` to `new`: new and changed keys with their values,
+/// removed keys with an empty value (as the SDKs report them).
+fn changed(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        out.insert(k.clone(), String::new());
+    }
+    out
 }
 
 fn mute_event(
@@ -415,8 +673,7 @@ mod tests {
         Participant {
             sid: sid.into(),
             identity: identity.into(),
-            name: String::new(),
-            metadata: String::new(),
+            ..Participant::default()
         }
     }
 
@@ -443,16 +700,16 @@ mod tests {
             ..Roster::default()
         };
         let bob = person("PA_bob", "bob");
-        let ev = r.participant_joined(&bob).expect("new participant");
-        assert_eq!(ev.name(), "ParticipantConnected");
+        let ev = r.participant_joined(&bob);
+        assert_eq!(names(&ev), ["ParticipantConnected"]);
         assert!(
-            r.participant_joined(&bob).is_none(),
+            r.participant_joined(&bob).is_empty(),
             "no event for no change"
         );
         let ev = r.track_published(&bob, &track("TR_a", "mic", TrackKind::Audio, false));
         assert_eq!(names(&ev), ["TrackPublished"]);
         let (p, t) = r.track_subscribed("TR_a").expect("known track");
-        assert!(t.subscribed && p.track_publications["TR_a"].subscribed);
+        assert!(t.is_subscribed() && p.track_publications()["TR_a"].is_subscribed());
         assert_eq!(
             r.track_muted("TR_a", true).map(|e| e.name()),
             Some("TrackMuted")
@@ -473,7 +730,7 @@ mod tests {
         assert!(
             r.participant("bob")
                 .expect("still here")
-                .track_publications
+                .track_publications()
                 .is_empty()
         );
         r.track_published(&bob, &track("TR_b", "cam", TrackKind::Video, false));
@@ -492,7 +749,7 @@ mod tests {
             ..Roster::default()
         };
         let me = person("PA_me", "me");
-        assert!(r.participant_joined(&me).is_none());
+        assert!(r.participant_joined(&me).is_empty());
         assert!(
             r.track_published(&me, &track("TR_m", "mic", TrackKind::Audio, false))
                 .is_empty()
@@ -509,7 +766,7 @@ mod tests {
             &track("TR_1", "mic", TrackKind::Audio, false),
         );
         let x = r.participant("x").expect("x");
-        assert!(x.track_publications["TR_1"].subscribed);
+        assert!(x.track_publications()["TR_1"].is_subscribed());
     }
 
     #[test]
@@ -533,7 +790,7 @@ mod tests {
         r.set_wanted("TR_a1", true);
         r.begin_rejoin();
         // The new engine reports a (same sids) with one track; b is gone.
-        assert!(r.participant_joined(&a).is_none());
+        assert!(r.participant_joined(&a).is_empty());
         assert!(
             r.track_published(&a, &track("TR_a1", "mic", TrackKind::Audio, false))
                 .is_empty()
@@ -541,8 +798,8 @@ mod tests {
         let ev = r.end_rejoin();
         assert_eq!(names(&ev), ["ParticipantDisconnected", "TrackUnpublished"]);
         let a_now = r.participant("a").expect("a stayed");
-        assert_eq!(a_now.track_publications.len(), 1);
-        assert_eq!(a_now.track_publications["TR_a1"].wanted, Some(true));
+        assert_eq!(a_now.track_publications().len(), 1);
+        assert_eq!(a_now.track_publications()["TR_a1"].wanted(), Some(true));
         assert!(r.participant("b").is_none());
     }
 
@@ -572,5 +829,82 @@ mod tests {
         assert_eq!(speakers.len(), 2);
         assert!(speakers[0].local && speakers[0].identity == "me");
         assert_eq!(speakers[1].identity, "a");
+    }
+
+    #[test]
+    fn a_kept_handle_reads_the_current_state() {
+        let mut r = Roster::default();
+        let bob = person("PA_bob", "bob");
+        let handle = match r.participant_joined(&bob).pop() {
+            Some(RoomEvent::ParticipantConnected(p)) => p,
+            other => panic!("{other:?}"),
+        };
+        r.track_published(&bob, &track("TR_a", "mic", TrackKind::Audio, false));
+        let publication = handle
+            .track_publication("TR_a")
+            .expect("seen through the handle");
+        r.track_muted("TR_a", true);
+        assert!(
+            publication.is_muted(),
+            "the publication handle follows the mute"
+        );
+        let renamed = Participant {
+            name: "Bob".into(),
+            metadata: "{}".into(),
+            attributes: [("role".to_owned(), "host".to_owned())].into(),
+            ..bob.clone()
+        };
+        let ev = r.participant_joined(&renamed);
+        assert_eq!(
+            names(&ev),
+            [
+                "ParticipantNameChanged",
+                "ParticipantMetadataChanged",
+                "ParticipantAttributesChanged"
+            ]
+        );
+        assert_eq!(handle.name(), "Bob");
+        assert_eq!(handle.attributes()["role"], "host");
+        let RoomEvent::ParticipantAttributesChanged {
+            changed_attributes, ..
+        } = &ev[2]
+        else {
+            panic!("attributes event")
+        };
+        assert_eq!(changed_attributes["role"], "host");
+        // Removed attributes are reported with an empty value.
+        let ev = r.participant_joined(&Participant {
+            attributes: Default::default(),
+            ..renamed
+        });
+        let RoomEvent::ParticipantAttributesChanged {
+            changed_attributes, ..
+        } = &ev[0]
+        else {
+            panic!("attributes event")
+        };
+        assert_eq!(changed_attributes["role"], "");
+        // After leaving, the handle keeps its last state.
+        r.participant_left("bob");
+        assert_eq!(handle.name(), "Bob");
+        assert!(handle.track_publications().is_empty());
+    }
+
+    #[test]
+    fn a_failed_subscription_names_the_publisher() {
+        let mut r = Roster::default();
+        let bob = person("PA_bob", "bob");
+        r.track_published(&bob, &track("TR_a", "cam", TrackKind::Video, false));
+        let RoomEvent::TrackSubscriptionFailed {
+            participant,
+            track_sid,
+            reason,
+        } = r.track_subscription_failed("TR_a", "SE_CODEC_UNSUPPORTED".into())
+        else {
+            panic!("failure event")
+        };
+        assert_eq!(participant.expect("known").identity(), "bob");
+        assert_eq!(track_sid, "TR_a");
+        assert_eq!(reason, "SE_CODEC_UNSUPPORTED");
     }
 }

@@ -71,7 +71,7 @@ pub use tracks::{PublishedTrack, SendError, SubscribedTrack, TrackKey};
 pub use wavecast_config::ReconnectPolicy;
 pub use wavecast_rtc::{
     DataOptions, DecodedAudio, DecodedVideo, EncodedFrame, EngineEvent, EngineOptions, JoinInfo,
-    Participant, PeerRole, TrackInfo, TrackKind, TrackOptions, TrackSource,
+    PeerRole, TrackInfo, TrackKind, TrackOptions, TrackSource,
 };
 
 use outbox::BACKLOG_MAX;
@@ -386,6 +386,14 @@ impl Session {
             .publish_track(TrackOptions::video(name, config.width, config.height))
             .await?;
         VideoPublisher::new(track, config)
+    }
+
+    /// Our publications now (each a fresh handle onto the same publication).
+    pub fn published_tracks(&self) -> Vec<PublishedTrack> {
+        lock(&self.shared.published)
+            .iter()
+            .map(|slot| PublishedTrack::new(slot.clone()))
+            .collect()
     }
 
     /// Stop publishing a track (for good: it is not published again after a rejoin).

@@ -165,6 +165,11 @@ impl PublishedTrack {
         self.slot.current_sid()
     }
 
+    /// Whether it was unpublished (for good).
+    pub fn is_unpublished(&self) -> bool {
+        self.slot.is_unpublished()
+    }
+
     /// Queue one encoded frame (see [`LocalTrack::write`]). Never blocks.
     pub fn write(
         &mut self,

@@ -1,0 +1,158 @@
+//! Ourselves in the room: publishing, muting, data — the official SDKs' `LocalParticipant`.
+
+use std::sync::Arc;
+
+use wavecast_codec::Vp8Config;
+
+use super::events::{Queue, RoomEvent};
+use crate::ids::{ParticipantIdentity, ParticipantSid};
+use crate::session::{
+    AudioPublisher, DataOptions, PublishedTrack, Session, SessionError, TrackOptions,
+    VideoPublisher,
+};
+
+/// Our own participant in a [`crate::Room`]: publish and unpublish tracks, mute them, send data.
+///
+/// A cheap handle (clone it into the tasks that publish). What it publishes survives rejoins:
+/// the room publishes the tracks again on the new connection and the [`PublishedTrack`] handles
+/// write to the new publications by themselves. Each publish and unpublish is also reported as a
+/// [`RoomEvent::LocalTrackPublished`] / [`RoomEvent::LocalTrackUnpublished`].
+///
+/// ```no_run
+/// # async fn demo(room: wavecast_session::Room) -> Result<(), wavecast_session::SessionError> {
+/// use std::time::Instant;
+/// let me = room.local_participant();
+/// let mut mic = me.publish_audio("mic", 1, 32_000).await?;
+/// mic.push(&[0i16; 960], Instant::now())?; // 20 ms of silence at 48 kHz
+/// me.publish_data(b"hello".to_vec(), Default::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LocalParticipant {
+    session: Arc<Session>,
+    queue: Arc<Queue>,
+    identity: ParticipantIdentity,
+}
+
+impl std::fmt::Debug for LocalParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalParticipant")
+            .field("identity", &self.identity)
+            .field("sid", &self.sid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalParticipant {
+    pub(crate) fn new(session: Arc<Session>, queue: Arc<Queue>) -> Self {
+        let identity = session
+            .join_info()
+            .map(|j| j.local.identity.into())
+            .unwrap_or_default();
+        Self {
+            session,
+            queue,
+            identity,
+        }
+    }
+
+    /// Our identity (from the token; the same after every rejoin).
+    pub fn identity(&self) -> &ParticipantIdentity {
+        &self.identity
+    }
+
+    /// Our sid on the current connection (`None` while rejoining; a rejoin brings a new one).
+    pub fn sid(&self) -> Option<ParticipantSid> {
+        self.session.join_info().map(|j| j.local.sid.into())
+    }
+
+    /// Our display name as the server announced it at the last join.
+    pub fn name(&self) -> String {
+        self.session
+            .join_info()
+            .map(|j| j.local.name)
+            .unwrap_or_default()
+    }
+
+    /// Our metadata as the server announced it at the last join.
+    pub fn metadata(&self) -> String {
+        self.session
+            .join_info()
+            .map(|j| j.local.metadata)
+            .unwrap_or_default()
+    }
+
+    /// Publish a track of encoded frames (write them into the returned handle). Fails with
+    /// `NotConnected` while rejoining.
+    pub async fn publish_track(
+        &self,
+        options: TrackOptions,
+    ) -> Result<PublishedTrack, SessionError> {
+        let track = self.session.publish_track(options).await?;
+        self.queue.push(RoomEvent::LocalTrackPublished {
+            publication: track.clone(),
+        });
+        Ok(track)
+    }
+
+    /// Publish an Opus microphone track and wrap it with an encoder (`channels` 1 or 2,
+    /// `bitrate` in bits per second): push 48 kHz PCM into it.
+    pub async fn publish_audio(
+        &self,
+        name: &str,
+        channels: u16,
+        bitrate: u32,
+    ) -> Result<AudioPublisher, SessionError> {
+        let track = self.publish_track(TrackOptions::audio(name)).await?;
+        AudioPublisher::new(track, channels, bitrate)
+    }
+
+    /// Publish a VP8 camera track of the config's size and wrap it with an encoder: push I420
+    /// pictures into it.
+    pub async fn publish_video(
+        &self,
+        name: &str,
+        config: Vp8Config,
+    ) -> Result<VideoPublisher, SessionError> {
+        let track = self
+            .publish_track(TrackOptions::video(name, config.width, config.height))
+            .await?;
+        VideoPublisher::new(track, config)
+    }
+
+    /// Stop publishing a track, for good (it is not published again after a rejoin).
+    pub async fn unpublish_track(&self, track: &PublishedTrack) -> Result<(), SessionError> {
+        let was_published = !track.is_unpublished();
+        self.session.unpublish_track(track).await?;
+        if was_published {
+            self.queue.push(RoomEvent::LocalTrackUnpublished {
+                publication: track.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Mute or unmute one of our tracks (kept across rejoins).
+    pub async fn set_track_muted(
+        &self,
+        track: &PublishedTrack,
+        muted: bool,
+    ) -> Result<(), SessionError> {
+        self.session.set_track_muted(track, muted).await
+    }
+
+    /// Our publications now (what a rejoin publishes again).
+    pub fn track_publications(&self) -> Vec<PublishedTrack> {
+        self.session.published_tracks()
+    }
+
+    /// Send a user data packet to the room (or to the identities in `options`). Fails with
+    /// `NotConnected` while rejoining: data is not queued across a rejoin.
+    pub async fn publish_data(
+        &self,
+        payload: Vec<u8>,
+        options: DataOptions,
+    ) -> Result<(), SessionError> {
+        self.session.publish_data(payload, options).await
+    }
+}
