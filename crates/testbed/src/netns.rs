@@ -369,12 +369,9 @@ fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
-/// A random 32-bit value from the OS-seeded std hasher (no extra dependency).
+/// A random 32-bit value from rand's thread-local generator.
 fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish() as u32
+    rand::random()
 }
 
 #[cfg(test)]
