@@ -172,6 +172,8 @@ fn bad_config_file_errors_name_key_and_source() {
         err.contains("cannot read config file missing.toml"),
         "{err}"
     );
+    // The cause is printed once (as a cause), not also inside the message.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[test]

@@ -198,7 +198,16 @@ pub fn config_error_message(e: &ConfigError) -> String {
             }
             s
         }
-        other => format!("invalid configuration: {other}"),
+        other => {
+            // The message, then its causes (each printed once: messages do not repeat them).
+            let mut s = format!("invalid configuration: {other}");
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                s.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            s
+        }
     }
 }
 

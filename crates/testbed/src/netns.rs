@@ -51,7 +51,7 @@ pub enum NetNsError {
     },
     /// A tool could not be started (not installed?).
     #[error(
-        "cannot run `{tool}` (install Debian's iproute2 and nftables; set {SKIP_ENV}=1 to skip): {source}"
+        "cannot run `{tool}` (install Debian's iproute2 and nftables; set {SKIP_ENV}=1 to skip)"
     )]
     ToolMissing {
         /// The program.
@@ -71,7 +71,7 @@ pub enum NetNsError {
         stderr: String,
     },
     /// Entering the namespace failed.
-    #[error("entering network namespace {name}: {source}")]
+    #[error("entering network namespace {name}")]
     Enter {
         /// The namespace.
         name: String,

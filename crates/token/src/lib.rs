@@ -121,7 +121,7 @@ pub enum TokenError {
         alg: String,
     },
     /// Encoding failed inside the JWT library.
-    #[error("could not sign token: {0}")]
+    #[error("could not sign token")]
     Sign(#[source] jsonwebtoken::errors::Error),
 }
 
