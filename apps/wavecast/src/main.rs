@@ -107,9 +107,15 @@ struct MintArgs {
     /// Participant attribute KEY=VALUE (repeatable).
     #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = parse_kv)]
     attributes: Vec<(String, String)>,
-    /// Lifetime, e.g. 30m, 1h, 2days.
-    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    /// Lifetime, e.g. 30m, 1h, 2days; more than 0s and at most 366days.
+    #[arg(long, default_value = "6h", value_parser = parse_ttl)]
     ttl: Duration,
+}
+
+/// `--ttl`: a humantime duration the token crate accepts (clap names the flag in the error).
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    wavecast_token::check_ttl(ttl).map_err(|e| e.to_string())
 }
 
 fn load_config(g: &Global) -> Result<Config> {

@@ -115,6 +115,31 @@ fn token_json_verifies_and_bad_flags_are_named() {
         "{err}"
     );
 
+    for ttl in ["0s", "100000000000days", "367days"] {
+        let o = run(
+            &[
+                "--api-key",
+                "k",
+                "--api-secret",
+                "s",
+                "token",
+                "--room",
+                "r",
+                "--identity",
+                "a",
+                "--ttl",
+                ttl,
+            ],
+            dir.path(),
+        );
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "--ttl {ttl} accepted: {out}");
+        assert!(
+            err.contains("--ttl") && err.contains("at most"),
+            "--ttl {ttl}: {err}"
+        );
+    }
+
     let o = run(&["token", "--room", "r", "--identity", "a"], dir.path());
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
@@ -147,6 +172,8 @@ fn bad_config_file_errors_name_key_and_source() {
         err.contains("cannot read config file missing.toml"),
         "{err}"
     );
+    // The cause is printed once (as a cause), not also inside the message.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
 #[test]

@@ -198,7 +198,16 @@ pub fn config_error_message(e: &ConfigError) -> String {
             }
             s
         }
-        other => format!("invalid configuration: {other}"),
+        other => {
+            // The message, then its causes (each printed once: messages do not repeat them).
+            let mut s = format!("invalid configuration: {other}");
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                s.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            s
+        }
     }
 }
 
@@ -293,22 +302,14 @@ impl Credentials {
     }
 }
 
-/// A random number from the OS-seeded hasher (identities, retry jitter); not for cryptography.
+/// A random number (identities, retry jitter) from rand's thread-local generator.
 pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
+    rand::random()
 }
 
-/// A uniform random number in `[0, 1)`.
+/// A uniform random number in `[0, 1)` from rand's thread-local generator.
 pub fn random_unit() -> f64 {
-    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+    rand::random()
 }
 
 /// Logs to stderr: `RUST_LOG` if set, else `info` for our crates and `warn` for the rest.

@@ -80,6 +80,6 @@ pub enum CodecError {
         max_pixels: u64,
     },
     /// A pipeline frame could not be had (pool empty, bad layout).
-    #[error("frame pipeline: {0}")]
+    #[error("frame pipeline error")]
     Pipeline(#[from] wavecast_pipeline::PipelineError),
 }

@@ -314,10 +314,9 @@ impl Marker {
 /// A sample is *loud* when its magnitude reaches half the tone's amplitude; a marker is reported
 /// once no loud sample has arrived for `min_gap`, after some sound. Its position is the sample
 /// after the last loud one, so on a lossless path it lands at most `1 / (6 f)` before the true
-/// gap start (0.38 ms for a 440 Hz tone). Behind Opus it is shifted by the codec delay: measured
-/// with libopus at 20 ms frames, a 440 Hz tone at 24–64 kbit/s gave every marker at
-/// 6.4–6.6 ms (the encoder lookahead); a chirp at 16 kbit/s or a tone at 12 kbit/s lost or
-/// delayed some markers by a few ms.
+/// gap start (0.38 ms for a 440 Hz tone). Behind Opus it is shifted by the codec delay (the
+/// encoder lookahead), so callers allow for a few ms; the figures are in docs/PERFORMANCE.md,
+/// "Marker detection behind Opus".
 #[derive(Clone, Debug)]
 pub struct MarkerDetector {
     loud: i32,

@@ -1,6 +1,11 @@
 //! Steady state allocates nothing: ≥ 10 000 audio frames and ≥ 1 000 720p video frames flow
 //! through pools, the audio ring, the video mailbox and two 3-way fan-outs, on five threads,
 //! while a counting global allocator watches every thread of the pipeline.
+//!
+//! Nothing here depends on how the scheduler interleaves the threads: the producer keeps
+//! producing (still measuring) until every consumer has done [`MEASURED_WORK`] units of work
+//! inside the measured section, however long that takes (bounded only by a generous deadline
+//! that means a consumer is stuck, not slow).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -58,11 +63,32 @@ static GLOBAL: Counting = Counting;
 const AUDIO_FRAMES: u64 = 10_000;
 const VIDEO_EVERY: u64 = 10; // one 720p frame per ten 10 ms audio frames → 1 000 video frames
 const CONSUMERS: usize = 4;
+/// Units of work each consumer must have done while measuring before the measurement ends.
+const MEASURED_WORK: u64 = 100;
+/// A consumer that has not caught up after this long is stuck, not slow.
+const DEADLINE: Duration = Duration::from_secs(120);
 
+/// What the consumers did inside the measured section.
 #[derive(Default)]
 struct Seen {
+    /// Audio frames the analyser consumed.
     audio: AtomicU64,
+    /// Video frames the renderer consumed.
     video: AtomicU64,
+    /// Frames (either kind) the recorder consumed.
+    recorded: AtomicU64,
+    /// Non-empty 10 ms pulls from the ring.
+    played: AtomicU64,
+}
+
+impl Seen {
+    fn least(&self) -> u64 {
+        [&self.audio, &self.video, &self.recorded, &self.played]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
 }
 
 #[test]
@@ -182,9 +208,10 @@ fn steady_state_allocates_nothing() {
     }));
 
     // Recorder: every frame it can get, checksummed.
+    let m = measured.clone();
     let recorder_thread = consumer(Box::new({
         let mut checksum = 0u64;
-        move |_| {
+        move |measuring| {
             let mut did = false;
             while let Some(frame) = audio_recorder.pop() {
                 checksum = frame
@@ -192,10 +219,16 @@ fn steady_state_allocates_nothing() {
                     .iter()
                     .fold(checksum, |acc, &s| acc.wrapping_add(s as u16 as u64));
                 did = true;
+                if measuring {
+                    m.recorded.fetch_add(1, Ordering::Relaxed);
+                }
             }
             while let Some(frame) = video_recorder.pop() {
                 checksum = checksum.wrapping_add(u64::from(frame.plane(1).row(0)[0]));
                 did = true;
+                if measuring {
+                    m.recorded.fetch_add(1, Ordering::Relaxed);
+                }
             }
             std::hint::black_box(checksum);
             did
@@ -203,11 +236,15 @@ fn steady_state_allocates_nothing() {
     }));
 
     // Playback: 10 ms pulls from the ring, as an audio callback would.
+    let m = measured.clone();
     let playback_thread = consumer(Box::new({
         let mut out = vec![0i16; spc * 2];
-        move |_| {
+        move |measuring| {
             let n = ring_out.pop(&mut out);
             std::hint::black_box(&out);
+            if n > 0 && measuring {
+                m.played.fetch_add(1, Ordering::Relaxed);
+            }
             n > 0
         }
     }));
@@ -216,6 +253,7 @@ fn steady_state_allocates_nothing() {
     let producer = thread::spawn({
         let warmed = warmed.clone();
         let done = done.clone();
+        let measured = measured.clone();
         move || {
             PIPELINE_THREAD.with(|t| t.set(true));
             let mut sequence = 0u64;
@@ -225,8 +263,15 @@ fn steady_state_allocates_nothing() {
             let started = std::time::Instant::now();
             loop {
                 assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "pipeline did not finish in 120 s (a consumer died?)"
+                    started.elapsed() < DEADLINE,
+                    "pipeline did not finish in {DEADLINE:?} (a consumer stuck?): \
+                     warmed {} of {CONSUMERS}; while measuring: analyser {} audio, renderer {} \
+                     video, recorder {}, playback {}",
+                    warmed.load(Ordering::Acquire),
+                    measured.audio.load(Ordering::Relaxed),
+                    measured.video.load(Ordering::Relaxed),
+                    measured.recorded.load(Ordering::Relaxed),
+                    measured.played.load(Ordering::Relaxed),
                 );
                 let measuring = MEASURING.load(Ordering::Relaxed);
                 if !measuring && warmed.load(Ordering::Acquire) == CONSUMERS && sequence > 500 {
@@ -265,8 +310,11 @@ fn steady_state_allocates_nothing() {
                 }
                 if measuring {
                     measured_audio += 1;
+                    // Done once the quota is sent *and* every consumer has worked while
+                    // measuring: an outcome, not a time the consumers were given.
                     if measured_audio >= AUDIO_FRAMES
                         && measured_video >= AUDIO_FRAMES / VIDEO_EVERY
+                        && measured.least() >= MEASURED_WORK
                     {
                         break;
                     }
@@ -276,8 +324,6 @@ fn steady_state_allocates_nothing() {
                     thread::yield_now();
                 }
             }
-            // Give consumers time to drain while still measuring.
-            thread::sleep(Duration::from_millis(50));
             MEASURING.store(false, Ordering::Relaxed);
             done.store(true, Ordering::Release);
             (
@@ -308,22 +354,34 @@ fn steady_state_allocates_nothing() {
     let ring = ring_in.stats();
     eprintln!(
         "sent {audio_sent} audio / {video_sent} video frames while measuring; skipped {skipped}; \
-         consumers saw {} audio / {} video; audio pool {:?}; video pool {:?}; ring {:?}; video fan-out {:?}",
+         consumers saw {} audio / {} video / {} recorded / {} played; audio pool {:?}; \
+         video pool {:?}; ring {:?}; video fan-out {:?}",
         measured.audio.load(Ordering::Relaxed),
         measured.video.load(Ordering::Relaxed),
+        measured.recorded.load(Ordering::Relaxed),
+        measured.played.load(Ordering::Relaxed),
         audio_pool.stats(),
         video_pool.stats(),
         ring,
         video_fan.stats().collect::<Vec<_>>(),
     );
     assert!(audio_sent >= 10_000 && video_sent >= 1_000);
+    // Guaranteed by the producer's exit condition; restated as the outcome this test proves.
     assert!(
-        measured.audio.load(Ordering::Relaxed) > 0,
+        measured.audio.load(Ordering::Relaxed) >= MEASURED_WORK,
         "the analyser consumed audio while measuring"
     );
     assert!(
-        measured.video.load(Ordering::Relaxed) > 0,
+        measured.video.load(Ordering::Relaxed) >= MEASURED_WORK,
         "the renderer consumed video while measuring"
+    );
+    assert!(
+        measured.recorded.load(Ordering::Relaxed) >= MEASURED_WORK,
+        "the recorder consumed frames while measuring"
+    );
+    assert!(
+        measured.played.load(Ordering::Relaxed) >= MEASURED_WORK,
+        "playback read from the ring while measuring"
     );
     assert!(ring.samples_read > 0, "playback read from the ring");
     assert_eq!(

@@ -163,7 +163,7 @@ impl IntoResponse for ApiError {
 
 impl From<crate::ServiceError> for ApiError {
     fn from(e: crate::ServiceError) -> Self {
-        tracing::error!(error = %e, "request failed");
+        tracing::error!(error = %crate::error::chain(&e), "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage_error",

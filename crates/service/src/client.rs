@@ -10,7 +10,7 @@ use crate::policy::Grant;
 #[non_exhaustive]
 pub enum ClientError {
     /// The service could not be reached.
-    #[error("cannot reach the service at {url}: {source}")]
+    #[error("cannot reach the service at {url}")]
     Http {
         /// The endpoint.
         url: String,
@@ -29,7 +29,7 @@ pub enum ClientError {
         message: String,
     },
     /// The answer was not the expected JSON.
-    #[error("unexpected answer from {url}: {source}")]
+    #[error("unexpected answer from {url}")]
     Decode {
         /// The endpoint.
         url: String,

@@ -21,7 +21,7 @@ pub enum ServiceError {
         message: String,
     },
     /// The database could not be opened.
-    #[error("cannot open the database {url}: {source}")]
+    #[error("cannot open the database {url}")]
     Connect {
         /// The database URL with any password removed.
         url: String,
@@ -30,7 +30,7 @@ pub enum ServiceError {
         source: sqlx::Error,
     },
     /// Applying the migrations failed.
-    #[error("cannot apply the migrations to {url}: {source}")]
+    #[error("cannot apply the migrations to {url}")]
     Migrate {
         /// The database URL with any password removed.
         url: String,
@@ -39,7 +39,7 @@ pub enum ServiceError {
         source: sqlx::migrate::MigrateError,
     },
     /// A query failed.
-    #[error("storage: {what}: {source}")]
+    #[error("storage: {what}")]
     Storage {
         /// What was being done.
         what: &'static str,
@@ -48,7 +48,7 @@ pub enum ServiceError {
         source: sqlx::Error,
     },
     /// The listening socket failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -56,4 +56,16 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `e` and its causes, `: `-separated, for a log line (messages do not repeat their causes).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }

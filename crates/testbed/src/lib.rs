@@ -79,7 +79,7 @@ pub enum TestbedError {
     #[error("no Python venv with the LiveKit SDK at {0}: run `just setup`")]
     PythonNotFound(PathBuf),
     /// An IO operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

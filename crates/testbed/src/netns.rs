@@ -51,7 +51,7 @@ pub enum NetNsError {
     },
     /// A tool could not be started (not installed?).
     #[error(
-        "cannot run `{tool}` (install Debian's iproute2 and nftables; set {SKIP_ENV}=1 to skip): {source}"
+        "cannot run `{tool}` (install Debian's iproute2 and nftables; set {SKIP_ENV}=1 to skip)"
     )]
     ToolMissing {
         /// The program.
@@ -71,7 +71,7 @@ pub enum NetNsError {
         stderr: String,
     },
     /// Entering the namespace failed.
-    #[error("entering network namespace {name}: {source}")]
+    #[error("entering network namespace {name}")]
     Enter {
         /// The namespace.
         name: String,
@@ -369,12 +369,9 @@ fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
-/// A random 32-bit value from the OS-seeded std hasher (no extra dependency).
+/// A random 32-bit value from rand's thread-local generator.
 fn random_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish() as u32
+    rand::random()
 }
 
 #[cfg(test)]

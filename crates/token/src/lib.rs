@@ -43,6 +43,10 @@ pub use livekit_api::access_token::{Claims, VideoGrants};
 
 /// Default token lifetime: six hours, as the official SDKs use.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(6 * 3600);
+/// Longest lifetime [`TokenBuilder`] mints: 366 days (a year, leap or not). A token is a
+/// bearer credential; one that outlives a year is a leaked key in all but name, and a typo such
+/// as `--ttl 100000000000days` should be refused, not minted.
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Default clock-skew leeway accepted by [`Verifier`].
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
 
@@ -65,6 +69,16 @@ pub enum TokenError {
     /// The API key or secret is empty.
     #[error("missing API {0}: both an API key and an API secret are needed to mint a token")]
     MissingKey(&'static str),
+    /// The lifetime is zero or longer than [`MAX_TTL`].
+    #[error(
+        "invalid token lifetime (ttl) of {}s: it must be more than 0s and at most {}s (366 days)",
+        ttl.as_secs_f64(),
+        MAX_TTL.as_secs()
+    )]
+    InvalidTtl {
+        /// The lifetime that was asked for.
+        ttl: Duration,
+    },
     /// The claims are inconsistent (for example a join grant without a room).
     #[error("invalid claims: {0}")]
     InvalidClaims(String),
@@ -107,7 +121,7 @@ pub enum TokenError {
         alg: String,
     },
     /// Encoding failed inside the JWT library.
-    #[error("could not sign token: {0}")]
+    #[error("could not sign token")]
     Sign(#[source] jsonwebtoken::errors::Error),
 }
 
@@ -316,7 +330,9 @@ impl TokenBuilder {
         self
     }
 
-    /// Lifetime from the issue time (default [`DEFAULT_TTL`]).
+    /// Lifetime from the issue time (default [`DEFAULT_TTL`]); more than zero and at most
+    /// [`MAX_TTL`], or [`TokenBuilder::claims`] and [`TokenBuilder::mint`] refuse it (see
+    /// [`check_ttl`]).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -336,6 +352,7 @@ impl TokenBuilder {
 
     /// The claims this builder describes, issued by `api_key`.
     pub fn claims(&self, api_key: &str) -> Result<Claims, TokenError> {
+        check_ttl(self.ttl)?;
         let now = self.issued_at.unwrap_or_else(unix_now);
         let mut video = self.grants.clone().unwrap_or_default();
         if video.room.is_empty() {
@@ -371,6 +388,15 @@ impl TokenBuilder {
         let claims = self.claims(&keys.key)?;
         encode(&claims, keys)
     }
+}
+
+/// Accept a token lifetime: more than zero and at most [`MAX_TTL`]. A lifetime under a
+/// second counts as zero (tokens carry whole seconds).
+pub fn check_ttl(ttl: Duration) -> Result<Duration, TokenError> {
+    if ttl.as_secs() == 0 || ttl > MAX_TTL {
+        return Err(TokenError::InvalidTtl { ttl });
+    }
+    Ok(ttl)
 }
 
 /// Sign arbitrary claims with `keys` (HS256), as LiveKit expects.
@@ -565,6 +591,30 @@ mod tests {
                 "{preset}"
             );
             assert_eq!(claims.video.hidden, expected.hidden, "{preset}");
+        }
+    }
+
+    #[test]
+    fn zero_and_too_long_lifetimes_are_refused() {
+        let builder = TokenBuilder::new("a").room("r").preset(Preset::Viewer);
+        for ttl in [
+            Duration::ZERO,
+            Duration::from_millis(999),
+            MAX_TTL + Duration::from_secs(1),
+            Duration::from_secs(100_000_000_000 * 86_400),
+        ] {
+            let err = builder.clone().ttl(ttl).mint(&keys()).unwrap_err();
+            assert!(
+                matches!(err, TokenError::InvalidTtl { ttl: t } if t == ttl),
+                "{ttl:?}: {err}"
+            );
+            assert!(err.to_string().contains("ttl"), "{err}");
+            assert!(builder.clone().ttl(ttl).claims("k").is_err());
+        }
+        for ttl in [Duration::from_secs(1), MAX_TTL] {
+            let jwt = mint(builder.clone().ttl(ttl));
+            let claims = Verifier::new([keys()]).verify_at(&jwt, NOW).unwrap();
+            assert_eq!(claims.exp as u64, NOW + ttl.as_secs());
         }
     }
 

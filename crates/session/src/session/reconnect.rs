@@ -3,17 +3,9 @@
 
 use super::*;
 
-/// A value in `[0, 1)` from the OS-seeded std hasher (jitter needs no better randomness).
+/// A value in `[0, 1)` for the retry jitter, from rand's thread-local generator.
 pub(crate) fn unit_random() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    rand::random()
 }
 
 /// Close an engine: a clean leave once no call holds it any more, or a plain stop (abort) after

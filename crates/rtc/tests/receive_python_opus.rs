@@ -1,5 +1,6 @@
-//! Spike: our engine joins, answers the subscriber offer, connects both connections and receives
-//! the Opus packets of a tone the official Python SDK publishes.
+//! Subscribing to the official Python SDK: our engine joins, answers the subscriber offer,
+//! connects both connections and receives the Opus packets of a tone the Python SDK publishes.
+//! (The spike that chose str0m, docs/adr/0001-webrtc-stack.md, started as this test.)
 
 mod common;
 
@@ -12,11 +13,11 @@ use wavecast_testbed::{LiveKitServer, PythonPeer};
 async fn receives_opus_from_python_publisher() {
     common::init_tracing();
     let server = LiveKitServer::start().expect("server starts");
-    let (mut engine, mut events) = common::join(&server, "spike", "rust-sub").await;
+    let (mut engine, mut events) = common::join(&server, "python-opus", "rust-sub").await;
     let mut py = PythonPeer::spawn(
         &server,
         "engine_peer.py",
-        &["publish", "spike", "py-pub", "8"],
+        &["publish", "python-opus", "py-pub", "8"],
     )
     .expect("python starts");
     common::wait_connected(&mut events, Duration::from_secs(10)).await;
