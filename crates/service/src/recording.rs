@@ -23,10 +23,15 @@ use wavecast_stream::record::{Manifest, RecordError, Recorder, RecorderOptions, 
 use wavecast_token::Preset;
 
 use crate::api::{ApiError, AppState, JsonBody, Shared, bearer, caller, new_id, now};
+use crate::auth::Principal;
 use crate::store::{Recording, Store, Stream, StreamStatus};
 
 /// Reason given to a recording stopped by `POST …/recording {"action":"stop"}`.
 const STOPPED: &str = "stopped";
+
+/// `started_by` of a recording the admin key started (`started_by_admin_key` tells it apart from
+/// a user whose `sub` is the same text).
+const ADMIN_KEY_STARTER: &str = "admin key";
 
 /// What a recording's owner task answers when it has finished.
 type Outcome = Result<Finished, ApiError>;
@@ -154,8 +159,9 @@ pub(crate) async fn control(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let who = owner_or_admin(&state, &headers)?;
     let stream = crate::streams::load(&state, &id).await?;
-    if who != "admin" {
-        crate::streams::owned(&stream, &who)?;
+    match &who {
+        Principal::AdminKey => {}
+        Principal::User(c) => crate::streams::owned(&stream, &c.user)?,
     }
     match req.action {
         Action::Start => {
@@ -181,17 +187,21 @@ fn to_json(v: &impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).expect("a recording serialises")
 }
 
-/// `admin` for the admin key, else the authenticated caller's `sub`.
-fn owner_or_admin(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+/// The admin key, else the authenticated caller.
+fn owner_or_admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     if let (Some(key), Some(b)) = (&state.settings.admin_key, bearer(headers))
         && key.matches(b)
     {
-        return Ok("admin".into());
+        return Ok(Principal::AdminKey);
     }
-    Ok(caller(state, headers)?.user)
+    Ok(Principal::User(caller(state, headers)?))
 }
 
-async fn start(state: &Arc<AppState>, stream: &Stream, who: &str) -> Result<Recording, ApiError> {
+async fn start(
+    state: &Arc<AppState>,
+    stream: &Stream,
+    who: &Principal,
+) -> Result<Recording, ApiError> {
     let Some(root) = state.recordings.dir.clone() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -227,7 +237,11 @@ async fn start(state: &Arc<AppState>, stream: &Stream, who: &str) -> Result<Reco
         stream_id: stream.id.clone(),
         room: stream.room.clone(),
         state: "recording".into(),
-        started_by: who.to_owned(),
+        started_by: match who {
+            Principal::AdminKey => ADMIN_KEY_STARTER.to_owned(),
+            Principal::User(c) => c.user.clone(),
+        },
+        started_by_admin_key: who.is_admin_key(),
         started_at: now(),
         ended_at: None,
         end_reason: None,

@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "recordings",
         include_str!("../migrations/0002_recordings.sql"),
     ),
+    (
+        3,
+        "hardening",
+        include_str!("../migrations/0003_hardening.sql"),
+    ),
 ];
 
 /// Most groups of one caller considered for grants.
@@ -101,8 +106,11 @@ pub struct Recording {
     pub state: String,
     /// The room manifest, relative to `service.recordings_dir` (the WebM files are next to it).
     pub manifest: String,
-    /// Who started it: the caller's `sub`, or `admin`.
+    /// Who started it: the caller's `sub`, or `admin key`.
     pub started_by: String,
+    /// Whether the admin key started it (then `started_by` is `admin key`); a user whose `sub`
+    /// reads `admin key` is still a user.
+    pub started_by_admin_key: bool,
     /// Unix seconds.
     pub started_at: i64,
     /// Unix seconds; `None` while recording.
@@ -259,6 +267,7 @@ fn recording_of(row: &AnyRow) -> Result<Recording, sqlx::Error> {
         state: row.try_get("state")?,
         manifest: row.try_get("manifest")?,
         started_by: row.try_get("started_by")?,
+        started_by_admin_key: row.try_get::<String, _>("started_by_kind")? == "admin_key",
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,
         end_reason: row.try_get("end_reason")?,
@@ -267,7 +276,7 @@ fn recording_of(row: &AnyRow) -> Result<Recording, sqlx::Error> {
 }
 
 const RECORDING_COLUMNS: &str = "id, stream_id, room, recorder_identity, state, manifest, \
-                                 started_by, started_at, ended_at, end_reason, error";
+                                 started_by, started_by_kind, started_at, ended_at, end_reason, error";
 const GRANT_COLUMNS: &str =
     "id, subject_kind, subject, room_pattern, role, not_before, expires_at, revoked_at, created_at";
 const STREAM_COLUMNS: &str = "id, owner, name, metadata, max_participants, room, status, \
@@ -504,8 +513,8 @@ impl Store {
     pub async fn insert_recording(&self, r: &Recording) -> Result<bool, ServiceError> {
         let n = sqlx::query(
             "INSERT INTO recordings (id, stream_id, room, recorder_identity, state, manifest, \
-             started_by, started_at, ended_at, end_reason, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+             started_by, started_at, ended_at, end_reason, error, started_by_kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
         )
         .bind(&r.id)
         .bind(&r.stream_id)
@@ -518,6 +527,11 @@ impl Store {
         .bind(r.ended_at)
         .bind(r.end_reason.as_deref())
         .bind(r.error.as_deref())
+        .bind(if r.started_by_admin_key {
+            "admin_key"
+        } else {
+            "user"
+        })
         .execute(&self.pool)
         .await
         .map_err(db("insert a recording"))?

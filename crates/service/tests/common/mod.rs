@@ -397,6 +397,7 @@ macro_rules! suite {
             bursts_are_rate_limited_per_caller,
             recording_starts_stops_and_refuses_bad_requests,
             recordings_end_with_the_stream_and_the_service,
+            a_user_named_admin_has_no_admin_powers,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

@@ -896,6 +896,7 @@ pub async fn recordings_end_with_the_stream_and_the_service(backend: Backend) {
         state: "recording".into(),
         manifest: format!("{third}/r_ghost/gone.json"),
         started_by: "gina".into(),
+        started_by_admin_key: false,
         started_at: now(),
         ended_at: None,
         end_reason: None,
@@ -970,6 +971,39 @@ pub async fn recordings_end_with_the_stream_and_the_service(backend: Backend) {
     assert_eq!(
         (row.state.as_str(), row.end_reason.as_deref()),
         ("stopped", Some("service shutdown"))
+    );
+    bed.stop().await;
+}
+
+/// Issue 18: the admin key is a principal of its own, never a name. A login user whose `sub` is
+/// `admin` (even one with a grant for the room) cannot start or stop recordings of someone
+/// else's stream; the admin key can, and its recording says it was the key.
+pub async fn a_user_named_admin_has_no_admin_powers(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let owner = bed.login("erin", &[]);
+    let (id, _room) = bed.live_stream(&owner, "Erin's show").await;
+    bed.grant(json!({"user": "admin", "room": "stream-*", "role": "viewer"}))
+        .await;
+    let impostor = bed.login("admin", &["admin"]);
+
+    let (s, e) = bed.recording(&id, Some(&impostor), "start").await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("not_owner")), "{e}");
+    let v = bed
+        .wait_for(&format!("/v1/streams/{id}"), &owner, JOIN, |_| true)
+        .await;
+    assert_eq!(v["recordings"], json!([]), "the impostor started one: {v}");
+
+    // The admin key starts it; the impostor cannot stop it either.
+    let (s, rec) = bed.recording(&id, Some(ADMIN_KEY), "start").await;
+    assert_eq!(s, 201, "{rec}");
+    assert_eq!(rec["started_by_admin_key"], true, "{rec}");
+    let (s, e) = bed.recording(&id, Some(&impostor), "stop").await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("not_owner")), "{e}");
+    let (s, done) = bed.recording(&id, Some(&owner), "stop").await;
+    assert_eq!(
+        (s, done["state"].as_str()),
+        (200, Some("stopped")),
+        "{done}"
     );
     bed.stop().await;
 }
