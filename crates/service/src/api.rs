@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use wavecast_token::TokenBuilder;
 
 use crate::auth::Caller;
+use crate::guard::{AdminOnly, User};
 use crate::policy::{self, Grant, Role, Subject};
 use crate::settings::Settings;
 use crate::store::{Store, StreamStatus};
@@ -24,7 +25,7 @@ use crate::store::{Store, StreamStatus};
 /// Largest webhook body accepted (LiveKit's events are a few KiB).
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// Where LiveKit posts its webhooks.
-const WEBHOOK_PATH: &str = "/v1/livekit/webhook";
+pub(crate) const WEBHOOK_PATH: &str = "/v1/livekit/webhook";
 /// Timeout of each call to the LiveKit server API.
 pub(crate) const LIVEKIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,8 +41,10 @@ pub(crate) struct AppState {
     pub store: Store,
     pub rooms: RoomClient,
     pub webhooks: WebhookReceiver,
+    /// Checks a webhook's signing JWT before its body is read (the receiver checks both).
+    pub webhook_tokens: livekit_api::access_token::TokenVerifier,
     pub recordings: crate::recording::Recordings,
-    limiter: Limiter,
+    pub limiter: Limiter,
 }
 
 impl AppState {
@@ -53,11 +56,11 @@ impl AppState {
         let rooms = RoomClient::with_api_key(&http, settings.keys.key(), settings.keys.secret())
             .with_failover(false)
             .with_request_timeout(LIVEKIT_TIMEOUT);
-        let webhooks =
-            WebhookReceiver::new(livekit_api::access_token::TokenVerifier::with_api_key(
-                settings.keys.key(),
-                settings.keys.secret(),
-            ));
+        let webhook_tokens = livekit_api::access_token::TokenVerifier::with_api_key(
+            settings.keys.key(),
+            settings.keys.secret(),
+        );
+        let webhooks = WebhookReceiver::new(webhook_tokens.clone());
         let per_minute = NonZeroU32::new(settings.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.rate_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
@@ -67,6 +70,7 @@ impl AppState {
             store,
             rooms,
             webhooks,
+            webhook_tokens,
             recordings,
             limiter,
         }
@@ -104,6 +108,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             crate::body::bounded(limits, req, next)
         }))
+        // Outermost, so first: who calls, and may they now — before any body is read.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::guard,
+        ))
         .with_state(state)
 }
 
@@ -219,59 +228,6 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// Authenticate the caller from `Authorization: Bearer <jwt>` and apply its rate limit.
-pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let token = bearer(headers).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "send Authorization: Bearer <JWT from your login>",
-        )
-    })?;
-    let caller = state
-        .settings
-        .caller_auth
-        .verify(token)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.0))?;
-    if state.limiter.len() > 100_000 {
-        state.limiter.retain_recent();
-    }
-    if let Err(not_until) = state.limiter.check_key(&caller.user) {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many requests from {:?}: at most {} per minute (burst {})",
-                caller.user, state.settings.rate_per_minute, state.settings.rate_burst
-            ),
-        );
-        e.retry_after = Some(wait.as_secs().max(1));
-        return Err(e);
-    }
-    Ok(caller)
-}
-
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(key) = &state.settings.admin_key else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "admin endpoints are disabled: set service.admin_key",
-        ));
-    };
-    match bearer(headers) {
-        Some(k) if key.matches(k) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "admin endpoints need Authorization: Bearer <service.admin_key>",
-        )),
-    }
-}
-
 pub(crate) fn now() -> i64 {
     i64::try_from(wavecast_token::unix_now()).unwrap_or(i64::MAX)
 }
@@ -354,10 +310,9 @@ struct TokenResponse {
 
 async fn token(
     State(state): Shared,
-    headers: HeaderMap,
+    User(caller): User,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let caller = caller(&state, &headers)?;
     policy::check_room(&req.room).map_err(|m| ApiError::bad_request("invalid_room", m))?;
     if let Some(n) = &req.name
         && (n.len() > 128 || n.chars().any(char::is_control))
@@ -426,10 +381,9 @@ pub struct NewGrant {
 
 async fn add_grant(
     State(state): Shared,
-    headers: HeaderMap,
+    _: AdminOnly,
     JsonBody(req): JsonBody<NewGrant>,
 ) -> Result<(StatusCode, Json<Grant>), ApiError> {
-    admin(&state, &headers)?;
     let subject = match (req.user, req.group) {
         (Some(u), None) => Subject::User(u),
         (None, Some(g)) => Subject::Group(g),
@@ -476,10 +430,9 @@ struct GrantQuery {
 
 async fn list_grants(
     State(state): Shared,
-    headers: HeaderMap,
+    _: AdminOnly,
     q: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Grant>>, ApiError> {
-    admin(&state, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let subject = match (q.user, q.group) {
         (Some(u), None) => Some(Subject::User(u)),
@@ -500,10 +453,9 @@ async fn list_grants(
 
 async fn revoke_grant(
     State(state): Shared,
-    headers: HeaderMap,
+    _: AdminOnly,
     Path(id): Path<String>,
 ) -> Result<Json<Grant>, ApiError> {
-    admin(&state, &headers)?;
     if id.len() > 64 {
         return Err(ApiError::not_found("grant"));
     }
@@ -525,10 +477,9 @@ struct EventQuery {
 
 async fn list_events(
     State(state): Shared,
-    headers: HeaderMap,
+    _: AdminOnly,
     q: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<crate::store::StoredEvent>>, ApiError> {
-    admin(&state, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(1000).min(10_000);
     Ok(Json(state.store.events(q.room.as_deref(), limit).await?))

@@ -112,6 +112,43 @@ async fn drain(mut seen: usize, stream: &mut axum::body::BodyDataStream) {
     }
 }
 
+/// Longest time spent discarding the body of a refused request.
+const REFUSED_DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Answer `response` to a request refused before its body was read (no credentials, over the
+/// rate limit): the body is never parsed, only read and thrown away — at most `limit` bytes for
+/// at most [`REFUSED_DRAIN_TIME`] — so that the answer reaches the client intact. A body longer
+/// than that (or slower) closes the connection after the answer.
+pub(crate) async fn refuse_unread(req: Request, limit: usize, mut response: Response) -> Response {
+    let declared = declared_length(req.headers());
+    let complete = if declared.is_some_and(|n| n > limit as u64) {
+        false
+    } else {
+        let mut stream = req.into_body().into_data_stream();
+        let deadline = tokio::time::Instant::now() + REFUSED_DRAIN_TIME;
+        let mut seen = 0usize;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(None) => break true,
+                Ok(Some(Ok(chunk))) => {
+                    seen += chunk.len();
+                    if seen > limit {
+                        break false;
+                    }
+                }
+                _ => break false,
+            }
+        }
+    };
+    if !complete {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

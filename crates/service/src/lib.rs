@@ -61,6 +61,7 @@ mod body;
 pub mod cli;
 mod client;
 mod error;
+mod guard;
 pub mod policy;
 mod recording;
 mod settings;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
@@ -22,8 +22,9 @@ use wavecast_session::{Credentials, SessionOptions};
 use wavecast_stream::record::{Manifest, RecordError, Recorder, RecorderOptions, recover_dir};
 use wavecast_token::Preset;
 
-use crate::api::{ApiError, AppState, JsonBody, Shared, bearer, caller, new_id, now};
+use crate::api::{ApiError, AppState, JsonBody, Shared, new_id, now};
 use crate::auth::Principal;
+use crate::guard::Authed;
 use crate::store::{Recording, Store, Stream, StreamStatus};
 
 /// Reason given to a recording stopped by `POST …/recording {"action":"stop"}`.
@@ -153,11 +154,10 @@ enum Action {
 /// `POST /v1/streams/{id}/recording`: the stream's owner or the admin key starts or stops it.
 pub(crate) async fn control(
     State(state): Shared,
-    headers: HeaderMap,
+    Authed(who): Authed,
     UrlPath(id): UrlPath<String>,
     JsonBody(req): JsonBody<RecordingRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let who = owner_or_admin(&state, &headers)?;
     let stream = crate::streams::load(&state, &id).await?;
     match &who {
         Principal::AdminKey => {}
@@ -185,16 +185,6 @@ pub(crate) async fn control(
 
 fn to_json(v: &impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).expect("a recording serialises")
-}
-
-/// The admin key, else the authenticated caller.
-fn owner_or_admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    if let (Some(key), Some(b)) = (&state.settings.admin_key, bearer(headers))
-        && key.matches(b)
-    {
-        return Ok(Principal::AdminKey);
-    }
-    Ok(Principal::User(caller(state, headers)?))
 }
 
 async fn start(

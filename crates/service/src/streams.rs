@@ -2,11 +2,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use livekit_api::services::room::CreateRoomOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, JsonBody, Minted, Shared, caller, mint, new_id, now};
+use crate::api::{ApiError, JsonBody, Minted, Shared, mint, new_id, now};
+use crate::guard::{Authed, User};
 use crate::policy::Role;
 use crate::store::{Recording, Stream, StreamStatus};
 
@@ -57,10 +58,9 @@ fn livekit_down(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 pub(crate) async fn create(
     State(state): Shared,
-    headers: HeaderMap,
+    User(caller): User,
     JsonBody(req): JsonBody<NewStream>,
 ) -> Result<(StatusCode, Json<Stream>), ApiError> {
-    let caller = caller(&state, &headers)?;
     if req.name.trim().is_empty() || req.name.len() > 100 || req.name.chars().any(char::is_control)
     {
         return Err(ApiError::bad_request(
@@ -106,10 +106,9 @@ pub(crate) struct LiveResponse {
 
 pub(crate) async fn go_live(
     State(state): Shared,
-    headers: HeaderMap,
+    User(caller): User,
     Path(id): Path<String>,
 ) -> Result<Json<LiveResponse>, ApiError> {
-    let caller = caller(&state, &headers)?;
     let stream = load(&state, &id).await?;
     owned(&stream, &caller.user)?;
     if stream.status == StreamStatus::Ended {
@@ -157,10 +156,9 @@ pub(crate) struct EndResponse {
 
 pub(crate) async fn end(
     State(state): Shared,
-    headers: HeaderMap,
+    User(caller): User,
     Path(id): Path<String>,
 ) -> Result<Json<EndResponse>, ApiError> {
-    let caller = caller(&state, &headers)?;
     let stream = load(&state, &id).await?;
     owned(&stream, &caller.user)?;
     // Ended first: from here on no token is issued for the room, whatever happens below.
@@ -228,10 +226,9 @@ pub(crate) struct StreamView {
 
 pub(crate) async fn get(
     State(state): Shared,
-    headers: HeaderMap,
+    Authed(_who): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
-    caller(&state, &headers)?;
     let stream = load(&state, &id).await?;
     let recordings = state.store.recordings(&stream.id, 20).await?;
     // The service's own recorders are hidden participants, not viewers.

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use livekit_protocol::WebhookEvent;
 
-use crate::api::{ApiError, Shared, now};
+use crate::api::{ApiError, AppState, Shared, now};
 use crate::store::{RoomChange, StoredEvent, StreamStatus};
 
 fn change_of(e: &WebhookEvent) -> RoomChange {
@@ -45,6 +45,27 @@ fn refused(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "bad_webhook", message)
 }
 
+/// The webhook's `Authorization` token (with or without `Bearer `).
+fn signing_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| refused("the webhook has no Authorization token"))
+}
+
+/// Before the body is read: the webhook carries a token LiveKit signed with the service's API
+/// key (its body's sha256 is checked against it by [`receive`]).
+pub(crate) fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = signing_token(headers)?;
+    state.webhook_tokens.verify(token).map_err(|e| {
+        tracing::warn!(error = %e, "webhook refused");
+        refused(format!("the webhook signature is not valid: {e}"))
+    })?;
+    Ok(())
+}
+
 pub(crate) async fn receive(
     State(state): Shared,
     headers: HeaderMap,
@@ -53,12 +74,7 @@ pub(crate) async fn receive(
     let body = body.map_err(|r| ApiError::new(r.status(), "bad_body", r.body_text()))?;
     let body = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("bad_body", "the webhook body is not UTF-8"))?;
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| refused("the webhook has no Authorization token"))?;
+    let auth = signing_token(&headers)?;
     let event = state.webhooks.receive(body, auth).map_err(|e| {
         use livekit_api::webhooks::WebhookError as W;
         tracing::warn!(error = %e, "webhook refused");

@@ -398,6 +398,7 @@ macro_rules! suite {
             recording_starts_stops_and_refuses_bad_requests,
             recordings_end_with_the_stream_and_the_service,
             a_user_named_admin_has_no_admin_powers,
+            anonymous_requests_get_401_whatever_the_body,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

@@ -695,6 +695,17 @@ pub async fn bursts_are_rate_limited_per_caller(backend: Backend) {
     assert!(r.headers().get("retry-after").is_some());
     let e: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(e["error"], "rate_limited");
+    // The limit applies before the body is read: a malformed body gets the 429, not a 400.
+    let (s, e) = bed
+        .raw(
+            "POST",
+            "/v1/token",
+            Some(&greedy),
+            Some(b"{not json".to_vec()),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!((s, e["error"].as_str()), (429, Some("rate_limited")), "{e}");
     // Someone else is still served.
     let (s, _) = bed.token(&bed.login("polite", &["all"]), "demo").await;
     assert_eq!(s, 200);
@@ -1004,6 +1015,90 @@ pub async fn a_user_named_admin_has_no_admin_powers(backend: Backend) {
         (s, done["state"].as_str()),
         (200, Some("stopped")),
         "{done}"
+    );
+    bed.stop().await;
+}
+
+/// Issue 18: authentication runs before any body is read. An anonymous (or badly credentialed)
+/// request gets 401 whatever its body — never the 422 that lists the expected fields — and the
+/// 401 arrives intact even when the body is long.
+pub async fn anonymous_requests_get_401_whatever_the_body(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let jwt = bed.login("eve", &[]);
+    let (id, _) = bed.live_stream(&jwt, "eve's").await;
+    let before = bed.counts().await;
+    let big = [b"{\"room\":\"demo\"}".as_slice(), &vec![b' '; 64 * 1024]].concat();
+    let cases: Vec<(&str, String, Option<&str>, Vec<u8>)> = vec![
+        (
+            "POST",
+            "/v1/token".into(),
+            None,
+            br#"{"rooom":"demo"}"#.to_vec(),
+        ),
+        ("POST", "/v1/token".into(), None, b"{not json".to_vec()),
+        (
+            "POST",
+            "/v1/token".into(),
+            Some("garbage"),
+            br#"{"room":42}"#.to_vec(),
+        ),
+        ("POST", "/v1/token".into(), None, big.clone()),
+        ("POST", "/v1/token".into(), Some("garbage"), big.clone()),
+        (
+            "POST",
+            "/v1/streams".into(),
+            None,
+            br#"{"nam":"x"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            format!("/v1/streams/{id}/recording"),
+            None,
+            br#"{"action":"pause"}"#.to_vec(),
+        ),
+        (
+            "POST",
+            format!("/v1/streams/{id}/recording"),
+            Some("admin"),
+            br#"{"action":1}"#.to_vec(),
+        ),
+        (
+            "POST",
+            "/v1/admin/grants".into(),
+            Some(&jwt),
+            br#"{"user":"eve"}"#.to_vec(),
+        ),
+        ("POST", "/v1/admin/grants".into(), None, b"[]".to_vec()),
+        ("GET", format!("/v1/streams/{id}"), None, Vec::new()),
+    ];
+    for (method, path, bearer, body) in cases {
+        for _ in 0..3 {
+            let (s, e) = bed
+                .raw(
+                    method,
+                    &path,
+                    bearer,
+                    Some(body.clone()),
+                    Some("application/json"),
+                )
+                .await;
+            let shown = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
+            assert_eq!(
+                (s, e["error"].as_str()),
+                (401, Some("unauthenticated")),
+                "{method} {path} {bearer:?} {shown}: {e}"
+            );
+        }
+    }
+    // A webhook without a valid signing token: 401 before its (here invalid) body is looked at.
+    let (s, e) = post_webhook(&bed, "{not an event", None).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("bad_webhook")), "{e}");
+    let (s, e) = post_webhook(&bed, "{not an event", Some("Bearer x.y.z")).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("bad_webhook")), "{e}");
+    assert_eq!(
+        bed.counts().await,
+        before,
+        "a refused request stored something"
     );
     bed.stop().await;
 }
