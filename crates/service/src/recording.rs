@@ -158,11 +158,9 @@ pub(crate) async fn control(
     UrlPath(id): UrlPath<String>,
     JsonBody(req): JsonBody<RecordingRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let stream = crate::streams::load(&state, &id).await?;
-    match &who {
-        Principal::AdminKey => {}
-        Principal::User(c) => crate::streams::owned(&stream, &c.user)?,
-    }
+    use crate::streams::Access;
+    let (stream, access) = crate::streams::load_for(&state, &who, &id).await?;
+    crate::streams::require(access, &[Access::Owner, Access::AdminKey])?;
     match req.action {
         Action::Start => {
             let r = start(&state, &stream, &who).await?;

@@ -7,6 +7,7 @@ use livekit_api::services::room::CreateRoomOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, JsonBody, Minted, Shared, mint, new_id, now};
+use crate::auth::Principal;
 use crate::guard::{Authed, User};
 use crate::policy::Role;
 use crate::store::{Recording, Stream, StreamStatus};
@@ -35,8 +36,50 @@ pub(crate) async fn load(state: &crate::api::AppState, id: &str) -> Result<Strea
         .ok_or_else(|| ApiError::not_found("stream"))
 }
 
-pub(crate) fn owned(stream: &Stream, user: &str) -> Result<(), ApiError> {
-    if stream.owner == user {
+/// How a principal may see a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The user who made it.
+    Owner,
+    /// The admin key.
+    AdminKey,
+    /// A user with a grant (valid now) for its room: may read it, not change it.
+    Granted,
+}
+
+/// How `who` may see `stream`, or 404 — to anyone else the stream does not exist (its id is
+/// its room's name minus a prefix, so every viewer knows ids; answering 403 would confirm them).
+pub(crate) async fn access(
+    state: &crate::api::AppState,
+    who: &Principal,
+    stream: &Stream,
+) -> Result<Access, ApiError> {
+    let caller = match who {
+        Principal::AdminKey => return Ok(Access::AdminKey),
+        Principal::User(c) if c.user == stream.owner => return Ok(Access::Owner),
+        Principal::User(c) => c,
+    };
+    let grants = state.store.grants_for(&caller.user, &caller.groups).await?;
+    match crate::policy::decide(&grants, &stream.room, None, now()) {
+        Ok(_) => Ok(Access::Granted),
+        Err(_) => Err(ApiError::not_found("stream")),
+    }
+}
+
+/// The stream `id` as `who` may see it (404 when it does not exist or `who` may not see it).
+pub(crate) async fn load_for(
+    state: &crate::api::AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<(Stream, Access), ApiError> {
+    let stream = load(state, id).await?;
+    let access = access(state, who, &stream).await?;
+    Ok((stream, access))
+}
+
+/// 403 `not_owner` unless `access` is one of `allowed`.
+pub(crate) fn require(access: Access, allowed: &[Access]) -> Result<(), ApiError> {
+    if allowed.contains(&access) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -109,8 +152,8 @@ pub(crate) async fn go_live(
     User(caller): User,
     Path(id): Path<String>,
 ) -> Result<Json<LiveResponse>, ApiError> {
-    let stream = load(&state, &id).await?;
-    owned(&stream, &caller.user)?;
+    let (stream, access) = load_for(&state, &Principal::User(caller.clone()), &id).await?;
+    require(access, &[Access::Owner])?;
     if stream.status == StreamStatus::Ended {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -159,8 +202,8 @@ pub(crate) async fn end(
     User(caller): User,
     Path(id): Path<String>,
 ) -> Result<Json<EndResponse>, ApiError> {
-    let stream = load(&state, &id).await?;
-    owned(&stream, &caller.user)?;
+    let (stream, access) = load_for(&state, &Principal::User(caller), &id).await?;
+    require(access, &[Access::Owner])?;
     // Ended first: from here on no token is issued for the room, whatever happens below.
     state.store.end_stream(&stream.id, now()).await?;
     // Its recording is finalized before the room (and the recorder in it) goes away.
@@ -226,10 +269,10 @@ pub(crate) struct StreamView {
 
 pub(crate) async fn get(
     State(state): Shared,
-    Authed(_who): Authed,
+    Authed(who): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
-    let stream = load(&state, &id).await?;
+    let (stream, _) = load_for(&state, &who, &id).await?;
     let recordings = state.store.recordings(&stream.id, 20).await?;
     // The service's own recorders are hidden participants, not viewers.
     let recorders = state.store.recorder_identities(&stream.id).await?;

@@ -399,6 +399,7 @@ macro_rules! suite {
             recordings_end_with_the_stream_and_the_service,
             a_user_named_admin_has_no_admin_powers,
             anonymous_requests_get_401_whatever_the_body,
+            streams_are_visible_only_to_owner_admin_key_and_grant_holders,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

@@ -786,8 +786,9 @@ pub async fn recording_starts_stops_and_refuses_bad_requests(backend: Backend) {
         (409, Some("not_recording")),
         "{e}"
     );
+    // Someone with no grant for the room: to them the stream does not exist.
     let (s, e) = bed.recording(&id, Some(&other), "start").await;
-    assert_eq!((s, e["error"].as_str()), (403, Some("not_owner")), "{e}");
+    assert_eq!((s, e["error"].as_str()), (404, Some("not_found")), "{e}");
     let (s, e) = bed.recording(&id, None, "start").await;
     assert_eq!(
         (s, e["error"].as_str()),
@@ -1095,10 +1096,93 @@ pub async fn anonymous_requests_get_401_whatever_the_body(backend: Backend) {
     assert_eq!((s, e["error"].as_str()), (401, Some("bad_webhook")), "{e}");
     let (s, e) = post_webhook(&bed, "{not an event", Some("Bearer x.y.z")).await;
     assert_eq!((s, e["error"].as_str()), (401, Some("bad_webhook")), "{e}");
+    // (Grants and streams: LiveKit's own webhooks about the live room may still arrive.)
+    let after = bed.counts().await;
     assert_eq!(
-        bed.counts().await,
-        before,
+        (after.0, after.1),
+        (before.0, before.1),
         "a refused request stored something"
+    );
+    bed.stop().await;
+}
+
+/// Issue 18: a stream is visible to its owner, the admin key and callers holding a grant (valid
+/// now) for its room; to anyone else it does not exist (404, the same answer as an unknown id).
+/// Changing it (live, end, recording) takes the owner (recording: or the admin key); a grant
+/// holder who may see it gets 403.
+pub async fn streams_are_visible_only_to_owner_admin_key_and_grant_holders(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let owner = bed.login("olga", &[]);
+    let (id, room) = bed.live_stream(&owner, "Olga's").await;
+    let path = format!("/v1/streams/{id}");
+    bed.grant(json!({"user": "other-room", "room": "stream-nope", "role": "viewer"}))
+        .await;
+    bed.grant(
+        json!({"user": "expired", "room": "stream-*", "role": "viewer", "expires_at": now() - 1}),
+    )
+    .await;
+    let revoked = bed
+        .grant(json!({"user": "revoked", "room": room, "role": "viewer"}))
+        .await;
+    let (s, _) = bed
+        .admin("POST", &format!("/v1/admin/grants/{revoked}/revoke"), None)
+        .await;
+    assert_eq!(s, 200);
+    bed.grant(json!({"group": "fans", "room": "stream-*", "role": "viewer"}))
+        .await;
+
+    let (s, unknown) = bed
+        .call(
+            "GET",
+            "/v1/streams/000000000000000000000000",
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "{unknown}");
+    for user in ["stranger", "other-room", "expired", "revoked"] {
+        let jwt = bed.login(user, &[]);
+        let (s, e) = bed.call("GET", &path, Some(&jwt), None).await;
+        assert_eq!((s, &e), (404, &unknown), "{user} reads the stream");
+        for action in ["live", "end"] {
+            let (s, e) = bed
+                .call("POST", &format!("{path}/{action}"), Some(&jwt), None)
+                .await;
+            assert_eq!((s, &e), (404, &unknown), "{user} {action}");
+        }
+        let (s, e) = bed.recording(&id, Some(&jwt), "start").await;
+        assert_eq!((s, &e), (404, &unknown), "{user} records");
+    }
+    let fan = bed.login("fred", &["fans"]);
+    for (who, jwt) in [
+        ("owner", owner.as_str()),
+        ("fan", fan.as_str()),
+        ("admin key", ADMIN_KEY),
+    ] {
+        let (s, v) = bed.call("GET", &path, Some(jwt), None).await;
+        assert_eq!(
+            (s, v["id"].as_str()),
+            (200, Some(id.as_str())),
+            "{who}: {v}"
+        );
+    }
+    for action in ["live", "end"] {
+        let (s, e) = bed
+            .call("POST", &format!("{path}/{action}"), Some(&fan), None)
+            .await;
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (403, Some("not_owner")),
+            "fan {action}: {e}"
+        );
+    }
+    let (s, e) = bed.recording(&id, Some(&fan), "start").await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("not_owner")), "{e}");
+    let v = bed.wait_for(&path, &owner, JOIN, |_| true).await;
+    assert_eq!(
+        (v["status"].as_str(), &v["recordings"]),
+        (Some("ready"), &json!([])),
+        "{v}"
     );
     bed.stop().await;
 }
