@@ -231,12 +231,10 @@ fn serve(g: &Global, a: ServeArgs) -> Result<()> {
         .context("start the async runtime")?;
     let on_listening = |addr, s: &Settings| {
         let lk = &s.livekit_url;
-        eprintln!("wavecast service on http://{addr} (LiveKit {lk}); Ctrl-C stops it");
+        eprintln!("wavecast service on http://{addr} (LiveKit {lk}); Ctrl-C or SIGTERM stops it");
     };
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    Ok(rt.block_on(wavecast_service::cli::serve(settings, on_listening, ctrl_c))?)
+    let stop = wavecast_service::cli::shutdown_signal();
+    Ok(rt.block_on(wavecast_service::cli::serve(settings, on_listening, stop))?)
 }
 
 fn grant(g: &Global, a: GrantArgs) -> Result<()> {

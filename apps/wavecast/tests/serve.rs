@@ -160,3 +160,136 @@ fn serve_refuses_bad_setup_naming_the_key() {
     assert!(!ok);
     assert!(err.contains("no admin key"), "{err}");
 }
+
+const LOGIN_SECRET: &str = "cli-login-secret-0123456789";
+
+/// A login JWT as the application's login would sign it (the secret, issuer and audience `cmd`
+/// gives the service).
+fn login(user: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": user, "iss": "https://login.test", "aud": "wavecast",
+                            "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(LOGIN_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// One HTTP/1.1 request on its own connection: status and JSON body (`Null` when not JSON).
+fn http(port: u16, method: &str, path: &str, bearer: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "wavecast serve did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 18: SIGTERM (what a process manager sends) stops `serve` the way Ctrl-C does — the
+/// running recording is finalised (manifest `finalized`, row `stopped` with reason `service
+/// shutdown`) and the process exits 0. Against a real livekit-server.
+#[test]
+fn sigterm_finalises_a_running_recording() {
+    let server = wavecast_testbed::LiveKitServer::start().expect("start livekit-server");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port().unwrap();
+    let recordings = dir.path().join("recordings");
+    let mut child = Killed(
+        cmd(dir.path(), port)
+            .env("LIVEKIT_URL", server.ws_url())
+            .args(["serve", "--recordings-dir"])
+            .arg(&recordings)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let owner = login("tess");
+    let (s, st) = http(port, "POST", "/v1/streams", &owner, r#"{"name":"t"}"#);
+    assert_eq!(s, 201, "{st}");
+    let id = st["id"].as_str().unwrap().to_owned();
+    let (s, live) = http(port, "POST", &format!("/v1/streams/{id}/live"), &owner, "");
+    assert_eq!(s, 200, "{live}");
+    let (s, rec) = http(
+        port,
+        "POST",
+        &format!("/v1/streams/{id}/recording"),
+        &owner,
+        r#"{"action":"start"}"#,
+    );
+    assert_eq!(s, 201, "{rec}");
+    let manifest = recordings.join(rec["manifest"].as_str().unwrap());
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    assert_eq!(read(&manifest)["state"], "recording");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let pid = child.0.id().to_string();
+    let (ok, _, err) = run(Command::new("kill").args(["-TERM", &pid]));
+    assert!(ok, "kill: {err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "serve exited with {status:?} on SIGTERM");
+    assert_eq!(
+        read(&manifest)["state"],
+        "finalized",
+        "not finalised on SIGTERM"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let row = rt.block_on(async {
+        let store =
+            wavecast_service::Store::connect(&dir.path().join("svc.db").display().to_string())
+                .await
+                .unwrap();
+        store
+            .recording(rec["id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(
+        (row.state.as_str(), row.end_reason.as_deref()),
+        ("stopped", Some("service shutdown")),
+        "{row:?}"
+    );
+}

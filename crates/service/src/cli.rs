@@ -93,6 +93,32 @@ pub async fn serve(
         .await
 }
 
+/// Completes on the first Ctrl-C (SIGINT) or SIGTERM (what process managers — systemd, Docker,
+/// Kubernetes — send to stop a service): `serve` then stops the same way for both, finalising
+/// its recordings. Poll it inside the runtime (the handlers are installed on first poll).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: stopping"),
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGTERM; only Ctrl-C stops the service");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// `wavecast grant` subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum GrantCmd {
