@@ -77,6 +77,20 @@ pub struct ServiceConfig {
     /// subdirectory per stream and recording; created when a recording starts. Recording is off
     /// without it.
     pub recordings_dir: Option<PathBuf>,
+    /// Longest time a client may take to send a request's headers; also how long an idle
+    /// connection stays open between requests.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest time a client may take to send a request's body (then 408).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Most open connections at once.
+    pub max_connections: u32,
+    /// Most requests handled at once (the rest get 503).
+    pub max_in_flight: u32,
+    /// Longest time shutdown waits for requests in flight before finalising the recordings.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -99,6 +113,11 @@ impl Default for ServiceConfig {
             rate_burst: 30,
             webhook_max_age: Duration::from_secs(300),
             recordings_dir: None,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_in_flight: 256,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -230,7 +249,33 @@ impl ServiceConfig {
                 );
             }
         }
+        for (key, d, lo, hi) in [
+            ("service.header_timeout", self.header_timeout, 1, 300),
+            ("service.body_timeout", self.body_timeout, 1, 300),
+            ("service.shutdown_grace", self.shutdown_grace, 0, 600),
+        ] {
+            if d < Duration::from_secs(lo) || d > Duration::from_secs(hi) {
+                violation(
+                    out,
+                    key,
+                    humantime::format_duration(d).to_string(),
+                    format!("must be between {lo}s and {hi}s"),
+                );
+            }
+        }
         for (key, v, lo, hi) in [
+            (
+                "service.max_connections",
+                u64::from(self.max_connections),
+                1,
+                1_000_000,
+            ),
+            (
+                "service.max_in_flight",
+                u64::from(self.max_in_flight),
+                1,
+                1_000_000,
+            ),
             (
                 "service.max_body_bytes",
                 self.max_body_bytes,

@@ -139,6 +139,7 @@ fn start_service(database: String) -> u16 {
                 rate_burst: 100_000,
                 webhook_max_age: Duration::from_secs(300),
                 recordings_dir: None,
+                bounds: wavecast_service::Bounds::default(),
             };
             let store = Store::connect(&database).await.expect("store");
             store

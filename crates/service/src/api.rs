@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub webhook_tokens: livekit_api::access_token::TokenVerifier,
     pub recordings: crate::recording::Recordings,
     pub limiter: Limiter,
+    /// Requests being handled ([`crate::Bounds::max_in_flight`]).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -65,7 +67,11 @@ impl AppState {
         let burst = NonZeroU32::new(settings.rate_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
         let recordings = crate::recording::Recordings::new(settings.recordings_dir.clone());
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            settings.bounds.max_in_flight.max(1),
+        ));
         Self {
+            in_flight,
             settings,
             store,
             rooms,
@@ -85,6 +91,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         default: state.settings.max_body_bytes,
         special_path: WEBHOOK_PATH,
         special: WEBHOOK_BODY_LIMIT,
+        timeout: state.settings.bounds.body_timeout,
     };
     Router::new()
         .route("/healthz", get(health))

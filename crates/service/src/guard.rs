@@ -114,6 +114,20 @@ pub(crate) async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let limit = state.settings.max_body_bytes;
+    // Held until the answer is made (the body, when read, is read under it).
+    let Ok(_slot) = state.in_flight.clone().try_acquire_owned() else {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "the service is handling {} requests already; try again shortly",
+                state.settings.bounds.max_in_flight
+            ),
+        );
+        e.retry_after = Some(1);
+        return crate::body::refuse_unread(req, limit, e.into_response()).await;
+    };
     let needs = needs(
         req.extensions()
             .get::<MatchedPath>()
@@ -132,10 +146,7 @@ pub(crate) async fn guard(
             }
             next.run(req).await
         }
-        Err(e) => {
-            let limit = state.settings.max_body_bytes;
-            crate::body::refuse_unread(req, limit, e.into_response()).await
-        }
+        Err(e) => crate::body::refuse_unread(req, limit, e.into_response()).await,
     }
 }
 

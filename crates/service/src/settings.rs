@@ -11,6 +11,36 @@ use wavecast_token::Keys;
 use crate::ServiceError;
 use crate::auth::{AdminKey, CallerAuth, caller_auth};
 
+/// Bounds on what one client can hold: time to send headers and body, connections and requests
+/// at once, and how long shutdown waits for requests in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounds {
+    /// Longest time to send a request's headers, and to keep an idle connection open between
+    /// requests (the connection is closed).
+    pub header_timeout: Duration,
+    /// Longest time to send a request's body (answered 408 `request_timeout`).
+    pub body_timeout: Duration,
+    /// Most open connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Most requests being handled at once (the rest: 503 `overloaded` with `Retry-After`).
+    pub max_in_flight: usize,
+    /// Longest time shutdown waits for requests in flight before it drops them and finalises
+    /// the recordings.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_in_flight: 256,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Everything a [`crate::Service`] needs besides its [`crate::Store`]. Secrets inside are
 /// redacted in `Debug`.
 #[derive(Clone)]
@@ -42,6 +72,8 @@ pub struct Settings {
     /// Where stream recordings go (`POST /v1/streams/{id}/recording`); recording is off without
     /// it. Created when missing.
     pub recordings_dir: Option<PathBuf>,
+    /// Timeouts and limits per client ([`Bounds::default`] for the defaults).
+    pub bounds: Bounds,
 }
 
 impl fmt::Debug for Settings {
@@ -60,6 +92,7 @@ impl fmt::Debug for Settings {
             .field("rate_burst", &self.rate_burst)
             .field("webhook_max_age", &self.webhook_max_age)
             .field("recordings_dir", &self.recordings_dir)
+            .field("bounds", &self.bounds)
             .finish()
     }
 }
@@ -101,6 +134,13 @@ impl Settings {
             rate_burst: s.rate_burst,
             webhook_max_age: s.webhook_max_age,
             recordings_dir: s.recordings_dir.clone(),
+            bounds: Bounds {
+                header_timeout: s.header_timeout,
+                body_timeout: s.body_timeout,
+                max_connections: s.max_connections as usize,
+                max_in_flight: s.max_in_flight as usize,
+                shutdown_grace: s.shutdown_grace,
+            },
         })
     }
 }

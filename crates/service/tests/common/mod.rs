@@ -31,11 +31,12 @@ pub enum Backend {
 }
 
 /// Limits of one bed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub rate_per_minute: u32,
     pub rate_burst: u32,
     pub max_body_bytes: usize,
+    pub bounds: wavecast_service::Bounds,
 }
 
 impl Default for Limits {
@@ -44,6 +45,7 @@ impl Default for Limits {
             rate_per_minute: 6000,
             rate_burst: 1000,
             max_body_bytes: 16 * 1024,
+            bounds: wavecast_service::Bounds::default(),
         }
     }
 }
@@ -117,6 +119,7 @@ impl Bed {
             rate_burst: limits.rate_burst,
             webhook_max_age: Duration::from_secs(300),
             recordings_dir: Some(recordings.clone()),
+            bounds: limits.bounds.clone(),
         };
         let store = Store::connect(&database).await.expect("open the store");
         let service = Service::new(settings, store.clone());
@@ -400,6 +403,8 @@ macro_rules! suite {
             a_user_named_admin_has_no_admin_powers,
             anonymous_requests_get_401_whatever_the_body,
             streams_are_visible_only_to_owner_admin_key_and_grant_holders,
+            slow_clients_get_408_and_concurrency_is_bounded,
+            shutdown_stops_waiting_for_slow_clients_then_finalises,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

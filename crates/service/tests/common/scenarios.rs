@@ -1186,3 +1186,194 @@ pub async fn streams_are_visible_only_to_owner_admin_key_and_grant_holders(backe
     );
     bed.stop().await;
 }
+
+/// Bed limits with these bounds (and the default rate limits).
+fn bounded(bounds: wavecast_service::Bounds) -> Limits {
+    Limits {
+        bounds,
+        ..Limits::default()
+    }
+}
+
+/// Read what the server sends until it closes the connection (or `within` passes: `None`).
+async fn read_until_closed(s: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Issue 18: a client that sends its headers and then a slow body gets 408 `request_timeout`
+/// after `body_timeout` (it held the connection forever before); slow headers and an idle
+/// kept-alive connection are closed after `header_timeout`; while `max_in_flight` requests are
+/// being handled, the next gets 503 `overloaded` with Retry-After, and is served once they end.
+pub async fn slow_clients_get_408_and_concurrency_is_bounded(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let bed = Bed::start_with(
+        backend,
+        bounded(wavecast_service::Bounds {
+            header_timeout: Duration::from_secs(2),
+            body_timeout: Duration::from_secs(8),
+            max_in_flight: 2,
+            ..Default::default()
+        }),
+    )
+    .await;
+    bed.grant(json!({"group": "all", "room": "*", "role": "viewer"}))
+        .await;
+    let jwt = bed.login("sam", &["all"]);
+    let addr = bed.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST /v1/token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {jwt}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"room\""
+    );
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        slow.push(s);
+    }
+    let started = std::time::Instant::now();
+
+    // Both slots are held: the next request is turned away, not queued.
+    let overloaded = loop {
+        let r = bed
+            .http
+            .get(format!("{}/healthz", bed.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 503 {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "never 503 while two slow requests hold both slots: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(overloaded.headers().get("retry-after").is_some());
+    let e: Value = serde_json::from_slice(&overloaded.bytes().await.unwrap()).unwrap();
+    assert_eq!(e["error"], "overloaded", "{e}");
+
+    for s in &mut slow {
+        let answer = read_until_closed(s, Duration::from_secs(20))
+            .await
+            .expect("the slow client is answered and its connection closed");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(7900) && waited < Duration::from_secs(20),
+        "408 after {waited:?} for an 8 s body timeout"
+    );
+    // The slots are free again.
+    let (s, t) = bed.token(&jwt, "demo").await;
+    assert_eq!(s, 200, "{t}");
+
+    // Headers that never end: the connection is closed after the header timeout.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST /v1/token HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    read_until_closed(&mut s, Duration::from_secs(15))
+        .await
+        .expect("slow headers are cut off");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
+    // An idle kept-alive connection: answered, then closed after the header (idle) timeout.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(15))
+        .await
+        .expect("an idle connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    bed.stop().await;
+}
+
+/// Issue 18: shutdown does not wait on slow clients for longer than `shutdown_grace`; then it
+/// finalises the running recording (before, a client trickling a body held shutdown — and the
+/// recording — indefinitely).
+pub async fn shutdown_stops_waiting_for_slow_clients_then_finalises(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let bed = Bed::start_with(
+        backend,
+        bounded(wavecast_service::Bounds {
+            body_timeout: Duration::from_secs(120),
+            header_timeout: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(1),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let owner = bed.login("uma", &[]);
+    let (id, _) = bed.live_stream(&owner, "uma's").await;
+    let (s, rec) = bed.recording(&id, Some(&owner), "start").await;
+    assert_eq!(s, 201, "{rec}");
+    let addr = bed.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/streams HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {owner}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\""
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Another one that sent half its headers.
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let store = bed.store.clone();
+    let manifest = bed.recordings.join(rec["manifest"].as_str().unwrap());
+    let mut bed = bed;
+    let t = std::time::Instant::now();
+    bed.stop_serving().await;
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "shutdown took {took:?} with a 1 s grace"
+    );
+    let row = store
+        .recording(rec["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.end_reason.as_deref()),
+        ("stopped", Some("service shutdown")),
+        "{row:?}"
+    );
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(m["state"], "finalized", "{m}");
+    assert!(
+        read_until_closed(&mut slow, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the slow client's connection is still open"
+    );
+    drop(half);
+    bed.stop().await;
+}
