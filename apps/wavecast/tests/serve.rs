@@ -55,7 +55,7 @@ fn serve_then_grant_add_list_revoke() {
     let port = free_tcp_port().unwrap();
     let _server = Killed(
         cmd(dir.path(), port)
-            .arg("serve")
+            .args(["serve", "--dev"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -148,7 +148,7 @@ fn serve_refuses_bad_setup_naming_the_key() {
     );
     let (ok, _, err) = run(cmd(dir.path(), 1)
         .env_remove("WAVECAST_SERVICE__AUTH_SECRET")
-        .arg("serve"));
+        .args(["serve", "--dev"]));
     assert!(!ok);
     assert!(
         err.contains("service.auth_secret") && err.contains("not set"),
@@ -225,7 +225,7 @@ fn sigterm_finalises_a_running_recording() {
     let mut child = Killed(
         cmd(dir.path(), port)
             .env("LIVEKIT_URL", server.ws_url())
-            .args(["serve", "--recordings-dir"])
+            .args(["serve", "--dev", "--recordings-dir"])
             .arg(&recordings)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -291,5 +291,159 @@ fn sigterm_finalises_a_running_recording() {
         (row.state.as_str(), row.end_reason.as_deref()),
         ("stopped", Some("service shutdown")),
         "{row:?}"
+    );
+}
+
+/// `serve` until it listens, then stop it; returns its stderr.
+fn serve_briefly(c: &mut Command, port: u16) -> String {
+    use std::io::Read;
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("serve exited with {status}: {err}");
+        }
+        assert!(Instant::now() < deadline, "wavecast serve did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+/// Issue 18: `serve` refuses a well-known development secret or one shorter than 32 bytes
+/// unless `--dev` is given (the errors name the key, never the value); secrets come from files
+/// (`--api-secret-file`, `--auth-secret-file`, `--admin-key-file`, and `grant --admin-key-file`);
+/// the flags that take a secret inline warn that it shows in the process list.
+#[test]
+fn serve_refuses_development_and_short_secrets_unless_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port().unwrap();
+    // The LiveKit dev server's secret (`cmd` sets LIVEKIT_API_SECRET=secret).
+    let (ok, _, err) = run(cmd(dir.path(), port).arg("serve"));
+    assert!(!ok, "served with the dev secret");
+    assert!(
+        err.contains("connection.api_secret")
+            && err.contains("well-known development secret")
+            && err.contains("--dev"),
+        "{err}"
+    );
+    let api_secret = "a-livekit-api-secret-of-forty-bytes-0000";
+    // A proper API secret, but the login secret of `cmd` is 27 bytes.
+    let (ok, _, err) = run(cmd(dir.path(), port)
+        .env("LIVEKIT_API_SECRET", api_secret)
+        .arg("serve"));
+    assert!(!ok, "served with a 27-byte login secret");
+    assert!(
+        err.contains("service.auth_secret") && err.contains("shorter than 32 bytes"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("cli-login-secret"),
+        "the secret is printed: {err}"
+    );
+    let (ok, _, err) = run(cmd(dir.path(), port)
+        .env("LIVEKIT_API_SECRET", api_secret)
+        .env(
+            "WAVECAST_SERVICE__AUTH_SECRET",
+            "a-login-secret-that-is-long-enough-000",
+        )
+        .arg("serve"));
+    assert!(!ok, "served with a 24-byte admin key");
+    assert!(err.contains("service.admin_key"), "{err}");
+
+    // Every secret from a file: serves, no warning; `grant --admin-key-file` reaches it.
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let admin = "an-admin-key-of-at-least-32-bytes-0000000";
+    let files = [
+        ("--api-secret-file", file("api", &format!("{api_secret}\n"))),
+        (
+            "--auth-secret-file",
+            file("auth", "a-login-secret-that-is-long-enough-000\n"),
+        ),
+        ("--admin-key-file", file("admin", &format!("{admin}\n"))),
+    ];
+    let mut c = cmd(dir.path(), port);
+    c.env_remove("LIVEKIT_API_SECRET")
+        .env_remove("WAVECAST_SERVICE__AUTH_SECRET")
+        .env_remove("WAVECAST_SERVICE__ADMIN_KEY")
+        .arg("serve");
+    for (flag, path) in &files {
+        c.arg(flag).arg(path);
+    }
+    let mut server = Killed(
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let (ok, _, err) = run(cmd(dir.path(), port)
+        .env_remove("WAVECAST_SERVICE__ADMIN_KEY")
+        .args(["grant", "list", "--admin-key-file"])
+        .arg(&files[2].1));
+    assert!(ok, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    let (ok, _, err) = run(cmd(dir.path(), port)
+        .env_remove("WAVECAST_SERVICE__ADMIN_KEY")
+        .args(["grant", "list", "--admin-key", admin]));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("warning: --admin-key puts the secret in the process list"),
+        "{err}"
+    );
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+
+    // Inline --api-secret: serves, and warns.
+    let err = serve_briefly(
+        cmd(dir.path(), port)
+            .env(
+                "WAVECAST_SERVICE__AUTH_SECRET",
+                "a-login-secret-that-is-long-enough-000",
+            )
+            .env("WAVECAST_SERVICE__ADMIN_KEY", admin)
+            .args(["serve", "--api-secret", api_secret]),
+        port,
+    );
+    assert!(
+        err.contains("warning: --api-secret puts the secret in the process list"),
+        "{err}"
+    );
+    // --dev accepts the dev secrets, and says so.
+    let err = serve_briefly(cmd(dir.path(), port).args(["serve", "--dev"]), port);
+    assert!(err.contains("warning: --dev"), "{err}");
+    // An unreadable secret file is named.
+    let (ok, _, err) = run(cmd(dir.path(), port)
+        .args(["serve", "--api-secret-file"])
+        .arg(dir.path().join("missing")));
+    assert!(!ok);
+    assert!(
+        err.contains("--api-secret-file") && err.contains("missing"),
+        "{err}"
     );
 }
