@@ -266,7 +266,7 @@ pub(crate) fn mint(
 ) -> Result<Minted, ApiError> {
     let mut b = TokenBuilder::new(&caller.user)
         .room(room)
-        .preset(role.preset())
+        .grants(role.grants(room))
         .ttl(ttl);
     if let Some(n) = name {
         b = b.name(n);

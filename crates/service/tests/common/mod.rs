@@ -405,6 +405,7 @@ macro_rules! suite {
             streams_are_visible_only_to_owner_admin_key_and_grant_holders,
             slow_clients_get_408_and_concurrency_is_bounded,
             shutdown_stops_waiting_for_slow_clients_then_finalises,
+            admin_token_for_one_room_cannot_touch_others,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

@@ -1377,3 +1377,67 @@ pub async fn shutdown_stops_waiting_for_slow_clients_then_finalises(backend: Bac
     drop(half);
     bed.stop().await;
 }
+
+/// Issue 18: the `admin` role is room-scoped. A caller's admin token for room A administers A
+/// (lists its participants) but cannot list rooms, create a room, delete room B or list B's
+/// participants — shown against the real server's room API with the minted token itself.
+pub async fn admin_token_for_one_room_cannot_touch_others(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let rooms = livekit_api::services::room::RoomClient::with_api_key(
+        &bed.server.http_url(),
+        API_KEY,
+        API_SECRET,
+    );
+    for r in ["room-a", "room-b"] {
+        rooms
+            .create_room(r, Default::default())
+            .await
+            .expect("create a room with the server's key");
+    }
+    bed.grant(json!({"user": "mod", "room": "room-a", "role": "admin"}))
+        .await;
+    let (s, t) = bed.token(&bed.login("mod", &[]), "room-a").await;
+    assert_eq!((s, t["role"].as_str()), (200, Some("admin")), "{t}");
+    let token = t["token"].as_str().unwrap().to_owned();
+    let twirp = |method: &'static str, body: Value| {
+        let req = bed
+            .http
+            .post(format!(
+                "{}/twirp/livekit.RoomService/{method}",
+                bed.server.http_url()
+            ))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    // Its own room: allowed.
+    let (s, body) = twirp("ListParticipants", json!({"room": "room-a"})).await;
+    assert_eq!(s, 200, "ListParticipants in its own room: {body}");
+    // Everything else: refused by the server.
+    for (method, body) in [
+        ("ListRooms", json!({})),
+        ("CreateRoom", json!({"name": "room-c"})),
+        ("DeleteRoom", json!({"room": "room-b"})),
+        ("ListParticipants", json!({"room": "room-b"})),
+    ] {
+        let (s, answer) = twirp(method, body.clone()).await;
+        assert!(
+            s == 401 || s == 403,
+            "{method} {body} with an admin token for room-a: {s} {answer}"
+        );
+    }
+    let now: Vec<String> = bed.server_rooms().await;
+    assert!(
+        now.contains(&"room-b".to_owned()),
+        "room-b was deleted: {now:?}"
+    );
+    assert!(
+        !now.contains(&"room-c".to_owned()),
+        "room-c was created: {now:?}"
+    );
+    bed.stop().await;
+}
