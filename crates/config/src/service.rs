@@ -91,6 +91,9 @@ pub struct ServiceConfig {
     /// Longest time shutdown waits for requests in flight before finalising the recordings.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long stored webhook events are kept (at least 1h and `webhook_max_age`).
+    #[serde(with = "humantime_serde")]
+    pub event_retention: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -118,6 +121,7 @@ impl Default for ServiceConfig {
             max_connections: 1024,
             max_in_flight: 256,
             shutdown_grace: Duration::from_secs(10),
+            event_retention: Duration::from_secs(7 * 86400),
         }
     }
 }
@@ -230,6 +234,20 @@ impl ServiceConfig {
                 "service.webhook_max_age",
                 humantime::format_duration(age).to_string(),
                 "must be between 10s and 1h".into(),
+            );
+        }
+        let keep = self.event_retention;
+        if keep < Duration::from_secs(3600)
+            || keep < self.webhook_max_age
+            || keep > Duration::from_secs(3650 * 86400)
+        {
+            violation(
+                out,
+                "service.event_retention",
+                humantime::format_duration(keep).to_string(),
+                "must be between 1h (and at least service.webhook_max_age, so that a replayed \
+                 event is still recognised) and 3650d"
+                    .into(),
             );
         }
         if let Some(dir) = &self.recordings_dir {

@@ -140,6 +140,7 @@ fn start_service(database: String) -> u16 {
                 webhook_max_age: Duration::from_secs(300),
                 recordings_dir: None,
                 bounds: wavecast_service::Bounds::default(),
+                event_retention: Duration::from_secs(7 * 86400),
             };
             let store = Store::connect(&database).await.expect("store");
             store

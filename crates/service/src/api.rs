@@ -47,6 +47,9 @@ pub(crate) struct AppState {
     pub limiter: Limiter,
     /// Requests being handled ([`crate::Bounds::max_in_flight`]).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Mints hold it shared from reading grants to answering; a revoke takes it exclusively
+    /// once (after its commit) to wait for them.
+    pub revocations: tokio::sync::RwLock<()>,
 }
 
 impl AppState {
@@ -72,6 +75,7 @@ impl AppState {
         ));
         Self {
             in_flight,
+            revocations: tokio::sync::RwLock::new(()),
             settings,
             store,
             rooms,
@@ -256,6 +260,10 @@ pub(crate) struct Minted {
     pub role: Role,
 }
 
+/// The participant attribute that names the grant a token was minted from (LiveKit copies a
+/// token's attributes into the participant; a revoke finds whom a grant admitted by it).
+pub(crate) const GRANT_ATTRIBUTE: &str = "wavecast.grant";
+
 pub(crate) fn mint(
     state: &AppState,
     caller: &Caller,
@@ -263,6 +271,7 @@ pub(crate) fn mint(
     role: Role,
     name: Option<&str>,
     ttl: Duration,
+    grant: Option<&str>,
 ) -> Result<Minted, ApiError> {
     let mut b = TokenBuilder::new(&caller.user)
         .room(room)
@@ -270,6 +279,9 @@ pub(crate) fn mint(
         .ttl(ttl);
     if let Some(n) = name {
         b = b.name(n);
+    }
+    if let Some(g) = grant {
+        b = b.attribute(GRANT_ATTRIBUTE, g);
     }
     let token = b.mint(&state.settings.keys).map_err(|e| {
         tracing::error!(error = %e, "minting failed");
@@ -289,9 +301,26 @@ pub(crate) fn mint(
     })
 }
 
+/// `GET /healthz`: cheap — one trivial query (`SELECT 1`, no table read) within a second.
 async fn health(State(state): Shared) -> Result<Json<serde_json::Value>, ApiError> {
-    state.store.counts().await?;
-    Ok(Json(serde_json::json!({"ok": true})))
+    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(serde_json::json!({"ok": true}))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check: the database does not answer");
+            Err(storage_unavailable())
+        }
+        Err(_) => Err(storage_unavailable()),
+    }
+}
+
+fn storage_unavailable() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        "the service's database does not answer",
+    );
+    e.retry_after = Some(1);
+    e
 }
 
 async fn not_found() -> ApiError {
@@ -338,6 +367,9 @@ async fn token(
             format!("stream {} has ended; its room takes no one", s.id),
         ));
     }
+    // Held from reading the grants until the token is answered: a revoke in this instance
+    // waits for the mints in flight before it answers (no token after the revoke's answer).
+    let mints = state.revocations.read().await;
     let grants = state.store.grants_for(&caller.user, &caller.groups).await?;
     let t = now();
     let grant = policy::decide(&grants, &req.room, req.role, t).map_err(|r| {
@@ -356,7 +388,20 @@ async fn token(
         grant.role,
         req.name.as_deref(),
         ttl,
+        Some(&grant.id),
     )?;
+    // Re-check after signing: a revoke that committed meanwhile wins (and within this instance
+    // the revoke waits for this mint: see `revoke_grant`).
+    if let Some(now_grant) = state.store.grant(&grant.id).await?
+        && let Some(r) = now_grant.refusal_at(now())
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            r.code(),
+            r.to_string(),
+        ));
+    }
+    drop(mints);
     tracing::debug!(user = %caller.user, room = %req.room, role = %grant.role, "token issued");
     Ok(Json(TokenResponse {
         minted,
@@ -462,17 +507,54 @@ async fn revoke_grant(
     State(state): Shared,
     _: AdminOnly,
     Path(id): Path<String>,
-) -> Result<Json<Grant>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     if id.len() > 64 {
         return Err(ApiError::not_found("grant"));
     }
-    match state.store.revoke_grant(&id, now()).await? {
-        Some(g) => {
-            tracing::info!(grant = %g.id, "grant revoked");
-            Ok(Json(g))
-        }
-        None => Err(ApiError::not_found("grant")),
-    }
+    let Some(grant) = state.store.revoke_grant(&id, now()).await? else {
+        return Err(ApiError::not_found("grant"));
+    };
+    // Wait for the mints in flight in this instance (they read the grant before the revoke);
+    // every later mint reads it revoked, and mints re-check after signing.
+    drop(state.revocations.write().await);
+    tracing::info!(grant = %grant.id, "grant revoked");
+    // Evict whom it admitted: a follow-up (retried while LiveKit does not answer), tried now.
+    let t = now();
+    let queued = state
+        .store
+        .queue_followup(
+            &format!("revoke:{}", grant.id),
+            "evict_grant",
+            &grant.id,
+            t,
+            t + crate::followup::FIRST_ATTEMPT_SECS,
+        )
+        .await?;
+    let due = crate::store::DueFollowup {
+        event_id: format!("revoke:{}", grant.id),
+        action: "evict_grant".into(),
+        room: grant.id.clone(),
+        attempts: 0,
+    };
+    let evicted = if queued {
+        crate::followup::attempt(&state, &due).await
+    } else {
+        None
+    };
+    Ok(Json(Revoked {
+        grant,
+        evicted: evicted.unwrap_or_default(),
+    }))
+}
+
+/// Answer of a revoke: the grant, and the participants it had admitted who were removed.
+#[derive(Serialize)]
+struct Revoked {
+    #[serde(flatten)]
+    grant: Grant,
+    /// `room/identity` of each participant removed now (an eviction LiveKit refused now is
+    /// retried; see the `revoke:<id>` follow-up).
+    evicted: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

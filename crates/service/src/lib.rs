@@ -61,6 +61,7 @@ mod body;
 pub mod cli;
 mod client;
 mod error;
+mod followup;
 mod guard;
 pub mod policy;
 mod recording;
@@ -145,6 +146,7 @@ impl Service {
             .max_buf_size(64 * 1024);
         let slots = Arc::new(tokio::sync::Semaphore::new(bounds.max_connections.max(1)));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(followup::worker(self.state.clone(), stop_rx.clone()));
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -199,6 +201,7 @@ impl Service {
             );
             connections.shutdown().await;
         }
+        let _ = worker.await;
         self.stop_recordings().await;
         Ok(())
     }

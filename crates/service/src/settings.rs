@@ -74,6 +74,9 @@ pub struct Settings {
     pub recordings_dir: Option<PathBuf>,
     /// Timeouts and limits per client ([`Bounds::default`] for the defaults).
     pub bounds: Bounds,
+    /// How long stored webhook events are kept (by arrival; events whose follow-up is not done
+    /// are kept until it is).
+    pub event_retention: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -93,6 +96,7 @@ impl fmt::Debug for Settings {
             .field("webhook_max_age", &self.webhook_max_age)
             .field("recordings_dir", &self.recordings_dir)
             .field("bounds", &self.bounds)
+            .field("event_retention", &self.event_retention)
             .finish()
     }
 }
@@ -141,6 +145,7 @@ impl Settings {
                 max_in_flight: s.max_in_flight as usize,
                 shutdown_grace: s.shutdown_grace,
             },
+            event_retention: s.event_retention,
         })
     }
 }

@@ -182,6 +182,7 @@ pub(crate) async fn go_live(
         Role::Broadcaster,
         None,
         state.settings.max_token_ttl,
+        None,
     )?;
     let stream = load(&state, &id).await?;
     tracing::info!(stream = %stream.id, room = %stream.room, "stream live");

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use livekit_protocol::WebhookEvent;
 
 use crate::api::{ApiError, AppState, Shared, now};
-use crate::store::{RoomChange, StoredEvent, StreamStatus};
+use crate::store::{RoomChange, StoredEvent};
 
 fn change_of(e: &WebhookEvent) -> RoomChange {
     let identity = || {
@@ -119,17 +119,30 @@ pub(crate) async fn receive(
             .unwrap_or_default(),
         created_at: event.created_at,
         received_at: t,
+        followup: None,
     };
-    let fresh = state.store.record_event(&stored, body, &change).await?;
-    tracing::debug!(id = %stored.id, event = %stored.event, room = %stored.room, fresh, "webhook");
+    let recorded = state
+        .store
+        .record_event(
+            &stored,
+            body,
+            &change,
+            t + crate::followup::FIRST_ATTEMPT_SECS,
+        )
+        .await?;
+    tracing::debug!(id = %stored.id, event = %stored.event, room = %stored.room, fresh = recorded.fresh, "webhook");
     // A participant joining the room of an ended stream (an old token): close the room again.
-    if fresh
-        && matches!(change, RoomChange::Joined { .. } | RoomChange::Started)
-        && let Some(s) = state.store.stream_by_room(&stored.room).await?
-        && s.status == StreamStatus::Ended
-    {
+    // The follow-up is stored with the event; this is its first attempt, and the worker retries
+    // it while LiveKit does not answer (the webhook is answered 200 either way: it is stored).
+    if recorded.followup {
         tracing::info!(room = %stored.room, "closing the room of an ended stream");
-        crate::streams::close_room(&state, &stored.room).await?;
+        let due = crate::store::DueFollowup {
+            event_id: stored.id.clone(),
+            action: "close_room".into(),
+            room: stored.room.clone(),
+            attempts: 0,
+        };
+        let _ = crate::followup::attempt(&state, &due).await;
     }
-    Ok(Json(serde_json::json!({"stored": fresh})))
+    Ok(Json(serde_json::json!({"stored": recorded.fresh})))
 }

@@ -37,6 +37,7 @@ pub struct Limits {
     pub rate_burst: u32,
     pub max_body_bytes: usize,
     pub bounds: wavecast_service::Bounds,
+    pub event_retention: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +47,7 @@ impl Default for Limits {
             rate_burst: 1000,
             max_body_bytes: 16 * 1024,
             bounds: wavecast_service::Bounds::default(),
+            event_retention: Duration::from_secs(7 * 86400),
         }
     }
 }
@@ -120,6 +122,7 @@ impl Bed {
             webhook_max_age: Duration::from_secs(300),
             recordings_dir: Some(recordings.clone()),
             bounds: limits.bounds.clone(),
+            event_retention: limits.event_retention,
         };
         let store = Store::connect(&database).await.expect("open the store");
         let service = Service::new(settings, store.clone());
@@ -406,6 +409,9 @@ macro_rules! suite {
             slow_clients_get_408_and_concurrency_is_bounded,
             shutdown_stops_waiting_for_slow_clients_then_finalises,
             admin_token_for_one_room_cannot_touch_others,
+            healthz_is_cheap_and_says_when_the_database_is_gone,
+            stored_webhook_events_expire_after_the_retention,
+            webhook_followups_survive_a_livekit_outage,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

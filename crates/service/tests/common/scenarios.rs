@@ -1441,3 +1441,129 @@ pub async fn admin_token_for_one_room_cannot_touch_others(backend: Backend) {
     );
     bed.stop().await;
 }
+
+/// Issue 18: `/healthz` is one trivial query (no table counted) and says 503
+/// `storage_unavailable` when the database is gone (it answered 500 after counting every table).
+pub async fn healthz_is_cheap_and_says_when_the_database_is_gone(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    let (s, v) = bed.raw("GET", "/healthz", None, None, None).await;
+    assert_eq!((s, &v), (200, &json!({"ok": true})));
+    bed.store.close().await;
+    let (s, e) = bed.raw("GET", "/healthz", None, None, None).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{e}"
+    );
+    bed.stop().await;
+}
+
+/// Issue 18: stored webhook events are kept for `event_retention`, then deleted (they were kept
+/// forever).
+pub async fn stored_webhook_events_expire_after_the_retention(backend: Backend) {
+    let bed = Bed::start_with(
+        backend,
+        Limits {
+            event_retention: Duration::from_secs(2),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let body = event_body("EV_retained", "room_started", "retention", now());
+    let (s, r) = post_webhook(&bed, &body, Some(&sign_webhook(&body, API_KEY, API_SECRET))).await;
+    assert_eq!((s, &r), (200, &json!({"stored": true})));
+    let (_, evs) = bed
+        .admin("GET", "/v1/admin/events?room=retention", None)
+        .await;
+    assert_eq!(evs.as_array().map(Vec::len), Some(1), "{evs}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, evs) = bed
+            .admin("GET", "/v1/admin/events?room=retention", None)
+            .await;
+        assert_eq!(s, 200, "{evs}");
+        if evs.as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event outlived a 2 s retention: {evs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bed.stop().await;
+}
+
+/// Issue 18: the follow-up of a webhook — closing the room of an ended stream that someone
+/// rejoined — survives a LiveKit outage: the webhook is stored and answered 200, the follow-up
+/// shows in `/v1/admin/events` as pending with its attempts and last error while LiveKit is
+/// down, and is retried until the room is closed once LiveKit is back (it was lost before: the
+/// handler answered 502 and the stored event made LiveKit's redelivery a no-op).
+pub async fn webhook_followups_survive_a_livekit_outage(backend: Backend) {
+    let mut bed = Bed::start(backend).await;
+    let owner = bed.login("vic", &[]);
+    let (id, room) = bed.live_stream(&owner, "vic's").await;
+    let (s, end) = bed
+        .call("POST", &format!("/v1/streams/{id}/end"), Some(&owner), None)
+        .await;
+    assert_eq!(s, 200, "{end}");
+
+    // Someone rejoined with an old token: LiveKit re-created the room (here: the server API)…
+    let rooms = livekit_api::services::room::RoomClient::with_api_key(
+        &bed.server.http_url(),
+        API_KEY,
+        API_SECRET,
+    );
+    rooms
+        .create_room(&room, Default::default())
+        .await
+        .expect("re-create the room");
+    // … and stops answering (frozen: its sockets stay open, nothing answers) as its event comes.
+    bed.server.pause().expect("SIGSTOP livekit-server");
+    let body = json!({"event": "participant_joined", "id": "EV_rejoin",
+                      "room": {"name": room, "sid": "RM_x"},
+                      "participant": {"identity": "old-token", "sid": "PA_x"},
+                      "createdAt": now().to_string()})
+    .to_string();
+    let (s, r) = post_webhook(&bed, &body, Some(&sign_webhook(&body, API_KEY, API_SECRET))).await;
+    assert_eq!((s, &r), (200, &json!({"stored": true})), "LiveKit down");
+    let path = format!("/v1/admin/events?room={room}");
+    let followup = |evs: &Value| -> Option<Value> {
+        evs.as_array()?
+            .iter()
+            .find(|e| e["id"] == "EV_rejoin")
+            .map(|e| e["followup"].clone())
+    };
+    let (_, evs) = bed.admin("GET", &path, None).await;
+    let f = followup(&evs).expect("the event is stored");
+    assert_eq!(f["action"], "close_room", "{f}");
+    assert_eq!(f["state"], "pending", "{f}");
+    assert!(f["attempts"].as_i64() >= Some(1), "{f}");
+    assert!(
+        f["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{f}"
+    );
+
+    // LiveKit answers again: a retry closes the room.
+    bed.server.resume().expect("SIGCONT livekit-server");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let f = loop {
+        let (_, evs) = bed.admin("GET", &path, None).await;
+        let f = followup(&evs).expect("the event is stored");
+        if f["state"] == "done" {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "never done: {evs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(f["done_at"].as_i64().is_some(), "{f}");
+    assert!(
+        f["attempts"].as_i64() >= Some(2),
+        "done without a retry: {f}"
+    );
+    assert!(
+        !bed.server_rooms().await.contains(&room),
+        "the ended stream's room is still open"
+    );
+    bed.stop().await;
+}
