@@ -144,5 +144,37 @@ pub(crate) async fn receive(
         };
         let _ = crate::followup::attempt(&state, &due).await;
     }
+    // Someone joining with a token of a grant that no longer applies (revoked, expired: the
+    // token itself, or the one the server refreshed, outlives it): evict whom it admitted.
+    if recorded.fresh
+        && matches!(change, RoomChange::Joined { .. })
+        && let Some(grant_id) = event
+            .participant
+            .as_ref()
+            .and_then(|p| p.attributes.get(crate::api::GRANT_ATTRIBUTE))
+        && let Some(grant) = state.store.grant(grant_id).await?
+        && grant.refusal_at(t).is_some()
+    {
+        tracing::info!(room = %stored.room, grant = %grant.id, "a participant of a lapsed grant joined");
+        let queued = state
+            .store
+            .queue_followup(
+                &stored.id,
+                "evict_grant",
+                &grant.id,
+                t,
+                t + crate::followup::FIRST_ATTEMPT_SECS,
+            )
+            .await?;
+        if queued {
+            let due = crate::store::DueFollowup {
+                event_id: stored.id.clone(),
+                action: "evict_grant".into(),
+                room: grant.id.clone(),
+                attempts: 0,
+            };
+            let _ = crate::followup::attempt(&state, &due).await;
+        }
+    }
     Ok(Json(serde_json::json!({"stored": recorded.fresh})))
 }

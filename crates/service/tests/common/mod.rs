@@ -412,6 +412,7 @@ macro_rules! suite {
             healthz_is_cheap_and_says_when_the_database_is_gone,
             stored_webhook_events_expire_after_the_retention,
             webhook_followups_survive_a_livekit_outage,
+            revoke_races_mints_and_evicts_whom_the_grant_admitted,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

@@ -1567,3 +1567,112 @@ pub async fn webhook_followups_survive_a_livekit_outage(backend: Backend) {
     );
     bed.stop().await;
 }
+
+/// Issue 18: a revoke bites. A storm of mints races the revoke: no mint *sent after the revoke
+/// answered* gets a token (the revoke waits for the mints in flight, and mints re-check the
+/// grant after signing); and the participant the grant admitted, already in the room on the
+/// real server, is removed (it stayed in before, its server-refreshed token keeping it there).
+pub async fn revoke_races_mints_and_evicts_whom_the_grant_admitted(backend: Backend) {
+    let bed = Bed::start_with(
+        backend,
+        Limits {
+            rate_per_minute: 1_000_000,
+            rate_burst: 100_000,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let grant = bed
+        .grant(json!({"user": "rita", "room": "rev-*", "role": "viewer"}))
+        .await;
+    // Someone else's grant for the same room: its participant stays.
+    bed.grant(json!({"user": "sid", "room": "rev-room", "role": "viewer"}))
+        .await;
+    let jwt = bed.login("rita", &[]);
+    let (s, t) = bed.token(&jwt, "rev-room").await;
+    assert_eq!(s, 200, "{t}");
+    let rita_token = t["token"].as_str().unwrap().to_owned();
+    let mut rita = peer(&bed, "join", &rita_token, 60);
+    assert_eq!(blocking(|| rita.wait_line("JOINED", JOIN)).unwrap(), "rita");
+    let (s, t) = bed.token(&bed.login("sid", &[]), "rev-room").await;
+    assert_eq!(s, 200, "{t}");
+    let mut sid = peer(&bed, "join", t["token"].as_str().unwrap(), 60);
+    assert_eq!(blocking(|| sid.wait_line("JOINED", JOIN)).unwrap(), "sid");
+
+    // The storm: 8 callers minting back to back, each answer with the time its request left.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut storm = Vec::new();
+    for _ in 0..8 {
+        let (http, url, jwt, stop) = (
+            bed.http.clone(),
+            format!("{}/v1/token", bed.base),
+            jwt.clone(),
+            stop.clone(),
+        );
+        storm.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = std::time::Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&jwt)
+                    .json(&json!({"room": "rev-room"}))
+                    .send()
+                    .await
+                    .unwrap();
+                seen.push((sent, r.status().as_u16()));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, revoked) = bed
+        .admin("POST", &format!("/v1/admin/grants/{grant}/revoke"), None)
+        .await;
+    let answered = std::time::Instant::now();
+    assert_eq!(s, 200, "{revoked}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut before = 0;
+    let mut after = 0;
+    for task in storm {
+        for (sent, status) in task.await.unwrap() {
+            if sent > answered {
+                assert_eq!(
+                    status, 403,
+                    "a mint sent after the revoke answered got {status}"
+                );
+                after += 1;
+            } else if status == 200 {
+                before += 1;
+            }
+        }
+    }
+    eprintln!("storm: {before} tokens before the revoke, {after} refusals after it");
+    assert!(
+        before > 0 && after > 0,
+        "no race: {before} before, {after} after"
+    );
+
+    // Rita, admitted by the grant, is removed from the room; Sid is not.
+    assert_eq!(revoked["evicted"], json!(["rev-room/rita"]), "{revoked}");
+    blocking(|| rita.wait_line("DISCONNECTED", JOIN)).expect("rita is removed");
+    let left: Vec<String> = bed
+        .server_participants("rev-room")
+        .await
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(left, ["sid"], "{left:?}");
+    // Her token is still valid for LiveKit (as is the one the server refreshed): rejoining with
+    // it gets her removed again (the participant_joined webhook names the lapsed grant).
+    let mut again = peer(&bed, "join", &rita_token, 30);
+    match blocking(|| again.wait_line("JOINED", JOIN)) {
+        Ok(_) => {
+            blocking(|| again.wait_line("DISCONNECTED", JOIN)).expect("the rejoin is removed");
+        }
+        Err(e) => panic!("the old token did not join at all ({e}): nothing was shown"),
+    }
+    drop((rita, sid, again));
+    bed.stop().await;
+}
