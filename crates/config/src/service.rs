@@ -94,6 +94,15 @@ pub struct ServiceConfig {
     /// How long stored webhook events are kept (at least 1h and `webhook_max_age`).
     #[serde(with = "humantime_serde")]
     pub event_retention: Duration,
+    /// Streams (not ended) one caller may own.
+    pub max_streams_per_caller: u32,
+    /// Streams one caller may have live at once.
+    pub max_live_streams_per_caller: u32,
+    /// Recordings of one caller's streams running at once.
+    pub max_recordings_per_caller: u32,
+    /// Free bytes under `recordings_dir` below which no recording starts (running ones stop
+    /// below half of it).
+    pub recording_min_free_bytes: u64,
 }
 
 impl Default for ServiceConfig {
@@ -122,6 +131,10 @@ impl Default for ServiceConfig {
             max_in_flight: 256,
             shutdown_grace: Duration::from_secs(10),
             event_retention: Duration::from_secs(7 * 86400),
+            max_streams_per_caller: 100,
+            max_live_streams_per_caller: 5,
+            max_recordings_per_caller: 2,
+            recording_min_free_bytes: 1 << 30,
         }
     }
 }
@@ -307,6 +320,24 @@ impl ServiceConfig {
                 1_000_000,
             ),
             ("service.rate_burst", u64::from(self.rate_burst), 1, 100_000),
+            (
+                "service.max_streams_per_caller",
+                u64::from(self.max_streams_per_caller),
+                1,
+                1_000_000,
+            ),
+            (
+                "service.max_live_streams_per_caller",
+                u64::from(self.max_live_streams_per_caller),
+                1,
+                1_000_000,
+            ),
+            (
+                "service.max_recordings_per_caller",
+                u64::from(self.max_recordings_per_caller),
+                1,
+                1_000_000,
+            ),
         ] {
             if v < lo || v > hi {
                 violation(

@@ -141,6 +141,7 @@ fn start_service(database: String) -> u16 {
                 recordings_dir: None,
                 bounds: wavecast_service::Bounds::default(),
                 event_retention: Duration::from_secs(7 * 86400),
+                caps: wavecast_service::Caps::default(),
             };
             let store = Store::connect(&database).await.expect("store");
             store

@@ -76,7 +76,7 @@ use std::sync::Arc;
 pub use api::NewGrant;
 pub use client::{AdminClient, ClientError};
 pub use error::ServiceError;
-pub use settings::{Bounds, Settings};
+pub use settings::{Bounds, Caps, Settings};
 pub use store::Store;
 
 /// One service instance: settings, storage and the LiveKit clients, shared by its handlers.

@@ -214,6 +214,22 @@ async fn start(
         }
         StreamStatus::Ready | StreamStatus::Live => {}
     }
+    crate::streams::cap(state, &stream.owner, crate::store::Owned::Recordings).await?;
+    let min_free = state.settings.caps.min_free_disk;
+    match free_bytes(&root) {
+        Some(free) if free < min_free => {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                format!(
+                    "only {free} bytes are free for recordings: at least {min_free} are needed \
+                     to start one"
+                ),
+            ));
+        }
+        Some(_) => {}
+        None => tracing::warn!(dir = %root.display(), "cannot read the free disk space"),
+    }
     let lock = state.recordings.lock(&stream.id);
     let _held = lock.lock().await;
     let id = new_id("r_");
@@ -294,6 +310,7 @@ async fn start(
         row.clone(),
         recorder,
         stop_rx,
+        (root.clone(), min_free / 2),
     ));
     tracing::info!(stream = %stream.id, recording = %row.id, manifest = %row.manifest, "recording");
     Ok(row)
@@ -366,8 +383,13 @@ async fn own(
     row: Recording,
     recorder: Recorder,
     mut stop: oneshot::Receiver<StopRequest>,
+    (dir, floor): (PathBuf, u64),
 ) {
     let (reason, reply) = tokio::select! {
+        () = disk_full(&dir, floor) => {
+            tracing::warn!(recording = %row.id, "the disk is full: stopping the recording");
+            ("disk full", None)
+        }
         r = &mut stop => match r {
             Ok((reason, reply)) => (reason, Some(reply)),
             // The service dropped its side without asking: finalize anyway.
@@ -428,6 +450,36 @@ async fn finish(
         recording,
         files: files_of,
     })
+}
+
+/// Completes when fewer than `floor` bytes are free under `dir` (checked every 2 s).
+async fn disk_full(dir: &Path, floor: u64) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        if free_bytes(dir).is_some_and(|free| free < floor) {
+            return;
+        }
+    }
+}
+
+/// Free bytes (for unprivileged users) on the file system of `dir`, or of its nearest existing
+/// ancestor (the directory is created when the first recording starts).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        if p.exists() {
+            let s = nix::sys::statvfs::statvfs(p).ok()?;
+            // Both are 32 bits wide on some targets.
+            #[allow(clippy::useless_conversion)]
+            let (blocks, size) = (
+                u64::from(s.blocks_available()),
+                u64::from(s.fragment_size()),
+            );
+            return Some(blocks.saturating_mul(size));
+        }
+        d = p.parent();
+    }
+    None
 }
 
 /// The files a manifest lists, with paths relative to the recordings directory.

@@ -41,6 +41,31 @@ impl Default for Bounds {
     }
 }
 
+/// What one caller (a stream owner) may hold at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caps {
+    /// Streams not ended.
+    pub streams: u32,
+    /// Streams live (their room open) at once.
+    pub live_streams: u32,
+    /// Recordings running at once of the caller's streams.
+    pub recordings: u32,
+    /// Free bytes under `recordings_dir` below which no recording starts, and below half of
+    /// which running ones are stopped (reason `disk full`).
+    pub min_free_disk: u64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Self {
+            streams: 100,
+            live_streams: 5,
+            recordings: 2,
+            min_free_disk: 1 << 30,
+        }
+    }
+}
+
 /// Everything a [`crate::Service`] needs besides its [`crate::Store`]. Secrets inside are
 /// redacted in `Debug`.
 #[derive(Clone)]
@@ -77,6 +102,8 @@ pub struct Settings {
     /// How long stored webhook events are kept (by arrival; events whose follow-up is not done
     /// are kept until it is).
     pub event_retention: Duration,
+    /// Per-caller caps and the free-disk threshold of recording.
+    pub caps: Caps,
 }
 
 impl fmt::Debug for Settings {
@@ -97,6 +124,7 @@ impl fmt::Debug for Settings {
             .field("recordings_dir", &self.recordings_dir)
             .field("bounds", &self.bounds)
             .field("event_retention", &self.event_retention)
+            .field("caps", &self.caps)
             .finish()
     }
 }
@@ -146,6 +174,12 @@ impl Settings {
                 shutdown_grace: s.shutdown_grace,
             },
             event_retention: s.event_retention,
+            caps: Caps {
+                streams: s.max_streams_per_caller,
+                live_streams: s.max_live_streams_per_caller,
+                recordings: s.max_recordings_per_caller,
+                min_free_disk: s.recording_min_free_bytes,
+            },
         })
     }
 }

@@ -172,6 +172,17 @@ pub struct DueFollowup {
     pub attempts: i64,
 }
 
+/// What a caller holds, as counted by [`Store::owned`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    /// Streams not ended.
+    Streams,
+    /// Streams whose room is open.
+    LiveStreams,
+    /// Running recordings of the caller's streams.
+    Recordings,
+}
+
 /// What [`Store::record_event`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
@@ -890,6 +901,28 @@ impl Store {
         .map_err(db("queue a follow-up"))?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    /// How many `what` the user `owner` holds now.
+    pub async fn owned(&self, owner: &str, what: Owned) -> Result<i64, ServiceError> {
+        let sql = match what {
+            Owned::Streams => {
+                "SELECT COUNT(*) AS n FROM streams WHERE owner = $1 AND status <> 'ended'"
+            }
+            Owned::LiveStreams => {
+                "SELECT COUNT(*) AS n FROM streams WHERE owner = $1 AND status IN ('ready', 'live')"
+            }
+            Owned::Recordings => {
+                "SELECT COUNT(*) AS n FROM recordings r JOIN streams s ON s.id = r.stream_id \
+                 WHERE s.owner = $1 AND r.ended_at IS NULL"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("count what a caller holds"))?;
+        row.try_get("n").map_err(db("decode a count"))
     }
 
     /// A grant by id.

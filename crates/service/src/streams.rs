@@ -10,7 +10,7 @@ use crate::api::{ApiError, JsonBody, Minted, Shared, mint, new_id, now};
 use crate::auth::Principal;
 use crate::guard::{Authed, User};
 use crate::policy::Role;
-use crate::store::{Recording, Stream, StreamStatus};
+use crate::store::{Owned, Recording, Stream, StreamStatus};
 
 /// Seconds LiveKit keeps a live stream's room open while it is empty.
 const EMPTY_TIMEOUT: u32 = 600;
@@ -34,6 +34,32 @@ pub(crate) async fn load(state: &crate::api::AppState, id: &str) -> Result<Strea
         .stream(id)
         .await?
         .ok_or_else(|| ApiError::not_found("stream"))
+}
+
+/// 403 `quota_exceeded` when `owner` already holds as many `what` as a caller may (checked
+/// before acting: concurrent requests may overshoot by the few in flight).
+pub(crate) async fn cap(
+    state: &crate::api::AppState,
+    owner: &str,
+    what: Owned,
+) -> Result<(), ApiError> {
+    let caps = &state.settings.caps;
+    let (limit, name) = match what {
+        Owned::Streams => (caps.streams, "streams not ended"),
+        Owned::LiveStreams => (caps.live_streams, "live streams"),
+        Owned::Recordings => (caps.recordings, "running recordings"),
+    };
+    let held = state.store.owned(owner, what).await?;
+    if held >= i64::from(limit) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "quota_exceeded",
+            format!(
+                "the stream's owner already has {held} {name}: at most {limit}; end or stop one first"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How a principal may see a stream.
@@ -136,6 +162,7 @@ pub(crate) async fn create(
         live_at: None,
         ended_at: None,
     };
+    cap(&state, &stream.owner, Owned::Streams).await?;
     state.store.insert_stream(&stream).await?;
     Ok((StatusCode::CREATED, Json(stream)))
 }
@@ -154,6 +181,9 @@ pub(crate) async fn go_live(
 ) -> Result<Json<LiveResponse>, ApiError> {
     let (stream, access) = load_for(&state, &Principal::User(caller.clone()), &id).await?;
     require(access, &[Access::Owner])?;
+    if stream.status == StreamStatus::Created {
+        cap(&state, &stream.owner, Owned::LiveStreams).await?;
+    }
     if stream.status == StreamStatus::Ended {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -38,6 +38,7 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub bounds: wavecast_service::Bounds,
     pub event_retention: Duration,
+    pub caps: wavecast_service::Caps,
 }
 
 impl Default for Limits {
@@ -48,6 +49,10 @@ impl Default for Limits {
             max_body_bytes: 16 * 1024,
             bounds: wavecast_service::Bounds::default(),
             event_retention: Duration::from_secs(7 * 86400),
+            caps: wavecast_service::Caps {
+                min_free_disk: 0,
+                ..Default::default()
+            },
         }
     }
 }
@@ -123,6 +128,7 @@ impl Bed {
             recordings_dir: Some(recordings.clone()),
             bounds: limits.bounds.clone(),
             event_retention: limits.event_retention,
+            caps: limits.caps.clone(),
         };
         let store = Store::connect(&database).await.expect("open the store");
         let service = Service::new(settings, store.clone());
@@ -413,6 +419,8 @@ macro_rules! suite {
             stored_webhook_events_expire_after_the_retention,
             webhook_followups_survive_a_livekit_outage,
             revoke_races_mints_and_evicts_whom_the_grant_admitted,
+            per_caller_caps_hold,
+            recording_refuses_to_start_below_the_free_disk_threshold,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

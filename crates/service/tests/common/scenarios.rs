@@ -1676,3 +1676,155 @@ pub async fn revoke_races_mints_and_evicts_whom_the_grant_admitted(backend: Back
     drop((rita, sid, again));
     bed.stop().await;
 }
+
+/// Issue 18: per-caller caps — streams not ended, live streams, running recordings — each a 403
+/// `quota_exceeded` that names the cap; other callers are unaffected, and ending or stopping
+/// frees the slot. (There was no cap at all.)
+pub async fn per_caller_caps_hold(backend: Backend) {
+    let bed = Bed::start_with(
+        backend,
+        Limits {
+            caps: wavecast_service::Caps {
+                streams: 3,
+                live_streams: 2,
+                recordings: 1,
+                min_free_disk: 0,
+            },
+            ..Limits::default()
+        },
+    )
+    .await;
+    let wes = bed.login("wes", &[]);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (s, st) = bed
+            .call(
+                "POST",
+                "/v1/streams",
+                Some(&wes),
+                Some(json!({"name": format!("s{i}")})),
+            )
+            .await;
+        assert_eq!(s, 201, "{st}");
+        ids.push(st["id"].as_str().unwrap().to_owned());
+    }
+    let (s, e) = bed
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(&wes),
+            Some(json!({"name": "one too many"})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (403, Some("quota_exceeded")),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap().contains("at most 3"), "{e}");
+    let (s, _) = bed
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(&bed.login("xena", &[])),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(s, 201, "another caller is capped too");
+
+    for id in &ids[..2] {
+        let (s, v) = bed
+            .call("POST", &format!("/v1/streams/{id}/live"), Some(&wes), None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, e) = bed
+        .call(
+            "POST",
+            &format!("/v1/streams/{}/live", ids[2]),
+            Some(&wes),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (403, Some("quota_exceeded")),
+        "{e}"
+    );
+
+    let (s, r) = bed.recording(&ids[0], Some(&wes), "start").await;
+    assert_eq!(s, 201, "{r}");
+    let (s, e) = bed.recording(&ids[1], Some(&wes), "start").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (403, Some("quota_exceeded")),
+        "{e}"
+    );
+    let (s, e) = bed.recording(&ids[1], Some(ADMIN_KEY), "start").await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (403, Some("quota_exceeded")),
+        "the cap is the owner's, whoever asks: {e}"
+    );
+    let (s, r) = bed.recording(&ids[0], Some(&wes), "stop").await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = bed.recording(&ids[1], Some(&wes), "start").await;
+    assert_eq!(s, 201, "a stopped recording frees its slot: {r}");
+
+    // Ending a stream frees a stream slot and a live slot.
+    let (s, v) = bed
+        .call(
+            "POST",
+            &format!("/v1/streams/{}/end", ids[0]),
+            Some(&wes),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = bed
+        .call(
+            "POST",
+            &format!("/v1/streams/{}/live", ids[2]),
+            Some(&wes),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, st) = bed
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(&wes),
+            Some(json!({"name": "again"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{st}");
+    bed.stop().await;
+}
+
+/// Issue 18: a recording does not start when less than the free-disk threshold is left under
+/// `recordings_dir` (507 `disk_full`), and nothing is written.
+pub async fn recording_refuses_to_start_below_the_free_disk_threshold(backend: Backend) {
+    let bed = Bed::start_with(
+        backend,
+        Limits {
+            caps: wavecast_service::Caps {
+                // More than any test machine's disk has free.
+                min_free_disk: u64::MAX / 4,
+                ..Default::default()
+            },
+            ..Limits::default()
+        },
+    )
+    .await;
+    let owner = bed.login("yan", &[]);
+    let (id, _) = bed.live_stream(&owner, "yan's").await;
+    let (s, e) = bed.recording(&id, Some(&owner), "start").await;
+    assert_eq!((s, e["error"].as_str()), (507, Some("disk_full")), "{e}");
+    let v = bed
+        .wait_for(&format!("/v1/streams/{id}"), &owner, JOIN, |_| true)
+        .await;
+    assert_eq!(v["recordings"], json!([]), "{v}");
+    assert!(!bed.recordings.join(&id).exists(), "something was written");
+    bed.stop().await;
+}
