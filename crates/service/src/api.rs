@@ -50,6 +50,8 @@ pub(crate) struct AppState {
     /// Mints hold it shared from reading grants to answering; a revoke takes it exclusively
     /// once (after its commit) to wait for them.
     pub revocations: tokio::sync::RwLock<()>,
+    /// `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
         Self {
             in_flight,
             revocations: tokio::sync::RwLock::new(()),
+            metrics: crate::metrics::Metrics::default(),
             settings,
             store,
             rooms,
@@ -99,6 +102,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     };
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/v1/token", post(token))
         .route("/v1/streams", post(crate::streams::create))
         .route("/v1/streams/{id}", get(crate::streams::get))
@@ -119,10 +123,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             crate::body::bounded(limits, req, next)
         }))
-        // Outermost, so first: who calls, and may they now — before any body is read.
+        // Then, first: who calls, and may they now — before any body is read.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::guard::guard,
+        ))
+        // Outermost: every request counted and timed, refusals included.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
         ))
         .with_state(state)
 }
@@ -172,6 +181,8 @@ impl IntoResponse for ApiError {
             message: &self.message,
         });
         let mut r = (self.status, body).into_response();
+        r.extensions_mut()
+            .insert(crate::metrics::ErrorCode(self.code));
         if let Some(s) = self.retry_after
             && let Ok(v) = s.to_string().parse()
         {
@@ -402,6 +413,7 @@ async fn token(
         ));
     }
     drop(mints);
+    state.metrics.token_minted();
     tracing::debug!(user = %caller.user, room = %req.room, role = %grant.role, "token issued");
     Ok(Json(TokenResponse {
         minted,

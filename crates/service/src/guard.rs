@@ -40,7 +40,7 @@ pub(crate) fn needs(route: Option<&str>) -> Needs {
     match route {
         None | Some("/healthz") => Needs::Nothing,
         Some(WEBHOOK_PATH) => Needs::Signature,
-        Some(p) if p.starts_with("/v1/admin/") => Needs::AdminKey,
+        Some(p) if p.starts_with("/v1/admin/") || p == "/metrics" => Needs::AdminKey,
         Some("/v1/streams/{id}" | "/v1/streams/{id}/recording") => Needs::UserOrAdminKey,
         Some(_) => Needs::User,
     }
@@ -216,6 +216,7 @@ mod tests {
             ("/v1/admin/grants", Needs::AdminKey),
             ("/v1/admin/grants/{id}/revoke", Needs::AdminKey),
             ("/v1/admin/events", Needs::AdminKey),
+            ("/metrics", Needs::AdminKey),
             (WEBHOOK_PATH, Needs::Signature),
             ("/v1/some/future/route", Needs::User),
         ] {

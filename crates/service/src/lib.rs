@@ -63,6 +63,7 @@ mod client;
 mod error;
 mod followup;
 mod guard;
+mod metrics;
 pub mod policy;
 mod recording;
 mod settings;

@@ -106,6 +106,14 @@ impl Recordings {
         l
     }
 
+    /// Recordings running in this instance.
+    pub fn running_count(&self) -> usize {
+        self.running
+            .lock()
+            .expect("the recordings map is never poisoned")
+            .len()
+    }
+
     fn take(&self, stream: &str) -> Option<Running> {
         self.running
             .lock()
@@ -402,6 +410,15 @@ async fn own(
     };
     let result = recorder.stop().await;
     let outcome = finish(&store, &row, reason, result).await;
+    if let (Ok(f), Some(state)) = (&outcome, state.upgrade()) {
+        let bytes = f
+            .files
+            .iter()
+            .filter_map(|file| std::fs::metadata(dir.join(&file.path)).ok())
+            .map(|m| m.len())
+            .sum();
+        state.metrics.recording_written(bytes);
+    }
     let reply = match reply {
         Some(r) => Some(r),
         None => {

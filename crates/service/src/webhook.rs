@@ -130,6 +130,9 @@ pub(crate) async fn receive(
             t + crate::followup::FIRST_ATTEMPT_SECS,
         )
         .await?;
+    if recorded.fresh {
+        state.metrics.webhook(&stored.event);
+    }
     tracing::debug!(id = %stored.id, event = %stored.event, room = %stored.room, fresh = recorded.fresh, "webhook");
     // A participant joining the room of an ended stream (an old token): close the room again.
     // The follow-up is stored with the event; this is its first attempt, and the worker retries

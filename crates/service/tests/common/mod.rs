@@ -421,6 +421,7 @@ macro_rules! suite {
             revoke_races_mints_and_evicts_whom_the_grant_admitted,
             per_caller_caps_hold,
             recording_refuses_to_start_below_the_free_disk_threshold,
+            metrics_count_requests_tokens_denials_webhooks_and_recordings,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

@@ -1828,3 +1828,110 @@ pub async fn recording_refuses_to_start_below_the_free_disk_threshold(backend: B
     assert!(!bed.recordings.join(&id).exists(), "something was written");
     bed.stop().await;
 }
+
+/// Issue 18: `GET /metrics` (admin key only) in the Prometheus text format: requests by route and
+/// status with latency histograms, tokens minted, denials by reason, webhooks by event,
+/// recordings running and bytes written.
+pub async fn metrics_count_requests_tokens_denials_webhooks_and_recordings(backend: Backend) {
+    let bed = Bed::start(backend).await;
+    bed.grant(json!({"user": "zoe", "room": "m-room", "role": "viewer"}))
+        .await;
+    let zoe = bed.login("zoe", &[]);
+    for _ in 0..3 {
+        assert_eq!(bed.token(&zoe, "m-room").await.0, 200);
+    }
+    assert_eq!(bed.token(&zoe, "elsewhere").await.0, 403);
+    assert_eq!(bed.token("not-a-jwt", "m-room").await.0, 401);
+    let body = event_body("EV_metrics", "room_started", "m-room", now());
+    let (s, _) = post_webhook(&bed, &body, Some(&sign_webhook(&body, API_KEY, API_SECRET))).await;
+    assert_eq!(s, 200);
+    let (id, _) = bed.live_stream(&zoe, "zoe's").await;
+    let (s, r) = bed.recording(&id, Some(&zoe), "start").await;
+    assert_eq!(s, 201, "{r}");
+
+    // Not for callers.
+    for bearer in [None, Some(zoe.as_str())] {
+        let (s, e) = bed.raw("GET", "/metrics", bearer, None, None).await;
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (401, Some("unauthenticated")),
+            "{e}"
+        );
+    }
+    let scrape = || async {
+        let r = bed
+            .http
+            .get(format!("{}/metrics", bed.base))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4"),
+            "{:?}",
+            r.headers()
+        );
+        r.text().await.unwrap()
+    };
+    let text = scrape().await;
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, v) = line.rsplit_once(' ').expect(line);
+        assert!(v.parse::<f64>().is_ok(), "{line}");
+        assert!(
+            series.starts_with("wavecast_") && series.chars().all(|c| !c.is_whitespace()),
+            "{line}"
+        );
+    }
+    assert_eq!(value("wavecast_tokens_minted_total"), Some(3.0), "{text}");
+    assert_eq!(
+        value("wavecast_http_requests_total{route=\"/v1/token\",status=\"200\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("wavecast_denials_total{reason=\"no_grant\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("wavecast_denials_total{reason=\"unauthenticated\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("wavecast_http_request_duration_seconds_count{route=\"/v1/token\"}"),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("wavecast_http_request_duration_seconds_bucket{route=\"/v1/token\",le=\"+Inf\"}"),
+        Some(5.0),
+        "{text}"
+    );
+    assert!(
+        value("wavecast_webhooks_total{event=\"room_started\"}") >= Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value("wavecast_recordings_running"), Some(1.0), "{text}");
+    let (s, r) = bed.recording(&id, Some(&zoe), "stop").await;
+    assert_eq!(s, 200, "{r}");
+    let text = scrape().await;
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(value("wavecast_recordings_running"), Some(0.0), "{text}");
+    assert!(
+        value("wavecast_recording_bytes_written_total").is_some(),
+        "{text}"
+    );
+    bed.stop().await;
+}
