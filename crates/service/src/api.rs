@@ -509,6 +509,9 @@ async fn list_grants(
             ));
         }
     };
+    if let Some(s) = &subject {
+        policy::check_subject(s.name()).map_err(|m| ApiError::bad_request("invalid_subject", m))?;
+    }
     let limit = q.limit.unwrap_or(1000).min(10_000);
     Ok(Json(
         state.store.list_grants(subject.as_ref(), limit).await?,
@@ -520,7 +523,9 @@ async fn revoke_grant(
     _: AdminOnly,
     Path(id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
-    if id.len() > 64 {
+    // Ids are `g_` and hex: anything else names no grant (and never reaches the database,
+    // where PostgreSQL refuses some bytes, NUL among them, with an error).
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(ApiError::not_found("grant"));
     }
     let Some(grant) = state.store.revoke_grant(&id, now()).await? else {
@@ -582,6 +587,9 @@ async fn list_events(
     q: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<crate::store::StoredEvent>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    if let Some(r) = &q.room {
+        policy::check_room(r).map_err(|m| ApiError::bad_request("invalid_room", m))?;
+    }
     let limit = q.limit.unwrap_or(1000).min(10_000);
     Ok(Json(state.store.events(q.room.as_deref(), limit).await?))
 }

@@ -167,10 +167,16 @@ impl CallerAuth {
         })?;
         let claims = data.claims;
         let user = match claims.get("sub") {
-            Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => s.clone(),
+            Some(serde_json::Value::String(s))
+                if !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) =>
+            {
+                s.clone()
+            }
             _ => {
                 return Err(AuthError(
-                    "the bearer token's sub must be a non-empty string of at most 128 bytes".into(),
+                    "the bearer token's sub must be a non-empty string of at most 128 bytes \
+                     without control characters"
+                        .into(),
                 ));
             }
         };
@@ -178,11 +184,15 @@ impl CallerAuth {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(items)) if items.len() <= MAX_GROUPS => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_owned))
+                .map(|v| {
+                    v.as_str()
+                        .filter(|g| !g.chars().any(char::is_control))
+                        .map(str::to_owned)
+                })
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| {
                     AuthError(format!(
-                        "the bearer token's {:?} claim must be an array of strings",
+                        "the bearer token's {:?} claim must be an array of strings without control characters",
                         self.groups_claim
                     ))
                 })?,

@@ -26,7 +26,9 @@ pub(crate) struct NewStream {
 }
 
 pub(crate) async fn load(state: &crate::api::AppState, id: &str) -> Result<Stream, ApiError> {
-    if id.len() > 64 {
+    // Ids are hex: anything else names no stream (and never reaches the database, where
+    // PostgreSQL refuses some bytes, NUL among them, with an error).
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::not_found("stream"));
     }
     state

@@ -422,6 +422,7 @@ macro_rules! suite {
             per_caller_caps_hold,
             recording_refuses_to_start_below_the_free_disk_threshold,
             metrics_count_requests_tokens_denials_webhooks_and_recordings,
+            hostile_corpus_gets_no_5xx,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {

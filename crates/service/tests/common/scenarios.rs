@@ -1935,3 +1935,499 @@ pub async fn metrics_count_requests_tokens_denials_webhooks_and_recordings(backe
     );
     bed.stop().await;
 }
+
+/// One raw request on its own connection; the answer's status (`None` when the connection closed
+/// without one, or nothing came within 20 s).
+async fn raw_status(addr: &str, request: &[u8]) -> Option<u16> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    // The server may answer (and close) before it read everything: a failed write is fine.
+    let _ = s.write_all(request).await;
+    let answer = read_until_closed(&mut s, Duration::from_secs(20)).await?;
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+}
+
+/// A request as raw bytes: `head` (request line and headers, without the blank line) and body.
+fn req(method: &str, path: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    if !headers.iter().any(|h| {
+        let h = h.to_ascii_lowercase();
+        h.starts_with("content-length:") || h.starts_with("transfer-encoding:")
+    }) {
+        r.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    r.push_str("\r\n");
+    let mut r = r.into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Issue 18: a hostile corpus — at least 150 requests mixing methods, paths, headers, bodies,
+/// encodings, sizes and tokens, generated deterministically plus hand-written nasty ones — gets
+/// no 5xx other than 502 while LiveKit is down (and 503 `storage_unavailable` never: the
+/// database stays up); the service answers `/healthz` and mints a token afterwards.
+pub async fn hostile_corpus_gets_no_5xx(backend: Backend) {
+    let mut bed = Bed::start_with(
+        backend,
+        bounded(wavecast_service::Bounds {
+            header_timeout: Duration::from_secs(2),
+            body_timeout: Duration::from_secs(2),
+            ..Default::default()
+        }),
+    )
+    .await;
+    bed.grant(json!({"user": "hal", "room": "*", "role": "viewer"}))
+        .await;
+    let hal = bed.login("hal", &[]);
+    let (id, room) = bed.live_stream(&hal, "hal's").await;
+    let addr = bed.base.trim_start_matches("http://").to_owned();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "hal", "iss": super::ISSUER, "aud": super::AUDIENCE, "exp": now() - 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(super::LOGIN_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let forged = super::login_jwt("hal", &["admin"], "not-the-login-secret-0123456789");
+    let tokens: Vec<Option<String>> = vec![
+        None,
+        Some("Bearer".into()),
+        Some("Bearer ".into()),
+        Some("Bearer garbage".into()),
+        Some(format!("Bearer {hal}")),
+        Some(format!("bearer {hal}")),
+        Some(format!("Bearer {ADMIN_KEY}")),
+        Some(format!("Bearer {expired}")),
+        Some(format!("Bearer {forged}")),
+        Some("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJoYWwifQ.".into()),
+        Some("Basic aGFsOmhhbA==".into()),
+        Some(format!("Bearer {}", "A".repeat(8000))),
+    ];
+    let paths: Vec<String> = vec![
+        "/v1/token".into(),
+        "/v1/streams".into(),
+        format!("/v1/streams/{id}"),
+        format!("/v1/streams/{id}/live"),
+        format!("/v1/streams/{id}/end"),
+        format!("/v1/streams/{id}/recording"),
+        "/v1/streams/nope/recording".into(),
+        "/v1/admin/grants".into(),
+        "/v1/admin/grants?user=hal&limit=99999999999".into(),
+        "/v1/admin/grants?user=a&group=b".into(),
+        "/v1/admin/grants/g_x/revoke".into(),
+        format!("/v1/admin/events?room={room}&limit=-1"),
+        "/v1/livekit/webhook".into(),
+        "/metrics".into(),
+        "/healthz".into(),
+        "/v1/streams/%00".into(),
+        "/v1/streams/%2e%2e/%2e%2e/etc/passwd".into(),
+        "/v1//token".into(),
+        format!("/v1/streams/{}", "a".repeat(2000)),
+        "/v1/streams/%ff%fe".into(),
+        "/nowhere".into(),
+    ];
+    let methods = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "post", "BREW",
+    ];
+    let bodies: Vec<(Option<&str>, Vec<u8>)> = vec![
+        (Some("application/json"), b"".to_vec()),
+        (Some("application/json"), b"{}".to_vec()),
+        (Some("application/json"), b"[]".to_vec()),
+        (Some("application/json"), b"null".to_vec()),
+        (Some("application/json"), br#"{"room":"demo"}"#.to_vec()),
+        (
+            Some("application/json"),
+            br#"{"room":"demo","room":"*"}"#.to_vec(),
+        ),
+        (Some("application/json"), br#"{"action":"start"}"#.to_vec()),
+        (
+            Some("application/json"),
+            br#"{"name":"x","max_participants":1e309}"#.to_vec(),
+        ),
+        (
+            Some("application/json"),
+            [b"[".repeat(5000), b"]".repeat(5000)].concat(),
+        ),
+        (
+            Some("application/json"),
+            b"\xef\xbb\xbf{\"room\":\"demo\"}".to_vec(),
+        ),
+        (
+            Some("application/json"),
+            b"{\"room\":\"\xff\xfe\"}".to_vec(),
+        ),
+        (Some("application/json"), b"{\"room\":\"de\0mo\"}".to_vec()),
+        (
+            Some("application/json; charset=utf-16"),
+            br#"{"room":"demo"}"#.to_vec(),
+        ),
+        (Some("text/plain"), b"room=demo".to_vec()),
+        (
+            Some("multipart/form-data; boundary=x"),
+            b"--x\r\n\r\nroom\r\n--x--".to_vec(),
+        ),
+        (None, br#"{"room":"demo"}"#.to_vec()),
+        (Some("application/json"), vec![b' '; 40 * 1024]),
+    ];
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut rng = wavecast_testbed::corpus::Rng(0x005e_ed0f_1ea5);
+    for _ in 0..150 {
+        let method = methods[rng.below(methods.len())];
+        let path = &paths[rng.below(paths.len())];
+        let mut headers = Vec::new();
+        if let Some(t) = &tokens[rng.below(tokens.len())] {
+            headers.push(format!("Authorization: {t}"));
+        }
+        let (ct, body) = &bodies[rng.below(bodies.len())];
+        if let Some(ct) = ct {
+            headers.push(format!("Content-Type: {ct}"));
+        }
+        if rng.below(8) == 0 {
+            headers.push("Content-Encoding: gzip".into());
+        }
+        cases.push((
+            format!("{method} {path} {headers:?}"),
+            req(method, path, &headers, body),
+        ));
+    }
+    // Hand-written: framing, sizes and encodings a generator would rarely hit.
+    let auth = format!("Authorization: Bearer {hal}");
+    let json_ct = "Content-Type: application/json".to_owned();
+    let hand: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "chunked",
+            req(
+                "POST",
+                "/v1/token",
+                &[
+                    auth.clone(),
+                    json_ct.clone(),
+                    "Transfer-Encoding: chunked".into(),
+                ],
+                b"f\r\n{\"room\":\"demo\"}\r\n0\r\n\r\n",
+            ),
+        ),
+        (
+            "bad chunk",
+            req(
+                "POST",
+                "/v1/token",
+                &[
+                    auth.clone(),
+                    json_ct.clone(),
+                    "Transfer-Encoding: chunked".into(),
+                ],
+                b"zz\r\nxx\r\n0\r\n\r\n",
+            ),
+        ),
+        (
+            "CL and TE",
+            req(
+                "POST",
+                "/v1/token",
+                &[
+                    auth.clone(),
+                    json_ct.clone(),
+                    "Content-Length: 5".into(),
+                    "Transfer-Encoding: chunked".into(),
+                ],
+                b"0\r\n\r\n",
+            ),
+        ),
+        (
+            "short body",
+            req(
+                "POST",
+                "/v1/token",
+                &[auth.clone(), json_ct.clone(), "Content-Length: 100".into()],
+                b"{\"room\"",
+            ),
+        ),
+        (
+            "negative CL",
+            req(
+                "POST",
+                "/v1/token",
+                &[auth.clone(), json_ct.clone(), "Content-Length: -1".into()],
+                b"",
+            ),
+        ),
+        (
+            "huge CL",
+            req(
+                "POST",
+                "/v1/token",
+                &[
+                    auth.clone(),
+                    json_ct.clone(),
+                    "Content-Length: 99999999999999".into(),
+                ],
+                b"{}",
+            ),
+        ),
+        (
+            "two CL",
+            req(
+                "POST",
+                "/v1/token",
+                &[
+                    auth.clone(),
+                    json_ct.clone(),
+                    "Content-Length: 2".into(),
+                    "Content-Length: 3".into(),
+                ],
+                b"{}",
+            ),
+        ),
+        (
+            "two auth",
+            req(
+                "POST",
+                "/v1/token",
+                &[
+                    auth.clone(),
+                    "Authorization: Bearer x".into(),
+                    json_ct.clone(),
+                ],
+                br#"{"room":"demo"}"#,
+            ),
+        ),
+        (
+            "1 MiB body",
+            req(
+                "POST",
+                "/v1/streams",
+                &[auth.clone(), json_ct.clone()],
+                &vec![b'a'; 1024 * 1024],
+            ),
+        ),
+        (
+            "1 MiB webhook",
+            req(
+                "POST",
+                "/v1/livekit/webhook",
+                &["Authorization: x".into(), json_ct.clone()],
+                &vec![b'a'; 1024 * 1024 + 1],
+            ),
+        ),
+        (
+            "64 KiB header",
+            req(
+                "GET",
+                "/healthz",
+                &[format!("X-Big: {}", "b".repeat(64 * 1024))],
+                b"",
+            ),
+        ),
+        (
+            "200 headers",
+            req(
+                "GET",
+                "/healthz",
+                &(0..200).map(|i| format!("X-H{i}: v")).collect::<Vec<_>>(),
+                b"",
+            ),
+        ),
+        (
+            "non-ascii header",
+            req("GET", "/healthz", &["X-U: \u{e9}\u{1f600}".into()], b""),
+        ),
+        (
+            "8 KiB path",
+            req("GET", &format!("/{}", "p".repeat(8 * 1024)), &[], b""),
+        ),
+        (
+            "absolute URI",
+            req("GET", "http://evil.example/healthz", &[], b""),
+        ),
+        ("HTTP/1.0", b"GET /healthz HTTP/1.0\r\n\r\n".to_vec()),
+        (
+            "HTTP/2 preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        ),
+        (
+            "garbage",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+        ),
+        (
+            "no host",
+            b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        (
+            "LF only",
+            b"GET /healthz HTTP/1.1\nHost: x\nConnection: close\n\n".to_vec(),
+        ),
+        (
+            "space in path",
+            b"GET /v1/str eams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        (
+            "expect 100",
+            req(
+                "POST",
+                "/v1/token",
+                &[auth.clone(), json_ct.clone(), "Expect: 100-continue".into()],
+                br#"{"room":"demo"}"#,
+            ),
+        ),
+        (
+            "webhook unsigned junk",
+            req(
+                "POST",
+                "/v1/livekit/webhook",
+                &[format!(
+                    "Authorization: {}",
+                    sign_webhook("{}", API_KEY, API_SECRET)
+                )],
+                b"{not json",
+            ),
+        ),
+        (
+            "webhook signed junk",
+            req(
+                "POST",
+                "/v1/livekit/webhook",
+                &[format!(
+                    "Authorization: {}",
+                    sign_webhook("{not json", API_KEY, API_SECRET)
+                )],
+                b"{not json",
+            ),
+        ),
+        (
+            "NUL in a grant filter",
+            req(
+                "GET",
+                "/v1/admin/grants?user=%00",
+                &[format!("Authorization: Bearer {ADMIN_KEY}")],
+                b"",
+            ),
+        ),
+        (
+            "NUL in an events filter",
+            req(
+                "GET",
+                "/v1/admin/events?room=a%00b",
+                &[format!("Authorization: Bearer {ADMIN_KEY}")],
+                b"",
+            ),
+        ),
+        (
+            "NUL in a grant id",
+            req(
+                "POST",
+                "/v1/admin/grants/g_%00/revoke",
+                &[format!("Authorization: Bearer {ADMIN_KEY}")],
+                b"",
+            ),
+        ),
+        (
+            "NUL in a stream id",
+            req(
+                "GET",
+                "/v1/streams/%00",
+                &[format!("Authorization: Bearer {ADMIN_KEY}")],
+                b"",
+            ),
+        ),
+        (
+            "NUL in a sub",
+            req(
+                "POST",
+                "/v1/token",
+                &[
+                    format!(
+                        "Authorization: Bearer {}",
+                        super::login_jwt("h\u{0}l", &[], super::LOGIN_SECRET)
+                    ),
+                    json_ct.clone(),
+                ],
+                br#"{"room":"demo"}"#,
+            ),
+        ),
+        (
+            "NUL in a group",
+            req(
+                "POST",
+                "/v1/token",
+                &[
+                    format!(
+                        "Authorization: Bearer {}",
+                        super::login_jwt("hal", &["g\u{0}"], super::LOGIN_SECRET)
+                    ),
+                    json_ct.clone(),
+                ],
+                br#"{"room":"demo"}"#,
+            ),
+        ),
+        (
+            "recording junk action",
+            req(
+                "POST",
+                &format!("/v1/streams/{id}/recording"),
+                &[auth.clone(), json_ct.clone()],
+                br#"{"action":"\u0000"}"#,
+            ),
+        ),
+    ];
+    for (name, r) in hand {
+        cases.push((name.to_owned(), r));
+    }
+    let mut seen = std::collections::BTreeMap::<Option<u16>, usize>::new();
+    for (i, (what, r)) in cases.iter().enumerate() {
+        let status = raw_status(&addr, r).await;
+        *seen.entry(status).or_default() += 1;
+        assert!(
+            status.is_none_or(|s| s < 500),
+            "case {i} ({what}) got {status:?}"
+        );
+        if i % 25 == 0 {
+            let (s, _) = bed.raw("GET", "/healthz", None, None, None).await;
+            assert_eq!(
+                s, 200,
+                "the service stopped answering after case {i} ({what})"
+            );
+        }
+    }
+    // LiveKit down: the endpoints that need it answer 502, nothing else 5xx.
+    bed.server.stop();
+    let mut down = 0;
+    for path in [format!("/v1/streams/{id}"), format!("/v1/streams/{id}/end")] {
+        for tok in [&hal, &hal, &ADMIN_KEY.to_owned()] {
+            for method in ["GET", "POST"] {
+                let r = req(
+                    method,
+                    &path,
+                    &[format!("Authorization: Bearer {tok}")],
+                    b"",
+                );
+                let status = raw_status(&addr, &r).await;
+                *seen.entry(status).or_default() += 1;
+                down += 1;
+                assert!(
+                    status.is_none_or(|s| s < 500 || s == 502),
+                    "{method} {path} with LiveKit down: {status:?}"
+                );
+            }
+        }
+    }
+    let total = cases.len() + down;
+    eprintln!("hostile corpus: {total} requests, statuses {seen:?}");
+    assert!(total >= 150, "{total}");
+    assert!(
+        seen.get(&None).copied().unwrap_or(0) < total / 10,
+        "too many unanswered: {seen:?}"
+    );
+    blocking(|| bed.server.restart()).expect("restart livekit-server");
+    let (s, _) = bed.raw("GET", "/healthz", None, None, None).await;
+    assert_eq!(s, 200);
+    let (s, t) = bed.token(&hal, "demo").await;
+    assert_eq!(s, 200, "{t}");
+    bed.stop().await;
+}
