@@ -119,11 +119,11 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 }
 
 fn load_config(g: &Global) -> Result<Config> {
-    load_config_with(g, |l| l)
+    load_config_with(g, Ok)
 }
 
 /// Load the config with the global flags plus more (`extra` adds a subcommand's own flags).
-fn load_config_with(g: &Global, extra: impl FnOnce(Loader) -> Loader) -> Result<Config> {
+fn load_config_with(g: &Global, extra: impl FnOnce(Loader) -> Result<Loader>) -> Result<Config> {
     let mut loader = Loader::new();
     if let Some(path) = &g.config {
         loader = loader.file(path);
@@ -137,7 +137,7 @@ fn load_config_with(g: &Global, extra: impl FnOnce(Loader) -> Loader) -> Result<
     if let Some(secret) = &g.api_secret {
         loader = loader.flag("connection.api_secret", "--api-secret", secret);
     }
-    Ok(extra(loader).load()?)
+    Ok(extra(loader)?.load()?)
 }
 
 fn keys(config: &Config) -> Result<Keys> {
@@ -229,23 +229,43 @@ async fn admin_cmd(g: &Global, cmd: AdminCommand) -> Result<()> {
     Ok(())
 }
 
+/// Warn about a secret given inline on the command line (every local user sees it in `ps`).
+fn warn_inline(flag: &str, instead: &str) {
+    eprintln!(
+        "warning: {flag} puts the secret in the process list, where every local user can read \
+         it; use {instead}"
+    );
+}
+
 fn serve(g: &Global, a: ServeArgs) -> Result<()> {
-    let settings = Settings::from_config(&load_config_with(g, |l| a.apply(l))?)?;
+    if g.api_secret.is_some() {
+        warn_inline("--api-secret", "--api-secret-file or LIVEKIT_API_SECRET");
+    }
+    let config = load_config_with(g, |l| Ok(a.apply(l)?))?;
+    wavecast_service::cli::check_secrets(&config, a.dev)?;
+    if a.dev {
+        eprintln!("warning: --dev: development secrets are accepted; never run this in production");
+    }
+    let settings = Settings::from_config(&config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
     let on_listening = |addr, s: &Settings| {
         let lk = &s.livekit_url;
-        eprintln!("wavecast service on http://{addr} (LiveKit {lk}); Ctrl-C stops it");
+        eprintln!("wavecast service on http://{addr} (LiveKit {lk}); Ctrl-C or SIGTERM stops it");
     };
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    Ok(rt.block_on(wavecast_service::cli::serve(settings, on_listening, ctrl_c))?)
+    let stop = wavecast_service::cli::shutdown_signal();
+    Ok(rt.block_on(wavecast_service::cli::serve(settings, on_listening, stop))?)
 }
 
 fn grant(g: &Global, a: GrantArgs) -> Result<()> {
+    if a.admin_key.is_some() {
+        warn_inline(
+            "--admin-key",
+            "--admin-key-file or WAVECAST_SERVICE__ADMIN_KEY",
+        );
+    }
     let client = a.client(&load_config(g)?)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

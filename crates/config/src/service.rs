@@ -77,6 +77,32 @@ pub struct ServiceConfig {
     /// subdirectory per stream and recording; created when a recording starts. Recording is off
     /// without it.
     pub recordings_dir: Option<PathBuf>,
+    /// Longest time a client may take to send a request's headers; also how long an idle
+    /// connection stays open between requests.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest time a client may take to send a request's body (then 408).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Most open connections at once.
+    pub max_connections: u32,
+    /// Most requests handled at once (the rest get 503).
+    pub max_in_flight: u32,
+    /// Longest time shutdown waits for requests in flight before finalising the recordings.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// How long stored webhook events are kept (at least 1h and `webhook_max_age`).
+    #[serde(with = "humantime_serde")]
+    pub event_retention: Duration,
+    /// Streams (not ended) one caller may own.
+    pub max_streams_per_caller: u32,
+    /// Streams one caller may have live at once.
+    pub max_live_streams_per_caller: u32,
+    /// Recordings of one caller's streams running at once.
+    pub max_recordings_per_caller: u32,
+    /// Free bytes under `recordings_dir` below which no recording starts (running ones stop
+    /// below half of it).
+    pub recording_min_free_bytes: u64,
 }
 
 impl Default for ServiceConfig {
@@ -99,6 +125,16 @@ impl Default for ServiceConfig {
             rate_burst: 30,
             webhook_max_age: Duration::from_secs(300),
             recordings_dir: None,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_in_flight: 256,
+            shutdown_grace: Duration::from_secs(10),
+            event_retention: Duration::from_secs(7 * 86400),
+            max_streams_per_caller: 100,
+            max_live_streams_per_caller: 5,
+            max_recordings_per_caller: 2,
+            recording_min_free_bytes: 1 << 30,
         }
     }
 }
@@ -213,6 +249,20 @@ impl ServiceConfig {
                 "must be between 10s and 1h".into(),
             );
         }
+        let keep = self.event_retention;
+        if keep < Duration::from_secs(3600)
+            || keep < self.webhook_max_age
+            || keep > Duration::from_secs(3650 * 86400)
+        {
+            violation(
+                out,
+                "service.event_retention",
+                humantime::format_duration(keep).to_string(),
+                "must be between 1h (and at least service.webhook_max_age, so that a replayed \
+                 event is still recognised) and 3650d"
+                    .into(),
+            );
+        }
         if let Some(dir) = &self.recordings_dir {
             if dir.as_os_str().is_empty() {
                 violation(
@@ -230,7 +280,33 @@ impl ServiceConfig {
                 );
             }
         }
+        for (key, d, lo, hi) in [
+            ("service.header_timeout", self.header_timeout, 1, 300),
+            ("service.body_timeout", self.body_timeout, 1, 300),
+            ("service.shutdown_grace", self.shutdown_grace, 0, 600),
+        ] {
+            if d < Duration::from_secs(lo) || d > Duration::from_secs(hi) {
+                violation(
+                    out,
+                    key,
+                    humantime::format_duration(d).to_string(),
+                    format!("must be between {lo}s and {hi}s"),
+                );
+            }
+        }
         for (key, v, lo, hi) in [
+            (
+                "service.max_connections",
+                u64::from(self.max_connections),
+                1,
+                1_000_000,
+            ),
+            (
+                "service.max_in_flight",
+                u64::from(self.max_in_flight),
+                1,
+                1_000_000,
+            ),
             (
                 "service.max_body_bytes",
                 self.max_body_bytes,
@@ -244,6 +320,24 @@ impl ServiceConfig {
                 1_000_000,
             ),
             ("service.rate_burst", u64::from(self.rate_burst), 1, 100_000),
+            (
+                "service.max_streams_per_caller",
+                u64::from(self.max_streams_per_caller),
+                1,
+                1_000_000,
+            ),
+            (
+                "service.max_live_streams_per_caller",
+                u64::from(self.max_live_streams_per_caller),
+                1,
+                1_000_000,
+            ),
+            (
+                "service.max_recordings_per_caller",
+                u64::from(self.max_recordings_per_caller),
+                1,
+                1_000_000,
+            ),
         ] {
             if v < lo || v > hi {
                 violation(

@@ -139,6 +139,9 @@ fn start_service(database: String) -> u16 {
                 rate_burst: 100_000,
                 webhook_max_age: Duration::from_secs(300),
                 recordings_dir: None,
+                bounds: wavecast_service::Bounds::default(),
+                event_retention: Duration::from_secs(7 * 86400),
+                caps: wavecast_service::Caps::default(),
             };
             let store = Store::connect(&database).await.expect("store");
             store

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use wavecast_token::TokenBuilder;
 
 use crate::auth::Caller;
+use crate::guard::{AdminOnly, User};
 use crate::policy::{self, Grant, Role, Subject};
 use crate::settings::Settings;
 use crate::store::{Store, StreamStatus};
@@ -24,7 +25,7 @@ use crate::store::{Store, StreamStatus};
 /// Largest webhook body accepted (LiveKit's events are a few KiB).
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// Where LiveKit posts its webhooks.
-const WEBHOOK_PATH: &str = "/v1/livekit/webhook";
+pub(crate) const WEBHOOK_PATH: &str = "/v1/livekit/webhook";
 /// Timeout of each call to the LiveKit server API.
 pub(crate) const LIVEKIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,8 +41,17 @@ pub(crate) struct AppState {
     pub store: Store,
     pub rooms: RoomClient,
     pub webhooks: WebhookReceiver,
+    /// Checks a webhook's signing JWT before its body is read (the receiver checks both).
+    pub webhook_tokens: livekit_api::access_token::TokenVerifier,
     pub recordings: crate::recording::Recordings,
-    limiter: Limiter,
+    pub limiter: Limiter,
+    /// Requests being handled ([`crate::Bounds::max_in_flight`]).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Mints hold it shared from reading grants to answering; a revoke takes it exclusively
+    /// once (after its commit) to wait for them.
+    pub revocations: tokio::sync::RwLock<()>,
+    /// `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -53,20 +63,27 @@ impl AppState {
         let rooms = RoomClient::with_api_key(&http, settings.keys.key(), settings.keys.secret())
             .with_failover(false)
             .with_request_timeout(LIVEKIT_TIMEOUT);
-        let webhooks =
-            WebhookReceiver::new(livekit_api::access_token::TokenVerifier::with_api_key(
-                settings.keys.key(),
-                settings.keys.secret(),
-            ));
+        let webhook_tokens = livekit_api::access_token::TokenVerifier::with_api_key(
+            settings.keys.key(),
+            settings.keys.secret(),
+        );
+        let webhooks = WebhookReceiver::new(webhook_tokens.clone());
         let per_minute = NonZeroU32::new(settings.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.rate_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst));
         let recordings = crate::recording::Recordings::new(settings.recordings_dir.clone());
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            settings.bounds.max_in_flight.max(1),
+        ));
         Self {
+            in_flight,
+            revocations: tokio::sync::RwLock::new(()),
+            metrics: crate::metrics::Metrics::default(),
             settings,
             store,
             rooms,
             webhooks,
+            webhook_tokens,
             recordings,
             limiter,
         }
@@ -81,9 +98,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         default: state.settings.max_body_bytes,
         special_path: WEBHOOK_PATH,
         special: WEBHOOK_BODY_LIMIT,
+        timeout: state.settings.bounds.body_timeout,
     };
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/v1/token", post(token))
         .route("/v1/streams", post(crate::streams::create))
         .route("/v1/streams/{id}", get(crate::streams::get))
@@ -104,6 +123,16 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             crate::body::bounded(limits, req, next)
         }))
+        // Then, first: who calls, and may they now — before any body is read.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::guard,
+        ))
+        // Outermost: every request counted and timed, refusals included.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -152,6 +181,8 @@ impl IntoResponse for ApiError {
             message: &self.message,
         });
         let mut r = (self.status, body).into_response();
+        r.extensions_mut()
+            .insert(crate::metrics::ErrorCode(self.code));
         if let Some(s) = self.retry_after
             && let Ok(v) = s.to_string().parse()
         {
@@ -219,59 +250,6 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// Authenticate the caller from `Authorization: Bearer <jwt>` and apply its rate limit.
-pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let token = bearer(headers).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "send Authorization: Bearer <JWT from your login>",
-        )
-    })?;
-    let caller = state
-        .settings
-        .caller_auth
-        .verify(token)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.0))?;
-    if state.limiter.len() > 100_000 {
-        state.limiter.retain_recent();
-    }
-    if let Err(not_until) = state.limiter.check_key(&caller.user) {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many requests from {:?}: at most {} per minute (burst {})",
-                caller.user, state.settings.rate_per_minute, state.settings.rate_burst
-            ),
-        );
-        e.retry_after = Some(wait.as_secs().max(1));
-        return Err(e);
-    }
-    Ok(caller)
-}
-
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(key) = &state.settings.admin_key else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "admin endpoints are disabled: set service.admin_key",
-        ));
-    };
-    match bearer(headers) {
-        Some(k) if key.matches(k) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "admin endpoints need Authorization: Bearer <service.admin_key>",
-        )),
-    }
-}
-
 pub(crate) fn now() -> i64 {
     i64::try_from(wavecast_token::unix_now()).unwrap_or(i64::MAX)
 }
@@ -293,6 +271,10 @@ pub(crate) struct Minted {
     pub role: Role,
 }
 
+/// The participant attribute that names the grant a token was minted from (LiveKit copies a
+/// token's attributes into the participant; a revoke finds whom a grant admitted by it).
+pub(crate) const GRANT_ATTRIBUTE: &str = "wavecast.grant";
+
 pub(crate) fn mint(
     state: &AppState,
     caller: &Caller,
@@ -300,13 +282,17 @@ pub(crate) fn mint(
     role: Role,
     name: Option<&str>,
     ttl: Duration,
+    grant: Option<&str>,
 ) -> Result<Minted, ApiError> {
     let mut b = TokenBuilder::new(&caller.user)
         .room(room)
-        .preset(role.preset())
+        .grants(role.grants(room))
         .ttl(ttl);
     if let Some(n) = name {
         b = b.name(n);
+    }
+    if let Some(g) = grant {
+        b = b.attribute(GRANT_ATTRIBUTE, g);
     }
     let token = b.mint(&state.settings.keys).map_err(|e| {
         tracing::error!(error = %e, "minting failed");
@@ -326,9 +312,26 @@ pub(crate) fn mint(
     })
 }
 
+/// `GET /healthz`: cheap — one trivial query (`SELECT 1`, no table read) within a second.
 async fn health(State(state): Shared) -> Result<Json<serde_json::Value>, ApiError> {
-    state.store.counts().await?;
-    Ok(Json(serde_json::json!({"ok": true})))
+    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(serde_json::json!({"ok": true}))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check: the database does not answer");
+            Err(storage_unavailable())
+        }
+        Err(_) => Err(storage_unavailable()),
+    }
+}
+
+fn storage_unavailable() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        "the service's database does not answer",
+    );
+    e.retry_after = Some(1);
+    e
 }
 
 async fn not_found() -> ApiError {
@@ -354,10 +357,9 @@ struct TokenResponse {
 
 async fn token(
     State(state): Shared,
-    headers: HeaderMap,
+    User(caller): User,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let caller = caller(&state, &headers)?;
     policy::check_room(&req.room).map_err(|m| ApiError::bad_request("invalid_room", m))?;
     if let Some(n) = &req.name
         && (n.len() > 128 || n.chars().any(char::is_control))
@@ -376,6 +378,9 @@ async fn token(
             format!("stream {} has ended; its room takes no one", s.id),
         ));
     }
+    // Held from reading the grants until the token is answered: a revoke in this instance
+    // waits for the mints in flight before it answers (no token after the revoke's answer).
+    let mints = state.revocations.read().await;
     let grants = state.store.grants_for(&caller.user, &caller.groups).await?;
     let t = now();
     let grant = policy::decide(&grants, &req.room, req.role, t).map_err(|r| {
@@ -394,7 +399,21 @@ async fn token(
         grant.role,
         req.name.as_deref(),
         ttl,
+        Some(&grant.id),
     )?;
+    // Re-check after signing: a revoke that committed meanwhile wins (and within this instance
+    // the revoke waits for this mint: see `revoke_grant`).
+    if let Some(now_grant) = state.store.grant(&grant.id).await?
+        && let Some(r) = now_grant.refusal_at(now())
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            r.code(),
+            r.to_string(),
+        ));
+    }
+    drop(mints);
+    state.metrics.token_minted();
     tracing::debug!(user = %caller.user, room = %req.room, role = %grant.role, "token issued");
     Ok(Json(TokenResponse {
         minted,
@@ -426,10 +445,9 @@ pub struct NewGrant {
 
 async fn add_grant(
     State(state): Shared,
-    headers: HeaderMap,
+    _: AdminOnly,
     JsonBody(req): JsonBody<NewGrant>,
 ) -> Result<(StatusCode, Json<Grant>), ApiError> {
-    admin(&state, &headers)?;
     let subject = match (req.user, req.group) {
         (Some(u), None) => Subject::User(u),
         (None, Some(g)) => Subject::Group(g),
@@ -476,10 +494,9 @@ struct GrantQuery {
 
 async fn list_grants(
     State(state): Shared,
-    headers: HeaderMap,
+    _: AdminOnly,
     q: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Grant>>, ApiError> {
-    admin(&state, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let subject = match (q.user, q.group) {
         (Some(u), None) => Some(Subject::User(u)),
@@ -492,6 +509,9 @@ async fn list_grants(
             ));
         }
     };
+    if let Some(s) = &subject {
+        policy::check_subject(s.name()).map_err(|m| ApiError::bad_request("invalid_subject", m))?;
+    }
     let limit = q.limit.unwrap_or(1000).min(10_000);
     Ok(Json(
         state.store.list_grants(subject.as_ref(), limit).await?,
@@ -500,20 +520,58 @@ async fn list_grants(
 
 async fn revoke_grant(
     State(state): Shared,
-    headers: HeaderMap,
+    _: AdminOnly,
     Path(id): Path<String>,
-) -> Result<Json<Grant>, ApiError> {
-    admin(&state, &headers)?;
-    if id.len() > 64 {
+) -> Result<Json<Revoked>, ApiError> {
+    // Ids are `g_` and hex: anything else names no grant (and never reaches the database,
+    // where PostgreSQL refuses some bytes, NUL among them, with an error).
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(ApiError::not_found("grant"));
     }
-    match state.store.revoke_grant(&id, now()).await? {
-        Some(g) => {
-            tracing::info!(grant = %g.id, "grant revoked");
-            Ok(Json(g))
-        }
-        None => Err(ApiError::not_found("grant")),
-    }
+    let Some(grant) = state.store.revoke_grant(&id, now()).await? else {
+        return Err(ApiError::not_found("grant"));
+    };
+    // Wait for the mints in flight in this instance (they read the grant before the revoke);
+    // every later mint reads it revoked, and mints re-check after signing.
+    drop(state.revocations.write().await);
+    tracing::info!(grant = %grant.id, "grant revoked");
+    // Evict whom it admitted: a follow-up (retried while LiveKit does not answer), tried now.
+    let t = now();
+    let queued = state
+        .store
+        .queue_followup(
+            &format!("revoke:{}", grant.id),
+            "evict_grant",
+            &grant.id,
+            t,
+            t + crate::followup::FIRST_ATTEMPT_SECS,
+        )
+        .await?;
+    let due = crate::store::DueFollowup {
+        event_id: format!("revoke:{}", grant.id),
+        action: "evict_grant".into(),
+        room: grant.id.clone(),
+        attempts: 0,
+    };
+    let evicted = if queued {
+        crate::followup::attempt(&state, &due).await
+    } else {
+        None
+    };
+    Ok(Json(Revoked {
+        grant,
+        evicted: evicted.unwrap_or_default(),
+    }))
+}
+
+/// Answer of a revoke: the grant, and the participants it had admitted who were removed.
+#[derive(Serialize)]
+struct Revoked {
+    #[serde(flatten)]
+    grant: Grant,
+    /// `room/identity` of each participant removed now (an eviction LiveKit refused now is
+    /// retried; see the `revoke:<id>` follow-up).
+    evicted: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -525,11 +583,13 @@ struct EventQuery {
 
 async fn list_events(
     State(state): Shared,
-    headers: HeaderMap,
+    _: AdminOnly,
     q: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<crate::store::StoredEvent>>, ApiError> {
-    admin(&state, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    if let Some(r) = &q.room {
+        policy::check_room(r).map_err(|m| ApiError::bad_request("invalid_room", m))?;
+    }
     let limit = q.limit.unwrap_or(1000).min(10_000);
     Ok(Json(state.store.events(q.room.as_deref(), limit).await?))
 }

@@ -19,6 +19,51 @@ pub struct Caller {
     pub groups: Vec<String>,
 }
 
+/// Who a request comes from, as established by authentication (never by comparing names):
+/// the holder of the admin key, or a user of the application's login with their groups.
+///
+/// A user whose `sub` happens to be `admin` is a [`Principal::User`] like any other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The bearer presented `service.admin_key` (the operator's backend, `wavecast grant`).
+    AdminKey,
+    /// The bearer presented a login JWT the service verified.
+    User(Caller),
+}
+
+impl Principal {
+    /// The user, when the principal is one.
+    pub fn user(&self) -> Option<&Caller> {
+        match self {
+            Principal::User(c) => Some(c),
+            Principal::AdminKey => None,
+        }
+    }
+
+    /// Whether this is the admin key.
+    pub fn is_admin_key(&self) -> bool {
+        matches!(self, Principal::AdminKey)
+    }
+
+    /// The key of this principal's rate limit (users by `sub`; the admin key has its own,
+    /// which no `sub` can name).
+    pub(crate) fn rate_key(&self) -> String {
+        match self {
+            Principal::AdminKey => "\0admin-key".into(),
+            Principal::User(c) => format!("user:{}", c.user),
+        }
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::AdminKey => f.write_str("the admin key"),
+            Principal::User(c) => write!(f, "user {:?}", c.user),
+        }
+    }
+}
+
 /// Verifies callers' JWTs: signature (HS256 secret, or RS256 / ES256 public key), expiry,
 /// not-before, issuer and audience.
 #[derive(Clone)]
@@ -122,10 +167,16 @@ impl CallerAuth {
         })?;
         let claims = data.claims;
         let user = match claims.get("sub") {
-            Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => s.clone(),
+            Some(serde_json::Value::String(s))
+                if !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) =>
+            {
+                s.clone()
+            }
             _ => {
                 return Err(AuthError(
-                    "the bearer token's sub must be a non-empty string of at most 128 bytes".into(),
+                    "the bearer token's sub must be a non-empty string of at most 128 bytes \
+                     without control characters"
+                        .into(),
                 ));
             }
         };
@@ -133,11 +184,15 @@ impl CallerAuth {
             None | Some(serde_json::Value::Null) => Vec::new(),
             Some(serde_json::Value::Array(items)) if items.len() <= MAX_GROUPS => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_owned))
+                .map(|v| {
+                    v.as_str()
+                        .filter(|g| !g.chars().any(char::is_control))
+                        .map(str::to_owned)
+                })
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| {
                     AuthError(format!(
-                        "the bearer token's {:?} claim must be an array of strings",
+                        "the bearer token's {:?} claim must be an array of strings without control characters",
                         self.groups_claim
                     ))
                 })?,

@@ -33,6 +33,8 @@ pub(crate) struct BodyLimits {
     pub special_path: &'static str,
     /// That path's limit.
     pub special: usize,
+    /// Longest time to receive a whole body (then 408).
+    pub timeout: Duration,
 }
 
 impl BodyLimits {
@@ -63,6 +65,23 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+fn too_slow(timeout: Duration) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the request body did not arrive within {}",
+            humantime::format_duration(timeout)
+        ),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 /// Middleware: buffer the body (at most the path's limit) and hand it to the handler, or answer
 /// `413` after draining an over-long body (see the module docs).
 pub(crate) async fn bounded(limits: BodyLimits, req: Request, next: Next) -> Response {
@@ -80,7 +99,13 @@ pub(crate) async fn bounded(limits: BodyLimits, req: Request, next: Next) -> Res
     let capacity = declared.map_or(0, |n| (n as usize).min(limit));
     let mut buf = Vec::with_capacity(capacity);
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(_) => return too_slow(limits.timeout),
+        };
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
@@ -112,6 +137,43 @@ async fn drain(mut seen: usize, stream: &mut axum::body::BodyDataStream) {
     }
 }
 
+/// Longest time spent discarding the body of a refused request.
+const REFUSED_DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Answer `response` to a request refused before its body was read (no credentials, over the
+/// rate limit): the body is never parsed, only read and thrown away — at most `limit` bytes for
+/// at most [`REFUSED_DRAIN_TIME`] — so that the answer reaches the client intact. A body longer
+/// than that (or slower) closes the connection after the answer.
+pub(crate) async fn refuse_unread(req: Request, limit: usize, mut response: Response) -> Response {
+    let declared = declared_length(req.headers());
+    let complete = if declared.is_some_and(|n| n > limit as u64) {
+        false
+    } else {
+        let mut stream = req.into_body().into_data_stream();
+        let deadline = tokio::time::Instant::now() + REFUSED_DRAIN_TIME;
+        let mut seen = 0usize;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(None) => break true,
+                Ok(Some(Ok(chunk))) => {
+                    seen += chunk.len();
+                    if seen > limit {
+                        break false;
+                    }
+                }
+                _ => break false,
+            }
+        }
+    };
+    if !complete {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +184,7 @@ mod tests {
             default: 10,
             special_path: "/hook",
             special: 100,
+            timeout: Duration::from_secs(1),
         };
         assert_eq!(l.for_path("/hook"), 100);
         assert_eq!(l.for_path("/v1/token"), 10);

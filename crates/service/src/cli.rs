@@ -50,12 +50,122 @@ pub struct ServeArgs {
     /// [default: service.recordings_dir, else none: recording off].
     #[arg(long, value_name = "DIR")]
     pub recordings_dir: Option<PathBuf>,
+    /// Read the LiveKit API secret from this file (first line; kept out of the process list,
+    /// unlike --api-secret) [default: connection.api_secret, e.g. LIVEKIT_API_SECRET].
+    #[arg(long, value_name = "PATH")]
+    pub api_secret_file: Option<PathBuf>,
+    /// Read the admin key from this file (first line) [default: service.admin_key].
+    #[arg(long, value_name = "PATH")]
+    pub admin_key_file: Option<PathBuf>,
+    /// Read the login's HS256 secret from this file (first line) [default: service.auth_secret].
+    #[arg(long, value_name = "PATH")]
+    pub auth_secret_file: Option<PathBuf>,
+    /// Development mode: accept well-known development secrets and secrets shorter than
+    /// 32 bytes (refused otherwise). Never in production.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+/// Shortest secret `serve` accepts without `--dev` (LiveKit API secret, login HS256 secret,
+/// admin key).
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Secrets everyone knows: the LiveKit dev server's (`livekit-server --dev`, config/livekit.toml)
+/// and the ones this repository's recipes, docs and examples use. `serve` refuses them without
+/// `--dev`.
+pub const DEVELOPMENT_SECRETS: &[&str] = &[
+    "secret",
+    "devkey",
+    "dev-login-secret-change-me",
+    "dev-admin-key-change-me",
+    "0123456789abcdef0123",
+    "admin-0123456789abcdef",
+];
+
+/// The first line of a secret file (without its line ending); errors name the flag and path.
+pub fn read_secret_file(
+    flag: &'static str,
+    path: &std::path::Path,
+) -> Result<String, ServiceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ServiceError::Config {
+        key: flag,
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    let secret = text.lines().next().unwrap_or("").to_owned();
+    if secret.is_empty() {
+        return Err(ServiceError::Config {
+            key: flag,
+            message: format!("{} is empty (the secret is its first line)", path.display()),
+        });
+    }
+    Ok(secret)
+}
+
+/// Refuse to serve with a secret everyone knows or one shorter than [`MIN_SECRET_LEN`] bytes
+/// (unless `dev`): the LiveKit API secret, the login HS256 secret and the admin key. Errors
+/// name the key, never the value.
+pub fn check_secrets(config: &Config, dev: bool) -> Result<(), ServiceError> {
+    if dev {
+        return Ok(());
+    }
+    let secrets = [
+        (
+            "connection.api_secret",
+            config.connection.api_secret.as_ref(),
+        ),
+        ("service.auth_secret", config.service.auth_secret.as_ref()),
+        ("service.admin_key", config.service.admin_key.as_ref()),
+    ];
+    for (key, secret) in secrets {
+        let Some(secret) = secret else { continue };
+        let v = secret.expose();
+        let why = if DEVELOPMENT_SECRETS.contains(&v) {
+            "is a well-known development secret".to_owned()
+        } else if v.len() < MIN_SECRET_LEN {
+            format!("is shorter than {MIN_SECRET_LEN} bytes ({} bytes)", v.len())
+        } else {
+            continue;
+        };
+        return Err(ServiceError::Config {
+            key,
+            message: format!(
+                "{why}: serve refuses it outside development. Set a random secret of at least \
+                 {MIN_SECRET_LEN} bytes (e.g. `openssl rand -base64 48`), from a file \
+                 (--api-secret-file, --auth-secret-file, --admin-key-file) or the environment; \
+                 or pass --dev on a development machine"
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl ServeArgs {
     /// Layers the flags given over `loader` (as `service.listen`, `service.database`,
-    /// `service.allow_public`, `service.recordings_dir`, named by their flag in errors).
-    pub fn apply(&self, mut loader: Loader) -> Loader {
+    /// `service.allow_public`, `service.recordings_dir`, and the secrets read from the `--…-file`
+    /// flags as `connection.api_secret`, `service.auth_secret`, `service.admin_key`; named by
+    /// their flag in errors). Fails when a secret file cannot be read.
+    pub fn apply(&self, mut loader: Loader) -> Result<Loader, ServiceError> {
+        for (file, key, flag) in [
+            (
+                &self.api_secret_file,
+                "connection.api_secret",
+                "--api-secret-file",
+            ),
+            (
+                &self.auth_secret_file,
+                "service.auth_secret",
+                "--auth-secret-file",
+            ),
+            (
+                &self.admin_key_file,
+                "service.admin_key",
+                "--admin-key-file",
+            ),
+        ] {
+            if let Some(path) = file {
+                loader = loader.flag(key, flag, read_secret_file(flag, path)?);
+            }
+        }
         if let Some(v) = &self.listen {
             loader = loader.flag("service.listen", "--listen", v);
         }
@@ -68,7 +178,7 @@ impl ServeArgs {
         if let Some(v) = &self.recordings_dir {
             loader = loader.flag("service.recordings_dir", "--recordings-dir", v);
         }
-        loader
+        Ok(loader)
     }
 }
 
@@ -91,6 +201,32 @@ pub async fn serve(
     Service::new(settings, store)
         .serve(listener, shutdown)
         .await
+}
+
+/// Completes on the first Ctrl-C (SIGINT) or SIGTERM (what process managers — systemd, Docker,
+/// Kubernetes — send to stop a service): `serve` then stops the same way for both, finalising
+/// its recordings. Poll it inside the runtime (the handlers are installed on first poll).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: stopping"),
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGTERM; only Ctrl-C stops the service");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// `wavecast grant` subcommands.
@@ -142,9 +278,13 @@ pub struct GrantArgs {
     /// Service URL [default: http:// + service.listen].
     #[arg(long, global = true)]
     pub service: Option<String>,
-    /// Admin key [default: service.admin_key, e.g. WAVECAST_SERVICE__ADMIN_KEY].
+    /// Admin key (visible in the process list: prefer --admin-key-file or the environment)
+    /// [default: service.admin_key, e.g. WAVECAST_SERVICE__ADMIN_KEY].
     #[arg(long, global = true, hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// Read the admin key from this file (first line).
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "admin_key")]
+    pub admin_key_file: Option<PathBuf>,
 }
 
 impl GrantArgs {
@@ -155,7 +295,14 @@ impl GrantArgs {
             .service
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.service.listen));
-        let key = match (&self.admin_key, &config.service.admin_key) {
+        let from_file = match &self.admin_key_file {
+            Some(path) => Some(read_secret_file("--admin-key-file", path)?),
+            None => None,
+        };
+        let key = match (
+            from_file.as_ref().or(self.admin_key.as_ref()),
+            &config.service.admin_key,
+        ) {
             (Some(k), _) => k.clone(),
             (None, Some(k)) => k.expose().to_owned(),
             (None, None) => {
@@ -283,6 +430,7 @@ mod tests {
                 .unwrap()
                 .serve;
             a.apply(Loader::new().no_file().env_vars(env.clone()))
+                .unwrap()
                 .load()
         };
         let flag = from_flag.display().to_string();

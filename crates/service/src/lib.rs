@@ -61,6 +61,9 @@ mod body;
 pub mod cli;
 mod client;
 mod error;
+mod followup;
+mod guard;
+mod metrics;
 pub mod policy;
 mod recording;
 mod settings;
@@ -74,7 +77,7 @@ use std::sync::Arc;
 pub use api::NewGrant;
 pub use client::{AdminClient, ClientError};
 pub use error::ServiceError;
-pub use settings::Settings;
+pub use settings::{Bounds, Caps, Settings};
 pub use store::Store;
 
 /// One service instance: settings, storage and the LiveKit clients, shared by its handlers.
@@ -123,8 +126,12 @@ impl Service {
         self.state.recordings.shutdown().await;
     }
 
-    /// Serve on `listener` until `shutdown` completes, then finish the requests in flight and
-    /// finalize the recordings ([`Service::stop_recordings`]).
+    /// Serve on `listener` until `shutdown` completes; then stop accepting, let the requests in
+    /// flight finish for at most [`Bounds::shutdown_grace`] (slow clients are dropped after
+    /// it), and finalize the recordings ([`Service::stop_recordings`]).
+    ///
+    /// Each connection is HTTP/1.1 with [`Bounds::header_timeout`] for its headers (and as the
+    /// idle timeout between requests); at most [`Bounds::max_connections`] are open at once.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -132,14 +139,71 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let addr = listener.local_addr().ok();
         tracing::info!(?addr, "wavecast service listening");
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ServiceError::Io {
-                what: format!("serve HTTP on {addr:?}"),
-                source,
+        let bounds = self.state.settings.bounds.clone();
+        let app = self.router();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(bounds.header_timeout)
+            .max_buf_size(64 * 1024);
+        let slots = Arc::new(tokio::sync::Semaphore::new(bounds.max_connections.max(1)));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(followup::worker(self.state.clone(), stop_rx.clone()));
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            while connections.try_join_next().is_some() {}
+            let slot = tokio::select! {
+                s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+                () = &mut shutdown => break,
+            };
+            let stream = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut stop = stop_rx.clone();
+            connections.spawn(async move {
+                let _slot = slot;
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "connection ended");
+                        }
+                        return;
+                    }
+                    _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+                }
+                let _ = conn.await;
             });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let open = connections.len();
+        let drained = tokio::time::timeout(bounds.shutdown_grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = connections.len(),
+                of = open,
+                grace = ?bounds.shutdown_grace,
+                "shutdown: stopped waiting for slow clients"
+            );
+            connections.shutdown().await;
+        }
+        let _ = worker.await;
         self.stop_recordings().await;
-        served
+        Ok(())
     }
 }

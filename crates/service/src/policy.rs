@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use wavecast_token::Preset;
+use wavecast_token::{Preset, VideoGrants};
 
 /// Longest room name or pattern accepted (LiveKit itself allows more; nobody needs it).
 pub const MAX_ROOM_LEN: usize = 128;
@@ -37,7 +37,24 @@ impl Role {
         }
     }
 
-    /// The LiveKit grant preset of the role.
+    /// The LiveKit grants a token of this role carries for `room`: the role's [`Preset`], except
+    /// that `admin` is **room-scoped** — only `roomAdmin` for `room` (list, remove, mute and update
+    /// its participants, update its metadata: what LiveKit checks against the token's room).
+    /// `roomCreate` and `roomList` are never minted for a caller: LiveKit checks create, list and
+    /// delete without looking at the token's room, so they would give power over every room.
+    /// Those stay with the service's own key (the admin key's endpoints, stream lifecycle).
+    pub fn grants(self, room: &str) -> VideoGrants {
+        match self {
+            Role::Admin => VideoGrants {
+                room_admin: true,
+                room: room.to_owned(),
+                ..Default::default()
+            },
+            other => other.preset().grants(room),
+        }
+    }
+
+    /// The LiveKit grant preset the role starts from (see [`Role::grants`] for what is minted).
     pub fn preset(self) -> Preset {
         match self {
             Role::Viewer => Preset::Viewer,
@@ -385,5 +402,13 @@ mod tests {
         assert!(check_pattern("a*b").is_err());
         assert!(check_subject("alice@example.org").is_ok());
         assert!(check_subject("robert'); --").is_err());
+    }
+
+    #[test]
+    fn admin_role_mints_only_room_scoped_powers() {
+        let g = Role::Admin.grants("a");
+        assert!(g.room_admin && g.room == "a");
+        assert!(!g.room_create && !g.room_list && !g.room_join, "{g:?}");
+        assert_eq!(Role::Viewer.grants("a"), Preset::Viewer.grants("a"));
     }
 }

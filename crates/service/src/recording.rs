@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
@@ -22,11 +22,17 @@ use wavecast_session::{Credentials, SessionOptions};
 use wavecast_stream::record::{Manifest, RecordError, Recorder, RecorderOptions, recover_dir};
 use wavecast_token::Preset;
 
-use crate::api::{ApiError, AppState, JsonBody, Shared, bearer, caller, new_id, now};
+use crate::api::{ApiError, AppState, JsonBody, Shared, new_id, now};
+use crate::auth::Principal;
+use crate::guard::Authed;
 use crate::store::{Recording, Store, Stream, StreamStatus};
 
 /// Reason given to a recording stopped by `POST …/recording {"action":"stop"}`.
 const STOPPED: &str = "stopped";
+
+/// `started_by` of a recording the admin key started (`started_by_admin_key` tells it apart from
+/// a user whose `sub` is the same text).
+const ADMIN_KEY_STARTER: &str = "admin key";
 
 /// What a recording's owner task answers when it has finished.
 type Outcome = Result<Finished, ApiError>;
@@ -100,6 +106,14 @@ impl Recordings {
         l
     }
 
+    /// Recordings running in this instance.
+    pub fn running_count(&self) -> usize {
+        self.running
+            .lock()
+            .expect("the recordings map is never poisoned")
+            .len()
+    }
+
     fn take(&self, stream: &str) -> Option<Running> {
         self.running
             .lock()
@@ -148,15 +162,13 @@ enum Action {
 /// `POST /v1/streams/{id}/recording`: the stream's owner or the admin key starts or stops it.
 pub(crate) async fn control(
     State(state): Shared,
-    headers: HeaderMap,
+    Authed(who): Authed,
     UrlPath(id): UrlPath<String>,
     JsonBody(req): JsonBody<RecordingRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let who = owner_or_admin(&state, &headers)?;
-    let stream = crate::streams::load(&state, &id).await?;
-    if who != "admin" {
-        crate::streams::owned(&stream, &who)?;
-    }
+    use crate::streams::Access;
+    let (stream, access) = crate::streams::load_for(&state, &who, &id).await?;
+    crate::streams::require(access, &[Access::Owner, Access::AdminKey])?;
     match req.action {
         Action::Start => {
             let r = start(&state, &stream, &who).await?;
@@ -181,17 +193,11 @@ fn to_json(v: &impl Serialize) -> serde_json::Value {
     serde_json::to_value(v).expect("a recording serialises")
 }
 
-/// `admin` for the admin key, else the authenticated caller's `sub`.
-fn owner_or_admin(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    if let (Some(key), Some(b)) = (&state.settings.admin_key, bearer(headers))
-        && key.matches(b)
-    {
-        return Ok("admin".into());
-    }
-    Ok(caller(state, headers)?.user)
-}
-
-async fn start(state: &Arc<AppState>, stream: &Stream, who: &str) -> Result<Recording, ApiError> {
+async fn start(
+    state: &Arc<AppState>,
+    stream: &Stream,
+    who: &Principal,
+) -> Result<Recording, ApiError> {
     let Some(root) = state.recordings.dir.clone() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -216,6 +222,22 @@ async fn start(state: &Arc<AppState>, stream: &Stream, who: &str) -> Result<Reco
         }
         StreamStatus::Ready | StreamStatus::Live => {}
     }
+    crate::streams::cap(state, &stream.owner, crate::store::Owned::Recordings).await?;
+    let min_free = state.settings.caps.min_free_disk;
+    match free_bytes(&root) {
+        Some(free) if free < min_free => {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                format!(
+                    "only {free} bytes are free for recordings: at least {min_free} are needed \
+                     to start one"
+                ),
+            ));
+        }
+        Some(_) => {}
+        None => tracing::warn!(dir = %root.display(), "cannot read the free disk space"),
+    }
     let lock = state.recordings.lock(&stream.id);
     let _held = lock.lock().await;
     let id = new_id("r_");
@@ -227,7 +249,11 @@ async fn start(state: &Arc<AppState>, stream: &Stream, who: &str) -> Result<Reco
         stream_id: stream.id.clone(),
         room: stream.room.clone(),
         state: "recording".into(),
-        started_by: who.to_owned(),
+        started_by: match who {
+            Principal::AdminKey => ADMIN_KEY_STARTER.to_owned(),
+            Principal::User(c) => c.user.clone(),
+        },
+        started_by_admin_key: who.is_admin_key(),
         started_at: now(),
         ended_at: None,
         end_reason: None,
@@ -292,6 +318,7 @@ async fn start(state: &Arc<AppState>, stream: &Stream, who: &str) -> Result<Reco
         row.clone(),
         recorder,
         stop_rx,
+        (root.clone(), min_free / 2),
     ));
     tracing::info!(stream = %stream.id, recording = %row.id, manifest = %row.manifest, "recording");
     Ok(row)
@@ -364,8 +391,13 @@ async fn own(
     row: Recording,
     recorder: Recorder,
     mut stop: oneshot::Receiver<StopRequest>,
+    (dir, floor): (PathBuf, u64),
 ) {
     let (reason, reply) = tokio::select! {
+        () = disk_full(&dir, floor) => {
+            tracing::warn!(recording = %row.id, "the disk is full: stopping the recording");
+            ("disk full", None)
+        }
         r = &mut stop => match r {
             Ok((reason, reply)) => (reason, Some(reply)),
             // The service dropped its side without asking: finalize anyway.
@@ -378,6 +410,15 @@ async fn own(
     };
     let result = recorder.stop().await;
     let outcome = finish(&store, &row, reason, result).await;
+    if let (Ok(f), Some(state)) = (&outcome, state.upgrade()) {
+        let bytes = f
+            .files
+            .iter()
+            .filter_map(|file| std::fs::metadata(dir.join(&file.path)).ok())
+            .map(|m| m.len())
+            .sum();
+        state.metrics.recording_written(bytes);
+    }
     let reply = match reply {
         Some(r) => Some(r),
         None => {
@@ -426,6 +467,36 @@ async fn finish(
         recording,
         files: files_of,
     })
+}
+
+/// Completes when fewer than `floor` bytes are free under `dir` (checked every 2 s).
+async fn disk_full(dir: &Path, floor: u64) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        if free_bytes(dir).is_some_and(|free| free < floor) {
+            return;
+        }
+    }
+}
+
+/// Free bytes (for unprivileged users) on the file system of `dir`, or of its nearest existing
+/// ancestor (the directory is created when the first recording starts).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let mut d = Some(dir);
+    while let Some(p) = d {
+        if p.exists() {
+            let s = nix::sys::statvfs::statvfs(p).ok()?;
+            // Both are 32 bits wide on some targets.
+            #[allow(clippy::useless_conversion)]
+            let (blocks, size) = (
+                u64::from(s.blocks_available()),
+                u64::from(s.fragment_size()),
+            );
+            return Some(blocks.saturating_mul(size));
+        }
+        d = p.parent();
+    }
+    None
 }
 
 /// The files a manifest lists, with paths relative to the recordings directory.

@@ -11,6 +11,61 @@ use wavecast_token::Keys;
 use crate::ServiceError;
 use crate::auth::{AdminKey, CallerAuth, caller_auth};
 
+/// Bounds on what one client can hold: time to send headers and body, connections and requests
+/// at once, and how long shutdown waits for requests in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounds {
+    /// Longest time to send a request's headers, and to keep an idle connection open between
+    /// requests (the connection is closed).
+    pub header_timeout: Duration,
+    /// Longest time to send a request's body (answered 408 `request_timeout`).
+    pub body_timeout: Duration,
+    /// Most open connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Most requests being handled at once (the rest: 503 `overloaded` with `Retry-After`).
+    pub max_in_flight: usize,
+    /// Longest time shutdown waits for requests in flight before it drops them and finalises
+    /// the recordings.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_in_flight: 256,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one caller (a stream owner) may hold at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caps {
+    /// Streams not ended.
+    pub streams: u32,
+    /// Streams live (their room open) at once.
+    pub live_streams: u32,
+    /// Recordings running at once of the caller's streams.
+    pub recordings: u32,
+    /// Free bytes under `recordings_dir` below which no recording starts, and below half of
+    /// which running ones are stopped (reason `disk full`).
+    pub min_free_disk: u64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Self {
+            streams: 100,
+            live_streams: 5,
+            recordings: 2,
+            min_free_disk: 1 << 30,
+        }
+    }
+}
+
 /// Everything a [`crate::Service`] needs besides its [`crate::Store`]. Secrets inside are
 /// redacted in `Debug`.
 #[derive(Clone)]
@@ -42,6 +97,13 @@ pub struct Settings {
     /// Where stream recordings go (`POST /v1/streams/{id}/recording`); recording is off without
     /// it. Created when missing.
     pub recordings_dir: Option<PathBuf>,
+    /// Timeouts and limits per client ([`Bounds::default`] for the defaults).
+    pub bounds: Bounds,
+    /// How long stored webhook events are kept (by arrival; events whose follow-up is not done
+    /// are kept until it is).
+    pub event_retention: Duration,
+    /// Per-caller caps and the free-disk threshold of recording.
+    pub caps: Caps,
 }
 
 impl fmt::Debug for Settings {
@@ -60,6 +122,9 @@ impl fmt::Debug for Settings {
             .field("rate_burst", &self.rate_burst)
             .field("webhook_max_age", &self.webhook_max_age)
             .field("recordings_dir", &self.recordings_dir)
+            .field("bounds", &self.bounds)
+            .field("event_retention", &self.event_retention)
+            .field("caps", &self.caps)
             .finish()
     }
 }
@@ -101,6 +166,20 @@ impl Settings {
             rate_burst: s.rate_burst,
             webhook_max_age: s.webhook_max_age,
             recordings_dir: s.recordings_dir.clone(),
+            bounds: Bounds {
+                header_timeout: s.header_timeout,
+                body_timeout: s.body_timeout,
+                max_connections: s.max_connections as usize,
+                max_in_flight: s.max_in_flight as usize,
+                shutdown_grace: s.shutdown_grace,
+            },
+            event_retention: s.event_retention,
+            caps: Caps {
+                streams: s.max_streams_per_caller,
+                live_streams: s.max_live_streams_per_caller,
+                recordings: s.max_recordings_per_caller,
+                min_free_disk: s.recording_min_free_bytes,
+            },
         })
     }
 }

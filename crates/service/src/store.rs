@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "recordings",
         include_str!("../migrations/0002_recordings.sql"),
     ),
+    (
+        3,
+        "hardening",
+        include_str!("../migrations/0003_hardening.sql"),
+    ),
 ];
 
 /// Most groups of one caller considered for grants.
@@ -101,8 +106,11 @@ pub struct Recording {
     pub state: String,
     /// The room manifest, relative to `service.recordings_dir` (the WebM files are next to it).
     pub manifest: String,
-    /// Who started it: the caller's `sub`, or `admin`.
+    /// Who started it: the caller's `sub`, or `admin key`.
     pub started_by: String,
+    /// Whether the admin key started it (then `started_by` is `admin key`); a user whose `sub`
+    /// reads `admin key` is still a user.
+    pub started_by_admin_key: bool,
     /// Unix seconds.
     pub started_at: i64,
     /// Unix seconds; `None` while recording.
@@ -128,6 +136,60 @@ pub struct StoredEvent {
     pub created_at: i64,
     /// When the service received it, unix seconds.
     pub received_at: i64,
+    /// What the event asked the service to do on LiveKit afterwards, if anything.
+    pub followup: Option<Followup>,
+}
+
+/// A follow-up of a webhook event: an action on LiveKit, retried until done.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Followup {
+    /// `close_room`: the room of an ended stream was (re)joined.
+    pub action: String,
+    /// The room acted on.
+    pub room: String,
+    /// `pending` or `done`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When the next attempt is due (unix seconds; while pending).
+    pub next_at: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was done (unix seconds).
+    pub done_at: Option<i64>,
+}
+
+/// A follow-up due for an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueFollowup {
+    /// Its event.
+    pub event_id: String,
+    /// `close_room`.
+    pub action: String,
+    /// The room.
+    pub room: String,
+    /// Attempts so far.
+    pub attempts: i64,
+}
+
+/// What a caller holds, as counted by [`Store::owned`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    /// Streams not ended.
+    Streams,
+    /// Streams whose room is open.
+    LiveStreams,
+    /// Running recordings of the caller's streams.
+    Recordings,
+}
+
+/// What [`Store::record_event`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The event was new (false: stored before; nothing changed).
+    pub fresh: bool,
+    /// A follow-up was queued with it (the event's room belongs to an ended stream).
+    pub followup: bool,
 }
 
 /// What a webhook event changes in the room state.
@@ -259,6 +321,7 @@ fn recording_of(row: &AnyRow) -> Result<Recording, sqlx::Error> {
         state: row.try_get("state")?,
         manifest: row.try_get("manifest")?,
         started_by: row.try_get("started_by")?,
+        started_by_admin_key: row.try_get::<String, _>("started_by_kind")? == "admin_key",
         started_at: row.try_get("started_at")?,
         ended_at: row.try_get("ended_at")?,
         end_reason: row.try_get("end_reason")?,
@@ -267,7 +330,7 @@ fn recording_of(row: &AnyRow) -> Result<Recording, sqlx::Error> {
 }
 
 const RECORDING_COLUMNS: &str = "id, stream_id, room, recorder_identity, state, manifest, \
-                                 started_by, started_at, ended_at, end_reason, error";
+                                 started_by, started_by_kind, started_at, ended_at, end_reason, error";
 const GRANT_COLUMNS: &str =
     "id, subject_kind, subject, room_pattern, role, not_before, expires_at, revoked_at, created_at";
 const STREAM_COLUMNS: &str = "id, owner, name, metadata, max_participants, room, status, \
@@ -504,8 +567,8 @@ impl Store {
     pub async fn insert_recording(&self, r: &Recording) -> Result<bool, ServiceError> {
         let n = sqlx::query(
             "INSERT INTO recordings (id, stream_id, room, recorder_identity, state, manifest, \
-             started_by, started_at, ended_at, end_reason, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+             started_by, started_at, ended_at, end_reason, error, started_by_kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
         )
         .bind(&r.id)
         .bind(&r.stream_id)
@@ -518,6 +581,11 @@ impl Store {
         .bind(r.ended_at)
         .bind(r.end_reason.as_deref())
         .bind(r.error.as_deref())
+        .bind(if r.started_by_admin_key {
+            "admin_key"
+        } else {
+            "user"
+        })
         .execute(&self.pool)
         .await
         .map_err(db("insert a recording"))?
@@ -667,14 +735,17 @@ impl Store {
             .map_err(db("decode a track"))
     }
 
-    /// Store a webhook event once and apply its change, in one transaction. Returns false (and
-    /// changes nothing) when an event with this id was stored before.
+    /// Store a webhook event once and apply its change, in one transaction; when the event
+    /// (re)opens the room of an ended stream, queue a `close_room` follow-up in the same
+    /// transaction, due at `followup_at`. Changes nothing when an event with this id was stored
+    /// before.
     pub async fn record_event(
         &self,
         event: &StoredEvent,
         body: &str,
         change: &RoomChange,
-    ) -> Result<bool, ServiceError> {
+        followup_at: i64,
+    ) -> Result<Recorded, ServiceError> {
         let mut tx = self.pool.begin().await.map_err(db("begin a transaction"))?;
         let inserted = sqlx::query(
             "INSERT INTO webhook_events (id, event, room, participant, created_at, received_at, \
@@ -694,7 +765,27 @@ impl Store {
             == 1;
         if !inserted {
             tx.rollback().await.map_err(db("roll back"))?;
-            return Ok(false);
+            return Ok(Recorded {
+                fresh: false,
+                followup: false,
+            });
+        }
+        let mut followup = false;
+        if matches!(change, RoomChange::Joined { .. } | RoomChange::Started) {
+            followup = sqlx::query(
+                "INSERT INTO webhook_followups (event_id, action, room, created_at, attempts, \
+                 next_at) SELECT $1, 'close_room', $2, $3, 0, $4 \
+                 WHERE EXISTS (SELECT 1 FROM streams WHERE room = $2 AND status = 'ended')",
+            )
+            .bind(&event.id)
+            .bind(&event.room)
+            .bind(event.received_at)
+            .bind(followup_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("queue a follow-up"))?
+            .rows_affected()
+                == 1;
         }
         let room = event.room.as_str();
         let q = |sql: &'static str| sqlx::query(sql);
@@ -780,35 +871,208 @@ impl Store {
                 .map_err(db("update a stream"))?;
         }
         tx.commit().await.map_err(db("commit"))?;
-        Ok(true)
+        Ok(Recorded {
+            fresh: true,
+            followup,
+        })
     }
 
-    /// Stored webhook events, oldest first, optionally of one room (at most `limit`).
+    /// Queue a follow-up that is not about a webhook event (`key` is its own id, e.g.
+    /// `revoke:<grant id>`); false when one with this key exists.
+    pub async fn queue_followup(
+        &self,
+        key: &str,
+        action: &str,
+        target: &str,
+        now: i64,
+        first_at: i64,
+    ) -> Result<bool, ServiceError> {
+        let n = sqlx::query(
+            "INSERT INTO webhook_followups (event_id, action, room, created_at, attempts, next_at) \
+             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(key)
+        .bind(action)
+        .bind(target)
+        .bind(now)
+        .bind(first_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db("queue a follow-up"))?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// How many `what` the user `owner` holds now.
+    pub async fn owned(&self, owner: &str, what: Owned) -> Result<i64, ServiceError> {
+        let sql = match what {
+            Owned::Streams => {
+                "SELECT COUNT(*) AS n FROM streams WHERE owner = $1 AND status <> 'ended'"
+            }
+            Owned::LiveStreams => {
+                "SELECT COUNT(*) AS n FROM streams WHERE owner = $1 AND status IN ('ready', 'live')"
+            }
+            Owned::Recordings => {
+                "SELECT COUNT(*) AS n FROM recordings r JOIN streams s ON s.id = r.stream_id \
+                 WHERE s.owner = $1 AND r.ended_at IS NULL"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("count what a caller holds"))?;
+        row.try_get("n").map_err(db("decode a count"))
+    }
+
+    /// A grant by id.
+    pub async fn grant(&self, id: &str) -> Result<Option<Grant>, ServiceError> {
+        let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read a grant"))?;
+        row.as_ref()
+            .map(grant_of)
+            .transpose()
+            .map_err(db("decode a grant"))
+    }
+
+    /// Follow-ups not done whose next attempt is due at `now` (at most `limit`, oldest first).
+    pub async fn due_followups(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<DueFollowup>, ServiceError> {
+        let rows = sqlx::query(
+            "SELECT event_id, action, room, attempts FROM webhook_followups \
+             WHERE done_at IS NULL AND next_at <= $1 ORDER BY next_at, event_id LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read follow-ups"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueFollowup {
+                    event_id: r.try_get("event_id")?,
+                    action: r.try_get("action")?,
+                    room: r.try_get("room")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("decode a follow-up"))
+    }
+
+    /// Record an attempt of a follow-up: done at `now`, or failed with `error` and due again
+    /// at `next_at`.
+    pub async fn followup_attempted(
+        &self,
+        event_id: &str,
+        now: i64,
+        outcome: Result<(), (&str, i64)>,
+    ) -> Result<(), ServiceError> {
+        let q = match outcome {
+            Ok(()) => sqlx::query(
+                "UPDATE webhook_followups SET attempts = attempts + 1, done_at = $1, \
+                 last_error = NULL WHERE event_id = $2 AND done_at IS NULL",
+            )
+            .bind(now)
+            .bind(event_id),
+            Err((error, next_at)) => sqlx::query(
+                "UPDATE webhook_followups SET attempts = attempts + 1, next_at = $1, \
+                 last_error = $2 WHERE event_id = $3 AND done_at IS NULL",
+            )
+            .bind(next_at)
+            .bind(error)
+            .bind(event_id),
+        };
+        q.execute(&self.pool)
+            .await
+            .map_err(db("update a follow-up"))?;
+        Ok(())
+    }
+
+    /// Delete webhook events received before `cutoff` (unix seconds), except those whose
+    /// follow-up is not done, and the done follow-ups of deleted events. Returns the events
+    /// deleted.
+    pub async fn prune_events(&self, cutoff: i64) -> Result<u64, ServiceError> {
+        let n = sqlx::query(
+            "DELETE FROM webhook_events WHERE received_at < $1 AND id NOT IN \
+             (SELECT event_id FROM webhook_followups WHERE done_at IS NULL)",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await
+        .map_err(db("delete old events"))?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM webhook_followups WHERE done_at IS NOT NULL AND event_id NOT IN \
+             (SELECT id FROM webhook_events)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db("delete old follow-ups"))?;
+        Ok(n)
+    }
+
+    /// Whether the database answers (one trivial query; no table is read).
+    pub async fn ping(&self) -> Result<(), ServiceError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("ping"))?;
+        Ok(())
+    }
+
+    /// Stored webhook events, oldest first, optionally of one room (at most `limit`), each with
+    /// its follow-up if it has one.
     pub async fn events(
         &self,
         room: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, ServiceError> {
+        const SELECT: &str = "SELECT e.id, e.event, e.room, e.participant, e.created_at, \
+             e.received_at, f.action, f.room AS f_room, f.attempts, f.next_at, f.last_error, \
+             f.done_at FROM webhook_events e LEFT JOIN webhook_followups f ON f.event_id = e.id";
         let rows = match room {
-            Some(r) => sqlx::query(
-                "SELECT id, event, room, participant, created_at, received_at FROM webhook_events \
-                 WHERE room = $1 ORDER BY received_at, id LIMIT $2",
-            )
-            .bind(r)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await,
-            None => sqlx::query(
-                "SELECT id, event, room, participant, created_at, received_at FROM webhook_events \
-                 ORDER BY received_at, id LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await,
+            Some(r) => {
+                sqlx::query(&format!(
+                    "{SELECT} WHERE e.room = $1 ORDER BY e.received_at, e.id LIMIT $2"
+                ))
+                .bind(r)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(&format!("{SELECT} ORDER BY e.received_at, e.id LIMIT $1"))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
         }
         .map_err(db("read events"))?;
         rows.iter()
             .map(|r| {
+                let action: Option<String> = r.try_get("action")?;
+                let followup = match action {
+                    None => None,
+                    Some(action) => {
+                        let done_at: Option<i64> = r.try_get("done_at")?;
+                        Some(Followup {
+                            action,
+                            room: r.try_get("f_room")?,
+                            state: if done_at.is_some() { "done" } else { "pending" }.into(),
+                            attempts: r.try_get("attempts")?,
+                            next_at: r.try_get("next_at")?,
+                            last_error: r.try_get("last_error")?,
+                            done_at,
+                        })
+                    }
+                };
                 Ok(StoredEvent {
                     id: r.try_get("id")?,
                     event: r.try_get("event")?,
@@ -816,6 +1080,7 @@ impl Store {
                     participant: r.try_get("participant")?,
                     created_at: r.try_get("created_at")?,
                     received_at: r.try_get("received_at")?,
+                    followup,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -2,13 +2,15 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use livekit_api::services::room::CreateRoomOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, JsonBody, Minted, Shared, caller, mint, new_id, now};
+use crate::api::{ApiError, JsonBody, Minted, Shared, mint, new_id, now};
+use crate::auth::Principal;
+use crate::guard::{Authed, User};
 use crate::policy::Role;
-use crate::store::{Recording, Stream, StreamStatus};
+use crate::store::{Owned, Recording, Stream, StreamStatus};
 
 /// Seconds LiveKit keeps a live stream's room open while it is empty.
 const EMPTY_TIMEOUT: u32 = 600;
@@ -24,7 +26,9 @@ pub(crate) struct NewStream {
 }
 
 pub(crate) async fn load(state: &crate::api::AppState, id: &str) -> Result<Stream, ApiError> {
-    if id.len() > 64 {
+    // Ids are hex: anything else names no stream (and never reaches the database, where
+    // PostgreSQL refuses some bytes, NUL among them, with an error).
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::not_found("stream"));
     }
     state
@@ -34,8 +38,76 @@ pub(crate) async fn load(state: &crate::api::AppState, id: &str) -> Result<Strea
         .ok_or_else(|| ApiError::not_found("stream"))
 }
 
-pub(crate) fn owned(stream: &Stream, user: &str) -> Result<(), ApiError> {
-    if stream.owner == user {
+/// 403 `quota_exceeded` when `owner` already holds as many `what` as a caller may (checked
+/// before acting: concurrent requests may overshoot by the few in flight).
+pub(crate) async fn cap(
+    state: &crate::api::AppState,
+    owner: &str,
+    what: Owned,
+) -> Result<(), ApiError> {
+    let caps = &state.settings.caps;
+    let (limit, name) = match what {
+        Owned::Streams => (caps.streams, "streams not ended"),
+        Owned::LiveStreams => (caps.live_streams, "live streams"),
+        Owned::Recordings => (caps.recordings, "running recordings"),
+    };
+    let held = state.store.owned(owner, what).await?;
+    if held >= i64::from(limit) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "quota_exceeded",
+            format!(
+                "the stream's owner already has {held} {name}: at most {limit}; end or stop one first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How a principal may see a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The user who made it.
+    Owner,
+    /// The admin key.
+    AdminKey,
+    /// A user with a grant (valid now) for its room: may read it, not change it.
+    Granted,
+}
+
+/// How `who` may see `stream`, or 404 — to anyone else the stream does not exist (its id is
+/// its room's name minus a prefix, so every viewer knows ids; answering 403 would confirm them).
+pub(crate) async fn access(
+    state: &crate::api::AppState,
+    who: &Principal,
+    stream: &Stream,
+) -> Result<Access, ApiError> {
+    let caller = match who {
+        Principal::AdminKey => return Ok(Access::AdminKey),
+        Principal::User(c) if c.user == stream.owner => return Ok(Access::Owner),
+        Principal::User(c) => c,
+    };
+    let grants = state.store.grants_for(&caller.user, &caller.groups).await?;
+    match crate::policy::decide(&grants, &stream.room, None, now()) {
+        Ok(_) => Ok(Access::Granted),
+        Err(_) => Err(ApiError::not_found("stream")),
+    }
+}
+
+/// The stream `id` as `who` may see it (404 when it does not exist or `who` may not see it).
+pub(crate) async fn load_for(
+    state: &crate::api::AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<(Stream, Access), ApiError> {
+    let stream = load(state, id).await?;
+    let access = access(state, who, &stream).await?;
+    Ok((stream, access))
+}
+
+/// 403 `not_owner` unless `access` is one of `allowed`.
+pub(crate) fn require(access: Access, allowed: &[Access]) -> Result<(), ApiError> {
+    if allowed.contains(&access) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -57,10 +129,9 @@ fn livekit_down(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 pub(crate) async fn create(
     State(state): Shared,
-    headers: HeaderMap,
+    User(caller): User,
     JsonBody(req): JsonBody<NewStream>,
 ) -> Result<(StatusCode, Json<Stream>), ApiError> {
-    let caller = caller(&state, &headers)?;
     if req.name.trim().is_empty() || req.name.len() > 100 || req.name.chars().any(char::is_control)
     {
         return Err(ApiError::bad_request(
@@ -93,6 +164,7 @@ pub(crate) async fn create(
         live_at: None,
         ended_at: None,
     };
+    cap(&state, &stream.owner, Owned::Streams).await?;
     state.store.insert_stream(&stream).await?;
     Ok((StatusCode::CREATED, Json(stream)))
 }
@@ -106,12 +178,14 @@ pub(crate) struct LiveResponse {
 
 pub(crate) async fn go_live(
     State(state): Shared,
-    headers: HeaderMap,
+    User(caller): User,
     Path(id): Path<String>,
 ) -> Result<Json<LiveResponse>, ApiError> {
-    let caller = caller(&state, &headers)?;
-    let stream = load(&state, &id).await?;
-    owned(&stream, &caller.user)?;
+    let (stream, access) = load_for(&state, &Principal::User(caller.clone()), &id).await?;
+    require(access, &[Access::Owner])?;
+    if stream.status == StreamStatus::Created {
+        cap(&state, &stream.owner, Owned::LiveStreams).await?;
+    }
     if stream.status == StreamStatus::Ended {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -140,6 +214,7 @@ pub(crate) async fn go_live(
         Role::Broadcaster,
         None,
         state.settings.max_token_ttl,
+        None,
     )?;
     let stream = load(&state, &id).await?;
     tracing::info!(stream = %stream.id, room = %stream.room, "stream live");
@@ -157,12 +232,11 @@ pub(crate) struct EndResponse {
 
 pub(crate) async fn end(
     State(state): Shared,
-    headers: HeaderMap,
+    User(caller): User,
     Path(id): Path<String>,
 ) -> Result<Json<EndResponse>, ApiError> {
-    let caller = caller(&state, &headers)?;
-    let stream = load(&state, &id).await?;
-    owned(&stream, &caller.user)?;
+    let (stream, access) = load_for(&state, &Principal::User(caller), &id).await?;
+    require(access, &[Access::Owner])?;
     // Ended first: from here on no token is issued for the room, whatever happens below.
     state.store.end_stream(&stream.id, now()).await?;
     // Its recording is finalized before the room (and the recorder in it) goes away.
@@ -228,11 +302,10 @@ pub(crate) struct StreamView {
 
 pub(crate) async fn get(
     State(state): Shared,
-    headers: HeaderMap,
+    Authed(who): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
-    caller(&state, &headers)?;
-    let stream = load(&state, &id).await?;
+    let (stream, _) = load_for(&state, &who, &id).await?;
     let recordings = state.store.recordings(&stream.id, 20).await?;
     // The service's own recorders are hidden participants, not viewers.
     let recorders = state.store.recorder_identities(&stream.id).await?;

@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use livekit_protocol::WebhookEvent;
 
-use crate::api::{ApiError, Shared, now};
-use crate::store::{RoomChange, StoredEvent, StreamStatus};
+use crate::api::{ApiError, AppState, Shared, now};
+use crate::store::{RoomChange, StoredEvent};
 
 fn change_of(e: &WebhookEvent) -> RoomChange {
     let identity = || {
@@ -45,6 +45,27 @@ fn refused(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "bad_webhook", message)
 }
 
+/// The webhook's `Authorization` token (with or without `Bearer `).
+fn signing_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| refused("the webhook has no Authorization token"))
+}
+
+/// Before the body is read: the webhook carries a token LiveKit signed with the service's API
+/// key (its body's sha256 is checked against it by [`receive`]).
+pub(crate) fn check_signature(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = signing_token(headers)?;
+    state.webhook_tokens.verify(token).map_err(|e| {
+        tracing::warn!(error = %e, "webhook refused");
+        refused(format!("the webhook signature is not valid: {e}"))
+    })?;
+    Ok(())
+}
+
 pub(crate) async fn receive(
     State(state): Shared,
     headers: HeaderMap,
@@ -53,12 +74,7 @@ pub(crate) async fn receive(
     let body = body.map_err(|r| ApiError::new(r.status(), "bad_body", r.body_text()))?;
     let body = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("bad_body", "the webhook body is not UTF-8"))?;
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| refused("the webhook has no Authorization token"))?;
+    let auth = signing_token(&headers)?;
     let event = state.webhooks.receive(body, auth).map_err(|e| {
         use livekit_api::webhooks::WebhookError as W;
         tracing::warn!(error = %e, "webhook refused");
@@ -103,17 +119,65 @@ pub(crate) async fn receive(
             .unwrap_or_default(),
         created_at: event.created_at,
         received_at: t,
+        followup: None,
     };
-    let fresh = state.store.record_event(&stored, body, &change).await?;
-    tracing::debug!(id = %stored.id, event = %stored.event, room = %stored.room, fresh, "webhook");
-    // A participant joining the room of an ended stream (an old token): close the room again.
-    if fresh
-        && matches!(change, RoomChange::Joined { .. } | RoomChange::Started)
-        && let Some(s) = state.store.stream_by_room(&stored.room).await?
-        && s.status == StreamStatus::Ended
-    {
-        tracing::info!(room = %stored.room, "closing the room of an ended stream");
-        crate::streams::close_room(&state, &stored.room).await?;
+    let recorded = state
+        .store
+        .record_event(
+            &stored,
+            body,
+            &change,
+            t + crate::followup::FIRST_ATTEMPT_SECS,
+        )
+        .await?;
+    if recorded.fresh {
+        state.metrics.webhook(&stored.event);
     }
-    Ok(Json(serde_json::json!({"stored": fresh})))
+    tracing::debug!(id = %stored.id, event = %stored.event, room = %stored.room, fresh = recorded.fresh, "webhook");
+    // A participant joining the room of an ended stream (an old token): close the room again.
+    // The follow-up is stored with the event; this is its first attempt, and the worker retries
+    // it while LiveKit does not answer (the webhook is answered 200 either way: it is stored).
+    if recorded.followup {
+        tracing::info!(room = %stored.room, "closing the room of an ended stream");
+        let due = crate::store::DueFollowup {
+            event_id: stored.id.clone(),
+            action: "close_room".into(),
+            room: stored.room.clone(),
+            attempts: 0,
+        };
+        let _ = crate::followup::attempt(&state, &due).await;
+    }
+    // Someone joining with a token of a grant that no longer applies (revoked, expired: the
+    // token itself, or the one the server refreshed, outlives it): evict whom it admitted.
+    if recorded.fresh
+        && matches!(change, RoomChange::Joined { .. })
+        && let Some(grant_id) = event
+            .participant
+            .as_ref()
+            .and_then(|p| p.attributes.get(crate::api::GRANT_ATTRIBUTE))
+        && let Some(grant) = state.store.grant(grant_id).await?
+        && grant.refusal_at(t).is_some()
+    {
+        tracing::info!(room = %stored.room, grant = %grant.id, "a participant of a lapsed grant joined");
+        let queued = state
+            .store
+            .queue_followup(
+                &stored.id,
+                "evict_grant",
+                &grant.id,
+                t,
+                t + crate::followup::FIRST_ATTEMPT_SECS,
+            )
+            .await?;
+        if queued {
+            let due = crate::store::DueFollowup {
+                event_id: stored.id.clone(),
+                action: "evict_grant".into(),
+                room: grant.id.clone(),
+                attempts: 0,
+            };
+            let _ = crate::followup::attempt(&state, &due).await;
+        }
+    }
+    Ok(Json(serde_json::json!({"stored": recorded.fresh})))
 }

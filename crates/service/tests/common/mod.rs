@@ -31,11 +31,14 @@ pub enum Backend {
 }
 
 /// Limits of one bed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub rate_per_minute: u32,
     pub rate_burst: u32,
     pub max_body_bytes: usize,
+    pub bounds: wavecast_service::Bounds,
+    pub event_retention: Duration,
+    pub caps: wavecast_service::Caps,
 }
 
 impl Default for Limits {
@@ -44,6 +47,12 @@ impl Default for Limits {
             rate_per_minute: 6000,
             rate_burst: 1000,
             max_body_bytes: 16 * 1024,
+            bounds: wavecast_service::Bounds::default(),
+            event_retention: Duration::from_secs(7 * 86400),
+            caps: wavecast_service::Caps {
+                min_free_disk: 0,
+                ..Default::default()
+            },
         }
     }
 }
@@ -117,6 +126,9 @@ impl Bed {
             rate_burst: limits.rate_burst,
             webhook_max_age: Duration::from_secs(300),
             recordings_dir: Some(recordings.clone()),
+            bounds: limits.bounds.clone(),
+            event_retention: limits.event_retention,
+            caps: limits.caps.clone(),
         };
         let store = Store::connect(&database).await.expect("open the store");
         let service = Service::new(settings, store.clone());
@@ -397,6 +409,20 @@ macro_rules! suite {
             bursts_are_rate_limited_per_caller,
             recording_starts_stops_and_refuses_bad_requests,
             recordings_end_with_the_stream_and_the_service,
+            a_user_named_admin_has_no_admin_powers,
+            anonymous_requests_get_401_whatever_the_body,
+            streams_are_visible_only_to_owner_admin_key_and_grant_holders,
+            slow_clients_get_408_and_concurrency_is_bounded,
+            shutdown_stops_waiting_for_slow_clients_then_finalises,
+            admin_token_for_one_room_cannot_touch_others,
+            healthz_is_cheap_and_says_when_the_database_is_gone,
+            stored_webhook_events_expire_after_the_retention,
+            webhook_followups_survive_a_livekit_outage,
+            revoke_races_mints_and_evicts_whom_the_grant_admitted,
+            per_caller_caps_hold,
+            recording_refuses_to_start_below_the_free_disk_threshold,
+            metrics_count_requests_tokens_denials_webhooks_and_recordings,
+            hostile_corpus_gets_no_5xx,
         );
     };
     (@each $backend:expr, $($name:ident),* $(,)?) => {
