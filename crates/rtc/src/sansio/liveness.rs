@@ -17,7 +17,7 @@ use super::resume::ResumeCause;
 use super::*;
 
 /// Resumes tried for one dead media path before the engine gives up.
-pub(super) const MEDIA_RESUMES: u32 = 2;
+pub(crate) const MEDIA_RESUMES: u32 = 2;
 
 /// A dead media path being recovered.
 #[derive(Debug)]
@@ -26,19 +26,16 @@ pub(super) struct MediaRecovery {
     role: PeerRole,
     /// When it was found dead.
     noticed: Instant,
-    /// When the last resume for it finished.
-    resumed_at: Instant,
+    /// When the last resume for it finished (or started, until it finishes).
+    pub(super) resumed_at: Instant,
     /// Resumes tried so far.
     attempts: u32,
 }
 
 impl Core {
-    /// Check both connections' liveness (see the module docs). `Err` stops the engine.
-    pub(super) async fn check_media_path(
-        &mut self,
-        now: Instant,
-        signal_events: &mut SignalEvents,
-    ) -> Result<(), DisconnectReason> {
+    /// Check both connections' liveness (see the module docs); may start a resume or stop.
+    pub(super) fn check_media_path(&mut self) {
+        let now = self.now;
         if let Some(r) = &self.media_recovery {
             let peer = match r.role {
                 PeerRole::Publisher => &self.publisher,
@@ -52,8 +49,8 @@ impl Core {
             }
         }
         let limit = self.options.liveness_timeout;
-        if limit.is_zero() {
-            return Ok(());
+        if limit.is_zero() || self.link.is_resuming() || self.stop.is_some() {
+            return;
         }
         let Some((role, silent)) = [&self.publisher, &self.subscriber]
             .into_iter()
@@ -61,7 +58,7 @@ impl Core {
             .map(|p| (p.role, now.saturating_duration_since(p.last_rx)))
             .find(|(_, silent)| *silent >= limit)
         else {
-            return Ok(());
+            return;
         };
         let (noticed, attempts) = self
             .media_recovery
@@ -73,24 +70,31 @@ impl Core {
                 "media path still dead {:?} after {attempts} resumes; giving up",
                 now.saturating_duration_since(noticed)
             );
-            return Err(DisconnectReason::TransportFailed(role));
+            self.stop = Some(DisconnectReason::TransportFailed(role));
+            return;
         }
         let why = format!("the {role} connection received nothing for {silent:?}");
         warn!("{why} (signal still up)");
-        if let Err(why) = self
-            .resume(signal_events, &why, ResumeCause::MediaDead(role))
-            .await
-        {
-            return Err(DisconnectReason::SignalClosed(why));
-        }
-        // `resume` gave both connections a fresh liveness window from here.
-        let resumed_at = self.publisher.last_rx.min(self.subscriber.last_rx);
         self.media_recovery = Some(MediaRecovery {
             role,
             noticed,
-            resumed_at,
+            resumed_at: now,
             attempts: attempts + 1,
         });
-        Ok(())
+        self.start_resume(why, ResumeCause::MediaDead(role));
+    }
+
+    /// When the liveness check must look next (a connected connection's silence reaching the
+    /// limit).
+    pub(super) fn liveness_deadline(&self) -> Option<Instant> {
+        let limit = self.options.liveness_timeout;
+        if limit.is_zero() || self.link.is_resuming() {
+            return None;
+        }
+        [&self.publisher, &self.subscriber]
+            .into_iter()
+            .filter(|p| p.connected && p.rtc.is_alive())
+            .map(|p| p.last_rx + limit)
+            .min()
     }
 }
