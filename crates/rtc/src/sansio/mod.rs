@@ -626,6 +626,8 @@ impl Core {
             }
             Event::IceConnectionStateChange(s) => {
                 debug!(%role, "ICE {s:?}");
+                let now = self.now;
+                self.peer_mut(role).ice = (s, now);
                 if s == IceConnectionState::Disconnected {
                     self.emit(EngineEvent::Transport {
                         role,

@@ -6,10 +6,10 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::error::{EngineError, PeerRole};
 
@@ -28,6 +28,8 @@ pub(crate) struct Peer {
     /// Whether a remote description has been applied (candidates can be added directly).
     pub has_remote_description: bool,
     pub connected: bool,
+    /// The ICE agent's state, and since when.
+    pub ice: (IceConnectionState, Instant),
     /// When the connection last took in a datagram (STUN, DTLS, RTP or RTCP): the media
     /// path's liveness.
     pub last_rx: Instant,
@@ -53,6 +55,7 @@ impl Peer {
             queued_candidates: Vec::new(),
             has_remote_description: false,
             connected: false,
+            ice: (IceConnectionState::New, now),
             last_rx: now,
         };
         peer.drain()?;
@@ -137,6 +140,14 @@ impl Peer {
         self.drain()
     }
 
+    /// Whether ICE has a working pair (a restart puts it back to checking until it has one).
+    pub fn ice_usable(&self) -> bool {
+        matches!(
+            self.ice.0,
+            IceConnectionState::Connected | IceConnectionState::Completed
+        )
+    }
+
     /// Add a remote candidate, or queue it until a remote description exists.
     pub fn add_remote_candidate(&mut self, c: Candidate) -> Result<(), EngineError> {
         if self.has_remote_description {
@@ -159,17 +170,31 @@ impl Peer {
     }
 }
 
+/// The longest pause between two ICE connectivity checks of a pair (str0m's default: 3 s).
+/// While a path is down our checks keep going at this pace, so a path that opens again is
+/// seen within it: the liveness recovery restarts ICE as soon as that happens
+/// (`sansio::liveness`). A check is ~100 bytes each way.
+pub(crate) const MAX_STUN_RTO: Duration = Duration::from_millis(500);
+
+/// Unanswered checks before a pair is given up: with [`MAX_STUN_RTO`] about 20 s, as long as
+/// with str0m's defaults (9 checks backing off to 3 s).
+pub(crate) const MAX_STUN_RETRANSMITS: usize = 40;
+
 /// The str0m configuration both connections use: Opus with RED (RFC 2198, each packet also
-/// carries the one before it) and VP8 only, and the audio reorder budget of `sansio::recovery`.
+/// carries the one before it) and VP8 only, the audio reorder budget of `sansio::recovery`,
+/// and ICE checks at least every [`MAX_STUN_RTO`].
 pub(crate) fn rtc_config() -> RtcConfig {
     use super::recovery::{AUDIO_REORDER_PACKETS, AUDIO_REORDER_WAIT};
-    RtcConfig::new()
+    let mut config = RtcConfig::new()
         .clear_codecs()
         .enable_opus(true, true)
         .enable_vp8(true)
         .set_stats_interval(Some(super::STATS_INTERVAL))
         .set_reordering_size_audio(AUDIO_REORDER_PACKETS)
-        .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT))
+        .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT));
+    config.set_max_stun_rto(MAX_STUN_RTO);
+    config.set_max_stun_retransmits(MAX_STUN_RETRANSMITS);
+    config
 }
 
 /// Parse a trickle `candidateInit` JSON from the server into a str0m candidate.

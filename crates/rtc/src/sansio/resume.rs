@@ -42,6 +42,9 @@ pub(crate) enum ResumeCause {
     /// [`super::liveness`]). `Resumed` is then announced once media arrives again, not when
     /// the signal is back.
     MediaDead(PeerRole),
+    /// A dead media path is open again: ICE is restarted once more on it (unannounced: the
+    /// engine is still resuming as far as its reader knows).
+    PathBack(PeerRole),
 }
 
 impl ResumeCause {
@@ -50,10 +53,12 @@ impl ResumeCause {
             ResumeCause::SignalLost | ResumeCause::ServerAsked => {
                 proto::ReconnectReason::RrSignalDisconnected
             }
-            ResumeCause::MediaDead(PeerRole::Publisher) => {
+            ResumeCause::MediaDead(PeerRole::Publisher)
+            | ResumeCause::PathBack(PeerRole::Publisher) => {
                 proto::ReconnectReason::RrPublisherFailed
             }
-            ResumeCause::MediaDead(PeerRole::Subscriber) => {
+            ResumeCause::MediaDead(PeerRole::Subscriber)
+            | ResumeCause::PathBack(PeerRole::Subscriber) => {
                 proto::ReconnectReason::RrSubscriberFailed
             }
         }
@@ -101,7 +106,9 @@ impl Core {
             return;
         }
         info!("{why}; resuming ({cause:?})");
-        self.emit(EngineEvent::Resuming { reason: why });
+        if !matches!(cause, ResumeCause::PathBack(_)) {
+            self.emit(EngineEvent::Resuming { reason: why });
+        }
         let now = self.now;
         self.signal_out
             .push_back(SignalOut::Resume(cause.reconnect_reason()));
@@ -154,10 +161,12 @@ impl Core {
         let took = now.saturating_duration_since(started);
         info!("resumed in {took:?} as {}", self.local.sid);
         // The ICE restart needs a moment: give the liveness check a fresh window.
-        self.publisher.last_rx = self.publisher.last_rx.max(now);
-        self.subscriber.last_rx = self.subscriber.last_rx.max(now);
+        for p in [&mut self.publisher, &mut self.subscriber] {
+            p.last_rx = p.last_rx.max(now);
+            p.ice.1 = p.ice.1.max(now);
+        }
         match cause {
-            ResumeCause::MediaDead(_) => {
+            ResumeCause::MediaDead(_) | ResumeCause::PathBack(_) => {
                 if let Some(m) = &mut self.media_recovery {
                     m.resumed_at = now;
                 }
