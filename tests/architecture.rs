@@ -190,6 +190,105 @@ fn the_drawn_crate_graph_is_the_real_one() {
     );
 }
 
+/// What the engine's core may not contain: tokio (runtime, channels, timers), sockets, clock
+/// reads, async code, the driver that owns the I/O.
+const CORE_FORBIDDEN: &[&str] = &[
+    "tokio",
+    "UdpSocket",
+    "TcpStream",
+    "TcpListener",
+    "std::net::Udp",
+    "Instant::now",
+    "SystemTime::now",
+    "thread::sleep",
+    "async ",
+    ".await",
+    "crate::engine",
+    "livekit_signaling",
+];
+
+/// The forbidden words in one source file of the core, as `line: word`. Comments are not code,
+/// and neither is a file's trailing `#[cfg(test)] mod tests` block (tests start virtual time
+/// from a real `Instant`).
+fn io_in_core(source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut lines = source.lines().enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        let code = line.trim_start();
+        if code.starts_with("#[cfg(test)]")
+            && lines
+                .peek()
+                .is_some_and(|(_, next)| next.trim_start().starts_with("mod tests"))
+        {
+            break;
+        }
+        if code.starts_with("//") {
+            continue;
+        }
+        let code = code.split(" // ").next().unwrap_or(code);
+        for word in CORE_FORBIDDEN {
+            if code.contains(word) {
+                found.push(format!("{}: {word}", i + 1));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_engine_core_has_no_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent: the workspace root");
+    let dir = root.join("crates/rtc/src/sansio");
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())) {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() >= 5, "the core's sources: {files:?}");
+    let mut problems = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read source");
+        for p in io_in_core(&text) {
+            problems.push(format!(
+                "{}:{p}",
+                f.strip_prefix(root).unwrap_or(f).display()
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the engine core (sans-IO) uses I/O, a clock or async code:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn io_added_to_the_core_is_caught() {
+    let clean = "use std::time::Instant;\n/// Never `async`, never `tokio`.\nfn f(now: Instant) {}\n\
+                 #[cfg(test)]\nmod tests {\n    fn t() { let _ = std::time::Instant::now(); }\n}\n";
+    assert_eq!(io_in_core(clean), Vec::<String>::new());
+    for bad in [
+        "use tokio::sync::mpsc;",
+        "let s = std::net::UdpSocket::bind(a)?;",
+        "fn f(s: tokio::net::TcpStream) {}",
+        "let now = Instant::now();",
+        "pub async fn resume(&mut self) {}",
+        "self.signal.send(m).await;",
+        "use crate::engine::Engine;",
+    ] {
+        assert!(!io_in_core(bad).is_empty(), "not caught: {bad}");
+    }
+}
+
 // The checker itself, on small made-up graphs.
 
 fn pkg(name: &str, is_app: bool, normal: &[&str], dev: &[&str]) -> Package {

@@ -11,8 +11,8 @@ use prost::Message as _;
 use str0m::Candidate;
 
 use crate::events::Quality;
-use crate::peer::{candidate_init, parse_candidate_init};
 use crate::redact;
+use crate::sansio::peer::{candidate_init, parse_candidate_init};
 use crate::sdp::{SectionKind, sections};
 use crate::wire::{self, Incoming};
 

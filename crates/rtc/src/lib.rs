@@ -1,8 +1,9 @@
 //! wavecast's media engine: joins LiveKit rooms without libwebrtc.
 //!
-//! Signaling uses the official `livekit-signaling` client; WebRTC is [str0m] (sans-IO), driven by
-//! one tokio task per engine that owns the two peer connections (publisher and subscriber), their
-//! UDP sockets and the signal client. Media crosses the engine as *encoded* frames; the
+//! Signaling uses the official `livekit-signaling` client; WebRTC is [str0m] (sans-IO). The
+//! engine's state machine is sans-IO too (no sockets, no clock reads, nothing async), driven by
+//! one tokio task per engine that owns the UDP sockets of the two peer connections (publisher
+//! and subscriber) and the timers, and talks to the signal client on a task of its own. Media crosses the engine as *encoded* frames; the
 //! [`media`] helpers wrap the track handles with the `wavecast-codec` Opus/VP8 encoders and
 //! decoders, which run on the caller's threads.
 //!
@@ -23,20 +24,23 @@
 //!
 //! # Design
 //! The engine task wakes on a datagram, a signal message, a command, an encoded frame to send or
-//! a str0m deadline; it performs that one mutation and drains str0m's output before waiting
-//! again. The runtime belongs to the caller: `Engine::connect` spawns onto the current tokio
+//! a deadline; it hands that one input to the core with the current time and carries out the
+//! core's output (datagrams, signal requests, the next deadline) before waiting again. A resume
+//! is a state of the core: datagrams and commands keep being handled while it runs. The runtime belongs to the caller: `Engine::connect` spawns onto the current tokio
 //! runtime, dropping the `Engine` aborts the task, `close` leaves cleanly. The event stream and
 //! each track's frame queue are bounded (see [`EngineEvent`] for the drop policy).
 #![deny(missing_docs)]
 
+#[cfg(test)]
+mod core_tests;
 mod engine;
 mod error;
 mod events;
 #[cfg(test)]
 mod hostile_tests;
 pub mod media;
-mod peer;
 pub mod redact;
+mod sansio;
 mod sdp;
 mod track;
 mod wire;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::engine::Command;
+use crate::sansio::Command;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,6 +120,71 @@ pub(crate) struct LocalShared {
     pub target_bitrate: AtomicU64,
 }
 
+/// Why a non-blocking queue took nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueError {
+    /// No room.
+    Full,
+    /// Nobody reads it any more.
+    Closed,
+}
+
+/// The engine core's end of a subscribed track's frame queue (never waits).
+#[derive(Debug)]
+pub(crate) struct FrameQueue(mpsc::Sender<EncodedFrame>);
+
+impl FrameQueue {
+    /// Queue a frame if there is room.
+    pub(crate) fn push(&self, frame: EncodedFrame) -> Result<(), QueueError> {
+        self.0.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        })
+    }
+
+    /// Whether the track's handle still exists.
+    pub(crate) fn reader_alive(&self) -> bool {
+        !self.0.is_closed()
+    }
+
+    /// Free slots.
+    pub(crate) fn free(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+/// Where handles send their commands to the engine (never waits).
+#[derive(Debug, Clone)]
+pub(crate) struct CommandSender(pub(crate) mpsc::Sender<Command>);
+
+impl CommandSender {
+    pub(crate) fn try_send(&self, c: Command) -> Result<(), QueueError> {
+        self.0.try_send(c).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        })
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+/// Where published tracks queue their frames for the engine (never waits).
+#[derive(Debug, Clone)]
+pub(crate) struct MediaSender(pub(crate) mpsc::Sender<MediaWrite>);
+
+/// What a subscribed track is.
+pub(crate) struct RemoteTrackInfo {
+    pub sid: String,
+    pub participant_sid: String,
+    pub participant_identity: String,
+    pub name: String,
+    pub kind: TrackKind,
+}
+
 /// One encoded frame on its way to the engine.
 #[derive(Debug)]
 pub(crate) struct MediaWrite {
@@ -138,7 +203,7 @@ pub struct LocalTrack {
     pub(crate) cid: Arc<str>,
     pub(crate) kind: TrackKind,
     pub(crate) name: String,
-    pub(crate) media: mpsc::Sender<MediaWrite>,
+    pub(crate) media: MediaSender,
     pub(crate) shared: Arc<LocalShared>,
 }
 
@@ -187,7 +252,7 @@ impl LocalTrack {
             capture,
             data,
         };
-        match self.media.try_send(w) {
+        match self.media.0.try_send(w) {
             Ok(()) => {
                 self.shared.written.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -245,11 +310,33 @@ pub struct RemoteTrack {
     pub(crate) name: String,
     pub(crate) kind: TrackKind,
     pub(crate) frames: mpsc::Receiver<EncodedFrame>,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) commands: CommandSender,
     pub(crate) dropped: Arc<AtomicU64>,
 }
 
 impl RemoteTrack {
+    /// A handle and the engine's end of its frame queue (`capacity` frames), and its count of
+    /// frames dropped for want of room.
+    pub(crate) fn open(
+        info: RemoteTrackInfo,
+        capacity: usize,
+        commands: CommandSender,
+    ) -> (RemoteTrack, FrameQueue, Arc<AtomicU64>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let track = RemoteTrack {
+            sid: info.sid,
+            participant_sid: info.participant_sid,
+            participant_identity: info.participant_identity,
+            name: info.name,
+            kind: info.kind,
+            frames: rx,
+            commands,
+            dropped: dropped.clone(),
+        };
+        (track, FrameQueue(tx), dropped)
+    }
+
     /// The track sid.
     pub fn sid(&self) -> &str {
         &self.sid

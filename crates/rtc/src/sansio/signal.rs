@@ -4,40 +4,71 @@ use super::*;
 use crate::wire::LeaveAction;
 
 impl Core {
-    pub(super) async fn send_signal(&self, msg: proto::signal_request::Message) {
-        self.signal.send(msg).await;
+    pub(super) fn on_signal_input(&mut self, input: SignalIn) -> Result<(), EngineError> {
+        match input {
+            SignalIn::Message(msg) if self.link.is_resuming() => {
+                // From the connection being replaced: nothing from it applies after the resume.
+                debug!(
+                    "signal message of the lost connection dropped: {}",
+                    crate::wire::describe_signal(&msg)
+                );
+                Ok(())
+            }
+            SignalIn::Message(msg) => self.on_signal(*msg),
+            SignalIn::Lost(why) => {
+                if self.link.is_resuming() {
+                    debug!("signal connection lost while resuming ({why})");
+                } else {
+                    let why = format!("signal lost ({why})");
+                    self.start_resume(why, resume::ResumeCause::SignalLost);
+                }
+                Ok(())
+            }
+            SignalIn::Ended => {
+                self.stop = Some(DisconnectReason::SignalClosed("signal client ended".into()));
+                Ok(())
+            }
+            SignalIn::Resumed(response) => {
+                self.on_resume_response(response);
+                Ok(())
+            }
+            SignalIn::ResumeFailed(failure) => {
+                self.on_resume_failed(failure);
+                Ok(())
+            }
+        }
     }
 
-    pub(super) async fn leave(&mut self) {
+    /// Leave the room: tell the server, close both connections and the signal connection.
+    pub(super) fn leave(&mut self) {
         self.send_signal(proto::signal_request::Message::Leave(proto::LeaveRequest {
             can_reconnect: false,
             reason: proto::DisconnectReason::ClientInitiated as i32,
             action: proto::leave_request::Action::Disconnect as i32,
             regions: None,
-        }))
-        .await;
+        }));
         self.publisher.rtc.disconnect();
         self.subscriber.rtc.disconnect();
         let _ = self.publisher.drain();
         let _ = self.subscriber.drain();
-        self.signal.close().await;
+        self.stop = Some(DisconnectReason::ClientInitiated);
     }
 
-    pub(super) async fn on_signal(
+    pub(super) fn on_signal(
         &mut self,
         msg: proto::signal_response::Message,
     ) -> Result<(), EngineError> {
         use proto::signal_response::Message as M;
         match msg {
-            M::Offer(desc) => self.on_subscriber_offer(desc).await?,
-            M::Answer(desc) => self.on_publisher_answer(desc).await?,
+            M::Offer(desc) => self.on_subscriber_offer(desc)?,
+            M::Answer(desc) => self.on_publisher_answer(desc)?,
             M::Trickle(t) => self.on_trickle(t)?,
             M::Update(u) => {
                 for p in &u.participants {
                     self.on_participant(p);
                 }
             }
-            M::TrackPublished(r) => self.on_track_published(r).await?,
+            M::TrackPublished(r) => self.on_track_published(r)?,
             M::TrackUnpublished(r) => {
                 debug!("server unpublished our track {}", r.track_sid);
             }
@@ -47,7 +78,10 @@ impl Core {
                 // Follow the server's action: RESUME is handled by this engine; DISCONNECT
                 // and RECONNECT stop it (the owner ends, or joins afresh).
                 match action {
-                    LeaveAction::Resume => self.resume_requested = true,
+                    LeaveAction::Resume => self.start_resume(
+                        "the server asked us to resume".into(),
+                        resume::ResumeCause::ServerAsked,
+                    ),
                     LeaveAction::Disconnect | LeaveAction::Reconnect => {
                         self.stop = Some(DisconnectReason::ServerLeave {
                             reason,
@@ -58,6 +92,7 @@ impl Core {
             }
             M::RefreshToken(token) => {
                 debug!("server refreshed our token");
+                // The signal client resumes with it too (it reads the message on its way).
                 *self
                     .counters
                     .refreshed_token

@@ -4,11 +4,12 @@ use super::*;
 
 impl Core {
     #[allow(deprecated)] // disable_dtx: still honoured by v1.13 servers.
-    pub(super) async fn on_command(&mut self, c: Command) -> Result<(), EngineError> {
+    pub(super) fn on_command(&mut self, c: Command) -> Result<(), EngineError> {
         match c {
             Command::Publish { options, reply } => {
                 self.next_cid += 1;
-                let cid: Arc<str> = format!("TR_wc{:08x}{}", random_u32(), self.next_cid).into();
+                let cid: Arc<str> =
+                    format!("TR_wc{:08x}{}", self.random_u32(), self.next_cid).into();
                 let track_type = match options.kind {
                     TrackKind::Audio => proto::TrackType::Audio,
                     TrackKind::Video => proto::TrackType::Video,
@@ -32,11 +33,10 @@ impl Core {
                         options,
                         cid,
                         reply,
-                        deadline: Instant::now() + self.options.publish_timeout,
+                        deadline: self.now + self.options.publish_timeout,
                     },
                 );
-                self.send_signal(proto::signal_request::Message::AddTrack(req))
-                    .await;
+                self.send_signal(proto::signal_request::Message::AddTrack(req));
             }
             Command::Unpublish { sid, reply } => {
                 let cid = self
@@ -45,20 +45,20 @@ impl Core {
                     .find(|t| t.sid == sid)
                     .map(|t| t.cid.clone());
                 let Some(cid) = cid else {
-                    let _ = reply.send(Err(EngineError::UnknownTrack(sid)));
+                    reply(Err(EngineError::UnknownTrack(sid)));
                     return Ok(());
                 };
                 if let Some(t) = self.local_tracks.remove(&cid)
                     && let Some(mid) = t.mid
                 {
-                    self.pub_changes.push(PubChange::Stop(mid));
+                    self.negotiation.changes.push(PubChange::Stop(mid));
                 }
-                let r = self.negotiate_publisher().await;
-                let _ = reply.send(r);
+                let r = self.negotiate_publisher();
+                reply(r);
             }
             Command::Mute { sid, muted, reply } => {
                 let Some(t) = self.local_tracks.values_mut().find(|t| t.sid == sid) else {
-                    let _ = reply.send(Err(EngineError::UnknownTrack(sid)));
+                    reply(Err(EngineError::UnknownTrack(sid)));
                     return Ok(());
                 };
                 t.muted = muted;
@@ -67,9 +67,21 @@ impl Core {
                 }
                 self.send_signal(proto::signal_request::Message::Mute(
                     proto::MuteTrackRequest { sid, muted },
-                ))
-                .await;
-                let _ = reply.send(Ok(()));
+                ));
+                reply(Ok(()));
+            }
+            Command::Data {
+                payload,
+                options,
+                reply,
+            } if self.link.is_resuming() => {
+                // Not on a path whose server may have lost us: it waits for the resume's
+                // outcome (sent once resumed; answered `Closed` when the engine stops).
+                self.deferred.push_back(Command::Data {
+                    payload,
+                    options,
+                    reply,
+                });
             }
             Command::Data {
                 payload,
@@ -77,7 +89,7 @@ impl Core {
                 reply,
             } => {
                 let r = self.send_data(payload, options);
-                let _ = reply.send(r);
+                reply(r);
             }
             Command::RequestKeyframe { track_sid } => {
                 let mid = self
@@ -104,9 +116,8 @@ impl Core {
                             track_sids: vec![track_sid],
                         }],
                     },
-                ))
-                .await;
-                let _ = reply.send(Ok(()));
+                ));
+                reply(Ok(()));
             }
             Command::TrackSettings {
                 track_sid,
@@ -122,16 +133,18 @@ impl Core {
                         quality: proto::VideoQuality::High as i32,
                         ..Default::default()
                     },
-                ))
-                .await;
-                let _ = reply.send(Ok(()));
+                ));
+                reply(Ok(()));
             }
-            Command::Close { .. } => {}
+            Command::Close { reply } => {
+                self.leave();
+                reply(Ok(()));
+            }
         }
         Ok(())
     }
 
-    pub(super) async fn on_track_published(
+    pub(super) fn on_track_published(
         &mut self,
         r: proto::TrackPublishedResponse,
     ) -> Result<(), EngineError> {
@@ -148,6 +161,7 @@ impl Core {
         let shared = Arc::new(LocalShared::default());
         shared.keyframe_requested.store(true, Ordering::Relaxed);
         let kind = p.options.kind;
+        let rtp_offset = u64::from(self.random_u32());
         self.local_tracks.insert(
             p.cid.clone(),
             LocalTrackState {
@@ -158,27 +172,28 @@ impl Core {
                 muted: p.options.muted,
                 info,
                 shared: shared.clone(),
-                rtp_offset: u64::from(random_u32()),
+                rtp_offset,
             },
         );
-        self.pub_changes.push(PubChange::Media {
+        self.negotiation.changes.push(PubChange::Media {
             kind,
             cid: p.cid.clone(),
         });
-        self.negotiate_publisher().await?;
+        self.negotiate_publisher()?;
         let handle = LocalTrack {
             sid,
             cid: p.cid,
             kind,
             name: p.options.name,
-            media: self.media_tx.clone(),
+            media: self.media.clone(),
             shared,
         };
-        let _ = p.reply.send(Ok(handle));
+        (p.reply)(Ok(handle));
         Ok(())
     }
 
-    pub(super) fn expire_pending_publish(&mut self, now: Instant) {
+    pub(super) fn expire_pending_publish(&mut self) {
+        let now = self.now;
         let expired: Vec<Arc<str>> = self
             .pending_publish
             .iter()
@@ -187,7 +202,7 @@ impl Core {
             .collect();
         for cid in expired {
             if let Some(p) = self.pending_publish.remove(&cid) {
-                let _ = p.reply.send(Err(EngineError::PublishTimeout {
+                (p.reply)(Err(EngineError::PublishTimeout {
                     name: p.options.name,
                     cid: cid.to_string(),
                     timeout_ms: self.options.publish_timeout.as_millis() as u64,

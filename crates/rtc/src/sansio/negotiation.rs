@@ -20,7 +20,7 @@ impl Core {
         }
     }
 
-    pub(super) async fn trickle_local(&self, role: PeerRole) -> Result<(), EngineError> {
+    pub(super) fn trickle_local(&mut self, role: PeerRole) -> Result<(), EngineError> {
         let peer = match role {
             PeerRole::Publisher => &self.publisher,
             PeerRole::Subscriber => &self.subscriber,
@@ -36,12 +36,11 @@ impl Core {
                 target: target as i32,
                 r#final: false,
             },
-        ))
-        .await;
+        ));
         Ok(())
     }
 
-    pub(super) async fn on_subscriber_offer(
+    pub(super) fn on_subscriber_offer(
         &mut self,
         desc: proto::SessionDescription,
     ) -> Result<(), EngineError> {
@@ -77,22 +76,21 @@ impl Core {
             mid_to_track_id: HashMap::new(),
         };
         self.last_sub_answer = Some(answer.clone());
-        self.send_signal(proto::signal_request::Message::Answer(answer))
-            .await;
+        self.send_signal(proto::signal_request::Message::Answer(answer));
         if !self.sub_trickled {
             self.sub_trickled = true;
-            self.trickle_local(role).await?;
+            self.trickle_local(role)?;
         }
         self.map_remote_tracks(&desc.sdp);
         Ok(())
     }
 
-    pub(super) async fn on_publisher_answer(
+    pub(super) fn on_publisher_answer(
         &mut self,
         desc: proto::SessionDescription,
     ) -> Result<(), EngineError> {
         let role = PeerRole::Publisher;
-        let Some(pending) = self.pub_pending.take() else {
+        let Some((pending, _)) = self.negotiation.pending.take() else {
             warn!("publisher answer without an offer in flight");
             return Ok(());
         };
@@ -114,37 +112,41 @@ impl Core {
         self.publisher.drain()?;
         self.configure_resends();
         self.publisher.remote_description_applied()?;
-        if !self.pub_trickled {
-            self.pub_trickled = true;
-            self.trickle_local(role).await?;
+        if !self.negotiation.trickled {
+            self.negotiation.trickled = true;
+            self.trickle_local(role)?;
         }
-        if !self.pub_changes.is_empty() {
-            self.negotiate_publisher().await?;
+        if !self.negotiation.changes.is_empty() {
+            self.negotiate_publisher()?;
         }
         Ok(())
     }
 
-    /// Apply queued publisher changes and send an offer, unless one is in flight.
-    pub(super) async fn negotiate_publisher(&mut self) -> Result<(), EngineError> {
-        if self.pub_pending.is_some() || self.pub_changes.is_empty() {
+    /// Apply queued publisher changes and send an offer, unless one is in flight or the signal
+    /// connection is being resumed (the resume's ICE restart offer then carries them).
+    pub(super) fn negotiate_publisher(&mut self) -> Result<(), EngineError> {
+        if self.negotiation.pending.is_some()
+            || self.negotiation.changes.is_empty()
+            || self.link.is_resuming()
+        {
             return Ok(());
         }
         let role = PeerRole::Publisher;
         let local_sid = self.local.sid.clone();
-        let changes = std::mem::take(&mut self.pub_changes);
+        let changes = std::mem::take(&mut self.negotiation.changes);
         let mut api = self.publisher.rtc.sdp_api();
         let mut new_mids = Vec::new();
         for change in changes {
             match change {
                 PubChange::Channels => {
-                    self.reliable = Some(api.add_channel_with_config(ChannelConfig {
+                    self.data.reliable = Some(api.add_channel_with_config(ChannelConfig {
                         label: "_reliable".into(),
                         ordered: true,
                         reliability: Reliability::Reliable,
                         negotiated: None,
                         protocol: String::new(),
                     }));
-                    self.lossy = Some(api.add_channel_with_config(ChannelConfig {
+                    self.data.lossy = Some(api.add_channel_with_config(ChannelConfig {
                         label: "_lossy".into(),
                         ordered: false,
                         reliability: Reliability::MaxRetransmits { retransmits: 0 },
@@ -182,10 +184,15 @@ impl Core {
             return self.publisher.drain();
         };
         self.publisher.drain()?;
-        self.pub_pending = Some(pending);
         let sdp = offer.to_sdp_string();
         debug!("publisher offer:\n{}", crate::redact::Redacted(&sdp));
         let _ = role;
+        self.negotiation.pending = Some((pending, sdp.clone()));
+        self.send_publisher_offer(sdp);
+        Ok(())
+    }
+
+    pub(super) fn send_publisher_offer(&mut self, sdp: String) {
         self.send_signal(proto::signal_request::Message::Offer(
             proto::SessionDescription {
                 r#type: "offer".into(),
@@ -193,8 +200,6 @@ impl Core {
                 id: 0,
                 mid_to_track_id: HashMap::new(),
             },
-        ))
-        .await;
-        Ok(())
+        ));
     }
 }

@@ -10,16 +10,16 @@ impl Core {
         options: DataOptions,
     ) -> Result<(), EngineError> {
         let (id, label) = if options.reliable {
-            (self.reliable, "_reliable")
+            (self.data.reliable, "_reliable")
         } else {
-            (self.lossy, "_lossy")
+            (self.data.lossy, "_lossy")
         };
         let Some(id) = id else {
             return Err(EngineError::ChannelNotOpen { label });
         };
         let sequence = if options.reliable {
-            self.reliable_seq += 1;
-            self.reliable_seq
+            self.data.reliable_seq += 1;
+            self.data.reliable_seq
         } else {
             0
         };
@@ -46,14 +46,14 @@ impl Core {
         };
         let bytes = packet.encode_to_vec();
         if options.reliable {
-            if self.reliable_backlog.len() >= RELIABLE_BACKLOG {
+            if self.data.reliable_backlog.len() >= RELIABLE_BACKLOG {
                 return Err(EngineError::DataBufferFull {
                     label,
-                    queued: self.reliable_backlog.len(),
+                    queued: self.data.reliable_backlog.len(),
                 });
             }
             // Keep order: everything goes through the backlog, which flushes what SCTP accepts.
-            self.reliable_backlog.push_back(bytes);
+            self.data.reliable_backlog.push_back(bytes);
             return self.flush_reliable();
         }
         let Some(mut ch) = self.publisher.rtc.channel(id) else {
@@ -66,17 +66,17 @@ impl Core {
         })?;
         if !accepted {
             // Lossy data: a full send buffer drops the packet.
-            self.lossy_drops += 1;
+            self.data.lossy_drops += 1;
         }
         self.publisher.drain()
     }
 
     /// Write queued reliable packets while SCTP accepts them.
     pub(super) fn flush_reliable(&mut self) -> Result<(), EngineError> {
-        let Some(id) = self.reliable else {
+        let Some(id) = self.data.reliable else {
             return Ok(());
         };
-        while let Some(bytes) = self.reliable_backlog.front() {
+        while let Some(bytes) = self.data.reliable_backlog.front() {
             let Some(mut ch) = self.publisher.rtc.channel(id) else {
                 return Ok(()); // not open yet: keep them queued
             };
@@ -89,7 +89,7 @@ impl Core {
             if !accepted {
                 break;
             }
-            self.reliable_backlog.pop_front();
+            self.data.reliable_backlog.pop_front();
         }
         Ok(())
     }

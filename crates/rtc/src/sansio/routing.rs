@@ -53,30 +53,29 @@ impl Core {
                             )
                         })
                         .unwrap_or_default();
-                    let (tx, rx) = mpsc::channel(self.options.track_capacity.max(1));
-                    let dropped = Arc::new(AtomicU64::new(0));
+                    let (track, frames, dropped) = RemoteTrack::open(
+                        crate::track::RemoteTrackInfo {
+                            sid: sid.clone(),
+                            participant_sid: participant_sid.clone(),
+                            participant_identity: identity,
+                            name,
+                            kind,
+                        },
+                        self.options.track_capacity.max(1),
+                        self.commands.clone(),
+                    );
                     self.remote.insert(
                         mid,
                         RemoteState {
                             sid: sid.clone(),
                             kind,
-                            tx,
-                            dropped: dropped.clone(),
+                            frames,
+                            dropped,
                             need_keyframe: kind == TrackKind::Video,
                             last_pli: None,
                         },
                     );
                     info!("subscribed {kind:?} track {sid} of {participant_sid} on mid {mid}");
-                    let track = RemoteTrack {
-                        sid,
-                        participant_sid,
-                        participant_identity: identity,
-                        name,
-                        kind,
-                        frames: rx,
-                        commands: self.commands.clone(),
-                        dropped,
-                    };
                     // Never dropped: held until the reader makes room (see `emit`).
                     self.emit(EngineEvent::TrackSubscribed(track));
                 }
@@ -91,9 +90,9 @@ impl Core {
 
     /// Sends a PLI for `mid` when [`pli_due`] allows it.
     pub(super) fn request_keyframe(&mut self, mid: Mid) -> Result<(), EngineError> {
-        let now = Instant::now();
+        let now = self.now;
         if let Some(r) = self.remote.get_mut(&mid) {
-            if !pli_due(r.last_pli, now, !r.tx.is_closed(), r.tx.capacity()) {
+            if !pli_due(r.last_pli, now, r.frames.reader_alive(), r.frames.free()) {
                 return Ok(());
             }
             r.last_pli = Some(now);
@@ -174,16 +173,16 @@ impl Core {
                 keyframe,
                 contiguous,
             };
-            match r.tx.try_send(frame) {
+            match r.frames.push(frame) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(QueueError::Full) => {
                     r.dropped.fetch_add(1, Ordering::Relaxed);
                     if r.kind == TrackKind::Video {
                         r.need_keyframe = true;
                         want_pli = true;
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(QueueError::Closed) => {}
             }
         }
         if want_pli {

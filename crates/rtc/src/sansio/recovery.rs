@@ -262,10 +262,22 @@ mod tests {
     /// sent, and the server lost what it could not repair.
     #[test]
     fn video_is_repaired_under_20_percent_loss_both_ways() {
-        let ours = send_over_loss(MediaKind::Video, crate::peer::rtc_config, 20, 10, true);
+        let ours = send_over_loss(
+            MediaKind::Video,
+            crate::sansio::peer::rtc_config,
+            20,
+            10,
+            true,
+        );
         let (sent, received) = (ours.sent, ours.received);
-        let default_cap =
-            send_over_loss(MediaKind::Video, crate::peer::rtc_config, 20, 10, false).received;
+        let default_cap = send_over_loss(
+            MediaKind::Video,
+            crate::sansio::peer::rtc_config,
+            20,
+            10,
+            false,
+        )
+        .received;
         eprintln!(
             "20 % loss: {received}/{sent} frames complete in order (str0m's default cap: {default_cap})"
         );
@@ -278,7 +290,7 @@ mod tests {
 
     /// Our configuration without RED, to see the reorder stage alone.
     fn ours_without_red() -> str0m::RtcConfig {
-        crate::peer::rtc_config().enable_opus(true, false)
+        crate::sansio::peer::rtc_config().enable_opus(true, false)
     }
 
     fn p95(run: &Run) -> Duration {
@@ -324,7 +336,13 @@ mod tests {
     /// from the next packet whatever the sound (libopus's own FEC only covers speech).
     #[test]
     fn red_rebuilds_lost_audio_packets() {
-        let red = send_over_loss(MediaKind::Audio, crate::peer::rtc_config, 15, 10, false);
+        let red = send_over_loss(
+            MediaKind::Audio,
+            crate::sansio::peer::rtc_config,
+            15,
+            10,
+            false,
+        );
         let plain = send_over_loss(MediaKind::Audio, ours_without_red, 15, 10, false);
         eprintln!(
             "audio at 15 % loss: {}/{} packets in order with RED, {} without",

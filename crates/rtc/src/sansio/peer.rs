@@ -1,53 +1,43 @@
-//! One peer connection: a str0m `Rtc` (sans-IO) plus the UDP socket that feeds it.
+//! One peer connection: a str0m `Rtc` (sans-IO) and the address of the socket that feeds it.
 //!
-//! The `Rtc` keeps the protocol state; this wrapper owns the socket and upholds str0m's contract:
-//! every mutation is followed by a full drain of `poll_output` to `Output::Timeout`. Events found
-//! while draining are queued for the engine to handle.
+//! The `Rtc` keeps the protocol state; this wrapper upholds str0m's contract: every mutation
+//! is followed by a full drain of `poll_output` to `Output::Timeout`. Datagrams and events
+//! found while draining are queued for the core (datagrams go out through the driver).
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
-use tokio::net::UdpSocket;
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::error::{EngineError, PeerRole};
 
-/// Largest UDP datagram we read.
-pub(crate) const RECV_BUF: usize = 2048;
-
-/// A str0m connection bound to one UDP socket.
+/// A str0m connection for one UDP socket.
 pub(crate) struct Peer {
     pub role: PeerRole,
     pub rtc: Rtc,
-    pub socket: Arc<UdpSocket>,
     pub local_addr: SocketAddr,
     pub next_timeout: Instant,
     /// Events drained from `rtc`, waiting for the engine.
     pub events: VecDeque<Event>,
+    /// Datagrams to send, waiting for the driver.
+    pub transmits: VecDeque<Transmit>,
     /// Remote candidates that arrived before the remote description.
     pub queued_candidates: Vec<Candidate>,
     /// Whether a remote description has been applied (candidates can be added directly).
     pub has_remote_description: bool,
     pub connected: bool,
-    /// Datagrams the socket refused (full send buffer), counted not retried.
-    pub send_drops: u64,
+    /// The ICE agent's state, and since when.
+    pub ice: (IceConnectionState, Instant),
     /// When the connection last took in a datagram (STUN, DTLS, RTP or RTCP): the media
     /// path's liveness.
     pub last_rx: Instant,
 }
 
 impl Peer {
-    /// Bind a socket on `ip` (port chosen by the OS) and create the `Rtc`.
-    pub async fn new(role: PeerRole, ip: IpAddr, now: Instant) -> Result<Self, EngineError> {
-        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .await
-            .map_err(|source| EngineError::Socket { role, source })?;
-        let local_addr = socket
-            .local_addr()
-            .map_err(|source| EngineError::Socket { role, source })?;
+    /// Create the `Rtc` for a socket bound at `local_addr`.
+    pub fn new(role: PeerRole, local_addr: SocketAddr, now: Instant) -> Result<Self, EngineError> {
         let mut rtc = rtc_config().build(now);
         let candidate = Candidate::host(local_addr, "udp").map_err(|e| EngineError::Rtc {
             role,
@@ -58,14 +48,14 @@ impl Peer {
         let mut peer = Self {
             role,
             rtc,
-            socket: Arc::new(socket),
             local_addr,
             next_timeout: now,
             events: VecDeque::new(),
+            transmits: VecDeque::new(),
             queued_candidates: Vec::new(),
             has_remote_description: false,
             connected: false,
-            send_drops: 0,
+            ice: (IceConnectionState::New, now),
             last_rx: now,
         };
         peer.drain()?;
@@ -81,7 +71,7 @@ impl Peer {
         })
     }
 
-    /// Drain `poll_output` until it yields a timeout: send transmits, queue events.
+    /// Drain `poll_output` until it yields a timeout: queue datagrams and events.
     pub fn drain(&mut self) -> Result<(), EngineError> {
         loop {
             match self.rtc.poll_output() {
@@ -89,12 +79,7 @@ impl Peer {
                     self.next_timeout = t;
                     return Ok(());
                 }
-                Ok(Output::Transmit(t)) => {
-                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
-                        // UDP is lossy anyway; a full socket buffer drops this datagram.
-                        self.send_drops += 1;
-                    }
-                }
+                Ok(Output::Transmit(t)) => self.transmits.push_back(t),
                 Ok(Output::Event(e)) => self.events.push_back(e),
                 Err(source) => {
                     return Err(EngineError::Rtc {
@@ -108,12 +93,17 @@ impl Peer {
     }
 
     /// Feed one received datagram (ignored when it is not for this connection).
-    pub fn receive(&mut self, source: SocketAddr, data: &[u8]) -> Result<(), EngineError> {
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), EngineError> {
         let Ok(contents) = data.try_into() else {
             return Ok(()); // not STUN/DTLS/RTP: ignore
         };
         let input = Input::Receive(
-            Instant::now(),
+            now,
             Receive {
                 proto: Protocol::Udp,
                 source,
@@ -124,7 +114,7 @@ impl Peer {
         if !self.rtc.accepts(&input) {
             return Ok(());
         }
-        self.last_rx = Instant::now();
+        self.last_rx = now;
         self.rtc
             .handle_input(input)
             .map_err(|source| EngineError::Rtc {
@@ -150,6 +140,14 @@ impl Peer {
         self.drain()
     }
 
+    /// Whether ICE has a working pair (a restart puts it back to checking until it has one).
+    pub fn ice_usable(&self) -> bool {
+        matches!(
+            self.ice.0,
+            IceConnectionState::Connected | IceConnectionState::Completed
+        )
+    }
+
     /// Add a remote candidate, or queue it until a remote description exists.
     pub fn add_remote_candidate(&mut self, c: Candidate) -> Result<(), EngineError> {
         if self.has_remote_description {
@@ -172,17 +170,31 @@ impl Peer {
     }
 }
 
+/// The longest pause between two ICE connectivity checks of a pair (str0m's default: 3 s).
+/// While a path is down our checks keep going at this pace, so a path that opens again is
+/// seen within it: the liveness recovery restarts ICE as soon as that happens
+/// (`sansio::liveness`). A check is ~100 bytes each way.
+pub(crate) const MAX_STUN_RTO: Duration = Duration::from_millis(500);
+
+/// Unanswered checks before a pair is given up: with [`MAX_STUN_RTO`] about 20 s, as long as
+/// with str0m's defaults (9 checks backing off to 3 s).
+pub(crate) const MAX_STUN_RETRANSMITS: usize = 40;
+
 /// The str0m configuration both connections use: Opus with RED (RFC 2198, each packet also
-/// carries the one before it) and VP8 only, and the audio reorder budget of `engine::recovery`.
+/// carries the one before it) and VP8 only, the audio reorder budget of `sansio::recovery`,
+/// and ICE checks at least every [`MAX_STUN_RTO`].
 pub(crate) fn rtc_config() -> RtcConfig {
-    use crate::engine::recovery::{AUDIO_REORDER_PACKETS, AUDIO_REORDER_WAIT};
-    RtcConfig::new()
+    use super::recovery::{AUDIO_REORDER_PACKETS, AUDIO_REORDER_WAIT};
+    let mut config = RtcConfig::new()
         .clear_codecs()
         .enable_opus(true, true)
         .enable_vp8(true)
-        .set_stats_interval(Some(crate::engine::STATS_INTERVAL))
+        .set_stats_interval(Some(super::STATS_INTERVAL))
         .set_reordering_size_audio(AUDIO_REORDER_PACKETS)
-        .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT))
+        .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT));
+    config.set_max_stun_rto(MAX_STUN_RTO);
+    config.set_max_stun_retransmits(MAX_STUN_RETRANSMITS);
+    config
 }
 
 /// Parse a trickle `candidateInit` JSON from the server into a str0m candidate.
