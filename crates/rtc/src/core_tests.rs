@@ -162,8 +162,7 @@ impl Harness {
                 local: Participant {
                     sid: "PA_local".into(),
                     identity: "me".into(),
-                    name: String::new(),
-                    metadata: String::new(),
+                    ..Participant::default()
                 },
                 others: vec![remote],
                 publisher_addr: addr(OUR_PUB),

@@ -2076,7 +2076,7 @@ pub async fn hostile_corpus_gets_no_5xx(backend: Backend) {
         (Some("application/json"), vec![b' '; 40 * 1024]),
     ];
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut rng = wavecast_testbed::corpus::Rng(0x005e_ed0f_1ea5);
+    let mut rng = wavecast_testbed::corpus::Rng::seeded(0x005e_ed0f_1ea5);
     for _ in 0..150 {
         let method = methods[rng.below(methods.len())];
         let path = &paths[rng.below(paths.len())];
