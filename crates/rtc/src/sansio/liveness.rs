@@ -78,8 +78,15 @@ impl Core {
                 info!(role = %r.role, "media path back {took:?} after it was found dead");
                 self.media_recovery = None;
                 self.emit(EngineEvent::Resumed { took });
-                // Video needs a keyframe after the hole. A request made while ICE was being
-                // restarted may have been lost, and would hold the next one back a second.
+                // Video needs a keyframe after the hole: our published video sends one at once
+                // (the server's requests may have been lost or be held back by its throttle),
+                // and we ask for one on every subscribed video track (a request made while ICE
+                // was being restarted may have been lost, and would hold the next one back).
+                for t in self.local_tracks.values() {
+                    if t.kind == TrackKind::Video {
+                        t.shared.keyframe_requested.store(true, Ordering::Relaxed);
+                    }
+                }
                 let video: Vec<Mid> = self
                     .remote
                     .iter_mut()
