@@ -19,9 +19,9 @@
 //! Step 3 is why media comes back within a second of the path reopening: an ICE restart made
 //! while the path was down gets no answer, and livekit-server's agent (the controlling one on
 //! the subscriber connection) gives up on it; our checks then still get answers but nobody
-//! nominates a pair, so no media flows until the server asks for a resume itself (measured:
-//! ~7.5 s after a 12 s hole reopened, docs/PERFORMANCE.md). Our checks go out at least every
-//! `peer::MAX_STUN_RTO` while the path is down, which bounds how late the reopening is seen.
+//! nominates a pair, so no media flows until the server asks for a resume itself (figures in
+//! docs/PERFORMANCE.md). Our checks go out at least every `peer::MAX_STUN_RTO` while the path
+//! is down, which bounds how late the reopening is seen.
 
 use super::resume::ResumeCause;
 use super::*;
