@@ -621,7 +621,6 @@ fn leave(action: proto::leave_request::Action, reason: proto::DisconnectReason) 
 
 #[test]
 fn datagrams_keep_flowing_while_a_resume_is_in_progress() {
-    let started = Instant::now();
     let mut h = Harness::joined(EngineOptions::default());
     let offers_before = h.offers_sent();
     h.signal(SignalIn::Lost("ping timeout".into()));
@@ -705,11 +704,6 @@ fn datagrams_keep_flowing_while_a_resume_is_in_progress() {
             .iter()
             .any(|d| d.windows(17).any(|w| w == b"during the resume")),
         "our data packet reached the server"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
     );
 }
 

@@ -19,9 +19,9 @@
 //! Step 3 is why media comes back within a second of the path reopening: an ICE restart made
 //! while the path was down gets no answer, and livekit-server's agent (the controlling one on
 //! the subscriber connection) gives up on it; our checks then still get answers but nobody
-//! nominates a pair, so no media flows until the server asks for a resume itself (measured:
-//! ~7.5 s after a 12 s hole reopened, docs/PERFORMANCE.md). Our checks go out at least every
-//! `peer::MAX_STUN_RTO` while the path is down, which bounds how late the reopening is seen.
+//! nominates a pair, so no media flows until the server asks for a resume itself (figures in
+//! docs/PERFORMANCE.md). Our checks go out at least every `peer::MAX_STUN_RTO` while the path
+//! is down, which bounds how late the reopening is seen.
 
 use super::resume::ResumeCause;
 use super::*;
@@ -78,8 +78,15 @@ impl Core {
                 info!(role = %r.role, "media path back {took:?} after it was found dead");
                 self.media_recovery = None;
                 self.emit(EngineEvent::Resumed { took });
-                // Video needs a keyframe after the hole. A request made while ICE was being
-                // restarted may have been lost, and would hold the next one back a second.
+                // Video needs a keyframe after the hole: our published video sends one at once
+                // (the server's requests may have been lost or be held back by its throttle),
+                // and we ask for one on every subscribed video track (a request made while ICE
+                // was being restarted may have been lost, and would hold the next one back).
+                for t in self.local_tracks.values() {
+                    if t.kind == TrackKind::Video {
+                        t.shared.keyframe_requested.store(true, Ordering::Relaxed);
+                    }
+                }
                 let video: Vec<Mid> = self
                     .remote
                     .iter_mut()

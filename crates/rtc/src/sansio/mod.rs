@@ -15,7 +15,10 @@
 //! media keep being handled.
 //!
 //! The core hands frames to subscribed tracks and replies to commands through non-blocking
-//! queues and callbacks (`crate::track`, [`Reply`]); it never waits on them.
+//! queues and callbacks (`crate::track`'s `FrameQueue`, `CommandSender`, `MediaSender`, and
+//! [`Reply`]); it never waits on them. Those queues are tokio channels inside `crate::track`
+//! (the handles' ends are async); no tokio type appears in this module, which
+//! tests/architecture.rs checks.
 //!
 //! Its work is split by responsibility: [`signal`] (server messages, leaving), [`resume`],
 //! [`liveness`], [`negotiation`], [`roster`], [`data`], [`routing`] (media in and out),
