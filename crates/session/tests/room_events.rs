@@ -490,3 +490,87 @@ async fn the_first_join_is_retried_until_the_server_is_up() {
     room.close().await;
     drop(starter.join());
 }
+
+/// What the local participant publishes is reported to us and seen by the other side; what the
+/// server API changes (room metadata, a participant's name, metadata and attributes) arrives as
+/// the SDKs' events, and the handles the app kept read the new state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_publications_and_server_side_changes_read_as_the_sdks_events() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (publisher, mut pub_events) =
+        Room::connect_with(options(&server, "changes", "erin"), RoomOptions::default())
+            .await
+            .expect("the publisher joins");
+    let (viewer, mut events) = join(&server, "changes", RoomOptions::default()).await;
+
+    let me = publisher.local_participant();
+    assert_eq!(me.identity(), "erin");
+    assert!(me.sid().is_some_and(|s| s.starts_with("PA_")));
+    let mut mic = me.publish_audio("mic", 1, 32_000).await.expect("publish");
+    let (ev, _) = wait_for(&mut pub_events, "LocalTrackPublished", |_| true).await;
+    let RoomEvent::LocalTrackPublished { publication } = ev else {
+        unreachable!()
+    };
+    assert_eq!(publication.name(), "mic");
+    assert_eq!(me.track_publications().len(), 1);
+    mic.push(&[0i16; 960], Instant::now()).expect("encode");
+
+    let (ev, _) = wait_for(&mut events, "TrackPublished", |e| {
+        publication_named(e, "mic").is_some()
+    })
+    .await;
+    let RoomEvent::TrackPublished { participant, .. } = ev else {
+        unreachable!()
+    };
+    assert_eq!(participant.identity(), "erin");
+
+    let admin = wavecast_session::admin::RoomAdmin::new(
+        &server.ws_url(),
+        &server.keys(),
+        Duration::from_secs(5),
+    );
+    admin
+        .update_room_metadata("changes", "{\"topic\":\"new\"}")
+        .await
+        .expect("room metadata");
+    let (ev, _) = wait_for(&mut events, "RoomMetadataChanged", |_| true).await;
+    let RoomEvent::RoomMetadataChanged { metadata, .. } = ev else {
+        unreachable!()
+    };
+    assert_eq!(metadata, "{\"topic\":\"new\"}");
+    assert_eq!(viewer.metadata(), metadata);
+
+    admin
+        .update_participant(
+            "changes",
+            "erin",
+            "meta-2",
+            [("role".to_owned(), "host".to_owned())].into(),
+            "Erin",
+        )
+        .await
+        .expect("participant update");
+    let (ev, _) = wait_for(&mut events, "ParticipantAttributesChanged", |_| true).await;
+    let RoomEvent::ParticipantAttributesChanged {
+        changed_attributes, ..
+    } = ev
+    else {
+        unreachable!()
+    };
+    assert_eq!(changed_attributes["role"], "host");
+    // The handle from the earlier event reads the new state.
+    assert_eq!(participant.name(), "Erin");
+    assert_eq!(participant.metadata(), "meta-2");
+    assert_eq!(participant.attributes()["role"], "host");
+
+    me.unpublish_track(mic.track()).await.expect("unpublish");
+    wait_for(&mut pub_events, "LocalTrackUnpublished", |_| true).await;
+    assert!(me.track_publications().is_empty());
+    wait_for(&mut events, "TrackUnpublished", |e| {
+        publication_named(e, "mic").is_some()
+    })
+    .await;
+    publisher.close().await;
+    viewer.close().await;
+}
