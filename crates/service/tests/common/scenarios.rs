@@ -1632,14 +1632,15 @@ pub async fn revoke_races_mints_and_evicts_whom_the_grant_admitted(backend: Back
             let mut seen = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let sent = std::time::Instant::now();
-                let r = http
+                // A transport error (0) is no token either.
+                let status = http
                     .post(&url)
                     .bearer_auth(&jwt)
                     .json(&json!({"room": "rev-room"}))
                     .send()
                     .await
-                    .unwrap();
-                seen.push((sent, r.status().as_u16()));
+                    .map_or(0, |r| r.status().as_u16());
+                seen.push((sent, status));
             }
             seen
         }));
@@ -1657,11 +1658,11 @@ pub async fn revoke_races_mints_and_evicts_whom_the_grant_admitted(backend: Back
     for task in storm {
         for (sent, status) in task.await.unwrap() {
             if sent > answered {
-                assert_eq!(
-                    status, 403,
-                    "a mint sent after the revoke answered got {status}"
+                assert_ne!(
+                    status, 200,
+                    "a mint sent after the revoke answered got a token"
                 );
-                after += 1;
+                after += usize::from(status == 403);
             } else if status == 200 {
                 before += 1;
             }
@@ -1685,13 +1686,17 @@ pub async fn revoke_races_mints_and_evicts_whom_the_grant_admitted(backend: Back
     assert_eq!(left, ["sid"], "{left:?}");
     // Her token is still valid for LiveKit (as is the one the server refreshed): rejoining with
     // it gets her removed again (the participant_joined webhook names the lapsed grant).
-    let mut again = peer(&bed, "join", &rita_token, 30);
-    match blocking(|| again.wait_line("JOINED", JOIN)) {
-        Ok(_) => {
-            blocking(|| again.wait_line("DISCONNECTED", JOIN)).expect("the rejoin is removed");
-        }
-        Err(e) => panic!("the old token did not join at all ({e}): nothing was shown"),
-    }
+    // The peer prints RESULT with the disconnect reason at the end (`null` if it was never
+    // disconnected within 90 s); DISCONNECTED may even come before JOINED when the removal is
+    // quick, so the reason is what counts.
+    let mut again = peer(&bed, "join", &rita_token, 90);
+    let result = blocking(|| again.wait_line("RESULT", Duration::from_secs(120)))
+        .expect("the rejoining peer reports");
+    let result: Value = serde_json::from_str(result.trim()).expect("RESULT is JSON");
+    assert!(
+        result["disconnected"].is_string(),
+        "the rejoin with the revoked grant's token was not removed: {result}"
+    );
     drop((rita, sid, again));
     bed.stop().await;
 }
