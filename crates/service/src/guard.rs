@@ -133,6 +133,7 @@ pub(crate) async fn guard(
             .get::<MatchedPath>()
             .map(MatchedPath::as_str),
     );
+    tracing::debug!(path = %req.uri().path(), ?needs, free = state.in_flight.available_permits(), "guard");
     let checked = match needs {
         Needs::Nothing => return next.run(req).await,
         Needs::Signature => crate::webhook::check_signature(&state, req.headers()).map(|()| None),

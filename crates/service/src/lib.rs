@@ -33,19 +33,24 @@
 //! |---|---|---|
 //! | `POST /v1/token` | caller | `{room, role?, name?}` → `{token, url, expires_at, room, identity, role, grant}` |
 //! | `POST /v1/streams` | caller | `{name, metadata?, max_participants?}` → the stream (owner = caller) |
-//! | `POST /v1/streams/{id}/live` | owner | creates the LiveKit room, returns a broadcaster token |
+//! | `POST /v1/streams/{id}/live` | owner | creates the LiveKit room, returns a broadcaster token (caps: live streams per caller) |
 //! | `POST /v1/streams/{id}/end` | owner | ends: removes participants, deletes the room, no more tokens |
 //! | `POST /v1/streams/{id}/recording` | owner or admin key | `{"action": "start" \| "stop"}`: the room recorder of `wavecast-stream`, in-process, into `service.recordings_dir` |
-//! | `GET /v1/streams/{id}` | caller | status, `live`, `viewer_count`, participants (webhooks) and `server_participants` (server API) |
+//! | `GET /v1/streams/{id}` | owner, admin key, or a grant for its room (else 404) | status, `live`, `viewer_count`, participants (webhooks) and `server_participants` (server API) |
 //! | `POST /v1/admin/grants` | admin key | `{user or group, room, role, not_before?, expires_at?}` |
 //! | `GET /v1/admin/grants` | admin key | `?user=` / `?group=`, `&limit=` |
-//! | `POST /v1/admin/grants/{id}/revoke` | admin key | marks it revoked |
-//! | `GET /v1/admin/events` | admin key | stored webhook events, `?room=` |
+//! | `POST /v1/admin/grants/{id}/revoke` | admin key | marks it revoked, waits for mints in flight, removes whom it admitted |
+//! | `GET /v1/admin/events` | admin key | stored webhook events with their follow-ups, `?room=` |
+//! | `GET /metrics` | admin key | Prometheus text |
+//! | `GET /healthz` | none | `SELECT 1` |
 //! | `POST /v1/livekit/webhook` | LiveKit | signed events (sha256 of the body in the JWT) |
 //!
-//! Errors are JSON `{"error": code, "message": …}` with a 4xx status for anything the caller
-//! can fix: 400 malformed JSON or bad names, 401 bad credentials, 403 refused by policy, 413 body
-//! too large, 415 not JSON, 422 unknown or mistyped fields, 429 over the per-caller rate limit.
+//! Every request is authenticated (as a [`auth::Principal`]: the admin key, or a user) and
+//! rate-limited before its body is read. Errors are JSON `{"error": code, "message": …}` with a
+//! 4xx status for anything the caller can fix: 400 malformed JSON or bad names, 401 bad
+//! credentials, 403 refused by policy or a cap, 404 (also for a stream the caller may not see),
+//! 408 body too slow, 413 body too large, 415 not JSON, 422 unknown or mistyped fields, 429 over
+//! the per-caller rate limit; 503 when too many requests are in flight.
 //!
 //! # Design
 //! The policy decision is a pure function ([`policy::decide`]) of the caller's grants and the

@@ -1223,7 +1223,9 @@ pub async fn slow_clients_get_408_and_concurrency_is_bounded(backend: Backend) {
         backend,
         bounded(wavecast_service::Bounds {
             header_timeout: Duration::from_secs(2),
-            body_timeout: Duration::from_secs(8),
+            // Long enough that a loaded machine (the whole suite in parallel, each test with
+            // its own livekit-server) still sees the 503 while the slow bodies hold the slots.
+            body_timeout: Duration::from_secs(20),
             max_in_flight: 2,
             ..Default::default()
         }),
@@ -1245,8 +1247,10 @@ pub async fn slow_clients_get_408_and_concurrency_is_bounded(backend: Backend) {
     }
     let started = std::time::Instant::now();
 
-    // Both slots are held: the next request is turned away, not queued.
-    let overloaded = loop {
+    // Both slots are taken (by the slow requests, or by a poll that got in first — then a slow
+    // request is the one turned away): a request beyond them is answered 503 at once, not queued.
+    let mut refused_slow = vec![false; slow.len()];
+    'poll: loop {
         let r = bed
             .http
             .get(format!("{}/healthz", bed.base))
@@ -1254,31 +1258,46 @@ pub async fn slow_clients_get_408_and_concurrency_is_bounded(backend: Backend) {
             .await
             .unwrap();
         if r.status().as_u16() == 503 {
-            break r;
+            assert!(r.headers().get("retry-after").is_some());
+            let e: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            assert_eq!(e["error"], "overloaded", "{e}");
+            break;
+        }
+        for (i, s) in slow.iter().enumerate() {
+            let mut buf = [0u8; 64];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), s.peek(&mut buf)).await
+                && String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503")
+            {
+                refused_slow[i] = true;
+                break 'poll;
+            }
         }
         assert!(
-            started.elapsed() < Duration::from_secs(7),
-            "never 503 while two slow requests hold both slots: {}",
+            started.elapsed() < Duration::from_secs(19),
+            "never 503 while two slow requests and a poll compete for two slots: {}",
             r.status()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(overloaded.headers().get("retry-after").is_some());
-    let e: Value = serde_json::from_slice(&overloaded.bytes().await.unwrap()).unwrap();
-    assert_eq!(e["error"], "overloaded", "{e}");
+    }
 
-    for s in &mut slow {
-        let answer = read_until_closed(s, Duration::from_secs(20))
+    for (i, s) in slow.iter_mut().enumerate() {
+        let answer = read_until_closed(s, Duration::from_secs(60))
             .await
             .expect("the slow client is answered and its connection closed");
+        if refused_slow[i] {
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+            continue;
+        }
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("request_timeout"), "{answer}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(19_900) && waited < Duration::from_secs(60),
+            "408 after {waited:?} for a 20 s body timeout"
+        );
     }
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(7900) && waited < Duration::from_secs(20),
-        "408 after {waited:?} for an 8 s body timeout"
-    );
+    assert!(refused_slow.contains(&false), "no slow request held a slot");
     // The slots are free again.
     let (s, t) = bed.token(&jwt, "demo").await;
     assert_eq!(s, 200, "{t}");
@@ -1613,14 +1632,15 @@ pub async fn revoke_races_mints_and_evicts_whom_the_grant_admitted(backend: Back
             let mut seen = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let sent = std::time::Instant::now();
-                let r = http
+                // A transport error (0) is no token either.
+                let status = http
                     .post(&url)
                     .bearer_auth(&jwt)
                     .json(&json!({"room": "rev-room"}))
                     .send()
                     .await
-                    .unwrap();
-                seen.push((sent, r.status().as_u16()));
+                    .map_or(0, |r| r.status().as_u16());
+                seen.push((sent, status));
             }
             seen
         }));
@@ -1638,11 +1658,11 @@ pub async fn revoke_races_mints_and_evicts_whom_the_grant_admitted(backend: Back
     for task in storm {
         for (sent, status) in task.await.unwrap() {
             if sent > answered {
-                assert_eq!(
-                    status, 403,
-                    "a mint sent after the revoke answered got {status}"
+                assert_ne!(
+                    status, 200,
+                    "a mint sent after the revoke answered got a token"
                 );
-                after += 1;
+                after += usize::from(status == 403);
             } else if status == 200 {
                 before += 1;
             }
@@ -1666,13 +1686,17 @@ pub async fn revoke_races_mints_and_evicts_whom_the_grant_admitted(backend: Back
     assert_eq!(left, ["sid"], "{left:?}");
     // Her token is still valid for LiveKit (as is the one the server refreshed): rejoining with
     // it gets her removed again (the participant_joined webhook names the lapsed grant).
-    let mut again = peer(&bed, "join", &rita_token, 30);
-    match blocking(|| again.wait_line("JOINED", JOIN)) {
-        Ok(_) => {
-            blocking(|| again.wait_line("DISCONNECTED", JOIN)).expect("the rejoin is removed");
-        }
-        Err(e) => panic!("the old token did not join at all ({e}): nothing was shown"),
-    }
+    // The peer prints RESULT with the disconnect reason at the end (`null` if it was never
+    // disconnected within 90 s); DISCONNECTED may even come before JOINED when the removal is
+    // quick, so the reason is what counts.
+    let mut again = peer(&bed, "join", &rita_token, 90);
+    let result = blocking(|| again.wait_line("RESULT", Duration::from_secs(120)))
+        .expect("the rejoining peer reports");
+    let result: Value = serde_json::from_str(result.trim()).expect("RESULT is JSON");
+    assert!(
+        result["disconnected"].is_string(),
+        "the rejoin with the revoked grant's token was not removed: {result}"
+    );
     drop((rita, sid, again));
     bed.stop().await;
 }
