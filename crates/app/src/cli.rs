@@ -312,7 +312,8 @@ pub fn random_unit() -> f64 {
     rand::random()
 }
 
-/// Logs to stderr: `RUST_LOG` if set, else `info` for our crates and `warn` for the rest.
+/// Logs to stderr: `RUST_LOG` if set, else `info` for our crates and `warn` for the rest; every
+/// line redacted (no ICE password or token at any level, see `wavecast_rtc::redact`).
 /// Also stops the `XDG_RUNTIME_DIR is invalid` noise of a Wayland probe (see
 /// [`crate::env::quiet_wayland_probe`]).
 pub fn init_logging(verbose: bool) {
@@ -325,10 +326,13 @@ pub fn init_logging(verbose: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Every line through the redaction: dependencies log secrets at debug/trace (str0m its ICE
+    // credentials, tungstenite the bearer token of its handshake) that no filter here can
+    // see, and `RUST_LOG` may ask for any level.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(|| wavecast_session::engine::redact::RedactingWriter(std::io::stderr()))
         .try_init();
 }
 

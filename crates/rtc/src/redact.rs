@@ -83,6 +83,35 @@ impl fmt::Display for Redacted<'_> {
     }
 }
 
+/// An [`std::io::Write`] that passes text through [`text`] on its way to `W`: the writer of a
+/// log subscriber, so that no line from any crate — ours or a dependency's, at any level —
+/// carries a secret this module knows (str0m traces its ICE credentials, tungstenite its
+/// handshake with the bearer token).
+///
+/// Each `write` is redacted on its own; `tracing-subscriber`'s fmt layer writes a whole event
+/// at once, so a secret is never split:
+///
+/// ```
+/// use std::io::Write;
+/// let mut out = wavecast_rtc::redact::RedactingWriter(Vec::new());
+/// out.write_all(b"Request: GET /rtc authorization: Bearer abc.def\n").unwrap();
+/// assert_eq!(String::from_utf8(out.0).unwrap(), "Request: GET /rtc authorization: Bearer [redacted]\n");
+/// ```
+#[derive(Debug)]
+pub struct RedactingWriter<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let shown = String::from_utf8_lossy(buf);
+        self.0.write_all(text(&shown).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 impl fmt::Debug for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*text(self.0), f)
@@ -93,8 +122,10 @@ impl fmt::Debug for Redacted<'_> {
 /// Measures the secret value that follows a marker (bytes).
 type ValueLen = fn(&[u8]) -> usize;
 
-const MARKERS: [(&str, ValueLen); 7] = [
+const MARKERS: [(&str, ValueLen); 8] = [
     ("ice-pwd:", |b| run(b, is_ice_char)),
+    // str0m's `IceCreds { ufrag, pass }` in `Debug` output (its trace of ICE restarts).
+    ("pass: \"", quoted),
     // TURN credentials in `Debug` output of `ICEServer` (join and reconnect responses).
     ("credential: \"", quoted),
     ("inline:", |b| run(b, is_key_char)),
@@ -213,6 +244,10 @@ mod tests {
             "Authorization: Bearer [redacted]"
         );
         assert_eq!(text("/rtc?token=abc&x=1"), "/rtc?token=[redacted]&x=1");
+        assert_eq!(
+            text(r#"IceRestart(IceCreds { ufrag: "8Yqov9", pass: "O0OGpYAQz8dD" })"#),
+            r#"IceRestart(IceCreds { ufrag: "8Yqov9", pass: "[redacted]" })"#
+        );
         assert_eq!(
             text(r#"ICEServer { urls: ["turn:x"], username: "u", credential: "s3cr\"et" }"#),
             r#"ICEServer { urls: ["turn:x"], username: "u", credential: "[redacted]" }"#
