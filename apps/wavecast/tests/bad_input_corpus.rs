@@ -45,7 +45,8 @@ fn mutate_token(t: &str, rng: &mut Rng) -> String {
         3 => c.truncate(rng.below(c.len())),
         4 => {
             let mut parts: Vec<&str> = t.split('.').collect();
-            let (a, b) = (rng.below(3), rng.below(3));
+            // A mutated token may no longer have three parts.
+            let (a, b) = (rng.below(parts.len()), rng.below(parts.len()));
             parts.swap(a, b);
             if a == b {
                 parts.push("x");
