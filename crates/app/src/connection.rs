@@ -221,7 +221,7 @@ impl Connector {
                     }
                     SessionState::Reconnecting { attempt } => {
                         tracing::warn!(
-                            "lost the connection to LiveKit at {url}; rejoining (attempt {attempt}/{max})"
+                            "lost the connection to LiveKit at {url}; reconnecting (attempt {attempt}/{max}: a resume, then rejoins)"
                         );
                         ConnState::Reconnecting {
                             attempt,
