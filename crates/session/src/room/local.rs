@@ -89,9 +89,7 @@ impl LocalParticipant {
         options: TrackOptions,
     ) -> Result<PublishedTrack, SessionError> {
         let track = self.session.publish_track(options).await?;
-        self.queue.push(RoomEvent::LocalTrackPublished {
-            publication: track.clone(),
-        });
+        self.published(&track);
         Ok(track)
     }
 
@@ -103,8 +101,9 @@ impl LocalParticipant {
         channels: u16,
         bitrate: u32,
     ) -> Result<AudioPublisher, SessionError> {
-        let track = self.publish_track(TrackOptions::audio(name)).await?;
-        AudioPublisher::new(track, channels, bitrate)
+        let publisher = self.session.publish_audio(name, channels, bitrate).await?;
+        self.published(publisher.track());
+        Ok(publisher)
     }
 
     /// Publish a VP8 camera track of the config's size and wrap it with an encoder: push I420
@@ -114,10 +113,15 @@ impl LocalParticipant {
         name: &str,
         config: Vp8Config,
     ) -> Result<VideoPublisher, SessionError> {
-        let track = self
-            .publish_track(TrackOptions::video(name, config.width, config.height))
-            .await?;
-        VideoPublisher::new(track, config)
+        let publisher = self.session.publish_video(name, config).await?;
+        self.published(publisher.track());
+        Ok(publisher)
+    }
+
+    fn published(&self, track: &PublishedTrack) {
+        self.queue.push(RoomEvent::LocalTrackPublished {
+            publication: track.clone(),
+        });
     }
 
     /// Stop publishing a track, for good (it is not published again after a rejoin).
