@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use wavecast_session::admin::{AdminError, DataKind, NewRoom, RoomAdmin};
+use wavecast_server_api::{AdminError, DataKind, NewRoom, RoomAdmin};
 use wavecast_testbed::{LiveKitServer, PythonPeer};
 use wavecast_token::Keys;
 

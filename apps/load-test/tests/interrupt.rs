@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::admin::RoomAdmin;
+use wavecast_server_api::RoomAdmin;
 use wavecast_testbed::LiveKitServer;
 use wavecast_testbed::apps::send_signal;
 

@@ -13,8 +13,8 @@ use serde::Serialize;
 use wavecast_config::{Config, Loader};
 use wavecast_service::Settings;
 use wavecast_service::cli::{GrantArgs, ServeArgs, grants_table};
-use wavecast_session::admin::RoomAdmin;
-use wavecast_session::admin_cli::{AdminCommand, parse_kv};
+use wavecast_server_api::RoomAdmin;
+use wavecast_server_api::cli::{AdminCommand, parse_kv};
 use wavecast_token::{Keys, Preset, TokenBuilder, Verifier, VideoGrants};
 
 /// Mint LiveKit access tokens and administer rooms.

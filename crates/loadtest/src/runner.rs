@@ -9,7 +9,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wavecast_pipeline::AgeHistogram;
-use wavecast_session::admin::RoomAdmin;
+use wavecast_server_api::RoomAdmin;
 use wavecast_session::{
     Credentials, Preset, ReconnectPolicy, Room, RoomEvent, RoomEvents, RoomOptions, SessionOptions,
     TrackKind,

@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, extract::DefaultBodyLimit, middleware, routing::get, routing::post};
 use governor::{Quota, RateLimiter};
-use livekit_api::services::room::RoomClient;
 use livekit_api::webhooks::WebhookReceiver;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -39,7 +38,7 @@ type Limiter = RateLimiter<
 pub(crate) struct AppState {
     pub settings: Settings,
     pub store: Store,
-    pub rooms: RoomClient,
+    pub rooms: wavecast_server_api::RoomAdmin,
     pub webhooks: WebhookReceiver,
     /// Checks a webhook's signing JWT before its body is read (the receiver checks both).
     pub webhook_tokens: livekit_api::access_token::TokenVerifier,
@@ -56,13 +55,8 @@ pub(crate) struct AppState {
 
 impl AppState {
     pub fn new(settings: Settings, store: Store) -> Self {
-        let http = settings
-            .livekit_url
-            .replacen("wss://", "https://", 1)
-            .replacen("ws://", "http://", 1);
-        let rooms = RoomClient::with_api_key(&http, settings.keys.key(), settings.keys.secret())
-            .with_failover(false)
-            .with_request_timeout(LIVEKIT_TIMEOUT);
+        let rooms =
+            wavecast_server_api::RoomAdmin::new(&settings.livekit_url, &settings.keys, LIVEKIT_TIMEOUT);
         let webhook_tokens = livekit_api::access_token::TokenVerifier::with_api_key(
             settings.keys.key(),
             settings.keys.secret(),

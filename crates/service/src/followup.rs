@@ -40,7 +40,7 @@ async fn evict(state: &AppState, grant_id: &str) -> Result<Vec<String>, String> 
     };
     let rooms = state
         .rooms
-        .list_rooms(Vec::new())
+        .list_rooms(&[])
         .await
         .map_err(|e| format!("the LiveKit server did not list rooms: {e}"))?;
     let mut removed = Vec::new();

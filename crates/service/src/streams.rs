@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use livekit_api::services::room::CreateRoomOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, JsonBody, Minted, Shared, mint, new_id, now};
@@ -197,11 +196,10 @@ pub(crate) async fn go_live(
         .rooms
         .create_room(
             &stream.room,
-            CreateRoomOptions {
+            wavecast_server_api::NewRoom {
                 empty_timeout: EMPTY_TIMEOUT,
                 max_participants: stream.max_participants,
                 metadata: stream.metadata.clone(),
-                ..Default::default()
             },
         )
         .await
@@ -256,7 +254,7 @@ pub(crate) async fn close_room(
 ) -> Result<Vec<String>, ApiError> {
     let exists = !state
         .rooms
-        .list_rooms(vec![room.to_owned()])
+        .list_rooms(&[room.to_owned()])
         .await
         .map_err(|e| livekit_down("list rooms", e))?
         .is_empty();

@@ -3,8 +3,8 @@
 //! - [`Room`]: join a room the way the official SDKs do — [`RoomEvent`]s, a roster of
 //!   [`RemoteParticipant`]s and their [`RemoteTrackPublication`]s, explicit subscriptions,
 //!   [`RoomEvents::next_track`]. Start here.
-//! - [`admin`]: room administration (create, list, delete rooms; list, get, remove, mute and
-//!   update participants; send data) through the server API.
+//! - [`admin`]: room administration through the server API — now the crate
+//!   `wavecast-server-api`, re-exported here during the move; use that crate.
 //! - [`Session`]: a live participant on the media engine — connect, publish, subscribe, data —
 //!   with a reconnect state machine (signal resume first — same participant, ICE restart, nothing
 //!   re-published — then full rejoin with backoff and jitter, tracks re-published and
@@ -26,30 +26,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Room administration through the server API:
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), wavecast_session::admin::AdminError> {
-//! use std::time::Duration;
-//! use wavecast_session::admin::{NewRoom, RoomAdmin};
-//! use wavecast_token::Keys;
-//!
-//! let admin = RoomAdmin::new("ws://127.0.0.1:7880", &Keys::new("devkey", "secret"), Duration::from_secs(5));
-//! admin.create_room("demo", NewRoom { metadata: "hello".into(), ..Default::default() }).await?;
-//! for room in admin.list_rooms(&[]).await? {
-//!     println!("{} ({} participants)", room.name, room.num_participants);
-//! }
-//! # Ok(()) }
-//! ```
-//!
 //! # Design
 //! This is the layer that owns async work: apps hand it validated configuration and it talks to
 //! the server. Errors keep the server's own message and name the operation that failed.
 #![deny(missing_docs)]
 
-pub mod admin;
+/// Room administration through the server API: the crate `wavecast-server-api`, re-exported
+/// while its users move to it.
+pub use wavecast_server_api as admin;
+/// Room administration as clap subcommands: `wavecast_server_api::cli`, re-exported while its
+/// users move to it.
 #[cfg(feature = "cli")]
-pub mod admin_cli;
+pub use wavecast_server_api::cli as admin_cli;
 mod ids;
 mod room;
 mod session;

@@ -1,8 +1,29 @@
-//! Room administration over the server API (`RoomService`), on the official `livekit-api` client.
+//! The LiveKit server API (Twirp over HTTP): room administration (`RoomService`: create, list,
+//! delete rooms; list, get, remove, mute and update participants; send data), on the official
+//! `livekit-api` client. The admin CLI (`wavecast`) and the token service (`wavecast-service`)
+//! share it; egress and ingress belong here too when they come.
 //!
 //! Every call returns plain, serialisable summaries ([`Room`], [`Participant`], [`Track`]) so apps
 //! can print tables or JSON, and every failure is an [`AdminError`] that carries the server's own
-//! message.
+//! message. [`cli`] (feature `cli`) offers the calls as clap subcommands.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wavecast_server_api::AdminError> {
+//! use std::time::Duration;
+//! use wavecast_server_api::{NewRoom, RoomAdmin};
+//! use wavecast_token::Keys;
+//!
+//! let admin = RoomAdmin::new("ws://127.0.0.1:7880", &Keys::new("devkey", "secret"), Duration::from_secs(5));
+//! admin.create_room("demo", NewRoom { metadata: "hello".into(), ..Default::default() }).await?;
+//! for room in admin.list_rooms(&[]).await? {
+//!     println!("{} ({} participants)", room.name, room.num_participants);
+//! }
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+#[cfg(feature = "cli")]
+pub mod cli;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -195,6 +216,24 @@ pub struct NewRoom {
     pub metadata: String,
 }
 
+/// The server API's base URL for a LiveKit URL: the signal URL's `ws://` / `wss://` become
+/// `http://` / `https://` (the API is served on the same port); `http(s)` stays as it is.
+///
+/// ```
+/// assert_eq!(wavecast_server_api::http_url("ws://127.0.0.1:7880"), "http://127.0.0.1:7880");
+/// assert_eq!(wavecast_server_api::http_url("wss://lk.example/"), "https://lk.example/");
+/// assert_eq!(wavecast_server_api::http_url("https://lk.example"), "https://lk.example");
+/// ```
+pub fn http_url(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        url.to_owned()
+    }
+}
+
 /// An HTTP client on rustls with the ring provider (the one livekit-api's own client uses, so
 /// the process never holds two providers without a default).
 fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
@@ -227,6 +266,8 @@ pub enum DataKind {
 pub struct RoomAdmin {
     client: RoomClient,
     url: String,
+    /// `url` with its scheme for HTTP (the server API is HTTP on the signal port).
+    http: String,
     keys: Keys,
     timeout: Duration,
 }
@@ -240,30 +281,33 @@ impl std::fmt::Debug for RoomAdmin {
 }
 
 impl RoomAdmin {
-    /// Talk to the server at `url` (`ws`, `wss`, `http` or `https`) with `keys`.
-    /// Each request carries a short-lived admin token signed with the secret.
+    /// Talk to the server at `url` (`ws`, `wss`, `http` or `https`: see [`http_url`]) with
+    /// `keys`. Each request carries a short-lived admin token signed with the secret.
     pub fn new(url: &str, keys: &Keys, timeout: Duration) -> Self {
-        let client = RoomClient::with_api_key(url, keys.key(), keys.secret())
+        let http = http_url(url);
+        let client = RoomClient::with_api_key(&http, keys.key(), keys.secret())
             .with_failover(false)
             .with_request_timeout(timeout);
         Self {
             client,
             url: url.to_owned(),
+            http,
             keys: keys.clone(),
             timeout,
         }
     }
 
+    /// The server URL as given to [`RoomAdmin::new`].
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// `livekit-api` drops the HTTP status of a non-twirp answer (the server's 401 for a bad key
     /// or secret is plain text). Ask once more, directly, to report the server's own words.
     async fn explain_rejection(&self, operation: String, detail: String) -> AdminError {
-        let http = self
-            .url
-            .replacen("wss://", "https://", 1)
-            .replacen("ws://", "http://", 1);
         let endpoint = format!(
             "{}/twirp/livekit.RoomService/ListRooms",
-            http.trim_end_matches('/')
+            self.http.trim_end_matches('/')
         );
         let token = wavecast_token::TokenBuilder::new("")
             .preset(wavecast_token::Preset::Admin)

@@ -4,8 +4,8 @@
 //!
 //! ```no_run
 //! use clap::Parser;
-//! use wavecast_session::admin::RoomAdmin;
-//! use wavecast_session::admin_cli::AdminCommand;
+//! use wavecast_server_api::RoomAdmin;
+//! use wavecast_server_api::cli::AdminCommand;
 //!
 //! #[derive(Parser)]
 //! struct Cli {
@@ -13,7 +13,7 @@
 //!     command: AdminCommand,
 //! }
 //!
-//! # async fn run(admin: RoomAdmin) -> Result<(), wavecast_session::admin::AdminError> {
+//! # async fn run(admin: RoomAdmin) -> Result<(), wavecast_server_api::AdminError> {
 //! let cli = Cli::parse(); // e.g. `mytool room list`
 //! print!("{}", cli.command.run(&admin, false).await?);
 //! # Ok(()) }
@@ -25,7 +25,7 @@ use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
-use crate::admin::{AdminError, DataKind, NewRoom, Participant, Room, RoomAdmin};
+use crate::{AdminError, DataKind, NewRoom, Participant, Room, RoomAdmin};
 
 /// The room administration subcommands.
 #[derive(Debug, Clone, Subcommand)]
