@@ -11,10 +11,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use wavecast_config::{Config, Loader};
-use wavecast_service::Settings;
-use wavecast_service::cli::{GrantArgs, ServeArgs, grants_table};
 use wavecast_server_api::RoomAdmin;
 use wavecast_server_api::cli::{AdminCommand, parse_kv};
+use wavecast_service::Settings;
+use wavecast_service::cli::{GrantArgs, ServeArgs, grants_table};
 use wavecast_token::{Keys, Preset, TokenBuilder, Verifier, VideoGrants};
 
 /// Mint LiveKit access tokens and administer rooms.

@@ -1,7 +1,7 @@
 //! The load test's error type.
 
-use wavecast_session::SessionError;
 use wavecast_server_api::AdminError;
+use wavecast_session::SessionError;
 use wavecast_stream::StreamError;
 
 /// Why a load test could not run. Failures of single participants are not errors: they are
