@@ -189,7 +189,7 @@ serve *args: setup
     WAVECAST_SERVICE__AUTH_AUDIENCE="${WAVECAST_SERVICE__AUTH_AUDIENCE:-wavecast}" \
     WAVECAST_SERVICE__ADMIN_KEY="${WAVECAST_SERVICE__ADMIN_KEY:-dev-admin-key-change-me}" \
     WAVECAST_SERVICE__DATABASE="${WAVECAST_SERVICE__DATABASE:-{{root}}/target/wavecast-service.db}" \
-    cargo run -q -p wavecast -- serve --dev "$@"
+    cargo run -q -p wavecast --features recording -- serve --dev "$@"
 
 # Load-test a server or cluster, e.g. `just load-test --url ws://127.0.0.1:7880 -p 2 -s 20 -d 30s`
 # (release build; see `just load-test --help`).

@@ -2,10 +2,14 @@
 //! layered config loading, logging set-up, exit codes, SIGINT/SIGTERM handling
 //! ([`signal`]), the connection supervisor ([`Connector`]: first join with the reconnect policy,
 //! then the session's state as a [`ConnState`]), participant following ([`follow`]: watch one
-//! participant and follow the next publisher; [`participant`]: its media from a room or the
-//! loopback, and the headless run of its scene; [`roster`]: decode everyone, within the
+//! participant and follow the next publisher; `participant`: its media from a room or the
+//! loopback, and the headless run of its scene; `roster`: decode everyone, within the
 //! [`limits`] on picture size and decoded tracks), and a serde
 //! stats-file writer ([`write_stats`]).
+//!
+//! Feature `visualizer` (default): the modules that feed scenes on wgpu (`feeds`,
+//! `participant`, `render`, `roster`). Apps that render nothing (the recorder) turn it off and
+//! link no wgpu.
 //!
 //! ```no_run
 //! use clap::{CommandFactory, FromArgMatches, Parser};
@@ -48,11 +52,15 @@ mod cli;
 mod connection;
 pub mod env;
 mod error;
+#[cfg(feature = "visualizer")]
 pub mod feeds;
 pub mod follow;
 pub mod limits;
+#[cfg(feature = "visualizer")]
 pub mod participant;
+#[cfg(feature = "visualizer")]
 pub mod render;
+#[cfg(feature = "visualizer")]
 pub mod roster;
 pub mod signal;
 mod stats;

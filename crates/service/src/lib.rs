@@ -35,7 +35,7 @@
 //! | `POST /v1/streams` | caller | `{name, metadata?, max_participants?}` → the stream (owner = caller) |
 //! | `POST /v1/streams/{id}/live` | owner | creates the LiveKit room, returns a broadcaster token (caps: live streams per caller) |
 //! | `POST /v1/streams/{id}/end` | owner | ends: removes participants, deletes the room, no more tokens |
-//! | `POST /v1/streams/{id}/recording` | owner or admin key | `{"action": "start" \| "stop"}`: the room recorder of `wavecast-stream`, in-process, into `service.recordings_dir` |
+//! | `POST /v1/streams/{id}/recording` | owner or admin key | `{"action": "start" \| "stop"}`: the room recorder of `wavecast-stream`, in-process, into `service.recordings_dir` (cargo feature `recording`, default; without it 501 `recording_not_built`) |
 //! | `GET /v1/streams/{id}` | owner, admin key, or a grant for its room (else 404) | status, `live`, `viewer_count`, participants (webhooks) and `server_participants` (server API) |
 //! | `POST /v1/admin/grants` | admin key | `{user or group, room, role, not_before?, expires_at?}` |
 //! | `GET /v1/admin/grants` | admin key | `?user=` / `?group=`, `&limit=` |
@@ -70,6 +70,10 @@ mod followup;
 mod guard;
 mod metrics;
 pub mod policy;
+#[cfg(feature = "recording")]
+mod recording;
+#[cfg(not(feature = "recording"))]
+#[path = "recording_off.rs"]
 mod recording;
 mod settings;
 pub mod store;
