@@ -55,8 +55,11 @@ pub(crate) struct AppState {
 
 impl AppState {
     pub fn new(settings: Settings, store: Store) -> Self {
-        let rooms =
-            wavecast_server_api::RoomAdmin::new(&settings.livekit_url, &settings.keys, LIVEKIT_TIMEOUT);
+        let rooms = wavecast_server_api::RoomAdmin::new(
+            &settings.livekit_url,
+            &settings.keys,
+            LIVEKIT_TIMEOUT,
+        );
         let webhook_tokens = livekit_api::access_token::TokenVerifier::with_api_key(
             settings.keys.key(),
             settings.keys.secret(),

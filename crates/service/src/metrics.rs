@@ -66,6 +66,7 @@ impl Metrics {
     }
 
     /// A recording was finalised with files of `bytes` bytes.
+    #[cfg_attr(not(feature = "recording"), allow(dead_code))]
     pub fn recording_written(&self, bytes: u64) {
         self.with(|m| m.recording_bytes += bytes);
     }
