@@ -44,7 +44,7 @@ mod session;
 
 pub use ids::{ParticipantIdentity, ParticipantSid, TrackSid};
 pub use room::{
-    ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, LocalParticipant,
+    ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, JoinRetry, LocalParticipant,
     RemoteParticipant, RemoteTrackPublication, Room, RoomEvent, RoomEvents, RoomOptions, RoomStats,
     TrackFilter,
 };

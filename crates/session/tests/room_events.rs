@@ -5,10 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ScriptedPeer, init_tracing, options};
+use common::{ScriptedPeer, init_tracing};
 use wavecast_session::{
-    DataPacketKind, DisconnectReason, RemoteTrackPublication, Room, RoomEvent, RoomEvents,
-    RoomOptions, SubscribedTrack, TrackFilter, TrackKind,
+    Credentials, DataPacketKind, DisconnectReason, Preset, RemoteTrackPublication, Room, RoomEvent,
+    RoomEvents, RoomOptions, SubscribedTrack, TrackFilter, TrackKind,
 };
 use wavecast_testbed::LiveKitServer;
 
@@ -70,9 +70,20 @@ async fn roster_until(room: &Room, what: &str, pred: impl Fn(&Room) -> bool) {
 }
 
 async fn join(server: &LiveKitServer, room: &str, options_: RoomOptions) -> (Room, RoomEvents) {
-    Room::connect_with(options(server, room, "viewer"), options_)
+    join_as(server, room, "viewer", options_)
         .await
         .expect("the room joins")
+}
+
+/// Join `room` as `identity` (broadcaster grants).
+async fn join_as(
+    server: &LiveKitServer,
+    room: &str,
+    identity: &str,
+    options: RoomOptions,
+) -> Result<(Room, RoomEvents), wavecast_session::SessionError> {
+    let creds = Credentials::mint(server.keys(), identity, room, Preset::Broadcaster);
+    Room::connect_with(&server.ws_url(), creds, options).await
 }
 
 /// Blocking peer commands off the runtime's workers.
@@ -323,8 +334,7 @@ async fn a_slow_event_reader_still_sees_a_correct_roster() {
         stats.dropped_events, stats.queue_peak
     );
     assert_eq!(
-        room.session().stats().dropped_events,
-        0,
+        stats.session_dropped_events, 0,
         "the session dropped nothing"
     );
     drop(track_handles);
@@ -476,14 +486,15 @@ async fn the_first_join_is_retried_until_the_server_is_up() {
     init_tracing();
     let mut server = LiveKitServer::start().expect("livekit-server starts");
     server.stop();
-    let opts = options(&server, "late", "viewer");
+    let url = server.ws_url();
+    let creds = Credentials::mint(server.keys(), "viewer", "late", Preset::Broadcaster);
     let starter = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
         server.restart().expect("server restarts");
         server
     });
     let policy = common::quick_policy(10);
-    let (room, _events) = Room::connect_with(opts, RoomOptions::default().reconnect(policy))
+    let (room, _events) = Room::connect_with(&url, creds, RoomOptions::default().reconnect(policy))
         .await
         .expect("joins once the server is up");
     assert!(room.stats().first_join_attempts > 1, "{:?}", room.stats());
@@ -498,10 +509,9 @@ async fn the_first_join_is_retried_until_the_server_is_up() {
 async fn local_publications_and_server_side_changes_read_as_the_sdks_events() {
     init_tracing();
     let server = LiveKitServer::start().expect("livekit-server starts");
-    let (publisher, mut pub_events) =
-        Room::connect_with(options(&server, "changes", "erin"), RoomOptions::default())
-            .await
-            .expect("the publisher joins");
+    let (publisher, mut pub_events) = join_as(&server, "changes", "erin", RoomOptions::default())
+        .await
+        .expect("the publisher joins");
     let (viewer, mut events) = join(&server, "changes", RoomOptions::default()).await;
 
     let me = publisher.local_participant();

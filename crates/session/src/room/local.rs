@@ -4,6 +4,9 @@ use std::sync::Arc;
 
 use wavecast_codec::Vp8Config;
 
+use wavecast_rtc::Quality;
+
+use super::RoomShared;
 use super::events::{Queue, RoomEvent};
 use crate::ids::{ParticipantIdentity, ParticipantSid};
 use crate::session::{
@@ -31,6 +34,7 @@ use crate::session::{
 pub struct LocalParticipant {
     session: Arc<Session>,
     queue: Arc<Queue>,
+    shared: Arc<RoomShared>,
     identity: ParticipantIdentity,
 }
 
@@ -44,7 +48,7 @@ impl std::fmt::Debug for LocalParticipant {
 }
 
 impl LocalParticipant {
-    pub(crate) fn new(session: Arc<Session>, queue: Arc<Queue>) -> Self {
+    pub(crate) fn new(session: Arc<Session>, queue: Arc<Queue>, shared: Arc<RoomShared>) -> Self {
         let identity = session
             .join_info()
             .map(|j| j.local.identity.into())
@@ -52,8 +56,14 @@ impl LocalParticipant {
         Self {
             session,
             queue,
+            shared,
             identity,
         }
+    }
+
+    /// Our connection quality as the server last reported it (`None` before its first report).
+    pub fn connection_quality(&self) -> Option<Quality> {
+        *crate::session::lock(&self.shared.local_quality)
     }
 
     /// Our identity (from the token; the same after every rejoin).

@@ -37,6 +37,7 @@ use crate::session::{
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
+use wavecast_rtc::Quality;
 
 pub use events::{
     ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, RoomEvent, RoomEvents,
@@ -58,6 +59,8 @@ pub struct RoomOptions {
     pub event_capacity: usize,
     /// How long the media connections may take to come up after a join.
     pub transport_timeout: Duration,
+    /// How long one join (signal connection and join answer) may take.
+    pub connect_timeout: Duration,
 }
 
 impl Default for RoomOptions {
@@ -67,6 +70,7 @@ impl Default for RoomOptions {
             reconnect: ReconnectPolicy::default(),
             event_capacity: 256,
             transport_timeout: Duration::from_secs(10),
+            connect_timeout: crate::session::EngineOptions::default().connect_timeout,
         }
     }
 }
@@ -96,14 +100,37 @@ impl RoomOptions {
         self
     }
 
+    /// Set how long one join (signal connection and join answer) may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// The session options these make, for `url` and `credentials`.
     pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
         let mut s = SessionOptions::new(url, credentials)
             .reconnect(self.reconnect.clone())
-            .transport_timeout(self.transport_timeout);
+            .transport_timeout(self.transport_timeout)
+            .event_capacity(self.event_capacity);
         s.engine.auto_subscribe = self.auto_subscribe;
+        s.engine.connect_timeout = self.connect_timeout;
         s
     }
+}
+
+/// A first join that failed in a way a retry can fix, reported to the observer of
+/// [`Room::connect_observed`] before the room waits `delay` and tries again.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct JoinRetry<'a> {
+    /// The failed attempt (1-based).
+    pub attempt: u32,
+    /// Retries the policy allows after the first attempt.
+    pub max_retries: u32,
+    /// The wait before the next attempt.
+    pub delay: Duration,
+    /// Why the attempt failed (with its causes).
+    pub error: &'a SessionError,
 }
 
 /// Counters of a room.
@@ -112,17 +139,24 @@ impl RoomOptions {
 pub struct RoomStats {
     /// Joins attempted by [`Room::connect`] before the first one held.
     pub first_join_attempts: u32,
+    /// Rejoins that reached Connected after the connection was lost.
+    pub rejoins: u64,
     /// Droppable events dropped because the app was behind (see [`RoomEvents`]).
     pub dropped_events: u64,
+    /// Events the connection underneath dropped before the room saw them (its own drop policy:
+    /// only periodic ones, when the room's task was behind).
+    pub session_dropped_events: u64,
     /// The most events that waited for the app at once.
     pub queue_peak: u64,
 }
 
-struct RoomShared {
+pub(crate) struct RoomShared {
     roster: Mutex<Roster>,
     auto_subscribe: bool,
     /// The room's metadata now.
     metadata: Mutex<String>,
+    /// Our own connection quality as the server last reported it.
+    local_quality: Mutex<Option<Quality>>,
 }
 
 /// A joined LiveKit room: see the [module docs](self).
@@ -156,19 +190,41 @@ impl Room {
         token: &str,
         options: RoomOptions,
     ) -> Result<(Room, RoomEvents), SessionError> {
-        let session = options.session_options(url, Credentials::token(token));
-        Self::connect_with(session, options).await
+        Self::connect_observed(url, Credentials::token(token), options, |_| {}).await
     }
 
-    /// Join with full session options (for example [`Credentials::Mint`], which mints a fresh
-    /// token for every join). `options.auto_subscribe` and `options.reconnect` override the
-    /// session options' engine and reconnect settings.
+    /// Join with `credentials` (a token, or a key and secret that mint a fresh token for every
+    /// join), telling `on_retry` about every failed first-join attempt that will be retried
+    /// (to show progress: "cannot reach the server, retrying in 2 s"). Retries follow
+    /// [`RoomOptions::reconnect`], as in [`Room::connect`]; the error returned is the last
+    /// attempt's.
+    pub async fn connect_observed(
+        url: &str,
+        credentials: Credentials,
+        options: RoomOptions,
+        on_retry: impl FnMut(&JoinRetry<'_>) + Send,
+    ) -> Result<(Room, RoomEvents), SessionError> {
+        let session = options.session_options(url, credentials);
+        Self::join(session, options, on_retry).await
+    }
+
+    /// Join with `credentials`: a token, or a key and secret ([`Credentials::Mint`]) that mint
+    /// a fresh token for every join, so a rejoin after a long outage never presents an expired
+    /// one.
     pub async fn connect_with(
-        mut session_options: SessionOptions,
+        url: &str,
+        credentials: Credentials,
         options: RoomOptions,
     ) -> Result<(Room, RoomEvents), SessionError> {
-        session_options.engine.auto_subscribe = options.auto_subscribe;
-        session_options.reconnect = options.reconnect.clone();
+        Self::connect_observed(url, credentials, options, |_| {}).await
+    }
+
+    /// The first join, retried per `options.reconnect`, then the room around the session.
+    async fn join(
+        session_options: SessionOptions,
+        options: RoomOptions,
+        mut on_retry: impl FnMut(&JoinRetry<'_>) + Send,
+    ) -> Result<(Room, RoomEvents), SessionError> {
         let policy = options.reconnect.clone();
         let mut attempt = 0u32;
         let (session, session_events) = loop {
@@ -178,6 +234,12 @@ impl Room {
                 Err(e) if e.is_retryable() && attempt <= policy.max_attempts => {
                     let delay = policy.delay(attempt, crate::session::unit_random());
                     info!("join attempt {attempt} failed ({e}); retrying in {delay:?}");
+                    on_retry(&JoinRetry {
+                        attempt,
+                        max_retries: policy.max_attempts,
+                        delay,
+                        error: &e,
+                    });
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(e),
@@ -194,9 +256,10 @@ impl Room {
             roster: Mutex::new(roster),
             auto_subscribe: options.auto_subscribe,
             metadata: Mutex::new(metadata),
+            local_quality: Mutex::new(None),
         });
         let session = Arc::new(session);
-        let local = LocalParticipant::new(session.clone(), queue.clone());
+        let local = LocalParticipant::new(session.clone(), queue.clone(), shared.clone());
         let task = tokio::spawn(run(
             session.clone(),
             session_events,
@@ -238,11 +301,6 @@ impl Room {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-
-    /// The session underneath: publish tracks, send data, read its state and counters.
-    pub fn session(&self) -> &Session {
-        &self.session
     }
 
     /// The room's name (`None` while rejoining).
@@ -327,8 +385,11 @@ impl Room {
 
     /// Counters.
     pub fn stats(&self) -> RoomStats {
+        let session = self.session.stats();
         RoomStats {
             first_join_attempts: self.first_join_attempts,
+            rejoins: session.rejoins,
+            session_dropped_events: session.dropped_events,
             dropped_events: self.queue.dropped(),
             queue_peak: self.queue.peak(),
         }
@@ -462,7 +523,13 @@ async fn run(
                             .unwrap_or_default();
                         out.push(roster.speakers(&list, &me));
                     }
-                    EngineEvent::ConnectionQuality(list) => out.extend(roster.qualities(&list)),
+                    EngineEvent::ConnectionQuality(list) => {
+                        if let Some((_, q)) = list.iter().find(|(sid, _)| *sid == roster.local_sid)
+                        {
+                            *lock(&shared.local_quality) = Some(*q);
+                        }
+                        out.extend(roster.qualities(&list))
+                    }
                     EngineEvent::DataReceived {
                         participant_identity,
                         topic,

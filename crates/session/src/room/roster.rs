@@ -278,6 +278,20 @@ impl RemoteTrackPublication {
         (s.width, s.height)
     }
 
+    /// Everything the server said of it, as the engine reports tracks.
+    pub fn info(&self) -> TrackInfo {
+        let s = self.state();
+        TrackInfo {
+            sid: self.0.sid.to_string(),
+            name: self.0.name.clone(),
+            kind: self.0.kind,
+            source: self.0.source,
+            muted: s.muted,
+            width: s.width,
+            height: s.height,
+        }
+    }
+
     /// We receive it now (a [`crate::SubscribedTrack`] for it was handed out and flows).
     pub fn is_subscribed(&self) -> bool {
         self.state().subscribed
