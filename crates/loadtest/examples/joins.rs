@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wavecast_loadtest::{LoadTest, LoadTestConfig, Quantiles};
 
-use wavecast_session::{Credentials, Room, RoomOptions, SessionOptions, TrackFilter};
+use wavecast_session::{Credentials, Room, RoomOptions, TrackFilter};
 use wavecast_stream::receive::{ReceiveOptions, VideoOut, VideoReceiver};
 use wavecast_testbed::{API_KEY, API_SECRET, Servers};
 use wavecast_token::{Keys, Preset};
@@ -38,7 +38,8 @@ async fn join_once(url: &str, identity: &str, room: &str) -> Result<Duration, St
         Preset::Viewer,
     );
     let (room, mut events) = Room::connect_with(
-        SessionOptions::new(url, creds),
+        &url,
+        creds,
         RoomOptions::default().reconnect(wavecast_session::ReconnectPolicy {
             max_attempts: 0,
             ..Default::default()

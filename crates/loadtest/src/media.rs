@@ -137,12 +137,12 @@ impl PublishLoop {
         })
     }
 
-    /// Publishes the tracks in `session`'s room and points the loops at them.
+    /// Publishes the tracks as `me` and points the loops at them.
     pub(crate) async fn publish(
         &mut self,
-        session: &wavecast_session::Session,
+        me: &wavecast_session::LocalParticipant,
     ) -> Result<(), wavecast_stream::StreamError> {
-        self.broadcast.publish(session).await
+        self.broadcast.publish(me).await
     }
 
     /// The video loop's counters (its `numbered` is the next stamped frame number).

@@ -11,8 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wavecast_pipeline::AgeHistogram;
 use wavecast_server_api::RoomAdmin;
 use wavecast_session::{
-    Credentials, Preset, ReconnectPolicy, Room, RoomEvent, RoomEvents, RoomOptions, SessionOptions,
-    TrackKind,
+    Credentials, Preset, ReconnectPolicy, Room, RoomEvent, RoomEvents, RoomOptions, TrackKind,
 };
 use wavecast_stream::publish::CaptureStats;
 
@@ -440,7 +439,7 @@ async fn connect(
 ) -> Result<(Room, RoomEvents), wavecast_session::SessionError> {
     let creds = Credentials::mint(c.keys.clone(), &m.identity, &m.room, preset);
     let options = room_options(c);
-    Room::connect_with(SessionOptions::new(m.url.clone(), creds), options).await
+    Room::connect_with(&m.url, creds, options).await
 }
 
 async fn join_publisher(
@@ -463,7 +462,7 @@ async fn join_publisher(
     };
     // Nobody needs a publisher's events; the task ends when the room closes.
     tokio::spawn(async move { while events.recv().await.is_some() {} });
-    if let Err(e) = publish.publish(room.session()).await {
+    if let Err(e) = publish.publish(room.local_participant()).await {
         room.close().await;
         tokio::task::spawn_blocking(move || publish.stop());
         return Err(LoadTestError::Publish {

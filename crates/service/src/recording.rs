@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
-use wavecast_session::{Credentials, SessionOptions};
+use wavecast_session::Credentials;
 use wavecast_stream::record::{Manifest, RecordError, Recorder, RecorderOptions, recover_dir};
 use wavecast_token::Preset;
 
@@ -273,7 +273,8 @@ async fn start(
         Preset::Recorder,
     );
     let options = RecorderOptions::new(
-        SessionOptions::new(state.settings.livekit_url.clone(), creds),
+        state.settings.livekit_url.clone(),
+        creds,
         root.join(&dir_rel),
     );
     let recorder = match Recorder::start(options).await {
@@ -403,8 +404,8 @@ async fn own(
             // The service dropped its side without asking: finalize anyway.
             Err(_) => ("service shutdown", None),
         },
-        s = recorder.ended() => {
-            tracing::info!(recording = %row.id, state = %s, "the recorder's session ended");
+        reason = recorder.ended() => {
+            tracing::info!(recording = %row.id, %reason, "the recorder's room ended");
             ("session ended", None)
         }
     };

@@ -48,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let video = start_video(video, &settings)?;
     let audio = start_audio(audio, 32_000)?;
     let mut broadcast = Broadcast::new(Some((video, info, false)), Some((audio, false)));
-    broadcast.publish(room.session()).await?;
+    broadcast.publish(room.local_participant()).await?;
     println!("publishing into {:?} for {seconds} s", room.name());
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(seconds)) => {}

@@ -76,10 +76,7 @@ fn main() {
 /// The recorder: join, record everything, measure CPU from warm-up to the end.
 async fn record(url: String, token: String, seconds: f64) -> Value {
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = RecorderOptions::new(
-        SessionOptions::new(url, Credentials::token(token)),
-        dir.path(),
-    );
+    let options = RecorderOptions::new(url, Credentials::token(token), dir.path());
     let recorder = Recorder::start(options).await.expect("recorder joins");
     // Wait for frames to flow, then measure.
     let t0 = Instant::now();

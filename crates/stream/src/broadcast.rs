@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::Serialize;
-use wavecast_session::{PublishedTrack, Session, SessionError};
+use wavecast_session::{LocalParticipant, PublishedTrack, SessionError};
 use wavecast_session::{TrackOptions, TrackSource};
 
 use crate::error::{Result, StreamError};
@@ -149,12 +149,12 @@ impl Broadcast {
         }
     }
 
-    /// Publishes a track per kind (keeping the mute state) and points the loops at them. The
-    /// session publishes them again by itself after a rejoin.
+    /// Publishes a track per kind as `me` (keeping the mute state) and points the loops at
+    /// them. The room publishes them again by itself after a rejoin.
     ///
     /// # Errors
     /// [`StreamError::Publish`] naming the track the server refused.
-    pub async fn publish(&mut self, session: &Session) -> Result<()> {
+    pub async fn publish(&mut self, me: &LocalParticipant) -> Result<()> {
         for k in &mut self.kinds {
             let mut opts = match (k.name, self.video) {
                 ("video", Some(v)) if v.screen => {
@@ -166,7 +166,7 @@ impl Broadcast {
                 _ => TrackOptions::audio("microphone"),
             };
             opts.muted = k.muted;
-            let track = session
+            let track = me
                 .publish_track(opts)
                 .await
                 .map_err(|source: SessionError| StreamError::Publish {
@@ -187,7 +187,7 @@ impl Broadcast {
 
     /// Mutes (`Some(true)`), unmutes or toggles (`None`) the chosen tracks, locally and on the
     /// server.
-    pub async fn set_muted(&mut self, session: &Session, which: Kinds, to: Option<bool>) {
+    pub async fn set_muted(&mut self, me: &LocalParticipant, which: Kinds, to: Option<bool>) {
         for k in &mut self.kinds {
             let hit = match which {
                 Kinds::Both => true,
@@ -201,7 +201,7 @@ impl Broadcast {
             k.muted = m;
             k.capture.send(Control::Mute(m));
             if let Some(t) = &k.track {
-                match session.set_track_muted(t, m).await {
+                match me.set_track_muted(t, m).await {
                     Ok(()) => tracing::info!("{} {}", k.name, if m { "muted" } else { "unmuted" }),
                     Err(e) => tracing::warn!("could not tell the server {} is muted: {e}", k.name),
                 }

@@ -12,11 +12,11 @@
 //! # async fn demo() -> Result<(), wavecast_stream::record::RecordError> {
 //! use std::time::Duration;
 //! use wavecast_stream::record::{Recorder, RecorderOptions};
-//! use wavecast_session::{Credentials, SessionOptions};
+//! use wavecast_session::Credentials;
 //! use wavecast_token::{Keys, Preset};
 //!
 //! let creds = Credentials::mint(Keys::new("devkey", "secret"), "rec", "demo", Preset::Recorder);
-//! let options = RecorderOptions::new(SessionOptions::new("ws://127.0.0.1:7880", creds), "recordings");
+//! let options = RecorderOptions::new("ws://127.0.0.1:7880", creds, "recordings");
 //! let recorder = Recorder::start(options).await?;
 //! tokio::time::sleep(Duration::from_secs(15)).await;
 //! let manifest = recorder.stop().await?;
@@ -65,12 +65,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use wavecast_media::MediaError;
 use wavecast_session::{
-    EngineEvent, Session, SessionError, SessionEvent, SessionEvents, SessionOptions, SessionState,
+    Credentials, DisconnectReason, Room, RoomEvent, RoomEvents, RoomOptions, SessionError,
     SubscribedTrack, TrackKey,
 };
 
@@ -88,7 +89,7 @@ use room::{Input, RoomRecording};
 pub enum RecordError {
     /// Joining the room failed.
     #[error("recorder could not join")]
-    Session(#[from] SessionError),
+    Join(#[from] SessionError),
     /// A file or directory could not be used.
     #[error("{path}: {action} failed")]
     Io {
@@ -131,8 +132,12 @@ pub enum RecordError {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RecorderOptions {
+    /// The server URL.
+    pub url: String,
     /// How to join (give it recorder credentials: `Preset::Recorder`).
-    pub session: SessionOptions,
+    pub credentials: Credentials,
+    /// Reconnect policy and timeouts of the room (it always subscribes to everything).
+    pub room: RoomOptions,
     /// Directory for the WebM files and the manifest (created if missing).
     pub out_dir: PathBuf,
     /// What to record.
@@ -144,10 +149,16 @@ pub struct RecorderOptions {
 }
 
 impl RecorderOptions {
-    /// Record everything into `out_dir`.
-    pub fn new(session: SessionOptions, out_dir: impl Into<PathBuf>) -> Self {
+    /// Record everything of the room `credentials` admit to at `url` into `out_dir`.
+    pub fn new(
+        url: impl Into<String>,
+        credentials: Credentials,
+        out_dir: impl Into<PathBuf>,
+    ) -> Self {
         Self {
-            session,
+            url: url.into(),
+            credentials,
+            room: RoomOptions::default(),
             out_dir: out_dir.into(),
             filter: TrackFilter::default(),
             max_cluster: Duration::from_millis(500),
@@ -158,6 +169,12 @@ impl RecorderOptions {
     /// Record only what `filter` selects.
     pub fn filter(mut self, filter: TrackFilter) -> Self {
         self.filter = filter;
+        self
+    }
+
+    /// Join with these room options (auto-subscribe stays on).
+    pub fn room_options(mut self, room: RoomOptions) -> Self {
+        self.room = room;
         self
     }
 }
@@ -210,7 +227,9 @@ impl Tx {
 
 /// A running room recording: see the [module docs](self).
 pub struct Recorder {
-    session: Session,
+    room: Room,
+    /// Why the room ended by itself, once it did.
+    ended: watch::Receiver<Option<DisconnectReason>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     tx: Tx,
@@ -230,12 +249,19 @@ impl std::fmt::Debug for Recorder {
 impl Recorder {
     /// Join and start recording. The manifest exists when this returns.
     pub async fn start(options: RecorderOptions) -> Result<Recorder, RecordError> {
-        let (session, events) = Session::connect(options.session.clone()).await?;
-        let join = session.join_info();
-        let (room, me) = join.map(|j| (j.room, j.local.identity)).unwrap_or_default();
+        let room_options = options.room.clone().auto_subscribe(true);
+        let (room, events) = Room::connect_observed(
+            &options.url,
+            options.credentials.clone(),
+            room_options,
+            |_| {},
+        )
+        .await?;
+        let name = room.name().unwrap_or_default();
+        let me = room.local_participant().identity().to_string();
         let recording = match RoomRecording::create(
             &options.out_dir,
-            &room,
+            &name,
             &me,
             options.filter.clone(),
             options.max_cluster,
@@ -243,12 +269,12 @@ impl Recorder {
         ) {
             Ok(r) => r,
             Err(e) => {
-                session.close().await;
+                room.close().await;
                 return Err(e);
             }
         };
         let manifest_path = recording.manifest_path().to_path_buf();
-        info!("recorder: room {room:?} → {}", manifest_path.display());
+        info!("recorder: room {name:?} → {}", manifest_path.display());
         let (tx, rx) = mpsc::channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let tx = Tx {
@@ -267,16 +293,21 @@ impl Recorder {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let counters = Arc::new(Counters::default());
+        let (ended_tx, ended) = watch::channel(None);
         tracker.spawn(route_events(
             events,
             options.filter,
             tx.clone(),
-            cancel.clone(),
-            tracker.clone(),
-            counters.clone(),
+            Routing {
+                cancel: cancel.clone(),
+                tracker: tracker.clone(),
+                counters: counters.clone(),
+                ended: ended_tx,
+            },
         ));
         Ok(Recorder {
-            session,
+            room,
+            ended,
             cancel,
             tracker,
             tx,
@@ -300,16 +331,19 @@ impl Recorder {
         }
     }
 
-    /// Resolves when the session ended by itself (removed by the server, gave up
-    /// reconnecting); the recording then still needs [`Recorder::stop`] to finalize.
-    pub async fn ended(&self) -> SessionState {
-        let mut state = self.session.watch_state();
-        match state
-            .wait_for(|s| matches!(s, SessionState::Disconnected { .. }))
+    /// Resolves when the room ended by itself (removed by the server, gave up reconnecting),
+    /// with why; the recording then still needs [`Recorder::stop`] to finalize. Pending
+    /// forever once [`Recorder::stop`] has begun.
+    pub async fn ended(&self) -> DisconnectReason {
+        let mut ended = self.ended.clone();
+        let reason = ended
+            .wait_for(Option::is_some)
             .await
-        {
-            Ok(s) => s.clone(),
-            Err(_) => self.session.state(),
+            .ok()
+            .map(|r| r.clone());
+        match reason.flatten() {
+            Some(reason) => reason,
+            None => std::future::pending().await,
         }
     }
 
@@ -326,7 +360,7 @@ impl Recorder {
             .ok()
             .and_then(Result::ok)
             .ok_or(RecordError::WriterGone);
-        self.session.close().await;
+        self.room.close().await;
         manifest
     }
 }
@@ -374,62 +408,75 @@ fn write_loop(
     recording.manifest().clone()
 }
 
-async fn route_events(
-    mut events: SessionEvents,
-    filter: TrackFilter,
-    tx: Tx,
+/// What the event router shares with the recorder.
+struct Routing {
     cancel: CancellationToken,
     tracker: TaskTracker,
     counters: Arc<Counters>,
-) {
+    /// Set when the room ends by itself.
+    ended: watch::Sender<Option<DisconnectReason>>,
+}
+
+async fn route_events(mut events: RoomEvents, filter: TrackFilter, tx: Tx, r: Routing) {
     let mut next_stream = 0u64;
     loop {
         let ev = tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = r.cancel.cancelled() => break,
             ev = events.recv() => ev,
         };
         let Some(ev) = ev else { break };
         match ev {
-            SessionEvent::TrackSubscribed(track) => {
+            RoomEvent::TrackSubscribed { track, .. } => {
                 let key = track.key().clone();
                 if !filter.matches(&key.identity, &key.name) {
                     debug!("recorder: {key} not selected");
                     continue;
                 }
                 next_stream += 1;
-                counters.tracks.fetch_add(1, Ordering::Relaxed);
+                r.counters.tracks.fetch_add(1, Ordering::Relaxed);
                 info!("recorder: recording {key}");
-                tracker.spawn(read_track(
+                r.tracker.spawn(read_track(
                     track,
                     next_stream,
                     tx.clone(),
-                    cancel.clone(),
-                    counters.clone(),
+                    r.cancel.clone(),
+                    r.counters.clone(),
                 ));
             }
-            SessionEvent::Engine(EngineEvent::ParticipantJoined(p)) => tx.event(Input::Joined {
-                sid: p.sid,
-                identity: p.identity,
-                name: p.name,
+            RoomEvent::ParticipantConnected(p) => tx.event(Input::Joined {
+                sid: p.sid().into_string(),
+                identity: p.identity().to_string(),
+                name: p.name(),
             }),
-            SessionEvent::Engine(EngineEvent::ParticipantLeft(p)) => tx.event(Input::Left {
-                sid: p.sid,
-                identity: p.identity,
+            RoomEvent::ParticipantNameChanged { participant, .. } => tx.event(Input::Joined {
+                sid: participant.sid().into_string(),
+                identity: participant.identity().to_string(),
+                name: participant.name(),
             }),
-            SessionEvent::Engine(EngineEvent::TrackPublished { participant, track }) => {
-                tx.event(Input::Published {
-                    identity: participant.identity,
-                    track,
-                })
-            }
-            SessionEvent::Engine(EngineEvent::TrackMuted {
-                track_sid, muted, ..
-            }) => tx.event(Input::Muted { track_sid, muted }),
-            SessionEvent::State(state) => {
-                info!("recorder: session {state}");
-                if matches!(state, SessionState::Disconnected { .. }) {
-                    break;
-                }
+            RoomEvent::ParticipantDisconnected(p) => tx.event(Input::Left {
+                sid: p.sid().into_string(),
+                identity: p.identity().to_string(),
+            }),
+            RoomEvent::TrackPublished {
+                publication,
+                participant,
+            } => tx.event(Input::Published {
+                identity: participant.identity().to_string(),
+                track: publication.info(),
+            }),
+            RoomEvent::TrackMuted { publication, .. } => tx.event(Input::Muted {
+                track_sid: publication.sid().to_string(),
+                muted: true,
+            }),
+            RoomEvent::TrackUnmuted { publication, .. } => tx.event(Input::Muted {
+                track_sid: publication.sid().to_string(),
+                muted: false,
+            }),
+            RoomEvent::ConnectionStateChanged(state) => info!("recorder: room {state:?}"),
+            RoomEvent::Disconnected { reason } => {
+                info!("recorder: the room ended: {reason}");
+                r.ended.send_replace(Some(reason));
+                break;
             }
             _ => {}
         }
