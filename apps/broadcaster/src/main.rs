@@ -14,8 +14,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, ValueEnum};
 use tokio::sync::mpsc;
 use wavecast_config::{Config, VideoCodec};
-use wavecast_session::{EngineEvent, Quality};
-use wavecast_session::{SessionEvent, SessionState};
+use wavecast_session::{Room, RoomEvent};
 use wavecast_token::Preset;
 
 use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, VideoArgs, given};
@@ -338,55 +337,40 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
     match connected {
         None => {}
         Some(Err(e)) => exit = cli::fail(&anyhow::anyhow!("{e}"), e.exit_code()),
-        Some(Ok((session, mut events))) => {
-            if let Err(e) = broadcast.publish(&session).await {
+        Some(Ok((room, mut events))) => {
+            let me = room.local_participant();
+            if let Err(e) = broadcast.publish(me).await {
                 exit = cli::fail(&e.into(), 1);
             } else {
                 let mut stats_tick =
                     tokio::time::interval(cli.stats_interval.max(Duration::from_millis(100)));
                 stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 stats_tick.reset(); // the first line after one interval, not at once
-                let mut quality: Option<Quality> = None;
-                let mut peers: std::collections::HashSet<String> = session
-                    .join_info()
-                    .map(|j| j.participants.into_iter().map(|p| p.identity).collect())
-                    .unwrap_or_default();
                 loop {
                     tokio::select! {
-                        ev = events.recv() => match ev {
-                            None => break,
-                            Some(SessionEvent::State(SessionState::Disconnected { reason })) => {
-                                if let Some((code, msg)) = cli::end_failure(&reason, &url) {
+                        ev = events.recv() => {
+                            let Some(ev) = ev else { break };
+                            if let Some(failure) = connector.follow(&ev) {
+                                if let Some((code, msg)) = failure {
                                     exit = cli::fail(&anyhow::anyhow!(msg), code);
                                 }
                                 break;
                             }
-                            Some(SessionEvent::Engine(EngineEvent::ParticipantJoined(p))) => {
-                                if peers.insert(p.identity.clone()) {
-                                    tracing::info!("{} joined", p.identity);
-                                }
+                            match ev {
+                                RoomEvent::ParticipantConnected(p) => tracing::info!("{} joined", p.identity()),
+                                RoomEvent::ParticipantDisconnected(p) => tracing::info!("{} left", p.identity()),
+                                _ => {}
                             }
-                            Some(SessionEvent::Engine(EngineEvent::ParticipantLeft(p))) => {
-                                peers.remove(&p.identity);
-                                tracing::info!("{} left", p.identity);
-                            }
-                            Some(SessionEvent::Engine(EngineEvent::ConnectionQuality(list))) => {
-                                let me = session.join_info().map(|j| j.local.sid).unwrap_or_default();
-                                if let Some((_, q)) = list.iter().find(|(sid, _)| *sid == me) {
-                                    quality = Some(*q);
-                                }
-                            }
-                            Some(_) => {}
-                        },
+                        }
                         cmd = cmd_rx.recv(), if !cli.no_stdin => match cmd {
                             None => {} // stdin closed: keep broadcasting
                             Some(Command::Quit) => break,
                             Some(Command::Help) => eprintln!("{COMMANDS_HELP}"),
-                            Some(Command::Stats) => stats_line(&mut broadcast, quality, peers.len(), &connector),
-                            Some(Command::Mute(which, m)) => broadcast.set_muted(&session, which, Some(m)).await,
-                            Some(Command::Toggle(which)) => broadcast.set_muted(&session, which, None).await,
+                            Some(Command::Stats) => stats_line(&mut broadcast, &room, &connector),
+                            Some(Command::Mute(which, m)) => broadcast.set_muted(me, which, Some(m)).await,
+                            Some(Command::Toggle(which)) => broadcast.set_muted(me, which, None).await,
                         },
-                        _ = stats_tick.tick() => stats_line(&mut broadcast, quality, peers.len(), &connector),
+                        _ = stats_tick.tick() => stats_line(&mut broadcast, &room, &connector),
                         _ = &mut shutdown => break,
                         _ = &mut until_deadline => break,
                     }
@@ -395,14 +379,14 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                     }
                 }
             }
-            reconnects = session.stats().rejoins;
+            reconnects = room.stats().rejoins;
             broadcast.detach();
             tracing::info!("leaving the room");
-            if tokio::time::timeout(Duration::from_secs(5), session.close())
+            if tokio::time::timeout(Duration::from_secs(5), room.close())
                 .await
                 .is_err()
             {
-                tracing::warn!("the session did not close within 5 s");
+                tracing::warn!("the room did not close within 5 s");
             }
         }
     }
@@ -420,9 +404,11 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
     exit
 }
 
-fn stats_line(b: &mut Broadcast, quality: Option<Quality>, peers: usize, connector: &Connector) {
+fn stats_line(b: &mut Broadcast, room: &Room, connector: &Connector) {
     let parts = b.stats_parts();
     let state = connector.subscribe().borrow().clone();
+    let peers = room.remote_participants().len();
+    let quality = room.local_participant().connection_quality();
     let q = quality.map_or("n/a".to_owned(), |q| format!("{q:?}").to_lowercase());
     tracing::info!(
         "stats: {} | peers {peers} | quality {q} | {state}",

@@ -14,7 +14,7 @@ use clap::{ArgMatches, Parser};
 use wavecast_app::{
     ConnectArgs, Credentials, EXIT_UNREACHABLE, EXIT_USAGE, fail, init_logging, load_config,
 };
-use wavecast_session::SessionOptions;
+use wavecast_session::RoomOptions;
 use wavecast_stream::record::{Manifest, Recorder, RecorderOptions, TrackFilter, recover_dir};
 use wavecast_token::Preset;
 
@@ -52,7 +52,6 @@ struct Cli {
 
 /// Everything validated before anything is started.
 struct Plan {
-    session: SessionOptions,
     options: RecorderOptions,
     duration: Option<Duration>,
 }
@@ -73,13 +72,15 @@ fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
         Credentials::from_config(&config, &cli.connect, "recorder", Preset::Recorder)?
             .session_credentials();
     let c = &config.connection;
-    let session = SessionOptions::new(c.url.clone(), credentials)
+    let room = RoomOptions::default()
         .reconnect(config.reconnect.clone())
+        .connect_timeout(c.connect_timeout)
         .transport_timeout(c.connect_timeout.max(Duration::from_secs(5)));
-    let mut options = RecorderOptions::new(session.clone(), &cli.out).filter(filter);
+    let mut options = RecorderOptions::new(c.url.clone(), credentials, &cli.out)
+        .filter(filter)
+        .room_options(room);
     options.max_cluster = cli.max_cluster;
     Ok(Plan {
-        session,
         options,
         duration: cli.duration,
     })
@@ -112,12 +113,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(plan: Plan) -> ExitCode {
-    tracing::info!("recorder: joining {}", plan.session.url);
+    let url = plan.options.url.clone();
+    tracing::info!("recorder: joining {url}");
     let recorder = match Recorder::start(plan.options).await {
         Ok(r) => r,
         Err(e) => {
             return fail(
-                &anyhow!(e).context(format!("joining {}", plan.session.url)),
+                &anyhow!(e).context(format!("joining {url}")),
                 EXIT_UNREACHABLE,
             );
         }
@@ -137,7 +139,7 @@ async fn run(plan: Plan) -> ExitCode {
     tokio::select! {
         _ = until => tracing::info!("recorder: duration reached"),
         _ = shutdown_signal() => tracing::info!("recorder: interrupted, finalizing"),
-        state = recorder.ended() => tracing::warn!("recorder: session ended: {state}"),
+        reason = recorder.ended() => tracing::warn!("recorder: the room ended: {reason}"),
     }
     match recorder.stop().await.context("finalizing") {
         Ok(m) => report(&m, &manifest_path),

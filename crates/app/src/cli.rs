@@ -302,13 +302,8 @@ impl Credentials {
     }
 }
 
-/// A random number (identities, retry jitter) from rand's thread-local generator.
+/// A random number (default identities) from rand's thread-local generator.
 pub fn random_u64() -> u64 {
-    rand::random()
-}
-
-/// A uniform random number in `[0, 1)` from rand's thread-local generator.
-pub fn random_unit() -> f64 {
     rand::random()
 }
 

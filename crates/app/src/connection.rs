@@ -1,7 +1,7 @@
-//! The apps' thin connection layer over [`wavecast_session::Session`]: the first join
-//! with the reconnect policy and a clear message per failed attempt, then the session's own
-//! state (rejoins after a lost connection, republishing, giving up) mirrored into a
-//! [`ConnState`] the windows show and the logs tell.
+//! The apps' connection over [`Room`]: the first join through the room's own retry loop
+//! ([`Room::connect_observed`]) with a clear message per failed attempt, then the room's
+//! [`ConnectionState`] (rejoins after a lost connection, giving up) told in the logs and kept
+//! as a [`Link`] the windows show.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,51 +9,66 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wavecast_config::ReconnectPolicy;
 use wavecast_session::{
-    EndReason, Session, SessionError, SessionEvents, SessionOptions, SessionState,
+    ConnectionState, DisconnectReason, EngineError, JoinRetry, Room, RoomEvent, RoomEvents,
+    RoomOptions, SessionError,
 };
-use wavecast_session::{EngineError, EngineOptions};
 
-use crate::{Credentials, random_unit};
+use crate::Credentials;
 
-/// Where the app's connection stands (shown in windows and logs).
+/// The connection as windows and logs show it: the room's [`ConnectionState`] and the words
+/// that go with it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ConnState {
-    /// Joining.
-    Connecting,
-    /// In the room with media connections up.
-    Connected {
-        /// The room's name.
-        room: String,
-    },
-    /// Waiting to retry after a failed attempt or a lost connection.
-    Reconnecting {
-        /// Attempt number (1-based).
-        attempt: u32,
-        /// Attempts the policy allows.
-        max: u32,
-        /// Why we are offline.
-        cause: String,
-    },
-    /// Gave up or left.
-    Disconnected {
-        /// Why.
-        reason: String,
-        /// The process exit code this ending calls for (0: a normal leave).
-        exit_code: u8,
-    },
+pub struct Link {
+    /// Where the connection stands. Before the first join holds, failed attempts read as
+    /// [`ConnectionState::Reconnecting`].
+    pub state: ConnectionState,
+    /// The room's name once joined.
+    pub room: String,
+    /// Retries the reconnect policy allows.
+    pub max_attempts: u32,
+    /// Why we are offline (`Reconnecting`) or why it ended (`Disconnected`).
+    pub cause: String,
+    /// The process exit code an ending calls for (0: a normal leave, or not ended).
+    pub exit_code: u8,
 }
 
-impl fmt::Display for ConnState {
+impl Link {
+    fn new(max_attempts: u32) -> Self {
+        Self {
+            state: ConnectionState::Connecting,
+            room: String::new(),
+            max_attempts,
+            cause: String::new(),
+            exit_code: 0,
+        }
+    }
+
+    /// A link that is up to `room` (the loopback's).
+    pub fn connected(room: &str) -> Self {
+        Self {
+            state: ConnectionState::Connected,
+            room: room.to_owned(),
+            ..Self::new(0)
+        }
+    }
+
+    /// The connection ended for good with a non-zero exit code.
+    pub fn gave_up(&self) -> bool {
+        self.state == ConnectionState::Disconnected && self.exit_code != 0
+    }
+}
+
+impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnState::Connecting => f.write_str("connecting"),
-            ConnState::Connected { room } => write!(f, "connected to room {room}"),
-            ConnState::Reconnecting {
-                attempt,
-                max,
-                cause,
-            } => write!(f, "offline ({cause}): retry {attempt}/{max}"),
-            ConnState::Disconnected { reason, .. } => write!(f, "disconnected: {reason}"),
+        match &self.state {
+            ConnectionState::Connected => write!(f, "connected to room {}", self.room),
+            ConnectionState::Reconnecting { attempt } => write!(
+                f,
+                "offline ({}): retry {attempt}/{}",
+                self.cause, self.max_attempts
+            ),
+            ConnectionState::Disconnected => write!(f, "disconnected: {}", self.cause),
+            _ => f.write_str("connecting"),
         }
     }
 }
@@ -93,14 +108,14 @@ impl fmt::Display for ConnectError {
     }
 }
 
-/// Joins one participant and follows its session.
+/// Joins one participant to a room and tells how its connection goes.
 #[derive(Debug)]
 pub struct Connector {
     url: String,
     credentials: Credentials,
     policy: ReconnectPolicy,
     connect_timeout: Duration,
-    state: watch::Sender<ConnState>,
+    state: watch::Sender<Link>,
 }
 
 impl Connector {
@@ -111,7 +126,7 @@ impl Connector {
         policy: ReconnectPolicy,
         connect_timeout: Duration,
     ) -> Self {
-        let (state, _) = watch::channel(ConnState::Connecting);
+        let (state, _) = watch::channel(Link::new(policy.max_attempts));
         Self {
             url,
             credentials,
@@ -126,154 +141,157 @@ impl Connector {
         &self.url
     }
 
-    /// Watch the state.
-    pub fn subscribe(&self) -> watch::Receiver<ConnState> {
+    /// Watch the link.
+    pub fn subscribe(&self) -> watch::Receiver<Link> {
         self.state.subscribe()
     }
 
-    /// Sets the state.
-    pub fn set_state(&self, s: ConnState) {
-        self.state.send_replace(s);
+    fn update(&self, f: impl FnOnce(&mut Link)) {
+        self.state.send_modify(f);
     }
 
-    fn options(&self) -> SessionOptions {
-        let credentials = self.credentials.session_credentials();
-        let mut engine = EngineOptions::default();
-        engine.connect_timeout = self.connect_timeout;
-        SessionOptions::new(self.url.clone(), credentials)
+    /// The room options the apps join with.
+    pub fn options(&self) -> RoomOptions {
+        RoomOptions::default()
             .reconnect(self.policy.clone())
-            .engine(engine)
+            .connect_timeout(self.connect_timeout)
             .event_capacity(1024)
     }
 
-    /// Joins, retrying per policy with a message for every failed attempt; then mirrors the
-    /// session's state (spawns a task on the current runtime). Cancel-safe.
-    pub async fn connect(&self) -> Result<(Session, SessionEvents), ConnectError> {
-        let max = self.policy.max_attempts;
-        let mut attempt = 0u32;
-        self.set_state(ConnState::Connecting);
-        loop {
-            match Session::connect(self.options()).await {
-                Ok((session, events)) => {
-                    let room = session.join_info().map(|j| j.room).unwrap_or_default();
-                    tracing::info!("connected to {} in room {room:?}", self.url);
-                    self.set_state(ConnState::Connected { room });
-                    self.follow(&session);
-                    return Ok((session, events));
-                }
-                Err(e) if !e.is_retryable() => {
-                    let msg = chain(&e);
-                    self.set_state(ConnState::Disconnected {
-                        reason: msg.clone(),
-                        exit_code: crate::EXIT_REFUSED,
-                    });
-                    return Err(ConnectError::Refused(msg));
-                }
-                Err(e) => {
-                    let cause = describe(&e);
-                    attempt += 1;
-                    if attempt > max {
-                        let msg = format!("cannot reach LiveKit at {}: {cause}", self.url);
-                        self.set_state(ConnState::Disconnected {
-                            reason: format!("{msg}; gave up after {max} retries"),
-                            exit_code: crate::EXIT_UNREACHABLE,
-                        });
-                        return Err(ConnectError::GaveUp {
-                            attempts: max,
-                            cause: msg,
-                        });
-                    }
-                    let delay = self.policy.delay(attempt, random_unit());
-                    tracing::warn!(
-                        "cannot reach LiveKit at {}: {cause}; retrying in {} (attempt {attempt}/{max})",
-                        self.url,
-                        human_delay(delay)
-                    );
-                    self.set_state(ConnState::Reconnecting {
-                        attempt,
-                        max,
-                        cause,
-                    });
-                    tokio::time::sleep(delay).await;
-                }
+    /// Joins, retrying per policy (the room's retry loop) with a message for every failed
+    /// attempt. Cancel-safe. Then feed every event of the room to [`Connector::follow`].
+    pub async fn connect(&self) -> Result<(Room, RoomEvents), ConnectError> {
+        self.update(|l| l.state = ConnectionState::Connecting);
+        let url = self.url.clone();
+        let on_retry = |r: &JoinRetry<'_>| {
+            let cause = describe(r.error);
+            tracing::warn!(
+                "cannot reach LiveKit at {url}: {cause}; retrying in {} (attempt {}/{})",
+                human_delay(r.delay),
+                r.attempt,
+                r.max_retries
+            );
+            self.update(|l| {
+                l.state = ConnectionState::Reconnecting { attempt: r.attempt };
+                l.cause = cause;
+            });
+        };
+        let joined = Room::connect_observed(
+            &self.url,
+            self.credentials.session_credentials(),
+            self.options(),
+            on_retry,
+        )
+        .await;
+        match joined {
+            Ok((room, events)) => {
+                let name = room.name().unwrap_or_default();
+                tracing::info!("connected to {} in room {name:?}", self.url);
+                self.update(|l| {
+                    l.state = ConnectionState::Connected;
+                    l.room = name;
+                    l.cause.clear();
+                });
+                Ok((room, events))
+            }
+            Err(e) if !e.is_retryable() => {
+                let msg = chain(&e);
+                self.ended(crate::EXIT_REFUSED, msg.clone());
+                Err(ConnectError::Refused(msg))
+            }
+            Err(e) => {
+                let max = self.policy.max_attempts;
+                let msg = format!("cannot reach LiveKit at {}: {}", self.url, describe(&e));
+                self.ended(
+                    crate::EXIT_UNREACHABLE,
+                    format!("{msg}; gave up after {max} retries"),
+                );
+                Err(ConnectError::GaveUp {
+                    attempts: max,
+                    cause: msg,
+                })
             }
         }
     }
 
-    /// Mirrors the session's state changes into ours, with a log line for each.
-    fn follow(&self, session: &Session) {
-        let mut rx = session.watch_state();
-        let tx = self.state.clone();
-        let url = self.url.clone();
-        let max = self.policy.max_attempts;
-        tokio::spawn(async move {
-            let mut room = String::new();
-            if let ConnState::Connected { room: r } = &*tx.borrow() {
-                room = r.clone();
+    fn ended(&self, exit_code: u8, cause: String) {
+        self.update(|l| {
+            l.state = ConnectionState::Disconnected;
+            l.cause = cause;
+            l.exit_code = exit_code;
+        });
+    }
+
+    /// Follows the room's connection with one of its events: logs and shows state changes.
+    /// Returns `Some` when the room ended, with the exit code and message of a failure (`None`
+    /// inside for a normal leave).
+    pub fn follow(&self, event: &RoomEvent) -> Option<Option<(u8, String)>> {
+        match event {
+            RoomEvent::ConnectionStateChanged(ConnectionState::Connected) => {
+                tracing::info!("connected to {} again", self.url);
+                self.update(|l| {
+                    l.state = ConnectionState::Connected;
+                    l.cause.clear();
+                });
+                None
             }
-            while rx.changed().await.is_ok() {
-                let s = rx.borrow_and_update().clone();
-                let mapped = match s {
-                    SessionState::Connecting => ConnState::Connecting,
-                    SessionState::Connected => {
-                        tracing::info!("connected to {url} again");
-                        ConnState::Connected { room: room.clone() }
-                    }
-                    SessionState::Reconnecting { attempt } => {
-                        tracing::warn!(
-                            "lost the connection to LiveKit at {url}; reconnecting (attempt {attempt}/{max}: a resume, then rejoins)"
-                        );
-                        ConnState::Reconnecting {
-                            attempt,
-                            max,
-                            cause: "connection lost".into(),
-                        }
-                    }
-                    SessionState::Disconnected { reason } => {
-                        let text = match &reason {
-                            EndReason::Closed => "left the room".to_owned(),
-                            EndReason::GaveUp {
-                                attempts,
-                                last_error,
-                            } => format!(
-                                "cannot reach LiveKit at {url}: {}; gave up after {attempts} retries",
-                                short(last_error)
-                            ),
-                            other => other.to_string(),
-                        };
-                        if !matches!(reason, EndReason::Closed) {
-                            tracing::error!("{text}");
-                        }
-                        let exit_code = end_failure(&reason, &url).map_or(0, |(c, _)| c);
-                        tx.send_replace(ConnState::Disconnected {
-                            reason: text,
-                            exit_code,
-                        });
-                        break;
-                    }
-                };
-                tx.send_replace(mapped);
+            RoomEvent::ConnectionStateChanged(ConnectionState::Reconnecting { attempt }) => {
+                tracing::warn!(
+                    "lost the connection to LiveKit at {}; reconnecting (attempt {attempt}/{}: a resume, then rejoins)",
+                    self.url,
+                    self.policy.max_attempts
+                );
+                self.update(|l| {
+                    l.state = ConnectionState::Reconnecting { attempt: *attempt };
+                    l.cause = "connection lost".into();
+                });
+                None
             }
+            RoomEvent::Disconnected { reason } => {
+                let failure = end_failure(reason, &self.url);
+                match &failure {
+                    Some((code, text)) => {
+                        tracing::error!("{text}");
+                        self.ended(*code, text.clone());
+                    }
+                    None => self.left(),
+                }
+                Some(failure)
+            }
+            _ => None,
+        }
+    }
+
+    /// Marks the link as left normally (unless it already ended with a failure).
+    pub fn left(&self) {
+        self.state.send_if_modified(|l| {
+            if l.gave_up() {
+                return false;
+            }
+            l.state = ConnectionState::Disconnected;
+            l.cause = "left the room".into();
+            l.exit_code = 0;
+            true
         });
     }
 }
 
-/// The exit code and message for a session that ended by itself (`None` for a normal close).
-pub fn end_failure(reason: &EndReason, url: &str) -> Option<(u8, String)> {
+/// The exit code and message for a room that ended by itself (`None` for a normal leave).
+pub fn end_failure(reason: &DisconnectReason, url: &str) -> Option<(u8, String)> {
     match reason {
-        EndReason::Closed => None,
-        EndReason::GaveUp {
+        DisconnectReason::ClientInitiated => None,
+        DisconnectReason::GaveUp {
             attempts,
             last_error,
         } => Some((
             crate::EXIT_UNREACHABLE,
             format!(
                 "cannot reach LiveKit at {url}: {}; gave up after {attempts} retries",
-                short(last_error)
+                describe(last_error)
             ),
         )),
-        EndReason::Refused { .. } => Some((crate::EXIT_REFUSED, reason.to_string())),
-        other => Some((1, other.to_string())),
+        DisconnectReason::Refused(_) => Some((crate::EXIT_REFUSED, chain(reason))),
+        other => Some((1, chain(other))),
     }
 }
 
@@ -343,6 +361,8 @@ pub fn describe(e: &SessionError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -353,13 +373,14 @@ mod tests {
     }
 
     #[test]
-    fn states_read_well() {
-        let s = ConnState::Reconnecting {
-            attempt: 3,
-            max: 10,
+    fn links_read_well() {
+        let l = Link {
+            state: ConnectionState::Reconnecting { attempt: 3 },
             cause: "connection refused".into(),
+            ..Link::new(10)
         };
-        assert_eq!(s.to_string(), "offline (connection refused): retry 3/10");
+        assert_eq!(l.to_string(), "offline (connection refused): retry 3/10");
+        assert_eq!(Link::connected("a").to_string(), "connected to room a");
         assert_eq!(
             short("IO error: Connection refused (os error 111)"),
             "connection refused"
@@ -367,21 +388,61 @@ mod tests {
     }
 
     #[test]
-    fn session_endings_map_to_exit_codes() {
+    fn room_endings_map_to_exit_codes() {
         let url = "ws://127.0.0.1:1";
-        assert!(end_failure(&EndReason::Closed, url).is_none());
+        assert!(end_failure(&DisconnectReason::ClientInitiated, url).is_none());
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let last_error = SessionError::Unreachable {
+            url: url.into(),
+            source: EngineError::Socket {
+                role: wavecast_session::PeerRole::Publisher,
+                source: refused,
+            },
+        };
         let (code, msg) = end_failure(
-            &EndReason::GaveUp {
+            &DisconnectReason::GaveUp {
                 attempts: 10,
-                last_error: "could not connect: Connection refused (os error 111)".into(),
+                last_error: Arc::new(last_error),
             },
             url,
         )
-        .unwrap();
+        .expect("a failure");
         assert_eq!(code, crate::EXIT_UNREACHABLE);
         assert_eq!(
             msg,
             "cannot reach LiveKit at ws://127.0.0.1:1: connection refused; gave up after 10 retries"
         );
+        let (code, msg) = end_failure(
+            &DisconnectReason::RemovedByServer {
+                reason: "PARTICIPANT_REMOVED".into(),
+            },
+            url,
+        )
+        .expect("a failure");
+        assert_eq!(code, 1);
+        assert_eq!(msg, "removed by the server (PARTICIPANT_REMOVED)");
+    }
+
+    #[test]
+    fn a_leave_does_not_hide_a_failure() {
+        let c = Connector::new(
+            "ws://127.0.0.1:1".into(),
+            Credentials::Token("t".into()),
+            ReconnectPolicy::default(),
+            Duration::from_secs(1),
+        );
+        let ended = c.follow(&RoomEvent::Disconnected {
+            reason: DisconnectReason::RemovedByServer {
+                reason: "ROOM_DELETED".into(),
+            },
+        });
+        assert_eq!(
+            ended,
+            Some(Some((1, "removed by the server (ROOM_DELETED)".into())))
+        );
+        c.left();
+        let l = c.subscribe().borrow().clone();
+        assert!(l.gave_up(), "{l}");
+        assert_eq!(l.exit_code, 1);
     }
 }

@@ -12,26 +12,27 @@ use wavecast_visualizer::scenes::{
     LinkStatus, ParticipantFeeds, ParticipantStatus, RoomStatus, StatusFn, TileFeed,
 };
 
-use crate::ConnState;
+use crate::Link;
 use crate::follow::Watching;
 use crate::roster::Roster;
+use wavecast_session::ConnectionState;
 
-impl From<&ConnState> for LinkStatus {
-    fn from(s: &ConnState) -> Self {
-        match s.clone() {
-            ConnState::Connecting => LinkStatus::Connecting,
-            ConnState::Connected { room } => LinkStatus::Connected { room },
-            ConnState::Reconnecting {
-                attempt,
-                max,
-                cause,
-            } => LinkStatus::Reconnecting {
-                attempt,
-                max,
-                cause,
-            },
-            ConnState::Disconnected { reason, .. } => LinkStatus::Disconnected { reason },
-        }
+/// What a window shows of the link.
+fn link_status(l: &Link) -> LinkStatus {
+    match l.state {
+        ConnectionState::Connected => LinkStatus::Connected {
+            room: l.room.clone(),
+        },
+        ConnectionState::Reconnecting { attempt } => LinkStatus::Reconnecting {
+            attempt,
+            max: l.max_attempts,
+            cause: l.cause.clone(),
+        },
+        ConnectionState::Disconnected => LinkStatus::Disconnected {
+            reason: l.cause.clone(),
+        },
+        // Connecting, and whatever state a later session version adds.
+        _ => LinkStatus::Connecting,
     }
 }
 
@@ -47,7 +48,7 @@ pub fn participant_feeds(video: &VideoOut, audio: &AudioOut) -> ParticipantFeeds
 pub fn participant_status(
     video: Arc<VideoOut>,
     audio: Arc<AudioOut>,
-    conn: watch::Receiver<ConnState>,
+    conn: watch::Receiver<Link>,
     watching: watch::Receiver<Watching>,
     url: String,
     close: Arc<AtomicBool>,
@@ -56,7 +57,7 @@ pub fn participant_status(
         let w = watching.borrow().clone();
         let size = video.size.load(Ordering::Relaxed);
         ParticipantStatus {
-            link: LinkStatus::from(&*conn.borrow()),
+            link: link_status(&conn.borrow()),
             url: url.clone(),
             identity: w.identity,
             name: w.name,
@@ -79,7 +80,7 @@ pub fn participant_status(
 /// The grid scene's status source: one tile per roster member.
 pub fn room_status(
     roster: watch::Receiver<Roster>,
-    conn: watch::Receiver<ConnState>,
+    conn: watch::Receiver<Link>,
     url: String,
     close: Arc<AtomicBool>,
 ) -> StatusFn<RoomStatus> {
@@ -87,7 +88,7 @@ pub fn room_status(
         let members = roster.borrow().clone();
         let flag = |a: &AtomicBool| a.load(Ordering::Relaxed);
         RoomStatus {
-            link: LinkStatus::from(&*conn.borrow()),
+            link: link_status(&conn.borrow()),
             url: url.clone(),
             tiles: members
                 .iter()

@@ -1,18 +1,17 @@
-//! Participant following: connect (and reconnect), pick the participant to watch — the one named,
-//! else the first that publishes — follow the next publisher when it leaves, and run one decoder
-//! thread per watched track ([`Decoders`], which hand the recorders along).
+//! Participant following: join (the room reconnects by itself), pick the participant to watch —
+//! the one named, else the first that publishes — follow the next publisher when it leaves, and
+//! run one decoder thread per watched track ([`Decoders`], which hand the recorders along).
+//! Who is in the room and what they publish is the [`Room`]'s roster; this module only keeps
+//! the tracks waiting for their decoder.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use wavecast_session::engine::Participant;
-use wavecast_session::{EngineEvent, Quality, TrackKind};
-use wavecast_session::{SessionEvent, SessionState, SubscribedTrack};
+use wavecast_session::{Room, RoomEvent, SubscribedTrack, TrackKind};
 
-use crate::connection::{ConnState, Connector, end_failure};
+use crate::connection::Connector;
 
 /// Who is being watched (set by [`run`]; a plain struct a scene shows).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,50 +47,46 @@ pub struct Outcome {
     pub room: String,
 }
 
-/// The room's bookkeeping. Participants are followed by identity: sids change when the server
-/// restarts and the session rejoins, identities do not.
+/// The tracks waiting for a decoder, and whom we watch (by identity: sids change when the
+/// room rejoins a restarted server, identities do not).
 #[derive(Default)]
-struct RoomState {
-    /// sid → participant (current connection).
-    participants: HashMap<String, Participant>,
+struct Following {
     /// Subscribed tracks not (yet) decoded: at most `ReceiveLimits::max_tracks`, newer ones are
     /// dropped; pruned when their track is unpublished or their owner leaves.
     parked: Vec<SubscribedTrack>,
     /// Tracks dropped because `parked` was full.
     dropped: u64,
     watched: Option<String>,
-    /// participant sid → quality.
-    quality: HashMap<String, Quality>,
-    /// track sid → (owner identity, kind, muted).
-    track_muted: HashMap<String, (String, TrackKind, bool)>,
-    room: String,
 }
 
-impl RoomState {
-    fn watching(&self) -> Watching {
+impl Following {
+    fn watching(&self, room: &Room) -> Watching {
+        let participants = room.remote_participants().len();
+        let name = room.name().unwrap_or_default();
         let Some(identity) = &self.watched else {
             return Watching {
-                participants: self.participants.len(),
-                room: self.room.clone(),
+                participants,
+                room: name,
                 ..Default::default()
             };
         };
-        let p = self.participants.values().find(|p| p.identity == *identity);
+        let p = room.remote_participant(identity);
         let muted = |kind| {
-            self.track_muted
-                .values()
-                .any(|(owner, k, m)| owner == identity && *k == kind && *m)
+            p.as_ref()
+                .and_then(|p| p.publication_of_kind(kind))
+                .is_some_and(|t| t.is_muted())
         };
         Watching {
             identity: Some(identity.clone()),
-            name: p.map(|p| p.name.clone()).unwrap_or_default(),
+            name: p.as_ref().map(|p| p.name()).unwrap_or_default(),
             quality: p
-                .and_then(|p| self.quality.get(&p.sid))
+                .as_ref()
+                .and_then(|p| p.connection_quality())
                 .map(|q| format!("{q:?}").to_lowercase()),
             audio_muted: muted(TrackKind::Audio),
             video_muted: muted(TrackKind::Video),
-            participants: self.participants.len(),
-            room: self.room.clone(),
+            participants,
+            room: name,
         }
     }
 
@@ -107,6 +102,27 @@ impl RoomState {
             );
         }
         self.dropped += 1;
+    }
+
+    /// Applies one room event to the waiting tracks and the watched participant.
+    fn on_event(&mut self, ev: RoomEvent, max_tracks: usize) {
+        match ev {
+            RoomEvent::TrackSubscribed { track, .. } => self.park(track, max_tracks),
+            RoomEvent::TrackUnpublished { publication, .. } => {
+                self.parked
+                    .retain(|t| t.sid() != publication.sid().as_str());
+            }
+            RoomEvent::ParticipantDisconnected(p) => {
+                tracing::info!("{} left", p.identity());
+                self.parked
+                    .retain(|t| t.key().identity != p.identity().as_str());
+                if self.watched.as_deref() == Some(p.identity().as_str()) {
+                    self.watched = None;
+                    tracing::info!("the watched participant left; following the next publisher");
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Chooses whom to watch and starts decoders for their waiting tracks.
@@ -146,7 +162,7 @@ impl RoomState {
     }
 }
 
-/// Runs until `stop` turns true or the session ends.
+/// Runs until `stop` turns true or the room ends.
 pub async fn run(
     connector: Arc<Connector>,
     out: Outputs,
@@ -164,99 +180,40 @@ pub async fn run(
     match connected {
         None => {}
         Some(Err(e)) => outcome.failure = Some((e.exit_code(), e.to_string())),
-        Some(Ok((session, mut events))) => {
-            let mut room = RoomState {
-                room: session.join_info().map(|j| j.room).unwrap_or_default(),
-                ..Default::default()
-            };
-            outcome.room = room.room.clone();
-            if let Some(j) = session.join_info() {
-                for p in j.participants {
-                    room.participants.insert(p.sid.clone(), p);
-                }
-            }
-            watching.send_replace(room.watching());
+        Some(Ok((room, mut events))) => {
+            let mut following = Following::default();
+            outcome.room = room.name().unwrap_or_default();
+            watching.send_replace(following.watching(&room));
+            let max_tracks = decs.limits().max_tracks;
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tokio::select! {
                     ev = events.recv() => {
                         let Some(ev) = ev else { break };
-                        match ev {
-                            SessionEvent::State(SessionState::Disconnected { reason }) => {
-                                outcome.failure = end_failure(&reason, connector.url());
-                                break;
-                            }
-                            SessionEvent::State(SessionState::Reconnecting { .. }) => {
-                                // The next engine reports the room afresh.
-                                room.participants.clear();
-                                room.quality.clear();
-                            }
-                            SessionEvent::TrackSubscribed(t) => room.park(t, decs.limits().max_tracks),
-                            SessionEvent::Engine(ev) => match ev {
-                                EngineEvent::ParticipantJoined(p) | EngineEvent::ParticipantUpdated(p) => {
-                                    room.participants.insert(p.sid.clone(), p);
-                                }
-                                EngineEvent::ParticipantLeft(p) => {
-                                    tracing::info!("{} left", p.identity);
-                                    room.participants.remove(&p.sid);
-                                    room.parked.retain(|t| t.key().identity != p.identity);
-                                    room.track_muted.retain(|_, (owner, _, _)| *owner != p.identity);
-                                    if room.watched.as_deref() == Some(p.identity.as_str()) {
-                                        room.watched = None;
-                                        tracing::info!("the watched participant left; following the next publisher");
-                                    }
-                                }
-                                EngineEvent::TrackPublished { participant, track } => {
-                                    if let Some(kind) = track.kind {
-                                        room.track_muted.insert(track.sid.clone(), (participant.identity.clone(), kind, track.muted));
-                                    }
-                                    room.participants.entry(participant.sid.clone()).or_insert(participant);
-                                }
-                                EngineEvent::TrackUnpublished { track_sid, .. } => {
-                                    room.track_muted.remove(&track_sid);
-                                    room.parked.retain(|t| t.sid() != track_sid);
-                                }
-                                EngineEvent::TrackMuted { track_sid, muted, .. } => {
-                                    if let Some(e) = room.track_muted.get_mut(&track_sid) {
-                                        e.2 = muted;
-                                    }
-                                }
-                                EngineEvent::ConnectionQuality(list) => {
-                                    for (sid, q) in list {
-                                        room.quality.insert(sid, q);
-                                    }
-                                }
-                                _ => {}
-                            },
-                            _ => {}
+                        if let Some(failure) = connector.follow(&ev) {
+                            outcome.failure = failure;
+                            break;
                         }
-                        room.pick(&mut decs, &out, want.as_deref(), &rt);
-                        watching.send_replace(room.watching());
+                        following.on_event(ev, max_tracks);
                     }
-                    _ = tick.tick() => {
-                        room.pick(&mut decs, &out, want.as_deref(), &rt);
-                        watching.send_replace(room.watching());
-                    }
+                    _ = tick.tick() => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
+                following.pick(&mut decs, &out, want.as_deref(), &rt);
+                watching.send_replace(following.watching(&room));
             }
-            outcome.reconnects = session.stats().rejoins;
-            drop(room);
+            outcome.reconnects = room.stats().rejoins;
+            drop(following);
             tracing::info!("leaving the room");
-            if tokio::time::timeout(Duration::from_secs(5), session.close())
+            if tokio::time::timeout(Duration::from_secs(5), room.close())
                 .await
                 .is_err()
             {
-                tracing::warn!("the session did not close within 5 s");
+                tracing::warn!("the room did not close within 5 s");
             }
         }
     }
-    if outcome.failure.is_none() {
-        connector.set_state(ConnState::Disconnected {
-            reason: "left the room".into(),
-            exit_code: 0,
-        });
-    }
+    connector.left();
     outcome.finished = tokio::task::spawn_blocking(move || decs.finish())
         .await
         .unwrap_or_default();

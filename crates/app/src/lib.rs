@@ -1,7 +1,7 @@
 //! What every wavecast app shares (not published): connection flags ([`ConnectArgs`], clap),
 //! layered config loading, logging set-up, exit codes, SIGINT/SIGTERM handling
-//! ([`signal`]), the connection supervisor ([`Connector`]: first join with the reconnect policy,
-//! then the session's state as a [`ConnState`]), participant following ([`follow`]: watch one
+//! ([`signal`]), the connection ([`Connector`]: the first join of a [`wavecast_session::Room`]
+//! with the reconnect policy, then the room's state as a [`Link`]), participant following ([`follow`]: watch one
 //! participant and follow the next publisher; `participant`: its media from a room or the
 //! loopback, and the headless run of its scene; `roster`: decode everyone, within the
 //! [`limits`] on picture size and decoded tracks), and a serde
@@ -35,7 +35,7 @@
 //!         config.reconnect.clone(), config.connection.connect_timeout);
 //!     let rt = tokio::runtime::Runtime::new().expect("runtime");
 //!     match rt.block_on(connector.connect()) {
-//!         Ok((session, _events)) => { rt.block_on(session.close()); std::process::ExitCode::SUCCESS }
+//!         Ok((room, _events)) => { rt.block_on(room.close()); std::process::ExitCode::SUCCESS }
 //!         Err(e) => std::process::ExitCode::from(e.exit_code()),
 //!     }
 //! }
@@ -68,8 +68,8 @@ mod stats;
 pub use cli::{
     ConnectArgs, Credentials, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, LAYERS_HELP, VideoArgs,
     config_error_message, defaults, end_of_run, fail, given, init_logging, load_config, loader,
-    parse, random_u64, random_unit,
+    parse, random_u64,
 };
-pub use connection::{ConnState, ConnectError, Connector, describe, end_failure, human_delay};
+pub use connection::{ConnectError, Connector, Link, describe, end_failure, human_delay};
 pub use error::AppError;
 pub use stats::write_stats;

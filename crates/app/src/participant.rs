@@ -47,7 +47,7 @@ use wavecast_visualizer::scenes::ParticipantScene;
 
 use crate::follow::{self, Outcome, Watching};
 use crate::signal::Interrupt;
-use crate::{ConnState, Connector};
+use crate::{Connector, Link};
 
 /// The watched participant's outputs (video mailbox, audio meter and, unless `audio_out` is
 /// `none`, a playback queue), the playback started into `audio_out`, and decoders that
@@ -87,7 +87,7 @@ const LOOPBACK_AUDIO_BITRATE: u32 = 32_000;
 /// leaves a room task running on its runtime until the runtime ends.
 pub struct ParticipantMedia {
     inner: Inner,
-    conn: watch::Receiver<ConnState>,
+    conn: watch::Receiver<Link>,
     watching: watch::Receiver<Watching>,
 }
 
@@ -99,7 +99,7 @@ enum Inner {
     },
     Loopback {
         link: Box<loopback::Loopback>,
-        state: watch::Sender<ConnState>,
+        state: watch::Sender<Link>,
     },
 }
 
@@ -151,9 +151,7 @@ impl ParticipantMedia {
         };
         let link = loopback::Loopback::start(video, &audio, LOOPBACK_AUDIO_BITRATE, out, decoders)
             .context("the loopback did not start")?;
-        let (state, conn) = watch::channel(ConnState::Connected {
-            room: "loopback".into(),
-        });
+        let (state, conn) = watch::channel(Link::connected("loopback"));
         Ok(Self {
             inner: Inner::Loopback {
                 link: Box::new(link),
@@ -165,7 +163,7 @@ impl ParticipantMedia {
     }
 
     /// The connection state, for a status line.
-    pub fn conn(&self) -> watch::Receiver<ConnState> {
+    pub fn conn(&self) -> watch::Receiver<Link> {
         self.conn.clone()
     }
 
@@ -199,9 +197,9 @@ impl ParticipantMedia {
                 runtime.block_on(task).unwrap_or_default()
             }
             Inner::Loopback { link, state } => {
-                state.send_replace(ConnState::Disconnected {
-                    reason: "left the room".into(),
-                    exit_code: 0,
+                state.send_modify(|l| {
+                    l.state = wavecast_session::ConnectionState::Disconnected;
+                    l.cause = "left the room".into();
                 });
                 Outcome {
                     finished: link.stop(),

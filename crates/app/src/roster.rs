@@ -1,5 +1,7 @@
-//! The roster task: keeps the roster of remote participants (who is here, what they publish, mute,
-//! speaking and quality) and decodes every subscribed track into that participant's outputs.
+//! The grid's task: one [`Member`] (decoded outputs and the flags a tile shows) per remote
+//! participant of the [`Room`]'s roster, and a decoder for every subscribed track. Who is here,
+//! what they publish, mute and quality are read from the room's handles; this module keeps only
+//! what a tile needs on top (outputs, decoders, the speaking flag).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use wavecast_session::engine::Participant;
-use wavecast_session::{EngineEvent, Quality, TrackKind, TrackSource};
-use wavecast_session::{SessionEvent, SessionState, SubscribedTrack};
+use wavecast_session::{
+    Quality, RemoteParticipant, Room, RoomEvent, SubscribedTrack, TrackKind, TrackSource,
+};
 use wavecast_visualizer::ConnectionQuality;
 
-use crate::connection::{ConnState, Connector, end_failure};
+use crate::connection::Connector;
 use wavecast_stream::receive::{
     self, AudioOut, AudioStreamStats, Decoder, ReceiveLimits, VideoOut, VideoStreamStats,
 };
@@ -45,16 +47,22 @@ pub struct Member {
     pub quality: AtomicU8,
 }
 
+/// A participant's display name: their name, else their identity.
+fn display_name(p: &RemoteParticipant) -> String {
+    let name = p.name();
+    if name.is_empty() {
+        p.identity().to_string()
+    } else {
+        name
+    }
+}
+
 impl Member {
-    fn new(p: &Participant) -> Self {
+    fn new(identity: &str, sid: String, name: String) -> Self {
         Self {
-            sid: p.sid.clone(),
-            identity: p.identity.clone(),
-            name: if p.name.is_empty() {
-                p.identity.clone()
-            } else {
-                p.name.clone()
-            },
+            sid,
+            identity: identity.to_owned(),
+            name,
             joined: Instant::now(),
             video: Arc::new(VideoOut::default()),
             audio: Arc::new(AudioOut::new(false)),
@@ -108,14 +116,6 @@ pub struct Outcome {
     pub room: String,
 }
 
-#[derive(Debug, Clone)]
-struct TrackMeta {
-    owner: String,
-    kind: Option<TrackKind>,
-    source: TrackSource,
-    muted: bool,
-}
-
 /// Members are keyed by identity (sids change when the session rejoins a restarted server).
 ///
 /// Bounded against a hostile room: at most `limits.max_tracks` decoder threads run at once, and
@@ -130,10 +130,6 @@ struct State {
     /// Tracks refused for want of decoder slots.
     refused: u64,
     members: Vec<Arc<Member>>,
-    /// sid → identity for the current connection.
-    sids: HashMap<String, String>,
-    /// track sid → metadata.
-    tracks: HashMap<String, TrackMeta>,
     /// identity → kinds with a live decoder.
     decoding: HashMap<String, Vec<TrackKind>>,
     video: Vec<Decoder<VideoStreamStats>>,
@@ -143,35 +139,65 @@ struct State {
 }
 
 impl State {
-    fn member(&mut self, p: &Participant) -> Arc<Member> {
-        self.sids.insert(p.sid.clone(), p.identity.clone());
-        if let Some(m) = self.members.iter().find(|m| m.identity == p.identity) {
-            return m.clone();
+    /// Follows the room's roster: a member for each new participant, none for those who left,
+    /// a new display name kept with the member's outputs. Returns whether the list changed.
+    fn sync(&mut self, room: &Room) -> bool {
+        let present = room.remote_participants();
+        let before = self.members.len();
+        self.members
+            .retain(|m| present.iter().any(|p| p.identity().as_str() == m.identity));
+        let mut changed = before != self.members.len();
+        let members = &self.members;
+        self.waiting
+            .retain(|t| members.iter().any(|m| m.identity == t.key().identity));
+        for p in &present {
+            let name = display_name(p);
+            match self
+                .members
+                .iter_mut()
+                .find(|m| m.identity == p.identity().as_str())
+            {
+                Some(m) if m.name != name => {
+                    // Names can arrive after the first sighting: replace the member, keeping
+                    // its outputs and flags.
+                    *m = Arc::new(m.renamed(name));
+                    changed = true;
+                }
+                Some(_) => {}
+                None => {
+                    tracing::info!("{} joined", p.identity());
+                    let sid = p.sid().into_string();
+                    self.members
+                        .push(Arc::new(Member::new(p.identity(), sid, name)));
+                    changed = true;
+                }
+            }
         }
-        let m = Arc::new(Member::new(p));
-        self.members.push(m.clone());
-        m
+        changed
     }
 
-    fn by_sid(&self, sid: &str) -> Option<&Arc<Member>> {
-        let identity = self.sids.get(sid)?;
-        self.members.iter().find(|m| m.identity == *identity)
-    }
-
-    fn refresh_flags(&self) {
+    /// The tile flags from the room's handles (mute, screen share, quality).
+    fn refresh_flags(&self, room: &Room) {
         for m in &self.members {
-            let mine = || self.tracks.values().filter(|t| t.owner == m.identity);
+            let Some(p) = room.remote_participant(&m.identity) else {
+                continue;
+            };
+            let publications = p.track_publications();
+            let mine = || publications.values();
             let decoding_video = self
                 .decoding
                 .get(&m.identity)
                 .is_some_and(|k| k.contains(&TrackKind::Video));
-            let video_muted = mine().any(|t| t.kind == Some(TrackKind::Video) && t.muted);
-            let mic_on = mine().any(|t| t.kind == Some(TrackKind::Audio) && !t.muted);
-            let share = mine().any(|t| t.source == TrackSource::ScreenShare && !t.muted);
+            let video_muted = mine().any(|t| t.kind() == Some(TrackKind::Video) && t.is_muted());
+            let mic_on = mine().any(|t| t.kind() == Some(TrackKind::Audio) && !t.is_muted());
+            let share = mine().any(|t| t.source() == TrackSource::ScreenShare && !t.is_muted());
             m.video_on
                 .store(decoding_video && !video_muted, Ordering::Relaxed);
             m.mic_muted.store(!mic_on, Ordering::Relaxed);
             m.screen_share.store(share, Ordering::Relaxed);
+            if let Some(q) = p.connection_quality() {
+                m.quality.store(tile_quality(q).level(), Ordering::Relaxed);
+            }
         }
     }
 
@@ -218,11 +244,8 @@ impl State {
         let m = match self.members.iter().find(|m| m.identity == identity) {
             Some(m) => m.clone(),
             None => {
-                let p = Participant {
-                    identity: identity.clone(),
-                    ..Participant::default()
-                };
-                let m = Arc::new(Member::new(&p));
+                // Subscribed before the roster announced them.
+                let m = Arc::new(Member::new(&identity, String::new(), identity.clone()));
                 self.members.push(m.clone());
                 m
             }
@@ -323,28 +346,31 @@ pub async fn run(
     match connected {
         None => {}
         Some(Err(e)) => outcome.failure = Some((e.exit_code(), e.to_string())),
-        Some(Ok((session, mut events))) => {
-            outcome.room = session.join_info().map(|j| j.room).unwrap_or_default();
-            if let Some(j) = session.join_info() {
-                for p in &j.participants {
-                    st.member(p);
-                }
-            }
+        Some(Ok((room, mut events))) => {
+            outcome.room = room.name().unwrap_or_default();
+            st.sync(&room);
             roster.send_replace(Arc::new(st.members.clone()));
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
-                let before: Vec<String> = st.members.iter().map(|m| m.name.clone()).collect();
                 let mut pause = None;
                 tokio::select! {
                     ev = events.recv() => {
                         let Some(ev) = ev else { break };
+                        if let Some(failure) = connector.follow(&ev) {
+                            outcome.failure = failure;
+                            break;
+                        }
                         match ev {
-                            SessionEvent::State(SessionState::Disconnected { reason }) => {
-                                outcome.failure = end_failure(&reason, connector.url());
-                                break;
+                            RoomEvent::TrackSubscribed { track, .. } => pause = st.subscribe(track, &rt),
+                            RoomEvent::TrackUnpublished { publication, .. } => {
+                                st.waiting.retain(|t| t.sid() != publication.sid().as_str());
                             }
-                            SessionEvent::TrackSubscribed(t) => pause = st.subscribe(t, &rt),
-                            SessionEvent::Engine(ev) => st.on_engine(ev),
+                            RoomEvent::ActiveSpeakersChanged { speakers } => {
+                                for m in &st.members {
+                                    let on = speakers.iter().any(|s| !s.local && s.identity == m.identity);
+                                    m.speaking.store(on, Ordering::Relaxed);
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -356,37 +382,41 @@ pub async fn run(
                 }
                 if let Some(sid) = pause.take() {
                     // Not decoded: ask the server to stop forwarding it.
-                    let paused = session.set_track_enabled(&sid, false);
-                    match tokio::time::timeout(Duration::from_secs(1), paused).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::debug!("pausing {sid}: {e}"),
-                        Err(_) => tracing::debug!("pausing {sid}: no answer in 1 s"),
+                    match room
+                        .remote_participants()
+                        .iter()
+                        .find_map(|p| p.track_publication(&sid))
+                    {
+                        Some(publication) => {
+                            let paused = room.set_enabled(&publication, false);
+                            match tokio::time::timeout(Duration::from_secs(1), paused).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => tracing::debug!("pausing {sid}: {e}"),
+                                Err(_) => tracing::debug!("pausing {sid}: no answer in 1 s"),
+                            }
+                        }
+                        None => tracing::debug!("pausing {sid}: its publication is gone"),
                     }
                 }
-                st.refresh_flags();
-                let after: Vec<String> = st.members.iter().map(|m| m.name.clone()).collect();
-                if before != after {
+                let changed = st.sync(&room);
+                st.refresh_flags(&room);
+                if changed {
                     roster.send_replace(Arc::new(st.members.clone()));
                 }
             }
-            outcome.reconnects = session.stats().rejoins;
+            outcome.reconnects = room.stats().rejoins;
             outcome.refused_tracks = st.refused;
             st.waiting.clear();
             tracing::info!("leaving the room");
-            if tokio::time::timeout(Duration::from_secs(5), session.close())
+            if tokio::time::timeout(Duration::from_secs(5), room.close())
                 .await
                 .is_err()
             {
-                tracing::warn!("the session did not close within 5 s");
+                tracing::warn!("the room did not close within 5 s");
             }
         }
     }
-    if outcome.failure.is_none() {
-        connector.set_state(ConnState::Disconnected {
-            reason: "left the room".into(),
-            exit_code: 0,
-        });
-    }
+    connector.left();
     let mut video = std::mem::take(&mut st.video);
     let mut audio = std::mem::take(&mut st.audio);
     let mut done_v = std::mem::take(&mut st.finished_video);
@@ -411,83 +441,12 @@ pub async fn run(
     outcome
 }
 
-impl State {
-    fn on_engine(&mut self, ev: EngineEvent) {
-        match ev {
-            EngineEvent::ParticipantJoined(p) => {
-                tracing::info!("{} joined", p.identity);
-                self.member(&p);
-            }
-            EngineEvent::ParticipantUpdated(p) => {
-                let name = if p.name.is_empty() {
-                    p.identity.clone()
-                } else {
-                    p.name.clone()
-                };
-                let m = self.member(&p);
-                if m.name != name {
-                    // Names can arrive after the first sighting: replace the member, keeping
-                    // its outputs and flags.
-                    let renamed = Arc::new(m.renamed(name));
-                    if let Some(slot) = self.members.iter_mut().find(|x| x.identity == p.identity) {
-                        *slot = renamed;
-                    }
-                }
-            }
-            EngineEvent::ParticipantLeft(p) => {
-                tracing::info!("{} left", p.identity);
-                self.members.retain(|m| m.identity != p.identity);
-                self.tracks.retain(|_, t| t.owner != p.identity);
-                self.waiting.retain(|t| t.key().identity != p.identity);
-                self.sids.remove(&p.sid);
-            }
-            EngineEvent::TrackPublished { participant, track } => {
-                self.member(&participant);
-                self.tracks.insert(
-                    track.sid.clone(),
-                    TrackMeta {
-                        owner: participant.identity.clone(),
-                        kind: track.kind,
-                        source: track.source,
-                        muted: track.muted,
-                    },
-                );
-            }
-            EngineEvent::TrackUnpublished { track_sid, .. } => {
-                self.tracks.remove(&track_sid);
-                self.waiting.retain(|t| t.sid() != track_sid);
-            }
-            EngineEvent::TrackMuted {
-                track_sid, muted, ..
-            } => {
-                if let Some(t) = self.tracks.get_mut(&track_sid) {
-                    t.muted = muted;
-                }
-            }
-            EngineEvent::ActiveSpeakers(list) => {
-                let speaking: Vec<String> = list
-                    .iter()
-                    .filter_map(|(sid, _)| self.sids.get(sid).cloned())
-                    .collect();
-                for m in &self.members {
-                    m.speaking
-                        .store(speaking.contains(&m.identity), Ordering::Relaxed);
-                }
-            }
-            EngineEvent::ConnectionQuality(list) => {
-                for (sid, q) in list {
-                    if let Some(m) = self.by_sid(&sid) {
-                        let v = match q {
-                            Quality::Excellent => ConnectionQuality::Excellent,
-                            Quality::Good => ConnectionQuality::Good,
-                            Quality::Poor => ConnectionQuality::Poor,
-                            Quality::Lost => ConnectionQuality::Lost,
-                        };
-                        m.quality.store(v.level(), Ordering::Relaxed);
-                    }
-                }
-            }
-            _ => {}
-        }
+/// The grid's quality scale for the server's.
+fn tile_quality(q: Quality) -> ConnectionQuality {
+    match q {
+        Quality::Excellent => ConnectionQuality::Excellent,
+        Quality::Good => ConnectionQuality::Good,
+        Quality::Poor => ConnectionQuality::Poor,
+        Quality::Lost => ConnectionQuality::Lost,
     }
 }

@@ -77,15 +77,12 @@ impl Interrupt {
 /// a window shows why before it closes and the app ends on its normal path.
 pub fn close_after_giving_up(
     runtime: &tokio::runtime::Handle,
-    mut state: tokio::sync::watch::Receiver<crate::ConnState>,
+    mut state: tokio::sync::watch::Receiver<crate::Link>,
     flag: Interrupt,
 ) {
     runtime.spawn(async move {
         while state.changed().await.is_ok() {
-            let gave_up = matches!(
-                &*state.borrow(),
-                crate::ConnState::Disconnected { exit_code, .. } if *exit_code != 0
-            );
+            let gave_up = state.borrow().gave_up();
             if gave_up {
                 tokio::time::sleep(std::time::Duration::from_secs(3)).await;
                 flag.set();
