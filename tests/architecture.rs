@@ -289,6 +289,108 @@ fn io_added_to_the_core_is_caught() {
     }
 }
 
+/// The session layer's own types: the room ([`wavecast_session::Room`]) is built on them, and
+/// nothing above the session crate names them.
+const SESSION_INTERNALS: &[&str] = &[
+    "Session",
+    "SessionEvent",
+    "SessionEvents",
+    "SessionOptions",
+    "SessionState",
+    "SessionStats",
+    "EngineEvent",
+];
+
+/// Where `source` names one of [`SESSION_INTERNALS`] as a whole word outside comments, as
+/// `line: word`.
+fn session_internals_in(source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        let code = code.split(" // ").next().unwrap_or(code);
+        let words = code.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+        for word in words {
+            if SESSION_INTERNALS.contains(&word) {
+                found.push(format!("{}: {word}", i + 1));
+            }
+        }
+    }
+    found
+}
+
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())) {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Every app, the app-support crate, the media-stream crate (broadcast, recorder) and the load
+/// test use the room model ([`wavecast_session::Room`], `LocalParticipant`, `RoomEvent`), never
+/// the session underneath it.
+#[test]
+fn apps_use_the_room_not_the_session() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent: the workspace root");
+    let mut dirs: Vec<std::path::PathBuf> =
+        ["crates/app/src", "crates/stream/src", "crates/loadtest/src"]
+            .iter()
+            .map(|d| root.join(d))
+            .collect();
+    for app in std::fs::read_dir(root.join("apps")).expect("apps/") {
+        let src = app.expect("dir entry").path().join("src");
+        if src.is_dir() {
+            dirs.push(src);
+        }
+    }
+    let files: Vec<_> = dirs.iter().flat_map(|d| rust_files(d)).collect();
+    assert!(files.len() >= 20, "the apps' sources: {files:?}");
+    let mut problems = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read source");
+        for p in session_internals_in(&text) {
+            problems.push(format!(
+                "{}:{p}",
+                f.strip_prefix(root).unwrap_or(f).display()
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "apps and the crates they are built from name the session layer instead of the room:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn a_session_type_in_an_app_is_caught() {
+    let clean = "use wavecast_session::{Room, RoomEvent, SessionError};\n\
+                 // the Session underneath rejoins\nstruct SessionTrack;\n";
+    assert_eq!(session_internals_in(clean), Vec::<String>::new());
+    for bad in [
+        "use wavecast_session::{Session, SessionEvents};",
+        "fn f(s: &wavecast_session::Session) {}",
+        "Some(SessionEvent::TrackSubscribed(t)) => {}",
+        "let o = SessionOptions::new(url, c);",
+        "if let EngineEvent::ParticipantJoined(p) = ev {}",
+    ] {
+        assert!(!session_internals_in(bad).is_empty(), "not caught: {bad}");
+    }
+}
+
 // The checker itself, on small made-up graphs.
 
 fn pkg(name: &str, is_app: bool, normal: &[&str], dev: &[&str]) -> Package {
