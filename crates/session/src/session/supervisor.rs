@@ -42,12 +42,12 @@ impl Supervisor {
                     warn!("session: connection lost: {why}");
                     self.drop_engine().await;
                     if !self.connected_once {
-                        let error =
-                            format!("the first connection was lost before it was up: {why}");
-                        self.keep_end_error(Arc::new(SessionError::ConnectionLost {
+                        let error = Arc::new(SessionError::ConnectionLost {
                             url: self.shared.options.url.clone(),
-                            reason: why,
-                        }));
+                            reason: format!(
+                                "the first connection was lost before it was up: {why}"
+                            ),
+                        });
                         break EndReason::Fatal { error };
                     }
                     match self.rejoin(why).await {
