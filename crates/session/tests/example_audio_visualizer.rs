@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -12,35 +11,10 @@ use wavecast_token::Preset;
 
 const TONE_HZ: f64 = 660.0;
 
-/// The example's binary: built next to this test by `cargo test` (which builds examples), or
-/// built here when the test runs alone.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let bin = dir.join("examples/audio_visualizer");
-    if !bin.is_file() {
-        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .args([
-                "build",
-                "-p",
-                "wavecast-session",
-                "--example",
-                "audio_visualizer",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the example failed");
-    }
-    bin
-}
-
 #[test]
 fn example_a_reports_the_tone_a_python_participant_publishes() {
     common::init_tracing();
-    let bin = example_binary();
+    let bin = common::example_binary("audio_visualizer");
     let server = LiveKitServer::start().expect("livekit-server starts");
     let mut tone = PythonPeer::spawn(
         &server,

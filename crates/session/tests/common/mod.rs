@@ -488,3 +488,22 @@ pub async fn video_pair(
     };
     (publisher, subscriber, sub_events, video_in, sending)
 }
+
+/// The binary of this crate's example `name`: built next to the test by `cargo test` (which
+/// builds examples), or built here when the test runs alone.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("examples").join(name);
+    if !bin.is_file() {
+        let status = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args(["build", "-p", "wavecast-session", "--example", name])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the example {name} failed");
+    }
+    bin
+}
