@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use wavecast_testbed::{LiveKitServer, PythonPeer};
@@ -35,22 +34,9 @@ fn example_a_reports_the_tone_a_python_participant_publishes() {
         .expect("the tone is published");
 
     let token = server.token("listener", "seed", Preset::Viewer);
-    let child = Command::new(&bin)
-        .args([server.ws_url().as_str(), token.as_str(), "--headless", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the example");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the example ends within 60 s")
-        .expect("the example ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "example failed: {stdout}");
+    let url = server.ws_url();
+    let args = [url.as_str(), token.as_str(), "--headless", "3"];
+    let stdout = common::run_example(&bin, &args, Duration::from_secs(60));
     assert!(stdout.contains("listening to tone/"), "{stdout}");
     let hz: f64 = stdout
         .lines()

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use wavecast_testbed::{API_KEY, API_SECRET, LiveKitServer};
@@ -14,27 +13,9 @@ fn the_room_admin_example_mutes_and_removes_a_guest_who_sees_it() {
     common::init_tracing();
     let bin = common::example_binary("room_admin");
     let server = LiveKitServer::start().expect("livekit-server starts");
-    let child = Command::new(&bin)
-        .args([
-            server.ws_url().as_str(),
-            API_KEY,
-            API_SECRET,
-            "admin-example",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the example");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the example ends within 60 s")
-        .expect("the example ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "example failed: {stdout}");
+    let url = server.ws_url();
+    let args = [url.as_str(), API_KEY, API_SECRET, "admin-example"];
+    let stdout = common::run_example(&bin, &args, Duration::from_secs(60));
     for line in [
         "created admin-example (RM_",
         "guest joined as guest and publishes TR_",

@@ -57,7 +57,7 @@ async fn gives_up_after_the_policy_attempts() {
                 },
         } => {
             assert_eq!(*attempts, 4);
-            let last_error = chain(last_error.as_ref());
+            let last_error = wavecast_session::error_chain(last_error.as_ref());
             assert!(last_error.contains("cannot reach LiveKit"), "{last_error}");
             assert!(last_error.contains("refused"), "{last_error}");
         }
@@ -95,16 +95,4 @@ async fn gives_up_after_the_policy_attempts() {
     assert!(track.dropped_while_reconnecting() >= 1);
     session.close().await;
     session.close().await;
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

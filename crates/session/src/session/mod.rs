@@ -62,7 +62,7 @@ use wavecast_rtc::{DisconnectReason, Engine, EngineError, EngineEvents, Transpor
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
 pub use credentials::Credentials;
-pub use error::SessionError;
+pub use error::{SessionError, error_chain};
 pub use media::{AudioPublisher, AudioSubscriber, VideoPublisher, VideoSubscriber};
 pub use options::SessionOptions;
 pub use outbox::{SessionEvent, SessionEvents};
@@ -77,7 +77,7 @@ pub use wavecast_rtc::{
 use outbox::BACKLOG_MAX;
 use reconnect::shutdown_engine;
 pub(crate) use reconnect::unit_random;
-use supervisor::{Supervisor, error_chain};
+use supervisor::Supervisor;
 pub(crate) use tracks::lock;
 use tracks::{LocalSlot, RemoteSlot};
 

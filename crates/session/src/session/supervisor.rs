@@ -311,18 +311,6 @@ pub(super) fn describe(reason: &DisconnectReason) -> String {
     }
 }
 
-/// An error and its causes on one line.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// A supervisor on no engine, for unit tests of its pure parts.
 #[cfg(test)]
 pub(super) fn test_supervisor(capacity: usize) -> (Supervisor, SessionEvents) {
