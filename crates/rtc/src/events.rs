@@ -174,6 +174,8 @@ pub enum EngineEvent {
     ParticipantLeft(Participant),
     /// A participant's name or metadata changed.
     ParticipantUpdated(Participant),
+    /// Our own participant info changed (our update confirmed, or the server API changed it).
+    LocalParticipantUpdated(Participant),
     /// A remote participant published a track.
     TrackPublished {
         /// The publisher.

@@ -47,9 +47,9 @@ mod wire;
 
 pub use engine::{
     DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PAYLOAD, PROTOCOL_VERSION,
-    RtpStats,
+    ParticipantUpdate, RtpStats,
 };
-pub use error::{EngineError, PeerRole};
+pub use error::{EngineError, PeerRole, RequestRefusal};
 pub use events::{
     DisconnectReason, EngineEvent, Participant, ParticipantKind, Quality, TrackInfo, TransportState,
 };

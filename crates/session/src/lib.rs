@@ -57,8 +57,8 @@ mod session;
 pub use ids::{ParticipantIdentity, ParticipantSid, TrackSid};
 pub use room::{
     ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, LocalParticipant,
-    RemoteParticipant, RemoteTrackPublication, Room, RoomEvent, RoomEvents, RoomOptions, RoomStats,
-    TrackFilter,
+    Participant, RemoteParticipant, RemoteTrackPublication, Room, RoomEvent, RoomEvents,
+    RoomOptions, RoomStats, TrackFilter,
 };
 /// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
 #[cfg(feature = "libwebrtc")]
@@ -71,7 +71,10 @@ pub use session::{
     TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
 };
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
-pub use wavecast_rtc::{EngineError, ParticipantKind, Quality, RtpStats, TransportState};
+pub use wavecast_rtc::{
+    EngineError, ParticipantKind, ParticipantUpdate, Quality, RequestRefusal, RtpStats,
+    TransportState,
+};
 pub use wavecast_token::{Keys, Preset, TokenBuilder};
 
 /// The media engine underneath, for what the session layer does not wrap (raw engine tracks,

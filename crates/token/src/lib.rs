@@ -167,7 +167,8 @@ impl fmt::Debug for Keys {
 pub enum Preset {
     /// Join and subscribe only: no publishing, no data.
     Viewer,
-    /// Join, publish camera, microphone and screen share, publish data, subscribe.
+    /// Join, publish camera, microphone and screen share, publish data, subscribe, and update
+    /// its own name, metadata and attributes (`canUpdateOwnMetadata`).
     Broadcaster,
     /// Room administration: create, list and administer rooms (no join).
     Admin,
@@ -213,6 +214,7 @@ impl Preset {
                 can_subscribe: Some(true),
                 can_publish: Some(true),
                 can_publish_data: Some(true),
+                can_update_own_metadata: Some(true),
                 can_publish_sources: [
                     source::CAMERA,
                     source::MICROPHONE,
@@ -624,6 +626,8 @@ mod tests {
         assert!(Preset::Viewer.grants("r").can_subscribe());
         let b = Preset::Broadcaster.grants("r");
         assert!(b.can_publish() && b.can_publish_data());
+        assert!(b.can_update_own_metadata());
+        assert!(!Preset::Viewer.grants("r").can_update_own_metadata());
         assert_eq!(b.can_publish_sources.len(), 4);
         let a = Preset::Admin.grants("");
         assert!(a.room_create && a.room_list && a.room_admin && !a.room_join);

@@ -26,7 +26,9 @@ use tracing::info;
 use crate::error::{EngineError, PeerRole};
 use crate::events::{EngineEvent, Participant};
 use crate::sansio::{Command, Core, CoreConfig, Counters, Reply};
-pub use crate::sansio::{DataOptions, EngineOptions, MAX_DATA_PAYLOAD, RtpStats};
+pub use crate::sansio::{
+    DataOptions, EngineOptions, MAX_DATA_PAYLOAD, ParticipantUpdate, RtpStats,
+};
 use crate::track::{CommandSender, LocalTrack, MediaSender, TrackOptions};
 
 /// The signal protocol version this engine speaks (livekit-server v1.13's current).
@@ -274,6 +276,16 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// Change our own name, metadata or attributes (`UpdateParticipantMetadata`). Returns once
+    /// the server confirmed it (or our participant info shows it); fails with
+    /// [`EngineError::RequestRefused`] (`NotAllowed` when the token lacks
+    /// `canUpdateOwnMetadata`) or [`EngineError::RequestTimeout`]. The change also arrives as
+    /// [`EngineEvent::LocalParticipantUpdated`].
+    pub async fn update_participant(&self, update: ParticipantUpdate) -> Result<(), EngineError> {
+        self.request(|reply| Command::UpdateParticipant { update, reply })
+            .await
     }
 
     /// Subscribe to (or unsubscribe from) a remote participant's track. With

@@ -91,6 +91,13 @@ impl Core {
                 let r = self.send_data(payload, options);
                 reply(r);
             }
+            c @ Command::UpdateParticipant { .. } if self.link.is_resuming() => {
+                // Sent on the resumed connection (the old one may have lost us).
+                self.deferred.push_back(c);
+            }
+            Command::UpdateParticipant { update, reply } => {
+                self.update_participant(update, reply);
+            }
             Command::RequestKeyframe { track_sid } => {
                 let mid = self
                     .remote

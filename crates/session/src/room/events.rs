@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use wavecast_rtc::{Quality, TrackKind, TrackSource};
 
+use super::participant::Participant;
 use super::roster::{RemoteParticipant, RemoteTrackPublication};
 use crate::ids::{ParticipantIdentity, TrackSid};
 use crate::session::{EndReason, PublishedTrack, SessionError, SubscribedTrack};
@@ -113,28 +114,29 @@ pub enum RoomEvent {
     ParticipantConnected(RemoteParticipant),
     /// A remote participant left (after its tracks were unpublished).
     ParticipantDisconnected(RemoteParticipant),
-    /// A remote participant's display name changed.
+    /// A participant's display name changed (ours too: [`crate::LocalParticipant::set_name`] or
+    /// the server API).
     ParticipantNameChanged {
         /// Whose (the handle already reads the new name).
-        participant: RemoteParticipant,
+        participant: Participant,
         /// The name before.
         old_name: String,
         /// The name now.
         name: String,
     },
-    /// A remote participant's metadata changed.
+    /// A participant's metadata changed (ours too).
     ParticipantMetadataChanged {
         /// Whose (the handle already reads the new metadata).
-        participant: RemoteParticipant,
+        participant: Participant,
         /// The metadata before.
         old_metadata: String,
         /// The metadata now.
         metadata: String,
     },
-    /// Some of a remote participant's attributes changed.
+    /// Some of a participant's attributes changed (ours too).
     ParticipantAttributesChanged {
         /// Whose (the handle already reads the new attributes).
-        participant: RemoteParticipant,
+        participant: Participant,
         /// The keys that changed with their new values; a removed key has an empty value.
         changed_attributes: std::collections::BTreeMap<String, String>,
     },

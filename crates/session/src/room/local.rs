@@ -1,14 +1,16 @@
 //! Ourselves in the room: publishing, muting, data — the official SDKs' `LocalParticipant`.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use wavecast_codec::Vp8Config;
+use wavecast_rtc::{Participant as ParticipantInfo, ParticipantUpdate};
 
 use super::events::{Queue, RoomEvent};
 use crate::ids::{ParticipantIdentity, ParticipantSid};
 use crate::session::{
     AudioPublisher, DataOptions, PublishedTrack, Session, SessionError, TrackOptions,
-    VideoPublisher,
+    VideoPublisher, lock,
 };
 
 /// Our own participant in a [`crate::Room`]: publish and unpublish tracks, mute them, send data.
@@ -32,6 +34,8 @@ pub struct LocalParticipant {
     session: Arc<Session>,
     queue: Arc<Queue>,
     identity: ParticipantIdentity,
+    /// Our name, metadata and attributes as the server last confirmed them.
+    info: Arc<Mutex<ParticipantInfo>>,
 }
 
 impl std::fmt::Debug for LocalParticipant {
@@ -45,15 +49,18 @@ impl std::fmt::Debug for LocalParticipant {
 
 impl LocalParticipant {
     pub(crate) fn new(session: Arc<Session>, queue: Arc<Queue>) -> Self {
-        let identity = session
-            .join_info()
-            .map(|j| j.local.identity.into())
-            .unwrap_or_default();
+        let local = session.join_info().map(|j| j.local).unwrap_or_default();
         Self {
             session,
             queue,
-            identity,
+            identity: local.identity.as_str().into(),
+            info: Arc::new(Mutex::new(local)),
         }
+    }
+
+    /// Take the server's view of ourselves; returns the state before.
+    pub(crate) fn replace_info(&self, info: ParticipantInfo) -> ParticipantInfo {
+        std::mem::replace(&mut *lock(&self.info), info)
     }
 
     /// Our identity (from the token; the same after every rejoin).
@@ -66,20 +73,69 @@ impl LocalParticipant {
         self.session.join_info().map(|j| j.local.sid.into())
     }
 
-    /// Our display name as the server announced it at the last join.
+    /// Our display name now (as the server confirmed it).
     pub fn name(&self) -> String {
-        self.session
-            .join_info()
-            .map(|j| j.local.name)
-            .unwrap_or_default()
+        lock(&self.info).name.clone()
     }
 
-    /// Our metadata as the server announced it at the last join.
+    /// Our metadata now.
     pub fn metadata(&self) -> String {
-        self.session
-            .join_info()
-            .map(|j| j.local.metadata)
-            .unwrap_or_default()
+        lock(&self.info).metadata.clone()
+    }
+
+    /// Our attributes now.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        lock(&self.info).attributes.clone()
+    }
+
+    /// Set our display name. Returns once the server applied it (the room then reports
+    /// [`RoomEvent::ParticipantNameChanged`] for us, and [`LocalParticipant::name`] reads it);
+    /// the token must grant `canUpdateOwnMetadata`, else the error's source is
+    /// [`wavecast_rtc::EngineError::RequestRefused`] with
+    /// [`wavecast_rtc::RequestRefusal::NotAllowed`].
+    pub async fn set_name(&self, name: impl Into<String>) -> Result<(), SessionError> {
+        self.update(ParticipantUpdate {
+            name: Some(name.into()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Set our metadata (see [`LocalParticipant::set_name`] for the answer and the grant).
+    pub async fn set_metadata(&self, metadata: impl Into<String>) -> Result<(), SessionError> {
+        self.update(ParticipantUpdate {
+            metadata: Some(metadata.into()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Set some of our attributes: the keys given get their values, an empty value removes its
+    /// key, other keys stay (see [`LocalParticipant::set_name`] for the answer and the grant).
+    pub async fn set_attributes(
+        &self,
+        attributes: HashMap<String, String>,
+    ) -> Result<(), SessionError> {
+        self.update(ParticipantUpdate {
+            attributes: Some(attributes.into_iter().collect()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn update(&self, update: ParticipantUpdate) -> Result<(), SessionError> {
+        self.session.update_participant(update.clone()).await?;
+        // The engine's confirmation also comes as an event the room's task applies; apply it
+        // here too so the values read back as soon as the call returns.
+        let (before, after) = {
+            let mut info = lock(&self.info);
+            let after = update.apply(&info);
+            (std::mem::replace(&mut *info, after.clone()), after)
+        };
+        for ev in super::roster::info_changes(&self.clone().into(), &before, &after) {
+            self.queue.push(ev);
+        }
+        Ok(())
     }
 
     /// Publish a track of encoded frames (write them into the returned handle). Fails with

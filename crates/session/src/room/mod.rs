@@ -23,6 +23,7 @@
 
 mod events;
 mod local;
+mod participant;
 mod roster;
 
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,7 @@ pub use events::{
     TrackFilter,
 };
 pub use local::LocalParticipant;
+pub use participant::Participant;
 pub use roster::{RemoteParticipant, RemoteTrackPublication};
 
 /// How to join a room.
@@ -202,6 +204,7 @@ impl Room {
             session_events,
             shared.clone(),
             queue.clone(),
+            local.clone(),
         ));
         // The session reports the room it joined (participants, tracks) as events; apply
         // those before handing the room out, so the roster is complete from the start.
@@ -359,7 +362,12 @@ async fn run(
     mut events: SessionEvents,
     shared: Arc<RoomShared>,
     queue: Arc<events::Queue>,
+    local: LocalParticipant,
 ) {
+    let local_changed = |info: wavecast_rtc::Participant| {
+        let before = local.replace_info(info.clone());
+        roster::info_changes(&local.clone().into(), &before, &info)
+    };
     let mut ended = false;
     while let Some(ev) = events.recv().await {
         let mut out: Vec<RoomEvent> = Vec::new();
@@ -371,7 +379,9 @@ async fn run(
                     SessionState::Reconnecting { .. } => roster.begin_rejoin(),
                     SessionState::Connected => {
                         if let Some(j) = session.join_info() {
-                            roster.local_sid = j.local.sid;
+                            roster.local_sid = j.local.sid.clone();
+                            // A rejoin starts from what the token says about us.
+                            out.extend(local_changed(j.local));
                         }
                         out.extend(roster.end_rejoin());
                     }
@@ -463,6 +473,7 @@ async fn run(
                         out.push(roster.speakers(&list, &me));
                     }
                     EngineEvent::ConnectionQuality(list) => out.extend(roster.qualities(&list)),
+                    EngineEvent::LocalParticipantUpdated(p) => out.extend(local_changed(p)),
                     EngineEvent::DataReceived {
                         participant_identity,
                         topic,

@@ -445,6 +445,19 @@ impl Session {
             .map_err(|e| self.engine_error("send data".into(), e))
     }
 
+    /// Change our own name, metadata or attributes; returns once the server applied it (see
+    /// [`crate::LocalParticipant::set_name`]). Fails with `NotConnected` while reconnecting.
+    pub async fn update_participant(
+        &self,
+        update: wavecast_rtc::ParticipantUpdate,
+    ) -> Result<(), SessionError> {
+        let (_, engine) = self.engine()?;
+        engine
+            .update_participant(update)
+            .await
+            .map_err(|e| self.engine_error("update our participant".into(), e))
+    }
+
     /// Leave the room, close the connections and wait for the session's tasks. Idempotent.
     pub async fn close(&self) {
         self.shared.cancel.cancel();
