@@ -999,6 +999,65 @@ fn a_publication_the_server_never_confirms_times_out() {
 }
 
 #[test]
+fn stream_packets_reach_the_server_typed_and_in_order() {
+    use crate::data_message::{DataMessage, StreamChunk};
+    use crate::wire::{Incoming, decode_data_packet};
+    let mut h = Harness::joined(EngineOptions::default());
+    let chunk = |i: u64, len: usize| {
+        DataMessage::StreamChunk(StreamChunk {
+            stream_id: "s1".into(),
+            chunk_index: i,
+            content: vec![i as u8; len],
+            version: 0,
+        })
+    };
+    let mut slots = Vec::new();
+    for i in 0..20 {
+        let (reply, slot) = reply_slot::<()>();
+        h.command(Command::Message {
+            message: chunk(i, 15_000),
+            destination_identities: vec!["remote".into()],
+            reply,
+        });
+        slots.push(slot);
+    }
+    h.run_for(Duration::from_secs(2));
+    assert!(
+        slots
+            .iter()
+            .all(|s| matches!(*s.lock().unwrap(), Some(Ok(()))))
+    );
+    let got: Vec<DataMessage> = h
+        .sfu
+        .data_received
+        .iter()
+        .filter_map(|d| match decode_data_packet(d) {
+            Ok(Incoming::Message {
+                participant_identity,
+                message,
+            }) => {
+                assert_eq!(participant_identity, "me");
+                Some(message)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (0..20).map(|i| chunk(i, 15_000)).collect::<Vec<_>>());
+
+    // Too large for one packet: refused before anything is queued.
+    let (reply, slot) = reply_slot::<()>();
+    h.command(Command::Message {
+        message: chunk(20, 70_000),
+        destination_identities: Vec::new(),
+        reply,
+    });
+    assert!(matches!(
+        *slot.lock().unwrap(),
+        Some(Err(EngineError::DataTooLarge { max: 65_536, .. }))
+    ));
+}
+
+#[test]
 fn participant_updates_end_with_the_servers_answer_or_time_out() {
     use crate::error::RequestRefusal;
     use crate::sansio::ParticipantUpdate;

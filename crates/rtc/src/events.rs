@@ -247,6 +247,13 @@ pub enum EngineEvent {
         /// Whether it came on the reliable channel.
         reliable: bool,
     },
+    /// A data-stream or RPC packet arrived (reliable; never dropped).
+    DataMessage {
+        /// The sender's identity (empty when the server API sent it).
+        participant_identity: String,
+        /// The packet (boxed: a stream header is large beside the other events).
+        message: Box<crate::data_message::DataMessage>,
+    },
     /// The signal connection was lost (or the server asked us to resume): the engine is
     /// resuming — reconnecting the signal with the same participant and restarting ICE, keeping
     /// every track and subscription. [`EngineEvent::Resumed`] follows on success, else

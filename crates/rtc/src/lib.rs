@@ -33,6 +33,7 @@
 
 #[cfg(test)]
 mod core_tests;
+pub mod data_message;
 mod engine;
 mod error;
 mod events;
@@ -45,9 +46,10 @@ mod sdp;
 mod track;
 mod wire;
 
+pub use data_message::DataMessage;
 pub use engine::{
-    DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PAYLOAD, PROTOCOL_VERSION,
-    ParticipantUpdate, RtpStats,
+    DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PACKET, MAX_DATA_PAYLOAD,
+    PROTOCOL_VERSION, ParticipantUpdate, RtpStats,
 };
 pub use error::{EngineError, PeerRole, RequestRefusal};
 pub use events::{

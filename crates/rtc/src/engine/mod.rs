@@ -27,7 +27,7 @@ use crate::error::{EngineError, PeerRole};
 use crate::events::{EngineEvent, Participant};
 use crate::sansio::{Command, Core, CoreConfig, Counters, Reply};
 pub use crate::sansio::{
-    DataOptions, EngineOptions, MAX_DATA_PAYLOAD, ParticipantUpdate, RtpStats,
+    DataOptions, EngineOptions, MAX_DATA_PACKET, MAX_DATA_PAYLOAD, ParticipantUpdate, RtpStats,
 };
 use crate::track::{CommandSender, LocalTrack, MediaSender, TrackOptions};
 
@@ -273,6 +273,22 @@ impl Engine {
         self.request(|reply| Command::Data {
             payload,
             options,
+            reply,
+        })
+        .await
+    }
+
+    /// Send a data-stream or RPC packet on the reliable channel, to everyone or to
+    /// `destination_identities`. Packets keep their order. Fails with
+    /// [`EngineError::DataTooLarge`] when the encoded packet exceeds [`MAX_DATA_PACKET`].
+    pub async fn send_data_message(
+        &self,
+        message: crate::DataMessage,
+        destination_identities: Vec<String>,
+    ) -> Result<(), EngineError> {
+        self.request(|reply| Command::Message {
+            message,
+            destination_identities,
             reply,
         })
         .await

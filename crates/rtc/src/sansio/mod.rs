@@ -71,6 +71,10 @@ use peer::{Peer, candidate_init, parse_candidate_init};
 /// Largest data packet payload we send (LiveKit's SDKs cap at 15 KiB for reliable data).
 pub const MAX_DATA_PAYLOAD: usize = 15 * 1024;
 
+/// Largest encoded data packet we send (a data-stream chunk of the SDKs' 15 000 bytes with its
+/// header fits easily; SCTP messages over 64 KiB are not accepted by every peer).
+pub const MAX_DATA_PACKET: usize = 64 * 1024;
+
 /// Reliable data packets the engine queues while the SCTP send buffer is full.
 const RELIABLE_BACKLOG: usize = 4096;
 
@@ -168,6 +172,12 @@ pub(crate) enum Command {
     Data {
         payload: Vec<u8>,
         options: DataOptions,
+        reply: Reply<()>,
+    },
+    /// Send a data-stream or RPC packet (reliable).
+    Message {
+        message: crate::data_message::DataMessage,
+        destination_identities: Vec<String>,
         reply: Reply<()>,
     },
     /// Change our own name, metadata or attributes.
