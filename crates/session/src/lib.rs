@@ -56,9 +56,12 @@ mod session;
 
 pub use ids::{ParticipantIdentity, ParticipantSid, TrackSid};
 pub use room::{
-    ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, LocalParticipant,
-    Participant, RemoteParticipant, RemoteTrackPublication, Room, RoomEvent, RoomEvents,
-    RoomOptions, RoomStats, TrackFilter,
+    ActiveSpeaker, ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter,
+    ConnectionState, DataPacketKind, DataStreamLimits, DataStreamStats, DisconnectReason,
+    LocalParticipant, Participant, RemoteParticipant, RemoteTrackPublication, Room, RoomEvent,
+    RoomEvents, RoomOptions, RoomStats, STREAM_CHUNK_SIZE, StreamByteOptions, StreamError,
+    StreamLimit, StreamProgress, StreamTextOptions, TOPIC_CHAT, TOPIC_TRANSCRIPTION,
+    TextStreamHandler, TextStreamInfo, TextStreamReader, TextStreamWriter, TrackFilter,
 };
 /// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
 #[cfg(feature = "libwebrtc")]
@@ -71,6 +74,7 @@ pub use session::{
     TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
 };
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
+pub use wavecast_rtc::data_message::TextOperation;
 pub use wavecast_rtc::{
     EngineError, ParticipantKind, ParticipantUpdate, Quality, RequestRefusal, RtpStats,
     TransportState,

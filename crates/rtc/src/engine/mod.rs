@@ -34,6 +34,10 @@ use crate::track::{CommandSender, LocalTrack, MediaSender, TrackOptions};
 /// The signal protocol version this engine speaks (livekit-server v1.13's current).
 pub const PROTOCOL_VERSION: u32 = 17;
 
+/// The client protocol we advertise (`ClientInfo.client_protocol`): 0, the SDKs' legacy data
+/// streams and RPC v1.
+const CLIENT_PROTOCOL_LEGACY: i32 = 0;
+
 /// What the server told us at join.
 #[derive(Debug, Clone)]
 pub struct JoinInfo {
@@ -96,6 +100,11 @@ impl Engine {
         sopts.client_capabilities = Vec::new();
         sopts.region_failover = false;
         sopts.single_peer_connection = false;
+        // Tell other participants to send us data streams and RPC the legacy way: chunked
+        // streams and RPC request/response packets (client protocol 0). Protocol 2 would invite
+        // single-packet (inline) and DEFLATE-compressed streams and RPC over data streams,
+        // which the session layer does not implement yet.
+        sopts.client_protocol = CLIENT_PROTOCOL_LEGACY;
         sopts.connect_timeout = options.connect_timeout;
         sopts.sdk_options.sdk = "rust".into();
 

@@ -238,6 +238,19 @@ pub enum RoomEvent {
         /// The sender's identity (empty when the server API sent it).
         participant_identity: ParticipantIdentity,
     },
+    /// An incoming data stream went over a limit: refused (too many open) or dropped (too
+    /// large, too much unread, silent too long). Its reader, if it had one, ends with
+    /// [`crate::StreamError::Limit`]; [`crate::Room::data_stream_stats`] counts each kind.
+    DataStreamLimitExceeded {
+        /// The sender.
+        participant_identity: ParticipantIdentity,
+        /// The stream.
+        stream_id: String,
+        /// Its topic.
+        topic: String,
+        /// Which limit.
+        limit: super::data_stream::StreamLimit,
+    },
     /// The room is left for good; the last event.
     Disconnected {
         /// Why.
@@ -268,6 +281,7 @@ impl RoomEvent {
             RoomEvent::ConnectionQualityChanged { .. } => "ConnectionQualityChanged",
             RoomEvent::ConnectionStateChanged(_) => "ConnectionStateChanged",
             RoomEvent::DataReceived { .. } => "DataReceived",
+            RoomEvent::DataStreamLimitExceeded { .. } => "DataStreamLimitExceeded",
             RoomEvent::Disconnected { .. } => "Disconnected",
         }
     }

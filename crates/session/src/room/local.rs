@@ -6,6 +6,10 @@ use std::sync::{Arc, Mutex};
 use wavecast_codec::Vp8Config;
 use wavecast_rtc::{Participant as ParticipantInfo, ParticipantUpdate};
 
+use super::data_stream::{
+    ByteStreamInfo, ByteStreamWriter, StreamByteOptions, StreamError, StreamTextOptions,
+    TextStreamInfo, TextStreamWriter,
+};
 use super::events::{Queue, RoomEvent};
 use crate::ids::{ParticipantIdentity, ParticipantSid};
 use crate::session::{
@@ -204,6 +208,60 @@ impl LocalParticipant {
     /// Our publications now (what a rejoin publishes again).
     pub fn track_publications(&self) -> Vec<PublishedTrack> {
         self.session.published_tracks()
+    }
+
+    /// Send `text` as a text stream (chat: topic [`crate::TOPIC_CHAT`]), cut into chunks of
+    /// at most [`crate::STREAM_CHUNK_SIZE`] bytes, with its length in the header.
+    pub async fn send_text(
+        &self,
+        text: &str,
+        options: StreamTextOptions,
+    ) -> Result<TextStreamInfo, StreamError> {
+        let mut w =
+            TextStreamWriter::open(self.session.clone(), options, Some(text.len() as u64)).await?;
+        w.write(text).await?;
+        let info = w.info().clone();
+        w.close().await?;
+        Ok(info)
+    }
+
+    /// Open a text stream to write incrementally (length unknown in advance).
+    pub async fn stream_text(
+        &self,
+        options: StreamTextOptions,
+    ) -> Result<TextStreamWriter, StreamError> {
+        TextStreamWriter::open(self.session.clone(), options, None).await
+    }
+
+    /// Send `bytes` as a byte stream, with its length in the header.
+    pub async fn send_bytes(
+        &self,
+        bytes: &[u8],
+        mut options: StreamByteOptions,
+    ) -> Result<ByteStreamInfo, StreamError> {
+        options.total_length = Some(bytes.len() as u64);
+        let mut w = ByteStreamWriter::open(self.session.clone(), options).await?;
+        w.write(bytes).await?;
+        let info = w.info().clone();
+        w.close().await?;
+        Ok(info)
+    }
+
+    /// Send a file as a byte stream (its name and length in the header; read piece by piece).
+    pub async fn send_file(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        options: StreamByteOptions,
+    ) -> Result<ByteStreamInfo, StreamError> {
+        super::data_stream::send_file(self.session.clone(), path.as_ref(), options).await
+    }
+
+    /// Open a byte stream to write incrementally (set `total_length` in the options when known).
+    pub async fn stream_bytes(
+        &self,
+        options: StreamByteOptions,
+    ) -> Result<ByteStreamWriter, StreamError> {
+        ByteStreamWriter::open(self.session.clone(), options).await
     }
 
     /// Send a user data packet to the room (or to the identities in `options`). Fails with

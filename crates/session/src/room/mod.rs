@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod data_stream;
 mod events;
 mod local;
 mod participant;
@@ -39,6 +40,12 @@ use crate::session::{
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
 
+pub use data_stream::{
+    ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter, DataStreamLimits,
+    DataStreamStats, STREAM_CHUNK_SIZE, StreamByteOptions, StreamError, StreamLimit,
+    StreamProgress, StreamTextOptions, TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamHandler,
+    TextStreamInfo, TextStreamReader, TextStreamWriter,
+};
 pub use events::{
     ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, RoomEvent, RoomEvents,
     TrackFilter,
@@ -60,6 +67,8 @@ pub struct RoomOptions {
     pub event_capacity: usize,
     /// How long the media connections may take to come up after a join.
     pub transport_timeout: Duration,
+    /// Bounds on incoming data streams.
+    pub data_stream_limits: DataStreamLimits,
 }
 
 impl Default for RoomOptions {
@@ -69,6 +78,7 @@ impl Default for RoomOptions {
             reconnect: ReconnectPolicy::default(),
             event_capacity: 256,
             transport_timeout: Duration::from_secs(10),
+            data_stream_limits: DataStreamLimits::default(),
         }
     }
 }
@@ -98,6 +108,12 @@ impl RoomOptions {
         self
     }
 
+    /// Set the bounds on incoming data streams.
+    pub fn data_stream_limits(mut self, limits: DataStreamLimits) -> Self {
+        self.data_stream_limits = limits;
+        self
+    }
+
     /// The session options these make, for `url` and `credentials`.
     pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
         let mut s = SessionOptions::new(url, credentials)
@@ -122,6 +138,8 @@ pub struct RoomStats {
 
 struct RoomShared {
     roster: Mutex<Roster>,
+    /// Incoming data streams and their handlers.
+    streams: Mutex<data_stream::Streams>,
     auto_subscribe: bool,
     /// The room's metadata now.
     metadata: Mutex<String>,
@@ -194,6 +212,7 @@ impl Room {
         }
         let shared = Arc::new(RoomShared {
             roster: Mutex::new(roster),
+            streams: Mutex::new(data_stream::Streams::new(options.data_stream_limits)),
             auto_subscribe: options.auto_subscribe,
             metadata: Mutex::new(metadata),
         });
@@ -328,6 +347,55 @@ impl Room {
             .await
     }
 
+    /// Hand every incoming text stream on `topic` to `handler` (with the sender's identity).
+    /// The handler runs on the room's task: give the reader to a task of your own. Fails when
+    /// a handler for the topic exists already. Streams with no handler are ignored (counted in
+    /// [`DataStreamStats::unhandled`]).
+    ///
+    /// ```no_run
+    /// # fn demo(room: &wavecast_session::Room) -> Result<(), wavecast_session::StreamError> {
+    /// room.register_text_stream_handler(wavecast_session::TOPIC_CHAT, |reader, from| {
+    ///     tokio::spawn(async move {
+    ///         if let Ok(text) = reader.read_all().await {
+    ///             println!("{from}: {text}");
+    ///         }
+    ///     });
+    /// })
+    /// # }
+    /// ```
+    pub fn register_text_stream_handler(
+        &self,
+        topic: &str,
+        handler: impl Fn(TextStreamReader, crate::ParticipantIdentity) + Send + Sync + 'static,
+    ) -> Result<(), StreamError> {
+        lock(&self.shared.streams).register_text(topic, Arc::new(handler))
+    }
+
+    /// Hand every incoming byte stream on `topic` to `handler` (see
+    /// [`Room::register_text_stream_handler`]).
+    pub fn register_byte_stream_handler(
+        &self,
+        topic: &str,
+        handler: impl Fn(ByteStreamReader, crate::ParticipantIdentity) + Send + Sync + 'static,
+    ) -> Result<(), StreamError> {
+        lock(&self.shared.streams).register_bytes(topic, Arc::new(handler))
+    }
+
+    /// Stop handling text streams on `topic`.
+    pub fn unregister_text_stream_handler(&self, topic: &str) {
+        lock(&self.shared.streams).unregister_text(topic);
+    }
+
+    /// Stop handling byte streams on `topic`.
+    pub fn unregister_byte_stream_handler(&self, topic: &str) {
+        lock(&self.shared.streams).unregister_bytes(topic);
+    }
+
+    /// Counters of incoming data streams (and the bytes waiting unread).
+    pub fn data_stream_stats(&self) -> DataStreamStats {
+        lock(&self.shared.streams).stats()
+    }
+
     /// Counters.
     pub fn stats(&self) -> RoomStats {
         RoomStats {
@@ -369,8 +437,26 @@ async fn run(
         roster::info_changes(&local.clone().into(), &before, &info)
     };
     let mut ended = false;
-    while let Some(ev) = events.recv().await {
+    // Idle data streams are dropped on this clock.
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            _ = tick.tick() => {
+                let mut out = Vec::new();
+                lock(&shared.streams).expire(std::time::Instant::now(), &mut out);
+                for ev in out {
+                    queue.push(ev);
+                }
+                continue;
+            }
+        };
         let mut out: Vec<RoomEvent> = Vec::new();
+        let mut opened: Vec<data_stream::Opened> = Vec::new();
         let mut resubscribe: Vec<(String, String, bool)> = Vec::new();
         match ev {
             SessionEvent::State(state) => {
@@ -443,7 +529,20 @@ async fn run(
                         out.extend(roster.participant_joined(&p));
                     }
                     EngineEvent::ParticipantLeft(p) => {
+                        lock(&shared.streams).participant_left(&p.identity);
                         out.extend(roster.participant_left(&p.identity))
+                    }
+                    EngineEvent::DataMessage {
+                        participant_identity,
+                        message,
+                    } => {
+                        let from = crate::ParticipantIdentity::from(participant_identity);
+                        let now = std::time::Instant::now();
+                        if let Some(o) =
+                            lock(&shared.streams).on_message(now, &from, *message, &mut out)
+                        {
+                            opened.push(o);
+                        }
                     }
                     EngineEvent::TrackPublished { participant, track } => {
                         out.extend(roster.track_published(&participant, &track));
@@ -510,6 +609,9 @@ async fn run(
         for ev in out {
             queue.push(ev);
         }
+        for o in opened {
+            o.deliver();
+        }
         for (participant_sid, track_sid, wanted) in resubscribe {
             if let Err(e) = session
                 .set_subscribed(&participant_sid, &track_sid, wanted)
@@ -522,6 +624,7 @@ async fn run(
             break;
         }
     }
+    lock(&shared.streams).close_all();
     if !ended {
         queue.push(RoomEvent::Disconnected {
             reason: DisconnectReason::ClientInitiated,
