@@ -828,7 +828,7 @@ impl Streams {
 // ------------------------------------------------------------------------------ writers
 
 /// A random stream id (the SDKs use a UUID; any unique text works).
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let v: u128 = rand::random();
     let h = format!("{v:032x}");
     format!(

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use wavecast_codec::Vp8Config;
 use wavecast_rtc::{Participant as ParticipantInfo, ParticipantUpdate};
@@ -11,6 +12,7 @@ use super::data_stream::{
     TextStreamInfo, TextStreamWriter,
 };
 use super::events::{Queue, RoomEvent};
+use super::rpc::{PerformRpcData, Rpc, RpcError, RpcInvocationData};
 use crate::ids::{ParticipantIdentity, ParticipantSid};
 use crate::session::{
     AudioPublisher, DataOptions, PublishedTrack, Session, SessionError, TrackOptions,
@@ -40,6 +42,7 @@ pub struct LocalParticipant {
     identity: ParticipantIdentity,
     /// Our name, metadata and attributes as the server last confirmed them.
     info: Arc<Mutex<ParticipantInfo>>,
+    rpc: Arc<Rpc>,
 }
 
 impl std::fmt::Debug for LocalParticipant {
@@ -52,14 +55,79 @@ impl std::fmt::Debug for LocalParticipant {
 }
 
 impl LocalParticipant {
-    pub(crate) fn new(session: Arc<Session>, queue: Arc<Queue>) -> Self {
+    pub(crate) fn new(session: Arc<Session>, queue: Arc<Queue>, rpc: Arc<Rpc>) -> Self {
         let local = session.join_info().map(|j| j.local).unwrap_or_default();
         Self {
             session,
             queue,
             identity: local.identity.as_str().into(),
             info: Arc::new(Mutex::new(local)),
+            rpc,
         }
+    }
+
+    /// Call `method` on the participant `destination` with `payload` and wait for its answer
+    /// (at most `response_timeout` once the receiver acknowledged the request). Errors carry
+    /// the SDKs' codes ([`crate::RpcErrorCode`]) or the receiver's own.
+    ///
+    /// ```no_run
+    /// # async fn demo(room: wavecast_session::Room) {
+    /// use std::time::Duration;
+    /// let me = room.local_participant();
+    /// match me.perform_rpc("agent", "get-weather", "{\"city\":\"Oslo\"}", Duration::from_secs(10)).await {
+    ///     Ok(answer) => println!("{answer}"),
+    ///     Err(e) => println!("failed: {} ({:?})", e, e.built_in_code()),
+    /// }
+    /// # }
+    /// ```
+    pub async fn perform_rpc(
+        &self,
+        destination: &str,
+        method: &str,
+        payload: &str,
+        response_timeout: Duration,
+    ) -> Result<String, RpcError> {
+        self.perform_rpc_with(PerformRpcData {
+            destination_identity: destination.to_owned(),
+            method: method.to_owned(),
+            payload: payload.to_owned(),
+            response_timeout,
+            ..PerformRpcData::default()
+        })
+        .await
+    }
+
+    /// [`LocalParticipant::perform_rpc`] with every setting (the ack's round-trip bound too).
+    pub async fn perform_rpc_with(&self, call: PerformRpcData) -> Result<String, RpcError> {
+        self.rpc.perform(&self.session, call).await
+    }
+
+    /// Answer calls of `method` with `handler` (replacing any earlier one). The handler runs
+    /// on a task of its own per call; return an [`RpcError`] to send the caller its code,
+    /// message and data.
+    ///
+    /// ```no_run
+    /// # fn demo(room: &wavecast_session::Room) {
+    /// use wavecast_session::RpcError;
+    /// room.local_participant().register_rpc_method("echo", |call| async move {
+    ///     if call.payload.is_empty() {
+    ///         return Err(RpcError::new(4000, "empty", None));
+    ///     }
+    ///     Ok(call.payload)
+    /// });
+    /// # }
+    /// ```
+    pub fn register_rpc_method<F, Fut>(&self, method: &str, handler: F)
+    where
+        F: Fn(RpcInvocationData) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<String, RpcError>> + Send + 'static,
+    {
+        self.rpc.register(method, handler);
+    }
+
+    /// Stop answering `method` (callers then get [`crate::RpcErrorCode::UnsupportedMethod`]).
+    pub fn unregister_rpc_method(&self, method: &str) {
+        self.rpc.unregister(method);
     }
 
     /// Take the server's view of ourselves; returns the state before.

@@ -26,6 +26,7 @@ mod events;
 mod local;
 mod participant;
 mod roster;
+pub(crate) mod rpc;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +40,7 @@ use crate::session::{
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
+use wavecast_rtc::DataMessage;
 
 pub use data_stream::{
     ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter, DataStreamLimits,
@@ -53,6 +55,10 @@ pub use events::{
 pub use local::LocalParticipant;
 pub use participant::Participant;
 pub use roster::{RemoteParticipant, RemoteTrackPublication};
+pub use rpc::{
+    DEFAULT_MAX_ROUND_TRIP_LATENCY, MAX_RPC_PAYLOAD_BYTES, PerformRpcData, RpcError, RpcErrorCode,
+    RpcInvocationData,
+};
 
 /// How to join a room.
 #[derive(Debug, Clone)]
@@ -217,13 +223,15 @@ impl Room {
             metadata: Mutex::new(metadata),
         });
         let session = Arc::new(session);
-        let local = LocalParticipant::new(session.clone(), queue.clone());
+        let rpc = Arc::new(rpc::Rpc::default());
+        let local = LocalParticipant::new(session.clone(), queue.clone(), rpc.clone());
         let task = tokio::spawn(run(
             session.clone(),
             session_events,
             shared.clone(),
             queue.clone(),
             local.clone(),
+            rpc,
         ));
         // The session reports the room it joined (participants, tracks) as events; apply
         // those before handing the room out, so the roster is complete from the start.
@@ -431,6 +439,7 @@ async fn run(
     shared: Arc<RoomShared>,
     queue: Arc<events::Queue>,
     local: LocalParticipant,
+    rpc: Arc<rpc::Rpc>,
 ) {
     let local_changed = |info: wavecast_rtc::Participant| {
         let before = local.replace_info(info.clone());
@@ -530,6 +539,7 @@ async fn run(
                     }
                     EngineEvent::ParticipantLeft(p) => {
                         lock(&shared.streams).participant_left(&p.identity);
+                        rpc.participant_left(&p.identity);
                         out.extend(roster.participant_left(&p.identity))
                     }
                     EngineEvent::DataMessage {
@@ -537,11 +547,20 @@ async fn run(
                         message,
                     } => {
                         let from = crate::ParticipantIdentity::from(participant_identity);
-                        let now = std::time::Instant::now();
-                        if let Some(o) =
-                            lock(&shared.streams).on_message(now, &from, *message, &mut out)
-                        {
-                            opened.push(o);
+                        match *message {
+                            DataMessage::RpcRequest(r) => {
+                                tokio::spawn(rpc.clone().serve(session.clone(), from, r));
+                            }
+                            DataMessage::RpcAck(a) => rpc.on_ack(a),
+                            DataMessage::RpcResponse(r) => rpc.on_response(r),
+                            m => {
+                                let now = std::time::Instant::now();
+                                if let Some(o) =
+                                    lock(&shared.streams).on_message(now, &from, m, &mut out)
+                                {
+                                    opened.push(o);
+                                }
+                            }
                         }
                     }
                     EngineEvent::TrackPublished { participant, track } => {
