@@ -240,7 +240,8 @@ pub enum RoomEvent {
     },
     /// An incoming data stream went over a limit: refused (too many open) or dropped (too
     /// large, too much unread, silent too long). Its reader, if it had one, ends with
-    /// [`crate::StreamError::Limit`]; [`crate::Room::data_stream_stats`] counts each kind.
+    /// [`crate::StreamError::Limit`]; [`crate::Room::data_stream_stats`] counts each kind
+    /// (this event is droppable when the app is behind, the counters are not).
     DataStreamLimitExceeded {
         /// The sender.
         participant_identity: ParticipantIdentity,
@@ -296,6 +297,8 @@ impl RoomEvent {
                     kind: DataPacketKind::Lossy,
                     ..
                 }
+                // A hostile peer can cause any number of them; the counters are exact.
+                | RoomEvent::DataStreamLimitExceeded { .. }
         )
     }
 }
@@ -431,8 +434,10 @@ impl Queue {
 /// Policy when the app reads slowly: nothing waits for the app — the room's task updates the
 /// roster and queues notifications without blocking. Up to the room's event capacity everything
 /// is queued. Past it, *droppable* notifications — [`RoomEvent::ActiveSpeakersChanged`],
-/// [`RoomEvent::ConnectionQualityChanged`] (periodic, each superseding the last) and lossy
-/// [`RoomEvent::DataReceived`] — are dropped (newest first) and counted in
+/// [`RoomEvent::ConnectionQualityChanged`] (periodic, each superseding the last), lossy
+/// [`RoomEvent::DataReceived`] and [`RoomEvent::DataStreamLimitExceeded`] (which a peer can
+/// cause at will; [`crate::Room::data_stream_stats`] counts them exactly) — are dropped
+/// (newest first) and counted in
 /// [`crate::RoomStats::dropped_events`]; every other event is still queued, so a track handle, a
 /// state change or a roster change is never lost (the queue then grows with the room's changes;
 /// [`crate::RoomStats::queue_peak`] shows by how much).
