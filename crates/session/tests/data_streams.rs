@@ -214,6 +214,71 @@ async fn streams_between_two_wavecast_rooms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_unterminated_streams_leaves_memory_bounded() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (alice, mut alice_events) = join(&server, "flood", "alice", RoomOptions::default()).await;
+    let limits = DataStreamLimits {
+        max_streams: 16,
+        max_stream_bytes: 1_000_000,
+        max_buffered_bytes: 200_000,
+        idle_timeout: Duration::from_secs(5),
+    };
+    let (bob, _bob_events) = join(
+        &server,
+        "flood",
+        "bob",
+        RoomOptions::default().data_stream_limits(limits),
+    )
+    .await;
+    wait_for(&mut alice_events, "ParticipantConnected").await;
+    // Bob's app takes every reader and never reads.
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    bob.register_byte_stream_handler("flood", move |reader, _| keep.lock().unwrap().push(reader))
+        .expect("handler");
+    // Alice opens 100 streams, then writes 20 000 bytes into each, and never ends one.
+    let me = alice.local_participant();
+    let mut writers = Vec::new();
+    for _ in 0..100 {
+        writers.push(
+            me.stream_bytes(StreamByteOptions::topic("flood"))
+                .await
+                .expect("open"),
+        );
+    }
+    for w in &mut writers {
+        w.write(&[7; 20_000]).await.expect("write");
+    }
+    // Within the limits all along, until every stream bob took has ended by a limit.
+    let deadline = Instant::now() + WAIT;
+    let st = loop {
+        let st = bob.data_stream_stats();
+        assert!(st.open_streams <= 16, "{st:?}");
+        assert!(st.buffered_bytes <= 200_000, "{st:?}");
+        if st.opened + st.rejected_too_many == 100 && st.open_streams == 0 {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood did not settle: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // 16 open at once, the rest refused; of those 16, 10 fit in the unread budget (then fell
+    // silent and timed out) and 6 were dropped at their first chunk.
+    assert_eq!((st.opened, st.rejected_too_many), (16, 84), "{st:?}");
+    assert_eq!((st.timed_out, st.dropped_buffer_full), (10, 6), "{st:?}");
+    assert_eq!(st.buffered_peak, 200_000, "{st:?}");
+    held.lock().unwrap().clear();
+    assert_eq!(bob.data_stream_stats().buffered_bytes, 0);
+    eprintln!("flood of 100 unterminated streams: {st:?}");
+    drop(writers);
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chat_and_files_both_ways_with_the_python_sdk() {
     init_tracing();
     let server = LiveKitServer::start().expect("livekit-server starts");

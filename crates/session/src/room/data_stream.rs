@@ -174,6 +174,8 @@ pub struct DataStreamStats {
     pub failed: u64,
     /// Chunks for no open stream, or repeated (ignored).
     pub stray_chunks: u64,
+    /// Streams open now.
+    pub open_streams: u64,
     /// Bytes received and not yet read now.
     pub buffered_bytes: u64,
     /// The most bytes that waited unread at once.
@@ -536,6 +538,7 @@ impl Streams {
 
     pub(crate) fn stats(&self) -> DataStreamStats {
         DataStreamStats {
+            open_streams: self.open.len() as u64,
             buffered_bytes: self.buffered.now.load(Ordering::Relaxed),
             buffered_peak: self.buffered.peak.load(Ordering::Relaxed),
             ..self.stats
