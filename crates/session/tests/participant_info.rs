@@ -7,10 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{init_tracing, options};
+use common::init_tracing;
 use wavecast_session::{
-    EngineError, Participant, RequestRefusal, Room, RoomEvent, RoomEvents, RoomOptions,
-    SessionError,
+    Credentials, EngineError, Participant, RequestRefusal, Room, RoomEvent, RoomEvents,
+    RoomOptions, SessionError, SessionOptions,
 };
 use wavecast_testbed::LiveKitServer;
 use wavecast_token::{Preset, TokenBuilder};
@@ -45,18 +45,35 @@ fn whose(ev: &RoomEvent) -> Option<&Participant> {
     }
 }
 
-async fn join(server: &LiveKitServer, room: &str, identity: &str) -> (Room, RoomEvents) {
-    Room::connect_with(options(server, room, identity), RoomOptions::default())
-        .await
-        .expect("the room joins")
+/// Join as a broadcaster that may (or may not) update its own metadata.
+async fn join(
+    server: &LiveKitServer,
+    room: &str,
+    identity: &str,
+    can_update: bool,
+) -> (Room, RoomEvents) {
+    let builder = TokenBuilder::new(identity)
+        .room(room)
+        .preset(Preset::Broadcaster)
+        .can_update_own_metadata(can_update);
+    let credentials = Credentials::Mint {
+        keys: server.keys(),
+        builder: Box::new(builder),
+    };
+    Room::connect_with(
+        SessionOptions::new(server.ws_url(), credentials),
+        RoomOptions::default(),
+    )
+    .await
+    .expect("the room joins")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn name_metadata_and_attributes_set_on_one_room_are_seen_on_the_other() {
     init_tracing();
     let server = LiveKitServer::start().expect("livekit-server starts");
-    let (alice, mut alice_events) = join(&server, "info", "alice").await;
-    let (bob, mut bob_events) = join(&server, "info", "bob").await;
+    let (alice, mut alice_events) = join(&server, "info", "alice", true).await;
+    let (bob, mut bob_events) = join(&server, "info", "bob", false).await;
     wait_for(&mut alice_events, "ParticipantConnected", |_| true).await;
     let me = alice.local_participant();
 
@@ -147,16 +164,8 @@ async fn name_metadata_and_attributes_set_on_one_room_are_seen_on_the_other() {
 async fn a_token_without_the_grant_is_refused_with_a_typed_error() {
     init_tracing();
     let server = LiveKitServer::start().expect("livekit-server starts");
-    let mut grants = Preset::Broadcaster.grants("denied");
-    grants.can_update_own_metadata = Some(false);
-    let token = TokenBuilder::new("carol")
-        .room("denied")
-        .grants(grants)
-        .mint(&server.keys())
-        .expect("token");
-    let (carol, _events) = Room::connect(&server.ws_url(), &token, RoomOptions::default())
-        .await
-        .expect("the room joins");
+    // The broadcaster preset alone does not grant canUpdateOwnMetadata.
+    let (carol, _events) = join(&server, "denied", "carol", false).await;
     let me = carol.local_participant();
     for result in [
         me.set_name("Carol").await,
