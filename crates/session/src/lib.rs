@@ -2,7 +2,10 @@
 //!
 //! - [`Room`]: join a room the way the official SDKs do — [`RoomEvent`]s, a roster of
 //!   [`RemoteParticipant`]s and their [`RemoteTrackPublication`]s, explicit subscriptions,
-//!   [`RoomEvents::next_track`]. Start here.
+//!   [`RoomEvents::next_track`]. Start here. Its [`LocalParticipant`] publishes, sets our name,
+//!   metadata and attributes, sends data streams (chat on [`TOPIC_CHAT`], files) and calls RPC
+//!   methods; [`Room::register_text_stream_handler`] and
+//!   [`LocalParticipant::register_rpc_method`] receive them.
 //! - [`admin`]: room administration (create, list, delete rooms; list, get, remove, mute and
 //!   update participants; send data) through the server API.
 //! - [`Session`]: a live participant on the media engine — connect, publish, subscribe, data —

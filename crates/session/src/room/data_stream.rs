@@ -162,6 +162,9 @@ pub struct DataStreamStats {
     pub completed: u64,
     /// Streams no handler was registered for (ignored).
     pub unhandled: u64,
+    /// Streams in a form not read here (compressed content), ignored. Peers do not send them
+    /// to us: we advertise the legacy client protocol.
+    pub unsupported: u64,
     /// Streams refused: too many open.
     pub rejected_too_many: u64,
     /// Streams dropped: too large.
@@ -584,6 +587,10 @@ impl Streams {
         let key = (from.clone(), h.stream_id.clone());
         if self.open.contains_key(&key) {
             self.stats.stray_chunks += 1; // a repeated header
+            return None;
+        }
+        if h.compression != wavecast_rtc::data_message::Compression::None {
+            self.stats.unsupported += 1;
             return None;
         }
         let is_text = matches!(h.kind, StreamKind::Text { .. });

@@ -352,6 +352,14 @@ fn a_topic_has_one_handler_and_unhandled_streams_are_counted() {
     feed(&mut s, Instant::now(), vec![header("z", false, None)]);
     assert_eq!(s.stats().unhandled, 1);
     assert_eq!(s.open_streams(), 0);
+    // Compressed content is not read here: refused, not handed over as garbage.
+    let DataMessage::StreamHeader(mut h) = header("c", true, None) else {
+        unreachable!()
+    };
+    h.compression = wavecast_rtc::data_message::Compression::DeflateRaw;
+    feed(&mut s, Instant::now(), vec![DataMessage::StreamHeader(h)]);
+    assert_eq!(s.stats().unsupported, 1);
+    assert_eq!(s.open_streams(), 0);
 }
 
 /// One packet of a hostile peer's sequence.
