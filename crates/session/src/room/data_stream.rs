@@ -650,7 +650,8 @@ impl Streams {
                 },
                 from.clone(),
             ),
-            StreamKind::Bytes { name } => Opened::Bytes(
+            // A header of a newer kind: its content is still bytes.
+            kind @ (StreamKind::Bytes { .. } | StreamKind::Unknown) => Opened::Bytes(
                 self.byte_handlers[&h.topic].clone(),
                 ByteStreamReader {
                     info: ByteStreamInfo {
@@ -660,13 +661,15 @@ impl Streams {
                         mime_type: h.mime_type.clone(),
                         total_length: h.total_length,
                         attributes: h.attributes.clone(),
-                        name,
+                        name: match kind {
+                            StreamKind::Bytes { name } => name,
+                            _ => String::new(),
+                        },
                     },
                     raw,
                 },
                 from.clone(),
             ),
-            StreamKind::Unknown => unreachable!("no handler map holds unknown kinds"),
         };
         self.stats.opened += 1;
         self.open.insert(

@@ -24,6 +24,11 @@ fn streams(limits: DataStreamLimits) -> (Streams, Kept<ByteStreamReader>, Kept<T
 }
 
 fn header(id: &str, text: bool, total: Option<u64>) -> DataMessage {
+    header_of(id, text, total, false)
+}
+
+/// A header; `unknown` makes it neither text nor bytes (a newer kind).
+fn header_of(id: &str, text: bool, total: Option<u64>, unknown: bool) -> DataMessage {
     DataMessage::StreamHeader(StreamHeader {
         stream_id: id.into(),
         timestamp_ms: 0,
@@ -31,7 +36,9 @@ fn header(id: &str, text: bool, total: Option<u64>) -> DataMessage {
         mime_type: String::new(),
         total_length: total,
         attributes: BTreeMap::new(),
-        kind: if text {
+        kind: if unknown {
+            StreamKind::Unknown
+        } else if text {
             StreamKind::Text {
                 operation: TextOperation::Create,
                 version: 0,
@@ -360,12 +367,24 @@ fn a_topic_has_one_handler_and_unhandled_streams_are_counted() {
     feed(&mut s, Instant::now(), vec![DataMessage::StreamHeader(h)]);
     assert_eq!(s.stats().unsupported, 1);
     assert_eq!(s.open_streams(), 0);
+    // A header of a newer kind is read as bytes by the topic's byte handler.
+    let (mut s, bytes, _) = streams(limits());
+    feed(
+        &mut s,
+        Instant::now(),
+        vec![
+            header_of("u", false, None, true),
+            chunk("u", 0, b"x"),
+            trailer("u", ""),
+        ],
+    );
+    assert_eq!(bytes.lock().unwrap().len(), 1);
 }
 
 /// One packet of a hostile peer's sequence.
 #[derive(Debug, Clone)]
 enum Op {
-    Header(u8, bool, Option<u16>),
+    Header(u8, bool, Option<u16>, bool),
     Chunk(u8, u8, u16),
     Trailer(u8, bool),
     Read(u8),
@@ -374,8 +393,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..6, any::<bool>(), proptest::option::of(0u16..2000))
-            .prop_map(|(i, t, n)| Op::Header(i, t, n)),
+        (
+            0u8..6,
+            any::<bool>(),
+            proptest::option::of(0u16..2000),
+            proptest::bool::weighted(0.1)
+        )
+            .prop_map(|(i, t, n, u)| Op::Header(i, t, n, u)),
         (0u8..6, 0u8..5, 0u16..700).prop_map(|(i, c, n)| Op::Chunk(i, c, n)),
         (0u8..6, any::<bool>()).prop_map(|(i, a)| Op::Trailer(i, a)),
         (0u8..6).prop_map(Op::Read),
@@ -393,7 +417,7 @@ proptest! {
         let mut now = Instant::now();
         for op in ops {
             let m = match op {
-                Op::Header(i, t, n) => Some(header(&format!("s{i}"), t, n.map(u64::from))),
+                Op::Header(i, t, n, u) => Some(header_of(&format!("s{i}"), t, n.map(u64::from), u)),
                 Op::Chunk(i, c, n) => Some(chunk(&format!("s{i}"), u64::from(c), &vec![7; n as usize])),
                 Op::Trailer(i, abort) => Some(trailer(&format!("s{i}"), if abort { "x" } else { "" })),
                 Op::Read(i) => {
