@@ -61,12 +61,12 @@ pub use ids::{ParticipantIdentity, ParticipantSid, TrackSid};
 pub use room::{
     ActiveSpeaker, ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter,
     ConnectionState, DEFAULT_MAX_ROUND_TRIP_LATENCY, DataPacketKind, DataStreamLimits,
-    DataStreamStats, DisconnectReason, LocalParticipant, MAX_RPC_PAYLOAD_BYTES, Participant,
-    PerformRpcData, RemoteParticipant, RemoteTrackPublication, Room, RoomEvent, RoomEvents,
-    RoomOptions, RoomStats, RpcError, RpcErrorCode, RpcInvocationData, STREAM_CHUNK_SIZE,
-    StreamByteOptions, StreamError, StreamLimit, StreamProgress, StreamTextOptions, TOPIC_CHAT,
-    TOPIC_TRANSCRIPTION, TextStreamHandler, TextStreamInfo, TextStreamReader, TextStreamWriter,
-    TrackFilter,
+    DataStreamStats, DisconnectReason, LocalParticipant, MAX_REQUESTS_IN_PROGRESS,
+    MAX_RPC_PAYLOAD_BYTES, Participant, PerformRpcData, RemoteParticipant, RemoteTrackPublication,
+    Room, RoomEvent, RoomEvents, RoomOptions, RoomStats, RpcError, RpcErrorCode, RpcInvocationData,
+    STREAM_CHUNK_SIZE, StreamByteOptions, StreamError, StreamLimit, StreamProgress,
+    StreamTextOptions, TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamHandler, TextStreamInfo,
+    TextStreamReader, TextStreamWriter, TrackFilter,
 };
 /// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
 #[cfg(feature = "libwebrtc")]

@@ -56,8 +56,8 @@ pub use local::LocalParticipant;
 pub use participant::Participant;
 pub use roster::{RemoteParticipant, RemoteTrackPublication};
 pub use rpc::{
-    DEFAULT_MAX_ROUND_TRIP_LATENCY, MAX_RPC_PAYLOAD_BYTES, PerformRpcData, RpcError, RpcErrorCode,
-    RpcInvocationData,
+    DEFAULT_MAX_ROUND_TRIP_LATENCY, MAX_REQUESTS_IN_PROGRESS, MAX_RPC_PAYLOAD_BYTES,
+    PerformRpcData, RpcError, RpcErrorCode, RpcInvocationData,
 };
 
 /// How to join a room.

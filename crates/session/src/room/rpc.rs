@@ -219,7 +219,23 @@ struct Pending {
 pub(crate) struct Rpc {
     handlers: Mutex<HashMap<String, Handler>>,
     pending: Mutex<HashMap<String, Pending>>,
+    /// Requests being answered now (bounded by [`MAX_REQUESTS_IN_PROGRESS`]).
+    in_progress: std::sync::atomic::AtomicUsize,
 }
+
+/// A request in progress; leaves when dropped.
+struct InProgress<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Requests answered at once; past it a request is acked and answered with
+/// [`RpcErrorCode::ApplicationError`] at once, so a peer flooding us with calls to a slow
+/// method cannot make us hold any number of handler tasks.
+pub const MAX_REQUESTS_IN_PROGRESS: usize = 256;
 
 impl Rpc {
     pub(crate) fn register<F, Fut>(&self, method: &str, handler: F)
@@ -383,7 +399,19 @@ impl Rpc {
             );
         }
         let request_id = request.id.clone();
-        let outcome = self.answer(caller.clone(), request).await;
+        let outcome = match self.enter() {
+            Some(_place) => self.answer(caller.clone(), request).await,
+            None => {
+                warn!("RPC request {request_id} from {caller} refused: too many in progress");
+                RpcOutcome::Error(
+                    RpcError::built_in(
+                        RpcErrorCode::ApplicationError,
+                        Some("too many requests in progress".into()),
+                    )
+                    .to_info(),
+                )
+            }
+        };
         let response = DataMessage::RpcResponse(RpcResponse {
             request_id: request_id.clone(),
             outcome: Some(outcome),
@@ -391,6 +419,17 @@ impl Rpc {
         if let Err(e) = session.send_data_message(response, to).await {
             warn!("could not answer RPC request {request_id} from {caller}: {e}");
         }
+    }
+
+    /// A place among the requests in progress (`None` at the bound); freed when dropped.
+    fn enter(&self) -> Option<InProgress<'_>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.in_progress
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n < MAX_REQUESTS_IN_PROGRESS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InProgress(&self.in_progress))
     }
 
     /// What to answer `request`: the handler's result, or the built-in error that applies.
@@ -511,6 +550,24 @@ mod tests {
         assert_eq!(code(rpc.answer(bob.clone(), ask("echo", 2)).await), 1404);
         rpc.unregister("echo");
         assert_eq!(code(rpc.answer(bob, ask("echo", 1)).await), 1400);
+    }
+
+    #[test]
+    fn requests_in_progress_are_bounded_and_released() {
+        let rpc = Rpc::default();
+        let mut held: Vec<_> = (0..MAX_REQUESTS_IN_PROGRESS)
+            .map(|_| rpc.enter().expect("under the bound"))
+            .collect();
+        assert!(rpc.enter().is_none(), "one past the bound");
+        assert!(rpc.enter().is_none(), "a refusal takes no place");
+        held.pop();
+        let last = rpc.enter().expect("a place freed");
+        drop(last);
+        drop(held);
+        assert_eq!(
+            rpc.in_progress.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[tokio::test]
