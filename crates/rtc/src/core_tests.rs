@@ -998,6 +998,171 @@ fn a_publication_the_server_never_confirms_times_out() {
     assert_eq!(h.offers_sent(), offers + 1);
 }
 
+#[test]
+fn stream_packets_reach_the_server_typed_and_in_order() {
+    use crate::data_message::{DataMessage, StreamChunk};
+    use crate::wire::{Incoming, decode_data_packet};
+    let mut h = Harness::joined(EngineOptions::default());
+    let chunk = |i: u64, len: usize| {
+        DataMessage::StreamChunk(StreamChunk {
+            stream_id: "s1".into(),
+            chunk_index: i,
+            content: vec![i as u8; len],
+            version: 0,
+        })
+    };
+    let mut slots = Vec::new();
+    for i in 0..20 {
+        let (reply, slot) = reply_slot::<()>();
+        h.command(Command::Message {
+            message: chunk(i, 15_000),
+            destination_identities: vec!["remote".into()],
+            reply,
+        });
+        slots.push(slot);
+    }
+    h.run_for(Duration::from_secs(2));
+    assert!(
+        slots
+            .iter()
+            .all(|s| matches!(*s.lock().unwrap(), Some(Ok(()))))
+    );
+    let got: Vec<DataMessage> = h
+        .sfu
+        .data_received
+        .iter()
+        .filter_map(|d| match decode_data_packet(d) {
+            Ok(Incoming::Message {
+                participant_identity,
+                message,
+            }) => {
+                assert_eq!(participant_identity, "me");
+                Some(message)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (0..20).map(|i| chunk(i, 15_000)).collect::<Vec<_>>());
+
+    // Too large for one packet: refused before anything is queued.
+    let (reply, slot) = reply_slot::<()>();
+    h.command(Command::Message {
+        message: chunk(20, 70_000),
+        destination_identities: Vec::new(),
+        reply,
+    });
+    assert!(matches!(
+        *slot.lock().unwrap(),
+        Some(Err(EngineError::DataTooLarge { max: 65_536, .. }))
+    ));
+}
+
+#[test]
+fn participant_updates_end_with_the_servers_answer_or_time_out() {
+    use crate::error::RequestRefusal;
+    use crate::sansio::ParticipantUpdate;
+    let mut h = Harness::joined(EngineOptions::default());
+    h.take_events();
+    let update = |name: &str| ParticipantUpdate {
+        name: Some(name.into()),
+        ..ParticipantUpdate::default()
+    };
+    let last_request_id = |h: &Harness| {
+        h.sent
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                proto::signal_request::Message::UpdateMetadata(u) => Some(u.request_id),
+                _ => None,
+            })
+            .expect("an UpdateParticipantMetadata was sent")
+    };
+    let answer = |h: &mut Harness, id: u32, reason: proto::request_response::Reason| {
+        h.signal(SignalIn::Message(Box::new(
+            proto::signal_response::Message::RequestResponse(proto::RequestResponse {
+                request_id: id,
+                reason: reason as i32,
+                message: "nope".into(),
+                request: None,
+            }),
+        )));
+    };
+
+    // Confirmed by the server's OK: our state shows it at once, as an event.
+    let (reply, slot) = reply_slot::<()>();
+    h.command(Command::UpdateParticipant {
+        update: update("A"),
+        reply,
+    });
+    let first = last_request_id(&h);
+    assert!(slot.lock().unwrap().is_none(), "waits for the server");
+    answer(&mut h, first, proto::request_response::Reason::Ok);
+    assert!(matches!(slot.lock().unwrap().take(), Some(Ok(()))));
+    let ev = h.take_events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, EngineEvent::LocalParticipantUpdated(p) if p.name == "A")),
+        "{ev:?}"
+    );
+
+    // Refused: the typed reason and the server's message.
+    let (reply, slot) = reply_slot::<()>();
+    h.command(Command::UpdateParticipant {
+        update: update("B"),
+        reply,
+    });
+    let second = last_request_id(&h);
+    assert_ne!(first, second, "each request has its own id");
+    answer(&mut h, second, proto::request_response::Reason::NotAllowed);
+    match slot.lock().unwrap().take() {
+        Some(Err(EngineError::RequestRefused {
+            reason: RequestRefusal::NotAllowed,
+            message,
+            ..
+        })) => assert_eq!(message, "nope"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Confirmed by our participant info showing the value (no RequestResponse).
+    let (reply, slot) = reply_slot::<()>();
+    h.command(Command::UpdateParticipant {
+        update: update("C"),
+        reply,
+    });
+    h.signal(SignalIn::Message(Box::new(
+        proto::signal_response::Message::Update(proto::ParticipantUpdate {
+            participants: vec![proto::ParticipantInfo {
+                sid: "PA_local".into(),
+                identity: "me".into(),
+                name: "C".into(),
+                state: proto::participant_info::State::Active as i32,
+                ..Default::default()
+            }],
+        }),
+    )));
+    assert!(matches!(slot.lock().unwrap().take(), Some(Ok(()))));
+
+    // Unanswered: times out after 5 s of virtual time; a late answer changes nothing.
+    let (reply, slot) = reply_slot::<()>();
+    h.command(Command::UpdateParticipant {
+        update: update("D"),
+        reply,
+    });
+    let fourth = last_request_id(&h);
+    h.run_for(Duration::from_millis(4900));
+    assert!(slot.lock().unwrap().is_none());
+    h.run_for(Duration::from_millis(200));
+    assert!(matches!(
+        slot.lock().unwrap().take(),
+        Some(Err(EngineError::RequestTimeout {
+            timeout_ms: 5000,
+            ..
+        }))
+    ));
+    answer(&mut h, fourth, proto::request_response::Reason::Ok);
+    assert!(!h.core.is_stopped());
+}
+
 /// A reader that takes nothing: must-deliver events are held in order, droppable ones dropped
 /// and counted; once the reader catches up it gets the held ones in their order.
 #[test]

@@ -109,12 +109,78 @@ pub enum EngineError {
         /// Limit.
         max: usize,
     },
+    /// The server refused a request (its `RequestResponse` named an error).
+    #[error("the server refused {request}: {reason}{}", if message.is_empty() { String::new() } else { format!(" ({message})") })]
+    RequestRefused {
+        /// What was asked, e.g. `the participant update`.
+        request: &'static str,
+        /// The server's reason.
+        reason: RequestRefusal,
+        /// The server's message (may be empty).
+        message: String,
+    },
+    /// The server did not answer a request in time.
+    #[error("the server did not answer {request} within {timeout_ms} ms")]
+    RequestTimeout {
+        /// What was asked.
+        request: &'static str,
+        /// How long we waited.
+        timeout_ms: u64,
+    },
     /// The engine task has ended (closed, or the connection was lost).
     #[error("the engine is closed")]
     Closed,
     /// A codec failed.
     #[error(transparent)]
     Codec(#[from] wavecast_codec::CodecError),
+}
+
+/// Why the server refused a request (the protocol's `RequestResponse.Reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestRefusal {
+    /// What the request names does not exist.
+    NotFound,
+    /// The token does not grant it (for a participant update: `canUpdateOwnMetadata`).
+    NotAllowed,
+    /// A server limit was exceeded (for example the size of metadata or attributes).
+    LimitExceeded,
+    /// The request was malformed.
+    InvalidRequest,
+    /// Another reason, by the protocol's name (or number when this version does not know it).
+    Other(i32),
+}
+
+impl RequestRefusal {
+    /// From the protocol's reason number (`None` for `OK` and `QUEUED`, which are no refusal).
+    pub fn from_proto(reason: i32) -> Option<Self> {
+        use livekit_protocol::request_response::Reason;
+        Some(match Reason::try_from(reason) {
+            Ok(Reason::Ok | Reason::Queued) => return None,
+            Ok(Reason::NotFound) => Self::NotFound,
+            Ok(Reason::NotAllowed) => Self::NotAllowed,
+            Ok(Reason::LimitExceeded) => Self::LimitExceeded,
+            Ok(Reason::InvalidRequest) => Self::InvalidRequest,
+            _ => Self::Other(reason),
+        })
+    }
+}
+
+impl std::fmt::Display for RequestRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use livekit_protocol::request_response::Reason;
+        let code = match self {
+            Self::NotFound => Reason::NotFound as i32,
+            Self::NotAllowed => Reason::NotAllowed as i32,
+            Self::LimitExceeded => Reason::LimitExceeded as i32,
+            Self::InvalidRequest => Reason::InvalidRequest as i32,
+            Self::Other(n) => *n,
+        };
+        match Reason::try_from(code) {
+            Ok(r) => f.write_str(r.as_str_name()),
+            Err(_) => write!(f, "reason {code}"),
+        }
+    }
 }
 
 impl EngineError {
@@ -125,7 +191,9 @@ impl EngineError {
             EngineError::Connect { source, .. } => {
                 !matches!(source, SignalError::UrlParse(_) | SignalError::TokenFormat)
             }
-            EngineError::UnknownTrack(_) | EngineError::DataTooLarge { .. } => false,
+            EngineError::UnknownTrack(_)
+            | EngineError::DataTooLarge { .. }
+            | EngineError::RequestRefused { .. } => false,
             _ => true,
         }
     }

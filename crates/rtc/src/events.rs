@@ -174,6 +174,8 @@ pub enum EngineEvent {
     ParticipantLeft(Participant),
     /// A participant's name or metadata changed.
     ParticipantUpdated(Participant),
+    /// Our own participant info changed (our update confirmed, or the server API changed it).
+    LocalParticipantUpdated(Participant),
     /// A remote participant published a track.
     TrackPublished {
         /// The publisher.
@@ -244,6 +246,13 @@ pub enum EngineEvent {
         payload: Vec<u8>,
         /// Whether it came on the reliable channel.
         reliable: bool,
+    },
+    /// A data-stream or RPC packet arrived (reliable; never dropped).
+    DataMessage {
+        /// The sender's identity (empty when the server API sent it).
+        participant_identity: String,
+        /// The packet (boxed: a stream header is large beside the other events).
+        message: Box<crate::data_message::DataMessage>,
     },
     /// The signal connection was lost (or the server asked us to resume): the engine is
     /// resuming — reconnecting the signal with the same participant and restarting ICE, keeping

@@ -33,6 +33,7 @@
 
 #[cfg(test)]
 mod core_tests;
+pub mod data_message;
 mod engine;
 mod error;
 mod events;
@@ -45,11 +46,12 @@ mod sdp;
 mod track;
 mod wire;
 
+pub use data_message::DataMessage;
 pub use engine::{
-    DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PAYLOAD, PROTOCOL_VERSION,
-    RtpStats,
+    DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PACKET, MAX_DATA_PAYLOAD,
+    PROTOCOL_VERSION, ParticipantUpdate, RtpStats,
 };
-pub use error::{EngineError, PeerRole};
+pub use error::{EngineError, PeerRole, RequestRefusal};
 pub use events::{
     DisconnectReason, EngineEvent, Participant, ParticipantKind, Quality, TrackInfo, TransportState,
 };

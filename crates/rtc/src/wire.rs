@@ -9,6 +9,7 @@
 use livekit_protocol as proto;
 use prost::Message as _;
 
+use crate::data_message::DataMessage;
 use crate::events::Quality;
 
 /// What a data packet carries for the application.
@@ -22,7 +23,12 @@ pub(crate) enum Incoming {
     },
     /// The active speakers and their levels.
     Speakers(Vec<(String, f32)>),
-    /// A packet of another kind (transcription, RPC, metrics, …), ignored.
+    /// A data-stream or RPC packet, and its sender's identity.
+    Message {
+        participant_identity: String,
+        message: DataMessage,
+    },
+    /// A packet of another kind (legacy transcription, metrics, SIP DTMF, …), ignored.
     Other,
 }
 
@@ -45,7 +51,14 @@ pub(crate) fn decode_data_packet(bytes: &[u8]) -> Result<Incoming, prost::Decode
         Some(proto::data_packet::Value::Speaker(s)) => {
             Incoming::Speakers(active_speakers(s.speakers))
         }
-        _ => Incoming::Other,
+        Some(value) => match DataMessage::from_proto(value) {
+            Some(message) => Incoming::Message {
+                participant_identity: packet.participant_identity,
+                message,
+            },
+            None => Incoming::Other,
+        },
+        None => Incoming::Other,
     })
 }
 

@@ -2,7 +2,10 @@
 //!
 //! - [`Room`]: join a room the way the official SDKs do — [`RoomEvent`]s, a roster of
 //!   [`RemoteParticipant`]s and their [`RemoteTrackPublication`]s, explicit subscriptions,
-//!   [`RoomEvents::next_track`]. Start here.
+//!   [`RoomEvents::next_track`]. Start here. Its [`LocalParticipant`] publishes, sets our name,
+//!   metadata and attributes, sends data streams (chat on [`TOPIC_CHAT`], files) and calls RPC
+//!   methods; [`Room::register_text_stream_handler`] and
+//!   [`LocalParticipant::register_rpc_method`] receive them.
 //! - [`admin`]: room administration through the server API — now the crate
 //!   `wavecast-server-api`, re-exported here during the move; use that crate.
 //! - [`Session`]: a live participant on the media engine — connect, publish, subscribe, data —
@@ -44,9 +47,14 @@ mod session;
 
 pub use ids::{ParticipantIdentity, ParticipantSid, TrackSid};
 pub use room::{
-    ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, JoinRetry, LocalParticipant,
-    RemoteParticipant, RemoteTrackPublication, Room, RoomEvent, RoomEvents, RoomOptions, RoomStats,
-    TrackFilter,
+    ActiveSpeaker, ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter,
+    ConnectionState, DEFAULT_MAX_ROUND_TRIP_LATENCY, DataPacketKind, DataStreamLimits,
+    DataStreamStats, DisconnectReason, JoinRetry, LocalParticipant, MAX_REQUESTS_IN_PROGRESS,
+    MAX_RPC_PAYLOAD_BYTES, Participant, PerformRpcData, RemoteParticipant, RemoteTrackPublication,
+    Room, RoomEvent, RoomEvents, RoomOptions, RoomStats, RpcError, RpcErrorCode, RpcInvocationData,
+    STREAM_CHUNK_SIZE, StreamByteOptions, StreamError, StreamLimit, StreamProgress,
+    StreamTextOptions, TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamHandler, TextStreamInfo,
+    TextStreamReader, TextStreamWriter, TrackFilter,
 };
 /// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
 #[cfg(feature = "libwebrtc")]
@@ -59,7 +67,11 @@ pub use session::{
     TrackSource, VideoPublisher, VideoSubscriber, error_chain,
 };
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
-pub use wavecast_rtc::{EngineError, ParticipantKind, Quality, RtpStats, TransportState};
+pub use wavecast_rtc::data_message::TextOperation;
+pub use wavecast_rtc::{
+    EngineError, ParticipantKind, ParticipantUpdate, Quality, RequestRefusal, RtpStats,
+    TransportState,
+};
 pub use wavecast_token::{Keys, Preset, TokenBuilder};
 
 /// The media engine underneath, for what the session layer does not wrap (raw engine tracks,

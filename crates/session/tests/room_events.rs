@@ -82,8 +82,7 @@ async fn join_as(
     identity: &str,
     options: RoomOptions,
 ) -> Result<(Room, RoomEvents), wavecast_session::SessionError> {
-    let creds = Credentials::mint(server.keys(), identity, room, Preset::Broadcaster);
-    Room::connect_with(&server.ws_url(), creds, options).await
+    common::join_room(server, room, identity, options).await
 }
 
 /// Blocking peer commands off the runtime's workers.

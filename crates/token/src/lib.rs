@@ -167,7 +167,9 @@ impl fmt::Debug for Keys {
 pub enum Preset {
     /// Join and subscribe only: no publishing, no data.
     Viewer,
-    /// Join, publish camera, microphone and screen share, publish data, subscribe.
+    /// Join, publish camera, microphone and screen share, publish data, subscribe. Not
+    /// `canUpdateOwnMetadata` (as LiveKit's default: apps often trust metadata set by their
+    /// backend); add it with [`TokenBuilder::can_update_own_metadata`].
     Broadcaster,
     /// Room administration: create, list and administer rooms (no join).
     Admin,
@@ -327,6 +329,16 @@ impl TokenBuilder {
     /// Use fully custom grants. An empty `room` in them is filled from [`TokenBuilder::room`].
     pub fn grants(mut self, grants: VideoGrants) -> Self {
         self.grants = Some(grants);
+        self
+    }
+
+    /// Let the participant change its own name, metadata and attributes (`canUpdateOwnMetadata`)
+    /// — or not. Applies to the grants set so far: call it after [`TokenBuilder::preset`] or
+    /// [`TokenBuilder::grants`].
+    pub fn can_update_own_metadata(mut self, allowed: bool) -> Self {
+        self.grants
+            .get_or_insert_with(VideoGrants::default)
+            .can_update_own_metadata = Some(allowed);
         self
     }
 
@@ -619,11 +631,22 @@ mod tests {
     }
 
     #[test]
+    fn updating_own_metadata_is_granted_only_when_asked() {
+        let claims = |b: TokenBuilder| b.claims("k").unwrap().video;
+        let base = || TokenBuilder::new("a").room("r").preset(Preset::Broadcaster);
+        assert!(!claims(base()).can_update_own_metadata());
+        let v = claims(base().can_update_own_metadata(true));
+        assert!(v.can_update_own_metadata() && v.can_publish() && v.room_join);
+        assert!(!claims(base().can_update_own_metadata(false)).can_update_own_metadata());
+    }
+
+    #[test]
     fn viewer_cannot_publish_and_broadcaster_can() {
         assert!(!Preset::Viewer.grants("r").can_publish());
         assert!(Preset::Viewer.grants("r").can_subscribe());
         let b = Preset::Broadcaster.grants("r");
         assert!(b.can_publish() && b.can_publish_data());
+        assert!(!b.can_update_own_metadata());
         assert_eq!(b.can_publish_sources.len(), 4);
         let a = Preset::Admin.grants("");
         assert!(a.room_create && a.room_list && a.room_admin && !a.room_join);

@@ -26,11 +26,17 @@ use tracing::info;
 use crate::error::{EngineError, PeerRole};
 use crate::events::{EngineEvent, Participant};
 use crate::sansio::{Command, Core, CoreConfig, Counters, Reply};
-pub use crate::sansio::{DataOptions, EngineOptions, MAX_DATA_PAYLOAD, RtpStats};
+pub use crate::sansio::{
+    DataOptions, EngineOptions, MAX_DATA_PACKET, MAX_DATA_PAYLOAD, ParticipantUpdate, RtpStats,
+};
 use crate::track::{CommandSender, LocalTrack, MediaSender, TrackOptions};
 
 /// The signal protocol version this engine speaks (livekit-server v1.13's current).
 pub const PROTOCOL_VERSION: u32 = 17;
+
+/// The client protocol we advertise (`ClientInfo.client_protocol`): 0, the SDKs' legacy data
+/// streams and RPC v1.
+const CLIENT_PROTOCOL_LEGACY: i32 = 0;
 
 /// What the server told us at join.
 #[derive(Debug, Clone)]
@@ -94,6 +100,11 @@ impl Engine {
         sopts.client_capabilities = Vec::new();
         sopts.region_failover = false;
         sopts.single_peer_connection = false;
+        // Tell other participants to send us data streams and RPC the legacy way: chunked
+        // streams and RPC request/response packets (client protocol 0). Protocol 2 would invite
+        // single-packet (inline) and DEFLATE-compressed streams and RPC over data streams,
+        // which the session layer does not implement yet.
+        sopts.client_protocol = CLIENT_PROTOCOL_LEGACY;
         sopts.connect_timeout = options.connect_timeout;
         sopts.sdk_options.sdk = "rust".into();
 
@@ -274,6 +285,32 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// Send a data-stream or RPC packet on the reliable channel, to everyone or to
+    /// `destination_identities`. Packets keep their order. Fails with
+    /// [`EngineError::DataTooLarge`] when the encoded packet exceeds [`MAX_DATA_PACKET`].
+    pub async fn send_data_message(
+        &self,
+        message: crate::DataMessage,
+        destination_identities: Vec<String>,
+    ) -> Result<(), EngineError> {
+        self.request(|reply| Command::Message {
+            message,
+            destination_identities,
+            reply,
+        })
+        .await
+    }
+
+    /// Change our own name, metadata or attributes (`UpdateParticipantMetadata`). Returns once
+    /// the server confirmed it (or our participant info shows it); fails with
+    /// [`EngineError::RequestRefused`] (`NotAllowed` when the token lacks
+    /// `canUpdateOwnMetadata`) or [`EngineError::RequestTimeout`]. The change also arrives as
+    /// [`EngineEvent::LocalParticipantUpdated`].
+    pub async fn update_participant(&self, update: ParticipantUpdate) -> Result<(), EngineError> {
+        self.request(|reply| Command::UpdateParticipant { update, reply })
+            .await
     }
 
     /// Subscribe to (or unsubscribe from) a remote participant's track. With

@@ -91,6 +91,24 @@ impl Core {
                 let r = self.send_data(payload, options);
                 reply(r);
             }
+            c @ Command::Message { .. } if self.link.is_resuming() => {
+                self.deferred.push_back(c);
+            }
+            Command::Message {
+                message,
+                destination_identities,
+                reply,
+            } => {
+                let r = self.send_message(message, destination_identities);
+                reply(r);
+            }
+            c @ Command::UpdateParticipant { .. } if self.link.is_resuming() => {
+                // Sent on the resumed connection (the old one may have lost us).
+                self.deferred.push_back(c);
+            }
+            Command::UpdateParticipant { update, reply } => {
+                self.update_participant(update, reply);
+            }
             Command::RequestKeyframe { track_sid } => {
                 let mid = self
                     .remote

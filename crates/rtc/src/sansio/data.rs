@@ -1,6 +1,7 @@
 //! Data packets: sending on our publisher channels, decoding what arrives.
 
 use super::*;
+use crate::data_message::DataMessage;
 use crate::wire::Incoming;
 
 impl Core {
@@ -9,7 +10,34 @@ impl Core {
         payload: Vec<u8>,
         options: DataOptions,
     ) -> Result<(), EngineError> {
-        let (id, label) = if options.reliable {
+        #[allow(deprecated)]
+        let value = proto::data_packet::Value::User(proto::UserPacket {
+            participant_sid: self.local.sid.clone(),
+            participant_identity: self.local.identity.clone(),
+            payload,
+            destination_identities: options.destination_identities.clone(),
+            topic: options.topic,
+            ..Default::default()
+        });
+        self.send_packet(value, options.reliable, options.destination_identities)
+    }
+
+    /// Send a data-stream or RPC packet on the reliable channel.
+    pub(super) fn send_message(
+        &mut self,
+        message: DataMessage,
+        destination_identities: Vec<String>,
+    ) -> Result<(), EngineError> {
+        self.send_packet(message.into_proto(), true, destination_identities)
+    }
+
+    fn send_packet(
+        &mut self,
+        value: proto::data_packet::Value,
+        reliable: bool,
+        destination_identities: Vec<String>,
+    ) -> Result<(), EngineError> {
+        let (id, label) = if reliable {
             (self.data.reliable, "_reliable")
         } else {
             (self.data.lossy, "_lossy")
@@ -17,13 +45,13 @@ impl Core {
         let Some(id) = id else {
             return Err(EngineError::ChannelNotOpen { label });
         };
-        let sequence = if options.reliable {
+        let sequence = if reliable {
             self.data.reliable_seq += 1;
             self.data.reliable_seq
         } else {
             0
         };
-        let kind = if options.reliable {
+        let kind = if reliable {
             proto::data_packet::Kind::Reliable
         } else {
             proto::data_packet::Kind::Lossy
@@ -32,20 +60,19 @@ impl Core {
         let packet = proto::DataPacket {
             kind: kind as i32,
             participant_identity: self.local.identity.clone(),
-            destination_identities: options.destination_identities.clone(),
+            destination_identities,
             sequence,
             participant_sid: self.local.sid.clone(),
-            value: Some(proto::data_packet::Value::User(proto::UserPacket {
-                participant_sid: self.local.sid.clone(),
-                participant_identity: self.local.identity.clone(),
-                payload,
-                destination_identities: options.destination_identities,
-                topic: options.topic,
-                ..Default::default()
-            })),
+            value: Some(value),
         };
         let bytes = packet.encode_to_vec();
-        if options.reliable {
+        if bytes.len() > MAX_DATA_PACKET {
+            return Err(EngineError::DataTooLarge {
+                len: bytes.len(),
+                max: MAX_DATA_PACKET,
+            });
+        }
+        if reliable {
             if self.data.reliable_backlog.len() >= RELIABLE_BACKLOG {
                 return Err(EngineError::DataBufferFull {
                     label,
@@ -107,6 +134,13 @@ impl Core {
                 reliable,
             }),
             Ok(Incoming::Speakers(list)) => self.emit(EngineEvent::ActiveSpeakers(list)),
+            Ok(Incoming::Message {
+                participant_identity,
+                message,
+            }) => self.emit(EngineEvent::DataMessage {
+                participant_identity,
+                message: Box::new(message),
+            }),
             Ok(Incoming::Other) => trace!("data packet of another kind ignored"),
             Err(e) => debug!("undecodable data packet ({} bytes): {e}", bytes.len()),
         }

@@ -31,6 +31,7 @@ mod negotiation;
 mod outbox;
 pub(crate) mod peer;
 pub(crate) mod recovery;
+mod requests;
 pub(crate) mod resume;
 mod roster;
 mod routing;
@@ -38,6 +39,7 @@ pub(crate) mod rtp_stats;
 mod signal;
 
 pub(crate) use outbox::{EventSink, Offer};
+pub use requests::ParticipantUpdate;
 pub(crate) use resume::ResumeFailure;
 pub use rtp_stats::RtpStats;
 pub(crate) use rtp_stats::STATS_INTERVAL;
@@ -57,7 +59,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::{Event, IceConnectionState};
 use tracing::{debug, info, trace, warn};
 
-use crate::error::{EngineError, PeerRole};
+use crate::error::{EngineError, PeerRole, RequestRefusal};
 use crate::events::{DisconnectReason, EngineEvent, Participant, TrackInfo, TransportState};
 use crate::sdp::{self, SectionKind};
 use crate::track::{
@@ -68,6 +70,10 @@ use peer::{Peer, candidate_init, parse_candidate_init};
 
 /// Largest data packet payload we send (LiveKit's SDKs cap at 15 KiB for reliable data).
 pub const MAX_DATA_PAYLOAD: usize = 15 * 1024;
+
+/// Largest encoded data packet we send (a data-stream chunk of the SDKs' 15 000 bytes with its
+/// header fits easily; SCTP messages over 64 KiB are not accepted by every peer).
+pub const MAX_DATA_PACKET: usize = 64 * 1024;
 
 /// Reliable data packets the engine queues while the SCTP send buffer is full.
 const RELIABLE_BACKLOG: usize = 4096;
@@ -166,6 +172,17 @@ pub(crate) enum Command {
     Data {
         payload: Vec<u8>,
         options: DataOptions,
+        reply: Reply<()>,
+    },
+    /// Send a data-stream or RPC packet (reliable).
+    Message {
+        message: crate::data_message::DataMessage,
+        destination_identities: Vec<String>,
+        reply: Reply<()>,
+    },
+    /// Change our own name, metadata or attributes.
+    UpdateParticipant {
+        update: ParticipantUpdate,
         reply: Reply<()>,
     },
     RequestKeyframe {
@@ -383,6 +400,10 @@ pub(crate) struct Core {
     remote: HashMap<Mid, RemoteState>,
     participants: HashMap<String, RemoteParticipant>,
     local: Participant,
+    /// The last request id we sent (participant updates).
+    next_request_id: u32,
+    /// Participant updates waiting for the server.
+    pending_updates: Vec<requests::PendingUpdate>,
     next_cid: u64,
     rng: u64,
     /// The signal connection: up, or being resumed (see [`resume`]).
@@ -429,6 +450,8 @@ impl Core {
             remote: HashMap::new(),
             participants: HashMap::new(),
             local: config.local,
+            next_request_id: 0,
+            pending_updates: Vec::new(),
             next_cid: 0,
             rng: config.seed | 1,
             link: resume::Link::Up,
@@ -524,6 +547,7 @@ impl Core {
         self.resume_timers();
         self.check_media_path();
         self.expire_pending_publish();
+        self.expire_pending_updates();
         if !self.data.reliable_backlog.is_empty()
             && let Err(e) = self.flush_reliable()
         {
@@ -570,6 +594,9 @@ impl Core {
             t = t.min(d);
         }
         if let Some(d) = self.pending_publish.values().map(|p| p.deadline).min() {
+            t = t.min(d);
+        }
+        if let Some(d) = self.pending_updates_deadline() {
             t = t.min(d);
         }
         if let Some(since) = self.publisher_failed_at {

@@ -4,8 +4,12 @@ use super::*;
 
 impl Core {
     pub(super) fn on_participant(&mut self, p: &proto::ParticipantInfo) {
-        if p.sid == self.local.sid || p.identity == self.local.identity {
+        if p.sid == self.local.sid {
+            self.on_local_participant(p);
             return;
+        }
+        if p.identity == self.local.identity {
+            return; // an earlier visit of ours
         }
         let info = Participant::from_proto(p);
         let disconnected = p.state == proto::participant_info::State::Disconnected as i32;

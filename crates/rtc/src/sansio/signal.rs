@@ -69,6 +69,7 @@ impl Core {
                 }
             }
             M::TrackPublished(r) => self.on_track_published(r)?,
+            M::RequestResponse(r) => self.on_request_response(r),
             M::TrackUnpublished(r) => {
                 debug!("server unpublished our track {}", r.track_sid);
             }

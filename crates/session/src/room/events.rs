@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use wavecast_rtc::{Quality, TrackKind, TrackSource};
 
+use super::participant::Participant;
 use super::roster::{RemoteParticipant, RemoteTrackPublication};
 use crate::ids::{ParticipantIdentity, TrackSid};
 use crate::session::{EndReason, PublishedTrack, SessionError, SubscribedTrack};
@@ -104,28 +105,29 @@ pub enum RoomEvent {
     ParticipantConnected(RemoteParticipant),
     /// A remote participant left (after its tracks were unpublished).
     ParticipantDisconnected(RemoteParticipant),
-    /// A remote participant's display name changed.
+    /// A participant's display name changed (ours too: [`crate::LocalParticipant::set_name`] or
+    /// the server API).
     ParticipantNameChanged {
         /// Whose (the handle already reads the new name).
-        participant: RemoteParticipant,
+        participant: Participant,
         /// The name before.
         old_name: String,
         /// The name now.
         name: String,
     },
-    /// A remote participant's metadata changed.
+    /// A participant's metadata changed (ours too).
     ParticipantMetadataChanged {
         /// Whose (the handle already reads the new metadata).
-        participant: RemoteParticipant,
+        participant: Participant,
         /// The metadata before.
         old_metadata: String,
         /// The metadata now.
         metadata: String,
     },
-    /// Some of a remote participant's attributes changed.
+    /// Some of a participant's attributes changed (ours too).
     ParticipantAttributesChanged {
         /// Whose (the handle already reads the new attributes).
-        participant: RemoteParticipant,
+        participant: Participant,
         /// The keys that changed with their new values; a removed key has an empty value.
         changed_attributes: std::collections::BTreeMap<String, String>,
     },
@@ -227,6 +229,20 @@ pub enum RoomEvent {
         /// The sender's identity (empty when the server API sent it).
         participant_identity: ParticipantIdentity,
     },
+    /// An incoming data stream went over a limit: refused (too many open) or dropped (too
+    /// large, too much unread, silent too long). Its reader, if it had one, ends with
+    /// [`crate::StreamError::Limit`]; [`crate::Room::data_stream_stats`] counts each kind
+    /// (this event is droppable when the app is behind, the counters are not).
+    DataStreamLimitExceeded {
+        /// The sender.
+        participant_identity: ParticipantIdentity,
+        /// The stream.
+        stream_id: String,
+        /// Its topic.
+        topic: String,
+        /// Which limit.
+        limit: super::data_stream::StreamLimit,
+    },
     /// The room is left for good; the last event.
     Disconnected {
         /// Why.
@@ -257,6 +273,7 @@ impl RoomEvent {
             RoomEvent::ConnectionQualityChanged { .. } => "ConnectionQualityChanged",
             RoomEvent::ConnectionStateChanged(_) => "ConnectionStateChanged",
             RoomEvent::DataReceived { .. } => "DataReceived",
+            RoomEvent::DataStreamLimitExceeded { .. } => "DataStreamLimitExceeded",
             RoomEvent::Disconnected { .. } => "Disconnected",
         }
     }
@@ -271,6 +288,8 @@ impl RoomEvent {
                     kind: DataPacketKind::Lossy,
                     ..
                 }
+                // A hostile peer can cause any number of them; the counters are exact.
+                | RoomEvent::DataStreamLimitExceeded { .. }
         )
     }
 }
@@ -406,8 +425,10 @@ impl Queue {
 /// Policy when the app reads slowly: nothing waits for the app — the room's task updates the
 /// roster and queues notifications without blocking. Up to the room's event capacity everything
 /// is queued. Past it, *droppable* notifications — [`RoomEvent::ActiveSpeakersChanged`],
-/// [`RoomEvent::ConnectionQualityChanged`] (periodic, each superseding the last) and lossy
-/// [`RoomEvent::DataReceived`] — are dropped (newest first) and counted in
+/// [`RoomEvent::ConnectionQualityChanged`] (periodic, each superseding the last), lossy
+/// [`RoomEvent::DataReceived`] and [`RoomEvent::DataStreamLimitExceeded`] (which a peer can
+/// cause at will; [`crate::Room::data_stream_stats`] counts them exactly) — are dropped
+/// (newest first) and counted in
 /// [`crate::RoomStats::dropped_events`]; every other event is still queued, so a track handle, a
 /// state change or a roster change is never lost (the queue then grows with the room's changes;
 /// [`crate::RoomStats::queue_peak`] shows by how much).

@@ -21,9 +21,12 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod data_stream;
 mod events;
 mod local;
+mod participant;
 mod roster;
+pub(crate) mod rpc;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,14 +40,25 @@ use crate::session::{
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
-use wavecast_rtc::Quality;
+use wavecast_rtc::{DataMessage, Quality};
 
+pub use data_stream::{
+    ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter, DataStreamLimits,
+    DataStreamStats, STREAM_CHUNK_SIZE, StreamByteOptions, StreamError, StreamLimit,
+    StreamProgress, StreamTextOptions, TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamHandler,
+    TextStreamInfo, TextStreamReader, TextStreamWriter,
+};
 pub use events::{
     ActiveSpeaker, ConnectionState, DataPacketKind, DisconnectReason, RoomEvent, RoomEvents,
     TrackFilter,
 };
 pub use local::LocalParticipant;
+pub use participant::Participant;
 pub use roster::{RemoteParticipant, RemoteTrackPublication};
+pub use rpc::{
+    DEFAULT_MAX_ROUND_TRIP_LATENCY, MAX_REQUESTS_IN_PROGRESS, MAX_RPC_PAYLOAD_BYTES,
+    PerformRpcData, RpcError, RpcErrorCode, RpcInvocationData,
+};
 
 /// How to join a room.
 #[derive(Debug, Clone)]
@@ -61,6 +75,8 @@ pub struct RoomOptions {
     pub transport_timeout: Duration,
     /// How long one join (signal connection and join answer) may take.
     pub connect_timeout: Duration,
+    /// Bounds on incoming data streams.
+    pub data_stream_limits: DataStreamLimits,
 }
 
 impl Default for RoomOptions {
@@ -71,6 +87,7 @@ impl Default for RoomOptions {
             event_capacity: 256,
             transport_timeout: Duration::from_secs(10),
             connect_timeout: crate::session::EngineOptions::default().connect_timeout,
+            data_stream_limits: DataStreamLimits::default(),
         }
     }
 }
@@ -103,6 +120,12 @@ impl RoomOptions {
     /// Set how long one join (signal connection and join answer) may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Set the bounds on incoming data streams.
+    pub fn data_stream_limits(mut self, limits: DataStreamLimits) -> Self {
+        self.data_stream_limits = limits;
         self
     }
 
@@ -152,6 +175,8 @@ pub struct RoomStats {
 
 pub(crate) struct RoomShared {
     roster: Mutex<Roster>,
+    /// Incoming data streams and their handlers.
+    streams: Mutex<data_stream::Streams>,
     auto_subscribe: bool,
     /// The room's metadata now.
     metadata: Mutex<String>,
@@ -254,17 +279,22 @@ impl Room {
         }
         let shared = Arc::new(RoomShared {
             roster: Mutex::new(roster),
+            streams: Mutex::new(data_stream::Streams::new(options.data_stream_limits)),
             auto_subscribe: options.auto_subscribe,
             metadata: Mutex::new(metadata),
             local_quality: Mutex::new(None),
         });
         let session = Arc::new(session);
-        let local = LocalParticipant::new(session.clone(), queue.clone(), shared.clone());
+        let rpc = Arc::new(rpc::Rpc::default());
+        let local =
+            LocalParticipant::new(session.clone(), queue.clone(), shared.clone(), rpc.clone());
         let task = tokio::spawn(run(
             session.clone(),
             session_events,
             shared.clone(),
             queue.clone(),
+            local.clone(),
+            rpc,
         ));
         // The session reports the room it joined (participants, tracks) as events; apply
         // those before handing the room out, so the roster is complete from the start.
@@ -383,6 +413,55 @@ impl Room {
             .await
     }
 
+    /// Hand every incoming text stream on `topic` to `handler` (with the sender's identity).
+    /// The handler runs on the room's task: give the reader to a task of your own. Fails when
+    /// a handler for the topic exists already. Streams with no handler are ignored (counted in
+    /// [`DataStreamStats::unhandled`]).
+    ///
+    /// ```no_run
+    /// # fn demo(room: &wavecast_session::Room) -> Result<(), wavecast_session::StreamError> {
+    /// room.register_text_stream_handler(wavecast_session::TOPIC_CHAT, |reader, from| {
+    ///     tokio::spawn(async move {
+    ///         if let Ok(text) = reader.read_all().await {
+    ///             println!("{from}: {text}");
+    ///         }
+    ///     });
+    /// })
+    /// # }
+    /// ```
+    pub fn register_text_stream_handler(
+        &self,
+        topic: &str,
+        handler: impl Fn(TextStreamReader, crate::ParticipantIdentity) + Send + Sync + 'static,
+    ) -> Result<(), StreamError> {
+        lock(&self.shared.streams).register_text(topic, Arc::new(handler))
+    }
+
+    /// Hand every incoming byte stream on `topic` to `handler` (see
+    /// [`Room::register_text_stream_handler`]).
+    pub fn register_byte_stream_handler(
+        &self,
+        topic: &str,
+        handler: impl Fn(ByteStreamReader, crate::ParticipantIdentity) + Send + Sync + 'static,
+    ) -> Result<(), StreamError> {
+        lock(&self.shared.streams).register_bytes(topic, Arc::new(handler))
+    }
+
+    /// Stop handling text streams on `topic`.
+    pub fn unregister_text_stream_handler(&self, topic: &str) {
+        lock(&self.shared.streams).unregister_text(topic);
+    }
+
+    /// Stop handling byte streams on `topic`.
+    pub fn unregister_byte_stream_handler(&self, topic: &str) {
+        lock(&self.shared.streams).unregister_bytes(topic);
+    }
+
+    /// Counters of incoming data streams (and the bytes waiting unread).
+    pub fn data_stream_stats(&self) -> DataStreamStats {
+        lock(&self.shared.streams).stats()
+    }
+
     /// Counters.
     pub fn stats(&self) -> RoomStats {
         let session = self.session.stats();
@@ -420,10 +499,34 @@ async fn run(
     mut events: SessionEvents,
     shared: Arc<RoomShared>,
     queue: Arc<events::Queue>,
+    local: LocalParticipant,
+    rpc: Arc<rpc::Rpc>,
 ) {
+    let local_changed = |info: wavecast_rtc::Participant| {
+        let before = local.replace_info(info.clone());
+        roster::info_changes(&local.clone().into(), &before, &info)
+    };
     let mut ended = false;
-    while let Some(ev) = events.recv().await {
+    // Idle data streams are dropped on this clock.
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            _ = tick.tick() => {
+                let mut out = Vec::new();
+                lock(&shared.streams).expire(std::time::Instant::now(), &mut out);
+                for ev in out {
+                    queue.push(ev);
+                }
+                continue;
+            }
+        };
         let mut out: Vec<RoomEvent> = Vec::new();
+        let mut opened: Vec<data_stream::Opened> = Vec::new();
         let mut resubscribe: Vec<(String, String, bool)> = Vec::new();
         match ev {
             SessionEvent::State(state) => {
@@ -432,7 +535,9 @@ async fn run(
                     SessionState::Reconnecting { .. } => roster.begin_rejoin(),
                     SessionState::Connected => {
                         if let Some(j) = session.join_info() {
-                            roster.local_sid = j.local.sid;
+                            roster.local_sid = j.local.sid.clone();
+                            // A rejoin starts from what the token says about us.
+                            out.extend(local_changed(j.local));
                         }
                         out.extend(roster.end_rejoin());
                     }
@@ -490,7 +595,30 @@ async fn run(
                         out.extend(roster.participant_joined(&p));
                     }
                     EngineEvent::ParticipantLeft(p) => {
+                        lock(&shared.streams).participant_left(&p.identity);
+                        rpc.participant_left(&p.identity);
                         out.extend(roster.participant_left(&p.identity))
+                    }
+                    EngineEvent::DataMessage {
+                        participant_identity,
+                        message,
+                    } => {
+                        let from = crate::ParticipantIdentity::from(participant_identity);
+                        match *message {
+                            DataMessage::RpcRequest(r) => {
+                                tokio::spawn(rpc.clone().serve(session.clone(), from, r));
+                            }
+                            DataMessage::RpcAck(a) => rpc.on_ack(a),
+                            DataMessage::RpcResponse(r) => rpc.on_response(r),
+                            m => {
+                                let now = std::time::Instant::now();
+                                if let Some(o) =
+                                    lock(&shared.streams).on_message(now, &from, m, &mut out)
+                                {
+                                    opened.push(o);
+                                }
+                            }
+                        }
                     }
                     EngineEvent::TrackPublished { participant, track } => {
                         out.extend(roster.track_published(&participant, &track));
@@ -526,6 +654,7 @@ async fn run(
                         }
                         out.extend(roster.qualities(&list))
                     }
+                    EngineEvent::LocalParticipantUpdated(p) => out.extend(local_changed(p)),
                     EngineEvent::DataReceived {
                         participant_identity,
                         topic,
@@ -562,6 +691,9 @@ async fn run(
         for ev in out {
             queue.push(ev);
         }
+        for o in opened {
+            o.deliver();
+        }
         for (participant_sid, track_sid, wanted) in resubscribe {
             if let Err(e) = session
                 .set_subscribed(&participant_sid, &track_sid, wanted)
@@ -574,6 +706,7 @@ async fn run(
             break;
         }
     }
+    lock(&shared.streams).close_all();
     if !ended {
         queue.push(RoomEvent::Disconnected {
             reason: DisconnectReason::ClientInitiated,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use wavecast_rtc::{Participant, ParticipantKind, Quality, TrackInfo, TrackKind, TrackSource};
 
 use super::events::{ActiveSpeaker, RoomEvent};
+use super::participant::Participant as RoomParticipant;
 use crate::ids::{ParticipantIdentity, ParticipantSid, TrackSid};
 use crate::session::lock;
 
@@ -373,30 +374,17 @@ impl Roster {
             }
         }
         s.kind = p.kind;
-        if s.name != p.name {
-            let old_name = std::mem::replace(&mut s.name, p.name.clone());
-            out.push(RoomEvent::ParticipantNameChanged {
-                participant: known.clone(),
-                old_name,
-                name: p.name.clone(),
-            });
-        }
-        if s.metadata != p.metadata {
-            let old_metadata = std::mem::replace(&mut s.metadata, p.metadata.clone());
-            out.push(RoomEvent::ParticipantMetadataChanged {
-                participant: known.clone(),
-                old_metadata,
-                metadata: p.metadata.clone(),
-            });
-        }
-        if s.attributes != p.attributes {
-            let changed_attributes = changed(&s.attributes, &p.attributes);
-            s.attributes = p.attributes.clone();
-            out.push(RoomEvent::ParticipantAttributesChanged {
-                participant: known.clone(),
-                changed_attributes,
-            });
-        }
+        let before = Participant {
+            name: s.name.clone(),
+            metadata: s.metadata.clone(),
+            attributes: s.attributes.clone(),
+            ..Participant::default()
+        };
+        s.name = p.name.clone();
+        s.metadata = p.metadata.clone();
+        s.attributes = p.attributes.clone();
+        drop(s);
+        out.extend(info_changes(&known.clone().into(), &before, p));
         out
     }
 
@@ -646,6 +634,36 @@ impl Roster {
 
 /// The attributes that changed from `old` to `new`: new and changed keys with their values,
 /// removed keys with an empty value (as the SDKs report them).
+/// The name, metadata and attribute events between two states of a participant.
+pub(crate) fn info_changes(
+    participant: &RoomParticipant,
+    old: &Participant,
+    new: &Participant,
+) -> Vec<RoomEvent> {
+    let mut out = Vec::new();
+    if old.name != new.name {
+        out.push(RoomEvent::ParticipantNameChanged {
+            participant: participant.clone(),
+            old_name: old.name.clone(),
+            name: new.name.clone(),
+        });
+    }
+    if old.metadata != new.metadata {
+        out.push(RoomEvent::ParticipantMetadataChanged {
+            participant: participant.clone(),
+            old_metadata: old.metadata.clone(),
+            metadata: new.metadata.clone(),
+        });
+    }
+    if old.attributes != new.attributes {
+        out.push(RoomEvent::ParticipantAttributesChanged {
+            participant: participant.clone(),
+            changed_attributes: changed(&old.attributes, &new.attributes),
+        });
+    }
+    out
+}
+
 fn changed(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,

@@ -398,6 +398,33 @@ impl Session {
             .map_err(|e| self.engine_error("send data".into(), e))
     }
 
+    /// Send a data-stream or RPC packet on the reliable channel (to everyone, or to
+    /// `destination_identities`). Fails with `NotConnected` while reconnecting.
+    pub async fn send_data_message(
+        &self,
+        message: wavecast_rtc::DataMessage,
+        destination_identities: Vec<String>,
+    ) -> Result<(), SessionError> {
+        let (_, engine) = self.engine()?;
+        engine
+            .send_data_message(message, destination_identities)
+            .await
+            .map_err(|e| self.engine_error("send a data stream or RPC packet".into(), e))
+    }
+
+    /// Change our own name, metadata or attributes; returns once the server applied it (see
+    /// [`crate::LocalParticipant::set_name`]). Fails with `NotConnected` while reconnecting.
+    pub async fn update_participant(
+        &self,
+        update: wavecast_rtc::ParticipantUpdate,
+    ) -> Result<(), SessionError> {
+        let (_, engine) = self.engine()?;
+        engine
+            .update_participant(update)
+            .await
+            .map_err(|e| self.engine_error("update our participant".into(), e))
+    }
+
     /// Leave the room, close the connections and wait for the session's tasks. Idempotent.
     pub async fn close(&self) {
         self.shared.cancel.cancel();

@@ -318,14 +318,20 @@ pub struct ScriptedPeer {
 
 impl ScriptedPeer {
     pub fn join(server: &LiveKitServer, room: &str, identity: &str) -> Self {
-        let mut child = wavecast_testbed::python_command(server, "room_peer.py")
+        Self::join_script(server, "room_peer.py", room, identity)
+    }
+
+    /// Like [`ScriptedPeer::join`] with another script of `tests/python/` (same protocol:
+    /// `READY <sid>`, then commands answered `OK <command>`).
+    pub fn join_script(server: &LiveKitServer, script: &str, room: &str, identity: &str) -> Self {
+        let mut child = wavecast_testbed::python_command(server, script)
             .expect("python venv")
             .args([room, identity])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
-            .expect("start room_peer.py");
+            .unwrap_or_else(|e| panic!("start {script}: {e}"));
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let (tx, lines) = std::sync::mpsc::channel();
@@ -350,7 +356,8 @@ impl ScriptedPeer {
         peer
     }
 
-    fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+    /// Wait for a line starting with `prefix` and return the rest (panics on `ERR` lines).
+    pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -370,10 +377,20 @@ impl ScriptedPeer {
 
     /// Run one command and wait for its acknowledgement.
     pub fn send(&mut self, command: &str) {
+        self.send_within(command, Duration::from_secs(20));
+    }
+
+    /// Run one command and wait up to `timeout` for its acknowledgement.
+    pub fn send_within(&mut self, command: &str, timeout: Duration) {
+        self.write_line(command);
+        self.expect_line(&format!("OK {command}"), timeout);
+    }
+
+    /// Write one command without waiting.
+    pub fn write_line(&mut self, command: &str) {
         use std::io::Write;
         writeln!(self.stdin, "{command}").expect("write to python peer");
         self.stdin.flush().expect("flush");
-        self.expect_line(&format!("OK {command}"), Duration::from_secs(20));
     }
 }
 
@@ -553,4 +570,16 @@ pub fn run_example(bin: &std::path::Path, args: &[&str], timeout: Duration) -> S
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "example failed: {stdout}");
     stdout
+}
+
+/// Join `room` as `identity` through a `Room` (broadcaster grants, minted per join).
+pub async fn join_room(
+    server: &LiveKitServer,
+    room: &str,
+    identity: &str,
+    options: wavecast_session::RoomOptions,
+) -> Result<(wavecast_session::Room, wavecast_session::RoomEvents), wavecast_session::SessionError>
+{
+    let creds = Credentials::mint(server.keys(), identity, room, Preset::Broadcaster);
+    wavecast_session::Room::connect_with(&server.ws_url(), creds, options).await
 }

@@ -71,8 +71,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use wavecast_media::MediaError;
 use wavecast_session::{
-    Credentials, DisconnectReason, Room, RoomEvent, RoomEvents, RoomOptions, SessionError,
-    SubscribedTrack, TrackKey,
+    Credentials, DisconnectReason, Participant, Room, RoomEvent, RoomEvents, RoomOptions,
+    SessionError, SubscribedTrack, TrackKey,
 };
 
 pub use filter::TrackFilter;
@@ -448,7 +448,10 @@ async fn route_events(mut events: RoomEvents, filter: TrackFilter, tx: Tx, r: Ro
                 identity: p.identity().to_string(),
                 name: p.name(),
             }),
-            RoomEvent::ParticipantNameChanged { participant, .. } => tx.event(Input::Joined {
+            RoomEvent::ParticipantNameChanged {
+                participant: Participant::Remote(participant),
+                ..
+            } => tx.event(Input::Joined {
                 sid: participant.sid().into_string(),
                 identity: participant.identity().to_string(),
                 name: participant.name(),

@@ -1,0 +1,481 @@
+//! The incoming streams' reassembly and limits, on virtual time, and the text chunking.
+
+use std::sync::Mutex;
+
+use proptest::prelude::*;
+use wavecast_rtc::data_message::{StreamChunk, StreamHeader, StreamKind, StreamTrailer};
+
+use super::*;
+
+type Kept<T> = Arc<Mutex<Vec<T>>>;
+
+/// Streams with a byte and a text handler on topic "t" that keep each reader.
+fn streams(limits: DataStreamLimits) -> (Streams, Kept<ByteStreamReader>, Kept<TextStreamReader>) {
+    let mut s = Streams::new(limits);
+    let bytes = Arc::new(Mutex::new(Vec::new()));
+    let texts = Arc::new(Mutex::new(Vec::new()));
+    let b = bytes.clone();
+    s.register_bytes("t", Arc::new(move |r, _| b.lock().unwrap().push(r)))
+        .unwrap();
+    let t = texts.clone();
+    s.register_text("t", Arc::new(move |r, _| t.lock().unwrap().push(r)))
+        .unwrap();
+    (s, bytes, texts)
+}
+
+fn header(id: &str, text: bool, total: Option<u64>) -> DataMessage {
+    header_of(id, text, total, false)
+}
+
+/// A header; `unknown` makes it neither text nor bytes (a newer kind).
+fn header_of(id: &str, text: bool, total: Option<u64>, unknown: bool) -> DataMessage {
+    DataMessage::StreamHeader(StreamHeader {
+        stream_id: id.into(),
+        timestamp_ms: 0,
+        topic: "t".into(),
+        mime_type: String::new(),
+        total_length: total,
+        attributes: BTreeMap::new(),
+        kind: if unknown {
+            StreamKind::Unknown
+        } else if text {
+            StreamKind::Text {
+                operation: TextOperation::Create,
+                version: 0,
+                reply_to_stream_id: String::new(),
+                attached_stream_ids: Vec::new(),
+                generated: false,
+            }
+        } else {
+            StreamKind::Bytes { name: "f".into() }
+        },
+        inline_content: None,
+        compression: Default::default(),
+    })
+}
+
+fn chunk(id: &str, i: u64, content: &[u8]) -> DataMessage {
+    DataMessage::StreamChunk(StreamChunk {
+        stream_id: id.into(),
+        chunk_index: i,
+        content: content.to_vec(),
+        version: 0,
+    })
+}
+
+fn trailer(id: &str, reason: &str) -> DataMessage {
+    DataMessage::StreamTrailer(StreamTrailer {
+        stream_id: id.into(),
+        reason: reason.into(),
+        attributes: BTreeMap::new(),
+    })
+}
+
+/// Feed `messages` from "alice" at `now`: the events, with each opened stream handed over.
+fn feed(s: &mut Streams, now: Instant, messages: Vec<DataMessage>) -> Vec<RoomEvent> {
+    let alice = ParticipantIdentity::from("alice");
+    let mut out = Vec::new();
+    for m in messages {
+        if let Some(o) = s.on_message(now, &alice, m, &mut out) {
+            o.deliver();
+        }
+    }
+    out
+}
+
+fn limits() -> DataStreamLimits {
+    DataStreamLimits {
+        max_streams: 4,
+        max_stream_bytes: 1000,
+        max_buffered_bytes: 1500,
+        idle_timeout: Duration::from_secs(8),
+    }
+}
+
+fn limit_of(ev: &RoomEvent) -> Option<StreamLimit> {
+    match ev {
+        RoomEvent::DataStreamLimitExceeded { limit, .. } => Some(*limit),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn chunks_are_read_in_order_and_text_keeps_characters_cut_by_chunks() {
+    let (mut s, bytes, texts) = streams(limits());
+    let t0 = Instant::now();
+    let ev = feed(
+        &mut s,
+        t0,
+        vec![
+            header("b", false, Some(6)),
+            chunk("b", 0, b"abc"),
+            chunk("b", 1, b"def"),
+            trailer("b", ""),
+        ],
+    );
+    assert!(ev.is_empty());
+    let r = bytes.lock().unwrap().pop().expect("handed to the handler");
+    assert_eq!(r.info().name, "f");
+    assert_eq!(r.info().total_length, Some(6));
+    assert_eq!(r.read_all().await.unwrap(), b"abcdef");
+
+    // "é" (2 bytes) and "😀" (4 bytes) cut across chunks.
+    let text = "xé😀y".as_bytes();
+    feed(
+        &mut s,
+        t0,
+        vec![
+            header("s", true, None),
+            chunk("s", 0, &text[..2]),
+            chunk("s", 1, &text[2..5]),
+            chunk("s", 2, &text[5..]),
+            trailer("s", ""),
+        ],
+    );
+    let mut r = texts.lock().unwrap().pop().expect("text reader");
+    let mut pieces = Vec::new();
+    while let Some(p) = r.next().await {
+        pieces.push(p.unwrap());
+    }
+    assert_eq!(pieces.concat(), "xé😀y");
+    assert!(pieces.iter().all(|p| !p.contains('\u{fffd}')), "{pieces:?}");
+    let st = s.stats();
+    assert_eq!((st.opened, st.completed, st.buffered_bytes), (2, 2, 0));
+}
+
+#[tokio::test]
+async fn a_stream_beyond_the_open_limit_is_refused_with_an_event() {
+    let (mut s, bytes, _) = streams(limits());
+    let t0 = Instant::now();
+    let ev = feed(
+        &mut s,
+        t0,
+        (0..6)
+            .map(|i| header(&format!("s{i}"), false, None))
+            .collect(),
+    );
+    assert_eq!(bytes.lock().unwrap().len(), 4);
+    assert_eq!(
+        ev.iter().filter_map(limit_of).collect::<Vec<_>>(),
+        vec![StreamLimit::TooManyStreams { max: 4 }; 2]
+    );
+    assert_eq!(s.stats().rejected_too_many, 2);
+    assert_eq!(s.open_streams(), 4);
+    // Chunks of a refused stream are stray.
+    feed(&mut s, t0, vec![chunk("s5", 0, b"x")]);
+    assert_eq!(s.stats().stray_chunks, 1);
+}
+
+#[tokio::test]
+async fn a_stream_over_its_byte_limit_or_its_announced_length_is_dropped() {
+    let (mut s, bytes, _) = streams(limits());
+    let t0 = Instant::now();
+    let ev = feed(
+        &mut s,
+        t0,
+        vec![
+            header("big", false, None),
+            chunk("big", 0, &[1; 600]),
+            chunk("big", 1, &[2; 600]),
+            chunk("big", 2, &[3; 10]),
+        ],
+    );
+    assert_eq!(
+        ev.iter().filter_map(limit_of).collect::<Vec<_>>(),
+        [StreamLimit::StreamTooLarge { max: 1000 }]
+    );
+    let mut r = bytes.lock().unwrap().pop().unwrap();
+    assert_eq!(r.next().await.unwrap().unwrap().len(), 600);
+    assert!(matches!(
+        r.next().await,
+        Some(Err(StreamError::Limit(StreamLimit::StreamTooLarge {
+            max: 1000
+        })))
+    ));
+    assert!(r.next().await.is_none());
+    assert_eq!(s.stats().stray_chunks, 1, "the chunk after the drop");
+
+    let ev = feed(
+        &mut s,
+        t0,
+        vec![header("liar", false, Some(10)), chunk("liar", 0, &[0; 11])],
+    );
+    assert_eq!(
+        ev.iter().filter_map(limit_of).collect::<Vec<_>>(),
+        [StreamLimit::StreamTooLarge { max: 10 }]
+    );
+    assert_eq!(s.stats().dropped_too_large, 2);
+    assert_eq!(
+        s.stats().buffered_bytes,
+        0,
+        "the first stream's chunk was read, the second's refused"
+    );
+}
+
+#[tokio::test]
+async fn unread_bytes_are_bounded_across_streams_and_freed_as_the_app_reads() {
+    let (mut s, bytes, _) = streams(limits());
+    let t0 = Instant::now();
+    let ev = feed(
+        &mut s,
+        t0,
+        vec![
+            header("a", false, None),
+            header("b", false, None),
+            chunk("a", 0, &[0; 900]),
+            chunk("b", 0, &[0; 700]),
+        ],
+    );
+    assert_eq!(
+        ev.iter().filter_map(limit_of).collect::<Vec<_>>(),
+        [StreamLimit::BufferFull { max: 1500 }]
+    );
+    assert_eq!(s.stats().dropped_buffer_full, 1);
+    assert_eq!(s.stats().buffered_bytes, 900);
+    let mut a = bytes.lock().unwrap().remove(0);
+    assert_eq!(a.next().await.unwrap().unwrap().len(), 900);
+    assert_eq!(s.stats().buffered_bytes, 0);
+    assert_eq!(s.stats().buffered_peak, 900);
+    // Room again: the same stream takes more.
+    assert!(feed(&mut s, t0, vec![chunk("a", 1, &[0; 90])]).is_empty());
+    assert_eq!(s.stats().buffered_bytes, 90);
+}
+
+#[tokio::test]
+async fn a_silent_stream_times_out_on_the_clock_it_is_given() {
+    let (mut s, bytes, _) = streams(limits());
+    let t0 = Instant::now();
+    feed(&mut s, t0, vec![header("slow", false, None)]);
+    feed(
+        &mut s,
+        t0 + Duration::from_secs(5),
+        vec![chunk("slow", 0, b"x")],
+    );
+    let mut out = Vec::new();
+    s.expire(t0 + Duration::from_secs(12), &mut out);
+    assert!(out.is_empty(), "7 s after its last chunk: still open");
+    s.expire(t0 + Duration::from_secs(13), &mut out);
+    assert_eq!(
+        out.iter().filter_map(limit_of).collect::<Vec<_>>(),
+        [StreamLimit::IdleTimeout {
+            after: Duration::from_secs(8)
+        }]
+    );
+    assert_eq!(s.stats().timed_out, 1);
+    let r = bytes.lock().unwrap().pop().unwrap();
+    assert!(matches!(
+        r.read_all().await,
+        Err(StreamError::Limit(StreamLimit::IdleTimeout { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn repeated_and_reordered_chunks_short_streams_aborts_and_departures() {
+    let (mut s, bytes, _) = streams(limits());
+    let t0 = Instant::now();
+    feed(
+        &mut s,
+        t0,
+        vec![
+            header("r", false, Some(4)),
+            chunk("r", 0, b"a"),
+            chunk("r", 0, b"a"),
+            chunk("r", 2, b"c"),
+            chunk("r", 1, b"b"),
+            trailer("r", ""),
+        ],
+    );
+    assert_eq!(s.stats().stray_chunks, 2, "the repeat and the late one");
+    let r = bytes.lock().unwrap().pop().unwrap();
+    assert!(matches!(
+        r.read_all().await,
+        Err(StreamError::Incomplete {
+            received: 2,
+            expected: 4
+        })
+    ));
+
+    feed(
+        &mut s,
+        t0,
+        vec![
+            header("x", false, None),
+            chunk("x", 0, b"1"),
+            trailer("x", "cancelled"),
+        ],
+    );
+    let r = bytes.lock().unwrap().pop().unwrap();
+    assert!(
+        matches!(r.read_all().await, Err(StreamError::Aborted { reason }) if reason == "cancelled")
+    );
+
+    feed(&mut s, t0, vec![header("y", false, None)]);
+    s.participant_left("alice");
+    let r = bytes.lock().unwrap().pop().unwrap();
+    assert!(matches!(r.read_all().await, Err(StreamError::Closed)));
+    assert_eq!(s.open_streams(), 0);
+}
+
+#[tokio::test]
+async fn a_flood_of_unterminated_streams_stays_within_the_limits() {
+    let (mut s, bytes, _) = streams(limits());
+    let t0 = Instant::now();
+    let mut events = Vec::new();
+    for i in 0..10_000u64 {
+        let id = format!("flood{i}");
+        events.extend(feed(
+            &mut s,
+            t0 + Duration::from_millis(i),
+            vec![header(&id, false, None), chunk(&id, 0, &[0; 500])],
+        ));
+        assert!(s.open_streams() <= 4);
+        assert!(s.stats().buffered_bytes <= 1500);
+    }
+    let st = s.stats();
+    // Three streams hold 500 unread bytes each; every later one is refused (four open) or
+    // dropped at its first chunk (unread bytes full), which frees its slot.
+    assert_eq!(st.opened + st.rejected_too_many, 10_000);
+    assert_eq!(st.dropped_buffer_full, st.opened - 3);
+    assert!(st.buffered_peak <= 1500);
+    assert_eq!(
+        events.len() as u64,
+        st.rejected_too_many + st.dropped_buffer_full
+    );
+    let mut out = Vec::new();
+    s.expire(t0 + Duration::from_secs(30), &mut out);
+    assert_eq!(s.open_streams(), 0, "all timed out");
+    bytes.lock().unwrap().clear();
+    assert_eq!(s.stats().buffered_bytes, 0);
+}
+
+#[test]
+fn a_topic_has_one_handler_and_unhandled_streams_are_counted() {
+    let (mut s, _, _) = streams(limits());
+    assert!(matches!(
+        s.register_bytes("t", Arc::new(|_, _| {})),
+        Err(StreamError::HandlerExists { kind: "byte", .. })
+    ));
+    s.unregister_bytes("t");
+    feed(&mut s, Instant::now(), vec![header("z", false, None)]);
+    assert_eq!(s.stats().unhandled, 1);
+    assert_eq!(s.open_streams(), 0);
+    // Compressed content is not read here: refused, not handed over as garbage.
+    let DataMessage::StreamHeader(mut h) = header("c", true, None) else {
+        unreachable!()
+    };
+    h.compression = wavecast_rtc::data_message::Compression::DeflateRaw;
+    feed(&mut s, Instant::now(), vec![DataMessage::StreamHeader(h)]);
+    assert_eq!(s.stats().unsupported, 1);
+    assert_eq!(s.open_streams(), 0);
+    // A header of a newer kind is read as bytes by the topic's byte handler.
+    let (mut s, bytes, _) = streams(limits());
+    feed(
+        &mut s,
+        Instant::now(),
+        vec![
+            header_of("u", false, None, true),
+            chunk("u", 0, b"x"),
+            trailer("u", ""),
+        ],
+    );
+    assert_eq!(bytes.lock().unwrap().len(), 1);
+}
+
+/// One packet of a hostile peer's sequence.
+#[derive(Debug, Clone)]
+enum Op {
+    Header(u8, bool, Option<u16>, bool),
+    Chunk(u8, u8, u16),
+    Trailer(u8, bool),
+    Read(u8),
+    Tick(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (
+            0u8..6,
+            any::<bool>(),
+            proptest::option::of(0u16..2000),
+            proptest::bool::weighted(0.1)
+        )
+            .prop_map(|(i, t, n, u)| Op::Header(i, t, n, u)),
+        (0u8..6, 0u8..5, 0u16..700).prop_map(|(i, c, n)| Op::Chunk(i, c, n)),
+        (0u8..6, any::<bool>()).prop_map(|(i, a)| Op::Trailer(i, a)),
+        (0u8..6).prop_map(Op::Read),
+        (0u16..10_000).prop_map(Op::Tick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_packet_sequence_keeps_the_limits_and_the_accounting(ops in proptest::collection::vec(op(), 0..80)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let (mut s, bytes, texts) = streams(limits());
+        let mut now = Instant::now();
+        for op in ops {
+            let m = match op {
+                Op::Header(i, t, n, u) => Some(header_of(&format!("s{i}"), t, n.map(u64::from), u)),
+                Op::Chunk(i, c, n) => Some(chunk(&format!("s{i}"), u64::from(c), &vec![7; n as usize])),
+                Op::Trailer(i, abort) => Some(trailer(&format!("s{i}"), if abort { "x" } else { "" })),
+                Op::Read(i) => {
+                    let mut b = bytes.lock().unwrap();
+                    if !b.is_empty() {
+                        let k = i as usize % b.len();
+                        let r = &mut b[k];
+                        let _ = rt.block_on(async {
+                            tokio::time::timeout(Duration::from_millis(1), r.next()).await
+                        });
+                    }
+                    None
+                }
+                Op::Tick(ms) => {
+                    now += Duration::from_millis(u64::from(ms));
+                    let mut out = Vec::new();
+                    s.expire(now, &mut out);
+                    None
+                }
+            };
+            if let Some(m) = m {
+                feed(&mut s, now, vec![m]);
+            }
+            let st = s.stats();
+            prop_assert!(s.open_streams() <= 4);
+            prop_assert!(st.buffered_bytes <= 1500);
+        }
+        // Every unread byte is accounted for: dropping the readers frees them all.
+        drop(rt);
+        bytes.lock().unwrap().clear();
+        texts.lock().unwrap().clear();
+        prop_assert_eq!(s.stats().buffered_bytes, 0);
+    }
+
+    #[test]
+    fn text_is_cut_on_character_boundaries_within_the_chunk_size(text in any::<String>(), max in 1usize..40) {
+        let pieces = utf8_chunks(&text, max);
+        prop_assert_eq!(pieces.concat(), text.clone());
+        for p in &pieces {
+            prop_assert!(!p.is_empty());
+            prop_assert!(p.len() <= max || p.chars().count() == 1);
+        }
+    }
+
+    #[test]
+    fn utf8_cut_anywhere_reads_back_whole(text in any::<String>(), cuts in proptest::collection::vec(any::<usize>(), 0..6)) {
+        let bytes = text.as_bytes();
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.push(0);
+        at.push(bytes.len());
+        at.sort_unstable();
+        let mut carry = Vec::new();
+        let mut out = String::new();
+        for w in at.windows(2) {
+            carry.extend_from_slice(&bytes[w[0]..w[1]]);
+            out.push_str(&take_utf8(&mut carry));
+        }
+        prop_assert!(carry.is_empty());
+        prop_assert_eq!(out, text);
+    }
+}

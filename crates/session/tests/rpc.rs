@@ -1,0 +1,224 @@
+//! RPC against a real livekit-server: between two wavecast rooms and both ways with the
+//! official Python SDK, each error code the v1 protocol produces, and the round-trip times.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ScriptedPeer, init_tracing};
+use wavecast_session::{
+    LocalParticipant, MAX_RPC_PAYLOAD_BYTES, PerformRpcData, Room, RoomOptions, RpcError,
+    RpcErrorCode,
+};
+use wavecast_testbed::LiveKitServer;
+
+async fn join(server: &LiveKitServer, room: &str, identity: &str) -> Room {
+    common::join_room(server, room, identity, RoomOptions::default())
+        .await
+        .expect("the room joins")
+        .0
+}
+
+async fn until_present(room: &Room, identity: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while room.remote_participant(identity).is_none() {
+        assert!(Instant::now() < deadline, "{identity} never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The methods both test servers offer.
+fn serve(me: &LocalParticipant) {
+    me.register_rpc_method("echo", |call| async move { Ok(call.payload) });
+    me.register_rpc_method("fail", |call| async move {
+        Err(RpcError::new(
+            4001,
+            "nope",
+            Some(format!("data: {}", call.payload)),
+        ))
+    });
+    me.register_rpc_method("panic", |_| async move {
+        if true {
+            panic!("a handler bug");
+        }
+        Ok(String::new())
+    });
+    me.register_rpc_method("big", |_| async move { Ok("b".repeat(16_000)) });
+    me.register_rpc_method("slow", |call| async move {
+        let secs: f64 = call.payload.parse().unwrap_or(1.0);
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        Ok("late".into())
+    });
+}
+
+fn code(r: Result<String, RpcError>) -> u32 {
+    r.expect_err("an RPC error").code
+}
+
+const T: Duration = Duration::from_secs(10);
+
+/// Every caller-side code against `dest` serving [`serve`]'s methods (or Python's `boom` for
+/// the panic: `panic_method`).
+async fn every_code(me: &LocalParticipant, dest: &str, panic_method: &str) {
+    assert_eq!(
+        me.perform_rpc(dest, "echo", "hi ✓", T).await.unwrap(),
+        "hi ✓"
+    );
+    assert_eq!(
+        me.perform_rpc(dest, "fail", "x", T).await.unwrap_err(),
+        RpcError::new(4001, "nope", Some("data: x".into()))
+    );
+    assert_eq!(code(me.perform_rpc(dest, panic_method, "", T).await), 1500);
+    assert_eq!(code(me.perform_rpc(dest, "big", "", T).await), 1504);
+    assert_eq!(code(me.perform_rpc(dest, "missing", "", T).await), 1400);
+    let t0 = Instant::now();
+    let r = me
+        .perform_rpc(dest, "slow", "3", Duration::from_secs(1))
+        .await;
+    assert_eq!(code(r), 1502);
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "gave up at the response timeout"
+    );
+    let too_big = "p".repeat(MAX_RPC_PAYLOAD_BYTES + 1);
+    assert_eq!(code(me.perform_rpc(dest, "echo", &too_big, T).await), 1402);
+    let just_fits = "p".repeat(MAX_RPC_PAYLOAD_BYTES);
+    assert_eq!(
+        me.perform_rpc(dest, "echo", &just_fits, T)
+            .await
+            .unwrap()
+            .len(),
+        MAX_RPC_PAYLOAD_BYTES
+    );
+    let r = me
+        .perform_rpc_with(PerformRpcData {
+            destination_identity: "nobody".into(),
+            method: "echo".into(),
+            max_round_trip_latency: Duration::from_secs(1),
+            ..PerformRpcData::default()
+        })
+        .await;
+    assert_eq!(
+        r.unwrap_err().built_in_code(),
+        Some(RpcErrorCode::ConnectionTimeout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rpc_between_two_wavecast_rooms_with_every_error_code() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let alice = join(&server, "rpc", "alice").await;
+    let bob = join(&server, "rpc", "bob").await;
+    until_present(&bob, "alice").await;
+    serve(alice.local_participant());
+    let me = bob.local_participant().clone();
+
+    every_code(&me, "alice", "panic").await;
+
+    // The caller learns of the receiver leaving mid-call.
+    let call = tokio::spawn({
+        let me = me.clone();
+        async move {
+            me.perform_rpc("alice", "slow", "30", Duration::from_secs(60))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    alice.close().await;
+    let r = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("ends")
+        .unwrap();
+    assert_eq!(
+        r.unwrap_err().built_in_code(),
+        Some(RpcErrorCode::RecipientDisconnected)
+    );
+
+    // A caller that left cannot send.
+    bob.close().await;
+    let r = me.perform_rpc("alice", "echo", "", T).await;
+    assert_eq!(
+        r.unwrap_err().built_in_code(),
+        Some(RpcErrorCode::SendFailed)
+    );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rpc_both_ways_with_the_python_sdk() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let room = join(&server, "pyrpc", "rusty").await;
+    serve(room.local_participant());
+    let mut py = tokio::task::block_in_place(|| {
+        ScriptedPeer::join_script(&server, "rpc_peer.py", "pyrpc", "py")
+    });
+    until_present(&room, "py").await;
+    let me = room.local_participant().clone();
+
+    // wavecast calls Python.
+    every_code(&me, "py", "boom").await;
+
+    // Python calls wavecast.
+    let mut call = |line: &str| -> String {
+        tokio::task::block_in_place(|| {
+            py.write_line(line);
+            let result = py.expect_line("RESULT", Duration::from_secs(30));
+            py.expect_line(&format!("OK {line}"), Duration::from_secs(5));
+            result
+        })
+    };
+    assert_eq!(call("call rusty echo hello 10"), "ok hello");
+    assert_eq!(call("call rusty fail x 10"), "err 4001 nope|data: x");
+    assert_eq!(
+        call("call rusty panic - 10"),
+        "err 1500 Application error in method handler|"
+    );
+    assert_eq!(
+        call("call rusty big - 10"),
+        "err 1504 Response payload too large|"
+    );
+    assert_eq!(
+        call("call rusty missing - 10"),
+        "err 1400 Method not supported at destination|"
+    );
+    assert!(call("call rusty slow 3 1").starts_with("err 1502 "));
+    assert!(call("call rusty echo @15361 10").starts_with("err 1402 "));
+    assert_eq!(call("call rusty echo @15360 10"), "ok <15360 bytes>");
+    assert!(call("call nobody echo - 10 1").starts_with("err 1501 "));
+
+    // Round trips, each way: 200 sequential echo calls.
+    let mut rtts = Vec::new();
+    for i in 0..200 {
+        let t0 = Instant::now();
+        me.perform_rpc("py", "echo", &format!("ping {i}"), T)
+            .await
+            .expect("echo");
+        rtts.push(t0.elapsed());
+    }
+    rtts.sort();
+    let py_bench = tokio::task::block_in_place(|| {
+        py.write_line("bench rusty 200");
+        let b = py.expect_line("BENCH", Duration::from_secs(60));
+        py.expect_line("OK bench", Duration::from_secs(5));
+        b
+    });
+    eprintln!(
+        "RPC echo round trip, wavecast → Python: p50 {:?} p95 {:?}; Python → wavecast (ms p50 p95): {py_bench}",
+        percentile(&rtts, 0.5),
+        percentile(&rtts, 0.95)
+    );
+
+    // Python learns of us leaving mid-call.
+    let result = tokio::task::block_in_place(|| {
+        py.write_line("call rusty slow 30 60");
+        std::thread::sleep(Duration::from_millis(500));
+        tokio::runtime::Handle::current().block_on(room.close());
+        py.expect_line("RESULT", Duration::from_secs(30))
+    });
+    assert!(result.starts_with("err 1503 "), "{result}");
+}

@@ -1,0 +1,121 @@
+"""A participant on the official LiveKit Python SDK for the data-stream interop tests.
+
+Usage: stream_peer.py ROOM IDENTITY
+
+Receives: text streams on topic "lk.chat" (kept in order) and byte streams on topic "files"
+(each printed as `BYTES <sender> <name> <length> <sha256>` once read whole).
+Reads commands on stdin, one per line, and prints `OK <command>` (or `ERR <command> <why>`):
+  chat-report N        wait (60 s at most) for N chat messages, then print
+                       `CHAT <count> <sender> <sha256 of the messages joined by newlines>`
+  send-chat N          send N chat messages "py 0" .. "py N-1", one after the other
+  send-file SIZE SEED  send SIZE deterministic bytes (seeded) as a file on topic "files";
+                       prints `SENT <sha256>` first
+Prints `READY <participant_sid>` once connected. Reads LIVEKIT_URL, LIVEKIT_API_KEY and
+LIVEKIT_API_SECRET from the environment (set by wavecast-testbed). Exits when stdin closes.
+"""
+
+import asyncio
+import hashlib
+import os
+import random
+import sys
+import tempfile
+
+from livekit import api, rtc
+
+
+async def main() -> None:
+    room_name, identity = sys.argv[1], sys.argv[2]
+    token = (
+        api.AccessToken(os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"])
+        .with_identity(identity)
+        .with_grants(api.VideoGrants(room_join=True, room=room_name, can_publish=True,
+                                     can_subscribe=True, can_publish_data=True))
+        .to_jwt()
+    )
+    room = rtc.Room()
+    chats: list = []
+    senders: set = set()
+    got_chat = asyncio.Event()
+    tasks: set = set()
+
+    done = [0]
+
+    async def read_chat(slot: int, reader: rtc.TextStreamReader, sender: str) -> None:
+        chats[slot] = await reader.read_all()
+        senders.add(sender)
+        done[0] += 1
+        got_chat.set()
+
+    async def read_file(reader: rtc.ByteStreamReader, sender: str) -> None:
+        h = hashlib.sha256()
+        n = 0
+        async for chunk in reader:
+            h.update(chunk)
+            n += len(chunk)
+        print("BYTES", sender, reader.info.name, n, h.hexdigest(), flush=True)
+
+    def on_chat(reader, sender):
+        # The slot is taken in arrival order, whenever each reader finishes.
+        chats.append(None)
+        t = asyncio.ensure_future(read_chat(len(chats) - 1, reader, sender))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    def on_file(reader, sender):
+        t = asyncio.ensure_future(read_file(reader, sender))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    room.register_text_stream_handler("lk.chat", on_chat)
+    room.register_byte_stream_handler("files", on_file)
+    await room.connect(os.environ["LIVEKIT_URL"], token, rtc.RoomOptions(auto_subscribe=False))
+    print("READY", room.local_participant.sid, flush=True)
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line:
+            if reader.at_eof():
+                break
+            continue
+        cmd, *args = line.split()
+        try:
+            if cmd == "chat-report":
+                want = int(args[0])
+                deadline = loop.time() + 60
+                while done[0] < want and loop.time() < deadline:
+                    got_chat.clear()
+                    try:
+                        await asyncio.wait_for(got_chat.wait(), 1)
+                    except asyncio.TimeoutError:
+                        pass
+                text = "\n".join(c if c is not None else "<missing>" for c in chats)
+                digest = hashlib.sha256(text.encode()).hexdigest()
+                print("CHAT", done[0], ",".join(sorted(senders)) or "-", digest, flush=True)
+            elif cmd == "send-chat":
+                for i in range(int(args[0])):
+                    await room.local_participant.send_text(f"py {i}", topic="lk.chat")
+            elif cmd == "send-file":
+                size, seed = int(args[0]), int(args[1])
+                data = random.Random(seed).randbytes(size)
+                print("SENT", hashlib.sha256(data).hexdigest(), flush=True)
+                with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+                    f.write(data)
+                    path = f.name
+                try:
+                    await room.local_participant.send_file(path, topic="files")
+                finally:
+                    os.unlink(path)
+            else:
+                raise ValueError("unknown command")
+            print("OK", line, flush=True)
+        except Exception as e:  # report and go on: the test decides
+            print("ERR", line, repr(e), flush=True)
+    await room.disconnect()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
