@@ -1871,6 +1871,151 @@ pub async fn recording_refuses_to_start_below_the_free_disk_threshold(backend: B
     bed.stop().await;
 }
 
+/// Issue 18: the disk fills while a recording runs (a 16 MiB tmpfs as `recordings_dir`, filled
+/// to the last byte by another writer): the recording stops by itself, `stopped` with the reason
+/// `disk full`; its file is finalized and ffprobe reads it; the manifest is final; the service
+/// keeps answering (and refuses a new recording with 507).
+pub async fn recording_stops_cleanly_when_the_disk_fills(backend: Backend) {
+    use std::io::Write;
+    const MIB: u64 = 1 << 20;
+    let bed = Bed::start_with(
+        backend,
+        Limits {
+            caps: wavecast_service::Caps {
+                // Starts with 2 MiB free; a running recording stops below 1 MiB.
+                min_free_disk: 2 * MIB,
+                ..Default::default()
+            },
+            ..Limits::default()
+        },
+    )
+    .await;
+    let tmpfs = match super::Tmpfs::mount(&bed.recordings, 16 * MIB) {
+        Ok(t) => t,
+        Err(e) if std::env::var(super::SKIP_MOUNT_ENV).is_ok_and(|v| v == "1") => {
+            eprintln!(
+                "SKIPPED recording_stops_cleanly_when_the_disk_fills ({}=1): {e}",
+                super::SKIP_MOUNT_ENV
+            );
+            bed.stop().await;
+            return;
+        }
+        Err(e) => panic!(
+            "a full disk needs a small tmpfs: {e} (run as root, or set {}=1 to skip)",
+            super::SKIP_MOUNT_ENV
+        ),
+    };
+    let owner = bed.login("vic", &[]);
+    let (id, room) = bed.live_stream(&owner, "vic's").await;
+    let path = format!("/v1/streams/{id}");
+    let mut publisher = PythonPeer::spawn(
+        &bed.server,
+        "publish_av.py",
+        &["--room", &room, "--identity", "vic", "--seconds", "90"],
+    )
+    .expect("start the Python SDK publisher");
+    blocking(|| publisher.wait_line("READY", JOIN)).expect("the publisher publishes");
+    bed.wait_for(&path, &owner, Duration::from_secs(20), |v| {
+        v["live"] == true
+    })
+    .await;
+    let (s, rec) = bed.recording(&id, Some(&owner), "start").await;
+    assert_eq!(s, 201, "{rec}");
+    let manifest_path = bed.recordings.join(rec["manifest"].as_str().unwrap());
+
+    // Media reaches the file (the manifest, rewritten every second, says how much).
+    let read_manifest = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap_or_default())
+            .unwrap_or(Value::Null)
+    };
+    let deadline = std::time::Instant::now() + JOIN;
+    while read_manifest()["participants"][0]["files"][0]["duration_ms"]
+        .as_u64()
+        .is_none_or(|ms| ms < 2000)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no media recorded: {}",
+            read_manifest()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Another writer takes every byte left.
+    let mut filler = std::fs::File::create(bed.recordings.join("filler")).unwrap();
+    let chunk = vec![0xA5u8; 64 * 1024];
+    let mut filled = 0u64;
+    let full = loop {
+        match filler.write(&chunk) {
+            Ok(0) => panic!("write returned 0"),
+            Ok(n) => filled += n as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(full.kind(), std::io::ErrorKind::StorageFull, "{full}");
+    eprintln!("the tmpfs is full after {filled} more bytes");
+
+    // The recording stops by itself, and says why.
+    let v = bed
+        .wait_for(&path, &owner, JOIN, |v| {
+            v["recordings"][0]["state"] != "recording"
+        })
+        .await;
+    let r = &v["recordings"][0];
+    assert_eq!(r["id"], rec["id"], "{v}");
+    assert_eq!(r["state"], "stopped", "{v}");
+    assert_eq!(r["end_reason"], "disk full", "{v}");
+    assert_eq!(v["recording"], Value::Null, "{v}");
+
+    // The service keeps answering: reads, writes to its database, and a clear refusal.
+    let (s, h) = bed.call("GET", "/healthz", None, None).await;
+    assert_eq!(s, 200, "{h}");
+    let (s, st) = bed
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(&owner),
+            Some(json!({"name": "next"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{st}");
+    let (s, e) = bed.recording(&id, Some(&owner), "start").await;
+    assert_eq!((s, e["error"].as_str()), (507, Some("disk_full")), "{e}");
+
+    // The files are final and readable.
+    let manifest = read_manifest();
+    assert_eq!(manifest["state"], "finalized", "{manifest}");
+    let files = manifest["participants"][0]["files"].as_array().unwrap();
+    assert!(!files.is_empty(), "{manifest}");
+    let dir = manifest_path.parent().unwrap();
+    for f in files {
+        assert_eq!(f["state"], "finalized", "{manifest}");
+        let webm = dir.join(f["path"].as_str().unwrap());
+        let (streams, duration) = blocking(|| super::ffprobe(&webm));
+        eprintln!(
+            "{}: {duration:.2} s, {streams:?}; manifest errors: {}",
+            webm.display(),
+            manifest["errors"]
+        );
+        let codecs: Vec<&str> = streams.iter().map(|s| s.codec.as_str()).collect();
+        assert!(
+            codecs.contains(&"vp8") && codecs.contains(&"opus"),
+            "{}: {streams:?}",
+            webm.display()
+        );
+        assert!(duration >= 1.5, "{}: {duration} s", webm.display());
+        assert!(
+            streams.iter().all(|s| s.packets > 0),
+            "{}: {streams:?}",
+            webm.display()
+        );
+    }
+    drop(publisher);
+    drop(filler);
+    drop(tmpfs);
+    bed.stop().await;
+}
+
 /// Issue 18: `GET /metrics` (admin key only) in the Prometheus text format: requests by route and
 /// status with latency histograms, tokens minted, denials by reason, webhooks by event,
 /// recordings running and bytes written.
