@@ -337,3 +337,159 @@ fn a_quiet_track_still_reaches_the_disk_within_a_second() {
     let e = recover(dir.path().join("junk.webm")).unwrap_err();
     assert!(e.to_string().contains("junk.webm"), "{e}");
 }
+
+/// A tmpfs of `size` bytes on `dir`: a file system that really fills up (root needed);
+/// unmounted (lazily) when dropped. `Err` names why it could not be mounted.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: u64) -> Result<Tmpfs, String> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The disk fills in the middle of a file: each cluster that no longer fits fails with a typed
+/// out-of-space error (no panic) and is left out whole; the file keeps what was written before
+/// it, `finish` finalizes it in place (without Cues, which no longer fit) and ffmpeg decodes it
+/// cleanly; once there is room again `recover` adds the Cues.
+#[test]
+fn a_full_disk_loses_the_clusters_that_do_not_fit_not_the_file() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let _tmpfs = match Tmpfs::mount(dir.path(), 4 << 20) {
+        Ok(t) => t,
+        Err(e) if std::env::var("WAVECAST_SKIP_MOUNT").is_ok_and(|v| v == "1") => {
+            eprintln!("SKIPPED (WAVECAST_SKIP_MOUNT=1): mount -t tmpfs: {e}");
+            return;
+        }
+        Err(e) => panic!(
+            "a full disk needs a small tmpfs: mount -t tmpfs: {e} (run as root, or set \
+             WAVECAST_SKIP_MOUNT=1 to skip)"
+        ),
+    };
+    let path = dir.path().join("full.webm");
+    let frames = media(6, (320, 180), None, 440.0);
+    let half = frames
+        .iter()
+        .position(|f| f.1 >= Duration::from_secs(3))
+        .unwrap();
+    let mut w = WebmWriter::create(&path, &tracks(320, 180), WebmOptions::default()).unwrap();
+    for (t, ts, key, data) in &frames[..half] {
+        w.write_frame(*t, *ts, *key, data).unwrap();
+    }
+    w.flush().unwrap();
+    let written = std::fs::metadata(&path).unwrap().len();
+
+    // Another writer takes every byte left.
+    let mut filler = std::fs::File::create(dir.path().join("filler")).unwrap();
+    let full = loop {
+        if let Err(e) = filler.write_all(&[0xA5; 64 * 1024]) {
+            break e;
+        }
+    };
+    assert_eq!(full.kind(), std::io::ErrorKind::StorageFull, "{full}");
+
+    let mut failed = 0;
+    for (t, ts, key, data) in &frames[half..] {
+        match w.write_frame(*t, *ts, *key, data) {
+            Ok(()) => {}
+            Err(MediaError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                failed += 1
+            }
+            Err(e) => panic!("not an out-of-space error: {e}"),
+        }
+    }
+    assert!(failed > 0, "no write failed on a full disk");
+    let summary = w.finish().expect("finalized on a full disk");
+    assert!(summary.lost_clusters > 0, "{summary:?}");
+    assert!(std::fs::metadata(&path).unwrap().len() >= written);
+
+    // What was written before stays; what did not fit is missing (the Duration says so).
+    let (streams, duration) = probe(&path);
+    let duration = duration.expect("a duration");
+    assert!(
+        (2.9..5.5).contains(&duration),
+        "duration {duration}: {streams:?}"
+    );
+    assert!(streams.iter().all(|s| s.1 > 0), "{streams:?}");
+    let (err, ok) = decode_all(&path);
+    assert!(ok && err.is_empty(), "{err}");
+    let info = WebmInfo::read(&path).unwrap();
+    assert_eq!(info.partial_tail, 0, "{info:?}");
+    // The few Cues may still fit in the file's last, partly used page; the test below makes
+    // sure they do not.
+    eprintln!("finalized with Cues: {}", info.finalized);
+}
+
+/// The disk is full when a file with many Cues is finished: it is finalized without them (in
+/// place), every whole cluster reads, and `recover` adds the Cues once there is room.
+#[test]
+fn a_file_finished_on_a_full_disk_is_finalized_without_cues() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let _tmpfs = match Tmpfs::mount(dir.path(), 1 << 20) {
+        Ok(t) => t,
+        Err(e) if std::env::var("WAVECAST_SKIP_MOUNT").is_ok_and(|v| v == "1") => {
+            eprintln!("SKIPPED (WAVECAST_SKIP_MOUNT=1): mount -t tmpfs: {e}");
+            return;
+        }
+        Err(e) => panic!(
+            "a full disk needs a small tmpfs: mount -t tmpfs: {e} (run as root, or set \
+             WAVECAST_SKIP_MOUNT=1 to skip)"
+        ),
+    };
+    let path = dir.path().join("cues.webm");
+    // Audio only, a cluster (and a cue) per 20 ms packet: 2000 cues, far more than a page.
+    let options = WebmOptions::default().max_cluster(Duration::from_millis(20));
+    let mut w = WebmWriter::create(&path, &[TrackSpec::opus("microphone", 2)], options).unwrap();
+    let packet = [0xFCu8, 0xFF, 0xFE];
+    for n in 0..2000u64 {
+        w.write_frame(0, Duration::from_millis(n * 20), true, &packet)
+            .unwrap();
+    }
+    let mut filler = std::fs::File::create(dir.path().join("filler")).unwrap();
+    let full = loop {
+        if let Err(e) = filler.write_all(&[0xA5; 64 * 1024]) {
+            break e;
+        }
+    };
+    assert_eq!(full.kind(), std::io::ErrorKind::StorageFull, "{full}");
+    let summary = w.finish().expect("finalized on a full disk");
+
+    let info = WebmInfo::read(&path).unwrap();
+    assert!(!info.finalized, "no room for Cues, yet: {info:?}");
+    assert_eq!(info.partial_tail, 0, "{info:?}");
+    let written = info.track("A_OPUS").unwrap().frames;
+    assert_eq!(written + summary.lost_clusters, 2000, "{summary:?}");
+    let (streams, duration) = probe(&path);
+    assert_eq!(streams, vec![("opus".to_owned(), written, 0, 0)]);
+    let duration = duration.expect("a duration");
+    assert!(
+        (duration - written as f64 * 0.02).abs() < 0.03,
+        "{duration} s"
+    );
+
+    drop(filler);
+    std::fs::remove_file(dir.path().join("filler")).unwrap();
+    let report = recover(&path).unwrap();
+    assert_eq!(report.dropped_bytes, 0, "{report:?}");
+    let info = WebmInfo::read(&path).unwrap();
+    assert!(info.finalized, "{info:?}");
+    assert_eq!(info.track("A_OPUS").unwrap().frames, written);
+}

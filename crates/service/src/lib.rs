@@ -49,8 +49,9 @@
 //! rate-limited before its body is read. Errors are JSON `{"error": code, "message": …}` with a
 //! 4xx status for anything the caller can fix: 400 malformed JSON or bad names, 401 bad
 //! credentials, 403 refused by policy or a cap, 404 (also for a stream the caller may not see),
-//! 408 body too slow, 413 body too large, 415 not JSON, 422 unknown or mistyped fields, 429 over
-//! the per-caller rate limit; 503 when too many requests are in flight.
+//! 408 headers or body too slow (or a connection idle for the header timeout), 413 body too
+//! large, 415 not JSON, 422 unknown or mistyped fields, 429 over the per-caller rate limit; 503
+//! when too many requests are in flight.
 //!
 //! # Design
 //! The policy decision is a pure function ([`policy::decide`]) of the caller's grants and the
@@ -78,6 +79,7 @@ mod recording;
 mod settings;
 pub mod store;
 mod streams;
+mod timeout;
 mod webhook;
 
 use std::future::Future;
@@ -140,7 +142,8 @@ impl Service {
     /// it), and finalize the recordings ([`Service::stop_recordings`]).
     ///
     /// Each connection is HTTP/1.1 with [`Bounds::header_timeout`] for its headers (and as the
-    /// idle timeout between requests); at most [`Bounds::max_connections`] are open at once.
+    /// idle timeout between requests), after which it is answered `408 request_timeout` and
+    /// closed; at most [`Bounds::max_connections`] are open at once.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -178,21 +181,28 @@ impl Service {
                 () = &mut shutdown => break,
             };
             let service = hyper_util::service::TowerToHyperService::new(app.clone());
-            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let mut stop = stop_rx.clone();
+            let header_timeout = bounds.header_timeout;
             connections.spawn(async move {
                 let _slot = slot;
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "connection ended");
-                        }
-                        return;
+                let ended = tokio::select! {
+                    r = &mut conn => r,
+                    () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                        std::pin::Pin::new(&mut conn).graceful_shutdown();
+                        (&mut conn).await
                     }
-                    _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+                };
+                match ended {
+                    Ok(()) => {}
+                    // hyper's header timeout ends the connection without a word: answer it here.
+                    Err(e) if e.is_timeout() => {
+                        let parts = conn.into_parts();
+                        let partial = !parts.read_buf.is_empty();
+                        timeout::answer_408(parts.io.into_inner(), partial, header_timeout).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "connection ended"),
                 }
-                let _ = conn.await;
             });
         }
         drop(listener);

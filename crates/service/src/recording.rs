@@ -470,11 +470,14 @@ async fn finish(
     })
 }
 
-/// Completes when fewer than `floor` bytes are free under `dir` (checked every 2 s).
+/// Completes when fewer than `floor` bytes (and at least when none) are free under `dir`
+/// (checked every 2 s). Until then a recorder that meets a full disk loses the clusters it
+/// cannot write and keeps its files whole (`wavecast_media::webm`), so the stop that follows
+/// still finalizes them.
 async fn disk_full(dir: &Path, floor: u64) {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        if free_bytes(dir).is_some_and(|free| free < floor) {
+        if free_bytes(dir).is_some_and(|free| free < floor.max(1)) {
             return;
         }
     }

@@ -16,7 +16,7 @@ use crate::auth::{AdminKey, CallerAuth, caller_auth};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bounds {
     /// Longest time to send a request's headers, and to keep an idle connection open between
-    /// requests (the connection is closed).
+    /// requests (answered 408 `request_timeout`, then the connection is closed).
     pub header_timeout: Duration,
     /// Longest time to send a request's body (answered 408 `request_timeout`).
     pub body_timeout: Duration,

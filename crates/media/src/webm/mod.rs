@@ -50,7 +50,7 @@ mod ebml;
 mod read;
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -184,6 +184,9 @@ pub struct TrackStats {
     pub last: Option<Duration>,
     /// Frames whose timestamp went backwards and was clamped to the previous one.
     pub clamped: u64,
+    /// Video frames not written because a cluster before them could not be (they would not
+    /// decode): skipped up to the next keyframe.
+    pub skipped: u64,
 }
 
 /// What [`WebmWriter::finish`] reports.
@@ -198,6 +201,9 @@ pub struct WebmSummary {
     pub duration: Duration,
     /// Clusters written.
     pub clusters: u64,
+    /// Clusters that could not be written (a write failed, e.g. the disk was full) and are
+    /// not in the file.
+    pub lost_clusters: u64,
     /// File size in bytes.
     pub bytes: u64,
 }
@@ -256,10 +262,16 @@ pub struct WebmWriter {
     cluster_opened: Option<Instant>,
     cluster_cued: bool,
     clusters: u64,
+    /// Clusters given up because their write failed.
+    lost_clusters: u64,
     cues: Vec<Cue>,
     stats: Vec<TrackStats>,
     last_delta_ms: Vec<u64>,
     end_ms: u64,
+    /// `end_ms` as of the last cluster in the file.
+    flushed_end_ms: u64,
+    /// A cluster was lost: video frames are skipped up to the next keyframe.
+    video_lost: bool,
     finished: bool,
 }
 
@@ -297,6 +309,13 @@ pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
 /// Whether a VP8 frame is a keyframe (bit 0 of the frame tag is 0).
 pub fn vp8_is_keyframe(frame: &[u8]) -> bool {
     vp8_keyframe_size(frame).is_some()
+}
+
+/// Whether a write failed because the file system (or the caller's quota, or the file size
+/// limit) has no room left.
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge)
 }
 
 fn date_ns(date: SystemTime) -> i64 {
@@ -425,8 +444,12 @@ impl WebmWriter {
         ebml::put_master(&mut out, id::TRACKS, &all);
 
         let mut file = file;
-        file.write_all(&out)
-            .map_err(io_err(&path, "write WebM header"))?;
+        if let Err(e) = file.write_all(&out) {
+            // Leave no headless file behind (the disk may be full).
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(io_err(&path, "write WebM header")(e));
+        }
         Ok(Self {
             path,
             file,
@@ -453,10 +476,13 @@ impl WebmWriter {
             cluster_opened: None,
             cluster_cued: false,
             clusters: 0,
+            lost_clusters: 0,
             cues: Vec::new(),
             stats: vec![TrackStats::default(); tracks.len()],
             last_delta_ms: vec![0; tracks.len()],
             end_ms: 0,
+            flushed_end_ms: 0,
+            video_lost: false,
             finished: false,
         })
     }
@@ -503,6 +529,14 @@ impl WebmWriter {
         };
         let video = spec.is_video();
         let keyframe = keyframe || !video;
+        if video && self.video_lost {
+            if !keyframe {
+                // What it refers to was in a cluster that could not be written.
+                self.stats[track].skipped += 1;
+                return Ok(());
+            }
+            self.video_lost = false;
+        }
         let mut ms = u64::try_from(timestamp.as_millis()).unwrap_or(u64::MAX / 2);
         let st = &mut self.stats[track];
         if let Some(last) = st.last {
@@ -601,13 +635,15 @@ impl WebmWriter {
         self.cluster[start..CLUSTER_HEAD_ROOM].copy_from_slice(head);
         // One write: the cluster is either entirely in the file or (cut) detectably partial.
         let whole = &self.cluster[start..];
-        self.file
-            .write_all(whole)
-            .map_err(io_err(&self.path, "write cluster"))?;
+        if let Err(e) = self.file.write_all(whole) {
+            self.drop_cluster();
+            return Err(io_err(&self.path, "write cluster")(e));
+        }
         let written = whole.len();
         self.cluster.truncate(CLUSTER_HEAD_ROOM);
         self.end += written as u64;
         self.clusters += 1;
+        self.flushed_end_ms = self.end_ms;
         self.write_duration()?;
         if self.options.sync_clusters {
             self.file
@@ -615,6 +651,27 @@ impl WebmWriter {
                 .map_err(io_err(&self.path, "sync cluster"))?;
         }
         Ok(())
+    }
+
+    /// A cluster could not be written (the disk is full, say): give it up so that the file
+    /// stays what it was before — cut back to its last whole cluster (shrinking needs no space),
+    /// its cue and its share of the Duration gone — and the next cluster is written there.
+    fn drop_cluster(&mut self) {
+        if let Err(e) = self.file.set_len(self.end) {
+            tracing::warn!("{}: cutting a partial cluster: {e}", self.path.display());
+        }
+        if let Err(e) = self.file.seek(SeekFrom::Start(self.end)) {
+            tracing::warn!("{}: seeking back: {e}", self.path.display());
+        }
+        let pos = self.end - self.layout.segment_data;
+        if self.cues.last().is_some_and(|c| c.cluster_pos == pos) {
+            self.cues.pop();
+        }
+        self.cluster.truncate(CLUSTER_HEAD_ROOM);
+        self.end_ms = self.flushed_end_ms;
+        self.lost_clusters += 1;
+        // Video continues at its next keyframe.
+        self.video_lost = self.tracks.iter().any(TrackSpec::is_video);
     }
 
     fn write_duration(&self) -> Result<()> {
@@ -625,8 +682,15 @@ impl WebmWriter {
 
     /// Clean stop: write the pending cluster, Cues, Duration, SeekHead and the Segment size,
     /// and sync the file to disk.
+    ///
+    /// A pending cluster that cannot be written (the disk is full) is given up and the file
+    /// finalized without it ([`WebmSummary::lost_clusters`] counts it); when even the Cues do
+    /// not fit, the file is finalized without Cues (everything else is written in place, which
+    /// needs no new space). An error means the file could not be finalized.
     pub fn finish(mut self) -> Result<WebmSummary> {
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            tracing::warn!("{}: last cluster lost: {e}", self.path.display());
+        }
         self.finished = true;
         let end = finalize(
             &self.file,
@@ -641,6 +705,7 @@ impl WebmWriter {
             tracks: self.stats.clone(),
             duration: Duration::from_millis(self.end_ms),
             clusters: self.clusters,
+            lost_clusters: self.lost_clusters,
             bytes: end,
         })
     }
@@ -675,6 +740,7 @@ pub(crate) fn finalize(
 ) -> Result<u64> {
     let mut tail = Vec::new();
     let cues_pos = end - layout.segment_data;
+    let mut cues = cues;
     if !cues.is_empty() {
         let mut body = Vec::with_capacity(cues.len() * 24);
         for cue in cues {
@@ -688,8 +754,16 @@ pub(crate) fn finalize(
         }
         ebml::put_master(&mut tail, id::CUES, &body);
     }
-    file.write_all_at(&tail, end)
-        .map_err(io_err(path, "write Cues"))?;
+    if let Err(e) = file.write_all_at(&tail, end) {
+        if !is_out_of_space(&e) {
+            return Err(io_err(path, "write Cues")(e));
+        }
+        // No room for the Cues: a file without them plays (players scan to seek), and all
+        // that remains is written over bytes the file already has.
+        tracing::warn!("{}: finalized without Cues: {e}", path.display());
+        tail.clear();
+        cues = &[];
+    }
     let new_end = end + tail.len() as u64;
     file.set_len(new_end)
         .map_err(io_err(path, "set file length"))?;

@@ -1214,8 +1214,9 @@ async fn read_until_closed(s: &mut tokio::net::TcpStream, within: Duration) -> O
 }
 
 /// Issue 18: a client that sends its headers and then a slow body gets 408 `request_timeout`
-/// after `body_timeout` (it held the connection forever before); slow headers and an idle
-/// kept-alive connection are closed after `header_timeout`; while `max_in_flight` requests are
+/// after `body_timeout` (it held the connection forever before); slow headers, a silent
+/// connection and an idle kept-alive connection get 408 `request_timeout` after
+/// `header_timeout` and are closed; while `max_in_flight` requests are
 /// being handled, the next gets 503 `overloaded` with Retry-After, and is served once they end.
 pub async fn slow_clients_get_408_and_concurrency_is_bounded(backend: Backend) {
     use tokio::io::AsyncWriteExt;
@@ -1302,13 +1303,14 @@ pub async fn slow_clients_get_408_and_concurrency_is_bounded(backend: Backend) {
     let (s, t) = bed.token(&jwt, "demo").await;
     assert_eq!(s, 200, "{t}");
 
-    // Headers that never end: the connection is closed after the header timeout.
+    // Headers that never end: answered 408 after the header timeout, then closed (hyper alone
+    // closes without a word; the service writes the 408).
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     s.write_all(b"POST /v1/token HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
     let t = std::time::Instant::now();
-    read_until_closed(&mut s, Duration::from_secs(15))
+    let answer = read_until_closed(&mut s, Duration::from_secs(15))
         .await
         .expect("slow headers are cut off");
     assert!(
@@ -1316,7 +1318,18 @@ pub async fn slow_clients_get_408_and_concurrency_is_bounded(backend: Backend) {
         "{:?}",
         t.elapsed()
     );
-    // An idle kept-alive connection: answered, then closed after the header (idle) timeout.
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(answer.contains("request headers"), "{answer}");
+    // A connection that sends nothing: the same.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(15))
+        .await
+        .expect("a silent connection is cut off");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    // An idle kept-alive connection: answered, then 408 and closed after the header (idle)
+    // timeout.
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -1325,6 +1338,11 @@ pub async fn slow_clients_get_408_and_concurrency_is_bounded(backend: Backend) {
         .await
         .expect("an idle connection is closed");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let idle = answer
+        .find("HTTP/1.1 408")
+        .map(|i| &answer[i..])
+        .unwrap_or_else(|| panic!("no 408 after the answer: {answer}"));
+    assert!(idle.contains("idle connection"), "{answer}");
     bed.stop().await;
 }
 
@@ -1850,6 +1868,151 @@ pub async fn recording_refuses_to_start_below_the_free_disk_threshold(backend: B
         .await;
     assert_eq!(v["recordings"], json!([]), "{v}");
     assert!(!bed.recordings.join(&id).exists(), "something was written");
+    bed.stop().await;
+}
+
+/// Issue 18: the disk fills while a recording runs (a 16 MiB tmpfs as `recordings_dir`, filled
+/// to the last byte by another writer): the recording stops by itself, `stopped` with the reason
+/// `disk full`; its file is finalized and ffprobe reads it; the manifest is final; the service
+/// keeps answering (and refuses a new recording with 507).
+pub async fn recording_stops_cleanly_when_the_disk_fills(backend: Backend) {
+    use std::io::Write;
+    const MIB: u64 = 1 << 20;
+    let bed = Bed::start_with(
+        backend,
+        Limits {
+            caps: wavecast_service::Caps {
+                // Starts with 2 MiB free; a running recording stops below 1 MiB.
+                min_free_disk: 2 * MIB,
+                ..Default::default()
+            },
+            ..Limits::default()
+        },
+    )
+    .await;
+    let tmpfs = match super::Tmpfs::mount(&bed.recordings, 16 * MIB) {
+        Ok(t) => t,
+        Err(e) if std::env::var(super::SKIP_MOUNT_ENV).is_ok_and(|v| v == "1") => {
+            eprintln!(
+                "SKIPPED recording_stops_cleanly_when_the_disk_fills ({}=1): {e}",
+                super::SKIP_MOUNT_ENV
+            );
+            bed.stop().await;
+            return;
+        }
+        Err(e) => panic!(
+            "a full disk needs a small tmpfs: {e} (run as root, or set {}=1 to skip)",
+            super::SKIP_MOUNT_ENV
+        ),
+    };
+    let owner = bed.login("vic", &[]);
+    let (id, room) = bed.live_stream(&owner, "vic's").await;
+    let path = format!("/v1/streams/{id}");
+    let mut publisher = PythonPeer::spawn(
+        &bed.server,
+        "publish_av.py",
+        &["--room", &room, "--identity", "vic", "--seconds", "90"],
+    )
+    .expect("start the Python SDK publisher");
+    blocking(|| publisher.wait_line("READY", JOIN)).expect("the publisher publishes");
+    bed.wait_for(&path, &owner, Duration::from_secs(20), |v| {
+        v["live"] == true
+    })
+    .await;
+    let (s, rec) = bed.recording(&id, Some(&owner), "start").await;
+    assert_eq!(s, 201, "{rec}");
+    let manifest_path = bed.recordings.join(rec["manifest"].as_str().unwrap());
+
+    // Media reaches the file (the manifest, rewritten every second, says how much).
+    let read_manifest = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap_or_default())
+            .unwrap_or(Value::Null)
+    };
+    let deadline = std::time::Instant::now() + JOIN;
+    while read_manifest()["participants"][0]["files"][0]["duration_ms"]
+        .as_u64()
+        .is_none_or(|ms| ms < 2000)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no media recorded: {}",
+            read_manifest()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Another writer takes every byte left.
+    let mut filler = std::fs::File::create(bed.recordings.join("filler")).unwrap();
+    let chunk = vec![0xA5u8; 64 * 1024];
+    let mut filled = 0u64;
+    let full = loop {
+        match filler.write(&chunk) {
+            Ok(0) => panic!("write returned 0"),
+            Ok(n) => filled += n as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(full.kind(), std::io::ErrorKind::StorageFull, "{full}");
+    eprintln!("the tmpfs is full after {filled} more bytes");
+
+    // The recording stops by itself, and says why.
+    let v = bed
+        .wait_for(&path, &owner, JOIN, |v| {
+            v["recordings"][0]["state"] != "recording"
+        })
+        .await;
+    let r = &v["recordings"][0];
+    assert_eq!(r["id"], rec["id"], "{v}");
+    assert_eq!(r["state"], "stopped", "{v}");
+    assert_eq!(r["end_reason"], "disk full", "{v}");
+    assert_eq!(v["recording"], Value::Null, "{v}");
+
+    // The service keeps answering: reads, writes to its database, and a clear refusal.
+    let (s, h) = bed.call("GET", "/healthz", None, None).await;
+    assert_eq!(s, 200, "{h}");
+    let (s, st) = bed
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(&owner),
+            Some(json!({"name": "next"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{st}");
+    let (s, e) = bed.recording(&id, Some(&owner), "start").await;
+    assert_eq!((s, e["error"].as_str()), (507, Some("disk_full")), "{e}");
+
+    // The files are final and readable.
+    let manifest = read_manifest();
+    assert_eq!(manifest["state"], "finalized", "{manifest}");
+    let files = manifest["participants"][0]["files"].as_array().unwrap();
+    assert!(!files.is_empty(), "{manifest}");
+    let dir = manifest_path.parent().unwrap();
+    for f in files {
+        assert_eq!(f["state"], "finalized", "{manifest}");
+        let webm = dir.join(f["path"].as_str().unwrap());
+        let (streams, duration) = blocking(|| super::ffprobe(&webm));
+        eprintln!(
+            "{}: {duration:.2} s, {streams:?}; manifest errors: {}",
+            webm.display(),
+            manifest["errors"]
+        );
+        let codecs: Vec<&str> = streams.iter().map(|s| s.codec.as_str()).collect();
+        assert!(
+            codecs.contains(&"vp8") && codecs.contains(&"opus"),
+            "{}: {streams:?}",
+            webm.display()
+        );
+        assert!(duration >= 1.5, "{}: {duration} s", webm.display());
+        assert!(
+            streams.iter().all(|s| s.packets > 0),
+            "{}: {streams:?}",
+            webm.display()
+        );
+    }
+    drop(publisher);
+    drop(filler);
+    drop(tmpfs);
     bed.stop().await;
 }
 

@@ -178,12 +178,43 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
 
 /// Write `text` to `path` through a temporary file and a rename, so a reader (or a crash)
 /// sees the old or the new manifest, never half of one.
+///
+/// When the file system has no room for the temporary file, the manifest is rewritten in
+/// place instead when it fits in the blocks the old one holds (a full disk still takes the
+/// final manifest, rarely longer than the last one); a crash during that write could leave it
+/// half written.
 pub(crate) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    match std::fs::write(&tmp, text) {
+        Ok(()) => std::fs::rename(&tmp, path),
+        Err(e) if matches!(e.kind(), StorageFull | QuotaExceeded) && fits(path, text.len()) => {
+            let _ = std::fs::remove_file(&tmp);
+            overwrite(path, text.as_bytes())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Whether `len` bytes fit in the blocks `path` already holds (then writing them over it
+/// needs no space; otherwise the old manifest is kept whole).
+fn fits(path: &Path, len: usize) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| m.blocks().saturating_mul(512) >= len as u64)
+}
+
+/// Write `bytes` over `path` from its start and cut it to their length.
+fn overwrite(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all_at(bytes, 0)?;
+    f.set_len(bytes.len() as u64)?;
+    f.sync_data()
 }

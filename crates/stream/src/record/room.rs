@@ -256,6 +256,11 @@ impl RoomRecording {
 
     fn error(&mut self, e: impl std::fmt::Display) {
         let text = e.to_string();
+        // The same failure again (every cluster while the disk is full) is listed once.
+        if self.manifest.errors.contains(&text) {
+            debug!("recorder: again: {text}");
+            return;
+        }
         warn!("recorder: {text}");
         self.manifest.errors.push(text);
         self.dirty = true;
@@ -559,7 +564,7 @@ impl RoomRecording {
         let (writer, name) = match created {
             Ok(v) => v,
             Err(e) => {
-                self.error(format!("{identity}: cannot create a file: {e}"));
+                self.error(format!("{identity}: cannot create a file: {}", chain(&e)));
                 return;
             }
         };
@@ -737,7 +742,7 @@ impl RoomRecording {
                 self.dirty = true;
             }
             Err(e) => {
-                let text = format!("{key}: frame not written: {e}");
+                let text = format!("{key}: frame not written: {}", chain(&e));
                 self.error(text);
             }
         }
@@ -772,10 +777,17 @@ impl RoomRecording {
                     path.display(),
                     summary.duration.as_secs_f64()
                 );
+                if summary.lost_clusters > 0 {
+                    self.error(format!(
+                        "{}: finalized without {} cluster(s) that could not be written",
+                        path.display(),
+                        summary.lost_clusters
+                    ));
+                }
             }
             Err(e) => {
                 fe.state = "unfinished".into();
-                self.error(format!("{}: not finalized: {e}", path.display()));
+                self.error(format!("{}: not finalized: {}", path.display(), chain(&e)));
             }
         }
         self.dirty = true;
@@ -801,7 +813,7 @@ impl RoomRecording {
                         self.manifest.participants[p.entry].files[file.entry].duration_ms =
                             ms(file.writer.duration());
                     }
-                    Err(e) => errors.push(e.to_string()),
+                    Err(e) => errors.push(chain(&e)),
                 }
             }
         }
@@ -821,7 +833,10 @@ impl RoomRecording {
         self.last_manifest = Some(now);
         let text = serde_json::to_string_pretty(&self.manifest).expect("a manifest serialises");
         if let Err(e) = write_atomic(&self.manifest_path, &text) {
-            warn!("recorder: {}: {e}", self.manifest_path.display());
+            warn!(
+                "recorder: {}: write failed: {e}",
+                self.manifest_path.display()
+            );
         }
     }
 
@@ -840,6 +855,19 @@ impl RoomRecording {
     pub(crate) fn manifest(&self) -> &Manifest {
         &self.manifest
     }
+}
+
+/// An error and its causes, for the manifest (which has no other place for the cause, such as
+/// "No space left on device").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]
