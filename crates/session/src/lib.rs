@@ -56,7 +56,7 @@ pub use session::{
     EncodedFrame, EndReason, EngineEvent, EngineOptions, JoinInfo, PeerRole, PublishedTrack,
     ReconnectPolicy, SendError, Session, SessionBackend, SessionError, SessionEvent, SessionEvents,
     SessionOptions, SessionState, SessionStats, SubscribedTrack, TrackInfo, TrackKey, TrackKind,
-    TrackOptions, TrackSource, VideoPublisher, VideoSubscriber,
+    TrackOptions, TrackSource, VideoDecode, VideoPublisher, VideoSubscriber,
 };
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
 pub use wavecast_rtc::{EngineError, ParticipantKind, Quality, RtpStats, TransportState};
