@@ -8,8 +8,8 @@ use wavecast_session::{SubscribedTrack, TrackKind};
 use crate::latency::Percentiles;
 use crate::loopback::LinkRx;
 use crate::receive::{
-    AudioOut, AudioReceiver, AudioStreamStats, Decoder, ReceiveLimits, ReceiveOptions, VideoOut,
-    VideoReceiver, VideoStreamStats, run_audio, run_video, spawn_audio, spawn_video,
+    AudioOut, AudioReceiver, AudioStreamStats, Decoder, ReceiveLimits, ReceiveOptions, StreamName,
+    VideoOut, VideoReceiver, VideoStreamStats, run_audio, run_video, spawn_audio, spawn_video,
 };
 use crate::record::ivf_wav::{RecordingStats, TrackFile};
 
@@ -134,18 +134,14 @@ impl Decoders {
     /// Starts decoding the loopback link `source` of `kind` (statistics named `loopback`).
     pub(crate) fn start_loopback(&mut self, kind: TrackKind, source: LinkRx, out: &Outputs) {
         let options = ReceiveOptions::from(self.limits);
-        let (who, name) = (
-            "loopback".to_owned(),
-            format!("loopback-{kind:?}").to_lowercase(),
-        );
+        let name = StreamName::other("loopback", &format!("loopback-{kind:?}").to_lowercase());
         let started = match kind {
             TrackKind::Video => {
-                VideoReceiver::labelled(who, name, out.video.clone(), self.ivf.take(), options)
+                VideoReceiver::new(name, out.video.clone(), self.ivf.take(), options)
                     .and_then(|r| run_video(source, r))
                     .map(|h| self.video = Some(h))
             }
-            TrackKind::Audio => AudioReceiver::labelled(
-                who,
+            TrackKind::Audio => AudioReceiver::new(
                 name,
                 out.audio.clone(),
                 out.channels,

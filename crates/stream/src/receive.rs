@@ -451,9 +451,31 @@ impl From<ReceiveLimits> for ReceiveOptions {
     }
 }
 
-/// Who a stream belongs to in its statistics: the publisher's identity and the track sid.
-fn labels(track: &SubscribedTrack) -> (String, String) {
-    (track.key().identity.clone(), track.sid())
+/// Whose stream a receiver decodes, as its statistics name it: from a [`SubscribedTrack`], its
+/// publisher's identity and the track sid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamName {
+    pub(crate) participant: String,
+    pub(crate) track: String,
+}
+
+impl From<&SubscribedTrack> for StreamName {
+    fn from(track: &SubscribedTrack) -> Self {
+        Self {
+            participant: track.key().identity.clone(),
+            track: track.sid(),
+        }
+    }
+}
+
+impl StreamName {
+    /// A stream that is no session track: the loopback's, a test's.
+    pub(crate) fn other(participant: &str, track: &str) -> Self {
+        Self {
+            participant: participant.into(),
+            track: track.into(),
+        }
+    }
 }
 
 /// The video receive path of one track, without a thread: feed it encoded frames with
@@ -487,30 +509,19 @@ impl std::fmt::Debug for VideoReceiver {
 }
 
 impl VideoReceiver {
-    /// A receiver for `track` (its publisher's identity and the track sid name the
-    /// statistics), decoding into `out` (and the encoded frames into `recorder`'s IVF file when
-    /// given). The caller feeds it the track's frames ([`push`](Self::push)).
+    /// A receiver for a track (`name`: pass the [`SubscribedTrack`]), decoding into `out` (and
+    /// the encoded frames into `recorder`'s IVF file when given). The caller feeds it the
+    /// track's frames ([`push`](Self::push)).
     ///
     /// # Errors
     /// The VP8 decoder cannot start.
     pub fn new(
-        track: &SubscribedTrack,
+        name: impl Into<StreamName>,
         out: Arc<VideoOut>,
         recorder: Option<TrackFile>,
         options: ReceiveOptions,
     ) -> Result<Self> {
-        let (participant, track) = labels(track);
-        Self::labelled(participant, track, out, recorder, options)
-    }
-
-    /// A receiver whose statistics carry the given names (the loopback's streams).
-    pub(crate) fn labelled(
-        participant: String,
-        track: String,
-        out: Arc<VideoOut>,
-        recorder: Option<TrackFile>,
-        options: ReceiveOptions,
-    ) -> Result<Self> {
+        let StreamName { participant, track } = name.into();
         let subscriber = VideoSubscriber::without_track()
             .map_err(subscriber("cannot start the VP8 decoder"))?
             .with_max_pixels(options.max_pixels);
@@ -757,33 +768,20 @@ impl std::fmt::Debug for AudioReceiver {
 }
 
 impl AudioReceiver {
-    /// A receiver for `track` (its publisher's identity and the track sid name the
-    /// statistics) decoding Opus (48 kHz, `channels`) into `out`. The caller feeds it the
-    /// track's frames ([`push`](Self::push)) and says when the track moved to a new RTP stream
-    /// ([`new_stream`](Self::new_stream)).
+    /// A receiver for a track (`name`: pass the [`SubscribedTrack`]) decoding Opus (48 kHz,
+    /// `channels`) into `out`. The caller feeds it the track's frames ([`push`](Self::push))
+    /// and says when the track moved to a new RTP stream ([`new_stream`](Self::new_stream)).
     ///
     /// # Errors
     /// A bad channel count, or the Opus decoder cannot start.
     pub fn new(
-        track: &SubscribedTrack,
+        name: impl Into<StreamName>,
         out: Arc<AudioOut>,
         channels: u16,
         recorder: Option<TrackFile>,
         options: ReceiveOptions,
     ) -> Result<Self> {
-        let (participant, track) = labels(track);
-        Self::labelled(participant, track, out, channels, recorder, options)
-    }
-
-    /// A receiver whose statistics carry the given names (the loopback's streams).
-    pub(crate) fn labelled(
-        participant: String,
-        track: String,
-        out: Arc<AudioOut>,
-        channels: u16,
-        recorder: Option<TrackFile>,
-        options: ReceiveOptions,
-    ) -> Result<Self> {
+        let StreamName { participant, track } = name.into();
         let format = AudioFormat::new(48_000, channels)
             .map_err(pipeline(format!("{channels} audio channels")))?;
         let subscriber = AudioSubscriber::without_track(channels)
@@ -1040,6 +1038,17 @@ pub fn spawn_playback(
 mod tests {
     use super::*;
 
+    /// A video decoder thread reading the loopback link `rx` into `out`.
+    fn spawn_on_link(
+        rx: crate::loopback::LinkRx,
+        out: &Arc<VideoOut>,
+    ) -> Decoder<VideoStreamStats> {
+        let options = ReceiveOptions::default();
+        let receiver =
+            VideoReceiver::new(StreamName::other("p", "t"), out.clone(), None, options).unwrap();
+        run_video(rx, receiver).unwrap()
+    }
+
     /// Regression: the pool was sized by the first picture, so a publisher whose resolution
     /// grew (320x180 → 1280x720) froze the viewer on its last small picture.
     #[test]
@@ -1048,15 +1057,7 @@ mod tests {
         use wavecast_pipeline::{VideoFrameMut, VideoLayout};
         let (mut tx, rx) = crate::loopback::link();
         let out = Arc::new(VideoOut::default());
-        let receiver = VideoReceiver::labelled(
-            "p".into(),
-            "t".into(),
-            out.clone(),
-            None,
-            ReceiveOptions::default(),
-        )
-        .unwrap();
-        let dec = run_video(rx, receiver).unwrap();
+        let dec = spawn_on_link(rx, &out);
         let mut sent = 0;
         let mut last_shown = None;
         for (w, h) in [(320, 180), (1280, 720), (640, 360), (1280, 720)] {
@@ -1135,7 +1136,7 @@ mod tests {
             ..ReceiveOptions::default()
         };
         let mut rx =
-            VideoReceiver::labelled("p".into(), "t".into(), out.clone(), None, options).unwrap();
+            VideoReceiver::new(StreamName::other("p", "t"), out.clone(), None, options).unwrap();
         let mut frames = Vec::new();
         for n in 0..10u32 {
             frames.push(encoded_pattern(&mut enc, n));
@@ -1172,7 +1173,7 @@ mod tests {
             ..Default::default()
         };
         let mut rx =
-            VideoReceiver::labelled("p".into(), "t".into(), out.clone(), None, options).unwrap();
+            VideoReceiver::new(StreamName::other("p", "t"), out.clone(), None, options).unwrap();
         let mut posted = Vec::new();
         for n in 0..7u32 {
             let (data, key) = encoded_pattern(&mut enc, n);
@@ -1200,7 +1201,7 @@ mod tests {
             ..Default::default()
         };
         let mut rx =
-            AudioReceiver::labelled("p".into(), "t".into(), out.clone(), 1, None, options).unwrap();
+            AudioReceiver::new(StreamName::other("p", "t"), out.clone(), 1, None, options).unwrap();
         let pcm = vec![0i16; 960];
         let mut packet = vec![0u8; wavecast_codec::MAX_OPUS_PACKET];
         for i in 0..10u64 {
@@ -1253,9 +1254,8 @@ mod tests {
         arrivals.swap(30, 31);
         arrivals.swap(50, 51);
         let out = Arc::new(AudioOut::new(false));
-        let mut rx = AudioReceiver::labelled(
-            "p".into(),
-            "t".into(),
+        let mut rx = AudioReceiver::new(
+            StreamName::other("p", "t"),
             out.clone(),
             1,
             None,
@@ -1303,15 +1303,7 @@ mod tests {
         use wavecast_pipeline::{VideoFrameMut, VideoLayout};
         let (mut tx, rx) = crate::loopback::link();
         let out = Arc::new(VideoOut::default());
-        let receiver = VideoReceiver::labelled(
-            "p".into(),
-            "t".into(),
-            out.clone(),
-            None,
-            ReceiveOptions::default(),
-        )
-        .unwrap();
-        let dec = run_video(rx, receiver).unwrap();
+        let dec = spawn_on_link(rx, &out);
         let mut huge = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0xff, 0x3f, 0xff, 0x3f];
         huge.extend(std::iter::repeat_n(0x55, 4000));
         for n in 0..3u64 {

@@ -44,33 +44,51 @@ fn check_kind(name: &str, have: TrackKind, want: TrackKind) -> Result<(), Sessio
     })
 }
 
-/// The engine track a publisher writes to now, and the binding it belongs to.
+/// Where a publisher writes: the session track, the engine track it is bound to now, and the
+/// pushes dropped while there was none.
 #[derive(Debug)]
-struct Bound {
-    generation: u64,
-    track: LocalTrack,
+struct Outlet {
+    track: PublishedTrack,
+    /// The engine track and the binding (generation) it belongs to.
+    bound: Option<(u64, LocalTrack)>,
+    dropped: u64,
 }
 
-/// Moves `bound` to the published track's current engine track. Returns whether one is bound
-/// (`false` while reconnecting) and whether it is a new one (a new RTP stream).
-fn bind(track: &mut PublishedTrack, bound: &mut Option<Bound>) -> (bool, bool) {
-    let generation = track.generation();
-    if bound.as_ref().is_some_and(|b| b.generation == generation) {
-        return (true, false);
+impl Outlet {
+    fn new(track: PublishedTrack) -> Self {
+        let mut o = Self {
+            track,
+            bound: None,
+            dropped: 0,
+        };
+        o.bind();
+        o
     }
-    *bound = track.engine_track().map(|t| Bound {
-        generation,
-        track: t,
-    });
-    (bound.is_some(), bound.is_some())
+
+    /// The engine track to write to now, the track's name, and whether the engine track is a
+    /// new one since the last call (a new RTP stream); `None` while the session is reconnecting
+    /// (the push is counted as dropped).
+    fn bind(&mut self) -> Option<(&LocalTrack, &str, bool)> {
+        let generation = self.track.generation();
+        let new = self.bound.as_ref().is_none_or(|(g, _)| *g != generation);
+        if new {
+            self.bound = self.track.engine_track().map(|t| (generation, t));
+        }
+        match &self.bound {
+            Some((_, t)) => Some((t, self.track.name(), new)),
+            None => {
+                self.dropped += 1;
+                None
+            }
+        }
+    }
 }
 
 /// Encodes 48 kHz PCM to Opus (20 ms packets) and publishes it on a session track, across
 /// rejoins.
 #[derive(Debug)]
 pub struct AudioPublisher {
-    track: PublishedTrack,
-    bound: Option<Bound>,
+    outlet: Outlet,
     encoder: OpusEncoder,
     pending: Vec<i16>,
     pending_since: Option<Instant>,
@@ -78,8 +96,6 @@ pub struct AudioPublisher {
     /// RTP time (48 kHz) of the next packet on the bound track.
     rtp: u64,
     sent: u64,
-    /// Pushes dropped while reconnecting.
-    dropped: u64,
 }
 
 impl AudioPublisher {
@@ -88,35 +104,20 @@ impl AudioPublisher {
         check_kind(track.name(), track.kind(), TrackKind::Audio)?;
         let encoder = OpusEncoder::new(channels, bitrate)
             .map_err(codec_error(format!("start Opus on {:?}", track.name())))?;
-        let mut p = Self {
-            track,
-            bound: None,
+        Ok(Self {
+            outlet: Outlet::new(track),
             encoder,
             pending: Vec::with_capacity(OPUS_FRAME_SAMPLES * usize::from(channels) * 2),
             pending_since: None,
             packet: Box::new([0; MAX_OPUS_PACKET]),
             rtp: 0,
             sent: 0,
-            dropped: 0,
-        };
-        p.bind();
-        Ok(p)
+        })
     }
 
     /// The session track.
     pub fn track(&self) -> &PublishedTrack {
-        &self.track
-    }
-
-    fn bind(&mut self) -> bool {
-        let (bound, new) = bind(&mut self.track, &mut self.bound);
-        if new {
-            // A new RTP stream: its own time line, no samples left from before the gap.
-            self.rtp = 0;
-            self.pending.clear();
-            self.pending_since = None;
-        }
-        bound
+        &self.outlet.track
     }
 
     /// Change the Opus bitrate (kept across rejoins).
@@ -133,7 +134,7 @@ impl AudioPublisher {
 
     /// Pushes dropped because the session was reconnecting.
     pub fn dropped_while_reconnecting(&self) -> u64 {
-        self.dropped
+        self.outlet.dropped
     }
 
     /// Push interleaved 48 kHz samples captured at `capture` (any length): every whole 20 ms is
@@ -141,13 +142,14 @@ impl AudioPublisher {
     /// the session is reconnecting the samples are dropped and counted; encoding resumes on the
     /// new track after the rejoin.
     pub fn push(&mut self, pcm: &[i16], capture: Instant) -> Result<(), SessionError> {
-        if !self.bind() {
-            self.dropped += 1;
-            return Ok(());
-        }
-        let Some(bound) = &self.bound else {
+        let Some((track, name, new)) = self.outlet.bind() else {
             return Ok(());
         };
+        if new {
+            // A new RTP stream: its own time line, no samples left from before the gap.
+            self.rtp = 0;
+            self.pending.clear();
+        }
         let frame_len = OPUS_FRAME_SAMPLES * usize::from(self.encoder.channels());
         if self.pending.is_empty() {
             self.pending_since = Some(capture);
@@ -163,18 +165,19 @@ impl AudioPublisher {
             let len = self
                 .encoder
                 .encode(&self.pending, &mut self.packet[..])
-                .map_err(codec_error(format!(
-                    "encode audio for {:?}",
-                    self.track.name()
-                )))?;
+                .map_err(|source| SessionError::Codec {
+                    operation: format!("encode audio for {name:?}"),
+                    source,
+                })?;
             self.pending.clear();
             let at = self.pending_since.take().unwrap_or(capture);
-            match bound.track.write(self.packet[..len].to_vec(), self.rtp, at) {
+            match track.write(self.packet[..len].to_vec(), self.rtp, at) {
                 Ok(()) => self.sent += 1,
                 Err(WriteError::Full) => {}
                 Err(_) => {
-                    // Closed: the engine ended under us: the session rebinds the track after its rejoin.
-                    self.dropped += 1;
+                    // Closed: the engine ended under us; the session rebinds the track after
+                    // its rejoin.
+                    self.outlet.dropped += 1;
                     return Ok(());
                 }
             }
@@ -189,7 +192,7 @@ impl AudioPublisher {
         let channels = self.encoder.channels();
         if frame.sample_rate() != OPUS_SAMPLE_RATE || frame.channels() != channels {
             return Err(SessionError::Codec {
-                operation: format!("encode audio for {:?}", self.track.name()),
+                operation: format!("encode audio for {:?}", self.track().name()),
                 source: CodecError::BadFrame {
                     what: format!(
                         "{} Hz × {} channels given to a 48000 Hz × {channels} Opus encoder",
@@ -207,15 +210,13 @@ impl AudioPublisher {
 /// remote side's keyframe requests.
 #[derive(Debug)]
 pub struct VideoPublisher {
-    track: PublishedTrack,
-    bound: Option<Bound>,
+    outlet: Outlet,
     encoder: Vp8Encoder,
     /// Capture time of the bound track's first picture (its RTP time 0).
     start: Option<Instant>,
     last_rtp: Option<u64>,
     sent: u64,
     keyframes: u64,
-    dropped: u64,
 }
 
 impl VideoPublisher {
@@ -224,34 +225,19 @@ impl VideoPublisher {
         check_kind(track.name(), track.kind(), TrackKind::Video)?;
         let encoder = Vp8Encoder::new(config)
             .map_err(codec_error(format!("start VP8 on {:?}", track.name())))?;
-        let mut p = Self {
-            track,
-            bound: None,
+        Ok(Self {
+            outlet: Outlet::new(track),
             encoder,
             start: None,
             last_rtp: None,
             sent: 0,
             keyframes: 0,
-            dropped: 0,
-        };
-        p.bind();
-        Ok(p)
+        })
     }
 
     /// The session track.
     pub fn track(&self) -> &PublishedTrack {
-        &self.track
-    }
-
-    fn bind(&mut self) -> bool {
-        let (bound, new) = bind(&mut self.track, &mut self.bound);
-        if new {
-            // A new RTP stream: its own time line, starting with a keyframe.
-            self.start = None;
-            self.last_rtp = None;
-            self.encoder.force_keyframe();
-        }
-        bound
+        &self.outlet.track
     }
 
     /// Change the target bitrate (bits per second; kept across rejoins).
@@ -268,20 +254,22 @@ impl VideoPublisher {
 
     /// Pictures dropped because the session was reconnecting.
     pub fn dropped_while_reconnecting(&self) -> u64 {
-        self.dropped
+        self.outlet.dropped
     }
 
     /// Encode and queue one picture captured at `capture`; `Ok(false)` when no frame was queued
     /// (the encoder skipped it, the queue was full, or the session is reconnecting).
     pub fn push(&mut self, image: &I420<'_>, capture: Instant) -> Result<bool, SessionError> {
-        if !self.bind() {
-            self.dropped += 1;
-            return Ok(false);
-        }
-        let Some(bound) = &self.bound else {
+        let Some((track, name, new)) = self.outlet.bind() else {
             return Ok(false);
         };
-        if bound.track.take_keyframe_request() {
+        if new {
+            // A new RTP stream: its own time line, starting with a keyframe.
+            self.start = None;
+            self.last_rtp = None;
+            self.encoder.force_keyframe();
+        }
+        if track.take_keyframe_request() {
             self.encoder.force_keyframe();
         }
         let start = *self.start.get_or_insert(capture);
@@ -291,28 +279,27 @@ impl VideoPublisher {
         {
             rtp = last + 1; // strictly increasing even for same-instant captures
         }
-        let Some(frame) = self
+        let encoded = self
             .encoder
             .encode(image, rtp as i64)
-            .map_err(codec_error(format!(
-                "encode video for {:?}",
-                self.track.name()
-            )))?
-        else {
+            .map_err(|source| SessionError::Codec {
+                operation: format!("encode video for {name:?}"),
+                source,
+            })?;
+        let Some(frame) = encoded else {
             return Ok(false);
         };
-        let keyframe = frame.keyframe;
-        match bound.track.write(frame.data.to_vec(), rtp, capture) {
+        match track.write(frame.data.to_vec(), rtp, capture) {
             Ok(()) => {
                 self.last_rtp = Some(rtp);
                 self.sent += 1;
-                self.keyframes += u64::from(keyframe);
+                self.keyframes += u64::from(frame.keyframe);
                 Ok(true)
             }
             Err(WriteError::Full) => Ok(false),
-            // Closed: the engine ended under us (see the audio publisher).
             Err(_) => {
-                self.dropped += 1;
+                // Closed: as for audio.
+                self.outlet.dropped += 1;
                 Ok(false)
             }
         }
@@ -324,10 +311,8 @@ impl VideoPublisher {
         frame: &VideoFrame,
         capture: Instant,
     ) -> Result<bool, SessionError> {
-        let image = wavecast_codec::pipeline::i420_of(frame).map_err(codec_error(format!(
-            "encode video for {:?}",
-            self.track.name()
-        )))?;
+        let image = wavecast_codec::pipeline::i420_of(frame)
+            .map_err(codec_error(format!("encode video for {:?}", self.track().name())))?;
         self.push(&image, capture)
     }
 }
