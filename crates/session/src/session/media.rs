@@ -279,13 +279,13 @@ impl VideoPublisher {
         {
             rtp = last + 1; // strictly increasing even for same-instant captures
         }
-        let encoded = self
-            .encoder
-            .encode(image, rtp as i64)
-            .map_err(|source| SessionError::Codec {
-                operation: format!("encode video for {name:?}"),
-                source,
-            })?;
+        let encoded =
+            self.encoder
+                .encode(image, rtp as i64)
+                .map_err(|source| SessionError::Codec {
+                    operation: format!("encode video for {name:?}"),
+                    source,
+                })?;
         let Some(frame) = encoded else {
             return Ok(false);
         };
@@ -311,8 +311,10 @@ impl VideoPublisher {
         frame: &VideoFrame,
         capture: Instant,
     ) -> Result<bool, SessionError> {
-        let image = wavecast_codec::pipeline::i420_of(frame)
-            .map_err(codec_error(format!("encode video for {:?}", self.track().name())))?;
+        let image = wavecast_codec::pipeline::i420_of(frame).map_err(codec_error(format!(
+            "encode video for {:?}",
+            self.track().name()
+        )))?;
         self.push(&image, capture)
     }
 }
@@ -667,4 +669,143 @@ fn decoded<'a>(image: DecodedImage<'a>, frame: &EncodedFrame) -> DecodedVideo<'a
 enum Step {
     Picture,
     Other(VideoDecode<'static>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(data: &[u8], rtp_time: u64, keyframe: bool) -> EncodedFrame {
+        EncodedFrame {
+            data: data.into(),
+            rtp_time,
+            received_at: Instant::now(),
+            keyframe,
+            contiguous: true,
+        }
+    }
+
+    /// Ten 160x120 VP8 frames of a moving bar, the first a keyframe.
+    fn vp8_frames() -> Vec<(Vec<u8>, bool)> {
+        let (w, h) = (160usize, 120usize);
+        let mut enc = Vp8Encoder::new(Vp8Config::new(w as u32, h as u32, 30)).unwrap();
+        let (u, v) = (vec![90u8; w * h / 4], vec![160u8; w * h / 4]);
+        (0..10)
+            .map(|n| {
+                let y: Vec<u8> = (0..w * h)
+                    .map(|i| if (i % w) / 8 == n { 235 } else { 60 })
+                    .collect();
+                let img = I420 {
+                    width: w as u32,
+                    height: h as u32,
+                    planes: [&y, &u, &v],
+                    strides: [w, w / 2, w / 2],
+                };
+                let f = enc.encode(&img, n as i64 * 3000).unwrap().unwrap();
+                (f.data.to_vec(), f.keyframe)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn video_waits_for_a_keyframe_asks_every_15th_frame_and_decodes_from_it() {
+        let frames = vp8_frames();
+        let mut sub = VideoSubscriber::without_track().unwrap();
+        assert!(sub.track().is_none());
+        let mut asked = Vec::new();
+        for i in 0..31 {
+            match sub.decode(&frame(&frames[1].0, i, false)) {
+                VideoDecode::WaitingForKeyframe { ask_keyframe } => asked.push(ask_keyframe),
+                other => panic!("an inter frame before any keyframe gave {other:?}"),
+            }
+        }
+        let asks: Vec<usize> = (0..31).filter(|i| asked[*i]).collect();
+        assert_eq!(asks, [0, 15, 30]);
+        assert_eq!(sub.skipped_before_keyframe(), 31);
+        for (n, (data, key)) in frames.iter().enumerate() {
+            match sub.decode(&frame(data, 100 + n as u64, *key)) {
+                VideoDecode::Picture(p) => {
+                    assert_eq!((p.image.image.width, p.image.image.height), (160, 120));
+                    assert_eq!((p.rtp_time, p.keyframe), (100 + n as u64, n == 0));
+                }
+                other => panic!("frame {n} gave {other:?}"),
+            }
+        }
+        assert_eq!(sub.counts(), (10, 0));
+    }
+
+    #[test]
+    fn a_bad_frame_fails_then_inter_frames_wait_for_the_next_keyframe() {
+        let frames = vp8_frames();
+        let mut sub = VideoSubscriber::without_track().unwrap();
+        assert!(matches!(
+            sub.decode(&frame(&frames[0].0, 0, true)),
+            VideoDecode::Picture(_)
+        ));
+        // A keyframe-flagged frame that is no VP8 at all.
+        assert!(matches!(
+            sub.decode(&frame(&[0xff; 40], 1, true)),
+            VideoDecode::Failed(_)
+        ));
+        assert!(matches!(
+            sub.decode(&frame(&frames[1].0, 2, false)),
+            VideoDecode::WaitingForKeyframe { ask_keyframe: true }
+        ));
+        assert!(matches!(
+            sub.decode(&frame(&frames[0].0, 3, true)),
+            VideoDecode::Picture(_)
+        ));
+        assert_eq!(sub.counts(), (2, 1));
+    }
+
+    #[test]
+    fn a_keyframe_over_the_pixel_limit_is_refused_and_not_asked_for_again() {
+        let frames = vp8_frames();
+        let mut sub = VideoSubscriber::without_track()
+            .unwrap()
+            .with_max_pixels(160 * 120 - 1);
+        match sub.decode(&frame(&frames[0].0, 0, true)) {
+            VideoDecode::Refused {
+                width,
+                height,
+                max_pixels,
+            } => assert_eq!((width, height, max_pixels), (160, 120, 160 * 120 - 1)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            sub.decode(&frame(&frames[1].0, 1, false)),
+            VideoDecode::WaitingForKeyframe {
+                ask_keyframe: false
+            }
+        ));
+        assert_eq!(sub.counts(), (0, 0));
+    }
+
+    #[test]
+    fn audio_fills_a_lost_packet_and_drops_a_duplicate() {
+        let mut enc = OpusEncoder::new(1, 32_000).unwrap();
+        let mut packet = vec![0u8; MAX_OPUS_PACKET];
+        let pcm: Vec<i16> = (0..OPUS_FRAME_SAMPLES)
+            .map(|i| ((i as f64 * 0.05).sin() * 8000.0) as i16)
+            .collect();
+        let packets: Vec<Vec<u8>> = (0..4)
+            .map(|_| {
+                let n = enc.encode(&pcm, &mut packet).unwrap();
+                packet[..n].to_vec()
+            })
+            .collect();
+        let mut sub = AudioSubscriber::without_track(1).unwrap();
+        let at = |i: u64| 1_000 + i * OPUS_FRAME_SAMPLES as u64;
+        let d = sub.decode(&frame(&packets[0], at(0), false)).unwrap();
+        assert_eq!((d.samples.len(), d.packet_samples), (960, 960));
+        assert_eq!(d.rtp_time, at(0));
+        // Packet 1 is lost: packet 2 comes with its 20 ms filled in first.
+        let d = sub.decode(&frame(&packets[2], at(2), false)).unwrap();
+        assert_eq!((d.samples.len(), d.packet_samples), (1920, 960));
+        assert_eq!(d.rtp_time, at(1));
+        assert_eq!(d.loss.fec_frames + d.loss.plc_frames, 1);
+        assert!(sub.decode(&frame(&packets[2], at(2), false)).is_none());
+        assert_eq!(sub.loss_stats().late, 1);
+        assert_eq!(sub.counts(), (2, 0));
+    }
 }
