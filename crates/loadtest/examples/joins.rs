@@ -38,7 +38,7 @@ async fn join_once(url: &str, identity: &str, room: &str) -> Result<Duration, St
         Preset::Viewer,
     );
     let (room, mut events) = Room::connect_with(
-        &url,
+        url,
         creds,
         RoomOptions::default().reconnect(wavecast_session::ReconnectPolicy {
             max_attempts: 0,
