@@ -156,9 +156,7 @@ fn differences(real: &[Package], declared: &BTreeMap<String, Allowed>) -> Vec<St
 
 #[test]
 fn the_drawn_crate_graph_is_the_real_one() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent: the workspace root");
+    let root = workspace_root();
     let doc_path = root.join("docs/ARCHITECTURE.md");
     let doc = std::fs::read_to_string(&doc_path)
         .unwrap_or_else(|e| panic!("read {}: {e}", doc_path.display()));
@@ -237,33 +235,10 @@ fn io_in_core(source: &str) -> Vec<String> {
 
 #[test]
 fn the_engine_core_has_no_io() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent: the workspace root");
-    let dir = root.join("crates/rtc/src/sansio");
-    let mut files = Vec::new();
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())) {
-            let path = entry.expect("dir entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-    }
+    let root = workspace_root();
+    let files = rust_files(&root.join("crates/rtc/src/sansio"));
     assert!(files.len() >= 5, "the core's sources: {files:?}");
-    let mut problems = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).expect("read source");
-        for p in io_in_core(&text) {
-            problems.push(format!(
-                "{}:{p}",
-                f.strip_prefix(root).unwrap_or(f).display()
-            ));
-        }
-    }
+    let problems = scan(root, &files, io_in_core);
     assert!(
         problems.is_empty(),
         "the engine core (sans-IO) uses I/O, a clock or async code:\n  {}",
@@ -321,6 +296,29 @@ fn session_internals_in(source: &str) -> Vec<String> {
     found
 }
 
+/// The workspace root (this package is `tests/`).
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent: the workspace root")
+}
+
+/// What `check` finds in each of `files`, as `path:line: word` (paths relative to `root`).
+fn scan(root: &Path, files: &[std::path::PathBuf], check: fn(&str) -> Vec<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).expect("read source");
+        for p in check(&text) {
+            problems.push(format!(
+                "{}:{p}",
+                f.strip_prefix(root).unwrap_or(f).display()
+            ));
+        }
+    }
+    problems
+}
+
+/// The Rust sources below `dir`.
 fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -342,9 +340,7 @@ fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
 /// the session underneath it.
 #[test]
 fn apps_use_the_room_not_the_session() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent: the workspace root");
+    let root = workspace_root();
     let mut dirs: Vec<std::path::PathBuf> =
         ["crates/app/src", "crates/stream/src", "crates/loadtest/src"]
             .iter()
@@ -358,16 +354,7 @@ fn apps_use_the_room_not_the_session() {
     }
     let files: Vec<_> = dirs.iter().flat_map(|d| rust_files(d)).collect();
     assert!(files.len() >= 20, "the apps' sources: {files:?}");
-    let mut problems = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).expect("read source");
-        for p in session_internals_in(&text) {
-            problems.push(format!(
-                "{}:{p}",
-                f.strip_prefix(root).unwrap_or(f).display()
-            ));
-        }
-    }
+    let problems = scan(root, &files, session_internals_in);
     assert!(
         problems.is_empty(),
         "apps and the crates they are built from name the session layer instead of the room:\n  {}",

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use wavecast_config::ReconnectPolicy;
 use wavecast_session::{
     ConnectionState, DisconnectReason, EngineError, JoinRetry, Room, RoomEvent, RoomEvents,
-    RoomOptions, SessionError,
+    RoomOptions, SessionError, error_chain,
 };
 
 use crate::Credentials;
@@ -195,7 +195,7 @@ impl Connector {
                 Ok((room, events))
             }
             Err(e) if !e.is_retryable() => {
-                let msg = chain(&e);
+                let msg = error_chain(&e);
                 self.ended(crate::EXIT_REFUSED, msg.clone());
                 Err(ConnectError::Refused(msg))
             }
@@ -290,8 +290,8 @@ pub fn end_failure(reason: &DisconnectReason, url: &str) -> Option<(u8, String)>
                 describe(last_error)
             ),
         )),
-        DisconnectReason::Refused(_) => Some((crate::EXIT_REFUSED, chain(reason))),
-        other => Some((1, chain(other))),
+        DisconnectReason::Refused(_) => Some((crate::EXIT_REFUSED, error_chain(reason))),
+        other => Some((1, error_chain(other))),
     }
 }
 
@@ -305,17 +305,6 @@ pub fn human_delay(d: Duration) -> String {
     } else {
         format!("{:.1}s", d.as_secs_f64())
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// A failure's cause in a few words ("connection refused", "timed out", …).

@@ -12,6 +12,7 @@ use wavecast_pipeline::AgeHistogram;
 use wavecast_server_api::RoomAdmin;
 use wavecast_session::{
     Credentials, Preset, ReconnectPolicy, Room, RoomEvent, RoomEvents, RoomOptions, TrackKind,
+    error_chain,
 };
 use wavecast_stream::publish::CaptureStats;
 
@@ -594,16 +595,4 @@ async fn subscribe(m: Member, publishers: u64, ctx: Arc<SubscriberContext>) -> S
     out.left_at = Instant::now();
     room.close().await;
     out
-}
-
-/// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

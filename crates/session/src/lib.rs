@@ -54,9 +54,9 @@ pub use session::official;
 pub use session::{
     AudioPublisher, AudioSubscriber, Credentials, DataOptions, DecodedAudio, DecodedVideo,
     EncodedFrame, EndReason, EngineEvent, EngineOptions, JoinInfo, PeerRole, PublishedTrack,
-    ReconnectPolicy, SendError, Session, SessionBackend, SessionError, SessionEvent, SessionEvents,
-    SessionOptions, SessionState, SessionStats, SubscribedTrack, TrackInfo, TrackKey, TrackKind,
-    TrackOptions, TrackSource, VideoDecode, VideoPublisher, VideoSubscriber,
+    ReconnectPolicy, SendError, Session, SessionError, SessionEvent, SessionEvents, SessionOptions,
+    SessionState, SessionStats, SubscribedTrack, TrackInfo, TrackKey, TrackKind, TrackOptions,
+    TrackSource, VideoDecode, VideoPublisher, VideoSubscriber, error_chain,
 };
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
 pub use wavecast_rtc::{EngineError, ParticipantKind, Quality, RtpStats, TransportState};

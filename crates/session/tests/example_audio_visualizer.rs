@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use wavecast_testbed::{LiveKitServer, PythonPeer};
@@ -12,35 +10,10 @@ use wavecast_token::Preset;
 
 const TONE_HZ: f64 = 660.0;
 
-/// The example's binary: built next to this test by `cargo test` (which builds examples), or
-/// built here when the test runs alone.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let bin = dir.join("examples/audio_visualizer");
-    if !bin.is_file() {
-        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .args([
-                "build",
-                "-p",
-                "wavecast-session",
-                "--example",
-                "audio_visualizer",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the example failed");
-    }
-    bin
-}
-
 #[test]
 fn example_a_reports_the_tone_a_python_participant_publishes() {
     common::init_tracing();
-    let bin = example_binary();
+    let bin = common::example_binary("audio_visualizer");
     let server = LiveKitServer::start().expect("livekit-server starts");
     let mut tone = PythonPeer::spawn(
         &server,
@@ -61,22 +34,9 @@ fn example_a_reports_the_tone_a_python_participant_publishes() {
         .expect("the tone is published");
 
     let token = server.token("listener", "seed", Preset::Viewer);
-    let child = Command::new(&bin)
-        .args([server.ws_url().as_str(), token.as_str(), "--headless", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the example");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the example ends within 60 s")
-        .expect("the example ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "example failed: {stdout}");
+    let url = server.ws_url();
+    let args = [url.as_str(), token.as_str(), "--headless", "3"];
+    let stdout = common::run_example(&bin, &args, Duration::from_secs(60));
     assert!(stdout.contains("listening to tone/"), "{stdout}");
     let hz: f64 = stdout
         .lines()

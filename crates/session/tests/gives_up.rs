@@ -57,6 +57,7 @@ async fn gives_up_after_the_policy_attempts() {
                 },
         } => {
             assert_eq!(*attempts, 4);
+            let last_error = wavecast_session::error_chain(last_error.as_ref());
             assert!(last_error.contains("cannot reach LiveKit"), "{last_error}");
             assert!(last_error.contains("refused"), "{last_error}");
         }

@@ -71,32 +71,23 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
-    /// From the session's end and the error that caused it.
-    pub(crate) fn from_end(end: &EndReason, error: Option<Arc<SessionError>>, url: &str) -> Self {
-        let or_lost = |error: Option<Arc<SessionError>>, reason: &str| {
-            error.unwrap_or_else(|| {
-                Arc::new(SessionError::ConnectionLost {
-                    url: url.to_owned(),
-                    reason: reason.to_owned(),
-                })
-            })
-        };
+    /// From the session's end (its errors are shared, not copied).
+    pub(crate) fn from_end(end: &EndReason) -> Self {
         match end {
-            EndReason::Closed => DisconnectReason::ClientInitiated,
             EndReason::RemovedByServer { reason } => DisconnectReason::RemovedByServer {
                 reason: reason.clone(),
             },
-            EndReason::Refused { message, .. } => {
-                DisconnectReason::Refused(or_lost(error, message))
-            }
+            EndReason::Refused { error, .. } => DisconnectReason::Refused(error.clone()),
             EndReason::GaveUp {
                 attempts,
                 last_error,
             } => DisconnectReason::GaveUp {
                 attempts: *attempts,
-                last_error: or_lost(error, last_error),
+                last_error: last_error.clone(),
             },
-            EndReason::Fatal { error: text } => DisconnectReason::Failed(or_lost(error, text)),
+            EndReason::Fatal { error } => DisconnectReason::Failed(error.clone()),
+            // Closed, and endings a later session version adds.
+            _ => DisconnectReason::ClientInitiated,
         }
     }
 }
@@ -518,9 +509,9 @@ mod tests {
         });
         let end = EndReason::GaveUp {
             attempts: 3,
-            last_error: "x".into(),
+            last_error: cause,
         };
-        let r = DisconnectReason::from_end(&end, Some(cause), "ws://h");
+        let r = DisconnectReason::from_end(&end);
         let source = std::error::Error::source(&r).expect("a source");
         assert!(source.to_string().contains("ping timeout"), "{source}");
         assert_eq!(r.to_string(), "gave up after 3 rejoin attempts");

@@ -445,11 +445,7 @@ async fn run(
                 out.push(RoomEvent::ConnectionStateChanged(connection_state(&state)));
                 if let SessionState::Disconnected { reason } = &state {
                     out.push(RoomEvent::Disconnected {
-                        reason: DisconnectReason::from_end(
-                            reason,
-                            session.end_error(),
-                            session.url(),
-                        ),
+                        reason: DisconnectReason::from_end(reason),
                     });
                     ended = true;
                 }

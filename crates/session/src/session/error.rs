@@ -185,3 +185,16 @@ impl SessionError {
         }
     }
 }
+
+/// An error and its causes on one line, `: `-separated (for a log line, a stored reason or a
+/// caller's message; an error's own `Display` names only its top level).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -62,7 +62,7 @@ use wavecast_rtc::{DisconnectReason, Engine, EngineError, EngineEvents, Transpor
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
 pub use credentials::Credentials;
-pub use error::SessionError;
+pub use error::{SessionError, error_chain};
 pub use media::{
     AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoDecode, VideoPublisher,
     VideoSubscriber,
@@ -80,7 +80,7 @@ pub use wavecast_rtc::{
 use outbox::BACKLOG_MAX;
 use reconnect::shutdown_engine;
 pub(crate) use reconnect::unit_random;
-use supervisor::{Supervisor, error_chain};
+use supervisor::Supervisor;
 pub(crate) use tracks::lock;
 use tracks::{LocalSlot, RemoteSlot};
 
@@ -97,7 +97,6 @@ struct Shared {
     resumes: AtomicU64,
     dropped_events: AtomicU64,
     /// The error that ended the session, when an error did.
-    end_error: Mutex<Option<Arc<SessionError>>>,
     /// The newest token the server sent (`RefreshToken`) on an earlier engine: later joins use
     /// it instead of a [`Credentials::Token`] that may have expired.
     refreshed_token: Mutex<Option<String>>,
@@ -118,7 +117,6 @@ impl Shared {
             rejoins: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
-            end_error: Mutex::new(None),
             refreshed_token: Mutex::new(None),
         }
     }
@@ -130,45 +128,6 @@ impl Shared {
 
     fn state(&self) -> SessionState {
         self.state.borrow().clone()
-    }
-}
-
-/// What every session backend offers: the engine-based [`Session`] and, behind the `libwebrtc`
-/// feature, the official SDK's `official::OfficialSession`.
-pub trait SessionBackend {
-    /// The current state.
-    fn state(&self) -> SessionState;
-    /// A receiver of every state change.
-    fn watch_state(&self) -> watch::Receiver<SessionState>;
-    /// Send a user data packet.
-    fn publish_data(
-        &self,
-        payload: Vec<u8>,
-        options: DataOptions,
-    ) -> impl std::future::Future<Output = Result<(), SessionError>> + Send;
-    /// Leave, close the connections and wait for the session's tasks. Idempotent.
-    fn close(&self) -> impl std::future::Future<Output = ()> + Send;
-}
-
-impl SessionBackend for Session {
-    fn state(&self) -> SessionState {
-        Session::state(self)
-    }
-
-    fn watch_state(&self) -> watch::Receiver<SessionState> {
-        Session::watch_state(self)
-    }
-
-    async fn publish_data(
-        &self,
-        payload: Vec<u8>,
-        options: DataOptions,
-    ) -> Result<(), SessionError> {
-        Session::publish_data(self, payload, options).await
-    }
-
-    async fn close(&self) {
-        Session::close(self).await
     }
 }
 
@@ -278,12 +237,6 @@ impl Session {
         lock(&self.shared.engine)
             .as_ref()
             .map(|(_, e)| e.join_info().clone())
-    }
-
-    /// The error that ended the session, with its causes (`None` while it runs, or when it was
-    /// closed or removed by the server). [`EndReason`] says the same in words.
-    pub fn end_error(&self) -> Option<Arc<SessionError>> {
-        lock(&self.shared.end_error).clone()
     }
 
     /// Subscribe to (or unsubscribe from) a remote track by its publisher's and its own sid (see

@@ -30,8 +30,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use wavecast_codec::I420;
 
 use super::{
-    DataOptions, EndReason, SessionBackend, SessionError, SessionOptions, SessionState, TrackKey,
-    TrackKind,
+    DataOptions, EndReason, SessionError, SessionOptions, SessionState, TrackKey, TrackKind,
 };
 
 /// What an [`OfficialSession`] reports.
@@ -252,16 +251,20 @@ impl OfficialSession {
     }
 }
 
-impl SessionBackend for OfficialSession {
-    fn state(&self) -> SessionState {
+/// The same calls as [`crate::Session`]'s, on the official SDK's room.
+impl OfficialSession {
+    /// The current state.
+    pub fn state(&self) -> SessionState {
         self.state.borrow().clone()
     }
 
-    fn watch_state(&self) -> watch::Receiver<SessionState> {
+    /// A receiver of every state change.
+    pub fn watch_state(&self) -> watch::Receiver<SessionState> {
         self.state.subscribe()
     }
 
-    async fn publish_data(
+    /// Send a user data packet.
+    pub async fn publish_data(
         &self,
         payload: Vec<u8>,
         options: DataOptions,
@@ -283,7 +286,8 @@ impl SessionBackend for OfficialSession {
             .map_err(|e| official_error("send data", e))
     }
 
-    async fn close(&self) {
+    /// Leave, close the connections and wait for the session's tasks. Idempotent.
+    pub async fn close(&self) {
         if !matches!(*self.state.borrow(), SessionState::Disconnected { .. }) {
             let _ = self.room.close().await;
             self.state.send_replace(SessionState::Disconnected {

@@ -67,23 +67,16 @@ impl Supervisor {
         }
     }
 
-    /// Remember the error that ends the session (for [`Session::end_error`]).
-    pub(super) fn keep_end_error(&self, error: Arc<SessionError>) {
-        *lock(&self.shared.end_error) = Some(error);
-    }
-
     /// Full rejoins with backoff until one joins (Ok) or the session must end (Err).
     pub(super) async fn rejoin(&mut self, why: String) -> Result<(), EndReason> {
         let policy = self.shared.options.reconnect.clone();
         let url = self.shared.options.url.clone();
-        let mut last_error = why.clone();
-        let mut last_cause = Arc::new(SessionError::ConnectionLost {
+        let mut last_error = Arc::new(SessionError::ConnectionLost {
             url: url.clone(),
             reason: why,
         });
         loop {
             if self.attempt >= policy.max_attempts {
-                self.keep_end_error(last_cause);
                 return Err(EndReason::GaveUp {
                     attempts: self.attempt,
                     last_error,
@@ -110,9 +103,7 @@ impl Supervisor {
             let token = match self.token_for_join() {
                 Ok(t) => t,
                 Err(e) => {
-                    let error = error_chain(&e);
-                    self.keep_end_error(Arc::new(e));
-                    return Err(EndReason::Fatal { error });
+                    return Err(EndReason::Fatal { error: Arc::new(e) });
                 }
             };
             let engine_options = self.shared.options.engine.clone();
@@ -124,23 +115,18 @@ impl Supervisor {
                 Some(Err(e)) => {
                     let e = SessionError::from_connect(&url, e);
                     if !e.is_retryable() {
-                        let end = match &e {
-                            SessionError::Unauthorized {
-                                status, message, ..
-                            } => EndReason::Refused {
-                                status: *status,
-                                message: message.clone(),
-                            },
-                            other => EndReason::Fatal {
-                                error: error_chain(other),
-                            },
+                        let status = match &e {
+                            SessionError::Unauthorized { status, .. } => Some(*status),
+                            _ => None,
                         };
-                        self.keep_end_error(Arc::new(e));
-                        return Err(end);
+                        let error = Arc::new(e);
+                        return Err(match status {
+                            Some(status) => EndReason::Refused { status, error },
+                            None => EndReason::Fatal { error },
+                        });
                     }
-                    last_error = error_chain(&e);
-                    last_cause = Arc::new(e);
-                    info!("rejoin attempt {attempt} failed: {last_error}");
+                    info!("rejoin attempt {attempt} failed: {}", error_chain(&e));
+                    last_error = Arc::new(e);
                     continue;
                 }
                 Some(Ok(pair)) => pair,
@@ -153,9 +139,11 @@ impl Supervisor {
                     return Err(EndReason::Closed);
                 }
                 Some(Err(e)) => {
-                    last_error = error_chain(&e);
-                    last_cause = Arc::new(e);
-                    warn!("rejoin attempt {attempt}: re-publishing failed: {last_error}");
+                    warn!(
+                        "rejoin attempt {attempt}: re-publishing failed: {}",
+                        error_chain(&e)
+                    );
+                    last_error = Arc::new(e);
                     shutdown_engine(engine, self.shared.options.close_grace).await;
                     continue;
                 }

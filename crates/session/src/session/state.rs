@@ -32,8 +32,9 @@ impl fmt::Display for SessionState {
     }
 }
 
-/// Why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a session ended. The errors are the typed ones that ended it, with their causes
+/// ([`std::error::Error::source`]).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum EndReason {
     /// [`Session::close`] was called (or the session was dropped).
@@ -48,40 +49,69 @@ pub enum EndReason {
     Refused {
         /// HTTP status.
         status: u16,
-        /// The server's message.
-        message: String,
+        /// The refusal ([`SessionError::Unauthorized`], with the server's message).
+        error: Arc<SessionError>,
     },
     /// An error that retrying cannot fix (bad URL, a token that cannot be minted), or the first
     /// connection failed before it was ever up.
     Fatal {
-        /// The error, with its causes.
-        error: String,
+        /// The error.
+        error: Arc<SessionError>,
     },
     /// Every rejoin attempt of the policy failed.
     GaveUp {
         /// Attempts made.
         attempts: u32,
-        /// The last attempt's error, with its causes.
-        last_error: String,
+        /// The last attempt's error.
+        last_error: Arc<SessionError>,
     },
 }
+
+/// Equal when the same ending: the same variant with the same values and the very same error.
+impl PartialEq for EndReason {
+    fn eq(&self, other: &Self) -> bool {
+        use EndReason::*;
+        match (self, other) {
+            (Closed, Closed) => true,
+            (RemovedByServer { reason: a }, RemovedByServer { reason: b }) => a == b,
+            (
+                Refused {
+                    status: a,
+                    error: e,
+                },
+                Refused {
+                    status: b,
+                    error: f,
+                },
+            ) => a == b && Arc::ptr_eq(e, f),
+            (Fatal { error: e }, Fatal { error: f }) => Arc::ptr_eq(e, f),
+            (
+                GaveUp {
+                    attempts: a,
+                    last_error: e,
+                },
+                GaveUp {
+                    attempts: b,
+                    last_error: f,
+                },
+            ) => a == b && Arc::ptr_eq(e, f),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for EndReason {}
 
 impl fmt::Display for EndReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EndReason::Closed => f.write_str("closed by the client"),
             EndReason::RemovedByServer { reason } => write!(f, "removed by the server ({reason})"),
-            EndReason::Refused { status, message } => {
-                write!(f, "rejoin refused ({status}): {message}")
-            }
+            EndReason::Refused { status, .. } => write!(f, "rejoin refused ({status})"),
             EndReason::Fatal { error } => write!(f, "{error}"),
-            EndReason::GaveUp {
-                attempts,
-                last_error,
-            } => write!(
-                f,
-                "gave up after {attempts} rejoin attempts; last error: {last_error}"
-            ),
+            EndReason::GaveUp { attempts, .. } => {
+                write!(f, "gave up after {attempts} rejoin attempts")
+            }
         }
     }
 }
@@ -112,15 +142,28 @@ mod tests {
 
     #[test]
     fn states_read_well() {
+        let error = Arc::new(SessionError::ConnectionLost {
+            url: "ws://x".into(),
+            reason: "ping timeout".into(),
+        });
         let s = SessionState::Disconnected {
             reason: EndReason::GaveUp {
                 attempts: 3,
-                last_error: "cannot reach LiveKit at ws://x".into(),
+                last_error: error.clone(),
             },
         };
         assert_eq!(
             s.to_string(),
-            "disconnected: gave up after 3 rejoin attempts; last error: cannot reach LiveKit at ws://x"
+            "disconnected: gave up after 3 rejoin attempts"
+        );
+        assert_eq!(
+            s,
+            SessionState::Disconnected {
+                reason: EndReason::GaveUp {
+                    attempts: 3,
+                    last_error: error,
+                },
+            }
         );
         assert_eq!(
             SessionState::Reconnecting { attempt: 2 }.to_string(),

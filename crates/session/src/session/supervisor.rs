@@ -42,12 +42,12 @@ impl Supervisor {
                     warn!("session: connection lost: {why}");
                     self.drop_engine().await;
                     if !self.connected_once {
-                        let error =
-                            format!("the first connection was lost before it was up: {why}");
-                        self.keep_end_error(Arc::new(SessionError::ConnectionLost {
+                        let error = Arc::new(SessionError::ConnectionLost {
                             url: self.shared.options.url.clone(),
-                            reason: why,
-                        }));
+                            reason: format!(
+                                "the first connection was lost before it was up: {why}"
+                            ),
+                        });
                         break EndReason::Fatal { error };
                     }
                     match self.rejoin(why).await {
@@ -309,18 +309,6 @@ pub(super) fn describe(reason: &DisconnectReason) -> String {
         DisconnectReason::SignalClosed(why) => format!("the signal connection closed ({why})"),
         DisconnectReason::TransportFailed(role) => format!("the {role} connection failed"),
     }
-}
-
-/// An error and its causes on one line.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// A supervisor on no engine, for unit tests of its pure parts.

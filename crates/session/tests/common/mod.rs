@@ -488,3 +488,69 @@ pub async fn video_pair(
     };
     (publisher, subscriber, sub_events, video_in, sending)
 }
+
+/// The binary of this crate's example `name`: the one `cargo test` built next to the test when
+/// it is newer than the example's and the crate's sources, else built here (a run filtered
+/// with `--test` builds no examples, and must not run a stale one; building here resolves
+/// features for this package alone, so it is avoided when the workspace build already did it).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("examples").join(name);
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let fresh = built.is_some_and(|built| {
+        let source = crate_dir.join("examples").join(format!("{name}.rs"));
+        newest_change(&[source, crate_dir.join("src")]).is_some_and(|changed| changed <= built)
+    });
+    if !fresh {
+        let status = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args(["build", "-p", "wavecast-session", "--example", name])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the example {name} failed");
+    }
+    bin
+}
+
+/// The latest modification time of the files at and below `paths`.
+fn newest_change(paths: &[std::path::PathBuf]) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).ok()?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&p).ok()? {
+                stack.push(entry.ok()?.path());
+            }
+        } else {
+            newest = newest.max(Some(meta.modified().ok()?));
+        }
+    }
+    newest
+}
+
+/// Run an example binary with `args` (stderr passed through) and return its stdout, failing the
+/// test when it does not end within `timeout` or ends unsuccessfully.
+pub fn run_example(bin: &std::path::Path, args: &[&str], timeout: Duration) -> String {
+    let child = std::process::Command::new(bin)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the example");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx
+        .recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("the example ends within {timeout:?}"))
+        .expect("the example ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "example failed: {stdout}");
+    stdout
+}
