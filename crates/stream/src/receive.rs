@@ -67,12 +67,12 @@ pub(crate) trait EncodedSource: Send + 'static {
 
 /// A session's subscribed track read from a plain thread (it continues across rejoins), on the
 /// runtime that was current when its decoder started.
-struct SessionTrack {
+struct BlockingTrack {
     track: SubscribedTrack,
     runtime: tokio::runtime::Handle,
 }
 
-impl SessionTrack {
+impl BlockingTrack {
     fn new(track: SubscribedTrack) -> Result<Self> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|source| StreamError::NoRuntime {
@@ -83,7 +83,7 @@ impl SessionTrack {
     }
 }
 
-impl EncodedSource for SessionTrack {
+impl EncodedSource for BlockingTrack {
     fn recv(&mut self) -> Option<EncodedFrame> {
         self.runtime.block_on(self.track.recv())
     }
@@ -720,7 +720,7 @@ pub fn spawn_video(
     options: ReceiveOptions,
 ) -> Result<Decoder<VideoStreamStats>> {
     let receiver = VideoReceiver::new(&track, out, recorder, options)?;
-    run_video(SessionTrack::new(track)?, receiver)
+    run_video(BlockingTrack::new(track)?, receiver)
 }
 
 /// Runs `receiver` on its own thread, fed from `source` until the track ends.
@@ -931,7 +931,7 @@ pub fn spawn_audio(
     options: ReceiveOptions,
 ) -> Result<Decoder<AudioStreamStats>> {
     let receiver = AudioReceiver::new(&track, out, channels, recorder, options)?;
-    run_audio(SessionTrack::new(track)?, receiver)
+    run_audio(BlockingTrack::new(track)?, receiver)
 }
 
 /// Runs `receiver` on its own thread, fed from `source` until the track ends.
