@@ -519,6 +519,8 @@ pub struct VideoSubscriber {
     ask: bool,
     skipped: u64,
     errors: u64,
+    /// Keyframes refused for their size.
+    refused: u64,
 }
 
 impl VideoSubscriber {
@@ -541,6 +543,7 @@ impl VideoSubscriber {
             ask: true,
             skipped: 0,
             errors: 0,
+            refused: 0,
         })
     }
 
@@ -596,6 +599,7 @@ impl VideoSubscriber {
                 height,
                 max_pixels,
             }) => {
+                self.refused += 1;
                 self.need_key = true;
                 self.ask = false;
                 Step::Other(VideoDecode::Refused {
@@ -635,10 +639,12 @@ impl VideoSubscriber {
                     true
                 }
                 Step::Other(VideoDecode::Refused { width, height, .. }) => {
-                    tracing::warn!(
-                        "vp8 keyframe of {width}x{height} on {} refused: too large",
-                        self.name()
-                    );
+                    if self.refused == 1 {
+                        tracing::warn!(
+                            "vp8 keyframe of {width}x{height} on {} refused: too large (said once)",
+                            self.name()
+                        );
+                    }
                     false
                 }
                 Step::Other(_) => false,
