@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::runtime::Handle;
 use tokio::sync::watch;
 use wavecast_session::{Room, RoomEvent, SubscribedTrack, TrackKind};
 
@@ -32,7 +31,6 @@ pub struct Watching {
     pub room: String,
 }
 use wavecast_stream::decoders::{Decoders, Finished, Outputs};
-use wavecast_stream::receive;
 
 /// How the room task ended.
 #[derive(Debug, Default)]
@@ -126,7 +124,7 @@ impl Following {
     }
 
     /// Chooses whom to watch and starts decoders for their waiting tracks.
-    fn pick(&mut self, decs: &mut Decoders, out: &Outputs, want: Option<&str>, rt: &Handle) {
+    fn pick(&mut self, decs: &mut Decoders, out: &Outputs, want: Option<&str>) {
         decs.reap();
         if self.watched.is_none() {
             let candidate = self.parked.iter().find(|t| match want {
@@ -150,11 +148,7 @@ impl Following {
                 while t.try_recv().is_some() {}
                 let (kind, sid) = (t.kind(), t.sid());
                 tracing::info!("decoding {kind:?} track {sid} of {w}");
-                let source = receive::SessionTrack {
-                    track: t,
-                    runtime: rt.clone(),
-                };
-                decs.start(kind, source, out, w.clone(), sid);
+                decs.start(t, out);
                 continue;
             }
             i += 1;
@@ -172,7 +166,6 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
-    let rt = Handle::current();
     let connected = tokio::select! {
         r = connector.connect() => Some(r),
         _ = stop.wait_for(|s| *s) => None,
@@ -199,7 +192,7 @@ pub async fn run(
                     _ = tick.tick() => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
-                following.pick(&mut decs, &out, want.as_deref(), &rt);
+                following.pick(&mut decs, &out, want.as_deref());
                 watching.send_replace(following.watching(&room));
             }
             outcome.reconnects = room.stats().rejoins;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::runtime::Handle;
 use tokio::sync::watch;
 use wavecast_session::{
     Quality, RemoteParticipant, Room, RoomEvent, SubscribedTrack, TrackKind, TrackSource,
@@ -17,7 +16,8 @@ use wavecast_visualizer::ConnectionQuality;
 
 use crate::connection::Connector;
 use wavecast_stream::receive::{
-    self, AudioOut, AudioStreamStats, Decoder, ReceiveLimits, VideoOut, VideoStreamStats,
+    self, AudioOut, AudioStreamStats, Decoder, ReceiveLimits, ReceiveOptions, VideoOut,
+    VideoStreamStats,
 };
 
 /// One remote participant as the grid shows it.
@@ -209,7 +209,7 @@ impl State {
 
     /// Starts decoding `track`, or parks it while its member already decodes that kind.
     /// Returns the sid of a track refused for want of decoder slots.
-    fn subscribe(&mut self, track: SubscribedTrack, rt: &Handle) -> Option<String> {
+    fn subscribe(&mut self, track: SubscribedTrack) -> Option<String> {
         if self.decoding(&track.key().identity, track.kind()) {
             if self.waiting.len() < self.limits.max_tracks {
                 tracing::debug!("{} waits for the decoder of {}", track.sid(), track.key());
@@ -221,7 +221,7 @@ impl State {
         if self.video.len() + self.audio.len() >= self.limits.max_tracks {
             return self.refuse(track);
         }
-        self.start(track, rt);
+        self.start(track);
         None
     }
 
@@ -239,7 +239,7 @@ impl State {
         Some(track.sid())
     }
 
-    fn start(&mut self, track: SubscribedTrack, rt: &Handle) {
+    fn start(&mut self, track: SubscribedTrack) {
         let identity = track.key().identity.clone();
         let m = match self.members.iter().find(|m| m.identity == identity) {
             Some(m) => m.clone(),
@@ -252,24 +252,12 @@ impl State {
         };
         let (kind, sid) = (track.kind(), track.sid());
         tracing::info!("decoding {kind:?} track {sid} of {identity}");
-        let source = receive::SessionTrack {
-            track,
-            runtime: rt.clone(),
-        };
+        let options = ReceiveOptions::from(self.limits);
         let started = match kind {
-            TrackKind::Video => receive::spawn_video_with(
-                source,
-                m.video.clone(),
-                None,
-                identity.clone(),
-                sid,
-                self.limits,
-            )
-            .map(|h| self.video.push(h)),
-            TrackKind::Audio => {
-                receive::spawn_audio(source, m.audio.clone(), 1, None, identity.clone(), sid)
-                    .map(|h| self.audio.push(h))
-            }
+            TrackKind::Video => receive::spawn_video(track, m.video.clone(), None, options)
+                .map(|h| self.video.push(h)),
+            TrackKind::Audio => receive::spawn_audio(track, m.audio.clone(), 1, None, options)
+                .map(|h| self.audio.push(h)),
         };
         match started {
             Ok(()) => self.decoding.entry(identity).or_default().push(kind),
@@ -309,7 +297,7 @@ impl State {
     }
 
     /// Starts the waiting tracks whose member's decoder of that kind ended.
-    fn start_waiting(&mut self, rt: &Handle) {
+    fn start_waiting(&mut self) {
         let mut i = 0;
         while i < self.waiting.len() {
             let t = &self.waiting[i];
@@ -318,7 +306,7 @@ impl State {
                 let mut t = self.waiting.remove(i);
                 // Frames that queued while waiting are stale.
                 while t.try_recv().is_some() {}
-                self.start(t, rt);
+                self.start(t);
             } else {
                 i += 1;
             }
@@ -334,7 +322,6 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
-    let rt = Handle::current();
     let mut st = State {
         limits,
         ..Default::default()
@@ -361,7 +348,7 @@ pub async fn run(
                             break;
                         }
                         match ev {
-                            RoomEvent::TrackSubscribed { track, .. } => pause = st.subscribe(track, &rt),
+                            RoomEvent::TrackSubscribed { track, .. } => pause = st.subscribe(track),
                             RoomEvent::TrackUnpublished { publication, .. } => {
                                 st.waiting.retain(|t| t.sid() != publication.sid().as_str());
                             }
@@ -376,7 +363,7 @@ pub async fn run(
                     }
                     _ = tick.tick() => {
                         st.reap();
-                        st.start_waiting(&rt);
+                        st.start_waiting();
                     }
                     _ = stop.wait_for(|s| *s) => break,
                 }

@@ -57,15 +57,8 @@ async fn join_once(url: &str, identity: &str, room: &str) -> Result<Duration, St
             deliver_every: 0,
             ..Default::default()
         };
-        let key = track.key().clone();
-        let mut video = VideoReceiver::new(
-            Arc::new(VideoOut::default()),
-            None,
-            key.identity,
-            key.name,
-            options,
-        )
-        .map_err(|e| e.to_string())?;
+        let mut video = VideoReceiver::new(&track, Arc::new(VideoOut::default()), None, options)
+            .map_err(|e| e.to_string())?;
         while video.stats().frames_decoded == 0 {
             let frame = track.recv().await.ok_or("track ended before a picture")?;
             if video.push(&frame) {

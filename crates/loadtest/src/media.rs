@@ -184,9 +184,8 @@ pub(crate) async fn receive_video(
         latency_warmup: warmup,
         ..ReceiveOptions::default()
     };
-    let key = track.key().clone();
-    let mut rx = VideoReceiver::new(out, None, key.identity, key.name, options)
-        .map_err(media_error("video receiver"))?;
+    let mut rx =
+        VideoReceiver::new(&track, out, None, options).map_err(media_error("video receiver"))?;
     loop {
         let frame = tokio::select! {
             biased;
@@ -212,9 +211,8 @@ pub(crate) async fn receive_audio(
         deliver_every: 0,
         ..ReceiveOptions::default()
     };
-    let key = track.key().clone();
-    let mut rx = AudioReceiver::new(out, 1, None, key.identity, key.name, options)
-        .map_err(media_error("audio receiver"))?;
+    let mut rx =
+        AudioReceiver::new(&track, out, 1, None, options).map_err(media_error("audio receiver"))?;
     loop {
         let frame = tokio::select! {
             biased;

@@ -130,9 +130,6 @@ pub enum EngineError {
     /// The engine task has ended (closed, or the connection was lost).
     #[error("the engine is closed")]
     Closed,
-    /// A codec failed.
-    #[error(transparent)]
-    Codec(#[from] wavecast_codec::CodecError),
 }
 
 /// Why the server refused a request (the protocol's `RequestResponse.Reason`).

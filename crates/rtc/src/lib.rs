@@ -3,9 +3,9 @@
 //! Signaling uses the official `livekit-signaling` client; WebRTC is [str0m] (sans-IO). The
 //! engine's state machine is sans-IO too (no sockets, no clock reads, nothing async), driven by
 //! one tokio task per engine that owns the UDP sockets of the two peer connections (publisher
-//! and subscriber) and the timers, and talks to the signal client on a task of its own. Media crosses the engine as *encoded* frames; the
-//! [`media`] helpers wrap the track handles with the `wavecast-codec` Opus/VP8 encoders and
-//! decoders, which run on the caller's threads.
+//! and subscriber) and the timers, and talks to the signal client on a task of its own. Media crosses the engine as *encoded* frames only: the
+//! engine is transport; encoding and decoding belong to `wavecast-session`'s publishers and
+//! subscribers, which hold the `wavecast-codec` encoders and decoders on the caller's threads.
 //!
 //! ```no_run
 //! # async fn demo(url: &str, token: &str) -> Result<(), wavecast_rtc::EngineError> {
@@ -39,7 +39,6 @@ mod error;
 mod events;
 #[cfg(test)]
 mod hostile_tests;
-pub mod media;
 pub mod redact;
 mod sansio;
 mod sdp;
@@ -54,9 +53,6 @@ pub use engine::{
 pub use error::{EngineError, PeerRole, RequestRefusal};
 pub use events::{
     DisconnectReason, EngineEvent, Participant, ParticipantKind, Quality, TrackInfo, TransportState,
-};
-pub use media::{
-    AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoPublisher, VideoSubscriber,
 };
 pub use track::{
     EncodedFrame, LocalTrack, RemoteTrack, TrackKind, TrackOptions, TrackSource, WriteError,

@@ -6,7 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_rtc::{AudioSubscriber, EngineEvent, TrackKind, VideoSubscriber};
+use common::codec::{AudioReader, VideoReader};
+use wavecast_rtc::{EngineEvent, TrackKind};
 use wavecast_testbed::{LiveKitServer, PythonPeer};
 
 const SECONDS: f64 = 14.0;
@@ -35,23 +36,23 @@ async fn python_tone_and_video_decode_here() {
         };
         match track.kind() {
             TrackKind::Audio => {
-                let mut sub = AudioSubscriber::new(track, 1).expect("opus decoder");
+                let mut sub = AudioReader::new(track);
                 audio_task = Some(tokio::spawn(async move {
                     let mut samples: Vec<i16> = Vec::with_capacity(48_000 * 16);
                     while let Some(d) = sub.recv().await {
-                        samples.extend_from_slice(d.samples);
+                        samples.extend_from_slice(d);
                     }
                     samples
                 }));
             }
             TrackKind::Video => {
-                let mut sub = VideoSubscriber::new(track).expect("vp8 decoder");
+                let mut sub = VideoReader::new(track);
                 video_task = Some(tokio::spawn(async move {
                     let mut frames: Vec<(Instant, u32, u32)> = Vec::new();
                     let mut rtp = Vec::new();
                     while let Some(d) = sub.recv().await {
                         rtp.push(d.rtp_time);
-                        frames.push((Instant::now(), d.image.image.width, d.image.image.height));
+                        frames.push((Instant::now(), d.width, d.height));
                     }
                     let mut diffs: std::collections::BTreeMap<u64, usize> = Default::default();
                     for w in rtp.windows(2) {

@@ -4,7 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_rtc::{AudioSubscriber, EngineEvent, TrackKind, VideoSubscriber};
+use common::codec::{AudioReader, VideoReader};
+use wavecast_rtc::{EngineEvent, TrackKind};
 use wavecast_testbed::LiveKitServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,14 +35,14 @@ async fn two_engines_decode_each_other() {
             assert_ne!(identity, who, "{who} must not subscribe to itself");
             tasks.push(match track.kind() {
                 TrackKind::Audio => {
-                    let mut sub = AudioSubscriber::new(track, 1).unwrap();
+                    let mut sub = AudioReader::new(track);
                     tokio::spawn(async move {
                         let mut samples = Vec::new();
                         let end = Instant::now() + Duration::from_secs(4);
                         while Instant::now() < end {
                             match tokio::time::timeout(Duration::from_millis(500), sub.recv()).await
                             {
-                                Ok(Some(d)) => samples.extend_from_slice(d.samples),
+                                Ok(Some(d)) => samples.extend_from_slice(d),
                                 Ok(None) => break,
                                 Err(_) => {}
                             }
@@ -54,7 +55,7 @@ async fn two_engines_decode_each_other() {
                     })
                 }
                 TrackKind::Video => {
-                    let mut sub = VideoSubscriber::new(track).unwrap();
+                    let mut sub = VideoReader::new(track);
                     tokio::spawn(async move {
                         let mut n = 0;
                         let mut size = (0, 0);
@@ -64,7 +65,7 @@ async fn two_engines_decode_each_other() {
                             {
                                 Ok(Some(d)) => {
                                     n += 1;
-                                    size = (d.image.image.width, d.image.image.height);
+                                    size = (d.width, d.height);
                                 }
                                 Ok(None) => break,
                                 Err(_) => {}

@@ -39,7 +39,7 @@ use wavecast_codec::{I420, Vp8Config};
 use wavecast_media::stamp::{self, Stamp};
 use wavecast_pipeline::Timestamp;
 use wavecast_session::{
-    AudioPublisher, AudioSubscriber, Credentials, Session, SessionEvent, SessionOptions, TrackKind,
+    AudioPublisher, AudioSubscriber, Credentials, Room, RoomEvent, RoomOptions, TrackKind,
     VideoPublisher, VideoSubscriber,
 };
 use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions, UdpLeg};
@@ -265,17 +265,20 @@ struct AudioCount {
 /// read stamps; report the window the orchestrator sends.
 async fn subscribe(url: String, token: String) -> Value {
     let t_join = Instant::now();
-    let (session, mut events) =
-        Session::connect(SessionOptions::new(url, Credentials::token(token)))
-            .await
-            .expect("subscriber joins");
+    let (room, mut events) = Room::connect(&url, &token, RoomOptions::default())
+        .await
+        .expect("subscriber joins");
     let window = window_from_stdin();
     let audio_count = Arc::new(std::sync::Mutex::new(AudioCount::default()));
     let track = loop {
         match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
-            Ok(Some(SessionEvent::TrackSubscribed(t))) if t.kind() == TrackKind::Video => break t,
-            Ok(Some(SessionEvent::TrackSubscribed(t))) if t.kind() == TrackKind::Audio => {
-                spawn_audio(t, window.clone(), audio_count.clone());
+            Ok(Some(RoomEvent::TrackSubscribed { track, .. }))
+                if track.kind() == TrackKind::Video =>
+            {
+                break track;
+            }
+            Ok(Some(RoomEvent::TrackSubscribed { track, .. })) => {
+                spawn_audio(track, window.clone(), audio_count.clone());
             }
             Ok(Some(_)) => {}
             other => panic!("no video track: {other:?}"),
@@ -285,10 +288,10 @@ async fn subscribe(url: String, token: String) -> Value {
         let (window, audio_count) = (window.clone(), audio_count.clone());
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
-                if let SessionEvent::TrackSubscribed(t) = ev
-                    && t.kind() == TrackKind::Audio
+                if let RoomEvent::TrackSubscribed { track, .. } = ev
+                    && track.kind() == TrackKind::Audio
                 {
-                    spawn_audio(t, window.clone(), audio_count.clone());
+                    spawn_audio(track, window.clone(), audio_count.clone());
                 }
             }
         });
@@ -355,11 +358,11 @@ async fn subscribe(url: String, token: String) -> Value {
         Instant::now(),
         wavecast_pipeline::cpu::process_cpu_seconds(),
     );
-    let stats = session.stats();
+    let stats = room.stats();
     if let (Some(log), Ok(path)) = (frame_log, std::env::var("PROBE_FRAMES")) {
         let _ = std::fs::write(path, log);
     }
-    session.close().await;
+    room.close().await;
     let (start_at, start_cpu) = cpu_start.unwrap_or((end_at, end_cpu));
     let (start, end) = window.borrow().unwrap_or((0, 1));
     let window_s = end.saturating_sub(start) as f64 / 1e6;
@@ -577,10 +580,11 @@ async fn orchestrate(plan: &Plan, ns: Option<&NetNs>, levels: &[u8]) -> Vec<Row>
     })
     .expect("livekit-server starts");
     let room = "probe";
-    let (publisher, events) = Session::connect(SessionOptions::new(
-        server.ws_url(),
+    let (publisher, events) = Room::connect_with(
+        &server.ws_url(),
         Credentials::mint(server.keys(), "probe-pub", room, Preset::Broadcaster),
-    ))
+        RoomOptions::default(),
+    )
     .await
     .expect("publisher joins");
     let drain = tokio::spawn(async move {
@@ -589,10 +593,12 @@ async fn orchestrate(plan: &Plan, ns: Option<&NetNs>, levels: &[u8]) -> Vec<Row>
     });
     let config = Vp8Config::new(plan.width, plan.height, FPS as u32);
     let video = publisher
+        .local_participant()
         .publish_video("probe-video", config)
         .await
         .expect("video published");
     let audio = publisher
+        .local_participant()
         .publish_audio("probe-tone", 1, 32_000)
         .await
         .expect("audio published");

@@ -64,7 +64,7 @@ pub use session::{
     EncodedFrame, EndReason, EngineEvent, EngineOptions, JoinInfo, PeerRole, PublishedTrack,
     ReconnectPolicy, SendError, Session, SessionError, SessionEvent, SessionEvents, SessionOptions,
     SessionState, SessionStats, SubscribedTrack, TrackInfo, TrackKey, TrackKind, TrackOptions,
-    TrackSource, VideoPublisher, VideoSubscriber, error_chain,
+    TrackSource, VideoDecode, VideoPublisher, VideoSubscriber, error_chain,
 };
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
 pub use wavecast_rtc::data_message::TextOperation;

@@ -71,13 +71,13 @@ async fn python_publisher_survives_a_server_restart() {
             })
             .map(|f| (f.image.image.width, f.image.image.height))
             .expect("handle survives");
-        if video.track().rebinds() >= 1 {
+        if video.track().expect("a session track").rebinds() >= 1 {
             assert_eq!(size, (320, 240));
             after += 1;
             first_after.get_or_insert(up.elapsed());
         }
     }
-    let new_sid = video.track().sid();
+    let new_sid = video.track().expect("a session track").sid();
     eprintln!(
         "Python video resumed {:?} after the restart ({first_sid} → {new_sid}); session {}",
         first_after.unwrap(),

@@ -130,9 +130,13 @@ async fn server_pause_resumes_with_same_sids_and_tracks() {
         assert_eq!(&s.join_info().expect("joined").local.sid, sid, "{who} sid");
     }
     assert_eq!(published.sid().as_deref(), Some(track_sid.as_str()));
-    assert_eq!(video_in.track().sid(), track_sid, "same remote track");
     assert_eq!(
-        video_in.track().rebinds(),
+        video_in.track().expect("a session track").sid(),
+        track_sid,
+        "same remote track"
+    );
+    assert_eq!(
+        video_in.track().expect("a session track").rebinds(),
         0,
         "the handle was never rebound"
     );

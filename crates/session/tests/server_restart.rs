@@ -106,7 +106,7 @@ async fn server_restart_mid_stream_media_resumes() {
     assert_eq!(publisher.state(), SessionState::Connected);
     assert_eq!(subscriber.state(), SessionState::Connected);
     assert!(
-        video_in.track().rebinds() >= 1,
+        video_in.track().expect("a session track").rebinds() >= 1,
         "the handle moved to a new track"
     );
 

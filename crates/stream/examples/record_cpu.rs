@@ -23,7 +23,7 @@ use wavecast_media::stamp::{self, Stamp};
 use wavecast_pipeline::cpu::process_cpu_seconds;
 use wavecast_pipeline::{PixelFormat, Timestamp, VideoFramePool, VideoLayout};
 use wavecast_session::{
-    AudioPublisher, AudioSubscriber, Credentials, Session, SessionEvent, SessionOptions, TrackKind,
+    AudioPublisher, AudioSubscriber, Credentials, Room, RoomEvent, RoomOptions, TrackKind,
     VideoPublisher, VideoSubscriber,
 };
 use wavecast_stream::record::{Recorder, RecorderOptions};
@@ -113,17 +113,18 @@ async fn record(url: String, token: String, seconds: f64) -> Value {
 
 /// The viewer's decode path: VP8 → I420 → pipeline frame (pool), Opus → PCM.
 async fn decode(url: String, token: String, seconds: f64) -> Value {
-    let (session, mut events) =
-        Session::connect(SessionOptions::new(url, Credentials::token(token)))
-            .await
-            .expect("decoder joins");
+    let (room, mut events) = Room::connect(&url, &token, RoomOptions::default())
+        .await
+        .expect("decoder joins");
     let (mut video, mut audio) = (None, None);
     while video.is_none() || audio.is_none() {
         match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
-            Ok(Some(SessionEvent::TrackSubscribed(t))) if t.kind() == TrackKind::Video => {
-                video = Some(t)
+            Ok(Some(RoomEvent::TrackSubscribed { track, .. }))
+                if track.kind() == TrackKind::Video =>
+            {
+                video = Some(track)
             }
-            Ok(Some(SessionEvent::TrackSubscribed(t))) => audio = Some(t),
+            Ok(Some(RoomEvent::TrackSubscribed { track, .. })) => audio = Some(track),
             Ok(Some(_)) => {}
             other => panic!("no tracks: {other:?}"),
         }
@@ -155,7 +156,7 @@ async fn decode(url: String, token: String, seconds: f64) -> Value {
         }
     }
     let (end_at, end_cpu) = (Instant::now(), process_cpu_seconds());
-    session.close().await;
+    room.close().await;
     let (warm_at, warm_cpu, warm_frames) = warm.expect("ran past the warm-up");
     let window = end_at.duration_since(warm_at).as_secs_f64();
     json!({
@@ -245,21 +246,23 @@ fn spawn_reader(mut cmd: Command, who: &'static str) -> std::thread::JoinHandle<
 async fn orchestrate(run: u32, seconds: f64) {
     let server = LiveKitServer::start().expect("livekit-server starts");
     let room = "bench";
-    let (publisher, events) = Session::connect(SessionOptions::new(
-        server.ws_url(),
+    let (publisher, events) = Room::connect_with(
+        &server.ws_url(),
         Credentials::mint(server.keys(), "pub", room, Preset::Broadcaster),
-    ))
+        RoomOptions::default(),
+    )
     .await
     .expect("publisher joins");
     let drain = tokio::spawn(async move {
         let mut events = events;
         while events.recv().await.is_some() {}
     });
-    let video = publisher
+    let me = publisher.local_participant();
+    let video = me
         .publish_video("camera", Vp8Config::new(WIDTH, HEIGHT, FPS as u32))
         .await
         .expect("video published");
-    let audio = publisher
+    let audio = me
         .publish_audio("microphone", 1, 32_000)
         .await
         .expect("audio published");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wavecast_session::{Room, RoomOptions, TrackFilter};
-use wavecast_stream::receive::{SessionTrack, VideoOut, spawn_video};
+use wavecast_stream::receive::{ReceiveOptions, VideoOut, spawn_video};
 use wavecast_visualizer::{ColorSpace, Gpu, HeadlessTarget, VideoRenderer, wgpu};
 
 #[tokio::main]
@@ -33,12 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("left before any video track")?;
     println!("rendering {}", track.key());
     let out = Arc::new(VideoOut::default());
-    let (who, name) = (track.key().identity.clone(), track.key().name.clone());
-    let source = SessionTrack {
-        track,
-        runtime: tokio::runtime::Handle::current(),
-    };
-    let decoder = spawn_video(source, out.clone(), None, who, name)?;
+    let decoder = spawn_video(track, out.clone(), None, ReceiveOptions::default())?;
 
     // The GPU work is blocking: a plain thread of its own, fed by the decoder's mailbox.
     let drawn = tokio::task::spawn_blocking(move || -> wavecast_visualizer::Result<u64> {

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use wavecast_session::TrackKind;
+use wavecast_session::{SubscribedTrack, TrackKind};
 
 use crate::latency::Percentiles;
+use crate::loopback::LinkRx;
 use crate::receive::{
-    AudioOut, AudioStreamStats, Decoder, EncodedSource, ReceiveLimits, VideoOut, VideoStreamStats,
-    spawn_audio, spawn_video_with,
+    AudioOut, AudioReceiver, AudioStreamStats, Decoder, ReceiveLimits, ReceiveOptions, StreamName,
+    VideoOut, VideoReceiver, VideoStreamStats, run_audio, run_video, spawn_audio, spawn_video,
 };
 use crate::record::ivf_wav::{RecordingStats, TrackFile};
 
@@ -109,42 +110,49 @@ impl Decoders {
         }
     }
 
-    /// Starts decoding `source` (a track of `kind` from `participant`).
-    pub fn start<S: EncodedSource>(
-        &mut self,
-        kind: TrackKind,
-        source: S,
-        out: &Outputs,
-        participant: String,
-        track: String,
-    ) {
-        match kind {
+    /// Starts decoding `track` (its kind's decoder must not be [`busy`](Self::busy)); its
+    /// publisher's identity and the track sid name the stream's statistics.
+    pub fn start(&mut self, track: SubscribedTrack, out: &Outputs) {
+        let options = ReceiveOptions::from(self.limits);
+        let started = match track.kind() {
+            TrackKind::Video => spawn_video(track, out.video.clone(), self.ivf.take(), options)
+                .map(|h| self.video = Some(h)),
+            TrackKind::Audio => spawn_audio(
+                track,
+                out.audio.clone(),
+                out.channels,
+                self.wav.take(),
+                options,
+            )
+            .map(|h| self.audio = Some(h)),
+        };
+        if let Err(e) = started {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Starts decoding the loopback link `source` of `kind` (statistics named `loopback`).
+    pub(crate) fn start_loopback(&mut self, kind: TrackKind, source: LinkRx, out: &Outputs) {
+        let options = ReceiveOptions::from(self.limits);
+        let name = StreamName::other("loopback", &format!("loopback-{kind:?}").to_lowercase());
+        let started = match kind {
             TrackKind::Video => {
-                match spawn_video_with(
-                    source,
-                    out.video.clone(),
-                    self.ivf.take(),
-                    participant,
-                    track,
-                    self.limits,
-                ) {
-                    Ok(h) => self.video = Some(h),
-                    Err(e) => tracing::error!("{e}"),
-                }
+                VideoReceiver::new(name, out.video.clone(), self.ivf.take(), options)
+                    .and_then(|r| run_video(source, r))
+                    .map(|h| self.video = Some(h))
             }
-            TrackKind::Audio => {
-                match spawn_audio(
-                    source,
-                    out.audio.clone(),
-                    out.channels,
-                    self.wav.take(),
-                    participant,
-                    track,
-                ) {
-                    Ok(h) => self.audio = Some(h),
-                    Err(e) => tracing::error!("{e}"),
-                }
-            }
+            TrackKind::Audio => AudioReceiver::new(
+                name,
+                out.audio.clone(),
+                out.channels,
+                self.wav.take(),
+                options,
+            )
+            .and_then(|r| run_audio(source, r))
+            .map(|h| self.audio = Some(h)),
+        };
+        if let Err(e) = started {
+            tracing::error!("{e}");
         }
     }
 

@@ -69,6 +69,24 @@ pub enum StreamError {
         #[source]
         source: Box<wavecast_session::SessionError>,
     },
+    /// A session subscriber (the decoder of a receive path) could not start.
+    #[error("{what}")]
+    Subscriber {
+        /// What was being started.
+        what: String,
+        /// The session's error.
+        #[source]
+        source: Box<wavecast_session::SessionError>,
+    },
+    /// A track's decoder thread needs a tokio runtime to read the track, and none is current.
+    #[error("cannot {what} outside a tokio runtime")]
+    NoRuntime {
+        /// What was being started.
+        what: String,
+        /// Tokio's error.
+        #[source]
+        source: tokio::runtime::TryCurrentError,
+    },
     /// A thread could not be started.
     #[error("cannot start the {name} thread")]
     Thread {
@@ -121,6 +139,15 @@ pub(crate) fn pipeline(what: impl Into<String>) -> impl FnOnce(PipelineError) ->
     move |source| StreamError::Pipeline {
         what: what.into(),
         source,
+    }
+}
+
+pub(crate) fn subscriber(
+    what: impl Into<String>,
+) -> impl FnOnce(wavecast_session::SessionError) -> StreamError {
+    move |source| StreamError::Subscriber {
+        what: what.into(),
+        source: Box::new(source),
     }
 }
 

@@ -5,12 +5,15 @@
 //!   timestamps, Y4M/WAV files, a live [`publish::Grabber`], the microphone with `cpal`) →
 //!   encoder (VP8, Opus) → [`publish::EncodedSink`] (a published track, or the loopback link);
 //!   mute, keyframe requests and counters steered through a bounded control channel;
-//! - [`receive`]: one thread per subscribed track — decoder → pipeline frames in a latest-frame
-//!   [`Mailbox`](wavecast_pipeline::Mailbox) (video, any size at any point of the stream) or a
-//!   drop-oldest fan-out (audio), with the stamp-derived delivery ratio and latency, within
-//!   [`receive::ReceiveLimits`] (largest picture, most tracks) against hostile publishers; the same
-//!   path without a thread ([`receive::VideoReceiver`], [`receive::AudioReceiver`]) for callers
-//!   that drive many tracks from their own workers (a load test);
+//! - [`receive`]: one thread per subscribed track ([`receive::spawn_video`],
+//!   [`receive::spawn_audio`]) — the session subscriber's decode step
+//!   ([`wavecast_session::VideoSubscriber::decode`]; this crate decodes nothing itself) →
+//!   pipeline frames in a latest-frame [`Mailbox`](wavecast_pipeline::Mailbox) (video, any size
+//!   at any point of the stream) or a drop-oldest fan-out (audio), with the stamp-derived delivery
+//!   ratio and latency, within [`receive::ReceiveLimits`] (largest picture, most tracks) against
+//!   hostile publishers; the same path without a thread ([`receive::VideoReceiver`],
+//!   [`receive::AudioReceiver`]) for callers that drive many tracks from their own workers (a
+//!   load test);
 //! - [`broadcast`]: a participant's publish loops and tracks — publish, mute, leave, stats;
 //! - [`decoders`]: the decoders of one watched participant, handing their
 //!   [`record::ivf_wav`] files along;

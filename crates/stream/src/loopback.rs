@@ -112,20 +112,8 @@ impl Loopback {
         let (atx, arx) = link();
         v.send(Control::Sink(Some(Box::new(vtx))));
         a.send(Control::Sink(Some(Box::new(atx))));
-        decoders.start(
-            TrackKind::Video,
-            vrx,
-            out,
-            "loopback".into(),
-            "loopback-video".into(),
-        );
-        decoders.start(
-            TrackKind::Audio,
-            arx,
-            out,
-            "loopback".into(),
-            "loopback-audio".into(),
-        );
+        decoders.start_loopback(TrackKind::Video, vrx, out);
+        decoders.start_loopback(TrackKind::Audio, arx, out);
         Ok(Self {
             captures: vec![v, a],
             decoders,

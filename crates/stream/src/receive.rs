@@ -13,6 +13,18 @@
 //!
 //! Live figures are relaxed atomics the overlay reads; the full statistics (every latency,
 //! every frame number) stay on the decoder thread and come back when its track ends.
+//!
+//! # One decoder per kind
+//! This is not a decoder of its own: [`VideoReceiver`] and [`AudioReceiver`] each hold the
+//! session's subscriber ([`VideoSubscriber`], [`AudioSubscriber`], made without a track) and hand
+//! it one encoded frame at a time ([`VideoSubscriber::decode`], [`AudioSubscriber::decode`]);
+//! keyframe waiting, picture-size refusal, loss concealment and decode errors are the
+//! subscriber's. What this module adds around that step is what a viewer, the room visualizer, a
+//! load test and a recording need: statistics, the stamp read, the frame pool and the outputs,
+//! the IVF/WAV files. The push-based step (instead of consuming the subscriber's own `recv`) lets
+//! the same per-frame path take frames from a session track on a decoder thread
+//! ([`spawn_video`], [`spawn_audio`]), from the in-process [`loopback`](crate::loopback) link, or
+//! from a caller's own loop (the load test's tasks).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -20,23 +32,24 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde::Serialize;
-use wavecast_codec::{
-    CodecError, DEFAULT_MAX_PIXELS, MAX_OPUS_DECODED, OpusStreamDecoder, Vp8Decoder,
-};
+use wavecast_codec::{DEFAULT_MAX_PIXELS, MAX_OPUS_DECODED};
 use wavecast_media::stamp;
 use wavecast_pipeline::{
     AgeHistogram, AudioFormat, AudioFrame, AudioFramePool, FanOut, FrameQueue, Mailbox,
     PixelFormat, Timestamp, VideoFrame, VideoFramePool, VideoLayout,
 };
-use wavecast_session::{EncodedFrame, SubscribedTrack};
+use wavecast_session::{
+    AudioSubscriber, EncodedFrame, StreamStats, SubscribedTrack, VideoDecode, VideoSubscriber,
+};
 
-use crate::error::{Result, StreamError, media, pipeline, thread};
+use crate::error::{Result, StreamError, media, pipeline, subscriber, thread};
 use crate::frames::FrameSet;
 use crate::latency::Percentiles;
 use crate::record::ivf_wav::TrackFile;
 
-/// A blocking source of encoded frames: a subscribed track, or the in-process loopback link.
-pub trait EncodedSource: Send + 'static {
+/// A blocking source of encoded frames for a decoder thread: a subscribed track, or the
+/// in-process loopback link.
+pub(crate) trait EncodedSource: Send + 'static {
     /// The next frame; `None` when the track ended.
     fn recv(&mut self) -> Option<EncodedFrame>;
     /// Ask the sender for a keyframe.
@@ -52,15 +65,25 @@ pub trait EncodedSource: Send + 'static {
     }
 }
 
-/// A session's subscribed track read from a plain thread (it continues across rejoins).
-pub struct SessionTrack {
-    /// The track.
-    pub track: SubscribedTrack,
-    /// The runtime the session runs on.
-    pub runtime: tokio::runtime::Handle,
+/// A session's subscribed track read from a plain thread (it continues across rejoins), on the
+/// runtime that was current when its decoder started.
+struct BlockingTrack {
+    track: SubscribedTrack,
+    runtime: tokio::runtime::Handle,
 }
 
-impl EncodedSource for SessionTrack {
+impl BlockingTrack {
+    fn new(track: SubscribedTrack) -> Result<Self> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|source| StreamError::NoRuntime {
+                what: format!("decode {}", track.key()),
+                source,
+            })?;
+        Ok(Self { track, runtime })
+    }
+}
+
+impl EncodedSource for BlockingTrack {
     fn recv(&mut self) -> Option<EncodedFrame> {
         self.runtime.block_on(self.track.recv())
     }
@@ -231,7 +254,7 @@ pub struct VideoStreamStats {
     pub seconds: f64,
     /// Frames that followed lost packets (the source's contiguity flag).
     pub gaps: u64,
-    /// Frames the source dropped because this reader was slow ([`EncodedSource::dropped`]).
+    /// Frames the track dropped because this reader was slow ([`SubscribedTrack::dropped`]).
     pub source_drops: u64,
     /// When the first picture was decoded.
     #[serde(skip)]
@@ -297,7 +320,7 @@ pub struct AudioStreamStats {
     pub rtp_span: Option<(u64, u64)>,
     /// Samples per channel of the last decoded packet (960 for 20 ms Opus frames).
     pub packet_samples: u64,
-    /// Packets the source dropped because this reader was slow ([`EncodedSource::dropped`]).
+    /// Packets the track dropped because this reader was slow ([`SubscribedTrack::dropped`]).
     pub source_drops: u64,
 }
 
@@ -418,12 +441,49 @@ impl Default for ReceiveOptions {
     }
 }
 
+impl From<ReceiveLimits> for ReceiveOptions {
+    /// Every picture and packet delivered, pictures up to `limits.max_pixels`.
+    fn from(limits: ReceiveLimits) -> Self {
+        Self {
+            max_pixels: limits.max_pixels,
+            ..Self::default()
+        }
+    }
+}
+
+/// Whose stream a receiver decodes, as its statistics name it: from a [`SubscribedTrack`], its
+/// publisher's identity and the track sid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamName {
+    pub(crate) participant: String,
+    pub(crate) track: String,
+}
+
+impl From<&SubscribedTrack> for StreamName {
+    fn from(track: &SubscribedTrack) -> Self {
+        Self {
+            participant: track.key().identity.clone(),
+            track: track.sid(),
+        }
+    }
+}
+
+impl StreamName {
+    /// A stream that is no session track: the loopback's, a test's.
+    pub(crate) fn other(participant: &str, track: &str) -> Self {
+        Self {
+            participant: participant.into(),
+            track: track.into(),
+        }
+    }
+}
+
 /// The video receive path of one track, without a thread: feed it encoded frames with
 /// [`push`](Self::push) from any loop (a decoder thread — [`spawn_video`] — or an async task on
 /// a runtime of the caller's size), read [`stats`](Self::stats), [`finish`](Self::finish) when
 /// the track ends.
 ///
-/// Per frame: VP8 decode, the stamp read (frame number into a [`FrameSet`], age into an
+/// Per frame: the subscriber's VP8 decode step ([`VideoSubscriber::decode`]), the stamp read (frame number into a [`FrameSet`], age into an
 /// [`AgeHistogram`]), the relaxed counters of [`VideoOut`], and — per
 /// [`ReceiveOptions::deliver_every`] — a copy into a pooled frame posted to the mailbox. Nothing
 /// allocates in steady state.
@@ -432,13 +492,9 @@ pub struct VideoReceiver {
     recorder: Option<TrackFile>,
     options: ReceiveOptions,
     stats: VideoStreamStats,
-    decoder: Vp8Decoder,
+    subscriber: VideoSubscriber,
     pool: DecodedPool,
     hist: AgeHistogram,
-    need_key: bool,
-    /// Whether to ask for keyframes while waiting for one (not after refusing one: the
-    /// publisher would only send the same size again).
-    ask: bool,
     last_at: Instant,
 }
 
@@ -453,20 +509,21 @@ impl std::fmt::Debug for VideoReceiver {
 }
 
 impl VideoReceiver {
-    /// A receiver for the track `track` of `participant`, decoding into `out` (and the encoded
-    /// frames into `recorder`'s IVF file when given).
+    /// A receiver for a track (`name`: pass the [`SubscribedTrack`]), decoding into `out` (and
+    /// the encoded frames into `recorder`'s IVF file when given). The caller feeds it the
+    /// track's frames ([`push`](Self::push)).
     ///
     /// # Errors
     /// The VP8 decoder cannot start.
     pub fn new(
+        name: impl Into<StreamName>,
         out: Arc<VideoOut>,
         recorder: Option<TrackFile>,
-        participant: String,
-        track: String,
         options: ReceiveOptions,
     ) -> Result<Self> {
-        let decoder = Vp8Decoder::new()
-            .map_err(crate::error::codec("cannot start the VP8 decoder"))?
+        let StreamName { participant, track } = name.into();
+        let subscriber = VideoSubscriber::without_track()
+            .map_err(subscriber("cannot start the VP8 decoder"))?
             .with_max_pixels(options.max_pixels);
         Ok(Self {
             out,
@@ -479,11 +536,9 @@ impl VideoReceiver {
                 frame_numbers: FrameSet::with_capacity(1 << 17),
                 ..Default::default()
             },
-            decoder,
+            subscriber,
             pool: DecodedPool::new("decoded", 4),
             hist: AgeHistogram::new(),
-            need_key: true,
-            ask: true,
             last_at: Instant::now(),
         })
     }
@@ -500,19 +555,17 @@ impl VideoReceiver {
         if !f.contiguous && stats.frames_in > 1 {
             stats.gaps += 1;
         }
-        if self.need_key && !f.keyframe {
-            let ask = self.ask && stats.skipped_before_keyframe.is_multiple_of(15);
-            stats.skipped_before_keyframe += 1;
-            return ask;
-        }
-        let img = match self.decoder.decode(&f.data) {
-            Ok(Some(img)) => img,
-            Ok(None) => return false,
-            Err(CodecError::TooLarge {
+        let img = match self.subscriber.decode(f) {
+            VideoDecode::Picture(p) => p.image,
+            VideoDecode::WaitingForKeyframe { ask_keyframe } => {
+                stats.skipped_before_keyframe += 1;
+                return ask_keyframe;
+            }
+            VideoDecode::Refused {
                 width,
                 height,
                 max_pixels,
-            }) => {
+            } => {
                 if stats.refused_keyframes == 0 {
                     tracing::warn!(
                         "refusing video track {} of {}: its keyframe announces \
@@ -524,20 +577,16 @@ impl VideoReceiver {
                 stats.refused_keyframes += 1;
                 stats.refused_size = Some((width, height));
                 out.refused.fetch_add(1, Ordering::Relaxed);
-                self.need_key = true;
-                self.ask = false;
                 return false;
             }
-            Err(e) => {
+            VideoDecode::Failed(e) => {
                 stats.decode_errors += 1;
                 out.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("VP8 decode: {e}; asking for a keyframe");
-                self.need_key = true;
                 return true;
             }
+            _ => return false,
         };
-        self.need_key = false;
-        self.ask = true;
         let now = Timestamp::now();
         let (w, h) = (img.image.width, img.image.height);
         stats.frames_decoded += 1;
@@ -633,7 +682,7 @@ impl VideoReceiver {
     }
 
     /// The stream's totals and the recorder (to hand to the next stream). `source_drops`: what
-    /// the source dropped because this reader was slow ([`EncodedSource::dropped`]).
+    /// the source dropped because this reader was slow ([`SubscribedTrack::dropped`]).
     pub fn finish(mut self, source_drops: u64) -> (VideoStreamStats, Option<TrackFile>) {
         let stats = &mut self.stats;
         stats.source_drops = source_drops;
@@ -656,46 +705,26 @@ impl VideoReceiver {
 /// A running decoder thread and what it returns when its track ends.
 pub type Decoder<T> = JoinHandle<(T, Option<TrackFile>)>;
 
-/// Starts decoding video from `source` into `out` on its own thread (every picture delivered),
-/// with the default [`ReceiveLimits`].
-pub fn spawn_video<S: EncodedSource>(
-    source: S,
+/// Starts decoding `track`'s video into `out` on a thread of its own until the track ends
+/// (what [`VideoReceiver`] does per frame, with `options`; keyframes larger than
+/// [`ReceiveOptions::max_pixels`] are refused — counted, warned about once, no keyframe asked
+/// for them — and the track shows nothing until its publisher sends one that fits). The
+/// thread reads the track on the tokio runtime this is called on.
+///
+/// # Errors
+/// No tokio runtime is current, the VP8 decoder or the thread cannot start.
+pub fn spawn_video(
+    track: SubscribedTrack,
     out: Arc<VideoOut>,
     recorder: Option<TrackFile>,
-    participant: String,
-    track: String,
+    options: ReceiveOptions,
 ) -> Result<Decoder<VideoStreamStats>> {
-    spawn_video_with(
-        source,
-        out,
-        recorder,
-        participant,
-        track,
-        ReceiveLimits::default(),
-    )
-}
-
-/// Starts decoding video from `source` into `out` on its own thread. Keyframes larger than
-/// `limits.max_pixels` are refused (counted, warned about once, no keyframe requested for them):
-/// the track shows nothing until its publisher sends a keyframe that fits.
-pub fn spawn_video_with<S: EncodedSource>(
-    source: S,
-    out: Arc<VideoOut>,
-    recorder: Option<TrackFile>,
-    participant: String,
-    track: String,
-    limits: ReceiveLimits,
-) -> Result<Decoder<VideoStreamStats>> {
-    let options = ReceiveOptions {
-        max_pixels: limits.max_pixels,
-        ..ReceiveOptions::default()
-    };
-    let receiver = VideoReceiver::new(out, recorder, participant, track, options)?;
-    spawn_video_receiver(source, receiver)
+    let receiver = VideoReceiver::new(&track, out, recorder, options)?;
+    run_video(BlockingTrack::new(track)?, receiver)
 }
 
 /// Runs `receiver` on its own thread, fed from `source` until the track ends.
-pub fn spawn_video_receiver<S: EncodedSource>(
+pub(crate) fn run_video<S: EncodedSource>(
     mut source: S,
     mut receiver: VideoReceiver,
 ) -> Result<Decoder<VideoStreamStats>> {
@@ -713,8 +742,9 @@ pub fn spawn_video_receiver<S: EncodedSource>(
         .map_err(thread("video decoder"))
 }
 
-/// The audio receive path of one track, without a thread (see [`VideoReceiver`]): Opus decode,
-/// the counters of [`AudioOut`], the WAV recording, and — per
+/// The audio receive path of one track, without a thread (see [`VideoReceiver`]): the
+/// subscriber's Opus decode step ([`AudioSubscriber::decode`], loss filled in), the counters of
+/// [`AudioOut`], the WAV recording, and — per
 /// [`ReceiveOptions::deliver_every`] — a pooled frame fanned out to the output queues.
 pub struct AudioReceiver {
     out: Arc<AudioOut>,
@@ -722,9 +752,8 @@ pub struct AudioReceiver {
     options: ReceiveOptions,
     format: AudioFormat,
     stats: AudioStreamStats,
-    decoder: OpusStreamDecoder,
+    subscriber: AudioSubscriber,
     pool: Option<AudioFramePool>,
-    pcm: Vec<i16>,
     first: Option<Instant>,
     last: (Instant, usize),
 }
@@ -739,25 +768,25 @@ impl std::fmt::Debug for AudioReceiver {
 }
 
 impl AudioReceiver {
-    /// A receiver decoding Opus (48 kHz, `channels`) into `out`.
+    /// A receiver for a track (`name`: pass the [`SubscribedTrack`]) decoding Opus (48 kHz,
+    /// `channels`) into `out`. The caller feeds it the track's frames ([`push`](Self::push))
+    /// and says when the track moved to a new RTP stream ([`new_stream`](Self::new_stream)).
     ///
     /// # Errors
     /// A bad channel count, or the Opus decoder cannot start.
     pub fn new(
+        name: impl Into<StreamName>,
         out: Arc<AudioOut>,
         channels: u16,
         recorder: Option<TrackFile>,
-        participant: String,
-        track: String,
         options: ReceiveOptions,
     ) -> Result<Self> {
+        let StreamName { participant, track } = name.into();
         let format = AudioFormat::new(48_000, channels)
             .map_err(pipeline(format!("{channels} audio channels")))?;
-        let decoder = OpusStreamDecoder::new(channels)
-            .map_err(crate::error::codec("cannot start the Opus decoder"))?;
+        let subscriber = AudioSubscriber::without_track(channels)
+            .map_err(subscriber("cannot start the Opus decoder"))?;
         let max = MAX_OPUS_DECODED * usize::from(channels);
-        // One push writes at most a concealed gap and a packet.
-        let pcm = vec![0i16; decoder.output_len()];
         Ok(Self {
             out,
             recorder,
@@ -768,10 +797,9 @@ impl AudioReceiver {
                 track,
                 ..Default::default()
             },
-            decoder,
+            subscriber,
             pool: (options.deliver_every > 0)
                 .then(|| AudioFramePool::new("decoded-audio", max, 160)),
-            pcm,
             first: None,
             last: (Instant::now(), 0),
         })
@@ -780,7 +808,7 @@ impl AudioReceiver {
     /// The packets that follow come from a new RTP stream (the sender rejoined): the decoder
     /// starts over at the next one instead of dropping it as late against the old stream.
     pub fn new_stream(&mut self) {
-        self.decoder.new_stream();
+        self.subscriber.new_stream();
     }
 
     /// Decodes one packet, after filling the gap before it when packets were lost.
@@ -792,39 +820,24 @@ impl AudioReceiver {
         let span = stats.rtp_span.get_or_insert((f.rtp_time, f.rtp_time));
         span.0 = span.0.min(f.rtp_time);
         span.1 = span.1.max(f.rtp_time);
-        let before = *self.decoder.stats();
-        let d = match self.decoder.decode(f.rtp_time, &f.data, &mut self.pcm) {
-            Ok(d) => d,
-            Err(e) => {
-                // Only a too-small buffer, which `new` rules out.
-                tracing::error!("Opus stream decode: {e}");
-                return;
-            }
+        let before = *self.subscriber.loss_stats();
+        let Some(d) = self.subscriber.decode(f) else {
+            // Late, a duplicate, or a bad packet after no gap.
+            count_loss(stats, out, &before, self.subscriber.loss_stats());
+            return;
         };
-        let after = self.decoder.stats();
-        out.fec_recovered
-            .fetch_add(after.fec_frames - before.fec_frames, Ordering::Relaxed);
-        out.plc_concealed
-            .fetch_add(after.plc_frames - before.plc_frames, Ordering::Relaxed);
-        if let Some(e) = &d.error {
-            stats.decode_errors += 1;
-            out.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("Opus decode: {e}");
-        }
-        let n = d.samples;
-        if n == 0 {
-            return; // late, a duplicate, or a bad packet after no gap
-        }
-        if d.packet > 0 {
+        count_loss(stats, out, &before, d.loss);
+        let samples = d.samples;
+        let n = samples.len() / usize::from(self.format.channels);
+        if d.packet_samples > 0 {
             stats.packets += 1;
-            stats.packet_samples = d.packet as u64;
+            stats.packet_samples = d.packet_samples as u64;
             out.packets.fetch_add(1, Ordering::Relaxed);
             self.first.get_or_insert(f.received_at);
-            self.last = (f.received_at, d.packet);
+            self.last = (f.received_at, d.packet_samples);
         }
         stats.samples += n as u64;
         out.samples.fetch_add(n as u64, Ordering::Relaxed);
-        let samples = &self.pcm[..n * usize::from(self.format.channels)];
         if let Some(TrackFile::Wav(w)) = self.recorder.as_mut() {
             match w.write_samples(samples, self.format) {
                 Ok(()) => stats.recorded_samples += n as u64,
@@ -856,21 +869,21 @@ impl AudioReceiver {
     }
 
     /// What the stream delivered so far (the loss counts — FEC, PLC, late, restarts — are
-    /// the decoder's: [`AudioReceiver::loss`] now, copied in by [`AudioReceiver::finish`]).
+    /// the subscriber's: [`AudioReceiver::loss`] now, copied in by [`AudioReceiver::finish`]).
     pub fn stats(&self) -> &AudioStreamStats {
         &self.stats
     }
 
     /// What loss cost so far: packets rebuilt from FEC, concealed, late, gaps left unfilled.
-    pub fn loss(&self) -> &wavecast_codec::StreamStats {
-        self.decoder.stats()
+    pub fn loss(&self) -> &StreamStats {
+        self.subscriber.loss_stats()
     }
 
     /// The stream's totals and the recorder. `source_drops` as for [`VideoReceiver::finish`].
     pub fn finish(mut self, source_drops: u64) -> (AudioStreamStats, Option<TrackFile>) {
         let stats = &mut self.stats;
         stats.source_drops = source_drops;
-        let loss = self.decoder.stats();
+        let loss = self.subscriber.loss_stats();
         stats.fec_recovered = loss.fec_frames;
         stats.plc_concealed = loss.plc_frames;
         stats.concealed_samples = loss.plc_samples + loss.fec_samples;
@@ -884,29 +897,45 @@ impl AudioReceiver {
     }
 }
 
-/// Starts decoding audio from `source` (Opus, 48 kHz, `channels`) into `out` on its own thread
-/// (every packet delivered).
-pub fn spawn_audio<S: EncodedSource>(
-    source: S,
+/// The decode errors and the lost packets filled in by one [`AudioSubscriber::decode`] step,
+/// from the subscriber's totals before and after it.
+fn count_loss(
+    stats: &mut AudioStreamStats,
+    out: &AudioOut,
+    before: &StreamStats,
+    after: &StreamStats,
+) {
+    out.fec_recovered
+        .fetch_add(after.fec_frames - before.fec_frames, Ordering::Relaxed);
+    out.plc_concealed
+        .fetch_add(after.plc_frames - before.plc_frames, Ordering::Relaxed);
+    let errors = after.errors - before.errors;
+    if errors > 0 {
+        stats.decode_errors += errors;
+        out.errors.fetch_add(errors, Ordering::Relaxed);
+    }
+}
+
+/// Starts decoding `track`'s audio (Opus, 48 kHz, `channels`) into `out` on a thread of its
+/// own until the track ends (what [`AudioReceiver`] does per packet, with `options`). The
+/// thread reads the track on the tokio runtime this is called on.
+///
+/// # Errors
+/// No tokio runtime is current, a bad channel count, the Opus decoder or the thread cannot
+/// start.
+pub fn spawn_audio(
+    track: SubscribedTrack,
     out: Arc<AudioOut>,
     channels: u16,
     recorder: Option<TrackFile>,
-    participant: String,
-    track: String,
+    options: ReceiveOptions,
 ) -> Result<Decoder<AudioStreamStats>> {
-    let receiver = AudioReceiver::new(
-        out,
-        channels,
-        recorder,
-        participant,
-        track,
-        ReceiveOptions::default(),
-    )?;
-    spawn_audio_receiver(source, receiver)
+    let receiver = AudioReceiver::new(&track, out, channels, recorder, options)?;
+    run_audio(BlockingTrack::new(track)?, receiver)
 }
 
 /// Runs `receiver` on its own thread, fed from `source` until the track ends.
-pub fn spawn_audio_receiver<S: EncodedSource>(
+pub(crate) fn run_audio<S: EncodedSource>(
     mut source: S,
     mut receiver: AudioReceiver,
 ) -> Result<Decoder<AudioStreamStats>> {
@@ -1009,6 +1038,17 @@ pub fn spawn_playback(
 mod tests {
     use super::*;
 
+    /// A video decoder thread reading the loopback link `rx` into `out`.
+    fn spawn_on_link(
+        rx: crate::loopback::LinkRx,
+        out: &Arc<VideoOut>,
+    ) -> Decoder<VideoStreamStats> {
+        let options = ReceiveOptions::default();
+        let receiver =
+            VideoReceiver::new(StreamName::other("p", "t"), out.clone(), None, options).unwrap();
+        run_video(rx, receiver).unwrap()
+    }
+
     /// Regression: the pool was sized by the first picture, so a publisher whose resolution
     /// grew (320x180 → 1280x720) froze the viewer on its last small picture.
     #[test]
@@ -1017,7 +1057,7 @@ mod tests {
         use wavecast_pipeline::{VideoFrameMut, VideoLayout};
         let (mut tx, rx) = crate::loopback::link();
         let out = Arc::new(VideoOut::default());
-        let dec = spawn_video(rx, out.clone(), None, "p".into(), "t".into()).unwrap();
+        let dec = spawn_on_link(rx, &out);
         let mut sent = 0;
         let mut last_shown = None;
         for (w, h) in [(320, 180), (1280, 720), (640, 360), (1280, 720)] {
@@ -1096,7 +1136,7 @@ mod tests {
             ..ReceiveOptions::default()
         };
         let mut rx =
-            VideoReceiver::new(out.clone(), None, "p".into(), "t".into(), options).unwrap();
+            VideoReceiver::new(StreamName::other("p", "t"), out.clone(), None, options).unwrap();
         let mut frames = Vec::new();
         for n in 0..10u32 {
             frames.push(encoded_pattern(&mut enc, n));
@@ -1133,7 +1173,7 @@ mod tests {
             ..Default::default()
         };
         let mut rx =
-            VideoReceiver::new(out.clone(), None, "p".into(), "t".into(), options).unwrap();
+            VideoReceiver::new(StreamName::other("p", "t"), out.clone(), None, options).unwrap();
         let mut posted = Vec::new();
         for n in 0..7u32 {
             let (data, key) = encoded_pattern(&mut enc, n);
@@ -1161,7 +1201,7 @@ mod tests {
             ..Default::default()
         };
         let mut rx =
-            AudioReceiver::new(out.clone(), 1, None, "p".into(), "t".into(), options).unwrap();
+            AudioReceiver::new(StreamName::other("p", "t"), out.clone(), 1, None, options).unwrap();
         let pcm = vec![0i16; 960];
         let mut packet = vec![0u8; wavecast_codec::MAX_OPUS_PACKET];
         for i in 0..10u64 {
@@ -1215,11 +1255,10 @@ mod tests {
         arrivals.swap(50, 51);
         let out = Arc::new(AudioOut::new(false));
         let mut rx = AudioReceiver::new(
+            StreamName::other("p", "t"),
             out.clone(),
             1,
             None,
-            "p".into(),
-            "t".into(),
             ReceiveOptions::default(),
         )
         .unwrap();
@@ -1264,7 +1303,7 @@ mod tests {
         use wavecast_pipeline::{VideoFrameMut, VideoLayout};
         let (mut tx, rx) = crate::loopback::link();
         let out = Arc::new(VideoOut::default());
-        let dec = spawn_video(rx, out.clone(), None, "p".into(), "t".into()).unwrap();
+        let dec = spawn_on_link(rx, &out);
         let mut huge = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0xff, 0x3f, 0xff, 0x3f];
         huge.extend(std::iter::repeat_n(0x55, 4000));
         for n in 0..3u64 {
@@ -1318,7 +1357,7 @@ mod tests {
         use wavecast_pipeline::{VideoFrameMut, VideoLayout};
         let mut enc =
             wavecast_codec::Vp8Encoder::new(wavecast_codec::Vp8Config::new(320, 180, 30)).unwrap();
-        let mut dec = Vp8Decoder::new().unwrap();
+        let mut dec = wavecast_codec::Vp8Decoder::new().unwrap();
         let now = Timestamp::now();
         for (ts, ok) in [(now, true), (Timestamp::from_micros(1_000), false)] {
             let mut f = VideoFrameMut::new(VideoLayout::new(PixelFormat::I420, 320, 180).unwrap());

@@ -1,5 +1,5 @@
 //! Audio keeps playing through 25 % random UDP loss: a publisher session sends a tone, a
-//! subscriber session decodes it with [`AudioReceiver`] — both inside a private network namespace
+//! subscriber session decodes it with the receive path ([`spawn_audio`]) — both inside a private network namespace
 //! whose nftables rule drops a quarter of all UDP datagrams (both legs, publisher → server and
 //! server → subscriber: about 44 % of the packets). The engine rebuilds a single lost packet from
 //! the next one's RED copy; what is still missing is rebuilt from the next packet's in-band FEC
@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use wavecast_session::{
     Credentials, Preset, Session, SessionEvent, SessionEvents, SessionOptions, TrackKind,
 };
-use wavecast_stream::receive::{
-    AudioOut, AudioReceiver, ReceiveOptions, SessionTrack, spawn_audio_receiver,
-};
+use wavecast_stream::receive::{AudioOut, ReceiveOptions, spawn_audio};
 use wavecast_testbed::{LiveKitServer, NetNs};
 
 /// Loss applied to every UDP datagram in the namespace, unless `WAVECAST_AUDIO_LOSS_PERCENT`
@@ -100,20 +98,11 @@ fn audio_keeps_playing_under_25_percent_udp_loss() {
     let (_d1, _d2) = (drain(pub_events), drain(sub_events));
 
     let out = Arc::new(AudioOut::new(false));
-    let receiver = AudioReceiver::new(
-        out.clone(),
-        1,
-        None,
-        "tone".into(),
-        "mic".into(),
-        ReceiveOptions::default(),
-    )
-    .expect("receiver");
-    let source = SessionTrack {
-        track,
-        runtime: rt.handle().clone(),
+    let decoder = {
+        // The decoder thread reads the track on this runtime.
+        let _runtime = rt.enter();
+        spawn_audio(track, out.clone(), 1, None, ReceiveOptions::default()).expect("decoder")
     };
-    let decoder = spawn_audio_receiver(source, receiver).expect("decoder thread");
 
     // A second of clean audio first.
     let deadline = Instant::now() + Duration::from_secs(10);

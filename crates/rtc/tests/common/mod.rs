@@ -1,6 +1,8 @@
 //! Shared helpers of the engine's integration tests (real livekit-server, official Python SDK).
 #![allow(dead_code)]
 
+pub mod codec;
+
 use std::time::{Duration, Instant};
 
 use wavecast_rtc::{Engine, EngineEvent, EngineEvents, EngineOptions, PeerRole, TransportState};
@@ -109,8 +111,9 @@ pub async fn publish_test_media(
     engine: &Engine,
     seconds: f64,
 ) -> std::thread::JoinHandle<(u64, u64, u64)> {
+    use codec::{AudioSender, VideoSender};
     use wavecast_codec::{I420, Vp8Config};
-    use wavecast_rtc::{AudioPublisher, TrackOptions, VideoPublisher};
+    use wavecast_rtc::TrackOptions;
 
     let audio = engine
         .publish_track(TrackOptions::audio("tone"))
@@ -120,8 +123,8 @@ pub async fn publish_test_media(
         .publish_track(TrackOptions::video("pattern", 320, 240))
         .await
         .expect("video published");
-    let mut ap = AudioPublisher::new(audio, 1, 48_000).expect("opus");
-    let mut vp = VideoPublisher::new(video, Vp8Config::new(320, 240, 30)).expect("vp8");
+    let mut ap = AudioSender::new(audio, 48_000);
+    let mut vp = VideoSender::new(video, Vp8Config::new(320, 240, 30));
     std::thread::spawn(move || {
         let (w, h) = (320usize, 240usize);
         let mut y = vec![0u8; w * h];
@@ -138,7 +141,7 @@ pub async fn publish_test_media(
                 let t = (n_audio * 480 + i as u64) as f64 / 48_000.0;
                 *s = ((t * 440.0 * std::f64::consts::TAU).sin() * 12_000.0) as i16;
             }
-            ap.push(&pcm, now).expect("audio push");
+            ap.push(&pcm, now);
             n_audio += 1;
             if n_video * 1000 <= (n_audio - 1) * 10 * 30 {
                 let bar = (n_video as usize * 4) % w;
@@ -152,13 +155,13 @@ pub async fn publish_test_media(
                     planes: [&y, &u, &v],
                     strides: [w, w / 2, w / 2],
                 };
-                vp.push(&img, now).expect("video push");
+                vp.push(&img, now);
                 n_video += 1;
             }
             let next = start + Duration::from_millis(n_audio * 10);
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
-        let (frames, keyframes) = vp.frames_sent();
-        (ap.packets_sent(), frames, keyframes)
+        let (frames, keyframes) = vp.sent;
+        (ap.sent, frames, keyframes)
     })
 }

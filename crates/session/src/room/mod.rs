@@ -171,6 +171,8 @@ pub struct RoomStats {
     pub session_dropped_events: u64,
     /// The most events that waited for the app at once.
     pub queue_peak: u64,
+    /// RTP repair and loss counters of the media connections (NACKs, PLIs each way).
+    pub rtp: wavecast_rtc::RtpStats,
 }
 
 pub(crate) struct RoomShared {
@@ -471,6 +473,7 @@ impl Room {
             session_dropped_events: session.dropped_events,
             dropped_events: self.queue.dropped(),
             queue_peak: self.queue.peak(),
+            rtp: session.rtp,
         }
     }
 

@@ -114,6 +114,15 @@ pub enum SessionError {
         #[source]
         source: EngineError,
     },
+    /// A media encoder or decoder failed.
+    #[error("{operation} failed")]
+    Codec {
+        /// What the session was doing, e.g. `start VP8 on "cam"`.
+        operation: String,
+        /// The codec's error.
+        #[source]
+        source: wavecast_codec::CodecError,
+    },
 }
 
 impl SessionError {
@@ -125,7 +134,8 @@ impl SessionError {
             | SessionError::BadUrl { .. }
             | SessionError::Token { .. }
             | SessionError::Closed { .. }
-            | SessionError::NotPublished { .. } => false,
+            | SessionError::NotPublished { .. }
+            | SessionError::Codec { .. } => false,
             SessionError::Unreachable { source, .. } | SessionError::Engine { source, .. } => {
                 source.is_retryable()
             }

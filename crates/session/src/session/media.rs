@@ -1,257 +1,307 @@
-//! Encode-and-publish and receive-and-decode helpers that survive a rejoin.
+//! The workspace's one set of media types: encode-and-publish and receive-and-decode on the
+//! session's track handles, across rejoins.
 //!
-//! They wrap the engine's helpers ([`wavecast_rtc::AudioPublisher`] and friends) around the
-//! session's track handles: when the session rejoins and re-publishes, a publisher builds a fresh
-//! engine helper (a new encoder, whose first video frame is a keyframe) on the new track; a
-//! subscriber keeps its decoder and reads the new track's frames (the engine passes video on only
-//! from a keyframe). Like the engine's helpers they run on the caller's thread.
+//! The engine carries encoded frames only; these types hold the codec's encoder or decoder
+//! (`wavecast-codec`) themselves. When the session rejoins and re-publishes, a publisher moves to
+//! the new engine track by itself (a new RTP time line; video starts with a keyframe); a
+//! subscriber keeps its decoder and reads the new track's frames. They run on the caller's
+//! thread (a capture or decoder thread), never on the engine task.
+//!
+//! A subscriber decodes in one step per frame ([`VideoSubscriber::decode`],
+//! [`AudioSubscriber::decode`]); [`recv`](VideoSubscriber::recv) reads its track and takes that
+//! step. A subscriber made [`without_track`](VideoSubscriber::without_track) is fed frames by its
+//! caller (an in-process link, a reader of its own), and so is the stream crate's receive path,
+//! which wraps this step with its statistics, pools and recordings instead of decoding again.
 
 use std::time::Instant;
 
-use wavecast_codec::{I420, OpusStreamDecoder, StreamStats, Vp8Config, Vp8Decoder};
+use wavecast_codec::{
+    CodecError, DecodedImage, I420, MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE,
+    OpusEncoder, OpusStreamDecoder, StreamStats, Vp8Config, Vp8Decoder, Vp8Encoder,
+};
 use wavecast_pipeline::{AudioFrame, VideoFrame};
-use wavecast_rtc::{DecodedAudio, DecodedVideo, EngineError, TrackKind};
+use wavecast_rtc::{EncodedFrame, LocalTrack, TrackKind, WriteError};
 
 use super::error::SessionError;
 use super::tracks::{PublishedTrack, SubscribedTrack};
 
-fn codec_error(operation: String, source: impl Into<EngineError>) -> SessionError {
-    SessionError::Engine {
-        operation,
-        source: source.into(),
+fn codec_error(operation: impl Into<String>) -> impl FnOnce(CodecError) -> SessionError {
+    move |source| SessionError::Codec {
+        operation: operation.into(),
+        source,
     }
 }
 
-fn wrong_kind(name: &str, want: TrackKind) -> SessionError {
-    codec_error(
-        format!("wrap track {name:?}"),
-        EngineError::Codec(wavecast_codec::CodecError::Unsupported {
+fn check_kind(name: &str, have: TrackKind, want: TrackKind) -> Result<(), SessionError> {
+    if have == want {
+        return Ok(());
+    }
+    Err(SessionError::Codec {
+        operation: format!("wrap track {name:?}"),
+        source: CodecError::Unsupported {
             what: format!("track {name:?} is not a {want:?} track"),
-        }),
-    )
+        },
+    })
 }
 
-/// Encodes 48 kHz PCM to Opus and publishes it on a session track, across rejoins.
+/// Where a publisher writes: the session track, the engine track it is bound to now, and the
+/// pushes dropped while there was none.
+#[derive(Debug)]
+struct Outlet {
+    track: PublishedTrack,
+    /// The engine track and the binding (generation) it belongs to.
+    bound: Option<(u64, LocalTrack)>,
+    dropped: u64,
+}
+
+impl Outlet {
+    fn new(track: PublishedTrack) -> Self {
+        let mut o = Self {
+            track,
+            bound: None,
+            dropped: 0,
+        };
+        o.bind();
+        o
+    }
+
+    /// The engine track to write to now, the track's name, and whether the engine track is a
+    /// new one since the last call (a new RTP stream); `None` while the session is reconnecting
+    /// (the push is counted as dropped).
+    fn bind(&mut self) -> Option<(&LocalTrack, &str, bool)> {
+        let generation = self.track.generation();
+        let new = self.bound.as_ref().is_none_or(|(g, _)| *g != generation);
+        if new {
+            self.bound = self.track.engine_track().map(|t| (generation, t));
+        }
+        match &self.bound {
+            Some((_, t)) => Some((t, self.track.name(), new)),
+            None => {
+                self.dropped += 1;
+                None
+            }
+        }
+    }
+}
+
+/// Encodes 48 kHz PCM to Opus (20 ms packets) and publishes it on a session track, across
+/// rejoins.
 #[derive(Debug)]
 pub struct AudioPublisher {
-    track: PublishedTrack,
-    channels: u16,
-    bitrate: u32,
-    bound: Option<(u64, wavecast_rtc::AudioPublisher)>,
-    /// Packets sent by helpers of earlier bindings.
-    sent_before: u64,
-    /// Pushes dropped while reconnecting.
-    dropped: u64,
+    outlet: Outlet,
+    encoder: OpusEncoder,
+    pending: Vec<i16>,
+    pending_since: Option<Instant>,
+    packet: Box<[u8; MAX_OPUS_PACKET]>,
+    /// RTP time (48 kHz) of the next packet on the bound track.
+    rtp: u64,
+    sent: u64,
 }
 
 impl AudioPublisher {
     /// Wrap a published audio track; `channels` 1 or 2, `bitrate` in bits per second.
     pub fn new(track: PublishedTrack, channels: u16, bitrate: u32) -> Result<Self, SessionError> {
-        if track.kind() != TrackKind::Audio {
-            return Err(wrong_kind(track.name(), TrackKind::Audio));
-        }
-        let mut p = Self {
-            track,
-            channels,
-            bitrate,
-            bound: None,
-            sent_before: 0,
-            dropped: 0,
-        };
-        p.bind()?;
-        Ok(p)
+        check_kind(track.name(), track.kind(), TrackKind::Audio)?;
+        let encoder = OpusEncoder::new(channels, bitrate)
+            .map_err(codec_error(format!("start Opus on {:?}", track.name())))?;
+        Ok(Self {
+            outlet: Outlet::new(track),
+            encoder,
+            pending: Vec::with_capacity(OPUS_FRAME_SAMPLES * usize::from(channels) * 2),
+            pending_since: None,
+            packet: Box::new([0; MAX_OPUS_PACKET]),
+            rtp: 0,
+            sent: 0,
+        })
     }
 
     /// The session track.
     pub fn track(&self) -> &PublishedTrack {
-        &self.track
-    }
-
-    fn bind(&mut self) -> Result<bool, SessionError> {
-        let generation = self.track.generation();
-        if self.bound.as_ref().is_some_and(|(g, _)| *g == generation) {
-            return Ok(true);
-        }
-        if let Some((_, old)) = self.bound.take() {
-            self.sent_before += old.packets_sent();
-        }
-        let Some(engine_track) = self.track.engine_track() else {
-            return Ok(false);
-        };
-        let p = wavecast_rtc::AudioPublisher::new(engine_track, self.channels, self.bitrate)
-            .map_err(|e| codec_error(format!("start Opus on {:?}", self.track.name()), e))?;
-        self.bound = Some((generation, p));
-        Ok(true)
+        &self.outlet.track
     }
 
     /// Change the Opus bitrate (kept across rejoins).
     pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), SessionError> {
-        self.bitrate = bitrate;
-        if let Some((_, p)) = self.bound.as_mut() {
-            p.set_bitrate(bitrate)
-                .map_err(|e| codec_error("set Opus bitrate".into(), e))?;
-        }
-        Ok(())
+        self.encoder
+            .set_bitrate(bitrate)
+            .map_err(codec_error("set Opus bitrate"))
     }
 
     /// Packets handed to the engine over all bindings.
     pub fn packets_sent(&self) -> u64 {
-        self.sent_before + self.bound.as_ref().map_or(0, |(_, p)| p.packets_sent())
+        self.sent
     }
 
     /// Pushes dropped because the session was reconnecting.
     pub fn dropped_while_reconnecting(&self) -> u64 {
-        self.dropped
+        self.outlet.dropped
     }
 
-    /// Push interleaved 48 kHz samples (any length). While the session is reconnecting the
-    /// samples are dropped and counted; encoding resumes on the new track after the rejoin.
+    /// Push interleaved 48 kHz samples captured at `capture` (any length): every whole 20 ms is
+    /// encoded and queued; a full engine queue drops the packet (counted on the track). While
+    /// the session is reconnecting the samples are dropped and counted; encoding resumes on the
+    /// new track after the rejoin.
     pub fn push(&mut self, pcm: &[i16], capture: Instant) -> Result<(), SessionError> {
-        if !self.bind()? {
-            self.dropped += 1;
-            return Ok(());
-        }
-        let Some((_, p)) = self.bound.as_mut() else {
+        let Some((track, name, new)) = self.outlet.bind() else {
             return Ok(());
         };
-        match p.push(pcm, capture) {
-            Ok(()) => Ok(()),
-            Err(EngineError::Closed) => {
-                // The engine ended under us: the session rebinds the track after its rejoin.
-                self.dropped += 1;
-                Ok(())
-            }
-            Err(e) => Err(codec_error(
-                format!("encode audio for {:?}", self.track.name()),
-                e,
-            )),
+        if new {
+            // A new RTP stream: its own time line, no samples left from before the gap.
+            self.rtp = 0;
+            self.pending.clear();
         }
+        let frame_len = OPUS_FRAME_SAMPLES * usize::from(self.encoder.channels());
+        if self.pending.is_empty() {
+            self.pending_since = Some(capture);
+        }
+        let mut input = pcm;
+        while !input.is_empty() {
+            let take = (frame_len - self.pending.len()).min(input.len());
+            self.pending.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.pending.len() < frame_len {
+                continue;
+            }
+            let len = self
+                .encoder
+                .encode(&self.pending, &mut self.packet[..])
+                .map_err(|source| SessionError::Codec {
+                    operation: format!("encode audio for {name:?}"),
+                    source,
+                })?;
+            self.pending.clear();
+            let at = self.pending_since.take().unwrap_or(capture);
+            match track.write(self.packet[..len].to_vec(), self.rtp, at) {
+                Ok(()) => self.sent += 1,
+                Err(WriteError::Full) => {}
+                Err(_) => {
+                    // Closed: the engine ended under us; the session rebinds the track after
+                    // its rejoin.
+                    self.outlet.dropped += 1;
+                    return Ok(());
+                }
+            }
+            self.rtp += OPUS_FRAME_SAMPLES as u64;
+            self.pending_since = Some(capture);
+        }
+        Ok(())
     }
 
     /// Push a pipeline frame (48 kHz, the encoder's channel count).
     pub fn push_frame(&mut self, frame: &AudioFrame, capture: Instant) -> Result<(), SessionError> {
-        if frame.channels() != self.channels {
-            return Err(codec_error(
-                format!("encode audio for {:?}", self.track.name()),
-                EngineError::Codec(wavecast_codec::CodecError::BadFrame {
+        let channels = self.encoder.channels();
+        if frame.sample_rate() != OPUS_SAMPLE_RATE || frame.channels() != channels {
+            return Err(SessionError::Codec {
+                operation: format!("encode audio for {:?}", self.track().name()),
+                source: CodecError::BadFrame {
                     what: format!(
-                        "{} channels given to a {}-channel Opus encoder",
+                        "{} Hz × {} channels given to a 48000 Hz × {channels} Opus encoder",
+                        frame.sample_rate(),
                         frame.channels(),
-                        self.channels
                     ),
-                }),
-            ));
+                },
+            });
         }
-        if !self.bind()? {
-            self.dropped += 1;
-            return Ok(());
-        }
-        let Some((_, p)) = self.bound.as_mut() else {
-            return Ok(());
-        };
-        match p.push_frame(frame, capture) {
-            Ok(()) | Err(EngineError::Closed) => Ok(()),
-            Err(e) => Err(codec_error(
-                format!("encode audio for {:?}", self.track.name()),
-                e,
-            )),
-        }
+        self.push(frame.samples(), capture)
     }
 }
 
-/// Encodes pictures to VP8 and publishes them on a session track, across rejoins; answers
-/// keyframe requests.
+/// Encodes pictures to VP8 and publishes them on a session track, across rejoins; answers the
+/// remote side's keyframe requests.
 #[derive(Debug)]
 pub struct VideoPublisher {
-    track: PublishedTrack,
-    config: Vp8Config,
-    bound: Option<(u64, wavecast_rtc::VideoPublisher)>,
-    sent_before: (u64, u64),
-    dropped: u64,
+    outlet: Outlet,
+    encoder: Vp8Encoder,
+    /// Capture time of the bound track's first picture (its RTP time 0).
+    start: Option<Instant>,
+    last_rtp: Option<u64>,
+    sent: u64,
+    keyframes: u64,
 }
 
 impl VideoPublisher {
     /// Wrap a published video track with a VP8 encoder of `config`.
     pub fn new(track: PublishedTrack, config: Vp8Config) -> Result<Self, SessionError> {
-        if track.kind() != TrackKind::Video {
-            return Err(wrong_kind(track.name(), TrackKind::Video));
-        }
-        let mut p = Self {
-            track,
-            config,
-            bound: None,
-            sent_before: (0, 0),
-            dropped: 0,
-        };
-        p.bind()?;
-        Ok(p)
+        check_kind(track.name(), track.kind(), TrackKind::Video)?;
+        let encoder = Vp8Encoder::new(config)
+            .map_err(codec_error(format!("start VP8 on {:?}", track.name())))?;
+        Ok(Self {
+            outlet: Outlet::new(track),
+            encoder,
+            start: None,
+            last_rtp: None,
+            sent: 0,
+            keyframes: 0,
+        })
     }
 
     /// The session track.
     pub fn track(&self) -> &PublishedTrack {
-        &self.track
-    }
-
-    fn bind(&mut self) -> Result<bool, SessionError> {
-        let generation = self.track.generation();
-        if self.bound.as_ref().is_some_and(|(g, _)| *g == generation) {
-            return Ok(true);
-        }
-        if let Some((_, old)) = self.bound.take() {
-            let (f, k) = old.frames_sent();
-            self.sent_before.0 += f;
-            self.sent_before.1 += k;
-        }
-        let Some(engine_track) = self.track.engine_track() else {
-            return Ok(false);
-        };
-        let p = wavecast_rtc::VideoPublisher::new(engine_track, self.config)
-            .map_err(|e| codec_error(format!("start VP8 on {:?}", self.track.name()), e))?;
-        self.bound = Some((generation, p));
-        Ok(true)
+        &self.outlet.track
     }
 
     /// Change the target bitrate (bits per second; kept across rejoins).
     pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), SessionError> {
-        self.config.bitrate = bitrate;
-        if let Some((_, p)) = self.bound.as_mut() {
-            p.set_bitrate(bitrate)
-                .map_err(|e| codec_error("set VP8 bitrate".into(), e))?;
-        }
-        Ok(())
+        self.encoder
+            .set_bitrate(bitrate)
+            .map_err(codec_error("set VP8 bitrate"))
     }
 
     /// Frames handed to the engine over all bindings, and how many were keyframes.
     pub fn frames_sent(&self) -> (u64, u64) {
-        let (f, k) = self.bound.as_ref().map_or((0, 0), |(_, p)| p.frames_sent());
-        (self.sent_before.0 + f, self.sent_before.1 + k)
+        (self.sent, self.keyframes)
     }
 
     /// Pictures dropped because the session was reconnecting.
     pub fn dropped_while_reconnecting(&self) -> u64 {
-        self.dropped
+        self.outlet.dropped
     }
 
-    /// Encode and queue one picture; `Ok(false)` when no frame was queued (encoder skipped it,
-    /// queue full, or the session is reconnecting).
+    /// Encode and queue one picture captured at `capture`; `Ok(false)` when no frame was queued
+    /// (the encoder skipped it, the queue was full, or the session is reconnecting).
     pub fn push(&mut self, image: &I420<'_>, capture: Instant) -> Result<bool, SessionError> {
-        if !self.bind()? {
-            self.dropped += 1;
-            return Ok(false);
-        }
-        let Some((_, p)) = self.bound.as_mut() else {
+        let Some((track, name, new)) = self.outlet.bind() else {
             return Ok(false);
         };
-        match p.push(image, capture) {
-            Ok(sent) => Ok(sent),
-            Err(EngineError::Closed) => {
-                self.dropped += 1;
+        if new {
+            // A new RTP stream: its own time line, starting with a keyframe.
+            self.start = None;
+            self.last_rtp = None;
+            self.encoder.force_keyframe();
+        }
+        if track.take_keyframe_request() {
+            self.encoder.force_keyframe();
+        }
+        let start = *self.start.get_or_insert(capture);
+        let mut rtp = (capture.saturating_duration_since(start).as_micros() as u64) * 9 / 100;
+        if let Some(last) = self.last_rtp
+            && rtp <= last
+        {
+            rtp = last + 1; // strictly increasing even for same-instant captures
+        }
+        let encoded =
+            self.encoder
+                .encode(image, rtp as i64)
+                .map_err(|source| SessionError::Codec {
+                    operation: format!("encode video for {name:?}"),
+                    source,
+                })?;
+        let Some(frame) = encoded else {
+            return Ok(false);
+        };
+        match track.write(frame.data.to_vec(), rtp, capture) {
+            Ok(()) => {
+                self.last_rtp = Some(rtp);
+                self.sent += 1;
+                self.keyframes += u64::from(frame.keyframe);
+                Ok(true)
+            }
+            Err(WriteError::Full) => Ok(false),
+            Err(_) => {
+                // Closed: as for audio.
+                self.outlet.dropped += 1;
                 Ok(false)
             }
-            Err(e) => Err(codec_error(
-                format!("encode video for {:?}", self.track.name()),
-                e,
-            )),
         }
     }
 
@@ -261,10 +311,30 @@ impl VideoPublisher {
         frame: &VideoFrame,
         capture: Instant,
     ) -> Result<bool, SessionError> {
-        let image = wavecast_codec::pipeline::i420_of(frame)
-            .map_err(|e| codec_error(format!("encode video for {:?}", self.track.name()), e))?;
+        let image = wavecast_codec::pipeline::i420_of(frame).map_err(codec_error(format!(
+            "encode video for {:?}",
+            self.track().name()
+        )))?;
         self.push(&image, capture)
     }
+}
+
+/// One decoded audio packet, preceded by the filled-in audio of any packets lost before it.
+#[derive(Debug)]
+pub struct DecodedAudio<'a> {
+    /// Interleaved 48 kHz samples: the lost audio filled in first, then the packet's.
+    pub samples: &'a [i16],
+    /// Channels.
+    pub channels: u16,
+    /// Samples per channel of the packet itself (the last ones in `samples`; 0 when the packet
+    /// did not decode and only the gap before it was filled).
+    pub packet_samples: usize,
+    /// RTP time (48 kHz) of the first sample.
+    pub rtp_time: u64,
+    /// When the packet arrived.
+    pub received_at: Instant,
+    /// What loss cost the stream so far, this packet included ([`AudioSubscriber::loss_stats`]).
+    pub loss: &'a StreamStats,
 }
 
 /// Receives a subscribed audio track across rejoins and decodes it to 48 kHz PCM.
@@ -274,7 +344,7 @@ impl VideoPublisher {
 /// and duplicate packets are dropped.
 #[derive(Debug)]
 pub struct AudioSubscriber {
-    track: SubscribedTrack,
+    track: Option<SubscribedTrack>,
     /// [`SubscribedTrack::streams`] when the decoder last started.
     stream: u64,
     decoder: OpusStreamDecoder,
@@ -284,22 +354,34 @@ pub struct AudioSubscriber {
 impl AudioSubscriber {
     /// Decode `track` to `channels` (1 or 2).
     pub fn new(track: SubscribedTrack, channels: u16) -> Result<Self, SessionError> {
-        if track.kind() != TrackKind::Audio {
-            return Err(wrong_kind(&track.key().name, TrackKind::Audio));
-        }
-        let decoder = OpusStreamDecoder::new(channels)
-            .map_err(|e| codec_error("start Opus decoder".into(), e))?;
+        check_kind(&track.key().name, track.kind(), TrackKind::Audio)?;
+        let mut s = Self::without_track(channels)?;
+        s.stream = track.streams();
+        s.track = Some(track);
+        Ok(s)
+    }
+
+    /// A subscriber whose caller hands it the encoded frames ([`AudioSubscriber::decode`]):
+    /// an in-process link, or a reader of its own. [`AudioSubscriber::recv`] answers `None`.
+    pub fn without_track(channels: u16) -> Result<Self, SessionError> {
+        let decoder =
+            OpusStreamDecoder::new(channels).map_err(codec_error("start Opus decoder"))?;
         Ok(Self {
-            stream: track.streams(),
-            track,
+            track: None,
+            stream: 0,
             out: vec![0; decoder.output_len()],
             decoder,
         })
     }
 
-    /// The session track.
-    pub fn track(&self) -> &SubscribedTrack {
-        &self.track
+    /// The session track (`None` for [`AudioSubscriber::without_track`]).
+    pub fn track(&self) -> Option<&SubscribedTrack> {
+        self.track.as_ref()
+    }
+
+    /// Channels decoded to.
+    pub fn channels(&self) -> u16 {
+        self.decoder.channels()
     }
 
     /// Packets decoded and packets that failed to decode.
@@ -313,68 +395,168 @@ impl AudioSubscriber {
         self.decoder.stats()
     }
 
-    /// The next decoded packet, preceded by the filled-in audio of any packets lost before it
-    /// (`rtp_time` is that of the first sample); `None` once the track ended for good.
+    /// The packets that follow come from a new RTP stream (the sender rejoined): the decoder
+    /// starts over at the next one instead of dropping it as late against the old stream.
+    /// [`AudioSubscriber::recv`] does this by itself when its track moves.
+    pub fn new_stream(&mut self) {
+        self.decoder.new_stream();
+    }
+
+    /// Decodes one packet, after filling the gap before it when packets were lost. `None` when
+    /// it gave nothing to play: late, a duplicate, or a bad packet with no gap before it.
+    pub fn decode(&mut self, frame: &EncodedFrame) -> Option<DecodedAudio<'_>> {
+        let (samples, packet) = self.step(frame)?;
+        Some(self.output(frame, samples, packet))
+    }
+
+    fn step(&mut self, frame: &EncodedFrame) -> Option<(usize, usize)> {
+        match self
+            .decoder
+            .decode(frame.rtp_time, &frame.data, &mut self.out)
+        {
+            Ok(d) => {
+                if let Some(e) = &d.error {
+                    tracing::debug!("opus decode on {}: {e}", self.name());
+                }
+                (d.samples > 0).then_some((d.samples, d.packet))
+            }
+            // Only an output buffer too small, which the constructor rules out.
+            Err(e) => {
+                tracing::error!("opus decode on {}: {e}", self.name());
+                None
+            }
+        }
+    }
+
+    fn output(&self, frame: &EncodedFrame, samples: usize, packet: usize) -> DecodedAudio<'_> {
+        let channels = self.decoder.channels();
+        let filled = (samples - packet) as u64;
+        DecodedAudio {
+            samples: &self.out[..samples * usize::from(channels)],
+            channels,
+            packet_samples: packet,
+            rtp_time: frame.rtp_time.saturating_sub(filled),
+            received_at: frame.received_at,
+            loss: self.decoder.stats(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.track
+            .as_ref()
+            .map_or_else(|| "an untracked stream".into(), |t| t.key().to_string())
+    }
+
+    /// The next decoded packet, preceded by the filled-in audio of any packets lost before it;
+    /// `None` once the track ended for good (at once without a track).
     pub async fn recv(&mut self) -> Option<DecodedAudio<'_>> {
         loop {
-            let frame = self.track.recv().await?;
-            if self.track.streams() != self.stream {
+            let track = self.track.as_mut()?;
+            let frame = track.recv().await?;
+            if track.streams() != self.stream {
                 // Rejoined: a new RTP stream, judged on its own times.
-                self.stream = self.track.streams();
+                self.stream = track.streams();
                 self.decoder.new_stream();
             }
-            match self
-                .decoder
-                .decode(frame.rtp_time, &frame.data, &mut self.out)
-            {
-                Ok(d) => {
-                    if let Some(e) = &d.error {
-                        tracing::debug!("opus decode on {}: {e}", self.track.key());
-                    }
-                    if d.samples == 0 {
-                        continue; // late, a duplicate, or a bad packet with no gap before it
-                    }
-                    let ch = self.decoder.channels();
-                    let filled = (d.samples - d.packet) as u64;
-                    return Some(DecodedAudio {
-                        samples: &self.out[..d.samples * usize::from(ch)],
-                        channels: ch,
-                        rtp_time: frame.rtp_time.saturating_sub(filled),
-                        received_at: frame.received_at,
-                    });
-                }
-                // Only an output buffer too small, which `new` rules out.
-                Err(e) => tracing::error!("opus decode on {}: {e}", self.track.key()),
+            if let Some((samples, packet)) = self.step(&frame) {
+                return Some(self.output(&frame, samples, packet));
             }
         }
     }
 }
 
+/// One decoded picture.
+#[derive(Debug)]
+pub struct DecodedVideo<'a> {
+    /// The picture (borrowed from the decoder until its next frame).
+    pub image: DecodedImage<'a>,
+    /// RTP time of the frame (90 kHz).
+    pub rtp_time: u64,
+    /// When it arrived.
+    pub received_at: Instant,
+    /// Whether it was a keyframe.
+    pub keyframe: bool,
+}
+
+/// What [`VideoSubscriber::decode`] made of one encoded frame.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum VideoDecode<'a> {
+    /// A picture.
+    Picture(DecodedVideo<'a>),
+    /// Decoded, but no picture came out of it.
+    NoPicture,
+    /// Skipped: the decoder waits for a keyframe (the first one, or the one after an error or a
+    /// refused keyframe). `ask_keyframe`: ask the sender for one now (every 15th skipped frame,
+    /// and never after a refused keyframe — the sender would only send the same size again).
+    WaitingForKeyframe {
+        /// Ask the sender for a keyframe.
+        ask_keyframe: bool,
+    },
+    /// A keyframe announcing a picture larger than the subscriber accepts
+    /// ([`VideoSubscriber::with_max_pixels`]): refused before any allocation; frames are
+    /// skipped until a keyframe that fits.
+    Refused {
+        /// Announced width.
+        width: u32,
+        /// Announced height.
+        height: u32,
+        /// The limit, pixels.
+        max_pixels: u64,
+    },
+    /// The frame did not decode: ask the sender for a keyframe; frames are skipped until it.
+    Failed(CodecError),
+}
+
 /// Receives a subscribed video track across rejoins and decodes it; asks for a keyframe after
-/// decode errors.
+/// decode errors and while waiting for one.
 #[derive(Debug)]
 pub struct VideoSubscriber {
-    track: SubscribedTrack,
+    track: Option<SubscribedTrack>,
     decoder: Vp8Decoder,
+    need_key: bool,
+    /// Whether to ask for keyframes while waiting for one (not after refusing one).
+    ask: bool,
+    skipped: u64,
     errors: u64,
+    /// Keyframes refused for their size.
+    refused: u64,
 }
 
 impl VideoSubscriber {
     /// Decode `track`.
     pub fn new(track: SubscribedTrack) -> Result<Self, SessionError> {
-        if track.kind() != TrackKind::Video {
-            return Err(wrong_kind(&track.key().name, TrackKind::Video));
-        }
+        check_kind(&track.key().name, track.kind(), TrackKind::Video)?;
+        let mut s = Self::without_track()?;
+        s.track = Some(track);
+        Ok(s)
+    }
+
+    /// A subscriber whose caller hands it the encoded frames ([`VideoSubscriber::decode`]) and
+    /// asks for keyframes when told to: an in-process link, or a reader of its own.
+    /// [`VideoSubscriber::recv`] answers `None`.
+    pub fn without_track() -> Result<Self, SessionError> {
         Ok(Self {
-            track,
-            decoder: Vp8Decoder::new().map_err(|e| codec_error("start VP8 decoder".into(), e))?,
+            track: None,
+            decoder: Vp8Decoder::new().map_err(codec_error("start VP8 decoder"))?,
+            need_key: true,
+            ask: true,
+            skipped: 0,
             errors: 0,
+            refused: 0,
         })
     }
 
-    /// The session track.
-    pub fn track(&self) -> &SubscribedTrack {
-        &self.track
+    /// Refuse keyframes larger than `max_pixels` (width × height; 3840×2160 by default)
+    /// before any allocation.
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
+        self.decoder = self.decoder.with_max_pixels(max_pixels);
+        self
+    }
+
+    /// The session track (`None` for [`VideoSubscriber::without_track`]).
+    pub fn track(&self) -> Option<&SubscribedTrack> {
+        self.track.as_ref()
     }
 
     /// Pictures decoded and frames that failed to decode.
@@ -382,29 +564,254 @@ impl VideoSubscriber {
         (self.decoder.frames(), self.errors)
     }
 
-    /// The next decoded picture; `None` once the track ended for good.
-    pub async fn recv(&mut self) -> Option<DecodedVideo<'_>> {
-        let frame = loop {
-            let frame = self.track.recv().await?;
-            match self.decoder.decode_frame(&frame.data) {
-                Ok(true) => break frame,
-                Ok(false) => {}
-                Err(e) => {
-                    self.errors += 1;
-                    tracing::debug!(
-                        "vp8 decode on {}: {e}; asking for a keyframe",
-                        self.track.key()
-                    );
-                    self.track.request_keyframe();
-                }
+    /// Frames skipped while waiting for a keyframe.
+    pub fn skipped_before_keyframe(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Decodes one encoded frame (skipping it while waiting for a keyframe).
+    pub fn decode(&mut self, frame: &EncodedFrame) -> VideoDecode<'_> {
+        match self.step(frame) {
+            Step::Picture => self.picture(frame),
+            Step::Other(d) => d,
+        }
+    }
+
+    fn step(&mut self, frame: &EncodedFrame) -> Step {
+        if self.need_key && !frame.keyframe {
+            let ask_keyframe = self.ask && self.skipped.is_multiple_of(15);
+            self.skipped += 1;
+            return Step::Other(VideoDecode::WaitingForKeyframe { ask_keyframe });
+        }
+        match self.decoder.decode_frame(&frame.data) {
+            Ok(true) => {
+                self.need_key = false;
+                self.ask = true;
+                Step::Picture
             }
-        };
-        let image = self.decoder.image()?;
-        Some(DecodedVideo {
-            image,
-            rtp_time: frame.rtp_time,
-            received_at: frame.received_at,
-            keyframe: frame.keyframe,
-        })
+            Ok(false) => {
+                self.need_key = false;
+                self.ask = true;
+                Step::Other(VideoDecode::NoPicture)
+            }
+            Err(CodecError::TooLarge {
+                width,
+                height,
+                max_pixels,
+            }) => {
+                self.refused += 1;
+                self.need_key = true;
+                self.ask = false;
+                Step::Other(VideoDecode::Refused {
+                    width,
+                    height,
+                    max_pixels,
+                })
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.need_key = true;
+                Step::Other(VideoDecode::Failed(e))
+            }
+        }
+    }
+
+    fn picture(&self, frame: &EncodedFrame) -> VideoDecode<'_> {
+        match self.decoder.image() {
+            Some(image) => VideoDecode::Picture(decoded(image, frame)),
+            None => VideoDecode::NoPicture,
+        }
+    }
+
+    /// The next decoded picture; `None` once the track ended for good (at once without a
+    /// track). Asks the publisher for keyframes as [`VideoDecode`] says.
+    pub async fn recv(&mut self) -> Option<DecodedVideo<'_>> {
+        loop {
+            let frame = self.track.as_mut()?.recv().await?;
+            let ask = match self.step(&frame) {
+                Step::Picture if self.decoder.image().is_some() => {
+                    return self.decoder.image().map(|image| decoded(image, &frame));
+                }
+                Step::Picture => false,
+                Step::Other(VideoDecode::WaitingForKeyframe { ask_keyframe }) => ask_keyframe,
+                Step::Other(VideoDecode::Failed(e)) => {
+                    tracing::debug!("vp8 decode on {}: {e}; asking for a keyframe", self.name());
+                    true
+                }
+                Step::Other(VideoDecode::Refused { width, height, .. }) => {
+                    if self.refused == 1 {
+                        tracing::warn!(
+                            "vp8 keyframe of {width}x{height} on {} refused: too large (said once)",
+                            self.name()
+                        );
+                    }
+                    false
+                }
+                Step::Other(_) => false,
+            };
+            if ask && let Some(t) = &self.track {
+                t.request_keyframe();
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        self.track
+            .as_ref()
+            .map_or_else(|| "an untracked stream".into(), |t| t.key().to_string())
+    }
+}
+
+fn decoded<'a>(image: DecodedImage<'a>, frame: &EncodedFrame) -> DecodedVideo<'a> {
+    DecodedVideo {
+        image,
+        rtp_time: frame.rtp_time,
+        received_at: frame.received_at,
+        keyframe: frame.keyframe,
+    }
+}
+
+/// [`VideoSubscriber::step`]'s outcome, before a picture is borrowed from the decoder.
+enum Step {
+    Picture,
+    Other(VideoDecode<'static>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(data: &[u8], rtp_time: u64, keyframe: bool) -> EncodedFrame {
+        EncodedFrame {
+            data: data.into(),
+            rtp_time,
+            received_at: Instant::now(),
+            keyframe,
+            contiguous: true,
+        }
+    }
+
+    /// Ten 160x120 VP8 frames of a moving bar, the first a keyframe.
+    fn vp8_frames() -> Vec<(Vec<u8>, bool)> {
+        let (w, h) = (160usize, 120usize);
+        let mut enc = Vp8Encoder::new(Vp8Config::new(w as u32, h as u32, 30)).unwrap();
+        let (u, v) = (vec![90u8; w * h / 4], vec![160u8; w * h / 4]);
+        (0..10)
+            .map(|n| {
+                let y: Vec<u8> = (0..w * h)
+                    .map(|i| if (i % w) / 8 == n { 235 } else { 60 })
+                    .collect();
+                let img = I420 {
+                    width: w as u32,
+                    height: h as u32,
+                    planes: [&y, &u, &v],
+                    strides: [w, w / 2, w / 2],
+                };
+                let f = enc.encode(&img, n as i64 * 3000).unwrap().unwrap();
+                (f.data.to_vec(), f.keyframe)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn video_waits_for_a_keyframe_asks_every_15th_frame_and_decodes_from_it() {
+        let frames = vp8_frames();
+        let mut sub = VideoSubscriber::without_track().unwrap();
+        assert!(sub.track().is_none());
+        let mut asked = Vec::new();
+        for i in 0..31 {
+            match sub.decode(&frame(&frames[1].0, i, false)) {
+                VideoDecode::WaitingForKeyframe { ask_keyframe } => asked.push(ask_keyframe),
+                other => panic!("an inter frame before any keyframe gave {other:?}"),
+            }
+        }
+        let asks: Vec<usize> = (0..31).filter(|i| asked[*i]).collect();
+        assert_eq!(asks, [0, 15, 30]);
+        assert_eq!(sub.skipped_before_keyframe(), 31);
+        for (n, (data, key)) in frames.iter().enumerate() {
+            match sub.decode(&frame(data, 100 + n as u64, *key)) {
+                VideoDecode::Picture(p) => {
+                    assert_eq!((p.image.image.width, p.image.image.height), (160, 120));
+                    assert_eq!((p.rtp_time, p.keyframe), (100 + n as u64, n == 0));
+                }
+                other => panic!("frame {n} gave {other:?}"),
+            }
+        }
+        assert_eq!(sub.counts(), (10, 0));
+    }
+
+    #[test]
+    fn a_bad_frame_fails_then_inter_frames_wait_for_the_next_keyframe() {
+        let frames = vp8_frames();
+        let mut sub = VideoSubscriber::without_track().unwrap();
+        assert!(matches!(
+            sub.decode(&frame(&frames[0].0, 0, true)),
+            VideoDecode::Picture(_)
+        ));
+        // A keyframe-flagged frame that is no VP8 at all.
+        assert!(matches!(
+            sub.decode(&frame(&[0xff; 40], 1, true)),
+            VideoDecode::Failed(_)
+        ));
+        assert!(matches!(
+            sub.decode(&frame(&frames[1].0, 2, false)),
+            VideoDecode::WaitingForKeyframe { ask_keyframe: true }
+        ));
+        assert!(matches!(
+            sub.decode(&frame(&frames[0].0, 3, true)),
+            VideoDecode::Picture(_)
+        ));
+        assert_eq!(sub.counts(), (2, 1));
+    }
+
+    #[test]
+    fn a_keyframe_over_the_pixel_limit_is_refused_and_not_asked_for_again() {
+        let frames = vp8_frames();
+        let mut sub = VideoSubscriber::without_track()
+            .unwrap()
+            .with_max_pixels(160 * 120 - 1);
+        match sub.decode(&frame(&frames[0].0, 0, true)) {
+            VideoDecode::Refused {
+                width,
+                height,
+                max_pixels,
+            } => assert_eq!((width, height, max_pixels), (160, 120, 160 * 120 - 1)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            sub.decode(&frame(&frames[1].0, 1, false)),
+            VideoDecode::WaitingForKeyframe {
+                ask_keyframe: false
+            }
+        ));
+        assert_eq!(sub.counts(), (0, 0));
+    }
+
+    #[test]
+    fn audio_fills_a_lost_packet_and_drops_a_duplicate() {
+        let mut enc = OpusEncoder::new(1, 32_000).unwrap();
+        let mut packet = vec![0u8; MAX_OPUS_PACKET];
+        let pcm: Vec<i16> = (0..OPUS_FRAME_SAMPLES)
+            .map(|i| ((i as f64 * 0.05).sin() * 8000.0) as i16)
+            .collect();
+        let packets: Vec<Vec<u8>> = (0..4)
+            .map(|_| {
+                let n = enc.encode(&pcm, &mut packet).unwrap();
+                packet[..n].to_vec()
+            })
+            .collect();
+        let mut sub = AudioSubscriber::without_track(1).unwrap();
+        let at = |i: u64| 1_000 + i * OPUS_FRAME_SAMPLES as u64;
+        let d = sub.decode(&frame(&packets[0], at(0), false)).unwrap();
+        assert_eq!((d.samples.len(), d.packet_samples), (960, 960));
+        assert_eq!(d.rtp_time, at(0));
+        // Packet 1 is lost: packet 2 comes with its 20 ms filled in first.
+        let d = sub.decode(&frame(&packets[2], at(2), false)).unwrap();
+        assert_eq!((d.samples.len(), d.packet_samples), (1920, 960));
+        assert_eq!(d.rtp_time, at(1));
+        assert_eq!(d.loss.fec_frames + d.loss.plc_frames, 1);
+        assert!(sub.decode(&frame(&packets[2], at(2), false)).is_none());
+        assert_eq!(sub.loss_stats().late, 1);
+        assert_eq!(sub.counts(), (2, 0));
     }
 }

@@ -63,15 +63,18 @@ use wavecast_token::{Keys, Preset, TokenBuilder};
 
 pub use credentials::Credentials;
 pub use error::{SessionError, error_chain};
-pub use media::{AudioPublisher, AudioSubscriber, VideoPublisher, VideoSubscriber};
+pub use media::{
+    AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoDecode, VideoPublisher,
+    VideoSubscriber,
+};
 pub use options::SessionOptions;
 pub use outbox::{SessionEvent, SessionEvents};
 pub use state::{EndReason, SessionState, SessionStats};
 pub use tracks::{PublishedTrack, SendError, SubscribedTrack, TrackKey};
 pub use wavecast_config::ReconnectPolicy;
 pub use wavecast_rtc::{
-    DataOptions, DecodedAudio, DecodedVideo, EncodedFrame, EngineEvent, EngineOptions, JoinInfo,
-    PeerRole, TrackInfo, TrackKind, TrackOptions, TrackSource,
+    DataOptions, EncodedFrame, EngineEvent, EngineOptions, JoinInfo, PeerRole, TrackInfo,
+    TrackKind, TrackOptions, TrackSource,
 };
 
 use outbox::BACKLOG_MAX;
