@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use wavecast_session::Credentials;
+
+use crate::error::chain;
 use wavecast_stream::record::{Manifest, RecordError, Recorder, RecorderOptions, recover_dir};
 use wavecast_token::Preset;
 
@@ -533,16 +535,4 @@ fn relative(root: &Path, path: &Path) -> Option<String> {
     path.strip_prefix(root)
         .ok()
         .map(|p| p.display().to_string())
-}
-
-/// An error and its sources, for the recording's row and the caller's message.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
