@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wavecast_codec::{I420, Vp8Config, Vp8Encoder};
-use wavecast_session::{Credentials, Session, SessionOptions, TrackOptions};
+use wavecast_session::internals::{Session, SessionOptions};
+use wavecast_session::{Credentials, TrackOptions};
 use wavecast_testbed::LiveKitServer;
 use wavecast_testbed::apps::{self as common, Background};
 use wavecast_token::Preset;

@@ -8,12 +8,13 @@
 //!   [`LocalParticipant::register_rpc_method`] receive them.
 //! - [`admin`]: room administration through the server API — now the crate
 //!   `wavecast-server-api`, re-exported here during the move; use that crate.
-//! - [`Session`]: a live participant on the media engine — connect, publish, subscribe, data —
-//!   with a reconnect state machine (signal resume first — same participant, ICE restart, nothing
-//!   re-published — then full rejoin with backoff and jitter, tracks re-published and
-//!   subscriptions handed to the handles the app holds; the server's `Leave` and `RefreshToken`
-//!   are followed). Behind the `libwebrtc` feature, the same
-//!   interface on the official `livekit` crate (compile-checked only).
+//! - [`internals`]: what a [`Room`] is built on, not for apps — [`internals::Session`], one live
+//!   participant on the media engine with a reconnect state machine (signal resume first — same
+//!   participant, ICE restart, nothing re-published — then full rejoin with backoff and jitter,
+//!   tracks re-published and subscriptions handed to the handles the app holds; the server's
+//!   `Leave` and `RefreshToken` are followed), for tests and tools that drive one connection.
+//!   Behind the `libwebrtc` feature, the same interface on the official `livekit` crate
+//!   (compile-checked only).
 //!
 //! ```no_run
 //! # async fn demo(url: &str, token: &str) -> Result<(), wavecast_session::SessionError> {
@@ -56,16 +57,27 @@ pub use room::{
     StreamTextOptions, TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamHandler, TextStreamInfo,
     TextStreamReader, TextStreamWriter, TrackFilter,
 };
-/// The same session interface on the official `livekit` crate (libwebrtc; compile-checked only).
-#[cfg(feature = "libwebrtc")]
-pub use session::official;
 pub use session::{
     AudioPublisher, AudioSubscriber, Credentials, DataOptions, DecodedAudio, DecodedVideo,
-    EncodedFrame, EndReason, EngineEvent, EngineOptions, JoinInfo, PeerRole, PublishedTrack,
-    ReconnectPolicy, SendError, Session, SessionError, SessionEvent, SessionEvents, SessionOptions,
-    SessionState, SessionStats, SubscribedTrack, TrackInfo, TrackKey, TrackKind, TrackOptions,
-    TrackSource, VideoDecode, VideoPublisher, VideoSubscriber, error_chain,
+    EncodedFrame, PeerRole, PublishedTrack, ReconnectPolicy, SendError, SessionError,
+    SubscribedTrack, TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoDecode,
+    VideoPublisher, VideoSubscriber, error_chain,
 };
+
+/// What a [`Room`] is built on: one participant's [`Session`](internals::Session) on the media
+/// engine, with resume, rejoin and re-publishing, and its events and state. Apps use [`Room`]
+/// (the architecture test checks that they name nothing here); tests and tools that drive a
+/// single connection use this.
+pub mod internals {
+    /// The same session interface on the official `livekit` crate (libwebrtc; compile-checked
+    /// only).
+    #[cfg(feature = "libwebrtc")]
+    pub use crate::session::official;
+    pub use crate::session::{
+        EndReason, EngineEvent, EngineOptions, JoinInfo, Session, SessionEvent, SessionEvents,
+        SessionOptions, SessionState, SessionStats,
+    };
+}
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
 pub use wavecast_rtc::data_message::TextOperation;
 pub use wavecast_rtc::{

@@ -5,13 +5,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::{Credentials, EndReason, SessionError, SessionOptions, SessionState};
+use wavecast_session::internals::{EndReason, SessionOptions, SessionState};
+use wavecast_session::{Credentials, SessionError};
 use wavecast_testbed::LiveKitServer;
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
 async fn connect_err(url: &str, credentials: Credentials) -> (SessionError, Duration) {
     let t0 = Instant::now();
-    let r = wavecast_session::Session::connect(SessionOptions::new(url, credentials)).await;
+    let r =
+        wavecast_session::internals::Session::connect(SessionOptions::new(url, credentials)).await;
     let took = t0.elapsed();
     match r {
         Ok(_) => panic!("connecting to {url} succeeded"),

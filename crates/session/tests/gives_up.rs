@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::{EndReason, SessionError, SessionState};
+use wavecast_session::SessionError;
+use wavecast_session::internals::{EndReason, SessionState};
 use wavecast_testbed::LiveKitServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::{EngineOptions, TrackKind};
+use wavecast_session::TrackKind;
+use wavecast_session::internals::EngineOptions;
 use wavecast_testbed::LiveKitServer;
 
 /// The parked subscriber's queue: full after 8 frames (about 0.3 s of 30 fps).

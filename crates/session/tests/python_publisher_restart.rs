@@ -7,7 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::{SessionState, TrackKind, VideoSubscriber};
+use wavecast_session::internals::SessionState;
+use wavecast_session::{TrackKind, VideoSubscriber};
 use wavecast_testbed::{LiveKitServer, PythonPeer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use wavecast_session::admin::RoomAdmin;
-use wavecast_session::{EndReason, Session, SessionState};
+use wavecast_session::internals::{EndReason, Session, SessionState};
 use wavecast_testbed::LiveKitServer;
 
 /// Connect, wait for Connected, run `remove`, and return the end reason and the states seen.

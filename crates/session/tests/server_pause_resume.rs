@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wavecast_session::{SessionState, TrackKind, VideoSubscriber};
+use wavecast_session::internals::SessionState;
+use wavecast_session::{TrackKind, VideoSubscriber};
 use wavecast_testbed::LiveKitServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

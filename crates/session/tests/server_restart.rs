@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wavecast_session::{SessionState, TrackKind, VideoSubscriber};
+use wavecast_session::internals::SessionState;
+use wavecast_session::{TrackKind, VideoSubscriber};
 use wavecast_testbed::LiveKitServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +137,7 @@ async fn server_restart_mid_stream_media_resumes() {
         assert!(matches!(
             states.last(),
             Some(SessionState::Disconnected {
-                reason: wavecast_session::EndReason::Closed
+                reason: wavecast_session::internals::EndReason::Closed
             })
         ));
     }

@@ -11,7 +11,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::{Credentials, SessionOptions, SessionState};
+use wavecast_session::Credentials;
+use wavecast_session::internals::{SessionOptions, SessionState};
 use wavecast_testbed::LiveKitServer;
 use wavecast_token::{Preset, TokenBuilder, unix_now};
 
@@ -52,7 +53,7 @@ async fn token_only_session_rejoins_after_its_token_expired() {
         );
         let probe = SessionOptions::new(server.ws_url(), Credentials::token(probe_token.clone()))
             .reconnect(common::quick_policy(0));
-        match wavecast_session::Session::connect(probe).await {
+        match wavecast_session::internals::Session::connect(probe).await {
             Ok((s, _)) => {
                 s.close().await;
                 tokio::time::sleep(Duration::from_secs(2)).await;

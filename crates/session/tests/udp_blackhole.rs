@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::{EngineEvent, EngineOptions, SessionEvent, SessionState};
+use wavecast_session::internals::{EngineEvent, EngineOptions, SessionEvent, SessionState};
 use wavecast_testbed::LiveKitServer;
 
 /// The engines' liveness timeout in this test (the default is 5 s).

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wavecast_session::SessionState;
+use wavecast_session::internals::SessionState;
 use wavecast_testbed::LiveKitServer;
 
 /// Loss applied to every UDP datagram in the namespace.

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wavecast_session::{
-    Credentials, Preset, Session, SessionEvent, SessionEvents, SessionOptions, TrackKind,
-};
+use wavecast_session::internals::{Session, SessionEvent, SessionEvents, SessionOptions};
+use wavecast_session::{Credentials, Preset, TrackKind};
 use wavecast_stream::receive::{AudioOut, ReceiveOptions, spawn_audio};
 use wavecast_testbed::{LiveKitServer, NetNs};
 

@@ -186,7 +186,7 @@ pub(crate) struct RoomShared {
     local_quality: Mutex<Option<Quality>>,
 }
 
-/// A joined LiveKit room: see the [module docs](self).
+/// A joined LiveKit room: see the [crate docs](crate).
 ///
 /// Dropping it leaves without a leave message (its tasks are aborted); call [`Room::close`].
 pub struct Room {

@@ -131,7 +131,7 @@ impl Shared {
     }
 }
 
-/// A participant in a LiveKit room that stays connected: see the [module docs](self).
+/// A participant in a LiveKit room that stays connected: see [`crate::internals`].
 ///
 /// Dropping a session aborts its tasks without a leave; call [`Session::close`] to leave.
 pub struct Session {

@@ -251,7 +251,7 @@ impl OfficialSession {
     }
 }
 
-/// The same calls as [`crate::Session`]'s, on the official SDK's room.
+/// The same calls as [`crate::internals::Session`]'s, on the official SDK's room.
 impl OfficialSession {
     /// The current state.
     pub fn state(&self) -> SessionState {

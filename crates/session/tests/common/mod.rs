@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 use wavecast_codec::{I420, Vp8Config};
 use wavecast_media::stamp::{self, Stamp};
 use wavecast_pipeline::Timestamp;
+use wavecast_session::internals::{
+    Session, SessionEvent, SessionEvents, SessionOptions, SessionState,
+};
 use wavecast_session::{
-    Credentials, ReconnectPolicy, Session, SessionEvent, SessionEvents, SessionOptions,
-    SessionState, SubscribedTrack, TrackKind, VideoPublisher, VideoSubscriber,
+    Credentials, ReconnectPolicy, SubscribedTrack, TrackKind, VideoPublisher, VideoSubscriber,
 };
 use wavecast_testbed::LiveKitServer;
 use wavecast_token::Preset;
