@@ -265,6 +265,80 @@ pub fn decode_frame(frame: &VideoFrame) -> Result<Stamp> {
     decode_plane(p.data, p.stride, bpp, frame.width(), frame.height())
 }
 
+/// A stamped moving-bar test picture in I420 planes, drawn in place frame after frame: the
+/// stamp band at the top (frame number and capture time), below it a grey field with a bright
+/// bar that moves 8 pixels a frame (so an encoder has motion to code). For publishers in tests
+/// and bench examples that feed an encoder directly.
+///
+/// ```
+/// use wavecast_media::stamp::{StampedBars, decode_plane};
+///
+/// let mut bars = StampedBars::new(320, 180)?;
+/// let (planes, strides, stamp) = bars.next_frame();
+/// assert_eq!(decode_plane(planes[0], strides[0], 1, 320, 180)?, stamp);
+/// assert_eq!(stamp.frame_number, 0);
+/// # Ok::<(), wavecast_media::MediaError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StampedBars {
+    width: u32,
+    height: u32,
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+    n: u32,
+}
+
+impl StampedBars {
+    /// Pictures of `width` × `height` (large enough for a stamp: see [`MIN_WIDTH`] and
+    /// [`band_height`]).
+    pub fn new(width: u32, height: u32) -> Result<Self> {
+        check_size(width, height)?;
+        let (w, h) = (width as usize, height as usize);
+        let chroma = w.div_ceil(2) * h.div_ceil(2);
+        Ok(Self {
+            width,
+            height,
+            y: vec![60; w * h],
+            u: vec![90; chroma],
+            v: vec![160; chroma],
+            n: 0,
+        })
+    }
+
+    /// Picture width.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Picture height.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Draw the next picture, stamped with its frame number and the time now: the Y, U and V
+    /// planes, their strides, and the stamp.
+    pub fn next_frame(&mut self) -> ([&[u8]; 3], [usize; 3], Stamp) {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let band = band_height(self.width) as usize;
+        let bar = (self.n as usize * 8) % w;
+        for row in band..h {
+            let line = &mut self.y[row * w..(row + 1) * w];
+            line.fill(60);
+            line[bar..(bar + 16).min(w)].fill(200);
+        }
+        let stamp = Stamp {
+            frame_number: self.n,
+            timestamp: Timestamp::now(),
+        };
+        // The size was checked in `new` and the plane is `width` wide: this cannot fail.
+        let _ = encode_plane(&mut self.y, w, 1, self.width, self.height, stamp);
+        self.n = self.n.wrapping_add(1);
+        let cw = w.div_ceil(2);
+        ([&self.y, &self.u, &self.v], [w, cw, cw], stamp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

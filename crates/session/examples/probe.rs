@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wavecast_codec::{I420, Vp8Config};
-use wavecast_media::stamp::{self, Stamp};
+use wavecast_media::stamp::{self, StampedBars};
 use wavecast_pipeline::Timestamp;
 use wavecast_session::{
     AudioPublisher, AudioSubscriber, Credentials, Room, RoomEvent, RoomOptions, TrackKind,
@@ -436,31 +436,17 @@ fn spawn_sender(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<(u64, u64)> {
     std::thread::spawn(move || {
-        let (w, h) = (width as usize, height as usize);
-        let mut y = vec![60u8; w * h];
-        let u = vec![90u8; w * h / 4];
-        let v = vec![160u8; w * h / 4];
-        let band = stamp::band_height(width) as usize;
+        let mut bars = StampedBars::new(width, height).expect("a picture large enough for a stamp");
         let start = Instant::now();
         let mut n = 0u64;
         let mut late = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let bar = (n as usize * 8) % w;
-            for row in band..h {
-                let line = &mut y[row * w..(row + 1) * w];
-                line.fill(60);
-                line[bar..(bar + 32).min(w)].fill(200);
-            }
-            let s = Stamp {
-                frame_number: n as u32,
-                timestamp: Timestamp::now(),
-            };
-            stamp::encode_plane(&mut y, w, 1, width, height, s).expect("stamp fits");
+            let (planes, strides, _) = bars.next_frame();
             let img = I420 {
                 width,
                 height,
-                planes: [&y, &u, &v],
-                strides: [w, w / 2, w / 2],
+                planes,
+                strides,
             };
             publisher.push(&img, Instant::now()).expect("encode");
             n += 1;

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wavecast_codec::pipeline::to_frame;
 use wavecast_codec::{I420, Vp8Config};
-use wavecast_media::stamp::{self, Stamp};
+use wavecast_media::stamp::StampedBars;
 use wavecast_pipeline::cpu::process_cpu_seconds;
-use wavecast_pipeline::{PixelFormat, Timestamp, VideoFramePool, VideoLayout};
+use wavecast_pipeline::{PixelFormat, VideoFramePool, VideoLayout};
 use wavecast_session::{
     AudioPublisher, AudioSubscriber, Credentials, Room, RoomEvent, RoomOptions, TrackKind,
     VideoPublisher, VideoSubscriber,
@@ -174,29 +174,16 @@ fn spawn_senders(
 ) -> [std::thread::JoinHandle<()>; 2] {
     let s = stop.clone();
     let v = std::thread::spawn(move || {
-        let (w, h) = (WIDTH as usize, HEIGHT as usize);
-        let mut y = vec![60u8; w * h];
-        let (u, v) = (vec![90u8; w * h / 4], vec![160u8; w * h / 4]);
-        let band = stamp::band_height(WIDTH) as usize;
+        let mut bars = StampedBars::new(WIDTH, HEIGHT).expect("a picture large enough for a stamp");
         let start = Instant::now();
         let mut n = 0u64;
         while !s.load(Ordering::Relaxed) {
-            let bar = (n as usize * 8) % w;
-            for row in band..h {
-                let line = &mut y[row * w..(row + 1) * w];
-                line.fill(60);
-                line[bar..(bar + 32).min(w)].fill(200);
-            }
-            let st = Stamp {
-                frame_number: n as u32,
-                timestamp: Timestamp::now(),
-            };
-            stamp::encode_plane(&mut y, w, 1, WIDTH, HEIGHT, st).expect("stamp fits");
+            let (planes, strides, _) = bars.next_frame();
             let img = I420 {
                 width: WIDTH,
                 height: HEIGHT,
-                planes: [&y, &u, &v],
-                strides: [w, w / 2, w / 2],
+                planes,
+                strides,
             };
             let _ = video.push(&img, Instant::now());
             n += 1;

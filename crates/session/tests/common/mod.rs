@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use wavecast_codec::{I420, Vp8Config};
 use wavecast_media::stamp::{self, Stamp};
-use wavecast_pipeline::Timestamp;
 use wavecast_session::internals::{
     Session, SessionEvent, SessionEvents, SessionOptions, SessionState,
 };
@@ -109,53 +108,33 @@ pub fn drain(mut events: SessionEvents) -> tokio::task::JoinHandle<usize> {
     })
 }
 
-/// A stamped test-pattern source: I420 planes with the frame number and capture time drawn in.
+/// A stamped test-pattern source ([`stamp::StampedBars`]) as I420 pictures for an encoder.
 pub struct StampedSource {
     pub width: u32,
     pub height: u32,
-    y: Vec<u8>,
-    u: Vec<u8>,
-    v: Vec<u8>,
-    n: u32,
+    bars: stamp::StampedBars,
 }
 
 impl StampedSource {
     pub fn new(width: u32, height: u32) -> Self {
-        let (w, h) = (width as usize, height as usize);
         Self {
             width,
             height,
-            y: vec![60; w * h],
-            u: vec![90; w.div_ceil(2) * h.div_ceil(2)],
-            v: vec![160; w.div_ceil(2) * h.div_ceil(2)],
-            n: 0,
+            bars: stamp::StampedBars::new(width, height)
+                .expect("frame is large enough for a stamp"),
         }
     }
 
     /// Draw the next frame (a moving bar below the stamp band); returns its stamp.
     pub fn next(&mut self) -> (I420<'_>, Stamp) {
-        let (w, h) = (self.width as usize, self.height as usize);
-        let band = stamp::band_height(self.width) as usize;
-        let bar = (self.n as usize * 8) % w;
-        for row in band..h {
-            let line = &mut self.y[row * w..(row + 1) * w];
-            line.fill(60);
-            line[bar..(bar + 16).min(w)].fill(200);
-        }
-        let s = Stamp {
-            frame_number: self.n,
-            timestamp: Timestamp::now(),
-        };
-        stamp::encode_plane(&mut self.y, w, 1, self.width, self.height, s)
-            .expect("frame is large enough for a stamp");
-        self.n += 1;
-        let cw = w.div_ceil(2);
+        let (width, height) = (self.width, self.height);
+        let (planes, strides, s) = self.bars.next_frame();
         (
             I420 {
-                width: self.width,
-                height: self.height,
-                planes: [&self.y, &self.u, &self.v],
-                strides: [w, cw, cw],
+                width,
+                height,
+                planes,
+                strides,
             },
             s,
         )

@@ -564,7 +564,10 @@ impl RoomRecording {
         let (writer, name) = match created {
             Ok(v) => v,
             Err(e) => {
-                self.error(format!("{identity}: cannot create a file: {}", chain(&e)));
+                self.error(format!(
+                    "{identity}: cannot create a file: {}",
+                    wavecast_session::error_chain(&e)
+                ));
                 return;
             }
         };
@@ -742,7 +745,10 @@ impl RoomRecording {
                 self.dirty = true;
             }
             Err(e) => {
-                let text = format!("{key}: frame not written: {}", chain(&e));
+                let text = format!(
+                    "{key}: frame not written: {}",
+                    wavecast_session::error_chain(&e)
+                );
                 self.error(text);
             }
         }
@@ -787,7 +793,11 @@ impl RoomRecording {
             }
             Err(e) => {
                 fe.state = "unfinished".into();
-                self.error(format!("{}: not finalized: {}", path.display(), chain(&e)));
+                self.error(format!(
+                    "{}: not finalized: {}",
+                    path.display(),
+                    wavecast_session::error_chain(&e)
+                ));
             }
         }
         self.dirty = true;
@@ -813,7 +823,7 @@ impl RoomRecording {
                         self.manifest.participants[p.entry].files[file.entry].duration_ms =
                             ms(file.writer.duration());
                     }
-                    Err(e) => errors.push(chain(&e)),
+                    Err(e) => errors.push(wavecast_session::error_chain(&e)),
                 }
             }
         }
@@ -855,19 +865,6 @@ impl RoomRecording {
     pub(crate) fn manifest(&self) -> &Manifest {
         &self.manifest
     }
-}
-
-/// An error and its causes, for the manifest (which has no other place for the cause, such as
-/// "No space left on device").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]
