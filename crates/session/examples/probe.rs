@@ -566,17 +566,14 @@ async fn orchestrate(plan: &Plan, ns: Option<&NetNs>, levels: &[u8]) -> Vec<Row>
     })
     .expect("livekit-server starts");
     let room = "probe";
-    let (publisher, events) = Room::connect_with(
+    // Its events are not needed: dropping them discards them.
+    let (publisher, _) = Room::connect_with(
         &server.ws_url(),
         Credentials::mint(server.keys(), "probe-pub", room, Preset::Broadcaster),
         RoomOptions::default(),
     )
     .await
     .expect("publisher joins");
-    let drain = tokio::spawn(async move {
-        let mut events = events;
-        while events.recv().await.is_some() {}
-    });
     let config = Vp8Config::new(plan.width, plan.height, FPS as u32);
     let video = publisher
         .local_participant()
@@ -672,7 +669,6 @@ async fn orchestrate(plan: &Plan, ns: Option<&NetNs>, levels: &[u8]) -> Vec<Row>
         let _ = std::fs::write(&path, server.log());
     }
     publisher.close().await;
-    drain.abort();
     eprintln!(
         "published {sent} VP8 frames at {}x{} ({late} capture ticks late), {packets} Opus packets",
         plan.width, plan.height

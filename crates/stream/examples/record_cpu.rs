@@ -1,7 +1,7 @@
 //! Bench (not a test): CPU per recorded 720p30 participant, against the viewer's decode path.
 //!
-//! Starts a private livekit-server (wavecast-testbed) and a publisher (1280×720 VP8 at 30 fps
-//! with stamped pictures, and a 440 Hz Opus tone), then two subscriber processes side by side,
+//! Starts a private livekit-server (wavecast-testbed) and a publisher (the broadcaster's publish
+//! loops: its stamped pattern at 1280×720 VP8, 30 fps, and a 440 Hz Opus tone), then two subscriber processes side by side,
 //! each measuring its own user+system CPU (`/proc/self/stat`, all threads) over the same steady
 //! window:
 //! - `--role recorder`: a [`Recorder`] writing the participant's VP8 + Opus into a WebM file;
@@ -12,19 +12,18 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wavecast_codec::pipeline::to_frame;
-use wavecast_codec::{I420, Vp8Config};
-use wavecast_media::stamp::StampedBars;
 use wavecast_pipeline::cpu::process_cpu_seconds;
 use wavecast_pipeline::{PixelFormat, VideoFramePool, VideoLayout};
 use wavecast_session::{
-    AudioPublisher, AudioSubscriber, Credentials, Room, RoomEvent, RoomOptions, TrackKind,
-    VideoPublisher, VideoSubscriber,
+    AudioSubscriber, Credentials, Room, RoomEvent, RoomOptions, TrackKind, VideoSubscriber,
+};
+use wavecast_stream::broadcast::{Broadcast, VideoTrackInfo};
+use wavecast_stream::publish::{
+    AudioInput, AudioSourceOpen, VideoInput, VideoSettings, start_audio, start_video,
 };
 use wavecast_stream::record::{Recorder, RecorderOptions};
 use wavecast_testbed::LiveKitServer;
@@ -166,47 +165,22 @@ async fn decode(url: String, token: String, seconds: f64) -> Value {
     })
 }
 
-/// Stamped 720p pictures at 30 fps and a tone, from two threads.
-fn spawn_senders(
-    mut video: VideoPublisher,
-    mut audio: AudioPublisher,
-    stop: Arc<AtomicBool>,
-) -> [std::thread::JoinHandle<()>; 2] {
-    let s = stop.clone();
-    let v = std::thread::spawn(move || {
-        let mut bars = StampedBars::new(WIDTH, HEIGHT).expect("a picture large enough for a stamp");
-        let start = Instant::now();
-        let mut n = 0u64;
-        while !s.load(Ordering::Relaxed) {
-            let (planes, strides, _) = bars.next_frame();
-            let img = I420 {
-                width: WIDTH,
-                height: HEIGHT,
-                planes,
-                strides,
-            };
-            let _ = video.push(&img, Instant::now());
-            n += 1;
-            let next = start + Duration::from_micros(n * 1_000_000 / FPS);
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        }
-    });
-    let a = std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut pcm = [0i16; 960];
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            for (i, s) in pcm.iter_mut().enumerate() {
-                let t = (n * 960 + i as u64) as f64 / 48_000.0;
-                *s = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
-            }
-            let _ = audio.push(&pcm, Instant::now());
-            n += 1;
-            let next = start + Duration::from_millis(n * 20);
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        }
-    });
-    [v, a]
+/// The broadcaster's publish loops: the stamped synthetic pattern at 720p30 and a 440 Hz tone.
+fn sources() -> Broadcast {
+    let settings = VideoSettings::pattern(WIDTH, HEIGHT, FPS as u32, 2_000_000);
+    let video = VideoInput::open(&settings).expect("the synthetic pattern opens");
+    let info = VideoTrackInfo {
+        size: video.size(),
+        screen: false,
+    };
+    let video = start_video(video, &settings).expect("the video loop starts");
+    let tone = AudioInput::Tone {
+        frequency: 440.0,
+        channels: 1,
+    };
+    let audio = AudioSourceOpen::open(&tone).expect("the tone opens");
+    let audio = start_audio(audio, 32_000).expect("the audio loop starts");
+    Broadcast::new(Some((video, info, false)), Some((audio, false)))
 }
 
 fn spawn_reader(mut cmd: Command, who: &'static str) -> std::thread::JoinHandle<Value> {
@@ -233,28 +207,19 @@ fn spawn_reader(mut cmd: Command, who: &'static str) -> std::thread::JoinHandle<
 async fn orchestrate(run: u32, seconds: f64) {
     let server = LiveKitServer::start().expect("livekit-server starts");
     let room = "bench";
-    let (publisher, events) = Room::connect_with(
+    // Its events are not needed: dropping them discards them.
+    let (publisher, _) = Room::connect_with(
         &server.ws_url(),
         Credentials::mint(server.keys(), "pub", room, Preset::Broadcaster),
         RoomOptions::default(),
     )
     .await
     .expect("publisher joins");
-    let drain = tokio::spawn(async move {
-        let mut events = events;
-        while events.recv().await.is_some() {}
-    });
-    let me = publisher.local_participant();
-    let video = me
-        .publish_video("camera", Vp8Config::new(WIDTH, HEIGHT, FPS as u32))
+    let mut broadcast = sources();
+    broadcast
+        .publish(publisher.local_participant())
         .await
-        .expect("video published");
-    let audio = me
-        .publish_audio("microphone", 1, 32_000)
-        .await
-        .expect("audio published");
-    let stop = Arc::new(AtomicBool::new(false));
-    let senders = spawn_senders(video, audio, stop.clone());
+        .expect("video and audio published");
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let exe = std::env::current_exe().expect("own path");
@@ -271,12 +236,9 @@ async fn orchestrate(run: u32, seconds: f64) {
         tokio::task::spawn_blocking(move || (rec.join().expect("rec"), dec.join().expect("dec")))
             .await
             .expect("join");
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        let _ = tokio::task::spawn_blocking(move || s.join()).await;
-    }
+    broadcast.detach();
+    let _ = tokio::task::spawn_blocking(move || broadcast.stop()).await;
     publisher.close().await;
-    drain.abort();
     let (r, d) = (
         rec["cpu_percent"].as_f64().unwrap_or(f64::NAN),
         dec["cpu_percent"].as_f64().unwrap_or(f64::NAN),

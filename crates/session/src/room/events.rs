@@ -432,9 +432,21 @@ impl Queue {
 /// [`crate::RoomStats::dropped_events`]; every other event is still queued, so a track handle, a
 /// state change or a roster change is never lost (the queue then grows with the room's changes;
 /// [`crate::RoomStats::queue_peak`] shows by how much).
+///
+/// Dropping it discards every event from then on (the room keeps its roster, so
+/// [`crate::Room::remote_participants`] stays right): a publisher that needs no events can drop
+/// it instead of draining it, and nothing accumulates.
 #[derive(Debug)]
 pub struct RoomEvents {
     pub(crate) queue: Arc<Queue>,
+}
+
+impl Drop for RoomEvents {
+    fn drop(&mut self) {
+        let mut q = crate::session::lock(&self.queue.events);
+        q.1 = true;
+        q.0.clear();
+    }
 }
 
 impl RoomEvents {
@@ -536,5 +548,23 @@ mod tests {
         let source = std::error::Error::source(&r).expect("a source");
         assert!(source.to_string().contains("ping timeout"), "{source}");
         assert_eq!(r.to_string(), "gave up after 3 rejoin attempts");
+    }
+
+    #[test]
+    fn dropped_events_discard_what_follows() {
+        let queue = Queue::new(4);
+        let events = RoomEvents {
+            queue: queue.clone(),
+        };
+        queue.push(RoomEvent::ConnectionStateChanged(
+            ConnectionState::Connected,
+        ));
+        drop(events);
+        for _ in 0..100 {
+            queue.push(RoomEvent::ConnectionStateChanged(
+                ConnectionState::Connecting,
+            ));
+        }
+        assert!(crate::session::lock(&queue.events).0.is_empty());
     }
 }
