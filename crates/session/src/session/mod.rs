@@ -13,7 +13,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), wavecast_session::SessionError> {
-//! use wavecast_session::{Credentials, Session, SessionEvent, SessionOptions};
+//! use wavecast_session::Credentials;
+//! use wavecast_session::internals::{Session, SessionEvent, SessionOptions};
 //! use wavecast_token::{Keys, Preset};
 //!
 //! let creds = Credentials::mint(Keys::new("devkey", "secret"), "alice", "demo", Preset::Broadcaster);
