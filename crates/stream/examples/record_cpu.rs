@@ -207,14 +207,11 @@ fn spawn_reader(mut cmd: Command, who: &'static str) -> std::thread::JoinHandle<
 async fn orchestrate(run: u32, seconds: f64) {
     let server = LiveKitServer::start().expect("livekit-server starts");
     let room = "bench";
+    let token = server.token("pub", room, Preset::Broadcaster);
     // Its events are not needed: dropping them discards them.
-    let (publisher, _) = Room::connect_with(
-        &server.ws_url(),
-        Credentials::mint(server.keys(), "pub", room, Preset::Broadcaster),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("publisher joins");
+    let (publisher, _) = Room::connect(&server.ws_url(), &token, RoomOptions::default())
+        .await
+        .expect("publisher joins");
     let mut broadcast = sources();
     broadcast
         .publish(publisher.local_participant())
