@@ -19,7 +19,7 @@ use crate::auth::Caller;
 use crate::guard::{AdminOnly, User};
 use crate::policy::{self, Grant, Role, Subject};
 use crate::settings::Settings;
-use crate::store::{Store, StreamStatus};
+use crate::store::Store;
 
 /// Largest webhook body accepted (LiveKit's events are a few KiB).
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
@@ -366,21 +366,24 @@ async fn token(
             "name must be at most 128 bytes without control characters",
         ));
     }
-    if let Some(s) = state.store.stream_by_room(&req.room).await?
-        && s.status == StreamStatus::Ended
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "stream_ended",
-            format!("stream {} has ended; its room takes no one", s.id),
-        ));
-    }
     // Held from reading the grants until the token is answered: a revoke in this instance
     // waits for the mints in flight before it answers (no token after the revoke's answer).
     let mints = state.revocations.read().await;
-    let grants = state.store.grants_for(&caller.user, &caller.groups).await?;
+    // One round trip reads the grants and whether the room's stream has ended; the re-check
+    // after signing is the second and last.
+    let view = state
+        .store
+        .mint_view(&req.room, &caller.user, &caller.groups)
+        .await?;
+    if let Some(id) = view.ended_stream {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "stream_ended",
+            format!("stream {id} has ended; its room takes no one"),
+        ));
+    }
     let t = now();
-    let grant = policy::decide(&grants, &req.room, req.role, t).map_err(|r| {
+    let grant = policy::decide(&view.grants, &req.room, req.role, t).map_err(|r| {
         tracing::info!(user = %caller.user, room = %req.room, reason = r.code(), "token refused");
         ApiError::new(StatusCode::FORBIDDEN, r.code(), r.to_string())
     })?;

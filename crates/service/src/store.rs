@@ -336,6 +336,34 @@ const GRANT_COLUMNS: &str =
 const STREAM_COLUMNS: &str = "id, owner, name, metadata, max_participants, room, status, \
                               created_at, live_at, ended_at";
 
+/// The `WHERE` condition selecting the grants of a user (placeholder `$first`) and of its groups
+/// (the next placeholders), and the groups to bind after the user (at most [`MAX_GROUPS`]).
+fn subject_condition(groups: &[String], first: usize) -> (String, &[String]) {
+    let groups = &groups[..groups.len().min(MAX_GROUPS)];
+    let mut sql = format!("((subject_kind = 'user' AND subject = ${first})");
+    if !groups.is_empty() {
+        let marks: Vec<String> = (0..groups.len())
+            .map(|i| format!("${}", first + 1 + i))
+            .collect();
+        sql.push_str(&format!(
+            " OR (subject_kind = 'group' AND subject IN ({})))",
+            marks.join(", ")
+        ));
+    } else {
+        sql.push(')');
+    }
+    (sql, groups)
+}
+
+/// What a mint reads from the database: see [`Store::mint_view`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MintView {
+    /// Every grant of the caller and of its groups.
+    pub grants: Vec<Grant>,
+    /// The id of the stream that owns the room, when that stream has ended (it takes no one).
+    pub ended_stream: Option<String>,
+}
+
 impl Store {
     /// Open `database` (a SQLite path, `sqlite:PATH` or a `postgres://` URL) and apply the
     /// migrations.
@@ -408,17 +436,8 @@ impl Store {
         user: &str,
         groups: &[String],
     ) -> Result<Vec<Grant>, ServiceError> {
-        let groups = &groups[..groups.len().min(MAX_GROUPS)];
-        let mut sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE (subject_kind = 'user' AND subject = $1)"
-        );
-        if !groups.is_empty() {
-            let marks: Vec<String> = (0..groups.len()).map(|i| format!("${}", i + 2)).collect();
-            sql.push_str(&format!(
-                " OR (subject_kind = 'group' AND subject IN ({}))",
-                marks.join(", ")
-            ));
-        }
+        let (condition, groups) = subject_condition(groups, 1);
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {condition}");
         let mut q = sqlx::query(&sql).bind(user);
         for g in groups {
             q = q.bind(g);
@@ -428,6 +447,45 @@ impl Store {
             .map(grant_of)
             .collect::<Result<_, _>>()
             .map_err(db("decode a grant"))
+    }
+
+    /// What a mint for `room` reads, in one statement (one round trip): every grant of `user`
+    /// and of its `groups` (as [`Store::grants_for`]) and the id of the stream that owns `room`
+    /// if that stream has ended.
+    pub async fn mint_view(
+        &self,
+        room: &str,
+        user: &str,
+        groups: &[String],
+    ) -> Result<MintView, ServiceError> {
+        // The ended stream's row first (its id in `id`, `kind` tells the rows apart), then the
+        // grants; the placeholders appear in the order of their numbers.
+        let (condition, groups) = subject_condition(groups, 2);
+        let sql = format!(
+            "SELECT 'ended' AS kind, id, '' AS subject_kind, '' AS subject, '' AS room_pattern, \
+             '' AS role, NULL AS not_before, NULL AS expires_at, NULL AS revoked_at, \
+             created_at FROM streams WHERE room = $1 AND status = 'ended' \
+             UNION ALL SELECT 'grant' AS kind, {GRANT_COLUMNS} FROM grants WHERE {condition}"
+        );
+        let mut q = sqlx::query(&sql).bind(room).bind(user);
+        for g in groups {
+            q = q.bind(g);
+        }
+        let rows = q
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("read grants and the room's stream"))?;
+        let mut view = MintView::default();
+        for row in &rows {
+            let kind: String = row.try_get("kind").map_err(db("decode a grant"))?;
+            if kind == "ended" {
+                view.ended_stream = Some(row.try_get("id").map_err(db("decode a stream"))?);
+            } else {
+                view.grants
+                    .push(grant_of(row).map_err(db("decode a grant"))?);
+            }
+        }
+        Ok(view)
     }
 
     /// Grants, newest first, optionally only those of one subject (at most `limit`).
@@ -510,21 +568,6 @@ impl Store {
             "SELECT {STREAM_COLUMNS} FROM streams WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read a stream"))?;
-        row.as_ref()
-            .map(stream_of)
-            .transpose()
-            .map_err(db("decode a stream"))
-    }
-
-    /// The stream that owns `room`, if any.
-    pub async fn stream_by_room(&self, room: &str) -> Result<Option<Stream>, ServiceError> {
-        let row = sqlx::query(&format!(
-            "SELECT {STREAM_COLUMNS} FROM streams WHERE room = $1"
-        ))
-        .bind(room)
         .fetch_optional(&self.pool)
         .await
         .map_err(db("read a stream"))?;

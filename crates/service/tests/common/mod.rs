@@ -454,6 +454,7 @@ macro_rules! suite {
         $crate::suite!(@each $backend,
             token_joins_and_viewer_cannot_publish,
             expired_revoked_and_future_grants_are_refused,
+            mint_reads_grants_and_the_ended_stream_in_one_query,
             stream_goes_live_shows_viewers_and_ends,
             forged_tampered_and_replayed_webhooks_are_refused,
             bad_input_gets_clear_4xx_and_stores_nothing,

@@ -19,6 +19,101 @@ fn peer(bed: &Bed, mode: &str, token: &str, seconds: u32) -> PythonPeer {
     .expect("start the Python SDK peer")
 }
 
+/// A mint reads the caller's grants (its own and its groups') and whether the room's stream has
+/// ended in one statement: every part of that read still decides the answer (an ended stream
+/// refuses even a caller with a grant, or without one; a group grant admits; a live stream's
+/// room takes its grant holders; another user's grant counts for nobody else).
+pub async fn mint_reads_grants_and_the_ended_stream_in_one_query(backend: Backend) {
+    use wavecast_service::policy::Role;
+    use wavecast_service::store::{Stream, StreamStatus};
+
+    let bed = Bed::start(backend).await;
+    let t = now();
+    for (id, room, status) in [
+        ("s_ended", "one-ended", StreamStatus::Ended),
+        ("s_live", "one-live", StreamStatus::Live),
+    ] {
+        bed.store
+            .insert_stream(&Stream {
+                id: id.into(),
+                owner: "owner".into(),
+                name: id.into(),
+                metadata: String::new(),
+                max_participants: 0,
+                room: room.into(),
+                status,
+                created_at: t,
+                live_at: Some(t),
+                ended_at: (status == StreamStatus::Ended).then_some(t),
+            })
+            .await
+            .expect("insert a stream");
+    }
+    let by_group = bed
+        .grant(json!({"group": "crew", "room": "one-*", "role": "broadcaster"}))
+        .await;
+    let own = bed
+        .grant(json!({"user": "ursula", "room": "one-live", "role": "viewer"}))
+        .await;
+    bed.grant(json!({"user": "someone-else", "room": "*", "role": "admin"}))
+        .await;
+
+    // The store's view: the grants of the user and of its groups, and the ended stream.
+    let groups = vec!["crew".to_owned(), "band".to_owned()];
+    let view = bed
+        .store
+        .mint_view("one-ended", "ursula", &groups)
+        .await
+        .expect("read the mint view");
+    assert_eq!(view.ended_stream.as_deref(), Some("s_ended"), "{view:?}");
+    let mut ids: Vec<&str> = view.grants.iter().map(|g| g.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want = vec![by_group.as_str(), own.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want, "{view:?}");
+    let view = bed
+        .store
+        .mint_view("one-live", "ursula", &[])
+        .await
+        .expect("read the mint view");
+    assert_eq!(view.ended_stream, None, "{view:?}");
+    assert_eq!(view.grants.len(), 1, "{view:?}");
+    assert_eq!(
+        (view.grants[0].id.as_str(), view.grants[0].role),
+        (own.as_str(), Role::Viewer)
+    );
+    let view = bed
+        .store
+        .mint_view("no-stream", "nobody", &[])
+        .await
+        .expect("read the mint view");
+    assert_eq!((view.ended_stream, view.grants.len()), (None, 0));
+
+    // The endpoint: the ended stream's room takes no one, with or without a grant.
+    for jwt in [bed.login("ursula", &["crew"]), bed.login("nobody", &[])] {
+        let (s, e) = bed.token(&jwt, "one-ended").await;
+        assert_eq!((s, e["error"].as_str()), (403, Some("stream_ended")), "{e}");
+        assert!(e.get("token").is_none(), "{e}");
+    }
+    // The live stream's room: the group grant wins over the user's own viewer grant.
+    let (s, ok) = bed
+        .token(&bed.login("ursula", &["band", "crew"]), "one-live")
+        .await;
+    assert_eq!(s, 200, "{ok}");
+    assert_eq!(
+        (ok["role"].as_str(), ok["grant"].as_str()),
+        (Some("broadcaster"), Some(by_group.as_str()))
+    );
+    let (s, ok) = bed.token(&bed.login("ursula", &[]), "one-live").await;
+    assert_eq!(s, 200, "{ok}");
+    assert_eq!(
+        (ok["role"].as_str(), ok["grant"].as_str()),
+        (Some("viewer"), Some(own.as_str()))
+    );
+    let (s, e) = bed.token(&bed.login("nobody", &["band"]), "one-live").await;
+    assert_eq!((s, e["error"].as_str()), (403, Some("no_grant")), "{e}");
+}
+
 /// grant → POST /v1/token → the official Python SDK joins with it; a viewer cannot publish,
 /// a broadcaster can.
 pub async fn token_joins_and_viewer_cannot_publish(backend: Backend) {
