@@ -20,7 +20,8 @@ import os
 import sys
 
 import numpy as np
-from livekit import api, rtc
+from livekit import rtc
+from scripted_peer import join_token, serve_commands
 
 SAMPLE_RATE = 48000
 WIDTH, HEIGHT, FPS = 320, 240, 15
@@ -53,68 +54,46 @@ async def pump_video(source: rtc.VideoSource) -> None:
 
 async def main() -> None:
     room_name, identity = sys.argv[1], sys.argv[2]
-    token = (
-        api.AccessToken(os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"])
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room_name, can_publish=True,
-                                     can_subscribe=True, can_publish_data=True))
-        .to_jwt()
-    )
+    token = join_token(room_name, identity)
     room = rtc.Room()
     await room.connect(os.environ["LIVEKIT_URL"], token, rtc.RoomOptions(auto_subscribe=False))
     print("READY", room.local_participant.sid, flush=True)
 
     pubs: dict = {}
     pumps: dict = {}
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while True:
-        line = (await reader.readline()).decode().strip()
-        if not line:
-            if reader.at_eof():
-                break
-            continue
-        cmd, *args = line.split()
-        try:
-            if cmd == "publish-audio":
-                source = rtc.AudioSource(SAMPLE_RATE, 1)
-                track = rtc.LocalAudioTrack.create_audio_track(args[0], source)
-                pumps[args[0]] = asyncio.ensure_future(
-                    pump_audio(source, float(args[1]) if len(args) > 1 else 440.0))
-                pubs[args[0]] = await room.local_participant.publish_track(
-                    track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
-            elif cmd == "publish-video":
-                source = rtc.VideoSource(WIDTH, HEIGHT)
-                track = rtc.LocalVideoTrack.create_video_track(args[0], source)
-                pumps[args[0]] = asyncio.ensure_future(pump_video(source))
-                pubs[args[0]] = await room.local_participant.publish_track(
-                    track, rtc.TrackPublishOptions(
-                        source=rtc.TrackSource.SOURCE_CAMERA, video_codec=rtc.VideoCodec.VP8,
-                        simulcast=False))
-            elif cmd in ("mute", "unmute"):
-                pub = pubs[args[0]]
-                if cmd == "mute":
-                    pub.track.mute()
-                else:
-                    pub.track.unmute()
-            elif cmd == "unpublish":
-                pub = pubs.pop(args[0])
-                await room.local_participant.unpublish_track(pub.sid)
-                pumps.pop(args[0]).cancel()
-            elif cmd == "data":
-                await room.local_participant.publish_data(
-                    " ".join(args).encode(), reliable=True, topic="chat")
-            elif cmd == "leave":
-                await room.disconnect()
-                print("OK", line, flush=True)
-                return
+    async def run(cmd: str, args: list) -> None:
+        if cmd == "publish-audio":
+            source = rtc.AudioSource(SAMPLE_RATE, 1)
+            track = rtc.LocalAudioTrack.create_audio_track(args[0], source)
+            pumps[args[0]] = asyncio.ensure_future(
+                pump_audio(source, float(args[1]) if len(args) > 1 else 440.0))
+            pubs[args[0]] = await room.local_participant.publish_track(
+                track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        elif cmd == "publish-video":
+            source = rtc.VideoSource(WIDTH, HEIGHT)
+            track = rtc.LocalVideoTrack.create_video_track(args[0], source)
+            pumps[args[0]] = asyncio.ensure_future(pump_video(source))
+            pubs[args[0]] = await room.local_participant.publish_track(
+                track, rtc.TrackPublishOptions(
+                    source=rtc.TrackSource.SOURCE_CAMERA, video_codec=rtc.VideoCodec.VP8,
+                    simulcast=False))
+        elif cmd in ("mute", "unmute"):
+            pub = pubs[args[0]]
+            if cmd == "mute":
+                pub.track.mute()
             else:
-                raise ValueError("unknown command")
-            print("OK", line, flush=True)
-        except Exception as e:  # report and go on: the test decides
-            print("ERR", line, repr(e), flush=True)
-    await room.disconnect()
+                pub.track.unmute()
+        elif cmd == "unpublish":
+            pub = pubs.pop(args[0])
+            await room.local_participant.unpublish_track(pub.sid)
+            pumps.pop(args[0]).cancel()
+        elif cmd == "data":
+            await room.local_participant.publish_data(
+                " ".join(args).encode(), reliable=True, topic="chat")
+        else:
+            raise ValueError("unknown command")
+
+    await serve_commands(room, run)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import os
 import sys
 import time
 
-from livekit import api, rtc
+from livekit import rtc
+from scripted_peer import join_token, serve_commands
 
 
 def payload_of(arg: str) -> str:
@@ -35,13 +36,7 @@ def payload_of(arg: str) -> str:
 
 async def main() -> None:
     room_name, identity = sys.argv[1], sys.argv[2]
-    token = (
-        api.AccessToken(os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"])
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room_name, can_publish=True,
-                                     can_subscribe=True, can_publish_data=True))
-        .to_jwt()
-    )
+    token = join_token(room_name, identity)
     room = rtc.Room()
 
     async def echo(data: rtc.RpcInvocationData) -> str:
@@ -67,49 +62,33 @@ async def main() -> None:
         room.local_participant.register_rpc_method(name, handler)
     print("READY", lp.sid, flush=True)
 
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while True:
-        line = (await reader.readline()).decode().strip()
-        if not line:
-            if reader.at_eof():
-                break
-            continue
-        cmd, *args = line.split()
-        try:
-            if cmd == "call":
-                dest, method, payload, timeout = args[0], args[1], payload_of(args[2]), float(args[3])
-                rtt = float(args[4]) if len(args) > 4 else None
-                try:
-                    out = await lp.perform_rpc(destination_identity=dest, method=method,
-                                               payload=payload, response_timeout=timeout,
-                                               max_round_trip_latency=rtt)
-                    print("RESULT ok", out if len(out) < 100 else f"<{len(out)} bytes>", flush=True)
-                except rtc.RpcError as e:
-                    print("RESULT err", e.code, f"{e.message}|{e.data or ''}", flush=True)
-            elif cmd == "bench":
-                dest, n = args[0], int(args[1])
-                times = []
-                for i in range(n):
-                    t0 = time.perf_counter()
-                    await lp.perform_rpc(destination_identity=dest, method="echo",
-                                         payload=f"ping {i}", response_timeout=10.0)
-                    times.append((time.perf_counter() - t0) * 1000)
-                times.sort()
-                p50 = times[len(times) // 2]
-                p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-                print("BENCH", f"{p50:.2f}", f"{p95:.2f}", flush=True)
-            elif cmd == "leave":
-                await room.disconnect()
-                print("OK", line, flush=True)
-                return
-            else:
-                raise ValueError("unknown command")
-            print("OK", line, flush=True)
-        except Exception as e:  # report and go on: the test decides
-            print("ERR", line, repr(e), flush=True)
-    await room.disconnect()
+    async def run(cmd: str, args: list) -> None:
+        if cmd == "call":
+            dest, method, payload, timeout = args[0], args[1], payload_of(args[2]), float(args[3])
+            rtt = float(args[4]) if len(args) > 4 else None
+            try:
+                out = await lp.perform_rpc(destination_identity=dest, method=method,
+                                           payload=payload, response_timeout=timeout,
+                                           max_round_trip_latency=rtt)
+                print("RESULT ok", out if len(out) < 100 else f"<{len(out)} bytes>", flush=True)
+            except rtc.RpcError as e:
+                print("RESULT err", e.code, f"{e.message}|{e.data or ''}", flush=True)
+        elif cmd == "bench":
+            dest, n = args[0], int(args[1])
+            times = []
+            for i in range(n):
+                t0 = time.perf_counter()
+                await lp.perform_rpc(destination_identity=dest, method="echo",
+                                     payload=f"ping {i}", response_timeout=10.0)
+                times.append((time.perf_counter() - t0) * 1000)
+            times.sort()
+            p50 = times[len(times) // 2]
+            p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+            print("BENCH", f"{p50:.2f}", f"{p95:.2f}", flush=True)
+        else:
+            raise ValueError("unknown command")
+
+    await serve_commands(room, run)
 
 
 if __name__ == "__main__":

@@ -21,18 +21,13 @@ import random
 import sys
 import tempfile
 
-from livekit import api, rtc
+from livekit import rtc
+from scripted_peer import join_token, serve_commands
 
 
 async def main() -> None:
     room_name, identity = sys.argv[1], sys.argv[2]
-    token = (
-        api.AccessToken(os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"])
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room_name, can_publish=True,
-                                     can_subscribe=True, can_publish_data=True))
-        .to_jwt()
-    )
+    token = join_token(room_name, identity)
     room = rtc.Room()
     chats: list = []
     senders: set = set()
@@ -72,49 +67,38 @@ async def main() -> None:
     await room.connect(os.environ["LIVEKIT_URL"], token, rtc.RoomOptions(auto_subscribe=False))
     print("READY", room.local_participant.sid, flush=True)
 
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while True:
-        line = (await reader.readline()).decode().strip()
-        if not line:
-            if reader.at_eof():
-                break
-            continue
-        cmd, *args = line.split()
-        try:
-            if cmd == "chat-report":
-                want = int(args[0])
-                deadline = loop.time() + 60
-                while done[0] < want and loop.time() < deadline:
-                    got_chat.clear()
-                    try:
-                        await asyncio.wait_for(got_chat.wait(), 1)
-                    except asyncio.TimeoutError:
-                        pass
-                text = "\n".join(c if c is not None else "<missing>" for c in chats)
-                digest = hashlib.sha256(text.encode()).hexdigest()
-                print("CHAT", done[0], ",".join(sorted(senders)) or "-", digest, flush=True)
-            elif cmd == "send-chat":
-                for i in range(int(args[0])):
-                    await room.local_participant.send_text(f"py {i}", topic="lk.chat")
-            elif cmd == "send-file":
-                size, seed = int(args[0]), int(args[1])
-                data = random.Random(seed).randbytes(size)
-                print("SENT", hashlib.sha256(data).hexdigest(), flush=True)
-                with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
-                    f.write(data)
-                    path = f.name
+    async def run(cmd: str, args: list) -> None:
+        if cmd == "chat-report":
+            want = int(args[0])
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while done[0] < want and loop.time() < deadline:
+                got_chat.clear()
                 try:
-                    await room.local_participant.send_file(path, topic="files")
-                finally:
-                    os.unlink(path)
-            else:
-                raise ValueError("unknown command")
-            print("OK", line, flush=True)
-        except Exception as e:  # report and go on: the test decides
-            print("ERR", line, repr(e), flush=True)
-    await room.disconnect()
+                    await asyncio.wait_for(got_chat.wait(), 1)
+                except asyncio.TimeoutError:
+                    pass
+            text = "\n".join(c if c is not None else "<missing>" for c in chats)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            print("CHAT", done[0], ",".join(sorted(senders)) or "-", digest, flush=True)
+        elif cmd == "send-chat":
+            for i in range(int(args[0])):
+                await room.local_participant.send_text(f"py {i}", topic="lk.chat")
+        elif cmd == "send-file":
+            size, seed = int(args[0]), int(args[1])
+            data = random.Random(seed).randbytes(size)
+            print("SENT", hashlib.sha256(data).hexdigest(), flush=True)
+            with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+                f.write(data)
+                path = f.name
+            try:
+                await room.local_participant.send_file(path, topic="files")
+            finally:
+                os.unlink(path)
+        else:
+            raise ValueError("unknown command")
+
+    await serve_commands(room, run)
 
 
 if __name__ == "__main__":

@@ -338,30 +338,6 @@ fn a_quiet_track_still_reaches_the_disk_within_a_second() {
     assert!(e.to_string().contains("junk.webm"), "{e}");
 }
 
-/// A tmpfs of `size` bytes on `dir`: a file system that really fills up (root needed);
-/// unmounted (lazily) when dropped. `Err` names why it could not be mounted.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: u64) -> Result<Tmpfs, String> {
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// The disk fills in the middle of a file: each cluster that no longer fits fails with a typed
 /// out-of-space error (no panic) and is left out whole; the file keeps what was written before
 /// it, `finish` finalizes it in place (without Cues, which no longer fit) and ffmpeg decodes it
@@ -370,16 +346,9 @@ impl Drop for Tmpfs {
 fn a_full_disk_loses_the_clusters_that_do_not_fit_not_the_file() {
     use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
-    let _tmpfs = match Tmpfs::mount(dir.path(), 4 << 20) {
-        Ok(t) => t,
-        Err(e) if std::env::var("WAVECAST_SKIP_MOUNT").is_ok_and(|v| v == "1") => {
-            eprintln!("SKIPPED (WAVECAST_SKIP_MOUNT=1): mount -t tmpfs: {e}");
-            return;
-        }
-        Err(e) => panic!(
-            "a full disk needs a small tmpfs: mount -t tmpfs: {e} (run as root, or set \
-             WAVECAST_SKIP_MOUNT=1 to skip)"
-        ),
+    let test = "a_full_disk_loses_the_clusters_that_do_not_fit_not_the_file";
+    let Some(_tmpfs) = wavecast_testbed::Tmpfs::mount_for(test, dir.path(), 4 << 20) else {
+        return;
     };
     let path = dir.path().join("full.webm");
     let frames = media(6, (320, 180), None, 440.0);
@@ -443,16 +412,9 @@ fn a_full_disk_loses_the_clusters_that_do_not_fit_not_the_file() {
 fn a_file_finished_on_a_full_disk_is_finalized_without_cues() {
     use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
-    let _tmpfs = match Tmpfs::mount(dir.path(), 1 << 20) {
-        Ok(t) => t,
-        Err(e) if std::env::var("WAVECAST_SKIP_MOUNT").is_ok_and(|v| v == "1") => {
-            eprintln!("SKIPPED (WAVECAST_SKIP_MOUNT=1): mount -t tmpfs: {e}");
-            return;
-        }
-        Err(e) => panic!(
-            "a full disk needs a small tmpfs: mount -t tmpfs: {e} (run as root, or set \
-             WAVECAST_SKIP_MOUNT=1 to skip)"
-        ),
+    let test = "a_file_finished_on_a_full_disk_is_finalized_without_cues";
+    let Some(_tmpfs) = wavecast_testbed::Tmpfs::mount_for(test, dir.path(), 1 << 20) else {
+        return;
     };
     let path = dir.path().join("cues.webm");
     // Audio only, a cluster (and a cue) per 20 ms packet: 2000 cues, far more than a page.

@@ -529,15 +529,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(db("revoke a grant"))?;
-        let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read a grant"))?;
-        row.as_ref()
-            .map(grant_of)
-            .transpose()
-            .map_err(db("decode a grant"))
+        self.grant(id).await
     }
 
     /// Store a new stream.
@@ -564,17 +556,9 @@ impl Store {
 
     /// A stream by id.
     pub async fn stream(&self, id: &str) -> Result<Option<Stream>, ServiceError> {
-        let row = sqlx::query(&format!(
-            "SELECT {STREAM_COLUMNS} FROM streams WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read a stream"))?;
-        row.as_ref()
-            .map(stream_of)
-            .transpose()
-            .map_err(db("decode a stream"))
+        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams WHERE id = $1");
+        self.one_row(&sql, id, ("read a stream", "decode a stream"), stream_of)
+            .await
     }
 
     /// Mark a stream's room as created (status `ready` unless it is already `live`).
@@ -700,17 +684,26 @@ impl Store {
         filter: &str,
         key: &str,
     ) -> Result<Option<Recording>, ServiceError> {
-        let row = sqlx::query(&format!(
-            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE {filter}"
-        ))
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read a recording"))?;
-        row.as_ref()
-            .map(recording_of)
-            .transpose()
-            .map_err(db("decode a recording"))
+        let sql = format!("SELECT {RECORDING_COLUMNS} FROM recordings WHERE {filter}");
+        let what = ("read a recording", "decode a recording");
+        self.one_row(&sql, key, what, recording_of).await
+    }
+
+    /// The row `sql` (with `$1` = `key`) selects, if any, decoded by `decode`; `what` names the
+    /// read and the decoding in errors.
+    async fn one_row<T>(
+        &self,
+        sql: &str,
+        key: &str,
+        what: (&'static str, &'static str),
+        decode: fn(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Option<T>, ServiceError> {
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db(what.0))?;
+        row.as_ref().map(decode).transpose().map_err(db(what.1))
     }
 
     /// Recordings of `stream_id`, newest first (at most `limit`).
@@ -970,15 +963,9 @@ impl Store {
 
     /// A grant by id.
     pub async fn grant(&self, id: &str) -> Result<Option<Grant>, ServiceError> {
-        let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1");
+        self.one_row(&sql, id, ("read a grant", "decode a grant"), grant_of)
             .await
-            .map_err(db("read a grant"))?;
-        row.as_ref()
-            .map(grant_of)
-            .transpose()
-            .map_err(db("decode a grant"))
     }
 
     /// Follow-ups not done whose next attempt is due at `now` (at most `limit`, oldest first).

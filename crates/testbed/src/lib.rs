@@ -51,6 +51,8 @@ pub mod cli;
 pub mod corpus;
 pub mod netns;
 pub use netns::{NetNs, UdpLeg};
+pub mod tmpfs;
+pub use tmpfs::Tmpfs;
 
 /// The API key every test server accepts.
 pub const API_KEY: &str = "devkey";

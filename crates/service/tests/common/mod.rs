@@ -391,57 +391,6 @@ pub fn ffprobe(path: &std::path::Path) -> (Vec<Probed>, f64) {
     (streams, duration)
 }
 
-/// Environment variable: `1` skips the tests that mount a tmpfs where mounting is impossible
-/// (not root, no mount namespace rights); otherwise they fail naming why.
-pub const SKIP_MOUNT_ENV: &str = "WAVECAST_SKIP_MOUNT";
-
-/// A tmpfs of a fixed size mounted on a directory (a file system that really fills up, without
-/// touching the machine's disk); unmounted (lazily) when dropped.
-pub struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    /// Mount `size` bytes of tmpfs on `dir` (created). `Err` names why it could not be.
-    pub fn mount(dir: &std::path::Path, size: u64) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let out = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed (uid {}): {}",
-                current_uid(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-fn current_uid() -> String {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|_| "?".into())
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// Run a python peer call that blocks (reading its stdout) without stalling the runtime.
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)

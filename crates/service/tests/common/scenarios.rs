@@ -1985,20 +1985,10 @@ pub async fn recording_stops_cleanly_when_the_disk_fills(backend: Backend) {
         },
     )
     .await;
-    let tmpfs = match super::Tmpfs::mount(&bed.recordings, 16 * MIB) {
-        Ok(t) => t,
-        Err(e) if std::env::var(super::SKIP_MOUNT_ENV).is_ok_and(|v| v == "1") => {
-            eprintln!(
-                "SKIPPED recording_stops_cleanly_when_the_disk_fills ({}=1): {e}",
-                super::SKIP_MOUNT_ENV
-            );
-            bed.stop().await;
-            return;
-        }
-        Err(e) => panic!(
-            "a full disk needs a small tmpfs: {e} (run as root, or set {}=1 to skip)",
-            super::SKIP_MOUNT_ENV
-        ),
+    let test = "recording_stops_cleanly_when_the_disk_fills";
+    let Some(tmpfs) = wavecast_testbed::Tmpfs::mount_for(test, &bed.recordings, 16 * MIB) else {
+        bed.stop().await;
+        return;
     };
     let owner = bed.login("vic", &[]);
     let (id, room) = bed.live_stream(&owner, "vic's").await;
