@@ -54,6 +54,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    // The server API reports a publication a moment after the publisher has it: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !admin
+        .list_participants(room)
+        .await?
+        .iter()
+        .any(|p| p.identity == "guest" && !p.tracks.is_empty())
+    {
+        if Instant::now() > deadline {
+            return Err("the server never listed the guest's track".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for r in admin.list_rooms(&[]).await? {
         println!(
             "room {:<20} {} participants, metadata {:?}",
