@@ -840,18 +840,9 @@ impl Streams {
 
 // ------------------------------------------------------------------------------ writers
 
-/// A random stream id (the SDKs use a UUID; any unique text works).
+/// A random stream or request id: a UUID, as the SDKs make them.
 pub(crate) fn random_id() -> String {
-    let v: u128 = rand::random();
-    let h = format!("{v:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn now_ms() -> i64 {
