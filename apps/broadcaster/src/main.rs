@@ -17,7 +17,7 @@ use wavecast_config::{Config, VideoCodec};
 use wavecast_session::{Room, RoomEvent};
 use wavecast_token::Preset;
 
-use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, VideoArgs, given};
+use wavecast_app::{self as cli, ConnectArgs, Connector, Credentials, Followed, VideoArgs, given};
 use wavecast_stream::broadcast::{Broadcast, COMMANDS_HELP, Command, VideoTrackInfo};
 use wavecast_stream::publish::{
     self as capture, AudioInput, AudioSourceOpen, VideoInput, VideoSettings,
@@ -350,7 +350,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
                     tokio::select! {
                         ev = events.recv() => {
                             let Some(ev) = ev else { break };
-                            if let Some(failure) = connector.follow(&ev) {
+                            if let Followed::Ended { failure } = connector.follow(&ev) {
                                 if let Some((code, msg)) = failure {
                                     exit = cli::fail(&anyhow::anyhow!(msg), code);
                                 }

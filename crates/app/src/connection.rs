@@ -222,10 +222,9 @@ impl Connector {
         });
     }
 
-    /// Follows the room's connection with one of its events: logs and shows state changes.
-    /// Returns `Some` when the room ended, with the exit code and message of a failure (`None`
-    /// inside for a normal leave).
-    pub fn follow(&self, event: &RoomEvent) -> Option<Option<(u8, String)>> {
+    /// Follows the room's connection with one of its events: logs and shows state changes, and
+    /// says whether the room ended.
+    pub fn follow(&self, event: &RoomEvent) -> Followed {
         match event {
             RoomEvent::ConnectionStateChanged(ConnectionState::Connected) => {
                 tracing::info!("connected to {} again", self.url);
@@ -233,7 +232,7 @@ impl Connector {
                     l.state = ConnectionState::Connected;
                     l.cause.clear();
                 });
-                None
+                Followed::Connected
             }
             RoomEvent::ConnectionStateChanged(ConnectionState::Reconnecting { attempt }) => {
                 tracing::warn!(
@@ -245,7 +244,7 @@ impl Connector {
                     l.state = ConnectionState::Reconnecting { attempt: *attempt };
                     l.cause = "connection lost".into();
                 });
-                None
+                Followed::Connected
             }
             RoomEvent::Disconnected { reason } => {
                 let failure = end_failure(reason, &self.url);
@@ -256,9 +255,9 @@ impl Connector {
                     }
                     None => self.left(),
                 }
-                Some(failure)
+                Followed::Ended { failure }
             }
-            _ => None,
+            _ => Followed::Connected,
         }
     }
 
@@ -274,6 +273,18 @@ impl Connector {
             true
         });
     }
+}
+
+/// What one room event meant for the connection ([`Connector::follow`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed {
+    /// The room goes on (connected, or reconnecting by itself).
+    Connected,
+    /// The room ended: `failure` holds the exit code and message, `None` for a normal leave.
+    Ended {
+        /// The exit code and message of a failure.
+        failure: Option<(u8, String)>,
+    },
 }
 
 /// The exit code and message for a room that ended by itself (`None` for a normal leave).
@@ -427,7 +438,9 @@ mod tests {
         });
         assert_eq!(
             ended,
-            Some(Some((1, "removed by the server (ROOM_DELETED)".into())))
+            Followed::Ended {
+                failure: Some((1, "removed by the server (ROOM_DELETED)".into()))
+            }
         );
         c.left();
         let l = c.subscribe().borrow().clone();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wavecast_session::{Room, RoomEvent, SubscribedTrack, TrackKind};
 
-use crate::connection::Connector;
+use crate::connection::{Connector, Followed};
 
 /// Who is being watched (set by [`run`]; a plain struct a scene shows).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -183,7 +183,7 @@ pub async fn run(
                 tokio::select! {
                     ev = events.recv() => {
                         let Some(ev) = ev else { break };
-                        if let Some(failure) = connector.follow(&ev) {
+                        if let Followed::Ended { failure } = connector.follow(&ev) {
                             outcome.failure = failure;
                             break;
                         }

@@ -14,7 +14,7 @@ use wavecast_session::{
 };
 use wavecast_visualizer::ConnectionQuality;
 
-use crate::connection::Connector;
+use crate::connection::{Connector, Followed};
 use wavecast_stream::receive::{
     self, AudioOut, AudioStreamStats, Decoder, ReceiveLimits, ReceiveOptions, VideoOut,
     VideoStreamStats,
@@ -343,7 +343,7 @@ pub async fn run(
                 tokio::select! {
                     ev = events.recv() => {
                         let Some(ev) = ev else { break };
-                        if let Some(failure) = connector.follow(&ev) {
+                        if let Followed::Ended { failure } = connector.follow(&ev) {
                             outcome.failure = failure;
                             break;
                         }
