@@ -356,6 +356,13 @@ async fn chat_and_files_both_ways_with_the_python_sdk() {
     assert_eq!(got.len(), 5_000_000);
     assert_eq!(sha(&got), sent);
     tokio::task::block_in_place(|| py.expect_line("OK send-file", WAIT));
-    assert_eq!(room.data_stream_stats().buffered_bytes, 0);
+    let stats = room.data_stream_stats();
+    eprintln!("from Python: {stats:?}");
+    assert_eq!(stats.buffered_bytes, 0);
+    // The SDK speaks data streams v2 to us (we advertise it): its short chat messages come as
+    // one packet each.
+    assert!(stats.single_packet >= 1000, "{stats:?}");
+    // and its 5 MB file DEFLATE-compressed (we advertise that we read it), inflated here.
+    assert!(stats.compressed >= 1, "{stats:?}");
     room.close().await;
 }
