@@ -10,6 +10,9 @@ Reads commands on stdin, one per line, and prints `OK <command>` (or `ERR <comma
   send-chat N          send N chat messages "py 0" .. "py N-1", one after the other
   send-file SIZE SEED  send SIZE deterministic bytes (seeded) as a file on topic "files";
                        prints `SENT <sha256>` first
+  set-attr KEY VALUE   set one of our attributes
+  attr-report WHO KEY  wait (30 s at most) until participant WHO has attribute KEY, then
+                       print `ATTR <value>`
 Prints `READY <participant_sid>` once connected. Reads LIVEKIT_URL, LIVEKIT_API_KEY and
 LIVEKIT_API_SECRET from the environment (set by wavecast-testbed). Exits when stdin closes.
 """
@@ -95,6 +98,22 @@ async def main() -> None:
                 await room.local_participant.send_file(path, topic="files")
             finally:
                 os.unlink(path)
+        elif cmd == "set-attr":
+            await room.local_participant.set_attributes({args[0]: " ".join(args[1:])})
+        elif cmd == "attr-report":
+            who, key = args[0], args[1]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+
+            def value():
+                p = room.remote_participants.get(who)
+                return None if p is None else p.attributes.get(key)
+
+            while value() is None:
+                if loop.time() > deadline:
+                    raise ValueError(f"no attribute {key} of {who} within 30 s")
+                await asyncio.sleep(0.02)
+            print("ATTR", value(), flush=True)
         else:
             raise ValueError("unknown command")
 

@@ -1,5 +1,5 @@
 //! RPC against a real livekit-server: between two wavecast rooms and both ways with the
-//! official Python SDK, in both protocol versions (v1 packets; v2 payloads as data streams, to
+//! official Python SDK and with Chromium running livekit-client, in both protocol versions (v1 packets; v2 payloads as data streams, to
 //! and from participants whose client protocol reads them), each error code, and the
 //! round-trip times.
 
@@ -7,12 +7,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ScriptedPeer, init_tracing};
+use common::{LinePeer, ScriptedPeer, init_tracing};
 use wavecast_session::{
     ClientProtocol, LocalParticipant, MAX_RPC_PAYLOAD_BYTES, PerformRpcData, Room, RoomOptions,
     RpcError, RpcErrorCode,
 };
-use wavecast_testbed::LiveKitServer;
+use wavecast_testbed::browser::BrowserPeer;
+use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
+use wavecast_token::Preset;
 
 async fn join(
     server: &LiveKitServer,
@@ -210,47 +212,32 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// Both ways with the Python SDK (which speaks client protocol 2), with us advertising
+/// Calls both ways with another SDK (which speaks client protocol 2), with us advertising
 /// `protocol`: it calls us v1 when we advertise the legacy protocol, v2 otherwise; we always
-/// call it v2.
-async fn with_the_python_sdk(protocol: ClientProtocol, bench: bool) {
-    init_tracing();
-    let server = LiveKitServer::start().expect("livekit-server starts");
-    let room = join(&server, "pyrpc", "rusty", protocol).await;
-    serve(room.local_participant());
-    let mut py = tokio::task::block_in_place(|| {
-        ScriptedPeer::join_script(&server, "rpc_peer.py", "pyrpc", "py")
-    });
-    until_present(&room, "py").await;
+/// call it v2, and it answers as `its_answers` says.
+async fn calls_both_ways(
+    room: Room,
+    py: &mut impl LinePeer,
+    who: &str,
+    protocol: ClientProtocol,
+    its_answers: Ways,
+    bench: bool,
+) {
+    until_present(&room, who).await;
     let me = room.local_participant().clone();
     let v2 = protocol >= ClientProtocol::DataStreamRpc;
     assert_eq!(
-        room.remote_participant("py").unwrap().client_protocol(),
+        room.remote_participant(who).unwrap().client_protocol(),
         ClientProtocol::DataStreamV2,
-        "the pinned Python SDK speaks protocol 2"
+        "the pinned SDK speaks protocol 2"
     );
 
-    // wavecast calls Python: v2 (it reads v2), and it answers a v2 request with a v2 response
-    // whatever we advertise (the official SDKs do).
-    every_code(
-        &me,
-        "py",
-        "boom",
-        Ways {
-            request_v2: true,
-            response_v2: true,
-        },
-    )
-    .await;
+    // wavecast calls the peer: v2 (it reads v2).
+    every_code(&me, who, "boom", its_answers).await;
 
-    // Python calls wavecast.
+    // The peer calls wavecast.
     let mut call = |line: &str| -> String {
-        tokio::task::block_in_place(|| {
-            py.write_line(line);
-            let result = py.expect_line("RESULT", Duration::from_secs(30));
-            py.expect_line(&format!("OK {line}"), Duration::from_secs(5));
-            result
-        })
+        tokio::task::block_in_place(|| py.run(line, "RESULT", Duration::from_secs(30)))
     };
     assert_eq!(call("call rusty echo hello 10"), "ok hello");
     assert_eq!(call("call rusty fail x 10"), "err 4001 nope|data: x");
@@ -280,20 +267,17 @@ async fn with_the_python_sdk(protocol: ClientProtocol, bench: bool) {
         let mut rtts = Vec::new();
         for i in 0..200 {
             let t0 = Instant::now();
-            me.perform_rpc("py", "echo", &format!("ping {i}"), T)
+            me.perform_rpc(who, "echo", &format!("ping {i}"), T)
                 .await
-                .expect("echo");
+                .unwrap_or_else(|e| panic!("echo {i} after {:?}: {e:?}", t0.elapsed()));
             rtts.push(t0.elapsed());
         }
         rtts.sort();
         let py_bench = tokio::task::block_in_place(|| {
-            py.write_line("bench rusty 200");
-            let b = py.expect_line("BENCH", Duration::from_secs(60));
-            py.expect_line("OK bench", Duration::from_secs(5));
-            b
+            py.run("bench rusty 200", "BENCH", Duration::from_secs(60))
         });
         eprintln!(
-            "RPC echo round trip, wavecast → Python: p50 {:?} p95 {:?}; Python → wavecast (ms p50 p95): {py_bench}",
+            "RPC echo round trip, wavecast → {who}: p50 {:?} p95 {:?}; {who} → wavecast (ms p50 p95): {py_bench}",
             percentile(&rtts, 0.5),
             percentile(&rtts, 0.95)
         );
@@ -309,6 +293,23 @@ async fn with_the_python_sdk(protocol: ClientProtocol, bench: bool) {
     assert!(result.starts_with("err 1503 "), "{result}");
 }
 
+/// Calls both ways with the official Python SDK, us advertising `protocol`.
+async fn with_the_python_sdk(protocol: ClientProtocol, bench: bool) {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let room = join(&server, "pyrpc", "rusty", protocol).await;
+    serve(room.local_participant());
+    let mut py = tokio::task::block_in_place(|| {
+        ScriptedPeer::join_script(&server, "rpc_peer.py", "pyrpc", "py")
+    });
+    // It answers a v2 request with a v2 response whatever we advertise.
+    let answers = Ways {
+        request_v2: true,
+        response_v2: true,
+    };
+    calls_both_ways(room, &mut py, "py", protocol, answers, bench).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rpc_v2_both_ways_with_the_python_sdk() {
     with_the_python_sdk(ClientProtocol::DataStreamV2, true).await;
@@ -317,4 +318,63 @@ async fn rpc_v2_both_ways_with_the_python_sdk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rpc_v1_both_ways_with_the_python_sdk() {
     with_the_python_sdk(ClientProtocol::Legacy, false).await;
+}
+
+/// The same with Chromium running livekit-client, in a network namespace of its own
+/// (libwebrtc gathers no candidate on loopback alone).
+fn with_chromium(test: &str, protocol: ClientProtocol, bench: bool) {
+    let Some(_ns) = NetNs::enter_for_test(test) else {
+        return;
+    };
+    init_tracing();
+    let server = LiveKitServer::start_with(&ServerOptions {
+        media_ip: Some(NetNs::ADDR),
+        ..ServerOptions::default()
+    })
+    .expect("livekit-server starts");
+    let token = server.token("web", "webrpc", Preset::Broadcaster);
+    let mut page = BrowserPeer::data(&server.ws_url(), &token, 120).expect("chromium starts");
+    page.wait_json("READY", Duration::from_secs(60))
+        .expect("the page joins");
+    // livekit-client answers the way the caller reads: packets (15 KiB at most) to a
+    // legacy caller.
+    let answers = Ways {
+        request_v2: true,
+        response_v2: protocol >= ClientProtocol::DataStreamRpc,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(async {
+            let room = join(&server, "webrpc", "rusty", protocol).await;
+            serve(room.local_participant());
+            // The page knows what we advertise: the protocol, and DEFLATE with protocol 2.
+            let seen = tokio::task::block_in_place(|| page.run("protocol-of rusty", "PROTOCOL", T));
+            let want = match protocol {
+                ClientProtocol::DataStreamV2 => "2 [2]",
+                _ => "0 []",
+            };
+            assert_eq!(seen, want, "what the page sees of us");
+            calls_both_ways(room, &mut page, "web", protocol, answers, bench).await;
+        });
+}
+
+#[test]
+fn rpc_v2_both_ways_with_chromium() {
+    with_chromium(
+        "rpc_v2_both_ways_with_chromium",
+        ClientProtocol::DataStreamV2,
+        true,
+    );
+}
+
+#[test]
+fn rpc_v1_both_ways_with_chromium() {
+    with_chromium(
+        "rpc_v1_both_ways_with_chromium",
+        ClientProtocol::Legacy,
+        false,
+    );
 }

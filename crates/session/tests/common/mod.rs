@@ -375,6 +375,52 @@ impl ScriptedPeer {
     }
 }
 
+/// A peer of another SDK driven by command lines, each acknowledged `OK <command>`: the Python
+/// SDK ([`ScriptedPeer`]) or Chromium with livekit-client (`BrowserPeer::data`). Blocking: call
+/// from `block_in_place` in a multi-threaded runtime.
+#[allow(dead_code)] // each test binary uses what it needs
+pub trait LinePeer {
+    /// Write one command without waiting.
+    fn write_line(&mut self, command: &str);
+    /// Wait for a line starting with `prefix`; the rest (panics on a failed command).
+    fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String;
+
+    /// Run `command`, return the rest of its `prefix` line, and wait for its `OK`.
+    fn run(&mut self, command: &str, prefix: &str, timeout: Duration) -> String {
+        self.write_line(command);
+        let rest = self.expect_line(prefix, timeout);
+        self.expect_line(&format!("OK {command}"), Duration::from_secs(10));
+        rest
+    }
+
+    /// Run `command` and wait up to `timeout` for its `OK`.
+    fn run_quiet(&mut self, command: &str, timeout: Duration) {
+        self.write_line(command);
+        self.expect_line(&format!("OK {command}"), timeout);
+    }
+}
+
+impl LinePeer for ScriptedPeer {
+    fn write_line(&mut self, command: &str) {
+        ScriptedPeer::write_line(self, command);
+    }
+
+    fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        ScriptedPeer::expect_line(self, prefix, timeout)
+    }
+}
+
+impl LinePeer for wavecast_testbed::browser::BrowserPeer {
+    fn write_line(&mut self, command: &str) {
+        self.command(command).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        self.wait_line(prefix, timeout)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 impl Drop for ScriptedPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -561,6 +607,14 @@ pub async fn join_room(
     options: wavecast_session::RoomOptions,
 ) -> Result<(wavecast_session::Room, wavecast_session::RoomEvents), wavecast_session::SessionError>
 {
-    let creds = Credentials::mint(server.keys(), identity, room, Preset::Broadcaster);
+    // A broadcaster that may also set its own name, metadata and attributes.
+    let builder = wavecast_token::TokenBuilder::new(identity)
+        .room(room)
+        .preset(Preset::Broadcaster)
+        .can_update_own_metadata(true);
+    let creds = Credentials::Mint {
+        keys: server.keys(),
+        builder: Box::new(builder),
+    };
     wavecast_session::Room::connect_with(&server.ws_url(), creds, options).await
 }
