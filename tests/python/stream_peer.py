@@ -7,9 +7,11 @@ Receives: text streams on topic "lk.chat" (kept in order) and byte streams on to
 Reads commands on stdin, one per line, and prints `OK <command>` (or `ERR <command> <why>`):
   chat-report N        wait (60 s at most) for N chat messages, then print
                        `CHAT <count> <sender> <sha256 of the messages joined by newlines>`
-  send-chat N          send N chat messages "py 0" .. "py N-1", one after the other
-  send-file SIZE SEED  send SIZE deterministic bytes (seeded) as a file on topic "files";
-                       prints `SENT <sha256>` first
+  send-chat N [DEST]   send N chat messages "py 0" .. "py N-1", one after the other (to
+                       everyone, or to participant DEST only)
+  send-file SIZE SEED [DEST]
+                       send SIZE deterministic bytes (seeded) as a file on topic "files" (to
+                       everyone, or to DEST only); prints `SENT <sha256>` first
   set-attr KEY VALUE   set one of our attributes
   attr-report WHO KEY  wait (30 s at most) until participant WHO has attribute KEY, then
                        print `ATTR <value>`
@@ -85,8 +87,10 @@ async def main() -> None:
             digest = hashlib.sha256(text.encode()).hexdigest()
             print("CHAT", done[0], ",".join(sorted(senders)) or "-", digest, flush=True)
         elif cmd == "send-chat":
+            dest = args[1:2] or None
             for i in range(int(args[0])):
-                await room.local_participant.send_text(f"py {i}", topic="lk.chat")
+                await room.local_participant.send_text(f"py {i}", topic="lk.chat",
+                                                       destination_identities=dest)
         elif cmd == "send-file":
             size, seed = int(args[0]), int(args[1])
             data = random.Random(seed).randbytes(size)
@@ -95,7 +99,8 @@ async def main() -> None:
                 f.write(data)
                 path = f.name
             try:
-                await room.local_participant.send_file(path, topic="files")
+                await room.local_participant.send_file(path, topic="files",
+                                                       destination_identities=args[2:3] or None)
             finally:
                 os.unlink(path)
         elif cmd == "set-attr":

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{LinePeer, ScriptedPeer, init_tracing};
+use common::init_tracing;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use wavecast_session::{
@@ -17,6 +17,7 @@ use wavecast_session::{
     StreamTextOptions, TOPIC_CHAT,
 };
 use wavecast_testbed::browser::BrowserPeer;
+use wavecast_testbed::scripted::{LinePeer, ScriptedPeer};
 use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
 use wavecast_token::{Preset, TokenBuilder};
 

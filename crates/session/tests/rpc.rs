@@ -7,12 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{LinePeer, ScriptedPeer, init_tracing};
+use common::init_tracing;
 use wavecast_session::{
     ClientProtocol, LocalParticipant, MAX_RPC_PAYLOAD_BYTES, PerformRpcData, Room, RoomOptions,
     RpcError, RpcErrorCode,
 };
 use wavecast_testbed::browser::BrowserPeer;
+use wavecast_testbed::scripted::{LinePeer, ScriptedPeer};
 use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
 use wavecast_token::Preset;
 
