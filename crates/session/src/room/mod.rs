@@ -40,7 +40,7 @@ use crate::session::{
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
-use wavecast_rtc::{ClientProtocol, DataMessage, Quality};
+use wavecast_rtc::{ClientProtocol, DataMessage, IceTransport, MediaTransport, Quality};
 
 pub use data_stream::{
     ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter, DataStreamLimits,
@@ -77,6 +77,9 @@ pub struct RoomOptions {
     pub connect_timeout: Duration,
     /// Bounds on incoming data streams.
     pub data_stream_limits: DataStreamLimits,
+    /// How the media connections reach the server (default: UDP, with ICE over TCP as the
+    /// fallback when UDP does not connect within 2 s).
+    pub ice_transport: IceTransport,
     /// The data-plane protocol we advertise (default: the newest, what the current SDKs speak).
     /// Other participants send us streams and RPC the way it says; we send them theirs.
     pub client_protocol: ClientProtocol,
@@ -92,6 +95,7 @@ impl Default for RoomOptions {
             connect_timeout: crate::session::EngineOptions::default().connect_timeout,
             data_stream_limits: DataStreamLimits::default(),
             client_protocol: ClientProtocol::default(),
+            ice_transport: IceTransport::default(),
         }
     }
 }
@@ -140,6 +144,13 @@ impl RoomOptions {
         self
     }
 
+    /// Set how the media connections reach the server: [`IceTransport::Tcp`] where UDP is
+    /// blocked, [`IceTransport::Udp`] to never try TCP.
+    pub fn ice_transport(mut self, transport: IceTransport) -> Self {
+        self.ice_transport = transport;
+        self
+    }
+
     /// The session options these make, for `url` and `credentials`.
     pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
         let mut s = SessionOptions::new(url, credentials)
@@ -149,6 +160,7 @@ impl RoomOptions {
         s.engine.auto_subscribe = self.auto_subscribe;
         s.engine.connect_timeout = self.connect_timeout;
         s.engine.client_protocol = self.client_protocol;
+        s.engine.ice_transport = self.ice_transport;
         s
     }
 }
@@ -185,6 +197,9 @@ pub struct RoomStats {
     pub queue_peak: u64,
     /// RTP repair and loss counters of the media connections (NACKs, PLIs each way).
     pub rtp: wavecast_rtc::RtpStats,
+    /// What media flows over now: UDP, ICE over TCP (see [`RoomOptions::ice_transport`]), or
+    /// nothing yet.
+    pub transport: MediaTransport,
 }
 
 pub(crate) struct RoomShared {
@@ -490,6 +505,7 @@ impl Room {
             dropped_events: self.queue.dropped(),
             queue_peak: self.queue.peak(),
             rtp: session.rtp,
+            transport: session.transport,
         }
     }
 
