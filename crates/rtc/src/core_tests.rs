@@ -315,6 +315,8 @@ impl Harness {
                         progress = true;
                         self.on_signal_out(s);
                     }
+                    // The simulated server speaks UDP only.
+                    Output::ResetTcp(_) => progress = true,
                     Output::Timeout(_) => break,
                 }
             }

@@ -106,3 +106,87 @@ fn media_flows_over_tcp_where_udp_is_dropped() {
         },
     );
 }
+
+/// Over TCP the recoveries work as over UDP: a frozen server (signal ping timeout) is resumed
+/// (ICE restart on the TCP candidates), a restarted one rejoined (new engines, TCP again), and
+/// the subscriber's held handle decodes new frames after each.
+#[test]
+fn resume_and_rejoin_work_over_tcp() {
+    common::run_in_netns("resume_and_rejoin_work_over_tcp", |ns| async move {
+        use wavecast_session::internals::SessionState;
+        common::init_tracing();
+        let mut server = LiveKitServer::start_with(&ServerOptions {
+            ice_tcp_port: Some(free_tcp_port().expect("a free port")),
+            ..ServerOptions::default()
+        })
+        .expect("server starts in the namespace");
+        ns.blackhole_udp().expect("drop all UDP");
+        let mut engine = EngineOptions::default();
+        engine.ice_transport = IceTransport::Tcp;
+        let policy = common::quick_policy(30);
+        let (publisher, subscriber, _events, mut video, sending) =
+            common::video_pair(&server, "recover", |o| {
+                o.reconnect(policy.clone()).engine(engine.clone())
+            })
+            .await;
+        let (n, _, last) =
+            common::read_new_frames(&mut video, 0, 30, Instant::now(), Duration::from_secs(20))
+                .await;
+        assert_eq!(n, 30, "frames over TCP");
+
+        // Freeze the server until both notice, thaw it: a resume.
+        tokio::task::block_in_place(|| server.pause()).expect("SIGSTOP");
+        for s in [&publisher, &subscriber] {
+            common::wait_state(s, Duration::from_secs(40), |st| {
+                matches!(st, SessionState::Reconnecting { .. })
+            })
+            .await;
+        }
+        tokio::task::block_in_place(|| server.resume()).expect("SIGCONT");
+        let thawed = Instant::now();
+        // Frames captured after the thaw: they crossed the resumed connections.
+        let after = common::frames_captured_by(sending.started, thawed).max(last);
+        let (n, first, _) =
+            common::read_new_frames(&mut video, after, 30, thawed, Duration::from_secs(30)).await;
+        assert_eq!(n, 30, "frames after the resume");
+        for s in [&publisher, &subscriber] {
+            common::wait_state(s, Duration::from_secs(20), |st| {
+                matches!(st, SessionState::Connected)
+            })
+            .await;
+            let stats = s.stats();
+            assert!(stats.resumes >= 1, "resumed, not rejoined: {stats:?}");
+            assert_eq!(stats.rejoins, 0, "{stats:?}");
+            assert_eq!(stats.transport, MediaTransport::Tcp);
+        }
+        eprintln!("over TCP: first frame {first:?} after the thaw (resume)");
+
+        // Kill and restart it: a rejoin, over TCP again.
+        tokio::task::block_in_place(|| server.stop());
+        for s in [&publisher, &subscriber] {
+            common::wait_state(s, Duration::from_secs(10), |st| {
+                matches!(st, SessionState::Reconnecting { .. })
+            })
+            .await;
+        }
+        tokio::task::block_in_place(|| server.restart()).expect("server restarts");
+        let up = Instant::now();
+        let after = common::frames_captured_by(sending.started, up);
+        let (n, first, _) =
+            common::read_new_frames(&mut video, after, 30, up, Duration::from_secs(40)).await;
+        assert_eq!(n, 30, "frames after the rejoin");
+        for s in [&publisher, &subscriber] {
+            common::wait_state(s, Duration::from_secs(20), |st| {
+                matches!(st, SessionState::Connected)
+            })
+            .await;
+            let stats = s.stats();
+            assert!(stats.rejoins >= 1, "rejoined: {stats:?}");
+            assert_eq!(stats.transport, MediaTransport::Tcp);
+        }
+        eprintln!("over TCP: first frame {first:?} after the restart (rejoin)");
+        sending.stop().await;
+        publisher.close().await;
+        subscriber.close().await;
+    });
+}

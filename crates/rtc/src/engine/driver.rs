@@ -70,6 +70,7 @@ pub(super) async fn run(mut core: Core, io: Io) {
         // Carry out what the core asks for, up to the time it wants to be woken.
         let deadline = loop {
             match core.poll_output() {
+                Output::ResetTcp(role) => tcp.reset(role),
                 Output::Transmit(role, t) if t.proto != str0m::net::Protocol::Udp => {
                     tcp.send(role, t.source, t.destination, &t.contents);
                 }

@@ -52,6 +52,12 @@ impl TcpLinks {
         }
     }
 
+    /// Close `role`'s connections (their tasks end when their queues do): the next packets go
+    /// on new ones.
+    pub(super) fn reset(&mut self, role: PeerRole) {
+        self.links.retain(|(r, _), _| *r != role);
+    }
+
     /// Send one packet from `from` (our address: the connection binds its IP) to `to` over
     /// `role`'s connection to it, made now if there is none (or the last one ended). Never waits.
     pub(super) fn send(&mut self, role: PeerRole, from: SocketAddr, to: SocketAddr, data: &[u8]) {
@@ -140,4 +146,53 @@ async fn link(
         r = writer => r,
     };
     trace!(%role, %to, "TCP connection ended: {ended:?}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Packets go out framed (length first) on one connection per peer and address, frames
+    /// that come back arrive whole and in order, and a reset closes the connection (the next
+    /// packet makes a new one).
+    #[tokio::test]
+    async fn frames_both_ways_and_a_reset_makes_a_new_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut links = TcpLinks::new();
+        links.send(PeerRole::Publisher, from, server, b"one");
+        links.send(PeerRole::Publisher, from, server, &[7u8; 1500]);
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut got = vec![0u8; 2 + 3 + 2 + 1500];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..5], &[0, 3, b'o', b'n', b'e']);
+        assert_eq!(&got[5..7], &1500u16.to_be_bytes());
+        assert!(got[7..].iter().all(|b| *b == 7));
+
+        // Two frames back, the second split across writes.
+        conn.write_all(&[0, 2, b'h', b'i', 0, 4, b'a', b'b'])
+            .await
+            .unwrap();
+        conn.write_all(b"cd").await.unwrap();
+        let a = links.arrived.recv().await.unwrap();
+        let b = links.arrived.recv().await.unwrap();
+        assert_eq!(
+            (a.0, a.1, a.2.as_slice()),
+            (PeerRole::Publisher, server, &b"hi"[..])
+        );
+        assert_eq!(b.2, b"abcd");
+
+        links.reset(PeerRole::Publisher);
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.unwrap(); // EOF: the old connection closed
+        assert!(rest.is_empty());
+        links.send(PeerRole::Publisher, from, server, b"again");
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut got = [0u8; 7];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"\0\x05again");
+        assert_eq!(links.drops, 0);
+    }
 }

@@ -329,6 +329,9 @@ pub(crate) enum Input<'a> {
 pub(crate) enum Output {
     /// Send a datagram from the connection's socket.
     Transmit(PeerRole, str0m::net::Transmit),
+    /// Close the connection's TCP connections (after an ICE restart): what it sends next over
+    /// TCP goes on new ones.
+    ResetTcp(PeerRole),
     /// A request for the signal connection.
     Signal(SignalOut),
     /// Nothing more to do before this time (or the next input).
@@ -582,6 +585,12 @@ impl Core {
 
     /// The next output: datagrams first, then signal requests, then the time to be woken at.
     pub(crate) fn poll_output(&mut self) -> Output {
+        for role in [PeerRole::Publisher, PeerRole::Subscriber] {
+            let peer = self.peer_mut(role);
+            if std::mem::take(&mut peer.tcp_reset) {
+                return Output::ResetTcp(role);
+            }
+        }
         if let Some(t) = self.publisher.transmits.pop_front() {
             return Output::Transmit(PeerRole::Publisher, t);
         }

@@ -51,6 +51,11 @@ pub(crate) struct Peer {
     pub last_rx: Instant,
     /// What the last datagram it took in came over.
     pub last_rx_proto: Option<Protocol>,
+    /// Our ICE username fragment now (it changes with an ICE restart).
+    ice_ufrag: String,
+    /// The ICE credentials changed: the TCP connections must be made anew (the server ties
+    /// each to the username of its first check), before anything more is sent.
+    pub tcp_reset: bool,
 }
 
 impl Peer {
@@ -84,7 +89,10 @@ impl Peer {
             ice: (IceConnectionState::New, now),
             last_rx: now,
             last_rx_proto: None,
+            ice_ufrag: String::new(),
+            tcp_reset: false,
         };
+        peer.ice_ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
         if transport == IceTransport::Tcp {
             peer.add_tcp()?;
         }
@@ -121,6 +129,13 @@ impl Peer {
 
     /// Drain `poll_output` until it yields a timeout: queue datagrams and events.
     pub fn drain(&mut self) -> Result<(), EngineError> {
+        if self.tcp_addr.is_some() {
+            let ufrag = self.rtc.direct_api().local_ice_credentials().ufrag;
+            if ufrag != self.ice_ufrag {
+                self.ice_ufrag = ufrag;
+                self.tcp_reset = true;
+            }
+        }
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
