@@ -306,7 +306,8 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
         credentials,
         config.reconnect.clone(),
         config.connection.connect_timeout,
-    );
+    )
+    .with_transport(config.connection.transport);
     let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
     if !cli.no_stdin {
         spawn_stdin(cmd_tx);

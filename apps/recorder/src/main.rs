@@ -75,6 +75,7 @@ fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
     let room = RoomOptions::default()
         .reconnect(config.reconnect.clone())
         .connect_timeout(c.connect_timeout)
+        .ice_transport(wavecast_app::ice_transport(c.transport))
         .transport_timeout(c.connect_timeout.max(Duration::from_secs(5)));
     let mut options = RecorderOptions::new(c.url.clone(), credentials, &cli.out)
         .filter(filter)

@@ -104,12 +104,15 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
         .build()
         .context("tokio runtime")?;
     let url = config.connection.url.clone();
-    let connector = Arc::new(Connector::new(
-        url.clone(),
-        credentials,
-        config.reconnect.clone(),
-        config.connection.connect_timeout,
-    ));
+    let connector = Arc::new(
+        Connector::new(
+            url.clone(),
+            credentials,
+            config.reconnect.clone(),
+            config.connection.connect_timeout,
+        )
+        .with_transport(config.connection.transport),
+    );
     let conn_rx = connector.subscribe();
     let (roster_tx, roster_rx) = watch::channel::<Roster>(Arc::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);

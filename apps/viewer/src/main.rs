@@ -147,12 +147,15 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
     // The media side: a room task, or the in-process loopback.
     let media = match cli.source {
         ViewSource::Room => {
-            let connector = Arc::new(Connector::new(
-                url.clone(),
-                p.credentials.clone().expect("room mode has credentials"),
-                p.config.reconnect.clone(),
-                p.config.connection.connect_timeout,
-            ));
+            let connector = Arc::new(
+                Connector::new(
+                    url.clone(),
+                    p.credentials.clone().expect("room mode has credentials"),
+                    p.config.reconnect.clone(),
+                    p.config.connection.connect_timeout,
+                )
+                .with_transport(p.config.connection.transport),
+            );
             let want = cli.participant.clone();
             ParticipantMedia::room(&runtime, connector, out.clone(), decoders, want)
         }

@@ -70,6 +70,8 @@ pub use cli::{
     config_error_message, defaults, end_of_run, fail, given, init_logging, load_config, loader,
     parse, random_u64,
 };
-pub use connection::{ConnectError, Connector, Followed, Link, describe, end_failure, human_delay};
+pub use connection::{
+    ConnectError, Connector, Followed, Link, describe, end_failure, human_delay, ice_transport,
+};
 pub use error::AppError;
 pub use stats::write_stats;
