@@ -677,3 +677,85 @@ pub fn run_beside_growing(
         _dir: dir,
     }
 }
+
+/// An official-SDK script of `tests/python/` driven line by line over its stdin (the
+/// `scripted_peer.py` protocol: `READY …` once joined, then each command answered
+/// `OK <command>` or `ERR <command> <why>`); killed on drop.
+pub struct ScriptedPeer {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// The rest of its `READY` line.
+    pub ready: String,
+}
+
+impl ScriptedPeer {
+    /// Starts `script` with `args` against `server` and waits (30 s) for its `READY` line.
+    pub fn start(server: &crate::LiveKitServer, script: &str, args: &[&str]) -> Self {
+        let mut child = crate::python_command(server, script)
+            .expect("python venv")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {script}: {e}"));
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut peer = Self {
+            child,
+            stdin,
+            lines,
+            ready: String::new(),
+        };
+        peer.ready = peer.expect_line("READY", Duration::from_secs(30));
+        peer
+    }
+
+    /// Waits for a line starting with `prefix` and returns the rest (panics on an `ERR` line or
+    /// at `timeout`).
+    pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.trim().to_owned();
+                    }
+                    if line.starts_with("ERR") {
+                        panic!("python peer: {line}");
+                    }
+                }
+                Err(_) => panic!("python peer did not print {prefix:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Runs one command and waits (30 s) for its `OK`.
+    pub fn send(&mut self, command: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("write to python peer");
+        self.stdin.flush().expect("flush");
+        self.expect_line(&format!("OK {command}"), Duration::from_secs(30));
+    }
+}
+
+impl Drop for ScriptedPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
