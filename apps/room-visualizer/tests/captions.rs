@@ -7,26 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wavecast_testbed::LiveKitServer;
-use wavecast_testbed::apps::{self as common, Background, Image, ScriptedPeer};
+use wavecast_testbed::apps::{self as common, Background, ScriptedPeer, bright_pixels};
 
 const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
-
-/// Pixels of `img` inside `rect` whose channels are all above 200.
-fn bright(img: &Image, rect: (f32, f32, f32, f32)) -> usize {
-    let (x, y, w, h) = rect;
-    let mut n = 0;
-    for py in y as u32..(y + h) as u32 {
-        for px in x as u32..(x + w) as u32 {
-            if img
-                .pixel(px, py)
-                .is_some_and(|p| p[..3].iter().all(|c| *c > 200))
-            {
-                n += 1;
-            }
-        }
-    }
-    n
-}
 
 #[test]
 fn transcriptions_show_under_the_speakers_tile() {
@@ -93,8 +76,8 @@ fn transcriptions_show_under_the_speakers_tile() {
     let pngs = common::pngs(&dump);
     let after = common::load_png(pngs.last().unwrap());
     let (lit_before, lit_after) = (
-        bright(&common::load_png(&before), area),
-        bright(&after, area),
+        bright_pixels(&common::load_png(&before), area),
+        bright_pixels(&after, area),
     );
     eprintln!("caption area {area:?}: {lit_before} bright px before, {lit_after} after");
     assert!(lit_before < 20, "{lit_before} bright px before any caption");
