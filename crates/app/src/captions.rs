@@ -1,6 +1,6 @@
 //! Captions under the speakers' tiles: chat (`lk.chat`) and transcriptions (`lk.transcription`)
 //! kept per speaker in a [`CaptionBook`] — pure logic on the time its caller gives it — and
-//! filled from a room's streams ([`listen`], then [`show`]).
+//! filled from a room's streams ([`crate::chat::listen`], then [`show`]).
 //!
 //! A caption is keyed by [`TextMessage::caption_key`]: the next text of the same transcription
 //! segment (or more text of the same chat stream) replaces it in place; other texts add a line.
@@ -15,10 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::mpsc;
-use wavecast_session::{
-    ParticipantIdentity, Room, StreamError, TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamReader,
-};
+use wavecast_session::{ParticipantIdentity, Room, TextStreamReader};
 
 use crate::chat::TextMessage;
 
@@ -273,50 +270,6 @@ impl Captions {
 /// Longest text kept while a stream is read (its tail): a caption shows far less, and a stream
 /// that never ends must not grow without bound here.
 const MAX_STREAM_TEXT: usize = 4096;
-
-/// Incoming chat and transcription streams, handed from the room's handlers to whoever reads
-/// them (a bounded queue: past [`Incoming::CAPACITY`] waiting streams, new ones are dropped).
-#[derive(Debug)]
-pub struct Incoming(mpsc::Receiver<(TextStreamReader, ParticipantIdentity)>);
-
-impl Incoming {
-    /// Streams that may wait to be picked up.
-    pub const CAPACITY: usize = 64;
-
-    /// The next stream and its sender; `None` once the room is gone.
-    pub async fn recv(&mut self) -> Option<(TextStreamReader, ParticipantIdentity)> {
-        self.0.recv().await
-    }
-}
-
-/// Registers `room`'s text stream handlers for [`TOPIC_CHAT`] and [`TOPIC_TRANSCRIPTION`]; the
-/// streams arrive on the returned queue (read them on a task of your own, e.g. with [`show`]).
-///
-/// # Errors
-/// A handler for one of the topics is registered already.
-pub fn listen(room: &Room) -> Result<Incoming, StreamError> {
-    let (tx, rx) = mpsc::channel(Incoming::CAPACITY);
-    for topic in [TOPIC_CHAT, TOPIC_TRANSCRIPTION] {
-        let tx = tx.clone();
-        room.register_text_stream_handler(topic, move |reader, sender| {
-            if let Err(e) = tx.try_send((reader, sender)) {
-                tracing::debug!("a text stream was dropped: {e}");
-            }
-        })?;
-    }
-    Ok(Incoming(rx))
-}
-
-/// The next stream of `incoming`; never ready without a queue (for `select!` loops whose
-/// [`listen`] failed).
-pub async fn next(
-    incoming: &mut Option<Incoming>,
-) -> Option<(TextStreamReader, ParticipantIdentity)> {
-    match incoming {
-        Some(i) => i.recv().await,
-        None => std::future::pending().await,
-    }
-}
 
 /// Whose tile a message goes under: for a transcription the participant whose track it names
 /// (when that is a remote participant here), else the sender.

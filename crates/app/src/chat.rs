@@ -8,12 +8,21 @@
 //! segment (a new stream carrying the whole text so far, or more text written to the same
 //! stream), and the last one is marked final ([`ATTR_TRANSCRIPTION_FINAL`]). The speaker is the
 //! participant whose track is named ([`ATTR_TRANSCRIBED_TRACK_ID`]), else the sender.
+//!
+//! [`listen`] registers a room's handlers for both topics and queues the incoming streams.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::Serialize;
-use wavecast_session::{TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamInfo};
+use tokio::sync::mpsc;
+use wavecast_session::{
+    ParticipantIdentity, Room, StreamError, TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamInfo,
+    TextStreamReader,
+};
 
 /// Attribute of a transcription stream: the sid of the track whose speech it transcribes.
 pub const ATTR_TRANSCRIBED_TRACK_ID: &str = "lk.transcribed_track_id";
@@ -143,6 +152,70 @@ impl TextMessage {
             track_id: self.segment.as_ref().and_then(|s| s.track_id.as_deref()),
             is_final: self.segment.as_ref().map(|s| s.is_final),
         }
+    }
+}
+
+/// Incoming chat and transcription streams, handed from the room's handlers to whoever reads
+/// them (a bounded queue: past [`Incoming::CAPACITY`] waiting streams, new ones are dropped).
+#[derive(Debug)]
+pub struct Incoming {
+    rx: mpsc::Receiver<(TextStreamReader, ParticipantIdentity)>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Incoming {
+    /// Streams that may wait to be picked up ([`listen`]).
+    pub const CAPACITY: usize = 64;
+
+    /// The next stream and its sender; `None` once the room is gone.
+    pub async fn recv(&mut self) -> Option<(TextStreamReader, ParticipantIdentity)> {
+        self.rx.recv().await
+    }
+
+    /// Streams dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Registers `room`'s text stream handlers for [`TOPIC_CHAT`] and [`TOPIC_TRANSCRIPTION`]; the
+/// streams arrive on the returned queue (read them on a task of your own, e.g. with
+/// [`crate::captions::show`]).
+///
+/// # Errors
+/// A handler for one of the topics is registered already.
+pub fn listen(room: &Room) -> Result<Incoming, StreamError> {
+    listen_with(room, Incoming::CAPACITY)
+}
+
+/// [`listen`] with room for `capacity` streams waiting to be picked up.
+///
+/// # Errors
+/// A handler for one of the topics is registered already.
+pub fn listen_with(room: &Room, capacity: usize) -> Result<Incoming, StreamError> {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let dropped = Arc::new(AtomicU64::new(0));
+    for topic in [TOPIC_CHAT, TOPIC_TRANSCRIPTION] {
+        let (tx, dropped) = (tx.clone(), dropped.clone());
+        room.register_text_stream_handler(topic, move |reader, sender| {
+            if tx.try_send((reader, sender)).is_err()
+                && dropped.fetch_add(1, Ordering::Relaxed) == 0
+            {
+                tracing::warn!("text streams arrive faster than they are read: dropping some");
+            }
+        })?;
+    }
+    Ok(Incoming { rx, dropped })
+}
+
+/// The next stream of `incoming`; never ready without a queue (for `select!` loops whose
+/// [`listen`] failed).
+pub async fn next(
+    incoming: &mut Option<Incoming>,
+) -> Option<(TextStreamReader, ParticipantIdentity)> {
+    match incoming {
+        Some(i) => i.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use wavecast_session::{Room, RoomEvent, SubscribedTrack, TrackKind};
 
 use crate::captions::{self, Captions};
+use crate::chat;
 use crate::connection::{Connector, Followed};
 
 /// Who is being watched (set by [`run`]; a plain struct a scene shows).
@@ -181,13 +182,13 @@ pub async fn run(
             outcome.room = room.name().unwrap_or_default();
             watching.send_replace(following.watching(&room));
             let max_tracks = decs.limits().max_tracks;
-            let mut texts = captions::listen(&room)
+            let mut texts = chat::listen(&room)
                 .inspect_err(|e| tracing::warn!("no captions: {e}"))
                 .ok();
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tokio::select! {
-                    Some((reader, sender)) = captions::next(&mut texts) => {
+                    Some((reader, sender)) = chat::next(&mut texts) => {
                         captions::show(&room, &captions, reader, sender);
                     }
                     ev = events.recv() => {

@@ -15,6 +15,7 @@ use wavecast_session::{
 use wavecast_visualizer::ConnectionQuality;
 
 use crate::captions::{self, Captions};
+use crate::chat;
 use crate::connection::{Connector, Followed};
 use wavecast_stream::receive::{
     self, AudioOut, AudioStreamStats, Decoder, ReceiveLimits, ReceiveOptions, VideoOut,
@@ -340,14 +341,14 @@ pub async fn run(
             outcome.room = room.name().unwrap_or_default();
             st.sync(&room);
             roster.send_replace(Arc::new(st.members.clone()));
-            let mut texts = captions::listen(&room)
+            let mut texts = chat::listen(&room)
                 .inspect_err(|e| tracing::warn!("no captions: {e}"))
                 .ok();
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 let mut pause = None;
                 tokio::select! {
-                    Some((reader, sender)) = captions::next(&mut texts) => {
+                    Some((reader, sender)) = chat::next(&mut texts) => {
                         captions::show(&room, &captions, reader, sender);
                     }
                     ev = events.recv() => {

@@ -762,12 +762,17 @@ impl ScriptedPeer {
         }
     }
 
-    /// Runs one command and waits (30 s) for its `OK`.
+    /// Runs one command and waits (30 s) for its `OK` (lines before it are skipped).
     pub fn send(&mut self, command: &str) {
+        self.write_line(command);
+        self.expect_line(&format!("OK {command}"), Duration::from_secs(30));
+    }
+
+    /// Writes one command without waiting (read what it prints with [`Self::expect_line`]).
+    pub fn write_line(&mut self, command: &str) {
         use std::io::Write;
         writeln!(self.stdin, "{command}").expect("write to python peer");
         self.stdin.flush().expect("flush");
-        self.expect_line(&format!("OK {command}"), Duration::from_secs(30));
     }
 }
 
