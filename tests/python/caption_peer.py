@@ -9,6 +9,8 @@ agents do: text streams on topic `lk.transcription` with the attributes `lk.segm
 Prints `READY <speaker's video track sid>` once both are in the room, then reads commands on
 stdin, one per line, answered `OK <command>` (or `ERR <command> <why>`):
   transcribe SEGMENT FINAL TEXT...   send TEXT as one stream for SEGMENT (FINAL: true/false)
+  deltas SEGMENT WORD...             write the words one by one into one stream for SEGMENT and
+                                     mark it final only in its trailer (the agents' own speech)
   repeat SEGMENT TEXT...             send TEXT for SEGMENT again every 0.5 s (interim, as a
                                      speech-to-text engine refines a segment) until stdin closes
   chat TEXT...                       the speaker sends TEXT on `lk.chat`
@@ -68,6 +70,22 @@ async def main() -> None:
         await writer.write(text)
         await writer.aclose()
 
+    async def deltas(segment: str, words: list) -> None:
+        writer = await agent.local_participant.stream_text(
+            topic="lk.transcription",
+            attributes={
+                "lk.segment_id": segment,
+                "lk.transcription_final": "false",
+                "lk.transcribed_track_id": track_sid,
+            },
+        )
+        for i, word in enumerate(words):
+            await writer.write(word if i == 0 else " " + word)
+            await asyncio.sleep(0.05)
+        await writer.aclose(
+            attributes={"lk.transcription_final": "true", "lk.transcribed_track_id": track_sid}
+        )
+
     async def repeat(segment: str, text: str) -> None:
         while True:
             await transcribe(segment, False, text)
@@ -76,6 +94,8 @@ async def main() -> None:
     async def run(cmd: str, args: list) -> None:
         if cmd == "transcribe":
             await transcribe(args[0], args[1] == "true", " ".join(args[2:]))
+        elif cmd == "deltas":
+            await deltas(args[0], args[1:])
         elif cmd == "repeat":
             t = asyncio.ensure_future(repeat(args[0], " ".join(args[1:])))
             repeats.add(t)

@@ -5,6 +5,7 @@
 //! reconnect policy gave up), 4 the server refused the token or URL, 5 the RPC call failed (its
 //! code, message and data printed).
 
+use std::collections::HashMap;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 use wavecast_app::chat::{self, TextMessage};
 use wavecast_app::{Connector, Credentials, Followed};
 use wavecast_session::{
@@ -29,6 +31,9 @@ pub const EXIT_RPC_ERROR: u8 = 5;
 /// How long `chat` waits after its last message before leaving: leaving does not wait for the
 /// reliable data channel to drain (messages still in flight when the leave goes out are lost).
 const SEND_GRACE: Duration = Duration::from_millis(1000);
+
+/// A sender's reading task ends after this long without a message from them.
+const SENDER_IDLE: Duration = Duration::from_secs(60);
 
 /// Streams that may wait to be printed (a flood beyond is dropped and counted).
 const PRINT_QUEUE: usize = 4096;
@@ -77,9 +82,9 @@ pub struct CallArgs {
     /// The method.
     #[arg(long, value_name = "METHOD")]
     method: String,
-    /// The request payload; `-` reads it from stdin (at most 15 KiB).
-    #[arg(long, value_name = "PAYLOAD|-", default_value = "")]
-    payload: String,
+    /// The request payload; `-` reads it from stdin (at most 15 KiB) [default: empty].
+    #[arg(long, value_name = "PAYLOAD|-")]
+    payload: Option<String>,
     /// How long to wait for the response once the call is acknowledged.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -243,43 +248,91 @@ pub fn chat(g: &Global, a: ChatArgs) -> Result<ExitCode> {
     })
 }
 
-/// Prints each chat message once read whole, in arrival order; transcriptions are read on
-/// tasks of their own (a segment written for a long time holds nobody up) and printed as each
-/// stream ends.
+/// Prints each chat message once read whole, each sender's in the order they were sent (one
+/// reading task per sender: a sender whose message never ends holds up only their own);
+/// transcriptions are read on tasks of their own (a segment written for a long time holds
+/// nobody up) and printed as each stream ends.
 async fn print_streams(mut incoming: chat::Incoming, json: bool) {
-    let print = move |m: &TextMessage| {
-        if json {
-            match serde_json::to_string(&m.json()) {
-                Ok(s) => println!("{s}"),
-                Err(e) => tracing::warn!("cannot print a message as JSON: {e}"),
-            }
-        } else {
-            println!("{}", m.line());
-        }
-    };
+    let mut senders: HashMap<String, mpsc::Sender<TextStreamReader>> = HashMap::new();
     while let Some((reader, sender)) = incoming.recv().await {
         if chat::is_transcription(&reader.info().topic) {
             tokio::spawn(async move {
                 if let Some(m) = read_message(reader, sender.as_str()).await {
-                    print(&m);
+                    print_message(&m, json);
                 }
             });
-        } else if let Some(m) = read_message(reader, sender.as_str()).await {
-            print(&m);
+            continue;
         }
+        senders.retain(|_, queue| !queue.is_closed());
+        let key = sender.to_string();
+        let reader = match senders.get(&key) {
+            None => reader,
+            Some(queue) => match queue.try_send(reader) {
+                Ok(()) => continue,
+                // The sender's task just ended (idle): start another.
+                Err(mpsc::error::TrySendError::Closed(reader)) => reader,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!("chat from {key} arrives faster than it prints: one dropped");
+                    continue;
+                }
+            },
+        };
+        let (tx, mut rx) = mpsc::channel::<TextStreamReader>(PRINT_QUEUE);
+        let _ = tx.try_send(reader);
+        let name = key.clone();
+        tokio::spawn(async move {
+            // Ends after a minute without messages from this sender.
+            while let Ok(Some(reader)) = tokio::time::timeout(SENDER_IDLE, rx.recv()).await {
+                if let Some(m) = read_message(reader, &name).await {
+                    print_message(&m, json);
+                }
+            }
+            // What was queued while the wait ran out is still printed.
+            rx.close();
+            while let Ok(reader) = rx.try_recv() {
+                if let Some(m) = read_message(reader, &name).await {
+                    print_message(&m, json);
+                }
+            }
+        });
+        senders.insert(key, tx);
     }
 }
 
-/// The whole text of a stream as a message (`None`, logged, when the stream failed).
-async fn read_message(reader: TextStreamReader, sender: &str) -> Option<TextMessage> {
-    let info = reader.info().clone();
-    match reader.read_all().await {
-        Ok(text) => Some(TextMessage::new(&info, sender, text, SystemTime::now())),
-        Err(e) => {
-            tracing::warn!("a {} message from {sender} was lost: {e}", info.topic);
-            None
+/// One message on stdout: a line, or a JSON object with `json`.
+fn print_message(m: &TextMessage, json: bool) {
+    if json {
+        match serde_json::to_string(&m.json()) {
+            Ok(s) => println!("{s}"),
+            Err(e) => tracing::warn!("cannot print a message as JSON: {e}"),
+        }
+    } else {
+        println!("{}", m.line());
+    }
+}
+
+/// The whole text of a stream as a message, with the attributes of its header and trailer
+/// (`None`, logged, when the stream failed).
+async fn read_message(mut reader: TextStreamReader, sender: &str) -> Option<TextMessage> {
+    let mut text = String::new();
+    while let Some(piece) = reader.next().await {
+        match piece {
+            Ok(piece) => text.push_str(&piece),
+            Err(e) => {
+                tracing::warn!(
+                    "a {} message from {sender} was lost: {e}",
+                    reader.info().topic
+                );
+                return None;
+            }
         }
     }
+    Some(TextMessage::new(
+        reader.info(),
+        sender,
+        text,
+        SystemTime::now(),
+    ))
 }
 
 /// `wavecast rpc call|serve`.
@@ -299,7 +352,7 @@ struct JsonRpcError<'a> {
 }
 
 fn call(g: &Global, a: CallArgs) -> Result<ExitCode> {
-    let payload = if a.payload == "-" {
+    let payload = if a.payload.as_deref() == Some("-") {
         let mut s = String::new();
         let stdin = std::io::stdin();
         std::io::Read::read_to_string(
@@ -309,7 +362,7 @@ fn call(g: &Global, a: CallArgs) -> Result<ExitCode> {
         .context("--payload -: read the payload from stdin")?;
         s
     } else {
-        a.payload.clone()
+        a.payload.clone().unwrap_or_default()
     };
     if payload.len() > MAX_RPC_PAYLOAD_BYTES {
         bail!("the payload is over {MAX_RPC_PAYLOAD_BYTES} bytes (the RPC limit)");
@@ -425,11 +478,16 @@ fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     })
 }
 
+/// How much longer than the caller waits a command may run: the caller times out first (and
+/// reads 1502, response timeout) rather than racing the late answer.
+const EXEC_SLACK: Duration = Duration::from_secs(2);
+
 /// Most bytes of the command's stderr kept for the error message.
 const MAX_STDERR: u64 = 4096;
 
 /// Runs `sh -c cmd` for one call: the payload on its stdin, its stdout (at most
-/// [`MAX_RPC_PAYLOAD_BYTES`]) the response; killed when the caller stops waiting.
+/// [`MAX_RPC_PAYLOAD_BYTES`]) the response; killed [`EXEC_SLACK`] after the caller stops
+/// waiting.
 async fn exec(cmd: &str, method: &str, call: &RpcInvocationData) -> Result<String, RpcError> {
     let app_error =
         |message: String| RpcError::new(RpcErrorCode::ApplicationError as u32, message, None);
@@ -480,7 +538,7 @@ async fn exec(cmd: &str, method: &str, call: &RpcInvocationData) -> Result<Strin
         );
         (child.wait().await, out, err)
     };
-    let (status, out, err) = tokio::time::timeout(call.response_timeout, run)
+    let (status, out, err) = tokio::time::timeout(call.response_timeout + EXEC_SLACK, run)
         .await
         .map_err(|_| app_error("the command did not finish in time".into()))?;
     if out.len() > MAX_RPC_PAYLOAD_BYTES {

@@ -234,6 +234,16 @@ fn chat_both_ways_with_the_python_sdk() {
         lines[1].ends_with(" agent (transcript): hello world"),
         "{lines:?}"
     );
+    // The agents' own speech: one stream written word by word, final only in its trailer.
+    agent.send("deltas SG_8 how are you");
+    let m = json(&chat.stdout_lines(1, Duration::from_secs(20))[0]);
+    assert_eq!(
+        (m["text"].as_str(), m["final"].as_bool()),
+        (Some("how are you"), Some(true)),
+        "{m}"
+    );
+    let line = &plain.stdout_lines(1, Duration::from_secs(20))[0];
+    assert!(line.ends_with(" agent (transcript): how are you"), "{line}");
 
     // Lines piped in, then end of input at once: all delivered before leaving.
     let piped: Vec<String> = (0..50).map(|i| format!("piped {i}")).collect();
