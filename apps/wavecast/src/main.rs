@@ -61,9 +61,11 @@ enum Command {
     Serve(ServeArgs),
     /// Add, list and revoke the token service's access grants (admin key).
     Grant(GrantArgs),
-    /// Chat in a room: lines on stdin are sent as chat (topic lk.chat); chat messages and
-    /// transcriptions (lk.transcription) print as `HH:MM:SS sender: text` (UTC), or one JSON
-    /// object per line with --json. End of stdin, Ctrl-C or SIGTERM leaves the room.
+    /// Chat in a room, and read its transcriptions.
+    ///
+    /// Lines on stdin are sent as chat (topic lk.chat); chat messages and transcriptions
+    /// (lk.transcription) print as `HH:MM:SS sender: text` (UTC), or one JSON object per line
+    /// with --json. End of stdin, Ctrl-C or SIGTERM leaves the room.
     #[cfg(feature = "room")]
     Chat(room::ChatArgs),
     /// Call or serve RPC methods in a room.
@@ -348,5 +350,16 @@ fn exit(result: Result<ExitCode>) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

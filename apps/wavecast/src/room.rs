@@ -558,3 +558,66 @@ async fn exec(cmd: &str, method: &str, call: &RpcInvocationData) -> Result<Strin
     }
     String::from_utf8(out).map_err(|_| app_error("the command's output is not UTF-8".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(payload: &str, timeout: Duration) -> RpcInvocationData {
+        RpcInvocationData {
+            request_id: "req-1".into(),
+            caller_identity: "ada".into(),
+            payload: payload.into(),
+            response_timeout: timeout,
+        }
+    }
+
+    #[tokio::test]
+    async fn exec_answers_with_stdout_and_fails_with_stderr() {
+        let c = call("hello", Duration::from_secs(10));
+        let env = r#"cat; printf ' %s %s %s' "$WAVECAST_RPC_METHOD" "$WAVECAST_RPC_CALLER" "$WAVECAST_RPC_REQUEST_ID""#;
+        assert_eq!(exec(env, "m", &c).await.unwrap(), "hello m ada req-1");
+        let e = exec("echo nope >&2; exit 4", "m", &c).await.unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (1500, "nope"));
+        let e = exec("exit 4", "m", &c).await.unwrap_err();
+        assert!(e.message.contains("exit status: 4"), "{e}");
+        // A command that ignores its input is fine.
+        assert_eq!(exec("printf ok", "m", &c).await.unwrap(), "ok");
+    }
+
+    #[tokio::test]
+    async fn exec_output_is_bounded() {
+        let c = call("", Duration::from_secs(10));
+        // Endless output: cut at the limit, the command killed, 1504.
+        let e = exec("yes", "m", &c).await.unwrap_err();
+        assert_eq!(e.code, RpcErrorCode::ResponsePayloadTooLarge as u32);
+        let e = exec(r"printf '\377\376'", "m", &c).await.unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (1500, "the command's output is not UTF-8")
+        );
+        // Endless stderr does not stall a command that fails.
+        let e = exec("yes err >&2 & sleep 0.2; kill $!; exit 1", "m", &c)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, 1500);
+        assert!(
+            e.message.len() <= RpcError::MAX_MESSAGE_BYTES,
+            "{}",
+            e.message.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_past_the_callers_wait_is_killed() {
+        let c = call("", Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        let e = exec("sleep 30", "m", &c).await.unwrap_err();
+        assert_eq!(e.message, "the command did not finish in time");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
