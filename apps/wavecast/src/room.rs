@@ -214,6 +214,9 @@ pub fn chat(g: &Global, a: ChatArgs) -> Result<ExitCode> {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         let me = j.room.local_participant().clone();
         let mut last_sent = None;
+        // Listening from now on: a signal that arrives while a message is sent is not lost.
+        let stop = interrupted();
+        tokio::pin!(stop);
         let failure = loop {
             tokio::select! {
                 line = lines.next_line() => match line.context("read stdin")? {
@@ -239,7 +242,7 @@ pub fn chat(g: &Global, a: ChatArgs) -> Result<ExitCode> {
                     },
                     None => break None,
                 },
-                _ = interrupted() => break None,
+                _ = &mut stop => break None,
             }
         };
         leave(&j).await;
@@ -462,6 +465,9 @@ fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
             me.identity(),
             j.room.name().unwrap_or_default()
         );
+        // Listening from now on: a signal that arrives while a message is sent is not lost.
+        let stop = interrupted();
+        tokio::pin!(stop);
         let failure = loop {
             tokio::select! {
                 ev = j.events.recv() => match ev {
@@ -470,7 +476,7 @@ fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
                     },
                     None => break None,
                 },
-                _ = interrupted() => break None,
+                _ = &mut stop => break None,
             }
         };
         leave(&j).await;
