@@ -484,6 +484,26 @@ fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     })
 }
 
+/// A command's process group, killed (SIGKILL) when dropped unless the command ended by itself.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn kill(&mut self) {
+        if let Some(id) = self.0.take().and_then(|id| i32::try_from(id).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(id),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// How much longer than the caller waits a command may run: the caller times out first (and
 /// reads 1502, response timeout) rather than racing the late answer.
 const EXEC_SLACK: Duration = Duration::from_secs(2);
@@ -492,8 +512,8 @@ const EXEC_SLACK: Duration = Duration::from_secs(2);
 const MAX_STDERR: u64 = 4096;
 
 /// Runs `sh -c cmd` for one call: the payload on its stdin, its stdout (at most
-/// [`MAX_RPC_PAYLOAD_BYTES`]) the response; killed [`EXEC_SLACK`] after the caller stops
-/// waiting.
+/// [`MAX_RPC_PAYLOAD_BYTES`]) the response; killed with everything it started
+/// [`EXEC_SLACK`] after the caller stops waiting.
 async fn exec(cmd: &str, method: &str, call: &RpcInvocationData) -> Result<String, RpcError> {
     let app_error =
         |message: String| RpcError::new(RpcErrorCode::ApplicationError as u32, message, None);
@@ -506,9 +526,13 @@ async fn exec(cmd: &str, method: &str, call: &RpcInvocationData) -> Result<Strin
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group: what it starts is killed with it, and the terminal's Ctrl-C
+        // goes to `rpc serve` alone.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| app_error(format!("cannot run the command: {e}")))?;
+    let mut group = ProcessGroup(child.id());
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -529,7 +553,7 @@ async fn exec(cmd: &str, method: &str, call: &RpcInvocationData) -> Result<Strin
                     .read_to_end(&mut out)
                     .await;
                 if out.len() > MAX_RPC_PAYLOAD_BYTES {
-                    let _ = child.start_kill();
+                    group.kill();
                 }
                 out
             },
@@ -542,7 +566,10 @@ async fn exec(cmd: &str, method: &str, call: &RpcInvocationData) -> Result<Strin
                 err
             }
         );
-        (child.wait().await, out, err)
+        let status = child.wait().await;
+        // The command ended by itself: nothing of its group is ours to kill any more.
+        group.0 = None;
+        (status, out, err)
     };
     let (status, out, err) = tokio::time::timeout(call.response_timeout + EXEC_SLACK, run)
         .await
@@ -615,15 +642,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_command_past_the_callers_wait_is_killed() {
+    async fn a_command_past_the_callers_wait_is_killed_with_what_it_started() {
         let c = call("", Duration::from_millis(100));
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // A shell that stays (two commands) with a child of its own.
+        let cmd = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
         let started = std::time::Instant::now();
-        let e = exec("sleep 30", "m", &c).await.unwrap_err();
+        let e = exec(&cmd, "m", &c).await.unwrap_err();
         assert_eq!(e.message, "the command did not finish in time");
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{:?}",
             started.elapsed()
         );
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Gone (or a zombie on its way out): signal 0 fails, or /proc says Z.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if !alive || state.contains(") Z") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sleep {pid} outlived the kill"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
