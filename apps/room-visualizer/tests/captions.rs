@@ -29,14 +29,18 @@ fn transcriptions_show_under_the_speakers_tile() {
         .arg(&dump);
     let viewer = Background::spawn("room-visualizer", &mut v);
 
-    // Two frames with the speaker's video and no caption yet (the first is complete once the
-    // second exists: they are written in turn).
+    // Frames of the room before any caption: wait for six, and keep the second newest (complete:
+    // frames are written in turn) — by then the speaker's tile shows their video, not the
+    // avatar the first frames may show while the first picture is on its way.
     let deadline = Instant::now() + Duration::from_secs(45);
-    while common::pngs(&dump).len() < 2 {
+    let before = loop {
+        let pngs = common::pngs(&dump);
+        if pngs.len() >= 6 {
+            break pngs[pngs.len() - 2].clone();
+        }
         assert!(Instant::now() < deadline, "no frames rendered");
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let before = common::pngs(&dump)[0].clone();
+    };
 
     // An interim text, then its replacement, kept alive by repeating it as speech-to-text does.
     peer.send("transcribe SG_1 false ░░░ interim ░░░");
@@ -75,9 +79,16 @@ fn transcriptions_show_under_the_speakers_tile() {
     let area = common::rect(&speaker["caption_area"]);
     let pngs = common::pngs(&dump);
     let after = common::load_png(pngs.last().unwrap());
-    let (lit_before, lit_after) = (
-        bright_pixels(&common::load_png(&before), area),
-        bright_pixels(&after, area),
+    let before = common::load_png(&before);
+    let (lit_before, lit_after) = (bright_pixels(&before, area), bright_pixels(&after, area));
+    // The frame before shows the speaker's dark video in the tile (not the avatar).
+    let (x, y, w, h) = common::rect(&speaker["tile"]);
+    let centre = before
+        .pixel((x + w * 0.5) as u32, (y + h * 0.5) as u32)
+        .unwrap();
+    assert!(
+        common::distance(centre, [0x30; 3]) < 24,
+        "not the video: {centre:?}"
     );
     eprintln!("caption area {area:?}: {lit_before} bright px before, {lit_after} after");
     assert!(lit_before < 20, "{lit_before} bright px before any caption");
