@@ -109,15 +109,16 @@ pub struct ServeArgs {
     echo: bool,
 }
 
-/// The first join: credentials from the token or the configured key and secret.
+/// A joined room with the connector that follows its connection.
 struct Joined {
     connector: Connector,
     room: Room,
     events: RoomEvents,
 }
 
-/// Joins `a.room` as `a.identity` (default `wavecast-<what>-<random>`); on failure, the exit
-/// code to end with (its message printed).
+/// The connector that joins `a.room` as `a.identity` (default `wavecast-<what>-<random>`) with
+/// the token given, else one minted from the configured key and secret (broadcaster grants:
+/// data may be published), retrying per the configured policy.
 fn connector(g: &Global, a: &JoinArgs, what: &str) -> Result<Connector> {
     let config = load_config(g)?;
     let credentials = match &a.token {
@@ -146,6 +147,7 @@ fn connector(g: &Global, a: &JoinArgs, what: &str) -> Result<Connector> {
     ))
 }
 
+/// Joins through `connector`; on failure, the exit code to end with (its message printed).
 async fn join(connector: Connector) -> Result<Joined, ExitCode> {
     match connector.connect().await {
         Ok((room, events)) => Ok(Joined {
