@@ -40,7 +40,7 @@ use crate::session::{
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
-use wavecast_rtc::{DataMessage, Quality};
+use wavecast_rtc::{ClientProtocol, DataMessage, IceTransport, MediaTransport, Quality};
 
 pub use data_stream::{
     ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter, DataStreamLimits,
@@ -77,6 +77,12 @@ pub struct RoomOptions {
     pub connect_timeout: Duration,
     /// Bounds on incoming data streams.
     pub data_stream_limits: DataStreamLimits,
+    /// How the media connections reach the server (default: UDP, with ICE over TCP as the
+    /// fallback when UDP does not connect within 2 s).
+    pub ice_transport: IceTransport,
+    /// The data-plane protocol we advertise (default: the newest, what the current SDKs speak).
+    /// Other participants send us streams and RPC the way it says; we send them theirs.
+    pub client_protocol: ClientProtocol,
 }
 
 impl Default for RoomOptions {
@@ -88,6 +94,8 @@ impl Default for RoomOptions {
             transport_timeout: Duration::from_secs(10),
             connect_timeout: crate::session::EngineOptions::default().connect_timeout,
             data_stream_limits: DataStreamLimits::default(),
+            client_protocol: ClientProtocol::default(),
+            ice_transport: IceTransport::default(),
         }
     }
 }
@@ -129,6 +137,20 @@ impl RoomOptions {
         self
     }
 
+    /// Set the data-plane protocol we advertise (an older one only to talk to peers as an older
+    /// SDK would, e.g. in tests).
+    pub fn client_protocol(mut self, protocol: ClientProtocol) -> Self {
+        self.client_protocol = protocol;
+        self
+    }
+
+    /// Set how the media connections reach the server: [`IceTransport::Tcp`] where UDP is
+    /// blocked, [`IceTransport::Udp`] to never try TCP.
+    pub fn ice_transport(mut self, transport: IceTransport) -> Self {
+        self.ice_transport = transport;
+        self
+    }
+
     /// The session options these make, for `url` and `credentials`.
     pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
         let mut s = SessionOptions::new(url, credentials)
@@ -137,6 +159,8 @@ impl RoomOptions {
             .event_capacity(self.event_capacity);
         s.engine.auto_subscribe = self.auto_subscribe;
         s.engine.connect_timeout = self.connect_timeout;
+        s.engine.client_protocol = self.client_protocol;
+        s.engine.ice_transport = self.ice_transport;
         s
     }
 }
@@ -173,6 +197,9 @@ pub struct RoomStats {
     pub queue_peak: u64,
     /// RTP repair and loss counters of the media connections (NACKs, PLIs each way).
     pub rtp: wavecast_rtc::RtpStats,
+    /// What media flows over now: UDP, ICE over TCP (see [`RoomOptions::ice_transport`]), or
+    /// nothing yet.
+    pub transport: MediaTransport,
 }
 
 pub(crate) struct RoomShared {
@@ -288,6 +315,7 @@ impl Room {
         });
         let session = Arc::new(session);
         let rpc = Arc::new(rpc::Rpc::default());
+        serve_rpc_streams(&shared, &session, &rpc);
         let local =
             LocalParticipant::new(session.clone(), queue.clone(), shared.clone(), rpc.clone());
         let task = tokio::spawn(run(
@@ -451,6 +479,9 @@ impl Room {
 
     /// Stop handling text streams on `topic`.
     pub fn unregister_text_stream_handler(&self, topic: &str) {
+        if [rpc::TOPIC_RPC_REQUEST, rpc::TOPIC_RPC_RESPONSE].contains(&topic) {
+            return; // the room's own (RPC)
+        }
         lock(&self.shared.streams).unregister_text(topic);
     }
 
@@ -474,6 +505,7 @@ impl Room {
             dropped_events: self.queue.dropped(),
             queue_peak: self.queue.peak(),
             rtp: session.rtp,
+            transport: session.transport,
         }
     }
 
@@ -492,6 +524,62 @@ fn connection_state(s: &SessionState) -> ConnectionState {
             ConnectionState::Reconnecting { attempt: *attempt }
         }
         SessionState::Disconnected { .. } => ConnectionState::Disconnected,
+    }
+}
+
+/// The client protocol of the participant `identity` (the oldest when unknown).
+pub(crate) fn remote_protocol(shared: &RoomShared, identity: &str) -> ClientProtocol {
+    lock(&shared.roster)
+        .participant(identity)
+        .map_or(ClientProtocol::Legacy, |p| p.client_protocol())
+}
+
+/// Whether every recipient of a stream to `destinations` (empty: everyone in the room) reads
+/// single-packet streams (data streams v2). An empty room counts as yes, as in the SDKs.
+pub(crate) fn all_read_single_packets(
+    shared: &RoomShared,
+    destinations: &[crate::ParticipantIdentity],
+) -> bool {
+    let roster = lock(&shared.roster);
+    let v2 = |p: Option<RemoteParticipant>| {
+        p.is_some_and(|p| p.client_protocol() >= ClientProtocol::DataStreamV2)
+    };
+    if destinations.is_empty() {
+        roster.participants().into_iter().all(|p| v2(Some(p)))
+    } else {
+        destinations.iter().all(|d| v2(roster.participant(d)))
+    }
+}
+
+/// Take the RPC v2 topics: requests and responses that come as text streams go to `rpc`, each
+/// on a task of its own. (The handlers hold the room weakly: they live in it.)
+fn serve_rpc_streams(shared: &Arc<RoomShared>, session: &Arc<Session>, rpc: &Arc<rpc::Rpc>) {
+    let mut streams = lock(&shared.streams);
+    let (weak_shared, weak_session, serving) =
+        (Arc::downgrade(shared), Arc::downgrade(session), rpc.clone());
+    let requests: data_stream::TextStreamHandler = Arc::new(move |reader, caller| {
+        let (Some(shared), Some(session)) = (weak_shared.upgrade(), weak_session.upgrade()) else {
+            return;
+        };
+        let protocol = remote_protocol(&shared, &caller);
+        tokio::spawn(
+            serving
+                .clone()
+                .serve_stream(session, caller, reader, protocol),
+        );
+    });
+    let calling = rpc.clone();
+    let responses: data_stream::TextStreamHandler = Arc::new(move |reader, from| {
+        let rpc = calling.clone();
+        tokio::spawn(async move { rpc.on_response_stream(from, reader).await });
+    });
+    for (topic, handler) in [
+        (rpc::TOPIC_RPC_REQUEST, requests),
+        (rpc::TOPIC_RPC_RESPONSE, responses),
+    ] {
+        if let Err(e) = streams.register_text(topic, handler) {
+            warn!("RPC over data streams: {e}");
+        }
     }
 }
 
@@ -609,7 +697,10 @@ async fn run(
                         let from = crate::ParticipantIdentity::from(participant_identity);
                         match *message {
                             DataMessage::RpcRequest(r) => {
-                                tokio::spawn(rpc.clone().serve(session.clone(), from, r));
+                                let protocol = roster
+                                    .participant(&from)
+                                    .map_or(ClientProtocol::Legacy, |p| p.client_protocol());
+                                tokio::spawn(rpc.clone().serve(session.clone(), from, r, protocol));
                             }
                             DataMessage::RpcAck(a) => rpc.on_ack(a),
                             DataMessage::RpcResponse(r) => rpc.on_response(r),
