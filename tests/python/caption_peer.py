@@ -1,8 +1,8 @@
 """A speaker and a transcribing agent on the official LiveKit Python SDK, for the caption tests.
 
-Usage: caption_peer.py ROOM
+Usage: caption_peer.py ROOM SPEAKER
 
-Joins ROOM twice from one process: `speaker` publishes a dark grey VP8 camera track (320x180,
+Joins ROOM twice from one process: SPEAKER publishes a dark grey VP8 camera track (320x180,
 10 fps); `agent` publishes nothing and sends transcriptions of the speaker the way LiveKit's
 agents do: text streams on topic `lk.transcription` with the attributes `lk.segment_id`,
 `lk.transcription_final` and `lk.transcribed_track_id` (the speaker's track).
@@ -49,10 +49,10 @@ async def publish_dark_video(room: rtc.Room) -> str:
 
 
 async def main() -> None:
-    room_name = sys.argv[1]
+    room_name, speaker_identity = sys.argv[1], sys.argv[2]
     url = os.environ["LIVEKIT_URL"]
     speaker, agent = rtc.Room(), rtc.Room()
-    await speaker.connect(url, join_token(room_name, "speaker"))
+    await speaker.connect(url, join_token(room_name, speaker_identity))
     await agent.connect(url, join_token(room_name, "agent"), rtc.RoomOptions(auto_subscribe=False))
     track_sid = await publish_dark_video(speaker)
     print("READY", track_sid, flush=True)

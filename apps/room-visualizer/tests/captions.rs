@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wavecast_testbed::LiveKitServer;
-use wavecast_testbed::apps::{self as common, Background, ScriptedPeer, bright_pixels};
+use wavecast_testbed::apps::{self as common, Background, bright_pixels};
+use wavecast_testbed::scripted::ScriptedPeer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_room-visualizer");
 
@@ -17,7 +18,7 @@ fn transcriptions_show_under_the_speakers_tile() {
     let url = server.ws_url();
     let room = "captions";
     // `speaker` publishes dark video; `agent` transcribes it.
-    let mut peer = ScriptedPeer::start(&server, "caption_peer.py", &[room]);
+    let mut peer = ScriptedPeer::join_script(&server, "caption_peer.py", room, "speaker");
 
     let (_dir, dump) = common::temp_path("captions");
     let mut v = Command::new(BIN);

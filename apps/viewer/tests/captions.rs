@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use wavecast_testbed::LiveKitServer;
-use wavecast_testbed::apps::{self as common, Background, ScriptedPeer, bright_pixels};
+use wavecast_testbed::apps::{self as common, Background, bright_pixels};
+use wavecast_testbed::scripted::ScriptedPeer;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
@@ -14,7 +15,7 @@ fn the_watched_speakers_transcription_shows_as_a_caption() {
     let server = LiveKitServer::start().expect("livekit-server starts");
     let room = "captions";
     // `speaker` publishes dark video at 10 fps; `agent` transcribes it.
-    let mut peer = ScriptedPeer::start(&server, "caption_peer.py", &[room]);
+    let mut peer = ScriptedPeer::join_script(&server, "caption_peer.py", room, "speaker");
     let (_dir, dump) = common::temp_path("captions");
     let mut v = common::join_command(VIEWER, &server.ws_url(), room, "watcher");
     v.args(["--headless", "--frames", "60", "--timeout", "60s"])

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wavecast_testbed::LiveKitServer;
-use wavecast_testbed::apps::{ScriptedPeer, wait};
+use wavecast_testbed::apps::wait;
+use wavecast_testbed::scripted::ScriptedPeer;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wavecast"))
@@ -145,7 +146,7 @@ fn chat_both_ways_with_the_python_sdk() {
     let url = server.ws_url();
     let dir = tempfile::tempdir().unwrap();
     let room = "chat";
-    let mut py = ScriptedPeer::start(&server, "stream_peer.py", &[room, "py"]);
+    let mut py = ScriptedPeer::join_script(&server, "stream_peer.py", room, "py");
 
     let mut c = cli(&url, dir.path());
     c.args([
@@ -211,8 +212,8 @@ fn chat_both_ways_with_the_python_sdk() {
     }
 
     // Transcriptions as an agent publishes them: the segment, its track and whether it is final.
-    let mut agent = ScriptedPeer::start(&server, "caption_peer.py", &[room]);
-    let track = agent.ready.clone();
+    let mut agent = ScriptedPeer::join_script(&server, "caption_peer.py", room, "speaker");
+    let track = agent.sid.clone();
     agent.send("transcribe SG_7 false hello wor");
     agent.send("transcribe SG_7 true hello world");
     let lines = chat.stdout_lines(2, Duration::from_secs(20));
