@@ -28,10 +28,6 @@ use crate::{Global, keys, load_config};
 /// Exit code of `wavecast rpc call` when the call failed.
 pub const EXIT_RPC_ERROR: u8 = 5;
 
-/// How long `chat` waits after its last message before leaving: leaving does not wait for the
-/// reliable data channel to drain (messages still in flight when the leave goes out are lost).
-const SEND_GRACE: Duration = Duration::from_millis(1000);
-
 /// A sender's reading task ends after this long without a message from them.
 const SENDER_IDLE: Duration = Duration::from_secs(60);
 
@@ -215,7 +211,6 @@ pub fn chat(g: &Global, a: ChatArgs) -> Result<ExitCode> {
         );
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         let me = j.room.local_participant().clone();
-        let mut last_sent = None;
         // Listening from now on: a signal that arrives while a message is sent is not lost.
         let stop = interrupted();
         tokio::pin!(stop);
@@ -227,16 +222,9 @@ pub fn chat(g: &Global, a: ChatArgs) -> Result<ExitCode> {
                         me.send_text(&line, StreamTextOptions::topic(TOPIC_CHAT))
                             .await
                             .context("send a chat message")?;
-                        last_sent = Some(tokio::time::Instant::now());
                     }
-                    None => {
-                        // The engine leaves without draining the data channel: give the last
-                        // messages time to go out first (see SEND_GRACE).
-                        if let Some(at) = last_sent {
-                            tokio::time::sleep_until(at + SEND_GRACE).await;
-                        }
-                        break None;
-                    }
+                    // Leaving waits for the data channel to drain (the engine's close).
+                    None => break None,
                 },
                 ev = j.events.recv() => match ev {
                     Some(ev) => if let Followed::Ended { failure } = j.connector.follow(&ev) {

@@ -217,6 +217,49 @@ async fn streams_between_two_wavecast_rooms() {
     bob.close().await;
 }
 
+/// Leaving right after sending loses nothing: `close` waits for the reliable data channel to
+/// hand everything to the server before it leaves (a 1 MB stream and 200 chat lines, sent
+/// without a pause, then closed at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closing_right_after_sending_loses_nothing() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (alice, mut alice_events) = join(&server, "drain", "alice", RoomOptions::default()).await;
+    let (bob, _bob_events) = join(&server, "drain", "bob", RoomOptions::default()).await;
+    wait_for(&mut alice_events, "ParticipantConnected").await;
+    let mut chat = collect_chat(&bob);
+    let mut files = collect_files(&bob);
+    let me = alice.local_participant();
+    let blob = pattern(1_000_000, 3);
+    me.send_bytes(&blob, StreamByteOptions::topic("files"))
+        .await
+        .expect("send_bytes");
+    for i in 0..200 {
+        me.send_text(&format!("line {i}"), StreamTextOptions::topic(TOPIC_CHAT))
+            .await
+            .expect("send_text");
+    }
+    let t0 = Instant::now();
+    alice.close().await;
+    let closed_in = t0.elapsed();
+    let (_, _, got) = tokio::time::timeout(WAIT, files.recv())
+        .await
+        .expect("the file arrives")
+        .expect("handler alive");
+    assert_eq!(sha(&got.expect("whole")), sha(&blob));
+    let texts = chat_in_order(&mut chat, 200, "alice").await;
+    assert_eq!(
+        texts,
+        (0..200).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    assert!(
+        closed_in < Duration::from_secs(3),
+        "close waited {closed_in:?}"
+    );
+    eprintln!("close took {closed_in:?} with 1 MB and 200 lines just sent");
+    bob.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_unterminated_streams_leaves_memory_bounded() {
     init_tracing();

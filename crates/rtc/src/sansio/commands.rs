@@ -154,10 +154,7 @@ impl Core {
                 ));
                 reply(Ok(()));
             }
-            Command::Close { reply } => {
-                self.leave();
-                reply(Ok(()));
-            }
+            Command::Close { reply } => self.close(reply),
         }
         Ok(())
     }

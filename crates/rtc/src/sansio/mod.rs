@@ -24,6 +24,7 @@
 //! [`liveness`], [`negotiation`], [`roster`], [`data`], [`routing`] (media in and out),
 //! [`commands`], [`outbox`] (the event policy) and [`peer`] (one str0m connection).
 
+mod closing;
 mod commands;
 mod data;
 mod ice_tcp;
@@ -496,6 +497,8 @@ pub(crate) struct Core {
     rtp_acc: rtp_stats::RtpAccumulator,
     /// Published streams whose resend limits are set (see [`recovery`]).
     resend_configured: HashSet<str0m::rtp::Ssrc>,
+    /// A close waiting for the reliable data channel to drain (see [`closing`]).
+    closing: Option<closing::Closing>,
 }
 
 impl Core {
@@ -536,6 +539,7 @@ impl Core {
             stopped: false,
             rtp_acc: rtp_stats::RtpAccumulator::default(),
             resend_configured: HashSet::new(),
+            closing: None,
         };
         for p in &config.others {
             core.on_participant(p);
@@ -640,6 +644,7 @@ impl Core {
             warn!("engine: {e}");
         }
         self.fall_back_to_tcp();
+        self.finish_closing();
         if !self.publisher.rtc.is_alive() && self.publisher.connected && self.stop.is_none() {
             // When the server removes us it closes the connections (an SCTP abort over
             // UDP) and sends a Leave over the signal; the abort often arrives first. Wait
@@ -694,6 +699,9 @@ impl Core {
             t = t.min(self.now + Duration::from_millis(100));
         }
         if let Some(d) = self.tcp_fallback_deadline() {
+            t = t.min(d);
+        }
+        if let Some(d) = self.closing_deadline() {
             t = t.min(d);
         }
         t.max(self.now)
