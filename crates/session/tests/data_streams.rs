@@ -16,9 +16,9 @@ use wavecast_session::{
     DataStreamLimits, Room, RoomEvent, RoomEvents, RoomOptions, StreamByteOptions, StreamLimit,
     StreamTextOptions, TOPIC_CHAT,
 };
+use wavecast_testbed::LiveKitServer;
 use wavecast_testbed::browser::BrowserPeer;
 use wavecast_testbed::scripted::{LinePeer, ScriptedPeer};
-use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
 use wavecast_token::{Preset, TokenBuilder};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -455,15 +455,9 @@ async fn chat_files_and_attributes_both_ways_with_the_python_sdk() {
 #[test]
 fn chat_files_and_attributes_both_ways_with_chromium() {
     let test = "chat_files_and_attributes_both_ways_with_chromium";
-    let Some(_ns) = NetNs::enter_for_test(test) else {
+    let Some((_ns, server)) = common::browser_bed(test) else {
         return;
     };
-    init_tracing();
-    let server = LiveKitServer::start_with(&ServerOptions {
-        media_ip: Some(NetNs::ADDR),
-        ..ServerOptions::default()
-    })
-    .expect("livekit-server starts");
     let token = TokenBuilder::new("web")
         .room("webstreams")
         .preset(Preset::Broadcaster)

@@ -12,9 +12,9 @@ use wavecast_session::{
     ClientProtocol, LocalParticipant, MAX_RPC_PAYLOAD_BYTES, PerformRpcData, Room, RoomOptions,
     RpcError, RpcErrorCode,
 };
+use wavecast_testbed::LiveKitServer;
 use wavecast_testbed::browser::BrowserPeer;
 use wavecast_testbed::scripted::{LinePeer, ScriptedPeer};
-use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
 use wavecast_token::Preset;
 
 async fn join(
@@ -324,15 +324,9 @@ async fn rpc_v1_both_ways_with_the_python_sdk() {
 /// The same with Chromium running livekit-client, in a network namespace of its own
 /// (libwebrtc gathers no candidate on loopback alone).
 fn with_chromium(test: &str, protocol: ClientProtocol, bench: bool) {
-    let Some(_ns) = NetNs::enter_for_test(test) else {
+    let Some((_ns, server)) = common::browser_bed(test) else {
         return;
     };
-    init_tracing();
-    let server = LiveKitServer::start_with(&ServerOptions {
-        media_ip: Some(NetNs::ADDR),
-        ..ServerOptions::default()
-    })
-    .expect("livekit-server starts");
     let token = server.token("web", "webrpc", Preset::Broadcaster);
     let mut page = BrowserPeer::data(&server.ws_url(), &token, 120).expect("chromium starts");
     page.wait_json("READY", Duration::from_secs(60))

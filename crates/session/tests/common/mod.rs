@@ -477,3 +477,19 @@ pub async fn join_room(
     };
     wavecast_session::Room::connect_with(&server.ws_url(), creds, options).await
 }
+
+/// A server for a browser peer (libwebrtc gathers no candidate on loopback alone): the calling
+/// thread enters a network namespace of its own and the server advertises the namespace's
+/// address. `None` when the test bed skips namespace tests (see `NetNs::for_test`).
+#[allow(dead_code)] // used by the browser tests
+pub fn browser_bed(test: &str) -> Option<(wavecast_testbed::NetNs, LiveKitServer)> {
+    use wavecast_testbed::{NetNs, ServerOptions};
+    let ns = NetNs::enter_for_test(test)?;
+    init_tracing();
+    let server = LiveKitServer::start_with(&ServerOptions {
+        media_ip: Some(NetNs::ADDR),
+        ..ServerOptions::default()
+    })
+    .expect("livekit-server starts");
+    Some((ns, server))
+}
