@@ -331,3 +331,120 @@ impl KeyRing {
         Ok(material)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Codec, FrameDecryptor, FrameEncryptor};
+
+    const OPUS: &[u8] = &[0x78, 1, 2, 3, 4, 5, 6, 7];
+
+    #[test]
+    fn a_receiver_follows_a_sender_that_ratcheted_within_its_window() {
+        let options = KeyProviderOptions {
+            shared_key: true,
+            ..KeyProviderOptions::default()
+        };
+        let tx_keys = KeyProvider::new(options.clone()).unwrap();
+        let rx_keys = KeyProvider::new(options).unwrap();
+        let m = KeyMaterial::passphrase("ratchet me");
+        tx_keys.set_shared_key(m.clone(), 0);
+        rx_keys.set_shared_key(m, 0);
+        let mut tx = FrameEncryptor::new(tx_keys.ring("a"));
+        let mut rx = FrameDecryptor::new(rx_keys.ring("a"));
+        assert!(
+            rx.decrypt(Codec::Opus, &tx.encrypt(Codec::Opus, OPUS, 0).unwrap())
+                .is_ok()
+        );
+        // The sender ratchets twice; the receiver catches up on the next frame by itself.
+        tx_keys.ratchet_key("a", None).unwrap();
+        let new = tx_keys.ratchet_key("a", Some(0)).unwrap();
+        let f = tx.encrypt(Codec::Opus, OPUS, 960).unwrap();
+        assert_eq!(rx.decrypt(Codec::Opus, &f).unwrap(), OPUS);
+        assert_eq!(rx.stats().ratchets, 1);
+        // …and keeps the ratcheted key: the next frame opens without ratcheting.
+        assert_eq!(rx_keys.ring("a").get(0).unwrap().material(), &new);
+        assert!(
+            rx.decrypt(Codec::Opus, &tx.encrypt(Codec::Opus, OPUS, 1920).unwrap())
+                .is_ok()
+        );
+        assert_eq!(rx.stats().ratchets, 1);
+    }
+
+    #[test]
+    fn a_wrong_key_is_marked_invalid_after_the_tolerance_and_reset_by_a_new_key() {
+        let options = KeyProviderOptions {
+            shared_key: true,
+            ratchet_window_size: 0,
+            failure_tolerance: 2,
+            ..KeyProviderOptions::default()
+        };
+        let rx_keys = KeyProvider::new(options).unwrap();
+        rx_keys.set_shared_key(KeyMaterial::passphrase("wrong"), 0);
+        let tx_keys = KeyProvider::with_shared_key(KeyMaterial::passphrase("right"));
+        let mut tx = FrameEncryptor::new(tx_keys.ring("a"));
+        let mut rx = FrameDecryptor::new(rx_keys.ring("a"));
+        let mut errors = Vec::new();
+        for n in 0..5 {
+            let f = tx.encrypt(Codec::Opus, OPUS, n * 960).unwrap();
+            errors.push(rx.decrypt(Codec::Opus, &f).unwrap_err());
+        }
+        assert_eq!(
+            errors,
+            [
+                E2eeError::DecryptionFailed { index: 0 },
+                E2eeError::DecryptionFailed { index: 0 },
+                E2eeError::DecryptionFailed { index: 0 },
+                E2eeError::InvalidKey { index: 0 },
+                E2eeError::InvalidKey { index: 0 },
+            ]
+        );
+        rx_keys.set_shared_key(KeyMaterial::passphrase("right"), 0);
+        let f = tx.encrypt(Codec::Opus, OPUS, 9600).unwrap();
+        assert_eq!(rx.decrypt(Codec::Opus, &f).unwrap(), OPUS);
+    }
+
+    #[test]
+    fn per_participant_rings_are_separate_and_a_missing_key_is_named() {
+        let keys = KeyProvider::new(KeyProviderOptions::default()).unwrap();
+        keys.set_key("alice", KeyMaterial::passphrase("alice's"), 1);
+        let mut tx = FrameEncryptor::new(keys.ring("alice"));
+        let f = tx.encrypt(Codec::Vp8, &[0x50; 20], 0).unwrap();
+        assert_eq!(*f.last().unwrap(), 1);
+        assert!(
+            FrameDecryptor::new(keys.ring("alice"))
+                .decrypt(Codec::Vp8, &f)
+                .is_ok()
+        );
+        assert_eq!(
+            FrameDecryptor::new(keys.ring("bob")).decrypt(Codec::Vp8, &f),
+            Err(E2eeError::MissingKey { index: 1 })
+        );
+        assert_eq!(
+            FrameEncryptor::new(keys.ring("bob")).encrypt(Codec::Vp8, &[0x50; 20], 0),
+            Err(E2eeError::MissingKey { index: 0 })
+        );
+        assert!(format!("{keys:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn key_indices_wrap_around_the_ring_and_sizes_are_checked() {
+        let keys = KeyProvider::new(KeyProviderOptions {
+            keyring_size: 4,
+            ..KeyProviderOptions::shared()
+        })
+        .unwrap();
+        keys.set_shared_key(KeyMaterial::passphrase("k"), 6);
+        assert_eq!(keys.ring("x").current().unwrap().0, 2);
+        for size in [0, 257] {
+            let o = KeyProviderOptions {
+                keyring_size: size,
+                ..KeyProviderOptions::default()
+            };
+            assert_eq!(
+                KeyProvider::new(o).unwrap_err(),
+                E2eeError::KeyringSize { size }
+            );
+        }
+    }
+}
