@@ -93,6 +93,8 @@ pub struct TrackInfo {
     pub width: u32,
     /// Video height.
     pub height: u32,
+    /// Whether its frames are end-to-end encrypted (`Encryption.Type` other than NONE).
+    pub encrypted: bool,
 }
 
 impl TrackInfo {
@@ -110,6 +112,7 @@ impl TrackInfo {
             muted: t.muted,
             width: t.width,
             height: t.height,
+            encrypted: t.encryption != livekit_protocol::encryption::Type::None as i32,
         }
     }
 }

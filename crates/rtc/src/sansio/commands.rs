@@ -25,6 +25,11 @@ impl Core {
                     // Audio goes out wrapped in RED when the server negotiates it.
                     disable_red: false,
                     disable_dtx: true,
+                    encryption: if options.encrypted {
+                        proto::encryption::Type::Gcm as i32
+                    } else {
+                        proto::encryption::Type::None as i32
+                    },
                     ..Default::default()
                 };
                 self.pending_publish.insert(

@@ -35,8 +35,8 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
 use crate::session::{
-    Credentials, EngineEvent, Session, SessionError, SessionEvent, SessionEvents, SessionOptions,
-    SessionState, lock,
+    Credentials, E2eeOptions, E2eeStats, EngineEvent, Session, SessionError, SessionEvent,
+    SessionEvents, SessionOptions, SessionState, lock,
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
@@ -77,6 +77,9 @@ pub struct RoomOptions {
     pub connect_timeout: Duration,
     /// Bounds on incoming data streams.
     pub data_stream_limits: DataStreamLimits,
+    /// End-to-end encryption keys (none: nothing is encrypted, encrypted tracks are withheld
+    /// unless their reader asks for the encrypted frames).
+    pub e2ee: Option<E2eeOptions>,
 }
 
 impl Default for RoomOptions {
@@ -88,6 +91,7 @@ impl Default for RoomOptions {
             transport_timeout: Duration::from_secs(10),
             connect_timeout: crate::session::EngineOptions::default().connect_timeout,
             data_stream_limits: DataStreamLimits::default(),
+            e2ee: None,
         }
     }
 }
@@ -129,6 +133,13 @@ impl RoomOptions {
         self
     }
 
+    /// Encrypt end to end with these keys: our tracks are published encrypted (AES-GCM, as
+    /// livekit-client and the SDKs do it) and encrypted tracks are decrypted.
+    pub fn e2ee(mut self, options: E2eeOptions) -> Self {
+        self.e2ee = Some(options);
+        self
+    }
+
     /// The session options these make, for `url` and `credentials`.
     pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
         let mut s = SessionOptions::new(url, credentials)
@@ -137,6 +148,7 @@ impl RoomOptions {
             .event_capacity(self.event_capacity);
         s.engine.auto_subscribe = self.auto_subscribe;
         s.engine.connect_timeout = self.connect_timeout;
+        s.e2ee = self.e2ee.clone();
         s
     }
 }
@@ -173,6 +185,8 @@ pub struct RoomStats {
     pub queue_peak: u64,
     /// RTP repair and loss counters of the media connections (NACKs, PLIs each way).
     pub rtp: wavecast_rtc::RtpStats,
+    /// End-to-end encryption: frames encrypted, decrypted, refused.
+    pub e2ee: E2eeStats,
 }
 
 pub(crate) struct RoomShared {
@@ -474,6 +488,7 @@ impl Room {
             dropped_events: self.queue.dropped(),
             queue_peak: self.queue.peak(),
             rtp: session.rtp,
+            e2ee: self.session.e2ee_stats(),
         }
     }
 
@@ -591,6 +606,16 @@ async fn run(
                 // The app's handle flows again: no new event (the handle is the same).
                 lock(&shared.roster).track_subscribed(&track_sid);
             }
+            SessionEvent::E2eeStateChanged {
+                key,
+                track_sid,
+                state,
+            } => out.push(RoomEvent::E2eeStateChanged {
+                participant_identity: key.identity.into(),
+                track_sid: track_sid.into(),
+                track_name: key.name,
+                state,
+            }),
             SessionEvent::Engine(ev) => {
                 let mut roster = lock(&shared.roster);
                 match ev {

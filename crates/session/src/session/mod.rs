@@ -37,6 +37,7 @@
 //! ```
 
 mod credentials;
+pub(crate) mod e2ee;
 mod error;
 mod media;
 #[cfg(feature = "libwebrtc")]
@@ -63,6 +64,7 @@ use wavecast_rtc::{DisconnectReason, Engine, EngineError, EngineEvents, Transpor
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
 pub use credentials::Credentials;
+pub use e2ee::{E2eeOptions, E2eeState, E2eeStats};
 pub use error::{SessionError, error_chain};
 pub use media::{
     AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoDecode, VideoPublisher,
@@ -101,12 +103,15 @@ struct Shared {
     /// The newest token the server sent (`RefreshToken`) on an earlier engine: later joins use
     /// it instead of a [`Credentials::Token`] that may have expired.
     refreshed_token: Mutex<Option<String>>,
+    /// End-to-end encryption: keys (if any), counters, state reports.
+    e2ee: Arc<e2ee::E2ee>,
 }
 
 impl Shared {
     /// A session's shared state at its start: join attempt 1 on `engine` (none in unit tests).
     fn new(options: SessionOptions, engine: Option<Arc<Engine>>) -> Self {
         Self {
+            e2ee: e2ee::E2ee::new(options.e2ee.as_ref()),
             options,
             engine: Mutex::new(engine.map(|e| (1, e))),
             published: Mutex::new(Vec::new()),
@@ -166,6 +171,7 @@ impl Session {
         let transport_timeout = options.transport_timeout;
         let (out, rx) = mpsc::channel(options.event_capacity.max(1));
         let shared = Arc::new(Shared::new(options, Some(Arc::new(engine))));
+        shared.e2ee.report_to(&out);
         let sup = Supervisor {
             shared: shared.clone(),
             out,
@@ -283,6 +289,11 @@ impl Session {
         }
     }
 
+    /// End-to-end encryption counters (all zero without [`SessionOptions::e2ee`]).
+    pub fn e2ee_stats(&self) -> E2eeStats {
+        self.shared.e2ee.stats()
+    }
+
     fn engine(&self) -> Result<(u64, Arc<Engine>), SessionError> {
         if let Some(e) = lock(&self.shared.engine).clone() {
             return Ok(e);
@@ -310,14 +321,20 @@ impl Session {
     /// again on every new engine). Fails with `NotConnected` while reconnecting.
     pub async fn publish_track(
         &self,
-        options: TrackOptions,
+        mut options: TrackOptions,
     ) -> Result<PublishedTrack, SessionError> {
         let (epoch, engine) = self.engine()?;
+        // With keys, every frame written is encrypted, and the track says so.
+        let sealer = self
+            .shared
+            .e2ee
+            .sealer(&engine.join_info().local.identity, options.kind);
+        options.encrypted = sealer.is_some();
         let track = engine
             .publish_track(options.clone())
             .await
             .map_err(|e| self.engine_error(format!("publish track {:?}", options.name), e))?;
-        let slot = LocalSlot::new(options, track, epoch);
+        let slot = LocalSlot::new(options, track, epoch, sealer);
         lock(&self.shared.published).push(slot.clone());
         Ok(PublishedTrack::new(slot))
     }

@@ -1,0 +1,273 @@
+//! End-to-end encryption between wavecast rooms on a real livekit-server (issue 21).
+//!
+//! A publisher with a shared passphrase sends stamped VP8 video and Opus audio. Three rooms
+//! subscribe: one with the same passphrase decodes the pictures in order and the audio; one with
+//! a wrong passphrase decodes nothing, gets `E2eeStateChanged(DecryptionFailed)` and counts the
+//! refused frames; one without keys gets `MissingKey`, nothing by default, and — when it asks for
+//! them, as the recorder does — the encrypted frames as the server forwarded them (the SDKs'
+//! trailer, the pictures not readable). The server sees the tracks announced as encrypted.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use wavecast_session::{
+    Credentials, E2eeOptions, E2eeState, Preset, Room, RoomEvent, RoomEvents, RoomOptions,
+    SubscribedTrack, TrackKind, VideoDecode, VideoSubscriber,
+};
+use wavecast_testbed::LiveKitServer;
+
+const ROOM: &str = "e2ee";
+const PASSPHRASE: &str = "wavecast shared passphrase";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn join(
+    server: &LiveKitServer,
+    identity: &str,
+    e2ee: Option<E2eeOptions>,
+) -> (Room, RoomEvents) {
+    let mut options = RoomOptions::default();
+    if let Some(e) = e2ee {
+        options = options.e2ee(e);
+    }
+    Room::connect_with(
+        &server.ws_url(),
+        Credentials::mint(server.keys(), identity, ROOM, Preset::Broadcaster),
+        options,
+    )
+    .await
+    .expect("joins")
+}
+
+/// The subscribed (video, audio) tracks of the publisher, whichever comes first.
+async fn tracks(events: &mut RoomEvents) -> (SubscribedTrack, SubscribedTrack) {
+    let (mut video, mut audio) = (None, None);
+    while video.is_none() || audio.is_none() {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(RoomEvent::TrackSubscribed { track, .. })) => match track.kind() {
+                TrackKind::Video => video = Some(track),
+                TrackKind::Audio => audio = Some(track),
+            },
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("events ended"),
+            Err(_) => panic!("no tracks in {WAIT:?}"),
+        }
+    }
+    (video.unwrap(), audio.unwrap())
+}
+
+/// Read events until an `E2eeStateChanged` for the track `name` with `want` arrives.
+async fn e2ee_state(events: &mut RoomEvents, name: &str, want: E2eeState) {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(RoomEvent::E2eeStateChanged {
+                track_name, state, ..
+            })) if track_name == name && state == want => return,
+            Ok(Some(ev)) => seen.push(ev.name()),
+            Ok(None) => panic!("events ended; read {seen:?}"),
+            Err(_) => panic!("no E2eeStateChanged({want:?}) for {name} in {WAIT:?}; read {seen:?}"),
+        }
+    }
+}
+
+/// Decode video for `time` on a thread; returns (stamped frame numbers in order, frames read).
+fn decode_for(track: SubscribedTrack, time: Duration) -> std::thread::JoinHandle<(Vec<u32>, u64)> {
+    let rt = tokio::runtime::Handle::current();
+    std::thread::spawn(move || {
+        let mut sub = VideoSubscriber::without_track().expect("decoder");
+        let mut track = track;
+        let mut stamps = Vec::new();
+        let mut frames = 0u64;
+        let end = Instant::now() + time;
+        while Instant::now() < end {
+            let left = end.saturating_duration_since(Instant::now());
+            let Ok(Some(f)) = rt.block_on(async { tokio::time::timeout(left, track.recv()).await })
+            else {
+                break;
+            };
+            frames += 1;
+            match sub.decode(&f) {
+                VideoDecode::Picture(p) => {
+                    if let Some(s) = common::read_stamp(&p.image.image) {
+                        stamps.push(s.frame_number);
+                    }
+                }
+                VideoDecode::WaitingForKeyframe { ask_keyframe: true } | VideoDecode::Failed(_) => {
+                    track.request_keyframe()
+                }
+                _ => {}
+            }
+        }
+        (stamps, frames)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_media_flows_with_the_passphrase_and_nowhere_else() {
+    common::init_tracing();
+    let server = LiveKitServer::start().expect("server");
+    let (publisher, _pub_events) = join(
+        &server,
+        "pub",
+        Some(E2eeOptions::shared_passphrase(PASSPHRASE)),
+    )
+    .await;
+    let (right, mut right_events) = join(
+        &server,
+        "right",
+        Some(E2eeOptions::shared_passphrase(PASSPHRASE)),
+    )
+    .await;
+    let (wrong, mut wrong_events) = join(
+        &server,
+        "wrong",
+        Some(E2eeOptions::shared_passphrase("not the passphrase")),
+    )
+    .await;
+    let (keyless, mut keyless_events) = join(&server, "keyless", None).await;
+
+    let video = publisher
+        .local_participant()
+        .publish_video("cam", common::small_video())
+        .await
+        .expect("video published");
+    let mut audio = publisher
+        .local_participant()
+        .publish_audio("mic", 1, 32_000)
+        .await
+        .expect("audio published");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = common::spawn_video_sender(video, stop.clone());
+    let stop_audio = stop.clone();
+    let audio_sender = std::thread::spawn(move || {
+        // A 440 Hz tone, 20 ms at a time.
+        let mut n = 0u64;
+        let start = Instant::now();
+        while !stop_audio.load(std::sync::atomic::Ordering::Relaxed) {
+            let pcm: Vec<i16> = (0..960)
+                .map(|i| {
+                    let t = (n * 960 + i) as f64 / 48_000.0;
+                    ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16
+                })
+                .collect();
+            audio.push(&pcm, Instant::now()).expect("encode audio");
+            n += 1;
+            let next = start + Duration::from_millis(20 * n);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    });
+
+    // The server announces the tracks as encrypted.
+    let (right_video, mut right_audio) = tracks(&mut right_events).await;
+    assert!(right_video.is_encrypted() && right_audio.is_encrypted());
+    let publication = right
+        .remote_participant("pub")
+        .expect("the publisher is in the roster")
+        .track_publications()
+        .into_values()
+        .find(|p| p.name() == "cam")
+        .expect("its video publication");
+    assert!(
+        publication.is_encrypted(),
+        "the server says the video is encrypted"
+    );
+
+    let (wrong_video, _wrong_audio) = tracks(&mut wrong_events).await;
+    let (mut keyless_video, _keyless_audio) = tracks(&mut keyless_events).await;
+
+    let right_decoding = decode_for(right_video, Duration::from_secs(5));
+    let wrong_decoding = decode_for(wrong_video, Duration::from_secs(5));
+
+    // Audio with the passphrase decodes to the tone's samples (not noise from ciphertext).
+    let mut opus = wavecast_session::AudioSubscriber::without_track(1).expect("opus");
+    let mut packets = 0;
+    let mut loud = 0;
+    while packets < 100 {
+        let f = tokio::time::timeout(WAIT, right_audio.recv())
+            .await
+            .expect("audio in time")
+            .expect("audio flows");
+        if let Some(d) = opus.decode(&f) {
+            packets += 1;
+            let peak = d
+                .samples
+                .iter()
+                .map(|s| s.unsigned_abs())
+                .max()
+                .unwrap_or(0);
+            loud += usize::from(peak > 4000);
+        }
+    }
+    assert!(loud > 50, "the tone came through in {loud} of 100 packets");
+
+    // Without keys: nothing by default, the state says why …
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), keyless_video.recv())
+            .await
+            .is_err(),
+        "a keyless room handed on an encrypted frame"
+    );
+    e2ee_state(&mut keyless_events, "cam", E2eeState::MissingKey).await;
+    // … and the encrypted frames to a reader that asks for them (the recorder does).
+    keyless_video.pass_encrypted();
+    let raw = tokio::time::timeout(WAIT, keyless_video.recv())
+        .await
+        .expect("a frame in time")
+        .expect("frames flow");
+    let n = raw.data.len();
+    assert_eq!(
+        raw.data[n - 2],
+        12,
+        "the SDKs' trailer: IV length 12, then the key index"
+    );
+    assert_eq!(raw.data[n - 1], 0, "key index 0");
+
+    let (right_stamps, right_frames) = right_decoding.join().expect("right decoder");
+    let (wrong_stamps, wrong_frames) = wrong_decoding.join().expect("wrong decoder");
+    e2ee_state(&mut wrong_events, "cam", E2eeState::DecryptionFailed).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().expect("video sender");
+    audio_sender.join().expect("audio sender");
+
+    eprintln!(
+        "right passphrase: {right_frames} frames read, {} pictures with stamps {:?}…; wrong: {wrong_frames} handed on, {} pictures; \
+         stats right {:?}, wrong {:?}, keyless {:?}, publisher {:?}",
+        right_stamps.len(),
+        &right_stamps[..right_stamps.len().min(5)],
+        wrong_stamps.len(),
+        right.stats().e2ee,
+        wrong.stats().e2ee,
+        keyless.stats().e2ee,
+        publisher.stats().e2ee,
+    );
+    assert!(
+        right_stamps.len() >= 60,
+        "pictures decoded with the passphrase: {}",
+        right_stamps.len()
+    );
+    assert!(
+        right_stamps.windows(2).all(|w| w[0] < w[1]),
+        "pictures in order: {right_stamps:?}"
+    );
+    assert_eq!(
+        wrong_frames, 0,
+        "a frame that did not decrypt was handed on"
+    );
+    assert!(wrong_stamps.is_empty());
+    let wrong_stats = wrong.stats().e2ee;
+    assert_eq!(wrong_stats.decrypted, 0);
+    assert!(wrong_stats.decrypt_failed >= 30, "{wrong_stats:?}");
+    let right_stats = right.stats().e2ee;
+    assert!(
+        right_stats.decrypted >= right_frames + 100,
+        "{right_stats:?}"
+    );
+    assert!(publisher.stats().e2ee.encrypted > right_stats.decrypted / 2);
+
+    for room in [&publisher, &right, &wrong, &keyless] {
+        room.close().await;
+    }
+}
