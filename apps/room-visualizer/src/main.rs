@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         }
         let creds =
             Credentials::from_config(&config, &cli.watch.conn, "room-visualizer", Preset::Viewer)?;
-        Ok((config, creds))
+        Ok((config, (creds, cli.watch.conn.e2ee()?)))
     })();
     let (config, credentials) = match prepared {
         Ok(v) => v,
@@ -96,7 +96,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> Result<ExitCode> {
+fn run(
+    cli: &Cli,
+    config: wavecast_config::Config,
+    (credentials, e2ee): (Credentials, Option<wavecast_session::E2eeOptions>),
+) -> Result<ExitCode> {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -104,12 +108,15 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
         .build()
         .context("tokio runtime")?;
     let url = config.connection.url.clone();
-    let connector = Arc::new(Connector::new(
-        url.clone(),
-        credentials,
-        config.reconnect.clone(),
-        config.connection.connect_timeout,
-    ));
+    let connector = Arc::new(
+        Connector::new(
+            url.clone(),
+            credentials,
+            config.reconnect.clone(),
+            config.connection.connect_timeout,
+        )
+        .with_e2ee(e2ee),
+    );
     let conn_rx = connector.subscribe();
     let (roster_tx, roster_rx) = watch::channel::<Roster>(Arc::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
