@@ -6,6 +6,8 @@
 //   node peer.mjs publish   --url WS --token JWT [--seconds N] [--video FILE.y4m] [--audio FILE.wav]
 //                           [--downscale-after S]
 //   node peer.mjs subscribe --url WS --token JWT --participant IDENTITY [--seconds N]
+//   either with [--e2ee-key PASSPHRASE]: end-to-end encryption with livekit-client's
+//   ExternalE2EEKeyProvider and its e2ee worker (served beside the page).
 //
 // publish: joins, publishes Chromium's fake camera and microphone (from the given files, or
 // Chromium's built-in pattern and beep) with livekit-client's default settings, prints
@@ -42,6 +44,7 @@ const { values: opts, positionals } = parseArgs({
     audio: { type: 'string' },
     log: { type: 'string', default: 'warn' },
     'downscale-after': { type: 'string' },
+    'e2ee-key': { type: 'string' },
   },
 });
 
@@ -67,6 +70,7 @@ const files = {
   '/': ['page.html', 'text/html'],
   '/page.js': ['page.js', 'text/javascript'],
   '/livekit-client.umd.js': ['node_modules/livekit-client/dist/livekit-client.umd.js', 'text/javascript'],
+  '/livekit-client.e2ee.worker.mjs': ['node_modules/livekit-client/dist/livekit-client.e2ee.worker.mjs', 'text/javascript'],
 };
 const server = createServer(async (req, res) => {
   const path = new URL(req.url, 'http://127.0.0.1').pathname;
@@ -117,7 +121,11 @@ try {
   process.stderr.write(`[peer] ${await browser.version()} with livekit-client ${await page.evaluate(() => window.LivekitClient.version)}\n`);
 
   if (mode === 'publish') {
-    const info = await page.evaluate((o) => window.wavecast.publish(o), { url: opts.url, token: opts.token });
+    const info = await page.evaluate((o) => window.wavecast.publish(o), {
+      url: opts.url,
+      token: opts.token,
+      e2eeKey: opts['e2ee-key'],
+    });
     process.stdout.write(`READY ${JSON.stringify(info)}\n`);
     // The scaling runs while the publisher waits; its failure is kept (not an unhandled
     // rejection, which would end Node before it prints ERROR) and reported after the wait.
@@ -142,6 +150,7 @@ try {
       token: opts.token,
       participant: opts.participant,
       seconds,
+      e2eeKey: opts['e2ee-key'],
     });
     process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   }

@@ -36,6 +36,7 @@ pub(crate) mod resume;
 mod roster;
 mod routing;
 pub(crate) mod rtp_stats;
+mod sdp_red;
 mod signal;
 
 pub(crate) use outbox::{EventSink, Offer};
@@ -338,6 +339,9 @@ struct LocalTrackState {
     shared: Arc<LocalShared>,
     /// Offset added to the caller's RTP times (random start, as RFC 3550 asks).
     rtp_offset: u64,
+    /// End-to-end encrypted frames: audio goes out without RED (a browser's frame decryptor
+    /// would see the whole RED payload).
+    encrypted: bool,
 }
 
 struct RemoteState {

@@ -121,6 +121,11 @@ impl Core {
             TrackKind::Video => (Codec::Vp8, str0m::media::Frequency::NINETY_KHZ),
         };
         let rtp_time = m.rtp_time.wrapping_add(t.rtp_offset);
+        if t.encrypted && t.kind == TrackKind::Audio {
+            // Chromium hands its frame decryptor the whole RED payload: plain Opus only (as
+            // livekit-client sends it with E2EE). A no-op after the first time.
+            self.publisher.rtc.direct_api().set_red_send(mid, false);
+        }
         let Some(writer) = self.publisher.rtc.writer(mid) else {
             return Ok(());
         };
