@@ -11,15 +11,21 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use wavecast_session::{
     Credentials, E2eeOptions, E2eeState, Preset, Room, RoomEvent, RoomEvents, RoomOptions,
     SubscribedTrack, TrackKind, VideoDecode, VideoSubscriber,
 };
-use wavecast_testbed::LiveKitServer;
+
+use wavecast_session::{AudioPublisher, AudioSubscriber};
+use wavecast_testbed::{LiveKitServer, PythonPeer};
 
 const ROOM: &str = "e2ee";
 const PASSPHRASE: &str = "wavecast shared passphrase";
 const WAIT: Duration = Duration::from_secs(20);
+/// The tone every publisher here sends.
+const TONE_HZ: f64 = 440.0;
 
 async fn join(
     server: &LiveKitServer,
@@ -105,6 +111,38 @@ fn decode_for(track: SubscribedTrack, time: Duration) -> std::thread::JoinHandle
     })
 }
 
+/// Publish a 440 Hz tone, 20 ms at a time, from a thread until `stop` is set.
+fn spawn_tone_sender(
+    mut audio: AudioPublisher,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut n = 0u64;
+        let start = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let pcm: Vec<i16> = (0..960)
+                .map(|i| {
+                    let t = (n * 960 + i) as f64 / 48_000.0;
+                    ((t * TONE_HZ * std::f64::consts::TAU).sin() * 8000.0) as i16
+                })
+                .collect();
+            audio.push(&pcm, Instant::now()).expect("encode audio");
+            n += 1;
+            let next = start + Duration::from_millis(20 * n);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    })
+}
+
+/// The frequency of a tone from its zero crossings.
+fn zero_crossing_hz(samples: &[i16]) -> f64 {
+    let crossings = samples
+        .windows(2)
+        .filter(|w| (w[0] >= 0) != (w[1] >= 0))
+        .count();
+    crossings as f64 / 2.0 / (samples.len() as f64 / 48_000.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_media_flows_with_the_passphrase_and_nowhere_else() {
     common::init_tracing();
@@ -134,31 +172,14 @@ async fn encrypted_media_flows_with_the_passphrase_and_nowhere_else() {
         .publish_video("cam", common::small_video())
         .await
         .expect("video published");
-    let mut audio = publisher
+    let audio = publisher
         .local_participant()
         .publish_audio("mic", 1, 32_000)
         .await
         .expect("audio published");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let sender = common::spawn_video_sender(video, stop.clone());
-    let stop_audio = stop.clone();
-    let audio_sender = std::thread::spawn(move || {
-        // A 440 Hz tone, 20 ms at a time.
-        let mut n = 0u64;
-        let start = Instant::now();
-        while !stop_audio.load(std::sync::atomic::Ordering::Relaxed) {
-            let pcm: Vec<i16> = (0..960)
-                .map(|i| {
-                    let t = (n * 960 + i) as f64 / 48_000.0;
-                    ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16
-                })
-                .collect();
-            audio.push(&pcm, Instant::now()).expect("encode audio");
-            n += 1;
-            let next = start + Duration::from_millis(20 * n);
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        }
-    });
+    let audio_sender = spawn_tone_sender(audio, stop.clone());
 
     // The server announces the tracks as encrypted.
     let (right_video, mut right_audio) = tracks(&mut right_events).await;
@@ -182,7 +203,7 @@ async fn encrypted_media_flows_with_the_passphrase_and_nowhere_else() {
     let wrong_decoding = decode_for(wrong_video, Duration::from_secs(5));
 
     // Audio with the passphrase decodes to the tone's samples (not noise from ciphertext).
-    let mut opus = wavecast_session::AudioSubscriber::without_track(1).expect("opus");
+    let mut opus = AudioSubscriber::without_track(1).expect("opus");
     let mut packets = 0;
     let mut loud = 0;
     while packets < 100 {
@@ -228,7 +249,7 @@ async fn encrypted_media_flows_with_the_passphrase_and_nowhere_else() {
     let (right_stamps, right_frames) = right_decoding.join().expect("right decoder");
     let (wrong_stamps, wrong_frames) = wrong_decoding.join().expect("wrong decoder");
     e2ee_state(&mut wrong_events, "cam", E2eeState::DecryptionFailed).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     sender.join().expect("video sender");
     audio_sender.join().expect("audio sender");
 
@@ -270,4 +291,141 @@ async fn encrypted_media_flows_with_the_passphrase_and_nowhere_else() {
     for room in [&publisher, &right, &wrong, &keyless] {
         room.close().await;
     }
+}
+
+/// The official Python SDK (its libwebrtc frame cryptor, the same key as a shared key) publishes
+/// encrypted video and a tone: a room with the passphrase decodes both, nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_publisher_with_the_shared_key_is_decrypted() {
+    common::init_tracing();
+    let server = LiveKitServer::start().expect("server");
+    let mut py = PythonPeer::spawn(
+        &server,
+        "publish_av.py",
+        &[
+            "--room",
+            ROOM,
+            "--identity",
+            "py",
+            "--seconds",
+            "20",
+            "--fps",
+            "15",
+            "--frequency",
+            "440",
+            "--e2ee-key",
+            PASSPHRASE,
+        ],
+    )
+    .expect("python starts");
+    py.wait_line("READY", WAIT).expect("python publishes");
+    let (room, mut events) = join(
+        &server,
+        "us",
+        Some(E2eeOptions::shared_passphrase(PASSPHRASE)),
+    )
+    .await;
+    let (video, mut audio) = tracks(&mut events).await;
+    assert!(
+        video.is_encrypted() && audio.is_encrypted(),
+        "announced as encrypted"
+    );
+    let decoding = decode_for(video, Duration::from_secs(5));
+    let mut opus = AudioSubscriber::without_track(1).expect("opus");
+    let mut pcm = Vec::new();
+    while pcm.len() < 48_000 * 3 {
+        let f = tokio::time::timeout(WAIT, audio.recv())
+            .await
+            .expect("audio in time")
+            .expect("audio flows");
+        if let Some(d) = opus.decode(&f) {
+            pcm.extend_from_slice(d.samples);
+        }
+    }
+    let (_, frames) = decoding.join().expect("decoder");
+    // The last 2 s: past the start of the stream.
+    let tone = zero_crossing_hz(&pcm[48_000..]);
+    let stats = room.stats().e2ee;
+    eprintln!(
+        "PYTHON (E2EE) → US: {frames} video frames decrypted and read in 5 s, tone {tone:.1} Hz, {stats:?}"
+    );
+    assert!(frames >= 30, "{frames} video frames: {stats:?}");
+    assert!((tone - TONE_HZ).abs() < 10.0, "heard {tone:.1} Hz");
+    assert_eq!(stats.decrypt_failed, 0, "{stats:?}");
+    room.close().await;
+    drop(py);
+}
+
+/// Our encrypted video and tone, subscribed by the official Python SDK with the same shared
+/// key: its frame cryptor decrypts them (frames decoded, the tone heard, state OK only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_subscriber_with_the_shared_key_decrypts_ours() {
+    common::init_tracing();
+    let server = LiveKitServer::start().expect("server");
+    let (publisher, _events) = join(
+        &server,
+        "pub",
+        Some(E2eeOptions::shared_passphrase(PASSPHRASE)),
+    )
+    .await;
+    let video = publisher
+        .local_participant()
+        .publish_video("cam", common::small_video())
+        .await
+        .expect("video published");
+    let audio = publisher
+        .local_participant()
+        .publish_audio("mic", 1, 32_000)
+        .await
+        .expect("audio published");
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = (
+        common::spawn_video_sender(video, stop.clone()),
+        spawn_tone_sender(audio, stop.clone()),
+    );
+    let mut py = PythonPeer::spawn(
+        &server,
+        "e2ee_subscribe.py",
+        &[
+            "--room",
+            ROOM,
+            "--identity",
+            "py",
+            "--participant",
+            "pub",
+            "--seconds",
+            "5",
+            "--e2ee-key",
+            PASSPHRASE,
+        ],
+    )
+    .expect("python starts");
+    let result = tokio::task::spawn_blocking(move || {
+        let r = py.wait_line("RESULT", Duration::from_secs(60));
+        (py, r)
+    })
+    .await
+    .expect("waits");
+    stop.store(true, Ordering::Relaxed);
+    senders.0.join().expect("video sender");
+    senders.1.join().expect("audio sender");
+    let result: serde_json::Value =
+        serde_json::from_str(&result.1.expect("python's result")).expect("json");
+    eprintln!("US (E2EE) → PYTHON: {result}");
+    assert!(result["video_frames"].as_u64() >= Some(30), "{result}");
+    assert_eq!(
+        (result["width"].as_u64(), result["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    let tone = result["tone_hz"].as_f64().unwrap_or(0.0);
+    assert!(
+        (tone - TONE_HZ).abs() < 10.0,
+        "python heard {tone:.1} Hz: {result}"
+    );
+    let states = result["e2ee_states"].as_array().expect("states");
+    assert!(
+        states.iter().all(|s| s == "OK" || s == "NEW") && states.iter().any(|s| s == "OK"),
+        "python's frame cryptor states: {result}"
+    );
+    publisher.close().await;
 }
