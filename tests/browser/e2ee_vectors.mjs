@@ -104,6 +104,11 @@ async function run(name, kdf, secret, keyIndex) {
   ]);
   const audio = await transform('encode', 'alice', `${name}-a`, undefined, [audioFrame(opus, 48000, ssrc + 1)]);
   Math.random = random;
+  // A data packet payload through the worker's DataCryptor (its IV is random: recorded).
+  const dataPlain = new TextEncoder().encode(`hello from ${name}, encrypted like a data packet`);
+  await send('encryptDataRequest', { uuid: `${name}-data`, payload: dataPlain, participantIdentity: 'alice' });
+  const dataOut = posted.find((m) => m.kind === 'encryptDataResponse');
+  if (!dataOut) throw new Error('worker did not encrypt the data packet');
   const errors = posted.filter((m) => m.kind === 'error').map((m) => String(m.data.error));
   if (errors.length > 0 || video.length !== 2 || audio.length !== 1) {
     throw new Error(`worker did not encrypt: ${errors.join('; ')} (${video.length} video, ${audio.length} audio)`);
@@ -118,6 +123,12 @@ async function run(name, kdf, secret, keyIndex) {
       { kind: 'vp8', ssrc, rtp_timestamp: 93000, plain: hex(vp8Delta), encrypted: hex(video[1].data) },
       { kind: 'opus', ssrc: ssrc + 1, rtp_timestamp: 48000, plain: hex(opus), encrypted: hex(audio[0].data) },
     ],
+    data: {
+      plain: hex(dataPlain),
+      iv: hex(dataOut.data.iv),
+      key_index: dataOut.data.keyIndex,
+      encrypted: hex(dataOut.data.payload),
+    },
   });
 }
 

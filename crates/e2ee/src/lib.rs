@@ -4,7 +4,8 @@
 //! derived as the SDKs derive them — PBKDF2 for passphrases, HKDF for raw keys — with their
 //! ratchet), and the frame cryptor: [`FrameEncryptor`] seals an encoded frame (a VP8 frame, an
 //! Opus packet) into the SDKs' layout, [`FrameDecryptor`] opens one, ratchets within the
-//! provider's window, counts failures against the key and refuses replays.
+//! provider's window, counts failures against the key and refuses replays. Data packets
+//! (LiveKit's `EncryptedPacket`) have [`DataEncryptor`] and [`decrypt_data`].
 //!
 //! ```
 //! use wavecast_e2ee::{Codec, FrameDecryptor, FrameEncryptor, KeyMaterial, KeyProvider};
@@ -23,10 +24,12 @@
 //! authenticated. Keys never appear in `Debug` output or errors.
 #![deny(missing_docs)]
 
+mod data;
 mod frame;
 mod key;
 mod provider;
 
+pub use data::{DataEncryptor, SealedData, decrypt_data, encrypt_data_with_iv};
 pub use frame::{
     Codec, DecryptStats, FrameDecryptor, FrameEncryptor, IV_LENGTH, OPUS_HEADER, REPLAY_WINDOW,
     TAG_LENGTH, TRAILER_LENGTH, VP8_DELTA_FRAME_HEADER, VP8_KEY_FRAME_HEADER, decrypt_with,

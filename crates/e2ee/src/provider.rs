@@ -201,8 +201,17 @@ impl KeyRing {
         &self.identity
     }
 
+    /// The slot a key set at `index` goes to (indices wrap around the ring, as the SDKs set
+    /// them).
     fn slot_index(st: &RingState, index: u8) -> usize {
         usize::from(index) % st.slots.len()
+    }
+
+    /// The slot a received frame's `index` names: none past the ring (the SDKs find no key
+    /// there; the index is not authenticated, so it must not wrap onto a key).
+    fn named_slot(st: &RingState, index: u8) -> Option<usize> {
+        let i = usize::from(index);
+        (i < st.slots.len()).then_some(i)
     }
 
     /// Derive and store a key at `index`, make it current, and forget its failures.
@@ -228,7 +237,7 @@ impl KeyRing {
     /// The key at `index`, if set.
     pub(crate) fn get(&self, index: u8) -> Option<Arc<KeySet>> {
         let st = lock(&self.state);
-        st.slots[Self::slot_index(&st, index)]
+        st.slots[Self::named_slot(&st, index)?]
             .as_ref()
             .map(|s| s.keys.clone())
     }
@@ -237,7 +246,8 @@ impl KeyRing {
     pub fn is_invalid(&self, index: u8) -> bool {
         let st = lock(&self.state);
         self.failure_tolerance >= 0
-            && st.failures[Self::slot_index(&st, index)] > self.failure_tolerance as u32
+            && Self::named_slot(&st, index)
+                .is_some_and(|i| st.failures[i] > self.failure_tolerance as u32)
     }
 
     /// A frame with `index` failed to decrypt.
@@ -246,15 +256,17 @@ impl KeyRing {
             return;
         }
         let mut st = lock(&self.state);
-        let i = Self::slot_index(&st, index);
-        st.failures[i] = st.failures[i].saturating_add(1);
+        if let Some(i) = Self::named_slot(&st, index) {
+            st.failures[i] = st.failures[i].saturating_add(1);
+        }
     }
 
     /// A frame with `index` decrypted.
     pub(crate) fn success(&self, index: u8) {
         let mut st = lock(&self.state);
-        let i = Self::slot_index(&st, index);
-        st.failures[i] = 0;
+        if let Some(i) = Self::named_slot(&st, index) {
+            st.failures[i] = 0;
+        }
     }
 
     /// How many ratchet steps a failing frame may try.
@@ -273,7 +285,7 @@ impl KeyRing {
     ) -> Option<Arc<KeySet>> {
         let previous = {
             let st = lock(&self.state);
-            let slot = st.slots[Self::slot_index(&st, index)].as_ref()?;
+            let slot = st.slots[Self::named_slot(&st, index)?].as_ref()?;
             if !Arc::ptr_eq(&slot.keys, base) || n == 0 || slot.ratchets.len() < n - 1 {
                 return None;
             }
@@ -285,7 +297,7 @@ impl KeyRing {
         // Derive outside the lock (two PBKDF2 runs): other tracks keep going meanwhile.
         let next = Arc::new(previous.material().ratchet(&self.salt).derive(&self.salt));
         let mut st = lock(&self.state);
-        let i = Self::slot_index(&st, index);
+        let i = Self::named_slot(&st, index)?;
         let slot = st.slots[i].as_mut()?;
         if !Arc::ptr_eq(&slot.keys, base) {
             return None;
@@ -300,7 +312,9 @@ impl KeyRing {
     /// set meanwhile), and the current one.
     pub(crate) fn adopt_ratchet(&self, index: u8, base: &Arc<KeySet>, step: usize) {
         let mut st = lock(&self.state);
-        let i = Self::slot_index(&st, index);
+        let Some(i) = Self::named_slot(&st, index) else {
+            return;
+        };
         let Some(slot) = st.slots[i].as_mut() else {
             return;
         };
@@ -436,6 +450,14 @@ mod tests {
         .unwrap();
         keys.set_shared_key(KeyMaterial::passphrase("k"), 6);
         assert_eq!(keys.ring("x").current().unwrap().0, 2);
+        // A received frame's index does not wrap: 6 names no key in a ring of 4.
+        let mut tx = FrameEncryptor::new(keys.ring("x"));
+        let mut f = tx.encrypt(Codec::Opus, OPUS, 0).unwrap();
+        *f.last_mut().unwrap() = 6;
+        assert_eq!(
+            FrameDecryptor::new(keys.ring("x")).decrypt(Codec::Opus, &f),
+            Err(E2eeError::MissingKey { index: 6 })
+        );
         for size in [0, 257] {
             let o = KeyProviderOptions {
                 keyring_size: size,

@@ -6,7 +6,8 @@
 use serde_json::Value;
 use wavecast_e2ee::{
     Codec, DEFAULT_RATCHET_SALT, FrameDecryptor, IV_LENGTH, KeyDerivation, KeyMaterial,
-    KeyProvider, decrypt_with, encrypt_with_iv, livekit_client_iv,
+    KeyProvider, decrypt_data, decrypt_with, encrypt_data_with_iv, encrypt_with_iv,
+    livekit_client_iv,
 };
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -110,5 +111,28 @@ fn the_wrong_passphrase_opens_nothing() {
             let sealed = unhex(frame["encrypted"].as_str().unwrap());
             assert!(decrypt_with(codec(frame), &sealed, &keys).is_err());
         }
+    }
+}
+
+#[test]
+fn data_packets_match_livekit_clients_data_cryptor() {
+    for case in vectors() {
+        let index = case["key_index"].as_u64().unwrap() as u8;
+        let data = &case["data"];
+        let (plain, sealed) = (
+            unhex(data["plain"].as_str().unwrap()),
+            unhex(data["encrypted"].as_str().unwrap()),
+        );
+        let iv: [u8; IV_LENGTH] = unhex(data["iv"].as_str().unwrap()).try_into().unwrap();
+        assert_eq!(data["key_index"].as_u64(), Some(u64::from(index)));
+        let keys = KeyProvider::with_shared_key(KeyMaterial::passphrase("not this one"));
+        keys.set_shared_key(material(&case), index);
+        let ring = keys.ring("alice");
+        assert_eq!(
+            decrypt_data(&ring, &sealed, &iv, u32::from(index)).unwrap(),
+            plain
+        );
+        let derived = material(&case).derive(DEFAULT_RATCHET_SALT);
+        assert_eq!(encrypt_data_with_iv(&plain, &derived, &iv).unwrap(), sealed);
     }
 }

@@ -89,3 +89,37 @@ proptest! {
         prop_assert!(junk.is_empty() || r.is_err());
     }
 }
+
+/// Every single-bit change of a sealed frame, header, ciphertext, tag, IV, IV length and key
+/// index alike, is refused (exhaustively, for a frame of each kind).
+#[test]
+fn every_bit_of_a_sealed_frame_is_checked() {
+    let frames = [
+        (Codec::Opus, vec![0x78; 40]),
+        (
+            Codec::Vp8,
+            [
+                vec![0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00],
+                vec![7; 30],
+            ]
+            .concat(),
+        ),
+        (Codec::Vp8, vec![0x31; 40]),
+        (Codec::Vp9, vec![0x86; 40]),
+    ];
+    for (codec, plain) in frames {
+        let s = sealed(codec, &plain, 7);
+        for i in 0..s.len() {
+            for bit in 0..8 {
+                let mut t = s.clone();
+                t[i] ^= 1 << bit;
+                let mut rx = FrameDecryptor::new(keys().ring("p"));
+                assert!(
+                    rx.decrypt(codec, &t).is_err(),
+                    "{codec:?}: flipping bit {bit} of byte {i}/{} went unnoticed",
+                    s.len()
+                );
+            }
+        }
+    }
+}
