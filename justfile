@@ -180,6 +180,7 @@ bench: setup
     cargo bench -p wavecast-pipeline --bench pipeline
     "{{venv}}/bin/python" tests/python/bench_tokens.py
     cargo run --release -p wavecast-service --example token_bench
+    cargo run --release -p wavecast-session --example data_bench
 
 # The token service on 127.0.0.1:8089 (SQLite file target/wavecast-service.db unless configured),
 # for the local dev server; see docs/service.md. Dev-only login secret and admin key below.

@@ -6,7 +6,8 @@
 //   node peer.mjs publish   --url WS --token JWT [--seconds N] [--video FILE.y4m] [--audio FILE.wav]
 //                           [--downscale-after S]
 //   node peer.mjs subscribe --url WS --token JWT --participant IDENTITY [--seconds N]
-//   either with [--e2ee-key PASSPHRASE]: end-to-end encryption with livekit-client's
+//   node peer.mjs data      --url WS --token JWT [--seconds N]
+//   publish and subscribe with [--e2ee-key PASSPHRASE]: end-to-end encryption with livekit-client's
 //   ExternalE2EEKeyProvider and its e2ee worker (served beside the page).
 //
 // publish: joins, publishes Chromium's fake camera and microphone (from the given files, or
@@ -17,6 +18,10 @@
 // `SCALED {json}`.
 // subscribe: joins, waits for the participant's video and audio, measures them for --seconds
 // (frames, picture size, tone frequency) and prints `RESULT {json}`.
+// data: joins with the data plane only (data streams, RPC, attributes: data.js), prints
+// `READY {json}`, then runs one command per stdin line (the Python peers' line protocol, see
+// data.js), each answered `OK <command>` or `ERR <command> <why>`, until EOF or --seconds
+// (default here: 120) of silence.
 // A failure prints `ERROR message` and exits 1. The page's console goes to stderr.
 //
 // Networking: the page talks to the URL it is given and nothing else (no ICE servers);
@@ -54,7 +59,7 @@ function fail(message) {
 }
 
 const mode = positionals[0];
-if (mode !== 'publish' && mode !== 'subscribe') fail(`mode must be publish or subscribe, not ${mode}`);
+if (!['publish', 'subscribe', 'data'].includes(mode)) fail(`mode must be publish, subscribe or data, not ${mode}`);
 if (!opts.url || !opts.token) fail('--url and --token are required');
 if (mode === 'subscribe' && !opts.participant) fail('subscribe needs --participant');
 const seconds = Number(opts.seconds);
@@ -69,6 +74,7 @@ if (downscaleAfter !== null && !(downscaleAfter >= 0 && downscaleAfter < seconds
 const files = {
   '/': ['page.html', 'text/html'],
   '/page.js': ['page.js', 'text/javascript'],
+  '/data.js': ['data.js', 'text/javascript'],
   '/livekit-client.umd.js': ['node_modules/livekit-client/dist/livekit-client.umd.js', 'text/javascript'],
   '/livekit-client.e2ee.worker.mjs': ['node_modules/livekit-client/dist/livekit-client.e2ee.worker.mjs', 'text/javascript'],
 };
@@ -120,7 +126,15 @@ try {
   await page.waitForFunction(() => window.wavecast !== undefined, null, { timeout: 10000 });
   process.stderr.write(`[peer] ${await browser.version()} with livekit-client ${await page.evaluate(() => window.LivekitClient.version)}\n`);
 
-  if (mode === 'publish') {
+  if (mode === 'data') {
+    await page.exposeFunction('emit', (line) => process.stdout.write(`${line}\n`));
+    await page.addScriptTag({ url: '/data.js' });
+    const info = await page.evaluate((o) => window.wavecastData.join(o), { url: opts.url, token: opts.token });
+    process.stdout.write(`READY ${JSON.stringify(info)}\n`);
+    clearTimeout(deadline);
+    await serveCommands(page, seconds * 1000);
+    await page.evaluate(() => window.wavecastData.leave()).catch(() => {});
+  } else if (mode === 'publish') {
     const info = await page.evaluate((o) => window.wavecast.publish(o), {
       url: opts.url,
       token: opts.token,
@@ -164,6 +178,33 @@ try {
 }
 if (failure !== null) fail(failure);
 process.exit(0);
+
+// Runs each stdin line as a data-plane command, one after another, answering `OK <line>` or
+// `ERR <line> <why>`; resolves at the end of stdin or after `idleMs` without a line.
+function serveCommands(page, idleMs) {
+  return new Promise((resolve) => {
+    const rl = createInterface({ input: process.stdin });
+    let queue = Promise.resolve();
+    let idle = setTimeout(() => rl.close(), idleMs);
+    rl.on('line', (line) => {
+      clearTimeout(idle);
+      idle = setTimeout(() => rl.close(), idleMs);
+      if (!line.trim()) return;
+      queue = queue.then(async () => {
+        try {
+          await page.evaluate((l) => window.wavecastData.command(l), line);
+          process.stdout.write(`OK ${line}\n`);
+        } catch (e) {
+          process.stdout.write(`ERR ${line} ${String(e?.message ?? e).replace(/\s+/g, ' ')}\n`);
+        }
+      });
+    });
+    rl.on('close', () => {
+      clearTimeout(idle);
+      queue.then(resolve);
+    });
+  });
+}
 
 // Resolves after `ms`, or earlier on a `stop` line or the end of stdin.
 function untilStopOr(ms) {

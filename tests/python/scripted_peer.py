@@ -19,7 +19,8 @@ def join_token(room_name: str, identity: str) -> str:
         api.AccessToken(os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"])
         .with_identity(identity)
         .with_grants(api.VideoGrants(room_join=True, room=room_name, can_publish=True,
-                                     can_subscribe=True, can_publish_data=True))
+                                     can_subscribe=True, can_publish_data=True,
+                                     can_update_own_metadata=True))
         .to_jwt()
     )
 

@@ -7,9 +7,14 @@ Receives: text streams on topic "lk.chat" (kept in order) and byte streams on to
 Reads commands on stdin, one per line, and prints `OK <command>` (or `ERR <command> <why>`):
   chat-report N        wait (60 s at most) for N chat messages, then print
                        `CHAT <count> <sender> <sha256 of the messages joined by newlines>`
-  send-chat N          send N chat messages "py 0" .. "py N-1", one after the other
-  send-file SIZE SEED  send SIZE deterministic bytes (seeded) as a file on topic "files";
-                       prints `SENT <sha256>` first
+  send-chat N [DEST]   send N chat messages "py 0" .. "py N-1", one after the other (to
+                       everyone, or to participant DEST only)
+  send-file SIZE SEED [DEST]
+                       send SIZE deterministic bytes (seeded) as a file on topic "files" (to
+                       everyone, or to DEST only); prints `SENT <sha256>` first
+  set-attr KEY VALUE   set one of our attributes
+  attr-report WHO KEY  wait (30 s at most) until participant WHO has attribute KEY, then
+                       print `ATTR <value>`
 Prints `READY <participant_sid>` once connected. Reads LIVEKIT_URL, LIVEKIT_API_KEY and
 LIVEKIT_API_SECRET from the environment (set by wavecast-testbed). Exits when stdin closes.
 """
@@ -82,8 +87,10 @@ async def main() -> None:
             digest = hashlib.sha256(text.encode()).hexdigest()
             print("CHAT", done[0], ",".join(sorted(senders)) or "-", digest, flush=True)
         elif cmd == "send-chat":
+            dest = args[1:2] or None
             for i in range(int(args[0])):
-                await room.local_participant.send_text(f"py {i}", topic="lk.chat")
+                await room.local_participant.send_text(f"py {i}", topic="lk.chat",
+                                                       destination_identities=dest)
         elif cmd == "send-file":
             size, seed = int(args[0]), int(args[1])
             data = random.Random(seed).randbytes(size)
@@ -92,9 +99,26 @@ async def main() -> None:
                 f.write(data)
                 path = f.name
             try:
-                await room.local_participant.send_file(path, topic="files")
+                await room.local_participant.send_file(path, topic="files",
+                                                       destination_identities=args[2:3] or None)
             finally:
                 os.unlink(path)
+        elif cmd == "set-attr":
+            await room.local_participant.set_attributes({args[0]: " ".join(args[1:])})
+        elif cmd == "attr-report":
+            who, key = args[0], args[1]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+
+            def value():
+                p = room.remote_participants.get(who)
+                return None if p is None else p.attributes.get(key)
+
+            while value() is None:
+                if loop.time() > deadline:
+                    raise ValueError(f"no attribute {key} of {who} within 30 s")
+                await asyncio.sleep(0.02)
+            print("ATTR", value(), flush=True)
         else:
             raise ValueError("unknown command")
 

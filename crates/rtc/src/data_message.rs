@@ -376,6 +376,13 @@ impl DataMessage {
         }
     }
 
+    /// Its size on the wire, in bytes (without the data packet's envelope: sender and
+    /// destinations). The SDKs send a stream as one packet when its header with the content
+    /// stays within the chunk size.
+    pub fn encoded_len(&self) -> usize {
+        self.clone().into_proto().encoded_len()
+    }
+
     /// The stream or request this packet belongs to.
     pub fn id(&self) -> &str {
         match self {

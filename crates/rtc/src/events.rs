@@ -20,6 +20,11 @@ pub struct Participant {
     pub attributes: BTreeMap<String, String>,
     /// What kind of participant it is (a person's client, an agent, SIP, …).
     pub kind: ParticipantKind,
+    /// The data-plane protocol its client speaks (`ClientInfo.client_protocol`): 0 data
+    /// streams and RPC packets, 1 RPC over data streams too, 2 single-packet streams too.
+    pub client_protocol: i32,
+    /// Its client reads DEFLATE-compressed data streams (capability `CAP_COMPRESSION_DEFLATE_RAW`).
+    pub reads_deflate: bool,
 }
 
 impl Participant {
@@ -35,6 +40,10 @@ impl Participant {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             kind: ParticipantKind::from_proto(p.kind),
+            client_protocol: p.client_protocol,
+            reads_deflate: p.capabilities.contains(
+                &(livekit_protocol::client_info::Capability::CapCompressionDeflateRaw as i32),
+            ),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Data streams against a real livekit-server: between two wavecast rooms (chat in order, a
 //! byte stream whole, an incremental writer, a limit), and both ways with the official Python
-//! SDK (1000 `lk.chat` messages in order, none lost; a 5 MB file with the same sha256).
+//! SDK and with Chromium running livekit-client (1000 `lk.chat` messages in order, none lost;
+//! a 5 MB file with the same sha256; attributes).
 
 mod common;
 
@@ -8,14 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ScriptedPeer, init_tracing};
+use common::init_tracing;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use wavecast_session::{
     DataStreamLimits, Room, RoomEvent, RoomEvents, RoomOptions, StreamByteOptions, StreamLimit,
     StreamTextOptions, TOPIC_CHAT,
 };
-use wavecast_testbed::LiveKitServer;
+use wavecast_testbed::browser::BrowserPeer;
+use wavecast_testbed::scripted::{LinePeer, ScriptedPeer};
+use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
+use wavecast_token::{Preset, TokenBuilder};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -278,25 +282,22 @@ async fn a_flood_of_unterminated_streams_leaves_memory_bounded() {
     bob.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn chat_and_files_both_ways_with_the_python_sdk() {
-    init_tracing();
-    let server = LiveKitServer::start().expect("livekit-server starts");
-    let (room, _events) = join(&server, "pystreams", "rusty", RoomOptions::default()).await;
-    let mut chat = collect_chat(&room);
-    let mut files = collect_files(&room);
-    let mut py = tokio::task::block_in_place(|| {
-        ScriptedPeer::join_script(&server, "stream_peer.py", "pystreams", "py")
-    });
+/// Chat, files and attributes both ways between our `room` and `peer` (identity `who`, its
+/// chat messages are "`prefix` i"), another SDK driven by command lines: 1000 `lk.chat`
+/// messages each way in order, none lost; 5 MB each way with the same sha256; an attribute set
+/// on each side seen on the other.
+async fn both_ways(room: &Room, peer: &mut impl LinePeer, who: &str, prefix: &str) {
+    let mut chat = collect_chat(room);
+    let mut files = collect_files(room);
     let me = room.local_participant();
-    // Wait until the server told us about the peer (so its handler is surely registered).
+    // Wait until the server told us about the peer (so its handlers are surely registered).
     let deadline = Instant::now() + WAIT;
-    while room.remote_participant("py").is_none() {
-        assert!(Instant::now() < deadline, "python peer never appeared");
+    while room.remote_participant(who).is_none() {
+        assert!(Instant::now() < deadline, "{who} never appeared");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // wavecast → Python: 1000 chat messages, in order, none lost.
+    // wavecast → peer: 1000 chat messages, in order, none lost.
     let t0 = Instant::now();
     for i in 0..1000 {
         me.send_text(&format!("rs {i}"), StreamTextOptions::topic(TOPIC_CHAT))
@@ -310,22 +311,25 @@ async fn chat_and_files_both_ways_with_the_python_sdk() {
         .join("\n")
         .as_bytes());
     let report = tokio::task::block_in_place(|| {
-        py.write_line("chat-report 1000");
-        py.expect_line("CHAT", Duration::from_secs(90))
+        peer.run("chat-report 1000", "CHAT", Duration::from_secs(90))
     });
     assert_eq!(report, format!("1000 rusty {want}"), "count, sender, order");
-    eprintln!("1000 chat messages to Python sent in {sent_in:?}");
+    eprintln!("1000 chat messages to {who} sent in {sent_in:?}");
 
-    // Python → wavecast: 1000 chat messages.
-    tokio::task::block_in_place(|| py.write_line("send-chat 1000"));
-    let texts = chat_in_order(&mut chat, 1000, "py").await;
+    // peer → wavecast: 1000 chat messages.
+    let t0 = Instant::now();
+    tokio::task::block_in_place(|| peer.write_line("send-chat 1000"));
+    let texts = chat_in_order(&mut chat, 1000, who).await;
     assert_eq!(
         texts,
-        (0..1000).map(|i| format!("py {i}")).collect::<Vec<_>>()
+        (0..1000)
+            .map(|i| format!("{prefix} {i}"))
+            .collect::<Vec<_>>()
     );
-    tokio::task::block_in_place(|| py.expect_line("OK send-chat 1000", WAIT));
+    tokio::task::block_in_place(|| peer.expect_line("OK send-chat 1000", WAIT));
+    eprintln!("1000 chat messages from {who} in {:?}", t0.elapsed());
 
-    // wavecast → Python: 5 MB.
+    // wavecast → peer: 5 MB.
     let blob = pattern(5_000_000, 11);
     let t0 = Instant::now();
     me.send_bytes(
@@ -337,25 +341,104 @@ async fn chat_and_files_both_ways_with_the_python_sdk() {
     )
     .await
     .expect("send_bytes");
-    let line = tokio::task::block_in_place(|| py.expect_line("BYTES", Duration::from_secs(120)));
-    eprintln!("5 MB to Python in {:?}", t0.elapsed());
+    let line = tokio::task::block_in_place(|| peer.expect_line("BYTES", Duration::from_secs(120)));
+    eprintln!("5 MB to {who} in {:?}", t0.elapsed());
     assert_eq!(line, format!("rusty five.bin 5000000 {}", sha(&blob)));
 
-    // Python → wavecast: 5 MB.
+    // peer → wavecast: 5 MB.
     let sent = tokio::task::block_in_place(|| {
-        py.write_line("send-file 5000000 7");
-        py.expect_line("SENT", WAIT)
+        peer.write_line("send-file 5000000 7");
+        peer.expect_line("SENT", WAIT)
     });
     let (from, name, got) = tokio::time::timeout(Duration::from_secs(120), files.recv())
         .await
         .expect("the file arrives")
         .expect("handler alive");
-    assert_eq!(from, "py");
+    assert_eq!(from, who);
     assert!(name.ends_with(".bin"), "{name}");
     let got = got.expect("whole");
     assert_eq!(got.len(), 5_000_000);
     assert_eq!(sha(&got), sent);
-    tokio::task::block_in_place(|| py.expect_line("OK send-file", WAIT));
-    assert_eq!(room.data_stream_stats().buffered_bytes, 0);
+    tokio::task::block_in_place(|| peer.expect_line("OK send-file", WAIT));
+
+    // Attributes, each way.
+    me.set_attributes([("lk.agent.state".to_owned(), "listening".to_owned())].into())
+        .await
+        .expect("our attribute is accepted");
+    let seen =
+        tokio::task::block_in_place(|| peer.run("attr-report rusty lk.agent.state", "ATTR", WAIT));
+    assert_eq!(seen, "listening");
+    tokio::task::block_in_place(|| peer.run_quiet("set-attr mood calm and steady", WAIT));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let theirs = room
+            .remote_participant(who)
+            .expect("still here")
+            .attributes();
+        if theirs.get("mood").map(String::as_str) == Some("calm and steady") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{who}'s attribute never arrived: {theirs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let stats = room.data_stream_stats();
+    eprintln!("from {who}: {stats:?}");
+    assert_eq!(stats.buffered_bytes, 0);
+    // The SDK speaks data streams v2 to us (we advertise it): its short chat messages come as
+    // one packet each,
+    assert!(stats.single_packet >= 1000, "{stats:?}");
+    // and its 5 MB file DEFLATE-compressed (we advertise that we read it), inflated here.
+    assert!(stats.compressed >= 1, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_files_and_attributes_both_ways_with_the_python_sdk() {
+    init_tracing();
+    let server = LiveKitServer::start().expect("livekit-server starts");
+    let (room, _events) = join(&server, "pystreams", "rusty", RoomOptions::default()).await;
+    let mut py = tokio::task::block_in_place(|| {
+        ScriptedPeer::join_script(&server, "stream_peer.py", "pystreams", "py")
+    });
+    both_ways(&room, &mut py, "py", "py").await;
     room.close().await;
+}
+
+/// The same with Chromium running livekit-client, in a network namespace of its own
+/// (libwebrtc gathers no candidate on loopback alone).
+#[test]
+fn chat_files_and_attributes_both_ways_with_chromium() {
+    let test = "chat_files_and_attributes_both_ways_with_chromium";
+    let Some(_ns) = NetNs::enter_for_test(test) else {
+        return;
+    };
+    init_tracing();
+    let server = LiveKitServer::start_with(&ServerOptions {
+        media_ip: Some(NetNs::ADDR),
+        ..ServerOptions::default()
+    })
+    .expect("livekit-server starts");
+    let token = TokenBuilder::new("web")
+        .room("webstreams")
+        .preset(Preset::Broadcaster)
+        .can_update_own_metadata(true)
+        .mint(&server.keys())
+        .expect("a token");
+    let mut page = BrowserPeer::data(&server.ws_url(), &token, 120).expect("chromium starts");
+    let ready = page.wait_json("READY", WAIT).expect("the page joins");
+    assert_eq!(ready["client_protocol"], 2, "{ready}");
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(async {
+            let (room, _events) =
+                join(&server, "webstreams", "rusty", RoomOptions::default()).await;
+            both_ways(&room, &mut page, "web", "browser").await;
+            room.close().await;
+        });
 }

@@ -5,12 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ScriptedPeer, init_tracing};
+use common::init_tracing;
 use wavecast_session::{
     Credentials, DataPacketKind, DisconnectReason, Preset, RemoteTrackPublication, Room, RoomEvent,
     RoomEvents, RoomOptions, SubscribedTrack, TrackFilter, TrackKind,
 };
 use wavecast_testbed::LiveKitServer;
+use wavecast_testbed::scripted::ScriptedPeer;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -268,6 +268,31 @@ impl BrowserPeer {
         })
     }
 
+    /// Joins with `token` at `url` with the data plane only (data streams, RPC, attributes:
+    /// `tests/browser/data.js`) and prints `READY {json}` (`sid`, `identity`,
+    /// `client_protocol`); then runs the commands given with [`BrowserPeer::command`], each
+    /// answered `OK <command>` (the line protocol of the Python peers in `tests/python`), until
+    /// dropped or `idle_seconds` pass without a command.
+    pub fn data(url: &str, token: &str, idle_seconds: u32) -> Result<Self, TestbedError> {
+        Self::spawn(
+            url,
+            token,
+            idle_seconds,
+            vec!["data".into()],
+            "browser data peer",
+        )
+    }
+
+    /// Sends a data peer one command line (see `tests/browser/data.js`).
+    pub fn command(&mut self, line: &str) -> Result<(), TestbedError> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(self.failed("its input is closed".into()));
+        };
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| self.failed(format!("could not send {line:?}: {e}")))
+    }
+
     /// Waits up to `timeout` for the line `PREFIX {json}` and returns the JSON. An `ERROR` line,
     /// the end of the script or the timeout is an error quoting the page's console.
     pub fn wait_json(
@@ -275,6 +300,18 @@ impl BrowserPeer {
         prefix: &str,
         timeout: Duration,
     ) -> Result<serde_json::Value, TestbedError> {
+        let rest = self.wait_line(prefix, timeout)?;
+        serde_json::from_str(&rest).map_err(|e| {
+            self.failed(format!(
+                "printed {prefix} with JSON that does not parse ({e})"
+            ))
+        })
+    }
+
+    /// Waits up to `timeout` for a line starting with `prefix` and returns the rest, trimmed.
+    /// An `ERROR` line, an `ERR` line (a data command that failed), the end of the script or
+    /// the timeout is an error quoting the page's console.
+    pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, TestbedError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -288,15 +325,14 @@ impl BrowserPeer {
                     return Err(self.failed(format!("ended ({status}) before printing {prefix}")));
                 }
             };
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok(rest.trim().to_owned());
+            }
             if let Some(message) = line.strip_prefix("ERROR ") {
                 return Err(self.failed(message.to_owned()));
             }
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return serde_json::from_str(rest.trim()).map_err(|e| {
-                    self.failed(format!(
-                        "printed {prefix} with JSON that does not parse ({e})"
-                    ))
-                });
+            if line.starts_with("ERR ") {
+                return Err(self.failed(line));
             }
         }
     }

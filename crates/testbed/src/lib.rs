@@ -50,6 +50,7 @@ pub mod browser;
 pub mod cli;
 pub mod corpus;
 pub mod netns;
+pub mod scripted;
 pub use netns::{NetNs, UdpLeg};
 pub mod tmpfs;
 pub use tmpfs::Tmpfs;

@@ -25,18 +25,15 @@ use tracing::info;
 
 use crate::error::{EngineError, PeerRole};
 use crate::events::{EngineEvent, Participant};
-use crate::sansio::{Command, Core, CoreConfig, Counters, Reply};
 pub use crate::sansio::{
-    DataOptions, EngineOptions, MAX_DATA_PACKET, MAX_DATA_PAYLOAD, ParticipantUpdate, RtpStats,
+    ClientProtocol, DataOptions, EngineOptions, MAX_DATA_PACKET, MAX_DATA_PAYLOAD,
+    ParticipantUpdate, RtpStats,
 };
+use crate::sansio::{Command, Core, CoreConfig, Counters, Reply};
 use crate::track::{CommandSender, LocalTrack, MediaSender, TrackOptions};
 
 /// The signal protocol version this engine speaks (livekit-server v1.13's current).
 pub const PROTOCOL_VERSION: u32 = 17;
-
-/// The client protocol we advertise (`ClientInfo.client_protocol`): 0, the SDKs' legacy data
-/// streams and RPC v1.
-const CLIENT_PROTOCOL_LEGACY: i32 = 0;
 
 /// What the server told us at join.
 #[derive(Debug, Clone)]
@@ -97,14 +94,15 @@ impl Engine {
         sopts.auto_subscribe = options.auto_subscribe;
         sopts.adaptive_stream = false;
         sopts.protocol_version = PROTOCOL_VERSION;
-        sopts.client_capabilities = Vec::new();
+        // With protocol 2 we read DEFLATE-compressed streams (the session layer inflates them).
+        sopts.client_capabilities = if options.client_protocol >= ClientProtocol::DataStreamV2 {
+            vec![livekit_protocol::client_info::Capability::CapCompressionDeflateRaw]
+        } else {
+            Vec::new()
+        };
         sopts.region_failover = false;
         sopts.single_peer_connection = false;
-        // Tell other participants to send us data streams and RPC the legacy way: chunked
-        // streams and RPC request/response packets (client protocol 0). Protocol 2 would invite
-        // single-packet (inline) and DEFLATE-compressed streams and RPC over data streams,
-        // which the session layer does not implement yet.
-        sopts.client_protocol = CLIENT_PROTOCOL_LEGACY;
+        sopts.client_protocol = options.client_protocol as i32;
         sopts.connect_timeout = options.connect_timeout;
         sopts.sdk_options.sdk = "rust".into();
 

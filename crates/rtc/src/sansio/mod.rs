@@ -104,6 +104,36 @@ pub struct EngineOptions {
     /// stops with [`DisconnectReason::TransportFailed`] when that brings nothing back (its
     /// owner then rejoins). Zero turns the check off.
     pub liveness_timeout: Duration,
+    /// The data-plane protocol we tell other participants we speak (they choose how to send us
+    /// data streams and RPC from it).
+    pub client_protocol: ClientProtocol,
+}
+
+/// The data-plane protocol a client advertises (`ClientInfo.client_protocol`), as the SDKs
+/// number it. Other participants send data streams and RPC to it the newest way it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ClientProtocol {
+    /// 0: data streams as header, chunks and trailer; RPC as request/ack/response packets
+    /// (payloads of at most 15 KiB).
+    Legacy = 0,
+    /// 1: RPC requests and responses also as text streams (`lk.rpc_request`,
+    /// `lk.rpc_response`): payloads of any size.
+    DataStreamRpc = 1,
+    /// 2: short streams also as one packet (content in the header), and DEFLATE-compressed
+    /// streams (with the capability that goes with it). What the current SDKs speak.
+    #[default]
+    DataStreamV2 = 2,
+}
+
+impl ClientProtocol {
+    /// The number another participant advertised, as the newest protocol it reads.
+    pub fn from_number(n: i32) -> Self {
+        match n {
+            i32::MIN..=0 => Self::Legacy,
+            1 => Self::DataStreamRpc,
+            _ => Self::DataStreamV2,
+        }
+    }
 }
 
 impl Default for EngineOptions {
@@ -116,6 +146,7 @@ impl Default for EngineOptions {
             connect_timeout: Duration::from_secs(5),
             publish_timeout: Duration::from_secs(10),
             liveness_timeout: Duration::from_secs(5),
+            client_protocol: ClientProtocol::default(),
         }
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use wavecast_rtc::data_message::{
-    DataMessage, StreamChunk, StreamHeader, StreamKind, StreamTrailer, TextOperation,
+    Compression, DataMessage, StreamChunk, StreamHeader, StreamKind, StreamTrailer, TextOperation,
 };
 
 use super::events::RoomEvent;
@@ -103,6 +103,12 @@ pub enum StreamError {
         /// Bytes announced.
         expected: u64,
     },
+    /// The stream's compressed content could not be inflated.
+    #[error("the stream's compressed content is corrupt: {detail}")]
+    Corrupt {
+        /// What the decompressor said.
+        detail: String,
+    },
     /// The room was left (or the sender left) before the stream ended.
     #[error("the room or the sender left before the stream ended")]
     Closed,
@@ -160,11 +166,16 @@ pub struct DataStreamStats {
     pub opened: u64,
     /// Streams that ended normally.
     pub completed: u64,
+    /// Streams that came as one packet, their content in the header (data streams v2).
+    pub single_packet: u64,
+    /// Streams that came DEFLATE-compressed (data streams v2).
+    pub compressed: u64,
     /// Streams no handler was registered for (ignored).
     pub unhandled: u64,
-    /// Streams in a form not read here (compressed content), ignored. Peers do not send them
-    /// to us: we advertise the legacy client protocol.
+    /// Streams in a form not read here (a compression this version does not know), ignored.
     pub unsupported: u64,
+    /// Streams whose compressed content was corrupt (ended with [`StreamError::Corrupt`]).
+    pub corrupt: u64,
     /// Streams refused: too many open.
     pub rejected_too_many: u64,
     /// Streams dropped: too large.
@@ -461,7 +472,13 @@ struct OpenStream {
     total_length: Option<u64>,
     next_index: u64,
     last_activity: Instant,
+    /// The decompressor of a DEFLATE-compressed stream.
+    inflate: Option<Box<flate2::Decompress>>,
 }
+
+/// How much inflated content is produced (and checked against the limits) at a time: a
+/// compressed chunk of 15 kB can inflate to 15 MB, which must never be held at once.
+const INFLATE_PIECE: usize = 64 * 1024;
 
 /// A stream opened by a header, to be handed to its handler.
 pub(crate) enum Opened {
@@ -589,10 +606,15 @@ impl Streams {
             self.stats.stray_chunks += 1; // a repeated header
             return None;
         }
-        if h.compression != wavecast_rtc::data_message::Compression::None {
-            self.stats.unsupported += 1;
-            return None;
-        }
+        let inflate = match h.compression {
+            Compression::None => None,
+            // Raw DEFLATE: no zlib header or checksum.
+            Compression::DeflateRaw => Some(Box::new(flate2::Decompress::new(false))),
+            Compression::Other(_) => {
+                self.stats.unsupported += 1;
+                return None;
+            }
+        };
         let is_text = matches!(h.kind, StreamKind::Text { .. });
         let has_handler = if is_text {
             self.text_handlers.contains_key(&h.topic)
@@ -672,6 +694,8 @@ impl Streams {
             ),
         };
         self.stats.opened += 1;
+        self.stats.single_packet += u64::from(inline.is_some());
+        self.stats.compressed += u64::from(h.compression == Compression::DeflateRaw);
         self.open.insert(
             key.clone(),
             OpenStream {
@@ -681,6 +705,7 @@ impl Streams {
                 total_length: h.total_length,
                 next_index: 0,
                 last_activity: now,
+                inflate,
             },
         );
         if let Some(content) = inline {
@@ -715,7 +740,8 @@ impl Streams {
         self.push(now, &key, c.content, out);
     }
 
-    /// Add content to an open stream, enforcing the limits.
+    /// Add content as it came to an open stream: inflated first if the stream is compressed,
+    /// piece by piece, each piece checked against the limits before the next is made.
     fn push(
         &mut self,
         now: Instant,
@@ -726,9 +752,58 @@ impl Streams {
         let Some(s) = self.open.get_mut(key) else {
             return;
         };
+        s.last_activity = now;
+        if s.inflate.is_none() {
+            self.accept(key, content, out);
+            return;
+        }
+        let mut input = &content[..];
+        loop {
+            let Some(inflate) = self.open.get_mut(key).and_then(|s| s.inflate.as_mut()) else {
+                return; // failed over a limit meanwhile
+            };
+            let mut piece = Vec::with_capacity(INFLATE_PIECE);
+            let before = inflate.total_in();
+            let status = inflate.decompress_vec(input, &mut piece, flate2::FlushDecompress::None);
+            let consumed = (inflate.total_in() - before) as usize;
+            input = &input[consumed.min(input.len())..];
+            let status = match status {
+                Ok(status) => status,
+                Err(e) => {
+                    self.stats.corrupt += 1;
+                    if let Some(s) = self.open.remove(key) {
+                        let _ = s.tx.send(Err(StreamError::Corrupt {
+                            detail: e.to_string(),
+                        }));
+                    }
+                    return;
+                }
+            };
+            let produced = piece.len();
+            if produced > 0 {
+                self.accept(key, piece, out);
+            }
+            let more_output = produced == INFLATE_PIECE;
+            if status == flate2::Status::StreamEnd
+                || (!more_output && (input.is_empty() || consumed == 0))
+            {
+                return;
+            }
+        }
+    }
+
+    /// Add (inflated) content to an open stream, enforcing the limits.
+    fn accept(
+        &mut self,
+        key: &(ParticipantIdentity, String),
+        content: Vec<u8>,
+        out: &mut Vec<RoomEvent>,
+    ) {
+        let Some(s) = self.open.get_mut(key) else {
+            return;
+        };
         let n = content.len() as u64;
         s.received = s.received.saturating_add(n);
-        s.last_activity = now;
         let max = self
             .limits
             .max_stream_bytes
@@ -874,12 +949,12 @@ struct RawWriter {
 }
 
 impl RawWriter {
-    async fn open(
+    fn new(
         session: Arc<Session>,
-        header: StreamHeader,
+        header: &StreamHeader,
         destinations: &[ParticipantIdentity],
-    ) -> Result<Self, StreamError> {
-        let w = Self {
+    ) -> Self {
+        Self {
             session,
             id: header.stream_id.clone(),
             destinations: destinations.iter().map(|d| d.to_string()).collect(),
@@ -887,9 +962,42 @@ impl RawWriter {
                 bytes_total: header.total_length,
                 ..StreamProgress::default()
             },
-        };
+        }
+    }
+
+    async fn open(
+        session: Arc<Session>,
+        header: StreamHeader,
+        destinations: &[ParticipantIdentity],
+    ) -> Result<Self, StreamError> {
+        let w = Self::new(session, &header, destinations);
         w.send(DataMessage::StreamHeader(header)).await?;
         Ok(w)
+    }
+
+    /// Send a whole stream as one packet, its content in the header, if that packet stays
+    /// within [`STREAM_CHUNK_SIZE`] (the SDKs' data streams v2); `false` if it would not.
+    async fn send_inline(
+        session: &Arc<Session>,
+        mut header: StreamHeader,
+        content: &[u8],
+        destinations: &[ParticipantIdentity],
+    ) -> Result<bool, StreamError> {
+        if content.len() >= STREAM_CHUNK_SIZE {
+            return Ok(false);
+        }
+        header.inline_content = Some(content.to_vec());
+        let message = DataMessage::StreamHeader(header);
+        if message.encoded_len() > STREAM_CHUNK_SIZE {
+            return Ok(false);
+        }
+        let DataMessage::StreamHeader(header) = &message else {
+            unreachable!("built above")
+        };
+        Self::new(session.clone(), header, destinations)
+            .send(message.clone())
+            .await?;
+        Ok(true)
     }
 
     /// Send one packet; while the engine's reliable queue is full, wait and try again.
@@ -936,6 +1044,49 @@ impl RawWriter {
     }
 }
 
+/// Send `text` whole as a text stream (its length in the header): as one packet if
+/// `single_packet` (every recipient reads data streams v2) and it fits one, else chunked.
+pub(crate) async fn send_text(
+    session: Arc<Session>,
+    text: &str,
+    options: StreamTextOptions,
+    single_packet: bool,
+) -> Result<TextStreamInfo, StreamError> {
+    if single_packet {
+        let destinations = options.destination_identities.clone();
+        let (info, header) = TextStreamWriter::header(options.clone(), Some(text.len() as u64));
+        if RawWriter::send_inline(&session, header, text.as_bytes(), &destinations).await? {
+            return Ok(info);
+        }
+    }
+    let mut w = TextStreamWriter::open(session, options, Some(text.len() as u64)).await?;
+    w.write(text).await?;
+    let info = w.info().clone();
+    w.close().await?;
+    Ok(info)
+}
+
+/// Send `bytes` whole as a byte stream (its length in the header), as [`send_text`] does.
+pub(crate) async fn send_bytes(
+    session: Arc<Session>,
+    bytes: &[u8],
+    mut options: StreamByteOptions,
+    single_packet: bool,
+) -> Result<ByteStreamInfo, StreamError> {
+    options.total_length = Some(bytes.len() as u64);
+    if single_packet {
+        let (info, header) = ByteStreamWriter::header(options.clone());
+        if RawWriter::send_inline(&session, header, bytes, &options.destination_identities).await? {
+            return Ok(info);
+        }
+    }
+    let mut w = ByteStreamWriter::open(session, options).await?;
+    w.write(bytes).await?;
+    let info = w.info().clone();
+    w.close().await?;
+    Ok(info)
+}
+
 /// An outgoing text stream: write text, then close. Text is cut into chunks of at most
 /// [`STREAM_CHUNK_SIZE`] bytes on character boundaries.
 pub struct TextStreamWriter {
@@ -958,6 +1109,17 @@ impl TextStreamWriter {
         options: StreamTextOptions,
         total_length: Option<u64>,
     ) -> Result<Self, StreamError> {
+        let destinations = options.destination_identities.clone();
+        let (info, header) = Self::header(options, total_length);
+        let raw = RawWriter::open(session, header, &destinations).await?;
+        Ok(Self { info, raw })
+    }
+
+    /// What a stream with `options` is, and its header.
+    fn header(
+        options: StreamTextOptions,
+        total_length: Option<u64>,
+    ) -> (TextStreamInfo, StreamHeader) {
         let info = TextStreamInfo {
             id: options.id.unwrap_or_else(random_id),
             topic: options.topic,
@@ -987,8 +1149,7 @@ impl TextStreamWriter {
             inline_content: None,
             compression: Default::default(),
         };
-        let raw = RawWriter::open(session, header, &options.destination_identities).await?;
-        Ok(Self { info, raw })
+        (info, header)
     }
 
     /// What the stream is.
@@ -1061,6 +1222,14 @@ impl ByteStreamWriter {
         session: Arc<Session>,
         options: StreamByteOptions,
     ) -> Result<Self, StreamError> {
+        let destinations = options.destination_identities.clone();
+        let (info, header) = Self::header(options);
+        let raw = RawWriter::open(session, header, &destinations).await?;
+        Ok(Self { info, raw })
+    }
+
+    /// What a stream with `options` is, and its header.
+    fn header(options: StreamByteOptions) -> (ByteStreamInfo, StreamHeader) {
         let info = ByteStreamInfo {
             id: options.id.unwrap_or_else(random_id),
             topic: options.topic,
@@ -1085,8 +1254,7 @@ impl ByteStreamWriter {
             inline_content: None,
             compression: Default::default(),
         };
-        let raw = RawWriter::open(session, header, &options.destination_identities).await?;
-        Ok(Self { info, raw })
+        (info, header)
     }
 
     /// What the stream is.

@@ -114,7 +114,8 @@ impl LocalParticipant {
 
     /// [`LocalParticipant::perform_rpc`] with every setting (the ack's round-trip bound too).
     pub async fn perform_rpc_with(&self, call: PerformRpcData) -> Result<String, RpcError> {
-        self.rpc.perform(&self.session, call).await
+        let receiver = super::remote_protocol(&self.shared, &call.destination_identity);
+        self.rpc.perform(&self.session, call, receiver).await
     }
 
     /// Answer calls of `method` with `handler` (replacing any earlier one). The handler runs
@@ -293,19 +294,16 @@ impl LocalParticipant {
         self.session.published_tracks()
     }
 
-    /// Send `text` as a text stream (chat: topic [`crate::TOPIC_CHAT`]), cut into chunks of
-    /// at most [`crate::STREAM_CHUNK_SIZE`] bytes, with its length in the header.
+    /// Send `text` as a text stream (chat: topic [`crate::TOPIC_CHAT`]) with its length in the
+    /// header: as one packet when it fits one and every recipient reads single-packet streams,
+    /// else cut into chunks of at most [`crate::STREAM_CHUNK_SIZE`] bytes.
     pub async fn send_text(
         &self,
         text: &str,
         options: StreamTextOptions,
     ) -> Result<TextStreamInfo, StreamError> {
-        let mut w =
-            TextStreamWriter::open(self.session.clone(), options, Some(text.len() as u64)).await?;
-        w.write(text).await?;
-        let info = w.info().clone();
-        w.close().await?;
-        Ok(info)
+        let single = super::all_read_single_packets(&self.shared, &options.destination_identities);
+        super::data_stream::send_text(self.session.clone(), text, options, single).await
     }
 
     /// Open a text stream to write incrementally (length unknown in advance).
@@ -316,18 +314,15 @@ impl LocalParticipant {
         TextStreamWriter::open(self.session.clone(), options, None).await
     }
 
-    /// Send `bytes` as a byte stream, with its length in the header.
+    /// Send `bytes` as a byte stream with its length in the header (as one packet when it
+    /// fits one and every recipient reads single-packet streams, as [`Self::send_text`]).
     pub async fn send_bytes(
         &self,
         bytes: &[u8],
-        mut options: StreamByteOptions,
+        options: StreamByteOptions,
     ) -> Result<ByteStreamInfo, StreamError> {
-        options.total_length = Some(bytes.len() as u64);
-        let mut w = ByteStreamWriter::open(self.session.clone(), options).await?;
-        w.write(bytes).await?;
-        let info = w.info().clone();
-        w.close().await?;
-        Ok(info)
+        let single = super::all_read_single_packets(&self.shared, &options.destination_identities);
+        super::data_stream::send_bytes(self.session.clone(), bytes, options, single).await
     }
 
     /// Send a file as a byte stream (its name and length in the header; read piece by piece).

@@ -40,7 +40,7 @@ use crate::session::{
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
-use wavecast_rtc::{DataMessage, Quality};
+use wavecast_rtc::{ClientProtocol, DataMessage, Quality};
 
 pub use data_stream::{
     ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter, DataStreamLimits,
@@ -80,6 +80,9 @@ pub struct RoomOptions {
     /// End-to-end encryption keys (none: nothing is encrypted, encrypted tracks are withheld
     /// unless their reader asks for the encrypted frames).
     pub e2ee: Option<E2eeOptions>,
+    /// The data-plane protocol we advertise (default: the newest, what the current SDKs speak).
+    /// Other participants send us streams and RPC the way it says; we send them theirs.
+    pub client_protocol: ClientProtocol,
 }
 
 impl Default for RoomOptions {
@@ -92,6 +95,7 @@ impl Default for RoomOptions {
             connect_timeout: crate::session::EngineOptions::default().connect_timeout,
             data_stream_limits: DataStreamLimits::default(),
             e2ee: None,
+            client_protocol: ClientProtocol::default(),
         }
     }
 }
@@ -140,6 +144,13 @@ impl RoomOptions {
         self
     }
 
+    /// Set the data-plane protocol we advertise (an older one only to talk to peers as an older
+    /// SDK would, e.g. in tests).
+    pub fn client_protocol(mut self, protocol: ClientProtocol) -> Self {
+        self.client_protocol = protocol;
+        self
+    }
+
     /// The session options these make, for `url` and `credentials`.
     pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
         let mut s = SessionOptions::new(url, credentials)
@@ -149,6 +160,7 @@ impl RoomOptions {
         s.engine.auto_subscribe = self.auto_subscribe;
         s.engine.connect_timeout = self.connect_timeout;
         s.e2ee = self.e2ee.clone();
+        s.engine.client_protocol = self.client_protocol;
         s
     }
 }
@@ -302,6 +314,7 @@ impl Room {
         });
         let session = Arc::new(session);
         let rpc = Arc::new(rpc::Rpc::default());
+        serve_rpc_streams(&shared, &session, &rpc);
         let local =
             LocalParticipant::new(session.clone(), queue.clone(), shared.clone(), rpc.clone());
         let task = tokio::spawn(run(
@@ -465,6 +478,9 @@ impl Room {
 
     /// Stop handling text streams on `topic`.
     pub fn unregister_text_stream_handler(&self, topic: &str) {
+        if [rpc::TOPIC_RPC_REQUEST, rpc::TOPIC_RPC_RESPONSE].contains(&topic) {
+            return; // the room's own (RPC)
+        }
         lock(&self.shared.streams).unregister_text(topic);
     }
 
@@ -507,6 +523,62 @@ fn connection_state(s: &SessionState) -> ConnectionState {
             ConnectionState::Reconnecting { attempt: *attempt }
         }
         SessionState::Disconnected { .. } => ConnectionState::Disconnected,
+    }
+}
+
+/// The client protocol of the participant `identity` (the oldest when unknown).
+pub(crate) fn remote_protocol(shared: &RoomShared, identity: &str) -> ClientProtocol {
+    lock(&shared.roster)
+        .participant(identity)
+        .map_or(ClientProtocol::Legacy, |p| p.client_protocol())
+}
+
+/// Whether every recipient of a stream to `destinations` (empty: everyone in the room) reads
+/// single-packet streams (data streams v2). An empty room counts as yes, as in the SDKs.
+pub(crate) fn all_read_single_packets(
+    shared: &RoomShared,
+    destinations: &[crate::ParticipantIdentity],
+) -> bool {
+    let roster = lock(&shared.roster);
+    let v2 = |p: Option<RemoteParticipant>| {
+        p.is_some_and(|p| p.client_protocol() >= ClientProtocol::DataStreamV2)
+    };
+    if destinations.is_empty() {
+        roster.participants().into_iter().all(|p| v2(Some(p)))
+    } else {
+        destinations.iter().all(|d| v2(roster.participant(d)))
+    }
+}
+
+/// Take the RPC v2 topics: requests and responses that come as text streams go to `rpc`, each
+/// on a task of its own. (The handlers hold the room weakly: they live in it.)
+fn serve_rpc_streams(shared: &Arc<RoomShared>, session: &Arc<Session>, rpc: &Arc<rpc::Rpc>) {
+    let mut streams = lock(&shared.streams);
+    let (weak_shared, weak_session, serving) =
+        (Arc::downgrade(shared), Arc::downgrade(session), rpc.clone());
+    let requests: data_stream::TextStreamHandler = Arc::new(move |reader, caller| {
+        let (Some(shared), Some(session)) = (weak_shared.upgrade(), weak_session.upgrade()) else {
+            return;
+        };
+        let protocol = remote_protocol(&shared, &caller);
+        tokio::spawn(
+            serving
+                .clone()
+                .serve_stream(session, caller, reader, protocol),
+        );
+    });
+    let calling = rpc.clone();
+    let responses: data_stream::TextStreamHandler = Arc::new(move |reader, from| {
+        let rpc = calling.clone();
+        tokio::spawn(async move { rpc.on_response_stream(from, reader).await });
+    });
+    for (topic, handler) in [
+        (rpc::TOPIC_RPC_REQUEST, requests),
+        (rpc::TOPIC_RPC_RESPONSE, responses),
+    ] {
+        if let Err(e) = streams.register_text(topic, handler) {
+            warn!("RPC over data streams: {e}");
+        }
     }
 }
 
@@ -634,7 +706,10 @@ async fn run(
                         let from = crate::ParticipantIdentity::from(participant_identity);
                         match *message {
                             DataMessage::RpcRequest(r) => {
-                                tokio::spawn(rpc.clone().serve(session.clone(), from, r));
+                                let protocol = roster
+                                    .participant(&from)
+                                    .map_or(ClientProtocol::Legacy, |p| p.client_protocol());
+                                tokio::spawn(rpc.clone().serve(session.clone(), from, r, protocol));
                             }
                             DataMessage::RpcAck(a) => rpc.on_ack(a),
                             DataMessage::RpcResponse(r) => rpc.on_response(r),

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use wavecast_rtc::{Participant, ParticipantKind, Quality, TrackInfo, TrackKind, TrackSource};
+use wavecast_rtc::{
+    ClientProtocol, Participant, ParticipantKind, Quality, TrackInfo, TrackKind, TrackSource,
+};
 
 use super::events::{ActiveSpeaker, RoomEvent};
 use super::participant::Participant as RoomParticipant;
@@ -36,6 +38,8 @@ struct ParticipantState {
     metadata: String,
     attributes: BTreeMap<String, String>,
     kind: ParticipantKind,
+    client_protocol: ClientProtocol,
+    reads_deflate: bool,
     connection_quality: Option<Quality>,
     publications: BTreeMap<TrackSid, RemoteTrackPublication>,
 }
@@ -69,6 +73,8 @@ impl RemoteParticipant {
                 metadata: p.metadata.clone(),
                 attributes: p.attributes.clone(),
                 kind: p.kind,
+                client_protocol: ClientProtocol::from_number(p.client_protocol),
+                reads_deflate: p.reads_deflate,
                 connection_quality: None,
                 publications: BTreeMap::new(),
             }),
@@ -116,6 +122,16 @@ impl RemoteParticipant {
     /// What kind of participant it is (a client, an agent, SIP, …).
     pub fn kind(&self) -> ParticipantKind {
         self.state().kind
+    }
+
+    /// The data-plane protocol its client advertised (how we send it streams and RPC).
+    pub fn client_protocol(&self) -> ClientProtocol {
+        self.state().client_protocol
+    }
+
+    /// Its client reads DEFLATE-compressed data streams.
+    pub fn reads_deflate(&self) -> bool {
+        self.state().reads_deflate
     }
 
     /// The last connection quality the server reported for it.
@@ -383,6 +399,8 @@ impl Roster {
             }
         }
         s.kind = p.kind;
+        s.client_protocol = ClientProtocol::from_number(p.client_protocol);
+        s.reads_deflate = p.reads_deflate;
         let before = Participant {
             name: s.name.clone(),
             metadata: s.metadata.clone(),

@@ -1,17 +1,21 @@
-//! RPC between participants, with the official SDKs' semantics (RPC v1: request, ack and
-//! response packets on the reliable data channel).
+//! RPC between participants, with the official SDKs' semantics, in both protocol versions:
+//! v1 sends request, ack and response packets on the reliable data channel; v2 (to
+//! participants whose client protocol is [`ClientProtocol::DataStreamRpc`] or newer) sends the
+//! request's and the successful response's payload as text streams (`lk.rpc_request`,
+//! `lk.rpc_response`), so payloads have no size limit, while acks and errors stay packets. A
+//! call goes the newest way the receiver reads; a response the newest way the caller reads.
 //!
 //! The caller ([`crate::LocalParticipant::perform_rpc`]) sends a request to one participant and
 //! waits for its ack within the round-trip bound (else [`RpcErrorCode::ConnectionTimeout`]),
 //! then for the response within the response timeout (else
 //! [`RpcErrorCode::ResponseTimeout`]); a recipient that leaves meanwhile gives
 //! [`RpcErrorCode::RecipientDisconnected`]. Payloads over [`MAX_RPC_PAYLOAD_BYTES`] are refused
-//! before sending ([`RpcErrorCode::RequestPayloadTooLarge`]).
+//! to a v1 receiver before sending ([`RpcErrorCode::RequestPayloadTooLarge`]).
 //!
 //! The receiver ([`crate::LocalParticipant::register_rpc_method`]) acks every request at once,
 //! answers an unknown method with [`RpcErrorCode::UnsupportedMethod`], another protocol
 //! version with [`RpcErrorCode::UnsupportedVersion`], a handler that panics with
-//! [`RpcErrorCode::ApplicationError`], and a response over the limit with
+//! [`RpcErrorCode::ApplicationError`], and a response over the limit to a v1 caller with
 //! [`RpcErrorCode::ResponsePayloadTooLarge`]; an [`RpcError`] the handler returns reaches the
 //! caller as it is (code, message, data).
 
@@ -27,8 +31,10 @@ use wavecast_rtc::data_message::{
     DataMessage, RpcAck, RpcErrorInfo, RpcOutcome, RpcRequest, RpcResponse,
 };
 
+use super::data_stream::{StreamTextOptions, TextStreamReader};
 use crate::ids::ParticipantIdentity;
 use crate::session::{Session, lock};
+use wavecast_rtc::ClientProtocol;
 
 /// Largest request or response payload, in bytes (15 KiB, as the SDKs).
 pub const MAX_RPC_PAYLOAD_BYTES: usize = 15 * 1024;
@@ -39,8 +45,23 @@ pub const DEFAULT_MAX_ROUND_TRIP_LATENCY: Duration = Duration::from_secs(7);
 /// The shortest response timeout a request announces to its receiver.
 const MIN_EFFECTIVE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The RPC protocol version spoken here.
-const RPC_VERSION: u32 = 1;
+/// The version a v1 request (a packet) carries.
+const RPC_VERSION_V1: u32 = 1;
+
+/// The version a v2 request (a text stream) carries in its attributes.
+const RPC_VERSION_V2: u32 = 2;
+
+/// The topic of v2 requests' text streams.
+pub(crate) const TOPIC_RPC_REQUEST: &str = "lk.rpc_request";
+
+/// The topic of v2 responses' text streams.
+pub(crate) const TOPIC_RPC_RESPONSE: &str = "lk.rpc_response";
+
+/// The stream attributes of a v2 request (the response stream carries the id only).
+const ATTR_REQUEST_ID: &str = "lk.rpc_request_id";
+const ATTR_METHOD: &str = "lk.rpc_request_method";
+const ATTR_RESPONSE_TIMEOUT_MS: &str = "lk.rpc_request_response_timeout_ms";
+const ATTR_VERSION: &str = "lk.rpc_request_version";
 
 /// The SDKs' built-in error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -251,13 +272,15 @@ impl Rpc {
         lock(&self.handlers).remove(method);
     }
 
-    /// Make a call (see the module docs).
+    /// Make a call (see the module docs) to a receiver that speaks `receiver`.
     pub(crate) async fn perform(
         &self,
-        session: &Session,
+        session: &Arc<Session>,
         call: PerformRpcData,
+        receiver: ClientProtocol,
     ) -> Result<String, RpcError> {
-        if call.payload.len() > MAX_RPC_PAYLOAD_BYTES {
+        let v2 = receiver >= ClientProtocol::DataStreamRpc;
+        if !v2 && call.payload.len() > MAX_RPC_PAYLOAD_BYTES {
             return Err(RpcError::built_in(
                 RpcErrorCode::RequestPayloadTooLarge,
                 None,
@@ -279,23 +302,44 @@ impl Rpc {
             .response_timeout
             .saturating_sub(call.max_round_trip_latency)
             .max(MIN_EFFECTIVE_TIMEOUT);
-        let request = DataMessage::RpcRequest(RpcRequest {
-            id: id.clone(),
-            method: call.method,
-            payload: call.payload,
-            response_timeout_ms: announced.as_millis().min(u128::from(u32::MAX)) as u32,
-            version: RPC_VERSION,
-            compressed_payload: Vec::new(),
-        });
-        if let Err(e) = session
-            .send_data_message(request, vec![call.destination_identity])
-            .await
-        {
+        let announced_ms = announced.as_millis().min(u128::from(u32::MAX)) as u32;
+        let sent = if v2 {
+            let options = StreamTextOptions {
+                topic: TOPIC_RPC_REQUEST.into(),
+                attributes: HashMap::from([
+                    (ATTR_REQUEST_ID.to_owned(), id.clone()),
+                    (ATTR_METHOD.to_owned(), call.method),
+                    (
+                        ATTR_RESPONSE_TIMEOUT_MS.to_owned(),
+                        announced_ms.to_string(),
+                    ),
+                    (ATTR_VERSION.to_owned(), RPC_VERSION_V2.to_string()),
+                ]),
+                destination_identities: vec![call.destination_identity.as_str().into()],
+                ..StreamTextOptions::default()
+            };
+            let single_packet = receiver >= ClientProtocol::DataStreamV2;
+            super::data_stream::send_text(session.clone(), &call.payload, options, single_packet)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            let request = DataMessage::RpcRequest(RpcRequest {
+                id: id.clone(),
+                method: call.method,
+                payload: call.payload,
+                response_timeout_ms: announced_ms,
+                version: RPC_VERSION_V1,
+                compressed_payload: Vec::new(),
+            });
+            session
+                .send_data_message(request, vec![call.destination_identity])
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = sent {
             lock(&self.pending).remove(&id);
-            return Err(RpcError::built_in(
-                RpcErrorCode::SendFailed,
-                Some(e.to_string()),
-            ));
+            return Err(RpcError::built_in(RpcErrorCode::SendFailed, Some(e)));
         }
         let forget = |this: &Self| {
             lock(&this.pending).remove(&id);
@@ -342,12 +386,8 @@ impl Rpc {
         }
     }
 
-    /// A response to one of our calls.
+    /// A response packet to one of our calls.
     pub(crate) fn on_response(&self, r: RpcResponse) {
-        let Some(mut p) = lock(&self.pending).remove(&r.request_id) else {
-            debug!("RPC response for no call of ours: {}", r.request_id);
-            return;
-        };
         let result = match r.outcome {
             Some(RpcOutcome::Payload(p)) => Ok(p),
             None => Ok(String::new()),
@@ -357,6 +397,55 @@ impl Rpc {
                 Some("compressed payloads are not supported".into()),
             )),
         };
+        self.settle(&r.request_id, None, result);
+    }
+
+    /// A v2 response stream from `from`: its payload (read whole, within the data-stream
+    /// limits) answers the call its attributes name.
+    pub(crate) async fn on_response_stream(
+        &self,
+        from: ParticipantIdentity,
+        reader: TextStreamReader,
+    ) {
+        let Some(id) = reader.info().attributes.get(ATTR_REQUEST_ID).cloned() else {
+            warn!("RPC response stream from {from} names no request");
+            return;
+        };
+        let result = reader.read_all().await.map_err(|e| {
+            RpcError::built_in(
+                RpcErrorCode::ApplicationError,
+                Some(format!("reading the response failed: {e}")),
+            )
+        });
+        self.settle(&id, Some(&from), result);
+    }
+
+    /// End the call `id` with `result` (if `from` is given, only if the call went to it).
+    fn settle(
+        &self,
+        id: &str,
+        from: Option<&ParticipantIdentity>,
+        result: Result<String, RpcError>,
+    ) {
+        let mut pending = lock(&self.pending);
+        match (pending.get(id), from) {
+            (None, _) => {
+                debug!("RPC response for no call of ours: {id}");
+                return;
+            }
+            (Some(p), Some(from)) if p.destination != from.as_str() => {
+                warn!(
+                    "RPC response to {id} from {from}, not from {}: ignored",
+                    p.destination
+                );
+                return;
+            }
+            _ => {}
+        }
+        let Some(mut p) = pending.remove(id) else {
+            return;
+        };
+        drop(pending);
         // A response implies the ack: a caller still waiting for the ack goes on.
         if let Some(tx) = p.ack.take() {
             let _ = tx.send(());
@@ -381,44 +470,73 @@ impl Rpc {
         pending.retain(|_, p| p.destination != identity);
     }
 
-    /// Answer a request (spawned by the room's task): ack at once, run the handler, respond.
+    /// Answer a v1 request (spawned by the room's task) from a caller that speaks `caller_protocol`:
+    /// ack at once, run the handler, respond.
     pub(crate) async fn serve(
         self: Arc<Self>,
         session: Arc<Session>,
         caller: ParticipantIdentity,
         request: RpcRequest,
+        caller_protocol: ClientProtocol,
     ) {
-        let to = vec![caller.to_string()];
-        let ack = DataMessage::RpcAck(RpcAck {
-            request_id: request.id.clone(),
-        });
-        if let Err(e) = session.send_data_message(ack, to.clone()).await {
-            warn!(
-                "could not ack RPC request {} from {caller}: {e}",
-                request.id
-            );
-        }
-        let request_id = request.id.clone();
-        let outcome = match self.enter() {
-            Some(_place) => self.answer(caller.clone(), request).await,
-            None => {
-                warn!("RPC request {request_id} from {caller} refused: too many in progress");
-                RpcOutcome::Error(
-                    RpcError::built_in(
-                        RpcErrorCode::ApplicationError,
-                        Some("too many requests in progress".into()),
-                    )
-                    .to_info(),
-                )
-            }
+        ack(&session, &caller, &request.id).await;
+        let result = if request.version != RPC_VERSION_V1 {
+            Err(RpcError::built_in(RpcErrorCode::UnsupportedVersion, None))
+        } else {
+            let response_timeout = Duration::from_millis(u64::from(request.response_timeout_ms));
+            self.invoke(
+                &caller,
+                &request.id,
+                &request.method,
+                request.payload,
+                response_timeout,
+            )
+            .await
         };
-        let response = DataMessage::RpcResponse(RpcResponse {
-            request_id: request_id.clone(),
-            outcome: Some(outcome),
-        });
-        if let Err(e) = session.send_data_message(response, to).await {
-            warn!("could not answer RPC request {request_id} from {caller}: {e}");
-        }
+        respond(&session, &caller, &request.id, result, caller_protocol).await;
+    }
+
+    /// Answer a v2 request: a text stream on `lk.rpc_request` whose attributes name the call.
+    pub(crate) async fn serve_stream(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        caller: ParticipantIdentity,
+        reader: TextStreamReader,
+        caller_protocol: ClientProtocol,
+    ) {
+        let attributes = &reader.info().attributes;
+        let (Some(id), Some(method)) = (
+            attributes.get(ATTR_REQUEST_ID).cloned(),
+            attributes.get(ATTR_METHOD).cloned(),
+        ) else {
+            warn!("RPC request stream from {caller} without an id or a method: ignored");
+            return;
+        };
+        let timeout_ms = attributes
+            .get(ATTR_RESPONSE_TIMEOUT_MS)
+            .and_then(|t| t.parse::<u64>().ok());
+        let version = attributes
+            .get(ATTR_VERSION)
+            .and_then(|v| v.parse::<u32>().ok());
+        ack(&session, &caller, &id).await;
+        let result = match (version, timeout_ms) {
+            (Some(RPC_VERSION_V2), Some(ms)) => match reader.read_all().await {
+                Ok(payload) => {
+                    self.invoke(&caller, &id, &method, payload, Duration::from_millis(ms))
+                        .await
+                }
+                Err(e) => Err(RpcError::built_in(
+                    RpcErrorCode::ApplicationError,
+                    Some(format!("reading the request failed: {e}")),
+                )),
+            },
+            (Some(RPC_VERSION_V2), None) => Err(RpcError::built_in(
+                RpcErrorCode::ApplicationError,
+                Some("the request stream has no valid response timeout".into()),
+            )),
+            _ => Err(RpcError::built_in(RpcErrorCode::UnsupportedVersion, None)),
+        };
+        respond(&session, &caller, &id, result, caller_protocol).await;
     }
 
     /// A place among the requests in progress (`None` at the bound); freed when dropped.
@@ -432,46 +550,125 @@ impl Rpc {
             .map(|_| InProgress(&self.in_progress))
     }
 
-    /// What to answer `request`: the handler's result, or the built-in error that applies.
-    pub(crate) async fn answer(
+    /// Run the handler of `method` for a call (within the bound on requests in progress), or
+    /// say which built-in error applies.
+    pub(crate) async fn invoke(
         &self,
-        caller: ParticipantIdentity,
-        request: RpcRequest,
-    ) -> RpcOutcome {
-        let handler = lock(&self.handlers).get(&request.method).cloned();
-        let result = if request.version != RPC_VERSION {
-            Err(RpcError::built_in(RpcErrorCode::UnsupportedVersion, None))
-        } else if let Some(handler) = handler {
-            let data = RpcInvocationData {
-                request_id: request.id.clone(),
-                caller_identity: caller,
-                payload: request.payload,
-                response_timeout: Duration::from_millis(u64::from(request.response_timeout_ms)),
-            };
-            // On a task of its own: a panicking handler is an application error, not ours.
-            match tokio::spawn(handler(data)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!("RPC handler for {:?} failed: {e}", request.method);
-                    Err(RpcError::built_in(RpcErrorCode::ApplicationError, None))
-                }
-            }
-        } else {
-            Err(RpcError::built_in(RpcErrorCode::UnsupportedMethod, None))
+        caller: &ParticipantIdentity,
+        request_id: &str,
+        method: &str,
+        payload: String,
+        response_timeout: Duration,
+    ) -> Result<String, RpcError> {
+        let Some(_place) = self.enter() else {
+            warn!("RPC request {request_id} from {caller} refused: too many in progress");
+            return Err(RpcError::built_in(
+                RpcErrorCode::ApplicationError,
+                Some("too many requests in progress".into()),
+            ));
         };
-        match result {
-            Ok(p) if p.len() <= MAX_RPC_PAYLOAD_BYTES => RpcOutcome::Payload(p),
-            Ok(_) => RpcOutcome::Error(
-                RpcError::built_in(RpcErrorCode::ResponsePayloadTooLarge, None).to_info(),
-            ),
-            Err(e) => RpcOutcome::Error(e.to_info()),
+        let Some(handler) = lock(&self.handlers).get(method).cloned() else {
+            return Err(RpcError::built_in(RpcErrorCode::UnsupportedMethod, None));
+        };
+        let data = RpcInvocationData {
+            request_id: request_id.to_owned(),
+            caller_identity: caller.clone(),
+            payload,
+            response_timeout,
+        };
+        // On a task of its own: a panicking handler is an application error, not ours.
+        match tokio::spawn(handler(data)).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("RPC handler for {method:?} failed: {e}");
+                Err(RpcError::built_in(RpcErrorCode::ApplicationError, None))
+            }
         }
+    }
+}
+
+/// Ack a request at once (the caller's round-trip bound runs until it arrives).
+async fn ack(session: &Session, caller: &ParticipantIdentity, request_id: &str) {
+    let ack = DataMessage::RpcAck(RpcAck {
+        request_id: request_id.to_owned(),
+    });
+    if let Err(e) = session
+        .send_data_message(ack, vec![caller.to_string()])
+        .await
+    {
+        warn!("could not ack RPC request {request_id} from {caller}: {e}");
+    }
+}
+
+/// What a v1 response packet says of `result`: the payload, or the error (a payload over the
+/// v1 limit becomes [`RpcErrorCode::ResponsePayloadTooLarge`]).
+fn packet_outcome(result: Result<String, RpcError>) -> RpcOutcome {
+    match result {
+        Ok(p) if p.len() <= MAX_RPC_PAYLOAD_BYTES => RpcOutcome::Payload(p),
+        Ok(_) => RpcOutcome::Error(
+            RpcError::built_in(RpcErrorCode::ResponsePayloadTooLarge, None).to_info(),
+        ),
+        Err(e) => RpcOutcome::Error(e.to_info()),
+    }
+}
+
+/// Send `result` to the caller: a payload as a response stream if the caller reads them (v2),
+/// else (and errors always) as a response packet.
+async fn respond(
+    session: &Arc<Session>,
+    caller: &ParticipantIdentity,
+    request_id: &str,
+    result: Result<String, RpcError>,
+    caller_protocol: ClientProtocol,
+) {
+    let result = match result {
+        Ok(payload) if caller_protocol >= ClientProtocol::DataStreamRpc => {
+            let options = StreamTextOptions {
+                topic: TOPIC_RPC_RESPONSE.into(),
+                attributes: HashMap::from([(ATTR_REQUEST_ID.to_owned(), request_id.to_owned())]),
+                destination_identities: vec![caller.clone()],
+                ..StreamTextOptions::default()
+            };
+            let single_packet = caller_protocol >= ClientProtocol::DataStreamV2;
+            match super::data_stream::send_text(session.clone(), &payload, options, single_packet)
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => Err(RpcError::built_in(
+                    RpcErrorCode::SendFailed,
+                    Some(e.to_string()),
+                )),
+            }
+        }
+        other => other,
+    };
+    let response = DataMessage::RpcResponse(RpcResponse {
+        request_id: request_id.to_owned(),
+        outcome: Some(packet_outcome(result)),
+    });
+    if let Err(e) = session
+        .send_data_message(response, vec![caller.to_string()])
+        .await
+    {
+        warn!("could not answer RPC request {request_id} from {caller}: {e}");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a v1 caller is answered (the response packet's outcome), as `serve` decides it.
+    async fn answer(rpc: &Rpc, caller: ParticipantIdentity, r: RpcRequest) -> RpcOutcome {
+        let result = if r.version != RPC_VERSION_V1 {
+            Err(RpcError::built_in(RpcErrorCode::UnsupportedVersion, None))
+        } else {
+            let timeout = Duration::from_millis(u64::from(r.response_timeout_ms));
+            rpc.invoke(&caller, &r.id, &r.method, r.payload, timeout)
+                .await
+        };
+        packet_outcome(result)
+    }
 
     #[test]
     fn codes_and_limits_are_the_sdks() {
@@ -529,27 +726,30 @@ mod tests {
         };
         let bob = ParticipantIdentity::from("bob");
         assert_eq!(
-            rpc.answer(bob.clone(), ask("echo", 1)).await,
+            answer(&rpc, bob.clone(), ask("echo", 1)).await,
             RpcOutcome::Payload("hi".into())
         );
         assert_eq!(
-            rpc.answer(bob.clone(), ask("who", 1)).await,
+            answer(&rpc, bob.clone(), ask("who", 1)).await,
             RpcOutcome::Payload("bob".into())
         );
         assert_eq!(
-            rpc.answer(bob.clone(), ask("fail", 1)).await,
+            answer(&rpc, bob.clone(), ask("fail", 1)).await,
             RpcOutcome::Error(RpcErrorInfo {
                 code: 4001,
                 message: "nope".into(),
                 data: "d".into()
             })
         );
-        assert_eq!(code(rpc.answer(bob.clone(), ask("panic", 1)).await), 1500);
-        assert_eq!(code(rpc.answer(bob.clone(), ask("big", 1)).await), 1504);
-        assert_eq!(code(rpc.answer(bob.clone(), ask("nothing", 1)).await), 1400);
-        assert_eq!(code(rpc.answer(bob.clone(), ask("echo", 2)).await), 1404);
+        assert_eq!(code(answer(&rpc, bob.clone(), ask("panic", 1)).await), 1500);
+        assert_eq!(code(answer(&rpc, bob.clone(), ask("big", 1)).await), 1504);
+        assert_eq!(
+            code(answer(&rpc, bob.clone(), ask("nothing", 1)).await),
+            1400
+        );
+        assert_eq!(code(answer(&rpc, bob.clone(), ask("echo", 2)).await), 1404);
         rpc.unregister("echo");
-        assert_eq!(code(rpc.answer(bob, ask("echo", 1)).await), 1400);
+        assert_eq!(code(answer(&rpc, bob, ask("echo", 1)).await), 1400);
     }
 
     #[test]

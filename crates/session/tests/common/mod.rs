@@ -287,101 +287,6 @@ fn http_ok(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
-/// An official-SDK participant driven line by line (`tests/python/room_peer.py`): each command
-/// is acknowledged with `OK <command>` before `send` returns.
-pub struct ScriptedPeer {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    lines: std::sync::mpsc::Receiver<String>,
-    /// The peer's participant sid.
-    pub sid: String,
-}
-
-impl ScriptedPeer {
-    pub fn join(server: &LiveKitServer, room: &str, identity: &str) -> Self {
-        Self::join_script(server, "room_peer.py", room, identity)
-    }
-
-    /// Like [`ScriptedPeer::join`] with another script of `tests/python/` (same protocol:
-    /// `READY <sid>`, then commands answered `OK <command>`).
-    pub fn join_script(server: &LiveKitServer, script: &str, room: &str, identity: &str) -> Self {
-        let mut child = wavecast_testbed::python_command(server, script)
-            .expect("python venv")
-            .args([room, identity])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {script}: {e}"));
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut peer = Self {
-            child,
-            stdin,
-            lines,
-            sid: String::new(),
-        };
-        peer.sid = peer.expect_line("READY", Duration::from_secs(20));
-        peer
-    }
-
-    /// Wait for a line starting with `prefix` and return the rest (panics on `ERR` lines).
-    pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.trim().to_owned();
-                    }
-                    if line.starts_with("ERR") {
-                        panic!("python peer: {line}");
-                    }
-                }
-                Err(_) => panic!("python peer did not print {prefix:?} within {timeout:?}"),
-            }
-        }
-    }
-
-    /// Run one command and wait for its acknowledgement.
-    pub fn send(&mut self, command: &str) {
-        self.send_within(command, Duration::from_secs(20));
-    }
-
-    /// Run one command and wait up to `timeout` for its acknowledgement.
-    pub fn send_within(&mut self, command: &str, timeout: Duration) {
-        self.write_line(command);
-        self.expect_line(&format!("OK {command}"), timeout);
-    }
-
-    /// Write one command without waiting.
-    pub fn write_line(&mut self, command: &str) {
-        use std::io::Write;
-        writeln!(self.stdin, "{command}").expect("write to python peer");
-        self.stdin.flush().expect("flush");
-    }
-}
-
-impl Drop for ScriptedPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Run `body` on a fresh tokio runtime inside a private network namespace (see
 /// `wavecast_testbed::netns`): the test's thread enters the namespace first, so the runtime's
 /// threads, every socket and the livekit-server started from it live inside. Returns without
@@ -561,6 +466,14 @@ pub async fn join_room(
     options: wavecast_session::RoomOptions,
 ) -> Result<(wavecast_session::Room, wavecast_session::RoomEvents), wavecast_session::SessionError>
 {
-    let creds = Credentials::mint(server.keys(), identity, room, Preset::Broadcaster);
+    // A broadcaster that may also set its own name, metadata and attributes.
+    let builder = wavecast_token::TokenBuilder::new(identity)
+        .room(room)
+        .preset(Preset::Broadcaster)
+        .can_update_own_metadata(true);
+    let creds = Credentials::Mint {
+        keys: server.keys(),
+        builder: Box::new(builder),
+    };
     wavecast_session::Room::connect_with(&server.ws_url(), creds, options).await
 }

@@ -359,11 +359,11 @@ fn a_topic_has_one_handler_and_unhandled_streams_are_counted() {
     feed(&mut s, Instant::now(), vec![header("z", false, None)]);
     assert_eq!(s.stats().unhandled, 1);
     assert_eq!(s.open_streams(), 0);
-    // Compressed content is not read here: refused, not handed over as garbage.
+    // A compression this version does not know: refused, not handed over as garbage.
     let DataMessage::StreamHeader(mut h) = header("c", true, None) else {
         unreachable!()
     };
-    h.compression = wavecast_rtc::data_message::Compression::DeflateRaw;
+    h.compression = Compression::Other(9);
     feed(&mut s, Instant::now(), vec![DataMessage::StreamHeader(h)]);
     assert_eq!(s.stats().unsupported, 1);
     assert_eq!(s.open_streams(), 0);
@@ -381,10 +381,115 @@ fn a_topic_has_one_handler_and_unhandled_streams_are_counted() {
     assert_eq!(bytes.lock().unwrap().len(), 1);
 }
 
+/// `data` compressed with raw DEFLATE, as the SDKs send a data stream v2.
+fn deflate(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A header of a compressed stream, with its content inline or not.
+fn compressed_header(id: &str, text: bool, total: u64, inline: Option<Vec<u8>>) -> DataMessage {
+    let DataMessage::StreamHeader(mut h) = header(id, text, Some(total)) else {
+        unreachable!()
+    };
+    h.compression = Compression::DeflateRaw;
+    h.inline_content = inline;
+    DataMessage::StreamHeader(h)
+}
+
+#[tokio::test]
+async fn compressed_streams_are_inflated_across_chunks_and_inline() {
+    let (mut s, bytes, texts) = streams(limits());
+    let text = "größer ".repeat(100); // 800 bytes
+    let z = deflate(text.as_bytes());
+    assert!(z.len() < 100);
+    // Cut the compressed bytes anywhere: the inflater carries state from chunk to chunk.
+    let (a, b) = z.split_at(z.len() / 3);
+    let ev = feed(
+        &mut s,
+        Instant::now(),
+        vec![
+            compressed_header("z", true, text.len() as u64, None),
+            chunk("z", 0, a),
+            chunk("z", 1, &b[..1]),
+            chunk("z", 2, &b[1..]),
+            trailer("z", ""),
+        ],
+    );
+    assert!(ev.is_empty(), "{ev:?}");
+    let r = texts.lock().unwrap().pop().expect("handed over");
+    assert_eq!(r.read_all().await.unwrap(), text);
+    // A single-packet compressed stream: the content in the header.
+    let data: Vec<u8> = (0..900u32).map(|i| (i % 7) as u8).collect();
+    feed(
+        &mut s,
+        Instant::now(),
+        vec![compressed_header("i", false, 900, Some(deflate(&data)))],
+    );
+    let r = bytes.lock().unwrap().pop().expect("handed over");
+    assert_eq!(r.read_all().await.unwrap(), data);
+    let st = s.stats();
+    assert_eq!((st.completed, st.open_streams, st.corrupt), (2, 0, 0));
+}
+
+#[tokio::test]
+async fn a_compression_bomb_is_stopped_at_the_stream_limit_while_inflating() {
+    // 1 MB of zeros compresses to about a kilobyte; the stream may bring 1000 bytes.
+    let (mut s, bytes, _) = streams(limits());
+    let z = deflate(&vec![0u8; 1 << 20]);
+    assert!(z.len() < 2000, "{}", z.len());
+    let ev = feed(
+        &mut s,
+        Instant::now(),
+        vec![
+            compressed_header("bomb", false, 1 << 20, None),
+            chunk("bomb", 0, &z),
+        ],
+    );
+    assert_eq!(
+        ev.iter().filter_map(limit_of).collect::<Vec<_>>(),
+        vec![StreamLimit::StreamTooLarge { max: 1000 }]
+    );
+    let st = s.stats();
+    assert_eq!((st.dropped_too_large, st.open_streams), (1, 0));
+    // Never more than one inflated piece was held, and what was accepted stays within limits.
+    assert!(st.buffered_peak <= 1000, "{st:?}");
+    let r = bytes.lock().unwrap().pop().expect("handed over");
+    assert!(matches!(
+        r.read_all().await,
+        Err(StreamError::Limit(StreamLimit::StreamTooLarge { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn corrupt_compressed_content_ends_the_stream_with_an_error() {
+    let (mut s, bytes, _) = streams(limits());
+    feed(
+        &mut s,
+        Instant::now(),
+        vec![
+            compressed_header("bad", false, 10, None),
+            // 0b111 as the first block header: BFINAL with the reserved block type 3.
+            chunk("bad", 0, &[0xff, 0xff, 0xff, 0xff]),
+            chunk("bad", 1, b"more"),
+        ],
+    );
+    let st = s.stats();
+    assert_eq!((st.corrupt, st.open_streams, st.stray_chunks), (1, 0, 1));
+    let r = bytes.lock().unwrap().pop().expect("handed over");
+    assert!(matches!(
+        r.read_all().await,
+        Err(StreamError::Corrupt { .. })
+    ));
+}
+
 /// One packet of a hostile peer's sequence.
 #[derive(Debug, Clone)]
 enum Op {
-    Header(u8, bool, Option<u16>, bool),
+    /// Stream, text, announced length, of a newer kind, compressed.
+    Header(u8, bool, Option<u16>, bool, bool),
     Chunk(u8, u8, u16),
     Trailer(u8, bool),
     Read(u8),
@@ -397,9 +502,10 @@ fn op() -> impl Strategy<Value = Op> {
             0u8..6,
             any::<bool>(),
             proptest::option::of(0u16..2000),
-            proptest::bool::weighted(0.1)
+            proptest::bool::weighted(0.1),
+            proptest::bool::weighted(0.2),
         )
-            .prop_map(|(i, t, n, u)| Op::Header(i, t, n, u)),
+            .prop_map(|(i, t, n, u, z)| Op::Header(i, t, n, u, z)),
         (0u8..6, 0u8..5, 0u16..700).prop_map(|(i, c, n)| Op::Chunk(i, c, n)),
         (0u8..6, any::<bool>()).prop_map(|(i, a)| Op::Trailer(i, a)),
         (0u8..6).prop_map(Op::Read),
@@ -417,8 +523,23 @@ proptest! {
         let mut now = Instant::now();
         for op in ops {
             let m = match op {
-                Op::Header(i, t, n, u) => Some(header_of(&format!("s{i}"), t, n.map(u64::from), u)),
-                Op::Chunk(i, c, n) => Some(chunk(&format!("s{i}"), u64::from(c), &vec![7; n as usize])),
+                Op::Header(i, t, n, u, z) => {
+                    let mut h = header_of(&format!("s{i}"), t, n.map(u64::from), u);
+                    if let (true, DataMessage::StreamHeader(h)) = (z, &mut h) {
+                        h.compression = Compression::DeflateRaw;
+                    }
+                    Some(h)
+                }
+                // Stored DEFLATE blocks of sevens (header 0x00, LEN, NLEN) or garbage: both must
+                // keep the limits in a compressed stream.
+                Op::Chunk(i, c, n) => {
+                    let mut content = vec![7; n as usize];
+                    if c % 2 == 0 && n >= 5 {
+                        let len = n - 5;
+                        content[..5].copy_from_slice(&[0, len as u8, (len >> 8) as u8, !len as u8, (!len >> 8) as u8]);
+                    }
+                    Some(chunk(&format!("s{i}"), u64::from(c), &content))
+                }
                 Op::Trailer(i, abort) => Some(trailer(&format!("s{i}"), if abort { "x" } else { "" })),
                 Op::Read(i) => {
                     let mut b = bytes.lock().unwrap();
