@@ -345,10 +345,17 @@ fn viewer_decrypts_a_browser_publishing_with_e2ee() {
         &wrong_stats,
         &wrong_heard,
     );
-    let wrong_video = common::json(&wrong_stats)["video"].clone();
+    let wrong_json = common::json(&wrong_stats);
+    let wrong_video = wrong_json["video"].clone();
+    let wrong_e2ee = &wrong_json["e2ee"];
     eprintln!(
-        "viewer with a wrong passphrase: exit {}, {wrong_video}",
+        "viewer with a wrong passphrase: exit {}, {wrong_video}, e2ee {wrong_e2ee}",
         wrong.code()
+    );
+    assert_eq!(wrong_e2ee["decrypted"].as_u64(), Some(0), "{wrong_e2ee}");
+    assert!(
+        wrong_e2ee["decrypt_failed"].as_u64() > Some(30),
+        "{wrong_e2ee}"
     );
     assert_ne!(
         wrong.code(),
@@ -387,6 +394,8 @@ fn viewer_decrypts_a_browser_publishing_with_e2ee() {
     );
     let stats = common::json(&stats_path);
     let stream = &stats["streams"]["video"][0];
+    let e2ee = &stats["e2ee"];
+    assert!(e2ee["decrypted"].as_u64() > Some(150), "{e2ee}");
     let decoded = stream["frames_decoded"].as_u64().unwrap_or(0);
     let stamped = stream["stamped_frames"].as_u64().unwrap_or(0);
     let regressions = stream["stamp_regressions"]

@@ -67,7 +67,7 @@ pub enum E2eeState {
 }
 
 /// End-to-end encryption counters of a session (all tracks).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct E2eeStats {
     /// Frames encrypted for our published tracks.
@@ -83,6 +83,8 @@ pub struct E2eeStats {
     /// Encrypted frames handed on as they are (to readers that asked for them, and when the
     /// session has no keys).
     pub passed_encrypted: u64,
+    /// State changes not reported because the session's event stream was full.
+    pub reports_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +136,7 @@ impl E2ee {
             decrypt_failed: r(&c.decrypt_failed),
             replayed: r(&c.replayed),
             passed_encrypted: r(&c.passed_encrypted),
+            reports_dropped: r(&self.dropped_reports),
         }
     }
 
