@@ -7,8 +7,9 @@
 //                           [--downscale-after S]
 //   node peer.mjs subscribe --url WS --token JWT --participant IDENTITY [--seconds N]
 //   node peer.mjs data      --url WS --token JWT [--seconds N]
-//   publish and subscribe with [--e2ee-key PASSPHRASE]: end-to-end encryption with livekit-client's
-//   ExternalE2EEKeyProvider and its e2ee worker (served beside the page).
+//   each with [--e2ee-key PASSPHRASE]: end-to-end encryption with livekit-client's
+//   ExternalE2EEKeyProvider and its e2ee worker (served beside the page); data mode encrypts
+//   the data channel too.
 //
 // publish: joins, publishes Chromium's fake camera and microphone (from the given files, or
 // Chromium's built-in pattern and beep) with livekit-client's default settings, prints
@@ -129,7 +130,11 @@ try {
   if (mode === 'data') {
     await page.exposeFunction('emit', (line) => process.stdout.write(`${line}\n`));
     await page.addScriptTag({ url: '/data.js' });
-    const info = await page.evaluate((o) => window.wavecastData.join(o), { url: opts.url, token: opts.token });
+    const info = await page.evaluate((o) => window.wavecastData.join(o), {
+      url: opts.url,
+      token: opts.token,
+      e2eeKey: opts['e2ee-key'],
+    });
     process.stdout.write(`READY ${JSON.stringify(info)}\n`);
     clearTimeout(deadline);
     await serveCommands(page, seconds * 1000);

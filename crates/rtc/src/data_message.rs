@@ -395,3 +395,117 @@ impl DataMessage {
         }
     }
 }
+
+/// An end-to-end encrypted data packet as it arrived (LiveKit's `EncryptedPacket`): the
+/// engine holds no keys; whoever does opens it ([`EncryptedData::open`] after decrypting).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptedData {
+    /// `Encryption.Type` (1: GCM).
+    pub encryption_type: i32,
+    /// The IV.
+    pub iv: Vec<u8>,
+    /// The key index.
+    pub key_index: u32,
+    /// The encrypted bytes of an `EncryptedPacketPayload`.
+    pub encrypted_value: Vec<u8>,
+}
+
+impl std::fmt::Debug for EncryptedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptedData")
+            .field("encryption_type", &self.encryption_type)
+            .field("key_index", &self.key_index)
+            .field("bytes", &self.encrypted_value.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a decrypted `EncryptedPacketPayload` carries.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DecryptedData {
+    /// A user packet: topic and payload.
+    User {
+        /// Its topic.
+        topic: Option<String>,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+    /// A data-stream or RPC packet.
+    Message(DataMessage),
+    /// A kind this version does not handle (a chat message of the old kind).
+    Other,
+}
+
+impl EncryptedData {
+    /// What the decrypted bytes of [`EncryptedData::encrypted_value`] carry.
+    pub fn open(plaintext: &[u8]) -> Result<DecryptedData, prost::DecodeError> {
+        use prost::Message as _;
+        use proto::data_packet::Value as V;
+        use proto::encrypted_packet_payload::Value as E;
+        let payload = proto::EncryptedPacketPayload::decode(plaintext)?;
+        let value = match payload.value {
+            Some(E::User(u)) => {
+                return Ok(DecryptedData::User {
+                    topic: u.topic,
+                    payload: u.payload,
+                });
+            }
+            Some(E::StreamHeader(h)) => V::StreamHeader(h),
+            Some(E::StreamChunk(c)) => V::StreamChunk(c),
+            Some(E::StreamTrailer(t)) => V::StreamTrailer(t),
+            Some(E::RpcRequest(r)) => V::RpcRequest(r),
+            Some(E::RpcAck(a)) => V::RpcAck(a),
+            Some(E::RpcResponse(r)) => V::RpcResponse(r),
+            Some(E::ChatMessage(_)) | None => return Ok(DecryptedData::Other),
+        };
+        Ok(DataMessage::from_proto(value).map_or(DecryptedData::Other, DecryptedData::Message))
+    }
+}
+
+#[cfg(test)]
+mod encrypted_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    #[test]
+    fn an_opened_payload_is_the_packet_it_carries() {
+        use proto::encrypted_packet_payload::Value as E;
+        let user = proto::EncryptedPacketPayload {
+            value: Some(E::User(proto::UserPacket {
+                payload: b"hi".to_vec(),
+                topic: Some("t".into()),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(
+            EncryptedData::open(&user.encode_to_vec()).unwrap(),
+            DecryptedData::User {
+                topic: Some("t".into()),
+                payload: b"hi".to_vec()
+            }
+        );
+        let ack = proto::EncryptedPacketPayload {
+            value: Some(E::RpcAck(proto::RpcAck {
+                request_id: "r1".into(),
+            })),
+        };
+        assert_eq!(
+            EncryptedData::open(&ack.encode_to_vec()).unwrap(),
+            DecryptedData::Message(DataMessage::RpcAck(RpcAck {
+                request_id: "r1".into()
+            }))
+        );
+        assert_eq!(EncryptedData::open(&[]).unwrap(), DecryptedData::Other);
+    }
+
+    proptest! {
+        /// Whatever a key opens (a peer with the key can send anything): an error or a value,
+        /// never a panic.
+        #[test]
+        fn opening_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = EncryptedData::open(&bytes);
+        }
+    }
+}

@@ -429,3 +429,131 @@ async fn a_python_subscriber_with_the_shared_key_decrypts_ours() {
     );
     publisher.close().await;
 }
+
+/// Encrypted data packets: Chromium with livekit-client's `encryption` option (which encrypts
+/// the data channel as well as media) sends chat as text streams; a room with the passphrase
+/// opens every packet (`EncryptedPacket`) and reads the messages in order; a room without keys
+/// reads none and counts them. (What we send goes unencrypted; livekit-client reads it.)
+#[test]
+fn encrypted_chat_from_a_browser_is_read_with_the_passphrase() {
+    use wavecast_session::{StreamTextOptions, TOPIC_CHAT};
+    use wavecast_testbed::browser::{BrowserPeer, SubscribeOptions};
+    use wavecast_testbed::{NetNs, ServerOptions};
+
+    let test = "encrypted_chat_from_a_browser_is_read_with_the_passphrase";
+    let Some(_ns) = NetNs::enter_for_test(test) else {
+        return;
+    };
+    common::init_tracing();
+    let server = LiveKitServer::start_with(&ServerOptions {
+        media_ip: Some(NetNs::ADDR),
+        ..ServerOptions::default()
+    })
+    .expect("livekit-server starts");
+    let token = server.token("web", ROOM, Preset::Broadcaster);
+    let options = SubscribeOptions {
+        e2ee_key: Some(PASSPHRASE.into()),
+    };
+    let mut page =
+        BrowserPeer::data_with(&server.ws_url(), &token, 120, &options).expect("chromium starts");
+    let ready = page.wait_json("READY", WAIT).expect("the page joins");
+    assert_eq!(ready["data_encrypted"], true, "{ready}");
+    const N: usize = 50;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(async {
+            let (room, _events) = join(
+                &server,
+                "us",
+                Some(E2eeOptions::shared_passphrase(PASSPHRASE)),
+            )
+            .await;
+            let (keyless, _keyless_events) = join(&server, "keyless", None).await;
+            let chats = |room: &Room| {
+                // One slot per stream in the order they opened (the handler runs in order),
+                // filled when its reader finishes.
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                room.register_text_stream_handler(TOPIC_CHAT, move |reader, _from| {
+                    let (slot, text) = tokio::sync::oneshot::channel();
+                    let _ = tx.send(text);
+                    tokio::spawn(async move {
+                        if let Ok(text) = reader.read_all().await {
+                            let _ = slot.send(text);
+                        }
+                    });
+                })
+                .expect("a chat handler");
+                rx
+            };
+            let mut ours = chats(&room);
+            let mut theirs = chats(&keyless);
+            let deadline = Instant::now() + WAIT;
+            while room.remote_participant("web").is_none() {
+                assert!(Instant::now() < deadline, "the page never appeared");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::task::block_in_place(|| page.command(&format!("send-chat {N}")))
+                .expect("command");
+            let mut texts = Vec::new();
+            while texts.len() < N {
+                let slot = tokio::time::timeout(WAIT, ours.recv())
+                    .await
+                    .expect("chat in time")
+                    .expect("chat flows");
+                texts.push(
+                    tokio::time::timeout(WAIT, slot)
+                        .await
+                        .expect("read in time")
+                        .expect("read whole"),
+                );
+            }
+            assert_eq!(
+                texts,
+                (0..N).map(|i| format!("browser {i}")).collect::<Vec<_>>()
+            );
+            // Ours to the page (plain): livekit-client reads it alongside its encrypted ones.
+            room.local_participant()
+                .send_text("from wavecast", StreamTextOptions::topic(TOPIC_CHAT))
+                .await
+                .expect("send_text");
+            let report = tokio::task::block_in_place(|| {
+                page.command("chat-report 1")
+                    .and_then(|()| page.wait_line("CHAT", WAIT))
+            })
+            .expect("the page reads our chat");
+            let stats = room.stats().e2ee;
+            // The keyless room got the same packets: wait until it has counted them all.
+            let deadline = Instant::now() + WAIT;
+            while keyless.stats().e2ee.data_decrypt_failed < N as u64 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let keyless_stats = keyless.stats().e2ee;
+            eprintln!(
+                "BROWSER (encrypted data) → US: {N} chat messages in order; {stats:?}; keyless \
+                 room {keyless_stats:?}; the page read ours: {report}"
+            );
+            assert!(report.starts_with("1 us "), "{report}");
+            // (A short text stream is one packet to a v2 peer: its header with the text inline.)
+            assert!(stats.data_decrypted >= N as u64, "{stats:?}");
+            assert_eq!(stats.data_decrypt_failed, 0, "{stats:?}");
+            // The keyless room read only our plain message, none of the page's.
+            let first = tokio::time::timeout(WAIT, theirs.recv())
+                .await
+                .expect("our chat in time")
+                .expect("chat flows");
+            assert_eq!(first.await.as_deref(), Ok("from wavecast"));
+            assert!(
+                theirs.try_recv().is_err(),
+                "a keyless room read encrypted chat"
+            );
+            assert!(
+                keyless_stats.data_decrypt_failed >= N as u64,
+                "{keyless_stats:?}"
+            );
+            room.close().await;
+            keyless.close().await;
+        });
+}

@@ -274,13 +274,22 @@ impl BrowserPeer {
     /// answered `OK <command>` (the line protocol of the Python peers in `tests/python`), until
     /// dropped or `idle_seconds` pass without a command.
     pub fn data(url: &str, token: &str, idle_seconds: u32) -> Result<Self, TestbedError> {
-        Self::spawn(
-            url,
-            token,
-            idle_seconds,
-            vec!["data".into()],
-            "browser data peer",
-        )
+        Self::data_with(url, token, idle_seconds, &SubscribeOptions::default())
+    }
+
+    /// [`BrowserPeer::data`] with end-to-end encryption ([`SubscribeOptions::e2ee_key`]):
+    /// livekit-client's `encryption` option, which encrypts data packets too.
+    pub fn data_with(
+        url: &str,
+        token: &str,
+        idle_seconds: u32,
+        options: &SubscribeOptions,
+    ) -> Result<Self, TestbedError> {
+        let mut args = vec!["data".to_owned()];
+        if let Some(key) = &options.e2ee_key {
+            args.extend(["--e2ee-key".into(), key.clone()]);
+        }
+        Self::spawn(url, token, idle_seconds, args, "browser data peer")
     }
 
     /// Sends a data peer one command line (see `tests/browser/data.js`).

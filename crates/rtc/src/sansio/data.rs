@@ -141,6 +141,14 @@ impl Core {
                 participant_identity,
                 message: Box::new(message),
             }),
+            Ok(Incoming::Encrypted {
+                participant_identity,
+                packet,
+            }) => self.emit(EngineEvent::EncryptedData {
+                participant_identity,
+                packet: Box::new(packet),
+                reliable,
+            }),
             Ok(Incoming::Other) => trace!("data packet of another kind ignored"),
             Err(e) => debug!("undecodable data packet ({} bytes): {e}", bytes.len()),
         }

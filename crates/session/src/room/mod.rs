@@ -40,6 +40,7 @@ use crate::session::{
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
+use wavecast_rtc::data_message::DecryptedData;
 use wavecast_rtc::{ClientProtocol, DataMessage, Quality};
 
 pub use data_stream::{
@@ -614,6 +615,33 @@ async fn run(
                 }
                 continue;
             }
+        };
+        // End-to-end encrypted data (livekit-client's data channel encryption): opened with the
+        // room's keys, then handled as the plain packet it carries; dropped (counted in
+        // `RoomStats::e2ee`) when it does not open.
+        let ev = match ev {
+            SessionEvent::Engine(EngineEvent::EncryptedData {
+                participant_identity,
+                packet,
+                reliable,
+            }) => match session.open_data(&participant_identity, &packet) {
+                Some(DecryptedData::User { topic, payload }) => {
+                    SessionEvent::Engine(EngineEvent::DataReceived {
+                        participant_identity,
+                        topic,
+                        payload,
+                        reliable,
+                    })
+                }
+                Some(DecryptedData::Message(message)) => {
+                    SessionEvent::Engine(EngineEvent::DataMessage {
+                        participant_identity,
+                        message: Box::new(message),
+                    })
+                }
+                _ => continue,
+            },
+            ev => ev,
         };
         let mut out: Vec<RoomEvent> = Vec::new();
         let mut opened: Vec<data_stream::Opened> = Vec::new();

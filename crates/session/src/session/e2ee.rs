@@ -23,6 +23,7 @@ pub use wavecast_e2ee::{
     Codec, DecryptStats, E2eeError, KeyDerivation, KeyMaterial, KeyProvider, KeyProviderOptions,
 };
 use wavecast_e2ee::{FrameDecryptor, FrameEncryptor};
+use wavecast_rtc::data_message::{DecryptedData, EncryptedData};
 use wavecast_rtc::{EncodedFrame, TrackKind};
 
 use super::outbox::SessionEvent;
@@ -85,6 +86,11 @@ pub struct E2eeStats {
     pub passed_encrypted: u64,
     /// State changes not reported because the session's event stream was full.
     pub reports_dropped: u64,
+    /// Encrypted data packets (LiveKit's `EncryptedPacket`: livekit-client's data channel
+    /// encryption) decrypted and handed on as plain data, streams or RPC.
+    pub data_decrypted: u64,
+    /// Encrypted data packets dropped: no keys, wrong key, or not a payload we read.
+    pub data_decrypt_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +101,8 @@ struct Counters {
     decrypt_failed: AtomicU64,
     replayed: AtomicU64,
     passed_encrypted: AtomicU64,
+    data_decrypted: AtomicU64,
+    data_decrypt_failed: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -109,6 +117,8 @@ pub(crate) struct E2ee {
     events: OnceLock<mpsc::WeakSender<SessionEvent>>,
     /// State changes not delivered because the event stream was full.
     dropped_reports: AtomicU64,
+    /// Whether a data packet that could not be opened was logged already.
+    data_warned: AtomicBool,
 }
 
 impl E2ee {
@@ -118,6 +128,7 @@ impl E2ee {
             counters: Counters::default(),
             events: OnceLock::new(),
             dropped_reports: AtomicU64::new(0),
+            data_warned: AtomicBool::new(false),
         })
     }
 
@@ -137,6 +148,8 @@ impl E2ee {
             replayed: r(&c.replayed),
             passed_encrypted: r(&c.passed_encrypted),
             reports_dropped: r(&self.dropped_reports),
+            data_decrypted: r(&c.data_decrypted),
+            data_decrypt_failed: r(&c.data_decrypt_failed),
         }
     }
 
@@ -155,6 +168,43 @@ impl E2ee {
             });
         if !sent {
             self.dropped_reports.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Open an encrypted data packet from `identity` (`None`: dropped and counted — no keys, a
+    /// wrong key, or a payload of a kind we do not read).
+    pub(crate) fn open_data(
+        &self,
+        identity: &str,
+        packet: &EncryptedData,
+    ) -> Option<DecryptedData> {
+        let opened = match &self.provider {
+            None => Err("the room has no end-to-end keys".to_owned()),
+            Some(p) => wavecast_e2ee::decrypt_data(
+                &p.ring(identity),
+                &packet.encrypted_value,
+                &packet.iv,
+                packet.key_index,
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|plain| EncryptedData::open(&plain).map_err(|e| e.to_string())),
+        };
+        match opened {
+            Ok(DecryptedData::Other) => {
+                bump(&self.counters.data_decrypt_failed);
+                None
+            }
+            Ok(d) => {
+                bump(&self.counters.data_decrypted);
+                Some(d)
+            }
+            Err(why) => {
+                bump(&self.counters.data_decrypt_failed);
+                if !self.data_warned.swap(true, Ordering::Relaxed) {
+                    warn!("e2ee: an encrypted data packet from {identity} dropped: {why}");
+                }
+                None
+            }
         }
     }
 

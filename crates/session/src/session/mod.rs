@@ -294,6 +294,15 @@ impl Session {
         self.shared.e2ee.stats()
     }
 
+    /// Open an end-to-end encrypted data packet from `identity` with the session's keys.
+    pub(crate) fn open_data(
+        &self,
+        identity: &str,
+        packet: &wavecast_rtc::data_message::EncryptedData,
+    ) -> Option<wavecast_rtc::data_message::DecryptedData> {
+        self.shared.e2ee.open_data(identity, packet)
+    }
+
     fn engine(&self) -> Result<(u64, Arc<Engine>), SessionError> {
         if let Some(e) = lock(&self.shared.engine).clone() {
             return Ok(e);
