@@ -107,6 +107,8 @@ pub struct EngineOptions {
     /// The data-plane protocol we tell other participants we speak (they choose how to send us
     /// data streams and RPC from it).
     pub client_protocol: ClientProtocol,
+    /// End-to-end encryption of the data packets we send (user data, streams, RPC), when set.
+    pub data_sealer: Option<crate::data_message::DataSealer>,
 }
 
 /// The data-plane protocol a client advertises (`ClientInfo.client_protocol`), as the SDKs
@@ -147,6 +149,7 @@ impl Default for EngineOptions {
             publish_timeout: Duration::from_secs(10),
             liveness_timeout: Duration::from_secs(5),
             client_protocol: ClientProtocol::default(),
+            data_sealer: None,
         }
     }
 }

@@ -22,8 +22,8 @@ use tracing::warn;
 pub use wavecast_e2ee::{
     Codec, DecryptStats, E2eeError, KeyDerivation, KeyMaterial, KeyProvider, KeyProviderOptions,
 };
-use wavecast_e2ee::{FrameDecryptor, FrameEncryptor};
-use wavecast_rtc::data_message::{DecryptedData, EncryptedData};
+use wavecast_e2ee::{DataEncryptor, FrameDecryptor, FrameEncryptor};
+use wavecast_rtc::data_message::{DataSealer, DecryptedData, EncryptedData, SealedPayload};
 use wavecast_rtc::{EncodedFrame, TrackKind};
 
 use super::outbox::SessionEvent;
@@ -37,12 +37,26 @@ use super::tracks::{TrackKey, lock};
 pub struct E2eeOptions {
     /// Where the keys are (a shared key, or one per participant identity).
     pub key_provider: KeyProvider,
+    /// Encrypt the data packets we send too (user data, chat and other data streams, RPC), as
+    /// livekit-client's `encryption` option does (on by default; participants without the key
+    /// then read none of them). Encrypted packets that arrive are decrypted either way.
+    pub encrypt_data: bool,
 }
 
 impl E2eeOptions {
-    /// Encrypt with the keys of `key_provider`.
+    /// Encrypt media and data with the keys of `key_provider`.
     pub fn new(key_provider: KeyProvider) -> Self {
-        Self { key_provider }
+        Self {
+            key_provider,
+            encrypt_data: true,
+        }
+    }
+
+    /// Send data packets in clear (media stays encrypted): for rooms whose other apps use
+    /// livekit-client's older `e2ee` option and keyless participants that must read data.
+    pub fn plain_data(mut self) -> Self {
+        self.encrypt_data = false;
+        self
     }
 
     /// One passphrase shared by everyone (livekit-client's `ExternalE2EEKeyProvider` with
@@ -91,6 +105,10 @@ pub struct E2eeStats {
     pub data_decrypted: u64,
     /// Encrypted data packets dropped: no keys, wrong key, or not a payload we read.
     pub data_decrypt_failed: u64,
+    /// Data packets of ours encrypted (user data, stream packets, RPC).
+    pub data_encrypted: u64,
+    /// Data packets of ours not sent for want of a key.
+    pub data_encrypt_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +121,8 @@ struct Counters {
     passed_encrypted: AtomicU64,
     data_decrypted: AtomicU64,
     data_decrypt_failed: AtomicU64,
+    data_encrypted: AtomicU64,
+    data_encrypt_failed: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -113,6 +133,10 @@ fn bump(c: &AtomicU64) {
 #[derive(Debug)]
 pub(crate) struct E2ee {
     provider: Option<KeyProvider>,
+    /// Seal the data packets we send.
+    encrypt_data: bool,
+    /// Our data encryptors, by our identity (one per join identity; the same one normally).
+    data_encryptors: Mutex<std::collections::HashMap<String, DataEncryptor>>,
     counters: Counters,
     events: OnceLock<mpsc::WeakSender<SessionEvent>>,
     /// State changes not delivered because the event stream was full.
@@ -125,6 +149,8 @@ impl E2ee {
     pub(crate) fn new(options: Option<&E2eeOptions>) -> Arc<Self> {
         Arc::new(Self {
             provider: options.map(|o| o.key_provider.clone()),
+            encrypt_data: options.is_some_and(|o| o.encrypt_data),
+            data_encryptors: Mutex::new(std::collections::HashMap::new()),
             counters: Counters::default(),
             events: OnceLock::new(),
             dropped_reports: AtomicU64::new(0),
@@ -150,6 +176,8 @@ impl E2ee {
             reports_dropped: r(&self.dropped_reports),
             data_decrypted: r(&c.data_decrypted),
             data_decrypt_failed: r(&c.data_decrypt_failed),
+            data_encrypted: r(&c.data_encrypted),
+            data_encrypt_failed: r(&c.data_encrypt_failed),
         }
     }
 
@@ -169,6 +197,38 @@ impl E2ee {
         if !sent {
             self.dropped_reports.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The engine's sealer of our data packets, when the session encrypts data.
+    pub(crate) fn data_sealer(self: &Arc<Self>) -> Option<DataSealer> {
+        if !self.encrypt_data {
+            return None;
+        }
+        let provider = self.provider.clone()?;
+        let e2ee = Arc::clone(self);
+        Some(DataSealer(Arc::new(move |identity: &str, plain: &[u8]| {
+            let mut encryptors = lock(&e2ee.data_encryptors);
+            let encryptor = encryptors
+                .entry(identity.to_owned())
+                .or_insert_with(|| DataEncryptor::new(provider.ring(identity)));
+            match encryptor.encrypt(plain) {
+                Ok(s) => {
+                    bump(&e2ee.counters.data_encrypted);
+                    Some(SealedPayload {
+                        iv: s.iv.to_vec(),
+                        key_index: u32::from(s.key_index),
+                        encrypted_value: s.ciphertext,
+                    })
+                }
+                Err(e) => {
+                    bump(&e2ee.counters.data_encrypt_failed);
+                    if !e2ee.data_warned.swap(true, Ordering::Relaxed) {
+                        warn!("e2ee: cannot encrypt our data packets, not sending them: {e}");
+                    }
+                    None
+                }
+            }
+        })))
     }
 
     /// Open an encrypted data packet from `identity` (`None`: dropped and counted — no keys, a

@@ -109,9 +109,21 @@ struct Shared {
 
 impl Shared {
     /// A session's shared state at its start: join attempt 1 on `engine` (none in unit tests).
+    #[cfg(test)]
     fn new(options: SessionOptions, engine: Option<Arc<Engine>>) -> Self {
+        let e2ee = e2ee::E2ee::new(options.e2ee.as_ref());
+        Self::with_e2ee(options, engine, e2ee)
+    }
+
+    /// [`Shared::new`] with the session's encryption made beforehand (its data sealer is in
+    /// `options.engine`).
+    fn with_e2ee(
+        options: SessionOptions,
+        engine: Option<Arc<Engine>>,
+        e2ee: Arc<e2ee::E2ee>,
+    ) -> Self {
         Self {
-            e2ee: e2ee::E2ee::new(options.e2ee.as_ref()),
+            e2ee,
             options,
             engine: Mutex::new(engine.map(|e| (1, e))),
             published: Mutex::new(Vec::new()),
@@ -161,8 +173,11 @@ impl Session {
     ///
     /// Must be called inside a tokio runtime; the session's task runs there.
     pub async fn connect(
-        options: SessionOptions,
+        mut options: SessionOptions,
     ) -> Result<(Session, SessionEvents), SessionError> {
+        // Every engine of the session seals our data packets with its keys (when it has them).
+        let e2ee = e2ee::E2ee::new(options.e2ee.as_ref());
+        options.engine.data_sealer = e2ee.data_sealer();
         let url = options.url.clone();
         let token = options.credentials.token_now()?;
         let (engine, events) = Engine::connect(&url, &token, options.engine.clone())
@@ -170,7 +185,7 @@ impl Session {
             .map_err(|e| SessionError::from_connect(&url, e))?;
         let transport_timeout = options.transport_timeout;
         let (out, rx) = mpsc::channel(options.event_capacity.max(1));
-        let shared = Arc::new(Shared::new(options, Some(Arc::new(engine))));
+        let shared = Arc::new(Shared::with_e2ee(options, Some(Arc::new(engine)), e2ee));
         shared.e2ee.report_to(&out);
         let sup = Supervisor {
             shared: shared.clone(),
