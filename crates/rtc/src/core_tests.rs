@@ -25,8 +25,8 @@ use crate::events::{DisconnectReason, EngineEvent, Participant, TransportState};
 use crate::sansio::peer::{candidate_init, parse_candidate_init, rtc_config};
 use crate::sansio::resume::{RESUME_ATTEMPT_TIMEOUT, RESUME_ATTEMPTS};
 use crate::sansio::{
-    Command, Core, CoreConfig, Counters, DataOptions, EngineOptions, EventSink, Input, Offer,
-    Output, Reply, ResumeFailure, SignalIn, SignalOut,
+    Command, Core, CoreConfig, Counters, DataOptions, EngineOptions, EventSink, IceTransport,
+    Input, Offer, Output, Reply, ResumeFailure, SignalIn, SignalOut,
 };
 use crate::track::{CommandSender, LocalTrack, MediaSender, RemoteTrack, TrackOptions};
 
@@ -315,6 +315,8 @@ impl Harness {
                         progress = true;
                         self.on_signal_out(s);
                     }
+                    // The simulated server speaks UDP only.
+                    Output::ResetTcp(_) => progress = true,
                     Output::Timeout(_) => break,
                 }
             }
@@ -342,6 +344,7 @@ impl Harness {
                                     self.now,
                                     Input::Datagram {
                                         role,
+                                        proto: t.proto,
                                         source: t.source,
                                         data: &data,
                                     },
@@ -1213,4 +1216,63 @@ fn a_slow_reader_gets_every_roster_event_in_order_and_droppables_are_counted() {
     let expected: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
     let ours: Vec<String> = joined.into_iter().filter(|i| i.starts_with('p')).collect();
     assert_eq!(ours, expected);
+}
+
+/// How many TCP candidates we trickled.
+fn tcp_trickles(h: &Harness) -> usize {
+    h.sent
+        .iter()
+        .filter(|m| {
+            matches!(m, proto::signal_request::Message::Trickle(t)
+                if t.candidate_init.contains(" tcp ") && t.candidate_init.contains("tcptype active"))
+        })
+        .count()
+}
+
+/// With UDP dead from the start, the default transport offers an active TCP candidate on a
+/// negotiated connection once `tcp_fallback_after` passed, not before; UDP only never does;
+/// TCP only offers it at once and no UDP candidate. (That UDP stays the path when it works is
+/// the real-server test's: `crates/session/tests/ice_tcp.rs`.)
+#[test]
+fn tcp_joins_when_udp_does_not_connect_in_time() {
+    let mut h = Harness::new(EngineOptions::default(), 1024);
+    h.udp_up = false;
+    h.run_for(Duration::from_millis(1900));
+    assert_eq!(tcp_trickles(&h), 0, "UDP gets its chance");
+    h.run_for(Duration::from_millis(300));
+    // The publisher's: the subscriber connection has had no offer here (nothing to try yet).
+    assert_eq!(
+        tcp_trickles(&h),
+        1,
+        "then TCP, on the negotiated connection"
+    );
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(tcp_trickles(&h), 1, "once");
+
+    let udp_only = EngineOptions {
+        ice_transport: IceTransport::Udp,
+        ..EngineOptions::default()
+    };
+    let mut h = Harness::new(udp_only, 1024);
+    h.udp_up = false;
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(tcp_trickles(&h), 0, "UDP only");
+
+    let tcp_only = EngineOptions {
+        ice_transport: IceTransport::Tcp,
+        ..EngineOptions::default()
+    };
+    let mut h = Harness::new(tcp_only, 1024);
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(
+        tcp_trickles(&h),
+        1,
+        "TCP at once (the publisher; the subscriber has no offer)"
+    );
+    let udp_trickles = h
+        .sent
+        .iter()
+        .filter(|m| matches!(m, proto::signal_request::Message::Trickle(t) if t.candidate_init.contains(" udp ")))
+        .count();
+    assert_eq!(udp_trickles, 0, "no UDP candidate");
 }

@@ -47,8 +47,9 @@ mod wire;
 
 pub use data_message::DataMessage;
 pub use engine::{
-    ClientProtocol, DataOptions, Engine, EngineEvents, EngineOptions, JoinInfo, MAX_DATA_PACKET,
-    MAX_DATA_PAYLOAD, PROTOCOL_VERSION, ParticipantUpdate, RtpStats,
+    ClientProtocol, DataOptions, Engine, EngineEvents, EngineOptions, IceTransport, JoinInfo,
+    MAX_DATA_PACKET, MAX_DATA_PAYLOAD, MediaTransport, PROTOCOL_VERSION, ParticipantUpdate,
+    RtpStats,
 };
 pub use error::{EngineError, PeerRole, RequestRefusal};
 pub use events::{

@@ -89,8 +89,8 @@ pub mod internals {
 pub use wavecast_codec::{I420, StreamStats, Vp8Config};
 pub use wavecast_rtc::data_message::TextOperation;
 pub use wavecast_rtc::{
-    ClientProtocol, EngineError, ParticipantKind, ParticipantUpdate, Quality, RequestRefusal,
-    RtpStats, TransportState,
+    ClientProtocol, EngineError, IceTransport, MediaTransport, ParticipantKind, ParticipantUpdate,
+    Quality, RequestRefusal, RtpStats, TransportState,
 };
 pub use wavecast_token::{Keys, Preset, TokenBuilder};
 

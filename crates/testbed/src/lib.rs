@@ -199,6 +199,8 @@ pub struct ServerOptions {
     /// The log level of this server (`debug` also logs its simulcast layer decisions, which a
     /// test may read from [`LiveKitServer::log`]); `None`: `WAVECAST_SERVER_LOG_LEVEL` or `info`.
     pub log_level: Option<&'static str>,
+    /// A TCP port for ICE over TCP (`rtc.tcp_port`, on the media addresses); `None`: off.
+    pub ice_tcp_port: Option<u16>,
 }
 
 /// The server configuration for the given ports (loopback only).
@@ -231,6 +233,9 @@ pub fn server_config_with(http_port: u16, udp_port: u16, options: &ServerOptions
                 "    includes: [127.0.0.1/32]\n",
                 &format!("    includes: [127.0.0.1/32, {ip}/32]\n"),
             );
+    }
+    if let Some(port) = options.ice_tcp_port {
+        base = base.replace("  tcp_port: 0\n", &format!("  tcp_port: {port}\n"));
     }
     base + &extra
 }

@@ -38,6 +38,8 @@ pub(super) struct Io {
 
 enum Wake {
     Datagram(PeerRole, std::io::Result<(usize, SocketAddr)>),
+    /// A frame from a TCP connection (ICE over TCP).
+    Tcp(Option<super::tcp::Arrived>),
     Signal(Option<SignalIn>),
     Command(Option<Command>),
     Media(Option<MediaWrite>),
@@ -63,10 +65,15 @@ pub(super) async fn run(mut core: Core, io: Io) {
     let mut pub_buf = vec![0u8; RECV_BUF];
     let mut sub_buf = vec![0u8; RECV_BUF];
     let mut send_drops: u64 = 0;
+    let mut tcp = super::tcp::TcpLinks::new();
     loop {
         // Carry out what the core asks for, up to the time it wants to be woken.
         let deadline = loop {
             match core.poll_output() {
+                Output::ResetTcp(role) => tcp.reset(role),
+                Output::Transmit(role, t) if t.proto != str0m::net::Protocol::Udp => {
+                    tcp.send(role, t.source, t.destination, &t.contents);
+                }
                 Output::Transmit(role, t) => {
                     let socket = match role {
                         PeerRole::Publisher => &publisher,
@@ -100,6 +107,7 @@ pub(super) async fn run(mut core: Core, io: Io) {
         let wake = tokio::select! {
             r = publisher.recv_from(&mut pub_buf) => Wake::Datagram(PeerRole::Publisher, r),
             r = subscriber.recv_from(&mut sub_buf) => Wake::Datagram(PeerRole::Subscriber, r),
+            f = tcp.arrived.recv() => Wake::Tcp(f),
             u = updates.recv() => Wake::Signal(u),
             c = commands.recv() => Wake::Command(c),
             m = media.recv() => Wake::Media(m),
@@ -117,11 +125,22 @@ pub(super) async fn run(mut core: Core, io: Io) {
                     now,
                     Input::Datagram {
                         role,
+                        proto: str0m::net::Protocol::Udp,
                         source,
                         data: &buf[..n],
                     },
                 );
             }
+            Wake::Tcp(Some((role, source, data))) => core.handle(
+                now,
+                Input::Datagram {
+                    role,
+                    proto: str0m::net::Protocol::Tcp,
+                    source,
+                    data: &data,
+                },
+            ),
+            Wake::Tcp(None) => {} // never: the links hold a sender
             Wake::Datagram(role, Err(e)) => {
                 // ICMP errors (port unreachable) surface here on Linux; not fatal.
                 trace!(%role, "udp recv error: {e}");

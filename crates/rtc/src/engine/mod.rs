@@ -9,6 +9,7 @@
 mod connect;
 mod driver;
 mod signal_link;
+mod tcp;
 
 use connect::{classify_connect_error, local_ip_towards};
 
@@ -26,8 +27,8 @@ use tracing::info;
 use crate::error::{EngineError, PeerRole};
 use crate::events::{EngineEvent, Participant};
 pub use crate::sansio::{
-    ClientProtocol, DataOptions, EngineOptions, MAX_DATA_PACKET, MAX_DATA_PAYLOAD,
-    ParticipantUpdate, RtpStats,
+    ClientProtocol, DataOptions, EngineOptions, IceTransport, MAX_DATA_PACKET, MAX_DATA_PAYLOAD,
+    MediaTransport, ParticipantUpdate, RtpStats,
 };
 use crate::sansio::{Command, Core, CoreConfig, Counters, Reply};
 use crate::track::{CommandSender, LocalTrack, MediaSender, TrackOptions};
@@ -213,6 +214,11 @@ impl Engine {
     /// The most must-deliver events the engine held at once for a reader that was behind.
     pub fn held_events_peak(&self) -> u64 {
         self.counters.held_peak.load(Ordering::Relaxed)
+    }
+
+    /// What media flows over now: UDP, ICE over TCP, or nothing yet.
+    pub fn media_transport(&self) -> MediaTransport {
+        MediaTransport::from_counter(self.counters.transport.load(Ordering::Relaxed))
     }
 
     /// Loss-recovery counters of both connections (NACKs and keyframe requests each way),

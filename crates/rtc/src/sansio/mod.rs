@@ -26,6 +26,7 @@
 
 mod commands;
 mod data;
+mod ice_tcp;
 pub(crate) mod liveness;
 mod negotiation;
 mod outbox;
@@ -109,6 +110,38 @@ pub struct EngineOptions {
     pub client_protocol: ClientProtocol,
     /// End-to-end encryption of the data packets we send (user data, streams, RPC), when set.
     pub data_sealer: Option<crate::data_message::DataSealer>,
+    /// How the media connections reach the server: UDP, TCP, or UDP with TCP as the fallback.
+    pub ice_transport: IceTransport,
+    /// With [`IceTransport::Auto`]: how long a connection may try UDP alone before TCP
+    /// candidates join.
+    pub tcp_fallback_after: Duration,
+}
+
+/// Which ICE candidates the media connections offer: how they reach the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum IceTransport {
+    /// UDP first; when a connection has not come up over UDP within
+    /// [`EngineOptions::tcp_fallback_after`], a TCP candidate joins and ICE takes whichever
+    /// path works (the server's `rtc.tcp_port` must be open).
+    #[default]
+    Auto,
+    /// UDP only.
+    Udp,
+    /// TCP only: ICE over TCP (RFC 4571 framing) to the server's `rtc.tcp_port`, for networks
+    /// that drop UDP.
+    Tcp,
+}
+
+/// The transport media flows over now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MediaTransport {
+    /// Nothing received yet.
+    #[default]
+    None,
+    /// UDP datagrams.
+    Udp,
+    /// ICE over TCP.
+    Tcp,
 }
 
 /// The data-plane protocol a client advertises (`ClientInfo.client_protocol`), as the SDKs
@@ -150,6 +183,8 @@ impl Default for EngineOptions {
             liveness_timeout: Duration::from_secs(5),
             client_protocol: ClientProtocol::default(),
             data_sealer: None,
+            ice_transport: IceTransport::default(),
+            tcp_fallback_after: Duration::from_secs(2),
         }
     }
 }
@@ -272,9 +307,10 @@ pub(crate) enum SignalOut {
 
 /// One input to [`Core::handle`].
 pub(crate) enum Input<'a> {
-    /// A datagram arrived on a connection's socket.
+    /// A datagram arrived on a connection's socket (or a frame on its TCP connection).
     Datagram {
         role: PeerRole,
+        proto: str0m::net::Protocol,
         source: SocketAddr,
         data: &'a [u8],
     },
@@ -297,6 +333,9 @@ pub(crate) enum Input<'a> {
 pub(crate) enum Output {
     /// Send a datagram from the connection's socket.
     Transmit(PeerRole, str0m::net::Transmit),
+    /// Close the connection's TCP connections (after an ICE restart): what it sends next over
+    /// TCP goes on new ones.
+    ResetTcp(PeerRole),
     /// A request for the signal connection.
     Signal(SignalOut),
     /// Nothing more to do before this time (or the next input).
@@ -312,6 +351,8 @@ pub(crate) struct Counters {
     pub refreshed_token: std::sync::Mutex<Option<String>>,
     /// NACK/PLI/packet totals from str0m's stats events.
     pub rtp: rtp_stats::RtpTotals,
+    /// What the last datagram the connections took in came over: 0 none, 1 UDP, 2 TCP.
+    pub transport: std::sync::atomic::AtomicU8,
 }
 
 impl Counters {
@@ -468,8 +509,9 @@ impl Core {
     /// A core for a participant the server just accepted: both connections created, the
     /// roster filled from the join, and the publisher's first offer (its data channels) queued.
     pub(crate) fn new(now: Instant, config: CoreConfig) -> Result<Self, EngineError> {
-        let publisher = Peer::new(PeerRole::Publisher, config.publisher_addr, now)?;
-        let subscriber = Peer::new(PeerRole::Subscriber, config.subscriber_addr, now)?;
+        let transport = config.options.ice_transport;
+        let publisher = Peer::new(PeerRole::Publisher, config.publisher_addr, transport, now)?;
+        let subscriber = Peer::new(PeerRole::Subscriber, config.subscriber_addr, transport, now)?;
         let mut core = Core {
             now,
             options: config.options,
@@ -524,9 +566,16 @@ impl Core {
                 Ok(())
             }
             _ if self.stopped => return,
-            Input::Datagram { role, source, data } => {
+            Input::Datagram {
+                role,
+                proto,
+                source,
+                data,
+            } => {
                 let now = self.now;
-                self.peer_mut(role).receive(now, source, data)
+                let r = self.peer_mut(role).receive(now, proto, source, data);
+                self.note_transport(role);
+                r
             }
             Input::Signal(s) => self.on_signal_input(s),
             Input::Command(c) => self.on_command(c),
@@ -543,6 +592,12 @@ impl Core {
 
     /// The next output: datagrams first, then signal requests, then the time to be woken at.
     pub(crate) fn poll_output(&mut self) -> Output {
+        for role in [PeerRole::Publisher, PeerRole::Subscriber] {
+            let peer = self.peer_mut(role);
+            if std::mem::take(&mut peer.tcp_reset) {
+                return Output::ResetTcp(role);
+            }
+        }
         if let Some(t) = self.publisher.transmits.pop_front() {
             return Output::Transmit(PeerRole::Publisher, t);
         }
@@ -591,6 +646,7 @@ impl Core {
         {
             warn!("engine: {e}");
         }
+        self.fall_back_to_tcp();
         if !self.publisher.rtc.is_alive() && self.publisher.connected && self.stop.is_none() {
             // When the server removes us it closes the connections (an SCTP abort over
             // UDP) and sends a Leave over the signal; the abort often arrives first. Wait
@@ -643,6 +699,9 @@ impl Core {
         if !self.data.reliable_backlog.is_empty() {
             // SCTP makes room as acknowledgements arrive; look again soon.
             t = t.min(self.now + Duration::from_millis(100));
+        }
+        if let Some(d) = self.tcp_fallback_deadline() {
+            t = t.min(d);
         }
         t.max(self.now)
     }

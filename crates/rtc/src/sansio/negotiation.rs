@@ -25,19 +25,25 @@ impl Core {
             PeerRole::Publisher => &self.publisher,
             PeerRole::Subscriber => &self.subscriber,
         };
-        let c = peer.local_candidate()?;
+        for c in peer.local_candidates()? {
+            self.trickle(role, &c);
+        }
+        Ok(())
+    }
+
+    /// Send the server one of our candidates for `role`'s connection.
+    pub(super) fn trickle(&mut self, role: PeerRole, c: &str0m::Candidate) {
         let target = match role {
             PeerRole::Publisher => proto::SignalTarget::Publisher,
             PeerRole::Subscriber => proto::SignalTarget::Subscriber,
         };
         self.send_signal(proto::signal_request::Message::Trickle(
             proto::TrickleRequest {
-                candidate_init: candidate_init(&c),
+                candidate_init: candidate_init(c),
                 target: target as i32,
                 r#final: false,
             },
         ));
-        Ok(())
     }
 
     pub(super) fn on_subscriber_offer(
@@ -66,7 +72,7 @@ impl Core {
                     source,
                 })?;
         self.subscriber.drain()?;
-        self.subscriber.remote_description_applied()?;
+        self.subscriber.remote_description_applied(self.now)?;
         let sdp = answer.to_sdp_string();
         debug!("subscriber answer:\n{}", crate::redact::Redacted(&sdp));
         let answer = proto::SessionDescription {
@@ -111,7 +117,7 @@ impl Core {
             })?;
         self.publisher.drain()?;
         self.configure_resends();
-        self.publisher.remote_description_applied()?;
+        self.publisher.remote_description_applied(self.now)?;
         if !self.negotiation.trickled {
             self.negotiation.trickled = true;
             self.trickle_local(role)?;

@@ -8,16 +8,32 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
+use super::IceTransport;
 use crate::error::{EngineError, PeerRole};
 
-/// A str0m connection for one UDP socket.
+/// The port an active TCP candidate names (RFC 6544: the discard port; the real one is the
+/// connection's, chosen when it is made).
+const ACTIVE_TCP_PORT: u16 = 9;
+
+/// A str0m connection for one UDP socket (and, over TCP, the connections the driver makes for
+/// it).
 pub(crate) struct Peer {
     pub role: PeerRole,
     pub rtc: Rtc,
+    /// The UDP socket's address: our UDP host candidate (unused with TCP only).
     pub local_addr: SocketAddr,
+    /// Our active TCP candidate, once offered.
+    pub tcp_addr: Option<SocketAddr>,
+    /// Whether the UDP candidate is offered.
+    pub udp: bool,
+    /// When the connection was made.
+    pub created: Instant,
+    /// When the first remote description was applied: ICE can work from then on (the TCP
+    /// fallback counts from here).
+    pub negotiated_at: Option<Instant>,
     pub next_timeout: Instant,
     /// Events drained from `rtc`, waiting for the engine.
     pub events: VecDeque<Event>,
@@ -33,22 +49,37 @@ pub(crate) struct Peer {
     /// When the connection last took in a datagram (STUN, DTLS, RTP or RTCP): the media
     /// path's liveness.
     pub last_rx: Instant,
+    /// What the last datagram it took in came over.
+    pub last_rx_proto: Option<Protocol>,
+    /// Our ICE username fragment now (it changes with an ICE restart).
+    ice_ufrag: String,
+    /// The ICE credentials changed: the TCP connections must be made anew (the server ties
+    /// each to the username of its first check), before anything more is sent.
+    pub tcp_reset: bool,
 }
 
 impl Peer {
-    /// Create the `Rtc` for a socket bound at `local_addr`.
-    pub fn new(role: PeerRole, local_addr: SocketAddr, now: Instant) -> Result<Self, EngineError> {
+    /// Create the `Rtc` for a socket bound at `local_addr`, offering the candidates
+    /// `transport` says (TCP joins later with [`IceTransport::Auto`]: [`Peer::add_tcp`]).
+    pub fn new(
+        role: PeerRole,
+        local_addr: SocketAddr,
+        transport: IceTransport,
+        now: Instant,
+    ) -> Result<Self, EngineError> {
         let mut rtc = rtc_config().build(now);
-        let candidate = Candidate::host(local_addr, "udp").map_err(|e| EngineError::Rtc {
-            role,
-            what: "adding the host candidate",
-            source: str0m::RtcError::Ice(e),
-        })?;
-        rtc.add_local_candidate(candidate);
+        let udp = transport != IceTransport::Tcp;
+        if udp {
+            rtc.add_local_candidate(udp_candidate(role, local_addr)?);
+        }
         let mut peer = Self {
             role,
             rtc,
             local_addr,
+            tcp_addr: None,
+            udp,
+            created: now,
+            negotiated_at: None,
             next_timeout: now,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -57,22 +88,54 @@ impl Peer {
             connected: false,
             ice: (IceConnectionState::New, now),
             last_rx: now,
+            last_rx_proto: None,
+            ice_ufrag: String::new(),
+            tcp_reset: false,
         };
+        peer.ice_ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
+        if transport == IceTransport::Tcp {
+            peer.add_tcp()?;
+        }
         peer.drain()?;
         Ok(peer)
     }
 
-    /// Our host candidate, as sent in trickle messages.
-    pub fn local_candidate(&self) -> Result<Candidate, EngineError> {
-        Candidate::host(self.local_addr, "udp").map_err(|e| EngineError::Rtc {
-            role: self.role,
-            what: "building the host candidate",
-            source: str0m::RtcError::Ice(e),
-        })
+    /// Offer an active TCP candidate on the UDP socket's address: ICE then also checks pairs
+    /// with the server's passive TCP candidates, over connections the driver makes. Returns
+    /// the candidate (to trickle), or `None` when it was offered already.
+    pub fn add_tcp(&mut self) -> Result<Option<Candidate>, EngineError> {
+        if self.tcp_addr.is_some() {
+            return Ok(None);
+        }
+        let addr = SocketAddr::new(self.local_addr.ip(), ACTIVE_TCP_PORT);
+        let candidate = tcp_candidate(self.role, addr)?;
+        self.rtc.add_local_candidate(candidate.clone());
+        self.tcp_addr = Some(addr);
+        self.drain()?;
+        Ok(Some(candidate))
+    }
+
+    /// Our host candidates, as sent in trickle messages.
+    pub fn local_candidates(&self) -> Result<Vec<Candidate>, EngineError> {
+        let mut out = Vec::new();
+        if self.udp {
+            out.push(udp_candidate(self.role, self.local_addr)?);
+        }
+        if let Some(addr) = self.tcp_addr {
+            out.push(tcp_candidate(self.role, addr)?);
+        }
+        Ok(out)
     }
 
     /// Drain `poll_output` until it yields a timeout: queue datagrams and events.
     pub fn drain(&mut self) -> Result<(), EngineError> {
+        if self.tcp_addr.is_some() {
+            let ufrag = self.rtc.direct_api().local_ice_credentials().ufrag;
+            if ufrag != self.ice_ufrag {
+                self.ice_ufrag = ufrag;
+                self.tcp_reset = true;
+            }
+        }
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
@@ -92,22 +155,31 @@ impl Peer {
         }
     }
 
-    /// Feed one received datagram (ignored when it is not for this connection).
+    /// Feed one received datagram, or one frame of a TCP connection (ignored when it is not
+    /// for this connection).
     pub fn receive(
         &mut self,
         now: Instant,
+        proto: Protocol,
         source: SocketAddr,
         data: &[u8],
     ) -> Result<(), EngineError> {
+        let destination = match proto {
+            Protocol::Udp => self.local_addr,
+            _ => match self.tcp_addr {
+                Some(addr) => addr,
+                None => return Ok(()), // no TCP candidate: not ours
+            },
+        };
         let Ok(contents) = data.try_into() else {
             return Ok(()); // not STUN/DTLS/RTP: ignore
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
-                destination: self.local_addr,
+                destination,
                 contents,
             },
         );
@@ -115,6 +187,7 @@ impl Peer {
             return Ok(());
         }
         self.last_rx = now;
+        self.last_rx_proto = Some(proto);
         self.rtc
             .handle_input(input)
             .map_err(|source| EngineError::Rtc {
@@ -160,13 +233,19 @@ impl Peer {
     }
 
     /// Mark the remote description applied and flush queued candidates.
-    pub fn remote_description_applied(&mut self) -> Result<(), EngineError> {
+    pub fn remote_description_applied(&mut self, now: Instant) -> Result<(), EngineError> {
         self.has_remote_description = true;
+        self.negotiated_at.get_or_insert(now);
         for c in std::mem::take(&mut self.queued_candidates) {
             self.rtc.add_remote_candidate(c);
             self.drain()?;
         }
-        self.drain()
+        self.drain()?;
+        // Have the next tick hand str0m the time at once: its ICE agent leaves `New` (and
+        // starts its own checks) only on a timeout. Over UDP the server's first check would
+        // wake it anyway; over TCP nothing comes before our own check (we connect).
+        self.next_timeout = self.created;
+        Ok(())
     }
 }
 
@@ -222,6 +301,27 @@ pub(crate) fn candidate_init(c: &Candidate) -> String {
         "sdpMLineIndex": 0,
     })
     .to_string()
+}
+
+fn udp_candidate(role: PeerRole, addr: SocketAddr) -> Result<Candidate, EngineError> {
+    Candidate::host(addr, "udp").map_err(|e| EngineError::Rtc {
+        role,
+        what: "building the UDP host candidate",
+        source: str0m::RtcError::Ice(e),
+    })
+}
+
+fn tcp_candidate(role: PeerRole, addr: SocketAddr) -> Result<Candidate, EngineError> {
+    Candidate::builder()
+        .tcp()
+        .host(addr)
+        .tcptype(TcpType::Active)
+        .build()
+        .map_err(|e| EngineError::Rtc {
+            role,
+            what: "building the TCP host candidate",
+            source: str0m::RtcError::Ice(e),
+        })
 }
 
 #[cfg(test)]

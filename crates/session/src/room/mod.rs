@@ -41,7 +41,7 @@ use crate::session::{
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
 use wavecast_rtc::data_message::DecryptedData;
-use wavecast_rtc::{ClientProtocol, DataMessage, Quality};
+use wavecast_rtc::{ClientProtocol, DataMessage, IceTransport, MediaTransport, Quality};
 
 pub use data_stream::{
     ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter, DataStreamLimits,
@@ -81,6 +81,9 @@ pub struct RoomOptions {
     /// End-to-end encryption keys (none: nothing is encrypted, encrypted tracks are withheld
     /// unless their reader asks for the encrypted frames).
     pub e2ee: Option<E2eeOptions>,
+    /// How the media connections reach the server (default: UDP, with ICE over TCP as the
+    /// fallback when UDP does not connect within 2 s).
+    pub ice_transport: IceTransport,
     /// The data-plane protocol we advertise (default: the newest, what the current SDKs speak).
     /// Other participants send us streams and RPC the way it says; we send them theirs.
     pub client_protocol: ClientProtocol,
@@ -97,6 +100,7 @@ impl Default for RoomOptions {
             data_stream_limits: DataStreamLimits::default(),
             e2ee: None,
             client_protocol: ClientProtocol::default(),
+            ice_transport: IceTransport::default(),
         }
     }
 }
@@ -152,6 +156,13 @@ impl RoomOptions {
         self
     }
 
+    /// Set how the media connections reach the server: [`IceTransport::Tcp`] where UDP is
+    /// blocked, [`IceTransport::Udp`] to never try TCP.
+    pub fn ice_transport(mut self, transport: IceTransport) -> Self {
+        self.ice_transport = transport;
+        self
+    }
+
     /// The session options these make, for `url` and `credentials`.
     pub fn session_options(&self, url: &str, credentials: Credentials) -> SessionOptions {
         let mut s = SessionOptions::new(url, credentials)
@@ -162,6 +173,7 @@ impl RoomOptions {
         s.engine.connect_timeout = self.connect_timeout;
         s.e2ee = self.e2ee.clone();
         s.engine.client_protocol = self.client_protocol;
+        s.engine.ice_transport = self.ice_transport;
         s
     }
 }
@@ -200,6 +212,9 @@ pub struct RoomStats {
     pub rtp: wavecast_rtc::RtpStats,
     /// End-to-end encryption: frames encrypted, decrypted, refused.
     pub e2ee: E2eeStats,
+    /// What media flows over now: UDP, ICE over TCP (see [`RoomOptions::ice_transport`]), or
+    /// nothing yet.
+    pub transport: MediaTransport,
 }
 
 pub(crate) struct RoomShared {
@@ -506,6 +521,7 @@ impl Room {
             queue_peak: self.queue.peak(),
             rtp: session.rtp,
             e2ee: self.session.e2ee_stats(),
+            transport: session.transport,
         }
     }
 

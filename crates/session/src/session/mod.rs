@@ -301,6 +301,10 @@ impl Session {
             engine_dropped_events: engine.as_ref().map_or(0, |e| e.dropped_events()),
             engine_held_peak: engine.as_ref().map_or(0, |e| e.held_events_peak()),
             rtp: engine.as_ref().map(|e| e.rtp_stats()).unwrap_or_default(),
+            transport: engine
+                .as_ref()
+                .map(|e| e.media_transport())
+                .unwrap_or_default(),
         }
     }
 

@@ -134,6 +134,8 @@ pub struct SessionStats {
     pub engine_held_peak: u64,
     /// Loss recovery of the current engine: NACKs and keyframe requests each way.
     pub rtp: wavecast_rtc::RtpStats,
+    /// What the current engine's media flows over (UDP, ICE over TCP, nothing yet).
+    pub transport: wavecast_rtc::MediaTransport,
 }
 
 #[cfg(test)]
