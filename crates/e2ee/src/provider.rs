@@ -242,6 +242,17 @@ impl KeyRing {
             .map(|s| s.keys.clone())
     }
 
+    /// Whether `frame` is one sealed with a key of this ring, checked without side effects
+    /// (no failure counted, no ratchet, no replay window): for telling an encrypted frame from
+    /// a plain one when a track's encryption is not known.
+    pub fn opens(&self, codec: crate::Codec, frame: &[u8]) -> bool {
+        let Some(&index) = frame.last() else {
+            return false;
+        };
+        self.get(index)
+            .is_some_and(|keys| crate::decrypt_with(codec, frame, &keys).is_ok())
+    }
+
     /// Whether frames with `index` are dropped without trying (too many failures).
     pub fn is_invalid(&self, index: u8) -> bool {
         let st = lock(&self.state);

@@ -403,6 +403,20 @@ impl Opener {
         mut frame: EncodedFrame,
     ) -> Option<EncodedFrame> {
         let counters = &self.e2ee.counters;
+        if let (Mode::Plain, Some(p)) = (&self.mode, &self.e2ee.provider) {
+            // A track whose encryption the server had not announced when it was subscribed:
+            // a frame that opens with the sender's keys (AES-GCM authenticates it, so a plain
+            // frame never does) shows it is encrypted after all.
+            let n = frame.data.len();
+            let ring = p.ring(&key.identity);
+            if n > 2
+                && usize::from(frame.data[n - 2]) == wavecast_e2ee::IV_LENGTH
+                && ring.opens(self.codec, &frame.data)
+            {
+                warn!("e2ee: {key} ({sid}) was not announced encrypted, but its frames are");
+                self.mode = Mode::Decrypt(Box::new(FrameDecryptor::new(ring)));
+            }
+        }
         match &mut self.mode {
             Mode::Plain => Some(frame),
             Mode::Pass => {
@@ -439,5 +453,72 @@ impl Opener {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn frame(data: Vec<u8>) -> EncodedFrame {
+        EncodedFrame {
+            data: data.into(),
+            rtp_time: 0,
+            received_at: Instant::now(),
+            keyframe: false,
+            contiguous: true,
+        }
+    }
+
+    fn key() -> TrackKey {
+        TrackKey {
+            identity: "alice".into(),
+            name: "mic".into(),
+            kind: TrackKind::Audio,
+        }
+    }
+
+    #[test]
+    fn a_track_not_announced_encrypted_is_decrypted_once_a_frame_opens() {
+        let options = E2eeOptions::shared_passphrase("late announcement");
+        let e2ee = E2ee::new(Some(&options));
+        let mut opener = Opener::new(e2ee.clone(), TrackKind::Audio);
+        opener.configure(&key(), false, false);
+        // A plain Opus packet that happens to end like a trailer passes as it is.
+        let plain = vec![
+            0x78, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+            23, 24, 25, 26, 27, 28, 29, 12, 0,
+        ];
+        let out = opener
+            .open(&key(), "TR_a", frame(plain.clone()))
+            .expect("passed");
+        assert_eq!(&out.data[..], &plain[..]);
+        assert!(!opener.encrypted());
+        // An encrypted one opens: the track is encrypted after all, and stays so.
+        let mut tx = FrameEncryptor::new(options.key_provider.ring("alice"));
+        let sealed = tx.encrypt(Codec::Opus, &[0x78, 9, 9, 9], 960).unwrap();
+        let out = opener
+            .open(&key(), "TR_a", frame(sealed))
+            .expect("decrypted");
+        assert_eq!(&out.data[..], &[0x78, 9, 9, 9]);
+        assert!(opener.encrypted());
+        assert_eq!(opener.state(), Some(E2eeState::Ok));
+        // From then on a frame that does not open is dropped, not handed on.
+        assert!(opener.open(&key(), "TR_a", frame(plain)).is_none());
+        assert_eq!(e2ee.stats().decrypted, 1);
+    }
+
+    #[test]
+    fn without_keys_an_encrypted_track_is_withheld_unless_passed() {
+        let e2ee = E2ee::new(None);
+        let mut opener = Opener::new(e2ee.clone(), TrackKind::Video);
+        opener.configure(&key(), true, false);
+        assert!(opener.open(&key(), "TR_v", frame(vec![0x50; 40])).is_none());
+        assert_eq!(opener.state(), Some(E2eeState::MissingKey));
+        opener.configure(&key(), true, true);
+        assert!(opener.open(&key(), "TR_v", frame(vec![0x50; 40])).is_some());
+        let s = e2ee.stats();
+        assert_eq!((s.decrypt_failed, s.passed_encrypted), (1, 1));
     }
 }
