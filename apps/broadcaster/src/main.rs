@@ -310,6 +310,7 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
         config.reconnect.clone(),
         config.connection.connect_timeout,
     )
+    .with_transport(config.connection.transport)
     .with_e2ee(e2ee);
     let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
     if !cli.no_stdin {

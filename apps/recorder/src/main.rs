@@ -75,6 +75,7 @@ fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
     let mut room = RoomOptions::default()
         .reconnect(config.reconnect.clone())
         .connect_timeout(c.connect_timeout)
+        .ice_transport(wavecast_app::ice_transport(c.transport))
         .transport_timeout(c.connect_timeout.max(Duration::from_secs(5)));
     // Without a key an end-to-end encrypted track is stored as received (encrypted); with the
     // room's passphrase, decrypted.

@@ -1,6 +1,7 @@
 //! `room-visualizer`: every participant of a LiveKit room in a live grid — video or avatar,
 //! waveform strip and level bar, name, muted-microphone icon, speaking ring, quality and
-//! screen-share badges — in a window (F fullscreen, Q/Esc quit) or headless (PNGs + JSON).
+//! screen-share badges, chat and transcriptions as captions under the speaker's tile — in a
+//! window (F fullscreen, Q/Esc quit) or headless (PNGs + JSON).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use wavecast_visualizer::headless::{Turn, run_loop};
 use wavecast_visualizer::scenes::{RoomGridScene, RoomStatus, StatusFn, TileReport};
 use wavecast_visualizer::window::run as run_window;
 
+use wavecast_app::captions::Captions;
 use wavecast_app::feeds;
 use wavecast_app::render::{WatchArgs, parse_size};
 use wavecast_app::roster::{self as room, Roster};
@@ -115,16 +117,19 @@ fn run(
             config.reconnect.clone(),
             config.connection.connect_timeout,
         )
+        .with_transport(config.connection.transport)
         .with_e2ee(e2ee),
     );
     let conn_rx = connector.subscribe();
     let (roster_tx, roster_rx) = watch::channel::<Roster>(Arc::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
+    let captions = Captions::default();
     let task = runtime.spawn(room::run(
         connector.clone(),
         roster_tx,
         cli.watch.limits.limits(),
+        captions.clone(),
         stop_rx,
     ));
     // SIGINT / SIGTERM end the run on the normal path (room left, stats written).
@@ -132,8 +137,13 @@ fn run(
     let mut report = Report::default();
     let mut reached = true;
     if cli.watch.render.headless {
-        let status =
-            feeds::room_status(roster_rx.clone(), conn_rx, url.clone(), interrupted.flag());
+        let status = feeds::room_status(
+            roster_rx.clone(),
+            conn_rx,
+            url.clone(),
+            interrupted.flag(),
+            captions,
+        );
         reached = headless(cli, status, roster_rx, &mut report, &interrupted, || {
             task.is_finished()
         })?;
@@ -145,7 +155,13 @@ fn run(
             cli.watch
                 .render
                 .window(format!("wavecast room — {url}"), cli.size, cli.frames);
-        let status = feeds::room_status(roster_rx, conn_rx, url.clone(), interrupted.flag());
+        let status = feeds::room_status(
+            roster_rx,
+            conn_rx,
+            url.clone(),
+            interrupted.flag(),
+            captions,
+        );
         let r = run_window(options, move |gpu, format| {
             Ok(RoomGridScene::new(gpu, format, status).with_frame_cap(30))
         })

@@ -156,6 +156,7 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
                     p.config.reconnect.clone(),
                     p.config.connection.connect_timeout,
                 )
+                .with_transport(p.config.connection.transport)
                 .with_e2ee(p.e2ee.clone()),
             );
             let want = cli.participant.clone();
@@ -168,11 +169,19 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
         }
     };
     let feeds = feeds::participant_feeds(&out.video, &out.audio);
-    let (conn, watching) = (media.conn(), media.watching());
+    let (conn, watching, captions) = (media.conn(), media.watching(), media.captions());
     let status = || {
         let (v, a) = (out.video.clone(), out.audio.clone());
         let (c, w) = (conn.clone(), watching.clone());
-        feeds::participant_status(v, a, c, w, url.clone(), interrupted.flag())
+        feeds::participant_status(
+            v,
+            a,
+            c,
+            w,
+            url.clone(),
+            interrupted.flag(),
+            captions.clone(),
+        )
     };
     let mut render = RenderSummary {
         size: cli.size,

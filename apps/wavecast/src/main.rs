@@ -1,7 +1,11 @@
-//! `wavecast`: mint LiveKit access tokens and administer rooms.
+//! `wavecast`: mint LiveKit access tokens, administer rooms and (feature `room`, on by
+//! default) chat and call RPC methods in a room as a participant.
 //!
 //! Connection settings come from the layered configuration (`config/livekit.toml` or `--config`,
 //! `LIVEKIT_URL` / `LIVEKIT_API_KEY` / `LIVEKIT_API_SECRET`, then flags).
+
+#[cfg(feature = "room")]
+mod room;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +21,7 @@ use wavecast_service::Settings;
 use wavecast_service::cli::{GrantArgs, ServeArgs, grants_table};
 use wavecast_token::{Keys, Preset, TokenBuilder, Verifier, VideoGrants};
 
-/// Mint LiveKit access tokens and administer rooms.
+/// Mint LiveKit access tokens, administer rooms, chat and call RPC methods in them.
 #[derive(Debug, Parser)]
 #[command(name = "wavecast", version, about, max_term_width = 100)]
 struct Cli {
@@ -57,6 +61,33 @@ enum Command {
     Serve(ServeArgs),
     /// Add, list and revoke the token service's access grants (admin key).
     Grant(GrantArgs),
+    /// Chat in a room, and read its transcriptions.
+    ///
+    /// Lines on stdin are sent as chat (topic lk.chat); chat messages and transcriptions
+    /// (lk.transcription) print as `HH:MM:SS sender: text` (UTC), or one JSON object per line
+    /// with --json. End of stdin, Ctrl-C or SIGTERM leaves the room.
+    #[cfg(feature = "room")]
+    Chat(room::ChatArgs),
+    /// Call or serve RPC methods in a room.
+    #[cfg(feature = "room")]
+    #[command(subcommand)]
+    Rpc(room::RpcCmd),
+    /// (Not built: needs the `room` feature.)
+    #[cfg(not(feature = "room"))]
+    #[command(hide = true)]
+    Chat(NotBuilt),
+    /// (Not built: needs the `room` feature.)
+    #[cfg(not(feature = "room"))]
+    #[command(hide = true)]
+    Rpc(NotBuilt),
+}
+
+/// The arguments of a command this build leaves out.
+#[cfg(not(feature = "room"))]
+#[derive(Debug, Args)]
+struct NotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +321,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        #[cfg(feature = "room")]
+        Command::Chat(a) => return exit(room::chat(&cli.global, a)),
+        #[cfg(feature = "room")]
+        Command::Rpc(cmd) => return exit(room::rpc(&cli.global, cmd)),
+        #[cfg(not(feature = "room"))]
+        Command::Chat(_) | Command::Rpc(_) => Err(anyhow::anyhow!(
+            "this wavecast was built without chat and rpc (the `room` feature): \
+             cargo build -p wavecast --features room"
+        )),
         Command::Token(cmd) => token(&cli.global, cmd),
         Command::Serve(a) => serve(&cli.global, a),
         Command::Grant(a) => grant(&cli.global, a),
@@ -299,11 +339,27 @@ fn main() -> ExitCode {
             .context("start the async runtime")
             .and_then(|rt| rt.block_on(admin_cmd(&cli.global, cmd))),
     };
+    exit(result.map(|()| ExitCode::SUCCESS))
+}
+
+/// The exit code of a command's result (an error printed with its causes: exit 1).
+fn exit(result: Result<ExitCode>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

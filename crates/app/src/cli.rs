@@ -71,6 +71,10 @@ pub struct ConnectArgs {
     /// Time one connection attempt may take (connection.connect_timeout).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    /// How media reaches the server: auto (UDP, then ICE over TCP when UDP does not connect
+    /// within 2 s), udp, or tcp where UDP is blocked (connection.transport).
+    #[arg(long, value_name = "HOW", default_value = "auto", value_parser = ["auto", "udp", "tcp"])]
+    pub transport: String,
     /// End-to-end encryption with this shared passphrase, as livekit-client's
     /// ExternalE2EEKeyProvider and the SDKs' shared key take it: our tracks are encrypted, and
     /// encrypted tracks decrypted (a wrong key: their frames are dropped, never shown).
@@ -236,6 +240,9 @@ pub fn loader(args: &ConnectArgs, m: &ArgMatches) -> Loader {
             "--connect-timeout",
             human(args.connect_timeout),
         );
+    }
+    if given(m, "transport") {
+        l = l.flag("connection.transport", "--transport", &args.transport);
     }
     l
 }

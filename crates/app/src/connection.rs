@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wavecast_config::ReconnectPolicy;
 use wavecast_session::{
-    ConnectionState, DisconnectReason, EngineError, JoinRetry, Room, RoomEvent, RoomEvents,
-    RoomOptions, SessionError, error_chain,
+    ConnectionState, DisconnectReason, EngineError, IceTransport, JoinRetry, Room, RoomEvent,
+    RoomEvents, RoomOptions, SessionError, error_chain,
 };
 
 use crate::Credentials;
@@ -115,8 +115,18 @@ pub struct Connector {
     credentials: Credentials,
     policy: ReconnectPolicy,
     connect_timeout: Duration,
+    transport: IceTransport,
     state: watch::Sender<Link>,
     e2ee: Option<wavecast_session::E2eeOptions>,
+}
+
+/// The engine's setting for `connection.transport`.
+pub fn ice_transport(transport: wavecast_config::Transport) -> IceTransport {
+    match transport {
+        wavecast_config::Transport::Auto => IceTransport::Auto,
+        wavecast_config::Transport::Udp => IceTransport::Udp,
+        wavecast_config::Transport::Tcp => IceTransport::Tcp,
+    }
 }
 
 impl Connector {
@@ -133,6 +143,7 @@ impl Connector {
             credentials,
             policy,
             connect_timeout,
+            transport: IceTransport::Auto,
             state,
             e2ee: None,
         }
@@ -158,11 +169,19 @@ impl Connector {
         self.state.send_modify(f);
     }
 
+    /// Set how media reaches the server (`connection.transport`; default: UDP, then ICE over
+    /// TCP).
+    pub fn with_transport(mut self, transport: wavecast_config::Transport) -> Self {
+        self.transport = ice_transport(transport);
+        self
+    }
+
     /// The room options the apps join with.
     pub fn options(&self) -> RoomOptions {
         let options = RoomOptions::default()
             .reconnect(self.policy.clone())
             .connect_timeout(self.connect_timeout)
+            .ice_transport(self.transport)
             .event_capacity(1024);
         match &self.e2ee {
             Some(e) => options.e2ee(e.clone()),

@@ -9,10 +9,11 @@ use tokio::sync::watch;
 use wavecast_stream::receive::{AudioOut, VideoOut};
 use wavecast_visualizer::ConnectionQuality;
 use wavecast_visualizer::scenes::{
-    LinkStatus, ParticipantFeeds, ParticipantStatus, RoomStatus, StatusFn, TileFeed,
+    CaptionLine, LinkStatus, ParticipantFeeds, ParticipantStatus, RoomStatus, StatusFn, TileFeed,
 };
 
 use crate::Link;
+use crate::captions::Captions;
 use crate::follow::Watching;
 use crate::roster::Roster;
 use wavecast_session::ConnectionState;
@@ -44,7 +45,19 @@ pub fn participant_feeds(video: &VideoOut, audio: &AudioOut) -> ParticipantFeeds
     }
 }
 
-/// The participant scene's status source.
+/// `speaker`'s captions now, as a scene draws them.
+fn caption_lines(captions: &Captions, speaker: &str) -> Vec<CaptionLine> {
+    captions
+        .now_for(speaker)
+        .into_iter()
+        .map(|c| CaptionLine {
+            text: c.text,
+            alpha: c.alpha,
+        })
+        .collect()
+}
+
+/// The participant scene's status source (`captions`: those of the watched participant).
 pub fn participant_status(
     video: Arc<VideoOut>,
     audio: Arc<AudioOut>,
@@ -52,9 +65,15 @@ pub fn participant_status(
     watching: watch::Receiver<Watching>,
     url: String,
     close: Arc<AtomicBool>,
+    captions: Captions,
 ) -> StatusFn<ParticipantStatus> {
     Box::new(move || {
         let w = watching.borrow().clone();
+        let shown = w
+            .identity
+            .as_deref()
+            .map(|id| caption_lines(&captions, id))
+            .unwrap_or_default();
         let size = video.size.load(Ordering::Relaxed);
         ParticipantStatus {
             link: link_status(&conn.borrow()),
@@ -72,17 +91,19 @@ pub fn participant_status(
             p50_latency_us: video.p50_latency_us.load(Ordering::Relaxed),
             last_frame_number: video.last_frame_number.load(Ordering::Relaxed),
             audio_packets: audio.packets.load(Ordering::Relaxed),
+            captions: shown,
             close: close.load(Ordering::Relaxed),
         }
     })
 }
 
-/// The grid scene's status source: one tile per roster member.
+/// The grid scene's status source: one tile per roster member, with its captions.
 pub fn room_status(
     roster: watch::Receiver<Roster>,
     conn: watch::Receiver<Link>,
     url: String,
     close: Arc<AtomicBool>,
+    captions: Captions,
 ) -> StatusFn<RoomStatus> {
     Box::new(move || {
         let members = roster.borrow().clone();
@@ -104,6 +125,7 @@ pub fn room_status(
                     screen_share: flag(&m.screen_share),
                     video_frames: m.video.frames.load(Ordering::Relaxed),
                     audio_packets: m.audio.packets.load(Ordering::Relaxed),
+                    captions: caption_lines(&captions, &m.identity),
                 })
                 .collect(),
             close: close.load(Ordering::Relaxed),

@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wavecast_session::{Room, RoomEvent, SubscribedTrack, TrackKind};
 
+use crate::captions::{self, Captions};
+use crate::chat;
 use crate::connection::{Connector, Followed};
 
 /// Who is being watched (set by [`run`]; a plain struct a scene shows).
@@ -158,13 +160,15 @@ impl Following {
     }
 }
 
-/// Runs until `stop` turns true or the room ends.
+/// Runs until `stop` turns true or the room ends, showing chat and transcriptions in
+/// `captions`.
 pub async fn run(
     connector: Arc<Connector>,
     out: Outputs,
     mut decs: Decoders,
     watching: watch::Sender<Watching>,
     want: Option<String>,
+    captions: Captions,
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
@@ -180,9 +184,15 @@ pub async fn run(
             outcome.room = room.name().unwrap_or_default();
             watching.send_replace(following.watching(&room));
             let max_tracks = decs.limits().max_tracks;
+            let mut texts = chat::listen(&room)
+                .inspect_err(|e| tracing::warn!("no captions: {e}"))
+                .ok();
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tokio::select! {
+                    Some((reader, sender)) = chat::next(&mut texts) => {
+                        captions::show(&room, &captions, reader, sender);
+                    }
                     ev = events.recv() => {
                         let Some(ev) = ev else { break };
                         if let Followed::Ended { failure } = connector.follow(&ev) {

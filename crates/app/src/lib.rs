@@ -5,7 +5,8 @@
 //! participant and follow the next publisher; `participant`: its media from a room or the
 //! loopback, and the headless run of its scene; `roster`: decode everyone, within the
 //! [`limits`] on picture size and decoded tracks), and a serde
-//! stats-file writer ([`write_stats`]).
+//! stats-file writer ([`write_stats`]); chat and transcriptions as lines, JSON ([`chat`]) and
+//! captions under the speakers' tiles ([`captions`]).
 //!
 //! Feature `visualizer` (default): the modules that feed scenes on wgpu (`feeds`,
 //! `participant`, `render`, `roster`). Apps that render nothing (the recorder) turn it off and
@@ -48,6 +49,8 @@
 //! normal path.
 #![deny(missing_docs)]
 
+pub mod captions;
+pub mod chat;
 mod cli;
 mod connection;
 pub mod env;
@@ -70,6 +73,8 @@ pub use cli::{
     VideoArgs, config_error_message, defaults, end_of_run, fail, given, init_logging, load_config,
     loader, parse, random_u64,
 };
-pub use connection::{ConnectError, Connector, Followed, Link, describe, end_failure, human_delay};
+pub use connection::{
+    ConnectError, Connector, Followed, Link, describe, end_failure, human_delay, ice_transport,
+};
 pub use error::AppError;
 pub use stats::write_stats;

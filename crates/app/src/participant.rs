@@ -45,6 +45,7 @@ use wavecast_visualizer::Gpu;
 use wavecast_visualizer::headless::{LoopOptions, Turn, run_loop};
 use wavecast_visualizer::scenes::ParticipantScene;
 
+use crate::captions::Captions;
 use crate::follow::{self, Outcome, Watching};
 use crate::signal::Interrupt;
 use crate::{Connector, Link};
@@ -89,6 +90,7 @@ pub struct ParticipantMedia {
     inner: Inner,
     conn: watch::Receiver<Link>,
     watching: watch::Receiver<Watching>,
+    captions: Captions,
 }
 
 enum Inner {
@@ -116,12 +118,14 @@ impl ParticipantMedia {
         let (stop, stop_rx) = watch::channel(false);
         let (watch_tx, watching) = watch::channel(Watching::default());
         let conn = connector.subscribe();
+        let captions = Captions::default();
         let task = runtime.spawn(follow::run(
             connector.clone(),
             out,
             decoders,
             watch_tx,
             want,
+            captions.clone(),
             stop_rx,
         ));
         Self {
@@ -132,6 +136,7 @@ impl ParticipantMedia {
             },
             conn,
             watching,
+            captions,
         }
     }
 
@@ -159,6 +164,7 @@ impl ParticipantMedia {
             },
             conn,
             watching: watch::channel(Watching::default()).1,
+            captions: Captions::default(),
         })
     }
 
@@ -170,6 +176,11 @@ impl ParticipantMedia {
     /// Who is being watched, for a status line.
     pub fn watching(&self) -> watch::Receiver<Watching> {
         self.watching.clone()
+    }
+
+    /// The room's chat and transcriptions (empty for the loopback).
+    pub fn captions(&self) -> Captions {
+        self.captions.clone()
     }
 
     /// The room's connection supervisor (`None` for the loopback).
@@ -226,6 +237,10 @@ pub struct RenderSummary {
     pub latency_ms: Option<Percentiles>,
     /// The GPU adapter.
     pub adapter: String,
+    /// The caption lines on the last rendered frame (chat, transcriptions; after wrapping).
+    pub captions: Vec<String>,
+    /// Where captions are drawn in the PNGs (x, y, w, h).
+    pub caption_rect: Option<(f32, f32, f32, f32)>,
 }
 
 /// Headless: render whenever a new picture waits (else the status twice a second), dump PNGs
@@ -273,6 +288,9 @@ pub fn run_headless(
     render.pngs = report.pngs;
     render.picture_rect = scene.picture_rect().map(|r| (r.x, r.y, r.w, r.h));
     render.latency_ms = Percentiles::of(&scene.render_latencies);
+    render.captions = scene.captions().to_vec();
+    let c = scene.caption_rect();
+    render.caption_rect = Some((c.x, c.y, c.w, c.h));
     Ok(report.reached)
 }
 

@@ -14,6 +14,8 @@ use wavecast_session::{
 };
 use wavecast_visualizer::ConnectionQuality;
 
+use crate::captions::{self, Captions};
+use crate::chat;
 use crate::connection::{Connector, Followed};
 use wavecast_stream::receive::{
     self, AudioOut, AudioStreamStats, Decoder, ReceiveLimits, ReceiveOptions, VideoOut,
@@ -314,11 +316,13 @@ impl State {
     }
 }
 
-/// Runs until `stop` turns true or the session ends, decoding within `limits`.
+/// Runs until `stop` turns true or the session ends, decoding within `limits` and showing
+/// chat and transcriptions in `captions`.
 pub async fn run(
     connector: Arc<Connector>,
     roster: watch::Sender<Roster>,
     limits: ReceiveLimits,
+    captions: Captions,
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
@@ -337,10 +341,16 @@ pub async fn run(
             outcome.room = room.name().unwrap_or_default();
             st.sync(&room);
             roster.send_replace(Arc::new(st.members.clone()));
+            let mut texts = chat::listen(&room)
+                .inspect_err(|e| tracing::warn!("no captions: {e}"))
+                .ok();
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 let mut pause = None;
                 tokio::select! {
+                    Some((reader, sender)) = chat::next(&mut texts) => {
+                        captions::show(&room, &captions, reader, sender);
+                    }
                     ev = events.recv() => {
                         let Some(ev) = ev else { break };
                         if let Followed::Ended { failure } = connector.follow(&ev) {

@@ -44,7 +44,8 @@ mod sources;
 
 pub use error::{ConfigError, Problem};
 pub use model::{
-    AudioConfig, Config, ConnectionConfig, ReconnectPolicy, Secret, VideoCodec, VideoConfig,
+    AudioConfig, Config, ConnectionConfig, ReconnectPolicy, Secret, Transport, VideoCodec,
+    VideoConfig,
 };
 pub use service::{CallerAlgorithm, ServiceConfig};
 pub use sources::{DEFAULT_FILE, Loader};

@@ -38,6 +38,31 @@ pub struct ConnectionConfig {
     /// How long one connection attempt may take (1ms..=5m).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// How media reaches the server: `auto` (UDP, falling back to ICE over TCP), `udp`, `tcp`.
+    pub transport: Transport,
+}
+
+/// How the media connections reach the server (`connection.transport`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP; ICE over TCP too when UDP does not connect within 2 s.
+    #[default]
+    Auto,
+    /// UDP only.
+    Udp,
+    /// ICE over TCP only (networks that drop UDP; the server's `rtc.tcp_port` must be open).
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Auto => "auto",
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+    }
 }
 
 impl Default for ConnectionConfig {
@@ -49,6 +74,7 @@ impl Default for ConnectionConfig {
             room: "wavecast".into(),
             identity: None,
             connect_timeout: Duration::from_secs(10),
+            transport: Transport::Auto,
         }
     }
 }

@@ -424,6 +424,26 @@ mod tests {
     }
 
     #[test]
+    fn transport_takes_its_three_words_and_names_a_wrong_one() {
+        let f = file("[connection]\ntransport = \"tcp\"\n");
+        let c = Loader::new()
+            .file(f.path())
+            .load()
+            .expect("tcp is a transport");
+        assert_eq!(c.connection.transport, crate::Transport::Tcp);
+        let c = Loader::new()
+            .no_file()
+            .flag("connection.transport", "--transport", "udp")
+            .load()
+            .expect("udp is a transport");
+        assert_eq!(c.connection.transport, crate::Transport::Udp);
+        let f = file("[connection]\ntransport = \"pigeon\"\n");
+        let e = Loader::new().file(f.path()).load().unwrap_err().to_string();
+        assert!(e.contains("connection.transport"), "{e}");
+        assert!(e.contains("pigeon"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_suggests_the_close_one() {
         let f = file("[video]\nfsp = 30\n");
         let e = err(Loader::new().file(f.path())).to_string();

@@ -548,6 +548,24 @@ pub fn rect(value: &serde_json::Value) -> (f32, f32, f32, f32) {
     (at(0), at(1), at(2), at(3))
 }
 
+/// How many pixels of `img` inside `rect` (x, y, w, h) are bright: every colour channel above
+/// 200 (white text, not a grey picture).
+pub fn bright_pixels(img: &Image, rect: (f32, f32, f32, f32)) -> usize {
+    let (x, y, w, h) = rect;
+    let mut n = 0;
+    for py in y.max(0.0) as u32..(y + h).max(0.0) as u32 {
+        for px in x.max(0.0) as u32..(x + w).max(0.0) as u32 {
+            if img
+                .pixel(px, py)
+                .is_some_and(|p| p[..3].iter().all(|c| *c > 200))
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Checks a stats file's `video` section reports `width`x`height` pictures.
 pub fn assert_video_size(video: &serde_json::Value, width: u64, height: u64) {
     assert_eq!(

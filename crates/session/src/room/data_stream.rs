@@ -321,15 +321,27 @@ impl Buffered {
 
 type Chunk = Result<Vec<u8>, StreamError>;
 
+/// The attributes of a stream's trailer, set before its content channel closes.
+type TrailerAttributes = Arc<std::sync::OnceLock<BTreeMap<String, String>>>;
+
 /// The receiving end of one stream's content.
 #[derive(Debug)]
 struct RawReader {
     rx: mpsc::UnboundedReceiver<Chunk>,
     buffered: Arc<Buffered>,
     done: bool,
+    trailer: TrailerAttributes,
 }
 
 impl RawReader {
+    /// Once the stream ended normally: its trailer's attributes merged into `attributes` (as
+    /// the SDKs do: agents mark a transcription final only in its trailer).
+    fn merge_trailer(&self, attributes: &mut BTreeMap<String, String>) {
+        if let Some(t) = self.trailer.get() {
+            attributes.extend(t.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+
     async fn next(&mut self) -> Option<Chunk> {
         if self.done {
             return None;
@@ -377,9 +389,14 @@ impl ByteStreamReader {
         &self.info
     }
 
-    /// The next chunk; `None` once the stream ended normally. An error ends the stream.
+    /// The next chunk; `None` once the stream ended normally (then [`Self::info`] carries the
+    /// trailer's attributes too). An error ends the stream.
     pub async fn next(&mut self) -> Option<Result<Vec<u8>, StreamError>> {
-        self.raw.next().await
+        let next = self.raw.next().await;
+        if next.is_none() {
+            self.raw.merge_trailer(&mut self.info.attributes);
+        }
+        next
     }
 
     /// Everything until the stream ends.
@@ -408,11 +425,15 @@ impl TextStreamReader {
         &self.info
     }
 
-    /// The next piece of text; `None` once the stream ended normally. Bytes that are not
-    /// UTF-8 read as U+FFFD.
+    /// The next piece of text; `None` once the stream ended normally (then [`Self::info`]
+    /// carries the trailer's attributes too). Bytes that are not UTF-8 read as U+FFFD.
     pub async fn next(&mut self) -> Option<Result<String, StreamError>> {
         loop {
-            match self.raw.next().await {
+            let next = self.raw.next().await;
+            if next.is_none() {
+                self.raw.merge_trailer(&mut self.info.attributes);
+            }
+            match next {
                 Some(Ok(bytes)) => {
                     self.carry.extend_from_slice(&bytes);
                     let text = take_utf8(&mut self.carry);
@@ -468,6 +489,7 @@ pub type ByteStreamHandler = Arc<dyn Fn(ByteStreamReader, ParticipantIdentity) +
 struct OpenStream {
     topic: String,
     tx: mpsc::UnboundedSender<Chunk>,
+    trailer: TrailerAttributes,
     received: u64,
     total_length: Option<u64>,
     next_index: u64,
@@ -638,10 +660,12 @@ impl Streams {
             return None;
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let trailer = TrailerAttributes::default();
         let raw = RawReader {
             rx,
             buffered: self.buffered.clone(),
             done: false,
+            trailer: trailer.clone(),
         };
         let inline = h.inline_content.clone();
         let opened = match h.kind.clone() {
@@ -701,6 +725,7 @@ impl Streams {
             OpenStream {
                 topic: h.topic,
                 tx,
+                trailer,
                 received: 0,
                 total_length: h.total_length,
                 next_index: 0,
@@ -865,7 +890,10 @@ impl Streams {
             }
         };
         match result {
-            Ok(()) => self.stats.completed += 1,
+            Ok(()) => {
+                self.stats.completed += 1;
+                let _ = s.trailer.set(t.attributes);
+            }
             Err(e) => {
                 self.stats.failed += 1;
                 let _ = s.tx.send(Err(e));

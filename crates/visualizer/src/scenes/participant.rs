@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use wavecast_pipeline::analysis::{Levels, WaveformHistory};
 use wavecast_pipeline::{AgeHistogram, AudioFrame, FrameQueue, Mailbox, Timestamp, VideoFrame};
 
-use super::{LinkStatus, StatusFn};
+use super::{CaptionLine, LinkStatus, StatusFn, caption_line_height, draw_captions};
 use crate::geom::palette;
 use crate::shapes::ShapeRenderer;
 use crate::text::{Align, TextLayer};
@@ -60,6 +60,8 @@ pub struct ParticipantStatus {
     pub last_frame_number: u64,
     /// Audio packets decoded so far.
     pub audio_packets: u64,
+    /// Chat and transcriptions to show under the picture, oldest first.
+    pub captions: Vec<CaptionLine>,
     /// Close the window (a signal arrived, or the connection gave up).
     pub close: bool,
 }
@@ -137,6 +139,7 @@ pub struct ParticipantScene {
     pub render_latencies: AgeHistogram,
     last_render_latency_us: Option<u64>,
     rendered: u64,
+    captions: Vec<String>,
     /// Shortest time between updates (a window without vsync would otherwise spin and starve
     /// the decoders; zero headless, where the loop paces itself).
     min_interval: Duration,
@@ -183,6 +186,7 @@ impl ParticipantScene {
             render_latencies: AgeHistogram::new(),
             last_render_latency_us: None,
             rendered: 0,
+            captions: Vec::new(),
             min_interval: Duration::ZERO,
             last_update: None,
         }
@@ -212,6 +216,18 @@ impl ParticipantScene {
     /// The status polled at the last update.
     pub fn status(&self) -> &ParticipantStatus {
         &self.status
+    }
+
+    /// The caption lines drawn in the last update (after wrapping).
+    pub fn captions(&self) -> &[String] {
+        &self.captions
+    }
+
+    /// Where captions are drawn (the bottom of the picture), after the last update.
+    pub fn caption_rect(&self) -> Rect {
+        let region = self.layout.video;
+        let font = caption_font(region);
+        caption_area(self.video.picture_rect().unwrap_or(region), font)
     }
 
     fn status_text(&self) -> Option<String> {
@@ -287,6 +303,23 @@ impl ParticipantScene {
     }
 }
 
+/// The overlay's font size for the video panel `region`.
+fn caption_font(region: Rect) -> f32 {
+    (region.h / 28.0).clamp(11.0, 18.0)
+}
+
+/// The caption strip at the bottom of `picture`, room for the most lines.
+fn caption_area(picture: Rect, font: f32) -> Rect {
+    let h = (caption_line_height(font) * super::MAX_CAPTION_LINES as f32).min(picture.h * 0.5);
+    let margin = (picture.h * 0.04).max(4.0);
+    Rect::new(
+        picture.x + picture.w * 0.05,
+        picture.bottom() - margin - h,
+        picture.w * 0.9,
+        h,
+    )
+}
+
 impl Scene for ParticipantScene {
     fn resize(&mut self, gpu: &Gpu, width: u32, height: u32) {
         let q = &gpu.queue;
@@ -344,7 +377,7 @@ impl Scene for ParticipantScene {
         self.overlay.clear();
         self.text.begin();
         let region = self.layout.video;
-        let font = (region.h / 28.0).clamp(11.0, 18.0);
+        let font = caption_font(region);
         let line_h = font * 1.35;
         if let Some(status) = self.status_text() {
             let card = Rect::new(
@@ -391,6 +424,15 @@ impl Scene for ParticipantScene {
             );
             self.overlay.rect(panel, palette::LABEL_BG, 6.0);
         }
+        // Captions at the bottom of the picture (or of the video panel before the first one).
+        let area = caption_area(self.video.picture_rect().unwrap_or(region), font);
+        self.captions = draw_captions(
+            &mut self.overlay,
+            &mut self.text,
+            &self.status.captions,
+            area,
+            font,
+        );
         self.overlay.upload(d, q);
         self.text.prepare(d, q)
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wavecast_pipeline::analysis::{Levels, SpeakingConfig, SpeakingDetector, WaveformHistory};
 use wavecast_pipeline::{AudioFrame, FrameQueue, Mailbox, VideoFrame};
 
-use super::{LinkStatus, StatusFn};
+use super::{CaptionLine, LinkStatus, StatusFn, caption_line_height, draw_captions};
 use crate::geom::palette;
 use crate::grid::TileLayout;
 use crate::shapes::ShapeRenderer;
@@ -45,6 +45,8 @@ pub struct TileFeed {
     pub video_frames: u64,
     /// Audio packets decoded so far.
     pub audio_packets: u64,
+    /// Chat and transcriptions to show under the tile, oldest first.
+    pub captions: Vec<CaptionLine>,
 }
 
 /// What the grid shows (a plain struct, polled once per update).
@@ -100,6 +102,10 @@ pub struct TileReport {
     pub video_size: Option<(u32, u32)>,
     /// Pictures this tile has shown so far.
     pub frames_shown: u64,
+    /// Where captions are drawn (x, y, w, h): above the waveform strip.
+    pub caption_area: (f32, f32, f32, f32),
+    /// The caption lines drawn, after wrapping.
+    pub captions: Vec<String>,
 }
 
 /// The room grid scene (what the room visualizer shows).
@@ -243,8 +249,10 @@ impl RoomGridScene {
         }
         self.grid.update(d, q, &tiles)?;
 
-        // Waveform strips and level bars, placed from the grid's tile layouts.
+        // Waveform strips and level bars, placed from the grid's tile layouts; captions above
+        // the strips.
         self.overlay.clear();
+        self.header.begin();
         self.reports.clear();
         for ((m, tile), l) in members.iter().zip(&tiles).zip(self.grid.layouts()) {
             let Some(st) = self.tiles.get_mut(&m.key) else {
@@ -272,6 +280,10 @@ impl RoomGridScene {
                 };
                 self.overlay.rect(fill, color, 2.0);
             }
+            let area = caption_rect(l);
+            let font = caption_font(l);
+            let captions =
+                draw_captions(&mut self.overlay, &mut self.header, &m.captions, area, font);
             let r = |r: Rect| (r.x, r.y, r.w, r.h);
             self.reports.push(TileReport {
                 identity: m.key.clone(),
@@ -290,11 +302,12 @@ impl RoomGridScene {
                     .filter(|_| tile.has_video)
                     .map(|f| (f.width(), f.height())),
                 frames_shown: st.shown,
+                caption_area: r(area),
+                captions,
             });
         }
         // Header: room, count and connection state; a card when nobody is here; initials on
         // the avatars.
-        self.header.begin();
         for (tile, l) in tiles.iter().zip(self.grid.layouts()) {
             if tile.has_video {
                 continue;
@@ -384,6 +397,21 @@ fn strip_rect(l: &TileLayout) -> Rect {
     let bottom = l.label.y - 4.0 * s;
     let h = (t.h * 0.16).max(10.0);
     Rect::new(t.x + pad, bottom - h, t.w - 2.0 * pad - 14.0 * s, h)
+}
+
+/// Caption font size for a tile.
+fn caption_font(l: &TileLayout) -> f32 {
+    (l.font_size * 1.1).max(10.0)
+}
+
+/// Where captions go: above the waveform strip, as wide as the strip, room for the most lines.
+fn caption_rect(l: &TileLayout) -> Rect {
+    let strip = strip_rect(l);
+    let s = TileLayout::scale(l.tile);
+    let h = caption_line_height(caption_font(l)) * super::MAX_CAPTION_LINES as f32;
+    let bottom = strip.y - 4.0 * s;
+    let top = (bottom - h).max(l.quality.bottom() + 4.0 * s);
+    Rect::new(strip.x, top, strip.w, (bottom - top).max(0.0))
 }
 
 /// The level bar at the tile's right edge.

@@ -144,6 +144,42 @@ async fn chunks_are_read_in_order_and_text_keeps_characters_cut_by_chunks() {
 }
 
 #[tokio::test]
+async fn the_trailers_attributes_join_the_headers_once_the_stream_ended() {
+    let (mut s, _, texts) = streams(limits());
+    let attrs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mut h = header("s", true, None);
+    if let DataMessage::StreamHeader(h) = &mut h {
+        h.attributes = attrs(&[
+            ("lk.segment_id", "SG_1"),
+            ("lk.transcription_final", "false"),
+        ]);
+    }
+    let mut end = trailer("s", "");
+    if let DataMessage::StreamTrailer(t) = &mut end {
+        t.attributes = attrs(&[("lk.transcription_final", "true")]);
+    }
+    let t0 = Instant::now();
+    feed(&mut s, t0, vec![h, chunk("s", 0, b"hello")]);
+    let mut r = texts.lock().unwrap().pop().expect("text reader");
+    assert_eq!(r.next().await.unwrap().unwrap(), "hello");
+    assert_eq!(r.info().attributes["lk.transcription_final"], "false");
+    feed(&mut s, t0, vec![end]);
+    assert!(r.next().await.is_none());
+    assert_eq!(
+        r.info().attributes,
+        attrs(&[
+            ("lk.segment_id", "SG_1"),
+            ("lk.transcription_final", "true")
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_stream_beyond_the_open_limit_is_refused_with_an_event() {
     let (mut s, bytes, _) = streams(limits());
     let t0 = Instant::now();
