@@ -56,8 +56,17 @@
 
   const payloadOf = (arg) => (arg === '-' ? '' : arg.startsWith('@') ? 'p'.repeat(Number(arg.slice(1))) : arg);
 
-  async function join({ url, token }) {
-    room = new LK.Room();
+  // With `e2eeKey`: end-to-end encryption through livekit-client's `encryption` option, which
+  // encrypts the data channel too (EncryptedPacket), with an ExternalE2EEKeyProvider.
+  async function join({ url, token, e2eeKey }) {
+    let keyProvider = null;
+    if (e2eeKey === undefined) {
+      room = new LK.Room();
+    } else {
+      keyProvider = new LK.ExternalE2EEKeyProvider();
+      const worker = new Worker('/livekit-client.e2ee.worker.mjs', { type: 'module' });
+      room = new LK.Room({ encryption: { keyProvider, worker } });
+    }
     room.registerTextStreamHandler('lk.chat', async (reader, who) => {
       // The slot is taken in arrival order, whenever each reader finishes.
       const slot = chats.push(null) - 1;
@@ -78,8 +87,16 @@
     room.registerTextStreamHandler('bench', async (reader) => {
       await reader.readAll();
     });
+    if (keyProvider) {
+      await keyProvider.setKey(e2eeKey);
+      await room.setE2EEEnabled(true);
+    }
     // No ICE servers: see page.js.
     await room.connect(url, token, { rtcConfig: { iceServers: [] } });
+    if (keyProvider) {
+      // The worker turns encryption on a moment after the join: data sent before goes plain.
+      await until(() => room.e2eeManager?.isDataChannelEncryptionEnabled, 10000, 'data channel encryption');
+    }
     const lp = room.localParticipant;
     lp.registerRpcMethod('echo', async (d) => d.payload);
     lp.registerRpcMethod('fail', async (d) => {
@@ -93,7 +110,12 @@
       await sleep(Number(d.payload) * 1000);
       return 'late';
     });
-    return { sid: lp.sid, identity: lp.identity, client_protocol: LK.clientProtocol };
+    return {
+      sid: lp.sid,
+      identity: lp.identity,
+      client_protocol: LK.clientProtocol,
+      data_encrypted: room.e2eeManager?.isDataChannelEncryptionEnabled ?? false,
+    };
   }
 
   async function until(cond, ms, what) {

@@ -22,8 +22,26 @@
   // in its defaults; the official apps turn them on). Publish options are left at their
   // defaults: simulcast, VP8 with a backup codec, RED and DTX for audio, capture at 720p with
   // echo cancellation, noise suppression and auto gain.
-  function newRoom() {
-    const r = new LK.Room({ adaptiveStream: true, dynacast: true });
+  //
+  // With `e2eeKey`: end-to-end encryption as livekit-client's docs set it up — an
+  // ExternalE2EEKeyProvider with the passphrase and its e2ee worker; decryption errors are
+  // counted in `state.e2ee_errors`.
+  function newRoom(e2eeKey) {
+    const options = { adaptiveStream: true, dynacast: true };
+    if (e2eeKey !== undefined) {
+      const keyProvider = new LK.ExternalE2EEKeyProvider();
+      const worker = new Worker('/livekit-client.e2ee.worker.mjs', { type: 'module' });
+      options.e2ee = { keyProvider, worker };
+      state.e2ee = { keyProvider };
+    }
+    const r = new LK.Room(options);
+    if (e2eeKey !== undefined) {
+      state.e2ee_errors = 0;
+      r.on(LK.RoomEvent.EncryptionError, (e) => {
+        state.e2ee_errors++;
+        if (state.e2ee_errors <= 5) note(`encryption error: ${e?.message ?? e}`);
+      });
+    }
     r.on(LK.RoomEvent.ConnectionStateChanged, (s) => note(`connection ${s}`));
     r.on(LK.RoomEvent.Disconnected, (reason) => note(`disconnected (reason ${reason})`));
     r.on(LK.RoomEvent.MediaDevicesError, (e) => note(`media devices error: ${e}`));
@@ -36,8 +54,13 @@
   // Connect options: no ICE servers. livekit-server hands out public STUN servers even in dev
   // mode; the test's network namespace has no route to them, and the page needs none (the
   // server's candidates are on the namespace's own address).
-  async function connect(url, token) {
-    room = newRoom();
+  async function connect(url, token, e2eeKey) {
+    room = newRoom(e2eeKey);
+    if (e2eeKey !== undefined) {
+      await state.e2ee.keyProvider.setKey(e2eeKey);
+      await room.setE2EEEnabled(true);
+      note('end-to-end encryption on');
+    }
     const started = now();
     await room.connect(url, token, { rtcConfig: { iceServers: [] } });
     note(`connected as ${room.localParticipant.identity} (${room.localParticipant.sid}) in ${Math.round(now() - started)} ms`);
@@ -45,8 +68,8 @@
   }
 
   // Publish the fake camera and microphone with livekit-client's default settings.
-  async function publish({ url, token }) {
-    await connect(url, token);
+  async function publish({ url, token, e2eeKey }) {
+    await connect(url, token, e2eeKey);
     const started = now();
     await room.localParticipant.enableCameraAndMicrophone();
     const pubs = [...room.localParticipant.trackPublications.values()];
@@ -162,6 +185,7 @@
         }
       });
     }
+    out.e2ee = { enabled: room.isE2EEEnabled, errors: state.e2ee_errors ?? 0 };
     out.events = state.events;
     out.layer_timeline = state.layers ?? [];
     out.layer_sample_ms = LAYER_SAMPLE_MS;
@@ -271,9 +295,9 @@
   // Subscribe to `participant`, play its video in a <video> element and its audio through
   // WebAudio, and measure for `seconds`: frames presented (requestVideoFrameCallback), the
   // picture size (videoWidth/videoHeight), and the tone's frequency (AnalyserNode FFT peak).
-  async function subscribe({ url, token, participant, seconds }) {
+  async function subscribe({ url, token, participant, seconds, e2eeKey }) {
     const joinStarted = now();
-    await connect(url, token);
+    await connect(url, token, e2eeKey);
     const { video: videoTrack, audio: audioTrack } = await waitForTracks(participant, 20000);
 
     const video = document.createElement('video');
@@ -355,6 +379,19 @@
     const numbers = [...stamps.numbers];
     const span = numbers.length ? Math.max(...numbers) - Math.min(...numbers) + 1 : 0;
 
+    const inboundAudio = {};
+    const audioReport = await audioTrack.receiver?.getStats();
+    audioReport?.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        Object.assign(inboundAudio, {
+          packets_received: s.packetsReceived ?? null,
+          samples_received: s.totalSamplesReceived ?? null,
+          concealed_samples: s.concealedSamples ?? null,
+          codec: audioReport.get(s.codecId)?.mimeType ?? null,
+        });
+      }
+    });
+
     const inbound = {};
     const report = await videoTrack.receiver?.getStats();
     report?.forEach((s) => {
@@ -379,6 +416,7 @@
       video_height: video.videoHeight,
       sizes: frames.sizes,
       inbound_video: inbound,
+      inbound_audio: inboundAudio,
       stamps: {
         read: stamps.read,
         unread: stamps.unread,
@@ -400,6 +438,7 @@
         peak_db: median(peaks.map((p) => p.db)),
         element_paused: audioEl.paused,
       },
+      e2ee: { enabled: room.isE2EEEnabled, errors: state.e2ee_errors ?? 0 },
       events: state.events,
     };
   }

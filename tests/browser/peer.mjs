@@ -7,6 +7,9 @@
 //                           [--downscale-after S]
 //   node peer.mjs subscribe --url WS --token JWT --participant IDENTITY [--seconds N]
 //   node peer.mjs data      --url WS --token JWT [--seconds N]
+//   each with [--e2ee-key PASSPHRASE]: end-to-end encryption with livekit-client's
+//   ExternalE2EEKeyProvider and its e2ee worker (served beside the page); data mode encrypts
+//   the data channel too.
 //
 // publish: joins, publishes Chromium's fake camera and microphone (from the given files, or
 // Chromium's built-in pattern and beep) with livekit-client's default settings, prints
@@ -47,6 +50,7 @@ const { values: opts, positionals } = parseArgs({
     audio: { type: 'string' },
     log: { type: 'string', default: 'warn' },
     'downscale-after': { type: 'string' },
+    'e2ee-key': { type: 'string' },
   },
 });
 
@@ -73,6 +77,7 @@ const files = {
   '/page.js': ['page.js', 'text/javascript'],
   '/data.js': ['data.js', 'text/javascript'],
   '/livekit-client.umd.js': ['node_modules/livekit-client/dist/livekit-client.umd.js', 'text/javascript'],
+  '/livekit-client.e2ee.worker.mjs': ['node_modules/livekit-client/dist/livekit-client.e2ee.worker.mjs', 'text/javascript'],
 };
 const server = createServer(async (req, res) => {
   const path = new URL(req.url, 'http://127.0.0.1').pathname;
@@ -125,13 +130,21 @@ try {
   if (mode === 'data') {
     await page.exposeFunction('emit', (line) => process.stdout.write(`${line}\n`));
     await page.addScriptTag({ url: '/data.js' });
-    const info = await page.evaluate((o) => window.wavecastData.join(o), { url: opts.url, token: opts.token });
+    const info = await page.evaluate((o) => window.wavecastData.join(o), {
+      url: opts.url,
+      token: opts.token,
+      e2eeKey: opts['e2ee-key'],
+    });
     process.stdout.write(`READY ${JSON.stringify(info)}\n`);
     clearTimeout(deadline);
     await serveCommands(page, seconds * 1000);
     await page.evaluate(() => window.wavecastData.leave()).catch(() => {});
   } else if (mode === 'publish') {
-    const info = await page.evaluate((o) => window.wavecast.publish(o), { url: opts.url, token: opts.token });
+    const info = await page.evaluate((o) => window.wavecast.publish(o), {
+      url: opts.url,
+      token: opts.token,
+      e2eeKey: opts['e2ee-key'],
+    });
     process.stdout.write(`READY ${JSON.stringify(info)}\n`);
     // The scaling runs while the publisher waits; its failure is kept (not an unhandled
     // rejection, which would end Node before it prints ERROR) and reported after the wait.
@@ -156,6 +169,7 @@ try {
       token: opts.token,
       participant: opts.participant,
       seconds,
+      e2eeKey: opts['e2ee-key'],
     });
     process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   }

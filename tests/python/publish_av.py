@@ -7,7 +7,7 @@ Prints, one per line:
   READY {"participant_sid": ..., "audio_sid": ..., "video_sid": ...}
   SENT <unix seconds> <frames_sent>      the encoder's frames sent (WebRTC stats), twice a second
   DONE {"video_frames": n, "audio_frames": m}
-Stops by itself after --seconds.
+Stops by itself after --seconds. --e2ee-key KEY encrypts end to end with a shared key.
 """
 
 import argparse
@@ -45,6 +45,7 @@ async def main() -> None:
     p.add_argument("--switch-at", type=float, default=0.0)
     p.add_argument("--switch-width", type=int, default=640)
     p.add_argument("--switch-height", type=int, default=360)
+    p.add_argument("--e2ee-key", help="end-to-end encryption with this shared key (PBKDF2)")
     args = p.parse_args()
 
     token = (
@@ -55,7 +56,12 @@ async def main() -> None:
         .to_jwt()
     )
     room = rtc.Room()
-    await room.connect(os.environ["LIVEKIT_URL"], token)
+    options = rtc.RoomOptions()
+    if args.e2ee_key:
+        options.encryption = rtc.E2EEOptions(
+            key_provider_options=rtc.KeyProviderOptions(shared_key=args.e2ee_key.encode())
+        )
+    await room.connect(os.environ["LIVEKIT_URL"], token, options)
     audio = rtc.AudioSource(SAMPLE_RATE, 1)
     atrack = rtc.LocalAudioTrack.create_audio_track("microphone", audio)
     apub = await room.local_participant.publish_track(

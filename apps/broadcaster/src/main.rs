@@ -129,6 +129,7 @@ fn main() -> ExitCode {
 /// Everything validated before any connection is made.
 struct Plan {
     credentials: Credentials,
+    e2ee: Option<wavecast_session::E2eeOptions>,
     screen: bool,
     video: Option<(VideoInput, VideoSettings)>,
     audio: Option<AudioSourceOpen>,
@@ -235,6 +236,7 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
         config,
         Plan {
             credentials,
+            e2ee: cli.conn.e2ee()?,
             screen: cli.source == SourceKind::Screen,
             video,
             audio,
@@ -272,6 +274,7 @@ fn spawn_stdin(tx: mpsc::Sender<Command>) {
 async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
     let Plan {
         credentials,
+        e2ee,
         screen,
         video,
         audio,
@@ -307,7 +310,8 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
         config.reconnect.clone(),
         config.connection.connect_timeout,
     )
-    .with_transport(config.connection.transport);
+    .with_transport(config.connection.transport)
+    .with_e2ee(e2ee);
     let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
     if !cli.no_stdin {
         spawn_stdin(cmd_tx);

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use wavecast_testbed::apps as common;
-use wavecast_testbed::browser::BrowserPeer;
+use wavecast_testbed::browser::{BrowserPeer, SubscribeOptions};
 use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
 use wavecast_token::Preset;
 
@@ -107,6 +107,80 @@ fn browser_subscribes_to_the_broadcaster() {
     assert!(
         age_p95 < 2000.0,
         "capture to shown p95 {age_p95} ms: {result}"
+    );
+    assert!(
+        (tone - TONE_HZ).abs() <= 3.0,
+        "the page heard {tone:.1} Hz, the broadcaster sent {TONE_HZ} Hz: {result}"
+    );
+    assert_eq!(
+        caster.code(),
+        0,
+        "the broadcaster ends cleanly on SIGINT\n{}",
+        caster.output()
+    );
+}
+
+/// End-to-end encryption (issue 21): the broadcaster encrypts with a passphrase
+/// (`--e2ee-key`), the browser subscribes with the same one (livekit-client's
+/// `ExternalE2EEKeyProvider` and e2ee worker) and must show our pictures — stamps readable, so
+/// decrypted, nearly all of them — and hear the tone, with no decryption error.
+#[test]
+fn browser_decrypts_an_encrypted_broadcaster() {
+    let test = "browser_decrypts_an_encrypted_broadcaster";
+    let Some(_ns) = NetNs::enter_for_test(test) else {
+        return;
+    };
+    let key = "broadcaster and browser share this";
+    let server = LiveKitServer::start_with(&ServerOptions {
+        media_ip: Some(NetNs::ADDR),
+        ..ServerOptions::default()
+    })
+    .expect("livekit-server starts in the namespace");
+    let url = server.ws_url();
+    let room = "browser-subscribes-e2ee";
+    let mut b =
+        common::broadcaster_command(BROADCASTER.as_ref(), &url, room, "caster", VIDEO, "60s");
+    b.args(["--tone", &TONE_HZ.to_string(), "--stats-interval", "1s"]);
+    b.args(["--e2ee-key", key]);
+    let caster = common::Background::spawn("broadcaster", &mut b);
+
+    let token = server.token("browser", room, Preset::Viewer);
+    let options = SubscribeOptions {
+        e2ee_key: Some(key.into()),
+    };
+    let mut browser = BrowserPeer::subscribe_with(&url, &token, "caster", MEASURE_S, &options)
+        .expect("the browser peer starts");
+    let result = browser.wait_json("RESULT", Duration::from_secs(90));
+    common::send_signal(caster.pid(), "INT");
+    let caster = caster.finish(Duration::from_secs(10));
+    let result = result.unwrap_or_else(|e| panic!("{e}\n--- broadcaster\n{}", caster.output()));
+    let stamps = &result["stamps"];
+    let (read, unread) = (
+        stamps["read"].as_u64().unwrap_or(0),
+        stamps["unread"].as_u64().unwrap_or(0),
+    );
+    let presented_pct = stamps["presented_pct"].as_f64().unwrap_or(0.0);
+    let tone = result["audio"]["tone_hz"].as_f64().unwrap_or(0.0);
+    let e2ee = &result["e2ee"];
+    eprintln!(
+        "BROADCASTER (E2EE) → BROWSER: {} frames presented, {}x{}, stamps read on {read} \
+         ({unread} unreadable), {presented_pct:.1} % of the broadcaster's frames presented; \
+         tone {tone:.1} Hz; page E2EE {e2ee}",
+        result["frames"], result["video_width"], result["video_height"],
+    );
+    assert_eq!(e2ee["enabled"], true, "{result}");
+    assert_eq!(
+        e2ee["errors"].as_u64(),
+        Some(0),
+        "decryption errors in the page: {result}"
+    );
+    assert!(
+        read > 0 && unread * 10 <= read,
+        "{read} stamps read, {unread} unreadable: the page did not decrypt our pictures: {result}"
+    );
+    assert!(
+        presented_pct >= MIN_PRESENTED_PCT,
+        "{presented_pct:.1} % of the broadcaster's frames presented (want ≥ {MIN_PRESENTED_PCT}): {result}"
     );
     assert!(
         (tone - TONE_HZ).abs() <= 3.0,

@@ -1,5 +1,6 @@
-//! `-v` and `RUST_LOG=debug` logs never show the access token, the API secret or ICE passwords,
-//! against a real server (the whole join: signal, both SDP exchanges, trickle, media).
+//! `-v` and `RUST_LOG=debug` logs never show the access token, the API secret, ICE passwords or
+//! the end-to-end passphrase, against a real server (the whole join: signal, both SDP exchanges,
+//! trickle, media).
 
 use std::process::Command;
 
@@ -95,5 +96,17 @@ fn verbose_logs_show_no_token_secret_or_ice_password() {
             .filter(|l| l.to_lowercase().contains(API_SECRET))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+
+    // An end-to-end passphrase (issue 21): never shown, whatever the log level.
+    let passphrase = "zebra-quartz-e2ee-passphrase";
+    let text = logs(
+        &server,
+        &["--token", &token, "--e2ee-key", passphrase],
+        "quiet3",
+    );
+    assert!(
+        !text.contains(passphrase) && !text.contains("zebra"),
+        "the end-to-end passphrase is logged"
     );
 }

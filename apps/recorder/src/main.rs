@@ -72,11 +72,16 @@ fn prepare(cli: &Cli, m: &ArgMatches) -> Result<Plan> {
         Credentials::from_config(&config, &cli.connect, "recorder", Preset::Recorder)?
             .session_credentials();
     let c = &config.connection;
-    let room = RoomOptions::default()
+    let mut room = RoomOptions::default()
         .reconnect(config.reconnect.clone())
         .connect_timeout(c.connect_timeout)
         .ice_transport(wavecast_app::ice_transport(c.transport))
         .transport_timeout(c.connect_timeout.max(Duration::from_secs(5)));
+    // Without a key an end-to-end encrypted track is stored as received (encrypted); with the
+    // room's passphrase, decrypted.
+    if let Some(e2ee) = cli.connect.e2ee()? {
+        room = room.e2ee(e2ee);
+    }
     let mut options = RecorderOptions::new(c.url.clone(), credentials, &cli.out)
         .filter(filter)
         .room_options(room);

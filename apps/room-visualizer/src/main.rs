@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         }
         let creds =
             Credentials::from_config(&config, &cli.watch.conn, "room-visualizer", Preset::Viewer)?;
-        Ok((config, creds))
+        Ok((config, (creds, cli.watch.conn.e2ee()?)))
     })();
     let (config, credentials) = match prepared {
         Ok(v) => v,
@@ -98,7 +98,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> Result<ExitCode> {
+fn run(
+    cli: &Cli,
+    config: wavecast_config::Config,
+    (credentials, e2ee): (Credentials, Option<wavecast_session::E2eeOptions>),
+) -> Result<ExitCode> {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -113,7 +117,8 @@ fn run(cli: &Cli, config: wavecast_config::Config, credentials: Credentials) -> 
             config.reconnect.clone(),
             config.connection.connect_timeout,
         )
-        .with_transport(config.connection.transport),
+        .with_transport(config.connection.transport)
+        .with_e2ee(e2ee),
     );
     let conn_rx = connector.subscribe();
     let (roster_tx, roster_rx) = watch::channel::<Roster>(Arc::new(Vec::new()));

@@ -93,6 +93,7 @@ fn main() -> ExitCode {
 struct Prepared {
     config: Config,
     credentials: Option<Credentials>,
+    e2ee: Option<wavecast_session::E2eeOptions>,
     audio_out: OutputSpec,
 }
 
@@ -124,6 +125,7 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<Prepared> {
         ViewSource::Loopback => None,
     };
     Ok(Prepared {
+        e2ee: cli.watch.conn.e2ee()?,
         config,
         credentials,
         audio_out,
@@ -154,7 +156,8 @@ fn run(cli: &Cli, p: Prepared) -> Result<ExitCode> {
                     p.config.reconnect.clone(),
                     p.config.connection.connect_timeout,
                 )
-                .with_transport(p.config.connection.transport),
+                .with_transport(p.config.connection.transport)
+                .with_e2ee(p.e2ee.clone()),
             );
             let want = cli.participant.clone();
             ParticipantMedia::room(&runtime, connector, out.clone(), decoders, want)

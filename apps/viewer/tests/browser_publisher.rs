@@ -89,6 +89,7 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
             video: Some(camera),
             audio: Some(microphone),
             downscale_after: Some(DOWNSCALE_AFTER),
+            ..PublishOptions::default()
         },
         60,
     )
@@ -261,6 +262,165 @@ fn viewer_receives_a_browser_publishing_with_default_settings() {
         video["fps"].as_f64().unwrap_or(0.0),
         audio["seconds"],
         audio["packets"],
+    );
+    assert!(
+        (tone - TONE_HZ).abs() <= 5.0,
+        "the viewer heard {tone:.1} Hz at {level:.1} dBFS, the browser sent {TONE_HZ} Hz"
+    );
+}
+
+/// The camera loop of the end-to-end encrypted run: 5 s, so the viewer's run sees at most two
+/// restarts of the frame numbers.
+const E2EE_LOOP_FRAMES: u32 = 150;
+/// The passphrase both sides are given.
+const E2EE_KEY: &str = "browser and viewer share this";
+
+/// End-to-end encryption (issue 21): the browser publishes with livekit-client's E2EE (a shared
+/// passphrase, `ExternalE2EEKeyProvider` and its e2ee worker). A viewer with a wrong passphrase
+/// receives nothing it could show — no frame is handed to its decoder — and says why; the
+/// viewer with the passphrase decodes the stamped pictures in order and hears the tone.
+#[test]
+fn viewer_decrypts_a_browser_publishing_with_e2ee() {
+    let test = "viewer_decrypts_a_browser_publishing_with_e2ee";
+    let Some(_ns) = NetNs::enter_for_test(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let camera = dir.path().join("camera.y4m");
+    let microphone = dir.path().join("tone.wav");
+    write_stamped_y4m_frames(&camera, E2EE_LOOP_FRAMES);
+    write_tone_wav(&microphone);
+    let server = LiveKitServer::start_with(&ServerOptions {
+        media_ip: Some(NetNs::ADDR),
+        ..ServerOptions::default()
+    })
+    .expect("livekit-server starts in the namespace");
+    let url = server.ws_url();
+    let room = "browser-publishes-e2ee";
+    let token = server.token("browser", room, Preset::Broadcaster);
+    let mut browser = BrowserPeer::publish(
+        &url,
+        &token,
+        &PublishOptions {
+            video: Some(camera),
+            audio: Some(microphone),
+            e2ee_key: Some(E2EE_KEY.into()),
+            ..PublishOptions::default()
+        },
+        90,
+    )
+    .expect("the browser peer starts");
+    let ready = browser
+        .wait_json("READY", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("the browser publishes: {e}"));
+    eprintln!("browser published with E2EE: {ready}");
+
+    let viewer =
+        |identity: &str, key: &str, frames: u64, timeout: &str, stats: &Path, heard: &Path| {
+            common::run(
+                common::join_command(VIEWER, &url, room, identity)
+                    .args([
+                        "--participant",
+                        "browser",
+                        "--headless",
+                        "--size",
+                        "320x180",
+                    ])
+                    .args(["--frames", &frames.to_string(), "--timeout", timeout])
+                    .args(["--e2ee-key", key])
+                    .arg("--audio-out")
+                    .arg(format!("wav:{}", heard.display()))
+                    .arg("--stats")
+                    .arg(stats),
+                Duration::from_secs(60),
+            )
+        };
+    // A wrong passphrase: nothing decodes (the viewer ends short of its frames) and it says why.
+    let (wrong_stats, wrong_heard) = (dir.path().join("wrong.json"), dir.path().join("wrong.wav"));
+    let wrong = viewer(
+        "wrong-key",
+        "not the passphrase",
+        30,
+        "8s",
+        &wrong_stats,
+        &wrong_heard,
+    );
+    let wrong_json = common::json(&wrong_stats);
+    let wrong_video = wrong_json["video"].clone();
+    let wrong_e2ee = &wrong_json["e2ee"];
+    eprintln!(
+        "viewer with a wrong passphrase: exit {}, {wrong_video}, e2ee {wrong_e2ee}",
+        wrong.code()
+    );
+    assert_eq!(wrong_e2ee["decrypted"].as_u64(), Some(0), "{wrong_e2ee}");
+    assert!(
+        wrong_e2ee["decrypt_failed"].as_u64() > Some(30),
+        "{wrong_e2ee}"
+    );
+    assert_ne!(
+        wrong.code(),
+        0,
+        "the wrong passphrase showed 30 frames\n{}",
+        wrong.output()
+    );
+    assert_eq!(
+        wrong_video["frames_received"].as_u64(),
+        Some(0),
+        "{wrong_video}"
+    );
+    assert!(
+        wrong.output().contains("DecryptionFailed"),
+        "the viewer does not say why nothing shows\n{}",
+        wrong.output()
+    );
+
+    // The passphrase: the pictures, in order, and the tone.
+    let (stats_path, heard) = (dir.path().join("stats.json"), dir.path().join("heard.wav"));
+    let run = viewer("watcher", E2EE_KEY, 150, "40s", &stats_path, &heard);
+    browser.stop();
+    let sent = browser.wait_json("RESULT", Duration::from_secs(30));
+    assert_eq!(
+        run.code(),
+        0,
+        "viewer failed\n{}\n--- browser\n{}",
+        run.output(),
+        browser.stderr()
+    );
+    let sent = sent.unwrap_or_else(|e| panic!("the browser's figures: {e}"));
+    assert_eq!(
+        sent["e2ee"]["enabled"], true,
+        "the browser encrypted: {}",
+        sent["e2ee"]
+    );
+    let stats = common::json(&stats_path);
+    let stream = &stats["streams"]["video"][0];
+    let e2ee = &stats["e2ee"];
+    assert!(e2ee["decrypted"].as_u64() > Some(150), "{e2ee}");
+    let decoded = stream["frames_decoded"].as_u64().unwrap_or(0);
+    let stamped = stream["stamped_frames"].as_u64().unwrap_or(0);
+    let regressions = stream["stamp_regressions"]
+        .as_u64()
+        .expect("stamp_regressions");
+    let seconds = stream["seconds"].as_f64().unwrap_or(0.0);
+    let (tone, level) = dominant_frequency(&heard);
+    eprintln!(
+        "BROWSER (E2EE) → VIEWER: {decoded} pictures in {seconds:.1} s, {stamped} with a stamp, \
+         frame numbers {}..{} ({} distinct), {regressions} times lower than the one before (the \
+         {E2EE_LOOP_FRAMES}-frame camera loop restarting); tone {tone:.1} Hz at {level:.1} dBFS",
+        stream["first_frame_number"], stream["last_frame_number"], stream["distinct_frame_numbers"],
+    );
+    assert!(decoded >= 150, "{stream}");
+    assert!(
+        stamped * 10 >= decoded * 9,
+        "{stamped} of {decoded} pictures carry a readable stamp: decrypted pictures are ours: {stream}"
+    );
+    // In order: the numbers only go down where the 5 s camera loop starts over.
+    // (A window of T seconds holds at most ⌈T / loop⌉ restarts; 0.5 s for the pacing of the
+    // first and last pictures.)
+    let loops = ((seconds + 0.5) / (f64::from(E2EE_LOOP_FRAMES) / f64::from(FPS))).ceil() as u64;
+    assert!(
+        regressions <= loops,
+        "{regressions} regressions in {seconds:.1} s (at most {loops} loop restarts): {stream}"
     );
     assert!(
         (tone - TONE_HZ).abs() <= 5.0,
@@ -542,12 +702,17 @@ impl LayerTimeline {
 /// capture time from now on (within the viewer's plausibility window, so it reads them; the
 /// times are not the browser's capture times, so its latency figure is not one).
 fn write_stamped_y4m(path: &Path) {
+    write_stamped_y4m_frames(path, LOOP_FRAMES);
+}
+
+/// [`write_stamped_y4m`] with `frames` frames (numbered from 0).
+fn write_stamped_y4m_frames(path: &Path, frames: u32) {
     let (w, h) = SOURCE;
     let mut writer = Y4mWriter::create(path, w, h, FrameRate::new(FPS, 1)).expect("create Y4M");
     let layout = VideoLayout::new(PixelFormat::I420, w, h).expect("a layout");
     let pattern = TestPattern::default();
     let start = Timestamp::now().as_micros();
-    for n in 0..LOOP_FRAMES {
+    for n in 0..frames {
         let mut frame = VideoFrameMut::new(layout);
         let at = Timestamp::from_micros(start + u64::from(n) * 1_000_000 / u64::from(FPS));
         pattern.render(&mut frame, n, at).expect("render");

@@ -75,6 +75,70 @@ pub struct ConnectArgs {
     /// within 2 s), udp, or tcp where UDP is blocked (connection.transport).
     #[arg(long, value_name = "HOW", default_value = "auto", value_parser = ["auto", "udp", "tcp"])]
     pub transport: String,
+    /// End-to-end encryption with this shared passphrase, as livekit-client's
+    /// ExternalE2EEKeyProvider and the SDKs' shared key take it: our tracks are encrypted, and
+    /// encrypted tracks decrypted (a wrong key: their frames are dropped, never shown).
+    #[arg(
+        long,
+        value_name = "PASSPHRASE",
+        env = "WAVECAST_E2EE_KEY",
+        hide_env_values = true,
+        conflicts_with = "e2ee_key_file"
+    )]
+    pub e2ee_key: Option<E2eeKey>,
+    /// The end-to-end passphrase from a file (its first line; keeps it out of the process list).
+    #[arg(long, value_name = "FILE")]
+    pub e2ee_key_file: Option<PathBuf>,
+}
+
+/// An end-to-end encryption passphrase from the command line: never printed.
+#[derive(Clone)]
+pub struct E2eeKey(String);
+
+impl std::fmt::Debug for E2eeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("E2eeKey([redacted])")
+    }
+}
+
+impl std::str::FromStr for E2eeKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the passphrase is empty".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl ConnectArgs {
+    /// The end-to-end encryption the flags ask for (`None`: none).
+    ///
+    /// # Errors
+    /// [`AppError::E2eeKey`] when the key file cannot be read or holds no passphrase.
+    pub fn e2ee(&self) -> Result<Option<wavecast_session::E2eeOptions>, AppError> {
+        let passphrase = match (&self.e2ee_key, &self.e2ee_key_file) {
+            (Some(k), _) => k.0.clone(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| AppError::E2eeKey {
+                    path: path.clone(),
+                    reason: source.to_string(),
+                })?;
+                let line = text.lines().next().unwrap_or_default().to_owned();
+                if line.is_empty() {
+                    return Err(AppError::E2eeKey {
+                        path: path.clone(),
+                        reason: "its first line is empty".into(),
+                    });
+                }
+                line
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(wavecast_session::E2eeOptions::shared_passphrase(
+            &passphrase,
+        )))
+    }
 }
 
 /// Video size, rate and bitrate of a local source (the broadcaster's capture, the viewer's
@@ -375,5 +439,43 @@ mod tests {
         assert_eq!(parse("500ms"), d.reconnect.initial_delay);
         assert_eq!(parse("10s"), d.reconnect.max_delay);
         assert_eq!(parse("10s"), d.connection.connect_timeout);
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        conn: ConnectArgs,
+    }
+
+    fn parse_args(args: &[&str]) -> Result<Cli, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("app").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_e2ee_passphrase_comes_from_the_flag_or_the_first_line_of_a_file_and_is_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "s3cret-from-file\nignored\n").unwrap();
+        let none = parse_args(&[]).unwrap();
+        assert!(none.conn.e2ee().unwrap().is_none());
+        let flag = parse_args(&["--e2ee-key", "s3cret-flag"]).unwrap();
+        assert!(flag.conn.e2ee().unwrap().is_some());
+        let from_file = parse_args(&["--e2ee-key-file", file.to_str().unwrap()]).unwrap();
+        let options = from_file.conn.e2ee().unwrap().expect("options");
+        for shown in [format!("{flag:?}"), format!("{from_file:?} {options:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        // Both, an empty flag, an empty or missing file: refused, naming no secret.
+        assert!(parse_args(&["--e2ee-key", "a", "--e2ee-key-file", "f"]).is_err());
+        assert!(parse_args(&["--e2ee-key", ""]).is_err());
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        for path in [empty, dir.path().join("missing")] {
+            let cli = parse_args(&["--e2ee-key-file", path.to_str().unwrap()]).unwrap();
+            let e = cli.conn.e2ee().unwrap_err();
+            assert!(matches!(e, AppError::E2eeKey { .. }), "{e}");
+            assert!(e.to_string().contains(path.to_str().unwrap()), "{e}");
+        }
     }
 }

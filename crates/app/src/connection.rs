@@ -117,6 +117,7 @@ pub struct Connector {
     connect_timeout: Duration,
     transport: IceTransport,
     state: watch::Sender<Link>,
+    e2ee: Option<wavecast_session::E2eeOptions>,
 }
 
 /// The engine's setting for `connection.transport`.
@@ -144,7 +145,14 @@ impl Connector {
             connect_timeout,
             transport: IceTransport::Auto,
             state,
+            e2ee: None,
         }
+    }
+
+    /// Join with end-to-end encryption (`--e2ee-key`; `None`: none).
+    pub fn with_e2ee(mut self, e2ee: Option<wavecast_session::E2eeOptions>) -> Self {
+        self.e2ee = e2ee;
+        self
     }
 
     /// The server URL.
@@ -170,11 +178,15 @@ impl Connector {
 
     /// The room options the apps join with.
     pub fn options(&self) -> RoomOptions {
-        RoomOptions::default()
+        let options = RoomOptions::default()
             .reconnect(self.policy.clone())
             .connect_timeout(self.connect_timeout)
             .ice_transport(self.transport)
-            .event_capacity(1024)
+            .event_capacity(1024);
+        match &self.e2ee {
+            Some(e) => options.e2ee(e.clone()),
+            None => options,
+        }
     }
 
     /// Joins, retrying per policy (the room's retry loop) with a message for every failed

@@ -31,6 +31,14 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// The end-to-end key file could not be used.
+    #[error("cannot read the end-to-end key from {}: {reason}", path.display())]
+    E2eeKey {
+        /// The file.
+        path: PathBuf,
+        /// Why (never the file's content).
+        reason: String,
+    },
     /// Statistics could not be serialised.
     #[error("cannot serialise the statistics for {}", path.display())]
     Json {

@@ -41,6 +41,8 @@ pub struct Outcome {
     pub finished: Finished,
     /// Rejoins made.
     pub reconnects: u64,
+    /// End-to-end encryption counters.
+    pub e2ee: wavecast_session::E2eeStats,
     /// When the task ended because it could not connect: exit code and message.
     pub failure: Option<(u8, String)>,
     /// Room name.
@@ -206,6 +208,7 @@ pub async fn run(
                 watching.send_replace(following.watching(&room));
             }
             outcome.reconnects = room.stats().rejoins;
+            outcome.e2ee = room.stats().e2ee;
             drop(following);
             tracing::info!("leaving the room");
             if tokio::time::timeout(Duration::from_secs(5), room.close())

@@ -317,6 +317,8 @@ pub struct ParticipantStats {
     pub recording: Option<RecordingSummary>,
     /// Rejoins made.
     pub reconnects: u64,
+    /// End-to-end encryption: frames decrypted and refused (all zero without encryption).
+    pub e2ee: wavecast_session::E2eeStats,
     /// Every stream, in order.
     pub streams: StreamsStats,
 }
@@ -354,6 +356,7 @@ impl ParticipantStats {
             render,
             recording: record.map(|dir| RecordingSummary::new(dir, &f.recording)),
             reconnects: outcome.reconnects,
+            e2ee: outcome.e2ee,
             streams: StreamsStats {
                 video: f.video.clone(),
                 audio: f.audio.clone(),

@@ -395,3 +395,184 @@ impl DataMessage {
         }
     }
 }
+
+/// An end-to-end encrypted data packet as it arrived (LiveKit's `EncryptedPacket`): the
+/// engine holds no keys; whoever does opens it ([`EncryptedData::open`] after decrypting).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptedData {
+    /// `Encryption.Type` (1: GCM).
+    pub encryption_type: i32,
+    /// The IV.
+    pub iv: Vec<u8>,
+    /// The key index.
+    pub key_index: u32,
+    /// The encrypted bytes of an `EncryptedPacketPayload`.
+    pub encrypted_value: Vec<u8>,
+}
+
+impl std::fmt::Debug for EncryptedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptedData")
+            .field("encryption_type", &self.encryption_type)
+            .field("key_index", &self.key_index)
+            .field("bytes", &self.encrypted_value.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a decrypted `EncryptedPacketPayload` carries.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DecryptedData {
+    /// A user packet: topic and payload.
+    User {
+        /// Its topic.
+        topic: Option<String>,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+    /// A data-stream or RPC packet.
+    Message(DataMessage),
+    /// A kind this version does not handle (a chat message of the old kind).
+    Other,
+}
+
+impl EncryptedData {
+    /// What the decrypted bytes of [`EncryptedData::encrypted_value`] carry.
+    pub fn open(plaintext: &[u8]) -> Result<DecryptedData, prost::DecodeError> {
+        use prost::Message as _;
+        use proto::data_packet::Value as V;
+        use proto::encrypted_packet_payload::Value as E;
+        let payload = proto::EncryptedPacketPayload::decode(plaintext)?;
+        let value = match payload.value {
+            Some(E::User(u)) => {
+                return Ok(DecryptedData::User {
+                    topic: u.topic,
+                    payload: u.payload,
+                });
+            }
+            Some(E::StreamHeader(h)) => V::StreamHeader(h),
+            Some(E::StreamChunk(c)) => V::StreamChunk(c),
+            Some(E::StreamTrailer(t)) => V::StreamTrailer(t),
+            Some(E::RpcRequest(r)) => V::RpcRequest(r),
+            Some(E::RpcAck(a)) => V::RpcAck(a),
+            Some(E::RpcResponse(r)) => V::RpcResponse(r),
+            Some(E::ChatMessage(_)) | None => return Ok(DecryptedData::Other),
+        };
+        Ok(DataMessage::from_proto(value).map_or(DecryptedData::Other, DecryptedData::Message))
+    }
+}
+
+/// An encrypted data payload, as [`DataSealer`] returns it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedPayload {
+    /// The IV.
+    pub iv: Vec<u8>,
+    /// The key index.
+    pub key_index: u32,
+    /// Ciphertext and tag of the encoded `EncryptedPacketPayload`.
+    pub encrypted_value: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedPayload")
+            .field("key_index", &self.key_index)
+            .field("bytes", &self.encrypted_value.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The function a [`DataSealer`] wraps.
+pub type SealFn = dyn Fn(&str, &[u8]) -> Option<SealedPayload> + Send + Sync;
+
+/// End-to-end encryption of the data packets we send (`EngineOptions::data_sealer`): given our
+/// identity and an encoded `EncryptedPacketPayload`, its AES-GCM sealing with the session's key
+/// (`None`: no key, the packet is not sent). The engine itself holds no keys.
+#[derive(Clone)]
+pub struct DataSealer(pub std::sync::Arc<SealFn>);
+
+impl std::fmt::Debug for DataSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataSealer")
+    }
+}
+
+impl DataSealer {
+    /// `value` as an `EncryptedPacket` sealed by this sealer for `identity`; `Ok(None)` for a
+    /// kind that is not sealed (sent as it is); `Err(())` when there is no key.
+    pub(crate) fn seal(
+        &self,
+        identity: &str,
+        value: &proto::data_packet::Value,
+    ) -> Result<Option<proto::data_packet::Value>, ()> {
+        use prost::Message as _;
+        use proto::data_packet::Value as V;
+        use proto::encrypted_packet_payload::Value as E;
+        let inner = match value.clone() {
+            V::User(u) => E::User(u),
+            V::StreamHeader(h) => E::StreamHeader(h),
+            V::StreamChunk(c) => E::StreamChunk(c),
+            V::StreamTrailer(t) => E::StreamTrailer(t),
+            V::RpcRequest(r) => E::RpcRequest(r),
+            V::RpcAck(a) => E::RpcAck(a),
+            V::RpcResponse(r) => E::RpcResponse(r),
+            _ => return Ok(None),
+        };
+        let plain = proto::EncryptedPacketPayload { value: Some(inner) }.encode_to_vec();
+        let sealed = (self.0)(identity, &plain).ok_or(())?;
+        Ok(Some(V::EncryptedPacket(proto::EncryptedPacket {
+            encryption_type: proto::encryption::Type::Gcm as i32,
+            iv: sealed.iv,
+            key_index: sealed.key_index,
+            encrypted_value: sealed.encrypted_value,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod encrypted_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    #[test]
+    fn an_opened_payload_is_the_packet_it_carries() {
+        use proto::encrypted_packet_payload::Value as E;
+        let user = proto::EncryptedPacketPayload {
+            value: Some(E::User(proto::UserPacket {
+                payload: b"hi".to_vec(),
+                topic: Some("t".into()),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(
+            EncryptedData::open(&user.encode_to_vec()).unwrap(),
+            DecryptedData::User {
+                topic: Some("t".into()),
+                payload: b"hi".to_vec()
+            }
+        );
+        let ack = proto::EncryptedPacketPayload {
+            value: Some(E::RpcAck(proto::RpcAck {
+                request_id: "r1".into(),
+            })),
+        };
+        assert_eq!(
+            EncryptedData::open(&ack.encode_to_vec()).unwrap(),
+            DecryptedData::Message(DataMessage::RpcAck(RpcAck {
+                request_id: "r1".into()
+            }))
+        );
+        assert_eq!(EncryptedData::open(&[]).unwrap(), DecryptedData::Other);
+    }
+
+    proptest! {
+        /// Whatever a key opens (a peer with the key can send anything): an error or a value,
+        /// never a panic.
+        #[test]
+        fn opening_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = EncryptedData::open(&bytes);
+        }
+    }
+}

@@ -22,6 +22,10 @@ impl std::fmt::Display for PeerRole {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
+    /// Data packets are end-to-end encrypted and there is no key to encrypt this one with: it
+    /// was not sent.
+    #[error("no end-to-end key to encrypt the data packet with: not sent")]
+    DataNotEncrypted,
     /// The server refused the token (HTTP 401/403): retrying with the same token cannot help.
     #[error("the server at {url} refused the token ({status}): {message}")]
     Unauthorized {

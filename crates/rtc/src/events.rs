@@ -102,6 +102,8 @@ pub struct TrackInfo {
     pub width: u32,
     /// Video height.
     pub height: u32,
+    /// Whether its frames are end-to-end encrypted (`Encryption.Type` other than NONE).
+    pub encrypted: bool,
 }
 
 impl TrackInfo {
@@ -119,6 +121,7 @@ impl TrackInfo {
             muted: t.muted,
             width: t.width,
             height: t.height,
+            encrypted: t.encryption != livekit_protocol::encryption::Type::None as i32,
         }
     }
 }
@@ -256,6 +259,16 @@ pub enum EngineEvent {
         /// Whether it came on the reliable channel.
         reliable: bool,
     },
+    /// An end-to-end encrypted data packet arrived: the engine has no keys; the session opens
+    /// it (dropped like other data when it came lossy and the reader is behind).
+    EncryptedData {
+        /// The sender's identity (empty when the server API sent it).
+        participant_identity: String,
+        /// The packet.
+        packet: Box<crate::data_message::EncryptedData>,
+        /// Whether it came on the reliable channel.
+        reliable: bool,
+    },
     /// A data-stream or RPC packet arrived (reliable; never dropped).
     DataMessage {
         /// The sender's identity (empty when the server API sent it).
@@ -289,6 +302,10 @@ impl EngineEvent {
             EngineEvent::ActiveSpeakers(_)
                 | EngineEvent::ConnectionQuality(_)
                 | EngineEvent::DataReceived {
+                    reliable: false,
+                    ..
+                }
+                | EngineEvent::EncryptedData {
                     reliable: false,
                     ..
                 }

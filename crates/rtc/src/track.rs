@@ -79,6 +79,9 @@ pub struct TrackOptions {
     pub height: u32,
     /// Start muted.
     pub muted: bool,
+    /// Announce the track as end-to-end encrypted (AES-GCM frames, `Encryption.Type.GCM`): the
+    /// frames written into it must already be encrypted (the session does it).
+    pub encrypted: bool,
 }
 
 impl TrackOptions {
@@ -91,6 +94,7 @@ impl TrackOptions {
             width: 0,
             height: 0,
             muted: false,
+            encrypted: false,
         }
     }
 
@@ -103,6 +107,7 @@ impl TrackOptions {
             width,
             height,
             muted: false,
+            encrypted: false,
         }
     }
 }
@@ -183,6 +188,7 @@ pub(crate) struct RemoteTrackInfo {
     pub participant_identity: String,
     pub name: String,
     pub kind: TrackKind,
+    pub encrypted: bool,
 }
 
 /// One encoded frame on its way to the engine.
@@ -312,6 +318,7 @@ pub struct RemoteTrack {
     pub(crate) frames: mpsc::Receiver<EncodedFrame>,
     pub(crate) commands: CommandSender,
     pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) encrypted: bool,
 }
 
 impl RemoteTrack {
@@ -333,6 +340,7 @@ impl RemoteTrack {
             frames: rx,
             commands,
             dropped: dropped.clone(),
+            encrypted: info.encrypted,
         };
         (track, FrameQueue(tx), dropped)
     }
@@ -360,6 +368,12 @@ impl RemoteTrack {
     /// Audio or video.
     pub fn kind(&self) -> TrackKind {
         self.kind
+    }
+
+    /// Whether its publisher announced it end-to-end encrypted (its frames arrive encrypted;
+    /// false also when the track was not announced before it was subscribed).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// The next frame; `None` once the track is unsubscribed or the engine ends.

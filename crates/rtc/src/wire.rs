@@ -9,7 +9,7 @@
 use livekit_protocol as proto;
 use prost::Message as _;
 
-use crate::data_message::DataMessage;
+use crate::data_message::{DataMessage, EncryptedData};
 use crate::events::Quality;
 
 /// What a data packet carries for the application.
@@ -27,6 +27,11 @@ pub(crate) enum Incoming {
     Message {
         participant_identity: String,
         message: DataMessage,
+    },
+    /// An end-to-end encrypted packet (`EncryptedPacket`) and its sender's identity.
+    Encrypted {
+        participant_identity: String,
+        packet: EncryptedData,
     },
     /// A packet of another kind (legacy transcription, metrics, SIP DTMF, …), ignored.
     Other,
@@ -51,6 +56,15 @@ pub(crate) fn decode_data_packet(bytes: &[u8]) -> Result<Incoming, prost::Decode
         Some(proto::data_packet::Value::Speaker(s)) => {
             Incoming::Speakers(active_speakers(s.speakers))
         }
+        Some(proto::data_packet::Value::EncryptedPacket(e)) => Incoming::Encrypted {
+            participant_identity: packet.participant_identity,
+            packet: EncryptedData {
+                encryption_type: e.encryption_type,
+                iv: e.iv,
+                key_index: e.key_index,
+                encrypted_value: e.encrypted_value,
+            },
+        },
         Some(value) => match DataMessage::from_proto(value) {
             Some(message) => Incoming::Message {
                 participant_identity: packet.participant_identity,

@@ -57,11 +57,19 @@ pub use room::{
     StreamTextOptions, TOPIC_CHAT, TOPIC_TRANSCRIPTION, TextStreamHandler, TextStreamInfo,
     TextStreamReader, TextStreamWriter, TrackFilter,
 };
+/// End-to-end encryption (the `wavecast-e2ee` crate): keys and their derivation, for
+/// [`RoomOptions::e2ee`].
+pub mod e2ee {
+    pub use crate::session::e2ee::{
+        Codec, DecryptStats, E2eeError, KeyDerivation, KeyMaterial, KeyProvider, KeyProviderOptions,
+    };
+    pub use crate::session::{E2eeOptions, E2eeState, E2eeStats};
+}
 pub use session::{
     AudioPublisher, AudioSubscriber, Credentials, DataOptions, DecodedAudio, DecodedVideo,
-    EncodedFrame, PeerRole, PublishedTrack, ReconnectPolicy, SendError, SessionError,
-    SubscribedTrack, TrackInfo, TrackKey, TrackKind, TrackOptions, TrackSource, VideoDecode,
-    VideoPublisher, VideoSubscriber, error_chain,
+    E2eeOptions, E2eeState, E2eeStats, EncodedFrame, PeerRole, PublishedTrack, ReconnectPolicy,
+    SendError, SessionError, SubscribedTrack, TrackInfo, TrackKey, TrackKind, TrackOptions,
+    TrackSource, VideoDecode, VideoPublisher, VideoSubscriber, error_chain,
 };
 
 /// What a [`Room`] is built on: one participant's [`Session`](internals::Session) on the media

@@ -58,7 +58,8 @@ impl EncodedSink for wavecast_session::PublishedTrack {
         match wavecast_session::PublishedTrack::write(self, data.to_vec(), rtp_time, capture) {
             Ok(()) => Ok(true),
             // Reconnecting or a full queue: dropped and counted; frames flow again by themselves.
-            Err(SendError::Full | SendError::Reconnecting) => Ok(false),
+            // (or no end-to-end key yet: dropped and counted in the room's e2ee stats).
+            Err(SendError::Full | SendError::Reconnecting | SendError::NoKey) => Ok(false),
             Err(_) => Err(StreamError::SinkClosed {
                 what: format!("track {}", self.name()),
             }),

@@ -242,6 +242,12 @@ pub struct VideoStreamStats {
     /// distinct / (last − first + 1), in percent: the share of the sender's frames in that span
     /// that arrived and decoded.
     pub received_pct: Option<f64>,
+    /// Stamped pictures whose frame number is lower than the one before (out of order, or a
+    /// source that loops its frames).
+    pub stamp_regressions: u64,
+    /// The last stamped frame number decoded.
+    #[serde(skip)]
+    pub last_stamp: Option<u32>,
     /// Capture-to-decoded age from the stamps (glass to glass up to the decoder).
     pub latency: Option<Percentiles>,
     /// Frames written to the IVF recording.
@@ -618,6 +624,10 @@ impl VideoReceiver {
             let age = now.saturating_duration_since(s.timestamp);
             stats.stamped_frames += 1;
             stats.frame_numbers.insert(s.frame_number);
+            if stats.last_stamp.is_some_and(|last| s.frame_number < last) {
+                stats.stamp_regressions += 1;
+            }
+            stats.last_stamp = Some(s.frame_number);
             if at.duration_since(first_at) >= self.options.latency_warmup {
                 self.hist.record(age);
             }

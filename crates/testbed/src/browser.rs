@@ -115,6 +115,16 @@ pub struct PublishOptions {
     /// adaptation does under CPU or bandwidth pressure); the peer then prints
     /// `SCALED {"width", "height", "at_unix_ms"}`.
     pub downscale_after: Option<Duration>,
+    /// End-to-end encryption with this shared passphrase (livekit-client's
+    /// `ExternalE2EEKeyProvider` and e2ee worker); `RESULT` then has `e2ee.errors`.
+    pub e2ee_key: Option<String>,
+}
+
+/// What a subscribing page does besides the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeOptions {
+    /// End-to-end encryption with this shared passphrase (see [`PublishOptions::e2ee_key`]).
+    pub e2ee_key: Option<String>,
 }
 
 /// Chromium with livekit-client on a page, publishing or subscribing (see the module docs);
@@ -152,6 +162,9 @@ impl BrowserPeer {
         if let Some(after) = options.downscale_after {
             args.extend(["--downscale-after".into(), after.as_secs_f64().to_string()]);
         }
+        if let Some(key) = &options.e2ee_key {
+            args.extend(["--e2ee-key".into(), key.clone()]);
+        }
         Self::spawn(url, token, seconds, args, "browser publisher")
     }
 
@@ -163,11 +176,31 @@ impl BrowserPeer {
         participant: &str,
         seconds: u32,
     ) -> Result<Self, TestbedError> {
-        let args = vec![
+        Self::subscribe_with(
+            url,
+            token,
+            participant,
+            seconds,
+            &SubscribeOptions::default(),
+        )
+    }
+
+    /// [`BrowserPeer::subscribe`] with [`SubscribeOptions`] (end-to-end encryption).
+    pub fn subscribe_with(
+        url: &str,
+        token: &str,
+        participant: &str,
+        seconds: u32,
+        options: &SubscribeOptions,
+    ) -> Result<Self, TestbedError> {
+        let mut args = vec![
             "subscribe".into(),
             "--participant".into(),
             participant.into(),
         ];
+        if let Some(key) = &options.e2ee_key {
+            args.extend(["--e2ee-key".into(), key.clone()]);
+        }
         Self::spawn(url, token, seconds, args, "browser subscriber")
     }
 
@@ -241,13 +274,22 @@ impl BrowserPeer {
     /// answered `OK <command>` (the line protocol of the Python peers in `tests/python`), until
     /// dropped or `idle_seconds` pass without a command.
     pub fn data(url: &str, token: &str, idle_seconds: u32) -> Result<Self, TestbedError> {
-        Self::spawn(
-            url,
-            token,
-            idle_seconds,
-            vec!["data".into()],
-            "browser data peer",
-        )
+        Self::data_with(url, token, idle_seconds, &SubscribeOptions::default())
+    }
+
+    /// [`BrowserPeer::data`] with end-to-end encryption ([`SubscribeOptions::e2ee_key`]):
+    /// livekit-client's `encryption` option, which encrypts data packets too.
+    pub fn data_with(
+        url: &str,
+        token: &str,
+        idle_seconds: u32,
+        options: &SubscribeOptions,
+    ) -> Result<Self, TestbedError> {
+        let mut args = vec!["data".to_owned()];
+        if let Some(key) = &options.e2ee_key {
+            args.extend(["--e2ee-key".into(), key.clone()]);
+        }
+        Self::spawn(url, token, idle_seconds, args, "browser data peer")
     }
 
     /// Sends a data peer one command line (see `tests/browser/data.js`).

@@ -22,9 +22,15 @@ impl Core {
                     height: options.height,
                     muted: options.muted,
                     source: options.source.to_proto() as i32,
-                    // Audio goes out wrapped in RED when the server negotiates it.
-                    disable_red: false,
+                    // Audio goes out wrapped in RED when the server negotiates it; not when it is
+                    // end-to-end encrypted (livekit-client turns RED off for E2EE too).
+                    disable_red: options.encrypted,
                     disable_dtx: true,
+                    encryption: if options.encrypted {
+                        proto::encryption::Type::Gcm as i32
+                    } else {
+                        proto::encryption::Type::None as i32
+                    },
                     ..Default::default()
                 };
                 self.pending_publish.insert(
@@ -176,6 +182,7 @@ impl Core {
         let shared = Arc::new(LocalShared::default());
         shared.keyframe_requested.store(true, Ordering::Relaxed);
         let kind = p.options.kind;
+        let encrypted = p.options.encrypted;
         let rtp_offset = u64::from(self.random_u32());
         self.local_tracks.insert(
             p.cid.clone(),
@@ -188,6 +195,7 @@ impl Core {
                 info,
                 shared: shared.clone(),
                 rtp_offset,
+                encrypted,
             },
         );
         self.negotiation.changes.push(PubChange::Media {

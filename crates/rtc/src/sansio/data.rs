@@ -45,6 +45,15 @@ impl Core {
         let Some(id) = id else {
             return Err(EngineError::ChannelNotOpen { label });
         };
+        // End to end: sealed with the session's key, never sent in clear when that fails.
+        let value = match &self.options.data_sealer {
+            None => value,
+            Some(sealer) => match sealer.seal(&self.local.identity, &value) {
+                Ok(Some(sealed)) => sealed,
+                Ok(None) => value,
+                Err(()) => return Err(EngineError::DataNotEncrypted),
+            },
+        };
         let sequence = if reliable {
             self.data.reliable_seq += 1;
             self.data.reliable_seq
@@ -140,6 +149,14 @@ impl Core {
             }) => self.emit(EngineEvent::DataMessage {
                 participant_identity,
                 message: Box::new(message),
+            }),
+            Ok(Incoming::Encrypted {
+                participant_identity,
+                packet,
+            }) => self.emit(EngineEvent::EncryptedData {
+                participant_identity,
+                packet: Box::new(packet),
+                reliable,
             }),
             Ok(Incoming::Other) => trace!("data packet of another kind ignored"),
             Err(e) => debug!("undecodable data packet ({} bytes): {e}", bytes.len()),

@@ -38,6 +38,7 @@ pub(crate) mod resume;
 mod roster;
 mod routing;
 pub(crate) mod rtp_stats;
+mod sdp_red;
 mod signal;
 
 pub(crate) use outbox::{EventSink, Offer};
@@ -108,6 +109,8 @@ pub struct EngineOptions {
     /// The data-plane protocol we tell other participants we speak (they choose how to send us
     /// data streams and RPC from it).
     pub client_protocol: ClientProtocol,
+    /// End-to-end encryption of the data packets we send (user data, streams, RPC), when set.
+    pub data_sealer: Option<crate::data_message::DataSealer>,
     /// How the media connections reach the server: UDP, TCP, or UDP with TCP as the fallback.
     pub ice_transport: IceTransport,
     /// With [`IceTransport::Auto`]: how long a connection may try UDP alone before TCP
@@ -180,6 +183,7 @@ impl Default for EngineOptions {
             publish_timeout: Duration::from_secs(10),
             liveness_timeout: Duration::from_secs(5),
             client_protocol: ClientProtocol::default(),
+            data_sealer: None,
             ice_transport: IceTransport::default(),
             tcp_fallback_after: Duration::from_secs(2),
         }
@@ -411,6 +415,9 @@ struct LocalTrackState {
     shared: Arc<LocalShared>,
     /// Offset added to the caller's RTP times (random start, as RFC 3550 asks).
     rtp_offset: u64,
+    /// End-to-end encrypted frames: audio goes out without RED (a browser's frame decryptor
+    /// would see the whole RED payload).
+    encrypted: bool,
 }
 
 struct RemoteState {

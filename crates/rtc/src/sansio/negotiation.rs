@@ -190,7 +190,14 @@ impl Core {
             return self.publisher.drain();
         };
         self.publisher.drain()?;
-        let sdp = offer.to_sdp_string();
+        // End-to-end encrypted audio goes out as plain Opus (see `sdp_red`).
+        let encrypted_audio: Vec<_> = self
+            .local_tracks
+            .values()
+            .filter(|t| t.encrypted && t.kind == TrackKind::Audio)
+            .filter_map(|t| t.mid)
+            .collect();
+        let sdp = super::sdp_red::without_red(&offer.to_sdp_string(), &encrypted_audio);
         debug!("publisher offer:\n{}", crate::redact::Redacted(&sdp));
         let _ = role;
         self.negotiation.pending = Some((pending, sdp.clone()));

@@ -40,7 +40,7 @@ impl Core {
                         self.emit(EngineEvent::TrackUnsubscribed { track_sid: old });
                     }
                     let participant_sid = s.participant_sid().unwrap_or_default().to_owned();
-                    let (identity, name) = self
+                    let (identity, (name, encrypted)) = self
                         .participants
                         .get(&participant_sid)
                         .map(|p| {
@@ -48,7 +48,7 @@ impl Core {
                                 p.info.identity.clone(),
                                 p.tracks
                                     .get(&sid)
-                                    .map(|t| t.name.clone())
+                                    .map(|t| (t.name.clone(), t.encrypted))
                                     .unwrap_or_default(),
                             )
                         })
@@ -60,6 +60,7 @@ impl Core {
                             participant_identity: identity,
                             name,
                             kind,
+                            encrypted,
                         },
                         self.options.track_capacity.max(1),
                         self.commands.clone(),
@@ -120,6 +121,11 @@ impl Core {
             TrackKind::Video => (Codec::Vp8, str0m::media::Frequency::NINETY_KHZ),
         };
         let rtp_time = m.rtp_time.wrapping_add(t.rtp_offset);
+        if t.encrypted && t.kind == TrackKind::Audio {
+            // Chromium hands its frame decryptor the whole RED payload: plain Opus only (as
+            // livekit-client sends it with E2EE). A no-op after the first time.
+            self.publisher.rtc.direct_api().set_red_send(mid, false);
+        }
         let Some(writer) = self.publisher.rtc.writer(mid) else {
             return Ok(());
         };

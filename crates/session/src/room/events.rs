@@ -10,7 +10,7 @@ use wavecast_rtc::{Quality, TrackKind, TrackSource};
 use super::participant::Participant;
 use super::roster::{RemoteParticipant, RemoteTrackPublication};
 use crate::ids::{ParticipantIdentity, TrackSid};
-use crate::session::{EndReason, PublishedTrack, SessionError, SubscribedTrack};
+use crate::session::{E2eeState, EndReason, PublishedTrack, SessionError, SubscribedTrack};
 
 /// A participant speaking now, loudest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +180,20 @@ pub enum RoomEvent {
         /// The server's reason (`SE_CODEC_UNSUPPORTED`, `SE_TRACK_NOTFOUND`, …).
         reason: String,
     },
+    /// A subscribed track's end-to-end decryption changed state as its frames were read: a
+    /// wrong key gives [`E2eeState::DecryptionFailed`], no key [`E2eeState::MissingKey`] (its
+    /// frames are dropped meanwhile, never decoded), a working one [`E2eeState::Ok`]. Counted
+    /// in [`crate::RoomStats::e2ee`].
+    E2eeStateChanged {
+        /// The publisher's identity.
+        participant_identity: ParticipantIdentity,
+        /// The track's sid.
+        track_sid: TrackSid,
+        /// The track's name.
+        track_name: String,
+        /// The new state.
+        state: E2eeState,
+    },
     /// A remote track was muted by its publisher.
     TrackMuted {
         /// The publication.
@@ -262,6 +276,7 @@ impl RoomEvent {
             RoomEvent::LocalTrackPublished { .. } => "LocalTrackPublished",
             RoomEvent::LocalTrackUnpublished { .. } => "LocalTrackUnpublished",
             RoomEvent::TrackSubscriptionFailed { .. } => "TrackSubscriptionFailed",
+            RoomEvent::E2eeStateChanged { .. } => "E2eeStateChanged",
             RoomEvent::RoomMetadataChanged { .. } => "RoomMetadataChanged",
             RoomEvent::TrackPublished { .. } => "TrackPublished",
             RoomEvent::TrackUnpublished { .. } => "TrackUnpublished",

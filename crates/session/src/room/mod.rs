@@ -35,11 +35,12 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
 use crate::session::{
-    Credentials, EngineEvent, Session, SessionError, SessionEvent, SessionEvents, SessionOptions,
-    SessionState, lock,
+    Credentials, E2eeOptions, E2eeStats, EngineEvent, Session, SessionError, SessionEvent,
+    SessionEvents, SessionOptions, SessionState, lock,
 };
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
+use wavecast_rtc::data_message::DecryptedData;
 use wavecast_rtc::{ClientProtocol, DataMessage, IceTransport, MediaTransport, Quality};
 
 pub use data_stream::{
@@ -77,6 +78,9 @@ pub struct RoomOptions {
     pub connect_timeout: Duration,
     /// Bounds on incoming data streams.
     pub data_stream_limits: DataStreamLimits,
+    /// End-to-end encryption keys (none: nothing is encrypted, encrypted tracks are withheld
+    /// unless their reader asks for the encrypted frames).
+    pub e2ee: Option<E2eeOptions>,
     /// How the media connections reach the server (default: UDP, with ICE over TCP as the
     /// fallback when UDP does not connect within 2 s).
     pub ice_transport: IceTransport,
@@ -94,6 +98,7 @@ impl Default for RoomOptions {
             transport_timeout: Duration::from_secs(10),
             connect_timeout: crate::session::EngineOptions::default().connect_timeout,
             data_stream_limits: DataStreamLimits::default(),
+            e2ee: None,
             client_protocol: ClientProtocol::default(),
             ice_transport: IceTransport::default(),
         }
@@ -137,6 +142,13 @@ impl RoomOptions {
         self
     }
 
+    /// Encrypt end to end with these keys: our tracks are published encrypted (AES-GCM, as
+    /// livekit-client and the SDKs do it) and encrypted tracks are decrypted.
+    pub fn e2ee(mut self, options: E2eeOptions) -> Self {
+        self.e2ee = Some(options);
+        self
+    }
+
     /// Set the data-plane protocol we advertise (an older one only to talk to peers as an older
     /// SDK would, e.g. in tests).
     pub fn client_protocol(mut self, protocol: ClientProtocol) -> Self {
@@ -159,6 +171,7 @@ impl RoomOptions {
             .event_capacity(self.event_capacity);
         s.engine.auto_subscribe = self.auto_subscribe;
         s.engine.connect_timeout = self.connect_timeout;
+        s.e2ee = self.e2ee.clone();
         s.engine.client_protocol = self.client_protocol;
         s.engine.ice_transport = self.ice_transport;
         s
@@ -197,6 +210,8 @@ pub struct RoomStats {
     pub queue_peak: u64,
     /// RTP repair and loss counters of the media connections (NACKs, PLIs each way).
     pub rtp: wavecast_rtc::RtpStats,
+    /// End-to-end encryption: frames encrypted, decrypted, refused.
+    pub e2ee: E2eeStats,
     /// What media flows over now: UDP, ICE over TCP (see [`RoomOptions::ice_transport`]), or
     /// nothing yet.
     pub transport: MediaTransport,
@@ -505,6 +520,7 @@ impl Room {
             dropped_events: self.queue.dropped(),
             queue_peak: self.queue.peak(),
             rtp: session.rtp,
+            e2ee: self.session.e2ee_stats(),
             transport: session.transport,
         }
     }
@@ -616,6 +632,33 @@ async fn run(
                 continue;
             }
         };
+        // End-to-end encrypted data (livekit-client's data channel encryption): opened with the
+        // room's keys, then handled as the plain packet it carries; dropped (counted in
+        // `RoomStats::e2ee`) when it does not open.
+        let ev = match ev {
+            SessionEvent::Engine(EngineEvent::EncryptedData {
+                participant_identity,
+                packet,
+                reliable,
+            }) => match session.open_data(&participant_identity, &packet) {
+                Some(DecryptedData::User { topic, payload }) => {
+                    SessionEvent::Engine(EngineEvent::DataReceived {
+                        participant_identity,
+                        topic,
+                        payload,
+                        reliable,
+                    })
+                }
+                Some(DecryptedData::Message(message)) => {
+                    SessionEvent::Engine(EngineEvent::DataMessage {
+                        participant_identity,
+                        message: Box::new(message),
+                    })
+                }
+                _ => continue,
+            },
+            ev => ev,
+        };
         let mut out: Vec<RoomEvent> = Vec::new();
         let mut opened: Vec<data_stream::Opened> = Vec::new();
         let mut resubscribe: Vec<(String, String, bool)> = Vec::new();
@@ -679,6 +722,16 @@ async fn run(
                 // The app's handle flows again: no new event (the handle is the same).
                 lock(&shared.roster).track_subscribed(&track_sid);
             }
+            SessionEvent::E2eeStateChanged {
+                key,
+                track_sid,
+                state,
+            } => out.push(RoomEvent::E2eeStateChanged {
+                participant_identity: key.identity.into(),
+                track_sid: track_sid.into(),
+                track_name: key.name,
+                state,
+            }),
             SessionEvent::Engine(ev) => {
                 let mut roster = lock(&shared.roster);
                 match ev {

@@ -170,6 +170,7 @@ struct PublicationInner {
     kind: Option<TrackKind>,
     source: TrackSource,
     participant_identity: ParticipantIdentity,
+    encrypted: bool,
     state: Mutex<PublicationState>,
 }
 
@@ -212,6 +213,7 @@ impl RemoteTrackPublication {
             kind: t.kind,
             source: t.source,
             participant_identity: participant.identity.as_str().into(),
+            encrypted: t.encrypted,
             state: Mutex::new(PublicationState {
                 muted: t.muted,
                 width: t.width,
@@ -244,6 +246,7 @@ impl RemoteTrackPublication {
                 muted: false,
                 width: 0,
                 height: 0,
+                encrypted: false,
             },
         );
         p.state().subscribed = true;
@@ -284,6 +287,11 @@ impl RemoteTrackPublication {
         self.state().participant_sid.clone()
     }
 
+    /// Whether its frames are end-to-end encrypted (the publisher announced AES-GCM).
+    pub fn is_encrypted(&self) -> bool {
+        self.0.encrypted
+    }
+
     /// Whether the publisher muted it.
     pub fn is_muted(&self) -> bool {
         self.state().muted
@@ -306,6 +314,7 @@ impl RemoteTrackPublication {
             muted: s.muted,
             width: s.width,
             height: s.height,
+            encrypted: self.0.encrypted,
         }
     }
 
@@ -736,6 +745,7 @@ mod tests {
             muted,
             width: 0,
             height: 0,
+            encrypted: false,
         }
     }
 

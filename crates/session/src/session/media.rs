@@ -23,7 +23,7 @@ use wavecast_pipeline::{AudioFrame, VideoFrame};
 use wavecast_rtc::{EncodedFrame, LocalTrack, TrackKind, WriteError};
 
 use super::error::SessionError;
-use super::tracks::{PublishedTrack, SubscribedTrack};
+use super::tracks::{LocalSlot, PublishedTrack, SubscribedTrack};
 
 fn codec_error(operation: impl Into<String>) -> impl FnOnce(CodecError) -> SessionError {
     move |source| SessionError::Codec {
@@ -89,6 +89,8 @@ impl Outlet {
 #[derive(Debug)]
 pub struct AudioPublisher {
     outlet: Outlet,
+    /// Encrypts end to end when the session has keys.
+    slot: std::sync::Arc<LocalSlot>,
     encoder: OpusEncoder,
     pending: Vec<i16>,
     pending_since: Option<Instant>,
@@ -105,6 +107,7 @@ impl AudioPublisher {
         let encoder = OpusEncoder::new(channels, bitrate)
             .map_err(codec_error(format!("start Opus on {:?}", track.name())))?;
         Ok(Self {
+            slot: track.slot.clone(),
             outlet: Outlet::new(track),
             encoder,
             pending: Vec::with_capacity(OPUS_FRAME_SAMPLES * usize::from(channels) * 2),
@@ -171,10 +174,13 @@ impl AudioPublisher {
                 })?;
             self.pending.clear();
             let at = self.pending_since.take().unwrap_or(capture);
-            match track.write(self.packet[..len].to_vec(), self.rtp, at) {
-                Ok(()) => self.sent += 1,
-                Err(WriteError::Full) => {}
-                Err(_) => {
+            let sealed = self.slot.seal(self.packet[..len].to_vec(), self.rtp);
+            match sealed.map(|p| track.write(p, self.rtp, at)) {
+                // No key to encrypt with: dropped (counted in the session's e2ee stats).
+                None => {}
+                Some(Ok(())) => self.sent += 1,
+                Some(Err(WriteError::Full)) => {}
+                Some(Err(_)) => {
                     // Closed: the engine ended under us; the session rebinds the track after
                     // its rejoin.
                     self.outlet.dropped += 1;
@@ -211,6 +217,8 @@ impl AudioPublisher {
 #[derive(Debug)]
 pub struct VideoPublisher {
     outlet: Outlet,
+    /// Encrypts end to end when the session has keys.
+    slot: std::sync::Arc<LocalSlot>,
     encoder: Vp8Encoder,
     /// Capture time of the bound track's first picture (its RTP time 0).
     start: Option<Instant>,
@@ -226,6 +234,7 @@ impl VideoPublisher {
         let encoder = Vp8Encoder::new(config)
             .map_err(codec_error(format!("start VP8 on {:?}", track.name())))?;
         Ok(Self {
+            slot: track.slot.clone(),
             outlet: Outlet::new(track),
             encoder,
             start: None,
@@ -289,7 +298,11 @@ impl VideoPublisher {
         let Some(frame) = encoded else {
             return Ok(false);
         };
-        match track.write(frame.data.to_vec(), rtp, capture) {
+        let Some(data) = self.slot.seal(frame.data.to_vec(), rtp) else {
+            // No key to encrypt with: dropped (counted in the session's e2ee stats).
+            return Ok(false);
+        };
+        match track.write(data, rtp, capture) {
             Ok(()) => {
                 self.last_rtp = Some(rtp);
                 self.sent += 1;

@@ -37,6 +37,7 @@
 //! ```
 
 mod credentials;
+pub(crate) mod e2ee;
 mod error;
 mod media;
 #[cfg(feature = "libwebrtc")]
@@ -63,6 +64,7 @@ use wavecast_rtc::{DisconnectReason, Engine, EngineError, EngineEvents, Transpor
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
 pub use credentials::Credentials;
+pub use e2ee::{E2eeOptions, E2eeState, E2eeStats};
 pub use error::{SessionError, error_chain};
 pub use media::{
     AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoDecode, VideoPublisher,
@@ -101,12 +103,27 @@ struct Shared {
     /// The newest token the server sent (`RefreshToken`) on an earlier engine: later joins use
     /// it instead of a [`Credentials::Token`] that may have expired.
     refreshed_token: Mutex<Option<String>>,
+    /// End-to-end encryption: keys (if any), counters, state reports.
+    e2ee: Arc<e2ee::E2ee>,
 }
 
 impl Shared {
     /// A session's shared state at its start: join attempt 1 on `engine` (none in unit tests).
+    #[cfg(test)]
     fn new(options: SessionOptions, engine: Option<Arc<Engine>>) -> Self {
+        let e2ee = e2ee::E2ee::new(options.e2ee.as_ref());
+        Self::with_e2ee(options, engine, e2ee)
+    }
+
+    /// [`Shared::new`] with the session's encryption made beforehand (its data sealer is in
+    /// `options.engine`).
+    fn with_e2ee(
+        options: SessionOptions,
+        engine: Option<Arc<Engine>>,
+        e2ee: Arc<e2ee::E2ee>,
+    ) -> Self {
         Self {
+            e2ee,
             options,
             engine: Mutex::new(engine.map(|e| (1, e))),
             published: Mutex::new(Vec::new()),
@@ -156,8 +173,11 @@ impl Session {
     ///
     /// Must be called inside a tokio runtime; the session's task runs there.
     pub async fn connect(
-        options: SessionOptions,
+        mut options: SessionOptions,
     ) -> Result<(Session, SessionEvents), SessionError> {
+        // Every engine of the session seals our data packets with its keys (when it has them).
+        let e2ee = e2ee::E2ee::new(options.e2ee.as_ref());
+        options.engine.data_sealer = e2ee.data_sealer();
         let url = options.url.clone();
         let token = options.credentials.token_now()?;
         let (engine, events) = Engine::connect(&url, &token, options.engine.clone())
@@ -165,7 +185,8 @@ impl Session {
             .map_err(|e| SessionError::from_connect(&url, e))?;
         let transport_timeout = options.transport_timeout;
         let (out, rx) = mpsc::channel(options.event_capacity.max(1));
-        let shared = Arc::new(Shared::new(options, Some(Arc::new(engine))));
+        let shared = Arc::new(Shared::with_e2ee(options, Some(Arc::new(engine)), e2ee));
+        shared.e2ee.report_to(&out);
         let sup = Supervisor {
             shared: shared.clone(),
             out,
@@ -287,6 +308,20 @@ impl Session {
         }
     }
 
+    /// End-to-end encryption counters (all zero without [`SessionOptions::e2ee`]).
+    pub fn e2ee_stats(&self) -> E2eeStats {
+        self.shared.e2ee.stats()
+    }
+
+    /// Open an end-to-end encrypted data packet from `identity` with the session's keys.
+    pub(crate) fn open_data(
+        &self,
+        identity: &str,
+        packet: &wavecast_rtc::data_message::EncryptedData,
+    ) -> Option<wavecast_rtc::data_message::DecryptedData> {
+        self.shared.e2ee.open_data(identity, packet)
+    }
+
     fn engine(&self) -> Result<(u64, Arc<Engine>), SessionError> {
         if let Some(e) = lock(&self.shared.engine).clone() {
             return Ok(e);
@@ -314,14 +349,20 @@ impl Session {
     /// again on every new engine). Fails with `NotConnected` while reconnecting.
     pub async fn publish_track(
         &self,
-        options: TrackOptions,
+        mut options: TrackOptions,
     ) -> Result<PublishedTrack, SessionError> {
         let (epoch, engine) = self.engine()?;
+        // With keys, every frame written is encrypted, and the track says so.
+        let sealer = self
+            .shared
+            .e2ee
+            .sealer(&engine.join_info().local.identity, options.kind);
+        options.encrypted = sealer.is_some();
         let track = engine
             .publish_track(options.clone())
             .await
             .map_err(|e| self.engine_error(format!("publish track {:?}", options.name), e))?;
-        let slot = LocalSlot::new(options, track, epoch);
+        let slot = LocalSlot::new(options, track, epoch, sealer);
         lock(&self.shared.published).push(slot.clone());
         Ok(PublishedTrack::new(slot))
     }

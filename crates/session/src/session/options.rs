@@ -20,6 +20,9 @@ pub struct SessionOptions {
     pub transport_timeout: Duration,
     /// How long `close` waits for in-flight calls before it stops the engine without a leave.
     pub close_grace: Duration,
+    /// End-to-end encryption keys: with them, published tracks are encrypted and encrypted
+    /// subscriptions decrypted (see [`E2eeOptions`]).
+    pub e2ee: Option<E2eeOptions>,
 }
 
 impl SessionOptions {
@@ -34,6 +37,7 @@ impl SessionOptions {
             event_capacity: 256,
             transport_timeout: Duration::from_secs(10),
             close_grace: Duration::from_secs(2),
+            e2ee: None,
         }
     }
 
@@ -52,6 +56,12 @@ impl SessionOptions {
     /// Set the event stream's capacity.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Encrypt end to end with these keys.
+    pub fn e2ee(mut self, options: E2eeOptions) -> Self {
+        self.e2ee = Some(options);
         self
     }
 

@@ -33,6 +33,16 @@ pub enum SessionEvent {
         /// Its new sid.
         track_sid: String,
     },
+    /// A subscribed track's end-to-end decryption changed state (reported by its handle as
+    /// frames are read; dropped, not held, when the stream is full).
+    E2eeStateChanged {
+        /// Which track.
+        key: TrackKey,
+        /// Its sid.
+        track_sid: String,
+        /// The new state.
+        state: E2eeState,
+    },
     /// An engine event passed through unchanged (never `TrackSubscribed` or `Disconnected`:
     /// those become [`SessionEvent::TrackSubscribed`] and [`SessionEvent::State`]).
     Engine(EngineEvent),

@@ -260,7 +260,7 @@ impl Supervisor {
                 });
             }
             None => {
-                let slot = RemoteSlot::new(key.clone(), sid);
+                let slot = RemoteSlot::new(key.clone(), sid, self.shared.e2ee.clone());
                 let mut subscribed = lock(&self.shared.subscribed);
                 subscribed.retain(|_, w| w.strong_count() > 0);
                 subscribed.insert(key, Arc::downgrade(&slot));

@@ -11,6 +11,9 @@ use std::time::Instant;
 use tokio::sync::watch;
 use wavecast_rtc::{EncodedFrame, LocalTrack, RemoteTrack, TrackKind, TrackOptions, WriteError};
 
+use super::e2ee::{E2ee, E2eeState, Opener, Sealer};
+use wavecast_e2ee::DecryptStats;
+
 /// Lock a mutex, recovering the data if a holder panicked (the data is plain state).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -29,17 +32,34 @@ pub(crate) struct LocalSlot {
     unpublished: AtomicBool,
     /// Frames dropped because no engine track was bound (while reconnecting).
     dropped_unbound: AtomicU64,
+    /// Encrypts every frame written, when the session has end-to-end keys.
+    sealer: Option<Sealer>,
 }
 
 impl LocalSlot {
-    pub(crate) fn new(options: TrackOptions, track: LocalTrack, epoch: u64) -> Arc<Self> {
+    pub(crate) fn new(
+        options: TrackOptions,
+        track: LocalTrack,
+        epoch: u64,
+        sealer: Option<Sealer>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             options: Mutex::new(options),
             generation: AtomicU64::new(1),
             current: Mutex::new((Some(track), epoch)),
             unpublished: AtomicBool::new(false),
             dropped_unbound: AtomicU64::new(0),
+            sealer,
         })
+    }
+
+    /// The frame as it goes to the engine: encrypted when the session has keys; `None` when
+    /// it must be dropped (no key to encrypt with, counted in the session's e2ee stats).
+    pub(crate) fn seal(&self, frame: Vec<u8>, rtp_time: u64) -> Option<Vec<u8>> {
+        match &self.sealer {
+            None => Some(frame),
+            Some(s) => s.seal(&frame, rtp_time),
+        }
     }
 
     /// Bind to a new engine track (after a rejoin).
@@ -94,6 +114,10 @@ pub enum SendError {
     /// The track was unpublished or the session ended.
     #[error("the track is unpublished or the session ended")]
     Closed,
+    /// End-to-end encryption has no key for our frames: the frame was dropped (counted in
+    /// the session's e2ee stats); frames flow again once a key is set.
+    #[error("no end-to-end key to encrypt with: frame dropped")]
+    NoKey,
 }
 
 /// One of our published tracks, valid across rejoins: write encoded frames into it.
@@ -180,9 +204,13 @@ impl PublishedTrack {
         if self.slot.is_unpublished() {
             return Err(SendError::Closed);
         }
+        let slot = self.slot.clone();
         let Some(track) = self.refresh() else {
             self.slot.dropped_unbound.fetch_add(1, Ordering::Relaxed);
             return Err(SendError::Reconnecting);
+        };
+        let Some(data) = slot.seal(data, rtp_time) else {
+            return Err(SendError::NoKey);
         };
         match track.write(data, rtp_time, capture) {
             Ok(()) => Ok(()),
@@ -240,10 +268,12 @@ pub(crate) struct RemoteSlot {
     /// Bumped on every hand-over or end.
     notify: watch::Sender<u64>,
     rebinds: AtomicU64,
+    /// The session's end-to-end encryption (keys, counters, reports).
+    e2ee: Arc<E2ee>,
 }
 
 impl RemoteSlot {
-    pub(crate) fn new(key: TrackKey, sid: String) -> Arc<Self> {
+    pub(crate) fn new(key: TrackKey, sid: String, e2ee: Arc<E2ee>) -> Arc<Self> {
         Arc::new(Self {
             key,
             pending: Mutex::new(None),
@@ -251,6 +281,7 @@ impl RemoteSlot {
             ended: AtomicBool::new(false),
             notify: watch::Sender::new(0),
             rebinds: AtomicU64::new(0),
+            e2ee,
         })
     }
 
@@ -291,17 +322,55 @@ pub struct SubscribedTrack {
     changes: watch::Receiver<u64>,
     /// Moves of this handle to a new engine track.
     streams: u64,
+    /// End-to-end decryption of the frames read.
+    opener: Opener,
+    /// The reader takes encrypted frames as they are when the session has no keys.
+    pass_encrypted: bool,
 }
 
 impl SubscribedTrack {
     pub(crate) fn new(slot: Arc<RemoteSlot>, track: RemoteTrack) -> Self {
         let changes = slot.notify.subscribe();
+        let mut opener = Opener::new(slot.e2ee.clone(), slot.key.kind);
+        opener.configure(&slot.key, track.is_encrypted(), false);
         Self {
             slot,
             current: Some(track),
             changes,
             streams: 0,
+            opener,
+            pass_encrypted: false,
         }
+    }
+
+    /// Hand on the encrypted frames of an end-to-end encrypted track as they are when the
+    /// session has no keys (instead of withholding them): for a recorder that stores what it
+    /// receives. With keys, frames are decrypted either way.
+    pub fn pass_encrypted(&mut self) {
+        self.pass_encrypted = true;
+        let encrypted = self.current.as_ref().is_some_and(|t| t.is_encrypted());
+        self.opener.configure(&self.slot.key, encrypted, true);
+    }
+
+    /// Whether its frames arrive end-to-end encrypted (the publisher announced it).
+    pub fn is_encrypted(&self) -> bool {
+        self.opener.encrypted()
+    }
+
+    /// Its decryption's state as last reported (`None`: not encrypted, or nothing read yet).
+    pub fn e2ee_state(&self) -> Option<E2eeState> {
+        self.opener.state()
+    }
+
+    /// Counters of its decryption (`None` unless it is decrypted with the session's keys).
+    pub fn e2ee_stats(&self) -> Option<DecryptStats> {
+        self.opener.stats()
+    }
+
+    /// The frame as handed on (decrypted), or `None` when it is dropped.
+    fn open(&mut self, frame: EncodedFrame) -> Option<EncodedFrame> {
+        let sid = self.current.as_ref().map(|t| t.sid()).unwrap_or_default();
+        self.opener.open(&self.slot.key, sid, frame)
     }
 
     /// Publisher identity, track name and kind.
@@ -333,6 +402,8 @@ impl SubscribedTrack {
 
     fn take_pending(&mut self) -> bool {
         if let Some(t) = lock(&self.slot.pending).take() {
+            self.opener
+                .configure(&self.slot.key, t.is_encrypted(), self.pass_encrypted);
             self.current = Some(t);
             self.streams += 1;
             true
@@ -346,7 +417,10 @@ impl SubscribedTrack {
         loop {
             if let Some(t) = self.current.as_mut() {
                 if let Some(f) = t.recv().await {
-                    return Some(f);
+                    match self.open(f) {
+                        Some(f) => return Some(f),
+                        None => continue, // did not decrypt: dropped
+                    }
                 }
                 self.current = None;
             }
@@ -370,12 +444,19 @@ impl SubscribedTrack {
         if self.current.is_none() {
             self.take_pending();
         }
-        match self.current.as_mut()?.try_recv() {
-            Ok(f) => Some(f),
-            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => None,
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
-                self.current = None;
-                None
+        loop {
+            match self.current.as_mut()?.try_recv() {
+                Ok(f) => {
+                    if let Some(f) = self.open(f) {
+                        return Some(f);
+                    }
+                    // did not decrypt: dropped; look at the next one
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return None,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    self.current = None;
+                    return None;
+                }
             }
         }
     }

@@ -493,6 +493,9 @@ async fn read_track(
     cancel: CancellationToken,
     counters: Arc<Counters>,
 ) {
+    // A recorder stores what it receives: an end-to-end encrypted track is stored encrypted
+    // when the room has no keys (decrypted when it has them).
+    track.pass_encrypted();
     let key: TrackKey = track.key().clone();
     let mut gate = KeyframeGate::new(key.kind);
     let mut drops = 0u64;

@@ -891,6 +891,7 @@ mod tests {
             muted: false,
             width: 320,
             height: 180,
+            encrypted: false,
         }
     }
 
