@@ -60,8 +60,16 @@ const SCALE_CLOCK_SLACK_S: f64 = 0.5;
 /// seen is in docs/PERFORMANCE.md, "Browser publisher: simulcast layers").
 const ON_TOP_WITHIN_S: f64 = 3.0;
 
+/// The two browser tests here each run a Chromium publishing and a debug viewer: one at a
+/// time, so neither starves the other of the machine's two cores (the layer checks need a
+/// browser that is not starved).
+static ONE_BROWSER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn viewer_receives_a_browser_publishing_with_default_settings() {
+    let _one = ONE_BROWSER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let test = "viewer_receives_a_browser_publishing_with_default_settings";
     let Some(_ns) = NetNs::enter_for_test(test) else {
         return;
@@ -281,6 +289,9 @@ const E2EE_KEY: &str = "browser and viewer share this";
 /// viewer with the passphrase decodes the stamped pictures in order and hears the tone.
 #[test]
 fn viewer_decrypts_a_browser_publishing_with_e2ee() {
+    let _one = ONE_BROWSER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let test = "viewer_decrypts_a_browser_publishing_with_e2ee";
     let Some(_ns) = NetNs::enter_for_test(test) else {
         return;

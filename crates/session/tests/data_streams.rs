@@ -23,6 +23,10 @@ use wavecast_token::{Preset, TokenBuilder};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The Python and Chromium tests and the close test run one at a time: the close test measures
+/// what a loaded server still forwards, the others load it most.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn join(
     server: &LiveKitServer,
     room: &str,
@@ -222,6 +226,7 @@ async fn streams_between_two_wavecast_rooms() {
 /// without a pause, then closed at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn closing_right_after_sending_loses_nothing() {
+    let _alone = HEAVY.lock().await;
     init_tracing();
     let server = LiveKitServer::start().expect("livekit-server starts");
     let (alice, mut alice_events) = join(&server, "drain", "alice", RoomOptions::default()).await;
@@ -440,6 +445,7 @@ async fn both_ways(room: &Room, peer: &mut impl LinePeer, who: &str, prefix: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chat_files_and_attributes_both_ways_with_the_python_sdk() {
+    let _alone = HEAVY.lock().await;
     init_tracing();
     let server = LiveKitServer::start().expect("livekit-server starts");
     let (room, _events) = join(&server, "pystreams", "rusty", RoomOptions::default()).await;
@@ -454,6 +460,7 @@ async fn chat_files_and_attributes_both_ways_with_the_python_sdk() {
 /// (libwebrtc gathers no candidate on loopback alone).
 #[test]
 fn chat_files_and_attributes_both_ways_with_chromium() {
+    let _alone = HEAVY.blocking_lock();
     let test = "chat_files_and_attributes_both_ways_with_chromium";
     let Some((_ns, server)) = common::browser_bed(test) else {
         return;

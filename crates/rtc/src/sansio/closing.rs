@@ -1,16 +1,23 @@
 //! Leaving without losing data: [`Command::Close`] waits (at most [`CLOSE_DRAIN`]) until the
 //! reliable data channel has handed everything to the server — our backlog empty and SCTP's
-//! buffer acknowledged — before it sends the Leave and closes the connections. Without it a
-//! chat line sent just before leaving was lost.
+//! buffer acknowledged — and [`CLOSE_SETTLE`] more, before it sends the Leave and closes the
+//! connections. Without it a chat line sent just before leaving was lost.
 
 use super::*;
 
 /// The longest a close waits for the reliable data channel to drain.
 pub(crate) const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
+/// After the server acknowledged everything, how long a close still waits before the Leave:
+/// SCTP acknowledges what reached the server's buffer, and the server closes our connections
+/// on the Leave, so data it had not yet read from that buffer would be lost.
+pub(crate) const CLOSE_SETTLE: Duration = Duration::from_millis(250);
+
 /// A close waiting for the reliable channel.
 pub(super) struct Closing {
     deadline: Instant,
+    /// When the channel was seen drained.
+    drained_at: Option<Instant>,
     reply: Reply<()>,
 }
 
@@ -36,6 +43,7 @@ impl Core {
             debug!("closing once the reliable data channel drained");
             self.closing = Some(Closing {
                 deadline: self.now + CLOSE_DRAIN,
+                drained_at: None,
                 reply,
             });
         } else {
@@ -50,8 +58,16 @@ impl Core {
             return;
         };
         let pending = self.reliable_pending();
-        if pending && self.now < deadline {
+        let now = self.now;
+        if pending && now < deadline {
             return;
+        }
+        if !pending {
+            let closing = self.closing.as_mut().expect("checked above");
+            let drained_at = *closing.drained_at.get_or_insert(now);
+            if now < (drained_at + CLOSE_SETTLE).min(deadline) {
+                return;
+            }
         }
         if pending {
             warn!("leaving with reliable data not yet acknowledged after {CLOSE_DRAIN:?}");
