@@ -5,21 +5,18 @@
 //! reconnect policy gave up), 4 the server refused the token or URL, 5 the RPC call failed (its
 //! code, message and data printed).
 
-use std::collections::HashMap;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use wavecast_app::chat::{self, TextMessage};
 use wavecast_app::{Connector, Credentials, Followed};
 use wavecast_session::{
-    MAX_RPC_PAYLOAD_BYTES, PerformRpcData, Room, RoomEvents, RpcError, RpcErrorCode,
-    RpcInvocationData, StreamTextOptions, TOPIC_CHAT, TextStreamReader,
+    MAX_RPC_PAYLOAD_BYTES, PerformRpcData, Room, RoomEvents, StreamTextOptions, TOPIC_CHAT,
 };
 use wavecast_token::Preset;
 
@@ -27,9 +24,6 @@ use crate::{Global, keys, load_config};
 
 /// Exit code of `wavecast rpc call` when the call failed.
 pub const EXIT_RPC_ERROR: u8 = 5;
-
-/// A sender's reading task ends after this long without a message from them.
-const SENDER_IDLE: Duration = Duration::from_secs(60);
 
 /// Streams that may wait to be printed (a flood beyond is dropped and counted).
 const PRINT_QUEUE: usize = 4096;
@@ -203,7 +197,9 @@ pub fn chat(g: &Global, a: ChatArgs) -> Result<ExitCode> {
             Err(code) => return Ok(code),
         };
         let incoming = chat::listen_with(&j.room, PRINT_QUEUE)?;
-        let printer = tokio::spawn(print_streams(incoming, json));
+        let printer = tokio::spawn(chat::read_in_order(incoming, move |m| {
+            print_message(m, json)
+        }));
         eprintln!(
             "joined room {} as {}: lines on stdin are sent as chat (Ctrl-D or Ctrl-C leaves)",
             j.room.name().unwrap_or_default(),
@@ -241,57 +237,6 @@ pub fn chat(g: &Global, a: ChatArgs) -> Result<ExitCode> {
     })
 }
 
-/// Prints each chat message once read whole, each sender's in the order they were sent (one
-/// reading task per sender: a sender whose message never ends holds up only their own);
-/// transcriptions are read on tasks of their own (a segment written for a long time holds
-/// nobody up) and printed as each stream ends.
-async fn print_streams(mut incoming: chat::Incoming, json: bool) {
-    let mut senders: HashMap<String, mpsc::Sender<TextStreamReader>> = HashMap::new();
-    while let Some((reader, sender)) = incoming.recv().await {
-        if chat::is_transcription(&reader.info().topic) {
-            tokio::spawn(async move {
-                if let Some(m) = read_message(reader, sender.as_str()).await {
-                    print_message(&m, json);
-                }
-            });
-            continue;
-        }
-        senders.retain(|_, queue| !queue.is_closed());
-        let key = sender.to_string();
-        let reader = match senders.get(&key) {
-            None => reader,
-            Some(queue) => match queue.try_send(reader) {
-                Ok(()) => continue,
-                // The sender's task just ended (idle): start another.
-                Err(mpsc::error::TrySendError::Closed(reader)) => reader,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!("chat from {key} arrives faster than it prints: one dropped");
-                    continue;
-                }
-            },
-        };
-        let (tx, mut rx) = mpsc::channel::<TextStreamReader>(PRINT_QUEUE);
-        let _ = tx.try_send(reader);
-        let name = key.clone();
-        tokio::spawn(async move {
-            // Ends after a minute without messages from this sender.
-            while let Ok(Some(reader)) = tokio::time::timeout(SENDER_IDLE, rx.recv()).await {
-                if let Some(m) = read_message(reader, &name).await {
-                    print_message(&m, json);
-                }
-            }
-            // What was queued while the wait ran out is still printed.
-            rx.close();
-            while let Ok(reader) = rx.try_recv() {
-                if let Some(m) = read_message(reader, &name).await {
-                    print_message(&m, json);
-                }
-            }
-        });
-        senders.insert(key, tx);
-    }
-}
-
 /// One message on stdout: a line, or a JSON object with `json`.
 fn print_message(m: &TextMessage, json: bool) {
     if json {
@@ -302,30 +247,6 @@ fn print_message(m: &TextMessage, json: bool) {
     } else {
         println!("{}", m.line());
     }
-}
-
-/// The whole text of a stream as a message, with the attributes of its header and trailer
-/// (`None`, logged, when the stream failed).
-async fn read_message(mut reader: TextStreamReader, sender: &str) -> Option<TextMessage> {
-    let mut text = String::new();
-    while let Some(piece) = reader.next().await {
-        match piece {
-            Ok(piece) => text.push_str(&piece),
-            Err(e) => {
-                tracing::warn!(
-                    "a {} message from {sender} was lost: {e}",
-                    reader.info().topic
-                );
-                return None;
-            }
-        }
-    }
-    Some(TextMessage::new(
-        reader.info(),
-        sender,
-        text,
-        SystemTime::now(),
-    ))
 }
 
 /// `wavecast rpc call|serve`.
@@ -434,7 +355,7 @@ fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
                 async move {
                     let result = match &answer {
                         Answer::Echo => Ok(call.payload.clone()),
-                        Answer::Exec(cmd) => exec(cmd, &name, &call).await,
+                        Answer::Exec(cmd) => wavecast_app::rpc_exec::exec(cmd, &name, &call).await,
                     };
                     let outcome = match &result {
                         Ok(r) => format!("answered ({} bytes)", r.len()),
@@ -472,198 +393,4 @@ fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
         leave(&j).await;
         Ok(wavecast_app::end_of_run(failure, None))
     })
-}
-
-/// A command's process group, killed (SIGKILL) when dropped unless the command ended by itself.
-struct ProcessGroup(Option<u32>);
-
-impl ProcessGroup {
-    fn kill(&mut self) {
-        if let Some(id) = self.0.take().and_then(|id| i32::try_from(id).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(id),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// How much longer than the caller waits a command may run: the caller times out first (and
-/// reads 1502, response timeout) rather than racing the late answer.
-const EXEC_SLACK: Duration = Duration::from_secs(2);
-
-/// Most bytes of the command's stderr kept for the error message.
-const MAX_STDERR: u64 = 4096;
-
-/// Runs `sh -c cmd` for one call: the payload on its stdin, its stdout (at most
-/// [`MAX_RPC_PAYLOAD_BYTES`]) the response; killed with everything it started
-/// [`EXEC_SLACK`] after the caller stops waiting.
-async fn exec(cmd: &str, method: &str, call: &RpcInvocationData) -> Result<String, RpcError> {
-    let app_error =
-        |message: String| RpcError::new(RpcErrorCode::ApplicationError as u32, message, None);
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .env("WAVECAST_RPC_METHOD", method)
-        .env("WAVECAST_RPC_CALLER", call.caller_identity.as_str())
-        .env("WAVECAST_RPC_REQUEST_ID", &call.request_id)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group: what it starts is killed with it, and the terminal's Ctrl-C
-        // goes to `rpc serve` alone.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| app_error(format!("cannot run the command: {e}")))?;
-    let mut group = ProcessGroup(child.id());
-    let mut stdin = child.stdin.take().expect("piped");
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    let payload = call.payload.clone();
-    let feed = async move {
-        // A command that does not read its input is fine: a closed pipe is no error here.
-        let _ = stdin.write_all(payload.as_bytes()).await;
-        drop(stdin);
-    };
-    let run = async {
-        let (_, out, err) = tokio::join!(
-            feed,
-            async {
-                // One byte past the limit tells a response too large; then the command goes.
-                let mut out = Vec::new();
-                let _ = stdout
-                    .take(MAX_RPC_PAYLOAD_BYTES as u64 + 1)
-                    .read_to_end(&mut out)
-                    .await;
-                if out.len() > MAX_RPC_PAYLOAD_BYTES {
-                    group.kill();
-                }
-                out
-            },
-            async {
-                // Keep the start of stderr, drain the rest (a full pipe would stall the command).
-                let mut err = Vec::new();
-                let mut stderr = stderr;
-                let _ = (&mut stderr).take(MAX_STDERR).read_to_end(&mut err).await;
-                let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-                err
-            }
-        );
-        let status = child.wait().await;
-        // The command ended by itself: nothing of its group is ours to kill any more.
-        group.0 = None;
-        (status, out, err)
-    };
-    let (status, out, err) = tokio::time::timeout(call.response_timeout + EXEC_SLACK, run)
-        .await
-        .map_err(|_| app_error("the command did not finish in time".into()))?;
-    if out.len() > MAX_RPC_PAYLOAD_BYTES {
-        return Err(RpcError::built_in(
-            RpcErrorCode::ResponsePayloadTooLarge,
-            None,
-        ));
-    }
-    let status = status.map_err(|e| app_error(format!("the command failed: {e}")))?;
-    if !status.success() {
-        let stderr = String::from_utf8_lossy(&err).trim().to_owned();
-        return Err(app_error(if stderr.is_empty() {
-            format!("the command failed ({status})")
-        } else {
-            stderr
-        }));
-    }
-    String::from_utf8(out).map_err(|_| app_error("the command's output is not UTF-8".into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn call(payload: &str, timeout: Duration) -> RpcInvocationData {
-        RpcInvocationData {
-            request_id: "req-1".into(),
-            caller_identity: "ada".into(),
-            payload: payload.into(),
-            response_timeout: timeout,
-        }
-    }
-
-    #[tokio::test]
-    async fn exec_answers_with_stdout_and_fails_with_stderr() {
-        let c = call("hello", Duration::from_secs(10));
-        let env = r#"cat; printf ' %s %s %s' "$WAVECAST_RPC_METHOD" "$WAVECAST_RPC_CALLER" "$WAVECAST_RPC_REQUEST_ID""#;
-        assert_eq!(exec(env, "m", &c).await.unwrap(), "hello m ada req-1");
-        let e = exec("echo nope >&2; exit 4", "m", &c).await.unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), (1500, "nope"));
-        let e = exec("exit 4", "m", &c).await.unwrap_err();
-        assert!(e.message.contains("exit status: 4"), "{e}");
-        // A command that ignores its input is fine.
-        assert_eq!(exec("printf ok", "m", &c).await.unwrap(), "ok");
-    }
-
-    #[tokio::test]
-    async fn exec_output_is_bounded() {
-        let c = call("", Duration::from_secs(10));
-        // Endless output: cut at the limit, the command killed, 1504.
-        let e = exec("yes", "m", &c).await.unwrap_err();
-        assert_eq!(e.code, RpcErrorCode::ResponsePayloadTooLarge as u32);
-        let e = exec(r"printf '\377\376'", "m", &c).await.unwrap_err();
-        assert_eq!(
-            (e.code, e.message.as_str()),
-            (1500, "the command's output is not UTF-8")
-        );
-        // Endless stderr does not stall a command that fails.
-        let e = exec("yes err >&2 & sleep 0.2; kill $!; exit 1", "m", &c)
-            .await
-            .unwrap_err();
-        assert_eq!(e.code, 1500);
-        assert!(
-            e.message.len() <= RpcError::MAX_MESSAGE_BYTES,
-            "{}",
-            e.message.len()
-        );
-    }
-
-    #[tokio::test]
-    async fn a_command_past_the_callers_wait_is_killed_with_what_it_started() {
-        let c = call("", Duration::from_millis(100));
-        let dir = tempfile::tempdir().unwrap();
-        let pid_file = dir.path().join("pid");
-        // A shell that stays (two commands) with a child of its own.
-        let cmd = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
-        let started = std::time::Instant::now();
-        let e = exec(&cmd, "m", &c).await.unwrap_err();
-        assert_eq!(e.message, "the command did not finish in time");
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        // Gone (or a zombie on its way out): signal 0 fails, or /proc says Z.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-            if !alive || state.contains(") Z") {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "sleep {pid} outlived the kill"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }

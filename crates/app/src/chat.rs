@@ -11,7 +11,7 @@
 //!
 //! [`listen`] registers a room's handlers for both topics and queues the incoming streams.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use std::sync::Arc;
@@ -246,6 +246,92 @@ pub fn printable(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A sender's reading task ends after this long without a message from them.
+const SENDER_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Messages of one sender waiting to be read; past it one is dropped (and logged).
+const SENDER_QUEUE: usize = 4096;
+
+/// Hands each incoming message to `deliver` once read whole, each sender's in the order they
+/// were sent (one reading task per sender: a sender whose message never ends holds up only
+/// their own); transcriptions are read on tasks of their own (a segment written for a long time
+/// holds nobody up) and handed over as each stream ends. Runs until `incoming` ends.
+pub async fn read_in_order<F>(mut incoming: Incoming, deliver: F)
+where
+    F: Fn(&TextMessage) + Clone + Send + Sync + 'static,
+{
+    let mut senders: HashMap<String, mpsc::Sender<TextStreamReader>> = HashMap::new();
+    while let Some((reader, sender)) = incoming.recv().await {
+        if is_transcription(&reader.info().topic) {
+            let deliver = deliver.clone();
+            tokio::spawn(async move {
+                if let Some(m) = read_message(reader, sender.as_str()).await {
+                    deliver(&m);
+                }
+            });
+            continue;
+        }
+        senders.retain(|_, queue| !queue.is_closed());
+        let key = sender.to_string();
+        let reader = match senders.get(&key) {
+            None => reader,
+            Some(queue) => match queue.try_send(reader) {
+                Ok(()) => continue,
+                // The sender's task just ended (idle): start another.
+                Err(mpsc::error::TrySendError::Closed(reader)) => reader,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!("chat from {key} arrives faster than it is read: one dropped");
+                    continue;
+                }
+            },
+        };
+        let (tx, mut rx) = mpsc::channel::<TextStreamReader>(SENDER_QUEUE);
+        let _ = tx.try_send(reader);
+        let name = key.clone();
+        let deliver = deliver.clone();
+        tokio::spawn(async move {
+            // Ends after a minute without messages from this sender.
+            while let Ok(Some(reader)) = tokio::time::timeout(SENDER_IDLE, rx.recv()).await {
+                if let Some(m) = read_message(reader, &name).await {
+                    deliver(&m);
+                }
+            }
+            // What was queued while the wait ran out is still printed.
+            rx.close();
+            while let Ok(reader) = rx.try_recv() {
+                if let Some(m) = read_message(reader, &name).await {
+                    deliver(&m);
+                }
+            }
+        });
+        senders.insert(key, tx);
+    }
+}
+
+/// The whole text of a stream as a message, with the attributes of its header and trailer
+/// (`None`, logged, when the stream failed).
+pub async fn read_message(mut reader: TextStreamReader, sender: &str) -> Option<TextMessage> {
+    let mut text = String::new();
+    while let Some(piece) = reader.next().await {
+        match piece {
+            Ok(piece) => text.push_str(&piece),
+            Err(e) => {
+                tracing::warn!(
+                    "a {} message from {sender} was lost: {e}",
+                    reader.info().topic
+                );
+                return None;
+            }
+        }
+    }
+    Some(TextMessage::new(
+        reader.info(),
+        sender,
+        text,
+        SystemTime::now(),
+    ))
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ pub mod participant;
 pub mod render;
 #[cfg(feature = "visualizer")]
 pub mod roster;
+pub mod rpc_exec;
 pub mod signal;
 mod stats;
 
