@@ -129,13 +129,6 @@ impl Peer {
 
     /// Drain `poll_output` until it yields a timeout: queue datagrams and events.
     pub fn drain(&mut self) -> Result<(), EngineError> {
-        if self.tcp_addr.is_some() {
-            let ufrag = self.rtc.direct_api().local_ice_credentials().ufrag;
-            if ufrag != self.ice_ufrag {
-                self.ice_ufrag = ufrag;
-                self.tcp_reset = true;
-            }
-        }
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
@@ -236,6 +229,15 @@ impl Peer {
     pub fn remote_description_applied(&mut self, now: Instant) -> Result<(), EngineError> {
         self.has_remote_description = true;
         self.negotiated_at.get_or_insert(now);
+        // Credentials change only with a negotiation (an ICE restart): look here, before any
+        // check with the new ones goes out, not on every packet.
+        if self.tcp_addr.is_some() {
+            let ufrag = self.rtc.direct_api().local_ice_credentials().ufrag;
+            if ufrag != self.ice_ufrag {
+                self.ice_ufrag = ufrag;
+                self.tcp_reset = true;
+            }
+        }
         for c in std::mem::take(&mut self.queued_candidates) {
             self.rtc.add_remote_candidate(c);
             self.drain()?;
