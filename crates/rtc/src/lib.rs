@@ -56,5 +56,6 @@ pub use events::{
     DisconnectReason, EngineEvent, Participant, ParticipantKind, Quality, TrackInfo, TransportState,
 };
 pub use track::{
-    EncodedFrame, LocalTrack, RemoteTrack, TrackKind, TrackOptions, TrackSource, WriteError,
+    EncodedFrame, LocalTrack, MediaCodec, RemoteTrack, TrackKind, TrackOptions, TrackSource,
+    WriteError,
 };

@@ -30,6 +30,65 @@ impl TrackKind {
     }
 }
 
+/// The codec of a track's RTP stream, as negotiated (the payload type of each packet names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MediaCodec {
+    /// Opus audio.
+    Opus,
+    /// VP8 video.
+    Vp8,
+    /// VP9 video.
+    Vp9,
+    /// H.264 video (Annex B frames: start codes before each NAL unit).
+    H264,
+}
+
+impl MediaCodec {
+    /// The codec's MIME type as WebRTC and LiveKit name it (`audio/opus`, `video/VP8`, …).
+    pub fn mime(self) -> &'static str {
+        match self {
+            MediaCodec::Opus => "audio/opus",
+            MediaCodec::Vp8 => "video/VP8",
+            MediaCodec::Vp9 => "video/VP9",
+            MediaCodec::H264 => "video/H264",
+        }
+    }
+
+    pub(crate) fn from_str0m(c: str0m::format::Codec) -> Option<Self> {
+        use str0m::format::Codec;
+        match c {
+            Codec::Opus => Some(MediaCodec::Opus),
+            Codec::Vp8 => Some(MediaCodec::Vp8),
+            Codec::Vp9 => Some(MediaCodec::Vp9),
+            Codec::H264 => Some(MediaCodec::H264),
+            _ => None,
+        }
+    }
+
+    #[allow(dead_code)] // used by the publish side next
+    pub(crate) fn to_str0m(self) -> str0m::format::Codec {
+        use str0m::format::Codec;
+        match self {
+            MediaCodec::Opus => Codec::Opus,
+            MediaCodec::Vp8 => Codec::Vp8,
+            MediaCodec::Vp9 => Codec::Vp9,
+            MediaCodec::H264 => Codec::H264,
+        }
+    }
+}
+
+impl std::fmt::Display for MediaCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MediaCodec::Opus => "opus",
+            MediaCodec::Vp8 => "vp8",
+            MediaCodec::Vp9 => "vp9",
+            MediaCodec::H264 => "h264",
+        })
+    }
+}
+
 /// Where a track comes from, as LiveKit labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TrackSource {
@@ -295,8 +354,10 @@ impl LocalTrack {
 /// One encoded frame received on a subscribed track, depacketised and in order.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
-    /// The codec payload (an Opus packet or a whole VP8 frame).
+    /// The codec payload (an Opus packet or a whole video frame: VP8, VP9 or Annex B H.264).
     pub data: Arc<[u8]>,
+    /// The codec it is in.
+    pub codec: MediaCodec,
     /// RTP timestamp, extended to 64 bits, in the codec clock.
     pub rtp_time: u64,
     /// When the first packet of the frame arrived.

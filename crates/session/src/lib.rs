@@ -67,9 +67,9 @@ pub mod e2ee {
 }
 pub use session::{
     AudioPublisher, AudioSubscriber, Credentials, DataOptions, DecodedAudio, DecodedVideo,
-    E2eeOptions, E2eeState, E2eeStats, EncodedFrame, PeerRole, PublishedTrack, ReconnectPolicy,
-    SendError, SessionError, SubscribedTrack, TrackInfo, TrackKey, TrackKind, TrackOptions,
-    TrackSource, VideoDecode, VideoPublisher, VideoSubscriber, error_chain,
+    E2eeOptions, E2eeState, E2eeStats, EncodedFrame, MediaCodec, PeerRole, PublishedTrack,
+    ReconnectPolicy, SendError, SessionError, SubscribedTrack, TrackInfo, TrackKey, TrackKind,
+    TrackOptions, TrackSource, VideoDecode, VideoPublisher, VideoSubscriber, error_chain,
 };
 
 /// What a [`Room`] is built on: one participant's [`Session`](internals::Session) on the media

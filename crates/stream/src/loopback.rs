@@ -59,6 +59,7 @@ impl EncodedSink for LinkTx {
         keyframe: bool,
     ) -> Result<bool> {
         let frame = EncodedFrame {
+            codec: wavecast_session::MediaCodec::Vp8,
             data: Arc::from(data),
             rtp_time,
             received_at: Instant::now(),

@@ -1126,6 +1126,7 @@ mod tests {
 
     fn frame(data: Vec<u8>, keyframe: bool, contiguous: bool) -> EncodedFrame {
         EncodedFrame {
+            codec: wavecast_session::MediaCodec::Vp8,
             data: data.into(),
             rtp_time: 0,
             received_at: Instant::now(),

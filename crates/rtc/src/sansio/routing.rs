@@ -150,6 +150,10 @@ impl Core {
     pub(super) fn on_media_data(&mut self, md: str0m::media::MediaData) -> Result<(), EngineError> {
         let mid = md.mid;
         let keyframe = md.is_keyframe();
+        let Some(codec) = crate::track::MediaCodec::from_str0m(md.params.spec().codec) else {
+            trace!("media in codec {:?} on mid {mid}", md.params.spec().codec);
+            return Ok(());
+        };
         let Some(r) = self.remote.get_mut(&mid) else {
             trace!("media on unmapped mid {mid}");
             return Ok(());
@@ -174,6 +178,7 @@ impl Core {
         if !want_pli {
             let frame = EncodedFrame {
                 data: md.data,
+                codec,
                 rtp_time: md.time.numer(),
                 received_at: md.network_time,
                 keyframe,

@@ -463,6 +463,7 @@ mod tests {
 
     fn frame(data: Vec<u8>) -> EncodedFrame {
         EncodedFrame {
+            codec: wavecast_rtc::MediaCodec::Vp8,
             data: data.into(),
             rtp_time: 0,
             received_at: Instant::now(),

@@ -696,6 +696,7 @@ mod tests {
 
     fn frame(data: &[u8], rtp_time: u64, keyframe: bool) -> EncodedFrame {
         EncodedFrame {
+            codec: wavecast_rtc::MediaCodec::Vp8,
             data: data.into(),
             rtp_time,
             received_at: Instant::now(),

@@ -76,8 +76,8 @@ pub use state::{EndReason, SessionState, SessionStats};
 pub use tracks::{PublishedTrack, SendError, SubscribedTrack, TrackKey};
 pub use wavecast_config::ReconnectPolicy;
 pub use wavecast_rtc::{
-    DataOptions, EncodedFrame, EngineEvent, EngineOptions, JoinInfo, PeerRole, TrackInfo,
-    TrackKind, TrackOptions, TrackSource,
+    DataOptions, EncodedFrame, EngineEvent, EngineOptions, JoinInfo, MediaCodec, PeerRole,
+    TrackInfo, TrackKind, TrackOptions, TrackSource,
 };
 
 use outbox::BACKLOG_MAX;

@@ -98,6 +98,7 @@ mod tests {
 
     fn f(keyframe: bool, contiguous: bool) -> EncodedFrame {
         EncodedFrame {
+            codec: wavecast_session::MediaCodec::Vp8,
             data: Arc::from(vec![0u8; 4]),
             rtp_time: 0,
             received_at: Instant::now(),

@@ -906,6 +906,7 @@ mod tests {
 
     fn frame(data: Vec<u8>, rtp: u64, at: Instant, keyframe: bool) -> EncodedFrame {
         EncodedFrame {
+            codec: wavecast_session::MediaCodec::Vp8,
             data: Arc::from(data),
             rtp_time: rtp,
             received_at: at,
