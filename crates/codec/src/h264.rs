@@ -17,7 +17,8 @@
 //! assert!(h264::is_keyframe(&au));
 //! ```
 
-use std::os::raw::c_void;
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_void};
 
 use openh264::Timestamp;
 use openh264::encoder::{
@@ -378,12 +379,28 @@ fn library_error(op: &'static str) -> impl FnOnce(openh264::Error) -> CodecError
     }
 }
 
-/// A borrowed I420 picture as OpenH264's input.
+/// OpenH264's log lines, into `tracing` instead of stderr (errors as warnings, the rest debug).
+extern "C" fn trace(_ctx: *mut c_void, level: c_int, line: *const c_char) {
+    if line.is_null() {
+        return;
+    }
+    // SAFETY: OpenH264 passes a NUL-terminated string that lives for the call.
+    let text = unsafe { CStr::from_ptr(line) }.to_string_lossy();
+    let text = text.trim_end();
+    if level <= openh264_sys2::WELS_LOG_ERROR as c_int {
+        tracing::warn!(target: "openh264", "{text}");
+    } else {
+        tracing::debug!(target: "openh264", "{text}");
+    }
+}
+
+/// A borrowed I420 picture as OpenH264's input: its even part (H.264 crops 4:2:0 pictures in
+/// steps of two pixels, so an odd last column or row cannot be carried).
 struct Source<'a, 'b>(&'a I420<'b>);
 
 impl YUVSource for Source<'_, '_> {
     fn dimensions(&self) -> (usize, usize) {
-        (self.0.width as usize, self.0.height as usize)
+        ((self.0.width & !1) as usize, (self.0.height & !1) as usize)
     }
 
     fn strides(&self) -> (usize, usize, usize) {
@@ -404,7 +421,8 @@ impl YUVSource for Source<'_, '_> {
 }
 
 /// A real-time H.264 encoder (OpenH264, constrained baseline, bitrate rate control, no frame
-/// skipping, single slice, Annex B out).
+/// skipping, single slice, Annex B out). Pictures of odd width or height are encoded without
+/// their last column or row: 4:2:0 H.264 cannot describe an odd size.
 pub(crate) struct H264Encoder {
     /// Boxed: it holds OpenH264's frame info (~7 kB) inline.
     encoder: Box<Encoder>,
@@ -437,13 +455,23 @@ impl H264Encoder {
                 what: format!("H.264 bitrate {} bit/s", settings.bitrate),
             });
         }
-        let encoder = Box::new(
+        let mut encoder = Box::new(
             Encoder::with_api_config(
                 openh264::OpenH264API::from_source(),
                 encoder_config(&settings),
             )
             .map_err(library_error("init encoder"))?,
         );
+        let mut callback: openh264_sys2::WelsTraceCallback = Some(trace);
+        // SAFETY: the trace callback is one of the options OpenH264 takes before it is
+        // initialised (on the first picture); the pointer lives for the call, the function for
+        // the program.
+        unsafe {
+            encoder.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_TRACE_CALLBACK,
+                (&raw mut callback).cast::<c_void>(),
+            );
+        }
         Ok(Self {
             encoder,
             settings,

@@ -191,7 +191,8 @@ impl VideoEncoder {
 
     /// Encode one picture taken at `pts` (90 kHz). Returns the encoded frame (borrowed until the
     /// next call), or `None` when the encoder produced nothing for this picture. The first
-    /// frame is a keyframe.
+    /// frame is a keyframe. H.264 encodes an odd-sized picture without its last column or row
+    /// (4:2:0 H.264 has no odd sizes); VP8 and VP9 keep every pixel.
     ///
     /// # Errors
     /// [`CodecError::BadFrame`] for a picture of another size or with short planes.

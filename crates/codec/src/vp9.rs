@@ -294,6 +294,49 @@ mod tests {
         assert_eq!(frames(&bad).count(), 1);
     }
 
+    /// Regression guard: VP9 inter frames may grow the picture; the decoder reads them too.
+    #[test]
+    fn the_decoder_refuses_any_frame_that_announces_a_huge_picture() {
+        use crate::{CodecError, VideoCodec};
+        let mut dec = crate::vpx::VpxDecoder::new(VideoCodec::Vp9).unwrap();
+        for frame in [inter_with_size(16000, 16000), keyframe(0, 8192, 8192)] {
+            match dec.decode_frame(&frame) {
+                Err(CodecError::TooLarge { width, height, .. }) => {
+                    assert_eq!(Some((width, height)), largest_announced(&frame));
+                }
+                other => panic!("expected TooLarge, got {other:?}"),
+            }
+        }
+    }
+
+    /// This parser and libvpx's agree on real keyframes, of odd sizes too.
+    #[test]
+    fn the_parser_agrees_with_libvpx() {
+        use crate::{I420, VideoCodec, VideoEncoder, VideoEncoderConfig};
+        for (w, h) in [(64u32, 48u32), (321, 179), (1280, 720)] {
+            let mut enc =
+                VideoEncoder::new(VideoEncoderConfig::new(VideoCodec::Vp9, w, h, 30)).unwrap();
+            let (y, c) = (
+                vec![90u8; (w * h) as usize],
+                vec![128u8; (w.div_ceil(2) * h.div_ceil(2)) as usize],
+            );
+            let cw = w.div_ceil(2) as usize;
+            let img = I420 {
+                width: w,
+                height: h,
+                planes: [&y, &c, &c],
+                strides: [w as usize, cw, cw],
+            };
+            let key = enc.encode(&img, 0).unwrap().unwrap().data.to_vec();
+            assert_eq!(keyframe_size(&key), Some((w, h)));
+            assert_eq!(crate::vp9_keyframe_size(&key), Some((w, h)));
+            let inter = enc.encode(&img, 3000).unwrap().unwrap().data.to_vec();
+            assert_eq!(keyframe_size(&inter), None);
+            assert_eq!(crate::vp9_keyframe_size(&inter), None);
+            assert_eq!(largest_announced(&inter), None, "inter frames reuse a size");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn any_bytes_parse_without_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
