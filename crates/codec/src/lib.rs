@@ -27,19 +27,31 @@
 //! that FEC and libopus's concealment.
 #![deny(missing_docs)]
 
+mod codec;
+pub mod h264;
+mod image;
 mod opus;
 mod opus_stream;
 pub mod pipeline;
-mod vp8;
+mod scale;
+mod video;
+mod vp9;
+mod vpx;
 
+pub use crate::codec::{UnknownCodec, VideoCodec};
+pub use crate::image::{DecodedImage, I420};
 pub use crate::opus::{
     DEFAULT_EXPECTED_LOSS_PERCENT, MAX_OPUS_DECODED, MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES,
     OPUS_SAMPLE_RATE, OpusDecoder, OpusEncoder, packet_has_fec, packet_samples,
 };
 pub use crate::opus_stream::{DEFAULT_MAX_CONCEAL, OpusStreamDecoder, StreamDecoded, StreamStats};
-pub use crate::vp8::{
-    DEFAULT_MAX_PIXELS, DecodedImage, I420, VIDEO_CLOCK, Vp8Config, Vp8Decoder, Vp8Encoder,
-    Vp8Frame, vp8_keyframe_size,
+pub use crate::scale::I420Scaler;
+pub use crate::video::{
+    EncodedVideo, VideoDecoder, VideoEncoder, VideoEncoderConfig, keyframe_size,
+};
+pub use crate::vpx::{
+    DEFAULT_MAX_PIXELS, VIDEO_CLOCK, Vp8Config, Vp8Decoder, Vp8Encoder, Vp8Frame,
+    vp8_keyframe_size, vp9_keyframe_size,
 };
 
 /// Errors of the codecs.
@@ -49,7 +61,7 @@ pub enum CodecError {
     /// A codec library call failed.
     #[error("{codec} {op} failed: {message}")]
     Library {
-        /// `opus` or `vp8`.
+        /// `opus`, `vp8`, `vp9` or `h264`.
         codec: &'static str,
         /// The operation.
         op: &'static str,
@@ -68,9 +80,9 @@ pub enum CodecError {
         /// What is wrong.
         what: String,
     },
-    /// A keyframe announced a picture larger than the decoder accepts (refused before any
-    /// allocation; see [`Vp8Decoder::with_max_pixels`]).
-    #[error("VP8 keyframe of {width}x{height} is larger than the {max_pixels} pixels accepted")]
+    /// A frame announced a picture larger than the decoder accepts (refused before any
+    /// allocation; see [`VideoDecoder::with_max_pixels`]).
+    #[error("a picture of {width}x{height} is larger than the {max_pixels} pixels accepted")]
     TooLarge {
         /// Announced width.
         width: u32,
