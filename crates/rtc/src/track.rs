@@ -55,6 +55,19 @@ impl MediaCodec {
         }
     }
 
+    /// The codec a MIME type names (`video/H264`, `audio/opus`; case does not matter).
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        let sub = mime.rsplit('/').next()?;
+        [
+            MediaCodec::Opus,
+            MediaCodec::Vp8,
+            MediaCodec::Vp9,
+            MediaCodec::H264,
+        ]
+        .into_iter()
+        .find(|c| c.to_string().eq_ignore_ascii_case(sub))
+    }
+
     pub(crate) fn from_str0m(c: str0m::format::Codec) -> Option<Self> {
         use str0m::format::Codec;
         match c {

@@ -283,11 +283,24 @@ impl Session {
         track_sid: &str,
         enabled: bool,
     ) -> Result<(), SessionError> {
+        let settings = TrackSettings {
+            enabled,
+            ..TrackSettings::default()
+        };
+        self.set_track_settings(track_sid, settings).await
+    }
+
+    /// How the server forwards a subscribed track (enabled, layer, frame rate).
+    pub async fn set_track_settings(
+        &self,
+        track_sid: &str,
+        settings: TrackSettings,
+    ) -> Result<(), SessionError> {
         let (_, engine) = self.engine()?;
         engine
-            .set_track_enabled(track_sid, enabled)
+            .set_track_settings(track_sid, settings)
             .await
-            .map_err(|e| self.engine_error(format!("enable track {track_sid}"), e))
+            .map_err(|e| self.engine_error(format!("update settings of track {track_sid}"), e))
     }
 
     /// Counters.

@@ -60,7 +60,7 @@ pub struct VideoOptions {
     /// Nominal frame rate.
     pub fps: u32,
     /// Publish up to three layers (full, half and quarter size; those smaller than 120×66 are
-    /// left out) instead of one.
+    /// left out) instead of one. VP9 stays one layer (see [`VideoOptions::layers`]).
     pub simulcast: bool,
     /// The bitrate floor, bits per second: the smallest layer never gets less, whatever the
     /// estimate says.
@@ -113,9 +113,11 @@ impl VideoOptions {
         self
     }
 
-    /// The sizes of the layers, smallest first.
+    /// The sizes of the layers, smallest first. VP9 has one: LiveKit reads VP9 as one
+    /// scalable (SVC) stream, not as rid simulcast, and SVC is not ours to send (str0m's VP9
+    /// packetiser numbers every frame spatial layer 0).
     fn ladder(&self) -> Vec<(VideoQuality, u32, u32)> {
-        if !self.simulcast {
+        if !self.simulcast || self.codec == VideoCodec::Vp9 {
             return vec![(VideoQuality::High, self.width, self.height)];
         }
         let even = |v: u32| (v & !1).max(2);
@@ -140,7 +142,8 @@ impl VideoOptions {
     }
 
     /// The layers with their nominal bitrates (by pixel rate, scaled to fit the ceiling),
-    /// smallest first. Without simulcast: one layer of the full size.
+    /// smallest first. Without simulcast, and for VP9: one layer of the full size (LiveKit
+    /// takes VP9 as one scalable stream, whose spatial layers str0m cannot number).
     pub fn layers(&self) -> Vec<VideoLayer> {
         let ladder = self.ladder();
         let rates: Vec<u64> = ladder
@@ -168,8 +171,9 @@ impl VideoOptions {
         let mut o =
             TrackOptions::video(name, self.width, self.height).with_codec(media_codec(self.codec));
         o.source = self.source;
-        if self.simulcast {
-            o = o.with_layers(self.layers());
+        let layers = self.layers();
+        if layers.len() > 1 {
+            o = o.with_layers(layers);
         }
         o
     }
