@@ -48,7 +48,7 @@ pub fn video_codec(codec: MediaCodec) -> Option<VideoCodec> {
 
 /// How a video track is published: codec, picture size and rate, simulcast, and the range its
 /// bitrate moves in as the bandwidth estimate changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VideoOptions {
     /// The codec.
@@ -277,6 +277,8 @@ pub struct LayerStats {
     pub starved: u64,
     /// Times the encoder stopped (dynacast or bandwidth) and started again with a keyframe.
     pub resumed: u64,
+    /// Bytes of the frames handed to the engine.
+    pub bytes: u64,
     /// The encoder's bitrate now, bits per second.
     pub bitrate: u32,
 }
@@ -366,6 +368,7 @@ impl VideoPublisher {
                     paused: 0,
                     starved: 0,
                     resumed: 0,
+                    bytes: 0,
                     bitrate: l.bitrate,
                 },
             });
@@ -410,6 +413,11 @@ impl VideoPublisher {
     /// carried a keyframe.
     pub fn frames_sent(&self) -> (u64, u64) {
         (self.sent, self.keyframes)
+    }
+
+    /// Bytes handed to the engine over all layers and bindings.
+    pub fn bytes_sent(&self) -> u64 {
+        self.layers.iter().map(|l| l.stats.bytes).sum()
     }
 
     /// Each layer's figures, smallest first.
@@ -520,6 +528,7 @@ impl VideoPublisher {
                 continue;
             };
             let is_key = frame.keyframe;
+            let len = frame.data.len() as u64;
             let Some(data) = slot.seal(frame.data.to_vec(), rtp) else {
                 // No key to encrypt with: dropped (counted in the session's e2ee stats).
                 continue;
@@ -532,6 +541,7 @@ impl VideoPublisher {
             match written {
                 Ok(()) => {
                     stats.encoded += 1;
+                    stats.bytes += len;
                     stats.keyframes += u64::from(is_key);
                     wrote = true;
                     keyframe |= is_key;
