@@ -91,14 +91,22 @@ impl MediaCodec {
     }
 }
 
-impl std::fmt::Display for MediaCodec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl MediaCodec {
+    /// Its short name, as LiveKit's `SimulcastCodec` and our configs spell it: `opus`, `vp8`,
+    /// `vp9`, `h264`.
+    pub fn name(self) -> &'static str {
+        match self {
             MediaCodec::Opus => "opus",
             MediaCodec::Vp8 => "vp8",
             MediaCodec::Vp9 => "vp9",
             MediaCodec::H264 => "h264",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for MediaCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
