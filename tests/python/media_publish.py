@@ -100,6 +100,33 @@ class Pattern:
         return f
 
 
+def stamp_band(data: bytes, width: int, frame_number: int, micros: int) -> bytes:
+    """`data` (an I420 picture) with wavecast's frame stamp drawn into its luma: a 48 x 2 grid
+    of black (16) / white (235) cells across the top, 96 bits = frame number (32) + capture
+    time in microseconds since the UNIX epoch (56) + CRC-8 (polynomial 0x07, output XOR 0x55),
+    most significant bit first; cell edges at i * width // 48 (crates/media/src/stamp.rs). Our
+    viewers read it back for the frame's age on arrival."""
+    payload = frame_number.to_bytes(4, "big") + micros.to_bytes(8, "big")[1:]
+    crc = 0
+    for b in payload:
+        crc ^= b
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    bits = payload + bytes([crc ^ 0x55])
+    y = bytearray(data)
+    edge = lambda i: i * width // 48
+    for row in range(2):
+        for col in range(48):
+            bit = row * 48 + col
+            on = bits[bit // 8] & (0x80 >> (bit % 8))
+            value = b"\xeb" if on else b"\x10"
+            x0, x1 = edge(col), edge(col + 1)
+            for line in range(edge(row), edge(row + 1)):
+                o = line * width
+                y[o + x0 : o + x1] = value * (x1 - x0)
+    return bytes(y)
+
+
 def cpu() -> tuple:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime, r.ru_stime, r.ru_maxrss
@@ -147,6 +174,11 @@ async def main() -> None:
     p.add_argument("--max-bitrate", type=int, default=0, help="top layer's bits/s (0: SDK default)")
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--stats-every", type=float, default=0.0)
+    p.add_argument(
+        "--stamp",
+        action="store_true",
+        help="draw wavecast's frame stamp (number, capture time) into each picture",
+    )
     args = p.parse_args()
 
     source = Y4m(args.y4m) if args.y4m else Pattern(args.width, args.height)
@@ -203,7 +235,10 @@ async def main() -> None:
                 await asyncio.sleep(delay)
             elif delay < -1.0 / args.fps:
                 counts["late"] += 1
-            frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.I420, source.next())
+            data = source.next()
+            if args.stamp:
+                data = stamp_band(data, width, n, time.time_ns() // 1000)
+            frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.I420, data)
             video.capture_frame(frame)
             counts["captured"] += 1
             n += 1
