@@ -2,10 +2,12 @@
 //! pure Annex B helpers a recorder needs: NAL units, parameter sets, keyframes, and the picture
 //! size an SPS announces.
 //!
-//! The encoder writes what LiveKit and Chromium negotiate for H.264: constrained baseline
-//! (`profile-level-id` 42e01f: profile 66 with `constraint_set1`; OpenH264 raises the level above
-//! 3.1 when the picture needs it), one slice per picture (packetization-mode 1 fragments it),
-//! Annex B output with start codes, SPS and PPS before every IDR.
+//! The encoder writes what LiveKit and Chromium negotiate for H.264 (`profile-level-id` 42e01f,
+//! `packetization-mode` 1): constrained baseline — its SPS says profile 66 with
+//! `constraint_set0` and `constraint_set1` (42c0xx, which WebRTC reads as constrained baseline
+//! like 42e0xx), level 3.1 unless the picture needs more (OpenH264 raises it) — one slice per
+//! picture (packetization-mode 1 fragments it), Annex B output with start codes, SPS and PPS
+//! before every IDR.
 //!
 //! ```
 //! use wavecast_codec::h264;

@@ -1,28 +1,4 @@
-//! [`I420Scaler`]: the simulcast downscaler. One per layer, each scaling every captured picture
-//! to its layer's fixed size.
-//!
-//! An area-averaging (box) filter, separable, in fixed point: each output sample is the mean of
-//! the source samples its footprint covers, partly covered ones weighted by the part — the
-//! right filter for downscaling by any ratio (no aliasing at 1/2 or 1/4, no blur beyond the
-//! footprint). The tables of weights are built when the source size is first seen (or changes);
-//! after that, scaling allocates nothing. The inner loops are plain slices of integers that the
-//! compiler vectorises; on x86-64 they are compiled twice, for SSE2 and for AVX2, and the CPU
-//! picks (detected at run time). The vertical pass, where most of the work is, runs down whole
-//! rows with the common tap counts (1–3) fused into one pass.
-//!
-//! Why not `fast_image_resize`: its `Resizer` computes the filter coefficients into new vectors
-//! on every call, so it allocates per picture.
-//!
-//! ```
-//! use wavecast_codec::{I420, I420Scaler};
-//! let (y, c) = (vec![200u8; 1280 * 720], vec![90u8; 640 * 360]);
-//! let full = I420 { width: 1280, height: 720, planes: [&y, &c, &c], strides: [1280, 640, 640] };
-//! let mut half = I420Scaler::new(640, 360)?;
-//! let small = half.scale(&full)?;
-//! assert_eq!((small.width, small.height), (640, 360));
-//! assert_eq!((small.planes[0][0], small.planes[1][0]), (200, 90));
-//! # Ok::<(), wavecast_codec::CodecError>(())
-//! ```
+//! [`I420Scaler`]: the simulcast downscaler.
 
 use crate::{CodecError, I420};
 
@@ -96,7 +72,31 @@ struct PlaneFilter {
     v: Axis,
 }
 
-/// Scales I420 pictures to one fixed size, into planes it owns (see the [module](self) docs).
+/// Scales I420 pictures to one fixed size, into planes it owns: the simulcast downscaler, one
+/// per layer, each scaling every captured picture to its layer's size.
+///
+/// An area-averaging (box) filter, separable, in fixed point: each output sample is the mean of
+/// the source samples its footprint covers, partly covered ones weighted by the part — the
+/// right filter for downscaling by any ratio (no aliasing at 1/2 or 1/4, no blur beyond the
+/// footprint). The tables of weights are built when the source size is first seen (or changes);
+/// after that, scaling allocates nothing. The inner loops are plain slices of integers that the
+/// compiler vectorises; on x86-64 they are compiled twice, for SSE2 and for AVX2, and the CPU
+/// picks (detected at run time). The vertical pass, where most of the work is, runs down whole
+/// rows with the common tap counts (1–3) fused into one pass.
+///
+/// Why not `fast_image_resize`: its `Resizer` computes the filter coefficients into new vectors
+/// on every call, so it allocates per picture.
+///
+/// ```
+/// use wavecast_codec::{I420, I420Scaler};
+/// let (y, c) = (vec![200u8; 1280 * 720], vec![90u8; 640 * 360]);
+/// let full = I420 { width: 1280, height: 720, planes: [&y, &c, &c], strides: [1280, 640, 640] };
+/// let mut half = I420Scaler::new(640, 360)?;
+/// let small = half.scale(&full)?;
+/// assert_eq!((small.width, small.height), (640, 360));
+/// assert_eq!((small.planes[0][0], small.planes[1][0]), (200, 90));
+/// # Ok::<(), wavecast_codec::CodecError>(())
+/// ```
 ///
 /// Any source size works, odd ones included (chroma planes are `ceil(w/2)`×`ceil(h/2)`); a
 /// source of the target size is copied. Scaling allocates nothing once a source size has been

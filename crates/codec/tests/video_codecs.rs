@@ -205,10 +205,11 @@ fn h264_keyframes_carry_constrained_baseline_parameter_sets() {
     let (sps, pps) = h264::parameter_sets(key).unwrap();
     assert_eq!(h264::nal_type(pps), h264::NAL_PPS);
     let sps = h264::Sps::parse(sps).unwrap();
-    // profile_idc 66 with constraint_set1: constrained baseline (42e0 / 42c0 in SDP).
+    // profile_idc 66 with constraint_set0 and constraint_set1: constrained baseline (42c0 here;
+    // WebRTC reads 42c0 and 42e0 alike), level 3.1 as in the negotiated 42e01f.
     assert_eq!(sps.profile_idc, 66);
-    assert_ne!(sps.constraints & 0x40, 0, "constraint_set1_flag");
-    assert!(sps.level_idc >= 31, "level {}", sps.level_idc);
+    assert_eq!(sps.constraints & 0xc0, 0xc0, "constraint_set0/1 flags");
+    assert_eq!(sps.level_idc, 31);
     assert_eq!((sps.width, sps.height), (640, 480));
     for (f, key) in &frames[1..] {
         assert!(!key && !h264::is_keyframe(f));
