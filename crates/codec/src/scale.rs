@@ -485,4 +485,25 @@ mod tests {
         assert!(matches!(s.scale(&short), Err(CodecError::BadFrame { .. })));
         assert!(I420Scaler::new(0, 10).is_err());
     }
+
+    proptest::proptest! {
+        /// Any sizes, any content: no panic, and every output sample lies within the range of
+        /// its source plane (each is a weighted mean with non-negative weights).
+        #[test]
+        fn any_sizes_stay_within_the_source_range(sw in 1u32..160, sh in 1u32..120, dw in 1u32..100, dh in 1u32..80,
+                                                  seed in proptest::num::u32::ANY) {
+            let p = picture(sw, sh, |x, y, plane| {
+                let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed) >> (plane as u32 * 3);
+                (v % 200 + 20) as u8
+            });
+            let mut s = I420Scaler::new(dw, dh).unwrap();
+            let out = s.scale(&view(sw, sh, &p)).unwrap();
+            for i in 0..3 {
+                let (lo, hi) = (*p[i].iter().min().unwrap(), *p[i].iter().max().unwrap());
+                let (w, h) = out.plane_size(i);
+                proptest::prop_assert_eq!(out.planes[i].len(), w * h);
+                proptest::prop_assert!(out.planes[i].iter().all(|&v| (lo..=hi).contains(&v)));
+            }
+        }
+    }
 }
