@@ -498,8 +498,8 @@ mod tests {
             });
             let mut s = I420Scaler::new(dw, dh).unwrap();
             let out = s.scale(&view(sw, sh, &p)).unwrap();
-            for i in 0..3 {
-                let (lo, hi) = (*p[i].iter().min().unwrap(), *p[i].iter().max().unwrap());
+            for (i, plane) in p.iter().enumerate() {
+                let (lo, hi) = (*plane.iter().min().unwrap(), *plane.iter().max().unwrap());
                 let (w, h) = out.plane_size(i);
                 proptest::prop_assert_eq!(out.planes[i].len(), w * h);
                 proptest::prop_assert!(out.planes[i].iter().all(|&v| (lo..=hi).contains(&v)));
