@@ -165,6 +165,32 @@ fn keyframes_on_demand_bitrate_changes_and_sizes() {
 }
 
 #[test]
+fn keyframes_come_at_least_every_keyframe_interval() {
+    for codec in VideoCodec::ALL {
+        let mut config = VideoEncoderConfig::new(codec, 160, 120, 30);
+        config.keyframe_interval = 6;
+        let mut enc = VideoEncoder::new(config).unwrap();
+        let keys: Vec<u32> = (0..40u32)
+            .filter(|&n| {
+                let p = Picture::new(160, 120, n);
+                enc.encode(&p.i420(), i64::from(n) * 3000)
+                    .unwrap()
+                    .unwrap()
+                    .keyframe
+            })
+            .collect();
+        assert_eq!(keys.first(), Some(&0), "{codec}: {keys:?}");
+        let widest = keys
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .chain([40 - keys[keys.len() - 1]])
+            .max();
+        assert!(widest <= Some(6), "{codec}: keyframes at {keys:?}");
+        assert!(keys.len() < 20, "{codec}: keyframes at {keys:?}");
+    }
+}
+
+#[test]
 fn a_lower_bitrate_makes_smaller_frames() {
     for codec in VideoCodec::ALL {
         let (w, h) = (640, 360);
