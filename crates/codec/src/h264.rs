@@ -2,10 +2,12 @@
 //! pure Annex B helpers a recorder needs: NAL units, parameter sets, keyframes, and the picture
 //! size an SPS announces.
 //!
-//! The encoder writes what LiveKit and Chromium negotiate for H.264: constrained baseline
-//! (`profile-level-id` 42e01f: profile 66 with `constraint_set1`; OpenH264 raises the level above
-//! 3.1 when the picture needs it), one slice per picture (packetization-mode 1 fragments it),
-//! Annex B output with start codes, SPS and PPS before every IDR.
+//! The encoder writes what LiveKit and Chromium negotiate for H.264 (`profile-level-id` 42e01f,
+//! `packetization-mode` 1): constrained baseline — its SPS says profile 66 with
+//! `constraint_set0` and `constraint_set1` (42c0xx, which WebRTC reads as constrained baseline
+//! like 42e0xx), level 3.1 unless the picture needs more (OpenH264 raises it) — one slice per
+//! picture (packetization-mode 1 fragments it), Annex B output with start codes, SPS and PPS
+//! before every IDR.
 //!
 //! ```
 //! use wavecast_codec::h264;
@@ -36,6 +38,8 @@ pub const NAL_IDR: u8 = 5;
 pub const NAL_SPS: u8 = 7;
 /// NAL unit type of a picture parameter set.
 pub const NAL_PPS: u8 = 8;
+/// NAL unit type of a subset sequence parameter set (SVC/MVC; its start is an SPS's).
+pub const NAL_SUBSET_SPS: u8 = 15;
 
 /// The type of a NAL unit (the low 5 bits of its header byte); 0 (unspecified) for an empty one.
 pub fn nal_type(nal: &[u8]) -> u8 {
@@ -220,12 +224,13 @@ pub struct Sps {
 const HIGH_PROFILES: [u8; 12] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134];
 
 impl Sps {
-    /// Parse an SPS NAL unit (header byte included, no start code).
+    /// Parse an SPS NAL unit (header byte included, no start code); a subset SPS is read for
+    /// the SPS it starts with.
     ///
     /// # Errors
     /// [`CodecError::BadFrame`] for anything that is not a well-formed SPS: never a panic.
     pub fn parse(nal: &[u8]) -> Result<Sps, CodecError> {
-        if nal_type(nal) != NAL_SPS {
+        if !matches!(nal_type(nal), NAL_SPS | NAL_SUBSET_SPS) {
             return Err(bad_sps("not an SPS NAL unit"));
         }
         let mut r = Rbsp::new(&nal[1..]);
@@ -674,7 +679,9 @@ impl H264Decoder {
                 ),
             });
         }
-        for sps in annex_b_nals(data).filter(|n| nal_type(n) == NAL_SPS) {
+        let parameter_sets =
+            annex_b_nals(data).filter(|n| matches!(nal_type(n), NAL_SPS | NAL_SUBSET_SPS));
+        for sps in parameter_sets {
             let (width, height) = Sps::parse(sps)?.weighed_size();
             if u64::from(width) * u64::from(height) > self.max_pixels {
                 return Err(CodecError::TooLarge {
@@ -899,6 +906,13 @@ mod tests {
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }
+        // In a subset SPS (SVC), too.
+        let mut subset = sps(66, 1024, 1024, true, [0; 4]);
+        subset[0] = 0x6f;
+        assert!(matches!(
+            dec.decode_frame(&annex_b(&[&subset])),
+            Err(CodecError::TooLarge { .. })
+        ));
         // Hidden behind heavy cropping, too.
         let cropped = annex_b(&[&sps(66, 1024, 1024, true, [0, 8000, 0, 8000])]);
         assert!(matches!(

@@ -165,6 +165,32 @@ fn keyframes_on_demand_bitrate_changes_and_sizes() {
 }
 
 #[test]
+fn keyframes_come_at_least_every_keyframe_interval() {
+    for codec in VideoCodec::ALL {
+        let mut config = VideoEncoderConfig::new(codec, 160, 120, 30);
+        config.keyframe_interval = 6;
+        let mut enc = VideoEncoder::new(config).unwrap();
+        let keys: Vec<u32> = (0..40u32)
+            .filter(|&n| {
+                let p = Picture::new(160, 120, n);
+                enc.encode(&p.i420(), i64::from(n) * 3000)
+                    .unwrap()
+                    .unwrap()
+                    .keyframe
+            })
+            .collect();
+        assert_eq!(keys.first(), Some(&0), "{codec}: {keys:?}");
+        let widest = keys
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .chain([40 - keys[keys.len() - 1]])
+            .max();
+        assert!(widest <= Some(6), "{codec}: keyframes at {keys:?}");
+        assert!(keys.len() < 20, "{codec}: keyframes at {keys:?}");
+    }
+}
+
+#[test]
 fn a_lower_bitrate_makes_smaller_frames() {
     for codec in VideoCodec::ALL {
         let (w, h) = (640, 360);
@@ -205,10 +231,11 @@ fn h264_keyframes_carry_constrained_baseline_parameter_sets() {
     let (sps, pps) = h264::parameter_sets(key).unwrap();
     assert_eq!(h264::nal_type(pps), h264::NAL_PPS);
     let sps = h264::Sps::parse(sps).unwrap();
-    // profile_idc 66 with constraint_set1: constrained baseline (42e0 / 42c0 in SDP).
+    // profile_idc 66 with constraint_set0 and constraint_set1: constrained baseline (42c0 here;
+    // WebRTC reads 42c0 and 42e0 alike), level 3.1 as in the negotiated 42e01f.
     assert_eq!(sps.profile_idc, 66);
-    assert_ne!(sps.constraints & 0x40, 0, "constraint_set1_flag");
-    assert!(sps.level_idc >= 31, "level {}", sps.level_idc);
+    assert_eq!(sps.constraints & 0xc0, 0xc0, "constraint_set0/1 flags");
+    assert_eq!(sps.level_idc, 31);
     assert_eq!((sps.width, sps.height), (640, 480));
     for (f, key) in &frames[1..] {
         assert!(!key && !h264::is_keyframe(f));
