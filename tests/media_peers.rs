@@ -276,6 +276,7 @@ fn browser_viewers_get_the_simulcast_layer_that_fits_their_element() {
     };
     let small = watch("small", (160, 90));
     let large = watch("large", (1280, 720));
+    let large_ended_ms = unix_ms();
     browser.stop();
     let sent = browser
         .wait_json("RESULT", Duration::from_secs(30))
@@ -302,23 +303,54 @@ fn browser_viewers_get_the_simulcast_layer_that_fits_their_element() {
         published_width / 4,
         small["received"]
     );
-    // The high layer: the widest the server lists (the capture size, unless the browser's own
-    // adaptation cut it).
-    let top = server_layers
-        .iter()
-        .map(|l| u64::from(l.0))
+    // The high layer: the widest layer the browser was sending 3 s before the large viewer
+    // ended (the server switches within that), from the page's layer timeline. Chromium may
+    // stop its top layer by itself (its bandwidth estimate, CPU): the viewer can only get what
+    // is sent.
+    let top = sending_widths(&sent["layer_timeline"], large_ended_ms - 3000.0)
+        .into_iter()
         .max()
         .unwrap_or(0);
     let large_max = width(&large, "max");
     assert!(
-        large_max >= top && large_max > published_width / 2,
-        "the large element's viewer reached {large_max} px, not the high layer ({top}): {}",
+        top > small_last,
+        "the browser sent nothing above the low layer near the end ({top} px): {sent_layers:?} {}",
+        sent["layer_timeline"]
+    );
+    assert!(
+        large_max >= top,
+        "the large element's viewer reached {large_max} px, not the high layer ({top} px): {}",
         large["received"]
     );
     eprintln!(
-        "{test}: small {small_last} px, large {large_max} px of {published_width}, {:.1} s",
+        "{test}: small {small_last} px, large {large_max} px (top layer sent {top} px) of \
+         {published_width}, {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Now in milliseconds since the UNIX epoch (the page's `Date.now()`: same machine, same clock).
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// The widths of the browser's simulcast layers that were sending at `at_ms`, replaying its
+/// `layer_timeline` (`at_unix_ms`, `rid`, `sending`, `width`: one entry per change).
+fn sending_widths(timeline: &Value, at_ms: f64) -> Vec<u64> {
+    let mut state = std::collections::BTreeMap::new();
+    for e in timeline.as_array().into_iter().flatten() {
+        if e["at_unix_ms"].as_f64().unwrap_or(f64::MAX) > at_ms {
+            continue;
+        }
+        let rid = e["rid"].as_str().unwrap_or("").to_owned();
+        let sending = e["sending"].as_bool().unwrap_or(false);
+        state.insert(rid, sending.then(|| e["width"].as_u64()).flatten());
+    }
+    state.into_values().flatten().collect()
 }
 
 /// The Python SDK publishes 1280×720 at 30 fps with simulcast in `codec`: the server lists the
@@ -425,14 +457,31 @@ fn python_vp9_simulcast_has_three_layers_and_is_decoded() {
 }
 
 /// The baseline for the rate-limit acceptance point: the Python SDK publishing 1280×720 at
-/// 30 fps, VP8 simulcast, through a 600 kbit/s policer on the leg into the server's media port
-/// (its uplink; [`NetNs::limit_rate`]). Its bandwidth estimate must settle under the limit and a
-/// Python subscriber keep receiving; the figures (what the subscriber decodes, what the
-/// publisher's layers send, what the policer dropped) are printed for the bench to compare with.
+/// 30 fps in VP8 through a 600 kbit/s policer on the leg into the server's media port (its
+/// uplink; [`NetNs::limit_rate`]), with simulcast (the SDK caps its layers at 15, 20 and 30 fps)
+/// or one layer. Its bandwidth estimate must settle under the limit and a Python subscriber keep
+/// receiving (20 frames in 6 s at least: a floor for "media flows", not a quality bar); the
+/// figures (what the subscriber decodes, what the publisher's layers send, what the policer
+/// dropped) are printed for the bench to compare with.
 #[test]
-fn python_publisher_under_a_600_kbit_uplink_limit() {
+fn python_simulcast_publisher_under_a_600_kbit_uplink_limit() {
+    python_under_a_rate_limit(
+        "python_simulcast_publisher_under_a_600_kbit_uplink_limit",
+        true,
+    );
+}
+
+/// [`python_simulcast_publisher_under_a_600_kbit_uplink_limit`] with a single layer.
+#[test]
+fn python_single_layer_publisher_under_a_600_kbit_uplink_limit() {
+    python_under_a_rate_limit(
+        "python_single_layer_publisher_under_a_600_kbit_uplink_limit",
+        false,
+    );
+}
+
+fn python_under_a_rate_limit(test: &str, simulcast: bool) {
     let _one = one_at_a_time();
-    let test = "python_publisher_under_a_600_kbit_uplink_limit";
     let Some(ns) = NetNs::enter_for_test(test) else {
         return;
     };
@@ -445,24 +494,23 @@ fn python_publisher_under_a_600_kbit_uplink_limit() {
     )
     .expect("the rate limit");
     let room = "python-limited";
-    let mut publisher = PythonPeer::spawn(
-        &server,
-        "media_publish.py",
-        &[
-            "--room",
-            room,
-            "--identity",
-            "py-caster",
-            "--codec",
-            "vp8",
-            "--simulcast",
-            "--seconds",
-            "30",
-            "--stats-every",
-            "2",
-        ],
-    )
-    .expect("the Python publisher starts");
+    let mut args = vec![
+        "--room",
+        room,
+        "--identity",
+        "py-caster",
+        "--codec",
+        "vp8",
+        "--seconds",
+        "30",
+        "--stats-every",
+        "2",
+    ];
+    if simulcast {
+        args.push("--simulcast");
+    }
+    let mut publisher =
+        PythonPeer::spawn(&server, "media_publish.py", &args).expect("the Python publisher starts");
     publisher
         .wait_line("READY", Duration::from_secs(30))
         .expect("the Python publisher publishes");
@@ -522,7 +570,7 @@ fn python_publisher_under_a_600_kbit_uplink_limit() {
         policed.seen > 1000,
         "the publisher's uplink did not cross the limited leg: {policed:?}"
     );
-    assert!(fps >= 10.0, "the subscriber got {fps} fps: {track}");
+    assert!(frames >= 20, "the subscriber got {frames} frames: {track}");
     assert!(
         send_kbit < f64::from(LIMIT_KBIT) * 1.5,
         "the publisher still sends {send_kbit:.0} kbit/s through a {LIMIT_KBIT} kbit/s limit"

@@ -75,7 +75,7 @@
   // `videoCodec` ('vp8', 'vp9', 'h264', 'av1') and `simulcast` (true/false) as its
   // `publishDefaults` when given. The answer names the codec each RTP stream of the camera
   // actually encodes with (`video_layers`, from the sender's statistics: outbound-rtp codecId
-  // → codec mimeType), waiting up to 10 s for every stream to have one.
+  // → codec mimeType), waiting up to 5 s for every stream to have one.
   async function publish({ url, token, e2eeKey, videoCodec, simulcast }) {
     const defaults = {};
     if (videoCodec !== undefined) defaults.videoCodec = videoCodec;
@@ -95,7 +95,7 @@
     note(`published ${tracks.map((t) => t.kind).join(' + ')} in ${Math.round(now() - started)} ms`);
     const camera = room.localParticipant.getTrackPublication(LK.Track.Source.Camera);
     if (camera?.track?.sender) watchLayers(camera.track.sender);
-    const videoLayers = await senderCodecs(camera?.track?.sender, 10000);
+    const videoLayers = await senderCodecs(camera?.track?.sender, 5000);
     note(`camera encodes ${videoLayers.map((l) => `${l.rid ?? '-'}:${l.codec}`).join(' ')}`);
     return {
       identity: room.localParticipant.identity,
@@ -110,8 +110,10 @@
   // The codec mimeType ('video/H264', …) of a stats entry, through its codecId.
   const codecOf = (report, s) => (s.codecId ? report.get(s.codecId)?.mimeType ?? null : null);
 
-  // The camera sender's RTP streams with their codecs, once every stream has a codec and has
-  // encoded a frame (or after `timeoutMs`):
+  // The camera sender's RTP streams with their codecs (the negotiated codec of each stream: what
+  // its encoder uses), once every stream has one (or after `timeoutMs`). Frames need not have
+  // been encoded yet (Chromium starts its top layer only once its bandwidth estimate allows),
+  // so sizes and `encoder` may still be null: RESULT has them.
   // [{ rid, codec, width, height, frames_encoded, encoder, scalability_mode }].
   async function senderCodecs(sender, timeoutMs) {
     if (!sender) return [];
@@ -132,7 +134,7 @@
           scalability_mode: s.scalabilityMode ?? null,
         });
       });
-      const done = layers.length && layers.every((l) => l.codec && l.frames_encoded > 0);
+      const done = layers.length && layers.every((l) => l.codec);
       if (done || now() > until) return layers;
       await sleep(200);
     }

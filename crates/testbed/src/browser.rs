@@ -171,9 +171,9 @@ impl BrowserPeer {
     /// The codec each camera RTP stream actually encodes with (the sender's statistics:
     /// outbound-rtp `codecId` → codec `mimeType`, e.g. `video/H264`) is in READY's
     /// `video_layers` (`rid`, `codec`, `width`, `height`, `frames_encoded`, `encoder`,
-    /// `scalability_mode`; READY waits up to 10 s for every stream to have encoded a frame;
-    /// with dynacast and no subscriber yet, only the streams the server asked for may be
-    /// listed) and in RESULT's `video_layers[].codec`; READY's `requested` echoes
+    /// `scalability_mode`; READY waits up to 5 s for every stream to have a codec, a few ms in
+    /// practice, not for frames: a layer Chromium has not started yet has null sizes and 0
+    /// frames there) and in RESULT's `video_layers[].codec`; READY's `requested` echoes
     /// [`PublishOptions::video_codec`] and [`PublishOptions::simulcast`].
     pub fn publish(
         url: &str,
