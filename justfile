@@ -181,6 +181,9 @@ bench: setup
     "{{venv}}/bin/python" tests/python/bench_tokens.py
     cargo run --release -p wavecast-service --example token_bench
     cargo run --release -p wavecast-session --example data_bench
+    cargo run --release -p wavecast-codec --example video_codecs
+    cargo build --release -p wavecast-broadcaster
+    cargo run --release -p wavecast-session --example media_bench
 
 # The token service on 127.0.0.1:8089 (SQLite file target/wavecast-service.db unless configured),
 # for the local dev server; see docs/service.md. Dev-only login secret and admin key below.

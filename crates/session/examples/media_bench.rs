@@ -98,7 +98,9 @@ fn start_ours(server: &LiveKitServer, room: &str, codec: &str) -> Result<Publish
         .args(["--width", "1280", "--height", "720", "--fps", "30"])
         .args(["--bitrate", "2500", "--duration", "120s"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(
+            std::env::temp_dir().join(format!("media_bench-{room}.log")),
+        )?)
         .spawn()?;
     Ok(Publisher::Ours(child))
 }
@@ -235,14 +237,25 @@ async fn watch(server: &LiveKitServer, room: &str) -> Result<Seen, Error> {
 
 fn main() -> Result<(), Error> {
     // Everything — the server, the publishers, our subscribers — in a private namespace, so the
-    // rate limit and the libwebrtc peers' candidates stay inside it.
+    // rate limit and the libwebrtc peers' candidates stay inside it. A thread of ours enters it
+    // (and the runtime's threads it starts); the main thread stays outside, since dropping the
+    // namespace ends every process inside it.
     let ns = NetNs::create()?;
-    ns.enter_current_thread()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run(&ns))
+    let result = std::thread::scope(|s| {
+        s.spawn(|| -> Result<(), String> {
+            ns.enter_current_thread().map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(run(&ns)).map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the bench thread panicked".into()))
+    });
+    drop(ns);
+    result.map_err(Into::into)
 }
 
 async fn run(ns: &NetNs) -> Result<(), Error> {
