@@ -696,9 +696,9 @@ impl WebmWriter {
         let payload_len = if annex_b {
             match h264::length_prefixed_len(data) {
                 0 => {
+                    // (No byte count in the text: callers list each distinct error once.)
                     return Err(self.invalid(format!(
-                        "track {track}: an H.264 frame of {} bytes without an Annex B start code",
-                        data.len()
+                        "track {track}: an H.264 frame without an Annex B start code, not written"
                     )));
                 }
                 n => n,
