@@ -848,8 +848,10 @@ impl RoomRecording {
         }
         slot.muted_since_last = false;
         slot.loss_since_last = false;
-        // Resolution changes, from keyframe headers.
+        // Resolution changes, from keyframe headers (an H.264 interframe is not searched for
+        // an SPS: that would scan every frame).
         if let Some(codec) = slot.codec
+            && (frame.keyframe || codec != VideoCodec::H264)
             && let Some(size) = webm::keyframe_size(codec, &frame.data)
             && slot.size != Some(size)
         {
@@ -1633,5 +1635,146 @@ mod tests {
         let m = Manifest::read(&path).unwrap();
         let t = &m.participants[0].files[0].tracks[0];
         assert_eq!((t.codec.as_str(), t.frames), ("", 1));
+    }
+
+    /// Frames ffmpeg encodes (`libx264` baseline in Annex B split at its access unit delimiters,
+    /// or `libvpx-vp9` in IVF): `frames` of its test source at `w`×`h`, 30 fps, a keyframe
+    /// every 30 frames.
+    fn ffmpeg_frames(dir: &Path, codec: MediaCodec, w: u32, h: u32, frames: u32) -> Vec<Vec<u8>> {
+        let path = dir.join(format!("{w}x{h}.{codec:?}"));
+        let mut cmd = std::process::Command::new("ffmpeg");
+        cmd.args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc=size={w}x{h}:rate=30"))
+            .args([
+                "-frames:v",
+                &frames.to_string(),
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "30",
+            ]);
+        if codec == MediaCodec::H264 {
+            cmd.args([
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                "baseline",
+                "-x264-params",
+                "aud=1",
+            ])
+            .args(["-bsf:v", "h264_mp4toannexb", "-f", "h264"]);
+        } else {
+            cmd.args(["-c:v", "libvpx-vp9", "-speed", "8", "-f", "ivf"]);
+        }
+        let out = cmd.arg(&path).output().expect("ffmpeg runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        if codec == MediaCodec::H264 {
+            let mut starts: Vec<usize> = (0..bytes.len().saturating_sub(3))
+                .filter(|&i| bytes[i..i + 3] == [0, 0, 1] && bytes[i + 3] & 0x1F == 9)
+                .map(|i| if i > 0 && bytes[i - 1] == 0 { i - 1 } else { i })
+                .collect();
+            starts.push(bytes.len());
+            starts
+                .windows(2)
+                .map(|w| bytes[w[0]..w[1]].to_vec())
+                .collect()
+        } else {
+            let mut at = 32;
+            let mut out = Vec::new();
+            while at + 12 <= bytes.len() {
+                let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                out.push(bytes[at + 12..at + 12 + len].to_vec());
+                at += 12 + len;
+            }
+            out
+        }
+    }
+
+    /// Real H.264 and VP9 (from ffmpeg's encoders, each growing from 320×240 to 640×360 at
+    /// its second keyframe) through the recording: ffprobe reads each file with its codec and
+    /// first size, and ffmpeg decodes every frame at both sizes without a complaint.
+    #[test]
+    fn real_h264_and_vp9_frames_decode_from_the_recorded_files() {
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "real", t0);
+        for (who, codec) in [("hal", MediaCodec::H264), ("vic", MediaCodec::Vp9)] {
+            let v = key(who, "cam", TrackKind::Video);
+            let mut frames = ffmpeg_frames(dir.path(), codec, 320, 240, 30);
+            frames.extend(ffmpeg_frames(dir.path(), codec, 640, 360, 30));
+            for (n, data) in frames.into_iter().enumerate() {
+                let n = n as u64;
+                let at = t0 + Duration::from_millis(n * 1000 / 30);
+                let keyframe = n.is_multiple_of(30);
+                send(
+                    &mut r,
+                    &v,
+                    (1, 0),
+                    coded(codec, data, n * 3000, at, keyframe),
+                );
+            }
+        }
+        r.handle(Input::Stop, t0 + Duration::from_secs(3));
+        for (who, file, name) in [("hal", "hal.mkv", "h264"), ("vic", "vic.webm", "vp9")] {
+            let m = r.manifest().participant(who).unwrap();
+            assert_eq!(m.files[0].path, file);
+            assert_eq!(m.files[0].tracks[0].codec, name);
+            assert_eq!(m.files[0].tracks[0].frames, 60);
+            let path = dir.path().join(file);
+            let out = std::process::Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-count_frames",
+                    "-show_streams",
+                    "-of",
+                    "json",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let s = &v["streams"][0];
+            assert_eq!(s["codec_name"], name, "{v}");
+            assert_eq!(
+                (s["width"].as_u64(), s["height"].as_u64()),
+                (Some(320), Some(240))
+            );
+            assert_eq!(s["nb_read_frames"].as_str(), Some("60"), "{v}");
+            let out = std::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-nostdin", "-i"])
+                .arg(&path)
+                .args(["-f", "null", "-"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{}: {}",
+                file,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = std::process::Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "frame=width",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let widths = String::from_utf8_lossy(&out.stdout);
+            let large = widths
+                .lines()
+                .filter(|l| l.trim_end_matches(',') == "640")
+                .count();
+            assert_eq!(large, 30, "{file}: {widths}");
+        }
     }
 }
