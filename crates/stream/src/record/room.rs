@@ -483,39 +483,30 @@ impl RoomRecording {
             return;
         }
         let codec = video_codec(frame.codec);
+        let mut reason = None;
         if let Some(file) = &p.file {
-            let slot = file.slots.iter().find(|s| s.key == *key);
-            let reason = match slot {
+            match file.slots.iter().find(|s| s.key == *key) {
                 Some(s) if key.kind == TrackKind::Audio || s.codec == codec => {
                     self.write(&key, &sid, stream, &frame);
                     return;
                 }
                 // The publisher switched codecs (or the file guessed one for a track that had
                 // sent nothing yet): the file's track cannot hold these frames.
-                Some(_) => "codec changed",
+                Some(_) => reason = Some("codec changed"),
                 // A track the open file does not have.
-                None => "track added",
-            };
-            let identity = key.identity.clone();
-            info!(
-                "recorder: {key} ({}): {reason}: {identity} continues in a new file",
-                frame.codec.mime()
-            );
-            self.close_participant(&identity, reason, now);
-            if let Some(p) = self.participants.get_mut(&identity) {
-                p.next_reason = reason;
+                None => reason = Some("track added"),
             }
         }
-        let identity = key.identity.clone();
-        // An H.264 track's file needs its SPS and PPS (its CodecPrivate): its frames are held
-        // from a keyframe that carries them (or, for a track recorded before, a known one).
+        // The frame needs a new file. An H.264 track's file needs its SPS and PPS (its
+        // CodecPrivate): its frames are held from a keyframe that carries them (or, for a track
+        // recorded before, a known one); until then they are dropped, and an open file stays.
         if codec == Some(VideoCodec::H264)
             && !self
                 .specs
                 .get(&*key)
                 .is_some_and(|s| matches!(s, TrackSpec::H264 { .. }))
         {
-            let p = self.participants.get(&identity).expect("entry exists");
+            let p = self.participants.get(&key.identity).expect("entry exists");
             let started = p
                 .gathering
                 .frames
@@ -524,6 +515,17 @@ impl RoomRecording {
             if !started && TrackSpec::h264_from_keyframe("", &frame.data).is_none() {
                 debug!("recorder: {key}: H.264 frame before a keyframe with SPS and PPS, dropped");
                 return;
+            }
+        }
+        let identity = key.identity.clone();
+        if let Some(reason) = reason {
+            info!(
+                "recorder: {key} ({}): {reason}: {identity} continues in a new file",
+                frame.codec.mime()
+            );
+            self.close_participant(&identity, reason, now);
+            if let Some(p) = self.participants.get_mut(&identity) {
+                p.next_reason = reason;
             }
         }
         let p = self.participants.get_mut(&identity).expect("entry exists");
@@ -1545,6 +1547,15 @@ mod tests {
             (1, 1),
             coded(MediaCodec::Vp9, VP9_INTER.to_vec(), 9000, at(99), false),
         );
+        // An H.264 frame without SPS and PPS cannot start a file: dropped, the VP9 file stays.
+        send(
+            &mut r,
+            &v,
+            (1, 2),
+            coded(MediaCodec::H264, H264_INTER.to_vec(), 10500, at(116), false),
+        );
+        assert_eq!(r.manifest().participants[0].files.len(), 2);
+        assert_eq!(r.manifest().participants[0].files[1].state, "recording");
         send(
             &mut r,
             &v,
