@@ -116,7 +116,7 @@ impl IvfWriter {
     }
 
     /// Appends one frame with its 90 kHz RTP time and picture size (in one write), and brings
-    /// the header up to date after the first frame and every [`HEADER_INTERVAL`].
+    /// the header up to date after the first frame and every second (`HEADER_INTERVAL`).
     ///
     /// # Errors
     /// The write failed.
