@@ -394,3 +394,47 @@ fn h264_frames_are_stored_with_lengths_and_bad_ones_refused() {
     let bad = [TrackSpec::h264("x", 16, 16, vec![])];
     assert!(WebmWriter::create(dir.path().join("bad.mkv"), &bad, WebmOptions::default()).is_err());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes as H.264 or VP9 frames: each write is stored or refused (H.264 without a
+    /// start code), never a panic, and the file holds exactly the frames stored.
+    #[test]
+    fn arbitrary_frames_are_stored_or_refused(
+        frames in proptest::collection::vec(
+            (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), proptest::prelude::any::<bool>()),
+            1..12,
+        ),
+        h264_track in proptest::prelude::any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = h264::avc_decoder_config(&[
+            0, 0, 1, 0x67, 0x42, 0xC0, 0x0D, 0xD9, 0x01, 0x41, 0xFB, 0x01, 0x10, 0x00, 0x00, 0x03,
+            0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xC0, 0xF1, 0x42, 0xA4, 0x80, 0, 0, 1, 0x68, 0xCB,
+        ])
+        .unwrap();
+        let spec = if h264_track {
+            TrackSpec::h264("v", 320, 240, config)
+        } else {
+            TrackSpec::vp9("v", 320, 240)
+        };
+        let path = dir.path().join("p.mkv");
+        let mut w = WebmWriter::create(&path, &[spec], WebmOptions::default()).unwrap();
+        let mut stored = 0u64;
+        for (n, (data, key)) in frames.iter().enumerate() {
+            let ts = Duration::from_millis(n as u64 * 33);
+            match w.write_frame(0, ts, *key, data) {
+                Ok(()) => stored += 1,
+                Err(e) => {
+                    proptest::prop_assert!(h264_track && h264::length_prefixed_len(data) == 0, "{e}");
+                    proptest::prop_assert!(e.to_string().contains("p.mkv"), "{e}");
+                }
+            }
+        }
+        w.finish().unwrap();
+        let info = WebmInfo::read(&path).unwrap();
+        proptest::prop_assert_eq!(info.tracks[0].frames, stored);
+        proptest::prop_assert_eq!(info.partial_tail, 0);
+    }
+}
