@@ -189,6 +189,16 @@ impl TrackSpec {
         }
     }
 
+    /// The video codec (`None` for audio).
+    pub fn video_codec(&self) -> Option<VideoCodec> {
+        match self {
+            TrackSpec::Vp8 { .. } => Some(VideoCodec::Vp8),
+            TrackSpec::Vp9 { .. } => Some(VideoCodec::Vp9),
+            TrackSpec::H264 { .. } => Some(VideoCodec::H264),
+            TrackSpec::Opus { .. } => None,
+        }
+    }
+
     /// Whether WebM allows the codec (VP8, VP9, Opus); H.264 needs Matroska.
     pub fn in_webm(&self) -> bool {
         !matches!(self, TrackSpec::H264 { .. })

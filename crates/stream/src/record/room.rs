@@ -186,19 +186,9 @@ fn video_codec(codec: MediaCodec) -> Option<VideoCodec> {
     }
 }
 
-/// The codec of a file's track.
-fn spec_codec(spec: &TrackSpec) -> Option<VideoCodec> {
-    match spec {
-        TrackSpec::Vp8 { .. } => Some(VideoCodec::Vp8),
-        TrackSpec::Vp9 { .. } => Some(VideoCodec::Vp9),
-        TrackSpec::H264 { .. } => Some(VideoCodec::H264),
-        _ => None,
-    }
-}
-
 /// The manifest's codec name of a file's track: `opus`, `vp8`, `vp9`, `h264`.
 fn codec_name(spec: &TrackSpec) -> &'static str {
-    spec_codec(spec).map_or("opus", VideoCodec::name)
+    spec.video_codec().map_or("opus", VideoCodec::name)
 }
 
 /// A video track spec of `codec` for `name`: size from the first keyframe among `frames` that
@@ -579,7 +569,7 @@ impl RoomRecording {
                     .filter(|f| f.codec == first.codec)
                     .map(|f| &f.data[..]);
                 video_spec(&k.name, codec, same, published)
-                    .or_else(|| known.filter(|s| spec_codec(s) == Some(codec)).cloned())
+                    .or_else(|| known.filter(|s| s.video_codec() == Some(codec)).cloned())
             }),
             None => known.cloned(),
         };
@@ -717,7 +707,7 @@ impl RoomRecording {
             .into_iter()
             .zip(&specs)
             .map(|(key, spec)| Slot {
-                codec: spec_codec(spec),
+                codec: spec.video_codec(),
                 key,
                 anchor: None,
                 last: None,
