@@ -1,5 +1,5 @@
-//! IVF (the libvpx test container) writer: VP8 frames stored untouched, so a recording is exactly
-//! what arrived. The header's frame count and picture size are rewritten by
+//! IVF (the libvpx test container) writer: VP8 or VP9 frames stored untouched, so a recording is
+//! exactly what arrived. The header's frame count and picture size are rewritten by
 //! [`IvfWriter::finish`] (and on drop), so a finished file always tells the truth.
 //!
 //! Crash safety: every frame goes to the file in one write (no user-space buffer to lose), and
@@ -22,7 +22,8 @@ pub const IVF_FRAME_HEADER_LEN: usize = 12;
 /// The header is brought up to date at least this often while frames arrive.
 pub const HEADER_INTERVAL: Duration = Duration::from_secs(1);
 
-/// VP8 frames into an IVF file with 90 kHz timestamps (relative to the first frame).
+/// VP8 frames (or VP9: [`IvfWriter::set_fourcc`]) into an IVF file with 90 kHz timestamps
+/// (relative to the first frame).
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -40,6 +41,7 @@ pub struct IvfWriter {
     frames: u32,
     first_rtp: Option<u64>,
     size: (u16, u16),
+    fourcc: [u8; 4],
     finished: bool,
     /// When the header on disk was last brought up to date.
     header_at: Option<Instant>,
@@ -77,6 +79,7 @@ impl IvfWriter {
             frames: 0,
             first_rtp: None,
             size: (0, 0),
+            fourcc: *b"VP80",
             finished: false,
             header_at: None,
             scratch: Vec::with_capacity(64 * 1024),
@@ -103,7 +106,7 @@ impl IvfWriter {
         h[0..4].copy_from_slice(b"DKIF");
         h[4..6].copy_from_slice(&0u16.to_le_bytes());
         h[6..8].copy_from_slice(&(IVF_HEADER_LEN as u16).to_le_bytes());
-        h[8..12].copy_from_slice(b"VP80");
+        h[8..12].copy_from_slice(&self.fourcc);
         h[12..14].copy_from_slice(&self.size.0.to_le_bytes());
         h[14..16].copy_from_slice(&self.size.1.to_le_bytes());
         h[16..20].copy_from_slice(&90_000u32.to_le_bytes()); // time base denominator
@@ -113,7 +116,7 @@ impl IvfWriter {
     }
 
     /// Appends one frame with its 90 kHz RTP time and picture size (in one write), and brings
-    /// the header up to date after the first frame and every [`HEADER_INTERVAL`].
+    /// the header up to date after the first frame and every second (`HEADER_INTERVAL`).
     ///
     /// # Errors
     /// The write failed.
@@ -145,6 +148,24 @@ impl IvfWriter {
             self.update_header()?;
         }
         Ok(())
+    }
+
+    /// Set the codec's FourCC in the header: `VP80` (the default) or `VP90` (VP9). The header
+    /// on disk is rewritten at once.
+    ///
+    /// # Errors
+    /// The header could not be rewritten.
+    pub fn set_fourcc(&mut self, fourcc: [u8; 4]) -> Result<()> {
+        if self.fourcc == fourcc {
+            return Ok(());
+        }
+        self.fourcc = fourcc;
+        self.update_header()
+    }
+
+    /// The codec's FourCC in the header.
+    pub fn fourcc(&self) -> [u8; 4] {
+        self.fourcc
     }
 
     /// Frames written.
@@ -198,6 +219,7 @@ mod tests {
         assert_eq!(u16::from_le_bytes([b[12], b[13]]), 320);
         assert_eq!(u32::from_le_bytes([b[24], b[25], b[26], b[27]]), 2);
         assert_eq!(b.len(), 32 + 12 + 3 + 12 + 2);
+        assert_eq!(&b[8..12], b"VP80");
         assert_eq!(u64::from_le_bytes(b[36..44].try_into().unwrap()), 0);
         assert_eq!(u64::from_le_bytes(b[51..59].try_into().unwrap()), 3000);
     }
@@ -228,6 +250,19 @@ mod tests {
         assert_eq!(b.len(), 32 + 3 * 12 + 3 + 2 + 1);
         // What a killed process leaves: no finish, no drop.
         std::mem::forget(w);
+    }
+
+    #[test]
+    fn vp9_files_name_their_codec() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.ivf");
+        let mut w = IvfWriter::create(&path).unwrap();
+        w.set_fourcc(*b"VP90").unwrap();
+        assert_eq!(&std::fs::read(&path).unwrap()[8..12], b"VP90");
+        w.write(&[0x82, 0x49, 0x83, 0x42], 0, 64, 48).unwrap();
+        w.finish().unwrap();
+        assert_eq!(w.fourcc(), *b"VP90");
+        assert_eq!(&std::fs::read(&path).unwrap()[8..12], b"VP90");
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //!   capture time drawn as a [`stamp`] that survives lossy codecs, with its decoder);
 //! - synthetic audio: [`ToneGenerator`] (tone or chirp) with timestamp [`Markers`] and the
 //!   [`MarkerDetector`] a receiver uses to find them;
-//! - files: [`Y4mReader`]/[`Y4mWriter`], [`WavReader`]/[`WavWriter`], [`IvfWriter`] (VP8 as
-//!   received), [`snapshot::write_i420_png`], and [`Looping`] over any
+//! - files: [`Y4mReader`]/[`Y4mWriter`], [`WavReader`]/[`WavWriter`], [`IvfWriter`] (VP8 or VP9
+//!   as received), [`snapshot::write_i420_png`], and [`Looping`] over any
 //!   [`VideoSource`] or [`AudioSource`];
-//! - recordings: [`webm`], a crash-safe WebM (Matroska) writer for encoded VP8 and Opus with a
-//!   repair routine for files a crash cut short;
+//! - recordings: [`webm`], a crash-safe writer of encoded VP8, VP9 and Opus into WebM and of
+//!   H.264 into Matroska, with a repair routine for files a crash cut short;
 //! - audio outputs by name ([`OutputSpec`]: `null`, `wav:PATH`, `device[:NAME]`) so everything
 //!   runs headless; devices (output and capture) through cpal behind the `cpal` cargo feature (off
 //!   by default; needs `libasound2-dev`), tested on ALSA's `null` device

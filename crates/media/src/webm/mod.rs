@@ -1,5 +1,17 @@
-//! WebM (Matroska) files for encoded VP8 video and Opus audio, written so that a crash loses at
-//! most the last second.
+//! WebM and Matroska files for encoded video and audio, written so that a crash loses at most
+//! the last second.
+//!
+//! | codec | [`TrackSpec`] | CodecID | stored as | container |
+//! |---|---|---|---|---|
+//! | VP8 | [`TrackSpec::vp8`] | `V_VP8` | the frame | WebM (`.webm`) |
+//! | VP9 | [`TrackSpec::vp9`] | `V_VP9` | the frame (superframes whole) | WebM (`.webm`) |
+//! | H.264 | [`TrackSpec::h264_from_keyframe`] | `V_MPEG4/ISO/AVC` | NAL units behind 4-byte lengths, CodecPrivate from the first keyframe's SPS and PPS | Matroska (`.mkv`) |
+//! | Opus | [`TrackSpec::opus`] | `A_OPUS` | the packet | WebM (`.webm`) |
+//!
+//! A file with an H.264 track is a Matroska file (DocType `matroska`, [`extension`] `mkv`);
+//! otherwise it is WebM. Everything below holds for both. Keyframe sizes are read from each
+//! codec's own header: [`vp8_keyframe_size`], [`vp9::keyframe_size`], [`h264::keyframe_size`]
+//! (or [`keyframe_size`] by [`VideoCodec`]).
 //!
 //! - [`WebmWriter`] takes encoded frames as they arrive (passthrough, no transcoding) and writes
 //!   them in clusters: each cluster is built in memory and written whole with one `write` when it
@@ -42,12 +54,17 @@
 //! no control of cluster length or flushing, nothing to repair a cut file) or are element
 //! codecs without a muxer policy, and crash safety is all policy. Timestamps are in
 //! milliseconds (TimecodeScale 1 000 000 ns), relative to the file's start; blocks are
-//! SimpleBlocks without lacing. A resolution change needs nothing from the container (VP8
-//! carries the size in every keyframe); the track header keeps the first size. Tracks are fixed
-//! when the file is created.
+//! SimpleBlocks without lacing. A resolution change needs nothing from the container (VP8 and
+//! VP9 carry the size in every keyframe; H.264 keyframes carry their SPS and PPS in-band, and
+//! the stored samples keep them, so a decoder picks up a new SPS from the sample even though
+//! CodecPrivate holds the first); the track header keeps the first size. Tracks are fixed when
+//! the file is created. H.264 blocks are stamped with the frame's (presentation) time, which is
+//! its decoding time as long as the stream has no B-frames — WebRTC's profiles have none.
 
 mod ebml;
+pub mod h264;
 mod read;
+pub mod vp9;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -66,7 +83,7 @@ const SEEK_HEAD_RESERVE: usize = 96;
 /// Matroska dates count from 2001-01-01T00:00:00 UTC.
 const MATROSKA_EPOCH_UNIX_SECS: u64 = 978_307_200;
 
-/// A track of a WebM file.
+/// A track of a WebM (or, with H.264, Matroska) file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TrackSpec {
@@ -78,6 +95,28 @@ pub enum TrackSpec {
         width: u32,
         /// Height of the first picture.
         height: u32,
+    },
+    /// VP9 video (frames as they arrive: superframes stay whole).
+    Vp9 {
+        /// Track name.
+        name: String,
+        /// Width of the first picture (the stream may change size later).
+        width: u32,
+        /// Height of the first picture.
+        height: u32,
+    },
+    /// H.264 video: frames are given in Annex B and stored with 4-byte lengths; the file is a
+    /// Matroska file (`.mkv`), not WebM.
+    H264 {
+        /// Track name.
+        name: String,
+        /// Width of the first picture (the stream may change size later).
+        width: u32,
+        /// Height of the first picture.
+        height: u32,
+        /// The `AVCDecoderConfigurationRecord` (CodecPrivate) declaring 4-byte NAL lengths:
+        /// [`h264::avc_decoder_config`] of the first keyframe.
+        avc_config: Vec<u8>,
     },
     /// Opus audio at 48 kHz.
     Opus {
@@ -98,6 +137,34 @@ impl TrackSpec {
         }
     }
 
+    /// A VP9 track.
+    pub fn vp9(name: impl Into<String>, width: u32, height: u32) -> Self {
+        TrackSpec::Vp9 {
+            name: name.into(),
+            width,
+            height,
+        }
+    }
+
+    /// An H.264 track with this `AVCDecoderConfigurationRecord` (4-byte NAL lengths): see
+    /// [`TrackSpec::h264_from_keyframe`] to build it from a keyframe.
+    pub fn h264(name: impl Into<String>, width: u32, height: u32, avc_config: Vec<u8>) -> Self {
+        TrackSpec::H264 {
+            name: name.into(),
+            width,
+            height,
+            avc_config,
+        }
+    }
+
+    /// An H.264 track for the stream this Annex B keyframe starts: size from its SPS,
+    /// CodecPrivate from its SPS and PPS. `None` when the frame lacks a readable SPS or a PPS.
+    pub fn h264_from_keyframe(name: impl Into<String>, keyframe: &[u8]) -> Option<Self> {
+        let (width, height) = h264::keyframe_size(keyframe)?;
+        let avc_config = h264::avc_decoder_config(keyframe)?;
+        Some(Self::h264(name, width, height, avc_config))
+    }
+
     /// An Opus track.
     pub fn opus(name: impl Into<String>, channels: u8) -> Self {
         TrackSpec::Opus {
@@ -108,13 +175,70 @@ impl TrackSpec {
 
     /// Whether it is video.
     pub fn is_video(&self) -> bool {
-        matches!(self, TrackSpec::Vp8 { .. })
+        !matches!(self, TrackSpec::Opus { .. })
+    }
+
+    /// The Matroska CodecID (`V_VP8`, `V_VP9`, `V_MPEG4/ISO/AVC`, `A_OPUS`), as
+    /// [`TrackInfo::codec`] reads it back.
+    pub fn codec_id(&self) -> &'static str {
+        match self {
+            TrackSpec::Vp8 { .. } => "V_VP8",
+            TrackSpec::Vp9 { .. } => "V_VP9",
+            TrackSpec::H264 { .. } => "V_MPEG4/ISO/AVC",
+            TrackSpec::Opus { .. } => "A_OPUS",
+        }
+    }
+
+    /// The video codec (`None` for audio).
+    pub fn video_codec(&self) -> Option<VideoCodec> {
+        match self {
+            TrackSpec::Vp8 { .. } => Some(VideoCodec::Vp8),
+            TrackSpec::Vp9 { .. } => Some(VideoCodec::Vp9),
+            TrackSpec::H264 { .. } => Some(VideoCodec::H264),
+            TrackSpec::Opus { .. } => None,
+        }
+    }
+
+    /// Whether WebM allows the codec (VP8, VP9, Opus); H.264 needs Matroska.
+    pub fn in_webm(&self) -> bool {
+        !matches!(self, TrackSpec::H264 { .. })
     }
 
     fn name(&self) -> &str {
         match self {
-            TrackSpec::Vp8 { name, .. } | TrackSpec::Opus { name, .. } => name,
+            TrackSpec::Vp8 { name, .. }
+            | TrackSpec::Vp9 { name, .. }
+            | TrackSpec::H264 { name, .. }
+            | TrackSpec::Opus { name, .. } => name,
         }
+    }
+
+    fn size(&self) -> Option<(u32, u32)> {
+        match self {
+            TrackSpec::Vp8 { width, height, .. }
+            | TrackSpec::Vp9 { width, height, .. }
+            | TrackSpec::H264 { width, height, .. } => Some((*width, *height)),
+            TrackSpec::Opus { .. } => None,
+        }
+    }
+}
+
+/// The container a file of these tracks is: `webm` when WebM allows every codec (VP8, VP9,
+/// Opus), else `matroska` (H.264). It is the file's EBML DocType.
+pub fn doc_type(tracks: &[TrackSpec]) -> &'static str {
+    if tracks.iter().all(TrackSpec::in_webm) {
+        "webm"
+    } else {
+        "matroska"
+    }
+}
+
+/// The file extension for a file of these tracks: `webm`, or `mkv` when one is H.264.
+pub fn extension(tracks: &[TrackSpec]) -> &'static str {
+    if doc_type(tracks) == "webm" {
+        "webm"
+    } else {
+        "mkv"
     }
 }
 
@@ -239,7 +363,8 @@ pub(crate) struct Cue {
 /// Timecode element (at most 10).
 const CLUSTER_HEAD_ROOM: usize = 24;
 
-/// Writes encoded VP8 and Opus frames into a WebM file: see the [module docs](self).
+/// Writes encoded VP8, VP9, H.264 and Opus frames into a WebM or Matroska file: see the
+/// [module docs](self).
 ///
 /// Dropping a writer without [`WebmWriter::finish`] writes the pending cluster and leaves the
 /// file as a crash would (readable; [`recover`] completes it).
@@ -294,6 +419,39 @@ fn opus_head(channels: u8) -> [u8; 19] {
     h[9] = channels;
     h[12..16].copy_from_slice(&48_000u32.to_le_bytes());
     h
+}
+
+/// Width and height of a keyframe of `codec` from its own header (VP8 frame header, VP9
+/// uncompressed header, H.264 SPS), `None` for other frames or garbage.
+pub fn keyframe_size(codec: VideoCodec, frame: &[u8]) -> Option<(u32, u32)> {
+    match codec {
+        VideoCodec::Vp8 => vp8_keyframe_size(frame),
+        VideoCodec::Vp9 => vp9::keyframe_size(frame),
+        VideoCodec::H264 => h264::keyframe_size(frame),
+    }
+}
+
+/// The video codecs this writer stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VideoCodec {
+    /// VP8 (WebM).
+    Vp8,
+    /// VP9 (WebM).
+    Vp9,
+    /// H.264 in Annex B (Matroska).
+    H264,
+}
+
+impl VideoCodec {
+    /// Lower-case name: `vp8`, `vp9`, `h264` (ffprobe's `codec_name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "vp8",
+            VideoCodec::Vp9 => "vp9",
+            VideoCodec::H264 => "h264",
+        }
+    }
 }
 
 /// Width and height from a VP8 keyframe's header (`None` for interframes or garbage).
@@ -352,8 +510,17 @@ impl WebmWriter {
         }
         for t in tracks {
             match t {
-                TrackSpec::Vp8 { width, height, .. } if *width == 0 || *height == 0 => {
+                _ if t.size().is_some_and(|(w, h)| w == 0 || h == 0) => {
                     return Err(invalid(format!("video track {:?}: size 0", t.name())));
+                }
+                TrackSpec::H264 { avc_config, .. }
+                    if avc_config.len() < 7 || avc_config[0] != 1 || avc_config[4] & 3 != 3 =>
+                {
+                    return Err(invalid(format!(
+                        "H.264 track {:?}: CodecPrivate is no AVCDecoderConfigurationRecord \
+                         with 4-byte lengths",
+                        t.name()
+                    )));
                 }
                 TrackSpec::Opus { channels, .. } if !(1..=2).contains(channels) => {
                     return Err(invalid(format!(
@@ -377,7 +544,7 @@ impl WebmWriter {
         ebml::put_uint(&mut h, id::EBML_READ_VERSION, 1);
         ebml::put_uint(&mut h, id::EBML_MAX_ID_LENGTH, 4);
         ebml::put_uint(&mut h, id::EBML_MAX_SIZE_LENGTH, 8);
-        ebml::put_bytes(&mut h, id::DOC_TYPE, b"webm");
+        ebml::put_bytes(&mut h, id::DOC_TYPE, doc_type(tracks).as_bytes());
         ebml::put_uint(&mut h, id::DOC_TYPE_VERSION, 4);
         ebml::put_uint(&mut h, id::DOC_TYPE_READ_VERSION, 2);
         ebml::put_master(&mut out, id::EBML, &h);
@@ -418,10 +585,15 @@ impl WebmWriter {
             ebml::put_uint(&mut e, id::TRACK_UID, track_uid(number));
             ebml::put_uint(&mut e, id::FLAG_LACING, 0);
             ebml::put_bytes(&mut e, id::NAME, t.name().as_bytes());
+            ebml::put_bytes(&mut e, id::CODEC_ID, t.codec_id().as_bytes());
             match t {
-                TrackSpec::Vp8 { width, height, .. } => {
+                TrackSpec::Vp8 { width, height, .. }
+                | TrackSpec::Vp9 { width, height, .. }
+                | TrackSpec::H264 { width, height, .. } => {
                     ebml::put_uint(&mut e, id::TRACK_TYPE, 1);
-                    ebml::put_bytes(&mut e, id::CODEC_ID, b"V_VP8");
+                    if let TrackSpec::H264 { avc_config, .. } = t {
+                        ebml::put_bytes(&mut e, id::CODEC_PRIVATE, avc_config);
+                    }
                     let mut v = Vec::new();
                     ebml::put_uint(&mut v, id::PIXEL_WIDTH, u64::from(*width));
                     ebml::put_uint(&mut v, id::PIXEL_HEIGHT, u64::from(*height));
@@ -429,7 +601,6 @@ impl WebmWriter {
                 }
                 TrackSpec::Opus { channels, .. } => {
                     ebml::put_uint(&mut e, id::TRACK_TYPE, 2);
-                    ebml::put_bytes(&mut e, id::CODEC_ID, b"A_OPUS");
                     ebml::put_bytes(&mut e, id::CODEC_PRIVATE, &opus_head(*channels));
                     ebml::put_uint(&mut e, id::CODEC_DELAY, 0);
                     ebml::put_uint(&mut e, id::SEEK_PRE_ROLL, 80_000_000);
@@ -528,7 +699,23 @@ impl WebmWriter {
             )));
         };
         let video = spec.is_video();
+        let annex_b = matches!(spec, TrackSpec::H264 { .. });
         let keyframe = keyframe || !video;
+        // H.264 is stored with 4-byte lengths in place of start codes (converted straight into
+        // the cluster buffer); a frame without a NAL unit is refused before anything changes.
+        let payload_len = if annex_b {
+            match h264::length_prefixed_len(data) {
+                0 => {
+                    // (No byte count in the text: callers list each distinct error once.)
+                    return Err(self.invalid(format!(
+                        "track {track}: an H.264 frame without an Annex B start code, not written"
+                    )));
+                }
+                n => n,
+            }
+        } else {
+            data.len()
+        };
         if video && self.video_lost {
             if !keyframe {
                 // What it refers to was in a cluster that could not be written.
@@ -581,16 +768,20 @@ impl WebmWriter {
         }
         // SimpleBlock: track number, relative time, flags, payload.
         ebml::put_id(&mut self.cluster, id::SIMPLE_BLOCK);
-        ebml::put_size(&mut self.cluster, data.len() as u64 + 4);
+        ebml::put_size(&mut self.cluster, payload_len as u64 + 4);
         self.cluster.push(0x80 | (track as u8 + 1));
         self.cluster.extend_from_slice(&rel.to_be_bytes());
         self.cluster.push(if keyframe { 0x80 } else { 0 });
-        self.cluster.extend_from_slice(data);
+        if annex_b {
+            h264::write_length_prefixed(data, &mut self.cluster);
+        } else {
+            self.cluster.extend_from_slice(data);
+        }
 
         let st = &mut self.stats[track];
         st.frames += 1;
         st.keyframes += u64::from(keyframe);
-        st.bytes += data.len() as u64;
+        st.bytes += payload_len as u64;
         st.first.get_or_insert(Duration::from_millis(ms));
         st.last = Some(Duration::from_millis(ms));
         let default_delta = if video { 33 } else { 20 };

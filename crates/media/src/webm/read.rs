@@ -1,4 +1,5 @@
-//! Reading a WebM file's structure, and repairing one a crash cut short.
+//! Reading a WebM or Matroska file's structure, and repairing one a crash cut short (the
+//! codec makes no difference to either: blocks are counted, never decoded).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -15,8 +16,11 @@ use crate::error::{MediaError, Result, io_err};
 pub struct TrackInfo {
     /// Track number.
     pub number: u64,
-    /// `V_VP8`, `A_OPUS`, ...
+    /// `V_VP8`, `V_VP9`, `V_MPEG4/ISO/AVC`, `A_OPUS`, ...
     pub codec: String,
+    /// CodecPrivate (H.264: the `AVCDecoderConfigurationRecord`; Opus: the OpusHead), empty
+    /// when absent.
+    pub codec_private: Vec<u8>,
     /// Track name.
     pub name: String,
     /// Video size from the header.
@@ -37,6 +41,8 @@ pub struct TrackInfo {
 pub struct WebmInfo {
     /// The file.
     pub path: PathBuf,
+    /// The EBML DocType: `webm` or `matroska`.
+    pub doc_type: String,
     /// The tracks.
     pub tracks: Vec<TrackInfo>,
     /// The Info's Duration.
@@ -143,6 +149,7 @@ fn scan(path: &Path, file: &File) -> Result<Scan> {
 
     let mut info = WebmInfo {
         path: path.to_path_buf(),
+        doc_type: doc,
         tracks: Vec::new(),
         duration: None,
         clusters: 0,
@@ -214,6 +221,7 @@ fn scan(path: &Path, file: &File) -> Result<Scan> {
                     let mut t = TrackInfo {
                         number: 0,
                         codec: String::new(),
+                        codec_private: Vec::new(),
                         name: String::new(),
                         size: None,
                         frames: 0,
@@ -225,6 +233,7 @@ fn scan(path: &Path, file: &File) -> Result<Scan> {
                         match ch.id {
                             id::TRACK_NUMBER => t.number = ebml::read_uint(p),
                             id::CODEC_ID => t.codec = text(p),
+                            id::CODEC_PRIVATE => t.codec_private = p.to_vec(),
                             id::NAME => t.name = text(p),
                             id::VIDEO => {
                                 let (mut w, mut hh) = (0, 0);
@@ -346,13 +355,13 @@ impl WebmInfo {
         Ok(scan(path, &file)?.info)
     }
 
-    /// The track with this codec id (`V_VP8`, `A_OPUS`).
+    /// The track with this codec id (`V_VP8`, `V_VP9`, `V_MPEG4/ISO/AVC`, `A_OPUS`).
     pub fn track(&self, codec: &str) -> Option<&TrackInfo> {
         self.tracks.iter().find(|t| t.codec == codec)
     }
 }
 
-/// Complete a WebM file a crash cut short (as written by [`super::WebmWriter`]): cut off the
+/// Complete a WebM or Matroska file a crash cut short (as written by [`super::WebmWriter`]): cut off the
 /// partial last cluster, then write Cues, Duration, SeekHead and the Segment size. A finalized
 /// file is left untouched. Files from other writers are refused when they lack the parts this
 /// needs (a reserved Void before Info, an 8-byte Duration, an 8-byte Segment size).

@@ -46,7 +46,8 @@ pub struct ParticipantEntry {
     pub files: Vec<FileEntry>,
 }
 
-/// One WebM file of a participant.
+/// One file of a participant: WebM (`.webm`: VP8, VP9, Opus), or Matroska (`.mkv`) when a track
+/// is H.264.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FileEntry {
@@ -76,7 +77,9 @@ pub struct TrackEntry {
     pub name: String,
     /// `audio` or `video`.
     pub kind: String,
-    /// `opus` or `vp8`.
+    /// The codec the file stores the track in: `opus`, `vp8`, `vp9` or `h264` (empty in
+    /// manifests of recorders that only wrote VP8 and Opus, should one lack it).
+    #[serde(default)]
     pub codec: String,
     /// Track sids seen.
     pub sids: Vec<String>,
@@ -84,7 +87,7 @@ pub struct TrackEntry {
     pub frames: u64,
     /// Keyframes written.
     pub keyframes: u64,
-    /// Payload bytes written.
+    /// Payload bytes written (as stored: H.264 with 4-byte lengths in place of start codes).
     pub bytes: u64,
     /// First frame's timestamp in the file, ms.
     pub first_ms: Option<u64>,

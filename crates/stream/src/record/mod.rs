@@ -2,11 +2,13 @@
 //!
 //! A [`Recorder`] joins a room with a recorder token (hidden, subscribe-only), subscribes to
 //! every track — or those a [`TrackFilter`] selects — and writes each participant's Opus audio
-//! and VP8 video, without transcoding, into one WebM file per participant
-//! ([`wavecast_media::webm`]), plus a JSON [`Manifest`] for the room.
+//! and video, without transcoding, into one file per participant ([`wavecast_media::webm`]):
+//! WebM (`.webm`) for VP8 and VP9, Matroska (`.mkv`) when a track is H.264 — each frame names
+//! its codec ([`wavecast_session::EncodedFrame::codec`]) — plus a JSON [`Manifest`] for the room
+//! that names each track's codec.
 //!
-//! [`ivf_wav`] holds the viewer's simpler recording of the one participant it watches (VP8 into
-//! IVF, decoded audio into WAV), written by its decoder threads.
+//! [`ivf_wav`] holds the viewer's simpler recording of the one participant it watches (VP8 or VP9
+//! into IVF — H.264 is refused there —, decoded audio into WAV), written by its decoder threads.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), wavecast_stream::record::RecordError> {
@@ -30,7 +32,10 @@
 //! - **One file per participant visit**: a participant's file opens at its first frame (after
 //!   waiting up to 1.5 s for the rest of its published tracks, since a file's tracks are fixed)
 //!   and is finalized when the participant leaves. A participant who rejoins, or publishes a
-//!   track the open file lacks, continues in a new file (`ada-2.webm`); the manifest says why.
+//!   track the open file lacks, or switches a track's codec, continues in a new file
+//!   (`ada-2.webm`, `ada-3.mkv`: a visit's number is unique across both containers); the
+//!   manifest says why. An H.264 track's file opens at a keyframe that carries its SPS and PPS
+//!   (the track's CodecPrivate); earlier H.264 frames are dropped.
 //! - **Timestamps** come from RTP: each track's RTP clock is anchored at the arrival of its
 //!   first frame, so a participant's tracks are aligned to within their network jitter (RTCP
 //!   sender reports are not exposed by the engine). A jump of more than 1 s between RTP time
@@ -39,7 +44,8 @@
 //!   the mute changes and the gaps with their reason.
 //! - **Packet loss**: video is skipped up to the next keyframe and a keyframe is requested
 //!   (PLI, at most every 500 ms), so a file never holds undecodable frames; counted per track.
-//! - **Resolution changes** pass through (VP8 carries the size in keyframes) and are listed.
+//! - **Resolution changes** pass through (VP8 and VP9 carry the size in keyframes, H.264 its new
+//!   SPS) and are listed, with sizes read from each codec's keyframe header.
 //! - **Nothing lost**: clusters reach the file at least every half second (`max_cluster`); a
 //!   killed recorder leaves files that play up to their last half second and a manifest at most
 //!   a second old;
@@ -120,7 +126,7 @@ pub enum RecordError {
         /// What is allowed.
         reason: String,
     },
-    /// A WebM file could not be written or repaired.
+    /// A WebM or Matroska file could not be written or repaired.
     #[error(transparent)]
     Webm(#[from] MediaError),
     /// The writer thread ended unexpectedly (a bug).
@@ -138,7 +144,7 @@ pub struct RecorderOptions {
     pub credentials: Credentials,
     /// Reconnect policy and timeouts of the room (it always subscribes to everything).
     pub room: RoomOptions,
-    /// Directory for the WebM files and the manifest (created if missing).
+    /// Directory for the WebM/Matroska files and the manifest (created if missing).
     pub out_dir: PathBuf,
     /// What to record.
     pub filter: TrackFilter,
@@ -542,8 +548,8 @@ async fn read_track(
     debug!("recorder: {key} ended");
 }
 
-/// Complete a recording whose recorder was killed: repair every file the manifest lists as
-/// `recording` ([`wavecast_media::webm::recover`]) and mark it and the manifest `recovered`.
+/// Complete a recording whose recorder was killed: repair every file (`.webm` or `.mkv`) the
+/// manifest lists as `recording` ([`wavecast_media::webm::recover`]) and mark it and the manifest `recovered`.
 pub fn recover_dir(manifest_path: impl AsRef<Path>) -> Result<Manifest, RecordError> {
     let path = manifest_path.as_ref();
     let mut m = Manifest::read(path)?;

@@ -1,5 +1,5 @@
-//! The writer side of a room recording: frames and room events in, WebM files and the manifest
-//! out. Plain state driven by [`RoomRecording::handle`] and [`RoomRecording::tick`] with the
+//! The writer side of a room recording: frames and room events in, WebM files (Matroska when a
+//! track is H.264) and the manifest out. Plain state driven by [`RoomRecording::handle`] and [`RoomRecording::tick`] with the
 //! time passed in, so tests drive it without a server; the recorder runs it on its own thread.
 
 use std::collections::HashMap;
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info, warn};
-use wavecast_media::webm::{TrackSpec, WebmOptions, WebmWriter, vp8_keyframe_size};
-use wavecast_session::{EncodedFrame, TrackInfo, TrackKey, TrackKind};
+use wavecast_media::webm::{self, TrackSpec, VideoCodec, WebmOptions, WebmWriter};
+use wavecast_session::{EncodedFrame, MediaCodec, TrackInfo, TrackKey, TrackKind};
 
 use super::RecordError;
 use super::filter::TrackFilter;
@@ -87,6 +87,8 @@ struct Slot {
     /// frames (audio: one packet's duration), to count frames lost in a gap.
     last_rtp: Option<((u64, u64), u64)>,
     rtp_step: u64,
+    /// The codec of the file's track (`None` for audio).
+    codec: Option<VideoCodec>,
 }
 
 struct OpenFile {
@@ -137,6 +139,9 @@ pub(crate) struct RoomRecording {
     participants: HashMap<String, Participant>,
     /// Track sid → publication.
     publications: HashMap<String, Publication>,
+    /// The last video track spec of each track recorded (its codec, size and, for H.264, its
+    /// CodecPrivate), for a later file of the same track that opens without a keyframe of it.
+    specs: HashMap<TrackKey, TrackSpec>,
     dirty: bool,
     last_manifest: Option<Instant>,
 }
@@ -169,6 +174,48 @@ fn kind_name(kind: TrackKind) -> &'static str {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
+}
+
+/// The video codec of a frame (`None` for audio and codecs the files cannot hold).
+fn video_codec(codec: MediaCodec) -> Option<VideoCodec> {
+    match codec {
+        MediaCodec::Vp8 => Some(VideoCodec::Vp8),
+        MediaCodec::Vp9 => Some(VideoCodec::Vp9),
+        MediaCodec::H264 => Some(VideoCodec::H264),
+        _ => None,
+    }
+}
+
+/// The manifest's codec name of a file's track: `opus`, `vp8`, `vp9`, `h264`.
+fn codec_name(spec: &TrackSpec) -> &'static str {
+    spec.video_codec().map_or("opus", VideoCodec::name)
+}
+
+/// A video track spec of `codec` for `name`: size from the first keyframe among `frames` that
+/// has one (H.264: with its SPS and PPS, which are its CodecPrivate), else from `fallback`
+/// (size only). `None` for H.264 without a keyframe carrying SPS and PPS.
+fn video_spec<'a>(
+    name: &str,
+    codec: VideoCodec,
+    mut frames: impl Iterator<Item = &'a [u8]>,
+    fallback: (u32, u32),
+) -> Option<TrackSpec> {
+    let name = name.to_owned();
+    match codec {
+        VideoCodec::H264 => frames.find_map(|f| TrackSpec::h264_from_keyframe(name.clone(), f)),
+        VideoCodec::Vp9 => {
+            let (w, h) = frames
+                .find_map(|f| webm::keyframe_size(codec, f))
+                .unwrap_or(fallback);
+            Some(TrackSpec::vp9(name, w, h))
+        }
+        _ => {
+            let (w, h) = frames
+                .find_map(|f| webm::keyframe_size(VideoCodec::Vp8, f))
+                .unwrap_or(fallback);
+            Some(TrackSpec::vp8(name, w, h))
+        }
+    }
 }
 
 impl RoomRecording {
@@ -240,6 +287,7 @@ impl RoomRecording {
             clock: (now, wall),
             participants: HashMap::new(),
             publications: HashMap::new(),
+            specs: HashMap::new(),
             dirty: false,
             last_manifest: Some(now),
         })
@@ -424,20 +472,52 @@ impl RoomRecording {
             debug!("recorder: {key}: frame after its publisher left, dropped");
             return;
         }
+        let codec = video_codec(frame.codec);
+        let mut reason = None;
         if let Some(file) = &p.file {
-            if file.slots.iter().any(|s| s.key == *key) {
-                self.write(&key, &sid, stream, &frame);
-                return;
+            match file.slots.iter().find(|s| s.key == *key) {
+                Some(s) if key.kind == TrackKind::Audio || s.codec == codec => {
+                    self.write(&key, &sid, stream, &frame);
+                    return;
+                }
+                // The publisher switched codecs (or the file guessed one for a track that had
+                // sent nothing yet): the file's track cannot hold these frames.
+                Some(_) => reason = Some("codec changed"),
+                // A track the open file does not have.
+                None => reason = Some("track added"),
             }
-            let identity = key.identity.clone();
-            // A track the open file cannot hold: close it and start a new one.
-            info!("recorder: {key} is new: {identity} continues in a new file");
-            self.close_participant(&identity, "track added", now);
-            if let Some(p) = self.participants.get_mut(&identity) {
-                p.next_reason = "track added";
+        }
+        // The frame needs a new file. An H.264 track's file needs its SPS and PPS (its
+        // CodecPrivate): its frames are held from a keyframe that carries them (or, for a track
+        // recorded before, a known one); until then they are dropped, and an open file stays.
+        if codec == Some(VideoCodec::H264)
+            && !self
+                .specs
+                .get(&*key)
+                .is_some_and(|s| matches!(s, TrackSpec::H264 { .. }))
+        {
+            let p = self.participants.get(&key.identity).expect("entry exists");
+            let started = p
+                .gathering
+                .frames
+                .iter()
+                .any(|f| *f.0 == *key && f.3.codec == frame.codec);
+            if !started && TrackSpec::h264_from_keyframe("", &frame.data).is_none() {
+                debug!("recorder: {key}: H.264 frame before a keyframe with SPS and PPS, dropped");
+                return;
             }
         }
         let identity = key.identity.clone();
+        if let Some(reason) = reason {
+            info!(
+                "recorder: {key} ({}): {reason}: {identity} continues in a new file",
+                frame.codec.mime()
+            );
+            self.close_participant(&identity, reason, now);
+            if let Some(p) = self.participants.get_mut(&identity) {
+                p.next_reason = reason;
+            }
+        }
         let p = self.participants.get_mut(&identity).expect("entry exists");
         let g = &mut p.gathering;
         g.since.get_or_insert(now);
@@ -466,6 +546,34 @@ impl RoomRecording {
         });
         keys.dedup();
         keys
+    }
+
+    /// The file's track for video track `k`: in the codec of its first held frame, sized by
+    /// its first keyframe; without frames, the track's last spec in this recording, else a
+    /// VP8 guess at the published size (should the track then send another codec, its file is
+    /// closed and the next one holds it).
+    fn video_track(&self, k: &TrackKey, frames: &[Held]) -> TrackSpec {
+        let published = self
+            .publications
+            .values()
+            .find(|p| p.identity == k.identity && p.info.name == k.name)
+            .map(|p| (p.info.width, p.info.height))
+            .filter(|(w, h)| *w > 0 && *h > 0)
+            .unwrap_or((640, 360));
+        let known = self.specs.get(k);
+        let mut own = frames.iter().filter(|f| *f.0 == *k).map(|f| &f.3);
+        let spec = match own.next() {
+            Some(first) => video_codec(first.codec).and_then(|codec| {
+                let same = std::iter::once(first)
+                    .chain(own)
+                    .filter(|f| f.codec == first.codec)
+                    .map(|f| &f.data[..]);
+                video_spec(&k.name, codec, same, published)
+                    .or_else(|| known.filter(|s| s.video_codec() == Some(codec)).cloned())
+            }),
+            None => known.cloned(),
+        };
+        spec.unwrap_or_else(|| TrackSpec::vp8(k.name.clone(), published.0, published.1))
     }
 
     fn maybe_open(&mut self, identity: &str, now: Instant) {
@@ -515,22 +623,15 @@ impl RoomRecording {
             .iter()
             .map(|k| match k.kind {
                 TrackKind::Audio => TrackSpec::opus(k.name.clone(), 2),
-                TrackKind::Video => {
-                    let from_frames = frames
-                        .iter()
-                        .filter(|f| *f.0 == *k)
-                        .find_map(|f| vp8_keyframe_size(&f.3.data));
-                    let from_info = self
-                        .publications
-                        .values()
-                        .find(|p| p.identity == k.identity && p.info.name == k.name)
-                        .map(|p| (p.info.width, p.info.height))
-                        .filter(|(w, h)| *w > 0 && *h > 0);
-                    let (w, h) = from_frames.or(from_info).unwrap_or((640, 360));
-                    TrackSpec::vp8(k.name.clone(), w, h)
-                }
+                TrackKind::Video => self.video_track(k, &frames),
             })
             .collect();
+        for (k, spec) in keys.iter().zip(&specs) {
+            if spec.is_video() {
+                self.specs.insert(k.clone(), spec.clone());
+            }
+        }
+        let ext = webm::extension(&specs);
         // The file's time 0 is the earliest arrival among the gathered frames.
         let origin = frames
             .iter()
@@ -541,11 +642,18 @@ impl RoomRecording {
         let base = sanitize(identity);
         let mut n = 1;
         let created = loop {
-            let name = if n == 1 {
-                format!("{base}.webm")
+            let stem = if n == 1 {
+                base.clone()
             } else {
-                format!("{base}-{n}.webm")
+                format!("{base}-{n}")
             };
+            // A visit's number is taken by a file of either container.
+            let other = if ext == "webm" { "mkv" } else { "webm" };
+            if n < 10_000 && self.dir.join(format!("{stem}.{other}")).exists() {
+                n += 1;
+                continue;
+            }
+            let name = format!("{stem}.{ext}");
             let path = self.dir.join(&name);
             let options = WebmOptions::default()
                 .date(wall)
@@ -577,13 +685,11 @@ impl RoomRecording {
         );
         let tracks = keys
             .iter()
-            .map(|k| TrackEntry {
+            .zip(&specs)
+            .map(|(k, spec)| TrackEntry {
                 name: k.name.clone(),
                 kind: kind_name(k.kind).into(),
-                codec: match k.kind {
-                    TrackKind::Audio => "opus".into(),
-                    TrackKind::Video => "vp8".into(),
-                },
+                codec: codec_name(spec).into(),
                 ..Default::default()
             })
             .collect();
@@ -599,7 +705,9 @@ impl RoomRecording {
         let file_entry = pe.files.len() - 1;
         let slots = keys
             .into_iter()
-            .map(|key| Slot {
+            .zip(&specs)
+            .map(|(key, spec)| Slot {
+                codec: spec.video_codec(),
                 key,
                 anchor: None,
                 last: None,
@@ -640,6 +748,17 @@ impl RoomRecording {
         };
         let entry = &mut self.manifest.participants[p.entry].files[file.entry].tracks[index];
         let slot = &mut file.slots[index];
+        if key.kind == TrackKind::Video && slot.codec != video_codec(frame.codec) {
+            // Held while the file was gathered, in another codec than its track's first frame:
+            // the track cannot hold it.
+            debug!(
+                "recorder: {key}: a {} frame in a {:?} track, not written",
+                frame.codec.mime(),
+                slot.codec
+            );
+            entry.skipped_frames += 1;
+            return;
+        }
         let arrival = frame.received_at.saturating_duration_since(file.origin);
         let clock = u64::from(key.kind.clock_rate());
         // RTP time → file time, anchored at the arrival of the stream's first frame.
@@ -721,9 +840,11 @@ impl RoomRecording {
         }
         slot.muted_since_last = false;
         slot.loss_since_last = false;
-        // Resolution changes, from keyframe headers.
-        if key.kind == TrackKind::Video
-            && let Some(size) = vp8_keyframe_size(&frame.data)
+        // Resolution changes, from keyframe headers (an H.264 interframe is not searched for
+        // an SPS: that would scan every frame).
+        if let Some(codec) = slot.codec
+            && (frame.keyframe || codec != VideoCodec::H264)
+            && let Some(size) = webm::keyframe_size(codec, &frame.data)
             && slot.size != Some(size)
         {
             slot.size = Some(size);
@@ -739,7 +860,11 @@ impl RoomRecording {
                 slot.last = Some(ts);
                 entry.frames += 1;
                 entry.keyframes += u64::from(keyframe);
-                entry.bytes += frame.data.len() as u64;
+                // As stored (H.264: with lengths in place of start codes).
+                entry.bytes = file
+                    .writer
+                    .track_stats(index)
+                    .map_or(entry.bytes + frame.data.len() as u64, |t| t.bytes);
                 entry.first_ms.get_or_insert(ms(ts));
                 entry.last_ms = Some(ms(ts));
                 self.dirty = true;
@@ -907,8 +1032,18 @@ mod tests {
     }
 
     fn frame(data: Vec<u8>, rtp: u64, at: Instant, keyframe: bool) -> EncodedFrame {
+        coded(MediaCodec::Vp8, data, rtp, at, keyframe)
+    }
+
+    fn coded(
+        codec: MediaCodec,
+        data: Vec<u8>,
+        rtp: u64,
+        at: Instant,
+        keyframe: bool,
+    ) -> EncodedFrame {
         EncodedFrame {
-            codec: wavecast_session::MediaCodec::Vp8,
+            codec,
             data: Arc::from(data),
             rtp_time: rtp,
             received_at: at,
@@ -916,6 +1051,43 @@ mod tests {
             contiguous: true,
         }
     }
+
+    /// A fake VP9 profile-0 keyframe of `w`×`h` (uncompressed header, then filler).
+    fn vp9_key(w: u32, h: u32) -> Vec<u8> {
+        let mut d = vec![0x82, 0x49, 0x83, 0x42];
+        // Colour space and range (4 bits, 0), then width − 1 and height − 1 (16 bits each).
+        let bits = (u64::from(w - 1) << 16 | u64::from(h - 1)) << 4;
+        d.extend_from_slice(&bits.to_be_bytes()[3..]);
+        d.extend_from_slice(&[0x5A; 20]);
+        d
+    }
+
+    /// A fake VP9 interframe.
+    const VP9_INTER: [u8; 6] = [0x86, 0x00, 0x40, 0x92, 0x11, 0x22];
+
+    /// libx264's SPS of a 320×240 and a 640×360 baseline stream, and its PPS.
+    const SPS_320X240: [u8; 24] = [
+        0x67, 0x42, 0xC0, 0x0D, 0xD9, 0x01, 0x41, 0xFB, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+        0x00, 0x00, 0x03, 0x03, 0xC0, 0xF1, 0x42, 0xA4, 0x80,
+    ];
+    const SPS_640X360: [u8; 25] = [
+        0x67, 0x42, 0xC0, 0x1E, 0xD9, 0x00, 0xA0, 0x2F, 0xF9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00,
+        0x01, 0x00, 0x00, 0x03, 0x00, 0x3C, 0x0F, 0x16, 0x2E, 0x48,
+    ];
+    const PPS: [u8; 5] = [0x68, 0xCB, 0x83, 0xCB, 0x20];
+
+    /// A fake H.264 keyframe in Annex B: SPS, PPS and an IDR slice (its start only).
+    fn h264_key(sps: &[u8]) -> Vec<u8> {
+        let mut d = vec![0, 0, 0, 1];
+        d.extend_from_slice(sps);
+        d.extend_from_slice(&[0, 0, 0, 1]);
+        d.extend_from_slice(&PPS);
+        d.extend_from_slice(&[0, 0, 1, 0x65, 0x88, 0x84, 0x21, 0x7F]);
+        d
+    }
+
+    /// A fake H.264 interframe (a non-IDR slice).
+    const H264_INTER: [u8; 8] = [0, 0, 0, 1, 0x41, 0x9A, 0x21, 0x6C];
 
     fn send(r: &mut RoomRecording, k: &TrackKey, stream: (u64, u64), f: EncodedFrame) {
         let now = f.received_at;
@@ -1203,5 +1375,409 @@ mod tests {
         )
         .unwrap();
         assert!(r2.manifest_path().ends_with("r-2.json"));
+    }
+
+    /// `frames` video frames of `codec` at 30 fps from `start_ms` (keyframes at 0 and every
+    /// `key_every`, of size `sizes[n / key_every]`), with 20 ms Opus packets alongside.
+    fn camera_and_mic(
+        r: &mut RoomRecording,
+        identity: &str,
+        codec: MediaCodec,
+        t0: Instant,
+        frames: u64,
+        sizes: &[(u32, u32)],
+    ) {
+        let (a, v) = (
+            key(identity, "mic", TrackKind::Audio),
+            key(identity, "cam", TrackKind::Video),
+        );
+        let key_every = 30;
+        let mut events: Vec<(u64, bool, EncodedFrame)> = Vec::new();
+        for n in 0..frames {
+            let at = n * 1000 / 30;
+            let keyframe = n % key_every == 0;
+            let (w, h) = sizes[((n / key_every) as usize).min(sizes.len() - 1)];
+            let data = match (codec, keyframe) {
+                (MediaCodec::Vp9, true) => vp9_key(w, h),
+                (MediaCodec::Vp9, false) => VP9_INTER.to_vec(),
+                (MediaCodec::H264, true) if w == 640 => h264_key(&SPS_640X360),
+                (MediaCodec::H264, true) => h264_key(&SPS_320X240),
+                (MediaCodec::H264, false) => H264_INTER.to_vec(),
+                (_, true) => vp8_key(w as u16, h as u16),
+                (_, false) => vec![0x01, 0, 0, 0, 0],
+            };
+            let f = coded(
+                codec,
+                data,
+                900_000 + n * 3000,
+                t0 + Duration::from_millis(at),
+                keyframe,
+            );
+            events.push((at, true, f));
+        }
+        for n in 0..frames * 1000 / 30 / 20 {
+            let at = n * 20;
+            let f = coded(
+                MediaCodec::Opus,
+                vec![0xF8, 1],
+                n * 960,
+                t0 + Duration::from_millis(at),
+                true,
+            );
+            events.push((at, false, f));
+        }
+        events.sort_by_key(|e| e.0);
+        for (_, video, f) in events {
+            let (k, stream) = if video { (&v, (2, 0)) } else { (&a, (1, 0)) };
+            send(r, k, stream, f);
+        }
+    }
+
+    fn publish(r: &mut RoomRecording, identity: &str, t0: Instant) {
+        for (sid, name, kind) in [
+            ("mic", "mic", TrackKind::Audio),
+            ("cam", "cam", TrackKind::Video),
+        ] {
+            r.handle(
+                Input::Published {
+                    identity: identity.into(),
+                    track: info(&format!("TR_{identity}_{sid}"), name, kind),
+                },
+                t0,
+            );
+        }
+    }
+
+    #[test]
+    fn vp9_goes_to_webm_and_h264_to_matroska_with_codec_sizes_and_codec_private() {
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "codecs", t0);
+        publish(&mut r, "vic", t0);
+        publish(&mut r, "hal", t0);
+        // hal's first H.264 frame is no keyframe with SPS and PPS: it cannot start a file.
+        let v = key("hal", "cam", TrackKind::Video);
+        send(
+            &mut r,
+            &v,
+            (2, 0),
+            coded(MediaCodec::H264, H264_INTER.to_vec(), 1, t0, false),
+        );
+        let sizes = [(320, 240), (640, 360)];
+        camera_and_mic(&mut r, "vic", MediaCodec::Vp9, t0, 60, &sizes);
+        camera_and_mic(&mut r, "hal", MediaCodec::H264, t0, 60, &sizes);
+        r.handle(Input::Stop, t0 + Duration::from_secs(3));
+
+        let m = r.manifest().clone();
+        for (who, file, codec, codec_id, doc_type) in [
+            ("vic", "vic.webm", "vp9", "V_VP9", "webm"),
+            ("hal", "hal.mkv", "h264", "V_MPEG4/ISO/AVC", "matroska"),
+        ] {
+            let p = m.participant(who).unwrap();
+            assert_eq!(p.files.len(), 1, "{p:#?}");
+            let f = &p.files[0];
+            assert_eq!((f.path.as_str(), f.state.as_str()), (file, "finalized"));
+            let video = f.tracks.iter().find(|t| t.kind == "video").unwrap();
+            let audio = f.tracks.iter().find(|t| t.kind == "audio").unwrap();
+            assert_eq!(
+                (video.codec.as_str(), audio.codec.as_str()),
+                (codec, "opus")
+            );
+            assert_eq!((video.frames, video.keyframes), (60, 2), "{who}");
+            let sizes: Vec<_> = video
+                .resolutions
+                .iter()
+                .map(|r| (r.width, r.height))
+                .collect();
+            assert_eq!(sizes, [(320, 240), (640, 360)], "{who}");
+            assert_eq!(video.resolutions[1].at_ms, 1000, "{who}");
+
+            let info = WebmInfo::read(dir.path().join(file)).unwrap();
+            assert!(info.finalized, "{info:?}");
+            assert_eq!(info.doc_type, doc_type);
+            let t = info.track(codec_id).unwrap();
+            assert_eq!((t.frames, t.size), (60, Some((320, 240))), "{who}");
+            if codec == "h264" {
+                let config = webm::h264::avc_decoder_config(&h264_key(&SPS_320X240));
+                assert_eq!(Some(t.codec_private.clone()), config);
+                // Bytes as stored, each NAL unit behind a 4-byte length: two keyframes of SPS,
+                // PPS and IDR slice, 58 interframes of one slice.
+                assert_eq!(video.bytes, (28 + 9 + 9) + (29 + 9 + 9) + 58 * 8);
+            }
+        }
+        assert!(Manifest::read(r.manifest_path()).unwrap() == m);
+    }
+
+    #[test]
+    fn a_codec_switch_continues_in_a_new_file_of_the_right_container() {
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "switch", t0);
+        let v = key("ada", "cam", TrackKind::Video);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        send(
+            &mut r,
+            &v,
+            (1, 0),
+            coded(MediaCodec::Vp8, vp8_key(320, 180), 0, at(0), true),
+        );
+        send(
+            &mut r,
+            &v,
+            (1, 0),
+            coded(MediaCodec::Vp8, vec![1, 0, 0], 3000, at(33), false),
+        );
+        // Gathering ends (the only published track has frames) at the first frame: the file is
+        // open. The publisher switches to VP9, then to H.264.
+        send(
+            &mut r,
+            &v,
+            (1, 1),
+            coded(MediaCodec::Vp9, vp9_key(320, 180), 6000, at(66), true),
+        );
+        send(
+            &mut r,
+            &v,
+            (1, 1),
+            coded(MediaCodec::Vp9, VP9_INTER.to_vec(), 9000, at(99), false),
+        );
+        // An H.264 frame without SPS and PPS cannot start a file: dropped, the VP9 file stays.
+        send(
+            &mut r,
+            &v,
+            (1, 2),
+            coded(MediaCodec::H264, H264_INTER.to_vec(), 10500, at(116), false),
+        );
+        assert_eq!(r.manifest().participants[0].files.len(), 2);
+        assert_eq!(r.manifest().participants[0].files[1].state, "recording");
+        send(
+            &mut r,
+            &v,
+            (1, 2),
+            coded(
+                MediaCodec::H264,
+                h264_key(&SPS_320X240),
+                12000,
+                at(133),
+                true,
+            ),
+        );
+        r.handle(Input::Stop, at(1000));
+        let files: Vec<_> = r.manifest().participants[0]
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    f.reason.clone(),
+                    f.tracks[0].codec.clone(),
+                    f.tracks[0].frames,
+                )
+            })
+            .collect();
+        let row =
+            |p: &str, why: &str, c: &str, n: u64| (p.to_owned(), why.to_owned(), c.to_owned(), n);
+        assert_eq!(
+            files,
+            [
+                row("ada.webm", "joined", "vp8", 2),
+                row("ada-2.webm", "codec changed", "vp9", 2),
+                row("ada-3.mkv", "codec changed", "h264", 1),
+            ]
+        );
+        let info = WebmInfo::read(dir.path().join("ada-3.mkv")).unwrap();
+        assert!(info.finalized && info.doc_type == "matroska", "{info:?}");
+        // A later visit takes the next number, whichever container holds the one before.
+        let mut r2 = recording(dir.path(), "switch", t0);
+        send(
+            &mut r2,
+            &v,
+            (9, 0),
+            coded(MediaCodec::H264, h264_key(&SPS_320X240), 0, at(0), true),
+        );
+        r2.handle(Input::Stop, at(500));
+        assert_eq!(r2.manifest().participants[0].files[0].path, "ada-4.mkv");
+    }
+
+    #[test]
+    fn a_killed_recording_of_h264_is_recovered() {
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "crash", t0);
+        publish(&mut r, "hal", t0);
+        camera_and_mic(&mut r, "hal", MediaCodec::H264, t0, 90, &[(320, 240)]);
+        let path = r.manifest_path().to_path_buf();
+        let m = Manifest::read(&path).unwrap();
+        assert_eq!(m.participants[0].files[0].path, "hal.mkv");
+        assert_eq!(m.participants[0].files[0].state, "recording");
+        // Killed: no stop, no drop.
+        std::mem::forget(r);
+        let info = WebmInfo::read(dir.path().join("hal.mkv")).unwrap();
+        assert!(!info.finalized && info.clusters >= 2, "{info:?}");
+        let m = super::super::recover_dir(&path).unwrap();
+        let f = &m.participants[0].files[0];
+        assert_eq!(
+            (f.state.as_str(), f.tracks[0].codec.as_str()),
+            ("recovered", "h264")
+        );
+        let info = WebmInfo::read(dir.path().join("hal.mkv")).unwrap();
+        assert!(info.finalized && info.doc_type == "matroska", "{info:?}");
+        assert!(info.track("V_MPEG4/ISO/AVC").unwrap().frames >= 60);
+    }
+
+    #[test]
+    fn manifests_without_a_codec_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.json");
+        let old = r#"{"room":"r","recorder":"rec","started_at":"","ended_at":"","state":"finalized",
+            "participants_filter":[],"tracks_filter":[],"errors":[],
+            "participants":[{"identity":"a","name":"a","sids":[],"files":[{"path":"a.webm",
+            "reason":"joined","started_at":"","ended_at":"","state":"finalized",
+            "closed_because":"stopped","duration_ms":5,"tracks":[{"name":"cam","kind":"video",
+            "sids":[],"frames":1,"keyframes":1,"bytes":9,"first_ms":0,"last_ms":0,
+            "skipped_frames":0,"keyframe_requests":0,"queue_drops":0,"resyncs":0,
+            "resolutions":[],"gaps":[],"mutes":[]}]}]}]}"#;
+        std::fs::write(&path, old).unwrap();
+        let m = Manifest::read(&path).unwrap();
+        let t = &m.participants[0].files[0].tracks[0];
+        assert_eq!((t.codec.as_str(), t.frames), ("", 1));
+    }
+
+    /// Frames ffmpeg encodes (`libx264` baseline in Annex B split at its access unit delimiters,
+    /// or `libvpx-vp9` in IVF): `frames` of its test source at `w`×`h`, 30 fps, a keyframe
+    /// every 30 frames.
+    fn ffmpeg_frames(dir: &Path, codec: MediaCodec, w: u32, h: u32, frames: u32) -> Vec<Vec<u8>> {
+        let path = dir.join(format!("{w}x{h}.{codec:?}"));
+        let mut cmd = std::process::Command::new("ffmpeg");
+        cmd.args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc=size={w}x{h}:rate=30"))
+            .args([
+                "-frames:v",
+                &frames.to_string(),
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "30",
+            ]);
+        if codec == MediaCodec::H264 {
+            cmd.args([
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                "baseline",
+                "-x264-params",
+                "aud=1",
+            ])
+            .args(["-bsf:v", "h264_mp4toannexb", "-f", "h264"]);
+        } else {
+            cmd.args(["-c:v", "libvpx-vp9", "-speed", "8", "-f", "ivf"]);
+        }
+        let out = cmd.arg(&path).output().expect("ffmpeg runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        if codec == MediaCodec::H264 {
+            let mut starts: Vec<usize> = (0..bytes.len().saturating_sub(3))
+                .filter(|&i| bytes[i..i + 3] == [0, 0, 1] && bytes[i + 3] & 0x1F == 9)
+                .map(|i| if i > 0 && bytes[i - 1] == 0 { i - 1 } else { i })
+                .collect();
+            starts.push(bytes.len());
+            starts
+                .windows(2)
+                .map(|w| bytes[w[0]..w[1]].to_vec())
+                .collect()
+        } else {
+            let mut at = 32;
+            let mut out = Vec::new();
+            while at + 12 <= bytes.len() {
+                let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                out.push(bytes[at + 12..at + 12 + len].to_vec());
+                at += 12 + len;
+            }
+            out
+        }
+    }
+
+    /// Real H.264 and VP9 (from ffmpeg's encoders, each growing from 320×240 to 640×360 at
+    /// its second keyframe) through the recording: ffprobe reads each file with its codec and
+    /// first size, and ffmpeg decodes every frame at both sizes without a complaint.
+    #[test]
+    fn real_h264_and_vp9_frames_decode_from_the_recorded_files() {
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "real", t0);
+        for (who, codec) in [("hal", MediaCodec::H264), ("vic", MediaCodec::Vp9)] {
+            let v = key(who, "cam", TrackKind::Video);
+            let mut frames = ffmpeg_frames(dir.path(), codec, 320, 240, 30);
+            frames.extend(ffmpeg_frames(dir.path(), codec, 640, 360, 30));
+            for (n, data) in frames.into_iter().enumerate() {
+                let n = n as u64;
+                let at = t0 + Duration::from_millis(n * 1000 / 30);
+                let keyframe = n.is_multiple_of(30);
+                send(
+                    &mut r,
+                    &v,
+                    (1, 0),
+                    coded(codec, data, n * 3000, at, keyframe),
+                );
+            }
+        }
+        r.handle(Input::Stop, t0 + Duration::from_secs(3));
+        for (who, file, name) in [("hal", "hal.mkv", "h264"), ("vic", "vic.webm", "vp9")] {
+            let m = r.manifest().participant(who).unwrap();
+            assert_eq!(m.files[0].path, file);
+            assert_eq!(m.files[0].tracks[0].codec, name);
+            assert_eq!(m.files[0].tracks[0].frames, 60);
+            let path = dir.path().join(file);
+            let out = std::process::Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-count_frames",
+                    "-show_streams",
+                    "-of",
+                    "json",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let s = &v["streams"][0];
+            assert_eq!(s["codec_name"], name, "{v}");
+            assert_eq!(
+                (s["width"].as_u64(), s["height"].as_u64()),
+                (Some(320), Some(240))
+            );
+            assert_eq!(s["nb_read_frames"].as_str(), Some("60"), "{v}");
+            let out = std::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-nostdin", "-i"])
+                .arg(&path)
+                .args(["-f", "null", "-"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{}: {}",
+                file,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = std::process::Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "frame=width",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let widths = String::from_utf8_lossy(&out.stdout);
+            let large = widths
+                .lines()
+                .filter(|l| l.trim_end_matches(',') == "640")
+                .count();
+            assert_eq!(large, 30, "{file}: {widths}");
+        }
     }
 }
