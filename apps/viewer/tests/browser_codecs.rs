@@ -119,7 +119,7 @@ fn browser_publishes(codec: &str, test: &str, extension: &str) {
          frame numbers {}..{}, {regressions} regressions, {} decode errors",
         stream["first_frame_number"], stream["last_frame_number"], stream["decode_errors"]
     );
-    assert_eq!(stream["codec"], codec, "{stream}");
+    assert_eq!(stream["codec"], codec, "{stream}\n{}", run.output());
     assert!(decoded >= FRAMES, "{stream}");
     assert!(
         stamped * 10 >= decoded * 9,
@@ -146,7 +146,16 @@ fn browser_publishes(codec: &str, test: &str, extension: &str) {
         .iter()
         .find(|p| p["identity"] == "browser")
         .unwrap_or_else(|| panic!("the browser in the manifest: {manifest}"));
-    let file = &browser_entry["files"][0];
+    eprintln!(
+        "manifest: {browser_entry}\n--- recorder\n{}",
+        recorded.output()
+    );
+    let file = browser_entry["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(extension)))
+        .unwrap_or_else(|| panic!("a .{extension} file for the browser: {browser_entry}"));
     assert_eq!(file["state"], "finalized", "{file}");
     let video_track = file["tracks"]
         .as_array()
