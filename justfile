@@ -11,7 +11,7 @@ livekit_server_version := "v1.13.5"
 python_sdk := "livekit==1.2.1 livekit-api==1.2.2"
 # The chat seed's token endpoint as the token service's bench baseline (Flask app under gunicorn).
 python_bench := "flask==3.1.3 flask-jwt-extended==4.7.4 gunicorn==27.0.1"
-apt_packages := "pkg-config cmake clang libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server postgresql ffmpeg iproute2 nftables chromium"
+apt_packages := "pkg-config cmake clang nasm libopus-dev libvpx-dev libasound2-dev mesa-vulkan-drivers libvulkan1 xvfb xauth libx11-dev libxkbcommon-dev libxkbcommon-x11-dev libxcursor-dev libxrandr-dev libxi-dev openbox redis-server postgresql ffmpeg iproute2 nftables chromium"
 
 root := justfile_directory()
 tools := root / ".tools/bin"

@@ -26,8 +26,12 @@
   // With `e2eeKey`: end-to-end encryption as livekit-client's docs set it up — an
   // ExternalE2EEKeyProvider with the passphrase and its e2ee worker; decryption errors are
   // counted in `state.e2ee_errors`.
-  function newRoom(e2eeKey) {
+  //
+  // `publishDefaults` (publish only): livekit-client's `publishDefaults` room option, e.g.
+  // `{ videoCodec: 'h264', simulcast: false }`; its own defaults for what is not given.
+  function newRoom(e2eeKey, publishDefaults) {
     const options = { adaptiveStream: true, dynacast: true };
+    if (publishDefaults && Object.keys(publishDefaults).length) options.publishDefaults = publishDefaults;
     if (e2eeKey !== undefined) {
       const keyProvider = new LK.ExternalE2EEKeyProvider();
       const worker = new Worker('/livekit-client.e2ee.worker.mjs', { type: 'module' });
@@ -54,8 +58,8 @@
   // Connect options: no ICE servers. livekit-server hands out public STUN servers even in dev
   // mode; the test's network namespace has no route to them, and the page needs none (the
   // server's candidates are on the namespace's own address).
-  async function connect(url, token, e2eeKey) {
-    room = newRoom(e2eeKey);
+  async function connect(url, token, e2eeKey, publishDefaults) {
+    room = newRoom(e2eeKey, publishDefaults);
     if (e2eeKey !== undefined) {
       await state.e2ee.keyProvider.setKey(e2eeKey);
       await room.setE2EEEnabled(true);
@@ -67,9 +71,16 @@
     return room;
   }
 
-  // Publish the fake camera and microphone with livekit-client's default settings.
-  async function publish({ url, token, e2eeKey }) {
-    await connect(url, token, e2eeKey);
+  // Publish the fake camera and microphone with livekit-client's default settings, or with
+  // `videoCodec` ('vp8', 'vp9', 'h264', 'av1') and `simulcast` (true/false) as its
+  // `publishDefaults` when given. The answer names the codec each RTP stream of the camera
+  // actually encodes with (`video_layers`, from the sender's statistics: outbound-rtp codecId
+  // → codec mimeType), waiting up to 5 s for every stream to have one.
+  async function publish({ url, token, e2eeKey, videoCodec, simulcast }) {
+    const defaults = {};
+    if (videoCodec !== undefined) defaults.videoCodec = videoCodec;
+    if (simulcast !== undefined) defaults.simulcast = simulcast;
+    await connect(url, token, e2eeKey, defaults);
     const started = now();
     await room.localParticipant.enableCameraAndMicrophone();
     const pubs = [...room.localParticipant.trackPublications.values()];
@@ -84,12 +95,49 @@
     note(`published ${tracks.map((t) => t.kind).join(' + ')} in ${Math.round(now() - started)} ms`);
     const camera = room.localParticipant.getTrackPublication(LK.Track.Source.Camera);
     if (camera?.track?.sender) watchLayers(camera.track.sender);
+    const videoLayers = await senderCodecs(camera?.track?.sender, 5000);
+    note(`camera encodes ${videoLayers.map((l) => `${l.rid ?? '-'}:${l.codec}`).join(' ')}`);
     return {
       identity: room.localParticipant.identity,
       sid: room.localParticipant.sid,
       published_at_unix_ms: Date.now(),
+      requested: defaults,
       tracks,
+      video_layers: videoLayers,
     };
+  }
+
+  // The codec mimeType ('video/H264', …) of a stats entry, through its codecId.
+  const codecOf = (report, s) => (s.codecId ? report.get(s.codecId)?.mimeType ?? null : null);
+
+  // The camera sender's RTP streams with their codecs (the negotiated codec of each stream: what
+  // its encoder uses), once every stream has one (or after `timeoutMs`). Frames need not have
+  // been encoded yet (Chromium starts its top layer only once its bandwidth estimate allows),
+  // so sizes and `encoder` may still be null: RESULT has them.
+  // [{ rid, codec, width, height, frames_encoded, encoder, scalability_mode }].
+  async function senderCodecs(sender, timeoutMs) {
+    if (!sender) return [];
+    const until = now() + timeoutMs;
+    let layers = [];
+    for (;;) {
+      const report = await sender.getStats();
+      layers = [];
+      report.forEach((s) => {
+        if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
+        layers.push({
+          rid: s.rid ?? null,
+          codec: codecOf(report, s),
+          width: s.frameWidth ?? null,
+          height: s.frameHeight ?? null,
+          frames_encoded: s.framesEncoded ?? 0,
+          encoder: s.encoderImplementation ?? null,
+          scalability_mode: s.scalabilityMode ?? null,
+        });
+      });
+      const done = layers.length && layers.every((l) => l.codec);
+      if (done || now() > until) return layers;
+      await sleep(200);
+    }
   }
 
   // The camera's simulcast layers over time, read from the sender's statistics every
@@ -179,9 +227,15 @@
             quality_limitation: s.qualityLimitationReason ?? null,
             resolution_changes: s.qualityLimitationResolutionChanges ?? null,
             encoder: s.encoderImplementation ?? null,
+            codec: codecOf(report, s),
+            scalability_mode: s.scalabilityMode ?? null,
           });
         } else if (s.kind === 'audio') {
-          out.audio.push({ packets_sent: s.packetsSent ?? 0, bytes_sent: s.bytesSent ?? 0 });
+          out.audio.push({
+            packets_sent: s.packetsSent ?? 0,
+            bytes_sent: s.bytesSent ?? 0,
+            codec: codecOf(report, s),
+          });
         }
       });
     }
@@ -192,22 +246,25 @@
     return out;
   }
 
-  // Wait for `participant`'s camera and microphone tracks (subscribed by default).
-  function waitForTracks(participant, timeoutMs) {
+  // Wait for `participant`'s camera and microphone tracks (subscribed by default); only the
+  // video when `videoOnly`.
+  function waitForTracks(participant, timeoutMs, videoOnly) {
     return new Promise((resolve, reject) => {
       const got = {};
+      const wanted = videoOnly ? 'video' : 'video and audio';
       const check = () => {
-        if (got.video && got.audio) {
+        if (got.video && (videoOnly || got.audio)) {
           clearTimeout(timer);
           resolve(got);
         }
       };
       const timer = setTimeout(
-        () => reject(new Error(`no video and audio from ${participant} within ${timeoutMs} ms (got ${Object.keys(got).join(', ') || 'nothing'})`)),
+        () => reject(new Error(`no ${wanted} from ${participant} within ${timeoutMs} ms (got ${Object.keys(got).join(', ') || 'nothing'})`)),
         timeoutMs,
       );
       const take = (track, p) => {
         if (p.identity !== participant || got[track.kind]) return;
+        if (videoOnly && track.kind !== 'video') return;
         note(`subscribed to ${track.kind} ${track.sid} of ${p.identity}`);
         got[track.kind] = track;
         check();
@@ -295,34 +352,63 @@
   // Subscribe to `participant`, play its video in a <video> element and its audio through
   // WebAudio, and measure for `seconds`: frames presented (requestVideoFrameCallback), the
   // picture size (videoWidth/videoHeight), and the tone's frequency (AnalyserNode FFT peak).
-  async function subscribe({ url, token, participant, seconds, e2eeKey }) {
+  // `elementSize` ([width, height], CSS pixels; 640×360 when not given) sizes the <video>
+  // element: adaptive stream asks the server for the layer that fits it. `videoOnly`: the
+  // participant's video alone (no audio is awaited or measured). The receiver's statistics are
+  // sampled every second: the codec and the decoded frame size over time (`received`).
+  async function subscribe({ url, token, participant, seconds, e2eeKey, elementSize, videoOnly }) {
     const joinStarted = now();
     await connect(url, token, e2eeKey);
-    const { video: videoTrack, audio: audioTrack } = await waitForTracks(participant, 20000);
+    const { video: videoTrack, audio: audioTrack } = await waitForTracks(participant, 20000, videoOnly);
+    const [elementWidth, elementHeight] = elementSize ?? [640, 360];
 
     const video = document.createElement('video');
     video.muted = true;
     video.playsInline = true;
     video.autoplay = true;
-    // A visible element of the published size: adaptive stream asks the server for the layer
-    // that fits the element.
-    video.style.width = '640px';
-    video.style.height = '360px';
+    // A visible element (of the published size by default): adaptive stream asks the server
+    // for the layer that fits the element.
+    video.style.width = `${elementWidth}px`;
+    video.style.height = `${elementHeight}px`;
+    video.style.display = 'block';
     document.getElementById('media').append(video);
     videoTrack.attach(video);
 
     // Chromium plays remote WebRTC audio into WebAudio only while a media element plays the
     // track too (the element livekit-client attaches).
-    const audioEl = audioTrack.attach();
-    document.getElementById('media').append(audioEl);
-    const ctx = new AudioContext();
-    await ctx.resume();
-    const source = ctx.createMediaStreamSource(new MediaStream([audioTrack.mediaStreamTrack]));
-    const analyser = ctx.createAnalyser();
-    analyser.fftSize = 16384;
-    analyser.smoothingTimeConstant = 0;
-    source.connect(analyser);
-    const bins = new Float32Array(analyser.frequencyBinCount);
+    let audioEl = null;
+    let ctx = null;
+    let analyser = null;
+    let bins = null;
+    if (audioTrack) {
+      audioEl = audioTrack.attach();
+      document.getElementById('media').append(audioEl);
+      ctx = new AudioContext();
+      await ctx.resume();
+      const source = ctx.createMediaStreamSource(new MediaStream([audioTrack.mediaStreamTrack]));
+      analyser = ctx.createAnalyser();
+      analyser.fftSize = 16384;
+      analyser.smoothingTimeConstant = 0;
+      source.connect(analyser);
+      bins = new Float32Array(analyser.frequencyBinCount);
+    }
+
+    // The receiver's view, once a second from subscribing on: codec and decoded frame size.
+    const received = [];
+    const sampleReceiver = async () => {
+      const report = await videoTrack.receiver?.getStats().catch(() => null);
+      report?.forEach((s) => {
+        if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+        received.push({
+          at_ms: Math.round(now() - joinStarted),
+          codec: codecOf(report, s),
+          width: s.frameWidth ?? null,
+          height: s.frameHeight ?? null,
+          frames_decoded: s.framesDecoded ?? 0,
+        });
+      });
+    };
+    const receiverTimer = setInterval(sampleReceiver, 1000);
 
     // Frames: requestVideoFrameCallback's presentedFrames counts every frame composited, even
     // when two arrive between callbacks. Each frame's stamp band is drawn into a canvas and
@@ -370,9 +456,12 @@
     const peaks = [];
     while (now() - started < seconds * 1000) {
       await sleep(250);
+      if (!analyser) continue;
       const p = spectrumPeak(analyser, bins);
       if (p.db > -90) peaks.push(p);
     }
+    clearInterval(receiverTimer);
+    await sampleReceiver();
     stamps.measuring = false;
     const elapsed = (now() - started) / 1000;
     const presented = frames.last - startFrames;
@@ -380,7 +469,7 @@
     const span = numbers.length ? Math.max(...numbers) - Math.min(...numbers) + 1 : 0;
 
     const inboundAudio = {};
-    const audioReport = await audioTrack.receiver?.getStats();
+    const audioReport = await audioTrack?.receiver?.getStats();
     audioReport?.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'audio') {
         Object.assign(inboundAudio, {
@@ -394,6 +483,9 @@
 
     const inbound = {};
     const report = await videoTrack.receiver?.getStats();
+    const sized = received.filter((r) => r.width && r.height);
+    const size = (r) => (r ? { width: r.width, height: r.height, at_ms: r.at_ms } : null);
+    const largest = sized.reduce((m, r) => (!m || r.width * r.height > m.width * m.height ? r : m), null);
     report?.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
         Object.assign(inbound, {
@@ -403,6 +495,7 @@
           frame_width: s.frameWidth ?? null,
           frame_height: s.frameHeight ?? null,
           decoder: s.decoderImplementation ?? null,
+          codec: codecOf(report, s),
         });
       }
     });
@@ -415,8 +508,18 @@
       video_width: video.videoWidth,
       video_height: video.videoHeight,
       sizes: frames.sizes,
+      element: { width: elementWidth, height: elementHeight },
       inbound_video: inbound,
       inbound_audio: inboundAudio,
+      // The receiver's statistics each second: the codecs seen (in order) and the decoded frame
+      // size (first, last, largest by area; each sample in `samples`).
+      received: {
+        codecs: [...new Set(received.map((r) => r.codec).filter(Boolean))],
+        first: size(sized[0]),
+        last: size(sized[sized.length - 1]),
+        max: size(largest),
+        samples: received,
+      },
       stamps: {
         read: stamps.read,
         unread: stamps.unread,
@@ -430,14 +533,14 @@
         age_p50_ms: percentile(stamps.ages_ms, 0.5),
         age_p95_ms: percentile(stamps.ages_ms, 0.95),
       },
-      audio: {
+      audio: audioTrack ? {
         sample_rate: ctx.sampleRate,
         fft_size: analyser.fftSize,
         snapshots: peaks.length,
         tone_hz: median(peaks.map((p) => p.hz)),
         peak_db: median(peaks.map((p) => p.db)),
         element_paused: audioEl.paused,
-      },
+      } : null,
       e2ee: { enabled: room.isE2EEEnabled, errors: state.e2ee_errors ?? 0 },
       events: state.events,
     };

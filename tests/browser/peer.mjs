@@ -4,8 +4,10 @@
 // served from 127.0.0.1. Never downloads a browser.
 //
 //   node peer.mjs publish   --url WS --token JWT [--seconds N] [--video FILE.y4m] [--audio FILE.wav]
-//                           [--downscale-after S]
+//                           [--downscale-after S] [--video-codec vp8|vp9|h264|av1]
+//                           [--simulcast true|false]
 //   node peer.mjs subscribe --url WS --token JWT --participant IDENTITY [--seconds N]
+//                           [--element-size WxH] [--video-only]
 //   node peer.mjs data      --url WS --token JWT [--seconds N]
 //   each with [--e2ee-key PASSPHRASE]: end-to-end encryption with livekit-client's
 //   ExternalE2EEKeyProvider and its e2ee worker (served beside the page); data mode encrypts
@@ -16,9 +18,13 @@
 // `READY {json}`, keeps publishing for --seconds or until a line `stop` (or EOF) on stdin, then
 // prints `RESULT {json}` with the encoders' figures and the camera layers' timeline. --downscale-after S halves the camera's
 // capture size S seconds after READY (what libwebrtc's adaptation does under pressure) and prints
-// `SCALED {json}`.
-// subscribe: joins, waits for the participant's video and audio, measures them for --seconds
-// (frames, picture size, tone frequency) and prints `RESULT {json}`.
+// `SCALED {json}`. --video-codec and --simulcast set livekit-client's publishDefaults (videoCodec,
+// simulcast); READY's `video_layers` then names the codec each camera RTP stream encodes with
+// (from the sender's statistics), and RESULT's `video_layers[].codec` too.
+// subscribe: joins, waits for the participant's video and audio (video alone with --video-only),
+// measures them for --seconds (frames, picture size, tone frequency, and the receiver's codec and
+// decoded frame size each second: `received`) and prints `RESULT {json}`. --element-size sets the
+// <video> element's CSS size (default 640x360): adaptive stream asks for the layer that fits it.
 // data: joins with the data plane only (data streams, RPC, attributes: data.js), prints
 // `READY {json}`, then runs one command per stdin line (the Python peers' line protocol, see
 // data.js), each answered `OK <command>` or `ERR <command> <why>`, until EOF or --seconds
@@ -51,6 +57,10 @@ const { values: opts, positionals } = parseArgs({
     log: { type: 'string', default: 'warn' },
     'downscale-after': { type: 'string' },
     'e2ee-key': { type: 'string' },
+    'video-codec': { type: 'string' },
+    simulcast: { type: 'string' },
+    'element-size': { type: 'string' },
+    'video-only': { type: 'boolean', default: false },
   },
 });
 
@@ -68,6 +78,20 @@ if (!(seconds > 0 && seconds <= 120)) fail(`--seconds ${opts.seconds}: 0 < N <= 
 const downscaleAfter = opts['downscale-after'] === undefined ? null : Number(opts['downscale-after']);
 if (downscaleAfter !== null && !(downscaleAfter >= 0 && downscaleAfter < seconds)) {
   fail(`--downscale-after ${opts['downscale-after']}: 0 <= S < --seconds`);
+}
+const videoCodec = opts['video-codec'];
+if (videoCodec !== undefined && !['vp8', 'vp9', 'h264', 'av1'].includes(videoCodec)) {
+  fail(`--video-codec ${videoCodec}: vp8, vp9, h264 or av1`);
+}
+if (opts.simulcast !== undefined && !['true', 'false'].includes(opts.simulcast)) {
+  fail(`--simulcast ${opts.simulcast}: true or false`);
+}
+const simulcast = opts.simulcast === undefined ? undefined : opts.simulcast === 'true';
+let elementSize;
+if (opts['element-size'] !== undefined) {
+  const m = /^(\d+)x(\d+)$/.exec(opts['element-size']);
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) fail(`--element-size ${opts['element-size']}: WxH`);
+  elementSize = [Number(m[1]), Number(m[2])];
 }
 
 // The page's three files, and nothing else, from 127.0.0.1 (a secure context: getUserMedia
@@ -144,6 +168,8 @@ try {
       url: opts.url,
       token: opts.token,
       e2eeKey: opts['e2ee-key'],
+      videoCodec,
+      simulcast,
     });
     process.stdout.write(`READY ${JSON.stringify(info)}\n`);
     // The scaling runs while the publisher waits; its failure is kept (not an unhandled
@@ -170,6 +196,8 @@ try {
       participant: opts.participant,
       seconds,
       e2eeKey: opts['e2ee-key'],
+      elementSize,
+      videoOnly: opts['video-only'],
     });
     process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   }

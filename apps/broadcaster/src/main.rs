@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Parser, ValueEnum};
 use tokio::sync::mpsc;
-use wavecast_config::{Config, VideoCodec};
+use wavecast_config::Config;
 use wavecast_session::{Room, RoomEvent};
 use wavecast_token::Preset;
 
@@ -47,9 +47,16 @@ struct Cli {
     mic: Option<String>,
     #[command(flatten)]
     video: VideoArgs,
-    /// Video codec (video.codec); this build's engine sends VP8.
+    /// Video codec (video.codec). VP9 goes out as one layer.
     #[arg(long, value_enum, default_value_t = CodecArg::Vp8)]
     codec: CodecArg,
+    /// Publish up to three simulcast layers: full, half and quarter size (video.simulcast).
+    #[arg(long)]
+    simulcast: bool,
+    /// The bitrate floor in kbit/s that the bandwidth estimate never goes below
+    /// (video.min_bitrate; `--bitrate` is the ceiling).
+    #[arg(long, value_name = "KBPS", default_value_t = wavecast_config::Config::default().video.min_bitrate)]
+    min_bitrate: u32,
     /// Opus bitrate in kbit/s.
     #[arg(long, value_name = "KBPS", default_value_t = 32)]
     audio_bitrate: u32,
@@ -102,7 +109,9 @@ enum SourceKind {
 enum CodecArg {
     /// VP8 (libvpx).
     Vp8,
-    /// H.264 (not in this build).
+    /// VP9 (libvpx).
+    Vp9,
+    /// H.264 (OpenH264, constrained baseline).
     H264,
 }
 
@@ -140,20 +149,20 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
     if given(m, "codec") {
         let c = match cli.codec {
             CodecArg::Vp8 => "vp8",
+            CodecArg::Vp9 => "vp9",
             CodecArg::H264 => "h264",
         };
         l = l.flag("video.codec", "--codec", c);
     }
+    if given(m, "simulcast") {
+        l = l.flag("video.simulcast", "--simulcast", true);
+    }
+    if given(m, "min_bitrate") {
+        l = l.flag("video.min_bitrate", "--min-bitrate", cli.min_bitrate);
+    }
     let config = l
         .load()
         .map_err(|e| anyhow::anyhow!(cli::config_error_message(&e)))?;
-    if config.video.codec != VideoCodec::Vp8 {
-        bail!(
-            "video.codec = {}: this build publishes VP8 only (H.264 needs the optional openh264 \
-             codec, not built)",
-            config.video.codec
-        );
-    }
     if cli.no_audio && cli.no_video {
         bail!("--no-audio and --no-video together leave nothing to publish");
     }
@@ -185,6 +194,9 @@ fn prepare(cli: &Cli, m: &clap::ArgMatches) -> Result<(Config, Plan)> {
             height: config.video.height,
             fps: (!file || given(m, "fps")).then_some(config.video.fps),
             bitrate: config.video.bitrate * 1000,
+            min_bitrate: config.video.min_bitrate * 1000,
+            codec: cli::video_codec(config.video.codec),
+            simulcast: config.video.simulcast,
             stamp_files: cli.stamp,
             snapshot: cli.snapshot.clone().map(|p| (p, 30)),
         };
@@ -282,9 +294,12 @@ async fn run(cli: &Cli, config: Config, plan: Plan) -> ExitCode {
     let started = (|| -> wavecast_stream::Result<_> {
         let v = match video {
             Some((input, s)) => {
+                let size = input.size();
+                let fps = input.fps(&s);
                 let info = VideoTrackInfo {
-                    size: input.size(),
+                    size,
                     screen,
+                    publish: Some(s.publish_options(size, fps)),
                 };
                 Some((capture::start_video(input, &s)?, info, cli.mute_video))
             }

@@ -55,11 +55,15 @@ fn help_lists_flags_with_defaults() {
 
 #[test]
 fn bad_flags_are_refused_clearly() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--fps", "thirty"], "--fps"),
         (&["--source", "camera"], "possible values: synthetic, file"),
         (&["--source", "file"], "--source file needs --video-file"),
-        (&["--codec", "h264"], "VP8 only"),
+        (&["--codec", "av1"], "possible values: vp8, vp9, h264"),
+        (
+            &["--min-bitrate", "2000", "--bitrate", "500"],
+            "video.min_bitrate = 2000 (command-line flag --min-bitrate): must not exceed video.bitrate (500)",
+        ),
         (&["--tone", "5"], "--tone 5"),
         (&["--no-audio", "--no-video"], "nothing to publish"),
         (&["--video-file", "x.y4m"], "need --source file"),

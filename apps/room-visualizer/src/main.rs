@@ -17,7 +17,7 @@ use wavecast_token::Preset;
 use wavecast_visualizer::Gpu;
 use wavecast_visualizer::headless::HEADLESS_FORMAT;
 use wavecast_visualizer::headless::{Turn, run_loop};
-use wavecast_visualizer::scenes::{RoomGridScene, RoomStatus, StatusFn, TileReport};
+use wavecast_visualizer::scenes::{RoomGridScene, RoomStatus, StatusFn, TileReport, TileSizes};
 use wavecast_visualizer::window::run as run_window;
 
 use wavecast_app::captions::Captions;
@@ -125,11 +125,13 @@ fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let captions = Captions::default();
+    let tiles = TileSizes::default();
     let task = runtime.spawn(room::run(
         connector.clone(),
         roster_tx,
         cli.watch.limits.limits(),
         captions.clone(),
+        tiles.clone(),
         stop_rx,
     ));
     // SIGINT / SIGTERM end the run on the normal path (room left, stats written).
@@ -144,6 +146,7 @@ fn run(
             interrupted.flag(),
             captions,
         );
+        let status = (status, tiles.clone());
         reached = headless(cli, status, roster_rx, &mut report, &interrupted, || {
             task.is_finished()
         })?;
@@ -163,7 +166,9 @@ fn run(
             captions,
         );
         let r = run_window(options, move |gpu, format| {
-            Ok(RoomGridScene::new(gpu, format, status).with_frame_cap(30))
+            Ok(RoomGridScene::new(gpu, format, status)
+                .with_frame_cap(30)
+                .with_tile_sizes(tiles))
         })
         .context("the window failed")?;
         report.rendered = r.frames_rendered;
@@ -235,14 +240,14 @@ struct Report {
 /// the frames were reached (true without `--frames`).
 fn headless(
     cli: &Cli,
-    status: StatusFn<RoomStatus>,
+    (status, tiles): (StatusFn<RoomStatus>, TileSizes),
     roster: watch::Receiver<Roster>,
     report: &mut Report,
     interrupted: &Interrupt,
     media_done: impl Fn() -> bool,
 ) -> Result<bool> {
     let gpu = Gpu::headless().context("no GPU adapter for headless rendering")?;
-    let mut scene = RoomGridScene::new(&gpu, HEADLESS_FORMAT, status);
+    let mut scene = RoomGridScene::new(&gpu, HEADLESS_FORMAT, status).with_tile_sizes(tiles);
     let options = cli.watch.render.loop_options(
         cli.size,
         cli.frames,

@@ -159,6 +159,15 @@ pub struct VideoArgs {
     pub bitrate: u32,
 }
 
+/// The codec library's name of a configured video codec.
+pub fn video_codec(codec: wavecast_config::VideoCodec) -> wavecast_session::VideoCodec {
+    match codec {
+        wavecast_config::VideoCodec::Vp8 => wavecast_session::VideoCodec::Vp8,
+        wavecast_config::VideoCodec::Vp9 => wavecast_session::VideoCodec::Vp9,
+        wavecast_config::VideoCodec::H264 => wavecast_session::VideoCodec::H264,
+    }
+}
+
 impl VideoArgs {
     /// Adds the flags the user gave to `l` (defaults must not mask lower layers).
     pub fn layer(&self, mut l: Loader, m: &ArgMatches) -> Loader {

@@ -72,7 +72,7 @@ mod stats;
 pub use cli::{
     ConnectArgs, Credentials, E2eeKey, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, LAYERS_HELP,
     VideoArgs, config_error_message, defaults, end_of_run, fail, given, init_logging, load_config,
-    loader, parse, random_u64,
+    loader, parse, random_u64, video_codec,
 };
 pub use connection::{
     ConnectError, Connector, Followed, Link, describe, end_failure, human_delay, ice_transport,

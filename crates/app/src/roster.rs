@@ -13,6 +13,7 @@ use wavecast_session::{
     Quality, RemoteParticipant, Room, RoomEvent, SubscribedTrack, TrackKind, TrackSource,
 };
 use wavecast_visualizer::ConnectionQuality;
+use wavecast_visualizer::scenes::TileSizes;
 
 use crate::captions::{self, Captions};
 use crate::chat;
@@ -138,6 +139,21 @@ struct State {
     audio: Vec<Decoder<AudioStreamStats>>,
     finished_video: Vec<VideoStreamStats>,
     finished_audio: Vec<AudioStreamStats>,
+    /// identity → the sid of the video track decoded for its tile.
+    shown_video: HashMap<String, String>,
+    /// sid → the size last asked of the server for it (adaptive stream).
+    asked: HashMap<String, (u32, u32)>,
+}
+
+/// What the room task asks of the server for a track.
+#[derive(Debug, PartialEq, Eq)]
+enum Ask {
+    /// Stop forwarding it: not shown (no decoder slot, or its member shows another).
+    Pause(String),
+    /// Forward it again: it is shown now.
+    Resume(String),
+    /// The layer for a tile of this size.
+    Fit(String, u32, u32),
 }
 
 impl State {
@@ -210,13 +226,15 @@ impl State {
     }
 
     /// Starts decoding `track`, or parks it while its member already decodes that kind.
-    /// Returns the sid of a track refused for want of decoder slots.
+    /// Returns the sid of a track not shown (refused for want of decoder slots, or parked):
+    /// its forwarding is paused.
     fn subscribe(&mut self, track: SubscribedTrack) -> Option<String> {
         if self.decoding(&track.key().identity, track.kind()) {
             if self.waiting.len() < self.limits.max_tracks {
                 tracing::debug!("{} waits for the decoder of {}", track.sid(), track.key());
+                let sid = track.sid();
                 self.waiting.push(track);
-                return None;
+                return Some(sid);
             }
             return self.refuse(track);
         }
@@ -254,6 +272,9 @@ impl State {
         };
         let (kind, sid) = (track.kind(), track.sid());
         tracing::info!("decoding {kind:?} track {sid} of {identity}");
+        if kind == TrackKind::Video {
+            self.shown_video.insert(identity.clone(), sid.clone());
+        }
         let options = ReceiveOptions::from(self.limits);
         let started = match kind {
             TrackKind::Video => receive::spawn_video(track, m.video.clone(), None, options)
@@ -289,6 +310,9 @@ impl State {
             }
         }
         for (who, kind) in ended {
+            if kind == TrackKind::Video {
+                self.shown_video.remove(&who);
+            }
             if let Some(k) = self.decoding.get_mut(&who)
                 && let Some(i) = k.iter().position(|x| *x == kind)
             {
@@ -298,8 +322,29 @@ impl State {
         self.decoding.retain(|_, k| !k.is_empty());
     }
 
-    /// Starts the waiting tracks whose member's decoder of that kind ended.
-    fn start_waiting(&mut self) {
+    /// What to ask of the server now: the layer that fits each shown video's tile (only when
+    /// the size changed), and forwarding again for tracks taken off the waiting list.
+    fn asks(&mut self, tiles: &[(String, u32, u32)], resumed: Vec<String>) -> Vec<Ask> {
+        let mut out: Vec<Ask> = resumed.into_iter().map(Ask::Resume).collect();
+        self.asked
+            .retain(|sid, _| self.shown_video.values().any(|s| s == sid));
+        for (identity, w, h) in tiles {
+            let Some(sid) = self.shown_video.get(identity) else {
+                continue;
+            };
+            if *w == 0 || *h == 0 || self.asked.get(sid) == Some(&(*w, *h)) {
+                continue;
+            }
+            self.asked.insert(sid.clone(), (*w, *h));
+            out.push(Ask::Fit(sid.clone(), *w, *h));
+        }
+        out
+    }
+
+    /// Starts the waiting tracks whose member's decoder of that kind ended; returns their sids
+    /// (paused while they waited).
+    fn start_waiting(&mut self) -> Vec<String> {
+        let mut resumed = Vec::new();
         let mut i = 0;
         while i < self.waiting.len() {
             let t = &self.waiting[i];
@@ -308,21 +353,28 @@ impl State {
                 let mut t = self.waiting.remove(i);
                 // Frames that queued while waiting are stale.
                 while t.try_recv().is_some() {}
+                resumed.push(t.sid());
                 self.start(t);
             } else {
                 i += 1;
             }
         }
+        resumed
     }
 }
 
 /// Runs until `stop` turns true or the session ends, decoding within `limits` and showing
 /// chat and transcriptions in `captions`.
+///
+/// Adaptive stream: each shown video is received in the layer that fits its tile (`tiles`:
+/// the grid's tile sizes by identity, as the scene last drew them), and tracks not shown —
+/// no decoder slot, or a member's second video — are paused at the server.
 pub async fn run(
     connector: Arc<Connector>,
     roster: watch::Sender<Roster>,
     limits: ReceiveLimits,
     captions: Captions,
+    tiles: TileSizes,
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
@@ -346,7 +398,7 @@ pub async fn run(
                 .ok();
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
-                let mut pause = None;
+                let mut asks = Vec::new();
                 tokio::select! {
                     Some((reader, sender)) = chat::next(&mut texts) => {
                         captions::show(&room, &captions, reader, sender);
@@ -358,7 +410,9 @@ pub async fn run(
                             break;
                         }
                         match ev {
-                            RoomEvent::TrackSubscribed { track, .. } => pause = st.subscribe(track),
+                            RoomEvent::TrackSubscribed { track, .. } => {
+                                asks.extend(st.subscribe(track).map(Ask::Pause));
+                            }
                             RoomEvent::TrackUnpublished { publication, .. } => {
                                 st.waiting.retain(|t| t.sid() != publication.sid().as_str());
                             }
@@ -373,27 +427,13 @@ pub async fn run(
                     }
                     _ = tick.tick() => {
                         st.reap();
-                        st.start_waiting();
+                        let resumed = st.start_waiting();
+                        asks = st.asks(&tiles.get(), resumed);
                     }
                     _ = stop.wait_for(|s| *s) => break,
                 }
-                if let Some(sid) = pause.take() {
-                    // Not decoded: ask the server to stop forwarding it.
-                    match room
-                        .remote_participants()
-                        .iter()
-                        .find_map(|p| p.track_publication(&sid))
-                    {
-                        Some(publication) => {
-                            let paused = room.set_enabled(&publication, false);
-                            match tokio::time::timeout(Duration::from_secs(1), paused).await {
-                                Ok(Ok(())) => {}
-                                Ok(Err(e)) => tracing::debug!("pausing {sid}: {e}"),
-                                Err(_) => tracing::debug!("pausing {sid}: no answer in 1 s"),
-                            }
-                        }
-                        None => tracing::debug!("pausing {sid}: its publication is gone"),
-                    }
+                for ask in asks {
+                    tell_server(&room, ask).await;
                 }
                 let changed = st.sync(&room);
                 st.refresh_flags(&room);
@@ -436,6 +476,37 @@ pub async fn run(
     outcome.video = joined.0;
     outcome.audio = joined.1;
     outcome
+}
+
+/// Ask the server to pause, resume, or fit a track to its tile (1 s at most: the room task
+/// goes on either way).
+async fn tell_server(room: &Room, ask: Ask) {
+    let sid = match &ask {
+        Ask::Pause(s) | Ask::Resume(s) | Ask::Fit(s, ..) => s.clone(),
+    };
+    let Some(publication) = room
+        .remote_participants()
+        .iter()
+        .find_map(|p| p.track_publication(&sid))
+    else {
+        tracing::debug!("{ask:?}: its publication is gone");
+        return;
+    };
+    let sent = async {
+        match ask {
+            Ask::Pause(_) => room.set_enabled(&publication, false).await,
+            Ask::Resume(_) => room.set_enabled(&publication, true).await,
+            Ask::Fit(_, w, h) => {
+                tracing::debug!("asking for the layer of {sid} that fits {w}x{h}");
+                room.set_video_dimensions(&publication, w, h).await
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(1), sent).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("asking the server about {sid}: {e}"),
+        Err(_) => tracing::debug!("asking the server about {sid}: no answer in 1 s"),
+    }
 }
 
 /// The grid's quality scale for the server's.

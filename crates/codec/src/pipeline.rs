@@ -9,7 +9,7 @@ pub fn i420_of(frame: &VideoFrame) -> Result<I420<'_>, CodecError> {
     if frame.format() != PixelFormat::I420 {
         return Err(CodecError::BadFrame {
             what: format!(
-                "{:?} frame given to the VP8 encoder (needs I420)",
+                "{:?} frame given to a video encoder (needs I420)",
                 frame.format()
             ),
         });

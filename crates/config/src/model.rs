@@ -167,7 +167,9 @@ impl Default for AudioConfig {
 pub enum VideoCodec {
     /// VP8 (libvpx).
     Vp8,
-    /// H.264 (openh264, optional).
+    /// VP9 (libvpx; one layer: LiveKit takes VP9 as one scalable stream).
+    Vp9,
+    /// H.264 (OpenH264, constrained baseline).
     H264,
 }
 
@@ -175,6 +177,7 @@ impl fmt::Display for VideoCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             VideoCodec::Vp8 => "vp8",
+            VideoCodec::Vp9 => "vp9",
             VideoCodec::H264 => "h264",
         })
     }
@@ -192,8 +195,14 @@ pub struct VideoConfig {
     pub fps: u32,
     /// Codec.
     pub codec: VideoCodec,
-    /// Target bitrate in kbit/s (50..=50000).
+    /// Target bitrate in kbit/s (50..=50000): the ceiling over all simulcast layers; the
+    /// bandwidth estimate moves the encoders below it.
     pub bitrate: u32,
+    /// The bitrate floor in kbit/s (20..=50000, at most `bitrate`): the smallest layer never
+    /// gets less, whatever the bandwidth estimate says.
+    pub min_bitrate: u32,
+    /// Publish up to three simulcast layers (full, half, quarter size) instead of one.
+    pub simulcast: bool,
 }
 
 impl Default for VideoConfig {
@@ -204,6 +213,8 @@ impl Default for VideoConfig {
             fps: 30,
             codec: VideoCodec::Vp8,
             bitrate: 1500,
+            min_bitrate: 100,
+            simulcast: false,
         }
     }
 }
@@ -421,6 +432,15 @@ impl Config {
         }
         range(&mut out, "video.fps", v.fps, 1, 120);
         range(&mut out, "video.bitrate", v.bitrate, 50, 50_000);
+        range(&mut out, "video.min_bitrate", v.min_bitrate, 20, 50_000);
+        if v.min_bitrate > v.bitrate {
+            out.push(Violation {
+                key: "video.min_bitrate",
+                value: v.min_bitrate.to_string(),
+                message: format!("must not exceed video.bitrate ({})", v.bitrate),
+                required_by: None,
+            });
+        }
         self.service.violations(&mut out);
         out
     }

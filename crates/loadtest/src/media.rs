@@ -103,6 +103,9 @@ impl PublishLoop {
             height: settings.height,
             fps: Some(settings.fps),
             bitrate: settings.bitrate,
+            min_bitrate: settings.bitrate,
+            codec: wavecast_session::VideoCodec::Vp8,
+            simulcast: false,
             stamp_files: false,
             snapshot: None,
         };
@@ -130,6 +133,7 @@ impl PublishLoop {
         let info = VideoTrackInfo {
             size,
             screen: false,
+            publish: None,
         };
         Ok(Self {
             broadcast: Broadcast::new(Some((video, info, false)), audio),

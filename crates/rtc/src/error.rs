@@ -88,6 +88,14 @@ pub enum EngineError {
         /// How long we waited.
         timeout_ms: u64,
     },
+    /// A track's publish options do not hold together (codec for its kind, layers).
+    #[error("cannot publish track {name:?}: {problem}")]
+    BadTrackOptions {
+        /// The track's name.
+        name: String,
+        /// What is wrong with its options.
+        problem: String,
+    },
     /// A track id given to the engine is not one of ours.
     #[error("no local track with sid or cid {0:?}")]
     UnknownTrack(String),

@@ -104,6 +104,12 @@ pub struct TrackInfo {
     pub height: u32,
     /// Whether its frames are end-to-end encrypted (`Encryption.Type` other than NONE).
     pub encrypted: bool,
+    /// Its codec, as the server names it (`None` while the server does not know it yet, or
+    /// for a codec we do not speak).
+    pub codec: Option<crate::MediaCodec>,
+    /// Its simulcast layers as the publisher announced them, smallest first (one layer without
+    /// simulcast; none for audio).
+    pub layers: Vec<crate::VideoLayer>,
 }
 
 impl TrackInfo {
@@ -122,6 +128,29 @@ impl TrackInfo {
             width: t.width,
             height: t.height,
             encrypted: t.encryption != livekit_protocol::encryption::Type::None as i32,
+            codec: crate::MediaCodec::from_mime(&t.mime_type),
+            layers: {
+                // Newer servers list layers per codec; older ones on the track.
+                #[allow(deprecated)]
+                let announced = t
+                    .codecs
+                    .iter()
+                    .find(|c| !c.layers.is_empty())
+                    .map_or(&t.layers, |c| &c.layers);
+                let mut layers: Vec<crate::VideoLayer> = announced
+                    .iter()
+                    .filter_map(|l| {
+                        Some(crate::VideoLayer {
+                            quality: crate::VideoQuality::from_proto(l.quality)?,
+                            width: l.width,
+                            height: l.height,
+                            bitrate: l.bitrate,
+                        })
+                    })
+                    .collect();
+                layers.sort_by_key(|l| l.quality);
+                layers
+            },
         }
     }
 }
@@ -193,7 +222,7 @@ pub enum EngineEvent {
         /// The publisher.
         participant: Participant,
         /// The track.
-        track: TrackInfo,
+        track: Box<TrackInfo>,
     },
     /// A remote participant unpublished a track.
     TrackUnpublished {

@@ -47,15 +47,15 @@ mod wire;
 
 pub use data_message::DataMessage;
 pub use engine::{
-    ClientProtocol, DataOptions, Engine, EngineEvents, EngineOptions, IceTransport, JoinInfo,
-    MAX_DATA_PACKET, MAX_DATA_PAYLOAD, MediaTransport, PROTOCOL_VERSION, ParticipantUpdate,
-    RtpStats,
+    ClientProtocol, DEFAULT_INITIAL_BITRATE, DataOptions, Engine, EngineEvents, EngineOptions,
+    IceTransport, JoinInfo, MAX_DATA_PACKET, MAX_DATA_PAYLOAD, MediaTransport, PROTOCOL_VERSION,
+    ParticipantUpdate, RtpStats,
 };
 pub use error::{EngineError, PeerRole, RequestRefusal};
 pub use events::{
     DisconnectReason, EngineEvent, Participant, ParticipantKind, Quality, TrackInfo, TransportState,
 };
 pub use track::{
-    EncodedFrame, LocalTrack, MediaCodec, RemoteTrack, TrackKind, TrackOptions, TrackSource,
-    WriteError,
+    EncodedFrame, LocalTrack, MediaCodec, RemoteTrack, TrackKind, TrackOptions, TrackSettings,
+    TrackSource, VideoLayer, VideoQuality, WriteError,
 };

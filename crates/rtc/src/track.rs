@@ -55,6 +55,19 @@ impl MediaCodec {
         }
     }
 
+    /// The codec a MIME type names (`video/H264`, `audio/opus`; case does not matter).
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        let sub = mime.rsplit('/').next()?;
+        [
+            MediaCodec::Opus,
+            MediaCodec::Vp8,
+            MediaCodec::Vp9,
+            MediaCodec::H264,
+        ]
+        .into_iter()
+        .find(|c| c.to_string().eq_ignore_ascii_case(sub))
+    }
+
     pub(crate) fn from_str0m(c: str0m::format::Codec) -> Option<Self> {
         use str0m::format::Codec;
         match c {
@@ -78,15 +91,130 @@ impl MediaCodec {
     }
 }
 
-impl std::fmt::Display for MediaCodec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl MediaCodec {
+    /// Its short name, as LiveKit's `SimulcastCodec` and our configs spell it: `opus`, `vp8`,
+    /// `vp9`, `h264`.
+    pub fn name(self) -> &'static str {
+        match self {
             MediaCodec::Opus => "opus",
             MediaCodec::Vp8 => "vp8",
             MediaCodec::Vp9 => "vp9",
             MediaCodec::H264 => "h264",
-        })
+        }
     }
+}
+
+impl std::fmt::Display for MediaCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A simulcast layer's place, as LiveKit names them (the rids `q`, `h`, `f`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VideoQuality {
+    /// The smallest layer (rid `q`).
+    Low,
+    /// The middle layer (rid `h`).
+    Medium,
+    /// The full-size layer (rid `f`; also a track's only layer).
+    High,
+}
+
+impl VideoQuality {
+    /// All three, smallest first.
+    pub const ALL: [VideoQuality; 3] =
+        [VideoQuality::Low, VideoQuality::Medium, VideoQuality::High];
+
+    /// Its index, smallest first (0..=2).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The rid LiveKit's SDKs give the layer.
+    pub fn rid(self) -> &'static str {
+        match self {
+            VideoQuality::Low => "q",
+            VideoQuality::Medium => "h",
+            VideoQuality::High => "f",
+        }
+    }
+
+    pub(crate) fn to_proto(self) -> livekit_protocol::VideoQuality {
+        match self {
+            VideoQuality::Low => livekit_protocol::VideoQuality::Low,
+            VideoQuality::Medium => livekit_protocol::VideoQuality::Medium,
+            VideoQuality::High => livekit_protocol::VideoQuality::High,
+        }
+    }
+
+    pub(crate) fn from_proto(v: i32) -> Option<Self> {
+        match livekit_protocol::VideoQuality::try_from(v) {
+            Ok(livekit_protocol::VideoQuality::Low) => Some(VideoQuality::Low),
+            Ok(livekit_protocol::VideoQuality::Medium) => Some(VideoQuality::Medium),
+            Ok(livekit_protocol::VideoQuality::High) => Some(VideoQuality::High),
+            _ => None,
+        }
+    }
+}
+
+/// How the server forwards a subscribed track to us (LiveKit's `UpdateTrackSettings`): on or
+/// paused, and for video which layer — by quality, or by the size of the picture we show
+/// (the server picks the smallest layer at least that large), at most `fps` frames a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackSettings {
+    /// Forward it (false: paused, still subscribed).
+    pub enabled: bool,
+    /// The layer to receive (used when `width`/`height` are 0).
+    pub quality: VideoQuality,
+    /// The width we show it at, pixels (0: go by `quality`).
+    pub width: u32,
+    /// The height we show it at, pixels (0: go by `quality`).
+    pub height: u32,
+    /// The frame rate we want at most (0: any).
+    pub fps: u32,
+}
+
+impl Default for TrackSettings {
+    /// Enabled, the top layer.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            quality: VideoQuality::High,
+            width: 0,
+            height: 0,
+            fps: 0,
+        }
+    }
+}
+
+impl TrackSettings {
+    pub(crate) fn to_proto(self, track_sid: String) -> livekit_protocol::UpdateTrackSettings {
+        livekit_protocol::UpdateTrackSettings {
+            track_sids: vec![track_sid],
+            disabled: !self.enabled,
+            // Without width/height the server goes by `quality`, whose default (0) is LOW:
+            // it is always sent.
+            quality: self.quality.to_proto() as i32,
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            ..Default::default()
+        }
+    }
+}
+
+/// One simulcast layer of a published video track: its size and target bitrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoLayer {
+    /// Which layer.
+    pub quality: VideoQuality,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Target bitrate, bits per second.
+    pub bitrate: u32,
 }
 
 /// Where a track comes from, as LiveKit labels it.
@@ -141,6 +269,14 @@ pub struct TrackOptions {
     /// Announce the track as end-to-end encrypted (AES-GCM frames, `Encryption.Type.GCM`): the
     /// frames written into it must already be encrypted (the session does it).
     pub encrypted: bool,
+    /// The codec of its frames: Opus for audio; VP8 (the default), VP9 or H.264 for video. The
+    /// publisher offer lists it first (as the SDKs' `videoCodec` option does) and the server's
+    /// answer must include it, else publishing fails.
+    pub codec: MediaCodec,
+    /// Simulcast: the layers, each written with [`LocalTrack::write_layer`] (at most one per
+    /// [`VideoQuality`]). Empty: one layer of `width`×`height`, written with
+    /// [`LocalTrack::write`].
+    pub layers: Vec<VideoLayer>,
 }
 
 impl TrackOptions {
@@ -154,6 +290,8 @@ impl TrackOptions {
             height: 0,
             muted: false,
             encrypted: false,
+            codec: MediaCodec::Opus,
+            layers: Vec::new(),
         }
     }
 
@@ -167,12 +305,55 @@ impl TrackOptions {
             height,
             muted: false,
             encrypted: false,
+            codec: MediaCodec::Vp8,
+            layers: Vec::new(),
         }
+    }
+
+    /// Whether the options hold together: Opus for audio, a video codec for video, at most one
+    /// layer per quality with a size, none for audio.
+    pub(crate) fn check(&self) -> Result<(), crate::EngineError> {
+        let bad = |problem: String| {
+            Err(crate::EngineError::BadTrackOptions {
+                name: self.name.clone(),
+                problem,
+            })
+        };
+        match (self.kind, self.codec) {
+            (TrackKind::Audio, MediaCodec::Opus) => {}
+            (TrackKind::Audio, c) => return bad(format!("audio in {c} (audio is Opus)")),
+            (TrackKind::Video, MediaCodec::Opus) => return bad("video in Opus".into()),
+            (TrackKind::Video, _) => {}
+        }
+        if self.kind == TrackKind::Audio && !self.layers.is_empty() {
+            return bad("simulcast layers on an audio track".into());
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            if l.width == 0 || l.height == 0 {
+                return bad(format!("layer {:?} is {}x{}", l.quality, l.width, l.height));
+            }
+            if self.layers[..i].iter().any(|o| o.quality == l.quality) {
+                return bad(format!("two layers of quality {:?}", l.quality));
+            }
+        }
+        Ok(())
+    }
+
+    /// In this video codec instead of VP8.
+    pub fn with_codec(mut self, codec: MediaCodec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Simulcast with these layers (see [`TrackOptions::layers`]).
+    pub fn with_layers(mut self, layers: Vec<VideoLayer>) -> Self {
+        self.layers = layers;
+        self
     }
 }
 
 /// State shared between a local track handle and the engine task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LocalShared {
     /// Set by the engine on PLI/FIR; taken by the encoder.
     pub keyframe_requested: AtomicBool,
@@ -182,6 +363,28 @@ pub(crate) struct LocalShared {
     pub written: AtomicU64,
     /// Target bitrate from the engine's estimate (0 = none yet), bits per second.
     pub target_bitrate: AtomicU64,
+    /// Keyframe requests per simulcast layer (index [`VideoQuality::index`]).
+    pub layer_keyframe: [AtomicBool; 3],
+    /// Layers somebody receives (bit [`VideoQuality::index`]), from the server's
+    /// `SubscribedQualityUpdate` (dynacast); all until it says otherwise.
+    pub active_layers: std::sync::atomic::AtomicU8,
+}
+
+impl LocalShared {
+    pub(crate) fn new() -> Self {
+        Self {
+            keyframe_requested: AtomicBool::new(true),
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            target_bitrate: AtomicU64::new(0),
+            layer_keyframe: [
+                AtomicBool::new(true),
+                AtomicBool::new(true),
+                AtomicBool::new(true),
+            ],
+            active_layers: std::sync::atomic::AtomicU8::new(0b111),
+        }
+    }
 }
 
 /// Why a non-blocking queue took nothing.
@@ -254,6 +457,8 @@ pub(crate) struct RemoteTrackInfo {
 #[derive(Debug)]
 pub(crate) struct MediaWrite {
     pub cid: Arc<str>,
+    /// The simulcast layer (`None`: a track of one layer).
+    pub layer: Option<VideoQuality>,
     pub rtp_time: u64,
     pub capture: Instant,
     pub data: Vec<u8>,
@@ -311,8 +516,31 @@ impl LocalTrack {
     /// Never blocks: when the engine's bounded queue is full the frame is dropped and counted
     /// (newest dropped; a dropped video frame also asks the encoder for a keyframe).
     pub fn write(&self, data: Vec<u8>, rtp_time: u64, capture: Instant) -> Result<(), WriteError> {
+        self.queue(None, data, rtp_time, capture)
+    }
+
+    /// Queue one encoded frame of a simulcast layer (see [`LocalTrack::write`]). A layer the
+    /// track was not published with is dropped by the engine.
+    pub fn write_layer(
+        &self,
+        layer: VideoQuality,
+        data: Vec<u8>,
+        rtp_time: u64,
+        capture: Instant,
+    ) -> Result<(), WriteError> {
+        self.queue(Some(layer), data, rtp_time, capture)
+    }
+
+    fn queue(
+        &self,
+        layer: Option<VideoQuality>,
+        data: Vec<u8>,
+        rtp_time: u64,
+        capture: Instant,
+    ) -> Result<(), WriteError> {
         let w = MediaWrite {
             cid: self.cid.clone(),
+            layer,
             rtp_time,
             capture,
             data,
@@ -325,9 +553,15 @@ impl LocalTrack {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
                 if self.kind == TrackKind::Video {
-                    self.shared
-                        .keyframe_requested
-                        .store(true, Ordering::Relaxed);
+                    match layer {
+                        Some(l) => {
+                            self.shared.layer_keyframe[l.index()].store(true, Ordering::Relaxed)
+                        }
+                        None => self
+                            .shared
+                            .keyframe_requested
+                            .store(true, Ordering::Relaxed),
+                    }
                 }
                 Err(WriteError::Full)
             }
@@ -338,6 +572,27 @@ impl LocalTrack {
     /// Whether the remote side asked for a keyframe (PLI/FIR) since the last call; clears it.
     pub fn take_keyframe_request(&self) -> bool {
         self.shared.keyframe_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// [`LocalTrack::take_keyframe_request`] for one simulcast layer.
+    pub fn take_layer_keyframe_request(&self, layer: VideoQuality) -> bool {
+        self.shared.layer_keyframe[layer.index()].swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether anybody receives this simulcast layer (dynacast: the server's
+    /// `SubscribedQualityUpdate`); true until the server says otherwise. An encoder may skip
+    /// the layers nobody receives.
+    pub fn layer_active(&self, layer: VideoQuality) -> bool {
+        self.shared.active_layers.load(Ordering::Relaxed) & (1 << layer.index()) != 0
+    }
+
+    /// The bitrate the engine's bandwidth estimate leaves this track, bits per second (`None`
+    /// until there is an estimate).
+    pub fn target_bitrate(&self) -> Option<u64> {
+        match self.shared.target_bitrate.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(b),
+        }
     }
 
     /// Frames dropped because the engine queue was full.

@@ -143,6 +143,22 @@ pub struct Track {
     pub height: u32,
     /// Codec MIME type when known.
     pub mime_type: String,
+    /// Video layers the server has for it (simulcast: up to three; SVC: spatial layers),
+    /// smallest first.
+    pub layers: Vec<Layer>,
+}
+
+/// One video layer of a published track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    /// `low`, `medium` or `high`.
+    pub quality: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Announced bitrate, bits per second.
+    pub bitrate: u32,
 }
 
 impl From<proto::TrackInfo> for Track {
@@ -161,6 +177,34 @@ impl From<proto::TrackInfo> for Track {
             muted: t.muted,
             width: t.width,
             height: t.height,
+            layers: {
+                // Newer servers list layers per codec, older ones on the track.
+                #[allow(deprecated)]
+                let listed = t
+                    .codecs
+                    .iter()
+                    .find(|c| !c.layers.is_empty())
+                    .map_or(&t.layers, |c| &c.layers);
+                let mut layers: Vec<(i32, Layer)> = listed
+                    .iter()
+                    .map(|l| {
+                        let quality = proto::VideoQuality::try_from(l.quality)
+                            .map(|q| q.as_str_name().to_lowercase())
+                            .unwrap_or_else(|_| format!("unknown({})", l.quality));
+                        (
+                            l.quality,
+                            Layer {
+                                quality,
+                                width: l.width,
+                                height: l.height,
+                                bitrate: l.bitrate,
+                            },
+                        )
+                    })
+                    .collect();
+                layers.sort_by_key(|(q, _)| *q);
+                layers.into_iter().map(|(_, l)| l).collect()
+            },
             mime_type: t.mime_type,
         }
     }

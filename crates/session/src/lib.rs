@@ -67,9 +67,10 @@ pub mod e2ee {
 }
 pub use session::{
     AudioPublisher, AudioSubscriber, Credentials, DataOptions, DecodedAudio, DecodedVideo,
-    E2eeOptions, E2eeState, E2eeStats, EncodedFrame, MediaCodec, PeerRole, PublishedTrack,
-    ReconnectPolicy, SendError, SessionError, SubscribedTrack, TrackInfo, TrackKey, TrackKind,
-    TrackOptions, TrackSource, VideoDecode, VideoPublisher, VideoSubscriber, error_chain,
+    E2eeOptions, E2eeState, E2eeStats, EncodedFrame, LayerStats, MediaCodec, PeerRole,
+    PublishedTrack, ReconnectPolicy, SendError, SessionError, SubscribedTrack, TrackInfo, TrackKey,
+    TrackKind, TrackOptions, TrackSettings, TrackSource, VideoDecode, VideoLayer, VideoOptions,
+    VideoPublisher, VideoQuality, VideoSubscriber, error_chain, media_codec, video_codec,
 };
 
 /// What a [`Room`] is built on: one participant's [`Session`](internals::Session) on the media
@@ -86,7 +87,7 @@ pub mod internals {
         SessionOptions, SessionState, SessionStats,
     };
 }
-pub use wavecast_codec::{I420, StreamStats, Vp8Config};
+pub use wavecast_codec::{I420, StreamStats, VideoCodec, Vp8Config};
 pub use wavecast_rtc::data_message::TextOperation;
 pub use wavecast_rtc::{
     ClientProtocol, EngineError, IceTransport, MediaTransport, ParticipantKind, ParticipantUpdate,

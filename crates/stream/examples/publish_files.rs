@@ -33,6 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         height: 0,
         fps: None,
         bitrate: 1_000_000,
+        min_bitrate: 100_000,
+        codec: wavecast_session::VideoCodec::Vp8,
+        simulcast: false,
         stamp_files: false,
         snapshot: None,
     };
@@ -40,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let info = VideoTrackInfo {
         size: video.size(),
         screen: false,
+        publish: None,
     };
     let audio = AudioSourceOpen::open(&AudioInput::File(PathBuf::from(wav)))?;
     println!("video: {}\naudio: {}", video.describe(), audio.describe());

@@ -172,6 +172,7 @@ fn sources() -> Broadcast {
     let info = VideoTrackInfo {
         size: video.size(),
         screen: false,
+        publish: None,
     };
     let video = start_video(video, &settings).expect("the video loop starts");
     let tone = AudioInput::Tone {

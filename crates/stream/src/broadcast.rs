@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::Serialize;
-use wavecast_session::{LocalParticipant, PublishedTrack, SessionError};
+use wavecast_session::{LocalParticipant, PublishedTrack, SessionError, VideoOptions};
 use wavecast_session::{TrackOptions, TrackSource};
 
 use crate::error::{Result, StreamError};
@@ -82,6 +82,9 @@ pub struct VideoTrackInfo {
     pub size: (u32, u32),
     /// A screen share (else a camera).
     pub screen: bool,
+    /// How it is encoded and published (codec, simulcast, bitrate range); `None`: one VP8
+    /// layer written by the loop's own encoder.
+    pub publish: Option<VideoOptions>,
 }
 
 /// The publish loops of one participant and their tracks.
@@ -156,6 +159,51 @@ impl Broadcast {
     /// [`StreamError::Publish`] naming the track the server refused.
     pub async fn publish(&mut self, me: &LocalParticipant) -> Result<()> {
         for k in &mut self.kinds {
+            if let (
+                "video",
+                Some(VideoTrackInfo {
+                    publish: Some(mut options),
+                    screen,
+                    ..
+                }),
+            ) = (k.name, self.video)
+            {
+                if screen {
+                    options.source = TrackSource::ScreenShare;
+                }
+                let name = if screen { "screen" } else { "camera" };
+                let publisher =
+                    me.publish_video(name, options)
+                        .await
+                        .map_err(|source: SessionError| StreamError::Publish {
+                            track: k.name.to_owned(),
+                            source: Box::new(source),
+                        })?;
+                let track = publisher.track().clone();
+                if k.muted
+                    && let Err(e) = me.set_track_muted(&track, true).await
+                {
+                    tracing::warn!("could not tell the server video is muted: {e}");
+                }
+                let layers = options.layers();
+                tracing::info!(
+                    "publishing video as track {} in {} ({} layer{}: {}){}",
+                    track.sid().unwrap_or_default(),
+                    options.codec,
+                    layers.len(),
+                    if layers.len() == 1 { "" } else { "s" },
+                    layers
+                        .iter()
+                        .map(|l| format!("{}x{}", l.width, l.height))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if k.muted { " (muted)" } else { "" }
+                );
+                k.capture
+                    .send(Control::Publisher(Some(Box::new(publisher))));
+                k.track = Some(track);
+                continue;
+            }
             let mut opts = match (k.name, self.video) {
                 ("video", Some(v)) if v.screen => {
                     let mut o = TrackOptions::video("screen", v.size.0, v.size.1);
@@ -213,6 +261,7 @@ impl Broadcast {
     pub fn detach(&mut self) {
         for k in &mut self.kinds {
             k.track = None;
+            k.capture.send(Control::Publisher(None));
             k.capture.send(Control::Sink(None));
         }
     }

@@ -69,6 +69,15 @@ pub enum StreamError {
         #[source]
         source: Box<wavecast_session::SessionError>,
     },
+    /// A session publisher (the encoders of a published video track) failed.
+    #[error("{what}")]
+    Publisher {
+        /// What it was doing.
+        what: String,
+        /// The session's error.
+        #[source]
+        source: Box<wavecast_session::SessionError>,
+    },
     /// A session subscriber (the decoder of a receive path) could not start.
     #[error("{what}")]
     Subscriber {

@@ -33,7 +33,7 @@
 //!
 //! // Synthetic 320x180 video and a tone, encoded and decoded in this process.
 //! let out = Outputs { video: Arc::new(VideoOut::default()), audio: Arc::new(AudioOut::new(false)), channels: 1 };
-//! let video = VideoSettings { file: None, width: 320, height: 180, fps: Some(30), bitrate: 400_000, stamp_files: false, snapshot: None };
+//! let video = VideoSettings::pattern(320, 180, 30, 400_000);
 //! let tone = AudioInput::Tone { frequency: 440.0, channels: 1 };
 //! let lb = Loopback::start(&video, &tone, 32_000, &out, Decoders::new(None, None))?;
 //! std::thread::sleep(std::time::Duration::from_secs(1));

@@ -18,7 +18,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wavecast_codec::{
-    MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusEncoder, Vp8Config, Vp8Encoder,
+    MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusEncoder, VideoCodec, Vp8Config,
+    Vp8Encoder,
 };
 use wavecast_media::stamp::{self, Stamp};
 use wavecast_media::{
@@ -28,6 +29,7 @@ use wavecast_media::{
 use wavecast_pipeline::{
     AudioFormat, AudioFrameMut, PixelFormat, Timestamp, VideoFramePool, VideoLayout,
 };
+use wavecast_session::{VideoOptions, VideoPublisher};
 
 use crate::error::{Result, StreamError, codec, media, pipeline, thread};
 
@@ -75,6 +77,9 @@ impl EncodedSink for wavecast_session::PublishedTrack {
 pub enum Control {
     /// Write into this sink from now on (`None`: offline, keep the clock but send nothing).
     Sink(Option<Box<dyn EncodedSink>>),
+    /// Video: hand the pictures to this publisher from now on (it encodes every layer of a
+    /// published track itself); `None`: back to the sink.
+    Publisher(Option<Box<VideoPublisher>>),
     /// Stop (`true`) or resume (`false`) sending.
     Mute(bool),
     /// End the thread.
@@ -167,8 +172,15 @@ pub struct VideoSettings {
     pub height: u32,
     /// Frames per second (`None` for a file: the file's rate).
     pub fps: Option<u32>,
-    /// Target bitrate, bits per second.
+    /// Target bitrate, bits per second: the ceiling over all layers when published.
     pub bitrate: u32,
+    /// The bitrate floor, bits per second (the bandwidth estimate never takes the smallest
+    /// layer below it).
+    pub min_bitrate: u32,
+    /// The codec of the published track.
+    pub codec: VideoCodec,
+    /// Publish up to three simulcast layers.
+    pub simulcast: bool,
     /// Draw the frame-number/timestamp stamp on file frames too.
     pub stamp_files: bool,
     /// Write captured frame number N as a PNG to this path.
@@ -185,9 +197,20 @@ impl VideoSettings {
             height,
             fps: Some(fps),
             bitrate,
+            min_bitrate: 100_000.min(bitrate),
+            codec: VideoCodec::Vp8,
+            simulcast: false,
             stamp_files: false,
             snapshot: None,
         }
+    }
+
+    /// How a track of `size` at `fps` is published with these settings (codec, simulcast,
+    /// bitrate range).
+    pub fn publish_options(&self, size: (u32, u32), fps: u32) -> VideoOptions {
+        VideoOptions::new(self.codec, size.0, size.1, fps)
+            .with_simulcast(self.simulcast)
+            .with_bitrate_range(self.min_bitrate.min(self.bitrate), self.bitrate)
     }
 }
 
@@ -267,6 +290,20 @@ impl VideoInput {
         (l.width(), l.height())
     }
 
+    /// Frames per second the loop sends with these settings (`s.fps`, else the source's own).
+    pub fn fps(&self, s: &VideoSettings) -> u32 {
+        let rate = self.rate(s);
+        (rate.num / rate.den.max(1)).max(1)
+    }
+
+    fn rate(&self, s: &VideoSettings) -> FrameRate {
+        match (self, s.fps) {
+            (_, Some(fps)) => FrameRate::new(fps, 1),
+            (VideoInput::File(r, _), None) => r.frame_rate(),
+            (VideoInput::Synthetic { rate, .. }, None) | (VideoInput::Live(_, rate), None) => *rate,
+        }
+    }
+
     fn layout(&self) -> VideoLayout {
         match self {
             VideoInput::Synthetic { layout, .. } => *layout,
@@ -295,11 +332,7 @@ impl VideoInput {
 /// Starts the video capture thread.
 pub fn start_video(input: VideoInput, s: &VideoSettings) -> Result<Capture> {
     let layout = input.layout();
-    let rate = match (&input, s.fps) {
-        (_, Some(fps)) => FrameRate::new(fps, 1),
-        (VideoInput::File(r, _), None) => r.frame_rate(),
-        (VideoInput::Synthetic { rate, .. }, None) | (VideoInput::Live(_, rate), None) => *rate,
-    };
+    let rate = input.rate(s);
     let fps = (rate.num / rate.den.max(1)).max(1);
     let mut config = Vp8Config::new(layout.width(), layout.height(), fps);
     config.bitrate = s.bitrate;
@@ -338,6 +371,7 @@ fn video_loop(
     let pattern = TestPattern::default();
     let interval = rate.interval();
     let mut sink: Option<Box<dyn EncodedSink>> = None;
+    let mut publisher: Option<Box<VideoPublisher>> = None;
     let mut muted = false;
     let start = Instant::now();
     let mut tick: u64 = 0;
@@ -350,6 +384,7 @@ fn video_loop(
                     sink = s;
                     encoder.force_keyframe();
                 }
+                Ok(Control::Publisher(p)) => publisher = p,
                 Ok(Control::Mute(m)) => {
                     if muted && !m {
                         encoder.force_keyframe();
@@ -436,6 +471,40 @@ fn video_loop(
                 Err(e) => tracing::warn!("snapshot: {e}"),
             }
             snapshot = None;
+        }
+        if let Some(p) = publisher.as_mut() {
+            if muted {
+                continue;
+            }
+            let before = (p.frames_sent(), p.bytes_sent());
+            let t0 = Instant::now();
+            let sent = p
+                .push_frame(&frame, capture)
+                .map_err(|source| StreamError::Publisher {
+                    what: format!("publish video frame {frame_number}"),
+                    source: Box::new(source),
+                })?;
+            stats
+                .encode_us
+                .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+            if sent {
+                let ((_, keys), bytes) = before;
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .bytes
+                    .fetch_add(p.bytes_sent() - bytes, Ordering::Relaxed);
+                stats
+                    .keyframes
+                    .fetch_add(p.frames_sent().1 - keys, Ordering::Relaxed);
+                stats
+                    .last_frame_number
+                    .store(u64::from(frame_number), Ordering::Relaxed);
+            } else if p.dropped_while_reconnecting() > 0 {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            frame_number = frame_number.wrapping_add(1);
+            stats.numbered.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
         let Some(s) = sink.as_mut() else {
             stats.offline.fetch_add(1, Ordering::Relaxed);
@@ -691,6 +760,8 @@ fn audio_loop(
         loop {
             match rx.try_recv() {
                 Ok(Control::Sink(s)) => sink = s,
+                // Audio has no publisher of its own: it writes into its track.
+                Ok(Control::Publisher(_)) => {}
                 Ok(Control::Mute(m)) => {
                     muted = m;
                     stats.muted.store(m, Ordering::Relaxed);

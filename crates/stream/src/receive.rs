@@ -212,6 +212,8 @@ pub struct VideoStreamStats {
     pub participant: String,
     /// Track sid (or `loopback`).
     pub track: String,
+    /// The codec of the frames received (`vp8`, `vp9`, `h264`; empty before the first).
+    pub codec: String,
     /// Encoded frames received.
     pub frames_in: u64,
     /// Pictures decoded.
@@ -557,6 +559,12 @@ impl VideoReceiver {
         stats.frames_in += 1;
         stats.bytes += f.data.len() as u64;
         out.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
+        if stats.codec != f.codec.name() {
+            if !stats.codec.is_empty() {
+                tracing::info!("video of {} now in {}", stats.participant, f.codec);
+            }
+            stats.codec = f.codec.name().to_owned();
+        }
         // (The first frame of a stream has nothing to be contiguous with.)
         if !f.contiguous && stats.frames_in > 1 {
             stats.gaps += 1;
@@ -588,7 +596,7 @@ impl VideoReceiver {
             VideoDecode::Failed(e) => {
                 stats.decode_errors += 1;
                 out.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("VP8 decode: {e}; asking for a keyframe");
+                tracing::debug!("{} decode: {e}; asking for a keyframe", f.codec);
                 return true;
             }
             _ => return false,

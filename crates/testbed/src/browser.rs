@@ -118,6 +118,15 @@ pub struct PublishOptions {
     /// End-to-end encryption with this shared passphrase (livekit-client's
     /// `ExternalE2EEKeyProvider` and e2ee worker); `RESULT` then has `e2ee.errors`.
     pub e2ee_key: Option<String>,
+    /// The camera's codec: `vp8`, `vp9`, `h264` or `av1` (livekit-client's
+    /// `publishDefaults.videoCodec`; its default, VP8, when `None`). livekit-client adds VP8 as
+    /// a backup codec for the others (sent only when a subscriber cannot decode the primary),
+    /// and publishes VP9 and AV1 as one SVC stream (`L3T3_KEY`) instead of simulcast. Debian's
+    /// Chromium encodes H.264 with OpenH264 (`encoder` in the answers).
+    pub video_codec: Option<String>,
+    /// Simulcast for the camera (`publishDefaults.simulcast`; livekit-client's default, on,
+    /// when `None`).
+    pub simulcast: Option<bool>,
 }
 
 /// What a subscribing page does besides the defaults.
@@ -125,6 +134,18 @@ pub struct PublishOptions {
 pub struct SubscribeOptions {
     /// End-to-end encryption with this shared passphrase (see [`PublishOptions::e2ee_key`]).
     pub e2ee_key: Option<String>,
+}
+
+/// How a subscribing page shows what it receives ([`BrowserPeer::subscribe_view`]).
+#[derive(Debug, Clone, Default)]
+pub struct ViewOptions {
+    /// The `<video>` element's CSS size in pixels (640×360 when `None`). The page's room has
+    /// adaptive stream on: livekit-client asks the server for the simulcast layer that fits
+    /// the element (the viewport is 1280×720).
+    pub element_size: Option<(u32, u32)>,
+    /// Subscribe to the participant's video only: no audio is awaited or measured (`RESULT`'s
+    /// `audio` is `null`), for publishers without a microphone.
+    pub video_only: bool,
 }
 
 /// Chromium with livekit-client on a page, publishing or subscribing (see the module docs);
@@ -146,6 +167,14 @@ impl BrowserPeer {
     /// end, including `layer_timeline`: every start, stop and size change of the camera's
     /// simulcast layers (`at_unix_ms`, `rid`, `sending`, `width`, `height`, `limitation`),
     /// sampled every `layer_sample_ms`.
+    ///
+    /// The codec each camera RTP stream actually encodes with (the sender's statistics:
+    /// outbound-rtp `codecId` → codec `mimeType`, e.g. `video/H264`) is in READY's
+    /// `video_layers` (`rid`, `codec`, `width`, `height`, `frames_encoded`, `encoder`,
+    /// `scalability_mode`; READY waits up to 5 s for every stream to have a codec, a few ms in
+    /// practice, not for frames: a layer Chromium has not started yet has null sizes and 0
+    /// frames there) and in RESULT's `video_layers[].codec`; READY's `requested` echoes
+    /// [`PublishOptions::video_codec`] and [`PublishOptions::simulcast`].
     pub fn publish(
         url: &str,
         token: &str,
@@ -164,6 +193,12 @@ impl BrowserPeer {
         }
         if let Some(key) = &options.e2ee_key {
             args.extend(["--e2ee-key".into(), key.clone()]);
+        }
+        if let Some(codec) = &options.video_codec {
+            args.extend(["--video-codec".into(), codec.clone()]);
+        }
+        if let Some(simulcast) = options.simulcast {
+            args.extend(["--simulcast".into(), simulcast.to_string()]);
         }
         Self::spawn(url, token, seconds, args, "browser publisher")
     }
@@ -193,6 +228,33 @@ impl BrowserPeer {
         seconds: u32,
         options: &SubscribeOptions,
     ) -> Result<Self, TestbedError> {
+        Self::subscribe_view(
+            url,
+            token,
+            participant,
+            seconds,
+            options,
+            &ViewOptions::default(),
+        )
+    }
+
+    /// [`BrowserPeer::subscribe_with`] with a [`ViewOptions`]: the `<video>` element's size
+    /// (which picks the simulcast layer) and video only.
+    ///
+    /// Besides the figures of [`BrowserPeer::subscribe`], `RESULT` has `element` (`width`,
+    /// `height`), `inbound_video.codec` (the receiver's codec `mimeType` at the end, e.g.
+    /// `video/VP9`) and `received`: the receiver's statistics sampled every second from the
+    /// subscription on — `codecs` (every codec seen, in order), `first`, `last` and `max` (the
+    /// largest by area) decoded frame sizes (`width`, `height`, `at_ms` since joining), and
+    /// `samples` (`at_ms`, `codec`, `width`, `height`, `frames_decoded`).
+    pub fn subscribe_view(
+        url: &str,
+        token: &str,
+        participant: &str,
+        seconds: u32,
+        options: &SubscribeOptions,
+        view: &ViewOptions,
+    ) -> Result<Self, TestbedError> {
         let mut args = vec![
             "subscribe".into(),
             "--participant".into(),
@@ -200,6 +262,12 @@ impl BrowserPeer {
         ];
         if let Some(key) = &options.e2ee_key {
             args.extend(["--e2ee-key".into(), key.clone()]);
+        }
+        if let Some((w, h)) = view.element_size {
+            args.extend(["--element-size".into(), format!("{w}x{h}")]);
+        }
+        if view.video_only {
+            args.push("--video-only".into());
         }
         Self::spawn(url, token, seconds, args, "browser subscriber")
     }

@@ -602,6 +602,11 @@ impl PythonPeer {
         })
     }
 
+    /// The script's process id (for its CPU time in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Read stdout lines until one starts with `prefix` (scripts print `READY`, `RESULT {json}`, …).
     /// Returns the rest of that line, or an error when the script ends first or `timeout` passes.
     pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, TestbedError> {

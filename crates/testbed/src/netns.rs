@@ -15,9 +15,10 @@
 //! - [`NetNs::command`] wraps a program in `ip netns exec NAME …`.
 //!
 //! Faults are `nft` rules in the namespace's own table ([`NetNs::set_udp_loss`],
-//! [`NetNs::blackhole_udp`], [`NetNs::clear_faults`]); they apply on the input hook, so each
-//! UDP datagram crosses them once whichever way it goes. TCP (the signal WebSocket, the
-//! server's HTTP API) is never touched.
+//! [`NetNs::blackhole_udp`], [`NetNs::limit_rate`], [`NetNs::clear_faults`]); they apply on the
+//! input hook, so each UDP datagram crosses them once whichever way it goes. TCP (the signal
+//! WebSocket, the server's HTTP API) is never touched. A rate limit lives in a chain of its own,
+//! so it combines with a loss fault.
 //!
 //! Dropping the [`NetNs`] kills what still runs inside it (by pid, from `ip netns pids`) and
 //! deletes the namespace with its interfaces and rules.
@@ -38,6 +39,8 @@ pub const SKIP_ENV: &str = "WAVECAST_SKIP_NETNS";
 
 /// The `nft` table the fault rules live in (inside the namespace only).
 const TABLE: &str = "wavecast_faults";
+/// The chain of [`TABLE`] holding the rate limit.
+const RATE_CHAIN: &str = "rate";
 
 /// Errors while making or using a namespace.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +119,12 @@ impl NetNs {
         run("ip", &["-n", n, "addr", "add", &cidr, "dev", "wc0"])?;
         run("ip", &["-n", n, "link", "set", "wc0", "up"])?;
         run("ip", &["-n", n, "link", "set", "wc1", "up"])?;
-        // The fault table: one input chain, empty until a fault is set.
+        // The fault table: one input chain for loss, one for a rate limit (after it), empty
+        // until a fault is set.
         ns.nft(&format!(
             "add table inet {TABLE}\n\
-             add chain inet {TABLE} input {{ type filter hook input priority 0; policy accept; }}\n"
+             add chain inet {TABLE} input {{ type filter hook input priority 0; policy accept; }}\n\
+             add chain inet {TABLE} {RATE_CHAIN} {{ type filter hook input priority 1; policy accept; }}\n"
         ))?;
         tracing::debug!(name = %ns.name, "network namespace created");
         Ok(ns)
@@ -210,9 +215,52 @@ impl NetNs {
         ))
     }
 
-    /// Remove every fault rule.
+    /// Limit the UDP datagrams on `leg` to `kbit_per_s` kilobits (1000 bits) per second, as a
+    /// policer: `nft … limit rate over N bytes/second burst B bytes drop`, the bytes counted
+    /// with their IP and UDP headers. The burst is 100 ms of the rate (at least 3000 bytes: two
+    /// full-size datagrams); [`NetNs::limit_rate_with_burst`] sets it. Replaces an earlier rate
+    /// limit, keeps a loss fault; [`NetNs::clear_faults`] removes it.
+    ///
+    /// nftables' byte limiter holds up to one second of the rate plus the burst
+    /// (`tokens_max = rate + burst` for a per-second rate): a sender quiet for a while may send
+    /// that much at once before the limit bites; a steady sender gets the rate.
+    ///
+    /// The leg carrying a publisher's uplink is [`UdpLeg::ToPort`] with the server's media port
+    /// ([`crate::LiveKitServer::udp_port`]): everything clients send the server. Subscribers send
+    /// it only their RTCP (a few kbit/s), which shares the limit; two publishers on that leg
+    /// share it too.
+    pub fn limit_rate(&self, kbit_per_s: u32, leg: UdpLeg) -> Result<(), NetNsError> {
+        let bytes_per_s = u64::from(kbit_per_s) * 1000 / 8;
+        self.limit_rate_with_burst(kbit_per_s, (bytes_per_s / 10).max(3000), leg)
+    }
+
+    /// [`NetNs::limit_rate`] with a burst of `burst_bytes` (the policer's bucket: how many bytes
+    /// may pass at once after a quiet spell).
+    pub fn limit_rate_with_burst(
+        &self,
+        kbit_per_s: u32,
+        burst_bytes: u64,
+        leg: UdpLeg,
+    ) -> Result<(), NetNsError> {
+        self.nft(&rate_rules(kbit_per_s, burst_bytes, leg))
+    }
+
+    /// UDP datagrams that reached the rate limit's rule, and those it dropped (both 0 without a
+    /// rate limit; each new limit starts from 0).
+    pub fn rate_counters(&self) -> Result<UdpCounters, NetNsError> {
+        let out = self.output("nft", &["list", "chain", "inet", TABLE, RATE_CHAIN])?;
+        let counts = parse_counter_packets(&out);
+        Ok(UdpCounters {
+            seen: counts.first().copied().unwrap_or(0),
+            dropped: counts.get(1).copied().unwrap_or(0),
+        })
+    }
+
+    /// Remove every fault rule (loss, blackhole and rate limit).
     pub fn clear_faults(&self) -> Result<(), NetNsError> {
-        self.nft(&format!("flush chain inet {TABLE} input\n"))
+        self.nft(&format!(
+            "flush chain inet {TABLE} input\nflush chain inet {TABLE} {RATE_CHAIN}\n"
+        ))
     }
 
     /// UDP datagrams that reached the current fault rule, and those it dropped (both 0 when no
@@ -309,6 +357,20 @@ impl UdpLeg {
             Self::NotToPort(p) => format!("udp dport != {p}"),
         }
     }
+}
+
+/// The `nft` script of a rate limit (see [`NetNs::limit_rate`]): a counting rule, then the
+/// policer.
+fn rate_rules(kbit_per_s: u32, burst_bytes: u64, leg: UdpLeg) -> String {
+    let m = leg.nft_match();
+    let bytes_per_s = (u64::from(kbit_per_s) * 1000 / 8).max(1);
+    let burst = burst_bytes.max(1);
+    format!(
+        "flush chain inet {TABLE} {RATE_CHAIN}\n\
+         add rule inet {TABLE} {RATE_CHAIN} {m} counter\n\
+         add rule inet {TABLE} {RATE_CHAIN} {m} limit rate over {bytes_per_s} bytes/second \
+         burst {burst} bytes counter drop\n"
+    )
 }
 
 /// What the fault rules counted.
@@ -437,6 +499,128 @@ mod tests {
         drop(ns);
         let left = output("ip", &["netns", "list"]).expect("ip netns list");
         assert!(!left.contains(&name), "{name} still exists: {left}");
+    }
+
+    #[test]
+    fn rate_rules_police_bytes_on_the_leg() {
+        let r = rate_rules(600, 7500, UdpLeg::ToPort(7882));
+        assert!(
+            r.starts_with("flush chain inet wavecast_faults rate\n"),
+            "{r}"
+        );
+        assert!(
+            r.contains(
+                "udp dport 7882 limit rate over 75000 bytes/second burst 7500 bytes counter drop"
+            ),
+            "{r}"
+        );
+        assert!(r.contains("add rule inet wavecast_faults rate udp dport 7882 counter\n"));
+    }
+
+    /// A sender in the namespace blasts 2 Mbit/s at two receivers on the veth address for 4.5 s:
+    /// over the last 3 s (the first 1.5 s empty the policer's one-second bucket) the one on the
+    /// limited port gets about the limit (600 kbit/s, ±25 %), the other all of it; clearing the
+    /// faults lifts the limit.
+    #[test]
+    fn rate_limit_caps_one_leg_near_its_rate() {
+        let test = "rate_limit_caps_one_leg_near_its_rate";
+        let Some(ns) = NetNs::for_test(test) else {
+            return;
+        };
+        const LIMIT_KBIT: u32 = 600;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                ns.enter_current_thread().expect("setns");
+                let limited = std::net::UdpSocket::bind((NetNs::ADDR, 0)).expect("bind");
+                let free = std::net::UdpSocket::bind((NetNs::ADDR, 0)).expect("bind");
+                let port = limited.local_addr().expect("addr").port();
+                ns.limit_rate(LIMIT_KBIT, UdpLeg::ToPort(port))
+                    .expect("rate limit");
+                let (got_limited, got_free) = blast(&limited, &free, 2_000, 1.5, 3.0);
+                let c = ns.rate_counters().expect("counters");
+                eprintln!(
+                    "limited leg: {got_limited:.0} kbit/s, other leg: {got_free:.0} kbit/s, \
+                     rule saw {} dropped {}",
+                    c.seen, c.dropped
+                );
+                let lo = f64::from(LIMIT_KBIT) * 0.75;
+                let hi = f64::from(LIMIT_KBIT) * 1.25;
+                assert!(
+                    (lo..=hi).contains(&got_limited),
+                    "limited leg got {got_limited:.0} kbit/s, limit {LIMIT_KBIT}"
+                );
+                assert!(
+                    got_free > 1_500.0,
+                    "the other leg got {got_free:.0} kbit/s of 2000"
+                );
+                assert!(c.dropped > 0 && c.seen > c.dropped, "{c:?}");
+
+                ns.clear_faults().expect("clear");
+                assert_eq!(ns.rate_counters().expect("counters").seen, 0);
+                let (after, _) = blast(&limited, &free, 2_000, 0.0, 1.0);
+                assert!(after > 1_500.0, "cleared: {after:.0} kbit/s of 2000");
+            })
+            .join()
+            .expect("sender thread")
+        });
+    }
+
+    /// Send `kbit_per_s` (UDP payload plus IP and UDP headers, as the policer counts) to each of
+    /// `a` and `b` for `warmup + seconds` from one socket, paced by the clock; returns what each
+    /// received after the warm-up, in the same unit, over the rest of the sending time. (The
+    /// warm-up drains the policer's bucket: see [`NetNs::limit_rate`].)
+    fn blast(
+        a: &std::net::UdpSocket,
+        b: &std::net::UdpSocket,
+        kbit_per_s: u32,
+        warmup: f64,
+        seconds: f64,
+    ) -> (f64, f64) {
+        use std::time::{Duration, Instant};
+        const PAYLOAD: usize = 1000;
+        const HEADERS: usize = 28;
+        let per_s = f64::from(kbit_per_s) * 1000.0 / 8.0 / (PAYLOAD + HEADERS) as f64;
+        let tx = std::net::UdpSocket::bind((NetNs::ADDR, 0)).expect("bind sender");
+        let targets = [a.local_addr().expect("addr"), b.local_addr().expect("addr")];
+        let start = Instant::now();
+        let counted_from = start + Duration::from_secs_f64(warmup);
+        let count = |rx: &std::net::UdpSocket| {
+            let rx = rx.try_clone().expect("clone");
+            rx.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                let mut bytes = 0usize;
+                // Ends 300 ms after the last datagram.
+                while let Ok((n, _)) = rx.recv_from(&mut buf) {
+                    if Instant::now() >= counted_from {
+                        bytes += n + HEADERS;
+                    }
+                }
+                bytes
+            })
+        };
+        let (ra, rb) = (count(a), count(b));
+        let payload = [0x5a_u8; PAYLOAD];
+        let total = (per_s * (warmup + seconds)).round() as u64;
+        let mut sent = 0u64;
+        while sent < total {
+            // Catch up with the clock: the average rate holds even when a sleep runs long.
+            let due = ((start.elapsed().as_secs_f64() * per_s) as u64 + 1).min(total);
+            while sent < due {
+                for target in targets {
+                    tx.send_to(&payload, target).expect("send");
+                }
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let measured = counted_from.elapsed().as_secs_f64();
+        let kbit = |bytes: usize| bytes as f64 * 8.0 / 1000.0 / measured;
+        (
+            kbit(ra.join().expect("receiver")),
+            kbit(rb.join().expect("receiver")),
+        )
     }
 
     /// Send `n` datagrams to a socket bound on `ip` and count those that arrive.

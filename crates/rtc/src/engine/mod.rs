@@ -27,11 +27,11 @@ use tracing::info;
 use crate::error::{EngineError, PeerRole};
 use crate::events::{EngineEvent, Participant};
 pub use crate::sansio::{
-    ClientProtocol, DataOptions, EngineOptions, IceTransport, MAX_DATA_PACKET, MAX_DATA_PAYLOAD,
-    MediaTransport, ParticipantUpdate, RtpStats,
+    ClientProtocol, DEFAULT_INITIAL_BITRATE, DataOptions, EngineOptions, IceTransport,
+    MAX_DATA_PACKET, MAX_DATA_PAYLOAD, MediaTransport, ParticipantUpdate, RtpStats,
 };
 use crate::sansio::{Command, Core, CoreConfig, Counters, Reply};
-use crate::track::{CommandSender, LocalTrack, MediaSender, TrackOptions};
+use crate::track::{CommandSender, LocalTrack, MediaSender, TrackOptions, TrackSettings};
 
 /// The signal protocol version this engine speaks (livekit-server v1.13's current).
 pub const PROTOCOL_VERSION: u32 = 17;
@@ -344,10 +344,24 @@ impl Engine {
         track_sid: &str,
         enabled: bool,
     ) -> Result<(), EngineError> {
+        let settings = TrackSettings {
+            enabled,
+            ..TrackSettings::default()
+        };
+        self.set_track_settings(track_sid, settings).await
+    }
+
+    /// How the server forwards a subscribed track: enabled, and for video the layer (by
+    /// quality or by the size we show it at) and frame rate (LiveKit's `UpdateTrackSettings`).
+    pub async fn set_track_settings(
+        &self,
+        track_sid: &str,
+        settings: TrackSettings,
+    ) -> Result<(), EngineError> {
         let track_sid = track_sid.to_owned();
         self.request(|reply| Command::TrackSettings {
             track_sid,
-            enabled,
+            settings,
             reply,
         })
         .await

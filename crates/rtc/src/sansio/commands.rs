@@ -1,18 +1,66 @@
-//! Commands from the engine handle: publish, unpublish, mute, data, keyframe requests.
+//! Commands from the engine handle: publish, unpublish, mute, data, keyframe requests; what
+//! the server says of our published tracks (dynacast) and how the bandwidth estimate is
+//! shared among them.
 
 use super::*;
+
+/// What an audio track counts for in the bandwidth estimate, bits per second.
+const AUDIO_WANT: u64 = 64_000;
+/// What a video track of one layer counts for, bits per second.
+const DEFAULT_VIDEO_WANT: u64 = 1_500_000;
+/// The estimator's floor, bits per second.
+const MIN_ESTIMATE: u64 = 100_000;
 
 impl Core {
     #[allow(deprecated)] // disable_dtx: still honoured by v1.13 servers.
     pub(super) fn on_command(&mut self, c: Command) -> Result<(), EngineError> {
         match c {
-            Command::Publish { options, reply } => {
+            Command::Publish { mut options, reply } => {
+                if let Err(e) = options.check() {
+                    reply(Err(e));
+                    return Ok(());
+                }
+                options.layers.sort_by_key(|l| l.quality);
                 self.next_cid += 1;
                 let cid: Arc<str> =
                     format!("TR_wc{:08x}{}", self.random_u32(), self.next_cid).into();
                 let track_type = match options.kind {
                     TrackKind::Audio => proto::TrackType::Audio,
                     TrackKind::Video => proto::TrackType::Video,
+                };
+                // The layers as livekit-client announces them: quality, size, bitrate and rid
+                // of each (one HIGH layer without simulcast).
+                let layers: Vec<proto::VideoLayer> = if options.kind == TrackKind::Audio {
+                    Vec::new()
+                } else if options.layers.is_empty() {
+                    vec![proto::VideoLayer {
+                        quality: proto::VideoQuality::High as i32,
+                        width: options.width,
+                        height: options.height,
+                        ..Default::default()
+                    }]
+                } else {
+                    options
+                        .layers
+                        .iter()
+                        .map(|l| proto::VideoLayer {
+                            quality: l.quality.to_proto() as i32,
+                            width: l.width,
+                            height: l.height,
+                            bitrate: l.bitrate,
+                            rid: l.quality.rid().into(),
+                            ..Default::default()
+                        })
+                        .collect()
+                };
+                let simulcast_codecs = if options.kind == TrackKind::Video {
+                    vec![proto::SimulcastCodec {
+                        codec: options.codec.to_string(),
+                        cid: cid.to_string(),
+                        ..Default::default()
+                    }]
+                } else {
+                    Vec::new()
                 };
                 let req = proto::AddTrackRequest {
                     cid: cid.to_string(),
@@ -21,6 +69,8 @@ impl Core {
                     width: options.width,
                     height: options.height,
                     muted: options.muted,
+                    layers,
+                    simulcast_codecs,
                     source: options.source.to_proto() as i32,
                     // Audio goes out wrapped in RED when the server negotiates it; not when it is
                     // end-to-end encrypted (livekit-client turns RED off for E2EE too).
@@ -59,6 +109,7 @@ impl Core {
                 {
                     self.negotiation.changes.push(PubChange::Stop(mid));
                 }
+                self.update_desired_bitrate();
                 let r = self.negotiate_publisher();
                 reply(r);
             }
@@ -145,18 +196,11 @@ impl Core {
             }
             Command::TrackSettings {
                 track_sid,
-                enabled,
+                settings,
                 reply,
             } => {
                 self.send_signal(proto::signal_request::Message::TrackSetting(
-                    proto::UpdateTrackSettings {
-                        track_sids: vec![track_sid],
-                        disabled: !enabled,
-                        // Without width/height the server goes by `quality`, whose default
-                        // (0) is LOW: re-enabling a track would pin it to its smallest layer.
-                        quality: proto::VideoQuality::High as i32,
-                        ..Default::default()
-                    },
+                    settings.to_proto(track_sid),
                 ));
                 reply(Ok(()));
             }
@@ -179,8 +223,7 @@ impl Core {
             "track {:?} published as {sid} (cid {})",
             p.options.name, p.cid
         );
-        let shared = Arc::new(LocalShared::default());
-        shared.keyframe_requested.store(true, Ordering::Relaxed);
+        let shared = Arc::new(LocalShared::new());
         let kind = p.options.kind;
         let encrypted = p.options.encrypted;
         let rtp_offset = u64::from(self.random_u32());
@@ -196,12 +239,15 @@ impl Core {
                 shared: shared.clone(),
                 rtp_offset,
                 encrypted,
+                codec: p.options.codec,
+                layers: p.options.layers.clone(),
             },
         );
         self.negotiation.changes.push(PubChange::Media {
             kind,
             cid: p.cid.clone(),
         });
+        self.update_desired_bitrate();
         self.negotiate_publisher()?;
         let handle = LocalTrack {
             sid,
@@ -213,6 +259,91 @@ impl Core {
         };
         (p.reply)(Ok(handle));
         Ok(())
+    }
+
+    /// What the publisher's tracks want, bits per second: their layers' bitrates (a video
+    /// track without layers counts [`DEFAULT_VIDEO_WANT`], audio [`AUDIO_WANT`]).
+    fn wanted_bitrates(&self) -> impl Iterator<Item = (&LocalTrackState, u64)> {
+        self.local_tracks.values().map(|t| {
+            let want = match t.kind {
+                TrackKind::Audio => AUDIO_WANT,
+                TrackKind::Video if t.layers.is_empty() => DEFAULT_VIDEO_WANT,
+                TrackKind::Video => t.layers.iter().map(|l| u64::from(l.bitrate)).sum(),
+            };
+            (t, want)
+        })
+    }
+
+    /// Tell the bandwidth estimator what we would send (it probes up to that), after the
+    /// published tracks changed.
+    pub(super) fn update_desired_bitrate(&mut self) {
+        if self.options.bandwidth_estimation.is_none() {
+            return;
+        }
+        let desired: u64 = self.wanted_bitrates().map(|(_, w)| w).sum();
+        self.publisher.rtc.bwe().set_bitrate(
+            str0m::bwe::Bitrate::bps(MIN_ESTIMATE),
+            str0m::bwe::Bitrate::bps(desired.max(MIN_ESTIMATE)),
+        );
+    }
+
+    /// Split a new estimate among the published tracks by what each wants: audio first (it is
+    /// small and matters most), then video in proportion.
+    pub(super) fn share_estimate(&mut self, estimate: u64) {
+        let audio: u64 = self
+            .wanted_bitrates()
+            .filter(|(t, _)| t.kind == TrackKind::Audio)
+            .map(|(_, w)| w)
+            .sum();
+        let video_budget = estimate.saturating_sub(audio);
+        let video_want: u64 = self
+            .wanted_bitrates()
+            .filter(|(t, _)| t.kind == TrackKind::Video)
+            .map(|(_, w)| w)
+            .sum();
+        for (t, want) in self.wanted_bitrates() {
+            let share = match t.kind {
+                TrackKind::Audio => want,
+                TrackKind::Video => {
+                    (u128::from(video_budget) * u128::from(want) / u128::from(video_want.max(1)))
+                        as u64
+                }
+            };
+            t.shared
+                .target_bitrate
+                .store(share.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Dynacast: the server tells which layers of one of our video tracks anybody receives
+    /// (per codec when it names codecs; ours is the one that counts). Layers nobody receives
+    /// may pause; the publisher's encoders read [`LocalTrack::layer_active`].
+    #[allow(deprecated)] // subscribed_qualities: what servers send without codec lists
+    pub(super) fn on_subscribed_quality(&mut self, u: proto::SubscribedQualityUpdate) {
+        let Some(t) = self.local_tracks.values().find(|t| t.sid == u.track_sid) else {
+            debug!("subscribed qualities for unknown track {}", u.track_sid);
+            return;
+        };
+        let ours = t.codec.to_string();
+        let qualities = u
+            .subscribed_codecs
+            .iter()
+            .find(|c| c.codec.eq_ignore_ascii_case(&ours))
+            .map(|c| &c.qualities)
+            .unwrap_or(&u.subscribed_qualities);
+        let mut mask = 0u8;
+        for q in qualities.iter().filter(|q| q.enabled) {
+            if let Some(v) = crate::track::VideoQuality::from_proto(q.quality) {
+                mask |= 1 << v.index();
+            }
+        }
+        let before = t.shared.active_layers.swap(mask, Ordering::Relaxed);
+        if before != mask {
+            debug!(
+                "track {}: layers received now {mask:03b} (was {before:03b})",
+                t.sid
+            );
+        }
     }
 
     pub(super) fn expire_pending_publish(&mut self) {

@@ -30,6 +30,7 @@ mod data;
 mod ice_tcp;
 pub(crate) mod liveness;
 mod negotiation;
+mod offer_sdp;
 mod outbox;
 pub(crate) mod peer;
 pub(crate) mod recovery;
@@ -38,7 +39,6 @@ pub(crate) mod resume;
 mod roster;
 mod routing;
 pub(crate) mod rtp_stats;
-mod sdp_red;
 mod signal;
 
 pub(crate) use outbox::{EventSink, Offer};
@@ -57,7 +57,6 @@ use livekit_protocol as proto;
 use prost::Message as _;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
-use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::{Event, IceConnectionState};
 use tracing::{debug, info, trace, warn};
@@ -66,8 +65,8 @@ use crate::error::{EngineError, PeerRole, RequestRefusal};
 use crate::events::{DisconnectReason, EngineEvent, Participant, TrackInfo, TransportState};
 use crate::sdp::{self, SectionKind};
 use crate::track::{
-    CommandSender, EncodedFrame, FrameQueue, LocalShared, LocalTrack, MediaSender, MediaWrite,
-    QueueError, RemoteTrack, TrackKind, TrackOptions,
+    CommandSender, EncodedFrame, FrameQueue, LocalShared, LocalTrack, MediaCodec, MediaSender,
+    MediaWrite, QueueError, RemoteTrack, TrackKind, TrackOptions, TrackSettings, VideoLayer,
 };
 use peer::{Peer, candidate_init, parse_candidate_init};
 
@@ -116,7 +115,14 @@ pub struct EngineOptions {
     /// With [`IceTransport::Auto`]: how long a connection may try UDP alone before TCP
     /// candidates join.
     pub tcp_fallback_after: Duration,
+    /// Bandwidth estimation on the publisher connection (str0m's TWCC estimator and pacer)
+    /// starting from this estimate, bits per second; `None` turns it off. Each published
+    /// track reads its share as [`LocalTrack::target_bitrate`].
+    pub bandwidth_estimation: Option<u64>,
 }
+
+/// Where the publisher's bandwidth estimate starts, bits per second.
+pub const DEFAULT_INITIAL_BITRATE: u64 = 1_000_000;
 
 /// Which ICE candidates the media connections offer: how they reach the server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -186,6 +192,7 @@ impl Default for EngineOptions {
             data_sealer: None,
             ice_transport: IceTransport::default(),
             tcp_fallback_after: Duration::from_secs(2),
+            bandwidth_estimation: Some(DEFAULT_INITIAL_BITRATE),
         }
     }
 }
@@ -267,7 +274,7 @@ pub(crate) enum Command {
     },
     TrackSettings {
         track_sid: String,
-        enabled: bool,
+        settings: TrackSettings,
         reply: Reply<()>,
     },
     /// Leave the room and stop.
@@ -418,6 +425,10 @@ struct LocalTrackState {
     /// End-to-end encrypted frames: audio goes out without RED (a browser's frame decryptor
     /// would see the whole RED payload).
     encrypted: bool,
+    /// The codec its frames are in.
+    codec: MediaCodec,
+    /// Simulcast layers, smallest first (empty: one layer, no rid).
+    layers: Vec<VideoLayer>,
 }
 
 struct RemoteState {
@@ -513,8 +524,21 @@ impl Core {
     /// roster filled from the join, and the publisher's first offer (its data channels) queued.
     pub(crate) fn new(now: Instant, config: CoreConfig) -> Result<Self, EngineError> {
         let transport = config.options.ice_transport;
-        let publisher = Peer::new(PeerRole::Publisher, config.publisher_addr, transport, now)?;
-        let subscriber = Peer::new(PeerRole::Subscriber, config.subscriber_addr, transport, now)?;
+        let bwe = config.options.bandwidth_estimation;
+        let publisher = Peer::new(
+            PeerRole::Publisher,
+            config.publisher_addr,
+            transport,
+            bwe,
+            now,
+        )?;
+        let subscriber = Peer::new(
+            PeerRole::Subscriber,
+            config.subscriber_addr,
+            transport,
+            None,
+            now,
+        )?;
         let mut core = Core {
             now,
             options: config.options,
@@ -789,8 +813,27 @@ impl Core {
             Event::MediaData(md) => self.on_media_data(md)?,
             Event::KeyframeRequest(kr) if role == PeerRole::Publisher => {
                 if let Some(t) = self.local_tracks.values().find(|t| t.mid == Some(kr.mid)) {
-                    debug!("keyframe requested for {} ({:?})", t.sid, kr.kind);
-                    t.shared.keyframe_requested.store(true, Ordering::Relaxed);
+                    debug!(
+                        "keyframe requested for {} {:?} ({:?})",
+                        t.sid, kr.rid, kr.kind
+                    );
+                    let layer = kr.rid.and_then(|rid| {
+                        crate::track::VideoQuality::ALL
+                            .into_iter()
+                            .find(|q| q.rid() == &*rid)
+                    });
+                    match layer {
+                        Some(q) => {
+                            t.shared.layer_keyframe[q.index()].store(true, Ordering::Relaxed)
+                        }
+                        None => {
+                            // No rid: every layer (a track of one layer reads the plain flag).
+                            t.shared.keyframe_requested.store(true, Ordering::Relaxed);
+                            for k in &t.shared.layer_keyframe {
+                                k.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
                 }
             }
             Event::EgressBitrateEstimate(bwe) => {
@@ -799,9 +842,7 @@ impl Core {
                     str0m::bwe::BweKind::Remb { estimate, .. } => estimate.as_u64(),
                     _ => 0,
                 };
-                for t in self.local_tracks.values() {
-                    t.shared.target_bitrate.store(bps, Ordering::Relaxed);
-                }
+                self.share_estimate(bps);
             }
             Event::MediaIngressStats(st) => {
                 let way = rtp_stats::Way::In;

@@ -165,12 +165,27 @@ impl Core {
                         TrackKind::Audio => MediaKind::Audio,
                         TrackKind::Video => MediaKind::Video,
                     };
+                    // Simulcast: one RTP stream per layer, told apart by rid (smallest first,
+                    // as livekit-client orders them).
+                    let simulcast = self
+                        .local_tracks
+                        .get(&cid)
+                        .filter(|t| !t.layers.is_empty())
+                        .map(|t| {
+                            let mut s = str0m::media::Simulcast::new();
+                            for l in &t.layers {
+                                s.add_send_layer(str0m::media::SimulcastLayer::new(
+                                    l.quality.rid(),
+                                ));
+                            }
+                            s
+                        });
                     let mid = api.add_media(
                         mk,
                         Direction::SendOnly,
                         Some(local_sid.clone()),
                         Some(cid.to_string()),
-                        None,
+                        simulcast,
                     );
                     new_mids.push((cid, mid));
                 }
@@ -190,14 +205,22 @@ impl Core {
             return self.publisher.drain();
         };
         self.publisher.drain()?;
-        // End-to-end encrypted audio goes out as plain Opus (see `sdp_red`).
+        // End-to-end encrypted audio goes out as plain Opus (see `offer_sdp`).
         let encrypted_audio: Vec<_> = self
             .local_tracks
             .values()
             .filter(|t| t.encrypted && t.kind == TrackKind::Audio)
             .filter_map(|t| t.mid)
             .collect();
-        let sdp = super::sdp_red::without_red(&offer.to_sdp_string(), &encrypted_audio);
+        let sdp = super::offer_sdp::without_red(&offer.to_sdp_string(), &encrypted_audio);
+        // Each video track's codec first in its section (the SDKs' codec preference).
+        let preferred: Vec<_> = self
+            .local_tracks
+            .values()
+            .filter(|t| t.kind == TrackKind::Video)
+            .filter_map(|t| t.mid.map(|m| (m, t.codec)))
+            .collect();
+        let sdp = super::offer_sdp::prefer_codecs(&sdp, &preferred);
         debug!("publisher offer:\n{}", crate::redact::Redacted(&sdp));
         let _ = role;
         self.negotiation.pending = Some((pending, sdp.clone()));

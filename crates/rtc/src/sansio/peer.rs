@@ -65,9 +65,14 @@ impl Peer {
         role: PeerRole,
         local_addr: SocketAddr,
         transport: IceTransport,
+        bwe: Option<u64>,
         now: Instant,
     ) -> Result<Self, EngineError> {
-        let mut rtc = rtc_config().build(now);
+        let mut config = rtc_config();
+        if let Some(initial) = bwe {
+            config = config.enable_bwe(Some(str0m::bwe::Bitrate::bps(initial)));
+        }
+        let mut rtc = config.build(now);
         let udp = transport != IceTransport::Tcp;
         if udp {
             rtc.add_local_candidate(udp_candidate(role, local_addr)?);
@@ -262,14 +267,17 @@ pub(crate) const MAX_STUN_RTO: Duration = Duration::from_millis(500);
 pub(crate) const MAX_STUN_RETRANSMITS: usize = 40;
 
 /// The str0m configuration both connections use: Opus with RED (RFC 2198, each packet also
-/// carries the one before it) and VP8 only, the audio reorder budget of `sansio::recovery`,
-/// and ICE checks at least every [`MAX_STUN_RTO`].
+/// carries the one before it), VP8, VP9 and H.264 (in that order of preference; a published
+/// track's own codec goes first in its m-line, `offer_sdp`), the audio reorder budget of
+/// `sansio::recovery`, and ICE checks at least every [`MAX_STUN_RTO`].
 pub(crate) fn rtc_config() -> RtcConfig {
     use super::recovery::{AUDIO_REORDER_PACKETS, AUDIO_REORDER_WAIT};
     let mut config = RtcConfig::new()
         .clear_codecs()
         .enable_opus(true, true)
         .enable_vp8(true)
+        .enable_vp9(true)
+        .enable_h264(true)
         .set_stats_interval(Some(super::STATS_INTERVAL))
         .set_reordering_size_audio(AUDIO_REORDER_PACKETS)
         .set_reordering_timeout_audio(Some(AUDIO_REORDER_WAIT));

@@ -48,7 +48,7 @@ impl Core {
                 None => {
                     out.push(EngineEvent::TrackPublished {
                         participant: info.clone(),
-                        track: ti.clone(),
+                        track: Box::new(ti.clone()),
                     });
                     entry.tracks.insert(ti.sid.clone(), ti);
                 }

@@ -116,9 +116,25 @@ impl Core {
         if !self.publisher.connected {
             return Ok(());
         }
-        let (codec, freq) = match t.kind {
-            TrackKind::Audio => (Codec::Opus, str0m::media::Frequency::FORTY_EIGHT_KHZ),
-            TrackKind::Video => (Codec::Vp8, str0m::media::Frequency::NINETY_KHZ),
+        let freq = match t.kind {
+            TrackKind::Audio => str0m::media::Frequency::FORTY_EIGHT_KHZ,
+            TrackKind::Video => str0m::media::Frequency::NINETY_KHZ,
+        };
+        let codec = t.codec.to_str0m();
+        // A simulcast layer goes out under its rid; one the track was not published with (or
+        // a plain write to a simulcast track) has no stream to go to.
+        let rid = match (m.layer, t.layers.is_empty()) {
+            (None, true) => None,
+            (Some(l), false) if t.layers.iter().any(|x| x.quality == l) => {
+                Some(str0m::media::Rid::from(l.rid()))
+            }
+            (layer, _) => {
+                trace!(
+                    "frame for layer {layer:?} of {} dropped: not published",
+                    t.sid
+                );
+                return Ok(());
+            }
         };
         let rtp_time = m.rtp_time.wrapping_add(t.rtp_offset);
         if t.encrypted && t.kind == TrackKind::Audio {
@@ -136,6 +152,10 @@ impl Core {
         else {
             warn!("no negotiated {codec:?} payload type on mid {mid}");
             return Ok(());
+        };
+        let writer = match rid {
+            Some(rid) => writer.rid(rid),
+            None => writer,
         };
         writer
             .write(pt, m.capture, MediaTime::new(rtp_time, freq), m.data)

@@ -137,6 +137,7 @@ impl Core {
                     reason,
                 });
             }
+            M::SubscribedQualityUpdate(u) => self.on_subscribed_quality(u),
             M::ConnectionQuality(q) => {
                 let list = q
                     .updates

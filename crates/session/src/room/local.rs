@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wavecast_codec::Vp8Config;
 use wavecast_rtc::{Participant as ParticipantInfo, ParticipantUpdate};
 
 use wavecast_rtc::Quality;
@@ -250,14 +249,32 @@ impl LocalParticipant {
         Ok(publisher)
     }
 
-    /// Publish a VP8 camera track of the config's size and wrap it with an encoder: push I420
-    /// pictures into it.
+    /// Publish a video track and wrap it with its encoders: push I420 pictures into it.
+    /// [`crate::VideoOptions`] says codec (VP8, VP9, H.264), size, frame rate, simulcast and
+    /// the bitrate range; a [`crate::Vp8Config`] is one VP8 layer.
+    ///
+    /// ```no_run
+    /// # async fn demo(room: &wavecast_session::Room) -> Result<(), wavecast_session::SessionError> {
+    /// use wavecast_session::{VideoCodec, VideoOptions};
+    /// let options = VideoOptions::new(VideoCodec::H264, 1280, 720, 30).with_simulcast(true);
+    /// let mut camera = room.local_participant().publish_video("camera", options).await?;
+    /// # let (y, u, v) = (vec![0u8; 1280 * 720], vec![128u8; 640 * 360], vec![128u8; 640 * 360]);
+    /// let picture = wavecast_session::I420 {
+    ///     width: 1280,
+    ///     height: 720,
+    ///     planes: [&y, &u, &v],
+    ///     strides: [1280, 640, 640],
+    /// };
+    /// camera.push(&picture, std::time::Instant::now())?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn publish_video(
         &self,
         name: &str,
-        config: Vp8Config,
+        options: impl Into<crate::VideoOptions>,
     ) -> Result<VideoPublisher, SessionError> {
-        let publisher = self.session.publish_video(name, config).await?;
+        let publisher = self.session.publish_video(name, options).await?;
         self.published(publisher.track());
         Ok(publisher)
     }

@@ -41,7 +41,9 @@ use crate::session::{
 use roster::Roster;
 use wavecast_config::ReconnectPolicy;
 use wavecast_rtc::data_message::DecryptedData;
-use wavecast_rtc::{ClientProtocol, DataMessage, IceTransport, MediaTransport, Quality};
+use wavecast_rtc::{
+    ClientProtocol, DataMessage, IceTransport, MediaTransport, Quality, TrackSettings, VideoQuality,
+};
 
 pub use data_stream::{
     ByteStreamHandler, ByteStreamInfo, ByteStreamReader, ByteStreamWriter, DataStreamLimits,
@@ -452,9 +454,57 @@ impl Room {
         publication: &RemoteTrackPublication,
         enabled: bool,
     ) -> Result<(), SessionError> {
-        lock(&self.shared.roster).set_enabled(publication.sid(), enabled);
+        let settings = TrackSettings {
+            enabled,
+            ..publication.settings()
+        };
+        self.update_track_settings(publication, settings).await
+    }
+
+    /// Receive this simulcast layer of a video publication (the server switches at its next
+    /// keyframe). Kept across rejoins.
+    pub async fn set_video_quality(
+        &self,
+        publication: &RemoteTrackPublication,
+        quality: VideoQuality,
+    ) -> Result<(), SessionError> {
+        let settings = TrackSettings {
+            quality,
+            width: 0,
+            height: 0,
+            ..publication.settings()
+        };
+        self.update_track_settings(publication, settings).await
+    }
+
+    /// Receive the layer that suits a picture shown at `width`×`height` pixels (the smallest
+    /// layer at least that large: what the SDKs' adaptive stream asks for a video element).
+    /// Kept across rejoins.
+    pub async fn set_video_dimensions(
+        &self,
+        publication: &RemoteTrackPublication,
+        width: u32,
+        height: u32,
+    ) -> Result<(), SessionError> {
+        let settings = TrackSettings {
+            width,
+            height,
+            ..publication.settings()
+        };
+        self.update_track_settings(publication, settings).await
+    }
+
+    /// How the server forwards a subscribed publication: enabled, which layer (by quality or
+    /// by the size it is shown at), at most how many frames a second (LiveKit's
+    /// `UpdateTrackSettings`). Kept across rejoins.
+    pub async fn update_track_settings(
+        &self,
+        publication: &RemoteTrackPublication,
+        settings: TrackSettings,
+    ) -> Result<(), SessionError> {
+        lock(&self.shared.roster).set_settings(publication.sid(), settings);
         self.session
-            .set_track_enabled(publication.sid(), enabled)
+            .set_track_settings(publication.sid(), settings)
             .await
     }
 
@@ -662,6 +712,9 @@ async fn run(
         let mut out: Vec<RoomEvent> = Vec::new();
         let mut opened: Vec<data_stream::Opened> = Vec::new();
         let mut resubscribe: Vec<(String, String, bool)> = Vec::new();
+        // Forwarding settings the app changed, for a track subscribed again (after a rejoin
+        // the new engine's server knows nothing of them).
+        let mut resettle: Option<(String, TrackSettings)> = None;
         match ev {
             SessionEvent::State(state) => {
                 let mut roster = lock(&shared.roster);
@@ -720,7 +773,11 @@ async fn run(
             }
             SessionEvent::TrackResubscribed { track_sid, .. } => {
                 // The app's handle flows again: no new event (the handle is the same).
-                lock(&shared.roster).track_subscribed(&track_sid);
+                if let Some((_, publication)) = lock(&shared.roster).track_subscribed(&track_sid)
+                    && publication.settings() != TrackSettings::default()
+                {
+                    resettle = Some((track_sid.to_string(), publication.settings()));
+                }
             }
             SessionEvent::E2eeStateChanged {
                 key,
@@ -840,6 +897,11 @@ async fn run(
         }
         for o in opened {
             o.deliver();
+        }
+        if let Some((track_sid, settings)) = resettle
+            && let Err(e) = session.set_track_settings(&track_sid, settings).await
+        {
+            warn!("re-applying the settings of {track_sid} after a rejoin: {e}");
         }
         for (participant_sid, track_sid, wanted) in resubscribe {
             if let Err(e) = session

@@ -13,7 +13,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use wavecast_rtc::{
-    ClientProtocol, Participant, ParticipantKind, Quality, TrackInfo, TrackKind, TrackSource,
+    ClientProtocol, MediaCodec, Participant, ParticipantKind, Quality, TrackInfo, TrackKind,
+    TrackSettings, TrackSource, VideoLayer,
 };
 
 use super::events::{ActiveSpeaker, RoomEvent};
@@ -182,7 +183,10 @@ struct PublicationState {
     participant_sid: ParticipantSid,
     subscribed: bool,
     wanted: Option<bool>,
-    enabled: bool,
+    /// How the app asked the server to forward it (kept across rejoins).
+    settings: TrackSettings,
+    codec: Option<MediaCodec>,
+    layers: Vec<VideoLayer>,
 }
 
 impl PartialEq for RemoteTrackPublication {
@@ -221,7 +225,9 @@ impl RemoteTrackPublication {
                 participant_sid: participant.sid.as_str().into(),
                 subscribed: false,
                 wanted: None,
-                enabled: true,
+                settings: TrackSettings::default(),
+                codec: t.codec,
+                layers: t.layers.clone(),
             }),
         }))
     }
@@ -247,6 +253,8 @@ impl RemoteTrackPublication {
                 width: 0,
                 height: 0,
                 encrypted: false,
+                codec: None,
+                layers: Vec::new(),
             },
         );
         p.state().subscribed = true;
@@ -315,7 +323,24 @@ impl RemoteTrackPublication {
             width: s.width,
             height: s.height,
             encrypted: self.0.encrypted,
+            codec: s.codec,
+            layers: s.layers.clone(),
         }
+    }
+
+    /// Its codec as the server names it (`None` until it knows).
+    pub fn codec(&self) -> Option<MediaCodec> {
+        self.state().codec
+    }
+
+    /// Its simulcast layers as announced, smallest first (one without simulcast).
+    pub fn layers(&self) -> Vec<VideoLayer> {
+        self.state().layers.clone()
+    }
+
+    /// How the app asked the server to forward it ([`crate::Room::update_track_settings`]).
+    pub fn settings(&self) -> TrackSettings {
+        self.state().settings
     }
 
     /// We receive it now (a [`crate::SubscribedTrack`] for it was handed out and flows).
@@ -331,7 +356,7 @@ impl RemoteTrackPublication {
 
     /// Whether the server forwards it (false after [`crate::Room::set_enabled`] with false).
     pub fn is_enabled(&self) -> bool {
-        self.state().enabled
+        self.state().settings.enabled
     }
 }
 
@@ -456,6 +481,8 @@ impl Roster {
                     s.muted = t.muted;
                     s.width = t.width;
                     s.height = t.height;
+                    s.codec = t.codec.or(s.codec);
+                    s.layers = t.layers.clone();
                     s.participant_sid = p.sid.as_str().into();
                     was_muted
                 };
@@ -567,9 +594,9 @@ impl Roster {
         }
     }
 
-    pub(crate) fn set_enabled(&mut self, track_sid: &str, enabled: bool) {
+    pub(crate) fn set_settings(&mut self, track_sid: &str, settings: TrackSettings) {
         if let Some((_, p)) = self.find_track(track_sid) {
-            p.state().enabled = enabled;
+            p.state().settings = settings;
         }
     }
 
@@ -746,6 +773,8 @@ mod tests {
             width: 0,
             height: 0,
             encrypted: false,
+            codec: None,
+            layers: Vec::new(),
         }
     }
 

@@ -24,7 +24,7 @@ pub use wavecast_e2ee::{
 };
 use wavecast_e2ee::{DataEncryptor, FrameDecryptor, FrameEncryptor};
 use wavecast_rtc::data_message::{DataSealer, DecryptedData, EncryptedData, SealedPayload};
-use wavecast_rtc::{EncodedFrame, TrackKind};
+use wavecast_rtc::{EncodedFrame, MediaCodec, TrackKind};
 
 use super::outbox::SessionEvent;
 use super::tracks::{TrackKey, lock};
@@ -269,11 +269,11 @@ impl E2ee {
     }
 
     /// The encryptor for a track we publish as `identity`, when the session has keys.
-    pub(crate) fn sealer(self: &Arc<Self>, identity: &str, kind: TrackKind) -> Option<Sealer> {
+    pub(crate) fn sealer(self: &Arc<Self>, identity: &str, codec: MediaCodec) -> Option<Sealer> {
         let provider = self.provider.as_ref()?;
         Some(Sealer {
             encryptor: Mutex::new(FrameEncryptor::new(provider.ring(identity))),
-            codec: codec_of(kind),
+            codec: sealed_codec(codec).unwrap_or(Codec::Vp8),
             e2ee: self.clone(),
             warned: AtomicBool::new(false),
         })
@@ -284,6 +284,18 @@ fn codec_of(kind: TrackKind) -> Codec {
     match kind {
         TrackKind::Audio => Codec::Opus,
         TrackKind::Video => Codec::Vp8,
+    }
+}
+
+/// How the frame cryptor treats a codec's frames (its clear header bytes); `None` for H.264,
+/// whose NAL-aware framing we do not implement: such tracks are not published encrypted, and
+/// encrypted ones are not opened.
+pub(crate) fn sealed_codec(codec: MediaCodec) -> Option<Codec> {
+    match codec {
+        MediaCodec::Opus => Some(Codec::Opus),
+        MediaCodec::Vp8 => Some(Codec::Vp8),
+        MediaCodec::Vp9 => Some(Codec::Vp9),
+        _ => None,
     }
 }
 
@@ -411,7 +423,7 @@ impl Opener {
             let ring = p.ring(&key.identity);
             if n > 2
                 && usize::from(frame.data[n - 2]) == wavecast_e2ee::IV_LENGTH
-                && ring.opens(self.codec, &frame.data)
+                && ring.opens(sealed_codec(frame.codec).unwrap_or(self.codec), &frame.data)
             {
                 warn!("e2ee: {key} ({sid}) was not announced encrypted, but its frames are");
                 self.mode = Mode::Decrypt(Box::new(FrameDecryptor::new(ring)));
@@ -429,29 +441,31 @@ impl Opener {
                 self.set_state(key, sid, E2eeState::MissingKey);
                 None
             }
-            Mode::Decrypt(d) => match d.decrypt(self.codec, &frame.data) {
-                Ok(plain) => {
-                    bump(&counters.decrypted);
-                    frame.data = plain.into();
-                    self.set_state(key, sid, E2eeState::Ok);
-                    Some(frame)
-                }
-                Err(e) => {
-                    bump(&counters.decrypt_failed);
-                    let state = match e {
-                        E2eeError::Replayed => {
-                            bump(&counters.replayed);
-                            None
-                        }
-                        E2eeError::MissingKey { .. } => Some(E2eeState::MissingKey),
-                        _ => Some(E2eeState::DecryptionFailed),
-                    };
-                    if let Some(state) = state {
-                        self.set_state(key, sid, state);
+            Mode::Decrypt(d) => {
+                match d.decrypt(sealed_codec(frame.codec).unwrap_or(self.codec), &frame.data) {
+                    Ok(plain) => {
+                        bump(&counters.decrypted);
+                        frame.data = plain.into();
+                        self.set_state(key, sid, E2eeState::Ok);
+                        Some(frame)
                     }
-                    None
+                    Err(e) => {
+                        bump(&counters.decrypt_failed);
+                        let state = match e {
+                            E2eeError::Replayed => {
+                                bump(&counters.replayed);
+                                None
+                            }
+                            E2eeError::MissingKey { .. } => Some(E2eeState::MissingKey),
+                            _ => Some(E2eeState::DecryptionFailed),
+                        };
+                        if let Some(state) = state {
+                            self.set_state(key, sid, state);
+                        }
+                        None
+                    }
                 }
-            },
+            }
         }
     }
 }
@@ -463,7 +477,7 @@ mod tests {
 
     fn frame(data: Vec<u8>) -> EncodedFrame {
         EncodedFrame {
-            codec: wavecast_rtc::MediaCodec::Vp8,
+            codec: wavecast_rtc::MediaCodec::Opus,
             data: data.into(),
             rtp_time: 0,
             received_at: Instant::now(),

@@ -105,6 +105,14 @@ pub enum SessionError {
         /// Height.
         height: u32,
     },
+    /// What was asked cannot be done with these settings.
+    #[error("{operation}: {reason}")]
+    Unsupported {
+        /// What the session was asked, e.g. `publish track "cam"`.
+        operation: String,
+        /// Why not.
+        reason: String,
+    },
     /// The engine rejected the operation.
     #[error("{operation} failed")]
     Engine {
@@ -135,6 +143,7 @@ impl SessionError {
             | SessionError::Token { .. }
             | SessionError::Closed { .. }
             | SessionError::NotPublished { .. }
+            | SessionError::Unsupported { .. }
             | SessionError::Codec { .. } => false,
             SessionError::Unreachable { source, .. } | SessionError::Engine { source, .. } => {
                 source.is_retryable()

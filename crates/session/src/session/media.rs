@@ -16,23 +16,23 @@
 use std::time::Instant;
 
 use wavecast_codec::{
-    CodecError, DecodedImage, I420, MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE,
-    OpusEncoder, OpusStreamDecoder, StreamStats, Vp8Config, Vp8Decoder, Vp8Encoder,
+    CodecError, DecodedImage, MAX_OPUS_PACKET, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusEncoder,
+    OpusStreamDecoder, StreamStats, VideoCodec, VideoDecoder,
 };
-use wavecast_pipeline::{AudioFrame, VideoFrame};
+use wavecast_pipeline::AudioFrame;
 use wavecast_rtc::{EncodedFrame, LocalTrack, TrackKind, WriteError};
 
 use super::error::SessionError;
 use super::tracks::{LocalSlot, PublishedTrack, SubscribedTrack};
 
-fn codec_error(operation: impl Into<String>) -> impl FnOnce(CodecError) -> SessionError {
+pub(super) fn codec_error(operation: impl Into<String>) -> impl FnOnce(CodecError) -> SessionError {
     move |source| SessionError::Codec {
         operation: operation.into(),
         source,
     }
 }
 
-fn check_kind(name: &str, have: TrackKind, want: TrackKind) -> Result<(), SessionError> {
+pub(super) fn check_kind(name: &str, have: TrackKind, want: TrackKind) -> Result<(), SessionError> {
     if have == want {
         return Ok(());
     }
@@ -47,15 +47,15 @@ fn check_kind(name: &str, have: TrackKind, want: TrackKind) -> Result<(), Sessio
 /// Where a publisher writes: the session track, the engine track it is bound to now, and the
 /// pushes dropped while there was none.
 #[derive(Debug)]
-struct Outlet {
-    track: PublishedTrack,
+pub(super) struct Outlet {
+    pub(super) track: PublishedTrack,
     /// The engine track and the binding (generation) it belongs to.
     bound: Option<(u64, LocalTrack)>,
-    dropped: u64,
+    pub(super) dropped: u64,
 }
 
 impl Outlet {
-    fn new(track: PublishedTrack) -> Self {
+    pub(super) fn new(track: PublishedTrack) -> Self {
         let mut o = Self {
             track,
             bound: None,
@@ -68,7 +68,7 @@ impl Outlet {
     /// The engine track to write to now, the track's name, and whether the engine track is a
     /// new one since the last call (a new RTP stream); `None` while the session is reconnecting
     /// (the push is counted as dropped).
-    fn bind(&mut self) -> Option<(&LocalTrack, &str, bool)> {
+    pub(super) fn bind(&mut self) -> Option<(&LocalTrack, &str, bool)> {
         let generation = self.track.generation();
         let new = self.bound.as_ref().is_none_or(|(g, _)| *g != generation);
         if new {
@@ -209,126 +209,6 @@ impl AudioPublisher {
             });
         }
         self.push(frame.samples(), capture)
-    }
-}
-
-/// Encodes pictures to VP8 and publishes them on a session track, across rejoins; answers the
-/// remote side's keyframe requests.
-#[derive(Debug)]
-pub struct VideoPublisher {
-    outlet: Outlet,
-    /// Encrypts end to end when the session has keys.
-    slot: std::sync::Arc<LocalSlot>,
-    encoder: Vp8Encoder,
-    /// Capture time of the bound track's first picture (its RTP time 0).
-    start: Option<Instant>,
-    last_rtp: Option<u64>,
-    sent: u64,
-    keyframes: u64,
-}
-
-impl VideoPublisher {
-    /// Wrap a published video track with a VP8 encoder of `config`.
-    pub fn new(track: PublishedTrack, config: Vp8Config) -> Result<Self, SessionError> {
-        check_kind(track.name(), track.kind(), TrackKind::Video)?;
-        let encoder = Vp8Encoder::new(config)
-            .map_err(codec_error(format!("start VP8 on {:?}", track.name())))?;
-        Ok(Self {
-            slot: track.slot.clone(),
-            outlet: Outlet::new(track),
-            encoder,
-            start: None,
-            last_rtp: None,
-            sent: 0,
-            keyframes: 0,
-        })
-    }
-
-    /// The session track.
-    pub fn track(&self) -> &PublishedTrack {
-        &self.outlet.track
-    }
-
-    /// Change the target bitrate (bits per second; kept across rejoins).
-    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), SessionError> {
-        self.encoder
-            .set_bitrate(bitrate)
-            .map_err(codec_error("set VP8 bitrate"))
-    }
-
-    /// Frames handed to the engine over all bindings, and how many were keyframes.
-    pub fn frames_sent(&self) -> (u64, u64) {
-        (self.sent, self.keyframes)
-    }
-
-    /// Pictures dropped because the session was reconnecting.
-    pub fn dropped_while_reconnecting(&self) -> u64 {
-        self.outlet.dropped
-    }
-
-    /// Encode and queue one picture captured at `capture`; `Ok(false)` when no frame was queued
-    /// (the encoder skipped it, the queue was full, or the session is reconnecting).
-    pub fn push(&mut self, image: &I420<'_>, capture: Instant) -> Result<bool, SessionError> {
-        let Some((track, name, new)) = self.outlet.bind() else {
-            return Ok(false);
-        };
-        if new {
-            // A new RTP stream: its own time line, starting with a keyframe.
-            self.start = None;
-            self.last_rtp = None;
-            self.encoder.force_keyframe();
-        }
-        if track.take_keyframe_request() {
-            self.encoder.force_keyframe();
-        }
-        let start = *self.start.get_or_insert(capture);
-        let mut rtp = (capture.saturating_duration_since(start).as_micros() as u64) * 9 / 100;
-        if let Some(last) = self.last_rtp
-            && rtp <= last
-        {
-            rtp = last + 1; // strictly increasing even for same-instant captures
-        }
-        let encoded =
-            self.encoder
-                .encode(image, rtp as i64)
-                .map_err(|source| SessionError::Codec {
-                    operation: format!("encode video for {name:?}"),
-                    source,
-                })?;
-        let Some(frame) = encoded else {
-            return Ok(false);
-        };
-        let Some(data) = self.slot.seal(frame.data.to_vec(), rtp) else {
-            // No key to encrypt with: dropped (counted in the session's e2ee stats).
-            return Ok(false);
-        };
-        match track.write(data, rtp, capture) {
-            Ok(()) => {
-                self.last_rtp = Some(rtp);
-                self.sent += 1;
-                self.keyframes += u64::from(frame.keyframe);
-                Ok(true)
-            }
-            Err(WriteError::Full) => Ok(false),
-            Err(_) => {
-                // Closed: as for audio.
-                self.outlet.dropped += 1;
-                Ok(false)
-            }
-        }
-    }
-
-    /// Encode and queue an I420 pipeline frame.
-    pub fn push_frame(
-        &mut self,
-        frame: &VideoFrame,
-        capture: Instant,
-    ) -> Result<bool, SessionError> {
-        let image = wavecast_codec::pipeline::i420_of(frame).map_err(codec_error(format!(
-            "encode video for {:?}",
-            self.track().name()
-        )))?;
-        self.push(&image, capture)
     }
 }
 
@@ -526,7 +406,8 @@ pub enum VideoDecode<'a> {
 #[derive(Debug)]
 pub struct VideoSubscriber {
     track: Option<SubscribedTrack>,
-    decoder: Vp8Decoder,
+    /// A decoder for the codec of the frames that arrive (a new one when it changes).
+    decoder: VideoDecoder,
     need_key: bool,
     /// Whether to ask for keyframes while waiting for one (not after refusing one).
     ask: bool,
@@ -551,7 +432,8 @@ impl VideoSubscriber {
     pub fn without_track() -> Result<Self, SessionError> {
         Ok(Self {
             track: None,
-            decoder: Vp8Decoder::new().map_err(codec_error("start VP8 decoder"))?,
+            decoder: VideoDecoder::new(VideoCodec::Vp8)
+                .map_err(codec_error("start the VP8 decoder"))?,
             need_key: true,
             ask: true,
             skipped: 0,
@@ -591,6 +473,30 @@ impl VideoSubscriber {
     }
 
     fn step(&mut self, frame: &EncodedFrame) -> Step {
+        let codec = super::video::video_codec(frame.codec);
+        if let Some(codec) = codec
+            && codec != self.decoder.codec()
+        {
+            // Another codec (a publisher that changed it, or the first frame): a decoder for
+            // it, which starts at a keyframe.
+            match VideoDecoder::new(codec) {
+                Ok(d) => {
+                    let max = self.decoder.max_pixels();
+                    self.decoder = d.with_max_pixels(max);
+                    self.need_key = true;
+                }
+                Err(e) => {
+                    self.errors += 1;
+                    return Step::Other(VideoDecode::Failed(e));
+                }
+            }
+        }
+        if codec.is_none() {
+            self.errors += 1;
+            return Step::Other(VideoDecode::Failed(CodecError::Unsupported {
+                what: format!("{} frames on a video track", frame.codec),
+            }));
+        }
         if self.need_key && !frame.keyframe {
             let ask_keyframe = self.ask && self.skipped.is_multiple_of(15);
             self.skipped += 1;
@@ -648,13 +554,18 @@ impl VideoSubscriber {
                 Step::Picture => false,
                 Step::Other(VideoDecode::WaitingForKeyframe { ask_keyframe }) => ask_keyframe,
                 Step::Other(VideoDecode::Failed(e)) => {
-                    tracing::debug!("vp8 decode on {}: {e}; asking for a keyframe", self.name());
+                    tracing::debug!(
+                        "{} decode on {}: {e}; asking for a keyframe",
+                        self.decoder.codec(),
+                        self.name()
+                    );
                     true
                 }
                 Step::Other(VideoDecode::Refused { width, height, .. }) => {
                     if self.refused == 1 {
                         tracing::warn!(
-                            "vp8 keyframe of {width}x{height} on {} refused: too large (said once)",
+                            "{} keyframe of {width}x{height} on {} refused: too large (said once)",
+                            self.decoder.codec(),
                             self.name()
                         );
                     }
@@ -693,6 +604,7 @@ enum Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wavecast_codec::{I420, Vp8Config, Vp8Encoder};
 
     fn frame(data: &[u8], rtp_time: u64, keyframe: bool) -> EncodedFrame {
         EncodedFrame {

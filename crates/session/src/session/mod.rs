@@ -48,6 +48,7 @@ mod reconnect;
 mod state;
 mod supervisor;
 mod tracks;
+mod video;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -59,7 +60,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::{debug, info, warn};
-use wavecast_codec::Vp8Config;
 use wavecast_rtc::{DisconnectReason, Engine, EngineError, EngineEvents, TransportState};
 use wavecast_token::{Keys, Preset, TokenBuilder};
 
@@ -67,17 +67,17 @@ pub use credentials::Credentials;
 pub use e2ee::{E2eeOptions, E2eeState, E2eeStats};
 pub use error::{SessionError, error_chain};
 pub use media::{
-    AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoDecode, VideoPublisher,
-    VideoSubscriber,
+    AudioPublisher, AudioSubscriber, DecodedAudio, DecodedVideo, VideoDecode, VideoSubscriber,
 };
 pub use options::SessionOptions;
 pub use outbox::{SessionEvent, SessionEvents};
 pub use state::{EndReason, SessionState, SessionStats};
 pub use tracks::{PublishedTrack, SendError, SubscribedTrack, TrackKey};
+pub use video::{LayerStats, VideoOptions, VideoPublisher, media_codec, video_codec};
 pub use wavecast_config::ReconnectPolicy;
 pub use wavecast_rtc::{
     DataOptions, EncodedFrame, EngineEvent, EngineOptions, JoinInfo, MediaCodec, PeerRole,
-    TrackInfo, TrackKind, TrackOptions, TrackSource,
+    TrackInfo, TrackKind, TrackOptions, TrackSettings, TrackSource, VideoLayer, VideoQuality,
 };
 
 use outbox::BACKLOG_MAX;
@@ -283,11 +283,24 @@ impl Session {
         track_sid: &str,
         enabled: bool,
     ) -> Result<(), SessionError> {
+        let settings = TrackSettings {
+            enabled,
+            ..TrackSettings::default()
+        };
+        self.set_track_settings(track_sid, settings).await
+    }
+
+    /// How the server forwards a subscribed track (enabled, layer, frame rate).
+    pub async fn set_track_settings(
+        &self,
+        track_sid: &str,
+        settings: TrackSettings,
+    ) -> Result<(), SessionError> {
         let (_, engine) = self.engine()?;
         engine
-            .set_track_enabled(track_sid, enabled)
+            .set_track_settings(track_sid, settings)
             .await
-            .map_err(|e| self.engine_error(format!("enable track {track_sid}"), e))
+            .map_err(|e| self.engine_error(format!("update settings of track {track_sid}"), e))
     }
 
     /// Counters.
@@ -356,7 +369,16 @@ impl Session {
         let sealer = self
             .shared
             .e2ee
-            .sealer(&engine.join_info().local.identity, options.kind);
+            .sealer(&engine.join_info().local.identity, options.codec);
+        if sealer.is_some() && e2ee::sealed_codec(options.codec).is_none() {
+            return Err(SessionError::Unsupported {
+                operation: format!("publish track {:?}", options.name),
+                reason: format!(
+                    "end-to-end encryption of {} video is not implemented (VP8 and VP9 are)",
+                    options.codec
+                ),
+            });
+        }
         options.encrypted = sealer.is_some();
         let track = engine
             .publish_track(options.clone())
@@ -378,16 +400,16 @@ impl Session {
         AudioPublisher::new(track, channels, bitrate)
     }
 
-    /// Publish a VP8 camera track of the config's size and wrap it with an encoder.
+    /// Publish a video track (codec, size, simulcast: [`VideoOptions`]; a `Vp8Config` is one
+    /// VP8 layer) and wrap it with its encoders.
     pub async fn publish_video(
         &self,
         name: &str,
-        config: Vp8Config,
+        options: impl Into<VideoOptions>,
     ) -> Result<VideoPublisher, SessionError> {
-        let track = self
-            .publish_track(TrackOptions::video(name, config.width, config.height))
-            .await?;
-        VideoPublisher::new(track, config)
+        let options = options.into();
+        let track = self.publish_track(options.track_options(name)).await?;
+        VideoPublisher::new(track, options)
     }
 
     /// Our publications now (each a fresh handle onto the same publication).

@@ -1017,6 +1017,8 @@ mod tests {
             width: 320,
             height: 180,
             encrypted: false,
+            codec: None,
+            layers: Vec::new(),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::shapes::ShapeRenderer;
 use crate::text::{Align, TextLayer};
 
 pub use participant::{ParticipantFeeds, ParticipantScene, ParticipantStatus, ViewerLayout};
-pub use room_grid::{RoomGridScene, RoomStatus, TileFeed, TileReport};
+pub use room_grid::{RoomGridScene, RoomStatus, TileFeed, TileReport, TileSizes};
 
 /// How a scene gets its status: called once per update on the rendering thread (keep it
 /// cheap: read atomics and watch channels, copy a few strings).

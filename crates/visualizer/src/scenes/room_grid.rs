@@ -108,6 +108,33 @@ pub struct TileReport {
     pub captions: Vec<String>,
 }
 
+/// The pixel size of each tile the grid drew last, by tile key (shared with whoever decides
+/// which video layer to receive for it: a tile of 320×180 needs no 720p picture).
+#[derive(Debug, Clone, Default)]
+pub struct TileSizes(std::sync::Arc<std::sync::Mutex<Vec<(String, u32, u32)>>>);
+
+impl TileSizes {
+    /// The sizes now: (tile key, width, height).
+    pub fn get(&self) -> Vec<(String, u32, u32)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_if_changed(&self, sizes: &[(&str, u32, u32)]) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let same = now.len() == sizes.len()
+            && now
+                .iter()
+                .zip(sizes)
+                .all(|(a, b)| a.0 == b.0 && (a.1, a.2) == (b.1, b.2));
+        if !same {
+            *now = sizes
+                .iter()
+                .map(|&(k, w, h)| (k.to_owned(), w, h))
+                .collect();
+        }
+    }
+}
+
 /// The room grid scene (what the room visualizer shows).
 pub struct RoomGridScene {
     grid: GridRenderer,
@@ -122,6 +149,8 @@ pub struct RoomGridScene {
     /// Shortest time between updates (windows; zero headless).
     min_interval: Duration,
     last_update: Option<std::time::Instant>,
+    /// Where the tiles' sizes go, when somebody wants them.
+    tile_sizes: Option<TileSizes>,
 }
 
 impl std::fmt::Debug for RoomGridScene {
@@ -157,7 +186,14 @@ impl RoomGridScene {
             reports: Vec::new(),
             min_interval: Duration::ZERO,
             last_update: None,
+            tile_sizes: None,
         }
+    }
+
+    /// Tell `sizes` each tile's pixel size whenever the layout changes.
+    pub fn with_tile_sizes(mut self, sizes: TileSizes) -> Self {
+        self.tile_sizes = Some(sizes);
+        self
     }
 
     /// Caps updates at `fps` per second (for windows, which may not wait for vsync).
@@ -177,6 +213,14 @@ impl RoomGridScene {
         self.tiles
             .retain(|key, _| members.iter().any(|m| m.key == *key));
         let rects = self.grid.tile_rects(members.len());
+        if let Some(sizes) = &self.tile_sizes {
+            let now: Vec<(&str, u32, u32)> = members
+                .iter()
+                .zip(&rects)
+                .map(|(m, r)| (m.key.as_str(), r.w.max(0.0) as u32, r.h.max(0.0) as u32))
+                .collect();
+            sizes.set_if_changed(&now);
+        }
         let (w, h) = self.size;
         let format = self.format;
         let mut tiles: Vec<ParticipantTile<'_>> = Vec::with_capacity(members.len());

@@ -1,5 +1,6 @@
-//! VP8 over the system libvpx (`env-libvpx-sys`, linked via pkg-config with pre-generated
-//! bindings — no bindgen, no download).
+//! VP8 and VP9 over the system libvpx (`env-libvpx-sys`, linked via pkg-config with
+//! pre-generated bindings — no bindgen, no download). One encoder and one decoder type serve
+//! both codecs; [`Vp8Encoder`] and [`Vp8Decoder`] are the VP8 faces kept for existing callers.
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -7,14 +8,15 @@ use std::ptr;
 
 use vpx_sys as sys;
 
-use crate::CodecError;
+use crate::video::EncodedVideo;
+use crate::{CodecError, DecodedImage, I420, VideoCodec};
 
 /// RTP clock of video: encoder timestamps are in 1/90 000 s.
 pub const VIDEO_CLOCK: i32 = 90_000;
 
-/// Largest picture a [`Vp8Decoder`] accepts unless told otherwise: 3840×2160 (4K UHD) in pixels.
-/// A VP8 keyframe may announce up to 16383×16383, which libvpx would allocate (~400 MB) on the
-/// word of whoever sent it.
+/// Largest picture a decoder accepts unless told otherwise: 3840×2160 (4K UHD) in pixels.
+/// A VP8 keyframe may announce up to 16383×16383 (VP9 and H.264 more), which the library would
+/// allocate (~400 MB) on the word of whoever sent it.
 pub const DEFAULT_MAX_PIXELS: u64 = 3840 * 2160;
 
 /// The picture size a VP8 keyframe announces (RFC 6386 §9.1: frame tag, start code
@@ -36,46 +38,6 @@ pub fn vp8_keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
     let width = u16::from_le_bytes([h[6], h[7]]) & 0x3fff;
     let height = u16::from_le_bytes([h[8], h[9]]) & 0x3fff;
     Some((u32::from(width), u32::from(height)))
-}
-
-/// Borrowed I420 planes (Y full size, U and V at half width and height, rounded up).
-#[derive(Debug, Clone, Copy)]
-pub struct I420<'a> {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Y, U, V planes.
-    pub planes: [&'a [u8]; 3],
-    /// Bytes per row of each plane.
-    pub strides: [usize; 3],
-}
-
-impl I420<'_> {
-    fn check(&self) -> Result<(), CodecError> {
-        let cw = self.width.div_ceil(2) as usize;
-        let ch = self.height.div_ceil(2) as usize;
-        let dims = [
-            (self.width as usize, self.height as usize),
-            (cw, ch),
-            (cw, ch),
-        ];
-        for (i, (w, h)) in dims.into_iter().enumerate() {
-            let need = self.strides[i] * (h.saturating_sub(1)) + w;
-            if self.strides[i] < w || self.planes[i].len() < need {
-                return Err(CodecError::BadFrame {
-                    what: format!(
-                        "I420 plane {i} of a {}x{} frame: stride {} and {} bytes, need stride ≥ {w} and ≥ {need} bytes",
-                        self.width,
-                        self.height,
-                        self.strides[i],
-                        self.planes[i].len()
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
 }
 
 /// VP8 encoder settings.
@@ -116,6 +78,34 @@ impl Vp8Config {
     }
 }
 
+/// The settings of a libvpx encoder, for either codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VpxSettings {
+    pub codec: VideoCodec,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate: u32,
+    pub keyframe_interval: u32,
+    pub cpu_used: i32,
+    pub threads: u32,
+}
+
+impl From<Vp8Config> for VpxSettings {
+    fn from(c: Vp8Config) -> Self {
+        Self {
+            codec: VideoCodec::Vp8,
+            width: c.width,
+            height: c.height,
+            fps: c.fps,
+            bitrate: c.bitrate,
+            keyframe_interval: c.keyframe_interval,
+            cpu_used: c.cpu_used,
+            threads: c.threads,
+        }
+    }
+}
+
 fn err_string(ctx: &mut sys::vpx_codec_ctx_t, code: sys::vpx_codec_err_t) -> String {
     // SAFETY: both return pointers to static or context-owned NUL-terminated strings.
     unsafe {
@@ -133,6 +123,7 @@ fn err_string(ctx: &mut sys::vpx_codec_ctx_t, code: sys::vpx_codec_err_t) -> Str
 
 fn check(
     ctx: &mut sys::vpx_codec_ctx_t,
+    codec: VideoCodec,
     code: sys::vpx_codec_err_t,
     op: &'static str,
 ) -> Result<(), CodecError> {
@@ -140,80 +131,92 @@ fn check(
         Ok(())
     } else {
         Err(CodecError::Library {
-            codec: "vp8",
+            codec: codec.name(),
             op,
             message: err_string(ctx, code),
         })
     }
 }
 
-/// One encoded VP8 frame, borrowed from the encoder's buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Vp8Frame<'a> {
-    /// The frame, ready for RTP packetisation.
-    pub data: &'a [u8],
-    /// Whether it is a keyframe.
-    pub keyframe: bool,
-    /// Its timestamp, 90 kHz.
-    pub pts: i64,
+/// The VP9 tile columns (log2) for a picture `width` wide: tiles are at least 256 pixels wide,
+/// at most 4 of them (enough for row-based threading on a few cores).
+fn vp9_tile_columns_log2(width: u32) -> i32 {
+    match width {
+        0..512 => 0,
+        512..1024 => 1,
+        _ => 2,
+    }
 }
 
-/// A real-time VP8 encoder (one-pass CBR, no lag, error resilient).
-pub struct Vp8Encoder {
+/// A real-time libvpx encoder (one-pass CBR, no lag, error resilient) for VP8 or VP9.
+pub(crate) struct VpxEncoder {
     ctx: Box<sys::vpx_codec_ctx_t>,
     cfg: Box<sys::vpx_codec_enc_cfg_t>,
-    config: Vp8Config,
+    settings: VpxSettings,
     out: Vec<u8>,
     force_keyframe: bool,
     frames: u64,
 }
 
 // SAFETY: a libvpx context has no thread affinity; `&mut self` on every call keeps use exclusive.
-unsafe impl Send for Vp8Encoder {}
+unsafe impl Send for VpxEncoder {}
 
-impl std::fmt::Debug for Vp8Encoder {
+impl std::fmt::Debug for VpxEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vp8Encoder")
-            .field("config", &self.config)
+        f.debug_struct("VpxEncoder")
+            .field("settings", &self.settings)
+            .field("frames", &self.frames)
             .finish()
     }
 }
 
-impl Vp8Encoder {
+impl VpxEncoder {
     /// Create an encoder.
-    pub fn new(config: Vp8Config) -> Result<Self, CodecError> {
-        if config.width == 0
-            || config.height == 0
-            || config.width > 16_384
-            || config.height > 16_384
-        {
+    pub(crate) fn new(settings: VpxSettings) -> Result<Self, CodecError> {
+        let codec = settings.codec;
+        if codec == VideoCodec::H264 {
             return Err(CodecError::Unsupported {
-                what: format!("VP8 frame size {}x{}", config.width, config.height),
+                what: "H.264 on libvpx".into(),
             });
         }
+        if settings.width == 0
+            || settings.height == 0
+            || settings.width > 16_384
+            || settings.height > 16_384
+        {
+            return Err(CodecError::Unsupported {
+                what: format!("{codec} frame size {}x{}", settings.width, settings.height),
+            });
+        }
+        let vp9 = codec == VideoCodec::Vp9;
         // SAFETY: zeroed POD structs are valid inputs to the libvpx init functions, which fill
         // them; pointers passed live for the calls.
         unsafe {
             let mut cfg: Box<sys::vpx_codec_enc_cfg_t> =
                 Box::new(MaybeUninit::zeroed().assume_init());
             let mut ctx: Box<sys::vpx_codec_ctx_t> = Box::new(MaybeUninit::zeroed().assume_init());
-            let iface = sys::vpx_codec_vp8_cx();
+            let iface = if vp9 {
+                sys::vpx_codec_vp9_cx()
+            } else {
+                sys::vpx_codec_vp8_cx()
+            };
             let code = sys::vpx_codec_enc_config_default(iface, &mut *cfg, 0);
-            check(&mut ctx, code, "default config")?;
-            cfg.g_w = config.width;
-            cfg.g_h = config.height;
+            check(&mut ctx, codec, code, "default config")?;
+            cfg.g_w = settings.width;
+            cfg.g_h = settings.height;
             cfg.g_timebase.num = 1;
             cfg.g_timebase.den = VIDEO_CLOCK;
-            cfg.g_threads = config.threads.max(1);
+            cfg.g_threads = settings.threads.max(1);
             cfg.g_error_resilient = sys::VPX_ERROR_RESILIENT_DEFAULT;
             cfg.g_lag_in_frames = 0;
             cfg.g_pass = sys::vpx_enc_pass::VPX_RC_ONE_PASS;
             cfg.rc_end_usage = sys::vpx_rc_mode::VPX_CBR;
-            cfg.rc_target_bitrate = (config.bitrate / 1000).max(1);
+            cfg.rc_target_bitrate = (settings.bitrate / 1000).max(1);
             cfg.rc_min_quantizer = 2;
-            cfg.rc_max_quantizer = 56;
-            cfg.rc_undershoot_pct = 100;
-            cfg.rc_overshoot_pct = 15;
+            // WebRTC's ceilings: 56 for VP8, 52 for VP9.
+            cfg.rc_max_quantizer = if vp9 { 52 } else { 56 };
+            cfg.rc_undershoot_pct = if vp9 { 50 } else { 100 };
+            cfg.rc_overshoot_pct = if vp9 { 50 } else { 15 };
             cfg.rc_buf_sz = 1000;
             cfg.rc_buf_initial_sz = 500;
             cfg.rc_buf_optimal_sz = 600;
@@ -222,7 +225,7 @@ impl Vp8Encoder {
             cfg.rc_resize_allowed = 0;
             cfg.kf_mode = sys::vpx_kf_mode::VPX_KF_AUTO;
             cfg.kf_min_dist = 0;
-            cfg.kf_max_dist = config.keyframe_interval.max(1);
+            cfg.kf_max_dist = settings.keyframe_interval.max(1);
             let code = sys::vpx_codec_enc_init_ver(
                 &mut *ctx,
                 iface,
@@ -230,20 +233,35 @@ impl Vp8Encoder {
                 0,
                 sys::VPX_ENCODER_ABI_VERSION as i32,
             );
-            check(&mut ctx, code, "init encoder")?;
-            let code = sys::vpx_codec_control_(
-                &mut *ctx,
-                sys::vp8e_enc_control_id::VP8E_SET_CPUUSED as i32,
-                config.cpu_used.clamp(-16, 16),
-            );
-            if let Err(e) = check(&mut ctx, code, "set cpu_used") {
-                sys::vpx_codec_destroy(&mut *ctx);
-                return Err(e);
+            check(&mut ctx, codec, code, "init encoder")?;
+            let mut controls = vec![(
+                sys::vp8e_enc_control_id::VP8E_SET_CPUUSED,
+                settings.cpu_used.clamp(-16, 16),
+                "set cpu_used",
+            )];
+            if vp9 {
+                controls.extend([
+                    (sys::vp8e_enc_control_id::VP9E_SET_ROW_MT, 1, "set row_mt"),
+                    (
+                        sys::vp8e_enc_control_id::VP9E_SET_TILE_COLUMNS,
+                        vp9_tile_columns_log2(settings.width),
+                        "set tile columns",
+                    ),
+                    // Cyclic refresh: what WebRTC uses for real-time VP9.
+                    (sys::vp8e_enc_control_id::VP9E_SET_AQ_MODE, 3, "set aq_mode"),
+                ]);
+            }
+            for (id, value, op) in controls {
+                let code = sys::vpx_codec_control_(&mut *ctx, id as i32, value);
+                if let Err(e) = check(&mut ctx, codec, code, op) {
+                    sys::vpx_codec_destroy(&mut *ctx);
+                    return Err(e);
+                }
             }
             Ok(Self {
                 ctx,
                 cfg,
-                config,
+                settings,
                 out: Vec::with_capacity(256 * 1024),
                 force_keyframe: true,
                 frames: 0,
@@ -252,42 +270,42 @@ impl Vp8Encoder {
     }
 
     /// The settings in force.
-    pub fn config(&self) -> Vp8Config {
-        self.config
+    pub(crate) fn settings(&self) -> VpxSettings {
+        self.settings
     }
 
     /// Change the target bitrate (bits per second) without restarting.
-    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), CodecError> {
+    pub(crate) fn set_bitrate(&mut self, bitrate: u32) -> Result<(), CodecError> {
         self.cfg.rc_target_bitrate = (bitrate / 1000).max(1);
         // SAFETY: ctx was initialised in `new`; cfg is a valid config.
         let code = unsafe { sys::vpx_codec_enc_config_set(&mut *self.ctx, &*self.cfg) };
-        check(&mut self.ctx, code, "set bitrate")?;
-        self.config.bitrate = bitrate;
+        check(&mut self.ctx, self.settings.codec, code, "set bitrate")?;
+        self.settings.bitrate = bitrate;
         Ok(())
     }
 
     /// Make the next encoded frame a keyframe (answer to PLI/FIR).
-    pub fn force_keyframe(&mut self) {
+    pub(crate) fn force_keyframe(&mut self) {
         self.force_keyframe = true;
     }
 
     /// Frames encoded so far.
-    pub fn frames(&self) -> u64 {
+    pub(crate) fn frames(&self) -> u64 {
         self.frames
     }
 
-    /// Encode one picture taken at `pts` (90 kHz). Returns the encoded frame (borrowed until the
-    /// next call), or `None` when the encoder produced nothing for this picture.
-    pub fn encode(
+    /// Encode one picture taken at `pts` (90 kHz).
+    pub(crate) fn encode(
         &mut self,
         image: &I420<'_>,
         pts: i64,
-    ) -> Result<Option<Vp8Frame<'_>>, CodecError> {
-        if image.width != self.config.width || image.height != self.config.height {
+    ) -> Result<Option<EncodedVideo<'_>>, CodecError> {
+        let codec = self.settings.codec;
+        if image.width != self.settings.width || image.height != self.settings.height {
             return Err(CodecError::BadFrame {
                 what: format!(
-                    "{}x{} picture for a {}x{} encoder",
-                    image.width, image.height, self.config.width, self.config.height
+                    "{}x{} picture for a {}x{} {codec} encoder",
+                    image.width, image.height, self.settings.width, self.settings.height
                 ),
             });
         }
@@ -297,7 +315,7 @@ impl Vp8Encoder {
         } else {
             0
         };
-        let duration = (VIDEO_CLOCK as u32 / self.config.fps) as std::os::raw::c_ulong;
+        let duration = (VIDEO_CLOCK as u32 / self.settings.fps.max(1)) as std::os::raw::c_ulong;
         self.out.clear();
         let mut keyframe = false;
         let mut out_pts = pts;
@@ -317,7 +335,7 @@ impl Vp8Encoder {
             );
             if wrapped.is_null() {
                 return Err(CodecError::Library {
-                    codec: "vp8",
+                    codec: codec.name(),
                     op: "wrap image",
                     message: "vpx_img_wrap returned null".into(),
                 });
@@ -334,7 +352,7 @@ impl Vp8Encoder {
                 flags,
                 sys::VPX_DL_REALTIME as std::os::raw::c_ulong,
             );
-            check(&mut self.ctx, code, "encode")?;
+            check(&mut self.ctx, codec, code, "encode")?;
             let mut iter: sys::vpx_codec_iter_t = ptr::null();
             loop {
                 let pkt = sys::vpx_codec_get_cx_data(&mut *self.ctx, &mut iter);
@@ -354,7 +372,7 @@ impl Vp8Encoder {
             return Ok(None);
         }
         self.frames += 1;
-        Ok(Some(Vp8Frame {
+        Ok(Some(EncodedVideo {
             data: &self.out,
             keyframe,
             pts: out_pts,
@@ -362,7 +380,7 @@ impl Vp8Encoder {
     }
 }
 
-impl Drop for Vp8Encoder {
+impl Drop for VpxEncoder {
     fn drop(&mut self) {
         // SAFETY: ctx was initialised in `new` and is destroyed once.
         unsafe {
@@ -371,47 +389,69 @@ impl Drop for Vp8Encoder {
     }
 }
 
-/// A decoded picture, borrowed from the decoder until the next call.
-#[derive(Debug, Clone, Copy)]
-pub struct DecodedImage<'a> {
-    /// The planes.
-    pub image: I420<'a>,
-}
+/// One encoded VP8 frame, borrowed from the encoder's buffer (the same type every codec gives).
+pub type Vp8Frame<'a> = EncodedVideo<'a>;
 
-impl DecodedImage<'_> {
-    /// Copy the picture into tightly or otherwise strided destination planes.
-    pub fn copy_to(&self, dst: [&mut [u8]; 3], dst_strides: [usize; 3]) -> Result<(), CodecError> {
-        let cw = self.image.width.div_ceil(2) as usize;
-        let ch = self.image.height.div_ceil(2) as usize;
-        let dims = [
-            (self.image.width as usize, self.image.height as usize),
-            (cw, ch),
-            (cw, ch),
-        ];
-        for (i, plane) in dst.into_iter().enumerate() {
-            let (w, h) = dims[i];
-            let need = dst_strides[i] * h.saturating_sub(1) + w;
-            if dst_strides[i] < w || plane.len() < need {
-                return Err(CodecError::BadFrame {
-                    what: format!("destination plane {i} too small for {w}x{h}"),
-                });
-            }
-            for y in 0..h {
-                let src = &self.image.planes[i][y * self.image.strides[i]..][..w];
-                plane[y * dst_strides[i]..][..w].copy_from_slice(src);
-            }
+/// A real-time VP8 encoder (one-pass CBR, no lag, error resilient); [`crate::VideoEncoder`] is
+/// the same for every codec.
+#[derive(Debug)]
+pub struct Vp8Encoder(VpxEncoder);
+
+impl Vp8Encoder {
+    /// Create an encoder.
+    pub fn new(config: Vp8Config) -> Result<Self, CodecError> {
+        VpxEncoder::new(config.into()).map(Self)
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> Vp8Config {
+        let s = self.0.settings();
+        Vp8Config {
+            width: s.width,
+            height: s.height,
+            fps: s.fps,
+            bitrate: s.bitrate,
+            keyframe_interval: s.keyframe_interval,
+            cpu_used: s.cpu_used,
+            threads: s.threads,
         }
-        Ok(())
+    }
+
+    /// Change the target bitrate (bits per second) without restarting.
+    pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), CodecError> {
+        self.0.set_bitrate(bitrate)
+    }
+
+    /// Make the next encoded frame a keyframe (answer to PLI/FIR).
+    pub fn force_keyframe(&mut self) {
+        self.0.force_keyframe();
+    }
+
+    /// Frames encoded so far.
+    pub fn frames(&self) -> u64 {
+        self.0.frames()
+    }
+
+    /// Encode one picture taken at `pts` (90 kHz). Returns the encoded frame (borrowed until the
+    /// next call), or `None` when the encoder produced nothing for this picture.
+    pub fn encode(
+        &mut self,
+        image: &I420<'_>,
+        pts: i64,
+    ) -> Result<Option<Vp8Frame<'_>>, CodecError> {
+        self.0.encode(image, pts)
     }
 }
 
-/// A VP8 decoder.
+/// A libvpx decoder for VP8 or VP9.
 ///
-/// Keyframes announcing more than [`Vp8Decoder::max_pixels`] pixels (default
-/// [`DEFAULT_MAX_PIXELS`]) are refused with [`CodecError::TooLarge`] before libvpx sees them, so
-/// a hostile publisher cannot make the decoder allocate for a huge picture.
-pub struct Vp8Decoder {
+/// Frames announcing more than `max_pixels` pixels are refused with [`CodecError::TooLarge`]
+/// before libvpx sees them (VP8: keyframes; VP9: every frame of a superframe that states its
+/// size, inter frames included), so a hostile publisher cannot make the decoder allocate for a
+/// huge picture. The picture size may change mid-stream; the decoder follows.
+pub(crate) struct VpxDecoder {
     ctx: Box<sys::vpx_codec_ctx_t>,
+    codec: VideoCodec,
     frames: u64,
     max_pixels: u64,
     /// The picture of the last successful decode (owned by libvpx until the next decode).
@@ -419,32 +459,46 @@ pub struct Vp8Decoder {
 }
 
 // SAFETY: as for the encoder.
-unsafe impl Send for Vp8Decoder {}
+unsafe impl Send for VpxDecoder {}
 
-impl std::fmt::Debug for Vp8Decoder {
+impl std::fmt::Debug for VpxDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vp8Decoder")
+        f.debug_struct("VpxDecoder")
+            .field("codec", &self.codec)
             .field("frames", &self.frames)
+            .field("max_pixels", &self.max_pixels)
             .finish()
     }
 }
 
-impl Vp8Decoder {
+impl VpxDecoder {
     /// Create a decoder.
-    pub fn new() -> Result<Self, CodecError> {
+    pub(crate) fn new(codec: VideoCodec) -> Result<Self, CodecError> {
+        let iface = match codec {
+            // SAFETY: returns a pointer to a static interface table.
+            VideoCodec::Vp8 => unsafe { sys::vpx_codec_vp8_dx() },
+            // SAFETY: as above.
+            VideoCodec::Vp9 => unsafe { sys::vpx_codec_vp9_dx() },
+            VideoCodec::H264 => {
+                return Err(CodecError::Unsupported {
+                    what: "H.264 on libvpx".into(),
+                });
+            }
+        };
         // SAFETY: zeroed ctx is filled by init; a null config means defaults.
         unsafe {
             let mut ctx: Box<sys::vpx_codec_ctx_t> = Box::new(MaybeUninit::zeroed().assume_init());
             let code = sys::vpx_codec_dec_init_ver(
                 &mut *ctx,
-                sys::vpx_codec_vp8_dx(),
+                iface,
                 ptr::null(),
                 0,
                 sys::VPX_DECODER_ABI_VERSION as i32,
             );
-            check(&mut ctx, code, "init decoder")?;
+            check(&mut ctx, codec, code, "init decoder")?;
             Ok(Self {
                 ctx,
+                codec,
                 frames: 0,
                 max_pixels: DEFAULT_MAX_PIXELS,
                 last: ptr::null(),
@@ -452,46 +506,42 @@ impl Vp8Decoder {
         }
     }
 
-    /// Accept keyframes of at most `max_pixels` pixels (width × height) from now on.
-    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
-        self.max_pixels = max_pixels;
-        self
+    pub(crate) fn codec(&self) -> VideoCodec {
+        self.codec
     }
 
-    /// The largest picture accepted, in pixels.
-    pub fn max_pixels(&self) -> u64 {
+    pub(crate) fn set_max_pixels(&mut self, max_pixels: u64) {
+        self.max_pixels = max_pixels;
+    }
+
+    pub(crate) fn max_pixels(&self) -> u64 {
         self.max_pixels
     }
 
-    /// Frames decoded so far.
-    pub fn frames(&self) -> u64 {
+    pub(crate) fn frames(&self) -> u64 {
         self.frames
     }
 
-    /// Decode one whole VP8 frame. Returns the picture (borrowed until the next call), or `None`
-    /// when the frame produced no picture. Corrupt input is an error (ask for a keyframe).
-    pub fn decode(&mut self, data: &[u8]) -> Result<Option<DecodedImage<'_>>, CodecError> {
-        self.decode_frame(data)?;
-        Ok(self.image())
+    /// The size `data` announces when it is larger than the limit.
+    fn too_large(&self, data: &[u8]) -> Option<(u32, u32)> {
+        let announced = match self.codec {
+            VideoCodec::Vp8 => vp8_keyframe_size(data),
+            _ => crate::vp9::largest_announced(data),
+        };
+        announced.filter(|&(w, h)| u64::from(w) * u64::from(h) > self.max_pixels)
     }
 
-    /// Decode one whole VP8 frame; true when it produced a picture, then available from
-    /// [`Vp8Decoder::image`] until the next call.
-    ///
-    /// # Errors
-    /// [`CodecError::TooLarge`] for a keyframe larger than [`Vp8Decoder::max_pixels`] (nothing
-    /// was allocated; the decoder keeps its previous state), [`CodecError::BadFrame`] or
-    /// [`CodecError::Library`] for corrupt input.
-    pub fn decode_frame(&mut self, data: &[u8]) -> Result<bool, CodecError> {
+    /// Decode one whole frame; true when it produced a picture, then available from
+    /// [`VpxDecoder::image`] until the next call.
+    pub(crate) fn decode_frame(&mut self, data: &[u8]) -> Result<bool, CodecError> {
         self.last = ptr::null();
+        let codec = self.codec;
         if data.is_empty() {
             return Err(CodecError::BadFrame {
-                what: "empty VP8 frame".into(),
+                what: format!("empty {codec} frame"),
             });
         }
-        if let Some((width, height)) = vp8_keyframe_size(data)
-            && u64::from(width) * u64::from(height) > self.max_pixels
-        {
+        if let Some((width, height)) = self.too_large(data) {
             return Err(CodecError::TooLarge {
                 width,
                 height,
@@ -508,7 +558,7 @@ impl Vp8Decoder {
                 ptr::null_mut(),
                 0,
             );
-            check(&mut self.ctx, code, "decode")?;
+            check(&mut self.ctx, codec, code, "decode")?;
             let mut iter: sys::vpx_codec_iter_t = ptr::null();
             let img = sys::vpx_codec_get_frame(&mut *self.ctx, &mut iter);
             if img.is_null() {
@@ -516,7 +566,7 @@ impl Vp8Decoder {
             }
             if (*img).fmt != sys::vpx_img_fmt::VPX_IMG_FMT_I420 {
                 return Err(CodecError::Unsupported {
-                    what: format!("decoded image format {:?}", (*img).fmt),
+                    what: format!("decoded {codec} image format {:?}", (*img).fmt),
                 });
             }
             self.last = img;
@@ -526,7 +576,7 @@ impl Vp8Decoder {
     }
 
     /// The picture of the last successful decode.
-    pub fn image(&self) -> Option<DecodedImage<'_>> {
+    pub(crate) fn image(&self) -> Option<DecodedImage<'_>> {
         if self.last.is_null() {
             return None;
         }
@@ -563,12 +613,87 @@ impl Vp8Decoder {
     }
 }
 
-impl Drop for Vp8Decoder {
+impl Drop for VpxDecoder {
     fn drop(&mut self) {
         // SAFETY: ctx was initialised in `new` and is destroyed once.
         unsafe {
             sys::vpx_codec_destroy(&mut *self.ctx);
         }
+    }
+}
+
+/// The picture size a VP9 keyframe announces, as libvpx reads it
+/// (`vpx_codec_peek_stream_info`; the first frame of a superframe); `None` for any other frame
+/// or malformed data. Allocates nothing.
+pub fn vp9_keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
+    // SAFETY: a zeroed stream info with its size set is what peek expects; data lives for the
+    // call and libvpx only reads it.
+    unsafe {
+        let mut si: sys::vpx_codec_stream_info_t = MaybeUninit::zeroed().assume_init();
+        si.sz = std::mem::size_of::<sys::vpx_codec_stream_info_t>() as u32;
+        let first = crate::vp9::frames(data).next()?;
+        let code = sys::vpx_codec_peek_stream_info(
+            sys::vpx_codec_vp9_dx(),
+            first.as_ptr(),
+            first.len() as u32,
+            &mut si,
+        );
+        (code == sys::vpx_codec_err_t::VPX_CODEC_OK && si.is_kf != 0 && si.w > 0 && si.h > 0)
+            .then_some((si.w, si.h))
+    }
+}
+
+/// A VP8 decoder ([`crate::VideoDecoder`] is the same for every codec).
+///
+/// Keyframes announcing more than [`Vp8Decoder::max_pixels`] pixels (default
+/// [`DEFAULT_MAX_PIXELS`]) are refused with [`CodecError::TooLarge`] before libvpx sees them, so
+/// a hostile publisher cannot make the decoder allocate for a huge picture.
+#[derive(Debug)]
+pub struct Vp8Decoder(VpxDecoder);
+
+impl Vp8Decoder {
+    /// Create a decoder.
+    pub fn new() -> Result<Self, CodecError> {
+        VpxDecoder::new(VideoCodec::Vp8).map(Self)
+    }
+
+    /// Accept keyframes of at most `max_pixels` pixels (width × height) from now on.
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
+        self.0.set_max_pixels(max_pixels);
+        self
+    }
+
+    /// The largest picture accepted, in pixels.
+    pub fn max_pixels(&self) -> u64 {
+        self.0.max_pixels()
+    }
+
+    /// Frames decoded so far.
+    pub fn frames(&self) -> u64 {
+        self.0.frames()
+    }
+
+    /// Decode one whole VP8 frame. Returns the picture (borrowed until the next call), or `None`
+    /// when the frame produced no picture. Corrupt input is an error (ask for a keyframe).
+    pub fn decode(&mut self, data: &[u8]) -> Result<Option<DecodedImage<'_>>, CodecError> {
+        self.decode_frame(data)?;
+        Ok(self.image())
+    }
+
+    /// Decode one whole VP8 frame; true when it produced a picture, then available from
+    /// [`Vp8Decoder::image`] until the next call.
+    ///
+    /// # Errors
+    /// [`CodecError::TooLarge`] for a keyframe larger than [`Vp8Decoder::max_pixels`] (nothing
+    /// was allocated; the decoder keeps its previous state), [`CodecError::BadFrame`] or
+    /// [`CodecError::Library`] for corrupt input.
+    pub fn decode_frame(&mut self, data: &[u8]) -> Result<bool, CodecError> {
+        self.0.decode_frame(data)
+    }
+
+    /// The picture of the last successful decode.
+    pub fn image(&self) -> Option<DecodedImage<'_>> {
+        self.0.image()
     }
 }
 
