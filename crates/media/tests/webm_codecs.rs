@@ -438,3 +438,83 @@ proptest::proptest! {
         proptest::prop_assert_eq!(info.partial_tail, 0);
     }
 }
+
+/// `frames` frames from our own encoders (`wavecast_codec`: OpenH264 for H.264, libvpx for
+/// VP9) at each of `sizes` in turn, a new encoder (so a keyframe) at each size.
+fn ours(codec: VideoCodec, sizes: &[(u32, u32)], frames: u32) -> Vec<Frame> {
+    use wavecast_codec::{VideoEncoder, VideoEncoderConfig, pipeline::i420_of};
+    use wavecast_media::TestPattern;
+    use wavecast_pipeline::{PixelFormat, Timestamp, VideoFramePool, VideoLayout};
+    let theirs = match codec {
+        VideoCodec::H264 => wavecast_codec::VideoCodec::H264,
+        _ => wavecast_codec::VideoCodec::Vp9,
+    };
+    let mut out = Vec::new();
+    let pattern = TestPattern::default();
+    for &(w, h) in sizes {
+        let mut enc = VideoEncoder::new(VideoEncoderConfig::new(theirs, w, h, 30)).unwrap();
+        let layout = VideoLayout::new(PixelFormat::I420, w, h).unwrap();
+        let pool = VideoFramePool::new("t", layout, 2);
+        for n in 0..frames {
+            let mut f = pool.acquire().unwrap();
+            pattern
+                .render(&mut f, n, Timestamp::from_micros(1))
+                .unwrap();
+            let f = f.freeze();
+            if let Some(p) = enc
+                .encode(&i420_of(&f).unwrap(), i64::from(n) * 3000)
+                .unwrap()
+            {
+                out.push((p.data.to_vec(), p.keyframe));
+            }
+        }
+    }
+    out
+}
+
+/// What our own encoders send (the recorder's input when a wavecast broadcaster publishes)
+/// decodes from the files: every frame, at both sizes.
+fn our_encoder_decodes(codec: VideoCodec) {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = ours(codec, &[(320, 240), (640, 360)], 45);
+    assert!(frames.len() >= 88, "{} frames", frames.len());
+    for (data, key) in &frames {
+        assert_eq!(
+            *key,
+            webm::keyframe_size(codec, data).is_some(),
+            "the encoder's keyframe flag and our header parser agree"
+        );
+    }
+    let w = write(dir.path(), "ours", codec, &frames, false);
+    let path = w.path().to_path_buf();
+    w.finish().unwrap();
+    let s = streams(&path);
+    assert_eq!(s[0]["codec_name"], ffprobe_name(codec));
+    assert_eq!(
+        (number(&s[0]["width"]), number(&s[0]["height"])),
+        (320, 240)
+    );
+    assert_eq!(
+        number(&s[0]["nb_read_frames"]),
+        frames.len() as u64,
+        "{s:?}"
+    );
+    decodes_cleanly(&path);
+    let sizes = decoded_sizes(&path);
+    let big = sizes.iter().filter(|s| **s == (640, 360)).count();
+    assert_eq!(
+        big,
+        frames.len() - sizes.iter().filter(|s| **s == (320, 240)).count()
+    );
+    assert!(big >= 44, "{sizes:?}");
+}
+
+#[test]
+fn our_h264_encoder_decodes_from_matroska() {
+    our_encoder_decodes(VideoCodec::H264);
+}
+
+#[test]
+fn our_vp9_encoder_decodes_from_webm() {
+    our_encoder_decodes(VideoCodec::Vp9);
+}

@@ -650,11 +650,9 @@ impl VideoReceiver {
         }
         out.stamped.store(stamp.is_some(), Ordering::Relaxed);
         out.size.store((w << 16) | (h & 0xffff), Ordering::Relaxed);
-        if let Some(TrackFile::Ivf(ivf)) = self.recorder.as_mut() {
-            match ivf
-                .write(&f.data, f.rtp_time, w, h)
-                .map_err(media("video recording"))
-            {
+        if let Some(rec @ TrackFile::Ivf(_)) = self.recorder.as_mut() {
+            // VP8 and VP9 as received (the file's FourCC follows); H.264 is refused (IVF).
+            match rec.write_video(f.codec, &f.data, f.rtp_time, w, h) {
                 Ok(()) => stats.recorded_frames += 1,
                 Err(e) => {
                     tracing::error!("recording stopped: {e}");

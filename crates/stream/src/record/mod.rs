@@ -35,7 +35,9 @@
 //!   track the open file lacks, or switches a track's codec, continues in a new file
 //!   (`ada-2.webm`, `ada-3.mkv`: a visit's number is unique across both containers); the
 //!   manifest says why. An H.264 track's file opens at a keyframe that carries its SPS and PPS
-//!   (the track's CodecPrivate); earlier H.264 frames are dropped.
+//!   (the track's CodecPrivate); earlier H.264 frames are dropped. A muted track without frames
+//!   gets the codec the server announces (H.264 only with SPS and PPS known from an earlier file;
+//!   else VP8 is guessed). Frames of other codecs are dropped and listed once in the errors.
 //! - **Timestamps** come from RTP: each track's RTP clock is anchored at the arrival of its
 //!   first frame, so a participant's tracks are aligned to within their network jitter (RTCP
 //!   sender reports are not exposed by the engine). A jump of more than 1 s between RTP time

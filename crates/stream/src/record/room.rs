@@ -467,12 +467,24 @@ impl RoomRecording {
         frame: EncodedFrame,
         now: Instant,
     ) {
+        let codec = video_codec(frame.codec);
+        let recordable = match key.kind {
+            TrackKind::Audio => frame.codec == MediaCodec::Opus,
+            TrackKind::Video => codec.is_some(),
+        };
+        if !recordable {
+            // Listed once (errors are); no file is opened or closed for it.
+            self.error(format!(
+                "{key}: {} is not recorded (Opus audio; VP8, VP9 or H.264 video): frames dropped",
+                frame.codec.mime()
+            ));
+            return;
+        }
         let p = self.participant_entry(&key.identity);
         if p.file.is_none() && p.departed.contains(&stream) {
             debug!("recorder: {key}: frame after its publisher left, dropped");
             return;
         }
-        let codec = video_codec(frame.codec);
         let mut reason = None;
         if let Some(file) = &p.file {
             match file.slots.iter().find(|s| s.key == *key) {
@@ -549,17 +561,20 @@ impl RoomRecording {
     }
 
     /// The file's track for video track `k`: in the codec of its first held frame, sized by
-    /// its first keyframe; without frames, the track's last spec in this recording, else a
-    /// VP8 guess at the published size (should the track then send another codec, its file is
-    /// closed and the next one holds it).
+    /// its first keyframe. Without frames (a muted track): the track's last spec in this
+    /// recording unless the server announces another codec, else VP9 at the published size
+    /// when announced so, else a VP8 guess (H.264 needs a keyframe's SPS and PPS). Should the
+    /// track then send another codec, its file is closed and the next one holds it.
     fn video_track(&self, k: &TrackKey, frames: &[Held]) -> TrackSpec {
-        let published = self
+        let publication = self
             .publications
             .values()
-            .find(|p| p.identity == k.identity && p.info.name == k.name)
+            .find(|p| p.identity == k.identity && p.info.name == k.name);
+        let published = publication
             .map(|p| (p.info.width, p.info.height))
             .filter(|(w, h)| *w > 0 && *h > 0)
             .unwrap_or((640, 360));
+        let announced = publication.and_then(|p| p.info.codec).and_then(video_codec);
         let known = self.specs.get(k);
         let mut own = frames.iter().filter(|f| *f.0 == *k).map(|f| &f.3);
         let spec = match own.next() {
@@ -571,7 +586,13 @@ impl RoomRecording {
                 video_spec(&k.name, codec, same, published)
                     .or_else(|| known.filter(|s| s.video_codec() == Some(codec)).cloned())
             }),
-            None => known.cloned(),
+            None => known
+                .filter(|s| announced.is_none_or(|c| s.video_codec() == Some(c)))
+                .cloned()
+                .or_else(|| {
+                    (announced == Some(VideoCodec::Vp9))
+                        .then(|| TrackSpec::vp9(k.name.clone(), published.0, published.1))
+                }),
         };
         spec.unwrap_or_else(|| TrackSpec::vp8(k.name.clone(), published.0, published.1))
     }
@@ -1031,8 +1052,14 @@ mod tests {
         d
     }
 
+    /// A fake frame: Opus when it starts like the fake Opus packets here (`F8`), else VP8.
     fn frame(data: Vec<u8>, rtp: u64, at: Instant, keyframe: bool) -> EncodedFrame {
-        coded(MediaCodec::Vp8, data, rtp, at, keyframe)
+        let codec = if data.first() == Some(&0xF8) {
+            MediaCodec::Opus
+        } else {
+            MediaCodec::Vp8
+        };
+        coded(codec, data, rtp, at, keyframe)
     }
 
     fn coded(
@@ -1585,6 +1612,22 @@ mod tests {
         );
         let info = WebmInfo::read(dir.path().join("ada-3.mkv")).unwrap();
         assert!(info.finalized && info.doc_type == "matroska", "{info:?}");
+        // A codec the files cannot hold (here: Opus on a video track) is dropped and listed
+        // once, and opens or closes no file.
+        let mut r = recording(dir.path(), "odd", t0);
+        for n in 0..3 {
+            let f = coded(MediaCodec::Opus, vec![0xF8], n * 3000, at(n * 33), true);
+            send(&mut r, &v, (1, 0), f);
+        }
+        r.handle(Input::Stop, at(1000));
+        let m = r.manifest();
+        assert!(m.participants.is_empty(), "{m:#?}");
+        assert_eq!(m.errors.len(), 1, "{:?}", m.errors);
+        assert!(
+            m.errors[0].contains("audio/opus is not recorded"),
+            "{:?}",
+            m.errors
+        );
         // A later visit takes the next number, whichever container holds the one before.
         let mut r2 = recording(dir.path(), "switch", t0);
         send(
@@ -1779,5 +1822,55 @@ mod tests {
                 .count();
             assert_eq!(large, 30, "{file}: {widths}");
         }
+    }
+
+    /// A muted video track has no frames when its participant's file opens: the file's track
+    /// takes the codec the server announces, so the frames after the unmute fit it.
+    #[test]
+    fn a_track_without_frames_gets_the_announced_codec() {
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "muted", t0);
+        let mut cam = info("TR_cam", "cam", TrackKind::Video);
+        cam.codec = Some(MediaCodec::Vp9);
+        cam.muted = true;
+        let mic = info("TR_mic", "mic", TrackKind::Audio);
+        for track in [cam, mic] {
+            let identity = "vic".into();
+            r.handle(Input::Published { identity, track }, t0);
+        }
+        let (a, v) = (
+            key("vic", "mic", TrackKind::Audio),
+            key("vic", "cam", TrackKind::Video),
+        );
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        for n in 0..10 {
+            send(
+                &mut r,
+                &a,
+                (1, 0),
+                frame(vec![0xF8], n * 960, at(n * 20), true),
+            );
+        }
+        let unmute = Input::Muted {
+            track_sid: "TR_cam".into(),
+            muted: false,
+        };
+        r.handle(unmute, at(200));
+        let key_frame = coded(MediaCodec::Vp9, vp9_key(640, 360), 0, at(210), true);
+        send(&mut r, &v, (2, 0), key_frame);
+        let inter = coded(MediaCodec::Vp9, VP9_INTER.to_vec(), 3000, at(243), false);
+        send(&mut r, &v, (2, 0), inter);
+        r.handle(Input::Stop, at(1000));
+        let p = r.manifest().participant("vic").unwrap();
+        assert_eq!(p.files.len(), 1, "{p:#?}");
+        let video = p.files[0]
+            .tracks
+            .iter()
+            .find(|t| t.kind == "video")
+            .unwrap();
+        assert_eq!((video.codec.as_str(), video.frames), ("vp9", 2));
+        let info = WebmInfo::read(dir.path().join("vic.webm")).unwrap();
+        // The published size until the first keyframe says otherwise.
+        assert_eq!(info.track("V_VP9").unwrap().size, Some((320, 180)));
     }
 }
