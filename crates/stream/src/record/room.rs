@@ -165,6 +165,17 @@ fn sanitize(identity: &str) -> String {
     }
 }
 
+/// The name a publication's frames arrive under: its name, or its sid when it has none (the
+/// session keys an unnamed track by sid — livekit-client publishes its camera and microphone
+/// unnamed).
+fn key_name(info: &TrackInfo) -> String {
+    if info.name.is_empty() {
+        info.sid.clone()
+    } else {
+        info.name.clone()
+    }
+}
+
 fn kind_name(kind: TrackKind) -> &'static str {
     match kind {
         TrackKind::Audio => "audio",
@@ -409,7 +420,7 @@ impl RoomRecording {
         publication.info.muted = muted;
         let key = TrackKey {
             identity: publication.identity.clone(),
-            name: publication.info.name.clone(),
+            name: key_name(&publication.info),
             kind: match publication.info.kind {
                 Some(k) => k,
                 None => return,
@@ -547,7 +558,7 @@ impl RoomRecording {
             .filter_map(|p| {
                 Some(TrackKey {
                     identity: identity.to_owned(),
-                    name: p.info.name.clone(),
+                    name: key_name(&p.info),
                     kind: p.info.kind?,
                 })
             })
@@ -606,7 +617,7 @@ impl RoomRecording {
             .filter_map(|p| {
                 Some(TrackKey {
                     identity: identity.to_owned(),
-                    name: p.info.name.clone(),
+                    name: key_name(&p.info),
                     kind: p.info.kind?,
                 })
             })
