@@ -89,40 +89,15 @@ fn h264_vp9_and_vp8_broadcasters_recorded_in_their_codecs() {
             "{}",
             path.display()
         );
-        let probe = wavecast_testbed::apps::ffprobe_json(
-            &[
-                "-count_packets",
-                "-count_frames",
-                "-select_streams",
-                "v",
-                "-show_entries",
-                "stream=codec_name,nb_read_packets,nb_read_frames,width,height",
-            ],
-            &path,
-        );
-        let v = &probe["streams"][0];
+        let v = wavecast_testbed::apps::assert_video_decodes(&path);
         eprintln!("{id}: {} → {v}", path.display());
         assert_eq!(v["codec_name"], codec, "{id}: {v}");
-        let num = |k: &str| wavecast_testbed::apps::ffprobe_number(&v[k]).unwrap_or(0.0) as u64;
-        let (packets, frames) = (num("nb_read_packets"), num("nb_read_frames"));
-        assert!(packets >= 100, "{id}: {v}");
-        assert_eq!(frames, packets, "{id}: every recorded frame decodes: {v}");
+        let packets = wavecast_testbed::apps::ffprobe_number(&v["nb_read_packets"]).unwrap_or(0.0);
+        assert!(packets >= 100.0, "{id}: {v}");
         assert_eq!(
-            video["frames"].as_u64(),
+            video["frames"].as_f64(),
             Some(packets),
             "{id}: manifest and file agree"
-        );
-        let decode = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&path)
-            .args(["-f", "null", "-"])
-            .output()
-            .expect("ffmpeg runs");
-        let errors = String::from_utf8_lossy(&decode.stderr);
-        assert!(
-            decode.status.success() && errors.trim().is_empty(),
-            "{id}: ffmpeg decodes {} without an error:\n{errors}",
-            path.display()
         );
     }
     drop(casters);

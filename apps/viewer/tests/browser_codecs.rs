@@ -9,12 +9,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use wavecast_media::{FrameRate, TestPattern, Y4mWriter};
-use wavecast_pipeline::{PixelFormat, Timestamp, VideoFrameMut, VideoLayout};
 use wavecast_testbed::apps::{self as common, Background};
 use wavecast_testbed::browser::{BrowserPeer, PublishOptions};
 use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
 use wavecast_token::Preset;
+
+mod stamped_y4m;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 /// The camera file: 640×360 at 30 fps, 5 s, looped by Chromium.
@@ -46,7 +46,7 @@ fn browser_publishes(codec: &str, test: &str, extension: &str) {
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let camera = dir.path().join("camera.y4m");
-    write_stamped_y4m(&camera);
+    stamped_y4m::write(&camera, SOURCE, FPS, LOOP_FRAMES);
     let server = LiveKitServer::start_with(&ServerOptions {
         media_ip: Some(NetNs::ADDR),
         ..ServerOptions::default()
@@ -174,18 +174,7 @@ fn browser_publishes(codec: &str, test: &str, extension: &str) {
         "{}",
         path.display()
     );
-    let probe = common::ffprobe_json(
-        &[
-            "-count_packets",
-            "-count_frames",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "stream=codec_name,nb_read_packets,nb_read_frames,width,height",
-        ],
-        &path,
-    );
-    let v = &probe["streams"][0];
+    let v = common::assert_video_decodes(&path);
     eprintln!("recording {}: {v}", path.display());
     assert_eq!(
         v["codec_name"],
@@ -193,36 +182,6 @@ fn browser_publishes(codec: &str, test: &str, extension: &str) {
         "ffprobe reads {}: {v}",
         path.display()
     );
-    let packets = common::ffprobe_number(&v["nb_read_packets"]).unwrap_or(0.0) as u64;
-    let frames = common::ffprobe_number(&v["nb_read_frames"]).unwrap_or(0.0) as u64;
-    assert!(packets >= 100, "{v}");
-    assert_eq!(frames, packets, "every recorded frame decodes: {v}");
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let errors = String::from_utf8_lossy(&decode.stderr);
-    assert!(
-        decode.status.success() && errors.trim().is_empty(),
-        "ffmpeg decodes {} without an error:\n{errors}",
-        path.display()
-    );
-}
-
-/// A stamped test pattern (frame number and time in a band the viewer reads).
-fn write_stamped_y4m(path: &Path) {
-    let (w, h) = SOURCE;
-    let mut writer = Y4mWriter::create(path, w, h, FrameRate::new(FPS, 1)).expect("create Y4M");
-    let layout = VideoLayout::new(PixelFormat::I420, w, h).expect("a layout");
-    let pattern = TestPattern::default();
-    let start = Timestamp::now().as_micros();
-    for n in 0..LOOP_FRAMES {
-        let mut frame = VideoFrameMut::new(layout);
-        let at = Timestamp::from_micros(start + u64::from(n) * 1_000_000 / u64::from(FPS));
-        pattern.render(&mut frame, n, at).expect("render");
-        writer.write_frame(&frame.freeze()).expect("write a frame");
-    }
-    writer.finish().expect("finish the Y4M");
+    let packets = common::ffprobe_number(&v["nb_read_packets"]).unwrap_or(0.0);
+    assert!(packets >= 100.0, "{v}");
 }

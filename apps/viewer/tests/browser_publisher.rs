@@ -24,16 +24,15 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wavecast_media::{AudioSource, FrameRate, TestPattern, ToneGenerator, WavReader, WavWriter};
-use wavecast_media::{Waveform, Y4mWriter};
+use wavecast_media::{AudioSource, ToneGenerator, WavReader, WavWriter, Waveform};
 use wavecast_pipeline::analysis::SpectrumAnalyzer;
-use wavecast_pipeline::{
-    AudioFormat, AudioFrameMut, PixelFormat, Timestamp, VideoFrameMut, VideoLayout,
-};
+use wavecast_pipeline::{AudioFormat, AudioFrameMut, Timestamp};
 use wavecast_testbed::apps as common;
 use wavecast_testbed::browser::{BrowserPeer, PublishOptions};
 use wavecast_testbed::{LiveKitServer, NetNs, ServerOptions};
 use wavecast_token::Preset;
+
+mod stamped_y4m;
 
 const VIEWER: &str = env!("CARGO_BIN_EXE_viewer");
 
@@ -299,7 +298,7 @@ fn viewer_decrypts_a_browser_publishing_with_e2ee() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let camera = dir.path().join("camera.y4m");
     let microphone = dir.path().join("tone.wav");
-    write_stamped_y4m_frames(&camera, E2EE_LOOP_FRAMES);
+    stamped_y4m::write(&camera, SOURCE, FPS, E2EE_LOOP_FRAMES);
     write_tone_wav(&microphone);
     let server = LiveKitServer::start_with(&ServerOptions {
         media_ip: Some(NetNs::ADDR),
@@ -713,23 +712,7 @@ impl LayerTimeline {
 /// capture time from now on (within the viewer's plausibility window, so it reads them; the
 /// times are not the browser's capture times, so its latency figure is not one).
 fn write_stamped_y4m(path: &Path) {
-    write_stamped_y4m_frames(path, LOOP_FRAMES);
-}
-
-/// [`write_stamped_y4m`] with `frames` frames (numbered from 0).
-fn write_stamped_y4m_frames(path: &Path, frames: u32) {
-    let (w, h) = SOURCE;
-    let mut writer = Y4mWriter::create(path, w, h, FrameRate::new(FPS, 1)).expect("create Y4M");
-    let layout = VideoLayout::new(PixelFormat::I420, w, h).expect("a layout");
-    let pattern = TestPattern::default();
-    let start = Timestamp::now().as_micros();
-    for n in 0..frames {
-        let mut frame = VideoFrameMut::new(layout);
-        let at = Timestamp::from_micros(start + u64::from(n) * 1_000_000 / u64::from(FPS));
-        pattern.render(&mut frame, n, at).expect("render");
-        writer.write_frame(&frame.freeze()).expect("write a frame");
-    }
-    writer.finish().expect("finish the Y4M");
+    stamped_y4m::write(path, SOURCE, FPS, LOOP_FRAMES);
 }
 
 /// Writes 2 s of a [`TONE_HZ`] sine at half scale, 48 kHz mono 16-bit.

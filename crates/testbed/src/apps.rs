@@ -195,6 +195,45 @@ pub fn ffprobe_json(args: &[&str], path: &Path) -> serde_json::Value {
     serde_json::from_str(&ffprobe(&all, path)).expect("ffprobe prints JSON")
 }
 
+/// Checks that the distro's ffmpeg decodes every frame of the video in `path` without an error
+/// message (`ffmpeg -v error … -f null -` prints nothing; ffprobe decodes as many frames as the
+/// file holds packets) and returns ffprobe's report of that first video stream (`codec_name`,
+/// `width`, `height`, `nb_read_packets`, `nb_read_frames`). Panics naming the file otherwise.
+pub fn assert_video_decodes(path: &Path) -> serde_json::Value {
+    let probe = ffprobe_json(
+        &[
+            "-count_packets",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,nb_read_packets,nb_read_frames,width,height",
+        ],
+        path,
+    );
+    let v = probe["streams"][0].clone();
+    let num = |k: &str| ffprobe_number(&v[k]).unwrap_or(0.0) as u64;
+    assert_eq!(
+        num("nb_read_frames"),
+        num("nb_read_packets"),
+        "every frame of {} decodes: {v}",
+        path.display()
+    );
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs (apt-get install ffmpeg)");
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(
+        decode.status.success() && errors.trim().is_empty(),
+        "ffmpeg decodes {} without an error:\n{errors}",
+        path.display()
+    );
+    v
+}
+
 /// A figure of an ffprobe report, which prints numbers as numbers or as strings.
 pub fn ffprobe_number(v: &serde_json::Value) -> Option<f64> {
     v.as_f64()

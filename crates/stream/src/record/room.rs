@@ -820,6 +820,13 @@ impl RoomRecording {
                 t0
             }
         };
+        // Strictly after the track's previous frame in the file's millisecond timestamps: two
+        // frames in one millisecond (the server switching simulcast layers, a resync anchored
+        // at the previous frame) would give a player two frames with one decoding time.
+        let ts = match slot.last {
+            Some(last) if ts < last + Duration::from_millis(1) => last + Duration::from_millis(1),
+            _ => ts,
+        };
         if !entry.sids.iter().any(|s| s == sid) {
             entry.sids.push(sid.to_owned());
         }
@@ -1349,6 +1356,55 @@ mod tests {
             [(1080, 2000, "muted"), (2980, 3500, "no frames")],
             "{t:#?}"
         );
+    }
+
+    #[test]
+    fn two_frames_of_one_instant_get_distinct_file_times() {
+        // The server switching simulcast layers can hand over two pictures with one RTP time:
+        // the file must still have strictly increasing timestamps (players refuse equal ones).
+        let (dir, t0) = (tempfile::tempdir().unwrap(), Instant::now());
+        let mut r = recording(dir.path(), "same", t0);
+        let v = key("ann", "cam", TrackKind::Video);
+        send(
+            &mut r,
+            &v,
+            (1, 0),
+            frame(vp8_key(320, 180), 90_000, t0, true),
+        );
+        for n in 1..4u64 {
+            let at = t0 + Duration::from_millis(n * 33);
+            send(
+                &mut r,
+                &v,
+                (1, 0),
+                frame(vec![0x01, 0, 0], 90_000 + n * 3000, at, false),
+            );
+            // The same picture time again, a moment later.
+            let again = at + Duration::from_micros(200);
+            send(
+                &mut r,
+                &v,
+                (1, 0),
+                frame(vec![0x01, 0, 0], 90_000 + n * 3000, again, false),
+            );
+        }
+        r.handle(Input::Stop, t0 + Duration::from_secs(1));
+        let f = &r.manifest().participants[0].files[0];
+        let path = dir.path().join(&f.path);
+        let pts = wavecast_testbed::apps::ffprobe(
+            &[
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=pts",
+                "-of",
+                "csv=p=0",
+            ],
+            &path,
+        );
+        let times: Vec<u64> = pts.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        assert_eq!(times.len(), 7, "{pts}");
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
     }
 
     #[test]
