@@ -210,6 +210,12 @@ pub struct Sps {
     pub constraints: u8,
     /// `level_idc` (31 = level 3.1).
     pub level_idc: u8,
+    /// `chroma_format_idc` (1 = 4:2:0, what profiles below high always are).
+    pub chroma_format_idc: u8,
+    /// `bit_depth_luma_minus8` (0 below the high profiles).
+    pub bit_depth_luma_minus8: u8,
+    /// `bit_depth_chroma_minus8` (0 below the high profiles).
+    pub bit_depth_chroma_minus8: u8,
     /// Picture width after cropping, pixels.
     pub width: u32,
     /// Picture height after cropping, pixels.
@@ -240,13 +246,14 @@ impl Sps {
         r.ue_max(31, "seq_parameter_set_id")?;
         let mut chroma_format_idc = 1;
         let mut separate_colour_plane = false;
+        let (mut depth_luma, mut depth_chroma) = (0, 0);
         if HIGH_PROFILES.contains(&profile_idc) || profile_idc == 135 {
             chroma_format_idc = r.ue_max(3, "chroma_format_idc")?;
             if chroma_format_idc == 3 {
                 separate_colour_plane = r.bit()? == 1;
             }
-            r.ue_max(6, "bit_depth_luma_minus8")?;
-            r.ue_max(6, "bit_depth_chroma_minus8")?;
+            depth_luma = r.ue_max(6, "bit_depth_luma_minus8")?;
+            depth_chroma = r.ue_max(6, "bit_depth_chroma_minus8")?;
             r.bit()?; // qpprime_y_zero_transform_bypass_flag
             if r.bit()? == 1 {
                 // seq_scaling_matrix_present_flag
@@ -328,6 +335,9 @@ impl Sps {
             profile_idc,
             constraints,
             level_idc,
+            chroma_format_idc: chroma_format_idc as u8,
+            bit_depth_luma_minus8: depth_luma as u8,
+            bit_depth_chroma_minus8: depth_chroma as u8,
             width: sat(coded_w - crop_w),
             height: sat(coded_h - crop_h),
             coded_width: sat(coded_w),
