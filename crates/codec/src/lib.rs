@@ -46,7 +46,7 @@ mod opus_stream;
 pub mod pipeline;
 mod scale;
 mod video;
-mod vp9;
+pub mod vp9;
 mod vpx;
 
 pub use crate::codec::{UnknownCodec, VideoCodec};

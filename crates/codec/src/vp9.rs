@@ -1,6 +1,7 @@
 //! What a VP9 frame announces before libvpx sees it: the frames of a superframe and the picture
 //! size each frame's uncompressed header carries (VP9 bitstream spec §6.2). Pure, allocation
-//! free, and total: bad input gives `None`, never a panic.
+//! free, and total: bad input gives `None`, never a panic. The decoder's size check and the
+//! recorder's WebM muxer (`wavecast-media`) both read VP9 through it.
 //!
 //! Unlike VP8, a VP9 *inter* frame may change the picture size (`frame_size_with_refs` with no
 //! reference found), so the decoder's size check reads every frame, not only keyframes.
@@ -29,8 +30,9 @@ impl Bits<'_> {
 }
 
 /// The frames of a VP9 superframe (the index at its end, Annex B of the spec), or the data as
-/// one frame when it has no valid index. Yields nothing for empty data.
-pub(crate) fn frames(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// one frame when it has no valid index; frames of size 0 are skipped. Yields nothing for
+/// empty data.
+pub fn frames(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut sizes = [0usize; 8];
     let mut count = 0;
     let mut body = data;
@@ -62,11 +64,15 @@ pub(crate) fn frames(data: &[u8]) -> impl Iterator<Item = &[u8]> {
         count = 1;
     }
     let mut offset = 0;
-    sizes.into_iter().take(count).map(move |size| {
-        let frame = &body[offset..offset + size];
-        offset += size;
-        frame
-    })
+    sizes
+        .into_iter()
+        .take(count)
+        .map(move |size| {
+            let frame = &body[offset..offset + size];
+            offset += size;
+            frame
+        })
+        .filter(|f| !f.is_empty())
 }
 
 /// What one VP9 frame's uncompressed header says about its size.
@@ -88,13 +94,17 @@ fn color_config(b: &mut Bits<'_>, profile: u32) -> Option<()> {
         b.bit()?; // ten_or_twelve_bit
     }
     let color_space = b.bits(3)?;
+    let odd_profile = profile == 1 || profile == 3;
     if color_space != CS_RGB {
         b.bit()?; // color_range
-        if profile == 1 || profile == 3 {
-            b.bits(3)?; // subsampling_x, subsampling_y, reserved_zero
+        if odd_profile {
+            b.bits(2)?; // subsampling_x, subsampling_y
+            (b.bit()? == 0).then_some(())?; // reserved_zero
         }
-    } else if profile == 1 || profile == 3 {
-        b.bit()?; // reserved_zero
+    } else if odd_profile {
+        (b.bit()? == 0).then_some(())?; // reserved_zero
+    } else {
+        return None; // RGB is only in profiles 1 and 3 (§7.2)
     }
     Some(())
 }
@@ -182,13 +192,20 @@ pub(crate) fn largest_announced(data: &[u8]) -> Option<(u32, u32)> {
         .max_by_key(|&(w, h)| u64::from(w) * u64::from(h))
 }
 
-/// The picture size of a VP9 keyframe (the first frame of `data` when it is a superframe);
-/// `None` for any other frame or malformed data. (The library's own reading,
-/// [`crate::vp9_keyframe_size`], is the public one; tests hold the two to each other.)
-#[cfg(test)]
-pub(crate) fn keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
-    let h = frame_header(frames(data).next()?)?;
-    if h.keyframe { h.size } else { None }
+/// The picture size a VP9 keyframe announces in its uncompressed header (in a superframe, the
+/// first of its frames that is a keyframe: an SVC keyframe's base layer); `None` for any other
+/// frame or malformed data. Pure Rust, no libvpx; tests hold it to libvpx's own reading,
+/// [`crate::vp9_keyframe_size`].
+pub fn keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
+    frames(data).find_map(|f| {
+        let h = frame_header(f)?;
+        if h.keyframe { h.size } else { None }
+    })
+}
+
+/// Whether `data` (a frame or a superframe) holds a VP9 keyframe.
+pub fn is_keyframe(data: &[u8]) -> bool {
+    keyframe_size(data).is_some()
 }
 
 #[cfg(test)]

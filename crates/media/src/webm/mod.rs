@@ -431,37 +431,12 @@ pub fn keyframe_size(codec: VideoCodec, frame: &[u8]) -> Option<(u32, u32)> {
     }
 }
 
-/// The video codecs this writer stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum VideoCodec {
-    /// VP8 (WebM).
-    Vp8,
-    /// VP9 (WebM).
-    Vp9,
-    /// H.264 in Annex B (Matroska).
-    H264,
-}
-
-impl VideoCodec {
-    /// Lower-case name: `vp8`, `vp9`, `h264` (ffprobe's `codec_name`).
-    pub fn name(self) -> &'static str {
-        match self {
-            VideoCodec::Vp8 => "vp8",
-            VideoCodec::Vp9 => "vp9",
-            VideoCodec::H264 => "h264",
-        }
-    }
-}
+/// The video codecs this writer stores: VP8 and VP9 in WebM, H.264 in Matroska.
+pub use wavecast_codec::VideoCodec;
 
 /// Width and height from a VP8 keyframe's header (`None` for interframes or garbage).
 pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
-    if frame.len() < 10 || frame[0] & 1 != 0 || frame[3..6] != [0x9D, 0x01, 0x2A] {
-        return None;
-    }
-    let w = u32::from(u16::from_le_bytes([frame[6], frame[7]]) & 0x3FFF);
-    let h = u32::from(u16::from_le_bytes([frame[8], frame[9]]) & 0x3FFF);
-    (w > 0 && h > 0).then_some((w, h))
+    wavecast_codec::vp8_keyframe_size(frame).filter(|&(w, h)| w > 0 && h > 0)
 }
 
 /// Whether a VP8 frame is a keyframe (bit 0 of the frame tag is 0).

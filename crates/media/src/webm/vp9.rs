@@ -3,7 +3,8 @@
 //! profile, `show_existing_frame`, `frame_type`, the sync code `49 83 42`, the colour config,
 //! then the 16-bit width − 1 and height − 1).
 //!
-//! Pure functions over arbitrary bytes: malformed input gives `None`, never a panic, and
+//! `wavecast-codec`'s VP9 reader (the one its decoder checks sizes with), re-exported: pure
+//! functions over arbitrary bytes, malformed input gives `None`, never a panic, and
 //! nothing allocates.
 //!
 //! ```
@@ -16,140 +17,7 @@
 //! assert_eq!(vp9::keyframe_size(&[0x86, 0x00, 0x40, 0x92]), None);
 //! ```
 
-/// The frames of a VP9 superframe (several frames in one packet, with an index at its end), or
-/// the whole buffer as one frame when it has no valid superframe index.
-pub fn frames(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let index = superframe_index(data);
-    let mut single = index.is_none().then_some(data);
-    let (mut at, mut n) = (0usize, 0usize);
-    std::iter::from_fn(move || {
-        if let Some(d) = single.take() {
-            return Some(d);
-        }
-        let (count, mag, sizes) = index?;
-        while n < count {
-            let size = sizes[n * mag..(n + 1) * mag]
-                .iter()
-                .rev()
-                .fold(0usize, |v, b| (v << 8) | usize::from(*b));
-            n += 1;
-            if size == 0 {
-                continue;
-            }
-            let frame = data.get(at..at + size)?;
-            at += size;
-            return Some(frame);
-        }
-        None
-    })
-}
-
-/// A superframe's (frame count, bytes per size, the sizes), when `data` ends with a valid index
-/// whose frames fit in front of it.
-fn superframe_index(data: &[u8]) -> Option<(usize, usize, &[u8])> {
-    let marker = *data.last()?;
-    if marker & 0xE0 != 0xC0 {
-        return None;
-    }
-    let count = usize::from(marker & 7) + 1;
-    let mag = usize::from((marker >> 3) & 3) + 1;
-    let index_len = 2 + mag * count;
-    let start = data.len().checked_sub(index_len)?;
-    if data[start] != marker {
-        return None;
-    }
-    let sizes = &data[start + 1..data.len() - 1];
-    let total: usize = sizes
-        .chunks_exact(mag)
-        .map(|c| {
-            c.iter()
-                .rev()
-                .fold(0usize, |v, b| (v << 8) | usize::from(*b))
-        })
-        .sum();
-    (total <= start).then_some((count, mag, sizes))
-}
-
-/// Reads bits MSB first.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn bits(&mut self, n: usize) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Some(v)
-    }
-}
-
-/// The size of one VP9 frame when its uncompressed header says it is a keyframe (`None` for
-/// other frames, a `show_existing_frame`, or bytes that are not a VP9 frame header).
-pub fn frame_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
-    let mut r = Bits {
-        data: frame,
-        pos: 0,
-    };
-    if r.bits(2)? != 2 {
-        return None; // frame_marker
-    }
-    let low = r.bits(1)?;
-    let profile = (r.bits(1)? << 1) | low;
-    if profile == 3 && r.bits(1)? != 0 {
-        return None;
-    }
-    if r.bits(1)? == 1 {
-        return None; // show_existing_frame: a frame shown again, no header of its own
-    }
-    if r.bits(1)? != 0 {
-        return None; // frame_type 1: not a keyframe
-    }
-    let _show_frame = r.bits(1)?;
-    let _error_resilient = r.bits(1)?;
-    if r.bits(24)? != 0x49_83_42 {
-        return None; // frame_sync_code
-    }
-    // color_config()
-    if profile >= 2 {
-        let _ten_or_twelve_bit = r.bits(1)?;
-    }
-    let color_space = r.bits(3)?;
-    let odd_profile = profile == 1 || profile == 3;
-    if color_space != 7 {
-        let _color_range = r.bits(1)?;
-        if odd_profile {
-            let _subsampling = r.bits(2)?;
-            if r.bits(1)? != 0 {
-                return None;
-            }
-        }
-    } else if odd_profile {
-        if r.bits(1)? != 0 {
-            return None;
-        }
-    } else {
-        return None; // RGB needs profile 1 or 3
-    }
-    let width = r.bits(16)? + 1;
-    let height = r.bits(16)? + 1;
-    Some((width, height))
-}
-
-/// The picture size of a VP9 keyframe (a superframe: of its first keyframe), `None` for other
-/// frames or garbage. With spatial layers (SVC) this is the base layer's size.
-pub fn keyframe_size(data: &[u8]) -> Option<(u32, u32)> {
-    frames(data).find_map(frame_keyframe_size)
-}
-
-/// Whether a VP9 frame (or superframe) holds a keyframe.
-pub fn is_keyframe(data: &[u8]) -> bool {
-    keyframe_size(data).is_some()
-}
+pub use wavecast_codec::vp9::{frames, is_keyframe, keyframe_size};
 
 #[cfg(test)]
 mod tests {

@@ -119,18 +119,18 @@ impl TileSizes {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set_if_changed(&self, sizes: &[(&str, u32, u32)]) {
+    /// Store `sizes` when they differ from what is stored (allocates only then: the grid
+    /// calls it on every update).
+    fn set_if_changed<'a>(&self, sizes: impl Iterator<Item = (&'a str, u32, u32)> + Clone) {
         let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let same = now.len() == sizes.len()
-            && now
-                .iter()
-                .zip(sizes)
-                .all(|(a, b)| a.0 == b.0 && (a.1, a.2) == (b.1, b.2));
+        let mut stored = now.iter();
+        let same = sizes.clone().all(|(k, w, h)| {
+            stored
+                .next()
+                .is_some_and(|s| (s.0.as_str(), s.1, s.2) == (k, w, h))
+        }) && stored.next().is_none();
         if !same {
-            *now = sizes
-                .iter()
-                .map(|&(k, w, h)| (k.to_owned(), w, h))
-                .collect();
+            *now = sizes.map(|(k, w, h)| (k.to_owned(), w, h)).collect();
         }
     }
 }
@@ -214,12 +214,12 @@ impl RoomGridScene {
             .retain(|key, _| members.iter().any(|m| m.key == *key));
         let rects = self.grid.tile_rects(members.len());
         if let Some(sizes) = &self.tile_sizes {
-            let now: Vec<(&str, u32, u32)> = members
-                .iter()
-                .zip(&rects)
-                .map(|(m, r)| (m.key.as_str(), r.w.max(0.0) as u32, r.h.max(0.0) as u32))
-                .collect();
-            sizes.set_if_changed(&now);
+            sizes.set_if_changed(
+                members
+                    .iter()
+                    .zip(&rects)
+                    .map(|(m, r)| (m.key.as_str(), r.w.max(0.0) as u32, r.h.max(0.0) as u32)),
+            );
         }
         let (w, h) = self.size;
         let format = self.format;
